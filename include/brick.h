@@ -1,0 +1,478 @@
+/* brick.h - neural networks out of layers and blocks, in plain C.
+ *
+ * This is the whole public API. A quick tour:
+ *
+ *   bk_tensor *X   = bk_rand(BK_SHAPE(2, 20));             // (2, 20), in the step arena
+ *   bk_module *net = bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(),
+ *                                        bk_nn_linear(256, 10));
+ *   bk_tensor *Y   = bk_forward(net, X);                    // (2, 10)
+ *   bk_tensor *L   = bk_sum(Y);                             // scalar
+ *   bk_backward(L);                                         // fills every param's grad
+ *   bk_arena_reset(NULL);                                   // frees X, Y, L and the tape
+ *   bk_module_free(net);
+ *
+ * Ownership (read this once; everything else follows from it):
+ *   - Every tensor returned by an op (bk_add, bk_matmul, bk_forward, ...) and by the
+ *     creation helpers (bk_zeros, bk_rand, bk_from_data, ...) lives in the calling thread's
+ *     current arena. One call, bk_arena_reset(), releases all of them together with the
+ *     autograd tape that links them. Never free such a tensor yourself. Once warmed up, an
+ *     arena reuses its memory, so a training step allocates nothing.
+ *   - A module owns its parameters, buffers and children and frees them recursively in
+ *     bk_module_free(). Parameters and buffers are never in an arena; their gradients live
+ *     with them and accumulate until bk_module_zero_grad().
+ *   - bk_tensor_new() makes a heap tensor that the caller owns and frees with
+ *     bk_tensor_free() (data sets, inputs you keep across steps).
+ *   - Functions returning `const char *` or a borrowed pointer say "do not free".
+ *
+ * Errors: no brick function exits or aborts on bad input. Failing functions return NULL
+ * (or -1) and leave a message in a thread-local buffer, read with bk_last_error(). Every op
+ * given a NULL input returns NULL without overwriting the first message, so a forward can
+ * be checked once at its end. Messages name the op and the shapes involved, e.g.
+ *   "matmul: mat1 and mat2 shapes cannot be multiplied (2x20 and 30x256)".
+ *
+ * Threads: arenas, the grad mode and the default random generator are per thread; modules
+ * may be used from several threads only if each thread has its own arena and only one
+ * runs backward into a module's gradients at a time.
+ */
+#ifndef BRICK_H
+#define BRICK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BK_VERSION_MAJOR 0
+#define BK_VERSION_MINOR 1
+#define BK_VERSION_PATCH 0
+#define BK_VERSION_STRING "0.1.0"
+
+#define BK_MAX_DIMS 8 /* rank limit of a tensor */
+
+/* ------------------------------------------------------------------------------------ */
+/* Errors                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* The message of the last failure in this thread, or "" if none. Do not free. */
+const char *bk_last_error(void);
+/* Forget the last failure (so that the next NULL-propagation reports afresh). */
+void bk_clear_error(void);
+/* Records a failure message (printf-style), as brick's own functions do. For user ops. */
+void bk_set_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------------------------ */
+/* Random numbers                                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/* PCG32 (O'Neill, XSH-RR, 64-bit state): small, fast, reproducible on every platform.
+ * Uniform floats take the top 24 bits: u = (x >> 8) * 2^-24, in [0, 1).
+ * Normals use Box-Muller on two uniforms. See docs/design.md. */
+typedef struct bk_rng {
+    uint64_t state;
+    uint64_t inc;
+} bk_rng;
+
+void bk_rng_seed(bk_rng *rng, uint64_t seed);
+uint32_t bk_rng_u32(bk_rng *rng);
+float bk_rng_uniform(bk_rng *rng);              /* [0, 1) */
+float bk_rng_normal(bk_rng *rng);               /* N(0, 1) */
+/* The calling thread's default generator (used when a function is given rng NULL).
+ * Seeded with 0 on first use. Do not free. */
+bk_rng *bk_default_rng(void);
+/* Seeds this thread's default generator (torch.manual_seed). */
+void bk_manual_seed(uint64_t seed);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensors                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bk_node bk_node;
+typedef struct bk_arena bk_arena;
+
+/* A float32 n-dimensional tensor. Storage is always contiguous and row-major; `stride`
+ * is kept for the backends and for views. Read fields freely; change them only through
+ * the API. Element (i, j) of a 2-d tensor is data[i * stride[0] + j]. */
+typedef struct bk_tensor {
+    uint32_t magic;              /* BK_TENSOR_MAGIC while alive */
+    int ndim;                    /* 0 for a scalar */
+    int64_t shape[BK_MAX_DIMS];
+    int64_t stride[BK_MAX_DIMS]; /* in elements */
+    int64_t numel;
+    float *data;
+    struct bk_tensor *grad;      /* NULL until a backward reaches it */
+    bk_node *node;               /* the op that produced it (NULL for leaves) */
+    bk_arena *arena;             /* NULL for owned tensors (parameters, bk_tensor_new) */
+    bool requires_grad;          /* gradient wanted for this tensor */
+    bool is_param;               /* owned by a module as a parameter or buffer */
+    bool owns_data;              /* heap tensors: data is freed with the tensor */
+    uint32_t visit;              /* backward bookkeeping */
+} bk_tensor;
+
+#define BK_TENSOR_MAGIC 0x6b72624bu /* "Kbrk" */
+
+/* BK_SHAPE(2, 20) expands to the (ndim, shape) pair that shape-taking functions expect. */
+#define BK_SHAPE(...)                                                                     \
+    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                     \
+        (const int64_t[]) { __VA_ARGS__ }
+
+/* Heap tensor owned by the caller, zero-filled. Free with bk_tensor_free(). */
+bk_tensor *bk_tensor_new(int ndim, const int64_t *shape);
+/* Heap copy of any tensor's values (no autograd history). */
+bk_tensor *bk_tensor_clone_owned(const bk_tensor *t);
+/* Frees a heap tensor and its gradient. NULL is fine. Arena tensors are refused
+ * (they are freed by bk_arena_reset). */
+void bk_tensor_free(bk_tensor *t);
+
+/* Arena tensors (see the ownership note at the top). */
+bk_tensor *bk_empty(int ndim, const int64_t *shape);       /* uninitialised */
+bk_tensor *bk_zeros(int ndim, const int64_t *shape);
+bk_tensor *bk_ones(int ndim, const int64_t *shape);
+bk_tensor *bk_full(int ndim, const int64_t *shape, float value);
+bk_tensor *bk_scalar(float value);                          /* rank 0 */
+bk_tensor *bk_from_data(int ndim, const int64_t *shape, const float *data); /* copies */
+bk_tensor *bk_rand(int ndim, const int64_t *shape);         /* U[0, 1), default rng */
+bk_tensor *bk_randn(int ndim, const int64_t *shape);        /* N(0, 1), default rng */
+bk_tensor *bk_rand_rng(bk_rng *rng, int ndim, const int64_t *shape);
+bk_tensor *bk_randn_rng(bk_rng *rng, int ndim, const int64_t *shape);
+bk_tensor *bk_zeros_like(const bk_tensor *t);
+
+/* Fills in place (no autograd). Return 0, or -1 on error. */
+int bk_fill(bk_tensor *t, float value);
+int bk_fill_uniform(bk_tensor *t, bk_rng *rng, float lo, float hi);
+int bk_fill_normal(bk_tensor *t, bk_rng *rng, float mean, float std);
+/* Copies src's values into dst (same numel). */
+int bk_copy(bk_tensor *dst, const bk_tensor *src);
+
+/* Marks a leaf tensor as wanting a gradient (torch's requires_grad_()). Returns t. */
+bk_tensor *bk_requires_grad(bk_tensor *t, bool on);
+
+/* Shape helpers. */
+bool bk_same_shape(const bk_tensor *a, const bk_tensor *b);
+/* Writes "(2, 20)" into buf; returns buf. */
+char *bk_shape_str(const bk_tensor *t, char *buf, size_t n);
+/* The value of a one-element tensor (torch's item()). NaN and an error otherwise. */
+float bk_item(const bk_tensor *t);
+/* Element at a full index (ndim entries), for tests and printing. */
+float bk_get(const bk_tensor *t, const int64_t *index);
+/* Prints like torch: "tensor([[0.1, 0.2], ...], shape=(2, 2))". */
+void bk_print(const bk_tensor *t, FILE *f);
+/* Checks that t is a live tensor (not NULL, not released). Sets an error naming `who`. */
+bool bk_tensor_ok(const bk_tensor *t, const char *who);
+
+/* ------------------------------------------------------------------------------------ */
+/* Arenas: where a step's intermediates live                                            */
+/* ------------------------------------------------------------------------------------ */
+
+bk_arena *bk_arena_new(void);
+void bk_arena_free(bk_arena *a);
+/* Releases every tensor and tape entry made in the arena since the last reset, keeping
+ * its memory for reuse. NULL means the calling thread's current arena. */
+void bk_arena_reset(bk_arena *a);
+/* Makes `a` the calling thread's current arena; returns the previous one (to restore).
+ * NULL switches back to the thread's default arena. */
+bk_arena *bk_arena_use(bk_arena *a);
+/* The calling thread's current arena (the default one is created on first use). */
+bk_arena *bk_arena_current(void);
+/* Bytes the arena holds now and its high-water mark. */
+size_t bk_arena_bytes_used(const bk_arena *a);
+size_t bk_arena_bytes_reserved(const bk_arena *a);
+/* Number of malloc calls the arena has made over its life (to verify a warmed-up step
+ * allocates nothing). */
+uint64_t bk_arena_allocations(const bk_arena *a);
+/* Frees the thread's default arena and default rng state. Call at thread exit. */
+void bk_thread_cleanup(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* Autograd                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* Gradient recording is on by default. bk_set_grad_enabled returns the previous state so
+ * that `bool prev = bk_set_grad_enabled(false); ... bk_set_grad_enabled(prev);` is
+ * torch.no_grad(). Per thread. */
+bool bk_set_grad_enabled(bool on);
+bool bk_is_grad_enabled(void);
+
+/* Backward from a one-element tensor (dL/droot = 1). Returns 0, or -1 with an error (root
+ * not scalar, root without history, graph already used). Gradients accumulate into the
+ * `grad` of every leaf that requires grad, parameters included. */
+int bk_backward(bk_tensor *root);
+/* Backward with an explicit upstream gradient (same shape as root). retain_graph lets the
+ * same graph be differentiated again. */
+int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_graph);
+/* Same values, no history (torch's detach()). Shares storage with t. */
+bk_tensor *bk_detach(bk_tensor *t);
+
+/* User-defined differentiable ops (torch.autograd.Function). The forward is any code that
+ * computes the output tensor from its inputs; then bk_op_record() attaches the backward:
+ *
+ *   static void square_backward(bk_node *n) {
+ *       const bk_tensor *x = bk_node_input(n, 0), *dy = bk_node_grad_output(n);
+ *       bk_tensor *dx = bk_node_grad_input(n, 0);           // NULL: x needs no grad
+ *       if (dx) for (int64_t i = 0; i < x->numel; i++) dx->data[i] += 2 * x->data[i] * dy->data[i];
+ *   }
+ *   static const bk_op SQUARE = { "square", square_backward };
+ *   bk_tensor *square(bk_tensor *x) {
+ *       bk_tensor *y = bk_empty(x->ndim, x->shape);
+ *       for (...) y->data[i] = x->data[i] * x->data[i];
+ *       return bk_op_record(&SQUARE, y, 1, &x, NULL, 0);
+ *   }
+ *
+ * Backward functions ADD into the input gradients they are given. */
+typedef void (*bk_backward_fn)(bk_node *node);
+typedef struct bk_op {
+    const char *name;
+    bk_backward_fn backward;
+} bk_op;
+
+/* Attaches op to out (if grad mode is on and an input requires grad), saving a copy of
+ * the `params` bytes for the backward. Returns out, or NULL (out NULL, bad arguments). */
+bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
+                        bk_tensor *const *inputs, const void *params, size_t params_size);
+const bk_tensor *bk_node_input(const bk_node *n, int i);
+const bk_tensor *bk_node_output(const bk_node *n);
+const bk_tensor *bk_node_grad_output(const bk_node *n);
+/* The zero-initialised-on-first-use gradient of input i to add into, or NULL when input i
+ * needs no gradient. */
+bk_tensor *bk_node_grad_input(bk_node *n, int i);
+const void *bk_node_params(const bk_node *n);
+int bk_node_num_inputs(const bk_node *n);
+const char *bk_node_op_name(const bk_node *n);
+
+/* ------------------------------------------------------------------------------------ */
+/* Ops. Each returns an arena tensor with autograd history, or NULL with an error.      */
+/* Binary elementwise ops broadcast as PyTorch does.                                    */
+/* ------------------------------------------------------------------------------------ */
+
+bk_tensor *bk_add(bk_tensor *a, bk_tensor *b);          /* a + b */
+bk_tensor *bk_sub(bk_tensor *a, bk_tensor *b);          /* a - b */
+bk_tensor *bk_mul(bk_tensor *a, bk_tensor *b);          /* a * b */
+bk_tensor *bk_div(bk_tensor *a, bk_tensor *b);          /* a / b */
+bk_tensor *bk_add_scalar(bk_tensor *a, float s);        /* a + s */
+bk_tensor *bk_mul_scalar(bk_tensor *a, float s);        /* a * s */
+bk_tensor *bk_div_scalar(bk_tensor *a, float s);        /* a / s */
+bk_tensor *bk_rsub_scalar(bk_tensor *a, float s);       /* s - a */
+bk_tensor *bk_neg(bk_tensor *a);                        /* -a */
+bk_tensor *bk_abs(bk_tensor *a);                        /* |a|, d/da = sign(a) (0 at 0) */
+bk_tensor *bk_exp(bk_tensor *a);                        /* e^a */
+bk_tensor *bk_log(bk_tensor *a);                        /* ln a */
+bk_tensor *bk_sqrt(bk_tensor *a);                       /* sqrt a */
+bk_tensor *bk_pow_scalar(bk_tensor *a, float p);        /* a^p, d/da = p a^(p-1) */
+bk_tensor *bk_pow(bk_tensor *a, bk_tensor *b);          /* a^b (a > 0 for d/db) */
+bk_tensor *bk_relu(bk_tensor *a);                       /* max(a, 0), d/da = [a > 0] */
+bk_tensor *bk_sigmoid(bk_tensor *a);                    /* 1 / (1 + e^-a) */
+bk_tensor *bk_tanh(bk_tensor *a);                       /* tanh a */
+
+/* (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-d operands are
+ * promoted as in torch.matmul. */
+bk_tensor *bk_matmul(bk_tensor *a, bk_tensor *b);
+/* torch.nn.functional.linear: x (..., in) @ w(out, in)^T + b(out) -> (..., out). b may be NULL. */
+bk_tensor *bk_linear(bk_tensor *x, bk_tensor *w, bk_tensor *b);
+
+/* Reductions. dim may be negative (counts from the end). */
+bk_tensor *bk_sum(bk_tensor *a);                                   /* all -> rank 0 */
+bk_tensor *bk_mean(bk_tensor *a);
+bk_tensor *bk_max(bk_tensor *a);       /* ties share the gradient evenly, as torch's max() */
+bk_tensor *bk_sum_dim(bk_tensor *a, int dim, bool keepdim);
+bk_tensor *bk_mean_dim(bk_tensor *a, int dim, bool keepdim);
+bk_tensor *bk_max_dim(bk_tensor *a, int dim, bool keepdim); /* grad to the first maximum */
+
+/* Comparisons: 1.0 where true, 0.0 elsewhere; no gradient. Broadcasting. */
+bk_tensor *bk_gt(bk_tensor *a, bk_tensor *b);
+bk_tensor *bk_lt(bk_tensor *a, bk_tensor *b);
+bk_tensor *bk_eq(bk_tensor *a, bk_tensor *b);
+
+/* Shapes. reshape/view/flatten share storage with their input; one -1 is inferred.
+ * transpose/permute return a contiguous copy. */
+bk_tensor *bk_reshape(bk_tensor *a, int ndim, const int64_t *shape);
+bk_tensor *bk_flatten(bk_tensor *a, int start_dim, int end_dim);
+bk_tensor *bk_transpose(bk_tensor *a, int dim0, int dim1);
+bk_tensor *bk_permute(bk_tensor *a, const int *dims);   /* dims has a->ndim entries */
+bk_tensor *bk_concat(int n, bk_tensor *const *ts, int dim);
+/* Elements start..end-1 along dim (torch's narrow / a[..., start:end]). */
+bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end);
+/* Index i along dim, which is removed (a[i] for dim 0). */
+bk_tensor *bk_select(bk_tensor *a, int dim, int64_t index);
+bk_tensor *bk_clone(bk_tensor *a);
+
+/* ------------------------------------------------------------------------------------ */
+/* Gradient checking                                                                    */
+/* ------------------------------------------------------------------------------------ */
+
+/* f maps the inputs to a tensor; gradcheck compares autograd's gradient of
+ * sum(f(inputs) * w) (w a fixed random weight) with central differences computed in
+ * double precision, for every input that requires grad. Perturbs inputs in place and
+ * restores them. Returns the worst error, scaled: max |g_auto - g_num| / (atol + rtol*|g_num|)
+ * (<= 1 is a pass), or a negative number on error. `report` (may be NULL) gets the first
+ * mismatches. */
+typedef bk_tensor *(*bk_gradcheck_fn)(bk_tensor *const *inputs, int n, void *ud);
+double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud,
+                    double eps, double atol, double rtol, FILE *report);
+
+/* ------------------------------------------------------------------------------------ */
+/* Modules (blocks)                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bk_module bk_module;
+
+/* What makes a kind of block: its name (as print(net) shows it), its forward, and
+ * optionally a description of its settings and a destructor for extra state. */
+typedef struct bk_module_class {
+    const char *name;
+    bk_tensor *(*forward)(bk_module *self, bk_tensor *x);
+    /* Writes e.g. "in_features=20, out_features=256, bias=True" (may be NULL). */
+    void (*extra_repr)(const bk_module *self, char *buf, size_t n);
+    /* Frees what the block allocated itself (not params/children; may be NULL). */
+    void (*destroy)(bk_module *self);
+} bk_module_class;
+
+typedef struct bk_named_tensor {
+    char *name;          /* local name ("weight") */
+    bk_tensor *tensor;
+    bool trainable;      /* parameters: true unless frozen; buffers: false */
+    bool persistent;     /* saved in the state dict */
+} bk_named_tensor;
+
+typedef struct bk_named_module {
+    char *name;
+    bk_module *module;
+} bk_named_module;
+
+/* The base of every block. User blocks embed it as their FIRST member:
+ *     typedef struct { bk_module base; bk_module *hidden, *out; } MLP;
+ * Fields are readable; change them through the API. */
+struct bk_module {
+    const bk_module_class *cls;
+    bk_named_module *children; int n_children, cap_children;
+    bk_named_tensor *params;   int n_params, cap_params;
+    bk_named_tensor *buffers;  int n_buffers, cap_buffers;
+    bool training;
+    int refcount;
+};
+
+/* Allocates a zeroed block of `size` bytes (>= sizeof(bk_module)) whose base is set up
+ * for cls. Returns NULL on error. Free with bk_module_free. */
+bk_module *bk_module_new(const bk_module_class *cls, size_t size);
+/* Drops one reference; at zero frees params, buffers, children (recursively) and itself. */
+void bk_module_free(bk_module *m);
+/* Adds a reference (to register one block under two parents). Returns m. */
+bk_module *bk_module_ref(bk_module *m);
+
+/* Registers child under name (ordered). Takes ownership of `child` in every case: on
+ * failure (NULL parent, duplicate name, NULL child) the child is freed and NULL returned.
+ * Returns child. */
+bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child);
+/* Creates a zero-filled trainable parameter owned by m (nn.Parameter). Borrowed. */
+bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64_t *shape);
+/* Creates a zero-filled constant owned by m: never trained, no gradient; saved in the
+ * state dict when persistent (register_buffer). Borrowed. */
+bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape,
+                            bool persistent);
+/* Freezes or unfreezes a parameter (requires_grad_). */
+int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
+
+/* Runs the block: m->cls->forward(m, x). NULL in, NULL out. On failure the error is
+ * prefixed with the innermost failing block's class name. */
+bk_tensor *bk_forward(bk_module *m, bk_tensor *x);
+
+/* Children by position or name (borrowed; NULL if absent). */
+bk_module *bk_module_child(const bk_module *m, int index);
+bk_module *bk_module_child_by_name(const bk_module *m, const char *name);
+/* Parameter or buffer by dotted name ("0.net.2.weight"); borrowed. */
+bk_tensor *bk_module_get(const bk_module *m, const char *dotted);
+
+/* Iterating a block tree. bk_named_params lists every parameter under its dotted name,
+ * in registration order, each shared parameter once (named_parameters()). */
+typedef struct bk_param_list {
+    int n;
+    char **names;       /* dotted names, owned by the list */
+    bk_tensor **tensors; /* borrowed from the modules */
+    bool *trainable;
+} bk_param_list;
+/* which: BK_PARAMS (parameters), BK_BUFFERS (buffers), BK_STATE (state dict order:
+ * per module its params then its persistent buffers, then its children; duplicates kept
+ * under every name, as torch's state_dict). Free with bk_param_list_free. */
+enum { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 };
+bk_param_list *bk_module_named(const bk_module *m, int which);
+void bk_param_list_free(bk_param_list *l);
+
+int64_t bk_module_num_params(const bk_module *m, bool trainable_only);
+/* Sets training mode recursively (train(True) / eval()). */
+void bk_module_train(bk_module *m, bool training);
+/* Sets every parameter's gradient to zero (keeps the buffers). */
+void bk_module_zero_grad(bk_module *m);
+/* Calls fn on every descendant (children first, depth-first) and then on m, like
+ * torch's apply(). */
+void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud);
+/* Writes the block tree the way print(net) does. Returns bytes written (as snprintf). */
+int bk_module_repr(const bk_module *m, char *buf, size_t n);
+void bk_module_print(const bk_module *m, FILE *f);
+/* The class name ("Linear"), or "?" for NULL. */
+const char *bk_module_name(const bk_module *m);
+
+/* ------------------------------------------------------------------------------------ */
+/* Layers and blocks (torch.nn). Constructors return NULL with an error on bad input.  */
+/* ------------------------------------------------------------------------------------ */
+
+/* nn.Linear: weight (out, in) and bias (out,), both U(-1/sqrt(in), 1/sqrt(in)) from the
+ * thread's default rng, as PyTorch initialises them. */
+bk_module *bk_nn_linear(int64_t in_features, int64_t out_features);
+bk_module *bk_nn_linear_ex(int64_t in_features, int64_t out_features, bool bias);
+bk_module *bk_nn_relu(void);
+bk_module *bk_nn_sigmoid(void);
+bk_module *bk_nn_tanh(void);
+bk_module *bk_nn_identity(void);
+/* nn.Flatten(start_dim=1, end_dim=-1). */
+bk_module *bk_nn_flatten(int start_dim, int end_dim);
+
+/* nn.Sequential of n blocks (takes ownership of all of them, also on failure), named
+ * "0", "1", ... */
+bk_module *bk_nn_sequential(int n, ...);
+bk_module *bk_nn_sequential_from(int n, bk_module *const *blocks);
+/* Appends a block under the next index name. Returns 0 or -1. */
+int bk_nn_sequential_append(bk_module *seq, bk_module *block);
+int bk_nn_sequential_len(const bk_module *seq);
+bk_module *bk_nn_sequential_get(const bk_module *seq, int index); /* negative counts from end */
+
+/* ------------------------------------------------------------------------------------ */
+/* safetensors files                                                                    */
+/* ------------------------------------------------------------------------------------ */
+
+/* A loaded safetensors file: named float32 tensors (F32 only for now) and metadata. */
+typedef struct bk_safetensors bk_safetensors;
+
+/* Reads and validates the whole file. NULL with an error naming the file and the problem. */
+bk_safetensors *bk_safetensors_load(const char *path);
+void bk_safetensors_free(bk_safetensors *st);
+int bk_safetensors_count(const bk_safetensors *st);
+const char *bk_safetensors_name(const bk_safetensors *st, int i);
+/* Borrowed heap tensor owned by st, or NULL (with an error) if absent. */
+bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name);
+/* Metadata value or NULL. */
+const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
+
+/* Writes n tensors under the given names, with optional metadata (n_meta key/value
+ * pairs), atomically: a temporary file in the same directory, fsync, rename. */
+int bk_safetensors_save(const char *path, int n, const char *const *names,
+                        const bk_tensor *const *tensors, int n_meta,
+                        const char *const *meta_keys, const char *const *meta_values);
+
+/* A module's state dict (parameters and persistent buffers under dotted names). */
+int bk_module_save(const bk_module *m, const char *path);
+/* Loads a state dict. strict: every name must match in both directions with equal
+ * shapes; on any problem nothing is changed and the error lists every missing,
+ * unexpected and mis-shaped name. */
+int bk_module_load(bk_module *m, const char *path, bool strict);
+int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BRICK_H */

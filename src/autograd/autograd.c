@@ -1,0 +1,209 @@
+/* autograd.c - define-by-run reverse-mode differentiation.
+ *
+ * Every op that produces a tensor from inputs needing gradients records a node (op,
+ * inputs, typed params) in the arena, linked from the output. bk_backward() walks the
+ * nodes reachable from the root in reverse topological order and calls each op's
+ * backward, which ADDS into its inputs' gradients. Because the graph is rebuilt by every
+ * forward, C control flow (loops, branches, a layer used twice) is differentiated as run.
+ *
+ * Leaves keep accumulating into ->grad (parameters until bk_module_zero_grad); interior
+ * gradients are recomputed from zero on each backward.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static _Thread_local bool grad_disabled; /* zero-initialised: grad mode on */
+static _Thread_local uint32_t visit_stamp;
+
+bool bk_set_grad_enabled(bool on) {
+    bool prev = !grad_disabled;
+    grad_disabled = !on;
+    return prev;
+}
+
+bool bk_is_grad_enabled(void) { return !grad_disabled; }
+
+bool bk__needs_grad(int n, bk_tensor *const *ts) {
+    if (grad_disabled) return false;
+    for (int i = 0; i < n; i++)
+        if (ts[i] && ts[i]->requires_grad) return true;
+    return false;
+}
+
+bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
+                        bk_tensor *const *inputs, const void *params, size_t params_size) {
+    if (!out) return NULL;
+    if (!op || !op->name || !op->backward || n_inputs < 0 || (n_inputs > 0 && !inputs)) {
+        bk_set_error("op_record: invalid op descriptor or inputs");
+        return NULL;
+    }
+    if (!bk__inputs_ok(op->name, 1, &out) || !bk__inputs_ok(op->name, n_inputs, inputs))
+        return NULL;
+    if (!bk__needs_grad(n_inputs, inputs)) return out;
+    if (!out->arena) {
+        bk_set_error("%s: the output of a recorded op must be an arena tensor", op->name);
+        return NULL;
+    }
+    bk_arena *a = out->arena;
+    bk_node *n = bk__arena_alloc(a, sizeof *n);
+    if (!n) return NULL;
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->out = out;
+    n->n_inputs = n_inputs;
+    n->inputs = bk__arena_alloc(a, sizeof(bk_tensor *) * (size_t)(n_inputs ? n_inputs : 1));
+    if (!n->inputs) return NULL;
+    for (int i = 0; i < n_inputs; i++) n->inputs[i] = inputs[i];
+    if (params_size) {
+        n->params = bk__arena_alloc(a, params_size);
+        if (!n->params) return NULL;
+        memcpy(n->params, params, params_size);
+    }
+    out->node = n;
+    out->requires_grad = true;
+    return out;
+}
+
+const bk_tensor *bk_node_input(const bk_node *n, int i) {
+    return (n && i >= 0 && i < n->n_inputs) ? n->inputs[i] : NULL;
+}
+const bk_tensor *bk_node_output(const bk_node *n) { return n ? n->out : NULL; }
+const bk_tensor *bk_node_grad_output(const bk_node *n) { return n ? n->out->grad : NULL; }
+const void *bk_node_params(const bk_node *n) { return n ? n->params : NULL; }
+int bk_node_num_inputs(const bk_node *n) { return n ? n->n_inputs : 0; }
+const char *bk_node_op_name(const bk_node *n) { return n ? n->op->name : "?"; }
+
+static _Thread_local bool backward_failed;
+
+bk_tensor *bk_node_grad_input(bk_node *n, int i) {
+    if (!n || i < 0 || i >= n->n_inputs) return NULL;
+    bk_tensor *t = n->inputs[i];
+    if (!t->requires_grad) return NULL;
+    bk_tensor *g = bk__grad_for(t);
+    if (!g) backward_failed = true;
+    return g;
+}
+
+/* Nodes reachable from root, in an order where every node comes after the nodes that
+ * consume its output (reverse postorder of a DFS over inputs). */
+static bk_node **topo_order(bk_arena *a, bk_node *root, int64_t *count) {
+    uint32_t stamp = ++visit_stamp;
+    size_t cap = 64, n_order = 0, n_stack = 0;
+    /* The stack and result live in the arena: one allocation each, grown by copying. */
+    bk_node **order = bk__arena_alloc(a, cap * sizeof *order);
+    bk_node **stack = bk__arena_alloc(a, cap * sizeof *stack);
+    int *next_in = bk__arena_alloc(a, cap * sizeof *next_in);
+    size_t scap = cap;
+    if (!order || !stack || !next_in) return NULL;
+    root->visit = stamp;
+    stack[n_stack] = root;
+    next_in[n_stack++] = 0;
+    while (n_stack) {
+        bk_node *top = stack[n_stack - 1];
+        int k = next_in[n_stack - 1];
+        if (k < top->n_inputs) {
+            next_in[n_stack - 1]++;
+            bk_node *child = top->inputs[k]->node;
+            if (child && child->visit != stamp) {
+                child->visit = stamp;
+                if (n_stack == scap) {
+                    size_t nc = scap * 2;
+                    bk_node **ns = bk__arena_alloc(a, nc * sizeof *ns);
+                    int *ni = bk__arena_alloc(a, nc * sizeof *ni);
+                    if (!ns || !ni) return NULL;
+                    memcpy(ns, stack, n_stack * sizeof *ns);
+                    memcpy(ni, next_in, n_stack * sizeof *ni);
+                    stack = ns, next_in = ni, scap = nc;
+                }
+                stack[n_stack] = child;
+                next_in[n_stack++] = 0;
+            }
+        } else {
+            n_stack--;
+            if (n_order == cap) {
+                size_t nc = cap * 2;
+                bk_node **no = bk__arena_alloc(a, nc * sizeof *no);
+                if (!no) return NULL;
+                memcpy(no, order, n_order * sizeof *no);
+                order = no, cap = nc;
+            }
+            order[n_order++] = top; /* postorder: inputs before consumers */
+        }
+    }
+    *count = (int64_t)n_order;
+    return order;
+}
+
+static void add_into(bk_tensor *g, const bk_tensor *src) {
+    for (int64_t i = 0; i < g->numel; i++) g->data[i] += src ? src->data[i] : 1.0f;
+}
+
+int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_graph) {
+    if (!bk_tensor_ok(root, "backward")) return -1;
+    if (grad_root && !bk_tensor_ok(grad_root, "backward")) return -1;
+    char s1[128], s2[128];
+    if (!root->requires_grad) {
+        bk_set_error("backward: tensor %s does not require grad and has no grad_fn",
+                     bk_shape_str(root, s1, sizeof s1));
+        return -1;
+    }
+    if (!grad_root && root->numel != 1) {
+        bk_set_error("backward: grad can be implicitly created only for scalar outputs "
+                     "(got a tensor of shape %s; pass an upstream gradient)",
+                     bk_shape_str(root, s1, sizeof s1));
+        return -1;
+    }
+    if (grad_root && grad_root->numel != root->numel) {
+        bk_set_error("backward: upstream gradient shape %s does not match output shape %s",
+                     bk_shape_str(grad_root, s1, sizeof s1), bk_shape_str(root, s2, sizeof s2));
+        return -1;
+    }
+    backward_failed = false;
+    if (!root->node) { /* a leaf: its gradient is the upstream gradient */
+        bk_tensor *g = bk__grad_for(root);
+        if (!g) return -1;
+        add_into(g, grad_root);
+        return 0;
+    }
+    if (root->node->released) {
+        bk_set_error("backward: trying to backward through the graph a second time (its "
+                     "intermediates were released by the first backward); pass "
+                     "retain_graph=true to bk_backward_ex the first time");
+        return -1;
+    }
+    bk_arena *a = root->arena ? root->arena : bk_arena_current();
+    int64_t n = 0;
+    bk_node **order = topo_order(a, root->node, &n);
+    if (!order) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (order[i]->released) {
+            bk_set_error("backward: part of this graph (op %s) was already consumed by an "
+                         "earlier backward without retain_graph", order[i]->op->name);
+            return -1;
+        }
+        order[i]->out->grad = NULL; /* interior gradients start from zero */
+    }
+    bk_tensor *g = bk__grad_for(root);
+    if (!g) return -1;
+    add_into(g, grad_root);
+    for (int64_t i = n - 1; i >= 0; i--) {
+        bk_node *node = order[i];
+        if (!node->out->grad) continue; /* no gradient flows through here */
+        node->op->backward(node);
+        if (backward_failed) {
+            bk__error_prefix("backward (in %s)", node->op->name);
+            return -1;
+        }
+    }
+    if (!retain_graph)
+        for (int64_t i = 0; i < n; i++) order[i]->released = true;
+    return 0;
+}
+
+int bk_backward(bk_tensor *root) { return bk_backward_ex(root, NULL, false); }
+
+bk_tensor *bk_detach(bk_tensor *t) {
+    if (!bk_tensor_ok(t, "detach")) return NULL;
+    return bk__tensor_view(t, t->ndim, t->shape); /* no node, requires_grad false */
+}

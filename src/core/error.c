@@ -1,0 +1,72 @@
+/* error.c - the thread-local "last error" that every brick function reports through.
+ *
+ * Invariant: a failing function sets a message and returns NULL or -1; a function that
+ * merely propagates a NULL input keeps the first message (see bk__inputs_ok), so the
+ * message a user reads names the op that actually failed.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+
+#define BK_ERROR_MAX 2048
+
+static _Thread_local char error_buf[BK_ERROR_MAX];
+static _Thread_local bool error_set;
+
+const char *bk_last_error(void) { return error_buf; }
+
+void bk_clear_error(void) {
+    error_buf[0] = '\0';
+    error_set = false;
+}
+
+bool bk__error_pending(void) { return error_set; }
+
+void bk_set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_buf, sizeof error_buf, fmt, ap);
+    va_end(ap);
+    error_set = true;
+}
+
+void bk__error_prefix(const char *fmt, ...) {
+    char prefix[512], old[BK_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, error_buf, sizeof old);
+    /* prefix + ": " + old, truncated to the buffer (gcc can't prove snprintf fits) */
+    size_t k = strlen(prefix);
+    if (k > sizeof error_buf - 3) k = sizeof error_buf - 3;
+    memcpy(error_buf, prefix, k);
+    memcpy(error_buf + k, ": ", 2);
+    size_t rest = sizeof error_buf - k - 3, n = strlen(old);
+    if (n > rest) n = rest;
+    memcpy(error_buf + k + 2, old, n);
+    error_buf[k + 2 + n] = '\0';
+    error_set = true;
+}
+
+bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
+    for (int i = 0; i < n; i++) {
+        if (!ts[i]) {
+            if (!error_set) bk_set_error("%s: input %d is NULL", op, i);
+            return false;
+        }
+        if (ts[i]->magic != BK_TENSOR_MAGIC) {
+            bk_set_error("%s: input %d is not a live tensor (%s)", op, i,
+                         ts[i]->magic == BK_TENSOR_DEAD
+                             ? "its arena was reset, so it was released"
+                             : "freed or not a brick tensor");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool bk_tensor_ok(const bk_tensor *t, const char *who) {
+    bk_tensor *tt = (bk_tensor *)t;
+    return bk__inputs_ok(who, 1, &tt);
+}

@@ -1,0 +1,78 @@
+/* internal.h - brick's private interfaces. Not installed; not part of the API.
+ *
+ * Naming: public symbols are bk_*, library-internal (cross-file) ones bk__*, and
+ * file-local ones are static without a prefix.
+ */
+#ifndef BRICK_INTERNAL_H
+#define BRICK_INTERNAL_H
+
+#include "brick.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#define BK_TENSOR_DEAD 0x64616544u /* "Dead": an arena tensor after its arena was reset */
+
+/* ---- errors -------------------------------------------------------------------------- */
+/* True when the thread has an unread error (bk_clear_error resets it). */
+bool bk__error_pending(void);
+/* Prefixes the current error message with "prefix: " (used to add context). */
+void bk__error_prefix(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* For NULL propagation: if any of the n tensors is NULL or released, records
+ * "<op>: input <i> is NULL" (unless an error is already pending) and returns false. */
+bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts);
+
+/* ---- sizes --------------------------------------------------------------------------- */
+/* a*b into *out; false on overflow or negative operands. */
+bool bk__mul_ok(int64_t a, int64_t b, int64_t *out);
+/* Validates a shape (0 <= ndim <= BK_MAX_DIMS, dims >= 0, numel fits) for `who`. */
+bool bk__shape_ok(const char *who, int ndim, const int64_t *shape, int64_t *numel);
+/* Formats a raw shape as "(2, 20)". */
+char *bk__shape_fmt(int ndim, const int64_t *shape, char *buf, size_t n);
+/* Normalises a possibly negative dim for a rank-ndim tensor; -1 (and an error) if out of
+ * range. */
+int bk__dim(const char *who, int dim, int ndim);
+/* Sets contiguous row-major strides and numel. */
+void bk__set_contiguous(bk_tensor *t);
+
+/* ---- arenas -------------------------------------------------------------------------- */
+/* 64-byte aligned bytes from the arena; NULL (with an error) on out of memory. */
+void *bk__arena_alloc(bk_arena *a, size_t bytes);
+/* A tensor header + data in the current arena. zero: fill with 0. */
+bk_tensor *bk__tensor_arena(int ndim, const int64_t *shape, bool zero);
+/* A tensor header in the current arena that shares `data` (views). */
+bk_tensor *bk__tensor_view(const bk_tensor *src, int ndim, const int64_t *shape);
+/* A zero-filled gradient tensor for t: in t's arena, or on the heap for owned tensors. */
+bk_tensor *bk__grad_for(bk_tensor *t);
+
+/* ---- autograd ------------------------------------------------------------------------ */
+struct bk_node {
+    const bk_op *op;
+    bk_tensor *out;
+    int n_inputs;
+    bk_tensor **inputs;
+    void *params;
+    uint32_t visit;   /* backward: visited stamp */
+    bool released;    /* its graph was consumed by a backward without retain_graph */
+};
+/* Should an op with these inputs record history? (grad mode on and any input needs it) */
+bool bk__needs_grad(int n, bk_tensor *const *ts);
+
+/* ---- the compute backend --------------------------------------------------------------
+ * Every heavy kernel goes through this table so that a BLAS, threaded or GPU backend can
+ * replace it without touching the ops. Matrices are row-major.
+ *   C = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T;  A: M x K, B: K x N, C: M x N
+ *   (before op), lda/ldb/ldc are row strides. */
+typedef struct bk_backend {
+    const char *name;
+    void (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc);
+} bk_backend;
+const bk_backend *bk__backend(void);
+
+#endif /* BRICK_INTERNAL_H */

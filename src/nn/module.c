@@ -1,0 +1,447 @@
+/* module.c - the block base: named children, parameters and buffers, and everything
+ * that works on any block generically (forward dispatch, named iteration, modes,
+ * zero_grad, apply, printing).
+ *
+ * A block's parameters and buffers are heap tensors it owns; its children are blocks it
+ * holds a reference to (refcounted, so one block may be registered in two places and is
+ * freed once). Registration order is kept everywhere, as in torch's OrderedDicts.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+bk_module *bk_module_new(const bk_module_class *cls, size_t size) {
+    if (!cls || !cls->name || !cls->forward) {
+        bk_set_error("module_new: the class needs a name and a forward function");
+        return NULL;
+    }
+    if (size < sizeof(bk_module)) {
+        bk_set_error("module_new: %s: size %zu is smaller than bk_module (%zu); embed bk_module "
+                     "as the first member", cls->name, size, sizeof(bk_module));
+        return NULL;
+    }
+    bk_module *m = calloc(1, size);
+    if (!m) {
+        bk_set_error("module_new: %s: out of memory", cls->name);
+        return NULL;
+    }
+    m->cls = cls;
+    m->training = true;
+    m->refcount = 1;
+    return m;
+}
+
+bk_module *bk_module_ref(bk_module *m) {
+    if (m) m->refcount++;
+    return m;
+}
+
+void bk_module_free(bk_module *m) {
+    if (!m || --m->refcount > 0) return;
+    if (m->cls->destroy) m->cls->destroy(m);
+    for (int i = 0; i < m->n_children; i++) {
+        free(m->children[i].name);
+        bk_module_free(m->children[i].module);
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        free(m->params[i].name);
+        bk_tensor_free(m->params[i].tensor);
+    }
+    for (int i = 0; i < m->n_buffers; i++) {
+        free(m->buffers[i].name);
+        bk_tensor_free(m->buffers[i].tensor);
+    }
+    free(m->children);
+    free(m->params);
+    free(m->buffers);
+    free(m);
+}
+
+static bool name_ok(const bk_module *m, const char *what, const char *name) {
+    if (!name || !name[0] || strchr(name, '.')) {
+        bk_set_error("%s: %s: invalid name \"%s\" (non-empty, without '.')", m->cls->name, what,
+                     name ? name : "(null)");
+        return false;
+    }
+    for (int i = 0; i < m->n_children; i++)
+        if (!strcmp(m->children[i].name, name)) goto dup;
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) goto dup;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (!strcmp(m->buffers[i].name, name)) goto dup;
+    return true;
+dup:
+    bk_set_error("%s: %s: attribute \"%s\" already exists", m->cls->name, what, name);
+    return false;
+}
+
+/* Grows a registry array by one slot. */
+static bool grow(void **arr, int n, int *cap, size_t elem) {
+    if (n < *cap) return true;
+    int nc = *cap ? *cap * 2 : 4;
+    void *na = realloc(*arr, (size_t)nc * elem);
+    if (!na) return false;
+    *arr = na;
+    *cap = nc;
+    return true;
+}
+
+bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child) {
+    if (!child) {
+        if (!bk__error_pending()) bk_set_error("module_add: child \"%s\" is NULL", name ? name : "?");
+        else bk__error_prefix("%s: child \"%s\"", m ? m->cls->name : "module_add", name ? name : "?");
+        return NULL;
+    }
+    if (!m) {
+        bk_set_error("module_add: parent is NULL");
+        goto fail;
+    }
+    if (child == m) {
+        bk_set_error("%s: add_module: a block cannot contain itself", m->cls->name);
+        goto fail;
+    }
+    if (!name_ok(m, "add_module", name)) goto fail;
+    if (!grow((void **)&m->children, m->n_children, &m->cap_children, sizeof *m->children)) goto oom;
+    char *nm = dup_str(name);
+    if (!nm) goto oom;
+    m->children[m->n_children++] = (bk_named_module){nm, child};
+    return child;
+oom:
+    bk_set_error("%s: add_module: out of memory", m->cls->name);
+fail:
+    bk_module_free(child);
+    return NULL;
+}
+
+static bk_tensor *add_tensor(bk_module *m, const char *what, const char *name, int ndim,
+                             const int64_t *shape, bool is_param, bool persistent) {
+    if (!m) {
+        bk_set_error("%s: module is NULL", what);
+        return NULL;
+    }
+    if (!name_ok(m, what, name)) return NULL;
+    bk_named_tensor **arr = is_param ? &m->params : &m->buffers;
+    int *n = is_param ? &m->n_params : &m->n_buffers;
+    int *cap = is_param ? &m->cap_params : &m->cap_buffers;
+    if (!grow((void **)arr, *n, cap, sizeof **arr)) goto oom;
+    bk_tensor *t = bk_tensor_new(ndim, shape);
+    if (!t) {
+        bk__error_prefix("%s: %s \"%s\"", m->cls->name, what, name);
+        return NULL;
+    }
+    char *nm = dup_str(name);
+    if (!nm) {
+        bk_tensor_free(t);
+        goto oom;
+    }
+    t->is_param = true;
+    t->requires_grad = is_param;
+    (*arr)[(*n)++] = (bk_named_tensor){nm, t, is_param, is_param || persistent};
+    return t;
+oom:
+    bk_set_error("%s: %s: out of memory", m->cls->name, what);
+    return NULL;
+}
+
+bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64_t *shape) {
+    return add_tensor(m, "register_parameter", name, ndim, shape, true, true);
+}
+
+bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape,
+                            bool persistent) {
+    return add_tensor(m, "register_buffer", name, ndim, shape, false, persistent);
+}
+
+int bk_module_set_trainable(bk_module *m, const char *name, bool trainable) {
+    if (!m || !name) {
+        bk_set_error("set_trainable: module or name is NULL");
+        return -1;
+    }
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) {
+            m->params[i].trainable = trainable;
+            m->params[i].tensor->requires_grad = trainable;
+            return 0;
+        }
+    bk_set_error("set_trainable: %s has no parameter \"%s\"", m->cls->name, name);
+    return -1;
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
+    if (!m) {
+        if (!bk__error_pending()) bk_set_error("forward: module is NULL");
+        return NULL;
+    }
+    if (m->refcount <= 0 || !m->cls) {
+        bk_set_error("forward: not a live module");
+        return NULL;
+    }
+    if (!bk__inputs_ok(m->cls->name, 1, &x)) return NULL;
+    bool had_error = bk__error_pending();
+    bk_tensor *y = m->cls->forward(m, x);
+    if (!y) {
+        /* Name the innermost block only: outer blocks see a message that already has it. */
+        if (!bk__error_pending()) bk_set_error("%s: forward returned NULL", m->cls->name);
+        else if (!had_error && strncmp(bk_last_error(), "in ", 3) != 0) {
+            char repr[256] = "";
+            if (m->cls->extra_repr) m->cls->extra_repr(m, repr, sizeof repr);
+            bk__error_prefix("in %s(%s)", m->cls->name, repr);
+        }
+    }
+    return y;
+}
+
+/* ---- lookup ---------------------------------------------------------------------------------- */
+
+bk_module *bk_module_child(const bk_module *m, int index) {
+    if (!m || index < 0 || index >= m->n_children) {
+        bk_set_error("module_child: index %d is out of range (%d children)", index, m ? m->n_children : 0);
+        return NULL;
+    }
+    return m->children[index].module;
+}
+
+bk_module *bk_module_child_by_name(const bk_module *m, const char *name) {
+    if (m && name)
+        for (int i = 0; i < m->n_children; i++)
+            if (!strcmp(m->children[i].name, name)) return m->children[i].module;
+    bk_set_error("module_child: %s has no child \"%s\"", bk_module_name(m), name ? name : "(null)");
+    return NULL;
+}
+
+bk_tensor *bk_module_get(const bk_module *m, const char *dotted) {
+    if (!m || !dotted) {
+        bk_set_error("module_get: module or name is NULL");
+        return NULL;
+    }
+    const bk_module *cur = m;
+    const char *p = dotted;
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (!dot) {
+            for (int i = 0; i < cur->n_params; i++)
+                if (strlen(cur->params[i].name) == len && !strncmp(cur->params[i].name, p, len))
+                    return cur->params[i].tensor;
+            for (int i = 0; i < cur->n_buffers; i++)
+                if (strlen(cur->buffers[i].name) == len && !strncmp(cur->buffers[i].name, p, len))
+                    return cur->buffers[i].tensor;
+            break;
+        }
+        const bk_module *next = NULL;
+        for (int i = 0; i < cur->n_children; i++)
+            if (strlen(cur->children[i].name) == len && !strncmp(cur->children[i].name, p, len))
+                next = cur->children[i].module;
+        if (!next) break;
+        cur = next;
+        p = dot + 1;
+    }
+    bk_set_error("module_get: %s has no parameter or buffer \"%s\"", m->cls->name, dotted);
+    return NULL;
+}
+
+/* ---- named iteration --------------------------------------------------------------------------- */
+
+typedef struct lister {
+    bk_param_list *l;
+    int cap;
+    bool dedup;
+    bool failed;
+} lister;
+
+static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor *t, bool trainable) {
+    if (ls->failed) return;
+    bk_param_list *l = ls->l;
+    if (ls->dedup)
+        for (int i = 0; i < l->n; i++)
+            if (l->tensors[i] == t) return;
+    if (l->n == ls->cap) {
+        int nc = ls->cap ? ls->cap * 2 : 16;
+        char **nn = realloc(l->names, (size_t)nc * sizeof *nn);
+        if (nn) l->names = nn;
+        bk_tensor **nt = realloc(l->tensors, (size_t)nc * sizeof *nt);
+        if (nt) l->tensors = nt;
+        bool *nb = realloc(l->trainable, (size_t)nc * sizeof *nb);
+        if (nb) l->trainable = nb;
+        if (!nn || !nt || !nb) {
+            ls->failed = true;
+            return;
+        }
+        ls->cap = nc;
+    }
+    size_t len = strlen(prefix) + strlen(name) + 1;
+    char *full = malloc(len);
+    if (!full) {
+        ls->failed = true;
+        return;
+    }
+    snprintf(full, len, "%s%s", prefix, name);
+    l->names[l->n] = full;
+    l->tensors[l->n] = t;
+    l->trainable[l->n] = trainable;
+    l->n++;
+}
+
+static void list_rec(const bk_module *m, const char *prefix, int which, lister *ls, int depth) {
+    if (depth > 256) { /* a cycle (a block registered inside itself) would recurse forever */
+        ls->failed = true;
+        return;
+    }
+    if (which & BK_PARAMS)
+        for (int i = 0; i < m->n_params; i++)
+            list_add(ls, prefix, m->params[i].name, m->params[i].tensor, m->params[i].trainable);
+    if (which & BK_BUFFERS)
+        for (int i = 0; i < m->n_buffers; i++)
+            if (which != BK_STATE || m->buffers[i].persistent)
+                list_add(ls, prefix, m->buffers[i].name, m->buffers[i].tensor, false);
+    for (int i = 0; i < m->n_children; i++) {
+        size_t len = strlen(prefix) + strlen(m->children[i].name) + 2;
+        char *sub = malloc(len);
+        if (!sub) {
+            ls->failed = true;
+            return;
+        }
+        snprintf(sub, len, "%s%s.", prefix, m->children[i].name);
+        list_rec(m->children[i].module, sub, which, ls, depth + 1);
+        free(sub);
+    }
+}
+
+bk_param_list *bk_module_named(const bk_module *m, int which) {
+    if (!m) {
+        bk_set_error("named_parameters: module is NULL");
+        return NULL;
+    }
+    bk_param_list *l = calloc(1, sizeof *l);
+    if (!l) {
+        bk_set_error("named_parameters: out of memory");
+        return NULL;
+    }
+    /* torch: named_parameters/named_buffers list shared tensors once; state_dict keeps
+     * every name. */
+    lister ls = {l, 0, which != BK_STATE, false};
+    list_rec(m, "", which, &ls, 0);
+    if (ls.failed) {
+        bk_param_list_free(l);
+        bk_set_error("named_parameters: out of memory or module cycle");
+        return NULL;
+    }
+    return l;
+}
+
+void bk_param_list_free(bk_param_list *l) {
+    if (!l) return;
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    free(l->tensors);
+    free(l->trainable);
+    free(l);
+}
+
+int64_t bk_module_num_params(const bk_module *m, bool trainable_only) {
+    bk_param_list *l = bk_module_named(m, BK_PARAMS);
+    if (!l) return -1;
+    int64_t n = 0;
+    for (int i = 0; i < l->n; i++)
+        if (!trainable_only || l->trainable[i]) n += l->tensors[i]->numel;
+    bk_param_list_free(l);
+    return n;
+}
+
+/* ---- modes, zero_grad, apply --------------------------------------------------------------------- */
+
+void bk_module_train(bk_module *m, bool training) {
+    if (!m) return;
+    m->training = training;
+    for (int i = 0; i < m->n_children; i++) bk_module_train(m->children[i].module, training);
+}
+
+void bk_module_zero_grad(bk_module *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].tensor->grad) bk_fill(m->params[i].tensor->grad, 0.0f);
+    for (int i = 0; i < m->n_children; i++) bk_module_zero_grad(m->children[i].module);
+}
+
+void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud) {
+    if (!m || !fn) return;
+    for (int i = 0; i < m->n_children; i++) bk_module_apply(m->children[i].module, fn, ud);
+    fn(m, ud);
+}
+
+const char *bk_module_name(const bk_module *m) { return m && m->cls ? m->cls->name : "?"; }
+
+/* ---- printing (torch's nn.Module.__repr__) ------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *buf;
+    size_t cap, len; /* len counts what would have been written */
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = b->len < b->cap ? b->cap - b->len : 0;
+    int k = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (k > 0) b->len += (size_t)k;
+}
+
+static void repr_rec(const bk_module *m, sbuf *b, int indent) {
+    char extra[512] = "";
+    if (m->cls->extra_repr) m->cls->extra_repr(m, extra, sizeof extra);
+    sb_printf(b, "%s(%s", m->cls->name, extra);
+    if (m->n_children == 0) {
+        sb_printf(b, ")");
+        return;
+    }
+    sb_printf(b, "\n");
+    for (int i = 0; i < m->n_children; i++) {
+        sb_printf(b, "%*s(%s): ", indent + 2, "", m->children[i].name);
+        repr_rec(m->children[i].module, b, indent + 2);
+        sb_printf(b, "\n");
+    }
+    sb_printf(b, "%*s)", indent, "");
+}
+
+int bk_module_repr(const bk_module *m, char *buf, size_t n) {
+    if (!m) {
+        bk_set_error("module_repr: module is NULL");
+        return -1;
+    }
+    sbuf b = {buf, buf ? n : 0, 0};
+    if (buf && n) buf[0] = '\0';
+    repr_rec(m, &b, 0);
+    return (int)b.len;
+}
+
+void bk_module_print(const bk_module *m, FILE *f) {
+    if (!f) f = stdout;
+    int n = bk_module_repr(m, NULL, 0);
+    if (n < 0) {
+        fprintf(f, "<invalid module: %s>\n", bk_last_error());
+        return;
+    }
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) {
+        fprintf(f, "<out of memory>\n");
+        return;
+    }
+    bk_module_repr(m, buf, (size_t)n + 1);
+    fprintf(f, "%s\n", buf);
+    free(buf);
+}

@@ -1,0 +1,299 @@
+/* elementwise.c - unary, scalar and broadcasting binary ops, each with its backward.
+ *
+ * Broadcasting follows PyTorch: shapes are aligned at the right; a dimension of size 1
+ * (or a missing one) stretches to the other's size. The backward of a broadcast input
+ * sums the output gradient over the stretched dimensions, which falls out naturally here
+ * because broadcast dimensions have stride 0 and the backward adds into them.
+ */
+#include "internal.h"
+
+#include <math.h>
+
+/* ---- broadcasting ------------------------------------------------------------------------ */
+
+typedef struct bcast {
+    int ndim;
+    int64_t shape[BK_MAX_DIMS];
+    int64_t sa[BK_MAX_DIMS], sb[BK_MAX_DIMS]; /* strides of a and b in the output's frame */
+} bcast;
+
+static bool bcast_init(const char *op, const bk_tensor *a, const bk_tensor *b, bcast *bc) {
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    bc->ndim = nd;
+    for (int i = 0; i < nd; i++) {
+        int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            char s1[128], s2[128];
+            bk_set_error("%s: shapes %s and %s cannot be broadcast together (dimension %d: "
+                         "%lld vs %lld)", op, bk_shape_str(a, s1, sizeof s1),
+                         bk_shape_str(b, s2, sizeof s2), i, (long long)da, (long long)db);
+            return false;
+        }
+        bc->shape[i] = da == 1 ? db : da;
+        bc->sa[i] = (ia >= 0 && da != 1) ? a->stride[ia] : 0;
+        bc->sb[i] = (ib >= 0 && db != 1) ? b->stride[ib] : 0;
+    }
+    return true;
+}
+
+/* Calls body(oi, ia, ib) for every output element in row-major order. The innermost
+ * dimension runs as a tight loop. */
+#define BCAST_LOOP(bc, numel, BODY)                                                       \
+    do {                                                                                  \
+        int nd_ = (bc)->ndim;                                                             \
+        int64_t idx_[BK_MAX_DIMS] = {0};                                                  \
+        int64_t inner_ = nd_ ? (bc)->shape[nd_ - 1] : 1;                                  \
+        int64_t isa_ = nd_ ? (bc)->sa[nd_ - 1] : 0, isb_ = nd_ ? (bc)->sb[nd_ - 1] : 0;   \
+        int64_t offa_ = 0, offb_ = 0;                                                     \
+        for (int64_t base_ = 0; base_ < (numel); base_ += inner_) {                       \
+            for (int64_t j_ = 0; j_ < inner_; j_++) {                                     \
+                int64_t oi = base_ + j_, ia = offa_ + j_ * isa_, ib = offb_ + j_ * isb_;  \
+                BODY;                                                                     \
+            }                                                                             \
+            for (int d_ = nd_ - 2; d_ >= 0; d_--) {                                       \
+                idx_[d_]++;                                                               \
+                offa_ += (bc)->sa[d_];                                                    \
+                offb_ += (bc)->sb[d_];                                                    \
+                if (idx_[d_] < (bc)->shape[d_]) break;                                    \
+                offa_ -= (bc)->sa[d_] * (bc)->shape[d_];                                  \
+                offb_ -= (bc)->sb[d_] * (bc)->shape[d_];                                  \
+                idx_[d_] = 0;                                                             \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* ---- binary ops ---------------------------------------------------------------------------- */
+
+typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_GT, BIN_LT, BIN_EQ } bin_kind;
+
+typedef struct bin_params {
+    bin_kind kind;
+} bin_params;
+
+static inline float bin_apply(bin_kind k, float x, float y) {
+    switch (k) {
+    case BIN_ADD: return x + y;
+    case BIN_SUB: return x - y;
+    case BIN_MUL: return x * y;
+    case BIN_DIV: return x / y;
+    case BIN_POW: return powf(x, y);
+    case BIN_GT: return x > y ? 1.0f : 0.0f;
+    case BIN_LT: return x < y ? 1.0f : 0.0f;
+    case BIN_EQ: return x == y ? 1.0f : 0.0f;
+    }
+    return 0.0f;
+}
+
+static void binary_backward(bk_node *n);
+static const bk_op OP_ADD = {"add", binary_backward};
+static const bk_op OP_SUB = {"sub", binary_backward};
+static const bk_op OP_MUL = {"mul", binary_backward};
+static const bk_op OP_DIV = {"div", binary_backward};
+static const bk_op OP_POW = {"pow", binary_backward};
+
+static const bk_op *bin_op(bin_kind k) {
+    switch (k) {
+    case BIN_ADD: return &OP_ADD;
+    case BIN_SUB: return &OP_SUB;
+    case BIN_MUL: return &OP_MUL;
+    case BIN_DIV: return &OP_DIV;
+    case BIN_POW: return &OP_POW;
+    default: return NULL; /* comparisons have no gradient */
+    }
+}
+
+static const char *bin_name(bin_kind k) {
+    static const char *names[] = {"add", "sub", "mul", "div", "pow", "gt", "lt", "eq"};
+    return names[k];
+}
+
+static bk_tensor *binary(bin_kind k, bk_tensor *a, bk_tensor *b) {
+    bk_tensor *in[2] = {a, b};
+    const char *name = bin_name(k);
+    if (!bk__inputs_ok(name, 2, in)) return NULL;
+    bcast bc;
+    if (!bcast_init(name, a, b, &bc)) return NULL;
+    bk_tensor *y = bk__tensor_arena(bc.ndim, bc.shape, false);
+    if (!y) return NULL;
+    const float *A = a->data, *B = b->data;
+    float *Y = y->data;
+    if (bk_same_shape(a, b)) {
+        for (int64_t i = 0; i < y->numel; i++) Y[i] = bin_apply(k, A[i], B[i]);
+    } else if (b->numel == 1) {
+        float s = B[0];
+        for (int64_t i = 0; i < y->numel; i++) Y[i] = bin_apply(k, A[i], s);
+    } else {
+        BCAST_LOOP(&bc, y->numel, Y[oi] = bin_apply(k, A[ia], B[ib]));
+    }
+    const bk_op *op = bin_op(k);
+    if (!op) return y;
+    bin_params p = {k};
+    return bk_op_record(op, y, 2, in, &p, sizeof p);
+}
+
+/* d(a+b) = (dy, dy); d(a-b) = (dy, -dy); d(ab) = (dy b, dy a); d(a/b) = (dy/b, -dy a/b^2);
+ * d(a^b) = (dy b a^(b-1), dy a^b ln a) */
+static void binary_backward(bk_node *n) {
+    const bin_params *p = bk_node_params(n);
+    const bk_tensor *a = bk_node_input(n, 0), *b = bk_node_input(n, 1);
+    const bk_tensor *y = bk_node_output(n), *dy = bk_node_grad_output(n);
+    bk_tensor *da = bk_node_grad_input(n, 0), *db = bk_node_grad_input(n, 1);
+    bcast bc;
+    if (!bcast_init("backward", a, b, &bc)) return;
+    const float *A = a->data, *B = b->data, *Y = y->data, *G = dy->data;
+    float *DA = da ? da->data : NULL, *DB = db ? db->data : NULL;
+    switch (p->kind) {
+    case BIN_ADD:
+        BCAST_LOOP(&bc, y->numel, {
+            if (DA) DA[ia] += G[oi];
+            if (DB) DB[ib] += G[oi];
+        });
+        break;
+    case BIN_SUB:
+        BCAST_LOOP(&bc, y->numel, {
+            if (DA) DA[ia] += G[oi];
+            if (DB) DB[ib] -= G[oi];
+        });
+        break;
+    case BIN_MUL:
+        BCAST_LOOP(&bc, y->numel, {
+            if (DA) DA[ia] += G[oi] * B[ib];
+            if (DB) DB[ib] += G[oi] * A[ia];
+        });
+        break;
+    case BIN_DIV:
+        BCAST_LOOP(&bc, y->numel, {
+            if (DA) DA[ia] += G[oi] / B[ib];
+            if (DB) DB[ib] -= G[oi] * A[ia] / (B[ib] * B[ib]);
+        });
+        break;
+    case BIN_POW:
+        BCAST_LOOP(&bc, y->numel, {
+            if (DA) DA[ia] += B[ib] == 0.0f ? 0.0f : G[oi] * B[ib] * powf(A[ia], B[ib] - 1.0f);
+            if (DB) DB[ib] += A[ia] == 0.0f && B[ib] >= 0.0f ? 0.0f : G[oi] * Y[oi] * logf(A[ia]);
+        });
+        break;
+    default: break;
+    }
+}
+
+bk_tensor *bk_add(bk_tensor *a, bk_tensor *b) { return binary(BIN_ADD, a, b); }
+bk_tensor *bk_sub(bk_tensor *a, bk_tensor *b) { return binary(BIN_SUB, a, b); }
+bk_tensor *bk_mul(bk_tensor *a, bk_tensor *b) { return binary(BIN_MUL, a, b); }
+bk_tensor *bk_div(bk_tensor *a, bk_tensor *b) { return binary(BIN_DIV, a, b); }
+bk_tensor *bk_pow(bk_tensor *a, bk_tensor *b) { return binary(BIN_POW, a, b); }
+bk_tensor *bk_gt(bk_tensor *a, bk_tensor *b) { return binary(BIN_GT, a, b); }
+bk_tensor *bk_lt(bk_tensor *a, bk_tensor *b) { return binary(BIN_LT, a, b); }
+bk_tensor *bk_eq(bk_tensor *a, bk_tensor *b) { return binary(BIN_EQ, a, b); }
+
+/* ---- unary and scalar ops -------------------------------------------------------------------- */
+
+typedef enum {
+    UN_NEG, UN_ABS, UN_EXP, UN_LOG, UN_SQRT, UN_RELU, UN_SIGMOID, UN_TANH,
+    UN_ADD_S, UN_MUL_S, UN_DIV_S, UN_RSUB_S, UN_POW_S
+} un_kind;
+
+typedef struct un_params {
+    un_kind kind;
+    float s; /* the scalar of the scalar ops */
+} un_params;
+
+static inline float un_apply(un_kind k, float x, float s) {
+    switch (k) {
+    case UN_NEG: return -x;
+    case UN_ABS: return fabsf(x);
+    case UN_EXP: return expf(x);
+    case UN_LOG: return logf(x);
+    case UN_SQRT: return sqrtf(x);
+    case UN_RELU: return x > 0.0f ? x : 0.0f;
+    case UN_SIGMOID: return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+    case UN_TANH: return tanhf(x);
+    case UN_ADD_S: return x + s;
+    case UN_MUL_S: return x * s;
+    case UN_DIV_S: return x / s;
+    case UN_RSUB_S: return s - x;
+    case UN_POW_S: return powf(x, s);
+    }
+    return 0.0f;
+}
+
+/* dy/dx given x, y = f(x) and the scalar s. */
+static inline float un_deriv(un_kind k, float x, float y, float s) {
+    switch (k) {
+    case UN_NEG: return -1.0f;
+    case UN_ABS: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+    case UN_EXP: return y;
+    case UN_LOG: return 1.0f / x;
+    case UN_SQRT: return 0.5f / y;
+    case UN_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case UN_SIGMOID: return y * (1.0f - y);
+    case UN_TANH: return 1.0f - y * y;
+    case UN_ADD_S: return 1.0f;
+    case UN_MUL_S: return s;
+    case UN_DIV_S: return 1.0f / s;
+    case UN_RSUB_S: return -1.0f;
+    case UN_POW_S: return s == 0.0f ? 0.0f : s * powf(x, s - 1.0f);
+    }
+    return 0.0f;
+}
+
+static void unary_backward(bk_node *n) {
+    const un_params *p = bk_node_params(n);
+    const bk_tensor *x = bk_node_input(n, 0), *y = bk_node_output(n), *dy = bk_node_grad_output(n);
+    bk_tensor *dx = bk_node_grad_input(n, 0);
+    if (!dx) return;
+    const float *X = x->data, *Y = y->data, *G = dy->data;
+    float *D = dx->data;
+    un_kind k = p->kind;
+    float s = p->s;
+    for (int64_t i = 0; i < x->numel; i++) D[i] += G[i] * un_deriv(k, X[i], Y[i], s);
+}
+
+#define UNARY_OPS(X)                                                                      \
+    X(UN_NEG, "neg") X(UN_ABS, "abs") X(UN_EXP, "exp") X(UN_LOG, "log") X(UN_SQRT, "sqrt") \
+    X(UN_RELU, "relu") X(UN_SIGMOID, "sigmoid") X(UN_TANH, "tanh") X(UN_ADD_S, "add_scalar") \
+    X(UN_MUL_S, "mul_scalar") X(UN_DIV_S, "div_scalar") X(UN_RSUB_S, "rsub_scalar")         \
+    X(UN_POW_S, "pow_scalar")
+
+#define X_DESC(kind, name) [kind] = {name, unary_backward},
+static const bk_op UNARY_DESC[] = {UNARY_OPS(X_DESC)};
+#undef X_DESC
+
+static bk_tensor *unary(un_kind k, bk_tensor *x, float s) {
+    const bk_op *op = &UNARY_DESC[k];
+    if (!bk__inputs_ok(op->name, 1, &x)) return NULL;
+    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
+    if (!y) return NULL;
+    const float *X = x->data;
+    float *Y = y->data;
+    switch (k) { /* the common ones get branch-free loops the compiler vectorises */
+    case UN_RELU:
+        for (int64_t i = 0; i < x->numel; i++) Y[i] = X[i] > 0.0f ? X[i] : 0.0f;
+        break;
+    case UN_MUL_S:
+        for (int64_t i = 0; i < x->numel; i++) Y[i] = X[i] * s;
+        break;
+    case UN_ADD_S:
+        for (int64_t i = 0; i < x->numel; i++) Y[i] = X[i] + s;
+        break;
+    default:
+        for (int64_t i = 0; i < x->numel; i++) Y[i] = un_apply(k, X[i], s);
+    }
+    un_params p = {k, s};
+    return bk_op_record(op, y, 1, &x, &p, sizeof p);
+}
+
+bk_tensor *bk_neg(bk_tensor *a) { return unary(UN_NEG, a, 0); }
+bk_tensor *bk_abs(bk_tensor *a) { return unary(UN_ABS, a, 0); }
+bk_tensor *bk_exp(bk_tensor *a) { return unary(UN_EXP, a, 0); }
+bk_tensor *bk_log(bk_tensor *a) { return unary(UN_LOG, a, 0); }
+bk_tensor *bk_sqrt(bk_tensor *a) { return unary(UN_SQRT, a, 0); }
+bk_tensor *bk_relu(bk_tensor *a) { return unary(UN_RELU, a, 0); }
+bk_tensor *bk_sigmoid(bk_tensor *a) { return unary(UN_SIGMOID, a, 0); }
+bk_tensor *bk_tanh(bk_tensor *a) { return unary(UN_TANH, a, 0); }
+bk_tensor *bk_add_scalar(bk_tensor *a, float s) { return unary(UN_ADD_S, a, s); }
+bk_tensor *bk_mul_scalar(bk_tensor *a, float s) { return unary(UN_MUL_S, a, s); }
+bk_tensor *bk_div_scalar(bk_tensor *a, float s) { return unary(UN_DIV_S, a, s); }
+bk_tensor *bk_rsub_scalar(bk_tensor *a, float s) { return unary(UN_RSUB_S, a, s); }
+bk_tensor *bk_pow_scalar(bk_tensor *a, float p) { return unary(UN_POW_S, a, p); }

@@ -1,0 +1,212 @@
+/* arena.c - the per-step arena that owns a step's intermediate tensors and autograd tape.
+ *
+ * Memory is bump-allocated from chunks. bk_arena_reset() marks every tensor made since
+ * the last reset as released (so a stale pointer is reported, not silently used, until
+ * its memory is handed out again) and rewinds. When a step needed more than one chunk,
+ * reset replaces them with one chunk as large as the high-water mark, so from the second
+ * identical step on the arena makes no allocation at all.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define ARENA_ALIGN 64
+#define ARENA_MIN_CHUNK ((size_t)1 << 20)
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    /* data follows, aligned */
+} chunk;
+
+struct bk_arena {
+    chunk *head;        /* chunk being filled */
+    chunk *full;        /* chunks filled since the last reset */
+    size_t used;        /* bytes handed out since the last reset */
+    size_t high_water;  /* max of used over the arena's life */
+    uint64_t mallocs;
+    bk_tensor **tensors; /* tensors handed out since the last reset (for poisoning) */
+    size_t n_tensors, cap_tensors;
+};
+
+static size_t chunk_header(void) { return (sizeof(chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+static chunk *chunk_new(bk_arena *a, size_t payload) {
+    chunk *c = aligned_alloc(ARENA_ALIGN, chunk_header() + payload);
+    if (!c) return NULL;
+    a->mallocs++;
+    c->next = NULL;
+    c->size = payload;
+    c->used = 0;
+    return c;
+}
+
+bk_arena *bk_arena_new(void) {
+    bk_arena *a = calloc(1, sizeof *a);
+    if (!a) bk_set_error("arena: out of memory");
+    return a;
+}
+
+void bk_arena_free(bk_arena *a) {
+    if (!a) return;
+    bk_arena_reset(a);
+    for (chunk *c = a->head, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    free(a->tensors);
+    free(a);
+}
+
+void *bk__arena_alloc(bk_arena *a, size_t bytes) {
+    if (bytes > SIZE_MAX / 2) {
+        bk_set_error("arena: allocation of %zu bytes is too large", bytes);
+        return NULL;
+    }
+    size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (need == 0) need = ARENA_ALIGN;
+    chunk *c = a->head;
+    if (!c || c->size - c->used < need) {
+        size_t payload = need > ARENA_MIN_CHUNK ? need : ARENA_MIN_CHUNK;
+        if (c && payload < c->size * 2 && need <= c->size * 2) payload = c->size * 2;
+        chunk *nc = chunk_new(a, payload);
+        if (!nc) {
+            bk_set_error("arena: out of memory allocating %zu bytes", need);
+            return NULL;
+        }
+        if (c) { /* retire the current chunk to the full list */
+            c->next = a->full;
+            a->full = c;
+        }
+        a->head = c = nc;
+    }
+    void *p = (char *)c + chunk_header() + c->used;
+    c->used += need;
+    a->used += need;
+    if (a->used > a->high_water) a->high_water = a->used;
+    return p;
+}
+
+static bool track_tensor(bk_arena *a, bk_tensor *t) {
+    if (a->n_tensors == a->cap_tensors) {
+        size_t cap = a->cap_tensors ? a->cap_tensors * 2 : 256;
+        bk_tensor **nt = realloc(a->tensors, cap * sizeof *nt);
+        if (!nt) {
+            bk_set_error("arena: out of memory");
+            return false;
+        }
+        a->mallocs++;
+        a->tensors = nt;
+        a->cap_tensors = cap;
+    }
+    a->tensors[a->n_tensors++] = t;
+    return true;
+}
+
+void bk_arena_reset(bk_arena *a) {
+    if (!a) a = bk_arena_current();
+    if (!a) return;
+    for (size_t i = 0; i < a->n_tensors; i++) a->tensors[i]->magic = BK_TENSOR_DEAD;
+    a->n_tensors = 0;
+    if (a->full) {
+        /* The step outgrew one chunk: replace them all by one of the high-water size. */
+        for (chunk *c = a->full, *n; c; c = n) {
+            n = c->next;
+            free(c);
+        }
+        a->full = NULL;
+        free(a->head);
+        a->head = chunk_new(a, a->high_water > ARENA_MIN_CHUNK ? a->high_water : ARENA_MIN_CHUNK);
+        /* On failure head stays NULL and the next allocation retries. */
+    } else if (a->head) {
+        a->head->used = 0;
+    }
+    a->used = 0;
+}
+
+size_t bk_arena_bytes_used(const bk_arena *a) { return a ? a->used : 0; }
+size_t bk_arena_bytes_reserved(const bk_arena *a) { return a ? a->high_water : 0; }
+uint64_t bk_arena_allocations(const bk_arena *a) { return a ? a->mallocs : 0; }
+
+/* ---- per-thread current arena ---------------------------------------------------------- */
+
+static _Thread_local bk_arena *default_arena;
+static _Thread_local bk_arena *current_arena;
+
+bk_arena *bk_arena_current(void) {
+    if (current_arena) return current_arena;
+    if (!default_arena) default_arena = bk_arena_new();
+    return default_arena;
+}
+
+bk_arena *bk_arena_use(bk_arena *a) {
+    bk_arena *prev = current_arena ? current_arena : default_arena;
+    current_arena = a;
+    return prev;
+}
+
+void bk_thread_cleanup(void) {
+    if (current_arena == default_arena) current_arena = NULL;
+    bk_arena_free(default_arena);
+    default_arena = NULL;
+}
+
+/* ---- tensors in the arena ---------------------------------------------------------------- */
+
+static bk_tensor *tensor_header(bk_arena *a, int ndim, const int64_t *shape) {
+    bk_tensor *t = bk__arena_alloc(a, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->magic = BK_TENSOR_MAGIC;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    bk__set_contiguous(t);
+    t->arena = a;
+    if (!track_tensor(a, t)) return NULL;
+    return t;
+}
+
+bk_tensor *bk__tensor_arena(int ndim, const int64_t *shape, bool zero) {
+    int64_t numel;
+    if (!bk__shape_ok("tensor", ndim, shape, &numel)) return NULL;
+    if ((uint64_t)numel > SIZE_MAX / sizeof(float)) {
+        bk_set_error("tensor: %lld elements do not fit in memory", (long long)numel);
+        return NULL;
+    }
+    bk_arena *a = bk_arena_current();
+    if (!a) return NULL;
+    bk_tensor *t = tensor_header(a, ndim, shape);
+    if (!t) return NULL;
+    t->data = bk__arena_alloc(a, (size_t)numel * sizeof(float));
+    if (!t->data) return NULL;
+    if (zero) memset(t->data, 0, (size_t)numel * sizeof(float));
+    return t;
+}
+
+bk_tensor *bk__tensor_view(const bk_tensor *src, int ndim, const int64_t *shape) {
+    bk_arena *a = bk_arena_current();
+    if (!a) return NULL;
+    bk_tensor *t = tensor_header(a, ndim, shape);
+    if (!t) return NULL;
+    t->data = src->data;
+    return t;
+}
+
+bk_tensor *bk__grad_for(bk_tensor *t) {
+    if (t->grad) return t->grad;
+    bk_tensor *g;
+    if (t->arena) {
+        /* The gradient lives where its tensor lives, so both are released together. */
+        bk_arena *a = t->arena;
+        g = tensor_header(a, t->ndim, t->shape);
+        if (!g) return NULL;
+        g->data = bk__arena_alloc(a, (size_t)t->numel * sizeof(float));
+        if (!g->data) return NULL;
+        memset(g->data, 0, (size_t)t->numel * sizeof(float));
+    } else {
+        g = bk_tensor_new(t->ndim, t->shape);
+        if (!g) return NULL;
+    }
+    t->grad = g;
+    return g;
+}

@@ -1,0 +1,119 @@
+/* test.h - the tiny test harness every brick test binary uses.
+ *
+ *   TEST(name) { CHECK(cond); CHECK_CLOSE(a, b, tol); CHECK_ERR(expr_returning_ptr, "substr"); }
+ *   int main(void) { RUN(name); ...; return test_summary("file"); }
+ *
+ * Every check that fails prints file:line and the values, and makes the binary exit 1.
+ * Each test runs with a fresh arena state (the arena is reset after it) and the error
+ * state cleared. test_summary prints "N passed, M failed" and returns the exit status.
+ */
+#ifndef BRICK_TEST_H
+#define BRICK_TEST_H
+
+#include "brick.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_failed_checks_;
+static int test_passed_;
+static int test_failed_;
+static const char *test_current_;
+
+#define TEST(name) static void name(void)
+
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, test_current_, \
+                    #cond);                                                               \
+            if (bk_last_error()[0]) fprintf(stderr, "       last error: %s\n", bk_last_error()); \
+            test_failed_checks_++;                                                        \
+        }                                                                                 \
+    } while (0)
+
+#define CHECK_CLOSE(a, b, tol)                                                            \
+    do {                                                                                  \
+        double a_ = (double)(a), b_ = (double)(b);                                        \
+        if (!(fabs(a_ - b_) <= (tol))) {                                                  \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__,  \
+                    __LINE__, test_current_, #a, a_, #b, b_, (double)(tol));             \
+            test_failed_checks_++;                                                        \
+        }                                                                                 \
+    } while (0)
+
+/* expr must fail (return NULL or a negative int) and leave an error containing substr. */
+#define CHECK_ERR(expr, substr)                                                           \
+    do {                                                                                  \
+        bk_clear_error();                                                                 \
+        int failed_ = !(expr);                                                            \
+        const char *e_ = bk_last_error();                                                 \
+        if (!failed_ || !strstr(e_, (substr))) {                                          \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
+                    __FILE__, __LINE__, test_current_, #expr, (substr),                  \
+                    failed_ ? "error" : "success and", e_);                               \
+            test_failed_checks_++;                                                        \
+        }                                                                                 \
+        bk_clear_error();                                                                 \
+    } while (0)
+
+#define CHECK_FAILS_INT(expr, substr) CHECK_ERR((expr) >= 0 ? 1 : 0, substr)
+
+#define RUN(name)                                                                         \
+    do {                                                                                  \
+        int before_ = test_failed_checks_;                                                \
+        test_current_ = #name;                                                            \
+        bk_clear_error();                                                                 \
+        name();                                                                           \
+        bk_arena_reset(NULL);                                                             \
+        if (test_failed_checks_ == before_) {                                             \
+            test_passed_++;                                                               \
+            printf("  ok   %s\n", #name);                                                 \
+        } else {                                                                          \
+            test_failed_++;                                                               \
+            printf("  FAIL %s\n", #name);                                                 \
+        }                                                                                 \
+    } while (0)
+
+static inline int test_summary(const char *suite) {
+    bk_thread_cleanup();
+    printf("%s: %d passed, %d failed\n", suite, test_passed_, test_failed_);
+    return test_failed_ ? 1 : 0;
+}
+
+/* max |a - b| / (atol + rtol * |b|) over all elements: <= 1 means allclose. Prints the
+ * first few mismatches and the max abs / rel error under `what`. */
+static inline double test_compare(const char *what, const bk_tensor *a, const bk_tensor *b,
+                                  double rtol, double atol) {
+    if (!a || !b) {
+        fprintf(stderr, "  %s: missing tensor (%s)\n", what, bk_last_error());
+        return INFINITY;
+    }
+    if (a->numel != b->numel) {
+        char sa[64], sb[64];
+        fprintf(stderr, "  %s: shapes differ %s vs %s\n", what, bk_shape_str(a, sa, 64),
+                bk_shape_str(b, sb, 64));
+        return INFINITY;
+    }
+    double worst = 0, max_abs = 0, max_rel = 0;
+    int shown = 0;
+    for (int64_t i = 0; i < a->numel; i++) {
+        double x = a->data[i], y = b->data[i], d = fabs(x - y);
+        double r = d / (atol + rtol * fabs(y));
+        if (!(r <= 1) && shown < 5) {
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, x, y);
+            shown++;
+        }
+        if (!(r <= worst)) worst = r;
+        if (d > max_abs) max_abs = d;
+        if (fabs(y) > 0 && d / fabs(y) > max_rel) max_rel = d / fabs(y);
+    }
+    if (getenv("BRICK_TEST_VERBOSE") || !(worst <= 1))
+        fprintf(stderr, "  %-40s max abs %.3g  max rel %.3g  (%s)\n", what, max_abs, max_rel,
+                worst <= 1 ? "ok" : "MISMATCH");
+    return worst;
+}
+
+#endif /* BRICK_TEST_H */
