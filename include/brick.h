@@ -472,6 +472,156 @@ int bk_module_save(const bk_module *m, const char *path);
 int bk_module_load(bk_module *m, const char *path, bool strict);
 int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict);
 
+/* ------------------------------------------------------------------------------------ */
+/* Losses and metrics                                                                   */
+/* ------------------------------------------------------------------------------------ */
+
+typedef enum bk_reduction {
+    BK_REDUCTION_MEAN = 0, /* the default, as in torch */
+    BK_REDUCTION_SUM,
+    BK_REDUCTION_NONE,
+    BK_REDUCTION_COUNT
+} bk_reduction;
+
+/* log_softmax / softmax along dim, computed stably (max subtracted). */
+bk_tensor *bk_log_softmax(bk_tensor *x, int dim);
+bk_tensor *bk_softmax(bk_tensor *x, int dim);
+/* nn.CrossEntropyLoss on logits (N, C) and class indices target[N] in [0, C): a fused,
+ * numerically stable log-sum-exp. NONE gives shape (N,). */
+bk_tensor *bk_cross_entropy(bk_tensor *logits, const int64_t *target, int64_t n, bk_reduction r);
+/* nn.MSELoss: (input - target)^2; shapes must match. */
+bk_tensor *bk_mse_loss(bk_tensor *input, bk_tensor *target, bk_reduction r);
+/* nn.BCEWithLogitsLoss: max(x, 0) - x t + log(1 + e^-|x|); shapes must match. */
+bk_tensor *bk_bce_with_logits(bk_tensor *logits, bk_tensor *target, bk_reduction r);
+/* Number of rows of logits (N, C) whose argmax equals target (ties: first). -1 on error. */
+int64_t bk_count_correct(const bk_tensor *logits, const int64_t *target, int64_t n);
+/* Row-wise argmax of (N, C) into out[N]. */
+int bk_argmax_rows(const bk_tensor *logits, int64_t *out);
+
+/* ------------------------------------------------------------------------------------ */
+/* Optimizers (torch.optim: the same update formulas, step by step)                     */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bk_optim bk_optim;
+
+typedef struct bk_sgd_config {
+    float lr, momentum, dampening, weight_decay;
+    bool nesterov;
+} bk_sgd_config;
+
+typedef struct bk_adam_config {
+    float lr, beta1, beta2, eps, weight_decay;
+    bool amsgrad;
+} bk_adam_config;
+
+/* Defaults as in torch (SGD needs an lr: 0 here means "set it"). */
+#define BK_SGD_DEFAULTS(lr_) ((bk_sgd_config){(lr_), 0.0f, 0.0f, 0.0f, false})
+#define BK_ADAM_DEFAULTS(lr_) ((bk_adam_config){(lr_), 0.9f, 0.999f, 1e-8f, 0.0f, false})
+#define BK_ADAMW_DEFAULTS(lr_) ((bk_adam_config){(lr_), 0.9f, 0.999f, 1e-8f, 1e-2f, false})
+
+/* An optimizer over the trainable parameters of m (at the time of the call, in
+ * named_parameters order). The module must outlive the optimizer. NULL on bad config. */
+bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg);
+bk_optim *bk_optim_adam(bk_module *m, bk_adam_config cfg);
+bk_optim *bk_optim_adamw(bk_module *m, bk_adam_config cfg); /* decoupled weight decay */
+void bk_optim_free(bk_optim *o);
+/* One update from the parameters' current gradients (parameters without a gradient are
+ * skipped, as in torch). 0 or -1. */
+int bk_optim_step(bk_optim *o);
+/* Zeroes the gradients of the optimizer's parameters. */
+void bk_optim_zero_grad(bk_optim *o);
+float bk_optim_lr(const bk_optim *o);
+void bk_optim_set_lr(bk_optim *o, float lr);
+const char *bk_optim_name(const bk_optim *o); /* "SGD", "Adam", "AdamW" */
+/* Optimizer state as named tensors (for checkpoints): names like
+ * "0.weight.momentum_buffer", "0.weight.exp_avg", "0.weight.step". Borrowed list; the
+ * tensors can be written to restore a state. */
+int bk_optim_state_count(const bk_optim *o);
+const char *bk_optim_state_name(const bk_optim *o, int i);
+bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i);
+
+/* Learning-rate schedules: the lr for a given epoch (0-based). */
+float bk_lr_step_decay(float base_lr, int epoch, int step_size, float gamma);
+float bk_lr_cosine(float base_lr, int epoch, int total_epochs, float min_lr);
+
+/* ------------------------------------------------------------------------------------ */
+/* Data                                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* An in-memory labelled data set: n samples of shape `shape` (ndim dims), float32, and
+ * integer labels in [0, n_classes) (or n_classes = 0 and no labels for regression
+ * targets in `targets`, each of target_dim floats). */
+typedef struct bk_dataset {
+    int64_t n;
+    int ndim;
+    int64_t shape[BK_MAX_DIMS - 1];
+    int64_t sample_numel;
+    float *x;              /* n * sample_numel */
+    int64_t *y;            /* n labels, or NULL */
+    float *targets;        /* n * target_dim regression targets, or NULL */
+    int64_t target_dim;
+    int n_classes;
+    const char *const *class_names; /* static strings or NULL */
+} bk_dataset;
+
+/* Reads an IDX images file (magic 0x00000803, u8) and labels file (0x00000801, u8), plain
+ * or gzip-compressed (detected from the content), validating every header field against
+ * the file size. Pixels are scaled to [0, 1]; samples have shape (1, rows, cols). */
+bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_classes);
+/* The standard Fashion-MNIST file names in dir (each optionally .gz); train or test split.
+ * Sets the class names. */
+bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
+/* Copies user arrays into a data set (y or targets may be NULL). */
+bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,
+                                   const int64_t *y, int n_classes, const float *targets,
+                                   int64_t target_dim);
+void bk_dataset_free(bk_dataset *ds);
+/* In place: x = (x - mean) / std. */
+int bk_dataset_normalize(bk_dataset *ds, float mean, float std);
+
+/* Mini-batches over a data set, reshuffled each epoch from its own generator. */
+typedef struct bk_loader bk_loader;
+bk_loader *bk_loader_new(const bk_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed,
+                         bool drop_last);
+void bk_loader_free(bk_loader *l);
+/* Starts an epoch (shuffling if asked). */
+void bk_loader_start(bk_loader *l);
+/* The next batch: *x an arena tensor (B, shape...), *y borrowed labels (valid until the
+ * next call), *targets borrowed regression targets; returns the batch size, 0 at the end
+ * of the epoch, -1 on error. Any of the out pointers may be NULL. */
+int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor **targets);
+int64_t bk_loader_num_batches(const bk_loader *l);
+/* The generator state, for resuming mid-run with the same shuffles. */
+bk_rng bk_loader_rng(const bk_loader *l);
+void bk_loader_set_rng(bk_loader *l, bk_rng rng);
+
+/* ------------------------------------------------------------------------------------ */
+/* Models by name (what the CLI trains and what checkpoints record)                     */
+/* ------------------------------------------------------------------------------------ */
+
+/* Builds a model from a spec "name" or "name:key=value,key=value" (e.g. "mlp",
+ * "mlp:hidden=512", "softmax"), for inputs of shape in_shape (e.g. (1, 28, 28)) and
+ * n_classes outputs. The canonical spec (with every setting) is written to *canonical
+ * (may be NULL) so that it can be stored in a checkpoint. */
+bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
+                          char *canonical, size_t canonical_size);
+/* Names of the models bk_model_build knows, NULL-terminated. */
+const char *const *bk_model_names(void);
+
+
+/* ------------------------------------------------------------------------------------ */
+/* Checkpoints                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* Saves m's state dict and, when o is not NULL, the optimizer state under
+ * "optim.<state name>", with n_meta string metadata pairs (e.g. "brick.arch"). Atomic:
+ * an interrupted save leaves any previous file intact. */
+int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, int n_meta,
+                       const char *const *meta_keys, const char *const *meta_values);
+/* Loads a checkpoint into m (strict) and, when o is not NULL, the optimizer state (which
+ * must be present). On any failure neither m nor o is changed. */
+int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,70 @@
+/* adam.c - torch.optim.Adam and AdamW (1.13, single-tensor path), per parameter at step t:
+ *   AdamW: p = p (1 - lr wd)          Adam: g = g + wd p
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  vmax = max(vmax, v) (amsgrad)
+ *   p = p - (lr / (1 - b1^t)) m / (sqrt(v or vmax) / sqrt(1 - b2^t) + eps)
+ * The bias corrections are computed in double, as torch does them in Python floats.
+ */
+#include "optim.h"
+
+#include <math.h>
+
+static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots,
+                             bool decoupled) {
+    const bk_adam_config *c = &o->cfg.adam;
+    float *P = p->data, *M = slots[1]->data, *V = slots[2]->data, *VMAX = slots[3]->data;
+    const float *G = g->data;
+    double t = slots[0]->data[0];
+    float step_size = (float)(o->lr / (1.0 - pow(c->beta1, t)));
+    float bc2_sqrt = (float)sqrt(1.0 - pow(c->beta2, t));
+    float b1 = c->beta1, b2 = c->beta2, wd = c->weight_decay, eps = c->eps;
+    float decay = decoupled ? (float)(1.0 - (double)o->lr * wd) : 1.0f;
+    for (int64_t i = 0; i < p->numel; i++) {
+        float gi = G[i];
+        if (decoupled)
+            P[i] *= decay;
+        else if (wd != 0.0f)
+            gi += wd * P[i];
+        M[i] = M[i] * b1 + (1.0f - b1) * gi;
+        V[i] = V[i] * b2 + (1.0f - b2) * gi * gi;
+        float v = V[i];
+        if (c->amsgrad) {
+            if (VMAX[i] < v) VMAX[i] = v;
+            v = VMAX[i];
+        }
+        float denom = sqrtf(v) / bc2_sqrt + eps;
+        P[i] += -step_size * (M[i] / denom);
+    }
+}
+
+static void adam_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
+    adam_update_impl(o, p, g, slots, false);
+}
+static void adamw_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
+    adam_update_impl(o, p, g, slots, true);
+}
+
+static const optim_class ADAM = {"Adam", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adam_update};
+static const optim_class ADAMW = {"AdamW", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adamw_update};
+
+static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config cfg) {
+    if (!(cfg.lr >= 0.0f) || !(cfg.eps >= 0.0f) || !(cfg.beta1 >= 0.0f && cfg.beta1 < 1.0f) ||
+        !(cfg.beta2 >= 0.0f && cfg.beta2 < 1.0f) || !(cfg.weight_decay >= 0.0f)) {
+        bk_set_error("%s: invalid settings lr=%g betas=(%g, %g) eps=%g weight_decay=%g (betas in "
+                     "[0, 1), the others >= 0)", cls->name, (double)cfg.lr, (double)cfg.beta1,
+                     (double)cfg.beta2, (double)cfg.eps, (double)cfg.weight_decay);
+        return NULL;
+    }
+    if (!m) {
+        bk_set_error("%s: module is NULL", cls->name);
+        return NULL;
+    }
+    bk_optim *o = bk__optim_new(cls, m);
+    if (o) {
+        o->cfg.adam = cfg;
+        o->lr = cfg.lr;
+    }
+    return o;
+}
+
+bk_optim *bk_optim_adam(bk_module *m, bk_adam_config cfg) { return adam_new(&ADAM, m, cfg); }
+bk_optim *bk_optim_adamw(bk_module *m, bk_adam_config cfg) { return adam_new(&ADAMW, m, cfg); }

@@ -1,0 +1,113 @@
+/* optim.c - the optimizer frame: parameter collection, state slots, step loop, learning
+ * rate access and schedules. The algorithms live in sgd.c and adam.c.
+ */
+#include "optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+bk_optim *bk__optim_new(const optim_class *cls, bk_module *m) {
+    bk_param_list *all = bk_module_named(m, BK_PARAMS);
+    if (!all) {
+        bk__error_prefix("%s", cls->name);
+        return NULL;
+    }
+    bk_optim *o = calloc(1, sizeof *o);
+    if (!o) goto oom;
+    o->cls = cls;
+    o->params = all;
+    /* keep only the trainable parameters, in order */
+    int k = 0;
+    for (int i = 0; i < all->n; i++) {
+        if (!all->trainable[i]) {
+            free(all->names[i]);
+            continue;
+        }
+        all->names[k] = all->names[i];
+        all->tensors[k] = all->tensors[i];
+        all->trainable[k] = true;
+        k++;
+    }
+    all->n = o->n = k;
+    size_t n_state = (size_t)k * (size_t)cls->n_slots;
+    o->state = calloc(n_state ? n_state : 1, sizeof *o->state);
+    o->state_names = calloc(n_state ? n_state : 1, sizeof *o->state_names);
+    if (!o->state || !o->state_names) goto oom;
+    for (int i = 0; i < k; i++)
+        for (int s = 0; s < cls->n_slots; s++) {
+            size_t at = (size_t)i * (size_t)cls->n_slots + (size_t)s;
+            const bk_tensor *p = all->tensors[i];
+            o->state[at] = s == 0 ? bk_tensor_new(0, NULL) : bk_tensor_new(p->ndim, p->shape);
+            size_t len = strlen(all->names[i]) + strlen(cls->slots[s]) + 2;
+            o->state_names[at] = malloc(len);
+            if (!o->state[at] || !o->state_names[at]) goto oom;
+            snprintf(o->state_names[at], len, "%s.%s", all->names[i], cls->slots[s]);
+        }
+    return o;
+oom:
+    bk_optim_free(o);
+    if (!o) bk_param_list_free(all);
+    bk_set_error("%s: out of memory", cls->name);
+    return NULL;
+}
+
+void bk_optim_free(bk_optim *o) {
+    if (!o) return;
+    size_t n_state = (size_t)o->n * (size_t)o->cls->n_slots;
+    for (size_t i = 0; o->state && i < n_state; i++) bk_tensor_free(o->state[i]);
+    for (size_t i = 0; o->state_names && i < n_state; i++) free(o->state_names[i]);
+    free(o->state);
+    free(o->state_names);
+    bk_param_list_free(o->params);
+    free(o);
+}
+
+int bk_optim_step(bk_optim *o) {
+    if (!o) {
+        bk_set_error("optim_step: optimizer is NULL");
+        return -1;
+    }
+    for (int i = 0; i < o->n; i++) {
+        bk_tensor *p = o->params->tensors[i];
+        if (!p->grad) continue; /* torch skips parameters whose grad is None */
+        bk_tensor **slots = o->state + (size_t)i * (size_t)o->cls->n_slots;
+        slots[0]->data[0] += 1.0f; /* step count (exact in float up to 2^24 steps) */
+        o->cls->update(o, p, p->grad, slots);
+    }
+    return 0;
+}
+
+void bk_optim_zero_grad(bk_optim *o) {
+    if (!o) return;
+    for (int i = 0; i < o->n; i++)
+        if (o->params->tensors[i]->grad) bk_fill(o->params->tensors[i]->grad, 0.0f);
+}
+
+float bk_optim_lr(const bk_optim *o) { return o ? o->lr : NAN; }
+
+void bk_optim_set_lr(bk_optim *o, float lr) {
+    if (o) o->lr = lr;
+}
+
+const char *bk_optim_name(const bk_optim *o) { return o ? o->cls->name : "?"; }
+
+int bk_optim_state_count(const bk_optim *o) { return o ? o->n * o->cls->n_slots : 0; }
+
+const char *bk_optim_state_name(const bk_optim *o, int i) {
+    return (o && i >= 0 && i < bk_optim_state_count(o)) ? o->state_names[i] : NULL;
+}
+
+bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i) {
+    return (o && i >= 0 && i < bk_optim_state_count(o)) ? o->state[i] : NULL;
+}
+
+float bk_lr_step_decay(float base_lr, int epoch, int step_size, float gamma) {
+    if (step_size <= 0) return base_lr;
+    return base_lr * powf(gamma, (float)(epoch / step_size));
+}
+
+float bk_lr_cosine(float base_lr, int epoch, int total_epochs, float min_lr) {
+    if (total_epochs <= 0) return base_lr;
+    double t = (double)epoch / (double)total_epochs;
+    return (float)(min_lr + 0.5 * (base_lr - min_lr) * (1.0 + cos(3.14159265358979323846 * t)));
+}

@@ -1,0 +1,39 @@
+/* optim.h - what the optimizers share (private to src/optim/).
+ *
+ * An optimizer holds the trainable parameters of a module (borrowed) and, per parameter,
+ * a fixed set of state tensors ("slots": step, momentum_buffer, exp_avg, ...) that it owns.
+ * An algorithm is a class: its slot names and a per-parameter update function. The state
+ * is exposed as named tensors so that checkpoints save and restore it generically.
+ */
+#ifndef BRICK_OPTIM_H
+#define BRICK_OPTIM_H
+
+#include "internal.h"
+
+#define OPTIM_MAX_SLOTS 4
+
+typedef struct optim_class {
+    const char *name;
+    int n_slots;
+    const char *slots[OPTIM_MAX_SLOTS]; /* slot 0 is always "step" (a 1-element counter) */
+    /* updates parameter p (with gradient g) using its slots */
+    void (*update)(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots);
+} optim_class;
+
+struct bk_optim {
+    const optim_class *cls;
+    float lr; /* current learning rate (schedules change it); cfg.*.lr is the initial one */
+    union {
+        bk_sgd_config sgd;
+        bk_adam_config adam;
+    } cfg;
+    int n;                 /* parameters */
+    bk_param_list *params; /* trainable parameters only */
+    bk_tensor **state;     /* n * cls->n_slots, owned */
+    char **state_names;    /* "<param>.<slot>", owned */
+};
+
+/* Builds an optimizer of class cls over m's trainable parameters. */
+bk_optim *bk__optim_new(const optim_class *cls, bk_module *m);
+
+#endif
