@@ -451,20 +451,25 @@ typedef struct bk_safetensors bk_safetensors;
 /* Reads and validates the whole file. NULL with an error naming the file and the problem. */
 bk_safetensors *bk_safetensors_load(const char *path);
 void bk_safetensors_free(bk_safetensors *st);
+/* Number of tensors (-1 with an error for NULL). Tensors are numbered in data order; for
+ * files brick wrote, the order they were saved in. */
 int bk_safetensors_count(const bk_safetensors *st);
 const char *bk_safetensors_name(const bk_safetensors *st, int i);
 /* Borrowed heap tensor owned by st, or NULL (with an error) if absent. */
 bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name);
-/* Metadata value or NULL. */
+/* Metadata value, or NULL (without an error) when the key is absent. */
 const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
 
 /* Writes n tensors under the given names, with optional metadata (n_meta key/value
- * pairs), atomically: a temporary file in the same directory, fsync, rename. */
+ * pairs), atomically: a temporary file in the same directory, fsync, rename. Names must be
+ * unique, valid UTF-8 and not "__metadata__". A new file gets mode 0666 & ~umask; on failure
+ * an existing file is left as it was. */
 int bk_safetensors_save(const char *path, int n, const char *const *names,
                         const bk_tensor *const *tensors, int n_meta,
                         const char *const *meta_keys, const char *const *meta_values);
 
-/* A module's state dict (parameters and persistent buffers under dotted names). */
+/* A module's state dict (parameters and persistent buffers under dotted names), with the
+ * metadata format=pt that PyTorch-side loaders expect. */
 int bk_module_save(const bk_module *m, const char *path);
 /* Loads a state dict. strict: every name must match in both directions with equal
  * shapes; on any problem nothing is changed and the error lists every missing,
@@ -566,32 +571,43 @@ typedef struct bk_dataset {
 
 /* Reads an IDX images file (magic 0x00000803, u8) and labels file (0x00000801, u8), plain
  * or gzip-compressed (detected from the content), validating every header field against
- * the file size. Pixels are scaled to [0, 1]; samples have shape (1, rows, cols). */
+ * the file size. Pixels are scaled to [0, 1]; samples have shape (1, rows, cols). Labels
+ * must be < n_classes (1..256). Free with bk_dataset_free. NULL with an error
+ * "idx: <path>: <problem>" on a bad or inconsistent file. */
 bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_classes);
-/* The standard Fashion-MNIST file names in dir (each optionally .gz); train or test split.
- * Sets the class names. */
+/* The standard Fashion-MNIST file names in dir (each optionally .gz, plain preferred);
+ * train: train-*, else t10k-*. Sets the class names and n_classes = 10. A missing
+ * directory or file gives an error listing what was looked for. */
 bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
-/* Copies user arrays into a data set (y or targets may be NULL). */
+/* Copies user arrays into a data set (y or targets may be NULL; n_classes must be 0
+ * without y and target_dim 0 without targets). Labels are checked to be in range. */
 bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,
                                    const int64_t *y, int n_classes, const float *targets,
                                    int64_t target_dim);
+/* Frees the data set and its arrays. NULL is fine. */
 void bk_dataset_free(bk_dataset *ds);
-/* In place: x = (x - mean) / std. */
+/* In place: x = (x - mean) / std (std > 0). */
 int bk_dataset_normalize(bk_dataset *ds, float mean, float std);
 
-/* Mini-batches over a data set, reshuffled each epoch from its own generator. */
+/* Mini-batches over a data set, reshuffled each epoch from its own generator (seeded with
+ * `seed`: the same seed gives the same orders). Borrows ds, which must outlive the loader.
+ * Allocates everything up front; a batch allocates only its arena tensors. */
 typedef struct bk_loader bk_loader;
 bk_loader *bk_loader_new(const bk_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed,
                          bool drop_last);
 void bk_loader_free(bk_loader *l);
-/* Starts an epoch (shuffling if asked). */
+/* Starts an epoch: the order restarts from 0..n-1 and is shuffled if asked, so it depends
+ * only on the generator state at this call. bk_loader_next on a loader never started
+ * starts the first epoch itself. */
 void bk_loader_start(bk_loader *l);
 /* The next batch: *x an arena tensor (B, shape...), *y borrowed labels (valid until the
  * next call), *targets borrowed regression targets; returns the batch size, 0 at the end
  * of the epoch, -1 on error. Any of the out pointers may be NULL. */
 int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor **targets);
+/* Batches per epoch: ceil(n / batch_size), or floor with drop_last. */
 int64_t bk_loader_num_batches(const bk_loader *l);
-/* The generator state, for resuming mid-run with the same shuffles. */
+/* The generator state, for resuming with the same shuffles: save it before an epoch's
+ * bk_loader_start; a loader given it by bk_loader_set_rng then starts the same epochs. */
 bk_rng bk_loader_rng(const bk_loader *l);
 void bk_loader_set_rng(bk_loader *l, bk_rng rng);
 
