@@ -269,6 +269,8 @@ bk_tensor *bk_pow(bk_tensor *a, bk_tensor *b);          /* a^b (a > 0 for d/db) 
 bk_tensor *bk_relu(bk_tensor *a);                       /* max(a, 0), d/da = [a > 0] */
 bk_tensor *bk_sigmoid(bk_tensor *a);                    /* 1 / (1 + e^-a) */
 bk_tensor *bk_tanh(bk_tensor *a);                       /* tanh a */
+bk_tensor *bk_gelu(bk_tensor *a);                       /* x Phi(x), exact (erf) */
+bk_tensor *bk_gelu_tanh(bk_tensor *a);                  /* GELU, tanh approximation */
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-d operands are
  * promoted as in torch.matmul. */
@@ -301,6 +303,38 @@ bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end);
 /* Index i along dim, which is removed (a[i] for dim 0). */
 bk_tensor *bk_select(bk_tensor *a, int dim, int64_t index);
 bk_tensor *bk_clone(bk_tensor *a);
+
+/* ------------------------------------------------------------------------------------ */
+/* Convolution, pooling, normalisation, dropout (NCHW)                                  */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bk_conv2d_opts {
+    int64_t stride[2], padding[2], dilation[2], groups;
+} bk_conv2d_opts;
+#define BK_CONV2D_DEFAULTS ((bk_conv2d_opts){{1, 1}, {0, 0}, {1, 1}, 1})
+
+/* F.conv2d: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
+bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts opts);
+
+typedef struct bk_pool2d_opts {
+    int64_t kernel[2], stride[2], padding[2];
+} bk_pool2d_opts;
+/* F.max_pool2d / F.avg_pool2d (floor mode; avg counts padding, torch's defaults). */
+bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+/* F.adaptive_avg_pool2d to (out_h, out_w). */
+bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w);
+
+/* F.batch_norm over channel dim 1 of x (N, C, ...). training: batch statistics, and the
+ * running stats are updated in place (running = (1 - momentum) running + momentum stat,
+ * variance unbiased); otherwise the running stats are used. */
+bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var,
+                         bk_tensor *weight, bk_tensor *bias, bool training, float momentum, float eps);
+/* F.layer_norm over the last n_norm_dims dims; weight and bias have those dims' shape. */
+bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_tensor *bias, float eps);
+/* F.dropout: in training, zeroes each element with probability p (from rng, NULL = the
+ * thread's default) and scales the rest by 1 / (1 - p); otherwise returns x. */
+bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);
 
 /* ------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                    */

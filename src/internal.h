@@ -49,6 +49,10 @@ bk_tensor *bk__tensor_view(const bk_tensor *src, int ndim, const int64_t *shape)
 /* A zero-filled gradient tensor for t: in t's arena, or on the heap for owned tensors. */
 bk_tensor *bk__grad_for(bk_tensor *t);
 
+/* A per-thread temporary of count floats (slot 0..3), valid until the next call with the
+ * same slot; freed by bk_thread_cleanup. NULL (with an error) on out of memory. */
+float *bk__scratch(int slot, size_t count);
+
 /* ---- autograd ------------------------------------------------------------------------ */
 struct bk_node {
     const bk_op *op;
@@ -59,6 +63,9 @@ struct bk_node {
     uint32_t visit;   /* backward: visited stamp */
     bool released;    /* its graph was consumed by a backward without retain_graph */
 };
+/* A backward function calls this when it cannot finish (out of memory), after setting
+ * the error; bk_backward then fails instead of returning partial gradients. */
+void bk__backward_fail(void);
 /* Should an op with these inputs record history? (grad mode on and any input needs it) */
 bool bk__needs_grad(int n, bk_tensor *const *ts);
 

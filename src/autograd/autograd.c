@@ -76,6 +76,8 @@ const char *bk_node_op_name(const bk_node *n) { return n ? n->op->name : "?"; }
 
 static _Thread_local bool backward_failed;
 
+void bk__backward_fail(void) { backward_failed = true; }
+
 bk_tensor *bk_node_grad_input(bk_node *n, int i) {
     if (!n || i < 0 || i >= n->n_inputs) return NULL;
     bk_tensor *t = n->inputs[i];
@@ -154,7 +156,7 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
                      bk_shape_str(root, s1, sizeof s1));
         return -1;
     }
-    if (grad_root && grad_root->numel != root->numel) {
+    if (grad_root && !bk_same_shape(grad_root, root)) { /* as torch: same shape, not just numel */
         bk_set_error("backward: upstream gradient shape %s does not match output shape %s",
                      bk_shape_str(grad_root, s1, sizeof s1), bk_shape_str(root, s2, sizeof s2));
         return -1;

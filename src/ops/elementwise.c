@@ -191,7 +191,7 @@ bk_tensor *bk_eq(bk_tensor *a, bk_tensor *b) { return binary(BIN_EQ, a, b); }
 
 typedef enum {
     UN_NEG, UN_ABS, UN_EXP, UN_LOG, UN_SQRT, UN_RELU, UN_SIGMOID, UN_TANH,
-    UN_ADD_S, UN_MUL_S, UN_DIV_S, UN_RSUB_S, UN_POW_S
+    UN_ADD_S, UN_MUL_S, UN_DIV_S, UN_RSUB_S, UN_POW_S, UN_GELU, UN_GELU_TANH
 } un_kind;
 
 typedef struct un_params {
@@ -214,6 +214,8 @@ static inline float un_apply(un_kind k, float x, float s) {
     case UN_DIV_S: return x / s;
     case UN_RSUB_S: return s - x;
     case UN_POW_S: return powf(x, s);
+    case UN_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case UN_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     }
     return 0.0f;
 }
@@ -234,6 +236,12 @@ static inline float un_deriv(un_kind k, float x, float y, float s) {
     case UN_DIV_S: return 1.0f / s;
     case UN_RSUB_S: return -1.0f;
     case UN_POW_S: return s == 0.0f ? 0.0f : s * powf(x, s - 1.0f);
+    case UN_GELU: /* Phi(x) + x phi(x) */
+        return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+    case UN_GELU_TANH: {
+        float t = tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x);
+    }
     }
     return 0.0f;
 }
@@ -254,7 +262,7 @@ static void unary_backward(bk_node *n) {
     X(UN_NEG, "neg") X(UN_ABS, "abs") X(UN_EXP, "exp") X(UN_LOG, "log") X(UN_SQRT, "sqrt") \
     X(UN_RELU, "relu") X(UN_SIGMOID, "sigmoid") X(UN_TANH, "tanh") X(UN_ADD_S, "add_scalar") \
     X(UN_MUL_S, "mul_scalar") X(UN_DIV_S, "div_scalar") X(UN_RSUB_S, "rsub_scalar")         \
-    X(UN_POW_S, "pow_scalar")
+    X(UN_POW_S, "pow_scalar") X(UN_GELU, "gelu") X(UN_GELU_TANH, "gelu_tanh")
 
 #define X_DESC(kind, name) [kind] = {name, unary_backward},
 static const bk_op UNARY_DESC[] = {UNARY_OPS(X_DESC)};
@@ -297,3 +305,5 @@ bk_tensor *bk_mul_scalar(bk_tensor *a, float s) { return unary(UN_MUL_S, a, s); 
 bk_tensor *bk_div_scalar(bk_tensor *a, float s) { return unary(UN_DIV_S, a, s); }
 bk_tensor *bk_rsub_scalar(bk_tensor *a, float s) { return unary(UN_RSUB_S, a, s); }
 bk_tensor *bk_pow_scalar(bk_tensor *a, float p) { return unary(UN_POW_S, a, p); }
+bk_tensor *bk_gelu(bk_tensor *a) { return unary(UN_GELU, a, 0); }
+bk_tensor *bk_gelu_tanh(bk_tensor *a) { return unary(UN_GELU_TANH, a, 0); }

@@ -47,8 +47,16 @@ bk_arena *bk_arena_new(void) {
     return a;
 }
 
+/* The calling thread's arenas (see bk_arena_current below). */
+static _Thread_local bk_arena *default_arena;
+static _Thread_local bk_arena *current_arena;
+
 void bk_arena_free(bk_arena *a) {
     if (!a) return;
+    /* Never leave the thread pointing at freed memory: freeing the current arena switches
+     * back to the default one. */
+    if (a == current_arena) current_arena = NULL;
+    if (a == default_arena) default_arena = NULL;
     bk_arena_reset(a);
     for (chunk *c = a->head, *n; c; c = n) {
         n = c->next;
@@ -130,9 +138,6 @@ uint64_t bk_arena_allocations(const bk_arena *a) { return a ? a->mallocs : 0; }
 
 /* ---- per-thread current arena ---------------------------------------------------------- */
 
-static _Thread_local bk_arena *default_arena;
-static _Thread_local bk_arena *current_arena;
-
 bk_arena *bk_arena_current(void) {
     if (current_arena) return current_arena;
     if (!default_arena) default_arena = bk_arena_new();
@@ -145,7 +150,35 @@ bk_arena *bk_arena_use(bk_arena *a) {
     return prev;
 }
 
+/* ---- per-thread scratch buffers ---------------------------------------------------------
+ * Large temporaries that an op needs only while it runs (im2col columns): kept per thread
+ * and grown as needed, so they are neither leaked into the arena nor reallocated per step. */
+
+#define SCRATCH_SLOTS 4
+static _Thread_local float *scratch[SCRATCH_SLOTS];
+static _Thread_local size_t scratch_cap[SCRATCH_SLOTS];
+
+float *bk__scratch(int slot, size_t count) {
+    if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
+    if (count > scratch_cap[slot]) {
+        free(scratch[slot]);
+        scratch_cap[slot] = 0;
+        scratch[slot] = count > SIZE_MAX / sizeof(float) ? NULL : aligned_alloc(ARENA_ALIGN, ((count * sizeof(float) + ARENA_ALIGN - 1) / ARENA_ALIGN) * ARENA_ALIGN);
+        if (!scratch[slot]) {
+            bk_set_error("scratch: out of memory for %zu floats", count);
+            return NULL;
+        }
+        scratch_cap[slot] = count;
+    }
+    return scratch[slot];
+}
+
 void bk_thread_cleanup(void) {
+    for (int i = 0; i < SCRATCH_SLOTS; i++) {
+        free(scratch[i]);
+        scratch[i] = NULL;
+        scratch_cap[i] = 0;
+    }
     if (current_arena == default_arena) current_arena = NULL;
     bk_arena_free(default_arena);
     default_arena = NULL;
