@@ -372,9 +372,17 @@ void bk_module_zero_grad(bk_module *m) {
     for (int i = 0; i < m->n_children; i++) bk_module_zero_grad(m->children[i].module);
 }
 
+/* torch's children(): a block registered twice under one parent is visited once */
+static bool seen_before(const bk_module *m, int i) {
+    for (int k = 0; k < i; k++)
+        if (m->children[k].module == m->children[i].module) return true;
+    return false;
+}
+
 void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud) {
     if (!m || !fn) return;
-    for (int i = 0; i < m->n_children; i++) bk_module_apply(m->children[i].module, fn, ud);
+    for (int i = 0; i < m->n_children; i++)
+        if (!seen_before(m, i)) bk_module_apply(m->children[i].module, fn, ud);
     fn(m, ud);
 }
 
@@ -404,12 +412,18 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 static void repr_rec(const bk_module *m, sbuf *b, int indent) {
     char extra[512] = "";
     if (m->cls->extra_repr) m->cls->extra_repr(m, extra, sizeof extra);
-    sb_printf(b, "%s(%s", m->cls->name, extra);
     if (m->n_children == 0) {
-        sb_printf(b, ")");
+        sb_printf(b, "%s(%s)", m->cls->name, extra);
         return;
     }
-    sb_printf(b, "\n");
+    /* torch puts the extra text on its own lines, indented like the children */
+    sb_printf(b, "%s(\n", m->cls->name);
+    if (extra[0])
+        for (char *line = extra; line;) {
+            char *nl = strchr(line, '\n');
+            sb_printf(b, "%*s%.*s\n", indent + 2, "", nl ? (int)(nl - line) : (int)strlen(line), line);
+            line = nl ? nl + 1 : NULL;
+        }
     for (int i = 0; i < m->n_children; i++) {
         sb_printf(b, "%*s(%s): ", indent + 2, "", m->children[i].name);
         repr_rec(m->children[i].module, b, indent + 2);

@@ -1,0 +1,284 @@
+# Makefile - builds, tests and installs brick. GNU make; `make help` lists the targets.
+#
+# Layout: every src/*/*.c goes into libbrick.a and libbrick.so; each tests/test_*.c is a test
+# binary and each examples/*.c an example program, both linked against libbrick.a. Everything
+# built lands under $(BUILD) (build/, or build-san/ with SAN=1), mirroring the source tree.
+#
+# Options (on the command line: `make BLAS=0 SAN=1`):
+#   BLAS=auto|0|1    OpenBLAS for the gemm backend. auto (default): used when `pkg-config
+#                    --exists openblas` succeeds; 1: required (error if absent); 0: off.
+#   OPENMP=auto|0|1  OpenMP threading via -fopenmp. auto (default): used when $(CC) can
+#                    compile and link a program that includes <omp.h> with -fopenmp.
+#   SAN=1            AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/.
+#   BUILD=dir        build directory (default build, or build-san with SAN=1).
+#   CC, CFLAGS, LDFLAGS, WERROR, PREFIX, LIBDIR, INCLUDEDIR, DESTDIR: as usual. CFLAGS only
+#                    holds optimisation and debug flags; the language standard, warnings,
+#                    include paths and feature flags are always added (see ALL_CFLAGS).
+#
+# A change of compiler or flags (say BLAS=0 after BLAS=1) rebuilds everything: the full
+# command line is kept in $(BUILD)/.config and every object depends on it.
+
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+SHELL      := /bin/bash
+CC         ?= cc
+AR         ?= ar
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+
+SAN    ?= 0
+BLAS   ?= auto
+OPENMP ?= auto
+
+HASH := \#
+# The version comes from the header, the single place that states it.
+VERSION       := $(shell sed -n 's/^$(HASH)define BK_VERSION_STRING "\(.*\)"/\1/p' include/brick.h)
+VERSION_MAJOR := $(firstword $(subst ., ,$(VERSION)))
+ifeq ($(VERSION),)
+  $(error could not read BK_VERSION_STRING from include/brick.h)
+endif
+
+ifneq ($(origin BUILD),command line)
+  BUILD := $(if $(filter 1,$(SAN)),build-san,build)
+endif
+
+# ---- flags ------------------------------------------------------------------------------
+
+ifeq ($(SAN),1)
+  CFLAGS    ?= -O1 -g
+  SAN_FLAGS := -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+  CFLAGS    ?= -O2 -g
+  SAN_FLAGS :=
+endif
+
+WARNINGS := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+WERROR   ?= -Werror
+
+# Goals that need no compiler probing (and must work on a machine without a toolchain).
+NOBUILD_GOALS := clean help uninstall
+BUILDING := $(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all))
+
+# OpenMP: a real compile-and-link probe, since `-fopenmp` alone can be accepted by a compiler
+# whose runtime (libgomp/libomp) is missing.
+ifeq ($(OPENMP),auto)
+  ifneq ($(BUILDING),)
+    OPENMP := $(shell tmp=$$(mktemp -d) && \
+      printf '$(HASH)include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n' \
+        > $$tmp/omp.c && $(CC) -fopenmp $$tmp/omp.c -o $$tmp/omp >/dev/null 2>&1 && echo 1 || echo 0; \
+      rm -rf $$tmp)
+  else
+    OPENMP := 0
+  endif
+endif
+ifeq ($(OPENMP),1)
+  OMP_FLAGS  := -fopenmp
+  OMP_CFLAGS := -fopenmp
+else ifeq ($(OPENMP),0)
+  OMP_FLAGS  :=
+  # the `#pragma omp` lines then compile as the serial loops they annotate
+  OMP_CFLAGS := -Wno-unknown-pragmas
+else
+  $(error OPENMP must be auto, 0 or 1 (got '$(OPENMP)'))
+endif
+
+# OpenBLAS: found through pkg-config (Debian: libopenblas-dev).
+ifneq ($(BUILDING),)
+  HAVE_OPENBLAS := $(shell $(PKG_CONFIG) --exists openblas 2>/dev/null && echo 1 || echo 0)
+else
+  HAVE_OPENBLAS := 0
+endif
+ifeq ($(BLAS),auto)
+  BLAS := $(HAVE_OPENBLAS)
+else ifeq ($(BLAS),1)
+  ifeq ($(HAVE_OPENBLAS),0)
+    ifneq ($(BUILDING),)
+      $(error BLAS=1 but `$(PKG_CONFIG) --exists openblas` fails: install libopenblas-dev (scripts/deps.sh --blas) or use BLAS=0)
+    endif
+  endif
+else ifneq ($(BLAS),0)
+  $(error BLAS must be auto, 0 or 1 (got '$(BLAS)'))
+endif
+ifeq ($(BLAS),1)
+  BLAS_CFLAGS := -DBK_HAVE_OPENBLAS $(shell $(PKG_CONFIG) --cflags openblas)
+  BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas)
+else
+  BLAS_CFLAGS :=
+  BLAS_LIBS   :=
+endif
+
+ALL_CPPFLAGS = $(strip -Iinclude -Isrc $(BLAS_CFLAGS) $(CPPFLAGS))
+ALL_CFLAGS   = $(strip -std=c11 $(CFLAGS) -fPIC $(WARNINGS) $(WERROR) $(OMP_CFLAGS) $(SAN_FLAGS))
+ALL_LDFLAGS  = $(strip $(SAN_FLAGS) $(LDFLAGS))
+LIBS         = $(strip $(BLAS_LIBS) -lz -lm $(OMP_FLAGS) $(LDLIBS))
+# The shared library must resolve every symbol itself (catches a missing -l early); the
+# sanitizer runtimes are an exception, they come from the executable.
+SO_LDFLAGS   = -shared -Wl,-soname,libbrick.so.$(VERSION_MAJOR) $(if $(SAN_FLAGS),,-Wl,-z,defs)
+
+# ---- sources and products ---------------------------------------------------------------
+
+LIB_SRCS     := $(sort $(wildcard src/*/*.c))
+TEST_SRCS    := $(sort $(wildcard tests/test_*.c))
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+BENCH_SRCS   := $(sort $(wildcard bench/*.c))
+TOOL_SRCS    := $(sort $(wildcard tools/*.c))
+
+LIB_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_A        := $(BUILD)/libbrick.a
+LIB_SO       := $(BUILD)/libbrick.so
+TEST_BINS    := $(TEST_SRCS:%.c=$(BUILD)/%)
+EXAMPLE_BINS := $(EXAMPLE_SRCS:%.c=$(BUILD)/%)
+BENCH_BINS   := $(BENCH_SRCS:%.c=$(BUILD)/%)
+# tools/*.c together make the `brick` command-line program (once it exists).
+TOOL_BIN     := $(if $(TOOL_SRCS),$(BUILD)/brick)
+PC_FILE      := $(BUILD)/brick.pc
+
+ALL_OBJS := $(LIB_OBJS) $(TEST_BINS:%=%.o) $(EXAMPLE_BINS:%=%.o) $(BENCH_BINS:%=%.o) \
+            $(TOOL_SRCS:%.c=$(BUILD)/%.o)
+
+# ---- configuration stamp ----------------------------------------------------------------
+
+CONFIG_STAMP := $(BUILD)/.config
+CONFIG_LINE   = $(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) | $(ALL_LDFLAGS) $(LIBS)
+ifneq ($(BUILDING),)
+  $(shell mkdir -p $(BUILD) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = '$(CONFIG_LINE)' ] \
+      || printf '%s\n' '$(CONFIG_LINE)' > $(CONFIG_STAMP); })
+endif
+
+# ---- build rules ------------------------------------------------------------------------
+
+.PHONY: all lib tests examples bench tools test valgrind demo install uninstall clean help config
+
+all: lib tests examples $(TOOL_BIN)
+lib: $(LIB_A) $(LIB_SO) $(PC_FILE)
+tests: $(TEST_BINS)
+examples: $(EXAMPLE_BINS)
+bench: $(BENCH_BINS)
+tools: $(TOOL_BIN)
+
+$(BUILD)/%.o: %.c $(CONFIG_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_A): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJS)
+	$(CC) $(ALL_LDFLAGS) $(SO_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Programs link libbrick.a, so they run from the build tree without LD_LIBRARY_PATH.
+$(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS): $(BUILD)/%: $(BUILD)/%.o $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(TOOL_BIN): $(TOOL_SRCS:%.c=$(BUILD)/%.o) $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Made at parse time (above); this empty rule only tells make that it needs no recipe.
+$(CONFIG_STAMP): ;
+
+-include $(ALL_OBJS:.o=.d)
+
+# ---- pkg-config file --------------------------------------------------------------------
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR      ?= $(LIBDIR)/pkgconfig
+
+# Written on every make run that needs it (PREFIX may differ from the last run); the
+# prerequisite-free FORCE keeps it simple and it costs one sed.
+$(PC_FILE): brick.pc.in FORCE
+	@mkdir -p $(@D)
+	@sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	     -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+	     -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
+	     -e 's|@VERSION@|$(VERSION)|g' \
+	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) -lz -lm $(OMP_FLAGS))|g' \
+	     $< > $@.tmp && mv $@.tmp $@
+
+FORCE:
+
+# ---- running ----------------------------------------------------------------------------
+
+# Sanitizer settings for every run in this make (harmless for unsanitized programs).
+export ASAN_OPTIONS  ?= detect_leaks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export BRICK_PYTHON  ?= $(PYTHON)
+
+test: all
+	@bash scripts/run_tests.sh --build $(BUILD)
+
+VALGRIND ?= valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
+valgrind: tests
+ifeq ($(SAN),1)
+	$(error valgrind and the sanitizers do not mix: run `make valgrind` without SAN=1)
+endif
+	@command -v valgrind >/dev/null || { echo "valgrind not found (scripts/deps.sh installs it)" >&2; exit 1; }
+	@BRICK_TEST_WRAPPER='$(VALGRIND)' BRICK_TEST_TIMEOUT=$${BRICK_TEST_TIMEOUT:-3600} \
+	    bash scripts/run_tests.sh --build $(BUILD) --no-examples
+
+# The main job until the training CLI exists: every example, in name order, stopping at the
+# first failure.
+demo: examples
+	@set -e; if [ -z "$(EXAMPLE_BINS)" ]; then echo "demo: no examples/*.c yet" >&2; exit 1; fi; \
+	for x in $(EXAMPLE_BINS); do \
+	    echo "==> $$x"; ./$$x || { echo "demo: $$x failed (exit $$?)" >&2; exit 1; }; \
+	done; echo "demo: all $(words $(EXAMPLE_BINS)) examples ran"
+
+# ---- install ----------------------------------------------------------------------------
+
+install: $(LIB_A) $(LIB_SO) $(PC_FILE)
+	install -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PCDIR)'
+	install -m 644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/libbrick.a'
+	install -m 755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION)'
+	ln -sf libbrick.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION_MAJOR)'
+	ln -sf libbrick.so.$(VERSION_MAJOR) '$(DESTDIR)$(LIBDIR)/libbrick.so'
+	install -m 644 include/brick.h '$(DESTDIR)$(INCLUDEDIR)/brick.h'
+	install -m 644 $(PC_FILE) '$(DESTDIR)$(PCDIR)/brick.pc'
+	@# Refresh the loader cache for a real system install (not for staged or private prefixes).
+	@if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null \
+	    && { [ '$(LIBDIR)' = /usr/local/lib ] || [ '$(LIBDIR)' = /usr/lib ]; }; then ldconfig; fi
+
+uninstall:
+	rm -f '$(DESTDIR)$(LIBDIR)/libbrick.a' '$(DESTDIR)$(LIBDIR)/libbrick.so' \
+	      '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION_MAJOR)' \
+	      '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION)' \
+	      '$(DESTDIR)$(INCLUDEDIR)/brick.h' '$(DESTDIR)$(PCDIR)/brick.pc'
+
+# ---- housekeeping -----------------------------------------------------------------------
+
+clean:
+	rm -rf $(sort build build-san $(BUILD))
+
+config:
+	@echo "CC      = $(CC)"
+	@echo "BUILD   = $(BUILD)"
+	@echo "SAN     = $(SAN)"
+	@echo "OPENMP  = $(OPENMP)"
+	@echo "BLAS    = $(BLAS)$(if $(filter 1,$(BLAS)), ($(BLAS_LIBS)))"
+	@echo "CFLAGS  = $(ALL_CPPFLAGS) $(ALL_CFLAGS)"
+	@echo "LDFLAGS = $(ALL_LDFLAGS)"
+	@echo "LIBS    = $(LIBS)"
+	@echo "VERSION = $(VERSION)"
+
+help:
+	@echo "brick $(VERSION) - targets (GNU make):"
+	@echo "  all (default)  libbrick.a, libbrick.so, tests and examples in $(BUILD)/"
+	@echo "  lib            only the libraries (and brick.pc)"
+	@echo "  tests          only the test binaries ($(BUILD)/tests/test_*)"
+	@echo "  examples       only the examples ($(BUILD)/examples/*)"
+	@echo "  bench          the benchmarks in bench/ (built, not run)"
+	@echo "  test           build all, generate PyTorch parity data, run every test and example"
+	@echo "  valgrind       run the test binaries under valgrind (not with SAN=1)"
+	@echo "  demo           build and run the examples in order"
+	@echo "  install        install to \$$DESTDIR\$$PREFIX (PREFIX=$(PREFIX))"
+	@echo "  uninstall      remove what install put there"
+	@echo "  config         show the detected configuration and flags"
+	@echo "  clean          remove build/ and build-san/"
+	@echo "  help           this list"
+	@echo "options: SAN=1 (ASan+UBSan in build-san/), BLAS=auto|0|1, OPENMP=auto|0|1,"
+	@echo "         BUILD=dir, CC=..., CFLAGS=... (optimisation/debug only), WERROR="
+	@echo "scripts: scripts/test.sh (everything CI runs), scripts/demo.sh, scripts/deps.sh"

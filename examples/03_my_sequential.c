@@ -1,0 +1,95 @@
+/* 03_my_sequential.c - writing Sequential yourself (D2L 5.1, "the sequential block").
+ *
+ * The PyTorch code it mirrors:
+ *
+ *   import torch
+ *   import torch.nn as nn
+ *
+ *   class MySequential(nn.Module):
+ *       def __init__(self, *args):
+ *           super().__init__()
+ *           for idx, module in enumerate(args):
+ *               self._modules[str(idx)] = module
+ *
+ *       def forward(self, X):
+ *           for block in self._modules.values():
+ *               X = block(X)
+ *           return X
+ *
+ *   model = MySequential(nn.Linear(4, 8),   # input dim 4, output dim 8
+ *                        nn.ReLU(),
+ *                        nn.Linear(8, 10),  # input dim 8, output dim 10
+ *                        nn.Sigmoid())
+ *   X = torch.randn(2, 4)                    # batch 2, 4 features
+ *   print("input X shape:", X.shape)
+ *   output = model(X)
+ *   print("output shape:", output.shape)
+ *   output.sum().backward()
+ *
+ * self._modules[str(idx)] = module is bk_module_add(self, "0", module): the blocks are
+ * kept in registration order in self->children, which forward walks, as
+ * self._modules.values() does. (brick's own bk_nn_sequential is exactly this.)
+ */
+#include "brick.h"
+
+#include "common.h"
+
+#include <stdarg.h>
+
+static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *X) {
+    for (int i = 0; i < self->n_children; i++) // for block in self._modules.values():
+        X = bk_forward(self->children[i].module, X); //     X = block(X)
+    return X;
+}
+
+static const bk_module_class MY_SEQUENTIAL = {"MySequential", my_sequential_forward, NULL, NULL};
+
+/* MySequential(*args): takes ownership of the n blocks, also when it fails. */
+static bk_module *my_sequential_new(int n, ...) {
+    bk_module *self = bk_module_new(&MY_SEQUENTIAL, sizeof(bk_module)); // super().__init__()
+    bool ok = self != NULL;
+    va_list args;
+    va_start(args, n);
+    for (int idx = 0; idx < n; idx++) { // for idx, module in enumerate(args):
+        bk_module *module = va_arg(args, bk_module *);
+        char name[16];
+        snprintf(name, sizeof name, "%d", idx);
+        if (ok) ok = bk_module_add(self, name, module) != NULL; // self._modules[str(idx)] = module
+        else bk_module_free(module);
+    }
+    va_end(args);
+    if (!ok) {
+        bk_module_free(self);
+        return NULL;
+    }
+    return self;
+}
+
+int main(void) {
+    int status = 1;
+    bk_manual_seed(0);
+
+    bk_module *model = my_sequential_new(4, bk_nn_linear(4, 8),  // input dim 4, output dim 8
+                                         bk_nn_relu(),
+                                         bk_nn_linear(8, 10), // input dim 8, output dim 10
+                                         bk_nn_sigmoid());
+    if (!model) goto done;
+
+    bk_tensor *X = bk_randn(BK_SHAPE(2, 4)); // batch 2, 4 features
+    print_shape("input X shape", X);
+    bk_tensor *output = bk_forward(model, X);
+    if (!output || bk_backward(bk_sum(output)) != 0) goto done;
+    print_shape("output shape", output);
+
+    bk_module_print(model, stdout);
+    printf("output = ");
+    bk_print(output, stdout);
+    if (print_parameters(model) != 0) goto done;
+    status = 0;
+
+done:
+    if (status) fprintf(stderr, "03_my_sequential: %s\n", bk_last_error());
+    bk_module_free(model);
+    bk_thread_cleanup();
+    return status;
+}
