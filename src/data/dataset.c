@@ -1,0 +1,125 @@
+/* dataset.c - in-memory data sets: built from user arrays, normalised, freed.
+ *
+ * A bk_dataset and its three arrays (x, y, targets) are separate heap blocks owned by the
+ * data set; bk_dataset_free releases all of them, whoever made the data set (this file or
+ * idx.c). class_names always points at static strings and is never freed.
+ */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* malloc'ed copy of n elements of size `size` (n * size already checked); NULL src -> NULL. */
+static void *copy_array(const void *src, int64_t n, size_t size, bool *oom) {
+    if (!src) return NULL;
+    void *dst = malloc(n > 0 ? (size_t)n * size : 1);
+    if (!dst) {
+        *oom = true;
+        return NULL;
+    }
+    if (n > 0) memcpy(dst, src, (size_t)n * size);
+    return dst;
+}
+
+bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,
+                                   const int64_t *y, int n_classes, const float *targets,
+                                   int64_t target_dim) {
+    const char *who = "dataset_from_arrays";
+    int64_t sample_numel, x_numel, t_numel = 0;
+    if (n < 0) {
+        bk_set_error("%s: negative number of samples %" PRId64, who, n);
+        return NULL;
+    }
+    if (ndim > BK_MAX_DIMS - 1) {
+        bk_set_error("%s: a sample of rank %d leaves no room for the batch dim (at most %d)",
+                     who, ndim, BK_MAX_DIMS - 1);
+        return NULL;
+    }
+    if (!bk__shape_ok(who, ndim, shape, &sample_numel)) return NULL;
+    if (!bk__mul_ok(n, sample_numel, &x_numel) || (uint64_t)x_numel > SIZE_MAX / sizeof(float)) {
+        bk_set_error("%s: %" PRId64 " samples of %" PRId64 " elements are too many", who, n,
+                     sample_numel);
+        return NULL;
+    }
+    if (!x && x_numel > 0) {
+        bk_set_error("%s: x is NULL", who);
+        return NULL;
+    }
+    if (y) {
+        if (n_classes < 1) {
+            bk_set_error("%s: labels given with n_classes %d (must be >= 1)", who, n_classes);
+            return NULL;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            if (y[i] < 0 || y[i] >= n_classes) {
+                bk_set_error("%s: label %" PRId64 " at index %" PRId64 " is not a class (expected "
+                             "0..%d)", who, y[i], i, n_classes - 1);
+                return NULL;
+            }
+        }
+    } else if (n_classes != 0) {
+        bk_set_error("%s: n_classes %d given without labels (y is NULL)", who, n_classes);
+        return NULL;
+    }
+    if (targets) {
+        if (target_dim < 1 || !bk__mul_ok(n, target_dim, &t_numel) ||
+            (uint64_t)t_numel > SIZE_MAX / sizeof(float)) {
+            bk_set_error("%s: bad target_dim %" PRId64 " for %" PRId64 " samples", who, target_dim, n);
+            return NULL;
+        }
+    } else if (target_dim != 0) {
+        bk_set_error("%s: target_dim %" PRId64 " given without targets (targets is NULL)", who,
+                     target_dim);
+        return NULL;
+    }
+
+    bool oom = false;
+    bk_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) {
+        bk_set_error("%s: out of memory", who);
+        return NULL;
+    }
+    ds->n = n;
+    ds->ndim = ndim;
+    for (int i = 0; i < ndim; i++) ds->shape[i] = shape[i];
+    ds->sample_numel = sample_numel;
+    ds->n_classes = y ? n_classes : 0;
+    ds->target_dim = targets ? target_dim : 0;
+    /* x is never NULL in a data set, even with no elements (the loader reads from it). */
+    ds->x = malloc(x_numel > 0 ? (size_t)x_numel * sizeof(float) : 1);
+    if (!ds->x) oom = true;
+    else if (x_numel > 0) memcpy(ds->x, x, (size_t)x_numel * sizeof(float));
+    ds->y = copy_array(y, n, sizeof(int64_t), &oom);
+    ds->targets = copy_array(targets, t_numel, sizeof(float), &oom);
+    if (oom) {
+        bk_dataset_free(ds);
+        bk_set_error("%s: out of memory for %" PRId64 " samples", who, n);
+        return NULL;
+    }
+    return ds;
+}
+
+void bk_dataset_free(bk_dataset *ds) {
+    if (!ds) return;
+    free(ds->x);
+    free(ds->y);
+    free(ds->targets);
+    free(ds);
+}
+
+int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {
+    if (!ds) {
+        bk_set_error("dataset_normalize: data set is NULL");
+        return -1;
+    }
+    if (!isfinite(mean) || !isfinite(std) || !(std > 0)) {
+        bk_set_error("dataset_normalize: need a finite mean and a finite std > 0 (got mean %g, "
+                     "std %g)", (double)mean, (double)std);
+        return -1;
+    }
+    int64_t numel = ds->n * ds->sample_numel;
+    /* A division, not a multiply by 1/std, to match torchvision's Normalize bit for bit. */
+    for (int64_t i = 0; i < numel; i++) ds->x[i] = (ds->x[i] - mean) / std;
+    return 0;
+}
