@@ -1,0 +1,445 @@
+#!/usr/bin/python3
+"""gen_reference.py - PyTorch reference data for brick's parity test (tests/test_parity.c).
+
+Usage:  /usr/bin/python3 tests/parity/gen_reference.py --out build/parity --seed 123
+
+Builds the "layers and blocks" networks of D2L section 5.1 (and a few standalone op
+expressions) with torch.nn in float32, runs one forward and one backward on fresh random
+inputs, and writes for every case two safetensors files into --out:
+
+  <case>.safetensors      the model's state_dict under PyTorch's own names ("0.weight",
+                          "hidden.weight", "2.rand_weight", "0.net.2.weight", ...) and
+                          nothing else, exactly what a user exporting a checkpoint has, so
+                          that brick can load it with strict name matching.
+  <case>.ref.safetensors  "input" (X), "output", "upstream" (R, for vector outputs),
+                          "input.grad" and "grad.<param>" for every named parameter; the
+                          metadata holds case, seed, torch version, param_names,
+                          state_names and, where a FixedHiddenMLP runs, "halvings".
+  Op cases have no state dict: their ref file holds the inputs "a", "b", ..., their
+  gradients "a.grad", ..., and metadata "inputs" = "a,b,...".
+
+The loss is L = output for a scalar output, else L = (output * R).sum() with a fixed random
+R, so that every element of the output gets a different upstream gradient.
+
+There is no safetensors package on this system, so the format is written (and read back
+for a self-check) by hand: 8-byte little-endian header length, a JSON header padded with
+spaces to a multiple of 8, then the raw little-endian float32 data.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ---------------------------------------------------------------------------------------
+# safetensors, by hand
+# ---------------------------------------------------------------------------------------
+
+def st_write(path, tensors, metadata):
+    """Writes {name: float32 tensor} in file order, with {str: str} metadata, atomically."""
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        a = t.detach().to(torch.float32).contiguous().cpu().numpy().astype("<f4", copy=False)
+        raw = a.tobytes(order="C")
+        header[name] = {"dtype": "F32", "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hjson += b" " * (-len(hjson) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def st_read(path):
+    """Reads a file written by st_write (or any F32 safetensors): (tensors, metadata)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    (n,) = struct.unpack("<Q", buf[:8])
+    assert n % 8 == 0 and 8 + n <= len(buf), f"{path}: bad header length {n}"
+    header = json.loads(buf[8:8 + n].decode("utf-8"))
+    meta = header.pop("__metadata__", {})
+    data = buf[8 + n:]
+    tensors, end = {}, 0
+    for name, info in header.items():
+        assert info["dtype"] == "F32", f"{path}: {name}: dtype {info['dtype']}"
+        b, e = info["data_offsets"]
+        count = math.prod(info["shape"])
+        assert e - b == 4 * count and e <= len(data), f"{path}: {name}: bad offsets"
+        a = np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"])
+        tensors[name] = torch.from_numpy(a.copy())
+        end = max(end, e)
+    assert end == len(data), f"{path}: {len(data) - end} trailing bytes"
+    return tensors, meta
+
+
+# ---------------------------------------------------------------------------------------
+# The blocks of D2L 5.1
+# ---------------------------------------------------------------------------------------
+
+class MLP(nn.Module):
+    """The custom block: hidden layer of 256 with ReLU (functional), output layer of 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(20, 256)
+        self.out = nn.Linear(256, 10)
+
+    def forward(self, X):
+        return self.out(F.relu(self.hidden(X)))
+
+
+class MySequential(nn.Module):
+    def __init__(self, *args):
+        super().__init__()
+        for idx, module in enumerate(args):
+            self._modules[str(idx)] = module
+
+    def forward(self, X):
+        for block in self._modules.values():
+            X = block(X)
+        return X
+
+
+class FixedHiddenMLP(nn.Module):
+    """D2L's FixedHiddenMLP, with rand_weight registered as a buffer so that it is part of
+    the state dict (a plain attribute would not be saved, and brick could not load it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("rand_weight", torch.rand(20, 20))
+        self.linear = nn.Linear(20, 20)
+        self.halvings = 0
+        self.margin = math.inf  # closest |X.abs().sum() - 1| seen by the loop test
+
+    def forward(self, X):
+        X = self.linear(X)
+        X = F.relu(torch.mm(X, self.rand_weight) + 1)
+        X = self.linear(X)  # the same layer again: shared parameters
+        self.halvings, self.margin = 0, math.inf
+        while True:  # while X.abs().sum() > 1: X /= 2
+            s = X.abs().sum()
+            self.margin = min(self.margin, abs(s.item() - 1.0))
+            if not s > 1:
+                break
+            X = X / 2
+            self.halvings += 1
+        return X.sum()
+
+
+class NestMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU())
+        self.linear = nn.Linear(32, 16)
+
+    def forward(self, X):
+        return self.linear(self.net(X))
+
+
+class Inner(nn.Module):
+    """A custom block holding a Sequential, used inside another custom block's Sequential."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 16))
+
+    def forward(self, X):
+        return self.net(X)
+
+
+class Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), Inner(), nn.Sigmoid())
+        self.out = nn.Linear(16, 16)
+
+    def forward(self, X):
+        return self.out(self.net(X))
+
+
+def fixed_blocks(model):
+    return [m for m in model.modules() if isinstance(m, FixedHiddenMLP)]
+
+
+# ---------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------
+
+def case_seq_mlp():
+    net = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))
+    return net, lambda: torch.rand(2, 20)
+
+
+def case_custom_mlp():
+    return MLP(), lambda: torch.rand(2, 20)
+
+
+def case_my_sequential():
+    net = MySequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 10), nn.Sigmoid())
+    return net, lambda: torch.randn(2, 4)
+
+
+def case_fixed_hidden_mlp():
+    return FixedHiddenMLP(), lambda: torch.rand(2, 20)
+
+
+def case_fixed_hidden_mlp_big():
+    return FixedHiddenMLP(), lambda: torch.rand(2, 20) * 10
+
+
+def case_nest_mlp():
+    chimera = nn.Sequential(NestMLP(), nn.Linear(16, 20), FixedHiddenMLP())
+    return chimera, lambda: torch.rand(2, 20)
+
+
+def case_deep_nest():
+    # names like "0.net.2.net.0.weight": Sequential > custom > Sequential > custom > Sequential
+    net = nn.Sequential(Outer(), nn.ReLU(), nn.Linear(16, 10))
+    return net, lambda: torch.randn(3, 20)
+
+
+def case_shared_seq():
+    # D2L 5.2's shared layer: one Linear registered as "2" and "4". named_parameters lists
+    # it once (as "2.*"), state_dict under both names.
+    shared = nn.Linear(8, 8)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(),
+                        nn.Linear(8, 1))
+    return net, lambda: torch.randn(2, 4)
+
+
+MODULE_CASES = {
+    "seq_mlp": case_seq_mlp,
+    "custom_mlp": case_custom_mlp,
+    "my_sequential": case_my_sequential,
+    "fixed_hidden_mlp": case_fixed_hidden_mlp,
+    "fixed_hidden_mlp_big": case_fixed_hidden_mlp_big,
+    "nest_mlp": case_nest_mlp,
+    "deep_nest": case_deep_nest,
+    "shared_seq": case_shared_seq,
+}
+
+
+def randn(*s):
+    return torch.randn(*s)
+
+
+def rand(*s):
+    return torch.rand(*s)
+
+
+def pos(*s):  # strictly positive, away from 0: for log, sqrt, pow
+    return torch.rand(*s) + 0.5
+
+
+# name: ({input name: maker}, fn(**inputs) -> output). The C test builds the same
+# expressions with brick's ops; keep the two tables in step.
+OP_CASES = {
+    "op_broadcast_arith": ({"a": lambda: randn(3, 1, 4), "b": lambda: rand(2, 4),
+                            "c": lambda: randn(4)},
+                           lambda a, b, c: (a + b) * c - a / (b + 2)),
+    "op_broadcast_sub_div": ({"a": lambda: randn(2, 3, 1), "b": lambda: pos(1, 1, 5)},
+                             lambda a, b: (a - b) / b + a * 3),
+    "op_unary_chain": ({"x": lambda: pos(3, 5)},
+                       lambda x: torch.sigmoid(torch.tanh(x) * 2) + torch.sqrt(x) * torch.log(x)
+                       - torch.abs(x + (-1)) + x ** 1.5 + torch.exp(-x) + (1 - x) / 4),
+    "op_pow_tensor": ({"a": lambda: pos(2, 3), "b": lambda: randn(3)},
+                      lambda a, b: a ** b),
+    "op_matmul_batched": ({"a": lambda: randn(2, 3, 4, 5), "b": lambda: randn(5, 6)},
+                          lambda a, b: a @ b),
+    "op_matmul_broadcast": ({"a": lambda: randn(2, 1, 4, 5), "b": lambda: randn(3, 5, 2)},
+                            lambda a, b: a @ b),
+    "op_matmul_mv": ({"a": lambda: randn(4, 5), "v": lambda: randn(5)},
+                     lambda a, v: a @ v),
+    "op_matmul_vm_batched": ({"v": lambda: randn(4), "a": lambda: randn(3, 4, 5)},
+                             lambda v, a: v @ a),
+    "op_linear_3d": ({"x": lambda: randn(2, 3, 4), "w": lambda: randn(5, 4),
+                      "b": lambda: randn(5)},
+                     lambda x, w, b: F.linear(x, w, b)),
+    "op_sum_all": ({"x": lambda: randn(3, 4, 5)}, lambda x: x.sum()),
+    "op_mean_all": ({"x": lambda: randn(3, 4, 5)}, lambda x: x.mean()),
+    "op_max_all": ({"x": lambda: randn(3, 4, 5)}, lambda x: x.max()),
+    "op_sum_dim": ({"x": lambda: randn(3, 4, 5)}, lambda x: x.sum(dim=1)),
+    "op_mean_dim_keepdim": ({"x": lambda: randn(3, 4, 5)},
+                            lambda x: x.mean(dim=-1, keepdim=True)),
+    "op_max_dim": ({"x": lambda: randn(3, 4, 5)}, lambda x: x.max(dim=0).values),
+    "op_max_dim_keepdim": ({"x": lambda: randn(3, 4, 5)},
+                           lambda x: x.max(dim=-2, keepdim=True).values),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------
+
+def case_seed(seed, name):
+    # Each case has its own stream, so adding or reordering cases changes no other case.
+    return (seed * 1000003 + zlib.crc32(name.encode())) % (2 ** 63)
+
+
+def loss_of(output):
+    if output.dim() == 0:
+        return output, None
+    upstream = torch.randn(output.shape)
+    return (output * upstream).sum(), upstream
+
+
+def f32_errors(ref, exact):
+    """Metadata "f32err.<name>": max |torch float32 - torch float64| over each result tensor.
+    Two float32 implementations that each sit within E of the exact value can be 2E apart;
+    the C test widens its absolute tolerance by that much (see README.md)."""
+    out = {}
+    for k, t64 in exact.items():
+        e = (ref[k].detach().double() - t64.detach()).abs().max().item()
+        out["f32err." + k] = "%.3e" % e
+    return out
+
+
+def make_module_case(name, builder, seed):
+    torch.manual_seed(case_seed(seed, name))
+    model, make_input = builder()
+    model = model.float()
+    # The loop count of FixedHiddenMLP is a float comparison; an input whose abs-sum lands
+    # within 1e-4 (relative) of the threshold could be decided differently by brick's
+    # float32 sums, so such an input is drawn again (this essentially never happens).
+    for _ in range(100):
+        X = make_input()
+        with torch.no_grad():
+            model(X)
+        if all(b.margin > 1e-4 for b in fixed_blocks(model)):
+            break
+    X = X.clone().requires_grad_(True)
+    output = model(X)
+    loss, upstream = loss_of(output)
+    loss.backward()
+
+    state = model.state_dict()
+    params = list(model.named_parameters())
+    ref = {"input": X, "output": output}
+    if upstream is not None:
+        ref["upstream"] = upstream
+    ref["input.grad"] = X.grad
+    for pname, p in params:
+        assert p.grad is not None, f"{name}: {pname} got no gradient"
+        ref["grad." + pname] = p.grad
+    meta = {"case": name, "kind": "module", "seed": str(seed),
+            "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
+            "param_names": ",".join(n for n, _ in params),
+            "state_names": ",".join(state.keys()),
+            "buffer_names": ",".join(n for n, _ in model.named_buffers())}
+    blocks = fixed_blocks(model)
+    if blocks:
+        meta["halvings"] = ",".join(str(b.halvings) for b in blocks)
+
+    # The same case in float64 (same float32 values of weights, input and upstream): how
+    # far torch's own float32 results are from the exact ones.
+    model64 = copy.deepcopy(model).double()
+    model64.zero_grad(set_to_none=True)
+    X64 = X.detach().double().requires_grad_(True)
+    out64 = model64(X64)
+    loss64 = out64 if upstream is None else (out64 * upstream.double()).sum()
+    loss64.backward()
+    assert [b.halvings for b in fixed_blocks(model64)] == [b.halvings for b in blocks]
+    exact = {"output": out64, "input.grad": X64.grad}
+    for pname, p in model64.named_parameters():
+        exact["grad." + pname] = p.grad
+    meta.update(f32_errors(ref, exact))
+    return model, state, ref, meta, X
+
+
+def make_op_case(name, spec, seed):
+    torch.manual_seed(case_seed(seed, name))
+    makers, fn = spec
+    inputs = {k: make().float().requires_grad_(True) for k, make in makers.items()}
+    output = fn(**inputs)
+    loss, upstream = loss_of(output)
+    loss.backward()
+    ref = dict(inputs)
+    ref["output"] = output
+    if upstream is not None:
+        ref["upstream"] = upstream
+    for k, t in inputs.items():
+        ref[k + ".grad"] = t.grad
+    meta = {"case": name, "kind": "op", "seed": str(seed),
+            "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
+            "inputs": ",".join(inputs.keys())}
+    inputs64 = {k: t.detach().double().requires_grad_(True) for k, t in inputs.items()}
+    out64 = fn(**inputs64)
+    (out64 if upstream is None else (out64 * upstream.double()).sum()).backward()
+    exact = {"output": out64}
+    exact.update({k + ".grad": t.grad for k, t in inputs64.items()})
+    meta.update(f32_errors(ref, exact))
+    return ref, meta
+
+
+def self_check_file(path, tensors, metadata):
+    got, meta = st_read(path)
+    assert list(got.keys()) == list(tensors.keys()), f"{path}: names differ on read-back"
+    for k, t in tensors.items():
+        assert torch.equal(got[k], t.detach().float().reshape(got[k].shape)), f"{path}: {k}"
+        assert tuple(got[k].shape) == tuple(t.shape), f"{path}: {k} shape"
+    assert meta == {str(k): str(v) for k, v in metadata.items()}, f"{path}: metadata"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    args = ap.parse_args()
+    torch.set_default_dtype(torch.float32)
+    torch.set_num_threads(1)  # deterministic reductions
+    os.makedirs(args.out, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else None
+
+    count = 0
+    for name, builder in MODULE_CASES.items():
+        if only and name not in only:
+            continue
+        model, state, ref, meta, X = make_module_case(name, builder, args.seed)
+        wpath = os.path.join(args.out, name + ".safetensors")
+        rpath = os.path.join(args.out, name + ".ref.safetensors")
+        st_write(wpath, state, {"format": "pt"})
+        st_write(rpath, ref, meta)
+        self_check_file(wpath, state, {"format": "pt"})
+        self_check_file(rpath, ref, meta)
+        # The weight file alone must reproduce the output: load it strictly into a fresh
+        # instance (built from another seed) and run the same input again.
+        torch.manual_seed(args.seed + 1)
+        fresh, _ = builder()
+        loaded, _ = st_read(wpath)
+        fresh.load_state_dict(loaded, strict=True)
+        with torch.no_grad():
+            again = fresh(X.detach())
+        assert torch.equal(again, ref["output"].detach()), f"{name}: reload changes output"
+        count += 1
+    for name, spec in OP_CASES.items():
+        if only and name not in only:
+            continue
+        ref, meta = make_op_case(name, spec, args.seed)
+        rpath = os.path.join(args.out, name + ".ref.safetensors")
+        st_write(rpath, ref, meta)
+        self_check_file(rpath, ref, meta)
+        count += 1
+    print(f"gen_reference: {count} cases, seed {args.seed}, torch {torch.__version__} -> "
+          f"{args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,686 @@
+/* test_parity.c - brick against PyTorch on the layers and blocks of D2L 5.1.
+ *
+ * tests/parity/gen_reference.py builds each network with torch.nn, runs a forward and a
+ * backward on fresh random inputs and writes <case>.safetensors (the state dict, under
+ * PyTorch's names) and <case>.ref.safetensors (input, output, upstream gradient, input
+ * gradient, every parameter's gradient; metadata). This file builds the same networks the
+ * way a brick user would (Sequential, Linear, custom blocks embedding bk_module, a buffer
+ * for the constant weight, C control flow in a forward), loads the state dict strictly,
+ * and compares output and gradients. See tests/parity/README.md.
+ *
+ * Environment:
+ *   BRICK_PARITY_DIR     where the references are (default build/parity)
+ *   BRICK_REQUIRE_TORCH  1: a missing directory or file is a failure, not a skip
+ *   BRICK_TEST_VERBOSE   print max abs / rel error of every compared tensor and case
+ */
+#include "test.h"
+
+#include <stdarg.h>
+#include <sys/stat.h>
+
+/* Tolerances, as torch.allclose: |brick - torch| <= ATOL + RTOL * |torch|.
+ * RTOL: both sides compute in float32 (eps 6e-8) but sum in different orders (brick's
+ * gemm blocking vs MKL/OpenBLAS), so results agree to a few ulps times the depth of the
+ * network, well inside 1e-5.
+ * ATOL: many outputs and gradients are float32 sums of O(100) terms (256 hidden units,
+ * 64x20 weights, ...) whose exact result is near zero; their rounding error is relative to
+ * the size of the terms, not of the result, so a pure relative test would fail on values
+ * like 3e-8 vs 5e-8. 1e-6 is ~10 ulps of a term of size 1. */
+#define RTOL 1e-5
+#define ATOL 1e-6
+/* Plus twice torch's own float32 error E on the tensor (measured by the generator against
+ * a float64 run of the same case): brick sums in double where torch sums in float32, so
+ * where torch is off by E from the exact value the two can differ by E (2E if both err).
+ * That is what made sums of 60 N(0, 1) values (partial sums ~10, E ~1e-6) fail now and then
+ * with ATOL alone. E is capped, so the widening never exceeds 2e-5. */
+#define F32ERR_CAP 1e-5
+
+static int skipped_;
+
+static const char *parity_dir(void) {
+    const char *d = getenv("BRICK_PARITY_DIR");
+    return d && d[0] ? d : "build/parity";
+}
+
+static bool require_torch(void) {
+    const char *r = getenv("BRICK_REQUIRE_TORCH");
+    return r && strcmp(r, "1") == 0;
+}
+
+static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
+
+/* ======================================================================================
+ * The blocks, written the way the brick documentation tells a user to write them.
+ * ====================================================================================== */
+
+/* class MLP: hidden = Linear(20, 256), out = Linear(256, 10); out(relu(hidden(X))). */
+typedef struct {
+    bk_module base;
+    bk_module *hidden, *out;
+} MLP;
+
+static bk_tensor *mlp_forward(bk_module *self, bk_tensor *x) {
+    MLP *m = (MLP *)self;
+    return bk_forward(m->out, bk_relu(bk_forward(m->hidden, x))); // (N, 20) -> (N, 10)
+}
+
+static const bk_module_class MLP_CLASS = {"MLP", mlp_forward, NULL, NULL};
+
+static bk_module *mlp_new(void) {
+    MLP *m = (MLP *)bk_module_new(&MLP_CLASS, sizeof(MLP));
+    if (!m) return NULL;
+    m->hidden = bk_module_add(&m->base, "hidden", bk_nn_linear(20, 256));
+    m->out = bk_module_add(&m->base, "out", bk_nn_linear(256, 10));
+    if (!m->hidden || !m->out) {
+        bk_module_free(&m->base);
+        return NULL;
+    }
+    return &m->base;
+}
+
+/* class MySequential: children "0", "1", ... run in order. */
+static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *x) {
+    for (int i = 0; i < self->n_children; i++) x = bk_forward(self->children[i].module, x);
+    return x;
+}
+
+static const bk_module_class MY_SEQUENTIAL_CLASS = {"MySequential", my_sequential_forward,
+                                                    NULL, NULL};
+
+static bk_module *my_sequential_new(int n, ...) {
+    bk_module *m = bk_module_new(&MY_SEQUENTIAL_CLASS, sizeof(bk_module));
+    va_list ap;
+    va_start(ap, n);
+    bool ok = m != NULL;
+    for (int i = 0; i < n; i++) {
+        bk_module *child = va_arg(ap, bk_module *);
+        char name[16];
+        snprintf(name, sizeof name, "%d", i);
+        if (!m) bk_module_free(child);
+        else if (!bk_module_add(m, name, child)) ok = false; /* add frees child on failure */
+    }
+    va_end(ap);
+    if (!ok) {
+        bk_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* class FixedHiddenMLP: a constant random weight (a buffer: saved, never trained), one
+ * Linear(20, 20) used twice, and a data-dependent loop:
+ *   X = linear(X); X = relu(X @ rand_weight + 1); X = linear(X);
+ *   while |X|.sum() > 1: X /= 2;  return X.sum() */
+typedef struct {
+    bk_module base;
+    bk_tensor *rand_weight; // (20, 20)
+    bk_module *linear;
+    int halvings;           // how often the last forward halved X (for the test)
+} FixedHiddenMLP;
+
+static bk_tensor *fixed_hidden_mlp_forward(bk_module *self, bk_tensor *x) {
+    FixedHiddenMLP *m = (FixedHiddenMLP *)self;
+    x = bk_forward(m->linear, x);                                      // (N, 20)
+    x = bk_relu(bk_add_scalar(bk_matmul(x, m->rand_weight), 1.0f));     // (N, 20)
+    // The same layer again, here in its functional form F.linear(X, W, b): the gradients
+    // of both uses accumulate into the one weight and bias.
+    x = bk_linear(x, bk_module_get(m->linear, "weight"), bk_module_get(m->linear, "bias"));
+    m->halvings = 0;
+    for (;;) {
+        bk_tensor *s = bk_sum(bk_abs(x));
+        if (!s) return NULL;
+        if (!(bk_item(s) > 1.0f)) break;
+        if (m->halvings == 1000) { // inf never gets small: stop instead of spinning
+            bk_set_error("FixedHiddenMLP: |X|.sum() still > 1 after 1000 halvings");
+            return NULL;
+        }
+        x = bk_div_scalar(x, 2.0f);
+        m->halvings++;
+    }
+    return bk_sum(x);                                                   // ()
+}
+
+static const bk_module_class FIXED_HIDDEN_MLP_CLASS = {"FixedHiddenMLP",
+                                                       fixed_hidden_mlp_forward, NULL, NULL};
+
+static bk_module *fixed_hidden_mlp_new(void) {
+    FixedHiddenMLP *m = (FixedHiddenMLP *)bk_module_new(&FIXED_HIDDEN_MLP_CLASS,
+                                                        sizeof(FixedHiddenMLP));
+    if (!m) return NULL;
+    m->rand_weight = bk_module_buffer(&m->base, "rand_weight", BK_SHAPE(20, 20), true);
+    m->linear = bk_module_add(&m->base, "linear", bk_nn_linear(20, 20));
+    if (!m->rand_weight || !m->linear || bk_fill_uniform(m->rand_weight, NULL, 0, 1) != 0) {
+        bk_module_free(&m->base);
+        return NULL;
+    }
+    return &m->base;
+}
+
+/* class NestMLP: net = Sequential(Linear(20, 64), ReLU, Linear(64, 32), ReLU),
+ * linear = Linear(32, 16); linear(net(X)). */
+typedef struct {
+    bk_module base;
+    bk_module *net, *linear;
+} NestMLP;
+
+static bk_tensor *nest_mlp_forward(bk_module *self, bk_tensor *x) {
+    NestMLP *m = (NestMLP *)self;
+    return bk_forward(m->linear, bk_forward(m->net, x)); // (N, 20) -> (N, 16)
+}
+
+static const bk_module_class NEST_MLP_CLASS = {"NestMLP", nest_mlp_forward, NULL, NULL};
+
+static bk_module *nest_mlp_new(void) {
+    NestMLP *m = (NestMLP *)bk_module_new(&NEST_MLP_CLASS, sizeof(NestMLP));
+    if (!m) return NULL;
+    m->net = bk_module_add(&m->base, "net",
+                           bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(),
+                                            bk_nn_linear(64, 32), bk_nn_relu()));
+    m->linear = bk_module_add(&m->base, "linear", bk_nn_linear(32, 16));
+    if (!m->net || !m->linear) {
+        bk_module_free(&m->base);
+        return NULL;
+    }
+    return &m->base;
+}
+
+/* Inner: net = Sequential(Linear(32, 24), ReLU, Linear(24, 16)); net(X).
+ * Outer: net = Sequential(Linear(20, 32), Tanh, Inner, Sigmoid), out = Linear(16, 16);
+ * out(net(X)). Together they give names like "0.net.2.net.0.weight". */
+typedef struct {
+    bk_module base;
+    bk_module *net, *out; // out is NULL for Inner
+} Nested;
+
+static bk_tensor *inner_forward(bk_module *self, bk_tensor *x) {
+    return bk_forward(((Nested *)self)->net, x);
+}
+
+static bk_tensor *outer_forward(bk_module *self, bk_tensor *x) {
+    Nested *m = (Nested *)self;
+    return bk_forward(m->out, bk_forward(m->net, x));
+}
+
+static const bk_module_class INNER_CLASS = {"Inner", inner_forward, NULL, NULL};
+static const bk_module_class OUTER_CLASS = {"Outer", outer_forward, NULL, NULL};
+
+static bk_module *inner_new(void) {
+    Nested *m = (Nested *)bk_module_new(&INNER_CLASS, sizeof(Nested));
+    if (!m) return NULL;
+    m->net = bk_module_add(&m->base, "net",
+                           bk_nn_sequential(3, bk_nn_linear(32, 24), bk_nn_relu(),
+                                            bk_nn_linear(24, 16)));
+    if (!m->net) {
+        bk_module_free(&m->base);
+        return NULL;
+    }
+    return &m->base;
+}
+
+static bk_module *outer_new(void) {
+    Nested *m = (Nested *)bk_module_new(&OUTER_CLASS, sizeof(Nested));
+    if (!m) return NULL;
+    m->net = bk_module_add(&m->base, "net",
+                           bk_nn_sequential(4, bk_nn_linear(20, 32), bk_nn_tanh(), inner_new(),
+                                            bk_nn_sigmoid()));
+    m->out = bk_module_add(&m->base, "out", bk_nn_linear(16, 16));
+    if (!m->net || !m->out) {
+        bk_module_free(&m->base);
+        return NULL;
+    }
+    return &m->base;
+}
+
+/* ---- the networks of each case (same as MODULE_CASES in gen_reference.py) ----------- */
+
+static bk_module *build_seq_mlp(void) {
+    return bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(), bk_nn_linear(256, 10));
+}
+
+static bk_module *build_my_sequential(void) {
+    return my_sequential_new(4, bk_nn_linear(4, 8), bk_nn_relu(), bk_nn_linear(8, 10),
+                             bk_nn_sigmoid());
+}
+
+static bk_module *build_chimera(void) {
+    return bk_nn_sequential(3, nest_mlp_new(), bk_nn_linear(16, 20), fixed_hidden_mlp_new());
+}
+
+static bk_module *build_deep_nest(void) {
+    return bk_nn_sequential(3, outer_new(), bk_nn_relu(), bk_nn_linear(16, 10));
+}
+
+/* One Linear registered twice ("2" and "4"): shared parameters. */
+static bk_module *build_shared_seq(void) {
+    bk_module *shared = bk_nn_linear(8, 8);
+    if (!shared) return NULL;
+    return bk_nn_sequential(7, bk_nn_linear(4, 8), bk_nn_relu(), shared, bk_nn_relu(),
+                            bk_module_ref(shared), bk_nn_relu(), bk_nn_linear(8, 1));
+}
+
+/* ======================================================================================
+ * Comparing
+ * ====================================================================================== */
+
+/* Per-case worst errors, for the verbose summary line. */
+static struct {
+    double worst, max_abs, max_rel;
+    int compared;
+} case_err_;
+
+static void case_err_reset(void) { memset(&case_err_, 0, sizeof case_err_); }
+
+/* Torch's own float32 error on tensor `what` (metadata "f32err.<what>", the max distance
+ * of its float32 result from the float64 one), capped at F32ERR_CAP so that an
+ * ill-conditioned draw can never loosen the test much; 0 when not recorded. */
+static double torch_f32_error(const bk_safetensors *ref, const char *what) {
+    char key[192];
+    snprintf(key, sizeof key, "f32err.%s", what);
+    const char *v = ref ? bk_safetensors_meta(ref, key) : NULL;
+    double e = v ? strtod(v, NULL) : 0;
+    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
+}
+
+/* Compares brick's `got` with torch's `want` (shape, then values within
+ * ATOL + 2 * torch_f32_error + RTOL * |want|). ref: the case's ref file, for the error
+ * metadata (may be NULL). */
+static void compare(const char *case_name, const char *what, const bk_tensor *got,
+                    const bk_tensor *want, const bk_safetensors *ref) {
+    char label[256];
+    snprintf(label, sizeof label, "%s %s", case_name, what);
+    if (!want) {
+        fprintf(stderr, "  %s: reference tensor missing (%s)\n", label, bk_last_error());
+        CHECK(want != NULL);
+        return;
+    }
+    if (!got) {
+        fprintf(stderr, "  %s: brick produced no tensor (%s)\n", label, bk_last_error());
+        CHECK(got != NULL);
+        return;
+    }
+    if (!bk_same_shape(got, want)) {
+        char a[64], b[64];
+        fprintf(stderr, "  %s: shape %s, want %s\n", label, bk_shape_str(got, a, sizeof a),
+                bk_shape_str(want, b, sizeof b));
+        CHECK(bk_same_shape(got, want));
+        return;
+    }
+    double atol = ATOL + 2 * torch_f32_error(ref, what);
+    double worst = test_compare(label, got, want, RTOL, atol);
+    CHECK(worst <= 1);
+    if (!(worst <= case_err_.worst)) case_err_.worst = worst;
+    for (int64_t i = 0; i < got->numel; i++) {
+        double d = fabs((double)got->data[i] - want->data[i]), y = fabs(want->data[i]);
+        if (d > case_err_.max_abs) case_err_.max_abs = d;
+        if (y > 0 && d / y > case_err_.max_rel) case_err_.max_rel = d / y;
+    }
+    case_err_.compared++;
+}
+
+static void case_err_print(const char *case_name) {
+    if (verbose())
+        fprintf(stderr, "  == %-22s %2d tensors  max abs %.3g  max rel %.3g  worst %.3g "
+                        "of tolerance\n",
+                case_name, case_err_.compared, case_err_.max_abs, case_err_.max_rel,
+                case_err_.worst);
+}
+
+static bool has_tensor(const bk_safetensors *st, const char *name) {
+    for (int i = 0; i < bk_safetensors_count(st); i++)
+        if (strcmp(bk_safetensors_name(st, i), name) == 0) return true;
+    return false;
+}
+
+/* Splits a comma-separated list into at most cap names (pointers into buf). */
+static int split_csv(const char *csv, char *buf, size_t n, char **names, int cap) {
+    snprintf(buf, n, "%s", csv ? csv : "");
+    int count = 0;
+    char *p = buf;
+    while (*p && count < cap) {
+        names[count++] = p;
+        char *comma = strchr(p, ',');
+        if (!comma) break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    return count;
+}
+
+/* The names of `l` must be exactly the comma-separated `csv`, in order. */
+static void check_names(const char *case_name, const char *what, const bk_param_list *l,
+                        const char *csv) {
+    char buf[4096], *want[128];
+    int n = split_csv(csv, buf, sizeof buf, want, 128);
+    bool same = l && l->n == n;
+    for (int i = 0; same && i < n; i++) same = strcmp(l->names[i], want[i]) == 0;
+    if (!same) {
+        fprintf(stderr, "  %s %s: brick [", case_name, what);
+        for (int i = 0; l && i < l->n; i++) fprintf(stderr, "%s%s", i ? "," : "", l->names[i]);
+        fprintf(stderr, "], torch [%s]\n", csv ? csv : "");
+    }
+    CHECK(same);
+}
+
+static bool list_has(const bk_param_list *l, const char *name) {
+    for (int i = 0; l && i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0) return true;
+    return false;
+}
+
+static char *case_path(char *buf, size_t n, const char *case_name, const char *suffix) {
+    snprintf(buf, n, "%s/%s%s", parity_dir(), case_name, suffix);
+    return buf;
+}
+
+static bool file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static bk_safetensors *open_case(const char *case_name, const char *suffix) {
+    char path[1024];
+    bk_safetensors *st = bk_safetensors_load(case_path(path, sizeof path, case_name, suffix));
+    if (!st) fprintf(stderr, "  %s: cannot load %s: %s\n", case_name, path, bk_last_error());
+    return st;
+}
+
+/* Appends the halving counts of every FixedHiddenMLP in the tree, in torch's modules()
+ * order (pre-order), as "4" or "4,7". */
+static void collect_halvings(const bk_module *m, char *buf, size_t n) {
+    if (m->cls == &FIXED_HIDDEN_MLP_CLASS) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, n - len, "%s%d", len ? "," : "",
+                 ((const FixedHiddenMLP *)m)->halvings);
+    }
+    for (int i = 0; i < m->n_children; i++) collect_halvings(m->children[i].module, buf, n);
+}
+
+/* ======================================================================================
+ * One module case: load, forward, backward, compare.
+ * ====================================================================================== */
+
+static void run_module_case(const char *name, bk_module *(*build)(void)) {
+    case_err_reset();
+    bk_safetensors *w = open_case(name, ".safetensors");
+    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    bk_module *m = build();
+    bk_param_list *params = NULL, *state = NULL, *buffers = NULL;
+    bk_tensor *before = NULL;
+    CHECK(w != NULL);
+    CHECK(ref != NULL);
+    CHECK(m != NULL);
+    if (!w || !ref || !m) goto done;
+    const char *meta_case = bk_safetensors_meta(ref, "case");
+    CHECK(meta_case && strcmp(meta_case, name) == 0);
+
+    // Names first: the state dict brick would save must be PyTorch's, in PyTorch's order.
+    params = bk_module_named(m, BK_PARAMS);
+    state = bk_module_named(m, BK_STATE);
+    buffers = bk_module_named(m, BK_BUFFERS);
+    CHECK(params && state && buffers);
+    if (!params || !state || !buffers) goto done;
+    check_names(name, "named parameters", params, bk_safetensors_meta(ref, "param_names"));
+    check_names(name, "state dict", state, bk_safetensors_meta(ref, "state_names"));
+    check_names(name, "buffers", buffers, bk_safetensors_meta(ref, "buffer_names"));
+
+    // Strict loading refuses a file whose names are not the model's (the ref file holds
+    // "input", "output", ... and no weights), names what is wrong, and changes nothing.
+    CHECK(state->n > 0);
+    if (state->n == 0) goto done;
+    before = bk_tensor_clone_owned(state->tensors[0]);
+    bk_clear_error();
+    CHECK(bk_module_load_from(m, ref, true) < 0);
+    const char *err = bk_last_error();
+    bool named = strstr(err, "missing") && strstr(err, state->names[0]) &&
+                 strstr(err, "unexpected") && strstr(err, "input.grad");
+    if (!named) fprintf(stderr, "  %s: strict load error does not name the problem: %s\n",
+                        name, err);
+    CHECK(named);
+    bk_clear_error();
+    CHECK(before && memcmp(before->data, state->tensors[0]->data,
+                           (size_t)before->numel * sizeof(float)) == 0);
+
+    // The real load, strict: every PyTorch name must exist in brick and vice versa.
+    int rc = bk_module_load_from(m, w, true);
+    CHECK(rc == 0);
+    if (rc != 0) goto done;
+    for (int i = 0; i < state->n; i++) {
+        char what[160];
+        snprintf(what, sizeof what, "loaded %s", state->names[i]);
+        compare(name, what, state->tensors[i], bk_safetensors_get(w, state->names[i]), NULL);
+    }
+
+    // Forward on the same input, as a leaf that wants its gradient.
+    const bk_tensor *X = bk_safetensors_get(ref, "input");
+    CHECK(X != NULL);
+    if (!X) goto done;
+    bk_tensor *x = bk_requires_grad(bk_from_data(X->ndim, X->shape, X->data), true);
+    bk_tensor *y = bk_forward(m, x);
+    compare(name, "output", y, bk_safetensors_get(ref, "output"), ref);
+    if (!y) goto done;
+
+    const char *halvings = bk_safetensors_meta(ref, "halvings");
+    if (halvings) {
+        char got[64] = "";
+        collect_halvings(m, got, sizeof got);
+        if (strcmp(got, halvings) != 0)
+            fprintf(stderr, "  %s: FixedHiddenMLP halved %s times, torch %s\n", name, got,
+                    halvings);
+        CHECK(strcmp(got, halvings) == 0);
+    }
+
+    // Backward: L = output for a scalar, L = (output * upstream).sum() otherwise.
+    if (has_tensor(ref, "upstream"))
+        rc = bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false);
+    else
+        rc = bk_backward(y);
+    CHECK(rc == 0);
+    if (rc != 0) goto done;
+    compare(name, "input.grad", x->grad, bk_safetensors_get(ref, "input.grad"), ref);
+    for (int i = 0; i < params->n; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", params->names[i]);
+        bk_tensor *p = bk_module_get(m, params->names[i]);
+        CHECK(p == params->tensors[i]);
+        compare(name, key, p ? p->grad : NULL, bk_safetensors_get(ref, key), ref);
+    }
+
+    // Constants: in the state dict, not parameters, and never given a gradient.
+    for (int i = 0; i < buffers->n; i++) {
+        const bk_tensor *b = buffers->tensors[i];
+        CHECK(list_has(state, buffers->names[i]));
+        CHECK(!list_has(params, buffers->names[i]));
+        CHECK(b->grad == NULL);
+        CHECK(!b->requires_grad);
+        CHECK(bk_module_get(m, buffers->names[i]) == b);
+    }
+    case_err_print(name);
+
+done:
+    bk_tensor_free(before);
+    bk_param_list_free(params);
+    bk_param_list_free(state);
+    bk_param_list_free(buffers);
+    bk_module_free(m);
+    bk_safetensors_free(w);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * Op cases: the same expressions as OP_CASES in gen_reference.py.
+ * ====================================================================================== */
+
+typedef bk_tensor *(*op_fn)(bk_tensor **in);
+
+// (a + b) * c - a / (b + 2);  a (3, 1, 4), b (2, 4), c (4,) -> (3, 2, 4)
+static bk_tensor *expr_broadcast_arith(bk_tensor **in) {
+    bk_tensor *a = in[0], *b = in[1], *c = in[2];
+    return bk_sub(bk_mul(bk_add(a, b), c), bk_div(a, bk_add_scalar(b, 2)));
+}
+// (a - b) / b + a * 3;  a (2, 3, 1), b (1, 1, 5) -> (2, 3, 5)
+static bk_tensor *expr_broadcast_sub_div(bk_tensor **in) {
+    return bk_add(bk_div(bk_sub(in[0], in[1]), in[1]), bk_mul_scalar(in[0], 3));
+}
+// sigmoid(2 tanh x) + sqrt(x) log(x) - |x - 1| + x^1.5 + e^-x + (1 - x) / 4;  x (3, 5) > 0
+static bk_tensor *expr_unary_chain(bk_tensor **in) {
+    bk_tensor *x = in[0];
+    bk_tensor *t = bk_sigmoid(bk_mul_scalar(bk_tanh(x), 2));
+    t = bk_add(t, bk_mul(bk_sqrt(x), bk_log(x)));
+    t = bk_sub(t, bk_abs(bk_add_scalar(x, -1)));
+    t = bk_add(t, bk_pow_scalar(x, 1.5f));
+    t = bk_add(t, bk_exp(bk_neg(x)));
+    return bk_add(t, bk_div_scalar(bk_rsub_scalar(x, 1), 4));
+}
+// a ** b;  a (2, 3) > 0, b (3,)
+static bk_tensor *expr_pow_tensor(bk_tensor **in) { return bk_pow(in[0], in[1]); }
+// (2, 3, 4, 5) @ (5, 6), (2, 1, 4, 5) @ (3, 5, 2), (4, 5) @ (5,), (4,) @ (3, 4, 5)
+static bk_tensor *expr_matmul(bk_tensor **in) { return bk_matmul(in[0], in[1]); }
+// F.linear: x (2, 3, 4), w (5, 4), b (5,) -> (2, 3, 5)
+static bk_tensor *expr_linear_3d(bk_tensor **in) { return bk_linear(in[0], in[1], in[2]); }
+// x (3, 4, 5)
+static bk_tensor *expr_sum_all(bk_tensor **in) { return bk_sum(in[0]); }
+static bk_tensor *expr_mean_all(bk_tensor **in) { return bk_mean(in[0]); }
+static bk_tensor *expr_max_all(bk_tensor **in) { return bk_max(in[0]); }
+static bk_tensor *expr_sum_dim(bk_tensor **in) { return bk_sum_dim(in[0], 1, false); }
+static bk_tensor *expr_mean_dim_keepdim(bk_tensor **in) { return bk_mean_dim(in[0], -1, true); }
+static bk_tensor *expr_max_dim(bk_tensor **in) { return bk_max_dim(in[0], 0, false); }
+static bk_tensor *expr_max_dim_keepdim(bk_tensor **in) { return bk_max_dim(in[0], -2, true); }
+
+static void run_op_case(const char *name, const char *input_names, op_fn fn) {
+    case_err_reset();
+    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    CHECK(ref != NULL);
+    if (!ref) return;
+    const char *meta_inputs = bk_safetensors_meta(ref, "inputs");
+    if (!meta_inputs || strcmp(meta_inputs, input_names) != 0)
+        fprintf(stderr, "  %s: inputs %s in the file, %s here\n", name,
+                meta_inputs ? meta_inputs : "(none)", input_names);
+    CHECK(meta_inputs && strcmp(meta_inputs, input_names) == 0);
+
+    char buf[256], *names[8];
+    bk_tensor *in[8] = {0};
+    int n = split_csv(input_names, buf, sizeof buf, names, 8);
+    for (int i = 0; i < n; i++) {
+        const bk_tensor *t = bk_safetensors_get(ref, names[i]);
+        CHECK(t != NULL);
+        if (!t) goto done;
+        in[i] = bk_requires_grad(bk_from_data(t->ndim, t->shape, t->data), true);
+    }
+    bk_tensor *y = fn(in);
+    compare(name, "output", y, bk_safetensors_get(ref, "output"), ref);
+    if (!y) goto done;
+    int rc = has_tensor(ref, "upstream")
+                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
+                 : bk_backward(y);
+    CHECK(rc == 0);
+    if (rc != 0) goto done;
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.grad", names[i]);
+        compare(name, key, in[i]->grad, bk_safetensors_get(ref, key), ref);
+    }
+    case_err_print(name);
+done:
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * Tests
+ * ====================================================================================== */
+
+#define MODULE_CASE(name, build) \
+    TEST(name) { run_module_case(#name, build); }
+#define OP_CASE(name, inputs, fn) \
+    TEST(name) { run_op_case(#name, inputs, fn); }
+
+MODULE_CASE(seq_mlp, build_seq_mlp)
+MODULE_CASE(custom_mlp, mlp_new)
+MODULE_CASE(my_sequential, build_my_sequential)
+MODULE_CASE(fixed_hidden_mlp, fixed_hidden_mlp_new)
+MODULE_CASE(fixed_hidden_mlp_big, fixed_hidden_mlp_new)
+MODULE_CASE(nest_mlp, build_chimera)
+MODULE_CASE(deep_nest, build_deep_nest)
+MODULE_CASE(shared_seq, build_shared_seq)
+
+OP_CASE(op_broadcast_arith, "a,b,c", expr_broadcast_arith)
+OP_CASE(op_broadcast_sub_div, "a,b", expr_broadcast_sub_div)
+OP_CASE(op_unary_chain, "x", expr_unary_chain)
+OP_CASE(op_pow_tensor, "a,b", expr_pow_tensor)
+OP_CASE(op_matmul_batched, "a,b", expr_matmul)
+OP_CASE(op_matmul_broadcast, "a,b", expr_matmul)
+OP_CASE(op_matmul_mv, "a,v", expr_matmul)
+OP_CASE(op_matmul_vm_batched, "v,a", expr_matmul)
+OP_CASE(op_linear_3d, "x,w,b", expr_linear_3d)
+OP_CASE(op_sum_all, "x", expr_sum_all)
+OP_CASE(op_mean_all, "x", expr_mean_all)
+OP_CASE(op_max_all, "x", expr_max_all)
+OP_CASE(op_sum_dim, "x", expr_sum_dim)
+OP_CASE(op_mean_dim_keepdim, "x", expr_mean_dim_keepdim)
+OP_CASE(op_max_dim, "x", expr_max_dim)
+OP_CASE(op_max_dim_keepdim, "x", expr_max_dim_keepdim)
+
+/* Runs a case if its files are there; otherwise skips it, or fails it under
+ * BRICK_REQUIRE_TORCH=1 (the case then reports which file is missing). */
+#define RUN_CASE(name, is_module)                                                         \
+    do {                                                                                  \
+        char p1_[1024], p2_[1024];                                                        \
+        bool there_ = file_exists(case_path(p1_, sizeof p1_, #name, ".ref.safetensors")) && \
+                      (!(is_module) ||                                                    \
+                       file_exists(case_path(p2_, sizeof p2_, #name, ".safetensors")));   \
+        if (there_ || require_torch()) {                                                  \
+            RUN(name);                                                                    \
+        } else {                                                                          \
+            printf("  skip %s (no reference file in %s)\n", #name, parity_dir());         \
+            skipped_++;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+TEST(references_present) {
+    struct stat sb;
+    bool there = stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (!there)
+        fprintf(stderr, "  no directory %s and BRICK_REQUIRE_TORCH=1\n", parity_dir());
+    CHECK(there);
+}
+
+int main(void) {
+    struct stat sb;
+    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
+        printf("test_parity: SKIP: no PyTorch references in %s. Generate them with\n"
+               "  /usr/bin/python3 tests/parity/gen_reference.py --out %s --seed N\n"
+               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
+               "makes this a failure.\n",
+               parity_dir(), parity_dir());
+        return test_summary("test_parity (skipped)");
+    }
+    RUN(references_present);
+
+    RUN_CASE(seq_mlp, true);
+    RUN_CASE(custom_mlp, true);
+    RUN_CASE(my_sequential, true);
+    RUN_CASE(fixed_hidden_mlp, true);
+    RUN_CASE(fixed_hidden_mlp_big, true);
+    RUN_CASE(nest_mlp, true);
+    RUN_CASE(deep_nest, true);
+    RUN_CASE(shared_seq, true);
+
+    RUN_CASE(op_broadcast_arith, false);
+    RUN_CASE(op_broadcast_sub_div, false);
+    RUN_CASE(op_unary_chain, false);
+    RUN_CASE(op_pow_tensor, false);
+    RUN_CASE(op_matmul_batched, false);
+    RUN_CASE(op_matmul_broadcast, false);
+    RUN_CASE(op_matmul_mv, false);
+    RUN_CASE(op_matmul_vm_batched, false);
+    RUN_CASE(op_linear_3d, false);
+    RUN_CASE(op_sum_all, false);
+    RUN_CASE(op_mean_all, false);
+    RUN_CASE(op_max_all, false);
+    RUN_CASE(op_sum_dim, false);
+    RUN_CASE(op_mean_dim_keepdim, false);
+    RUN_CASE(op_max_dim, false);
+    RUN_CASE(op_max_dim_keepdim, false);
+
+    if (skipped_) printf("test_parity: %d case(s) skipped\n", skipped_);
+    return test_summary("test_parity");
+}
