@@ -1,8 +1,9 @@
 # Makefile - builds, tests and installs brick. GNU make; `make help` lists the targets.
 #
-# Layout: every src/*/*.c goes into libbrick.a and libbrick.so; each tests/test_*.c is a test
-# binary and each examples/*.c an example program, both linked against libbrick.a. Everything
-# built lands under $(BUILD) (build/, or build-san/ with SAN=1), mirroring the source tree.
+# Layout: every src/*/*.c goes into libbrick.a and libbrick.so; tools/*.c make the `brick`
+# CLI; each tests/test_*.c is a test binary and each examples/*.c an example program, all
+# linked against libbrick.a. Everything built lands under $(BUILD) (build/, or build-san/
+# with SAN=1), mirroring the source tree.
 #
 # Options (on the command line: `make BLAS=0 SAN=1`):
 #   BLAS=auto|0|1    OpenBLAS for the gemm backend. auto (default): used when `pkg-config
@@ -112,7 +113,9 @@ endif
 ALL_CPPFLAGS = $(strip -Iinclude -Isrc $(BLAS_CFLAGS) $(CPPFLAGS))
 ALL_CFLAGS   = $(strip -std=c11 $(CFLAGS) -fPIC $(WARNINGS) $(WERROR) $(OMP_CFLAGS) $(SAN_FLAGS))
 ALL_LDFLAGS  = $(strip $(SAN_FLAGS) $(LDFLAGS))
-LIBS         = $(strip $(BLAS_LIBS) -lz -lm $(OMP_FLAGS) $(LDLIBS))
+# zlib: src/data reads gzip-compressed IDX files (Debian: zlib1g-dev).
+SYS_LIBS     := -lz -lm
+LIBS         = $(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS) $(LDLIBS))
 # The shared library must resolve every symbol itself (catches a missing -l early); the
 # sanitizer runtimes are an exception, they come from the executable.
 SO_LDFLAGS   = -shared -Wl,-soname,libbrick.so.$(VERSION_MAJOR) $(if $(SAN_FLAGS),,-Wl,-z,defs)
@@ -184,6 +187,7 @@ $(CONFIG_STAMP): ;
 # ---- pkg-config file --------------------------------------------------------------------
 
 PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PCDIR      ?= $(LIBDIR)/pkgconfig
@@ -196,7 +200,7 @@ $(PC_FILE): brick.pc.in FORCE
 	     -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
 	     -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
 	     -e 's|@VERSION@|$(VERSION)|g' \
-	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) -lz -lm $(OMP_FLAGS))|g' \
+	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS))|g' \
 	     $< > $@.tmp && mv $@.tmp $@
 
 FORCE:
@@ -225,13 +229,17 @@ endif
 demo: examples
 	@set -e; if [ -z "$(EXAMPLE_BINS)" ]; then echo "demo: no examples/*.c yet" >&2; exit 1; fi; \
 	for x in $(EXAMPLE_BINS); do \
-	    echo "==> $$x"; ./$$x || { echo "demo: $$x failed (exit $$?)" >&2; exit 1; }; \
+	    echo "==> $$x"; "$$x" || { echo "demo: $$x failed (exit $$?)" >&2; exit 1; }; \
 	done; echo "demo: all $(words $(EXAMPLE_BINS)) examples ran"
 
 # ---- install ----------------------------------------------------------------------------
 
-install: $(LIB_A) $(LIB_SO) $(PC_FILE)
+install: $(LIB_A) $(LIB_SO) $(PC_FILE) $(TOOL_BIN)
 	install -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PCDIR)'
+ifneq ($(TOOL_BIN),)
+	install -d '$(DESTDIR)$(BINDIR)'
+	install -m 755 $(TOOL_BIN) '$(DESTDIR)$(BINDIR)/brick'
+endif
 	install -m 644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/libbrick.a'
 	install -m 755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION)'
 	ln -sf libbrick.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION_MAJOR)'
@@ -243,7 +251,7 @@ install: $(LIB_A) $(LIB_SO) $(PC_FILE)
 	    && { [ '$(LIBDIR)' = /usr/local/lib ] || [ '$(LIBDIR)' = /usr/lib ]; }; then ldconfig; fi
 
 uninstall:
-	rm -f '$(DESTDIR)$(LIBDIR)/libbrick.a' '$(DESTDIR)$(LIBDIR)/libbrick.so' \
+	rm -f '$(DESTDIR)$(BINDIR)/brick' '$(DESTDIR)$(LIBDIR)/libbrick.a' '$(DESTDIR)$(LIBDIR)/libbrick.so' \
 	      '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION_MAJOR)' \
 	      '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION)' \
 	      '$(DESTDIR)$(INCLUDEDIR)/brick.h' '$(DESTDIR)$(PCDIR)/brick.pc'
@@ -266,15 +274,17 @@ config:
 
 help:
 	@echo "brick $(VERSION) - targets (GNU make):"
-	@echo "  all (default)  libbrick.a, libbrick.so, tests and examples in $(BUILD)/"
+	@echo "  all (default)  libbrick.a, libbrick.so, the brick CLI, tests and examples in $(BUILD)/"
 	@echo "  lib            only the libraries (and brick.pc)"
 	@echo "  tests          only the test binaries ($(BUILD)/tests/test_*)"
 	@echo "  examples       only the examples ($(BUILD)/examples/*)"
+	@echo "  tools          only the brick CLI ($(BUILD)/brick, from tools/*.c)"
 	@echo "  bench          the benchmarks in bench/ (built, not run)"
 	@echo "  test           build all, generate PyTorch parity data, run every test and example"
 	@echo "  valgrind       run the test binaries under valgrind (not with SAN=1)"
 	@echo "  demo           build and run the examples in order"
-	@echo "  install        install to \$$DESTDIR\$$PREFIX (PREFIX=$(PREFIX))"
+	@echo "  install        install the libraries, brick.h, brick.pc and the brick CLI"
+	@echo "                 to \$$DESTDIR\$$PREFIX (PREFIX=$(PREFIX))"
 	@echo "  uninstall      remove what install put there"
 	@echo "  config         show the detected configuration and flags"
 	@echo "  clean          remove build/ and build-san/"

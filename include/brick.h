@@ -337,6 +337,142 @@ bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_te
 bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);
 
 /* ------------------------------------------------------------------------------------ */
+/* Attention and Transformers                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+/* B = batch, L = target (query) length, S = source (key) length, E = embed_dim,
+ * H = heads, D = E / H. Sequences are (L, B, E), torch's default, or (B, L, E) with
+ * batch_first. Masks are float tensors that never get a gradient:
+ *   attn_mask (L, S) or (B*H, L, S) (block b*H + h), ADDITIVE: 0 lets a query see a key,
+ *     -inf forbids it (other values are added to the scores). A boolean mask (nonzero =
+ *     forbidden, torch's True) converts with bk_attn_mask_from_bool; bk_causal_mask makes
+ *     the causal one.
+ *   key_padding_mask (B, S), BOOLEAN: a nonzero entry marks a padding key that no query
+ *     sees (torch's True).
+ * The softmax subtracts the row maximum, so it stays finite for any finite scores. A query
+ * that may see no key at all (its whole row masked) gets NaN weights, and NaN outputs and
+ * gradients follow from them, exactly as in PyTorch 1.13's nn.MultiheadAttention (which
+ * gives NaN there in training and in eval mode; only TransformerEncoder's eval-mode
+ * nested-tensor fast path returns 0 for padded positions). */
+
+/* F.embedding: out[..., :] = weight[ids[...], :]. ids (any shape) holds integer ids as
+ * floats, each in [0, num_embeddings); weight (num_embeddings, dim) -> (*ids.shape, dim).
+ * padding_idx in [0, num_embeddings), or -1 for none: that row gets no gradient. ids get
+ * no gradient. An id out of range or not an integer is an error naming it. */
+bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx);
+
+/* Multi-head attention weights (nn.MultiheadAttention's softmax), one fused op:
+ *   P[b, h] = softmax(scale * Q_bh K_bh^T + attn_mask_bh, -inf at padding keys)  (rows of S)
+ * q (B, L, H*D) and k (B, S, H*D) with batch_first, else (L, B, H*D) and (S, B, H*D);
+ * Q_bh is head h's columns h*D .. h*D+D-1 of batch b (read in place, no copy).
+ * scale 0 means 1/sqrt(D). Returns P (B, H, L, S). Masks may be NULL. */
+bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, bool batch_first,
+                                bk_tensor *attn_mask, bk_tensor *key_padding_mask, float scale);
+/* The weighted values: O_bh = P[b, h] V_bh, written into head h's columns of O.
+ * weights (B, H, L, S), v (B, S, H*Dv) or (S, B, H*Dv) -> (B, L, H*Dv) or (L, B, H*Dv). */
+bk_tensor *bk_attention_apply(bk_tensor *weights, bk_tensor *v, bool batch_first);
+/* Single-head scaled dot-product attention, softmax(q k^T / sqrt(D) + attn_mask) v with
+ * dropout on the weights: q (B, L, D), k (B, S, D), v (B, S, Dv), attn_mask (L, S) or
+ * (B, L, S) additive or NULL -> (B, L, Dv). */
+bk_tensor *bk_scaled_dot_product_attention(bk_tensor *q, bk_tensor *k, bk_tensor *v, bk_tensor *attn_mask,
+                                           float dropout_p, bool training, bk_rng *rng);
+/* The causal mask (size, size): 0 on and below the diagonal, -inf above
+ * (nn.Transformer.generate_square_subsequent_mask). Arena tensor. */
+bk_tensor *bk_causal_mask(int64_t size);
+/* A boolean mask (nonzero = forbidden) as an additive one (-inf / 0). Arena tensor. */
+bk_tensor *bk_attn_mask_from_bool(bk_tensor *mask);
+
+typedef struct bk_module bk_module;
+
+/* nn.Embedding(num_embeddings, embedding_dim): weight N(0, 1). bk_forward(m, ids) looks
+ * the ids up (see bk_embedding). The _padded form is nn.Embedding(..., padding_idx):
+ * negative padding_idx counts from the end, as in torch; that row starts at zero and gets
+ * no gradient. */
+bk_module *bk_nn_embedding(int64_t num_embeddings, int64_t embedding_dim);
+bk_module *bk_nn_embedding_padded(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+/* D2L's PositionalEncoding(num_hiddens, dropout, max_len) ("Attention is all you need"):
+ *   P[pos, 2i] = sin(pos / 10000^(2i / d)),  P[pos, 2i + 1] = cos(pos / 10000^(2i / d))
+ * kept as a non-persistent buffer "P" (1, max_len, d) (computed in double, rounded once);
+ * forward(X) = dropout(X + P[:, :T]) for X (B, T, d) or (T, d). Child "dropout".
+ * T > max_len is an error. */
+bk_module *bk_nn_positional_encoding(int64_t num_hiddens, float dropout, int64_t max_len);
+/* A learned positional embedding: parameter "weight" (max_len, d), N(0, 1) (as an
+ * nn.Embedding over positions); forward(X) = X + weight[:T] for X (B, T, d) or (T, d).
+ * T > max_len is an error naming both. */
+bk_module *bk_nn_learned_positional_embedding(int64_t max_len, int64_t num_hiddens);
+
+/* nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first) with
+ * kdim = vdim = embed_dim: parameters in_proj_weight (3E, E) (xavier_uniform_),
+ * in_proj_bias (3E) (zeros; absent without bias) and child out_proj, a
+ * NonDynamicallyQuantizableLinear(E, E) (Linear's init, bias zero), as torch names them.
+ * embed_dim must be divisible by num_heads. bk_forward(m, x) is self-attention without
+ * masks. dropout applies to the attention weights in training mode. */
+bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float dropout, bool bias,
+                                     bool batch_first);
+/* MultiheadAttention.forward(query, key, value, key_padding_mask, need_weights, attn_mask,
+ * average_attn_weights): query (L, B, E) / (B, L, E), key and value (S, B, E) / (B, S, E)
+ * (or unbatched (L, E), (S, E)); masks as described at the top of this section, or NULL.
+ * Returns the output, shaped like query. With need_weights, *attn_weights (may be NULL
+ * otherwise) gets the attention weights, after dropout, with history: averaged over heads
+ * (B, L, S) or per head (B, H, L, S) (unbatched: (L, S), (H, L, S)); else NULL. Errors
+ * name the layer and the shapes. */
+bk_tensor *bk_mha_forward(bk_module *m, bk_tensor *query, bk_tensor *key, bk_tensor *value,
+                          bk_tensor *key_padding_mask, bk_tensor *attn_mask, bool need_weights,
+                          bool average_attn_weights, bk_tensor **attn_weights);
+
+typedef enum bk_activation {
+    BK_ACTIVATION_RELU = 0, /* torch's default, F.relu */
+    BK_ACTIVATION_GELU,     /* F.gelu, exact (erf) */
+    BK_ACTIVATION_COUNT
+} bk_activation;
+
+/* The arguments of nn.TransformerEncoderLayer / nn.TransformerDecoderLayer. */
+typedef struct bk_transformer_config {
+    int64_t d_model, nhead, dim_feedforward;
+    float dropout;
+    bk_activation activation;
+    float layer_norm_eps;
+    bool batch_first, norm_first;
+} bk_transformer_config;
+/* torch's defaults: dim_feedforward 2048, dropout 0.1, relu, eps 1e-5, (L, B, E), post-norm */
+#define BK_TRANSFORMER_DEFAULTS(d_model_, nhead_) \
+    ((bk_transformer_config){(d_model_), (nhead_), 2048, 0.1f, BK_ACTIVATION_RELU, 1e-5f, false, false})
+
+/* nn.TransformerEncoderLayer: children self_attn (MultiheadAttention), linear1 (d_model ->
+ * dim_feedforward), dropout, linear2, norm1, norm2 (LayerNorm), dropout1, dropout2, each
+ * initialised as torch does. With x the input:
+ *   post-norm: x = norm1(x + dropout1(sa(x))); x = norm2(x + dropout2(ff(x)))
+ *   norm_first: x = x + dropout1(sa(norm1(x))); x = x + dropout2(ff(norm2(x)))
+ * ff(x) = linear2(dropout(act(linear1(x)))). bk_forward(m, src) runs it without masks. */
+bk_module *bk_nn_transformer_encoder_layer(bk_transformer_config cfg);
+bk_tensor *bk_transformer_encoder_layer_forward(bk_module *m, bk_tensor *src, bk_tensor *src_mask,
+                                                bk_tensor *src_key_padding_mask);
+/* nn.TransformerDecoderLayer: children self_attn, multihead_attn, linear1, dropout,
+ * linear2, norm1, norm2, norm3, dropout1, dropout2, dropout3:
+ *   post-norm: x = norm1(x + sa(x)); x = norm2(x + mha(x, memory)); x = norm3(x + ff(x))
+ *   norm_first: x = x + sa(norm1(x)); x = x + mha(norm2(x), memory); x = x + ff(norm3(x))
+ * (each block followed by its dropout). It needs the memory, so bk_forward fails on it. */
+bk_module *bk_nn_transformer_decoder_layer(bk_transformer_config cfg);
+bk_tensor *bk_transformer_decoder_layer_forward(bk_module *m, bk_tensor *tgt, bk_tensor *memory,
+                                                bk_tensor *tgt_mask, bk_tensor *memory_mask,
+                                                bk_tensor *tgt_key_padding_mask,
+                                                bk_tensor *memory_key_padding_mask);
+/* nn.TransformerEncoder(encoder_layer, num_layers, norm) / nn.TransformerDecoder: child
+ * "layers", a ModuleList "0" .. "num_layers-1" of copies of the layer (same settings and
+ * parameter values, like torch's deepcopy; the given layer itself becomes layers.0), then
+ * "norm" when norm is not NULL (applied to the last layer's output). Takes ownership of
+ * the layer and of norm, also on failure. The layer must come from the matching
+ * bk_nn_transformer_*_layer. */
+bk_module *bk_nn_transformer_encoder(bk_module *encoder_layer, int num_layers, bk_module *norm);
+bk_tensor *bk_transformer_encoder_forward(bk_module *m, bk_tensor *src, bk_tensor *mask,
+                                          bk_tensor *src_key_padding_mask);
+bk_module *bk_nn_transformer_decoder(bk_module *decoder_layer, int num_layers, bk_module *norm);
+bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tensor *memory,
+                                          bk_tensor *tgt_mask, bk_tensor *memory_mask,
+                                          bk_tensor *tgt_key_padding_mask,
+                                          bk_tensor *memory_key_padding_mask);
+
+/* ------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
@@ -465,6 +601,48 @@ bk_module *bk_nn_tanh(void);
 bk_module *bk_nn_identity(void);
 /* nn.Flatten(start_dim=1, end_dim=-1). */
 bk_module *bk_nn_flatten(int start_dim, int end_dim);
+
+/* nn.Conv2d(in, out, kernel_size, stride, padding, dilation, groups, bias): weight
+ * (out, in/groups, kh, kw) and bias (out) initialised as torch does (U(+-1/sqrt(fan_in))). */
+bk_module *bk_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+                        int64_t stride, int64_t padding);
+bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
+                           bk_conv2d_opts opts, bool bias);
+/* nn.MaxPool2d / nn.AvgPool2d (stride 0 means stride = kernel, as torch's default). */
+bk_module *bk_nn_max_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
+bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
+bk_module *bk_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.BatchNorm1d / nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1): weight 1, bias 0,
+ * buffers running_mean 0, running_var 1, num_batches_tracked 0 (a float counter here). */
+bk_module *bk_nn_batch_norm1d(int64_t num_features);
+bk_module *bk_nn_batch_norm2d(int64_t num_features);
+/* ndim_expected: 1 for BatchNorm1d (input (N, C) or (N, C, L)), 2 for BatchNorm2d ((N, C, H, W)). */
+bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected);
+/* nn.LayerNorm(normalized_shape, eps=1e-5), weight 1 and bias 0. */
+bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps);
+/* nn.Dropout(p): uses the thread's default generator (seed with bk_manual_seed). */
+bk_module *bk_nn_dropout(float p);
+bk_module *bk_nn_gelu(void);
+bk_module *bk_nn_softmax(int dim);
+bk_module *bk_nn_log_softmax(int dim);
+
+/* D2L's ResNet block ("Residual Networks"), class Residual(input_channels, num_channels,
+ * use_1x1conv, strides): children conv1 = Conv2d(in, num, 3, padding=1, stride=strides),
+ * conv2 = Conv2d(num, num, 3, padding=1), conv3 = Conv2d(in, num, 1, stride=strides) (only
+ * with use_1x1conv), bn1, bn2 = BatchNorm2d(num), registered in that order.
+ *   Y = relu(bn1(conv1(X))); Y = bn2(conv2(Y)); return relu(Y + (conv3 ? conv3(X) : X))
+ * (N, in, H, W) -> (N, num, (H - 1) / strides + 1, (W - 1) / strides + 1). Without
+ * use_1x1conv the input must already have that shape (in == num, strides 1), else forward
+ * fails naming both shapes. */
+bk_module *bk_nn_residual(int64_t input_channels, int64_t num_channels, bool use_1x1conv, int64_t strides);
+/* D2L's GoogLeNet block ("Multi-Branch Networks"), class Inception(in_channels, c1, c2, c3,
+ * c4): four paths, each conv followed by a ReLU, concatenated on the channels:
+ *   p1_1 = Conv2d(in, c1, 1);
+ *   p2_1 = Conv2d(in, c2[0], 1), p2_2 = Conv2d(c2[0], c2[1], 3, padding=1);
+ *   p3_1 = Conv2d(in, c3[0], 1), p3_2 = Conv2d(c3[0], c3[1], 5, padding=2);
+ *   p4_1 = MaxPool2d(3, stride=1, padding=1), p4_2 = Conv2d(in, c4, 1).
+ * (N, in, H, W) -> (N, c1 + c2[1] + c3[1] + c4, H, W). */
+bk_module *bk_nn_inception(int64_t in_channels, int64_t c1, const int64_t c2[2], const int64_t c3[2], int64_t c4);
 
 /* nn.Sequential of n blocks (takes ownership of all of them, also on failure), named
  * "0", "1", ... */

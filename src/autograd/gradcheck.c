@@ -42,15 +42,19 @@ double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud
         if (!x->requires_grad) continue;
         for (int64_t i = 0; i < x->numel; i++) {
             float orig = x->data[i];
+            /* Each L is taken before the next perturbation: f may return a view of its
+             * input (reshape, flatten, identity), whose values change with x. */
             x->data[i] = (float)(orig + eps);
             bk_tensor *yp = f(inputs, n, ud);
+            double lp = yp ? weighted_sum(yp, w->data) : 0;
             x->data[i] = (float)(orig - eps);
             bk_tensor *ym = f(inputs, n, ud);
+            double lm = ym ? weighted_sum(ym, w->data) : 0;
             x->data[i] = orig;
             if (!yp || !ym) goto fail;
             /* use the actually representable step, so rounding of x +- eps doesn't bias */
             double h = (double)(float)(orig + eps) - (double)(float)(orig - eps);
-            double num = (weighted_sum(yp, w->data) - weighted_sum(ym, w->data)) / h;
+            double num = (lp - lm) / h;
             double ana = x->grad ? x->grad->data[i] : 0.0;
             double err = fabs(ana - num) / (atol + rtol * fabs(num));
             if (!(err <= 1) && report && shown < 5) {

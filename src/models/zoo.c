@@ -19,11 +19,18 @@ typedef struct zoo_args {
     int64_t values[ZOO_MAX_KEYS];
 } zoo_args;
 
+/* The shape of one input sample, e.g. (1, 28, 28), and its element count. */
+typedef struct zoo_input {
+    int ndim;
+    const int64_t *shape;
+    int64_t numel;
+} zoo_input;
+
 typedef struct zoo_entry {
     const char *name;
     const char *doc;
     zoo_args defaults;
-    bk_module *(*build)(const zoo_args *a, int64_t in_features, int n_classes);
+    bk_module *(*build)(const zoo_args *a, const zoo_input *in, int n_classes);
 } zoo_entry;
 
 static int64_t arg(const zoo_args *a, const char *key) {
@@ -33,22 +40,110 @@ static int64_t arg(const zoo_args *a, const char *key) {
 }
 
 /* Flatten -> Linear(in, classes): softmax regression (D2L 3.6) */
-static bk_module *build_softmax(const zoo_args *a, int64_t in, int n_classes) {
+static bk_module *build_softmax(const zoo_args *a, const zoo_input *in, int n_classes) {
     (void)a;
-    return bk_nn_sequential(2, bk_nn_flatten(1, -1), bk_nn_linear(in, n_classes));
+    return bk_nn_sequential(2, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, n_classes));
 }
 
 /* Flatten -> Linear(in, hidden) -> ReLU -> Linear(hidden, classes) (D2L 4.2) */
-static bk_module *build_mlp(const zoo_args *a, int64_t in, int n_classes) {
+static bk_module *build_mlp(const zoo_args *a, const zoo_input *in, int n_classes) {
     int64_t hidden = arg(a, "hidden");
-    return bk_nn_sequential(4, bk_nn_flatten(1, -1), bk_nn_linear(in, hidden), bk_nn_relu(),
+    return bk_nn_sequential(4, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden), bk_nn_relu(),
                             bk_nn_linear(hidden, n_classes));
+}
+
+/* ---- CNNs: C = in channels, H x W = image size, taken from the input shape (C, H, W) -- */
+
+static bool image_input(const zoo_input *in) {
+    char s[128];
+    if (in->ndim != 3) {
+        bk_set_error("expects image inputs of shape (C, H, W), got %s", bk__shape_fmt(in->ndim, in->shape, s, sizeof s));
+        return false;
+    }
+    if (in->numel == 0) {
+        bk_set_error("input shape %s is empty", bk__shape_fmt(in->ndim, in->shape, s, sizeof s));
+        return false;
+    }
+    return true;
+}
+
+/* LeNet as the issue asks (D2L 7.6 with ReLU and max-pooling in place of sigmoid and
+ * average pooling). (C, 28, 28) -> 6 x 28 x 28 -> 6 x 14 x 14 -> 16 x 10 x 10 -> 16 x 5 x 5. */
+static bk_module *build_lenet(const zoo_args *a, const zoo_input *in, int n_classes) {
+    (void)a;
+    if (!image_input(in)) return NULL;
+    int64_t C = in->shape[0], H = in->shape[1], W = in->shape[2];
+    int64_t h = (H / 2 - 4) / 2, w = (W / 2 - 4) / 2; /* after conv1 (same), pool, conv2 (-4), pool */
+    if (H / 2 < 6 || W / 2 < 6) {
+        char s[128];
+        bk_set_error("input %s is too small: LeNet needs H and W of at least 12",
+                     bk__shape_fmt(in->ndim, in->shape, s, sizeof s));
+        return NULL;
+    }
+    return bk_nn_sequential(12, bk_nn_conv2d(C, 6, 5, 1, 2), bk_nn_relu(), bk_nn_max_pool2d(2, 2, 0),
+                            bk_nn_conv2d(6, 16, 5, 1, 0), bk_nn_relu(), bk_nn_max_pool2d(2, 2, 0),
+                            bk_nn_flatten(1, -1), bk_nn_linear(16 * h * w, 120), bk_nn_relu(),
+                            bk_nn_linear(120, 84), bk_nn_relu(), bk_nn_linear(84, n_classes));
+}
+
+/* D2L's resnet_block: two Residual blocks; all but the first stage halve H and W and
+ * change the width through a 1x1 convolution in their first block. */
+static bk_module *resnet_stage(int64_t in_channels, int64_t channels, bool first_stage) {
+    return bk_nn_sequential(2, first_stage ? bk_nn_residual(in_channels, channels, false, 1)
+                                           : bk_nn_residual(in_channels, channels, true, 2),
+                            bk_nn_residual(channels, channels, false, 1));
+}
+
+/* ResNet-18 as D2L 8.6 builds it, for small images: the stem is a 3x3 convolution without
+ * max-pooling (28 x 28 is already small), and the widths are w, 2w, 4w, 8w.
+ * (C, 28, 28) -> w x 28 x 28 -> w x 28 x 28 -> 2w x 14 x 14 -> 4w x 7 x 7 -> 8w x 4 x 4
+ * -> 8w -> classes. */
+static bk_module *build_resnet(const zoo_args *a, const zoo_input *in, int n_classes) {
+    if (!image_input(in)) return NULL;
+    int64_t C = in->shape[0], w = arg(a, "width");
+    if (w > (1 << 16)) {
+        bk_set_error("width=%" PRId64 " is too large (at most 65536)", w);
+        return NULL;
+    }
+    return bk_nn_sequential(8, bk_nn_sequential(3, bk_nn_conv2d(C, w, 3, 1, 1), bk_nn_batch_norm2d(w), bk_nn_relu()),
+                            resnet_stage(w, w, true), resnet_stage(w, 2 * w, false),
+                            resnet_stage(2 * w, 4 * w, false), resnet_stage(4 * w, 8 * w, false),
+                            bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1), bk_nn_linear(8 * w, n_classes));
+}
+
+/* A small GoogLeNet (D2L 8.4) for 28 x 28 inputs: D2L's stages with about a quarter of
+ * the channels, a single 3x3 stem convolution and two Inception stages.
+ * (C, 28, 28) -> 32 x 14 x 14 -> 64 -> 120 x 7 x 7 -> 128 -> 208 x 7 x 7 -> 208 -> classes. */
+static bk_module *build_googlenet(const zoo_args *a, const zoo_input *in, int n_classes) {
+    (void)a;
+    if (!image_input(in)) return NULL;
+    int64_t C = in->shape[0];
+    bk_module *b1 = bk_nn_sequential(3, bk_nn_conv2d(C, 32, 3, 1, 1), bk_nn_relu(), bk_nn_max_pool2d(3, 2, 1));
+    bk_module *b2 = bk_nn_sequential(3, bk_nn_inception(32, 16, (const int64_t[2]){24, 32}, (const int64_t[2]){4, 8}, 8),
+                                     bk_nn_inception(64, 32, (const int64_t[2]){32, 48}, (const int64_t[2]){8, 24}, 16),
+                                     bk_nn_max_pool2d(3, 2, 1));
+    bk_module *b3 = bk_nn_sequential(4, bk_nn_inception(120, 48, (const int64_t[2]){24, 52}, (const int64_t[2]){4, 12}, 16),
+                                     bk_nn_inception(128, 64, (const int64_t[2]){40, 80}, (const int64_t[2]){8, 32}, 32),
+                                     bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1));
+    return bk_nn_sequential(4, b1, b2, b3, bk_nn_linear(208, n_classes));
 }
 
 static const zoo_entry MODELS[] = {
     {"softmax", "softmax regression: Flatten, Linear(in, classes)", {0, {NULL}, {0}}, build_softmax},
     {"mlp", "multilayer perceptron: Flatten, Linear(in, hidden), ReLU, Linear(hidden, classes)",
      {1, {"hidden"}, {256}}, build_mlp},
+    {"lenet",
+     "LeNet (ReLU, max-pool): Conv2d(C, 6, 5, padding=2), MaxPool2d(2), Conv2d(6, 16, 5), MaxPool2d(2), "
+     "Linear(400, 120), Linear(120, 84), Linear(84, classes); needs (C, H, W) inputs",
+     {0, {NULL}, {0}}, build_lenet},
+    {"resnet",
+     "ResNet-18 for small images: 3x3 stem Conv2d(C, width) + BatchNorm2d + ReLU, four stages of two "
+     "Residual blocks (widths width..8*width, stride 2 from stage 2), global average pool, Linear",
+     {1, {"width"}, {32}}, build_resnet},
+    {"googlenet",
+     "small GoogLeNet: 3x3 stem Conv2d(C, 32) + MaxPool2d, four Inception blocks (64, 120, 128, 208 "
+     "channels) with a MaxPool2d between the pairs, global average pool, Linear(208, classes)",
+     {0, {NULL}, {0}}, build_googlenet},
 };
 #define N_MODELS (sizeof MODELS / sizeof MODELS[0])
 
@@ -117,7 +212,8 @@ bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape
             k += (size_t)snprintf(canonical + k, canonical_size - k, "%c%s=%" PRId64, i ? ',' : ':',
                                   a.keys[i], a.values[i]);
     }
-    bk_module *m = e->build(&a, in_features, n_classes);
+    zoo_input in = {in_ndim, in_shape, in_features};
+    bk_module *m = e->build(&a, &in, n_classes);
     if (!m) bk__error_prefix("model %s", e->name);
     return m;
 }

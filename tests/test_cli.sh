@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# test_cli.sh - end-to-end tests of the `brick` command on the bundled Fashion-MNIST subset.
+#
+#   bash tests/test_cli.sh            (scripts/run_tests.sh runs it; BRICK_BUILD=dir picks
+#                                      the build, default build/)
+#
+# Checks: --help/--version; usage errors (exit 2, exactly one line "brick <cmd>: ...");
+# runtime errors (exit 1: truncated checkpoint, NaN loss); `train` writes the model, the
+# checkpoint, the CSV and the SVG; `eval`, `summary` (the MLP has 203,530 parameters) and
+# `predict` (a PGM cut out of the test set, and --idx); resuming after epoch 1 gives a model
+# file byte-identical to an uninterrupted 2-epoch run; the progress bar under a terminal.
+# Prints "test_cli: N passed, M failed" last and exits 1 on any failure.
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+build=${BRICK_BUILD:-build}
+brick=$build/brick
+data=data/fashion-mnist-subset
+tmp=$(mktemp -d /tmp/brick-cli-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "  ok   $1"; }
+bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
+
+if [ ! -x "$brick" ]; then
+    echo "test_cli: $brick is not built (run make)"
+    echo "test_cli: 0 passed, 1 failed"
+    exit 1
+fi
+
+# run NAME CMD...: runs CMD, keeping its status in $rc, stdout in $out, stderr in $err.
+run() {
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    out=$(cat "$tmp/out")
+    err=$(cat "$tmp/err")
+}
+
+# expect NAME STATUS PATTERN CMD...: exit status STATUS and stdout+stderr matching PATTERN
+# (an extended regex; "" matches anything).
+expect() {
+    local name=$1 want=$2 pattern=$3
+    shift 3
+    run "$@"
+    if [ "$rc" -ne "$want" ]; then
+        bad "$name" "exit $rc, expected $want: $*" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
+    elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" <<<"$out$err"; then
+        bad "$name" "output does not match /$pattern/: $*" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
+    else
+        ok "$name"
+    fi
+}
+
+# usage NAME PREFIX PATTERN CMD...: exit 2, nothing on stdout, ONE stderr line
+# "PREFIX: ..." matching PATTERN.
+usage() {
+    local name=$1 prefix=$2 pattern=$3
+    shift 3
+    run "$@"
+    local lines
+    lines=$(printf '%s' "$err" | grep -c '')
+    if [ "$rc" -ne 2 ] || [ -n "$out" ] || [ "$lines" -ne 1 ] || [[ $err != "$prefix: "* ]] ||
+        ! grep -Eq -- "$pattern" <<<"$err"; then
+        bad "$name" "expected exit 2 and one line '$prefix: ...' matching /$pattern/: $*" \
+            "got exit $rc, $lines stderr lines: ${err:0:300}" "stdout: ${out:0:200}"
+    else
+        ok "$name"
+    fi
+}
+
+# same_tensors A B: the two safetensors files hold the same tensor bytes. The files are
+# meant to be byte-identical (the model file has no time-dependent metadata), so cmp.
+same_file() { cmp -s "$1" "$2"; }
+
+# ---- help and version -------------------------------------------------------------------
+
+expect "brick --help" 0 "usage: brick <command>" "$brick" --help
+expect "brick help" 0 "commands:" "$brick" help
+expect "brick --version" 0 "^brick [0-9]+\.[0-9]+\.[0-9]+" "$brick" --version
+for c in train eval summary predict; do
+    expect "brick $c --help" 0 "usage: brick $c" "$brick" "$c" --help
+done
+expect "brick help train" 0 "--optimizer" "$brick" help train
+
+# ---- usage errors: exit 2, one line ------------------------------------------------------
+
+usage "no command" "brick" "missing command" "$brick"
+usage "unknown command" "brick" "unknown command 'frobnicate'" "$brick" frobnicate
+usage "train: unknown flag" "brick train" "unknown option '--bogus'" "$brick" train --bogus
+usage "train: negative epochs" "brick train" "--epochs" "$brick" train --epochs -3
+usage "train: non-numeric epochs" "brick train" "--epochs.*'ten'" "$brick" train --epochs ten
+usage "train: non-numeric lr" "brick train" "--lr" "$brick" train --lr fast
+usage "train: lr=nan" "brick train" "--lr" "$brick" train --lr=nan
+usage "train: zero batch" "brick train" "--batch-size" "$brick" train --batch-size 0
+usage "train: missing value" "brick train" "--seed needs a value" "$brick" train --seed
+usage "train: unknown optimizer" "brick train" "unknown optimizer 'rmsprop'" "$brick" train --optimizer rmsprop
+usage "train: unknown model" "brick train" "unknown model \"nosuchnet\"" "$brick" train --model nosuchnet
+usage "train: bad model setting" "brick train" "hidden" "$brick" train --model mlp:hidden=-4
+usage "train: momentum with adam" "brick train" "momentum" "$brick" train --optimizer adam --momentum 0.9
+usage "train: missing data dir" "brick train" "$tmp/nope" "$brick" train --data "$tmp/nope"
+usage "train: data dir without files" "brick train" "no Fashion-MNIST files" "$brick" train --data "$tmp"
+usage "train: out dir missing" "brick train" "directory does not exist" "$brick" train --data "$data" --out "$tmp/no/m.safetensors"
+usage "train: missing checkpoint" "brick train" "no such file" "$brick" train --resume "$tmp/none.ckpt.safetensors"
+usage "train: stray argument" "brick train" "extra" "$brick" train extra
+usage "eval: missing file" "brick eval" "no such file" "$brick" eval "$tmp/none.safetensors"
+usage "eval: no file" "brick eval" "expected a model FILE" "$brick" eval
+usage "summary: nothing to summarise" "brick summary" "expected a model FILE or --model" "$brick" summary
+usage "summary: unknown model" "brick summary" "unknown model" "$brick" summary --model nope
+usage "predict: no images" "brick predict" "expected IMAGE" "$brick" predict "$tmp/x"
+
+# ---- training ------------------------------------------------------------------------------
+
+m=$tmp/m.safetensors
+run "$brick" train --model mlp --data "$data" --epochs 2 --batch-size 256 --lr 0.1 --seed 3 --out "$m"
+if [ "$rc" -eq 0 ] && [ "$(grep -c '^epoch [0-9]/2 .*train loss.*train acc.*test acc' <<<"$out")" -eq 2 ] &&
+    grep -q "final test accuracy" <<<"$out"; then
+    ok "train 2 epochs (exit 0, one line per epoch)"
+else
+    bad "train 2 epochs" "exit $rc" "stdout: ${out:0:500}" "stderr: ${err:0:500}"
+fi
+if [[ $out$err != *$'\r'* ]]; then ok "train: no progress bar when not a terminal"; else bad "train: \\r in non-tty output"; fi
+for f in m.safetensors m.ckpt.safetensors m.csv m.svg; do
+    if [ -s "$tmp/$f" ]; then ok "train wrote $f"; else bad "train wrote $f" "missing or empty"; fi
+done
+if [ "$(head -n 1 "$tmp/m.csv")" = "epoch,train_loss,train_acc,test_loss,test_acc,seconds" ] &&
+    [ "$(wc -l <"$tmp/m.csv")" -eq 3 ] && grep -Eq '^2,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$' "$tmp/m.csv"; then
+    ok "CSV log: header and one row per epoch"
+else
+    bad "CSV log" "$(cat "$tmp/m.csv")"
+fi
+if grep -q '<svg' "$tmp/m.svg" && grep -q 'train loss' "$tmp/m.svg" && grep -q 'test acc' "$tmp/m.svg" &&
+    [ "$(grep -c '<polyline' "$tmp/m.svg")" -eq 3 ] && tail -n 1 "$tmp/m.svg" | grep -q '</svg>'; then
+    ok "SVG plot: three curves and a legend"
+else
+    bad "SVG plot" "$(head -c 300 "$tmp/m.svg")"
+fi
+if grep -aq '"brick.arch":"mlp:hidden=256"' "$m" && grep -aq '"brick.format":"brick-model-1"' "$m" &&
+    grep -aq '"brick.class_names":"T-shirt/top,Trouser' "$m"; then
+    ok "model file metadata"
+else
+    bad "model file metadata" "$(head -c 600 "$m" | tr -c '[:print:]' .)"
+fi
+
+# ---- eval, summary, predict ---------------------------------------------------------------
+
+last_acc=$(tail -n 1 "$tmp/m.csv" | cut -d, -f5)
+expect "eval prints accuracy and a confusion matrix" 0 "Ankle boot" "$brick" eval "$m" --data "$data"
+if grep -Eq "test accuracy ${last_acc:0:6}" <<<"$out" && grep -q "confusion matrix" <<<"$out"; then
+    ok "eval accuracy = the last epoch's ($last_acc)"
+else
+    bad "eval accuracy" "CSV says $last_acc" "${out:0:400}"
+fi
+expect "eval works on the checkpoint too" 0 "test accuracy ${last_acc:0:6}" "$brick" eval "$tmp/m.ckpt.safetensors" --data "$data"
+expect "summary FILE" 0 "total parameters: 203,530" "$brick" summary "$m"
+expect "summary FILE shows block shapes" 0 "^1 +Linear +\(1, 256\) +200,960" "$brick" summary "$m"
+expect "summary --model mlp" 0 "total parameters: 203,530" "$brick" summary --model mlp
+expect "summary --model softmax" 0 "^1 +Linear +\(1, 10\) +7,850" "$brick" summary --model softmax
+expect "summary --model mlp:hidden=32" 0 "^\(total\) +Sequential +\(1, 10\) +25,450" "$brick" summary --model mlp:hidden=32
+
+# A PGM: the first test image, cut out of the IDX file (16-byte header).
+pgm=$tmp/first.pgm
+{ printf 'P5\n# first test image\n28 28\n255\n'; gzip -dc "$data/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c 784; } >"$pgm"
+expect "predict PGM (top 3)" 0 "first.pgm: [A-Za-z/ -]+ 0\.[0-9]{4}, .+ 0\.[0-9]{4}, .+ 0\.[0-9]{4}$" "$brick" predict "$m" "$pgm"
+expect "predict --top 1" 0 "first.pgm: [A-Za-z/ -]+ [01]\.[0-9]{4}$" "$brick" predict "$m" "$pgm" --top 1
+expect "predict --idx" 0 "^#2 \(true: Trouser\): " "$brick" predict "$m" --idx "$data/t10k-images-idx3-ubyte.gz" --index 1 --count 3
+head -c 200 "$pgm" >"$tmp/cut.pgm"
+expect "predict truncated PGM: exit 1 naming it" 1 "cut.pgm: truncated" "$brick" predict "$m" "$tmp/cut.pgm"
+
+# ---- resume: 1 + 1 epochs == 2 epochs, bit for bit -----------------------------------------
+
+r=$tmp/r.safetensors
+run "$brick" train --model mlp --data "$data" --epochs 1 --seed 3 --out "$r"
+first=$rc
+run "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 2
+if [ "$first" -eq 0 ] && [ "$rc" -eq 0 ] && grep -q "resuming" <<<"$out" && same_file "$m" "$r"; then
+    ok "resume after epoch 1 = uninterrupted 2 epochs (byte-identical model files)"
+else
+    bad "resume equivalence" "exits $first, $rc; cmp: $(cmp "$m" "$r" 2>&1)" "${err:0:300}"
+fi
+if [ "$(wc -l <"$tmp/r.csv")" -eq 3 ] && [ "$(cut -d, -f1-5 "$tmp/r.csv")" = "$(cut -d, -f1-5 "$tmp/m.csv")" ]; then
+    ok "resumed CSV log holds both epochs, equal to the uninterrupted one"
+else
+    bad "resumed CSV" "$(cat "$tmp/r.csv")"
+fi
+usage "resume with a contradicting --lr" "brick train" "--lr differs" "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 3 --lr 0.5
+usage "resume with nothing left to do" "brick train" "not more than" "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 2
+
+# ---- runtime errors: exit 1 ---------------------------------------------------------------
+
+head -c 5000 "$tmp/m.ckpt.safetensors" >"$tmp/trunc.ckpt.safetensors"
+run "$brick" train --resume "$tmp/trunc.ckpt.safetensors"
+if [ "$rc" -eq 1 ] && [ "$(printf '%s' "$err" | grep -c '')" -eq 1 ] && [[ $err == "brick train: "*trunc.ckpt.safetensors* ]]; then
+    ok "truncated checkpoint: exit 1, one line naming the file"
+else
+    bad "truncated checkpoint" "exit $rc: $err"
+fi
+expect "eval of a truncated file: exit 1" 1 "trunc.ckpt.safetensors" "$brick" eval "$tmp/trunc.ckpt.safetensors" --data "$data"
+printf 'not a model' >"$tmp/junk.safetensors"
+expect "eval of a junk file: exit 1" 1 "junk.safetensors" "$brick" eval "$tmp/junk.safetensors" --data "$data"
+expect "NaN loss: exit 1" 1 "brick train: the loss is (NaN|infinite)" "$brick" train --model mlp --data "$data" --epochs 1 --lr 1e30 --out "$tmp/nan.safetensors"
+
+# ---- data defaults --------------------------------------------------------------------------
+
+expect "BRICK_DATA picks the data" 0 "data: $data \(from \\\$BRICK_DATA\)" \
+    env BRICK_DATA="$data" "$brick" train --model softmax --epochs 1 --out "$tmp/s.safetensors"
+
+# ---- the progress bar under a terminal (when util-linux `script` exists) -------------------
+
+if command -v script >/dev/null 2>&1; then
+    script -qec "$brick train --model softmax --data $data --epochs 1 --batch-size 64 --out $tmp/p.safetensors" \
+        /dev/null >"$tmp/tty" 2>&1 </dev/null
+    rc=$?
+    if [ "$rc" -eq 0 ] && grep -q $'\r' "$tmp/tty" && grep -q 'samples/s' "$tmp/tty" && grep -q 'ETA' "$tmp/tty" &&
+        grep -q '\[####' "$tmp/tty"; then
+        ok "progress bar on a terminal (\\r, samples/s, ETA)"
+    else
+        bad "progress bar on a terminal" "exit $rc: $(head -c 300 "$tmp/tty" | tr '\r' '|')"
+    fi
+else
+    echo "  skip progress bar test (no util-linux script)"
+fi
+
+echo "test_cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
