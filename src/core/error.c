@@ -41,6 +41,11 @@ void bk__error_prefix(const char *fmt, ...) {
     size_t k = strlen(prefix);
     if (k > sizeof error_buf - 3) k = sizeof error_buf - 3;
     memcpy(error_buf, prefix, k);
+    if (!old[0]) { /* nothing to prefix: the prefix is the whole message (no dangling ": ") */
+        error_buf[k] = '\0';
+        error_set = true;
+        return;
+    }
     memcpy(error_buf + k, ": ", 2);
     size_t rest = sizeof error_buf - k - 3, n = strlen(old);
     if (n > rest) n = rest;
