@@ -721,20 +721,22 @@ int bk_argmax_rows(const bk_tensor *logits, int64_t *out);
 
 typedef struct bk_optim bk_optim;
 
+/* Settings are doubles, as torch's are Python floats: factors like 1 - beta2 are formed in
+ * double and then rounded to float32, exactly as torch rounds them. */
 typedef struct bk_sgd_config {
-    float lr, momentum, dampening, weight_decay;
+    double lr, momentum, dampening, weight_decay;
     bool nesterov;
 } bk_sgd_config;
 
 typedef struct bk_adam_config {
-    float lr, beta1, beta2, eps, weight_decay;
+    double lr, beta1, beta2, eps, weight_decay;
     bool amsgrad;
 } bk_adam_config;
 
 /* Defaults as in torch (SGD needs an lr: 0 here means "set it"). */
-#define BK_SGD_DEFAULTS(lr_) ((bk_sgd_config){(lr_), 0.0f, 0.0f, 0.0f, false})
-#define BK_ADAM_DEFAULTS(lr_) ((bk_adam_config){(lr_), 0.9f, 0.999f, 1e-8f, 0.0f, false})
-#define BK_ADAMW_DEFAULTS(lr_) ((bk_adam_config){(lr_), 0.9f, 0.999f, 1e-8f, 1e-2f, false})
+#define BK_SGD_DEFAULTS(lr_) ((bk_sgd_config){(lr_), 0.0, 0.0, 0.0, false})
+#define BK_ADAM_DEFAULTS(lr_) ((bk_adam_config){(lr_), 0.9, 0.999, 1e-8, 0.0, false})
+#define BK_ADAMW_DEFAULTS(lr_) ((bk_adam_config){(lr_), 0.9, 0.999, 1e-8, 1e-2, false})
 
 /* An optimizer over the trainable parameters of m (at the time of the call, in
  * named_parameters order). The module must outlive the optimizer. NULL on bad config. */
@@ -747,8 +749,8 @@ void bk_optim_free(bk_optim *o);
 int bk_optim_step(bk_optim *o);
 /* Zeroes the gradients of the optimizer's parameters. */
 void bk_optim_zero_grad(bk_optim *o);
-float bk_optim_lr(const bk_optim *o);
-void bk_optim_set_lr(bk_optim *o, float lr);
+double bk_optim_lr(const bk_optim *o);
+void bk_optim_set_lr(bk_optim *o, double lr);
 const char *bk_optim_name(const bk_optim *o); /* "SGD", "Adam", "AdamW" */
 /* Optimizer state as named tensors (for checkpoints): names like
  * "0.weight.momentum_buffer", "0.weight.exp_avg", "0.weight.step". Borrowed list; the

@@ -97,7 +97,8 @@ bk_tensor *bk_softmax(bk_tensor *x, int dim) { return softmax_impl(x, dim, false
 typedef struct ce_params {
     int64_t N, C;
     const int64_t *target; /* arena copy */
-    const float *lse;      /* arena: per-row log-sum-exp */
+    const double *lse;     /* arena: per-row log-sum-exp, in double: at |x| ~ 1e4 a float
+                            * lse would round away the log term */
 } ce_params;
 
 static void ce_backward(bk_node *node) {
@@ -109,8 +110,9 @@ static void ce_backward(bk_node *node) {
     for (int64_t i = 0; i < p->N; i++) {
         const float *xi = x->data + i * p->C;
         float *di = dx->data + i * p->C;
-        float g = G[i], lse = p->lse[i];
-        for (int64_t c = 0; c < p->C; c++) di[c] += g * expf(xi[c] - lse);
+        float g = G[i];
+        double lse = p->lse[i];
+        for (int64_t c = 0; c < p->C; c++) di[c] += g * (float)exp((double)xi[c] - lse);
         di[p->target[i]] -= g;
     }
 }
@@ -138,7 +140,7 @@ bk_tensor *bk_cross_entropy(bk_tensor *logits, const int64_t *target, int64_t n,
         }
     bk_arena *a = bk_arena_current();
     int64_t *tcopy = bk__arena_alloc(a, sizeof(int64_t) * (size_t)(n ? n : 1));
-    float *lse = bk__arena_alloc(a, sizeof(float) * (size_t)(n ? n : 1));
+    double *lse = bk__arena_alloc(a, sizeof(double) * (size_t)(n ? n : 1));
     bk_tensor *l = bk__tensor_arena(1, &p.N, false);
     if (!tcopy || !lse || !l) return NULL;
     memcpy(tcopy, target, sizeof(int64_t) * (size_t)n);
@@ -151,9 +153,9 @@ bk_tensor *bk_cross_entropy(bk_tensor *logits, const int64_t *target, int64_t n,
             lse[i] = m; /* all -inf, or +inf present: the loss is nan/inf as in torch */
         } else {
             for (int64_t c = 0; c < p.C; c++) sum += expf(xi[c] - m);
-            lse[i] = m + (float)log(sum);
+            lse[i] = (double)m + log(sum);
         }
-        l->data[i] = lse[i] - xi[target[i]];
+        l->data[i] = (float)(lse[i] - (double)xi[target[i]]);
     }
     p.target = tcopy;
     p.lse = lse;

@@ -16,16 +16,18 @@ static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g
     double t = slots[0]->data[0];
     float step_size = (float)(o->lr / (1.0 - pow(c->beta1, t)));
     float bc2_sqrt = (float)sqrt(1.0 - pow(c->beta2, t));
-    float b1 = c->beta1, b2 = c->beta2, wd = c->weight_decay, eps = c->eps;
-    float decay = decoupled ? (float)(1.0 - (double)o->lr * wd) : 1.0f;
+    /* torch rounds each Python-float factor to float32 once: beta, 1 - beta, eps, ... */
+    float b1 = (float)c->beta1, b2 = (float)c->beta2, wd = (float)c->weight_decay, eps = (float)c->eps;
+    float nb1 = (float)(1.0 - c->beta1), nb2 = (float)(1.0 - c->beta2);
+    float decay = decoupled ? (float)(1.0 - o->lr * c->weight_decay) : 1.0f;
     for (int64_t i = 0; i < p->numel; i++) {
         float gi = G[i];
         if (decoupled)
             P[i] *= decay;
         else if (wd != 0.0f)
             gi += wd * P[i];
-        M[i] = M[i] * b1 + (1.0f - b1) * gi;
-        V[i] = V[i] * b2 + (1.0f - b2) * gi * gi;
+        M[i] = M[i] * b1 + nb1 * gi;
+        V[i] = V[i] * b2 + nb2 * gi * gi;
         float v = V[i];
         if (c->amsgrad) {
             if (VMAX[i] < v) VMAX[i] = v;
@@ -47,11 +49,11 @@ static const optim_class ADAM = {"Adam", 4, {"step", "exp_avg", "exp_avg_sq", "m
 static const optim_class ADAMW = {"AdamW", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adamw_update};
 
 static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config cfg) {
-    if (!(cfg.lr >= 0.0f) || !(cfg.eps >= 0.0f) || !(cfg.beta1 >= 0.0f && cfg.beta1 < 1.0f) ||
-        !(cfg.beta2 >= 0.0f && cfg.beta2 < 1.0f) || !(cfg.weight_decay >= 0.0f)) {
+    if (!(cfg.lr >= 0.0) || !(cfg.eps >= 0.0) || !(cfg.beta1 >= 0.0 && cfg.beta1 < 1.0) ||
+        !(cfg.beta2 >= 0.0 && cfg.beta2 < 1.0) || !(cfg.weight_decay >= 0.0)) {
         bk_set_error("%s: invalid settings lr=%g betas=(%g, %g) eps=%g weight_decay=%g (betas in "
-                     "[0, 1), the others >= 0)", cls->name, (double)cfg.lr, (double)cfg.beta1,
-                     (double)cfg.beta2, (double)cfg.eps, (double)cfg.weight_decay);
+                     "[0, 1), the others >= 0)", cls->name, cfg.lr, cfg.beta1,
+                     cfg.beta2, cfg.eps, cfg.weight_decay);
         return NULL;
     }
     if (!m) {

@@ -83,9 +83,9 @@ void bk_optim_zero_grad(bk_optim *o) {
         if (o->params->tensors[i]->grad) bk_fill(o->params->tensors[i]->grad, 0.0f);
 }
 
-float bk_optim_lr(const bk_optim *o) { return o ? o->lr : NAN; }
+double bk_optim_lr(const bk_optim *o) { return o ? o->lr : NAN; }
 
-void bk_optim_set_lr(bk_optim *o, float lr) {
+void bk_optim_set_lr(bk_optim *o, double lr) {
     if (o) o->lr = lr;
 }
 

@@ -22,7 +22,7 @@ typedef struct optim_class {
 
 struct bk_optim {
     const optim_class *cls;
-    float lr; /* current learning rate (schedules change it); cfg.*.lr is the initial one */
+    double lr; /* current learning rate (schedules change it); cfg.*.lr is the initial one */
     union {
         bk_sgd_config sgd;
         bk_adam_config adam;

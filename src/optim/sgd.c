@@ -11,26 +11,29 @@ static void sgd_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_t
     float *P = p->data, *buf = slots[1]->data;
     const float *G = g->data;
     bool first = slots[0]->data[0] == 1.0f;
+    /* torch rounds each Python-float factor to float32 once */
+    float lr = (float)o->lr, wd = (float)c->weight_decay, mom = (float)c->momentum;
+    float keep = (float)(1.0 - c->dampening);
     for (int64_t i = 0; i < p->numel; i++) {
         float d = G[i];
-        if (c->weight_decay != 0.0f) d += c->weight_decay * P[i];
-        if (c->momentum != 0.0f) {
-            buf[i] = first ? d : c->momentum * buf[i] + (1.0f - c->dampening) * d;
-            d = c->nesterov ? d + c->momentum * buf[i] : buf[i];
+        if (wd != 0.0f) d += wd * P[i];
+        if (mom != 0.0f) {
+            buf[i] = first ? d : mom * buf[i] + keep * d;
+            d = c->nesterov ? d + mom * buf[i] : buf[i];
         }
-        P[i] -= o->lr * d;
+        P[i] -= lr * d;
     }
 }
 
 static const optim_class SGD = {"SGD", 2, {"step", "momentum_buffer"}, sgd_update};
 
 bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg) {
-    if (!(cfg.lr >= 0.0f) || !(cfg.momentum >= 0.0f) || !(cfg.weight_decay >= 0.0f)) {
+    if (!(cfg.lr >= 0.0) || !(cfg.momentum >= 0.0) || !(cfg.weight_decay >= 0.0)) {
         bk_set_error("SGD: invalid settings lr=%g momentum=%g weight_decay=%g (each must be >= 0)",
-                     (double)cfg.lr, (double)cfg.momentum, (double)cfg.weight_decay);
+                     cfg.lr, cfg.momentum, cfg.weight_decay);
         return NULL;
     }
-    if (cfg.nesterov && (cfg.momentum <= 0.0f || cfg.dampening != 0.0f)) {
+    if (cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0)) {
         bk_set_error("SGD: Nesterov momentum requires a momentum and zero dampening");
         return NULL;
     }

@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""gen_losses_optim.py - PyTorch references for losses and optimizers (tests/test_parity_optim.c).
+
+Usage:  /usr/bin/python3 tests/parity/gen_losses_optim.py --out build/parity --seed 123
+
+Writes into --out, next to gen_reference.py's files:
+
+  loss_<case>.ref.safetensors   one loss or (log_)softmax call on fresh random inputs:
+                                the differentiable inputs ("x", "t"), "target" for
+                                cross-entropy (class indices stored as exact float32),
+                                "output", "upstream" (for non-scalar outputs: the backward
+                                is then of (output * upstream).sum()) and "<input>.grad".
+                                Metadata: case, seed, torch, inputs ("x" or "x,t").
+  optim_<case>.ref.safetensors  5 training steps of Sequential(Linear(6, 8), Tanh,
+                                Linear(8, 3)) on one fixed batch with cross-entropy:
+                                "init.<param>", "X", "y", "loss" (5,: the loss before each
+                                step), "step<k>.<param>" (the parameters after step k,
+                                k = 1..5) and "state.<param>.<slot>" (the optimizer's
+                                state_dict() after the last step, under named_parameters
+                                names; torch 1.13 keeps "step" as a float tensor).
+                                Metadata: case, seed, torch, param_names, state_names
+                                (the "<param>.<slot>" names present), steps, optimizer,
+                                min_abs_grad and redraws (see ADAM_MIN_GRAD).
+
+Cases (the tables LOSS_CASES and OPTIM_CASES; tests/test_parity_optim.c has the same
+names): cross-entropy on (7, 5) logits with mean/sum/none, on logits in +-1e4 ("big"),
+the same plus one row with a near tie at 1e4 ("tie"), and with -inf in non-target
+classes ("neginf"); MSE and BCE with logits (|x| up to 100) with mean/sum/none and the
+target's gradient; log_softmax and softmax along dims 0, 1 of (7, 5) and -1 of (3, 4, 5);
+SGD (plain, momentum, dampening + weight decay, Nesterov), Adam, Adam with weight decay
+and amsgrad, AdamW.
+
+Every case draws from its own stream (case_seed of gen_reference.py), so adding cases
+changes no other. The safetensors writer is gen_reference.py's.
+"""
+import argparse
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_reference import case_seed, self_check_file, st_write  # noqa: E402
+
+N, C = 7, 5  # cross-entropy batch and classes
+STEPS = 5
+
+
+# ---------------------------------------------------------------------------------------
+# Loss cases
+# ---------------------------------------------------------------------------------------
+
+def ce_logits(kind):
+    """(logits (N, C), targets (N,)) for a cross-entropy case."""
+    target = torch.randint(0, C, (N,))
+    if kind == "normal":
+        return torch.randn(N, C), target
+    if kind in ("big", "tie"):
+        # Uniform in +-1e4: exp of any unshifted logit overflows float32. A row whose top
+        # two logits are within 30 is drawn again: when the target is the top one, its
+        # loss log(1 + e^-gap) is tiny next to the logits, and an implementation that
+        # forms max + log(sum) in float32 loses it to the spacing at 1e4 (9.8e-4). That
+        # is tested on purpose, deterministically, by the "tie" case's row 0.
+        x = torch.empty(N, C)
+        for i in range(N):
+            while True:
+                row = (torch.rand(C) * 2 - 1) * 1e4
+                top = row.topk(2).values
+                if top[0] - top[1] >= 30:
+                    break
+            x[i] = row
+        if kind == "tie":
+            # Row 0: target logit 1e4, another 1e4 - 1, the rest far below: the loss is
+            # log(1 + e^-1) = 0.3133, and the target's softmax 0.731.
+            x[0] = (torch.rand(C) * 2 - 1) * 1e4 - 2e4
+            x[0, target[0]] = 1e4
+            x[0, (target[0] + 1) % C] = 1e4 - 1
+        return x, target
+    if kind == "neginf":
+        # -inf in random non-target classes; row 0 has every non-target class at -inf
+        # (loss exactly 0).
+        x = torch.randn(N, C)
+        mask = torch.rand(N, C) < 0.4
+        mask[0] = True
+        mask[torch.arange(N), target] = False
+        x[mask] = -float("inf")
+        return x, target
+    raise ValueError(kind)
+
+
+def bce_logits():
+    # Half the elements anywhere in [-100, 100] (saturated sigmoid), half N(0, 1); the
+    # two extremes are always present.
+    x = (torch.rand(4, 6) * 2 - 1) * 100
+    x[:2] = torch.randn(2, 6)
+    x[3, 0], x[3, 1] = 100.0, -100.0
+    return x
+
+
+def make_loss_case(name, spec, seed):
+    torch.manual_seed(case_seed(seed, name))
+    ref = {}
+    if spec[0] == "ce":
+        _, kind, red = spec
+        x, target = ce_logits(kind)
+        x.requires_grad_(True)
+        inputs = {"x": x}
+        out = F.cross_entropy(x, target, reduction=red)
+        ref["target"] = target.float()
+    elif spec[0] in ("mse", "bce"):
+        _, red = spec
+        x = torch.randn(4, 6) if spec[0] == "mse" else bce_logits()
+        t = torch.randn(4, 6) if spec[0] == "mse" else torch.rand(4, 6)
+        inputs = {"x": x.requires_grad_(True), "t": t.requires_grad_(True)}
+        fn = F.mse_loss if spec[0] == "mse" else F.binary_cross_entropy_with_logits
+        out = fn(inputs["x"], inputs["t"], reduction=red)
+    else:  # softmax / log_softmax
+        op, shape, dim = spec
+        x = torch.randn(*shape).requires_grad_(True)
+        inputs = {"x": x}
+        out = (F.log_softmax if op == "log_softmax" else F.softmax)(x, dim=dim)
+    if out.dim() == 0:
+        out.backward()
+        upstream = None
+    else:
+        upstream = torch.randn(out.shape)
+        (out * upstream).sum().backward()
+    for k, t in inputs.items():
+        ref[k] = t
+    ref["output"] = out
+    if upstream is not None:
+        ref["upstream"] = upstream
+    for k, t in inputs.items():
+        ref[k + ".grad"] = t.grad
+    meta = {"case": name, "kind": "loss", "seed": str(seed),
+            "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
+            "inputs": ",".join(inputs.keys())}
+    return ref, meta
+
+
+# Keep in step with LOSS_CASES in tests/test_parity_optim.c.
+LOSS_CASES = {
+    "loss_ce_mean": ("ce", "normal", "mean"),
+    "loss_ce_sum": ("ce", "normal", "sum"),
+    "loss_ce_none": ("ce", "normal", "none"),
+    "loss_ce_big_mean": ("ce", "big", "mean"),
+    "loss_ce_big_none": ("ce", "big", "none"),
+    "loss_ce_tie_mean": ("ce", "tie", "mean"),
+    "loss_ce_tie_none": ("ce", "tie", "none"),
+    "loss_ce_neginf_mean": ("ce", "neginf", "mean"),
+    "loss_ce_neginf_none": ("ce", "neginf", "none"),
+    "loss_mse_mean": ("mse", "mean"),
+    "loss_mse_sum": ("mse", "sum"),
+    "loss_mse_none": ("mse", "none"),
+    "loss_bce_mean": ("bce", "mean"),
+    "loss_bce_sum": ("bce", "sum"),
+    "loss_bce_none": ("bce", "none"),
+    "loss_log_softmax_dim0": ("log_softmax", (N, C), 0),
+    "loss_log_softmax_dim1": ("log_softmax", (N, C), 1),
+    "loss_log_softmax_3d": ("log_softmax", (3, 4, 5), -1),
+    "loss_softmax_dim0": ("softmax", (N, C), 0),
+    "loss_softmax_dim1": ("softmax", (N, C), 1),
+    "loss_softmax_3d": ("softmax", (3, 4, 5), -1),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizer cases
+# ---------------------------------------------------------------------------------------
+
+# Keep in step with OPTIM_CASES in tests/test_parity_optim.c.
+OPTIM_CASES = {
+    "optim_sgd": lambda p: torch.optim.SGD(p, lr=0.1),
+    "optim_sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    "optim_sgd_damp_wd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1,
+                                                   weight_decay=1e-2),
+    "optim_sgd_nesterov": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+    "optim_adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "optim_adam_wd_amsgrad": lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-2,
+                                                        amsgrad=True),
+    "optim_adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-1),
+}
+
+
+# Adam divides by sqrt(v) + eps, so its step is lr * g / (|g| + eps) at step 1: scale-free
+# in g. Where an effective gradient (g + weight_decay * p for Adam) is a near-cancelling
+# residue of size ~1e-7, float32 rounding of g (~1e-9 absolute here, for torch as for brick)
+# is a relative error of 1e-2, and the step changes by lr * eps * dg / g^2, ~3e-6: observed
+# once in 100 seeds (torch's own float32 step was then off from the float64 one by as much
+# as from brick's). No float32 implementation can be compared at rtol 1e-5 on such data, so
+# a draw whose effective gradients come within ADAM_MIN_GRAD of zero at any step is drawn
+# again. With |g| >= 1e-5 the effect is below lr * eps * 3e-8 / 1e-10 = 3e-8.
+ADAM_MIN_GRAD = 1e-5
+
+
+def run_optim(make_opt):
+    """One draw: weights, batch, STEPS steps. Returns (ref, opt, names, min |g_eff|)."""
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    X = torch.randn(16, 6)
+    y = torch.randint(0, 3, (16,))
+    names = [n for n, _ in model.named_parameters()]
+    ref = {"init." + n: p.detach().clone() for n, p in model.named_parameters()}
+    ref["X"], ref["y"] = X, y.float()
+    opt = make_opt(model.parameters())
+    coupled_wd = 0.0 if isinstance(opt, torch.optim.AdamW) else opt.defaults["weight_decay"]
+    losses, min_g = [], math.inf
+    for k in range(1, STEPS + 1):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), y)
+        loss.backward()
+        for p in model.parameters():
+            min_g = min(min_g, (p.grad + coupled_wd * p).abs().min().item())
+        opt.step()
+        losses.append(loss.item())
+        for n, p in model.named_parameters():
+            ref[f"step{k}.{n}"] = p.detach().clone()
+    ref["loss"] = torch.tensor(losses, dtype=torch.float32)
+    return ref, opt, names, min_g
+
+
+def make_optim_case(name, make_opt, seed):
+    torch.manual_seed(case_seed(seed, name))
+    for redraws in range(100):
+        ref, opt, names, min_g = run_optim(make_opt)
+        if not isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)) or min_g >= ADAM_MIN_GRAD:
+            break
+    else:
+        raise RuntimeError(f"{name}: no draw with every |gradient| >= {ADAM_MIN_GRAD}")
+    # state_dict()["state"] is keyed by the parameter's index in the param group, which
+    # here is named_parameters order.
+    sd = opt.state_dict()
+    assert sd["param_groups"][0]["params"] == list(range(len(names)))
+    state_names = []
+    for i, n in enumerate(names):
+        for slot, v in sd["state"].get(i, {}).items():
+            if v is None:  # SGD without momentum keeps momentum_buffer = None
+                continue
+            v = torch.as_tensor(v, dtype=torch.float32)
+            ref[f"state.{n}.{slot}"] = v
+            state_names.append(f"{n}.{slot}")
+    meta = {"case": name, "kind": "optim", "seed": str(seed),
+            "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
+            "param_names": ",".join(names), "state_names": ",".join(state_names),
+            "steps": str(STEPS), "optimizer": repr(opt).replace("\n", " "),
+            "min_abs_grad": repr(min_g), "redraws": str(redraws)}
+    return ref, meta
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    args = ap.parse_args()
+    torch.set_default_dtype(torch.float32)
+    torch.set_num_threads(1)  # deterministic reductions
+    os.makedirs(args.out, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else None
+
+    count = 0
+    for name, spec in list(LOSS_CASES.items()) + list(OPTIM_CASES.items()):
+        if only and name not in only:
+            continue
+        if name.startswith("loss_"):
+            ref, meta = make_loss_case(name, spec, args.seed)
+        else:
+            ref, meta = make_optim_case(name, spec, args.seed)
+        rpath = os.path.join(args.out, name + ".ref.safetensors")
+        st_write(rpath, ref, meta)
+        self_check_file(rpath, ref, meta)
+        count += 1
+    print(f"gen_losses_optim: {count} cases, seed {args.seed}, torch {torch.__version__} -> "
+          f"{args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

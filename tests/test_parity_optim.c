@@ -1,0 +1,524 @@
+/* test_parity_optim.c - brick's losses and optimizers against PyTorch.
+ *
+ * tests/parity/gen_losses_optim.py writes, for a fresh random seed:
+ *   loss_<case>.ref.safetensors   inputs, output, upstream, input gradients of one loss or
+ *                                 (log_)softmax call (cross-entropy, MSE, BCE with logits;
+ *                                 mean/sum/none; +-1e4 and -inf logits; several dims);
+ *   optim_<case>.ref.safetensors  initial weights, a batch, the parameters after each of 5
+ *                                 steps of zero_grad / cross-entropy / backward / step, and
+ *                                 the optimizer's state_dict() after the last step.
+ * This file makes the same calls with brick and compares. The file layout is described at
+ * the top of gen_losses_optim.py; the approach is that of test_parity.c (tests/parity/).
+ *
+ * Environment:
+ *   BRICK_PARITY_DIR     where the references are (default build/parity)
+ *   BRICK_REQUIRE_TORCH  1: a missing directory or file is a failure, not a skip
+ *   BRICK_TEST_VERBOSE   print max abs / rel error of every compared tensor, every case and
+ *                        every optimizer step (lines starting "  ==")
+ */
+#include "test.h"
+
+#include <sys/stat.h>
+
+/* Default tolerances, as torch.allclose: |brick - torch| <= ATOL + RTOL * |torch|. Both
+ * sides compute in float32 (unit roundoff 6e-8) with different summation orders, so a
+ * correct result agrees to a few ulps; a wrong formula is off by 1e-3 or more. ATOL covers
+ * results near zero that are differences of O(1) terms. Cases that need more say why. */
+#define RTOL 1e-5
+#define ATOL 1e-6
+
+#define STEPS 5
+
+static int skipped_;
+
+static const char *parity_dir(void) {
+    const char *d = getenv("BRICK_PARITY_DIR");
+    return d && d[0] ? d : "build/parity";
+}
+
+static bool require_torch(void) {
+    const char *r = getenv("BRICK_REQUIRE_TORCH");
+    return r && strcmp(r, "1") == 0;
+}
+
+static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
+
+static bool file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static char *case_path(char *buf, size_t n, const char *case_name) {
+    snprintf(buf, n, "%s/%s.ref.safetensors", parity_dir(), case_name);
+    return buf;
+}
+
+static bk_safetensors *open_case(const char *case_name) {
+    char path[1024];
+    bk_safetensors *st = bk_safetensors_load(case_path(path, sizeof path, case_name));
+    if (!st) fprintf(stderr, "  %s: cannot load %s: %s\n", case_name, path, bk_last_error());
+    const char *meta = st ? bk_safetensors_meta(st, "case") : NULL;
+    if (st && !(meta && strcmp(meta, case_name) == 0)) {
+        fprintf(stderr, "  %s: file says case %s\n", case_name, meta ? meta : "(none)");
+        CHECK(false);
+    }
+    return st;
+}
+
+static bool has_tensor(const bk_safetensors *st, const char *name) {
+    for (int i = 0; i < bk_safetensors_count(st); i++)
+        if (strcmp(bk_safetensors_name(st, i), name) == 0) return true;
+    return false;
+}
+
+/* Worst errors over a group of comparisons (a case, or one optimizer step). */
+typedef struct err_stats {
+    double worst, max_abs, max_rel; /* worst: max |d| / (atol + rtol |want|) */
+    double norm_rel;                /* max over tensors of |got - want|_2 / |want|_2 */
+    int compared;
+} err_stats;
+
+/* Compares got with want under (rtol, atol), adds to *acc, and CHECKs the result. */
+static void compare(const char *label, const bk_tensor *got, const bk_tensor *want, double rtol,
+                    double atol, err_stats *acc) {
+    if (!want || !got) {
+        fprintf(stderr, "  %s: %s tensor missing (%s)\n", label, want ? "brick's" : "reference",
+                bk_last_error());
+        CHECK(want && got);
+        return;
+    }
+    if (!bk_same_shape(got, want)) {
+        char a[64], b[64];
+        fprintf(stderr, "  %s: shape %s, want %s\n", label, bk_shape_str(got, a, sizeof a),
+                bk_shape_str(want, b, sizeof b));
+        CHECK(bk_same_shape(got, want));
+        return;
+    }
+    double worst = 0, dd = 0, yy = 0;
+    int shown = 0;
+    for (int64_t i = 0; i < got->numel; i++) {
+        double x = got->data[i], y = want->data[i];
+        // Infinities (log_softmax of -inf) must match exactly; inf - inf is nan.
+        double d = (x == y) ? 0 : fabs(x - y);
+        double r = d / (atol + rtol * fabs(y));
+        if (!(r <= 1) && shown++ < 5)
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", label, (long long)i, x, y);
+        if (!(r <= worst)) worst = r;
+        if (isfinite(d) && isfinite(y)) {
+            dd += d * d;
+            yy += y * y;
+        }
+        if (!(d <= acc->max_abs)) acc->max_abs = d;
+        if (fabs(y) > 0 && !(d / fabs(y) <= acc->max_rel)) acc->max_rel = d / fabs(y);
+    }
+    if (!(worst <= acc->worst)) acc->worst = worst;
+    if (yy > 0 && sqrt(dd / yy) > acc->norm_rel) acc->norm_rel = sqrt(dd / yy);
+    acc->compared++;
+    if (verbose() || !(worst <= 1))
+        fprintf(stderr, "  %-44s worst %.3g of tolerance (rtol %g, atol %g)%s\n", label, worst,
+                rtol, atol, worst <= 1 ? "" : "  MISMATCH");
+    CHECK(worst <= 1);
+}
+
+static void stats_print(const char *what, const err_stats *s) {
+    if (verbose())
+        fprintf(stderr, "  == %-34s %2d tensors  max abs %.3g  max rel %.3g  norm rel %.3g  "
+                        "worst %.3g\n",
+                what, s->compared, s->max_abs, s->max_rel, s->norm_rel, s->worst);
+}
+
+static bool all_finite(const bk_tensor *t) {
+    for (int64_t i = 0; t && i < t->numel; i++)
+        if (!isfinite(t->data[i])) return false;
+    return t != NULL;
+}
+
+/* ======================================================================================
+ * Losses (LOSS_CASES in gen_losses_optim.py)
+ * ====================================================================================== */
+
+typedef struct tolerance {
+    double rtol, atol;
+} tolerance;
+
+typedef enum { L_CE, L_MSE, L_BCE, L_LOG_SOFTMAX, L_SOFTMAX } loss_kind;
+
+typedef struct loss_case {
+    const char *name;
+    loss_kind kind;
+    bk_reduction reduction; /* CE, MSE, BCE */
+    int dim;                /* (log_)softmax */
+    const char *inputs;     /* the differentiable inputs, as in the file's metadata */
+    tolerance out, grad;    /* for the output and for the input gradients */
+} loss_case;
+
+#define DEFAULT_TOL {RTOL, ATOL}, {RTOL, ATOL}
+
+/* Cross-entropy with a near tie at 1e4 (the "tie" files' row 0: target logit 1e4, another
+ * 1e4 - 1, loss log(1 + e^-1) = 0.31326). At |x| ~ 1e4 the float32 spacing is 2^-10, so a
+ * float32 log-sum-exp would round the log term away (6.9e-4 relative error, found by this
+ * test); loss.c keeps lse in double and matches at the default tolerance. */
+#define CE_TIE_TOL DEFAULT_TOL
+
+/* BCE with logits up to |x| = 100, per element: the loss there is a difference of terms of
+ * size |x| (PyTorch: (1 - t) x + max(-x, 0) + ..., cancelling for x < 0 and small t;
+ * brick: max(x, 0) - x t + ..., cancelling for x > 0 and t near 1), so either side may be
+ * off from the exact value by half a float32 spacing at |x| < 128, 2^-18 = 3.8e-6, in
+ * absolute terms, however small the loss (measured: 2.1e-6 on a loss of 0.085, where
+ * torch's value was the inexact one). Hence atol 4e-6 for the unreduced output; the
+ * gradients (sigmoid(x) - t, -x) and the reduced losses (sums of O(10)) need no more. */
+#define BCE_NONE_TOL {RTOL, 4e-6}, {RTOL, ATOL}
+
+static const loss_case LOSS_CASES[] = {
+    {"loss_ce_mean", L_CE, BK_REDUCTION_MEAN, 0, "x", DEFAULT_TOL},
+    {"loss_ce_sum", L_CE, BK_REDUCTION_SUM, 0, "x", DEFAULT_TOL},
+    {"loss_ce_none", L_CE, BK_REDUCTION_NONE, 0, "x", DEFAULT_TOL},
+    {"loss_ce_big_mean", L_CE, BK_REDUCTION_MEAN, 0, "x", DEFAULT_TOL},
+    {"loss_ce_big_none", L_CE, BK_REDUCTION_NONE, 0, "x", DEFAULT_TOL},
+    {"loss_ce_tie_mean", L_CE, BK_REDUCTION_MEAN, 0, "x", CE_TIE_TOL},
+    {"loss_ce_tie_none", L_CE, BK_REDUCTION_NONE, 0, "x", CE_TIE_TOL},
+    {"loss_ce_neginf_mean", L_CE, BK_REDUCTION_MEAN, 0, "x", DEFAULT_TOL},
+    {"loss_ce_neginf_none", L_CE, BK_REDUCTION_NONE, 0, "x", DEFAULT_TOL},
+    {"loss_mse_mean", L_MSE, BK_REDUCTION_MEAN, 0, "x,t", DEFAULT_TOL},
+    {"loss_mse_sum", L_MSE, BK_REDUCTION_SUM, 0, "x,t", DEFAULT_TOL},
+    {"loss_mse_none", L_MSE, BK_REDUCTION_NONE, 0, "x,t", DEFAULT_TOL},
+    {"loss_bce_mean", L_BCE, BK_REDUCTION_MEAN, 0, "x,t", DEFAULT_TOL},
+    {"loss_bce_sum", L_BCE, BK_REDUCTION_SUM, 0, "x,t", DEFAULT_TOL},
+    {"loss_bce_none", L_BCE, BK_REDUCTION_NONE, 0, "x,t", BCE_NONE_TOL},
+    {"loss_log_softmax_dim0", L_LOG_SOFTMAX, 0, 0, "x", DEFAULT_TOL},
+    {"loss_log_softmax_dim1", L_LOG_SOFTMAX, 0, 1, "x", DEFAULT_TOL},
+    {"loss_log_softmax_3d", L_LOG_SOFTMAX, 0, -1, "x", DEFAULT_TOL},
+    {"loss_softmax_dim0", L_SOFTMAX, 0, 0, "x", DEFAULT_TOL},
+    {"loss_softmax_dim1", L_SOFTMAX, 0, 1, "x", DEFAULT_TOL},
+    {"loss_softmax_3d", L_SOFTMAX, 0, -1, "x", DEFAULT_TOL},
+};
+#define N_LOSS_CASES (int)(sizeof LOSS_CASES / sizeof LOSS_CASES[0])
+
+/* Class indices stored as float32 (exact for small integers) -> int64. */
+static int64_t *labels_from(const bk_tensor *t) {
+    if (!t) return NULL;
+    int64_t *y = malloc(sizeof *y * (size_t)(t->numel ? t->numel : 1));
+    for (int64_t i = 0; y && i < t->numel; i++) y[i] = (int64_t)t->data[i];
+    return y;
+}
+
+static void run_loss_case(const loss_case *lc) {
+    err_stats st = {0};
+    int64_t *target = NULL;
+    bk_safetensors *ref = open_case(lc->name);
+    CHECK(ref != NULL);
+    if (!ref) return;
+    const char *meta_inputs = bk_safetensors_meta(ref, "inputs");
+    if (!meta_inputs || strcmp(meta_inputs, lc->inputs) != 0)
+        fprintf(stderr, "  %s: inputs %s in the file, %s here\n", lc->name,
+                meta_inputs ? meta_inputs : "(none)", lc->inputs);
+    CHECK(meta_inputs && strcmp(meta_inputs, lc->inputs) == 0);
+
+    const char *names[2] = {"x", "t"};
+    int n_in = lc->kind == L_MSE || lc->kind == L_BCE ? 2 : 1;
+    bk_tensor *in[2] = {NULL, NULL};
+    for (int i = 0; i < n_in; i++) {
+        const bk_tensor *t = bk_safetensors_get(ref, names[i]);
+        CHECK(t != NULL);
+        if (!t) goto done;
+        in[i] = bk_requires_grad(bk_from_data(t->ndim, t->shape, t->data), true);
+    }
+    bk_tensor *y = NULL;
+    switch (lc->kind) {
+    case L_CE: {
+        const bk_tensor *tt = bk_safetensors_get(ref, "target");
+        target = labels_from(tt);
+        CHECK(target != NULL);
+        if (!target) goto done;
+        y = bk_cross_entropy(in[0], target, tt->numel, lc->reduction);
+        break;
+    }
+    case L_MSE: y = bk_mse_loss(in[0], in[1], lc->reduction); break;
+    case L_BCE: y = bk_bce_with_logits(in[0], in[1], lc->reduction); break;
+    case L_LOG_SOFTMAX: y = bk_log_softmax(in[0], lc->dim); break;
+    case L_SOFTMAX: y = bk_softmax(in[0], lc->dim); break;
+    }
+    char label[128];
+    snprintf(label, sizeof label, "%s output", lc->name);
+    compare(label, y, bk_safetensors_get(ref, "output"), lc->out.rtol, lc->out.atol, &st);
+    if (!y) goto done;
+    CHECK(all_finite(y));
+
+    int rc = has_tensor(ref, "upstream")
+                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
+                 : bk_backward(y);
+    CHECK(rc == 0);
+    if (rc != 0) goto done;
+    for (int i = 0; i < n_in; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s.grad", names[i]);
+        snprintf(label, sizeof label, "%s %s", lc->name, key);
+        compare(label, in[i]->grad, bk_safetensors_get(ref, key), lc->grad.rtol, lc->grad.atol,
+                &st);
+        CHECK(all_finite(in[i]->grad));
+    }
+    stats_print(lc->name, &st);
+done:
+    free(target);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * Optimizers (OPTIM_CASES in gen_losses_optim.py)
+ * ====================================================================================== */
+
+typedef enum { O_SGD, O_ADAM, O_ADAMW } optim_kind;
+
+typedef struct optim_case {
+    const char *name;
+    optim_kind kind;
+    bk_sgd_config sgd;
+    bk_adam_config adam;
+} optim_case;
+
+static const optim_case OPTIM_CASES[] = {
+    {"optim_sgd", O_SGD, .sgd = {0.1, 0, 0, 0, false}},
+    {"optim_sgd_momentum", O_SGD, .sgd = {0.1, 0.9, 0, 0, false}},
+    {"optim_sgd_damp_wd", O_SGD, .sgd = {0.1, 0.9, 0.1, 1e-2, false}},
+    {"optim_sgd_nesterov", O_SGD, .sgd = {0.1, 0.9, 0, 0, true}},
+    {"optim_adam", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 0, false}},
+    {"optim_adam_wd_amsgrad", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-2, true}},
+    {"optim_adamw", O_ADAMW, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-1, false}},
+};
+#define N_OPTIM_CASES (int)(sizeof OPTIM_CASES / sizeof OPTIM_CASES[0])
+
+/* The parameters after each step: the defaults. They are O(0.1 .. 1) and move by
+ * lr * O(0.1) per step; brick's and torch's gradients differ by float32 rounding (~1e-9 to
+ * 1e-8 absolute). SGD turns that into parameter differences of the same size (worst 0.05
+ * of this tolerance over 510 seeds). Adam's step lr * m / (sqrt(v) + eps) is scale-free in
+ * the gradient, so it turns the *relative* error of a tiny gradient into an error of order
+ * lr times it: the generator redraws data with an effective gradient below 1e-5 (see
+ * ADAM_MIN_GRAD in gen_losses_optim.py; ~13% of draws), after which the worst over 510
+ * seeds was 0.45 of this tolerance. */
+#define PARAM_RTOL RTOL
+#define PARAM_ATOL ATOL
+
+/* The optimizer state after the last step. momentum_buffer and exp_avg are weighted sums
+ * of gradients and are compared like gradients (RTOL, ATOL). exp_avg_sq and
+ * max_exp_avg_sq are (1 - beta2) times sums of squared gradients, about 1e-5 here, so a
+ * fixed atol of 1e-6 would accept anything: their atol is ATOL times the tensor's largest
+ * |value| (the role ATOL plays for O(1) values; the sums have no cancellation, so small
+ * entries are small squares, not rounding residues).
+ * Their rtol is the default: torch forms 1 - beta2 in double and rounds it to float32
+ * (0.001f); brick's settings are doubles for this reason (a float beta2 gave 9.99987e-4 and
+ * a systematic 1.29e-5 relative error, found by this test). */
+#define STATE_RTOL RTOL
+#define STATE_ATOL ATOL
+#define EXP_AVG_SQ_RTOL RTOL
+
+static double max_abs_of(const bk_tensor *t) {
+    double m = 0;
+    for (int64_t i = 0; t && i < t->numel; i++)
+        if (fabs(t->data[i]) > m) m = fabs(t->data[i]);
+    return m;
+}
+
+static int find_state(const bk_optim *o, const char *name) {
+    for (int i = 0; i < bk_optim_state_count(o); i++)
+        if (strcmp(bk_optim_state_name(o, i), name) == 0) return i;
+    return -1;
+}
+
+static void run_optim_case(const optim_case *oc) {
+    bk_safetensors *ref = open_case(oc->name);
+    bk_module *m = bk_nn_sequential(3, bk_nn_linear(6, 8), bk_nn_tanh(), bk_nn_linear(8, 3));
+    bk_param_list *params = m ? bk_module_named(m, BK_PARAMS) : NULL;
+    bk_optim *o = NULL;
+    bk_tensor *X = NULL;
+    int64_t *y = NULL;
+    CHECK(ref && m && params);
+    if (!ref || !m || !params) goto done;
+
+    const char *meta_params = bk_safetensors_meta(ref, "param_names");
+    char names[256] = "";
+    for (int i = 0; i < params->n; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "",
+                 params->names[i]);
+    if (!meta_params || strcmp(meta_params, names) != 0)
+        fprintf(stderr, "  %s: parameters %s here, torch %s\n", oc->name, names,
+                meta_params ? meta_params : "(none)");
+    CHECK(meta_params && strcmp(meta_params, names) == 0);
+
+    // The same starting weights and batch as torch.
+    for (int i = 0; i < params->n; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "init.%s", params->names[i]);
+        const bk_tensor *w = bk_safetensors_get(ref, key);
+        CHECK(w && bk_copy(params->tensors[i], w) == 0);
+        if (!w) goto done;
+    }
+    const bk_tensor *Xref = bk_safetensors_get(ref, "X"), *yref = bk_safetensors_get(ref, "y");
+    const bk_tensor *loss_ref = bk_safetensors_get(ref, "loss");
+    CHECK(Xref && yref && loss_ref && loss_ref->numel == STEPS);
+    if (!Xref || !yref || !loss_ref || loss_ref->numel != STEPS) goto done;
+    X = bk_tensor_clone_owned(Xref);
+    y = labels_from(yref);
+    CHECK(X && y);
+    if (!X || !y) goto done;
+
+    switch (oc->kind) {
+    case O_SGD: o = bk_optim_sgd(m, oc->sgd); break;
+    case O_ADAM: o = bk_optim_adam(m, oc->adam); break;
+    case O_ADAMW: o = bk_optim_adamw(m, oc->adam); break;
+    }
+    CHECK(o != NULL);
+    if (!o) goto done;
+
+    // The loop of the PyTorch script: zero_grad, loss, backward, step; then compare every
+    // parameter with torch's after the same step.
+    bk_tensor *losses = bk_tensor_new(1, (int64_t[]){STEPS});
+    CHECK(losses != NULL);
+    if (!losses) goto done;
+    for (int k = 1; k <= STEPS; k++) {
+        bk_optim_zero_grad(o);
+        bk_tensor *loss = bk_cross_entropy(bk_forward(m, X), y, X->shape[0], BK_REDUCTION_MEAN);
+        CHECK(loss != NULL);
+        if (!loss) {
+            bk_tensor_free(losses);
+            goto done;
+        }
+        losses->data[k - 1] = bk_item(loss);
+        CHECK(bk_backward(loss) == 0);
+        CHECK(bk_optim_step(o) == 0);
+        bk_arena_reset(NULL);
+
+        err_stats st = {0};
+        for (int i = 0; i < params->n; i++) {
+            char key[160], label[200];
+            snprintf(key, sizeof key, "step%d.%s", k, params->names[i]);
+            snprintf(label, sizeof label, "%s %s", oc->name, key);
+            compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL,
+                    PARAM_ATOL, &st);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s step %d", oc->name, k);
+        stats_print(what, &st);
+    }
+    err_stats lst = {0};
+    char label[320];
+    snprintf(label, sizeof label, "%s loss per step", oc->name);
+    compare(label, losses, loss_ref, RTOL, ATOL, &lst);
+    bk_tensor_free(losses);
+
+    // The optimizer state against state_dict() after the last step, by name. torch keeps
+    // no "step" for SGD and no momentum_buffer without momentum (None), nor max_exp_avg_sq
+    // without amsgrad: only what torch has is compared; brick's step counts must be STEPS.
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", bk_safetensors_meta(ref, "state_names")
+                                        ? bk_safetensors_meta(ref, "state_names") : "");
+    static const char *const slots[] = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
+                                        "momentum_buffer"};
+    err_stats sst[5] = {{0}};
+    int n_torch = 0;
+    for (char *name = strtok(buf, ","); name; name = strtok(NULL, ","), n_torch++) {
+        char key[200];
+        snprintf(key, sizeof key, "state.%s", name);
+        snprintf(label, sizeof label, "%s %s", oc->name, key);
+        int at = find_state(o, name), slot = 0;
+        if (at < 0) fprintf(stderr, "  %s: brick has no optimizer state %s\n", oc->name, name);
+        CHECK(at >= 0);
+        if (at < 0) continue;
+        const char *dot = strrchr(name, '.');
+        for (int j = 0; j < 5; j++)
+            if (strcmp(dot + 1, slots[j]) == 0) slot = j;
+        const bk_tensor *want = bk_safetensors_get(ref, key);
+        bool squares = slot == 2 || slot == 3; /* exp_avg_sq, max_exp_avg_sq */
+        double rtol = squares ? EXP_AVG_SQ_RTOL : STATE_RTOL;
+        double atol = squares && max_abs_of(want) > 0 ? STATE_ATOL * max_abs_of(want) : STATE_ATOL;
+        compare(label, bk_optim_state_tensor(o, at), want, rtol, atol, &sst[slot]);
+    }
+    // Adam: step, exp_avg, exp_avg_sq (+ max_exp_avg_sq) for 4 parameters; SGD with
+    // momentum: momentum_buffer for 4. Guards against an empty or misread list.
+    int want_torch = oc->kind == O_SGD ? (oc->sgd.momentum != 0 ? 4 : 0)
+                                       : 4 * (oc->adam.amsgrad ? 4 : 3);
+    CHECK(n_torch == want_torch);
+    for (int i = 0; i < bk_optim_state_count(o); i++) {
+        const char *name = bk_optim_state_name(o, i);
+        size_t len = strlen(name);
+        if (len > 5 && strcmp(name + len - 5, ".step") == 0) {
+            if (bk_item(bk_optim_state_tensor(o, i)) != (float)STEPS)
+                fprintf(stderr, "  %s: %s = %g, want %d\n", oc->name, name,
+                        (double)bk_item(bk_optim_state_tensor(o, i)), STEPS);
+            CHECK(bk_item(bk_optim_state_tensor(o, i)) == (float)STEPS);
+        }
+    }
+    for (int j = 0; j < 5; j++) {
+        snprintf(label, sizeof label, "%s state %s", oc->name, slots[j]);
+        if (sst[j].compared) stats_print(label, &sst[j]);
+    }
+
+done:
+    bk_optim_free(o);
+    bk_param_list_free(params);
+    bk_module_free(m);
+    bk_tensor_free(X);
+    free(y);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * Tests
+ * ====================================================================================== */
+
+static const loss_case *loss_case_;
+static const optim_case *optim_case_;
+TEST(run_current_loss_case) { run_loss_case(loss_case_); }
+TEST(run_current_optim_case) { run_optim_case(optim_case_); }
+
+/* RUN with the case's name in the output. */
+#define RUN_NAMED(fn, name)                                                               \
+    do {                                                                                  \
+        char p_[1024];                                                                    \
+        if (file_exists(case_path(p_, sizeof p_, (name))) || require_torch()) {           \
+            int before_ = test_failed_checks_;                                            \
+            test_current_ = (name);                                                       \
+            bk_clear_error();                                                             \
+            fn();                                                                         \
+            bk_arena_reset(NULL);                                                         \
+            if (test_failed_checks_ == before_) {                                         \
+                test_passed_++;                                                           \
+                printf("  ok   %s\n", (name));                                            \
+            } else {                                                                      \
+                test_failed_++;                                                           \
+                printf("  FAIL %s\n", (name));                                            \
+            }                                                                             \
+        } else {                                                                          \
+            printf("  skip %s (no reference file in %s)\n", (name), parity_dir());        \
+            skipped_++;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+TEST(references_present) {
+    struct stat sb;
+    bool there = stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (!there) fprintf(stderr, "  no directory %s and BRICK_REQUIRE_TORCH=1\n", parity_dir());
+    CHECK(there);
+}
+
+int main(void) {
+    struct stat sb;
+    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
+        printf("test_parity_optim: SKIP: no PyTorch references in %s. Generate them with\n"
+               "  /usr/bin/python3 tests/parity/gen_losses_optim.py --out %s --seed N\n"
+               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
+               "makes this a failure.\n",
+               parity_dir(), parity_dir());
+        return test_summary("test_parity_optim (skipped)");
+    }
+    RUN(references_present);
+    for (int i = 0; i < N_LOSS_CASES; i++) {
+        loss_case_ = &LOSS_CASES[i];
+        RUN_NAMED(run_current_loss_case, loss_case_->name);
+    }
+    for (int i = 0; i < N_OPTIM_CASES; i++) {
+        optim_case_ = &OPTIM_CASES[i];
+        RUN_NAMED(run_current_optim_case, optim_case_->name);
+    }
+    if (skipped_) printf("test_parity_optim: %d case(s) skipped\n", skipped_);
+    return test_summary("test_parity_optim");
+}
