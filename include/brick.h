@@ -69,6 +69,15 @@ void bk_set_error(const char *fmt, ...)
     ;
 
 /* ------------------------------------------------------------------------------------ */
+/* Threads                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/* Threads for brick's kernels (OpenMP and, when built with it, OpenBLAS) called from this
+ * thread. Results do not depend on it: work is never split along a summation. */
+int bk_set_num_threads(int n);
+int bk_get_num_threads(void);
+
+/* ------------------------------------------------------------------------------------ */
 /* Random numbers                                                                       */
 /* ------------------------------------------------------------------------------------ */
 

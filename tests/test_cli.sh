@@ -184,6 +184,17 @@ if [ "$(wc -l <"$tmp/r.csv")" -eq 3 ] && [ "$(cut -d, -f1-5 "$tmp/r.csv")" = "$(
 else
     bad "resumed CSV" "$(cat "$tmp/r.csv")"
 fi
+s1=$tmp/soft.safetensors
+run "$brick" train --model softmax --optimizer adam --lr 0.01 --data "$data" --epochs 1 --out "$s1"
+first=$rc
+run "$brick" train --resume "$tmp/soft.ckpt.safetensors" --epochs 2
+if [ "$first" -eq 0 ] && [ "$rc" -eq 0 ] && grep -q "^model: softmax .*Adam" <<<"$out" &&
+    grep -aq '"brick.arch":"softmax"' "$s1" && grep -aq '"brick.epoch":"2"' "$s1"; then
+    ok "resume keeps the checkpoint's model and optimizer (softmax, Adam)"
+else
+    bad "resume keeps the checkpoint's model" "exits $first, $rc" "${out:0:300}" "${err:0:300}"
+fi
+usage "resume with a contradicting --model" "brick train" "--model mlp differs" "$brick" train --resume "$tmp/soft.ckpt.safetensors" --epochs 3 --model mlp
 usage "resume with a contradicting --lr" "brick train" "--lr differs" "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 3 --lr 0.5
 usage "resume with nothing left to do" "brick train" "not more than" "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 2
 

@@ -195,7 +195,7 @@ int bk_copy(bk_tensor *dst, const bk_tensor *src) {
                      bk_shape_str(dst, a, sizeof a), bk_shape_str(src, b, sizeof b));
         return -1;
     }
-    memmove(dst->data, src->data, (size_t)src->numel * sizeof(float));
+    if (src->numel) memmove(dst->data, src->data, (size_t)src->numel * sizeof(float));
     return 0;
 }
 

@@ -1,0 +1,399 @@
+/* cli.c - what the brick commands share: messages and exit statuses, option parsing,
+ * paths and the default data directory, atomic text files, and rebuilding a model from
+ * the metadata of a file the tool wrote.
+ */
+#define _XOPEN_SOURCE 700 /* readlink, fsync, clock_gettime */
+
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+
+const char *cli_prog = "brick";
+
+/* ---- messages ------------------------------------------------------------------------- */
+
+/* One line: newlines in a (library) message are turned into spaces. */
+static void vreport(const char *fmt, va_list ap) {
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    for (char *c = msg; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    fprintf(stderr, "%s: %s\n", cli_prog, msg);
+}
+
+int cli_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_fail(const char *fmt, ...) {
+    if (!fmt) {
+        const char *e = bk_last_error();
+        fprintf(stderr, "%s: %s\n", cli_prog, e[0] ? e : "unknown error");
+        return CLI_RUNTIME;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+    return CLI_RUNTIME;
+}
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+bool cli_parse_i64(const char *s, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno) return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+static int set_value(cli_option *o, const char *v) {
+    switch (o->kind) {
+    case CLI_STR:
+        if (!*v) return cli_usage("%s needs a non-empty value", o->name);
+        *(const char **)o->out = v;
+        return CLI_OK;
+    case CLI_INT: {
+        int64_t x;
+        if (!cli_parse_i64(v, &x) || (double)x < o->min || (double)x > o->max) {
+            if (o->max >= 9e18)
+                return cli_usage("%s must be an integer >= %.0f, got '%s'", o->name, o->min, v);
+            return cli_usage("%s must be an integer in %.0f..%.0f, got '%s'", o->name, o->min,
+                             o->max, v);
+        }
+        *(int64_t *)o->out = x;
+        return CLI_OK;
+    }
+    case CLI_FLOAT: {
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(x) || x < o->min || x > o->max) {
+            if (o->max >= 1e300)
+                return cli_usage("%s must be a number >= %g, got '%s'", o->name, o->min, v);
+            return cli_usage("%s must be a number in [%g, %g], got '%s'", o->name, o->min,
+                             o->max, v);
+        }
+        *(double *)o->out = x;
+        return CLI_OK;
+    }
+    default:
+        return cli_usage("%s: internal error (option kind)", o->name);
+    }
+}
+
+int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
+              int max_pos, int *n_pos, void (*help)(FILE *f)) {
+    bool options_done = false;
+    *n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options_done || a[0] != '-' || !strcmp(a, "-")) {
+            if (*n_pos >= max_pos)
+                return max_pos ? cli_usage("unexpected argument '%s' (see --help)", a)
+                               : cli_usage("takes no arguments, got '%s' (see --help)", a);
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            options_done = true;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return -1;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        cli_option *o = NULL;
+        for (int k = 0; k < n_opts; k++)
+            if (strlen(opts[k].name) == len && !strncmp(opts[k].name, a, len)) o = &opts[k];
+        if (!o) return cli_usage("unknown option '%.*s' (see --help)", (int)len, a);
+        if (o->kind == CLI_FLAG) {
+            if (eq) return cli_usage("%s takes no value", o->name);
+            *(bool *)o->out = true;
+            o->given = true;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v) {
+            if (i + 1 >= argc) return cli_usage("%s needs a value", o->name);
+            v = argv[++i];
+        }
+        int rc = set_value(o, v);
+        if (rc) return rc;
+        o->given = true;
+    }
+    return CLI_OK;
+}
+
+cli_option *cli_opt(cli_option *opts, int n_opts, const char *name) {
+    for (int k = 0; k < n_opts; k++)
+        if (!strcmp(opts[k].name, name)) return &opts[k];
+    return NULL;
+}
+
+/* ---- files and data ----------------------------------------------------------------------- */
+
+bool cli_is_dir(const char *path) {
+    struct stat st;
+    return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool cli_is_file(const char *path) {
+    struct stat st;
+    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool cli_parent_is_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return true;
+    if (slash == path) return true;
+    char dir[PATH_MAX];
+    if ((size_t)(slash - path) >= sizeof dir) return false;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    return cli_is_dir(dir);
+}
+
+bool cli_has_fashion_mnist(const char *dir) {
+    static const char *const files[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    if (!cli_is_dir(dir)) return false;
+    for (int i = 0; i < 4; i++) {
+        char p[PATH_MAX], gz[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        snprintf(gz, sizeof gz, "%s/%s.gz", dir, files[i]);
+        if (!cli_is_file(p) && !cli_is_file(gz)) return false;
+    }
+    return true;
+}
+
+const char *cli_default_data(char *buf, size_t n, const char **why) {
+    const char *env = getenv("BRICK_DATA");
+    if (env && *env) {
+        *why = "from $BRICK_DATA";
+        snprintf(buf, n, "%s", env);
+        return buf;
+    }
+    if (cli_has_fashion_mnist("/usr/share/datasets/fashion-mnist")) {
+        *why = "the full data set";
+        snprintf(buf, n, "/usr/share/datasets/fashion-mnist");
+        return buf;
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        /* <repo>/build/brick -> <repo>/data/fashion-mnist-subset */
+        for (int up = 0; up < 2; up++) {
+            char *slash = strrchr(exe, '/');
+            if (slash) *slash = '\0';
+        }
+        snprintf(buf, n, "%s/data/fashion-mnist-subset", exe);
+        if (cli_has_fashion_mnist(buf)) {
+            *why = "the bundled subset (no /usr/share/datasets/fashion-mnist)";
+            return buf;
+        }
+    }
+    *why = "the bundled subset, from the current directory";
+    snprintf(buf, n, "data/fashion-mnist-subset");
+    return buf;
+}
+
+void cli_buf_printf(cli_buf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->oom = true;
+            return;
+        }
+        if (b->p && b->len + (size_t)k < b->cap) {
+            b->len += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap <= b->len + (size_t)k) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+void cli_buf_free(cli_buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int cli_write_atomic(const char *path, const cli_buf *b) {
+    if (b->oom) {
+        bk_set_error("%s: out of memory", path);
+        return -1;
+    }
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        bk_set_error("%s: path too long", path);
+        return -1;
+    }
+    unlink(tmp); /* a leftover of a crashed run with the same pid */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        bk_set_error("%s: cannot create %s: %s", path, tmp, strerror(errno));
+        return -1;
+    }
+    size_t done = 0;
+    while (done < b->len) {
+        ssize_t k = write(fd, b->p + done, b->len - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    int err = done == b->len ? 0 : errno ? errno : EIO;
+    if (!err && fsync(fd) != 0) err = errno;
+    if (close(fd) != 0 && !err) err = errno;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) {
+        unlink(tmp);
+        bk_set_error("%s: cannot write: %s", path, strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+char *cli_sibling(const char *path, const char *suffix) {
+    static const char ext[] = ".safetensors";
+    size_t len = strlen(path), el = strlen(ext);
+    if (len > el && !strcmp(path + len - el, ext)) len -= el;
+    char *out = malloc(len + strlen(suffix) + 1);
+    if (!out) return NULL;
+    memcpy(out, path, len);
+    strcpy(out + len, suffix);
+    return out;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_set_threads(int n) { bk_set_num_threads(n); }
+
+/* ---- models from files --------------------------------------------------------------------- */
+
+bool cli_parse_shape(const char *s, int *ndim, int64_t *shape) {
+    int d = 0;
+    char part[32];
+    while (s && *s) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        if (d >= BK_MAX_DIMS || len == 0 || len >= sizeof part) return false;
+        memcpy(part, s, len);
+        part[len] = '\0';
+        if (!cli_parse_i64(part, &shape[d]) || shape[d] <= 0) return false;
+        d++;
+        s = comma ? comma + 1 : NULL;
+    }
+    *ndim = d;
+    return d > 0;
+}
+
+int cli_model_load(const char *path, cli_model *cm) {
+    memset(cm, 0, sizeof *cm);
+    bk_safetensors *st = bk_safetensors_load(path);
+    if (!st) return cli_fail(NULL);
+    int rc = CLI_RUNTIME;
+    const char *format = bk_safetensors_meta(st, "brick.format");
+    const char *arch = bk_safetensors_meta(st, "brick.arch");
+    const char *in_shape = bk_safetensors_meta(st, "brick.in_shape");
+    const char *n_classes = bk_safetensors_meta(st, "brick.n_classes");
+    const char *names = bk_safetensors_meta(st, "brick.class_names");
+    int64_t nc = 0;
+    if (!format || (strcmp(format, CLI_MODEL_FORMAT) && strcmp(format, CLI_CKPT_FORMAT))) {
+        cli_fail("%s: not a brick model file (metadata brick.format is %s%s%s, expected \""
+                 CLI_MODEL_FORMAT "\")", path, format ? "\"" : "missing", format ? format : "",
+                 format ? "\"" : "");
+        goto done;
+    }
+    if (!arch || !in_shape || !n_classes) {
+        cli_fail("%s: metadata brick.%s is missing", path,
+                 !arch ? "arch" : !in_shape ? "in_shape" : "n_classes");
+        goto done;
+    }
+    if (!cli_parse_shape(in_shape, &cm->in_ndim, cm->in_shape)) {
+        cli_fail("%s: metadata brick.in_shape \"%s\" is not a shape like 1,28,28", path, in_shape);
+        goto done;
+    }
+    if (!cli_parse_i64(n_classes, &nc) || nc < 1 || nc > CLI_MAX_CLASSES) {
+        cli_fail("%s: metadata brick.n_classes \"%s\" is not in 1..%d", path, n_classes,
+                 CLI_MAX_CLASSES);
+        goto done;
+    }
+    cm->n_classes = (int)nc;
+    snprintf(cm->arch, sizeof cm->arch, "%s", arch);
+    for (int c = 0; names && *names && c < cm->n_classes; c++) {
+        const char *comma = strchr(names, ',');
+        size_t len = comma ? (size_t)(comma - names) : strlen(names);
+        cm->class_names[c] = malloc(len + 1);
+        if (cm->class_names[c]) {
+            memcpy(cm->class_names[c], names, len);
+            cm->class_names[c][len] = '\0';
+        }
+        names = comma ? comma + 1 : names + len;
+    }
+    cm->m = bk_model_build(arch, cm->in_ndim, cm->in_shape, cm->n_classes, NULL, 0);
+    if (!cm->m) {
+        cli_fail("%s: cannot rebuild its model: %s", path, bk_last_error());
+        goto done;
+    }
+    if (bk_checkpoint_load(path, cm->m, NULL) != 0) {
+        cli_fail(NULL);
+        goto done;
+    }
+    rc = CLI_OK;
+done:
+    bk_safetensors_free(st);
+    if (rc) cli_model_free(cm);
+    return rc;
+}
+
+void cli_model_free(cli_model *cm) {
+    bk_module_free(cm->m);
+    cm->m = NULL;
+    for (int c = 0; c < CLI_MAX_CLASSES; c++) {
+        free(cm->class_names[c]);
+        cm->class_names[c] = NULL;
+    }
+}
+
+const char *cli_class_name(cli_model *cm, int c) {
+    if (c >= 0 && c < CLI_MAX_CLASSES && cm->class_names[c]) return cm->class_names[c];
+    if (c < 0 || c >= CLI_MAX_CLASSES) return "?";
+    snprintf(cm->name_buf[c], sizeof cm->name_buf[c], "class %d", c);
+    return cm->name_buf[c];
+}

@@ -1,0 +1,183 @@
+/* cli.h - what the files of the `brick` command-line tool share. Private to tools/.
+ *
+ * Exit statuses, everywhere: 0 success; 1 a runtime failure (a file that fails to load, a
+ * loss that turns NaN: the library's message is printed); 2 a usage error (bad flag,
+ * value or path: ONE line "brick <cmd>: <reason>" on stderr).
+ *
+ * Files the tool writes (docs/cli.md):
+ *   model file   a safetensors state dict + metadata "brick.format" = "brick-model-1",
+ *                "brick.arch" (canonical bk_model_build spec), "brick.in_shape" ("1,28,28"),
+ *                "brick.n_classes", "brick.class_names" (comma-separated), ...
+ *   checkpoint   the same plus the optimizer state ("optim.*") and everything needed to
+ *                continue bit for bit; "brick.format" = "brick-checkpoint-1".
+ */
+#ifndef BRICK_CLI_H
+#define BRICK_CLI_H
+
+#include "brick.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
+
+#define CLI_MODEL_FORMAT "brick-model-1"
+#define CLI_CKPT_FORMAT "brick-checkpoint-1"
+#define CLI_MAX_CLASSES 256
+
+/* ---- messages (cli.c) ----------------------------------------------------------------- */
+
+/* "brick train" etc.: the prefix of every message; set by main before a command runs. */
+extern const char *cli_prog;
+
+/* Prints "<cli_prog>: <message>" on stderr and returns CLI_USAGE (2). */
+int cli_usage(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Prints "<cli_prog>: <message>" on stderr and returns CLI_RUNTIME (1). With fmt NULL the
+ * message is bk_last_error(). */
+int cli_fail(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* ---- options (cli.c) -------------------------------------------------------------------- */
+
+typedef enum cli_kind {
+    CLI_FLAG,   /* bool, no value */
+    CLI_STR,    /* const char * (borrowed from argv) */
+    CLI_INT,    /* int64_t in [min, max] */
+    CLI_FLOAT,  /* double in [min, max], finite */
+    CLI_KIND_COUNT
+} cli_kind;
+
+typedef struct cli_option {
+    const char *name;  /* "--epochs" */
+    cli_kind kind;
+    void *out;         /* bool *, const char **, int64_t *, double * */
+    double min, max;   /* numbers: the accepted range (inclusive) */
+    bool given;        /* set by cli_parse when the option appears */
+} cli_option;
+
+/* Parses argv[1..argc-1] (argv[0] is the command's name): options as "--name value" or
+ * "--name=value" anywhere, "--" ends them; other words go to pos[] (at most max_pos).
+ * -h/--help prints help(stdout). Returns CLI_OK, CLI_USAGE (message printed), or -1 after
+ * printing the help (the caller exits 0). */
+int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
+              int max_pos, int *n_pos, void (*help)(FILE *f));
+/* The option named `name` in opts (for ->given); NULL if absent. */
+cli_option *cli_opt(cli_option *opts, int n_opts, const char *name);
+
+/* Strict number parsing for values that come from files or lists ("1,28,28"). */
+bool cli_parse_i64(const char *s, int64_t *out);
+
+/* ---- files and data (cli.c) ---------------------------------------------------------- */
+
+bool cli_is_dir(const char *path);
+bool cli_is_file(const char *path);
+/* True when dir's parent directory exists (so that a file can be created there). */
+bool cli_parent_is_dir(const char *path);
+/* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
+bool cli_has_fashion_mnist(const char *dir);
+/* The default data directory: $BRICK_DATA, else /usr/share/datasets/fashion-mnist when it
+ * holds the files, else <binary>/../../data/fashion-mnist-subset, else
+ * ./data/fashion-mnist-subset. Writes it to buf; *why says which rule picked it. */
+const char *cli_default_data(char *buf, size_t n, const char **why);
+
+/* A growable string (for CSV, SVG and metadata values). */
+typedef struct cli_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} cli_buf;
+void cli_buf_printf(cli_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void cli_buf_free(cli_buf *b);
+/* Writes the buffer to path atomically (temporary file, fsync, rename). 0, or -1 with an
+ * error set (bk_set_error). */
+int cli_write_atomic(const char *path, const cli_buf *b);
+
+/* path with its ".safetensors" suffix (if any) replaced by `suffix`, malloc'ed. */
+char *cli_sibling(const char *path, const char *suffix);
+
+double cli_now(void); /* seconds, monotonic */
+
+/* Sets the compute threads (OpenBLAS and OpenMP, whichever the build uses). */
+void cli_set_threads(int n);
+
+/* ---- models from files (cli.c) ------------------------------------------------------- */
+
+typedef struct cli_model {
+    bk_module *m;
+    char arch[256];
+    int in_ndim;
+    int64_t in_shape[BK_MAX_DIMS];
+    int n_classes;
+    char *class_names[CLI_MAX_CLASSES]; /* malloc'ed, or NULL: shown as the index */
+    char name_buf[CLI_MAX_CLASSES][16];  /* "class 7" fallbacks */
+} cli_model;
+
+/* Rebuilds the model recorded in a model or checkpoint file from its metadata alone and
+ * loads its weights. Returns CLI_OK, or CLI_RUNTIME with the message printed. */
+int cli_model_load(const char *path, cli_model *cm);
+void cli_model_free(cli_model *cm);
+/* The class name of index c (the file's, or "class c"). Do not free. */
+const char *cli_class_name(cli_model *cm, int c);
+/* Parses "1,28,28" into shape; false if malformed. */
+bool cli_parse_shape(const char *s, int *ndim, int64_t *shape);
+
+/* ---- training history, CSV and SVG (plot.c) ----------------------------------------- */
+
+typedef struct cli_epoch {
+    int epoch; /* 1-based */
+    double train_loss, train_acc, test_loss, test_acc, seconds;
+} cli_epoch;
+
+/* "epoch,train_loss,train_acc,test_loss,test_acc,seconds" and one row per epoch. */
+void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header);
+/* Parses rows written by cli_history_csv(header false); returns the count or -1. */
+int cli_history_parse(const char *s, cli_epoch *h, int max);
+/* An SVG line plot of train loss, train acc and test acc against epoch (like D2L's). */
+void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);
+
+/* ---- the progress bar (progress.c) --------------------------------------------------- */
+
+typedef struct cli_progress {
+    bool tty;            /* draw at all? (stderr is a terminal) */
+    int epoch, epochs;
+    int64_t batches;     /* per epoch */
+    double start, last_draw;
+    int drawn;           /* characters on the line now */
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, bool tty);
+void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches);
+/* After batch `done` (1-based) of the epoch: `samples` seen so far, running mean loss. */
+void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss);
+/* Erases the bar (so that the epoch's summary line can take its place). */
+void cli_progress_clear(cli_progress *p);
+
+/* ---- evaluation (cmd_eval.c) ---------------------------------------------------------- */
+
+/* Mean cross-entropy and accuracy of m over ds in eval mode with gradients off (m's mode
+ * and the grad mode are restored), in batches of `batch`. confusion (n_classes^2, row =
+ * true class, may be NULL) is added to. 0, or -1 with the library's error. */
+int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
+                 int64_t *confusion, int n_classes);
+
+/* ---- the commands -------------------------------------------------------------------- */
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+
+#endif

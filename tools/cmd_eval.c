@@ -1,0 +1,147 @@
+/* cmd_eval.c - `brick eval FILE [--data DIR]`: rebuilds the model from FILE's metadata
+ * alone, then reports test loss, accuracy and a confusion matrix with class names.
+ * Also home of cli_evaluate, which `brick train` uses after every epoch.
+ */
+#include "cli.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
+                 int64_t *confusion, int n_classes) {
+    bk_loader *l = bk_loader_new(ds, batch, false, 0, false);
+    if (!l) return -1;
+    bool was_training = m->training, prev = bk_set_grad_enabled(false);
+    bk_module_train(m, false);
+    int64_t *pred = malloc((size_t)batch * sizeof *pred);
+    double total = 0;
+    int64_t correct = 0, seen = 0, B = 0;
+    bk_tensor *x;
+    const int64_t *y;
+    int rc = pred ? 0 : -1;
+    if (!pred) bk_set_error("evaluate: out of memory");
+    bk_loader_start(l);
+    while (rc == 0 && (B = bk_loader_next(l, &x, &y, NULL)) > 0) {
+        bk_tensor *logits = bk_forward(m, x); /* (B, classes) */
+        bk_tensor *L = bk_cross_entropy(logits, y, B, BK_REDUCTION_SUM);
+        if (!L || bk_argmax_rows(logits, pred) != 0) {
+            rc = -1;
+            break;
+        }
+        total += bk_item(L);
+        for (int64_t i = 0; i < B; i++) {
+            correct += pred[i] == y[i];
+            if (confusion && y[i] < n_classes && pred[i] < n_classes)
+                confusion[y[i] * n_classes + pred[i]]++;
+        }
+        seen += B;
+        bk_arena_reset(NULL);
+    }
+    if (B < 0) rc = -1;
+    bk_arena_reset(NULL);
+    bk_module_train(m, was_training);
+    bk_set_grad_enabled(prev);
+    free(pred);
+    bk_loader_free(l);
+    *loss = seen ? total / (double)seen : 0;
+    *acc = seen ? (double)correct / (double)seen : 0;
+    return rc;
+}
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: brick eval FILE [--data DIR] [--batch-size B] [--threads T]\n"
+            "\n"
+            "Evaluates a model file written by `brick train` (or its training checkpoint) on\n"
+            "the test split of DIR: test loss, accuracy and the confusion matrix. The model is\n"
+            "rebuilt from the file's metadata alone (brick.arch, brick.in_shape,\n"
+            "brick.n_classes, brick.class_names).\n"
+            "\n"
+            "options:\n"
+            "  --data DIR        Fashion-MNIST IDX files (default as for `brick train`)\n"
+            "  --batch-size B    evaluation batch size (default 1000)\n"
+            "  --threads T       compute threads (default: the library's)\n"
+            "  -h, --help        this help\n");
+}
+
+/* Rows: true class; columns: predicted class; last column: the row's accuracy. */
+static void print_confusion(cli_model *cm, const int64_t *conf) {
+    int C = cm->n_classes, name_w = 5;
+    for (int c = 0; c < C; c++) {
+        int len = (int)strlen(cli_class_name(cm, c));
+        if (len > name_w) name_w = len;
+    }
+    if (name_w > 24) name_w = 24;
+    printf("\nconfusion matrix (rows: true class, columns: predicted class)\n");
+    printf("%*s", name_w + 4, "");
+    for (int c = 0; c < C; c++) printf(" %5d", c);
+    printf("   recall\n");
+    for (int r = 0; r < C; r++) {
+        int64_t row = 0;
+        for (int c = 0; c < C; c++) row += conf[r * C + c];
+        printf("%3d %-*.*s", r, name_w, name_w, cli_class_name(cm, r));
+        for (int c = 0; c < C; c++) printf(" %5lld", (long long)conf[r * C + c]);
+        if (row)
+            printf("   %.3f\n", (double)conf[r * C + r] / (double)row);
+        else
+            printf("   -\n");
+    }
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *data = NULL;
+    int64_t batch = 1000, threads = 0;
+    cli_option opts[] = {
+        {"--data", CLI_STR, &data, 0, 0, false},
+        {"--batch-size", CLI_INT, &batch, 1, 1e9, false},
+        {"--threads", CLI_INT, &threads, 1, 1024, false},
+    };
+    const char *pos[1];
+    int n_pos;
+    int rc = cli_parse(argc, argv, opts, 3, pos, 1, &n_pos, help);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+    if (n_pos != 1) return cli_usage("expected a model FILE (see --help)");
+    const char *path = pos[0];
+    if (!cli_is_file(path)) return cli_usage("%s: no such file", path);
+    char buf[PATH_MAX];
+    const char *why = "from --data";
+    if (!data) data = cli_default_data(buf, sizeof buf, &why);
+    if (!cli_is_dir(data)) return cli_usage("--data %s: no such directory", data);
+    if (threads) cli_set_threads((int)threads);
+
+    cli_model cm;
+    rc = cli_model_load(path, &cm);
+    if (rc) return rc;
+    bk_dataset *test = bk_fashion_mnist_load(data, false);
+    int64_t *conf = NULL;
+    if (!test) {
+        rc = cli_fail(NULL);
+        goto done;
+    }
+    bool same = test->ndim == cm.in_ndim && test->n_classes == cm.n_classes;
+    for (int d = 0; same && d < test->ndim; d++) same = test->shape[d] == cm.in_shape[d];
+    if (!same) {
+        rc = cli_fail("%s: the model takes %d-class inputs of %d dims, but %s holds %d-class "
+                      "samples of %d dims with other sizes", path, cm.n_classes, cm.in_ndim, data,
+                      test->n_classes, test->ndim);
+        goto done;
+    }
+    conf = calloc((size_t)cm.n_classes * (size_t)cm.n_classes, sizeof *conf);
+    double loss, acc;
+    printf("model: %s (%s, %lld parameters)\n", path, cm.arch,
+           (long long)bk_module_num_params(cm.m, false));
+    printf("data:  %s (%s): %lld test images\n", data, why, (long long)test->n);
+    if (!conf || cli_evaluate(cm.m, test, batch, &loss, &acc, conf, cm.n_classes) != 0) {
+        rc = conf ? cli_fail(NULL) : cli_fail("out of memory");
+        goto done;
+    }
+    printf("test loss %.4f  test accuracy %.4f (%lld/%lld)\n", loss, acc,
+           (long long)(acc * (double)test->n + 0.5), (long long)test->n);
+    print_confusion(&cm, conf);
+done:
+    free(conf);
+    bk_dataset_free(test);
+    cli_model_free(&cm);
+    return rc;
+}

@@ -1,0 +1,526 @@
+/* cmd_train.c - `brick train`: trains a model from the zoo on Fashion-MNIST.
+ *
+ * Per batch: bk_forward, bk_cross_entropy (mean), bk_optim_zero_grad, bk_backward,
+ * bk_optim_step, bk_arena_reset. After every epoch: evaluation on the test split (grad off,
+ * eval mode), one summary line, and four files written atomically:
+ *   FILE                     the model: state dict + metadata (see cli.h)
+ *   FILE-stem.ckpt.safetensors  model + optimizer state + everything a resume needs
+ *   FILE-stem.csv            epoch,train_loss,train_acc,test_loss,test_acc,seconds
+ *   FILE-stem.svg            the curves of the CSV
+ * ("FILE-stem" is FILE without its .safetensors suffix.)
+ *
+ * Reproducibility: bk_manual_seed(seed) before the model is built, and the loader has its
+ * own generator seeded with splitmix64(seed). The checkpoint stores both generators'
+ * states, the step and epoch counters and every hyperparameter, so that a run stopped
+ * after epoch k and resumed ends with bitwise the same weights as an uninterrupted one
+ * (same thread count). Nothing time-dependent goes into the model file, so two identical
+ * trainings give byte-identical model files.
+ */
+#define _XOPEN_SOURCE 700 /* strdup, isatty */
+
+#include "cli.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_META 32
+#define EVAL_BATCH 1000
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: brick train [options]\n"
+            "\n"
+            "Trains a classifier on Fashion-MNIST and writes the model FILE, a training\n"
+            "checkpoint STEM.ckpt.safetensors, a log STEM.csv and a plot STEM.svg, where STEM\n"
+            "is FILE without its .safetensors suffix. They are rewritten after every epoch.\n"
+            "\n"
+            "options:\n"
+            "  --model SPEC        model name or name:key=value,... (default mlp); models: ");
+    for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : "\n");
+    fprintf(f,
+            "  --data DIR          Fashion-MNIST IDX files (plain or .gz); default: $BRICK_DATA,\n"
+            "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
+            "                      else the bundled data/fashion-mnist-subset\n"
+            "  --epochs N          epochs to train in all (default 10)\n"
+            "  --batch-size B      mini-batch size (default 256)\n"
+            "  --lr LR             learning rate (default 0.1)\n"
+            "  --optimizer NAME    sgd, adam or adamw (default sgd)\n"
+            "  --momentum M        SGD momentum (default 0)\n"
+            "  --weight-decay W    weight decay (default 0; adamw: 0.01)\n"
+            "  --seed S            seed of the model init and the shuffling (default 0)\n"
+            "  --out FILE          the model file (default model.safetensors)\n"
+            "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
+            "                      the new total (default: the checkpoint's)\n"
+            "  --threads T         compute threads (default: the library's); results are\n"
+            "                      reproducible bit for bit for a fixed thread count\n"
+            "  -h, --help          this help\n"
+            "\n"
+            "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
+            "train loss, train accuracy, test loss, test accuracy and its time.\n"
+            "Exit status: 0 done, 1 runtime failure (a file that fails to load, NaN loss),\n"
+            "2 bad usage.\n");
+}
+
+typedef struct train_cfg {
+    const char *model, *data, *optimizer, *out, *resume;
+    int64_t epochs, batch, seed, threads;
+    double lr, momentum, weight_decay;
+} train_cfg;
+
+/* Metadata being assembled: keys are static strings, values owned. */
+typedef struct meta {
+    int n;
+    const char *keys[MAX_META];
+    char *values[MAX_META];
+} meta;
+
+static void meta_add(meta *md, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void meta_add(meta *md, const char *key, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (md->n >= MAX_META) return;
+    md->keys[md->n] = key;
+    md->values[md->n++] = strdup(tmp);
+}
+
+static void meta_free(meta *md) {
+    for (int i = 0; i < md->n; i++) free(md->values[i]);
+    md->n = 0;
+}
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15u;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9u;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBu;
+    return x ^ (x >> 31);
+}
+
+static bool parse_rng(const char *s, bk_rng *r) {
+    unsigned long long a, b;
+    int used = 0;
+    if (!s || sscanf(s, "%16llx:%16llx%n", &a, &b, &used) != 2 || s[used]) return false;
+    r->state = a;
+    r->inc = b;
+    return true;
+}
+
+/* Everything one run holds. */
+typedef struct run {
+    train_cfg c;
+    char arch[256], in_shape[64], class_names[2048];
+    const char *data_why;
+    bk_dataset *train, *test;
+    bk_module *m;
+    bk_optim *o;
+    bk_loader *loader;
+    cli_epoch *hist;
+    int n_hist, done_epochs;
+    int64_t step;
+    char *ckpt_path, *csv_path, *svg_path;
+    char *owned_out; /* --out derived from --resume */
+} run;
+
+/* Reads the settings of a checkpoint into r->c (flags given on the command line must
+ * agree). Returns CLI_OK or an exit status (message printed). */
+static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, int n_opts) {
+    const char *path = r->c.resume;
+    const char *fmt = bk_safetensors_meta(st, "brick.format");
+    if (!fmt || strcmp(fmt, CLI_CKPT_FORMAT))
+        return cli_fail("%s: not a brick training checkpoint (brick.format is %s)", path,
+                        fmt ? fmt : "missing");
+    static const char *const need[] = {"brick.arch", "brick.in_shape", "brick.n_classes",
+                                       "brick.optimizer", "brick.lr",
+                                       "brick.momentum", "brick.weight_decay", "brick.batch_size",
+                                       "brick.seed", "brick.epoch", "brick.epochs", "brick.step",
+                                       "brick.loader_rng", "brick.model_rng", "brick.threads",
+                                       "brick.data"};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (!bk_safetensors_meta(st, need[i]))
+            return cli_fail("%s: metadata %s is missing", path, need[i]);
+#define GET(name) bk_safetensors_meta(st, name)
+    int64_t batch, seed, epoch, epochs, threads;
+    double lr = atof(GET("brick.lr")), mom = atof(GET("brick.momentum")),
+           wd = atof(GET("brick.weight_decay"));
+    if (!cli_parse_i64(GET("brick.batch_size"), &batch) || !cli_parse_i64(GET("brick.seed"), &seed) ||
+        !cli_parse_i64(GET("brick.epoch"), &epoch) || !cli_parse_i64(GET("brick.epochs"), &epochs) ||
+        !cli_parse_i64(GET("brick.step"), &r->step) ||
+        !cli_parse_i64(GET("brick.threads"), &threads) || batch < 1 || epoch < 1)
+        return cli_fail("%s: malformed metadata (batch_size, seed, epoch, epochs, step, threads)", path);
+    /* A given flag must not contradict the checkpoint (a resumed run keeps its settings). */
+    struct { const char *flag; bool differs; char have[64]; } checks[] = {
+        {"--optimizer", strcmp(r->c.optimizer, GET("brick.optimizer")) != 0, ""},
+        {"--lr", (float)r->c.lr != (float)lr, ""},
+        {"--momentum", (float)r->c.momentum != (float)mom, ""},
+        {"--weight-decay", (float)r->c.weight_decay != (float)wd, ""},
+        {"--batch-size", r->c.batch != batch, ""},
+        {"--seed", r->c.seed != seed, ""},
+    };
+    snprintf(checks[0].have, 64, "%s", GET("brick.optimizer"));
+    snprintf(checks[1].have, 64, "%g", lr);
+    snprintf(checks[2].have, 64, "%g", mom);
+    snprintf(checks[3].have, 64, "%g", wd);
+    snprintf(checks[4].have, 64, "%" PRId64, batch);
+    snprintf(checks[5].have, 64, "%" PRId64, seed);
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+        if (cli_opt(opts, n_opts, checks[i].flag)->given && checks[i].differs)
+            return cli_usage("%s differs from the checkpoint's %s (a resumed run keeps its "
+                             "settings)", checks[i].flag, checks[i].have);
+    const char *arch = GET("brick.arch");
+    if (cli_opt(opts, n_opts, "--model")->given) {
+        /* compare canonical specs: "mlp" is "mlp:hidden=256" */
+        int in_ndim;
+        int64_t in_shape[BK_MAX_DIMS], n_classes;
+        char canon[256] = "";
+        if (cli_parse_shape(GET("brick.in_shape"), &in_ndim, in_shape) &&
+            cli_parse_i64(GET("brick.n_classes"), &n_classes) && n_classes > 0 && n_classes < 100000) {
+            bk_module *probe = bk_model_build(r->c.model, in_ndim, in_shape, (int)n_classes, canon,
+                                              sizeof canon);
+            bk_module_free(probe);
+        }
+        if (strcmp(canon, arch))
+            return cli_usage("--model %s differs from the checkpoint's %s (a resumed run keeps its "
+                             "settings)", r->c.model, arch);
+    }
+    r->c.model = arch;
+    r->c.optimizer = GET("brick.optimizer");
+    r->c.lr = lr;
+    r->c.momentum = mom;
+    r->c.weight_decay = wd;
+    r->c.batch = batch;
+    r->c.seed = seed;
+    r->done_epochs = (int)epoch;
+    if (!cli_opt(opts, n_opts, "--epochs")->given) r->c.epochs = epochs;
+    if (!cli_opt(opts, n_opts, "--threads")->given) r->c.threads = threads;
+    if (!cli_opt(opts, n_opts, "--data")->given) {
+        r->c.data = GET("brick.data");
+        r->data_why = "the checkpoint's";
+    }
+    if (r->c.epochs <= epoch && cli_opt(opts, n_opts, "--epochs")->given)
+        return cli_usage("--epochs %" PRId64 " is not more than the %" PRId64 " epochs %s has done",
+                         r->c.epochs, epoch, path);
+    if (r->c.epochs <= epoch)
+        return cli_usage("%s has done all its %" PRId64 " epochs; give a larger --epochs to go on",
+                         path, epoch);
+    r->hist = calloc((size_t)r->c.epochs, sizeof *r->hist);
+    if (!r->hist) return cli_fail("out of memory");
+    const char *hist = GET("brick.history");
+    r->n_hist = hist ? cli_history_parse(hist, r->hist, (int)epoch) : 0;
+    if (r->n_hist < 0) r->n_hist = 0; /* the log restarts; the weights do not depend on it */
+#undef GET
+    return CLI_OK;
+}
+
+static bk_optim *make_optim(const train_cfg *c, bk_module *m) {
+    if (!strcmp(c->optimizer, "sgd")) {
+        bk_sgd_config s = BK_SGD_DEFAULTS((float)c->lr);
+        s.momentum = (float)c->momentum;
+        s.weight_decay = (float)c->weight_decay;
+        return bk_optim_sgd(m, s);
+    }
+    bk_adam_config a = !strcmp(c->optimizer, "adam") ? BK_ADAM_DEFAULTS((float)c->lr)
+                                                     : BK_ADAMW_DEFAULTS((float)c->lr);
+    a.weight_decay = (float)c->weight_decay;
+    return !strcmp(c->optimizer, "adam") ? bk_optim_adam(m, a) : bk_optim_adamw(m, a);
+}
+
+/* The metadata shared by the model file and the checkpoint: all deterministic. */
+static void common_meta(const run *r, meta *md, const char *format) {
+    const cli_epoch *last = r->n_hist ? &r->hist[r->n_hist - 1] : NULL;
+    meta_add(md, "brick.format", "%s", format);
+    meta_add(md, "brick.version", "%s", BK_VERSION_STRING);
+    meta_add(md, "brick.arch", "%s", r->arch);
+    meta_add(md, "brick.in_shape", "%s", r->in_shape);
+    meta_add(md, "brick.n_classes", "%d", r->train->n_classes);
+    if (r->class_names[0]) meta_add(md, "brick.class_names", "%s", r->class_names);
+    meta_add(md, "brick.epoch", "%d", r->done_epochs);
+    meta_add(md, "brick.optimizer", "%s", r->c.optimizer);
+    meta_add(md, "brick.lr", "%.9g", (double)(float)r->c.lr);
+    meta_add(md, "brick.momentum", "%.9g", (double)(float)r->c.momentum);
+    meta_add(md, "brick.weight_decay", "%.9g", (double)(float)r->c.weight_decay);
+    meta_add(md, "brick.batch_size", "%" PRId64, r->c.batch);
+    meta_add(md, "brick.seed", "%" PRId64, r->c.seed);
+    if (last) {
+        meta_add(md, "brick.test_loss", "%.6f", last->test_loss);
+        meta_add(md, "brick.test_acc", "%.6f", last->test_acc);
+    }
+}
+
+/* Writes the model file, the checkpoint, the CSV and the SVG. CLI_OK or CLI_RUNTIME. */
+static int write_outputs(run *r) {
+    meta md = {0};
+    common_meta(r, &md, CLI_MODEL_FORMAT);
+    int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys,
+                                (const char *const *)md.values);
+    meta_free(&md);
+    if (rc) return cli_fail(NULL);
+
+    bk_rng lrng = bk_loader_rng(r->loader), mrng = *bk_default_rng();
+    cli_buf hist = {0};
+    cli_history_csv(&hist, r->hist, r->n_hist, false);
+    common_meta(r, &md, CLI_CKPT_FORMAT);
+    meta_add(&md, "brick.epochs", "%" PRId64, r->c.epochs);
+    meta_add(&md, "brick.step", "%" PRId64, r->step);
+    meta_add(&md, "brick.loader_rng", "%016llx:%016llx", (unsigned long long)lrng.state,
+             (unsigned long long)lrng.inc);
+    meta_add(&md, "brick.model_rng", "%016llx:%016llx", (unsigned long long)mrng.state,
+             (unsigned long long)mrng.inc);
+    meta_add(&md, "brick.threads", "%" PRId64, r->c.threads);
+    meta_add(&md, "brick.data", "%s", r->c.data);
+    /* the history is longer than meta_add's buffer */
+    md.keys[md.n] = "brick.history";
+    md.values[md.n++] = strdup(hist.p ? hist.p : "");
+    rc = bk_checkpoint_save(r->ckpt_path, r->m, r->o, md.n, md.keys,
+                            (const char *const *)md.values);
+    meta_free(&md);
+    cli_buf_free(&hist);
+    if (rc) return cli_fail(NULL);
+
+    cli_buf csv = {0}, svg = {0};
+    char title[300];
+    snprintf(title, sizeof title, "brick train: %s, %s lr %g", r->arch, r->c.optimizer, r->c.lr);
+    cli_history_csv(&csv, r->hist, r->n_hist, true);
+    cli_plot_svg(&svg, r->hist, r->n_hist, title);
+    rc = cli_write_atomic(r->csv_path, &csv) || cli_write_atomic(r->svg_path, &svg);
+    cli_buf_free(&csv);
+    cli_buf_free(&svg);
+    return rc ? cli_fail(NULL) : CLI_OK;
+}
+
+/* One epoch of training; fills e's train fields. CLI_OK or CLI_RUNTIME. */
+static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
+    bk_module_train(r->m, true);
+    bk_loader_start(r->loader);
+    cli_progress_start(pg, r->done_epochs + 1, (int)r->c.epochs, bk_loader_num_batches(r->loader));
+    double total = 0;
+    int64_t correct = 0, seen = 0, B, batch = 0;
+    bk_tensor *x;
+    const int64_t *y;
+    while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
+        batch++;
+        bk_tensor *logits = bk_forward(r->m, x); /* (B, classes) */
+        bk_tensor *loss = bk_cross_entropy(logits, y, B, BK_REDUCTION_MEAN);
+        bk_optim_zero_grad(r->o);
+        if (!loss || bk_backward(loss) != 0 || bk_optim_step(r->o) != 0) {
+            cli_progress_clear(pg);
+            return cli_fail(NULL);
+        }
+        double l = bk_item(loss);
+        int64_t ok = bk_count_correct(logits, y, B);
+        bk_arena_reset(NULL);
+        if (!isfinite(l)) {
+            cli_progress_clear(pg);
+            return cli_fail("the loss is %s at epoch %d, batch %" PRId64
+                            " (try a smaller --lr than %g)", isnan(l) ? "NaN" : "infinite",
+                            r->done_epochs + 1, batch, r->c.lr);
+        }
+        r->step++;
+        total += l * (double)B;
+        correct += ok;
+        seen += B;
+        cli_progress_update(pg, batch, seen, total / (double)seen);
+    }
+    cli_progress_clear(pg);
+    if (B < 0) return cli_fail(NULL);
+    e->train_loss = seen ? total / (double)seen : 0;
+    e->train_acc = seen ? (double)correct / (double)seen : 0;
+    return CLI_OK;
+}
+
+/* Data, model, optimizer and loader for a fresh or resumed run. */
+static int setup(run *r, const bk_safetensors *resume) {
+    if (r->c.threads) cli_set_threads((int)r->c.threads);
+    r->train = bk_fashion_mnist_load(r->c.data, true);
+    r->test = r->train ? bk_fashion_mnist_load(r->c.data, false) : NULL;
+    if (!r->test) return cli_fail(NULL);
+    char shape[80];
+    size_t k = 0;
+    for (int d = 0; d < r->train->ndim; d++)
+        k += (size_t)snprintf(r->in_shape + k, sizeof r->in_shape - k, "%s%" PRId64, d ? "," : "",
+                              r->train->shape[d]);
+    snprintf(shape, sizeof shape, "(%s)", r->in_shape);
+    for (int c = 0; r->train->class_names && c < r->train->n_classes; c++) {
+        size_t len = strlen(r->class_names);
+        snprintf(r->class_names + len, sizeof r->class_names - len, "%s%s", c ? "," : "",
+                 r->train->class_names[c]);
+    }
+    printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
+           r->c.data, r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
+
+    bk_manual_seed((uint64_t)r->c.seed);
+    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
+                          r->arch, sizeof r->arch);
+    if (!r->m) return cli_fail(NULL);
+    r->o = make_optim(&r->c, r->m);
+    r->loader = r->o ? bk_loader_new(r->train, r->c.batch, true, splitmix64((uint64_t)r->c.seed),
+                                     false)
+                     : NULL;
+    if (!r->loader) return cli_fail(NULL);
+    if (resume) {
+        const char *arch = bk_safetensors_meta(resume, "brick.arch");
+        if (strcmp(arch, r->arch))
+            return cli_fail("%s: the checkpoint's model is %s, not %s", r->c.resume, arch, r->arch);
+        bk_rng lrng, mrng;
+        if (!parse_rng(bk_safetensors_meta(resume, "brick.loader_rng"), &lrng) ||
+            !parse_rng(bk_safetensors_meta(resume, "brick.model_rng"), &mrng))
+            return cli_fail("%s: malformed metadata brick.loader_rng or brick.model_rng", r->c.resume);
+        if (bk_checkpoint_load(r->c.resume, r->m, r->o) != 0) return cli_fail(NULL);
+        bk_loader_set_rng(r->loader, lrng);
+        *bk_default_rng() = mrng;
+    }
+    printf("model: %s (%" PRId64 " parameters), %s lr %g%s, batch %" PRId64 ", seed %" PRId64 "\n",
+           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
+           r->c.momentum > 0 ? ", momentum" : "", r->c.batch, r->c.seed);
+    if (resume)
+        printf("resuming %s after epoch %d of %" PRId64 "\n", r->c.resume, r->done_epochs, r->c.epochs);
+    fflush(stdout);
+    return CLI_OK;
+}
+
+static int train_loop(run *r) {
+    cli_progress pg;
+    cli_progress_init(&pg, isatty(2));
+    while (r->done_epochs < r->c.epochs) {
+        double t0 = cli_now();
+        cli_epoch e = {r->done_epochs + 1, 0, 0, 0, 0, 0};
+        int rc = train_epoch(r, &pg, &e);
+        if (rc) return rc;
+        if (cli_evaluate(r->m, r->test, EVAL_BATCH, &e.test_loss, &e.test_acc, NULL, 0) != 0)
+            return cli_fail(NULL);
+        e.seconds = cli_now() - t0;
+        r->hist[r->n_hist++] = e;
+        r->done_epochs++;
+        printf("epoch %*d/%" PRId64 "  train loss %.4f  train acc %.4f  test loss %.4f  "
+               "test acc %.4f  %.2f s\n",
+               r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
+               e.test_loss, e.test_acc, e.seconds);
+        fflush(stdout);
+        if ((rc = write_outputs(r))) return rc;
+    }
+    const cli_epoch *last = &r->hist[r->n_hist - 1];
+    printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
+    printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
+    return CLI_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+    run r;
+    memset(&r, 0, sizeof r);
+    train_cfg *c = &r.c;
+    *c = (train_cfg){"mlp", NULL, "sgd", NULL, NULL, 10, 256, 0, 0, 0.1, 0, 0};
+    cli_option opts[] = {
+        {"--model", CLI_STR, &c->model, 0, 0, false},
+        {"--data", CLI_STR, &c->data, 0, 0, false},
+        {"--epochs", CLI_INT, &c->epochs, 1, 1e6, false},
+        {"--batch-size", CLI_INT, &c->batch, 1, 1e9, false},
+        {"--lr", CLI_FLOAT, &c->lr, 0, 1e300, false},
+        {"--optimizer", CLI_STR, &c->optimizer, 0, 0, false},
+        {"--momentum", CLI_FLOAT, &c->momentum, 0, 1e300, false},
+        {"--weight-decay", CLI_FLOAT, &c->weight_decay, 0, 1e300, false},
+        {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false},
+        {"--out", CLI_STR, &c->out, 0, 0, false},
+        {"--resume", CLI_STR, &c->resume, 0, 0, false},
+        {"--threads", CLI_INT, &c->threads, 1, 1024, false},
+    };
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const char *pos[1];
+    int n_pos;
+    int rc = cli_parse(argc, argv, opts, n_opts, pos, 0, &n_pos, help);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+
+    /* Checks that need no file. */
+    if (strcmp(c->optimizer, "sgd") && strcmp(c->optimizer, "adam") && strcmp(c->optimizer, "adamw"))
+        return cli_usage("unknown optimizer '%s' (expected sgd, adam or adamw)", c->optimizer);
+    if (strcmp(c->optimizer, "sgd") && cli_opt(opts, n_opts, "--momentum")->given)
+        return cli_usage("--momentum is for --optimizer sgd only");
+    if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
+        c->weight_decay = 0.01;
+    {
+        char canon[256];
+        bk_module *probe = bk_model_build(c->model, BK_SHAPE(1, 28, 28), 10, canon, sizeof canon);
+        if (!probe) return cli_usage("%s", bk_last_error());
+        bk_module_free(probe);
+    }
+    if (c->out && !cli_parent_is_dir(c->out))
+        return cli_usage("--out %s: its directory does not exist", c->out);
+
+    /* Resuming: the checkpoint's settings. */
+    bk_safetensors *resume = NULL;
+    r.data_why = "from --data";
+    if (c->resume) {
+        if (!cli_is_file(c->resume)) return cli_usage("--resume %s: no such file", c->resume);
+        resume = bk_safetensors_load(c->resume);
+        rc = resume ? resume_settings(&r, resume, opts, n_opts) : cli_fail(NULL);
+        if (!rc && !c->out) {
+            /* STEM.ckpt.safetensors -> STEM.safetensors */
+            static const char suffix[] = ".ckpt.safetensors";
+            size_t len = strlen(c->resume), sl = strlen(suffix);
+            if (len > sl && !strcmp(c->resume + len - sl, suffix)) {
+                r.owned_out = malloc(len + 1);
+                if (!r.owned_out) {
+                    rc = cli_fail("out of memory");
+                } else {
+                    memcpy(r.owned_out, c->resume, len - sl);
+                    strcpy(r.owned_out + len - sl, ".safetensors");
+                    c->out = r.owned_out;
+                }
+            } else {
+                rc = cli_usage("--resume %s: give --out (the name does not end in %s)", c->resume,
+                               suffix);
+            }
+        }
+        if (rc) goto done;
+    } else {
+        r.hist = calloc((size_t)c->epochs, sizeof *r.hist);
+        if (!r.hist) return cli_fail("out of memory");
+    }
+    if (!c->out) c->out = "model.safetensors";
+
+    char data_buf[PATH_MAX];
+    if (!c->data) c->data = cli_default_data(data_buf, sizeof data_buf, &r.data_why);
+    if (!cli_is_dir(c->data)) {
+        if (cli_opt(opts, n_opts, "--data")->given)
+            rc = cli_usage("--data %s: no such directory", c->data);
+        else
+            rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
+        goto done;
+    }
+    if (!cli_has_fashion_mnist(c->data)) {
+        rc = cli_usage("--data %s: no Fashion-MNIST files there (train-images-idx3-ubyte[.gz], ...)",
+                       c->data);
+        goto done;
+    }
+    r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
+    r.csv_path = cli_sibling(c->out, ".csv");
+    r.svg_path = cli_sibling(c->out, ".svg");
+    if (!r.ckpt_path || !r.csv_path || !r.svg_path) {
+        rc = cli_fail("out of memory");
+        goto done;
+    }
+    rc = setup(&r, resume);
+    if (!rc) rc = train_loop(&r);
+
+done:
+    free(r.owned_out);
+    bk_safetensors_free(resume);
+    bk_loader_free(r.loader);
+    bk_optim_free(r.o);
+    bk_module_free(r.m);
+    bk_dataset_free(r.train);
+    bk_dataset_free(r.test);
+    free(r.hist);
+    free(r.ckpt_path);
+    free(r.csv_path);
+    free(r.svg_path);
+    return rc;
+}
