@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# deps.sh - installs what building and testing brick need, on Debian 12 (bookworm).
+#
+#   scripts/deps.sh [--build-only] [--blas] [--dataset]
+#
+#   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev
+#                 python3-torch python3-numpy valgrind
+#   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
+#   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
+#   --dataset     also dataset-fashion-mnist (optional: `brick train` and the demo then use
+#                 the full data set instead of the subset bundled in data/)
+#
+# Checks each package with dpkg-query first: quiet and quick when all are present. As root it
+# installs the missing ones with apt-get (running apt-get update only then); otherwise it
+# prints the apt-get command to run and carries on, so a build can still try its luck.
+set -euo pipefail
+
+build_only=0
+blas=0
+dataset=0
+for arg in "$@"; do
+    case $arg in
+        --build-only) build_only=1 ;;
+        --blas) blas=1 ;;
+        --dataset) dataset=1 ;;
+        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        *) echo "deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
+    esac
+done
+
+pkgs=(build-essential pkg-config zlib1g-dev)
+if [ "$build_only" = 0 ]; then
+    pkgs+=(python3-torch python3-numpy valgrind)
+fi
+if [ "$blas" = 1 ]; then
+    pkgs+=(libopenblas-dev)
+fi
+if [ "$dataset" = 1 ]; then
+    pkgs+=(dataset-fashion-mnist)
+fi
+
+if ! command -v dpkg >/dev/null 2>&1; then
+    echo "deps.sh: not a Debian system (no dpkg); make sure these are installed: ${pkgs[*]}" >&2
+    exit 0
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: missing packages: ${missing[*]}" >&2
+    echo "deps.sh: install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# python3-torch pulls in a lot; recommends are not needed for anything brick does.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps.sh: done"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# test.sh - everything CI checks, in one command (the README's test command).
+#
+#   scripts/test.sh
+#
+# Stages, each run to the end even if an earlier one failed:
+#   1. scripts/deps.sh               (installs missing packages as root, else says what)
+#   2. make -j$JOBS test             (build, PyTorch parity data, tests, examples)
+#   3. make -j$JOBS test SAN=1       (the same under ASan + UBSan, in build-san/)
+#   4. scripts/install_check.sh      (make install to a temporary prefix + consumer program)
+# The last line is "N passed, M failed", summed over the stages' own counts (a stage that
+# fails before reporting counts as one failure). Exit status 1 on any failure.
+# Environment: JOBS (default 2), and whatever make and scripts/run_tests.sh read
+# (BRICK_SEED, BRICK_REQUIRE_TORCH, BLAS via MAKEFLAGS, ...).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+jobs=${JOBS:-2}
+logdir=$(mktemp -d)
+trap 'rm -rf "$logdir"' EXIT
+
+total_passed=0
+total_failed=0
+report=()
+
+# stage NAME COMMAND...: runs it with its output shown and kept, then adds its counts.
+stage() {
+    local name=$1 log status line p f
+    shift
+    log=$logdir/stage$((${#report[@]} + 1)).log
+    echo
+    echo "=== $name"
+    "$@" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    if [ -n "$line" ]; then
+        p=${line%% passed*}
+        f=${line#*passed, }
+        f=${f%% failed}
+    else
+        p=0
+        f=0
+    fi
+    # A failing stage always counts at least one failure (a build error prints no counts).
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    total_passed=$((total_passed + p))
+    total_failed=$((total_failed + f))
+    report+=("$(printf '%-24s %s' "$name" "$( [ "$status" -eq 0 ] && echo ok || echo "FAILED (exit $status)"): $p passed, $f failed")")
+}
+
+echo "=== scripts/deps.sh"
+if ! bash scripts/deps.sh; then
+    echo "scripts/deps.sh failed; continuing with what is installed"
+fi
+
+stage "make test" make -j"$jobs" test
+stage "make test SAN=1" make -j"$jobs" test SAN=1
+stage "install check" bash scripts/install_check.sh
+
+echo
+echo "=== summary"
+printf '%s\n' "${report[@]}"
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]
