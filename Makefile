@@ -179,6 +179,13 @@ $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS): $(BUILD)/%: $(BUILD)/%.o $(LIB_A)
 $(TOOL_BIN): $(TOOL_SRCS:%.c=$(BUILD)/%.o) $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# tests/test_fuzz_replay replays the CLI fuzz target too, so it links the brick command's
+# objects without its main (tools/main.c); libbrick.a is named once more after them, for
+# the symbols only they need.
+CLI_OBJS := $(filter-out $(BUILD)/tools/main.o,$(TOOL_SRCS:%.c=$(BUILD)/%.o))
+$(BUILD)/tests/test_fuzz_replay: $(CLI_OBJS)
+$(BUILD)/tests/test_fuzz_replay: LDLIBS += $(LIB_A)
+
 # Made at parse time (above); this empty rule only tells make that it needs no recipe.
 $(CONFIG_STAMP): ;
 
@@ -224,13 +231,45 @@ endif
 	@BRICK_TEST_WRAPPER='$(VALGRIND)' BRICK_TEST_TIMEOUT=$${BRICK_TEST_TIMEOUT:-3600} \
 	    bash scripts/run_tests.sh --build $(BUILD) --no-examples
 
-# The main job until the training CLI exists: every example, in name order, stopping at the
-# first failure.
-demo: examples
+# The main job: every example in name order, then the brick CLI trains the MLP on
+# Fashion-MNIST (the full set from Debian's dataset-fashion-mnist when installed, else the
+# bundled subset in data/; BRICK_DATA overrides) and prints the test accuracy. Stops at the
+# first failure. DEMO_ARGS adds `brick train` options (e.g. DEMO_ARGS="--epochs 2").
+DEMO_ARGS ?=
+demo: examples $(TOOL_BIN)
 	@set -e; if [ -z "$(EXAMPLE_BINS)" ]; then echo "demo: no examples/*.c yet" >&2; exit 1; fi; \
 	for x in $(EXAMPLE_BINS); do \
 	    echo "==> $$x"; "$$x" || { echo "demo: $$x failed (exit $$?)" >&2; exit 1; }; \
 	done; echo "demo: all $(words $(EXAMPLE_BINS)) examples ran"
+ifneq ($(TOOL_BIN),)
+	@mkdir -p $(BUILD)/demo
+	@echo "==> $(TOOL_BIN) train --model mlp --out $(BUILD)/demo/mlp.safetensors $(DEMO_ARGS)"
+	@$(TOOL_BIN) train --model mlp --out $(BUILD)/demo/mlp.safetensors $(DEMO_ARGS)
+endif
+
+# ---- fuzzing ----------------------------------------------------------------------------
+# `make fuzz` builds each libFuzzer target fuzz/fuzz_NAME.c as build-fuzz/fuzz/NAME, with
+# clang (FUZZ_CC), ASan and UBSan and the whole library instrumented for coverage, in a
+# build of its own (portable gemm, no OpenMP: nothing uninstrumented). fuzz/run.sh NAME
+# SECONDS runs one; docs/reliability.md says more. Warnings stay on but are not fatal here:
+# the gcc build is the one that enforces them.
+FUZZ_CC    ?= clang
+FUZZ_SRCS  := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS  := $(FUZZ_SRCS:fuzz/fuzz_%.c=$(BUILD)/fuzz/%)
+FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer
+
+.PHONY: fuzz fuzz-targets
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC) not found (scripts/deps.sh installs clang and libclang-rt-14-dev)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) SAN=0 BLAS=0 OPENMP=0 WERROR= \
+	    CFLAGS='-O1 -g' SAN_FLAGS='$(FUZZ_FLAGS)' fuzz-targets
+fuzz-targets: $(FUZZ_BINS)
+$(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/fuzz/fuzz_%.o $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+$(BUILD)/fuzz/cli: $(CLI_OBJS)
+$(BUILD)/fuzz/cli: LDLIBS += $(LIB_A)
+-include $(FUZZ_SRCS:%.c=$(BUILD)/%.d)
 
 # ---- install ----------------------------------------------------------------------------
 
@@ -259,7 +298,7 @@ uninstall:
 # ---- housekeeping -----------------------------------------------------------------------
 
 clean:
-	rm -rf $(sort build build-san $(BUILD))
+	rm -rf $(sort build build-san build-fuzz $(BUILD))
 
 config:
 	@echo "CC      = $(CC)"
@@ -282,12 +321,13 @@ help:
 	@echo "  bench          the benchmarks in bench/ (built, not run)"
 	@echo "  test           build all, generate PyTorch parity data, run every test and example"
 	@echo "  valgrind       run the test binaries under valgrind (not with SAN=1)"
-	@echo "  demo           build and run the examples in order"
+	@echo "  fuzz           the libFuzzer targets in build-fuzz/fuzz/ (clang; run: fuzz/run.sh)"
+	@echo "  demo           run the examples, then train the MLP on Fashion-MNIST with the CLI"
 	@echo "  install        install the libraries, brick.h, brick.pc and the brick CLI"
 	@echo "                 to \$$DESTDIR\$$PREFIX (PREFIX=$(PREFIX))"
 	@echo "  uninstall      remove what install put there"
 	@echo "  config         show the detected configuration and flags"
-	@echo "  clean          remove build/ and build-san/"
+	@echo "  clean          remove build/, build-san/ and build-fuzz/"
 	@echo "  help           this list"
 	@echo "options: SAN=1 (ASan+UBSan in build-san/), BLAS=auto|0|1, OPENMP=auto|0|1,"
 	@echo "         BUILD=dir, CC=..., CFLAGS=... (optimisation/debug only), WERROR="

@@ -5,19 +5,19 @@
 #   scripts/run_tests.sh [--build DIR] [--no-examples]
 #
 # 1. PyTorch parity data: if $BRICK_PYTHON (default /usr/bin/python3, Debian's python3-torch)
-#    can import torch, runs tests/parity/gen_reference.py and gen_losses_optim.py --out
-#    DIR/parity --seed SEED with a fresh random seed (printed; BRICK_SEED=n reuses one).
-#    BRICK_PARITY_DIR=DIR/parity is exported to the tests either way (the directory is
-#    removed first, so it only exists when this run made it). Without torch the parity
-#    tests are skipped with a loud warning; BRICK_REQUIRE_TORCH=1 makes that an error.
+#    can import torch, runs tests/parity/gen_reference.py and then every other
+#    tests/parity/gen_*.py with --out DIR/parity --seed SEED, SEED fresh and random
+#    (printed; BRICK_SEED=n reuses one). BRICK_PARITY_DIR=DIR/parity is exported to the
+#    tests either way (the directory is removed first, so it only exists when this run made
+#    it). Without torch the parity tests are skipped with a loud warning;
+#    BRICK_REQUIRE_TORCH=1 makes that an error.
 # 2. Runs DIR/tests/test_X for every tests/test_X.c, and `bash tests/test_X.sh` (with
 #    BRICK_BUILD=DIR) for every tests/test_X.sh, from the repository root, each one's
 #    output captured in DIR/test-logs/, continuing after failures.
-#    Then every tests/test_*.sh (the CLI's end-to-end tests) with bash, BRICK_BUILD=DIR.
 # 3. Runs DIR/examples/X for every examples/X.c the same way (unless --no-examples); a
 #    non-zero exit fails.
-# 4. Prints "N passed, M failed" (one per program or script; a failed parity generation counts as one
-#    failure) as the last line and exits 1 if anything failed.
+# 4. Prints "N passed, M failed" (one per program or script; a failed parity generator
+#    counts as one failure) as the last line and exits 1 if anything failed.
 #
 # Environment: BRICK_TEST_WRAPPER (a command put in front of every test, e.g. valgrind),
 # BRICK_TEST_TIMEOUT (seconds per program, default 900), ASAN_OPTIONS / UBSAN_OPTIONS
@@ -84,8 +84,13 @@ elif "$python" -c 'import torch' >/dev/null 2>&1; then
     seed=${BRICK_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n')}
     torch_version=$("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null)
     echo "parity: PyTorch $torch_version, seed $seed (BRICK_SEED=$seed reproduces this run)"
-    # Every generator writes into the same directory with the same seed.
-    for g in "$gen" tests/parity/gen_losses_optim.py tests/parity/gen_transformer.py; do
+    # Every generator (tests/parity/gen_*.py, gen_reference.py first) writes into the same
+    # directory with the same seed; a new generator needs no edit here.
+    gens=("$gen")
+    for g in tests/parity/gen_*.py; do
+        [ "$g" != "$gen" ] && gens+=("$g")
+    done
+    for g in "${gens[@]}"; do
         start=$SECONDS
         glog=$logs/$(basename "$g" .py).log
         if timeout "$timeout_s" "$python" "$g" --out "$parity_dir" --seed "$seed" \
