@@ -37,6 +37,7 @@ static void norm_backward(bk_node *node) {
     for (int64_t g = 0; g < p->groups; g++) {
         float mu = p->mean[g], is = p->invstd[g];
         double s1 = 0, s2 = 0; /* sum dxhat, sum dxhat xhat */
+        double sw = 0, sb = 0;   /* batch norm: this channel's dweight and dbias, n terms */
         for (int64_t e = 0; e < p->n; e++) {
             int64_t k = elem(p, g, e);
             float xh = (X[k] - mu) * is;
@@ -44,9 +45,16 @@ static void norm_backward(bk_node *node) {
             float dxh = G[k] * wv;
             s1 += dxh;
             s2 += (double)dxh * xh;
-            if (dw) dw->data[p->batch ? g : e] += G[k] * xh;
-            if (db) db->data[p->batch ? g : e] += G[k];
+            if (p->batch) {
+                sw += (double)G[k] * xh;
+                sb += G[k];
+            } else { /* layer norm: one term per row, summed over the rows (as torch does) */
+                if (dw) dw->data[e] += G[k] * xh;
+                if (db) db->data[e] += G[k];
+            }
         }
+        if (p->batch && dw) dw->data[g] += (float)sw;
+        if (p->batch && db) db->data[g] += (float)sb;
         if (!dx) continue;
         float m1 = (float)(s1 / (double)p->n), m2 = (float)(s2 / (double)p->n);
         for (int64_t e = 0; e < p->n; e++) {

@@ -1,0 +1,519 @@
+#!/usr/bin/python3
+"""gen_cnn.py - PyTorch references for the CNN layers, blocks and models (tests/test_parity_cnn.c).
+
+Usage:  /usr/bin/python3 tests/parity/gen_cnn.py --out build/parity --seed 123
+
+Writes into --out, next to gen_reference.py's files, for every case (all names start
+with "cnn_"):
+
+  <case>.safetensors      the module's state_dict() under PyTorch's names, as it was
+                          BEFORE any forward pass (batch norm's running statistics change
+                          during training passes). num_batches_tracked, an int64 in torch,
+                          is stored as float32 (brick keeps it as a float32 scalar).
+  <case>.ref.safetensors  "warmup.<i>" (inputs of the training passes run before the
+                          checked one, no backward), "input", "output", "upstream",
+                          "input.grad", "grad.<param>" for every named parameter, and
+                          "state.<buffer>" for every buffer after all passes (the running
+                          statistics after 1 + warmup training passes, or unchanged in
+                          eval mode). Metadata: case, mode ("train"/"eval"), warmup, exact
+                          ("1": compare bit for bit), seed, case_seed, torch, param_names,
+                          state_names, buffer_names, f32err.<tensor>, redraws.
+  cnn_op_<name>.ref.safetensors  functional ops (GELU, exact and tanh form), in the
+                          op-case format of gen_reference.py.
+
+Cases (CASES below; tests/test_parity_cnn.c has the same table): Conv2d with padding,
+stride 2, groups 2, dilation 2, no bias, mixed per-dim settings with groups 3, depthwise,
+1x1; MaxPool2d and AvgPool2d (k3 s2 p1, k2, k3 s1 p1); AdaptiveAvgPool2d (7 -> 3, -> 1,
+7x5 -> 3x2, 3 -> 5x4); BatchNorm1d on (N, C) and (N, C, L), BatchNorm2d, and one at a
+realistic size (16, 3, 28, 28); LayerNorm over 1 and 2 dims and over 64 features of 4096
+rows; GELU; Softmax / LogSoftmax (dim 1, -1, over channels of a 4-d input); Dropout(0) in
+training and Dropout(0.5) in eval (bit for bit); D2L's Residual (with and without the 1x1
+conv, strides 2) and Inception; the zoo's lenet, googlenet and resnet:width=8 for
+(1, 28, 28) inputs. Where the mode matters, train mode runs two warm-up training passes
+first, so the running statistics are checked after three.
+
+The loss is L = (output * upstream).sum() with a random upstream. Batch-norm and
+layer-norm weights and biases, and batch norm's running statistics, are randomised (not
+torch's 1/0 defaults) so that they matter. Modules whose result depends on the mode
+(batch norm, dropout and what contains them) have a _train and an _eval case.
+
+Kinks. ReLU and max pooling are not differentiable where a ReLU input is 0 or where two
+values of a pooling window tie; an input that lands within rounding error of such a point
+can be decided differently by brick's float32 and torch's float32, which changes a
+gradient by O(1), not by rounding. So each input is checked before use: the case is run
+in float32 and float64 with every F.relu and F.max_pool2d call recorded, and an input is
+drawn again (metadata "redraws") if some ReLU input has |x64| <= MARGIN * max|x32 - x64|
+(+ 1e-9 of the tensor's RMS), or some pooling window's float64 maximum is that close to
+the largest other value in the window. Exact ties are fine: they are copies of one value
+(ReLU's zeros, or a value that an earlier overlapping max pool repeated), so both libraries
+see the same tie and take the first. MARGIN = 5 times torch's largest error on the tensor
+leaves room for brick's error at the one element that matters (typically far below the
+tensor's largest). GoogLeNet's four max pools over ~25k windows still reject ~3 of 4
+draws at batch 2, so its batch is 1.
+
+The float64 rerun gives "f32err.<tensor>" = max |torch float32 - torch float64|, and hooks
+give "f32noise.grad.<param>" = 2^-24 times the largest sum of |terms| in that parameter's
+gradient; tests/test_parity_cnn.c explains how each widens its tolerance.
+"""
+import argparse
+import copy
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_reference import (case_seed, f32_errors, make_op_case, self_check_file,  # noqa: E402
+                           st_read, st_write)
+
+MARGIN = 5.0
+MAX_DRAWS = 200
+
+
+# ---------------------------------------------------------------------------------------
+# D2L's blocks (d2l.ai, PyTorch edition), children named as in brick
+# ---------------------------------------------------------------------------------------
+
+class Residual(nn.Module):
+    """D2L "Residual Networks (ResNet)", class Residual."""
+
+    def __init__(self, input_channels, num_channels, use_1x1conv=False, strides=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1,
+                               stride=strides)
+        self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
+        if use_1x1conv:
+            self.conv3 = nn.Conv2d(input_channels, num_channels, kernel_size=1,
+                                   stride=strides)
+        else:
+            self.conv3 = None
+        self.bn1 = nn.BatchNorm2d(num_channels)
+        self.bn2 = nn.BatchNorm2d(num_channels)
+
+    def forward(self, X):
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        Y += X
+        return F.relu(Y)
+
+
+class Inception(nn.Module):
+    """D2L "Multi-Branch Networks (GoogLeNet)", class Inception."""
+
+    def __init__(self, in_channels, c1, c2, c3, c4, **kwargs):
+        super(Inception, self).__init__(**kwargs)
+        self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
+        self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
+        self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
+        self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
+        self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
+        self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
+
+    def forward(self, x):
+        p1 = F.relu(self.p1_1(x))
+        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
+        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
+        p4 = F.relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
+
+
+# ---------------------------------------------------------------------------------------
+# The zoo's models (src/models/zoo.c), same nesting so that the state-dict names match
+# ---------------------------------------------------------------------------------------
+
+def lenet(c=1, classes=10):
+    return nn.Sequential(nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
+                         nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, classes))
+
+
+def resnet_stage(i, o, first):
+    return nn.Sequential(Residual(i, o) if first else Residual(i, o, use_1x1conv=True, strides=2),
+                         Residual(o, o))
+
+
+def resnet(w, c=1, classes=10):
+    return nn.Sequential(nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()),
+                         resnet_stage(w, w, True), resnet_stage(w, 2 * w, False),
+                         resnet_stage(2 * w, 4 * w, False), resnet_stage(4 * w, 8 * w, False),
+                         nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(8 * w, classes))
+
+
+def googlenet(c=1, classes=10):
+    b1 = nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(),
+                       nn.MaxPool2d(3, stride=2, padding=1))
+    b2 = nn.Sequential(Inception(32, 16, (24, 32), (4, 8), 8),
+                       Inception(64, 32, (32, 48), (8, 24), 16),
+                       nn.MaxPool2d(3, stride=2, padding=1))
+    b3 = nn.Sequential(Inception(120, 48, (24, 52), (4, 12), 16),
+                       Inception(128, 64, (40, 80), (8, 32), 32),
+                       nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+    return nn.Sequential(b1, b2, b3, nn.Linear(208, classes))
+
+
+# ---------------------------------------------------------------------------------------
+# Cases: name -> (builder, input maker, modes, warmup passes in train mode, exact)
+# tests/test_parity_cnn.c has the same table (with the mode suffixes spelled out).
+# ---------------------------------------------------------------------------------------
+
+def randn(*s, scale=1.0, shift=0.0):
+    return lambda: torch.randn(*s) * scale + shift
+
+
+def rand(*s):
+    return lambda: torch.rand(*s)
+
+
+ONE = ("train",)       # the module does the same in both modes: one case
+BOTH = ("train", "eval")
+
+CASES = {
+    # nn.Conv2d
+    "conv_pad": (lambda: nn.Conv2d(3, 6, 3, padding=1), randn(2, 3, 8, 8), ONE, 0, False),
+    "conv_stride2": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), randn(2, 4, 9, 10), ONE, 0, False),
+    "conv_groups2": (lambda: nn.Conv2d(4, 6, 3, padding=1, groups=2), randn(2, 4, 6, 7), ONE, 0, False),
+    "conv_dilation2": (lambda: nn.Conv2d(3, 5, 3, padding=2, dilation=2), randn(2, 3, 9, 8), ONE, 0,
+                       False),
+    "conv_nobias": (lambda: nn.Conv2d(3, 4, (2, 3), stride=(2, 1), padding=(1, 0), bias=False),
+                    randn(2, 3, 7, 8), ONE, 0, False),
+    "conv_mixed": (lambda: nn.Conv2d(6, 9, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(1, 3),
+                                     groups=3), randn(3, 6, 8, 10), ONE, 0, False),
+    "conv_depthwise": (lambda: nn.Conv2d(4, 8, 3, stride=2, groups=4, bias=False), randn(2, 4, 9, 9),
+                       ONE, 0, False),
+    "conv_1x1": (lambda: nn.Conv2d(5, 3, 1), randn(2, 5, 4, 4), ONE, 0, False),
+    # pooling
+    "maxpool_k3s2p1": (lambda: nn.MaxPool2d(3, 2, 1), randn(2, 3, 9, 9), ONE, 0, False),
+    "maxpool_k2": (lambda: nn.MaxPool2d(2), randn(2, 3, 8, 7), ONE, 0, False),
+    "maxpool_k3s1p1": (lambda: nn.MaxPool2d(3, 1, 1), randn(2, 2, 5, 6), ONE, 0, False),
+    "avgpool_k3s2p1": (lambda: nn.AvgPool2d(3, 2, 1), randn(2, 3, 9, 9), ONE, 0, False),
+    "avgpool_k2": (lambda: nn.AvgPool2d(2), randn(2, 3, 8, 7), ONE, 0, False),
+    "avgpool_k3s1p1": (lambda: nn.AvgPool2d(3, 1, 1), randn(2, 2, 5, 6), ONE, 0, False),
+    "adaptive_7to3": (lambda: nn.AdaptiveAvgPool2d((3, 3)), randn(2, 3, 7, 7), ONE, 0, False),
+    "adaptive_to1": (lambda: nn.AdaptiveAvgPool2d((1, 1)), randn(2, 4, 5, 6), ONE, 0, False),
+    "adaptive_7x5to3x2": (lambda: nn.AdaptiveAvgPool2d((3, 2)), randn(2, 3, 7, 5), ONE, 0, False),
+    "adaptive_up": (lambda: nn.AdaptiveAvgPool2d((5, 4)), randn(2, 2, 3, 3), ONE, 0, False),
+    # normalisation
+    "bn1d_2d": (lambda: nn.BatchNorm1d(5), randn(8, 5, scale=2.0, shift=1.0), BOTH, 2, False),
+    "bn1d_3d": (lambda: nn.BatchNorm1d(4), randn(3, 4, 6, scale=1.5, shift=-0.5), BOTH, 2, False),
+    "bn2d": (lambda: nn.BatchNorm2d(3), randn(4, 3, 5, 5, scale=0.7, shift=0.3), BOTH, 2, False),
+    # realistic sizes: sums over N*H*W = 12544 and over 4096 rows of 64
+    "bn2d_big": (lambda: nn.BatchNorm2d(3), randn(16, 3, 28, 28, scale=0.7, shift=0.3), BOTH, 2, False),
+    "layernorm_big": (lambda: nn.LayerNorm(64), randn(64, 64, 64, scale=2.0, shift=1.0), ONE, 0, False),
+    "layernorm_1": (lambda: nn.LayerNorm(8), randn(3, 4, 8, scale=2.0, shift=1.0), ONE, 0, False),
+    "layernorm_2": (lambda: nn.LayerNorm((4, 6)), randn(2, 3, 4, 6), ONE, 0, False),
+    # activations, softmax, dropout
+    "gelu": (lambda: nn.GELU(), randn(3, 17, scale=3.0), ONE, 0, False),
+    "softmax_dim1": (lambda: nn.Softmax(dim=1), randn(4, 7, scale=2.0), ONE, 0, False),
+    "softmax_last": (lambda: nn.Softmax(dim=-1), randn(2, 3, 5, scale=2.0), ONE, 0, False),
+    "logsoftmax_dim1": (lambda: nn.LogSoftmax(dim=1), randn(4, 7, scale=2.0), ONE, 0, False),
+    "logsoftmax_4d": (lambda: nn.LogSoftmax(dim=1), randn(2, 5, 3, 3, scale=2.0), ONE, 0, False),
+    "dropout_p0": (lambda: nn.Dropout(p=0.0), randn(3, 4, 5), ("train",), 0, True),
+    "dropout_p05": (lambda: nn.Dropout(p=0.5), randn(3, 4, 5), ("eval",), 0, True),
+    # D2L blocks
+    "residual": (lambda: Residual(3, 3), randn(2, 3, 6, 6), BOTH, 2, False),
+    "residual_1x1": (lambda: Residual(3, 6, use_1x1conv=True, strides=2), randn(4, 3, 7, 7), BOTH, 2,
+                     False),
+    "inception": (lambda: Inception(5, 2, (3, 4), (2, 3), 2), randn(2, 5, 6, 6), ONE, 0, False),
+    # whole models, as bk_model_build("lenet" / "resnet:width=8" / "googlenet", (1, 28, 28), 10)
+    "lenet": (lambda: lenet(), rand(2, 1, 28, 28), ("eval",), 0, False),
+    "googlenet": (lambda: googlenet(), rand(1, 1, 28, 28), ("eval",), 0, False),
+    "resnet": (lambda: resnet(8), randn(2, 1, 28, 28), BOTH, 2, False),
+}
+
+
+def gelu_tanh_input():
+    return torch.randn(4, 9) * 3
+
+
+OP_CASES = {
+    "cnn_op_gelu": ({"x": gelu_tanh_input}, lambda x: F.gelu(x)),
+    "cnn_op_gelu_tanh": ({"x": gelu_tanh_input}, lambda x: F.gelu(x, approximate="tanh")),
+}
+
+
+def case_names():
+    """[(full case name, base name, mode)] in table order."""
+    out = []
+    for base, (_, _, modes, _, _) in CASES.items():
+        for mode in modes:
+            suffix = "" if len(modes) == 1 else "_" + mode
+            out.append(("cnn_" + base + suffix, base, mode))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Kink margins: every F.relu and F.max_pool2d call, recorded in call order
+# ---------------------------------------------------------------------------------------
+
+class Recorder:
+    """Within `with Recorder() as r:`, F.relu and F.max_pool2d (which nn.ReLU and
+    nn.MaxPool2d call) append ("relu", input) / ("pool", input, k, s, p) to r.calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __enter__(self):
+        self.relu, self.pool = F.relu, F.max_pool2d
+        rec = self
+
+        def relu(x, *a, **kw):
+            rec.calls.append(("relu", x.detach().clone()))
+            return rec.relu(x, *a, **kw)
+
+        def max_pool2d(x, kernel_size, stride=None, padding=0, *a, **kw):
+            rec.calls.append(("pool", x.detach().clone(), kernel_size, stride or kernel_size, padding))
+            return rec.pool(x, kernel_size, stride, padding, *a, **kw)
+
+        F.relu, F.max_pool2d = relu, max_pool2d
+        return self
+
+    def __exit__(self, *exc):
+        F.relu, F.max_pool2d = self.relu, self.pool
+        return False
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def window_gap(x, k, s, p):
+    """Per pooling window of x (N, C, H, W) (padding -inf): (max, max - the largest value
+    below the max), the gap inf when the whole window ties."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(k), pair(s), pair(p)
+    xp = F.pad(x, (pw, pw, ph, ph), value=-float("inf"))
+    n, c = x.shape[:2]
+    cols = F.unfold(xp.reshape(n * c, 1, *xp.shape[2:]), (kh, kw), stride=(sh, sw))  # (NC, k, L)
+    top = cols.max(dim=1, keepdim=True).values
+    below = cols.masked_fill(cols == top, -float("inf")).max(dim=1).values
+    return top.squeeze(1), top.squeeze(1) - below
+
+
+def kinks_ok(calls32, calls64):
+    """True when no ReLU input or pooling window is within MARGIN x torch's float32 error
+    of a kink (see the module docstring)."""
+    assert len(calls32) == len(calls64)
+    for c32, c64 in zip(calls32, calls64):
+        x32, x64 = c32[1].double(), c64[1]
+        rms = x64.pow(2).mean().sqrt().item()
+        err = (x32 - x64).abs().max().item()
+        slack = MARGIN * err + 1e-9 * rms
+        if c32[0] == "relu":
+            if x64.numel() and x64.abs().min().item() <= slack:
+                return False
+        else:
+            _, gap = window_gap(x64, *c64[2:])
+            if (gap <= slack).any():
+                return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------
+
+def randomize(model, g_scale=0.5):
+    """Batch norm / layer norm: random affine parameters and running statistics."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+                m.weight.copy_(1 + g_scale * torch.randn(m.weight.shape))
+                m.bias.copy_(g_scale * torch.randn(m.bias.shape))
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape))
+                m.num_batches_tracked.fill_(int(torch.randint(1, 100, ()).item()))
+
+
+def noise_hooks(model, noise):
+    """Hooks that fill noise["grad.<param>"] for the weight and bias of every Conv2d,
+    Linear, BatchNorm and LayerNorm with S = 2^-24 max |terms|: the largest sum of |terms|
+    that one element of that gradient adds up over the batch (and positions): sum |dL/dy|
+    for a bias, sum |dL/dy| |x| for a Conv2d / Linear weight, sum |dL/dy| |xhat| for a norm
+    weight. That is the size of float32 rounding noise in the gradient, and it matters
+    where the sum cancels: a Conv2d feeding a train-mode batch norm has a bias gradient of
+    exactly 0 and a weight gradient that nearly cancels (the norm subtracts the batch
+    mean), and the parameters upstream of a train-mode batch norm inherit the noise of its
+    backward. Both libraries return rounding noise of size ~S there, two independent
+    samples, of which E (torch's one sample) says little. Returns the hook handles."""
+    u = 2.0 ** -24
+    kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+    handles = []
+    for mname, m in model.named_modules():
+        if not isinstance(m, kinds):
+            continue
+        prefix = "grad." + (mname + "." if mname else "")
+
+        def fwd(mod, inp, out, prefix=prefix):
+            if not out.requires_grad:
+                return
+            x = inp[0].detach().double()
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):  # stats over all but dim 1
+                dims = [d for d in range(x.dim()) if d != 1]
+                view = [1] * x.dim()
+                view[1] = -1
+                if mod.training:
+                    mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+                else:
+                    mean, var = mod.running_mean.double(), mod.running_var.double()
+                xhat = ((x - mean.reshape(view)) / (var.reshape(view) + mod.eps).sqrt()).abs()
+            elif isinstance(mod, nn.LayerNorm):  # stats over the trailing dims
+                nd = len(mod.normalized_shape)
+                dims = list(range(x.dim() - nd, x.dim()))
+                mean, var = x.mean(dim=dims, keepdim=True), x.var(dim=dims, unbiased=False, keepdim=True)
+                xhat = ((x - mean) / (var + mod.eps).sqrt()).abs()
+                dims = list(range(x.dim() - nd))  # the gradient sums over the leading dims
+            x = x.abs()
+
+            def save(g):
+                g = g.detach().double().abs()
+                if isinstance(mod, nn.Conv2d):
+                    terms = torch.nn.grad.conv2d_weight(x, mod.weight.shape, g, stride=mod.stride,
+                                                        padding=mod.padding, dilation=mod.dilation,
+                                                        groups=mod.groups)
+                    bias_terms = g.sum(dim=(0, 2, 3))
+                elif isinstance(mod, nn.Linear):
+                    terms = g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+                    bias_terms = g.reshape(-1, g.shape[-1]).sum(dim=0)
+                else:
+                    terms, bias_terms = (g * xhat).sum(dim=dims), g.sum(dim=dims)
+                noise[prefix + "weight"] = u * terms.max().item()
+                if mod.bias is not None:
+                    noise[prefix + "bias"] = u * bias_terms.max().item()
+            out.register_hook(save)
+        handles.append(m.register_forward_hook(fwd))
+    return handles
+
+
+def run(model, warmups, X, upstream):
+    """The warm-up passes (no backward), then output and L = (output * upstream).sum()."""
+    with torch.no_grad():
+        for w in warmups:
+            model(w)
+    out = model(X)
+    (out * upstream).sum().backward()
+    return out
+
+
+def make_case(name, base, mode, seed):
+    builder, make_input, _, warmup, exact = CASES[base]
+    cs = case_seed(seed, name)
+    torch.manual_seed(cs)
+    model = builder().float()
+    randomize(model)
+    model.train(mode == "train")
+    n_warm = warmup if mode == "train" else 0
+    warmups = [make_input() for _ in range(n_warm)]
+    redraws = 0
+    while True:
+        X = make_input()
+        # Train-mode outputs do not depend on the running statistics, so the warm-ups
+        # can be left out of this check (they have no backward).
+        with Recorder() as r32:
+            with torch.no_grad():
+                copy.deepcopy(model)(X)
+        with Recorder() as r64:
+            with torch.no_grad():
+                copy.deepcopy(model).double()(X.double())
+        if kinks_ok(r32.calls, r64.calls):
+            break
+        redraws += 1
+        assert redraws < MAX_DRAWS, f"{name}: no input away from the kinks in {MAX_DRAWS} draws"
+    with torch.no_grad():
+        out_shape = copy.deepcopy(model)(X).shape
+    upstream = torch.randn(out_shape)
+
+    init = copy.deepcopy(model)  # the state before any pass, for the file and float64
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    X = X.clone().requires_grad_(True)
+    noise = {}
+    handles = noise_hooks(model, noise)
+    output = run(model, warmups, X, upstream)
+    for h in handles:
+        h.remove()
+
+    params = list(model.named_parameters())
+    buffers = list(model.named_buffers())
+    ref = {}
+    for i, w in enumerate(warmups):
+        ref["warmup.%d" % i] = w
+    ref.update({"input": X, "output": output, "upstream": upstream, "input.grad": X.grad})
+    for pname, p in params:
+        assert p.grad is not None, f"{name}: {pname} got no gradient"
+        ref["grad." + pname] = p.grad
+    for bname, b in buffers:
+        ref["state." + bname] = b
+    meta = {"case": name, "kind": "module", "mode": mode, "warmup": str(n_warm),
+            "exact": "1" if exact else "0", "seed": str(seed), "case_seed": str(cs),
+            "torch": torch.__version__, "redraws": str(redraws),
+            "param_names": ",".join(n for n, _ in params),
+            "state_names": ",".join(state.keys()),
+            "buffer_names": ",".join(n for n, _ in buffers)}
+
+    # float64: the same float32 weights, inputs and upstream
+    model64 = copy.deepcopy(init).double()
+    X64 = X.detach().double().requires_grad_(True)
+    out64 = run(model64, [w.double() for w in warmups], X64, upstream.double())
+    exact64 = {"output": out64, "input.grad": X64.grad}
+    for pname, p in model64.named_parameters():
+        exact64["grad." + pname] = p.grad
+    for bname, b in model64.named_buffers():
+        exact64["state." + bname] = b
+    meta.update(f32_errors(ref, exact64))
+    meta.update({"f32noise." + k: "%.3e" % v for k, v in noise.items()})
+    return init, state, ref, meta
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    args = ap.parse_args()
+    torch.set_default_dtype(torch.float32)
+    torch.set_num_threads(1)  # deterministic reductions
+    os.makedirs(args.out, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else None
+
+    count = redraws = 0
+    for name, base, mode in case_names():
+        if only and name not in only:
+            continue
+        init, state, ref, meta = make_case(name, base, mode, args.seed)
+        wpath = os.path.join(args.out, name + ".safetensors")
+        rpath = os.path.join(args.out, name + ".ref.safetensors")
+        st_write(wpath, state, {"format": "pt"})
+        st_write(rpath, ref, meta)
+        self_check_file(wpath, state, {"format": "pt"})
+        self_check_file(rpath, ref, meta)
+        # The weight file alone must reproduce the (first-pass) output: load it strictly
+        # into a fresh instance and compare with the saved model on the same input.
+        fresh = CASES[base][0]()
+        loaded, _ = st_read(wpath)
+        fresh.load_state_dict(loaded, strict=True)
+        fresh.train(mode == "train")
+        with torch.no_grad():
+            a, b = fresh(ref["input"].detach()), init(ref["input"].detach())
+        assert torch.equal(a, b), f"{name}: reload changes the output"
+        count += 1
+        redraws += int(meta["redraws"])
+    for name, spec in OP_CASES.items():
+        if only and name not in only:
+            continue
+        ref, meta = make_op_case(name, spec, args.seed)
+        rpath = os.path.join(args.out, name + ".ref.safetensors")
+        st_write(rpath, ref, meta)
+        self_check_file(rpath, ref, meta)
+        count += 1
+    print(f"gen_cnn: {count} cases ({redraws} inputs redrawn near kinks), seed {args.seed}, "
+          f"torch {torch.__version__} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

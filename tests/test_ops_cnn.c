@@ -1,0 +1,848 @@
+/* test_ops_cnn.c - the CNN ops of brick.h (conv2d, max/avg/adaptive pooling, batch and
+ * layer norm, GELU, softmax, dropout): gradients against central differences, forward
+ * (and conv2d's backward) values against naive references computed in double.
+ *
+ * Shapes and settings (stride, padding, dilation, groups, kernel, output sizes, dims) and
+ * values are drawn afresh each run from a PCG32 stream seeded from $BRICK_TEST_SEED, else
+ * $BRICK_SEED (the seed `make test` prints), else the clock. The seed is printed first;
+ * rerun a failure with BRICK_TEST_SEED=<seed> build/tests/test_ops_cnn.
+ *
+ * Gradient tolerances (bk_gradcheck), as in test_ops.c: eps = 1e-3, atol = 5e-3,
+ * rtol = 1e-2. The forward runs in float32, so each evaluation of L = sum(f(x) * w) has a
+ * rounding error of ~6e-8 |y| per output element touched by the perturbation; divided by
+ * the step 2 eps that is ~3e-5 |y| per element, and the largest fan-out here (a batch-norm
+ * input touches every output of its channel, up to ~100) stays below atol. Central
+ * differences are exact for the linear ops (conv, pooling) and have a truncation error of
+ * eps^2 / 6 f''' elsewhere; inputs keep f''' = O(10) (batch-norm channels with variance
+ * ~1, GELU and softmax on O(1) inputs).
+ *
+ * Kinks: max pooling is not differentiable where two values of a window tie. Its
+ * gradcheck uses distinct values 0.01 apart in random order, so no perturbation of 1e-3
+ * changes a window's argmax; ties are tested on their own, exactly: the whole gradient
+ * goes to the FIRST maximum of the window in row-major order, which is what PyTorch 1.13
+ * does on the CPU (max_pool2d_ties_torch reproduces a case printed by torch).
+ */
+#include "test.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#define EPS 1e-3
+#define ATOL 5e-3
+#define RTOL 1e-2
+#define TRIALS 6 /* random cases per check */
+
+/* float32 unit roundoff, for the rounding bounds of the naive references */
+#define U32 (1.0 / 16777216.0)
+
+static bk_rng g_rng; /* the test's own stream: shapes, settings, values */
+
+static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1)); }
+static float rand_float(float lo, float hi) { return lo + (hi - lo) * bk_rng_uniform(&g_rng); }
+
+/* A leaf that requires grad, N(mean, std^2). */
+static bk_tensor *leaf_normal(int nd, const int64_t *shape, float mean, float std) {
+    bk_tensor *t = bk_empty(nd, shape);
+    if (!t) return NULL;
+    bk_fill_normal(t, &g_rng, mean, std);
+    return bk_requires_grad(t, true);
+}
+
+/* Distinct values 0.01 apart in random order, so no window's max is tied even after
+ * +-eps. */
+static bk_tensor *leaf_distinct(int nd, const int64_t *shape) {
+    bk_tensor *t = leaf_normal(nd, shape, 0, 1);
+    if (!t) return NULL;
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = 0.01f * (float)(i - t->numel / 2);
+    for (int64_t i = t->numel - 1; i > 0; i--) { /* Fisher-Yates */
+        int64_t j = rand_int(0, i);
+        float tmp = t->data[i];
+        t->data[i] = t->data[j], t->data[j] = tmp;
+    }
+    return t;
+}
+
+static const char *shape_s(const bk_tensor *t, char *buf) { return bk_shape_str(t, buf, 64); }
+
+/* Runs bk_gradcheck; on failure prints `what` and the input shapes. */
+static bool gradcheck_ok(const char *what, bk_gradcheck_fn f, bk_tensor *const *in, int n, void *ud) {
+    double r = bk_gradcheck(f, in, n, ud, EPS, ATOL, RTOL, stderr);
+    if (getenv("BRICK_TEST_VERBOSE")) fprintf(stderr, "  %-60s gradcheck worst %.3g\n", what, r);
+    if (r >= 0 && r <= 1) return true;
+    fprintf(stderr, "  %s: gradcheck %s %.3g, inputs", what, r < 0 ? "failed:" : "worst scaled error", r);
+    char sh[64];
+    for (int i = 0; i < n; i++) fprintf(stderr, " %s", shape_s(in[i], sh));
+    fprintf(stderr, r < 0 ? " (%s)\n" : "\n", bk_last_error());
+    return false;
+}
+
+/* got must equal want (double, n values) within atol + rtol |want|; prints the first
+ * mismatches. */
+static bool close_to(const char *what, const float *got, const double *want, int64_t n, double rtol, double atol) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - want[i]) <= atol + rtol * fabs(want[i])) && bad++ < 5)
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, (double)got[i], want[i]);
+    if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
+    return bad == 0;
+}
+
+/* |got - want| <= tol elementwise (tol per element); prints the first mismatches. */
+static bool within(const char *what, const float *got, const double *want, const double *tol, int64_t n) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - want[i]) <= tol[i]) && bad++ < 5)
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (tol %.3g)\n", what, (long long)i, (double)got[i],
+                    want[i], tol[i]);
+    if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
+    return bad == 0;
+}
+
+static bool shape_is(const bk_tensor *t, int nd, const int64_t *shape) {
+    if (!t || t->ndim != nd) return false;
+    for (int i = 0; i < nd; i++)
+        if (t->shape[i] != shape[i]) return false;
+    return true;
+}
+
+/* ======================================================================================
+ * conv2d
+ * N = batch, C = in channels, O = out channels, g = groups, KH x KW kernel
+ * ====================================================================================== */
+
+typedef struct conv_case {
+    int64_t N, C, H, W, O, KH, KW, OH, OW;
+    bk_conv2d_opts o;
+    bool bias;
+} conv_case;
+
+/* Random settings: groups 1..3, 1..cg_max channels per group in and out, kernel 1..3,
+ * stride 1..3, padding 0..2, dilation 1..2 (each dim on its own), and an image just large
+ * enough plus 0..extra. force_* >= 0 pins a setting (both dims). */
+static conv_case rand_conv(int64_t cg_max, int64_t extra, int64_t force_groups, int64_t force_stride,
+                           int64_t force_dilation, int64_t force_padding) {
+    conv_case c;
+    memset(&c, 0, sizeof c);
+    int64_t g = force_groups > 0 ? force_groups : rand_int(1, 3);
+    c.o.groups = g;
+    c.C = g * rand_int(1, cg_max), c.O = g * rand_int(1, cg_max);
+    c.N = rand_int(1, 2);
+    c.KH = rand_int(1, 3), c.KW = rand_int(1, 3);
+    for (int d = 0; d < 2; d++) {
+        c.o.stride[d] = force_stride > 0 ? force_stride : rand_int(1, 3);
+        c.o.dilation[d] = force_dilation > 0 ? force_dilation : rand_int(1, 2);
+        c.o.padding[d] = force_padding >= 0 ? force_padding : rand_int(0, 2);
+    }
+    int64_t eh = c.o.dilation[0] * (c.KH - 1) + 1, ew = c.o.dilation[1] * (c.KW - 1) + 1;
+    c.H = eh - 2 * c.o.padding[0];
+    c.W = ew - 2 * c.o.padding[1];
+    if (c.H < 1) c.H = 1;
+    if (c.W < 1) c.W = 1;
+    c.H += rand_int(0, extra), c.W += rand_int(0, extra);
+    c.OH = (c.H + 2 * c.o.padding[0] - eh) / c.o.stride[0] + 1;
+    c.OW = (c.W + 2 * c.o.padding[1] - ew) / c.o.stride[1] + 1;
+    c.bias = rand_int(0, 1);
+    return c;
+}
+
+static void conv_desc(const conv_case *c, char *buf, size_t n) {
+    snprintf(buf, n, "conv2d x (%lld, %lld, %lld, %lld) w (%lld, %lld, %lld, %lld) stride (%lld, %lld) "
+             "padding (%lld, %lld) dilation (%lld, %lld) groups %lld%s",
+             (long long)c->N, (long long)c->C, (long long)c->H, (long long)c->W, (long long)c->O,
+             (long long)(c->C / c->o.groups), (long long)c->KH, (long long)c->KW, (long long)c->o.stride[0],
+             (long long)c->o.stride[1], (long long)c->o.padding[0], (long long)c->o.padding[1],
+             (long long)c->o.dilation[0], (long long)c->o.dilation[1], (long long)c->o.groups,
+             c->bias ? "" : " no bias");
+}
+
+static bk_tensor *f_conv(bk_tensor *const *in, int n, void *ud) {
+    const conv_case *c = ud;
+    return bk_conv2d(in[0], in[1], n > 2 ? in[2] : NULL, c->o);
+}
+
+/* The inputs of a conv case: x, w and (with bias) b, N(0, 1). Returns how many. */
+static int conv_inputs(const conv_case *c, bk_tensor **in) {
+    in[0] = leaf_normal(4, (int64_t[]){c->N, c->C, c->H, c->W}, 0, 1);
+    in[1] = leaf_normal(4, (int64_t[]){c->O, c->C / c->o.groups, c->KH, c->KW}, 0, 1);
+    in[2] = c->bias ? leaf_normal(1, (int64_t[]){c->O}, 0, 1) : NULL;
+    return c->bias ? 3 : 2;
+}
+
+/* The direct 7-loop convolution in double, its backward for upstream G, and for every
+ * result the sum of |terms| it adds up (for the rounding bound). Arrays are calloc'ed by
+ * the caller: y, ya (N*O*OH*OW), dx, dxa (x), dw, dwa (w), db, dba (O). */
+typedef struct conv_ref {
+    double *y, *ya, *dx, *dxa, *dw, *dwa, *db, *dba;
+} conv_ref;
+
+static void conv_naive(const conv_case *c, const float *x, const float *w, const float *b, const float *G,
+                       conv_ref *r) {
+    int64_t Cg = c->C / c->o.groups, Og = c->O / c->o.groups;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t o = 0; o < c->O; o++) {
+            int64_t g = o / Og;
+            for (int64_t oh = 0; oh < c->OH; oh++)
+                for (int64_t ow = 0; ow < c->OW; ow++) {
+                    int64_t yi = ((n * c->O + o) * c->OH + oh) * c->OW + ow;
+                    double acc = b ? b[o] : 0, abs_acc = b ? fabs(b[o]) : 0, gy = G ? G[yi] : 0;
+                    for (int64_t ci = 0; ci < Cg; ci++)
+                        for (int64_t kh = 0; kh < c->KH; kh++)
+                            for (int64_t kw = 0; kw < c->KW; kw++) {
+                                int64_t ih = oh * c->o.stride[0] - c->o.padding[0] + kh * c->o.dilation[0];
+                                int64_t iw = ow * c->o.stride[1] - c->o.padding[1] + kw * c->o.dilation[1];
+                                if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
+                                int64_t xi = ((n * c->C + g * Cg + ci) * c->H + ih) * c->W + iw;
+                                int64_t wi = ((o * Cg + ci) * c->KH + kh) * c->KW + kw;
+                                acc += (double)x[xi] * w[wi];
+                                abs_acc += fabs((double)x[xi] * w[wi]);
+                                if (G) {
+                                    r->dx[xi] += gy * w[wi], r->dxa[xi] += fabs(gy * w[wi]);
+                                    r->dw[wi] += gy * x[xi], r->dwa[wi] += fabs(gy * x[xi]);
+                                }
+                            }
+                    r->y[yi] = acc, r->ya[yi] = abs_acc;
+                    if (G && b) r->db[o] += gy, r->dba[o] += fabs(gy);
+                }
+        }
+}
+
+/* |got - want| <= (terms + 2) u sum|terms| + 1e-30 elementwise: the classic bound for a
+ * float32 sum of `terms` products in any order (the reference is exact in double). */
+static bool within_bound(const char *what, const float *got, const double *want, const double *abs_sum, int64_t n,
+                         int64_t terms) {
+    int bad = 0;
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double tol = (double)(terms + 2) * U32 * abs_sum[i] + 1e-30, d = fabs(got[i] - want[i]);
+        if (d / tol > worst) worst = d / tol;
+        if (!(d <= tol) && bad++ < 5)
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (bound %.3g)\n", what, (long long)i, (double)got[i],
+                    want[i], tol);
+    }
+    if (bad) fprintf(stderr, "  %s: %d of %lld values outside the rounding bound\n", what, bad, (long long)n);
+    if (getenv("BRICK_TEST_VERBOSE")) fprintf(stderr, "  %-60s worst %.3g of the rounding bound\n", what, worst);
+    return bad == 0;
+}
+
+/* Forward and backward values of one conv case against conv_naive. */
+static void check_conv_values(const conv_case *c) {
+    char what[256];
+    conv_desc(c, what, sizeof what);
+    bk_tensor *in[3];
+    int n = conv_inputs(c, in);
+    bk_tensor *y = bk_conv2d(in[0], in[1], c->bias ? in[2] : NULL, c->o);
+    int64_t yshape[4] = {c->N, c->O, c->OH, c->OW};
+    CHECK(shape_is(y, 4, yshape));
+    if (!shape_is(y, 4, yshape)) {
+        fprintf(stderr, "  %s: wrong output (%s)\n", what, bk_last_error());
+        return;
+    }
+    bk_tensor *G = bk_empty(4, yshape);
+    bk_fill_normal(G, &g_rng, 0, 1);
+    CHECK(bk_backward_ex(y, G, false) == 0);
+    int64_t ny = y->numel, nx = in[0]->numel, nw = in[1]->numel;
+    conv_ref r = {calloc((size_t)ny, 8), calloc((size_t)ny, 8), calloc((size_t)nx, 8), calloc((size_t)nx, 8),
+                  calloc((size_t)nw, 8), calloc((size_t)nw, 8), calloc((size_t)c->O, 8), calloc((size_t)c->O, 8)};
+    CHECK(r.y && r.ya && r.dx && r.dxa && r.dw && r.dwa && r.db && r.dba);
+    if (r.y && r.ya && r.dx && r.dxa && r.dw && r.dwa && r.db && r.dba) {
+        conv_naive(c, in[0]->data, in[1]->data, c->bias ? in[2]->data : NULL, G->data, &r);
+        int64_t K = c->C / c->o.groups * c->KH * c->KW, Og = c->O / c->o.groups;
+        char lbl[320];
+        snprintf(lbl, sizeof lbl, "%s: output", what);
+        CHECK(within_bound(lbl, y->data, r.y, r.ya, ny, K + 1));
+        snprintf(lbl, sizeof lbl, "%s: dx", what);
+        CHECK(in[0]->grad && within_bound(lbl, in[0]->grad->data, r.dx, r.dxa, nx, Og * c->KH * c->KW));
+        snprintf(lbl, sizeof lbl, "%s: dw", what);
+        CHECK(in[1]->grad && within_bound(lbl, in[1]->grad->data, r.dw, r.dwa, nw, c->N * c->OH * c->OW));
+        if (n > 2) {
+            snprintf(lbl, sizeof lbl, "%s: db", what);
+            CHECK(in[2]->grad && within_bound(lbl, in[2]->grad->data, r.db, r.dba, c->O, c->N * c->OH * c->OW));
+        }
+    }
+    free(r.y), free(r.ya), free(r.dx), free(r.dxa), free(r.dw), free(r.dwa), free(r.db), free(r.dba);
+}
+
+TEST(conv2d_gradcheck) {
+    /* the first trials pin the combinations that matter, the rest are free */
+    static const int64_t pins[][4] = {/* groups, stride, dilation, padding; 0 / -1 = random */
+                                      {2, 2, 2, 1}, {3, 1, 2, 2}, {1, 3, 1, 0}, {2, 1, 1, 0},
+                                      {1, 2, 2, -1}, {0, 0, 0, -1}, {0, 0, 0, -1}, {0, 0, 0, -1}};
+    for (int t = 0; t < (int)(sizeof pins / sizeof pins[0]); t++) {
+        conv_case c = rand_conv(2, 3, pins[t][0], pins[t][1], pins[t][2], pins[t][3]);
+        c.bias = t % 2 == 0; /* both, whatever the draw */
+        bk_tensor *in[3];
+        int n = conv_inputs(&c, in);
+        char what[256];
+        conv_desc(&c, what, sizeof what);
+        CHECK(gradcheck_ok(what, f_conv, in, n, &c));
+        bk_arena_reset(NULL);
+    }
+}
+
+TEST(conv2d_values) {
+    for (int t = 0; t < 3 * TRIALS; t++) {
+        conv_case c = rand_conv(3, 6, t % 3 == 0 ? 2 : 0, 0, t % 4 == 0 ? 2 : 0, -1);
+        check_conv_values(&c);
+        bk_arena_reset(NULL);
+    }
+    /* Large enough for more than one column chunk (conv.c keeps the im2col matrix under
+     * 4M floats: here K = 144 rows of 2304 columns per image, 12 images per chunk). */
+    conv_case big;
+    memset(&big, 0, sizeof big);
+    big.N = 13, big.C = 16, big.H = 48, big.W = 48, big.O = 4, big.KH = 3, big.KW = 3, big.OH = 48, big.OW = 48;
+    big.o = (bk_conv2d_opts){{1, 1}, {1, 1}, {1, 1}, 1};
+    big.bias = true;
+    check_conv_values(&big);
+    /* and a grouped, strided, dilated one of the same kind */
+    big.o = (bk_conv2d_opts){{2, 1}, {2, 0}, {2, 1}, 2};
+    big.N = 9, big.C = 32, big.O = 6, big.OH = (48 + 4 - 5) / 2 + 1, big.OW = 46;
+    check_conv_values(&big);
+}
+
+/* ======================================================================================
+ * Pooling
+ * ====================================================================================== */
+
+typedef struct pool_case {
+    bk_pool2d_opts o;
+    int64_t out_h, out_w; /* adaptive */
+} pool_case;
+
+static bk_tensor *f_max_pool(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    return bk_max_pool2d(in[0], ((const pool_case *)ud)->o);
+}
+static bk_tensor *f_avg_pool(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    return bk_avg_pool2d(in[0], ((const pool_case *)ud)->o);
+}
+static bk_tensor *f_adaptive(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    const pool_case *p = ud;
+    return bk_adaptive_avg_pool2d(in[0], p->out_h, p->out_w);
+}
+
+/* kernel 1..4, stride 1..3, padding 0..kernel/2 per dim (k3 s2 p1, overlapping, when
+ * overlap is set), and an input (N, C, H, W) at least as large as the kernel. */
+static pool_case rand_pool(bool overlap, int64_t *shape) {
+    pool_case p;
+    memset(&p, 0, sizeof p);
+    for (int d = 0; d < 2; d++) {
+        p.o.kernel[d] = overlap ? 3 : rand_int(1, 4);
+        p.o.stride[d] = overlap ? 2 : rand_int(1, 3);
+        p.o.padding[d] = overlap ? 1 : rand_int(0, p.o.kernel[d] / 2);
+    }
+    shape[0] = rand_int(1, 2), shape[1] = rand_int(1, 3);
+    shape[2] = p.o.kernel[0] + rand_int(0, 5), shape[3] = p.o.kernel[1] + rand_int(0, 5);
+    return p;
+}
+
+static void pool_desc(const char *op, const pool_case *p, const bk_tensor *x, char *buf, size_t n) {
+    char s[64];
+    snprintf(buf, n, "%s %s kernel (%lld, %lld) stride (%lld, %lld) padding (%lld, %lld)", op, shape_s(x, s),
+             (long long)p->o.kernel[0], (long long)p->o.kernel[1], (long long)p->o.stride[0],
+             (long long)p->o.stride[1], (long long)p->o.padding[0], (long long)p->o.padding[1]);
+}
+
+/* Window [h0, h1) x [w0, w1) of output (oh, ow), clipped to the input, and torch's
+ * count_include_pad divisor (the window clipped to the padded input). */
+static void pool_window(const pool_case *p, int64_t H, int64_t W, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
+                        int64_t *w0, int64_t *w1, int64_t *count) {
+    int64_t hs = oh * p->o.stride[0] - p->o.padding[0], ws = ow * p->o.stride[1] - p->o.padding[1];
+    int64_t he = hs + p->o.kernel[0], we = ws + p->o.kernel[1];
+    int64_t hp = he < H + p->o.padding[0] ? he : H + p->o.padding[0];
+    int64_t wp = we < W + p->o.padding[1] ? we : W + p->o.padding[1];
+    *count = (hp - hs) * (wp - ws);
+    *h0 = hs > 0 ? hs : 0, *w0 = ws > 0 ? ws : 0;
+    *h1 = he < H ? he : H, *w1 = we < W ? we : W;
+}
+
+static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t pad) { return (in + 2 * pad - k) / s + 1; }
+
+/* Max pooling by the rule "first maximum in row-major window order": values and the
+ * gradient for upstream G, in double. */
+static void max_pool_naive(const pool_case *p, const bk_tensor *x, const float *G, double *y, double *dx) {
+    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t OH = pool_out(H, p->o.kernel[0], p->o.stride[0], p->o.padding[0]);
+    int64_t OW = pool_out(W, p->o.kernel[1], p->o.stride[1], p->o.padding[1]);
+    for (int64_t nc = 0; nc < NC; nc++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t h0, h1, w0, w1, cnt, at = -1;
+                pool_window(p, H, W, oh, ow, &h0, &h1, &w0, &w1, &cnt);
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) {
+                        int64_t i = (nc * H + h) * W + w;
+                        if (at < 0 || x->data[i] > x->data[at]) at = i;
+                    }
+                int64_t o = (nc * OH + oh) * OW + ow;
+                y[o] = x->data[at];
+                if (G) dx[at] += G[o];
+            }
+}
+
+TEST(max_pool2d_ties_torch) {
+    /* torch 1.13, CPU:
+     *   v = tensor([[3,1,3,0,3],[3,3,2,3,1],[0,3,1,1,3],[2,2,2,2,2],[3,0,3,0,3]]).reshape(1,1,5,5)
+     *   y = F.max_pool2d(v, 3, 2, 1); (y * arange(1, 10).reshape(y.shape)).sum().backward()
+     * y is all 3; v.grad below: each window's gradient goes to its first 3. */
+    static const float v[25] = {3, 1, 3, 0, 3, 3, 3, 2, 3, 1, 0, 3, 1, 1, 3, 2, 2, 2, 2, 2, 3, 0, 3, 0, 3};
+    static const float want_grad[25] = {1, 0, 2, 0, 3, 4, 5, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 8, 0, 9};
+    bk_pool2d_opts o = {{3, 3}, {2, 2}, {1, 1}};
+    bk_tensor *x = bk_requires_grad(bk_from_data(BK_SHAPE(1, 1, 5, 5), v), true);
+    bk_tensor *y = bk_max_pool2d(x, o);
+    CHECK(shape_is(y, 4, (int64_t[]){1, 1, 3, 3}));
+    if (!y) return;
+    bk_tensor *up = bk_empty(BK_SHAPE(1, 1, 3, 3));
+    for (int i = 0; i < 9; i++) {
+        CHECK(y->data[i] == 3.0f);
+        up->data[i] = (float)(i + 1);
+    }
+    CHECK(bk_backward_ex(y, up, false) == 0);
+    CHECK(x->grad && memcmp(x->grad->data, want_grad, sizeof want_grad) == 0);
+    if (x->grad && memcmp(x->grad->data, want_grad, sizeof want_grad) != 0)
+        for (int i = 0; i < 25; i++) fprintf(stderr, "%g%s", (double)x->grad->data[i], i % 5 == 4 ? "\n" : " ");
+
+    /* all equal (torch: x = ones(1,1,5,5); F.max_pool2d(x, 3, 2, 1).sum().backward()) */
+    static const float want_ones[25] = {1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0};
+    bk_tensor *x1 = bk_requires_grad(bk_ones(BK_SHAPE(1, 1, 5, 5)), true);
+    CHECK(bk_backward(bk_sum(bk_max_pool2d(x1, o))) == 0);
+    CHECK(x1->grad && memcmp(x1->grad->data, want_ones, sizeof want_ones) == 0);
+
+    /* -0.0 and 0.0 compare equal: torch gives [[1, 0], [0, 0]] for [[-0., 0.], [0., -0.]] */
+    bk_tensor *z = bk_requires_grad(bk_from_data(BK_SHAPE(1, 1, 2, 2), (const float[]){-0.0f, 0.0f, 0.0f, -0.0f}), true);
+    CHECK(bk_backward(bk_sum(bk_max_pool2d(z, (bk_pool2d_opts){{2, 2}, {2, 2}, {0, 0}}))) == 0);
+    CHECK(z->grad && z->grad->data[0] == 1 && z->grad->data[1] == 0 && z->grad->data[2] == 0 &&
+          z->grad->data[3] == 0);
+}
+
+TEST(max_pool2d_ties_random) {
+    /* values in {0, 1, 2}: ties in almost every window; overlapping k3 s2 p1 first */
+    for (int t = 0; t < 2 * TRIALS; t++) {
+        int64_t shape[4];
+        pool_case p = rand_pool(t < TRIALS, shape);
+        bk_tensor *x = leaf_normal(4, shape, 0, 1);
+        for (int64_t i = 0; i < x->numel; i++) x->data[i] = (float)rand_int(0, 2);
+        char what[256];
+        pool_desc("max_pool2d ties", &p, x, what, sizeof what);
+        bk_tensor *y = bk_max_pool2d(x, p.o);
+        CHECK(y != NULL);
+        if (!y) continue;
+        bk_tensor *G = bk_empty(y->ndim, y->shape);
+        bk_fill_normal(G, &g_rng, 0, 1);
+        CHECK(bk_backward_ex(y, G, false) == 0);
+        double *ry = calloc((size_t)y->numel, 8), *rdx = calloc((size_t)x->numel, 8);
+        max_pool_naive(&p, x, G->data, ry, rdx);
+        CHECK(close_to(what, y->data, ry, y->numel, 0, 0));
+        /* each dx sums the few upstream values routed to it; the order may differ */
+        CHECK(x->grad && close_to(what, x->grad->data, rdx, x->numel, 1e-6, 1e-6));
+        free(ry), free(rdx);
+        bk_arena_reset(NULL);
+    }
+}
+
+TEST(max_pool2d_gradcheck) {
+    for (int t = 0; t < 2 * TRIALS; t++) {
+        int64_t shape[4];
+        pool_case p = rand_pool(t < TRIALS, shape);
+        bk_tensor *x = leaf_distinct(4, shape);
+        char what[256];
+        pool_desc("max_pool2d", &p, x, what, sizeof what);
+        bk_tensor *y = bk_max_pool2d(x, p.o);
+        double *ry = y ? calloc((size_t)y->numel, 8) : NULL;
+        CHECK(y && ry);
+        if (y && ry) {
+            max_pool_naive(&p, x, NULL, ry, NULL);
+            CHECK(close_to(what, y->data, ry, y->numel, 0, 0));
+        }
+        free(ry);
+        CHECK(gradcheck_ok(what, f_max_pool, &x, 1, &p));
+        bk_arena_reset(NULL);
+    }
+}
+
+TEST(avg_pool2d) {
+    for (int t = 0; t < 2 * TRIALS; t++) {
+        int64_t shape[4];
+        pool_case p = rand_pool(t < TRIALS, shape);
+        bk_tensor *x = leaf_normal(4, shape, 0, 1);
+        char what[256];
+        pool_desc("avg_pool2d", &p, x, what, sizeof what);
+        bk_tensor *y = bk_avg_pool2d(x, p.o);
+        CHECK(y != NULL);
+        if (!y) continue;
+        int64_t NC = shape[0] * shape[1], H = shape[2], W = shape[3];
+        int64_t OH = y->shape[2], OW = y->shape[3];
+        CHECK(OH == pool_out(H, p.o.kernel[0], p.o.stride[0], p.o.padding[0]));
+        CHECK(OW == pool_out(W, p.o.kernel[1], p.o.stride[1], p.o.padding[1]));
+        double *ry = calloc((size_t)y->numel, 8);
+        for (int64_t nc = 0; nc < NC; nc++) /* count_include_pad: divide by the padded window */
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int64_t h0, h1, w0, w1, cnt;
+                    pool_window(&p, H, W, oh, ow, &h0, &h1, &w0, &w1, &cnt);
+                    double s = 0;
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t w = w0; w < w1; w++) s += x->data[(nc * H + h) * W + w];
+                    ry[(nc * OH + oh) * OW + ow] = s / (double)cnt;
+                }
+        CHECK(close_to(what, y->data, ry, y->numel, 1e-5, 1e-6));
+        free(ry);
+        CHECK(gradcheck_ok(what, f_avg_pool, &x, 1, &p));
+        bk_arena_reset(NULL);
+    }
+}
+
+TEST(adaptive_avg_pool2d) {
+    /* sizes that do not divide the input (7 -> 3, 5 -> 2), the identity, 1 x 1, and more
+     * outputs than inputs (overlapping windows) */
+    static const int64_t fixed[][4] = {{7, 7, 3, 3}, {5, 7, 2, 3}, {4, 4, 4, 4}, {6, 5, 1, 1}, {3, 3, 5, 4}};
+    int nfixed = (int)(sizeof fixed / sizeof fixed[0]);
+    for (int t = 0; t < nfixed + TRIALS; t++) {
+        int64_t H = t < nfixed ? fixed[t][0] : rand_int(1, 9), W = t < nfixed ? fixed[t][1] : rand_int(1, 9);
+        pool_case p;
+        memset(&p, 0, sizeof p);
+        p.out_h = t < nfixed ? fixed[t][2] : rand_int(1, H + 2);
+        p.out_w = t < nfixed ? fixed[t][3] : rand_int(1, W + 2);
+        bk_tensor *x = leaf_normal(4, (int64_t[]){rand_int(1, 2), rand_int(1, 3), H, W}, 0, 1);
+        char what[256], s[64];
+        snprintf(what, sizeof what, "adaptive_avg_pool2d %s -> (%lld, %lld)", shape_s(x, s), (long long)p.out_h,
+                 (long long)p.out_w);
+        bk_tensor *y = bk_adaptive_avg_pool2d(x, p.out_h, p.out_w);
+        CHECK(shape_is(y, 4, (int64_t[]){x->shape[0], x->shape[1], p.out_h, p.out_w}));
+        if (!shape_is(y, 4, (int64_t[]){x->shape[0], x->shape[1], p.out_h, p.out_w})) continue;
+        double *ry = calloc((size_t)y->numel, 8);
+        for (int64_t nc = 0; nc < x->shape[0] * x->shape[1]; nc++)
+            for (int64_t i = 0; i < p.out_h; i++)
+                for (int64_t j = 0; j < p.out_w; j++) {
+                    /* torch: start = floor(i H / OH), end = ceil((i + 1) H / OH) */
+                    int64_t h0 = i * H / p.out_h, h1 = ((i + 1) * H + p.out_h - 1) / p.out_h;
+                    int64_t w0 = j * W / p.out_w, w1 = ((j + 1) * W + p.out_w - 1) / p.out_w;
+                    double sum = 0;
+                    for (int64_t h = h0; h < h1; h++)
+                        for (int64_t w = w0; w < w1; w++) sum += x->data[(nc * H + h) * W + w];
+                    ry[(nc * p.out_h + i) * p.out_w + j] = sum / (double)((h1 - h0) * (w1 - w0));
+                }
+        CHECK(close_to(what, y->data, ry, y->numel, 1e-5, 1e-6));
+        free(ry);
+        CHECK(gradcheck_ok(what, f_adaptive, &x, 1, &p));
+        bk_arena_reset(NULL);
+    }
+}
+
+/* ======================================================================================
+ * Batch norm and layer norm
+ * ====================================================================================== */
+
+typedef struct norm_case {
+    bk_tensor *running_mean, *running_var; /* batch norm */
+    bool training;
+    int n_norm_dims; /* layer norm */
+} norm_case;
+
+static bk_tensor *f_batch_norm(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    norm_case *c = ud;
+    return bk_batch_norm(in[0], c->running_mean, c->running_var, in[1], in[2], c->training, 0.1f, 1e-5f);
+}
+
+static bk_tensor *f_layer_norm(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    return bk_layer_norm(in[0], ((norm_case *)ud)->n_norm_dims, in[1], in[2], 1e-5f);
+}
+
+/* The smallest variance over the groups of a norm: element e of group g is
+ * x[(i * G + g) * S + e % S] for i < n / S (batch norm: G = C channels, S the spatial
+ * size; layer norm: G = 1, S = D, groups are rows i). */
+static double min_var(const bk_tensor *x, int64_t G, int64_t S, bool rows) {
+    double worst = INFINITY;
+    int64_t groups = rows ? x->numel / S : G, n = rows ? S : x->numel / G;
+    for (int64_t g = 0; g < groups; g++) {
+        double s = 0, ss = 0;
+        for (int64_t e = 0; e < n; e++) {
+            float v = rows ? x->data[g * S + e] : x->data[((e / S) * G + g) * S + e % S];
+            s += v, ss += (double)v * v;
+        }
+        double var = ss / (double)n - (s / (double)n) * (s / (double)n);
+        if (var < worst) worst = var;
+    }
+    return worst;
+}
+
+/* Draws x (N(mean, std^2)) until every group's variance is at least 0.1 std^2: a group
+ * whose values nearly coincide makes (x - mean) / sqrt(var + eps) ill-conditioned (its
+ * derivatives grow like var^-3/2, too fast for central differences). */
+static bk_tensor *leaf_spread(int nd, const int64_t *shape, int64_t G, int64_t S, bool rows) {
+    float mean = rand_float(-1, 1), std = rand_float(0.5f, 2);
+    bk_tensor *x = leaf_normal(nd, shape, mean, std);
+    for (int tries = 0; x && tries < 1000 && min_var(x, G, S, rows) < 0.1 * std * std; tries++)
+        bk_fill_normal(x, &g_rng, mean, std);
+    return x;
+}
+
+/* The rounding bound of a float32 normalisation y = (x - m) is w + b: x - m and the
+ * products each round once, and m and is are float32 roundings of exact values, so
+ * |y - exact| <= ~4 u (|x| + |m|) is |w| + 2 u |y| to first order. Loose for well-spread
+ * groups, but it follows the conditioning of x - m when the group's values are close. */
+static double norm_tol(double x, double m, double is, double w, double y) {
+    return 8 * U32 * (fabs(x) + fabs(m)) * is * fabs(w) + 4 * U32 * fabs(y) + 1e-7;
+}
+
+/* (N, C), (N, C, L), (N, C, H, W) in training and eval mode: values (and the running
+ * statistics' update) against double, then gradcheck of x, weight and bias. */
+TEST(batch_norm) {
+    for (int t = 0; t < 6; t++) {
+        int nd = 2 + t % 3;
+        bool training = t < 3;
+        int64_t shape[4] = {rand_int(nd == 2 ? 3 : 2, 5), rand_int(1, 3), rand_int(2, 4), rand_int(2, 4)};
+        int64_t C = shape[1];
+        int64_t S = 1;
+        for (int i = 2; i < nd; i++) S *= shape[i];
+        bk_tensor *x = leaf_spread(nd, shape, C, S, false);
+        bk_tensor *w = leaf_normal(1, &C, 1, 0.5f), *b = leaf_normal(1, &C, 0, 0.5f);
+        norm_case c = {bk_tensor_new(1, &C), bk_tensor_new(1, &C), training, 0};
+        for (int64_t i = 0; i < C; i++) {
+            c.running_mean->data[i] = rand_float(-1, 1);
+            c.running_var->data[i] = rand_float(0.5f, 1.5f);
+        }
+        float rm0[4], rv0[4];
+        memcpy(rm0, c.running_mean->data, sizeof(float) * (size_t)C);
+        memcpy(rv0, c.running_var->data, sizeof(float) * (size_t)C);
+        char what[160], s[64];
+        snprintf(what, sizeof what, "batch_norm %s %s", shape_s(x, s), training ? "train" : "eval");
+
+        bk_tensor *y = f_batch_norm((bk_tensor *[]){x, w, b}, 3, &c);
+        CHECK(y && bk_same_shape(y, x));
+        if (!y) goto next;
+        int64_t n = shape[0] * S;
+        double *ry = calloc((size_t)x->numel, 8), *tol = calloc((size_t)x->numel, 8);
+        for (int64_t ch = 0; ch < C; ch++) {
+            double mean = 0, var = 0;
+            for (int64_t i = 0; i < shape[0]; i++)
+                for (int64_t k = 0; k < S; k++) mean += x->data[(i * C + ch) * S + k];
+            mean /= (double)n;
+            for (int64_t i = 0; i < shape[0]; i++)
+                for (int64_t k = 0; k < S; k++) var += pow(x->data[(i * C + ch) * S + k] - mean, 2);
+            var /= (double)n; /* biased, for normalising */
+            double m = training ? mean : rm0[ch], v = training ? var : rv0[ch];
+            for (int64_t i = 0; i < shape[0]; i++)
+                for (int64_t k = 0; k < S; k++) {
+                    int64_t j = (i * C + ch) * S + k;
+                    ry[j] = (x->data[j] - m) / sqrt(v + 1e-5) * w->data[ch] + b->data[ch];
+                    tol[j] = norm_tol(x->data[j], m, 1 / sqrt(v + 1e-5), w->data[ch], ry[j]);
+                }
+            /* running statistics: momentum 0.1, the variance unbiased; unchanged in eval */
+            double want_rm = training ? 0.9 * rm0[ch] + 0.1 * mean : rm0[ch];
+            double want_rv = training ? 0.9 * rv0[ch] + 0.1 * var * (double)n / (double)(n - 1) : rv0[ch];
+            CHECK_CLOSE(c.running_mean->data[ch], want_rm, 1e-6 + 1e-6 * fabs(want_rm));
+            CHECK_CLOSE(c.running_var->data[ch], want_rv, 1e-6 + 1e-6 * fabs(want_rv));
+        }
+        CHECK(within(what, y->data, ry, tol, x->numel));
+        free(ry), free(tol);
+        CHECK(gradcheck_ok(what, f_batch_norm, (bk_tensor *[]){x, w, b}, 3, &c));
+    next:
+        bk_tensor_free(c.running_mean);
+        bk_tensor_free(c.running_var);
+        bk_arena_reset(NULL);
+    }
+}
+
+/* Over the last 1 and the last 2 dims: values against double, then gradcheck. */
+TEST(layer_norm) {
+    for (int t = 0; t < 2 * TRIALS; t++) {
+        int k = 1 + t % 2, nd = k + (int)rand_int(1, 2);
+        int64_t shape[4];
+        for (int i = 0; i < nd; i++) shape[i] = rand_int(i < nd - k ? 1 : 2, 4);
+        int64_t D = 1;
+        for (int i = nd - k; i < nd; i++) D *= shape[i];
+        bk_tensor *x = leaf_spread(nd, shape, 1, D, true);
+        bk_tensor *w = leaf_normal(k, shape + nd - k, 1, 0.5f), *b = leaf_normal(k, shape + nd - k, 0, 0.5f);
+        norm_case c = {NULL, NULL, true, k};
+        char what[160], s[64];
+        snprintf(what, sizeof what, "layer_norm %s over the last %d dims", shape_s(x, s), k);
+        bk_tensor *y = f_layer_norm((bk_tensor *[]){x, w, b}, 3, &c);
+        CHECK(y && bk_same_shape(y, x));
+        if (!y) continue;
+        int64_t R = x->numel / D;
+        double *ry = calloc((size_t)x->numel, 8), *tol = calloc((size_t)x->numel, 8);
+        for (int64_t r = 0; r < R; r++) {
+            double mean = 0, var = 0;
+            for (int64_t e = 0; e < D; e++) mean += x->data[r * D + e];
+            mean /= (double)D;
+            for (int64_t e = 0; e < D; e++) var += pow(x->data[r * D + e] - mean, 2);
+            var /= (double)D;
+            for (int64_t e = 0; e < D; e++) {
+                ry[r * D + e] = (x->data[r * D + e] - mean) / sqrt(var + 1e-5) * w->data[e] + b->data[e];
+                tol[r * D + e] = norm_tol(x->data[r * D + e], mean, 1 / sqrt(var + 1e-5), w->data[e], ry[r * D + e]);
+            }
+        }
+        CHECK(within(what, y->data, ry, tol, x->numel));
+        free(ry), free(tol);
+        CHECK(gradcheck_ok(what, f_layer_norm, (bk_tensor *[]){x, w, b}, 3, &c));
+        bk_arena_reset(NULL);
+    }
+}
+
+/* ======================================================================================
+ * GELU, softmax, log_softmax
+ * ====================================================================================== */
+
+static bk_tensor *f_gelu(bk_tensor *const *in, int n, void *ud) { return (void)n, (void)ud, bk_gelu(in[0]); }
+static bk_tensor *f_gelu_tanh(bk_tensor *const *in, int n, void *ud) { return (void)n, (void)ud, bk_gelu_tanh(in[0]); }
+
+TEST(gelu) {
+    for (int t = 0; t < TRIALS; t++) {
+        int64_t shape[3] = {rand_int(1, 4), rand_int(1, 5), rand_int(1, 6)};
+        bk_tensor *x = leaf_normal(3, shape, 0, 2);
+        x->data[0] = 0.0f; /* the origin, where the exact form's derivative is 1/2 */
+        for (int form = 0; form < 2; form++) {
+            char what[160], s[64];
+            snprintf(what, sizeof what, "gelu%s %s", form ? "_tanh" : "", shape_s(x, s));
+            bk_tensor *y = form ? bk_gelu_tanh(x) : bk_gelu(x);
+            CHECK(y && bk_same_shape(y, x));
+            if (!y) continue;
+            double *ry = calloc((size_t)x->numel, 8);
+            for (int64_t i = 0; i < x->numel; i++) {
+                double v = x->data[i];
+                ry[i] = form ? 0.5 * v * (1 + tanh(0.79788456080286535588 * (v + 0.044715 * v * v * v)))
+                             : 0.5 * v * (1 + erf(v / sqrt(2.0)));
+            }
+            /* atol: 1 + erf(v / sqrt 2) cancels for v < 0, so the float32 result of a
+             * small output carries the absolute error of the O(1) terms (~|v| 6e-8) */
+            CHECK(close_to(what, y->data, ry, x->numel, 1e-5, 1e-6));
+            free(ry);
+            CHECK(gradcheck_ok(what, form ? f_gelu_tanh : f_gelu, &x, 1, NULL));
+        }
+        bk_arena_reset(NULL);
+    }
+}
+
+typedef struct sm_case {
+    int dim;
+    bool log;
+} sm_case;
+
+static bk_tensor *f_softmax(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    const sm_case *c = ud;
+    return c->log ? bk_log_softmax(in[0], c->dim) : bk_softmax(in[0], c->dim);
+}
+
+TEST(softmax_and_log_softmax) {
+    for (int t = 0; t < 2 * TRIALS; t++) {
+        int nd = (int)rand_int(1, 4);
+        int64_t shape[4];
+        for (int i = 0; i < nd; i++) shape[i] = rand_int(1, 4);
+        sm_case c = {(int)rand_int(-nd, nd - 1), t % 2 == 1};
+        bk_tensor *x = leaf_normal(nd, shape, 0, 2);
+        char what[160], s[64];
+        snprintf(what, sizeof what, "%s %s dim %d", c.log ? "log_softmax" : "softmax", shape_s(x, s), c.dim);
+        bk_tensor *y = f_softmax(&x, 1, &c);
+        CHECK(y && bk_same_shape(y, x));
+        if (!y) continue;
+        int d = c.dim < 0 ? c.dim + nd : c.dim;
+        int64_t outer = 1, inner = 1, n = shape[d];
+        for (int i = 0; i < d; i++) outer *= shape[i];
+        for (int i = d + 1; i < nd; i++) inner *= shape[i];
+        double *ry = calloc((size_t)x->numel, 8);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                double z = 0;
+                for (int64_t j = 0; j < n; j++) z += exp(x->data[(o * n + j) * inner + i]);
+                for (int64_t j = 0; j < n; j++) {
+                    int64_t k = (o * n + j) * inner + i;
+                    ry[k] = c.log ? x->data[k] - log(z) : exp(x->data[k]) / z;
+                }
+            }
+        CHECK(close_to(what, y->data, ry, x->numel, 1e-5, 1e-6));
+        free(ry);
+        CHECK(gradcheck_ok(what, f_softmax, &x, 1, &c));
+        bk_arena_reset(NULL);
+    }
+}
+
+/* ======================================================================================
+ * Dropout: y = x * mask, so dL/dx = mask * dL/dy
+ * ====================================================================================== */
+
+typedef struct drop_case {
+    float p;
+    uint64_t seed;
+} drop_case;
+
+/* The same mask on every call (the generator is reseeded), as gradcheck needs. */
+static bk_tensor *f_dropout(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    const drop_case *c = ud;
+    bk_rng rng;
+    bk_rng_seed(&rng, c->seed);
+    return bk_dropout(in[0], c->p, true, &rng);
+}
+
+TEST(dropout_gradient_is_the_mask) {
+    static const float ps[] = {0.0f, 0.2f, 0.5f, 0.9f, 1.0f};
+    for (int t = 0; t < (int)(sizeof ps / sizeof ps[0]); t++) {
+        drop_case c = {ps[t], bk_rng_u32(&g_rng)};
+        int64_t shape[3] = {rand_int(2, 5), rand_int(2, 6), rand_int(3, 7)};
+        bk_tensor *x = leaf_normal(3, shape, 0, 1);
+        for (int64_t i = 0; i < x->numel; i++)
+            if (x->data[i] == 0.0f) x->data[i] = 1.0f; /* y / x recovers the mask */
+        char what[160], s[64];
+        snprintf(what, sizeof what, "dropout p=%g %s", (double)c.p, shape_s(x, s));
+        bk_tensor *y = f_dropout(&x, 1, &c);
+        CHECK(y && bk_same_shape(y, x));
+        if (!y) continue;
+        bk_tensor *G = bk_empty(3, shape);
+        bk_fill_normal(G, &g_rng, 0, 1);
+        CHECK(bk_backward_ex(y, G, false) == 0);
+        float scale = c.p < 1.0f ? 1.0f / (1.0f - c.p) : 0.0f;
+        int64_t bad = 0, kept = 0;
+        for (int64_t i = 0; i < x->numel; i++) {
+            float m = y->data[i] == 0.0f ? 0.0f : scale; /* the mask, read off the output */
+            kept += m != 0.0f;
+            bad += y->data[i] != x->data[i] * m;                   /* y = x * mask exactly */
+            bad += !x->grad || x->grad->data[i] != G->data[i] * m; /* dx = dy * mask exactly */
+        }
+        if (bad) fprintf(stderr, "  %s: %lld values or gradients differ from the mask's\n", what, (long long)bad);
+        CHECK(bad == 0);
+        if (c.p == 0.0f) CHECK(kept == x->numel);
+        if (c.p == 1.0f) CHECK(kept == 0);
+        if (c.p == 0.5f) /* 126 .. 210 elements, so the kept fraction is 0.5 +- 5 sigma */
+            CHECK(fabs((double)kept / (double)x->numel - 0.5) <= 5 * sqrt(0.25 / (double)x->numel));
+        if (c.p > 0.0f && c.p < 1.0f) CHECK(gradcheck_ok(what, f_dropout, &x, 1, &c));
+        /* eval mode: the identity */
+        CHECK(bk_dropout(x, c.p, false, NULL) == x);
+        bk_arena_reset(NULL);
+    }
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static uint64_t test_seed(void) {
+    const char *e = getenv("BRICK_TEST_SEED");
+    if (!e || !*e) e = getenv("BRICK_SEED");
+    if (e && *e) return strtoull(e, NULL, 10);
+    return (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
+}
+
+int main(void) {
+    uint64_t seed = test_seed();
+    printf("test_ops_cnn: seed %llu (BRICK_TEST_SEED=%llu reproduces this run)\n", (unsigned long long)seed,
+           (unsigned long long)seed);
+    fflush(stdout);
+    bk_rng_seed(&g_rng, seed);
+    bk_manual_seed(seed);
+    RUN(conv2d_gradcheck);
+    RUN(conv2d_values);
+    RUN(max_pool2d_ties_torch);
+    RUN(max_pool2d_ties_random);
+    RUN(max_pool2d_gradcheck);
+    RUN(avg_pool2d);
+    RUN(adaptive_avg_pool2d);
+    RUN(batch_norm);
+    RUN(layer_norm);
+    RUN(gelu);
+    RUN(softmax_and_log_softmax);
+    RUN(dropout_gradient_is_the_mask);
+    return test_summary("test_ops_cnn");
+}

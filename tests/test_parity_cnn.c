@@ -1,0 +1,499 @@
+/* test_parity_cnn.c - brick's CNN layers, blocks and models against PyTorch 1.13.
+ *
+ * tests/parity/gen_cnn.py builds each case with torch.nn (Conv2d in several settings,
+ * MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Softmax,
+ * LogSoftmax, Dropout, D2L's Residual and Inception, and the zoo's lenet, resnet:width=8
+ * and googlenet), randomises the normalisation parameters and running statistics, and
+ * writes <case>.safetensors (the state dict before any pass) and <case>.ref.safetensors
+ * (warm-up inputs, input, output, upstream, input and parameter gradients, buffers after
+ * the passes). This file builds the same modules with brick, loads the state dict
+ * strictly, sets the mode, runs the warm-up training passes and one forward and backward,
+ * and compares. Case names end in _train / _eval where the mode matters. See
+ * tests/parity/README.md.
+ *
+ * Environment:
+ *   BRICK_PARITY_DIR     where the references are (default build/parity)
+ *   BRICK_REQUIRE_TORCH  1: a missing directory or file is a failure, not a skip
+ *   BRICK_TEST_VERBOSE   print max abs / rel error of every compared tensor and case
+ */
+#include "test.h"
+
+#include <sys/stat.h>
+
+/* Tolerances, as torch.allclose: |brick - torch| <= ATOL + E_K E + RTOL |torch|, with E
+ * torch's own float32 error on that tensor (metadata f32err.<name>: its distance from a
+ * float64 run of the same case), the rule of tests/test_parity.c with E_K = 3 in place of 2:
+ * RTOL: both sides are float32 and sum in different orders (im2col + gemm here, oneDNN /
+ * native kernels in torch), so they agree to a few ulps per layer.
+ * ATOL: gradients are float32 sums of up to N*H*W*C*KH*KW terms whose exact value can be
+ * near zero; their rounding scales with the terms, not the result.
+ * E_K E: brick may be as far from the exact value as torch is, on the other side. E is
+ * measured per tensor and per draw, so the widening is as large as torch's own float32
+ * error, never a blanket factor; it covers batch norm's backward (two sums over N*H*W
+ * terms for every dx) and the deep models, where E reaches 1e-5 on gradients of size ~1.
+ * E_K is 3, not 2, because brick's own error there is up to twice torch's: dumping
+ * brick's gradients for the train-mode resnet:width=8 and comparing them with the float64
+ * run gave |brick - exact| = 1.3 .. 2.0 E on the worst ten tensors (grad.4.1.conv1.weight
+ * 6.6e-6 vs E 3.4e-6, grad.7.weight 6.0e-6 vs 3.3e-6), errors that pile up through ten
+ * batch norms' forward and backward, so |brick - torch| reaches ~3E. E is capped
+ * (F32ERR_CAP) so that an ill-conditioned draw cannot loosen the test much. */
+#define RTOL 1e-5
+#define ATOL 1e-6
+#define E_K 3.0
+#define F32ERR_CAP 1e-4
+/* Plus NOISE_K * S for the gradients of the weights and biases of Conv2d, Linear,
+ * BatchNorm and LayerNorm, where S = 2^-24 max |terms| (metadata f32noise.grad.<param>,
+ * recorded by the generator) is the largest sum of |terms| that one element of that
+ * gradient adds up over the batch and positions (sum |dy| for a bias, sum |dy| |x| for a
+ * conv / linear weight, sum |dy| |xhat| for a norm weight): the size of float32 rounding
+ * in such a sum. It matters where the sum cancels, around train-mode batch norms. The
+ * norm subtracts the batch mean, so the bias gradient of the conv before it is exactly 0
+ * and its weight gradient nearly cancels, and the parameters further upstream inherit the
+ * noise of the norm's backward; both libraries then return rounding noise of size ~S
+ * (observed: up to 8e-6 on conv-bias gradients of exactly 0, 1.5e-5 on a weight-gradient
+ * element of 0.13 in a tensor reaching 56): two independent samples, of which E (torch's
+ * one sample) says little. Each library's noise comes from a few roundings shared by all
+ * terms of the sum (the norm's channel means of dL/dxhat and of x, each rounded to float32
+ * once and subtracted from every term, and the sum itself), each about u sum |terms|;
+ * NOISE_K = 4 bounds the difference of the two. Away from batch norm S is below ATOL and
+ * changes nothing. */
+#define NOISE_K 4.0
+
+static int skipped_;
+
+static const char *parity_dir(void) {
+    const char *d = getenv("BRICK_PARITY_DIR");
+    return d && d[0] ? d : "build/parity";
+}
+
+static bool require_torch(void) {
+    const char *r = getenv("BRICK_REQUIRE_TORCH");
+    return r && strcmp(r, "1") == 0;
+}
+
+static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
+
+/* ======================================================================================
+ * The modules of each case (CASES in gen_cnn.py; keep the two tables in step)
+ * ====================================================================================== */
+
+static bk_module *conv_ex(int64_t in, int64_t out, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                          int64_t pw, int64_t dh, int64_t dw, int64_t groups, bool bias) {
+    bk_conv2d_opts o = {{sh, sw}, {ph, pw}, {dh, dw}, groups};
+    return bk_nn_conv2d_ex(in, out, (const int64_t[2]){kh, kw}, o, bias);
+}
+
+// nn.Conv2d(3, 6, 3, padding=1) etc.
+static bk_module *b_conv_pad(void) { return bk_nn_conv2d(3, 6, 3, 1, 1); }
+static bk_module *b_conv_stride2(void) { return bk_nn_conv2d(4, 6, 3, 2, 1); }
+static bk_module *b_conv_groups2(void) { return conv_ex(4, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, true); }
+static bk_module *b_conv_dilation2(void) { return conv_ex(3, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, true); }
+static bk_module *b_conv_nobias(void) { return conv_ex(3, 4, 2, 3, 2, 1, 1, 0, 1, 1, 1, false); }
+static bk_module *b_conv_mixed(void) { return conv_ex(6, 9, 3, 2, 1, 2, 2, 1, 1, 3, 3, true); }
+static bk_module *b_conv_depthwise(void) { return conv_ex(4, 8, 3, 3, 2, 2, 0, 0, 1, 1, 4, false); }
+static bk_module *b_conv_1x1(void) { return bk_nn_conv2d(5, 3, 1, 1, 0); }
+static bk_module *b_maxpool_k3s2p1(void) { return bk_nn_max_pool2d(3, 2, 1); }
+static bk_module *b_maxpool_k2(void) { return bk_nn_max_pool2d(2, 0, 0); }
+static bk_module *b_maxpool_k3s1p1(void) { return bk_nn_max_pool2d(3, 1, 1); }
+static bk_module *b_avgpool_k3s2p1(void) { return bk_nn_avg_pool2d(3, 2, 1); }
+static bk_module *b_avgpool_k2(void) { return bk_nn_avg_pool2d(2, 0, 0); }
+static bk_module *b_avgpool_k3s1p1(void) { return bk_nn_avg_pool2d(3, 1, 1); }
+static bk_module *b_adaptive_7to3(void) { return bk_nn_adaptive_avg_pool2d(3, 3); }
+static bk_module *b_adaptive_to1(void) { return bk_nn_adaptive_avg_pool2d(1, 1); }
+static bk_module *b_adaptive_7x5to3x2(void) { return bk_nn_adaptive_avg_pool2d(3, 2); }
+static bk_module *b_adaptive_up(void) { return bk_nn_adaptive_avg_pool2d(5, 4); }
+static bk_module *b_bn1d_5(void) { return bk_nn_batch_norm1d(5); }
+static bk_module *b_bn1d_4(void) { return bk_nn_batch_norm1d(4); }
+static bk_module *b_bn2d_3(void) { return bk_nn_batch_norm2d(3); }
+static bk_module *b_layernorm_64(void) { return bk_nn_layer_norm(1, (const int64_t[]){64}, 1e-5f); }
+static bk_module *b_layernorm_1(void) { return bk_nn_layer_norm(1, (const int64_t[]){8}, 1e-5f); }
+static bk_module *b_layernorm_2(void) { return bk_nn_layer_norm(2, (const int64_t[]){4, 6}, 1e-5f); }
+static bk_module *b_gelu(void) { return bk_nn_gelu(); }
+static bk_module *b_softmax_dim1(void) { return bk_nn_softmax(1); }
+static bk_module *b_softmax_last(void) { return bk_nn_softmax(-1); }
+static bk_module *b_logsoftmax_dim1(void) { return bk_nn_log_softmax(1); }
+static bk_module *b_dropout_p0(void) { return bk_nn_dropout(0.0f); }
+static bk_module *b_dropout_p05(void) { return bk_nn_dropout(0.5f); }
+static bk_module *b_residual(void) { return bk_nn_residual(3, 3, false, 1); }
+static bk_module *b_residual_1x1(void) { return bk_nn_residual(3, 6, true, 2); }
+static bk_module *b_inception(void) {
+    return bk_nn_inception(5, 2, (const int64_t[2]){3, 4}, (const int64_t[2]){2, 3}, 2);
+}
+static bk_module *zoo(const char *spec) { return bk_model_build(spec, BK_SHAPE(1, 28, 28), 10, NULL, 0); }
+static bk_module *b_lenet(void) { return zoo("lenet"); }
+static bk_module *b_googlenet(void) { return zoo("googlenet"); }
+static bk_module *b_resnet(void) { return zoo("resnet:width=8"); }
+
+typedef struct cnn_case {
+    const char *name;
+    bk_module *(*build)(void);
+} cnn_case;
+
+static const cnn_case CASES[] = {
+    {"cnn_conv_pad", b_conv_pad},
+    {"cnn_conv_stride2", b_conv_stride2},
+    {"cnn_conv_groups2", b_conv_groups2},
+    {"cnn_conv_dilation2", b_conv_dilation2},
+    {"cnn_conv_nobias", b_conv_nobias},
+    {"cnn_conv_mixed", b_conv_mixed},
+    {"cnn_conv_depthwise", b_conv_depthwise},
+    {"cnn_conv_1x1", b_conv_1x1},
+    {"cnn_maxpool_k3s2p1", b_maxpool_k3s2p1},
+    {"cnn_maxpool_k2", b_maxpool_k2},
+    {"cnn_maxpool_k3s1p1", b_maxpool_k3s1p1},
+    {"cnn_avgpool_k3s2p1", b_avgpool_k3s2p1},
+    {"cnn_avgpool_k2", b_avgpool_k2},
+    {"cnn_avgpool_k3s1p1", b_avgpool_k3s1p1},
+    {"cnn_adaptive_7to3", b_adaptive_7to3},
+    {"cnn_adaptive_to1", b_adaptive_to1},
+    {"cnn_adaptive_7x5to3x2", b_adaptive_7x5to3x2},
+    {"cnn_adaptive_up", b_adaptive_up},
+    {"cnn_bn1d_2d_train", b_bn1d_5},
+    {"cnn_bn1d_2d_eval", b_bn1d_5},
+    {"cnn_bn1d_3d_train", b_bn1d_4},
+    {"cnn_bn1d_3d_eval", b_bn1d_4},
+    {"cnn_bn2d_train", b_bn2d_3},
+    {"cnn_bn2d_eval", b_bn2d_3},
+    {"cnn_bn2d_big_train", b_bn2d_3},
+    {"cnn_bn2d_big_eval", b_bn2d_3},
+    {"cnn_layernorm_big", b_layernorm_64},
+    {"cnn_layernorm_1", b_layernorm_1},
+    {"cnn_layernorm_2", b_layernorm_2},
+    {"cnn_gelu", b_gelu},
+    {"cnn_softmax_dim1", b_softmax_dim1},
+    {"cnn_softmax_last", b_softmax_last},
+    {"cnn_logsoftmax_dim1", b_logsoftmax_dim1},
+    {"cnn_logsoftmax_4d", b_logsoftmax_dim1},
+    {"cnn_dropout_p0", b_dropout_p0},
+    {"cnn_dropout_p05", b_dropout_p05},
+    {"cnn_residual_train", b_residual},
+    {"cnn_residual_eval", b_residual},
+    {"cnn_residual_1x1_train", b_residual_1x1},
+    {"cnn_residual_1x1_eval", b_residual_1x1},
+    {"cnn_inception", b_inception},
+    {"cnn_lenet", b_lenet},
+    {"cnn_googlenet", b_googlenet},
+    {"cnn_resnet_train", b_resnet},
+    {"cnn_resnet_eval", b_resnet},
+};
+#define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+/* ======================================================================================
+ * Comparing
+ * ====================================================================================== */
+
+/* Per-case worst errors, for the verbose summary line. */
+static struct {
+    double worst, max_abs, max_rel;
+    const char *worst_what;
+    char worst_buf[160];
+    int compared;
+} case_err_;
+
+static void case_err_reset(void) { memset(&case_err_, 0, sizeof case_err_); }
+
+/* Torch's float32 error on tensor `what` (metadata "f32err.<what>"), capped; 0 if absent. */
+static double torch_f32_error(const bk_safetensors *ref, const char *what) {
+    char key[192];
+    snprintf(key, sizeof key, "f32err.%s", what);
+    const char *v = ref ? bk_safetensors_meta(ref, key) : NULL;
+    double e = v ? strtod(v, NULL) : 0;
+    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
+}
+
+/* The gradient noise scale S above (metadata "f32noise.<what>"), capped; 0 if absent. */
+static double grad_noise(const bk_safetensors *ref, const char *what) {
+    char key[192];
+    snprintf(key, sizeof key, "f32noise.%s", what);
+    const char *v = ref ? bk_safetensors_meta(ref, key) : NULL;
+    double e = v ? strtod(v, NULL) : 0;
+    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
+}
+
+/* Compares brick's `got` with torch's `want`: shape, then values within the tolerance
+ * above, or bit for bit (up to the sign of zero) when `exact`. */
+static void compare(const char *case_name, const char *what, const bk_tensor *got, const bk_tensor *want,
+                    const bk_safetensors *ref, bool exact) {
+    char label[256];
+    snprintf(label, sizeof label, "%s %s", case_name, what);
+    if (!want || !got) {
+        fprintf(stderr, "  %s: %s tensor missing (%s)\n", label, want ? "brick's" : "reference", bk_last_error());
+        CHECK(want && got);
+        return;
+    }
+    if (!bk_same_shape(got, want)) {
+        char a[64], b[64];
+        fprintf(stderr, "  %s: shape %s, want %s\n", label, bk_shape_str(got, a, sizeof a),
+                bk_shape_str(want, b, sizeof b));
+        CHECK(bk_same_shape(got, want));
+        return;
+    }
+    double worst;
+    if (exact) {
+        int64_t diff = 0;
+        for (int64_t i = 0; i < got->numel; i++)
+            if (!(got->data[i] == want->data[i]) && diff++ < 5)
+                fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (exact)\n", label, (long long)i,
+                        (double)got->data[i], (double)want->data[i]);
+        worst = diff ? INFINITY : 0;
+        CHECK(diff == 0);
+    } else {
+        double atol = ATOL + E_K * torch_f32_error(ref, what) + NOISE_K * grad_noise(ref, what);
+        worst = test_compare(label, got, want, RTOL, atol);
+        CHECK(worst <= 1);
+    }
+    if (!(worst <= case_err_.worst)) {
+        case_err_.worst = worst;
+        snprintf(case_err_.worst_buf, sizeof case_err_.worst_buf, "%s", what);
+        case_err_.worst_what = case_err_.worst_buf;
+    }
+    for (int64_t i = 0; i < got->numel; i++) {
+        double d = fabs((double)got->data[i] - want->data[i]), y = fabs(want->data[i]);
+        if (d > case_err_.max_abs) case_err_.max_abs = d;
+        if (y > 0 && d / y > case_err_.max_rel) case_err_.max_rel = d / y;
+    }
+    case_err_.compared++;
+}
+
+/* One line per case under BRICK_TEST_VERBOSE, in a fixed format that scripts can collect:
+ *   "  == <case> <n> tensors max abs <a> max rel <r> worst <w> of tolerance (<tensor>)" */
+static void case_err_print(const char *case_name) {
+    if (verbose())
+        fprintf(stderr, "  == %-24s %2d tensors  max abs %.3g  max rel %.3g  worst %.3g of tolerance (%s)\n",
+                case_name, case_err_.compared, case_err_.max_abs, case_err_.max_rel, case_err_.worst,
+                case_err_.worst_what ? case_err_.worst_what : "-");
+}
+
+/* Splits a comma-separated list into at most cap names (pointers into buf). */
+static int split_csv(const char *csv, char *buf, size_t n, char **names, int cap) {
+    snprintf(buf, n, "%s", csv ? csv : "");
+    int count = 0;
+    char *p = buf;
+    while (*p && count < cap) {
+        names[count++] = p;
+        char *comma = strchr(p, ',');
+        if (!comma) break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    return count;
+}
+
+/* The names of `l` must be exactly the comma-separated `csv`, in order. */
+static void check_names(const char *case_name, const char *what, const bk_param_list *l, const char *csv) {
+    static char buf[16384];
+    char *want[512];
+    int n = split_csv(csv, buf, sizeof buf, want, 512);
+    bool same = l && l->n == n;
+    for (int i = 0; same && i < n; i++) same = strcmp(l->names[i], want[i]) == 0;
+    if (!same) {
+        fprintf(stderr, "  %s %s: brick [", case_name, what);
+        for (int i = 0; l && i < l->n; i++) fprintf(stderr, "%s%s", i ? "," : "", l->names[i]);
+        fprintf(stderr, "], torch [%s]\n", csv ? csv : "");
+    }
+    CHECK(same);
+}
+
+static char *case_path(char *buf, size_t n, const char *case_name, const char *suffix) {
+    snprintf(buf, n, "%s/%s%s", parity_dir(), case_name, suffix);
+    return buf;
+}
+
+static bool file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static bk_safetensors *open_case(const char *case_name, const char *suffix) {
+    char path[1024];
+    bk_safetensors *st = bk_safetensors_load(case_path(path, sizeof path, case_name, suffix));
+    if (!st) fprintf(stderr, "  %s: cannot load %s: %s\n", case_name, path, bk_last_error());
+    return st;
+}
+
+static bk_tensor *arena_copy(const bk_tensor *t) { return bk_from_data(t->ndim, t->shape, t->data); }
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* ======================================================================================
+ * One module case: names, strict load, mode, warm-up passes, forward, backward, buffers.
+ * ====================================================================================== */
+
+static void run_module_case(const cnn_case *c) {
+    const char *name = c->name;
+    case_err_reset();
+    bk_safetensors *w = open_case(name, ".safetensors");
+    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    bk_module *m = c->build();
+    bk_param_list *params = NULL, *state = NULL, *buffers = NULL;
+    CHECK(w && ref && m);
+    if (!w || !ref || !m) goto done;
+    const char *meta_case = bk_safetensors_meta(ref, "case"), *mode = bk_safetensors_meta(ref, "mode");
+    const char *warm = bk_safetensors_meta(ref, "warmup"), *ex = bk_safetensors_meta(ref, "exact");
+    CHECK(meta_case && strcmp(meta_case, name) == 0);
+    CHECK(mode && (strcmp(mode, "train") == 0 || strcmp(mode, "eval") == 0) && warm && ex);
+    if (!mode || !warm || !ex) goto done;
+    bool training = strcmp(mode, "train") == 0, exact = strcmp(ex, "1") == 0;
+    /* a name that says its mode must have been generated in that mode */
+    CHECK(!ends_with(name, "_train") || training);
+    CHECK(!ends_with(name, "_eval") || !training);
+
+    params = bk_module_named(m, BK_PARAMS);
+    state = bk_module_named(m, BK_STATE);
+    buffers = bk_module_named(m, BK_BUFFERS);
+    CHECK(params && state && buffers);
+    if (!params || !state || !buffers) goto done;
+    check_names(name, "named parameters", params, bk_safetensors_meta(ref, "param_names"));
+    check_names(name, "state dict", state, bk_safetensors_meta(ref, "state_names"));
+    check_names(name, "buffers", buffers, bk_safetensors_meta(ref, "buffer_names"));
+
+    if (state->n > 0) { /* parameter-free blocks have an empty state dict */
+        int rc = bk_module_load_from(m, w, true);
+        CHECK(rc == 0);
+        if (rc != 0) goto done;
+    }
+    bk_module_train(m, training);
+
+    /* The warm-up training passes (torch ran them under no_grad): they only move the
+     * running statistics, which are compared at the end. */
+    int n_warm = atoi(warm);
+    bool prev = bk_set_grad_enabled(false);
+    for (int i = 0; i < n_warm; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "warmup.%d", i);
+        const bk_tensor *xw = bk_safetensors_get(ref, key);
+        CHECK(xw != NULL);
+        if (!xw) break;
+        CHECK(bk_forward(m, arena_copy(xw)) != NULL);
+    }
+    bk_set_grad_enabled(prev);
+
+    const bk_tensor *X = bk_safetensors_get(ref, "input");
+    CHECK(X != NULL);
+    if (!X) goto done;
+    bk_tensor *x = bk_requires_grad(arena_copy(X), true);
+    bk_tensor *y = bk_forward(m, x);
+    compare(name, "output", y, bk_safetensors_get(ref, "output"), ref, exact);
+    if (!y) goto done;
+
+    /* L = (output * upstream).sum() */
+    int rc = bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false);
+    CHECK(rc == 0);
+    if (rc != 0) goto done;
+    compare(name, "input.grad", x->grad, bk_safetensors_get(ref, "input.grad"), ref, exact);
+    for (int i = 0; i < params->n; i++) {
+        char key[200];
+        snprintf(key, sizeof key, "grad.%s", params->names[i]);
+        compare(name, key, params->tensors[i]->grad, bk_safetensors_get(ref, key), ref, exact);
+    }
+    /* Buffers after all passes: running statistics and num_batches_tracked (float32 here,
+     * int64 in torch, converted by the generator); unchanged in eval mode. */
+    for (int i = 0; i < buffers->n; i++) {
+        char key[200];
+        snprintf(key, sizeof key, "state.%s", buffers->names[i]);
+        compare(name, key, buffers->tensors[i], bk_safetensors_get(ref, key), ref, exact);
+        CHECK(buffers->tensors[i]->grad == NULL);
+    }
+    case_err_print(name);
+
+done:
+    bk_param_list_free(params);
+    bk_param_list_free(state);
+    bk_param_list_free(buffers);
+    bk_module_free(m);
+    bk_safetensors_free(w);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * Op cases (OP_CASES in gen_cnn.py): input "x", output, upstream, x.grad
+ * ====================================================================================== */
+
+static void run_op_case(const char *name, bk_tensor *(*fn)(bk_tensor *)) {
+    case_err_reset();
+    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    CHECK(ref != NULL);
+    if (!ref) return;
+    const char *inputs = bk_safetensors_meta(ref, "inputs");
+    CHECK(inputs && strcmp(inputs, "x") == 0);
+    const bk_tensor *X = bk_safetensors_get(ref, "x");
+    CHECK(X != NULL);
+    if (X) {
+        bk_tensor *x = bk_requires_grad(arena_copy(X), true);
+        bk_tensor *y = fn(x);
+        compare(name, "output", y, bk_safetensors_get(ref, "output"), ref, false);
+        if (y) {
+            CHECK(bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false) == 0);
+            compare(name, "x.grad", x->grad, bk_safetensors_get(ref, "x.grad"), ref, false);
+        }
+        case_err_print(name);
+    }
+    bk_safetensors_free(ref);
+}
+
+TEST(cnn_op_gelu) { run_op_case("cnn_op_gelu", bk_gelu); }
+TEST(cnn_op_gelu_tanh) { run_op_case("cnn_op_gelu_tanh", bk_gelu_tanh); }
+
+/* ======================================================================================
+ * Running
+ * ====================================================================================== */
+
+static const cnn_case *current_case_;
+TEST(module_case) { run_module_case(current_case_); }
+
+TEST(references_present) {
+    struct stat sb;
+    bool there = stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (!there) fprintf(stderr, "  no directory %s and BRICK_REQUIRE_TORCH=1\n", parity_dir());
+    CHECK(there);
+}
+
+/* Runs a test if its files are there; otherwise skips it, or fails it under
+ * BRICK_REQUIRE_TORCH=1 (the case then reports which file is missing). The test's name
+ * in the output is the case's. */
+static void run_if_present(const char *name, void (*test)(void), bool is_module) {
+    char p1[1024], p2[1024];
+    bool there = file_exists(case_path(p1, sizeof p1, name, ".ref.safetensors")) &&
+                 (!is_module || file_exists(case_path(p2, sizeof p2, name, ".safetensors")));
+    if (!there && !require_torch()) {
+        printf("  skip %s (no reference file in %s)\n", name, parity_dir());
+        skipped_++;
+        return;
+    }
+    int before = test_failed_checks_;
+    test_current_ = name;
+    bk_clear_error();
+    test();
+    bk_arena_reset(NULL);
+    if (test_failed_checks_ == before) {
+        test_passed_++;
+        printf("  ok   %s\n", name);
+    } else {
+        test_failed_++;
+        printf("  FAIL %s\n", name);
+    }
+}
+
+int main(void) {
+    struct stat sb;
+    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
+        printf("test_parity_cnn: SKIP: no PyTorch references in %s. Generate them with\n"
+               "  /usr/bin/python3 tests/parity/gen_cnn.py --out %s --seed N\n"
+               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
+               "makes this a failure.\n",
+               parity_dir(), parity_dir());
+        return test_summary("test_parity_cnn (skipped)");
+    }
+    RUN(references_present);
+    for (int i = 0; i < N_CASES; i++) {
+        current_case_ = &CASES[i];
+        run_if_present(CASES[i].name, module_case, true);
+    }
+    run_if_present("cnn_op_gelu", cnn_op_gelu, false);
+    run_if_present("cnn_op_gelu_tanh", cnn_op_gelu_tanh, false);
+    if (skipped_) printf("test_parity_cnn: %d case(s) skipped\n", skipped_);
+    return test_summary("test_parity_cnn");
+}
