@@ -1,0 +1,413 @@
+/* test_parity_transformer.c - brick against PyTorch on embeddings, positional encodings,
+ * nn.MultiheadAttention and the Transformer layers and stacks.
+ *
+ * tests/parity/gen_transformer.py writes, per case, trf_<case>.safetensors (the state
+ * dict under PyTorch's names) and trf_<case>.ref.safetensors (inputs, masks, outputs with
+ * their upstream gradients, input and parameter gradients; metadata with the kind of
+ * layer, its constructor arguments cfg.*, the name lists, print(model) and torch's own
+ * float32 error per tensor). This test builds the same layer from cfg.* with brick's
+ * constructors, checks names and printing, loads the state dict strictly, runs the
+ * forward with the same masks, L = sum(output * upstream) over the outputs, backward, and
+ * compares every output and gradient.
+ *
+ * Tolerance, as tests/test_parity.c (see tests/parity/README.md): |brick - torch| <=
+ * 1e-6 + 2 E + 1e-5 |torch|, E = torch's float32 error on that tensor (capped at 1e-5).
+ * NaN must appear exactly where torch has NaN (the fully masked attention row).
+ *
+ * Environment: BRICK_PARITY_DIR (default build/parity), BRICK_REQUIRE_TORCH=1 (a missing
+ * reference is a failure, not a skip), BRICK_TEST_VERBOSE (print every comparison).
+ */
+#include "test.h"
+
+#include <sys/stat.h>
+
+#define RTOL 1e-5
+#define ATOL 1e-6
+#define F32ERR_CAP 1e-5
+
+static int skipped_;
+
+static const char *parity_dir(void) {
+    const char *d = getenv("BRICK_PARITY_DIR");
+    return d && d[0] ? d : "build/parity";
+}
+
+static bool require_torch(void) {
+    const char *r = getenv("BRICK_REQUIRE_TORCH");
+    return r && strcmp(r, "1") == 0;
+}
+
+static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
+
+static char *case_path(char *buf, size_t n, const char *name, const char *suffix) {
+    snprintf(buf, n, "%s/trf_%s%s", parity_dir(), name, suffix);
+    return buf;
+}
+
+static bool file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* ---- metadata ------------------------------------------------------------------------- */
+
+static const char *meta(const bk_safetensors *ref, const char *key) {
+    const char *v = bk_safetensors_meta(ref, key);
+    return v ? v : "";
+}
+
+static int64_t cfg_int(const bk_safetensors *ref, const char *key) {
+    char k[128];
+    snprintf(k, sizeof k, "cfg.%s", key);
+    return strtoll(meta(ref, k), NULL, 10);
+}
+
+static float cfg_float(const bk_safetensors *ref, const char *key) {
+    char k[128];
+    snprintf(k, sizeof k, "cfg.%s", key);
+    return strtof(meta(ref, k), NULL);
+}
+
+static const char *cfg_str(const bk_safetensors *ref, const char *key) {
+    char k[128];
+    snprintf(k, sizeof k, "cfg.%s", key);
+    return meta(ref, k);
+}
+
+/* Is `name` an element of the comma-separated list? */
+static bool in_csv(const char *csv, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = csv; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return true;
+        p = c ? c + 1 : NULL;
+    }
+    return false;
+}
+
+/* Splits a comma-separated list into at most cap names (pointers into buf). */
+static int split_csv(const char *csv, char *buf, size_t n, char **names, int cap) {
+    snprintf(buf, n, "%s", csv ? csv : "");
+    int count = 0;
+    for (char *p = buf; *p && count < cap;) {
+        names[count++] = p;
+        char *comma = strchr(p, ',');
+        if (!comma) break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    return count;
+}
+
+/* ---- comparing ---------------------------------------------------------------------- */
+
+static struct {
+    double worst, max_abs;
+    int compared, nans;
+} err_;
+
+static double torch_f32_error(const bk_safetensors *ref, const char *what) {
+    char key[192];
+    snprintf(key, sizeof key, "f32err.%s", what);
+    double e = strtod(meta(ref, key), NULL);
+    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
+}
+
+/* got vs want within the tolerance; NaN exactly where want has NaN. */
+static void compare(const char *case_name, const char *what, const bk_tensor *got, const bk_safetensors *ref) {
+    const bk_tensor *want = bk_safetensors_get(ref, what);
+    char s1[64], s2[64];
+    if (!want || !got || !bk_same_shape(got, want)) {
+        fprintf(stderr, "  %s %s: %s (brick %s, torch %s)\n", case_name, what,
+                !want ? "no reference" : !got ? "brick produced nothing" : "shapes differ",
+                got ? bk_shape_str(got, s1, sizeof s1) : "-", want ? bk_shape_str(want, s2, sizeof s2) : "-");
+        if (!got) fprintf(stderr, "    last error: %s\n", bk_last_error());
+        CHECK(want && got && bk_same_shape(got, want));
+        return;
+    }
+    double atol = ATOL + 2 * torch_f32_error(ref, what), worst = 0, max_abs = 0;
+    int shown = 0, nans = 0;
+    for (int64_t i = 0; i < got->numel; i++) {
+        double x = got->data[i], y = want->data[i];
+        double r = isnan(y) ? (isnan(x) ? 0 : INFINITY) : fabs(x - y) / (atol + RTOL * fabs(y));
+        if (isnan(y)) nans++;
+        else if (fabs(x - y) > max_abs || isnan(x)) max_abs = isnan(x) ? INFINITY : fabs(x - y);
+        if (!(r <= 1) && shown < 5) {
+            fprintf(stderr, "    %s %s[%lld]: brick %.9g, torch %.9g\n", case_name, what, (long long)i, x, y);
+            shown++;
+        }
+        if (!(r <= worst)) worst = r;
+    }
+    if (verbose() || !(worst <= 1))
+        fprintf(stderr, "  %-22s %-34s max abs %.3g  worst %.3g of tolerance%s\n", case_name, what, max_abs, worst,
+                nans ? "  (NaN pattern equal)" : "");
+    CHECK(worst <= 1);
+    if (!(worst <= err_.worst)) err_.worst = worst;
+    if (max_abs > err_.max_abs) err_.max_abs = max_abs;
+    err_.compared++;
+    err_.nans += nans;
+}
+
+static void check_names(const char *case_name, const char *what, const bk_module *m, int which, const char *csv) {
+    bk_param_list *l = bk_module_named(m, which);
+    char buf[8192], *want[256];
+    int n = split_csv(csv, buf, sizeof buf, want, 256);
+    bool same = l && l->n == n;
+    for (int i = 0; same && i < n; i++) same = strcmp(l->names[i], want[i]) == 0;
+    if (!same) {
+        fprintf(stderr, "  %s %s: brick [", case_name, what);
+        for (int i = 0; l && i < l->n; i++) fprintf(stderr, "%s%s", i ? "," : "", l->names[i]);
+        fprintf(stderr, "], torch [%s]\n", csv);
+    }
+    CHECK(same);
+    bk_param_list_free(l);
+}
+
+/* ======================================================================================
+ * Building the layer of a case from its cfg.* and running it
+ * ====================================================================================== */
+
+static bk_transformer_config layer_config(const bk_safetensors *ref) {
+    bk_transformer_config c = BK_TRANSFORMER_DEFAULTS(cfg_int(ref, "d_model"), cfg_int(ref, "nhead"));
+    c.dim_feedforward = cfg_int(ref, "dim_feedforward");
+    c.dropout = 0.0f;
+    c.activation = strcmp(cfg_str(ref, "activation"), "gelu") == 0 ? BK_ACTIVATION_GELU : BK_ACTIVATION_RELU;
+    c.layer_norm_eps = cfg_float(ref, "layer_norm_eps");
+    c.batch_first = cfg_int(ref, "batch_first") != 0;
+    c.norm_first = cfg_int(ref, "norm_first") != 0;
+    return c;
+}
+
+static bk_module *build(const bk_safetensors *ref, const char *kind) {
+    if (!strcmp(kind, "embedding")) {
+        int64_t pad = cfg_int(ref, "padding_idx"), n = cfg_int(ref, "num_embeddings"), d = cfg_int(ref, "embedding_dim");
+        return pad < 0 ? bk_nn_embedding(n, d) : bk_nn_embedding_padded(n, d, pad);
+    }
+    if (!strcmp(kind, "posenc"))
+        return bk_nn_positional_encoding(cfg_int(ref, "num_hiddens"), 0.0f, cfg_int(ref, "max_len"));
+    if (!strcmp(kind, "learnedpos"))
+        return bk_nn_learned_positional_embedding(cfg_int(ref, "max_len"), cfg_int(ref, "num_hiddens"));
+    if (!strcmp(kind, "mha"))
+        return bk_nn_multihead_attention(cfg_int(ref, "embed_dim"), cfg_int(ref, "num_heads"), 0.0f,
+                                         cfg_int(ref, "bias") != 0, cfg_int(ref, "batch_first") != 0);
+    bk_transformer_config c = layer_config(ref);
+    if (!strcmp(kind, "encoder_layer")) return bk_nn_transformer_encoder_layer(c);
+    if (!strcmp(kind, "decoder_layer")) return bk_nn_transformer_decoder_layer(c);
+    bk_module *norm = cfg_int(ref, "final_norm") ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f) : NULL;
+    int n = (int)cfg_int(ref, "num_layers");
+    if (!strcmp(kind, "encoder")) return bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), n, norm);
+    if (!strcmp(kind, "decoder")) return bk_nn_transformer_decoder(bk_nn_transformer_decoder_layer(c), n, norm);
+    bk_module_free(norm);
+    bk_set_error("unknown kind \"%s\"", kind);
+    return NULL;
+}
+
+/* The named inputs and masks of a case, as arena tensors. */
+typedef struct case_io {
+    int n_in;
+    char in_buf[256], *in_names[8];
+    bk_tensor *in[8];
+} case_io;
+
+static bk_tensor *input(case_io *io, const char *name) {
+    for (int i = 0; i < io->n_in; i++)
+        if (!strcmp(io->in_names[i], name)) return io->in[i];
+    return NULL;
+}
+
+/* A mask by name, or NULL when the case has none; bool attention masks become additive. */
+static bk_tensor *mask(const bk_safetensors *ref, const char *name) {
+    if (!in_csv(meta(ref, "masks"), name)) return NULL;
+    const bk_tensor *t = bk_safetensors_get(ref, name);
+    bk_tensor *m = t ? bk_from_data(t->ndim, t->shape, t->data) : NULL;
+    return in_csv(meta(ref, "bool_masks"), name) ? bk_attn_mask_from_bool(m) : m;
+}
+
+/* Runs the case's forward; fills outs (in the order of meta "outputs"). */
+static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, case_io *io, bk_tensor **outs) {
+    if (!strcmp(kind, "embedding") || !strcmp(kind, "posenc") || !strcmp(kind, "learnedpos")) {
+        outs[0] = bk_forward(m, input(io, "input"));
+        return 1;
+    }
+    if (!strcmp(kind, "mha")) {
+        const char *mode = cfg_str(ref, "mode");
+        bk_tensor *q, *k, *v;
+        if (!strcmp(mode, "self")) q = k = v = input(io, "input");
+        else if (!strcmp(mode, "kv")) q = input(io, "query"), k = v = input(io, "memory");
+        else q = input(io, "query"), k = input(io, "key"), v = input(io, "value");
+        bool nw = cfg_int(ref, "need_weights") != 0;
+        outs[0] = bk_mha_forward(m, q, k, v, mask(ref, "key_padding_mask"), mask(ref, "attn_mask"), nw,
+                                 cfg_int(ref, "average") != 0, &outs[1]);
+        return nw ? 2 : 1;
+    }
+    if (!strcmp(kind, "encoder_layer"))
+        outs[0] = bk_transformer_encoder_layer_forward(m, input(io, "src"), mask(ref, "src_mask"),
+                                                       mask(ref, "src_key_padding_mask"));
+    else if (!strcmp(kind, "encoder"))
+        outs[0] = bk_transformer_encoder_forward(m, input(io, "src"), mask(ref, "mask"),
+                                                 mask(ref, "src_key_padding_mask"));
+    else if (!strcmp(kind, "decoder_layer"))
+        outs[0] = bk_transformer_decoder_layer_forward(m, input(io, "tgt"), input(io, "memory"), mask(ref, "tgt_mask"),
+                                                       mask(ref, "memory_mask"), mask(ref, "tgt_key_padding_mask"),
+                                                       mask(ref, "memory_key_padding_mask"));
+    else if (!strcmp(kind, "decoder"))
+        outs[0] = bk_transformer_decoder_forward(m, input(io, "tgt"), input(io, "memory"), mask(ref, "tgt_mask"),
+                                                 mask(ref, "memory_mask"), mask(ref, "tgt_key_padding_mask"),
+                                                 mask(ref, "memory_key_padding_mask"));
+    return 1;
+}
+
+static void run_case(const char *name) {
+    memset(&err_, 0, sizeof err_);
+    char path[1024];
+    bk_safetensors *w = bk_safetensors_load(case_path(path, sizeof path, name, ".safetensors"));
+    bk_safetensors *ref = bk_safetensors_load(case_path(path, sizeof path, name, ".ref.safetensors"));
+    bk_module *m = NULL;
+    bk_param_list *params = NULL;
+    CHECK(w && ref);
+    if (!w || !ref) goto done;
+    const char *kind = meta(ref, "kind");
+    CHECK(strcmp(meta(ref, "case"), name) == 0);
+    m = build(ref, kind);
+    CHECK(m != NULL);
+    if (!m) goto done;
+
+    // Names and printing are PyTorch's.
+    check_names(name, "named parameters", m, BK_PARAMS, meta(ref, "param_names"));
+    check_names(name, "state dict", m, BK_STATE, meta(ref, "state_names"));
+    check_names(name, "buffers", m, BK_BUFFERS, meta(ref, "buffer_names"));
+    int n = bk_module_repr(m, NULL, 0);
+    char *repr = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (repr) bk_module_repr(m, repr, (size_t)n + 1);
+    bool same_repr = repr && strcmp(repr, meta(ref, "repr")) == 0;
+    if (!same_repr) fprintf(stderr, "  %s print:\n%s\n  torch:\n%s\n", name, repr ? repr : "?", meta(ref, "repr"));
+    CHECK(same_repr);
+    free(repr);
+
+    // Strict load of the state dict.
+    int rc = bk_module_load_from(m, w, true);
+    CHECK(rc == 0);
+    if (rc != 0) goto done;
+
+    // Inputs (leaves wanting a gradient where torch computed one), forward, loss, backward.
+    case_io io;
+    memset(&io, 0, sizeof io);
+    io.n_in = split_csv(meta(ref, "inputs"), io.in_buf, sizeof io.in_buf, io.in_names, 8);
+    for (int i = 0; i < io.n_in; i++) {
+        const bk_tensor *t = bk_safetensors_get(ref, io.in_names[i]);
+        CHECK(t != NULL);
+        if (!t) goto done;
+        io.in[i] = bk_from_data(t->ndim, t->shape, t->data);
+        if (in_csv(meta(ref, "grad_inputs"), io.in_names[i])) bk_requires_grad(io.in[i], true);
+    }
+    char obuf[128], *onames[4];
+    int n_out = split_csv(meta(ref, "outputs"), obuf, sizeof obuf, onames, 4);
+    bk_tensor *outs[4] = {0};
+    CHECK(forward(ref, kind, m, &io, outs) == n_out);
+    bk_tensor *loss = NULL;
+    for (int i = 0; i < n_out; i++) {
+        compare(name, onames[i], outs[i], ref);
+        char up[64];
+        snprintf(up, sizeof up, "%s.upstream", onames[i]);
+        const bk_tensor *u = bk_safetensors_get(ref, up);
+        bk_tensor *term = u ? bk_sum(bk_mul(outs[i], bk_from_data(u->ndim, u->shape, u->data))) : NULL;
+        loss = i == 0 ? term : bk_add(loss, term);
+    }
+    CHECK(loss != NULL);
+    if (!loss) goto done;
+    CHECK(bk_backward(loss) == 0);
+    for (int i = 0; i < io.n_in; i++)
+        if (io.in[i]->requires_grad) {
+            char key[64];
+            snprintf(key, sizeof key, "%s.grad", io.in_names[i]);
+            compare(name, key, io.in[i]->grad, ref);
+        }
+    params = bk_module_named(m, BK_PARAMS);
+    for (int i = 0; params && i < params->n; i++) {
+        char key[192];
+        snprintf(key, sizeof key, "grad.%s", params->names[i]);
+        compare(name, key, params->tensors[i]->grad, ref);
+    }
+    if (verbose())
+        fprintf(stderr, "  == %-22s %2d tensors  max abs %.3g  worst %.3g of tolerance%s\n", name, err_.compared,
+                err_.max_abs, err_.worst, err_.nans ? "  (with NaNs, same pattern)" : "");
+done:
+    bk_param_list_free(params);
+    bk_module_free(m);
+    bk_safetensors_free(w);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * The cases (as CASES in gen_transformer.py)
+ * ====================================================================================== */
+
+#define CASE(name) \
+    TEST(name) { run_case(#name); }
+
+CASE(embedding_padded)
+CASE(embedding_1d)
+CASE(posenc_sin)
+CASE(posenc_sin_odd)
+CASE(posenc_learned)
+CASE(mha_self_causal_kpm)
+CASE(mha_cross_bf_perhead)
+CASE(mha_qkv_nobias_bool3d)
+CASE(mha_fully_masked)
+CASE(enc_post_relu)
+CASE(enc_post_gelu_bf)
+CASE(enc_pre_relu_bf)
+CASE(enc_pre_gelu)
+CASE(dec_post_relu)
+CASE(dec_post_gelu_bf)
+CASE(dec_pre_relu_bf)
+CASE(dec_pre_gelu)
+CASE(encoder_stack)
+CASE(decoder_stack)
+CASE(decoder_stack_nonorm)
+
+#define RUN_CASE(name)                                                                           \
+    do {                                                                                         \
+        char p1_[1024], p2_[1024];                                                               \
+        if ((file_exists(case_path(p1_, sizeof p1_, #name, ".ref.safetensors")) &&               \
+             file_exists(case_path(p2_, sizeof p2_, #name, ".safetensors"))) || require_torch()) \
+            RUN(name);                                                                           \
+        else {                                                                                   \
+            printf("  skip %s (no reference file in %s)\n", #name, parity_dir());                \
+            skipped_++;                                                                          \
+        }                                                                                        \
+    } while (0)
+
+int main(void) {
+    struct stat sb;
+    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
+        printf("test_parity_transformer: SKIP: no PyTorch references in %s. Generate them with\n"
+               "  /usr/bin/python3 tests/parity/gen_transformer.py --out %s --seed N\n"
+               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 makes this a failure.\n",
+               parity_dir(), parity_dir());
+        return test_summary("test_parity_transformer (skipped)");
+    }
+    RUN_CASE(embedding_padded);
+    RUN_CASE(embedding_1d);
+    RUN_CASE(posenc_sin);
+    RUN_CASE(posenc_sin_odd);
+    RUN_CASE(posenc_learned);
+    RUN_CASE(mha_self_causal_kpm);
+    RUN_CASE(mha_cross_bf_perhead);
+    RUN_CASE(mha_qkv_nobias_bool3d);
+    RUN_CASE(mha_fully_masked);
+    RUN_CASE(enc_post_relu);
+    RUN_CASE(enc_post_gelu_bf);
+    RUN_CASE(enc_pre_relu_bf);
+    RUN_CASE(enc_pre_gelu);
+    RUN_CASE(dec_post_relu);
+    RUN_CASE(dec_post_gelu_bf);
+    RUN_CASE(dec_pre_relu_bf);
+    RUN_CASE(dec_pre_gelu);
+    RUN_CASE(encoder_stack);
+    RUN_CASE(decoder_stack);
+    RUN_CASE(decoder_stack_nonorm);
+    if (skipped_) printf("test_parity_transformer: %d case(s) skipped\n", skipped_);
+    return test_summary("test_parity_transformer");
+}
