@@ -219,6 +219,24 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
 /* Same values, no history (torch's detach()). Shares storage with t. */
 bk_tensor *bk_detach(bk_tensor *t);
 
+/* Anomaly detection (torch.autograd.set_detect_anomaly): off by default, per thread, like
+ * the grad mode; bk_set_detect_anomaly returns the previous state. When on, the output of
+ * every op (grad mode on or off, user ops included: the check is in bk_op_record) and every
+ * gradient a backward function produces are checked for NaN and Inf. The first one found
+ * makes the op return NULL (so a forward fails as for any error) or bk_backward return -1,
+ * with a message naming the op, the element and the block the op ran in (the chain of
+ * bk_forward calls, each level "<child name>:<class>"):
+ *   anomaly: op 'log' produced NaN in its output (3,) at index 0 (in Sequential/1:Linear)
+ *   anomaly: op 'sqrt' produced Inf in the gradient of its input 0 (3,) at index 0 during
+ *   backward (in Net/act:Sqrt)
+ * An op given an input that already holds a NaN or Inf (data, a parameter after a
+ * diverging optimizer step, a tensor made with the mode off) is reported as "got ... in
+ * its input", naming the parameter when it is the running block's own. Cost when on: a
+ * pass over each op's output and each produced gradient, and a short string per recorded
+ * op; off: one thread-local test per op. */
+bool bk_set_detect_anomaly(bool on);
+bool bk_is_detect_anomaly(void);
+
 /* User-defined differentiable ops (torch.autograd.Function). The forward is any code that
  * computes the output tensor from its inputs; then bk_op_record() attaches the backward:
  *
@@ -242,7 +260,8 @@ typedef struct bk_op {
 } bk_op;
 
 /* Attaches op to out (if grad mode is on and an input requires grad), saving a copy of
- * the `params` bytes for the backward. Returns out, or NULL (out NULL, bad arguments). */
+ * the `params` bytes for the backward. Returns out, or NULL (out NULL, bad arguments, or
+ * in anomaly mode a NaN or Inf in out). Call it for every output, also with grad off. */
 bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
                         bk_tensor *const *inputs, const void *params, size_t params_size);
 const bk_tensor *bk_node_input(const bk_node *n, int i);
@@ -421,10 +440,12 @@ bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float
 /* MultiheadAttention.forward(query, key, value, key_padding_mask, need_weights, attn_mask,
  * average_attn_weights): query (L, B, E) / (B, L, E), key and value (S, B, E) / (B, S, E)
  * (or unbatched (L, E), (S, E)); masks as described at the top of this section, or NULL.
- * Returns the output, shaped like query. With need_weights, *attn_weights (may be NULL
- * otherwise) gets the attention weights, after dropout, with history: averaged over heads
- * (B, L, S) or per head (B, H, L, S) (unbatched: (L, S), (H, L, S)); else NULL. Errors
- * name the layer and the shapes. */
+ * Returns the output, shaped like query. attn_weights may be NULL; otherwise it is set to
+ * NULL, or with need_weights to the attention weights (after dropout, with autograd
+ * history, as torch returns them): averaged over heads (B, L, S) or per head (B, H, L, S)
+ * (unbatched: (L, S), (H, L, S)). key_padding_mask is boolean only (torch 1.13 also takes
+ * an additive float one; put that in a (B*H, L, S) attn_mask instead). Errors name the
+ * layer and the shapes. */
 bk_tensor *bk_mha_forward(bk_module *m, bk_tensor *query, bk_tensor *key, bk_tensor *value,
                           bk_tensor *key_padding_mask, bk_tensor *attn_mask, bool need_weights,
                           bool average_attn_weights, bk_tensor **attn_weights);
@@ -558,7 +579,8 @@ bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int6
 int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
 
 /* Runs the block: m->cls->forward(m, x). NULL in, NULL out. On failure the error is
- * prefixed with the innermost failing block's class name. */
+ * prefixed with the innermost failing block's class name (except anomaly-mode messages,
+ * which already name the whole chain of blocks). */
 bk_tensor *bk_forward(bk_module *m, bk_tensor *x);
 
 /* Children by position or name (borrowed; NULL if absent). */
@@ -684,7 +706,9 @@ const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
 /* Writes n tensors under the given names, with optional metadata (n_meta key/value
  * pairs), atomically: a temporary file in the same directory, fsync, rename. Names must be
  * unique, valid UTF-8 and not "__metadata__". A new file gets mode 0666 & ~umask; on failure
- * an existing file is left as it was. */
+ * an existing file is left as it was. A save killed midway leaves its temporary file
+ * "<path>.tmp.XXXXXX", which loads ignore and the next successful save of path removes
+ * (only those no running save holds; docs/reliability.md). */
 int bk_safetensors_save(const char *path, int n, const char *const *names,
                         const bk_tensor *const *tensors, int n_meta,
                         const char *const *meta_keys, const char *const *meta_values);

@@ -4,11 +4,14 @@
 #   scripts/deps.sh [--build-only] [--blas] [--dataset]
 #
 #   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev
-#                 python3-torch python3-numpy valgrind
+#                 python3-torch python3-numpy valgrind, and clang libclang-rt-14-dev (clang
+#                 with libFuzzer, for `make fuzz` and the fuzzing stage of scripts/test.sh)
 #   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
 #   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
 #   --dataset     also dataset-fashion-mnist (optional: `brick train` and the demo then use
 #                 the full data set instead of the subset bundled in data/)
+#   (not installed by this script) fortunes: optional English text for `brick train-lm
+#                 --text` (docs/text.md); the tests use data/text/fortunes-sample.txt instead
 #
 # Checks each package with dpkg-query first: quiet and quick when all are present. As root it
 # installs the missing ones with apt-get (running apt-get update only then); otherwise it
@@ -30,7 +33,7 @@ done
 
 pkgs=(build-essential pkg-config zlib1g-dev)
 if [ "$build_only" = 0 ]; then
-    pkgs+=(python3-torch python3-numpy valgrind)
+    pkgs+=(python3-torch python3-numpy valgrind clang libclang-rt-14-dev)
 fi
 if [ "$blas" = 1 ]; then
     pkgs+=(libopenblas-dev)

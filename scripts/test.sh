@@ -8,9 +8,12 @@
 #   2. make -j$JOBS test             (build, PyTorch parity data, tests, examples)
 #   3. make -j$JOBS test SAN=1       (the same under ASan + UBSan, in build-san/)
 #   4. scripts/install_check.sh      (make install to a temporary prefix + consumer program)
+#   5. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
+#                                     only when clang can link a libFuzzer program here)
 # The last line is "N passed, M failed", summed over the stages' own counts (a stage that
 # fails before reporting counts as one failure). Exit status 1 on any failure.
-# Environment: JOBS (default 2), and whatever make and scripts/run_tests.sh read
+# Environment: JOBS (default 2), FUZZ_SECONDS (default 60; 0 skips fuzzing), and whatever
+# make and scripts/run_tests.sh read
 # (BRICK_SEED, BRICK_REQUIRE_TORCH, BLAS via MAKEFLAGS, ...).
 set -uo pipefail
 
@@ -58,6 +61,20 @@ fi
 stage "make test" make -j"$jobs" test
 stage "make test SAN=1" make -j"$jobs" test SAN=1
 stage "install check" bash scripts/install_check.sh
+
+# clang with libFuzzer: can it link a fuzz target?
+fuzz_secs=${FUZZ_SECONDS:-60}
+printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n);\n%s\n' \
+    'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' \
+    >"$logdir/probe.c"
+if [ "$fuzz_secs" = 0 ]; then
+    echo; echo "=== fuzz: skipped (FUZZ_SECONDS=0)"
+elif command -v clang >/dev/null &&
+    clang -fsanitize=fuzzer,address,undefined "$logdir/probe.c" -o "$logdir/probe" >/dev/null 2>&1; then
+    stage "fuzz (${fuzz_secs}s each)" bash fuzz/run.sh all "$fuzz_secs"
+else
+    echo; echo "=== fuzz: skipped (no clang with libFuzzer; scripts/deps.sh installs clang libclang-rt-14-dev)"
+fi
 
 echo
 echo "=== summary"

@@ -39,6 +39,28 @@ int bk__dim(const char *who, int dim, int ndim);
 /* Sets contiguous row-major strides and numel. */
 void bk__set_contiguous(bk_tensor *t);
 
+/* ---- the heap (core/alloc.c) ---------------------------------------------------------
+ * Every allocation in src/ goes through these, never malloc & co. directly, so that tests
+ * can make the k-th one fail. Same contracts as the C functions they wrap; memory from
+ * any of them is released with bk__free. */
+void *bk__malloc(size_t bytes);
+void *bk__calloc(size_t count, size_t size);
+void *bk__realloc(void *p, size_t bytes);
+void *bk__aligned_alloc(size_t alignment, size_t bytes);
+char *bk__strdup(const char *s);
+void bk__free(void *p);
+/* Test hooks, per thread. bk__alloc_fail_after(k): of the allocations from now on, the
+ * one numbered k (0-based) fails, once; -1 disarms. bk__alloc_failures: faults injected
+ * so far (a sweep over k is done when arming k injects none). bk__alloc_calls: allocations
+ * requested so far. bk__alloc_limit(bytes): every single allocation above bytes fails
+ * (0 = no limit; the fuzz targets use it). bk__alloc_live: blocks allocated and not yet
+ * freed, all threads together (a leak check that needs no sanitizer). */
+void bk__alloc_fail_after(long k);
+long bk__alloc_failures(void);
+unsigned long long bk__alloc_calls(void);
+void bk__alloc_limit(size_t bytes);
+long bk__alloc_live(void);
+
 /* ---- arenas -------------------------------------------------------------------------- */
 /* 64-byte aligned bytes from the arena; NULL (with an error) on out of memory. */
 void *bk__arena_alloc(bk_arena *a, size_t bytes);
@@ -62,12 +84,28 @@ struct bk_node {
     void *params;
     uint32_t visit;   /* backward: visited stamp */
     bool released;    /* its graph was consumed by a backward without retain_graph */
+    const char *block; /* anomaly mode: the block path it ran in (arena), else NULL */
 };
 /* A backward function calls this when it cannot finish (out of memory), after setting
  * the error; bk_backward then fails instead of returning partial gradients. */
 void bk__backward_fail(void);
 /* Should an op with these inputs record history? (grad mode on and any input needs it) */
 bool bk__needs_grad(int n, bk_tensor *const *ts);
+
+/* ---- anomaly mode and the block stack (autograd/anomaly.c) ----------------------------- */
+/* bk_forward brackets a block's forward with these (the stack names blocks in messages). */
+void bk__block_push(const bk_module *m);
+void bk__block_pop(void);
+/* Anomaly mode only (bk_is_detect_anomaly): false, with the error set, when out holds a
+ * NaN or Inf (blaming an input that already held one). */
+bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs,
+                              bk_tensor *const *inputs);
+/* Anomaly mode only: false, with the error set, when a gradient of n's inputs holds a NaN
+ * or Inf after n's backward ran. */
+bool bk__anomaly_check_grads(const bk_node *n);
+/* The current block path copied into arena a for a node ("" outside any block), or NULL
+ * if out of memory. Called in anomaly mode only. */
+const char *bk__anomaly_block_copy(bk_arena *a);
 
 /* ---- the compute backend --------------------------------------------------------------
  * Every heavy kernel goes through this table so that a BLAS, threaded or GPU backend can
@@ -81,5 +119,20 @@ typedef struct bk_backend {
                   float *C, int64_t ldc);
 } bk_backend;
 const bk_backend *bk__backend(void);
+
+/* brick's own SGEMM (src/kernels/gemm.c), with the contract of bk_backend.sgemm: packed,
+ * cache-blocked, OpenMP-threaded over rows / columns of C, with an AVX2+FMA micro-kernel
+ * chosen at run time when the CPU has it. Results are bitwise identical for any number of
+ * threads. The backend uses it unless the build has OpenBLAS. */
+void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+               int64_t ldc);
+/* The same with the portable C micro-kernel forced (what CPUs without AVX2 run); for tests
+ * and benchmarks. */
+void bk__sgemm_portable(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                        float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        float beta, float *C, int64_t ldc);
+/* The micro-kernel bk__sgemm uses on this CPU, e.g. "avx2-fma 6x16" or "portable 4x8". */
+const char *bk__sgemm_kernel_name(void);
 
 #endif /* BRICK_INTERNAL_H */

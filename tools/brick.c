@@ -1,9 +1,10 @@
-/* brick.c - the `brick` command: main and subcommand dispatch.
+/* brick.c - the `brick` command: subcommand dispatch (cli_main; main.c calls it).
  *
  *   brick train    train a model on Fashion-MNIST (cmd_train.c)
  *   brick eval     test loss, accuracy and confusion matrix of a model file (cmd_eval.c)
  *   brick summary  block tree and per-block shapes and parameters (cmd_summary.c)
  *   brick predict  top-k classes of PGM or IDX images (cmd_predict.c)
+ *   brick train-lm, brick generate  character-level language model (cmd_lm.c)
  *
  * Exit statuses: 0 success, 1 runtime failure, 2 usage error (see cli.h).
  */
@@ -21,6 +22,8 @@ static const command COMMANDS[] = {
     {"eval", "brick eval", "test loss, accuracy and confusion matrix of a model file", cmd_eval},
     {"summary", "brick summary", "a model's blocks, output shapes and parameter counts", cmd_summary},
     {"predict", "brick predict", "top classes of PGM or IDX images", cmd_predict},
+    {"train-lm", "brick train-lm", "train a character-level Transformer language model", cmd_train_lm},
+    {"generate", "brick generate", "sample text from a train-lm model", cmd_generate},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -31,7 +34,7 @@ static void help(FILE *f) {
             "Neural networks out of layers and blocks, in plain C.\n"
             "\n"
             "commands:\n");
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f,
             "  help      this help, or `brick help <command>`\n"
             "\n"
@@ -64,7 +67,7 @@ static const command *find(const char *name) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
+int cli_main(int argc, char **argv) {
     if (argc < 2) return cli_usage("missing command (see brick --help)");
     const char *a = argv[1];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

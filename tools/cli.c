@@ -18,6 +18,7 @@
 
 
 const char *cli_prog = "brick";
+bool cli_parse_only = false;
 
 /* ---- messages ------------------------------------------------------------------------- */
 

@@ -32,6 +32,16 @@ enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
 /* "brick train" etc.: the prefix of every message; set by main before a command runs. */
 extern const char *cli_prog;
 
+/* The whole command line: dispatches argv[1] to its command and returns the exit status
+ * (brick.c; main.c is just main calling it, so that tests and the fuzz target can link
+ * everything else). */
+int cli_main(int argc, char **argv);
+/* When set, every command returns CLI_OK right after the checks of its arguments that
+ * need no file (options, values, positional counts, the --model spec), before it reads,
+ * writes or trains anything: the CLI fuzz target (fuzz/fuzz_cli.c) parses this way. Usage
+ * errors are reported exactly as without it. */
+extern bool cli_parse_only;
+
 /* Prints "<cli_prog>: <message>" on stderr and returns CLI_USAGE (2). */
 int cli_usage(const char *fmt, ...)
 #if defined(__GNUC__)
@@ -179,5 +189,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_train_lm(int argc, char **argv); /* cmd_lm.c */
+int cmd_generate(int argc, char **argv); /* cmd_lm.c */
 
 #endif

@@ -2,6 +2,8 @@
  * alone, then reports test loss, accuracy and a confusion matrix with class names.
  * Also home of cli_evaluate, which `brick train` uses after every epoch.
  */
+#define _XOPEN_SOURCE 700 /* PATH_MAX */
+
 #include "cli.h"
 
 #include <limits.h>
@@ -102,6 +104,7 @@ int cmd_eval(int argc, char **argv) {
     int rc = cli_parse(argc, argv, opts, 3, pos, 1, &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos != 1) return cli_usage("expected a model FILE (see --help)");
+    if (cli_parse_only) return CLI_OK;
     const char *path = pos[0];
     if (!cli_is_file(path)) return cli_usage("%s: no such file", path);
     char buf[PATH_MAX];

@@ -140,6 +140,7 @@ int cmd_predict(int argc, char **argv) {
     if (idx && n_pos > 1) return cli_usage("give either IMAGE files or --idx, not both");
     if (!idx && (opts[2].given || opts[3].given || opts[4].given))
         return cli_usage("--labels, --index and --count go with --idx");
+    if (cli_parse_only) return CLI_OK;
     for (int i = 0; i < n_pos; i++)
         if (!cli_is_file(pos[i])) return cli_usage("%s: no such file", pos[i]);
     if (idx && !cli_is_file(idx)) return cli_usage("--idx %s: no such file", idx);

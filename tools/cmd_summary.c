@@ -192,6 +192,7 @@ int cmd_summary(int argc, char **argv) {
     if (n_pos == 1) {
         if (opts[1].given || opts[2].given)
             return cli_usage("--in-shape and --classes go with --model (a file records them)");
+        if (cli_parse_only) return CLI_OK;
         if (!cli_is_file(pos[0])) return cli_usage("%s: no such file", pos[0]);
         cli_model cm;
         if ((rc = cli_model_load(pos[0], &cm))) return rc;
@@ -208,6 +209,10 @@ int cmd_summary(int argc, char **argv) {
     char canon[256];
     bk_module *net = bk_model_build(model, in_ndim, in_shape, (int)classes, canon, sizeof canon);
     if (!net) return cli_usage("%s", bk_last_error());
+    if (cli_parse_only) {
+        bk_module_free(net);
+        return CLI_OK;
+    }
     rc = summarise(net, in_ndim, in_shape, canon);
     bk_module_free(net);
     return rc;

@@ -15,14 +15,29 @@
  * after epoch k and resumed ends with bitwise the same weights as an uninterrupted one
  * (same thread count). Nothing time-dependent goes into the model file, so two identical
  * trainings give byte-identical model files.
+ *
+ * Interrupts: SIGINT (Ctrl-C) and SIGTERM only set a flag, checked after every step. The
+ * step in progress finishes, the checkpoint is written with the position inside the epoch
+ * (the loader generator at the epoch's start, the batches done, the epoch's running sums),
+ * and the command exits with 128 + the signal (130 for Ctrl-C). --resume replays the
+ * epoch's shuffle from that generator, skips the batches done and goes on, so the final
+ * weights equal an uninterrupted run's bit for bit. The handler is one-shot: a second
+ * Ctrl-C kills at once (every file is written atomically, so none is left half-written).
+ * The hidden BRICK_TEST_INTERRUPT_AT_STEP=N raises SIGINT after step N (for the tests).
+ *
+ * Numerics: a batch whose loss is NaN, Inf or above --max-loss stops the run (exit 1)
+ * before its backward, so the files of the last finished epoch stay as they were;
+ * --detect-anomaly turns on the library's anomaly mode, which names the first op (and its
+ * block) that makes a NaN or Inf in the forward or backward.
  */
-#define _XOPEN_SOURCE 700 /* strdup, isatty */
+#define _XOPEN_SOURCE 700 /* strdup, isatty, sigaction */
 
 #include "cli.h"
 
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -57,18 +72,29 @@ static void help(FILE *f) {
             "                      the new total (default: the checkpoint's)\n"
             "  --threads T         compute threads (default: the library's); results are\n"
             "                      reproducible bit for bit for a fixed thread count\n"
+            "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
+            "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
+            "                      a NaN or infinite loss stops it)\n"
+            "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
+            "                      name the first op (and block) that makes one (slower)\n"
             "  -h, --help          this help\n"
             "\n"
             "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
             "train loss, train accuracy, test loss, test accuracy and its time.\n"
-            "Exit status: 0 done, 1 runtime failure (a file that fails to load, NaN loss),\n"
-            "2 bad usage.\n");
+            "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
+            "the position in the epoch and exits; --resume continues to the same weights as an\n"
+            "uninterrupted run. A second Ctrl-C stops at once (the last saved files stay whole).\n"
+            "Exit status: 0 done, 1 runtime failure (a file that fails to load, a NaN or\n"
+            "diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
+            "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n");
 }
 
 typedef struct train_cfg {
     const char *model, *data, *optimizer, *out, *resume;
     int64_t epochs, batch, seed, threads;
     double lr, momentum, weight_decay;
+    double max_loss; /* < 0: the default, 1000 ln(classes) */
+    bool detect_anomaly;
 } train_cfg;
 
 /* Metadata being assembled: keys are static strings, values owned. */
@@ -115,6 +141,15 @@ static bool parse_rng(const char *s, bk_rng *r) {
     return true;
 }
 
+/* The epoch in progress: what a checkpoint written inside an epoch holds to go on. */
+typedef struct epoch_pos {
+    bk_rng start_rng;         /* the loader's generator before the epoch's shuffle */
+    int64_t batch;            /* batches done */
+    double loss_sum;          /* sum of loss * batch size over them */
+    int64_t correct, seen;
+    double seconds;           /* time spent in the epoch before a resume */
+} epoch_pos;
+
 /* Everything one run holds. */
 typedef struct run {
     train_cfg c;
@@ -127,6 +162,9 @@ typedef struct run {
     cli_epoch *hist;
     int n_hist, done_epochs;
     int64_t step;
+    epoch_pos pos;            /* of the epoch in progress */
+    bool resume_mid;          /* pos came from a checkpoint written inside an epoch */
+    int64_t interrupt_at;     /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
     char *ckpt_path, *csv_path, *svg_path;
     char *owned_out; /* --out derived from --resume */
 } run;
@@ -155,8 +193,23 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
     if (!cli_parse_i64(GET("brick.batch_size"), &batch) || !cli_parse_i64(GET("brick.seed"), &seed) ||
         !cli_parse_i64(GET("brick.epoch"), &epoch) || !cli_parse_i64(GET("brick.epochs"), &epochs) ||
         !cli_parse_i64(GET("brick.step"), &r->step) ||
-        !cli_parse_i64(GET("brick.threads"), &threads) || batch < 1 || epoch < 1)
+        !cli_parse_i64(GET("brick.threads"), &threads) || batch < 1 || epoch < 0)
         return cli_fail("%s: malformed metadata (batch_size, seed, epoch, epochs, step, threads)", path);
+    /* Written inside an epoch (after an interrupt): the position in it. */
+    if (GET("brick.batch")) {
+        epoch_pos *ps = &r->pos;
+        const char *sum = GET("brick.epoch_loss_sum"), *secs = GET("brick.epoch_seconds");
+        char *end = NULL;
+        if (sum) ps->loss_sum = strtod(sum, &end);
+        if (!cli_parse_i64(GET("brick.batch"), &ps->batch) || ps->batch < 0 || !sum || *end ||
+            !cli_parse_i64(GET("brick.epoch_correct"), &ps->correct) ||
+            !cli_parse_i64(GET("brick.epoch_seen"), &ps->seen) || ps->correct < 0 ||
+            ps->seen < ps->correct)
+            return cli_fail("%s: malformed metadata (batch, epoch_loss_sum, epoch_correct, "
+                            "epoch_seen)", path);
+        ps->seconds = secs ? atof(secs) : 0;
+        r->resume_mid = ps->batch > 0;
+    }
     /* A given flag must not contradict the checkpoint (a resumed run keeps its settings). */
     struct { const char *flag; bool differs; char have[64]; } checks[] = {
         {"--optimizer", strcmp(r->c.optimizer, GET("brick.optimizer")) != 0, ""},
@@ -256,16 +309,13 @@ static void common_meta(const run *r, meta *md, const char *format) {
     }
 }
 
-/* Writes the model file, the checkpoint, the CSV and the SVG. CLI_OK or CLI_RUNTIME. */
-static int write_outputs(run *r) {
+/* Writes the checkpoint. in_epoch: inside epoch done_epochs + 1, at r->pos (after an
+ * interrupt); else at the end of epoch done_epochs. The loader generator saved is always
+ * its state at the start of the next epoch to run (the one in progress, if any), so that a
+ * resume replays that epoch's shuffle. CLI_OK or CLI_RUNTIME. */
+static int write_checkpoint(run *r, bool in_epoch) {
     meta md = {0};
-    common_meta(r, &md, CLI_MODEL_FORMAT);
-    int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys,
-                                (const char *const *)md.values);
-    meta_free(&md);
-    if (rc) return cli_fail(NULL);
-
-    bk_rng lrng = bk_loader_rng(r->loader), mrng = *bk_default_rng();
+    bk_rng lrng = in_epoch ? r->pos.start_rng : bk_loader_rng(r->loader), mrng = *bk_default_rng();
     cli_buf hist = {0};
     cli_history_csv(&hist, r->hist, r->n_hist, false);
     common_meta(r, &md, CLI_CKPT_FORMAT);
@@ -277,14 +327,33 @@ static int write_outputs(run *r) {
              (unsigned long long)mrng.inc);
     meta_add(&md, "brick.threads", "%" PRId64, r->c.threads);
     meta_add(&md, "brick.data", "%s", r->c.data);
+    if (in_epoch) {
+        meta_add(&md, "brick.batch", "%" PRId64, r->pos.batch);
+        meta_add(&md, "brick.epoch_loss_sum", "%a", r->pos.loss_sum); /* exact */
+        meta_add(&md, "brick.epoch_correct", "%" PRId64, r->pos.correct);
+        meta_add(&md, "brick.epoch_seen", "%" PRId64, r->pos.seen);
+        meta_add(&md, "brick.epoch_seconds", "%.3f", r->pos.seconds);
+    }
     /* the history is longer than meta_add's buffer */
     md.keys[md.n] = "brick.history";
     md.values[md.n++] = strdup(hist.p ? hist.p : "");
-    rc = bk_checkpoint_save(r->ckpt_path, r->m, r->o, md.n, md.keys,
-                            (const char *const *)md.values);
+    int rc = bk_checkpoint_save(r->ckpt_path, r->m, r->o, md.n, md.keys,
+                                (const char *const *)md.values);
     meta_free(&md);
     cli_buf_free(&hist);
+    return rc ? cli_fail(NULL) : CLI_OK;
+}
+
+/* Writes the model file, the checkpoint, the CSV and the SVG after an epoch. CLI_OK or
+ * CLI_RUNTIME. */
+static int write_outputs(run *r) {
+    meta md = {0};
+    common_meta(r, &md, CLI_MODEL_FORMAT);
+    int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys,
+                                (const char *const *)md.values);
+    meta_free(&md);
     if (rc) return cli_fail(NULL);
+    if ((rc = write_checkpoint(r, false))) return rc;
 
     cli_buf csv = {0}, svg = {0};
     char title[300];
@@ -297,43 +366,100 @@ static int write_outputs(run *r) {
     return rc ? cli_fail(NULL) : CLI_OK;
 }
 
-/* One epoch of training; fills e's train fields. CLI_OK or CLI_RUNTIME. */
+/* Set by SIGINT and SIGTERM (the signal's number); checked after every step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+/* train_epoch's result when a signal asked to stop (never returned by cmd_train). */
+enum { TRAIN_INTERRUPTED = 100 };
+
+/* Why a batch's loss stops the run, or NULL. */
+static const char *loss_problem(const run *r, double l) {
+    if (isnan(l)) return "NaN";
+    if (isinf(l)) return "infinite";
+    if (r->c.max_loss > 0 && l > r->c.max_loss) return "diverging";
+    return NULL;
+}
+
+/* What a run stopped by a bad loss leaves behind: it writes nothing after the failure. */
+#define KEPT_FILES "the files saved before (model, checkpoint) are left as they were"
+
+/* Reports a failed forward, backward or update (the library's message; an anomaly is
+ * most often a too large learning rate). Returns CLI_RUNTIME. */
+static int step_failed(const run *r, int epoch, int64_t batch) {
+    const char *e = bk_last_error();
+    if (!strncmp(e, "anomaly: ", 9))
+        return cli_fail("epoch %d, batch %" PRId64 ": %s; stopped (try a smaller --lr than %g); "
+                        "%s", epoch, batch, e, r->c.lr, KEPT_FILES);
+    return cli_fail("epoch %d, batch %" PRId64 ": %s", epoch, batch, e[0] ? e : "unknown error");
+}
+
+/* One epoch of training (or the rest of one, after a resume inside it); fills e's train
+ * fields. CLI_OK, CLI_RUNTIME, or TRAIN_INTERRUPTED with r->pos saying where it stopped. */
 static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
+    epoch_pos *ps = &r->pos;
+    int epoch = r->done_epochs + 1;
     bk_module_train(r->m, true);
+    if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
+    ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
     bk_loader_start(r->loader);
-    cli_progress_start(pg, r->done_epochs + 1, (int)r->c.epochs, bk_loader_num_batches(r->loader));
-    double total = 0;
-    int64_t correct = 0, seen = 0, B, batch = 0;
+    int64_t n_batches = bk_loader_num_batches(r->loader);
+    /* The same shuffle as before the interrupt; skip what was done (no copying). */
+    for (int64_t k = 0; r->resume_mid && k < ps->batch; k++)
+        if (bk_loader_next(r->loader, NULL, NULL, NULL) <= 0)
+            return cli_fail("%s: batch %" PRId64 " of epoch %d is past the %" PRId64 " batches "
+                            "of an epoch (different data?)", r->c.resume, ps->batch, epoch, n_batches);
+    r->resume_mid = false;
+    cli_progress_start(pg, epoch, (int)r->c.epochs, n_batches);
+    int64_t B;
     bk_tensor *x;
     const int64_t *y;
     while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
-        batch++;
         bk_tensor *logits = bk_forward(r->m, x); /* (B, classes) */
         bk_tensor *loss = bk_cross_entropy(logits, y, B, BK_REDUCTION_MEAN);
-        bk_optim_zero_grad(r->o);
-        if (!loss || bk_backward(loss) != 0 || bk_optim_step(r->o) != 0) {
-            cli_progress_clear(pg);
-            return cli_fail(NULL);
+        /* Before the backward and the update: a stopped run leaves no damaged state. */
+        double l = loss ? bk_item(loss) : NAN;
+        const char *bad = loss ? loss_problem(r, l) : NULL;
+        int rc = CLI_OK;
+        if (!loss) {
+            rc = step_failed(r, epoch, ps->batch + 1);
+        } else if (bad) {
+            char why[96] = "";
+            if (!strcmp(bad, "diverging"))
+                snprintf(why, sizeof why, " (%g > --max-loss %g)", l, r->c.max_loss);
+            rc = cli_fail("the loss is %s at epoch %d, batch %" PRId64 "%s: stopped; try a "
+                          "smaller --lr than %g%s; %s", bad, epoch, ps->batch + 1, why, r->c.lr,
+                          r->c.detect_anomaly ? "" : " (--detect-anomaly names the op that "
+                                                     "makes a NaN or Inf)", KEPT_FILES);
+        } else {
+            bk_optim_zero_grad(r->o);
+            if (bk_backward(loss) != 0 || bk_optim_step(r->o) != 0)
+                rc = step_failed(r, epoch, ps->batch + 1);
         }
-        double l = bk_item(loss);
+        if (rc) {
+            bk_arena_reset(NULL);
+            cli_progress_clear(pg);
+            return rc;
+        }
         int64_t ok = bk_count_correct(logits, y, B);
         bk_arena_reset(NULL);
-        if (!isfinite(l)) {
-            cli_progress_clear(pg);
-            return cli_fail("the loss is %s at epoch %d, batch %" PRId64
-                            " (try a smaller --lr than %g)", isnan(l) ? "NaN" : "infinite",
-                            r->done_epochs + 1, batch, r->c.lr);
-        }
         r->step++;
-        total += l * (double)B;
-        correct += ok;
-        seen += B;
-        cli_progress_update(pg, batch, seen, total / (double)seen);
+        ps->batch++;
+        ps->loss_sum += l * (double)B;
+        ps->correct += ok;
+        ps->seen += B;
+        cli_progress_update(pg, ps->batch, ps->seen, ps->loss_sum / (double)ps->seen);
+        if (r->interrupt_at > 0 && r->step == r->interrupt_at) raise(SIGINT);
+        if (stop_signal) {
+            cli_progress_clear(pg);
+            return TRAIN_INTERRUPTED;
+        }
     }
     cli_progress_clear(pg);
     if (B < 0) return cli_fail(NULL);
-    e->train_loss = seen ? total / (double)seen : 0;
-    e->train_acc = seen ? (double)correct / (double)seen : 0;
+    e->train_loss = ps->seen ? ps->loss_sum / (double)ps->seen : 0;
+    e->train_acc = ps->seen ? (double)ps->correct / (double)ps->seen : 0;
     return CLI_OK;
 }
 
@@ -381,19 +507,87 @@ static int setup(run *r, const bk_safetensors *resume) {
     printf("model: %s (%" PRId64 " parameters), %s lr %g%s, batch %" PRId64 ", seed %" PRId64 "\n",
            r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
            r->c.momentum > 0 ? ", momentum" : "", r->c.batch, r->c.seed);
-    if (resume)
+    if (resume && r->resume_mid)
+        printf("resuming %s in epoch %d of %" PRId64 ", after batch %" PRId64 " of %" PRId64 "\n",
+               r->c.resume, r->done_epochs + 1, r->c.epochs, r->pos.batch,
+               bk_loader_num_batches(r->loader));
+    else if (resume)
         printf("resuming %s after epoch %d of %" PRId64 "\n", r->c.resume, r->done_epochs, r->c.epochs);
+    if (r->c.detect_anomaly) printf("anomaly detection on: every op's output and gradient is checked\n");
     fflush(stdout);
     return CLI_OK;
+}
+
+/* A word of a shell command, quoted when it needs to be. */
+static void shell_word(cli_buf *b, const char *w) {
+    bool plain = *w != '\0';
+    for (const char *c = w; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+=:,@", *c))
+            plain = false;
+    if (plain) {
+        cli_buf_printf(b, " %s", w);
+        return;
+    }
+    cli_buf_printf(b, " '");
+    for (const char *c = w; *c; c++) cli_buf_printf(b, *c == '\'' ? "'\\''" : "%c", *c);
+    cli_buf_printf(b, "'");
+}
+
+/* After a signal: saves the checkpoint (inside the epoch when in_epoch), says where it is
+ * and how to go on, and returns the exit status 128 + signal. */
+static int interrupted(run *r, bool in_epoch) {
+    int sig = stop_signal;
+    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (in_epoch) {
+        int rc = write_checkpoint(r, true);
+        if (rc) {
+            fprintf(stderr, "%s: interrupted by %s, and the checkpoint could not be saved (the "
+                    "one of the last finished epoch, if any, is kept)\n", cli_prog, name);
+            return rc;
+        }
+        fprintf(stderr, "%s: interrupted by %s in epoch %d after batch %" PRId64 " of %" PRId64
+                " (step %" PRId64 "): saved the checkpoint %s\n", cli_prog, name,
+                r->done_epochs + 1, r->pos.batch, bk_loader_num_batches(r->loader), r->step,
+                r->ckpt_path);
+    } else {
+        fprintf(stderr, "%s: interrupted by %s after epoch %d: the checkpoint %s holds it\n",
+                cli_prog, name, r->done_epochs, r->ckpt_path);
+    }
+    /* The command that goes on: the checkpoint keeps every other setting. */
+    cli_buf cmd = {0};
+    cli_buf_printf(&cmd, "brick train --resume");
+    shell_word(&cmd, r->ckpt_path);
+    /* --resume STEM.ckpt.safetensors writes STEM.safetensors unless told otherwise */
+    static const char ck[] = ".ckpt.safetensors", st[] = ".safetensors";
+    size_t len = strlen(r->ckpt_path), stem = len - (sizeof ck - 1);
+    bool derived = len > sizeof ck - 1 && !strcmp(r->ckpt_path + stem, ck) &&
+                   strlen(r->c.out) == stem + sizeof st - 1 &&
+                   !strncmp(r->c.out, r->ckpt_path, stem) && !strcmp(r->c.out + stem, st);
+    if (!derived) {
+        cli_buf_printf(&cmd, " --out");
+        shell_word(&cmd, r->c.out);
+    }
+    if (r->c.detect_anomaly) cli_buf_printf(&cmd, " --detect-anomaly");
+    fprintf(stderr, "%s: to continue: %s\n", cli_prog, cmd.oom || !cmd.p ? "brick train --resume CKPT" : cmd.p);
+    cli_buf_free(&cmd);
+    fflush(stdout);
+    return 128 + sig;
 }
 
 static int train_loop(run *r) {
     cli_progress pg;
     cli_progress_init(&pg, isatty(2));
+    const char *at = getenv("BRICK_TEST_INTERRUPT_AT_STEP");
+    if (!at || !cli_parse_i64(at, &r->interrupt_at)) r->interrupt_at = 0;
     while (r->done_epochs < r->c.epochs) {
-        double t0 = cli_now();
+        if (stop_signal) return interrupted(r, false);
+        double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
         cli_epoch e = {r->done_epochs + 1, 0, 0, 0, 0, 0};
         int rc = train_epoch(r, &pg, &e);
+        if (rc == TRAIN_INTERRUPTED) {
+            r->pos.seconds = cli_now() - t0;
+            return interrupted(r, true);
+        }
         if (rc) return rc;
         if (cli_evaluate(r->m, r->test, EVAL_BATCH, &e.test_loss, &e.test_acc, NULL, 0) != 0)
             return cli_fail(NULL);
@@ -417,7 +611,7 @@ int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     train_cfg *c = &r.c;
-    *c = (train_cfg){"mlp", NULL, "sgd", NULL, NULL, 10, 256, 0, 0, 0.1, 0, 0};
+    *c = (train_cfg){"mlp", NULL, "sgd", NULL, NULL, 10, 256, 0, 0, 0.1, 0, 0, -1, false};
     cli_option opts[] = {
         {"--model", CLI_STR, &c->model, 0, 0, false},
         {"--data", CLI_STR, &c->data, 0, 0, false},
@@ -431,6 +625,8 @@ int cmd_train(int argc, char **argv) {
         {"--out", CLI_STR, &c->out, 0, 0, false},
         {"--resume", CLI_STR, &c->resume, 0, 0, false},
         {"--threads", CLI_INT, &c->threads, 1, 1024, false},
+        {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false},
+        {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *pos[1];
@@ -451,6 +647,7 @@ int cmd_train(int argc, char **argv) {
         if (!probe) return cli_usage("%s", bk_last_error());
         bk_module_free(probe);
     }
+    if (cli_parse_only) return CLI_OK;
     if (c->out && !cli_parent_is_dir(c->out))
         return cli_usage("--out %s: its directory does not exist", c->out);
 
@@ -508,7 +705,24 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     rc = setup(&r, resume);
-    if (!rc) rc = train_loop(&r);
+    if (!rc) {
+        if (c->max_loss < 0) c->max_loss = 1000.0 * log((double)r.train->n_classes);
+        bool prev_anomaly = bk_set_detect_anomaly(c->detect_anomaly);
+        /* Ctrl-C and SIGTERM from here on: finish the step, save, exit (one-shot; SA_RESTART
+         * so that no write is cut short by EINTR). */
+        struct sigaction sa, old_int, old_term;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART | SA_RESETHAND;
+        stop_signal = 0;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        rc = train_loop(&r);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        bk_set_detect_anomaly(prev_anomaly);
+    }
 
 done:
     free(r.owned_out);

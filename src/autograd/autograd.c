@@ -8,12 +8,16 @@
  *
  * Leaves keep accumulating into ->grad (parameters until bk_module_zero_grad); interior
  * gradients are recomputed from zero on each backward.
+ *
+ * Anomaly mode (anomaly.c) hooks in two places: bk_op_record, which every op's forward
+ * output passes through, and the backward loop, after each op's backward.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 
 static _Thread_local bool grad_disabled; /* zero-initialised: grad mode on */
+static _Thread_local bool anomaly_on;    /* anomaly detection, off by default */
 static _Thread_local uint32_t visit_stamp;
 
 bool bk_set_grad_enabled(bool on) {
@@ -23,6 +27,14 @@ bool bk_set_grad_enabled(bool on) {
 }
 
 bool bk_is_grad_enabled(void) { return !grad_disabled; }
+
+bool bk_set_detect_anomaly(bool on) {
+    bool prev = anomaly_on;
+    anomaly_on = on;
+    return prev;
+}
+
+bool bk_is_detect_anomaly(void) { return anomaly_on; }
 
 bool bk__needs_grad(int n, bk_tensor *const *ts) {
     if (grad_disabled) return false;
@@ -40,6 +52,9 @@ bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
     }
     if (!bk__inputs_ok(op->name, 1, &out) || !bk__inputs_ok(op->name, n_inputs, inputs))
         return NULL;
+    /* Every op's output passes here, recorded or not: the one place to check them all. */
+    bool anomaly = anomaly_on;
+    if (anomaly && !bk__anomaly_check_output(op, out, n_inputs, inputs)) return NULL;
     if (!bk__needs_grad(n_inputs, inputs)) return out;
     if (!out->arena) {
         bk_set_error("%s: the output of a recorded op must be an arena tensor", op->name);
@@ -60,6 +75,7 @@ bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
         if (!n->params) return NULL;
         memcpy(n->params, params, params_size);
     }
+    if (anomaly) n->block = bk__anomaly_block_copy(a);
     out->node = n;
     out->requires_grad = true;
     return out;
@@ -189,6 +205,7 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
     bk_tensor *g = bk__grad_for(root);
     if (!g) return -1;
     add_into(g, grad_root);
+    bool anomaly = anomaly_on;
     for (int64_t i = n - 1; i >= 0; i--) {
         bk_node *node = order[i];
         if (!node->out->grad) continue; /* no gradient flows through here */
@@ -197,6 +214,7 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
             bk__error_prefix("backward (in %s)", node->op->name);
             return -1;
         }
+        if (anomaly && !bk__anomaly_check_grads(node)) return -1;
     }
     if (!retain_graph)
         for (int64_t i = 0; i < n; i++) order[i]->released = true;

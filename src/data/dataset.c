@@ -13,7 +13,7 @@
 /* malloc'ed copy of n elements of size `size` (n * size already checked); NULL src -> NULL. */
 static void *copy_array(const void *src, int64_t n, size_t size, bool *oom) {
     if (!src) return NULL;
-    void *dst = malloc(n > 0 ? (size_t)n * size : 1);
+    void *dst = bk__malloc(n > 0 ? (size_t)n * size : 1);
     if (!dst) {
         *oom = true;
         return NULL;
@@ -75,7 +75,7 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
     }
 
     bool oom = false;
-    bk_dataset *ds = calloc(1, sizeof *ds);
+    bk_dataset *ds = bk__calloc(1, sizeof *ds);
     if (!ds) {
         bk_set_error("%s: out of memory", who);
         return NULL;
@@ -87,7 +87,7 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
     ds->n_classes = y ? n_classes : 0;
     ds->target_dim = targets ? target_dim : 0;
     /* x is never NULL in a data set, even with no elements (the loader reads from it). */
-    ds->x = malloc(x_numel > 0 ? (size_t)x_numel * sizeof(float) : 1);
+    ds->x = bk__malloc(x_numel > 0 ? (size_t)x_numel * sizeof(float) : 1);
     if (!ds->x) oom = true;
     else if (x_numel > 0) memcpy(ds->x, x, (size_t)x_numel * sizeof(float));
     ds->y = copy_array(y, n, sizeof(int64_t), &oom);
@@ -102,10 +102,10 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
 
 void bk_dataset_free(bk_dataset *ds) {
     if (!ds) return;
-    free(ds->x);
-    free(ds->y);
-    free(ds->targets);
-    free(ds);
+    bk__free(ds->x);
+    bk__free(ds->y);
+    bk__free(ds->targets);
+    bk__free(ds);
 }
 
 int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {

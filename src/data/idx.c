@@ -240,7 +240,7 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
                      dims_str, count, have, have - (uint64_t)count);
             goto done;
         }
-        data = malloc((size_t)count);
+        data = bk__malloc((size_t)count);
         if (!data) {
             idx_fail(path, "out of memory for %" PRId64 " bytes", count);
             goto done;
@@ -256,7 +256,7 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
         /* gzip: grow with what actually decompresses. */
         size_t cap = (size_t)count < IDX_FIRST_CHUNK ? (size_t)count : IDX_FIRST_CHUNK;
         size_t have = 0;
-        data = malloc(cap);
+        data = bk__malloc(cap);
         if (!data) {
             idx_fail(path, "out of memory for %zu bytes", cap);
             goto done;
@@ -268,7 +268,7 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
             if (have < cap) break; /* end of the stream */
             if (have == (size_t)count) break;
             size_t next = cap > (size_t)count / 2 ? (size_t)count : 2 * cap;
-            uint8_t *grown = realloc(data, next);
+            uint8_t *grown = bk__realloc(data, next);
             if (!grown) {
                 idx_fail(path, "out of memory for %zu bytes", next);
                 goto done;
@@ -297,7 +297,7 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
     data = NULL;
     ok = true;
 done:
-    free(data);
+    bk__free(data);
     source_close(&s);
     return ok;
 }
@@ -330,7 +330,7 @@ bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_
         }
     }
 
-    ds = calloc(1, sizeof *ds);
+    ds = bk__calloc(1, sizeof *ds);
     if (!ds) goto oom;
     ds->n = n;
     ds->ndim = 3;
@@ -340,22 +340,22 @@ bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_
     ds->sample_numel = img.dims[1] * img.dims[2];
     ds->n_classes = n_classes;
     /* img.count floats fit in size_t: idx_read checked it. */
-    ds->x = malloc((size_t)img.count * sizeof(float));
-    ds->y = malloc((size_t)n * sizeof(int64_t));
+    ds->x = bk__malloc((size_t)img.count * sizeof(float));
+    ds->y = bk__malloc((size_t)n * sizeof(int64_t));
     if (!ds->x || !ds->y) goto oom;
     float scale[256];
     for (int v = 0; v < 256; v++) scale[v] = (float)v / 255.0f;
     for (int64_t i = 0; i < img.count; i++) ds->x[i] = scale[img.data[i]];
     for (int64_t i = 0; i < n; i++) ds->y[i] = lab.data[i];
-    free(img.data);
-    free(lab.data);
+    bk__free(img.data);
+    bk__free(lab.data);
     return ds;
 oom:
     bk_set_error("idx: out of memory for %" PRId64 " samples from %s", img.dims[0], images_path);
 fail:
     bk_dataset_free(ds);
-    free(img.data);
-    free(lab.data);
+    bk__free(img.data);
+    bk__free(lab.data);
     return NULL;
 }
 

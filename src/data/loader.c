@@ -63,15 +63,15 @@ bk_loader *bk_loader_new(const bk_dataset *ds, int64_t batch_size, bool shuffle,
     }
     /* A batch never holds more than n samples. */
     int64_t cap = batch_size < ds->n ? batch_size : ds->n;
-    bk_loader *l = calloc(1, sizeof *l);
+    bk_loader *l = bk__calloc(1, sizeof *l);
     if (!l) goto oom;
     l->ds = ds;
     l->batch_size = batch_size;
     l->shuffle = shuffle;
     l->drop_last = drop_last;
     bk_rng_seed(&l->rng, seed);
-    l->order = malloc(ds->n > 0 ? (size_t)ds->n * sizeof *l->order : 1);
-    l->labels = malloc(cap > 0 ? (size_t)cap * sizeof *l->labels : 1);
+    l->order = bk__malloc(ds->n > 0 ? (size_t)ds->n * sizeof *l->order : 1);
+    l->labels = bk__malloc(cap > 0 ? (size_t)cap * sizeof *l->labels : 1);
     if (!l->order || !l->labels) goto oom;
     l->pos = ds->n; /* nothing left until an epoch starts */
     return l;
@@ -83,9 +83,9 @@ oom:
 
 void bk_loader_free(bk_loader *l) {
     if (!l) return;
-    free(l->order);
-    free(l->labels);
-    free(l);
+    bk__free(l->order);
+    bk__free(l->labels);
+    bk__free(l);
 }
 
 void bk_loader_start(bk_loader *l) {

@@ -41,9 +41,9 @@ int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, 
     int rc = -1;
     int n_opt = o ? bk_optim_state_count(o) : 0;
     size_t total = (size_t)l->n + (size_t)n_opt;
-    const char **names = calloc(total + 1, sizeof *names);
-    const bk_tensor **tensors = calloc(total + 1, sizeof *tensors);
-    char **owned = calloc((size_t)n_opt + 1, sizeof *owned);
+    const char **names = bk__calloc(total + 1, sizeof *names);
+    const bk_tensor **tensors = bk__calloc(total + 1, sizeof *tensors);
+    char **owned = bk__calloc((size_t)n_opt + 1, sizeof *owned);
     if (!names || !tensors || !owned) {
         bk_set_error("checkpoint_save: %s: out of memory", path);
         goto done;
@@ -60,7 +60,7 @@ int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, 
     for (int i = 0; i < n_opt; i++) {
         const char *s = bk_optim_state_name(o, i);
         size_t len = strlen(OPTIM_PREFIX) + strlen(s) + 1;
-        owned[i] = malloc(len);
+        owned[i] = bk__malloc(len);
         if (!owned[i]) {
             bk_set_error("checkpoint_save: %s: out of memory", path);
             goto done;
@@ -71,10 +71,10 @@ int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, 
     }
     rc = bk_safetensors_save(path, (int)total, names, tensors, n_meta, meta_keys, meta_values);
 done:
-    for (int i = 0; owned && i < n_opt; i++) free(owned[i]);
-    free(owned);
-    free(names);
-    free(tensors);
+    for (int i = 0; owned && i < n_opt; i++) bk__free(owned[i]);
+    bk__free(owned);
+    bk__free(names);
+    bk__free(tensors);
     bk_param_list_free(l);
     return rc;
 }
@@ -109,8 +109,8 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
     bk_param_list *l = bk_module_named(m, BK_STATE);
     int n_opt = o ? bk_optim_state_count(o) : 0;
     int n_file = bk_safetensors_count(st);
-    bk_tensor **src = calloc((size_t)(l ? l->n : 0) + (size_t)n_opt + 1, sizeof *src);
-    char *missing = calloc(4096, 1), *unexpected = calloc(4096, 1), *mismatch = calloc(4096, 1);
+    bk_tensor **src = bk__calloc((size_t)(l ? l->n : 0) + (size_t)n_opt + 1, sizeof *src);
+    char *missing = bk__calloc(4096, 1), *unexpected = bk__calloc(4096, 1), *mismatch = bk__calloc(4096, 1);
     char *name = NULL;
     if (!l) {
         bk__error_prefix("checkpoint_load: %s", path);
@@ -127,7 +127,7 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
     for (int i = 0; i < n_opt; i++) {
         const char *s = bk_optim_state_name(o, i);
         size_t len = strlen(OPTIM_PREFIX) + strlen(s) + 1;
-        char *full = realloc(name, len);
+        char *full = bk__realloc(name, len);
         if (!full) {
             bk_set_error("checkpoint_load: %s: out of memory", path);
             goto done;
@@ -171,11 +171,11 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
         if (src[l->n + i]->numel > 0) bk_copy(bk_optim_state_tensor(o, i), src[l->n + i]);
     rc = 0;
 done:
-    free(name);
-    free(missing);
-    free(unexpected);
-    free(mismatch);
-    free(src);
+    bk__free(name);
+    bk__free(missing);
+    bk__free(unexpected);
+    bk__free(mismatch);
+    bk__free(src);
     bk_param_list_free(l);
     bk_safetensors_free(st);
     return rc;

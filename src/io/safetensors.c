@@ -24,17 +24,28 @@
  * Writing is atomic: the bytes go to a new temporary file next to the target, which is
  * flushed, fsync'ed and renamed over the target only once complete. On any failure the
  * temporary file is removed and an existing file of that name is left untouched.
+ *
+ * Leftover temporary files. A save that is killed (SIGKILL, power loss) cannot remove its
+ * "<path>.tmp.XXXXXX"; loads never look at such files, and the next successful save of
+ * the same path removes them. A saver holds an exclusive flock() on its temporary file
+ * from creating it until after the rename, and the kernel drops the lock when the saver
+ * dies, so "no one holds the lock" is exactly "abandoned": the cleanup removes only the
+ * files whose lock it can take, never a temporary file another thread or process is still
+ * writing (docs/reliability.md).
  */
-#define _XOPEN_SOURCE 700 /* open, fstat, fsync, strdup, O_CLOEXEC */
+#define _XOPEN_SOURCE 700 /* open, fstat, fsync, O_CLOEXEC */
+#define _DEFAULT_SOURCE   /* flock (BSD and Linux; not in POSIX) */
 
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -527,7 +538,7 @@ static bool parse_metadata(bk_safetensors *st, json *j) {
         if (st->n_meta == st->cap_meta) {
             /* at most one entry per 6 header bytes, so this cannot overflow */
             int cap = st->cap_meta ? 2 * st->cap_meta : 8;
-            st_meta *m = realloc(st->meta, (size_t)cap * sizeof *m);
+            st_meta *m = bk__realloc(st->meta, (size_t)cap * sizeof *m);
             if (!m) return st_fail(st->path, "out of memory");
             st->meta = m, st->cap_meta = cap;
         }
@@ -586,7 +597,7 @@ static int cmp_meta_key(const void *pa, const void *pb) {
 static bool finish_header(bk_safetensors *st, json *j, uint64_t data_size) {
     const char *path = st->path;
     if (j->pool_used > 0 && j->pool_used < j->pool_cap) { /* drop the padding's share */
-        char *p = realloc(st->pool, j->pool_used);
+        char *p = bk__realloc(st->pool, j->pool_used);
         if (p) st->pool = p;
     }
     for (int i = 0; i < st->n; i++) st->entries[i].name = st->pool + st->entries[i].name_off;
@@ -603,7 +614,7 @@ static bool finish_header(bk_safetensors *st, json *j, uint64_t data_size) {
     }
 
     if (st->n > 1) qsort(st->entries, (size_t)st->n, sizeof *st->entries, cmp_entry_data_order);
-    st->by_name = malloc((size_t)st->n * sizeof *st->by_name + 1);
+    st->by_name = bk__malloc((size_t)st->n * sizeof *st->by_name + 1);
     if (!st->by_name) return st_fail(path, "out of memory");
     for (int i = 0; i < st->n; i++) st->by_name[i] = &st->entries[i];
     if (st->n > 1) qsort(st->by_name, (size_t)st->n, sizeof *st->by_name, cmp_entry_name);
@@ -685,7 +696,7 @@ bk_safetensors *bk_safetensors_load(const char *path) {
     }
     uint64_t data_size = size - 8 - hlen;
 
-    header = malloc((size_t)hlen);
+    header = bk__malloc((size_t)hlen);
     if (!header) {
         st_fail(path, "out of memory for a %" PRIu64 "-byte header", hlen);
         goto fail;
@@ -721,15 +732,15 @@ bk_safetensors *bk_safetensors_load(const char *path) {
         goto fail;
     }
 
-    st = calloc(1, sizeof *st);
-    if (!st || !(st->path = strdup(path))) {
+    st = bk__calloc(1, sizeof *st);
+    if (!st || !(st->path = bk__strdup(path))) {
         st_fail(path, "out of memory");
         goto fail;
     }
     /* Sizes proven by the syntax pass: one entry per top-level key, one pool byte per
      * header byte. */
-    st->entries = malloc(j.top_keys * sizeof *st->entries + 1);
-    st->pool = malloc((size_t)hlen + 1);
+    st->entries = bk__malloc(j.top_keys * sizeof *st->entries + 1);
+    st->pool = bk__malloc((size_t)hlen + 1);
     if (!st->entries || !st->pool) {
         st_fail(path, "out of memory");
         goto fail;
@@ -739,7 +750,7 @@ bk_safetensors *bk_safetensors_load(const char *path) {
         if (j.err[0]) st_fail(path, "header: %s", j.err); /* cannot happen after the syntax pass */
         goto fail;
     }
-    free(header);
+    bk__free(header);
     header = NULL;
     if (!finish_header(st, &j, data_size)) goto fail;
 
@@ -760,7 +771,7 @@ bk_safetensors *bk_safetensors_load(const char *path) {
     return st;
 
 fail:
-    free(header);
+    bk__free(header);
     bk_safetensors_free(st);
     fclose(f);
     return NULL;
@@ -769,12 +780,12 @@ fail:
 void bk_safetensors_free(bk_safetensors *st) {
     if (!st) return;
     for (int i = 0; i < st->n; i++) bk_tensor_free(st->entries[i].t);
-    free(st->entries);
-    free(st->by_name);
-    free(st->meta);
-    free(st->pool);
-    free(st->path);
-    free(st);
+    bk__free(st->entries);
+    bk__free(st->by_name);
+    bk__free(st->meta);
+    bk__free(st->pool);
+    bk__free(st->path);
+    bk__free(st);
 }
 
 int bk_safetensors_count(const bk_safetensors *st) {
@@ -855,7 +866,7 @@ static void sb_putn(sbuf *b, const char *s, size_t n) {
             }
             cap *= 2;
         }
-        char *p = realloc(b->p, cap);
+        char *p = bk__realloc(b->p, cap);
         if (!p) {
             b->oom = true;
             return;
@@ -916,18 +927,18 @@ static bool check_names(const char *path, int n, const char *const *names, const
             return st_fail(path, "%s '%s' is not valid UTF-8", what, names[i]);
     }
     if (!unique || n < 2) return true;
-    const char **sorted = malloc((size_t)n * sizeof *sorted);
+    const char **sorted = bk__malloc((size_t)n * sizeof *sorted);
     if (!sorted) return st_fail(path, "out of memory");
     memcpy(sorted, names, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_str_ptr);
     for (int i = 1; i < n; i++) {
         if (strcmp(sorted[i - 1], sorted[i]) == 0) {
             st_fail(path, "duplicate %s '%s'", what, sorted[i]);
-            free(sorted);
+            bk__free(sorted);
             return false;
         }
     }
-    free(sorted);
+    bk__free(sorted);
     return true;
 }
 
@@ -990,11 +1001,26 @@ static bool write_f32(FILE *f, const float *x, size_t n) {
     return true;
 }
 
-/* Creates "<path>.tmp.XXXXXX" exclusively, mode 0666 less the umask (what fopen gives).
- * mkstemp would pick the name the same way but creates the file 0600, and a checkpoint
- * should get the permissions of any other file its owner writes. */
+#define TEMP_SUFFIX ".tmp."
+#define TEMP_RANDOM 6 /* characters after TEMP_SUFFIX */
+static const char TEMP_CHARS[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/* Takes the writer's lock on a temporary file just created as tmp. False when a cleanup
+ * got to the file first (between open and flock) and is removing it: the caller then
+ * picks another name. A file system without flock gives an unlocked file, which no
+ * cleanup ever removes (it removes only files whose lock it holds). */
+static bool lock_new_temp(int fd, const char *tmp) {
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) return errno != EWOULDBLOCK;
+    struct stat a, b; /* still linked under its name? */
+    return fstat(fd, &a) == 0 && stat(tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Creates "<path>.tmp.XXXXXX" exclusively, mode 0666 less the umask (what fopen gives),
+ * and locks it (lock_new_temp). mkstemp would pick the name the same way but creates the
+ * file 0600, and a checkpoint should get the permissions of any other file its owner
+ * writes. */
 static int open_temp(const char *path, char *tmp, size_t tmp_size) {
-    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const char *chars = TEMP_CHARS;
     static _Thread_local uint64_t counter;
     struct timespec ts = {0, 0};
     timespec_get(&ts, TIME_UTC);
@@ -1006,22 +1032,62 @@ static int open_temp(const char *path, char *tmp, size_t tmp_size) {
         z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9u;
         z = (z ^ z >> 27) * 0x94D049BB133111EBu;
         z ^= z >> 31;
-        char suffix[7];
-        for (int k = 0; k < 6; k++, z /= 62) suffix[k] = chars[z % 62];
-        suffix[6] = '\0';
-        snprintf(tmp, tmp_size, "%s.tmp.%s", path, suffix);
+        char suffix[TEMP_RANDOM + 1];
+        for (int k = 0; k < TEMP_RANDOM; k++, z /= 62) suffix[k] = chars[z % 62];
+        suffix[TEMP_RANDOM] = '\0';
+        snprintf(tmp, tmp_size, "%s" TEMP_SUFFIX "%s", path, suffix);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST) return fd;
+        if (fd < 0 && errno != EEXIST) return -1;
+        if (fd >= 0) {
+            if (lock_new_temp(fd, tmp)) return fd;
+            close(fd); /* a cleanup is removing it */
+        }
     }
     errno = EEXIST;
     return -1;
+}
+
+/* Removes the temporary files of earlier saves of path that were killed before they could
+ * remove them: "<path>.tmp.XXXXXX" files whose writer's lock can be taken (their writer
+ * is gone). Best effort and silent: the save itself has succeeded. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t base_len = strlen(base), path_len = strlen(path), suffix_len = strlen(TEMP_SUFFIX);
+    char *dir = slash ? bk__strdup(path) : bk__strdup(".");
+    char *full = bk__malloc(path_len + suffix_len + TEMP_RANDOM + 1);
+    DIR *d = NULL;
+    if (dir && full) {
+        if (slash) dir[slash == path ? 1 : slash - path] = '\0';
+        d = opendir(dir);
+    }
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, base_len) != 0 ||
+            strncmp(name + base_len, TEMP_SUFFIX, suffix_len) != 0)
+            continue;
+        const char *rnd = name + base_len + suffix_len;
+        if (strlen(rnd) != TEMP_RANDOM || strspn(rnd, TEMP_CHARS) != TEMP_RANDOM) continue;
+        memcpy(full, path, path_len);
+        strcpy(full + path_len, name + base_len);
+        int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) continue;
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            stat(full, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            unlink(full);
+        close(fd); /* drops the lock */
+    }
+    if (d) closedir(d);
+    bk__free(full);
+    bk__free(dir);
 }
 
 /* Makes the rename itself durable. Best effort: some file systems refuse to sync a
  * directory, and the data is safely in place either way. */
 static void sync_parent_dir(const char *path) {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? strdup(path) : strdup(".");
+    char *dir = slash ? bk__strdup(path) : bk__strdup(".");
     if (!dir) return;
     if (slash) dir[slash == path ? 1 : slash - path] = '\0';
     int fd = open(dir, O_RDONLY | O_CLOEXEC);
@@ -1029,7 +1095,7 @@ static void sync_parent_dir(const char *path) {
         fsync(fd);
         close(fd);
     }
-    free(dir);
+    bk__free(dir);
 }
 
 int bk_safetensors_save(const char *path, int n, const char *const *names,
@@ -1060,24 +1126,27 @@ int bk_safetensors_save(const char *path, int n, const char *const *names,
     sbuf h = {NULL, 0, 0, false};
     uint64_t data_bytes;
     if (!build_header(&h, path, n, names, tensors, n_meta, meta_keys, meta_values, &data_bytes)) {
-        free(h.p);
+        bk__free(h.p);
         return -1;
     }
 
     size_t tmp_size = strlen(path) + 16;
-    char *tmp = malloc(tmp_size);
+    char *tmp = bk__malloc(tmp_size);
     if (!tmp) {
-        free(h.p);
+        bk__free(h.p);
         return st_fail(path, "out of memory"), -1;
     }
     FILE *f = NULL;
     const char *step = "create a temporary file";
+    /* fd holds the temporary file's lock until after the rename; the stream writes through
+     * a duplicate, so that closing the stream before the rename keeps the lock. */
     int fd = open_temp(path, tmp, tmp_size);
     if (fd < 0) goto fail;
-    f = fdopen(fd, "wb");
+    int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    f = wfd >= 0 ? fdopen(wfd, "wb") : NULL;
     if (!f) {
         int e = errno;
-        close(fd);
+        if (wfd >= 0) close(wfd);
         errno = e;
         goto fail;
     }
@@ -1096,18 +1165,23 @@ int bk_safetensors_save(const char *path, int n, const char *const *names,
     if (rc != 0) goto fail;
     step = "rename the temporary file";
     if (rename(tmp, path) != 0) goto fail;
+    close(fd);
     sync_parent_dir(path);
-    free(tmp);
-    free(h.p);
+    remove_stale_temps(path);
+    bk__free(tmp);
+    bk__free(h.p);
     return 0;
 
 fail:;
     int err = errno;
     if (f) fclose(f);
-    if (fd >= 0) unlink(tmp); /* the temporary file exists once open_temp succeeded */
+    if (fd >= 0) { /* the temporary file exists once open_temp succeeded */
+        unlink(tmp);
+        close(fd);
+    }
     st_fail(path, "cannot %s (%s): %s", step, tmp, strerror(err));
-    free(tmp);
-    free(h.p);
+    bk__free(tmp);
+    bk__free(h.p);
     return -1;
 }
 
@@ -1155,8 +1229,8 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
     if (!l) return -1;
     int rc = -1;
     sbuf missing = {0}, unexpected = {0}, mismatch = {0}, msg = {0};
-    const st_entry **found = calloc((size_t)l->n + 1, sizeof *found);
-    bool *used = calloc((size_t)st->n + 1, sizeof *used);
+    const st_entry **found = bk__calloc((size_t)l->n + 1, sizeof *found);
+    bool *used = bk__calloc((size_t)st->n + 1, sizeof *used);
     if (!found || !used) {
         bk_set_error("load_state_dict: %s: out of memory", st->path);
         goto done;
@@ -1216,12 +1290,12 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
     rc = 0;
 
 done:
-    free(missing.p);
-    free(unexpected.p);
-    free(mismatch.p);
-    free(msg.p);
-    free(found);
-    free(used);
+    bk__free(missing.p);
+    bk__free(unexpected.p);
+    bk__free(mismatch.p);
+    bk__free(msg.p);
+    bk__free(found);
+    bk__free(used);
     bk_param_list_free(l);
     return rc;
 }

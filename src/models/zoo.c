@@ -162,6 +162,10 @@ bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape
     }
     int64_t in_features;
     if (!bk__shape_ok("model", in_ndim, in_shape, &in_features)) return NULL;
+    if (in_ndim < 1) { /* a batch of scalars (N,) has nothing for Flatten(1, -1) to keep */
+        bk_set_error("model: %s: the input shape needs at least one dimension", spec);
+        return NULL;
+    }
     if (n_classes <= 0) {
         bk_set_error("model: %s: the number of classes must be positive (got %d)", spec, n_classes);
         return NULL;

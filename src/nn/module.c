@@ -12,7 +12,7 @@
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = bk__malloc(n);
     if (d) memcpy(d, s, n);
     return d;
 }
@@ -27,7 +27,7 @@ bk_module *bk_module_new(const bk_module_class *cls, size_t size) {
                      "as the first member", cls->name, size, sizeof(bk_module));
         return NULL;
     }
-    bk_module *m = calloc(1, size);
+    bk_module *m = bk__calloc(1, size);
     if (!m) {
         bk_set_error("module_new: %s: out of memory", cls->name);
         return NULL;
@@ -47,21 +47,21 @@ void bk_module_free(bk_module *m) {
     if (!m || --m->refcount > 0) return;
     if (m->cls->destroy) m->cls->destroy(m);
     for (int i = 0; i < m->n_children; i++) {
-        free(m->children[i].name);
+        bk__free(m->children[i].name);
         bk_module_free(m->children[i].module);
     }
     for (int i = 0; i < m->n_params; i++) {
-        free(m->params[i].name);
+        bk__free(m->params[i].name);
         bk_tensor_free(m->params[i].tensor);
     }
     for (int i = 0; i < m->n_buffers; i++) {
-        free(m->buffers[i].name);
+        bk__free(m->buffers[i].name);
         bk_tensor_free(m->buffers[i].tensor);
     }
-    free(m->children);
-    free(m->params);
-    free(m->buffers);
-    free(m);
+    bk__free(m->children);
+    bk__free(m->params);
+    bk__free(m->buffers);
+    bk__free(m);
 }
 
 static bool name_ok(const bk_module *m, const char *what, const char *name) {
@@ -86,7 +86,7 @@ dup:
 static bool grow(void **arr, int n, int *cap, size_t elem) {
     if (n < *cap) return true;
     int nc = *cap ? *cap * 2 : 4;
-    void *na = realloc(*arr, (size_t)nc * elem);
+    void *na = bk__realloc(*arr, (size_t)nc * elem);
     if (!na) return false;
     *arr = na;
     *cap = nc;
@@ -187,11 +187,15 @@ bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
     }
     if (!bk__inputs_ok(m->cls->name, 1, &x)) return NULL;
     bool had_error = bk__error_pending();
+    bk__block_push(m); /* names the block in anomaly messages */
     bk_tensor *y = m->cls->forward(m, x);
+    bk__block_pop();
     if (!y) {
-        /* Name the innermost block only: outer blocks see a message that already has it. */
+        /* Name the innermost block only: outer blocks see a message that already has it
+         * (anomaly messages carry the whole block path). */
         if (!bk__error_pending()) bk_set_error("%s: forward returned NULL", m->cls->name);
-        else if (!had_error && strncmp(bk_last_error(), "in ", 3) != 0) {
+        else if (!had_error && strncmp(bk_last_error(), "in ", 3) != 0 &&
+                 strncmp(bk_last_error(), "anomaly: ", 9) != 0) {
             char repr[256] = "";
             if (m->cls->extra_repr) m->cls->extra_repr(m, repr, sizeof repr);
             bk__error_prefix("in %s(%s)", m->cls->name, repr);
@@ -266,11 +270,11 @@ static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor
             if (l->tensors[i] == t) return;
     if (l->n == ls->cap) {
         int nc = ls->cap ? ls->cap * 2 : 16;
-        char **nn = realloc(l->names, (size_t)nc * sizeof *nn);
+        char **nn = bk__realloc(l->names, (size_t)nc * sizeof *nn);
         if (nn) l->names = nn;
-        bk_tensor **nt = realloc(l->tensors, (size_t)nc * sizeof *nt);
+        bk_tensor **nt = bk__realloc(l->tensors, (size_t)nc * sizeof *nt);
         if (nt) l->tensors = nt;
-        bool *nb = realloc(l->trainable, (size_t)nc * sizeof *nb);
+        bool *nb = bk__realloc(l->trainable, (size_t)nc * sizeof *nb);
         if (nb) l->trainable = nb;
         if (!nn || !nt || !nb) {
             ls->failed = true;
@@ -279,7 +283,7 @@ static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor
         ls->cap = nc;
     }
     size_t len = strlen(prefix) + strlen(name) + 1;
-    char *full = malloc(len);
+    char *full = bk__malloc(len);
     if (!full) {
         ls->failed = true;
         return;
@@ -305,14 +309,14 @@ static void list_rec(const bk_module *m, const char *prefix, int which, lister *
                 list_add(ls, prefix, m->buffers[i].name, m->buffers[i].tensor, false);
     for (int i = 0; i < m->n_children; i++) {
         size_t len = strlen(prefix) + strlen(m->children[i].name) + 2;
-        char *sub = malloc(len);
+        char *sub = bk__malloc(len);
         if (!sub) {
             ls->failed = true;
             return;
         }
         snprintf(sub, len, "%s%s.", prefix, m->children[i].name);
         list_rec(m->children[i].module, sub, which, ls, depth + 1);
-        free(sub);
+        bk__free(sub);
     }
 }
 
@@ -321,7 +325,7 @@ bk_param_list *bk_module_named(const bk_module *m, int which) {
         bk_set_error("named_parameters: module is NULL");
         return NULL;
     }
-    bk_param_list *l = calloc(1, sizeof *l);
+    bk_param_list *l = bk__calloc(1, sizeof *l);
     if (!l) {
         bk_set_error("named_parameters: out of memory");
         return NULL;
@@ -340,11 +344,11 @@ bk_param_list *bk_module_named(const bk_module *m, int which) {
 
 void bk_param_list_free(bk_param_list *l) {
     if (!l) return;
-    for (int i = 0; i < l->n; i++) free(l->names[i]);
-    free(l->names);
-    free(l->tensors);
-    free(l->trainable);
-    free(l);
+    for (int i = 0; i < l->n; i++) bk__free(l->names[i]);
+    bk__free(l->names);
+    bk__free(l->tensors);
+    bk__free(l->trainable);
+    bk__free(l);
 }
 
 int64_t bk_module_num_params(const bk_module *m, bool trainable_only) {
@@ -450,12 +454,12 @@ void bk_module_print(const bk_module *m, FILE *f) {
         fprintf(f, "<invalid module: %s>\n", bk_last_error());
         return;
     }
-    char *buf = malloc((size_t)n + 1);
+    char *buf = bk__malloc((size_t)n + 1);
     if (!buf) {
         fprintf(f, "<out of memory>\n");
         return;
     }
     bk_module_repr(m, buf, (size_t)n + 1);
     fprintf(f, "%s\n", buf);
-    free(buf);
+    bk__free(buf);
 }

@@ -12,7 +12,7 @@ bk_optim *bk__optim_new(const optim_class *cls, bk_module *m) {
         bk__error_prefix("%s", cls->name);
         return NULL;
     }
-    bk_optim *o = calloc(1, sizeof *o);
+    bk_optim *o = bk__calloc(1, sizeof *o);
     if (!o) goto oom;
     o->cls = cls;
     o->params = all;
@@ -20,7 +20,7 @@ bk_optim *bk__optim_new(const optim_class *cls, bk_module *m) {
     int k = 0;
     for (int i = 0; i < all->n; i++) {
         if (!all->trainable[i]) {
-            free(all->names[i]);
+            bk__free(all->names[i]);
             continue;
         }
         all->names[k] = all->names[i];
@@ -30,8 +30,8 @@ bk_optim *bk__optim_new(const optim_class *cls, bk_module *m) {
     }
     all->n = o->n = k;
     size_t n_state = (size_t)k * (size_t)cls->n_slots;
-    o->state = calloc(n_state ? n_state : 1, sizeof *o->state);
-    o->state_names = calloc(n_state ? n_state : 1, sizeof *o->state_names);
+    o->state = bk__calloc(n_state ? n_state : 1, sizeof *o->state);
+    o->state_names = bk__calloc(n_state ? n_state : 1, sizeof *o->state_names);
     if (!o->state || !o->state_names) goto oom;
     for (int i = 0; i < k; i++)
         for (int s = 0; s < cls->n_slots; s++) {
@@ -39,7 +39,7 @@ bk_optim *bk__optim_new(const optim_class *cls, bk_module *m) {
             const bk_tensor *p = all->tensors[i];
             o->state[at] = s == 0 ? bk_tensor_new(0, NULL) : bk_tensor_new(p->ndim, p->shape);
             size_t len = strlen(all->names[i]) + strlen(cls->slots[s]) + 2;
-            o->state_names[at] = malloc(len);
+            o->state_names[at] = bk__malloc(len);
             if (!o->state[at] || !o->state_names[at]) goto oom;
             snprintf(o->state_names[at], len, "%s.%s", all->names[i], cls->slots[s]);
         }
@@ -55,11 +55,11 @@ void bk_optim_free(bk_optim *o) {
     if (!o) return;
     size_t n_state = (size_t)o->n * (size_t)o->cls->n_slots;
     for (size_t i = 0; o->state && i < n_state; i++) bk_tensor_free(o->state[i]);
-    for (size_t i = 0; o->state_names && i < n_state; i++) free(o->state_names[i]);
-    free(o->state);
-    free(o->state_names);
+    for (size_t i = 0; o->state_names && i < n_state; i++) bk__free(o->state_names[i]);
+    bk__free(o->state);
+    bk__free(o->state_names);
     bk_param_list_free(o->params);
-    free(o);
+    bk__free(o);
 }
 
 int bk_optim_step(bk_optim *o) {

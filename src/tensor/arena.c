@@ -32,7 +32,7 @@ struct bk_arena {
 static size_t chunk_header(void) { return (sizeof(chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
 
 static chunk *chunk_new(bk_arena *a, size_t payload) {
-    chunk *c = aligned_alloc(ARENA_ALIGN, chunk_header() + payload);
+    chunk *c = bk__aligned_alloc(ARENA_ALIGN, chunk_header() + payload);
     if (!c) return NULL;
     a->mallocs++;
     c->next = NULL;
@@ -42,7 +42,7 @@ static chunk *chunk_new(bk_arena *a, size_t payload) {
 }
 
 bk_arena *bk_arena_new(void) {
-    bk_arena *a = calloc(1, sizeof *a);
+    bk_arena *a = bk__calloc(1, sizeof *a);
     if (!a) bk_set_error("arena: out of memory");
     return a;
 }
@@ -60,10 +60,10 @@ void bk_arena_free(bk_arena *a) {
     bk_arena_reset(a);
     for (chunk *c = a->head, *n; c; c = n) {
         n = c->next;
-        free(c);
+        bk__free(c);
     }
-    free(a->tensors);
-    free(a);
+    bk__free(a->tensors);
+    bk__free(a);
 }
 
 void *bk__arena_alloc(bk_arena *a, size_t bytes) {
@@ -98,7 +98,7 @@ void *bk__arena_alloc(bk_arena *a, size_t bytes) {
 static bool track_tensor(bk_arena *a, bk_tensor *t) {
     if (a->n_tensors == a->cap_tensors) {
         size_t cap = a->cap_tensors ? a->cap_tensors * 2 : 256;
-        bk_tensor **nt = realloc(a->tensors, cap * sizeof *nt);
+        bk_tensor **nt = bk__realloc(a->tensors, cap * sizeof *nt);
         if (!nt) {
             bk_set_error("arena: out of memory");
             return false;
@@ -120,10 +120,10 @@ void bk_arena_reset(bk_arena *a) {
         /* The step outgrew one chunk: replace them all by one of the high-water size. */
         for (chunk *c = a->full, *n; c; c = n) {
             n = c->next;
-            free(c);
+            bk__free(c);
         }
         a->full = NULL;
-        free(a->head);
+        bk__free(a->head);
         a->head = chunk_new(a, a->high_water > ARENA_MIN_CHUNK ? a->high_water : ARENA_MIN_CHUNK);
         /* On failure head stays NULL and the next allocation retries. */
     } else if (a->head) {
@@ -161,9 +161,9 @@ static _Thread_local size_t scratch_cap[SCRATCH_SLOTS];
 float *bk__scratch(int slot, size_t count) {
     if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
     if (count > scratch_cap[slot]) {
-        free(scratch[slot]);
+        bk__free(scratch[slot]);
         scratch_cap[slot] = 0;
-        scratch[slot] = count > SIZE_MAX / sizeof(float) ? NULL : aligned_alloc(ARENA_ALIGN, ((count * sizeof(float) + ARENA_ALIGN - 1) / ARENA_ALIGN) * ARENA_ALIGN);
+        scratch[slot] = count > SIZE_MAX / sizeof(float) ? NULL : bk__aligned_alloc(ARENA_ALIGN, ((count * sizeof(float) + ARENA_ALIGN - 1) / ARENA_ALIGN) * ARENA_ALIGN);
         if (!scratch[slot]) {
             bk_set_error("scratch: out of memory for %zu floats", count);
             return NULL;
@@ -175,7 +175,7 @@ float *bk__scratch(int slot, size_t count) {
 
 void bk_thread_cleanup(void) {
     for (int i = 0; i < SCRATCH_SLOTS; i++) {
-        free(scratch[i]);
+        bk__free(scratch[i]);
         scratch[i] = NULL;
         scratch_cap[i] = 0;
     }

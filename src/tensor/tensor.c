@@ -83,7 +83,7 @@ bk_tensor *bk_tensor_new(int ndim, const int64_t *shape) {
         bk_set_error("tensor_new: %" PRId64 " elements do not fit in memory", numel);
         return NULL;
     }
-    bk_tensor *t = calloc(1, sizeof *t);
+    bk_tensor *t = bk__calloc(1, sizeof *t);
     if (!t) goto oom;
     t->magic = BK_TENSOR_MAGIC;
     t->ndim = ndim;
@@ -91,11 +91,11 @@ bk_tensor *bk_tensor_new(int ndim, const int64_t *shape) {
     bk__set_contiguous(t);
     t->owns_data = true;
     /* calloc(0) may return NULL legitimately; keep a valid pointer for empty tensors. */
-    t->data = calloc(numel ? (size_t)numel : 1, sizeof(float));
+    t->data = bk__calloc(numel ? (size_t)numel : 1, sizeof(float));
     if (!t->data) goto oom;
     return t;
 oom:
-    free(t);
+    bk__free(t);
     bk_set_error("tensor_new: out of memory for %" PRId64 " elements", numel);
     return NULL;
 }
@@ -110,8 +110,8 @@ void bk_tensor_free(bk_tensor *t) {
     }
     bk_tensor_free(t->grad);
     t->magic = BK_TENSOR_DEAD;
-    if (t->owns_data) free(t->data);
-    free(t);
+    if (t->owns_data) bk__free(t->data);
+    bk__free(t);
 }
 
 bk_tensor *bk_tensor_clone_owned(const bk_tensor *t) {

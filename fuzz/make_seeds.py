@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""make_seeds.py - writes the seed corpus fuzz/corpus/<target>/ (small files, committed).
+
+    python3 fuzz/make_seeds.py
+
+Rewrites every seed it knows (files it does not know are left alone). Standard library
+only. The seeds are valid inputs of each kind plus a few near misses, so that the fuzzer
+starts deep inside each format rather than at its first check.
+"""
+import gzip
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- safetensors ------------------------------------------------------------------------
+
+def safetensors(tensors, meta=None, pad=True):
+    """tensors: list of (name, shape, floats). Laid out in order, as brick writes."""
+    header, data, off = {}, b"", 0
+    if meta is not None:
+        header["__metadata__"] = meta
+    for name, shape, values in tensors:
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(raw)]}
+        data += raw
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def raw_header(text, data_len):
+    h = text.encode()
+    return struct.pack("<Q", len(h)) + h + b"\0" * data_len
+
+
+def mlp_state(prefix=""):
+    """The state dict of the fuzz target's Linear(4, 3) -> ReLU -> Linear(3, 2)."""
+    shapes = [("0.weight", [3, 4]), ("0.bias", [3]), ("2.weight", [2, 3]), ("2.bias", [2])]
+    out = []
+    for k, (name, shape) in enumerate(shapes):
+        n = 1
+        for s in shape:
+            n *= s
+        out.append((prefix + name, shape, [0.25 * (k + 1) * (i - n / 2) for i in range(n)]))
+    return out
+
+
+def adam_state():
+    out = []
+    for name, shape, values in mlp_state():
+        out.append(("optim." + name + ".step", [], [3.0]))
+        for slot in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            out.append(("optim." + name + "." + slot, shape, [abs(v) * 0.01 for v in values]))
+    return out
+
+
+put("safetensors", "empty", safetensors([]))
+put("safetensors", "metadata_only", safetensors([], {"format": "pt", "brick.arch": "mlp"}))
+put("safetensors", "one_tensor", safetensors([("a", [2], [1.0, -2.0])]))
+put("safetensors", "scalar_and_empty",
+    safetensors([("s", [], [3.5]), ("z", [0, 3], []), ("y", [3, 0], [])]))
+put("safetensors", "mlp_state", safetensors(mlp_state(), {"format": "pt"}))
+put("safetensors", "mlp_adam_checkpoint",
+    safetensors(mlp_state() + adam_state(), {"brick.format": "brick-checkpoint-1"}))
+put("safetensors", "escapes",
+    raw_header('{"caf\\u00e9 \\ud83d\\ude00\\/":{"shape":[],"dtype":"F32","data_offsets":[0,4]},'
+               ' "__metadata__" : { "k\\n" : "v\\"" } }  ', 4))
+put("safetensors", "python_layout",
+    raw_header('{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[1],'
+               '"data_offsets":[8,12]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', 12))
+put("safetensors", "near_miss_overlap",
+    raw_header('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+               '"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', 12))
+put("safetensors", "near_miss_dtype",
+    raw_header('{"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', 4))
+
+# ---- IDX: [n_classes - 1][images length, u16 LE][images][labels] --------------------------
+
+def idx(dims, values):
+    head = bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
+    return head + bytes(values)
+
+
+def idx_input(n_classes, images, labels):
+    return bytes([n_classes - 1]) + struct.pack("<H", len(images)) + images + labels
+
+
+images = idx([2, 3, 3], [i * 28 % 256 for i in range(18)])
+labels = idx([2], [0, 7])
+put("idx", "plain", idx_input(10, images, labels))
+put("idx", "gzip", idx_input(10, gzip.compress(images, mtime=0), gzip.compress(labels, mtime=0)))
+put("idx", "gzip_images_plain_labels", idx_input(10, gzip.compress(images, mtime=0), labels))
+put("idx", "one_28x28", idx_input(10, idx([1, 28, 28], [i % 256 for i in range(784)]), idx([1], [9])))
+put("idx", "near_miss_label", idx_input(7, images, labels))  # label 7 is not below 7
+put("idx", "near_miss_short", idx_input(10, images[:-1], labels))
+
+# ---- model specs: spec, in_shape, n_classes, canonical buffer size (one per line) ---------
+
+for name, text in [
+    ("mlp", "mlp"),
+    ("mlp_hidden", "mlp:hidden=8\n1,4,4\n3\n"),
+    ("softmax", "softmax\n2,3\n4"),
+    ("lenet", "lenet\n1,12,12\n10"),
+    ("resnet", "resnet:width=2\n1,8,8\n3"),
+    ("googlenet", "googlenet\n1,4,4\n5"),
+    ("canonical_tiny_buffer", "mlp:hidden=7\n1,2,2\n2\n5"),
+    ("repeated_key", "mlp:hidden=3,hidden=4\n3\n2"),
+    ("near_miss_key", "mlp:width=4"),
+    ("near_miss_value", "resnet:width=0x10"),
+    ("near_miss_name", "lenet5:"),
+]:
+    put("model_spec", name, text)
+
+# ---- the command line: one argument per line ------------------------------------------
+
+for name, args in [
+    ("train", ["train", "--model", "mlp:hidden=16", "--epochs", "3", "--batch-size=64",
+               "--lr", "0.05", "--optimizer", "sgd", "--momentum", "0.9", "--seed", "7"]),
+    ("train_adamw", ["train", "--optimizer=adamw", "--weight-decay", "0.01", "--out",
+                     "m.safetensors", "--threads", "2"]),
+    ("train_resume", ["train", "--resume", "m.ckpt.safetensors", "--epochs", "12"]),
+    ("eval", ["eval", "m.safetensors", "--data", "data", "--batch-size", "500"]),
+    ("summary_model", ["summary", "--model", "lenet", "--in-shape", "1,28,28", "--classes", "10"]),
+    ("summary_file", ["summary", "m.safetensors"]),
+    ("predict_idx", ["predict", "m.safetensors", "--idx", "t10k-images", "--labels", "t10k-labels",
+                     "--index", "5", "--count", "3", "--top", "2"]),
+    ("predict_pgm", ["predict", "m.safetensors", "a.pgm", "b.pgm", "--", "-c.pgm"]),
+    ("help", ["help", "train"]),
+    ("version", ["--version"]),
+    ("near_miss_value", ["train", "--lr", "1e999"]),
+    ("near_miss_option", ["eval", "--batch-size"]),
+]:
+    put("cli", name, "\n".join(args))

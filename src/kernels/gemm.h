@@ -1,0 +1,49 @@
+/* gemm.h - private to src/kernels/: the contract between the SGEMM driver (gemm.c) and its
+ * micro-kernels (the portable one in gemm.c, the AVX2+FMA one in gemm_avx2.c).
+ *
+ * The driver packs op(A) and op(B) into micro-panels; a micro-kernel only ever sees whole
+ * mr x nr tiles of packed data:
+ *   A micro-panel: op(A)[i0 : i0+mr, k0 : k0+kc] stored as a[k*mr + i]
+ *   B micro-panel: op(B)[k0 : k0+kc, j0 : j0+nr] stored as b[k*nr + j]
+ * with the rows / columns past the edge of the matrix filled with zeros. Packed buffers are
+ * 64-byte aligned; micro-panels need not be (kernels use unaligned loads).
+ */
+#ifndef BRICK_KERNELS_GEMM_H
+#define BRICK_KERNELS_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BK_GEMM_MR_MAX 8  /* largest register tile any kernel may declare */
+#define BK_GEMM_NR_MAX 16
+
+/* c[i*ldc + j] = alpha * sum_k a[k*mr + i] * b[k*bs + j] + beta * c[i*ldc + j] for the full
+ * mr x nr tile, k summed in increasing order. bs is nr for a packed B micro-panel, or the
+ * row stride of op(B) when the driver lets the kernel read B where it lies (b is then not
+ * aligned). beta == 0: c is only written (not read, so a NaN already in c does not
+ * propagate), as in BLAS. */
+typedef void bk__gemm_micro_fn(int64_t kc, const float *a, const float *b, int64_t bs,
+                               float alpha, float beta, float *c, int64_t ldc);
+
+typedef struct bk__gemm_kernel {
+    const char *name;
+    int mr, nr;          /* register tile; mr <= BK_GEMM_MR_MAX, nr <= BK_GEMM_NR_MAX */
+    int64_t mc, kc, nc;  /* cache blocks (upper bounds): mc % mr == 0, nc % nr == 0 */
+    bk__gemm_micro_fn *micro;
+    /* Optional (NULL: the driver's C loops): packs rows [0, rows) of X, whose rows are
+     * contiguous in k (element (r, k) at X[r*rs + k], k < kc), into micro-panels of height
+     * w as described above, panel p at dst + p*ps, zero-padding the last. Returns false,
+     * having done nothing, for a w it does not handle. */
+    bool (*pack_rows)(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst,
+                      int64_t ps);
+} bk__gemm_kernel;
+
+/* The AVX2+FMA kernel exists on x86 with GCC or Clang (it is compiled with
+ * __attribute__((target("avx2,fma"))), so the rest of brick needs no -mavx2); the driver
+ * uses it only when __builtin_cpu_supports says the CPU and OS allow it. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define BK_GEMM_HAVE_AVX2 1
+extern const bk__gemm_kernel bk__gemm_kernel_avx2;
+#endif
+
+#endif /* BRICK_KERNELS_GEMM_H */

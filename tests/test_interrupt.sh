@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# test_interrupt.sh - Ctrl-C during `brick train`: the step in progress finishes, the
+# checkpoint is saved with the position inside the epoch, the exit status is 128 + signal,
+# and --resume ends with a model file byte-identical to an uninterrupted run's.
+#
+#   bash tests/test_interrupt.sh      (scripts/run_tests.sh runs it; BRICK_BUILD=dir picks
+#                                      the build, default build/)
+#
+# Deterministic interrupts use the hidden BRICK_TEST_INTERRUPT_AT_STEP=N (SIGINT raised in
+# the process after step N): inside epoch 1, at the last batch of an epoch, twice in a row,
+# and with Adam. Then real signals from outside: `kill -INT` and `kill -TERM` of a run in
+# the background, whose exact step does not matter. Every resume runs the "to continue:"
+# command the interrupted run printed. Prints "test_interrupt: N passed, M failed" last and
+# exits 1 on any failure.
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+build=${BRICK_BUILD:-build}
+brick=$build/brick
+data=data/fashion-mnist-subset
+tmp=$(mktemp -d /tmp/brick-interrupt-XXXXXX)
+bg_pid=
+trap '[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "  ok   $1"; }
+bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
+
+if [ ! -x "$brick" ]; then
+    echo "test_interrupt: $brick is not built (run make)"
+    echo "test_interrupt: 0 passed, 1 failed"
+    exit 1
+fi
+
+# run CMD...: runs CMD, keeping its status in $rc, stdout in $out, stderr in $err.
+run() {
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    out=$(cat "$tmp/out")
+    err=$(cat "$tmp/err")
+}
+
+# One recipe for every run: 24 batches of 256 per epoch on the 6000-image subset.
+mlp=(--model mlp --data "$data" --epochs 2 --batch-size 256 --lr 0.05 --momentum 0.9 --seed 5 --threads 1)
+
+# continue_run NAME [STDERR]: runs the "to continue: brick train ..." command printed in
+# STDERR (default: the last $err) with this build's brick, and checks that it resumed and
+# finished.
+continue_run() {
+    local name=$1 line
+    line=$(grep -o 'to continue: brick train .*' <<<"${2-$err}" | head -n 1)
+    if [ -z "$line" ]; then
+        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
+        rc=1
+        return
+    fi
+    eval "run \"\$brick\" ${line#to continue: brick }"
+    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q 'final test accuracy' <<<"$out"; then
+        ok "$name: '${line#to continue: }' finished"
+    else
+        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+    fi
+}
+
+# same_model NAME A B: byte-identical model files, and the CSV logs agree but for the times.
+same_model() {
+    local name=$1
+    if cmp -s "$2" "$3"; then
+        ok "$name: the model file is byte-identical to the uninterrupted run's"
+    else
+        bad "$name: model file differs from the uninterrupted run's" "$(cmp "$2" "$3" 2>&1)"
+    fi
+    local c2=${2%.safetensors}.csv c3=${3%.safetensors}.csv
+    if [ "$(cut -d, -f1-5 "$c2" 2>&1)" = "$(cut -d, -f1-5 "$c3" 2>&1)" ]; then
+        ok "$name: the CSV log equals the uninterrupted one (all but the times)"
+    else
+        bad "$name: CSV logs differ" "$(diff <(cut -d, -f1-5 "$c2") <(cut -d, -f1-5 "$c3") 2>&1 | head -n 6)"
+    fi
+}
+
+# ---- the reference: two uninterrupted epochs ----------------------------------------------
+
+ref=$tmp/ref.safetensors
+run "$brick" train "${mlp[@]}" --out "$ref"
+if [ "$rc" -eq 0 ] && [ -s "$ref" ]; then
+    ok "reference run (2 epochs, SGD with momentum)"
+else
+    bad "reference run" "exit $rc" "stderr: ${err:0:400}"
+fi
+
+# ---- SIGINT inside epoch 1 (after step 10 of 24) -------------------------------------------
+
+a=$tmp/a.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=10 "$brick" train "${mlp[@]}" --out "$a"
+if [ "$rc" -eq 130 ]; then ok "SIGINT in epoch 1: exit status 130"; else bad "SIGINT in epoch 1: exit $rc, expected 130" "stderr: ${err:0:400}"; fi
+if grep -q "interrupted by SIGINT in epoch 1 after batch 10 of 24 (step 10): saved the checkpoint $tmp/a.ckpt.safetensors" <<<"$err" &&
+    grep -q "to continue: brick train --resume $tmp/a.ckpt.safetensors$" <<<"$err"; then
+    ok "SIGINT: says where the checkpoint is and how to resume"
+else
+    bad "SIGINT message" "stderr: ${err:0:600}"
+fi
+if [ ! -e "$a" ] && [ -s "$tmp/a.ckpt.safetensors" ] && grep -aq '"brick.batch":"10"' "$tmp/a.ckpt.safetensors" &&
+    grep -aq '"brick.epoch":"0"' "$tmp/a.ckpt.safetensors"; then
+    ok "SIGINT: only the checkpoint is written, holding epoch 0 + batch 10"
+else
+    bad "SIGINT: files" "$(ls "$tmp")"
+fi
+interrupt_err=$err
+run "$brick" eval "$tmp/a.ckpt.safetensors" --data "$data"
+if [ "$rc" -eq 0 ] && grep -q "test accuracy" <<<"$out"; then ok "the mid-epoch checkpoint loads (brick eval)"; else bad "eval of the mid-epoch checkpoint" "exit $rc: ${err:0:300}"; fi
+continue_run "resume in epoch 1" "$interrupt_err"
+if grep -q "resuming $tmp/a.ckpt.safetensors in epoch 1 of 2, after batch 10 of 24" <<<"$out"; then
+    ok "resume says where it goes on"
+else
+    bad "resume message" "stdout: ${out:0:300}"
+fi
+same_model "resume in epoch 1" "$ref" "$a"
+
+# ---- SIGINT at the end of an epoch (step 24 = the last batch of epoch 1) -------------------
+
+b=$tmp/b.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=24 "$brick" train "${mlp[@]}" --out "$b"
+if [ "$rc" -eq 130 ] && grep -q "in epoch 1 after batch 24 of 24" <<<"$err"; then
+    ok "SIGINT after the last batch of epoch 1: exit 130, before its evaluation"
+else
+    bad "SIGINT at the end of an epoch" "exit $rc" "stderr: ${err:0:400}"
+fi
+continue_run "resume at the end of epoch 1"
+same_model "resume at the end of epoch 1" "$ref" "$b"
+
+# ---- interrupted twice: epoch 1 step 5, then epoch 2 step 35 --------------------------------
+
+c=$tmp/c.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=5 "$brick" train "${mlp[@]}" --out "$c"
+first=$rc
+run env BRICK_TEST_INTERRUPT_AT_STEP=35 "$brick" train --resume "$tmp/c.ckpt.safetensors"
+if [ "$first" -eq 130 ] && [ "$rc" -eq 130 ] && grep -q "in epoch 2 after batch 11 of 24 (step 35)" <<<"$err" &&
+    [ -s "$c" ] && grep -aq '"brick.epoch":"1"' "$c"; then
+    ok "interrupted again after a resume (epoch 2, batch 11); epoch 1's model file was written"
+else
+    bad "second interrupt" "exits $first, $rc" "stderr: ${err:0:400}"
+fi
+continue_run "second resume"
+same_model "interrupted twice" "$ref" "$c"
+
+# ---- Adam: its step counters and moments go through the checkpoint --------------------------
+
+adam=(--model softmax --optimizer adam --lr 0.01 --data "$data" --epochs 2 --batch-size 128 --seed 2 --threads 1)
+run "$brick" train "${adam[@]}" --out "$tmp/adam-ref.safetensors"
+ref_rc=$rc
+run env BRICK_TEST_INTERRUPT_AT_STEP=61 "$brick" train "${adam[@]}" --out "$tmp/adam.safetensors"
+if [ "$ref_rc" -eq 0 ] && [ "$rc" -eq 130 ] && grep -q "in epoch 2 after batch 14 of 47" <<<"$err"; then
+    ok "Adam: interrupted in epoch 2"
+else
+    bad "Adam interrupt" "exits $ref_rc, $rc" "stderr: ${err:0:400}"
+fi
+continue_run "Adam resume"
+same_model "Adam" "$tmp/adam-ref.safetensors" "$tmp/adam.safetensors"
+
+# ---- real signals from outside ------------------------------------------------------------
+
+# killed_run NAME SIGNAL STATUS OUT: starts a 3-epoch run in the background, sends SIGNAL
+# once training has begun, and expects exit STATUS. Sets $rc, $out, $err.
+long=(--model mlp --data "$data" --epochs 3 --batch-size 64 --lr 0.05 --seed 9 --threads 1)
+killed_run() {
+    local name=$1 sig=$2 want=$3 o=$4
+    "$brick" train "${long[@]}" --out "$o" >"$tmp/out" 2>"$tmp/err" &
+    bg_pid=$!
+    for _ in $(seq 1 600); do # up to 60 s for the data to load and training to start
+        grep -q '^model: ' "$tmp/out" 2>/dev/null && break
+        kill -0 "$bg_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 0.3
+    kill "-$sig" "$bg_pid" 2>/dev/null
+    wait "$bg_pid"
+    rc=$?
+    bg_pid=
+    out=$(cat "$tmp/out")
+    err=$(cat "$tmp/err")
+    if [ "$rc" -eq 0 ]; then
+        echo "  skip $name: the run finished before the signal arrived"
+        return 1
+    fi
+    if [ "$rc" -eq "$want" ] && grep -Eq "interrupted by SIG$sig (in epoch [0-9]+ after batch [0-9]+ of 94 \(step [0-9]+\): saved the checkpoint|after epoch [0-9]+: the checkpoint .* holds it)" <<<"$err"; then
+        ok "$name: exit $want, checkpoint saved ($(grep -o 'interrupted by [^:]*' <<<"$err"))"
+    else
+        bad "$name: expected exit $want and the interrupt message" "exit $rc" "stderr: ${err:0:400}"
+    fi
+    return 0
+}
+
+run "$brick" train "${long[@]}" --out "$tmp/long-ref.safetensors"
+long_rc=$rc
+[ "$long_rc" -eq 0 ] || bad "reference 3-epoch run" "exit $long_rc: ${err:0:300}"
+
+if killed_run "kill -INT" INT 130 "$tmp/k.safetensors"; then
+    continue_run "resume after kill -INT"
+    same_model "kill -INT" "$tmp/long-ref.safetensors" "$tmp/k.safetensors"
+fi
+# SIGTERM, with an --out whose name does not give the checkpoint's (so the printed command
+# must carry --out).
+if killed_run "kill -TERM" TERM 143 "$tmp/t.model"; then
+    if grep -q "to continue: brick train --resume $tmp/t.model.ckpt.safetensors --out $tmp/t.model$" <<<"$err"; then
+        ok "kill -TERM: the printed command carries --out"
+    else
+        bad "kill -TERM: --out in the printed command" "stderr: ${err:0:400}"
+    fi
+    continue_run "resume after kill -TERM"
+    if cmp -s "$tmp/long-ref.safetensors" "$tmp/t.model"; then
+        ok "kill -TERM: the model file is byte-identical to the uninterrupted run's"
+    else
+        bad "kill -TERM: model file differs" "$(cmp "$tmp/long-ref.safetensors" "$tmp/t.model" 2>&1)"
+    fi
+fi
+
+echo "test_interrupt: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
