@@ -36,7 +36,7 @@ static void help(FILE *f) {
             "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f,
-            "  help      this help, or `brick help <command>`\n"
+            "  help       this help, or `brick help <command>`\n"
             "\n"
             "options:\n"
             "  -h, --help     this help\n"
