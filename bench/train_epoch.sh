@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# train_epoch.sh - brick vs PyTorch on the same model and recipe, on the same machine, in one run.
+#
+#   bench/train_epoch.sh MODEL [EPOCHS] [RUNS] [--data DIR] [--threads "1 2"] [--repro]
+#                        [--lr LR] [--batch-size B] [--optimizer O] [--momentum M] [--keep DIR]
+#
+# MODEL is a spec of brick's zoo (docs/cli.md): mlp, lenet, resnet:width=N, googlenet,
+# softmax. A bare `resnet` means resnet:width=8 here (the zoo's default width 32 makes an
+# epoch about 16 times longer). EPOCHS defaults to 10, RUNS (runs per configuration) to 3.
+# PyTorch runs bench/train_torch.py, which rebuilds the zoo's models with torch.nn, under
+# /usr/bin/python3 with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1.
+#
+# The recipe (the same for both sides; each flag above overrides its part):
+#   mlp, softmax                   SGD lr 0.1, batch 256 (brick train's defaults)
+#   lenet, resnet, googlenet       SGD lr 0.02 momentum 0.9, batch 128
+# always on Fashion-MNIST (default /usr/share/datasets/fashion-mnist, else the bundled
+# subset), shuffled every epoch, seed 0, pixels in [0, 1], PyTorch's default init.
+#
+# For every thread count T (default "1 2") each side trains RUNS times, brick and PyTorch
+# alternating so that a change in machine load hits both. A run's epoch time is the median
+# of its epochs (training + test evaluation: the `seconds` column of brick's CSV); a
+# configuration's is the median over its runs. Each side keeps its fastest configuration;
+# the script prints both, their final test accuracies, their peak memory (max RSS of the
+# whole process from /usr/bin/time, the largest over the configuration's runs) and the
+# ratio brick / torch (below 1: brick is faster), then one `SUMMARY key=value ...` line.
+# The 1-minute load average is sampled before every run; the summary gives its mean.
+#
+# Reproducibility: with RUNS >= 2 (or with --repro, which adds a run when RUNS is 1) two
+# brick runs with the same seed and thread count must write byte-identical model files
+# (cmp); exit 1 if they differ.
+# --keep DIR keeps every run's log, CSV and model file in DIR.
+# Environment: BRICK (default build/brick, built if missing), BRICK_PYTHON.
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
+model= epochs= runs= data= threads="1 2" repro=0 keep=
+lr= batch= optimizer= momentum=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --data) data=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        --repro) repro=1; shift ;;
+        --lr) lr=$2; shift 2 ;;
+        --batch-size) batch=$2; shift 2 ;;
+        --optimizer) optimizer=$2; shift 2 ;;
+        --momentum) momentum=$2; shift 2 ;;
+        --keep) keep=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        -*) echo "train_epoch.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        *)
+            if [ -z "$model" ]; then model=$1
+            elif [ -z "$epochs" ]; then epochs=$1
+            elif [ -z "$runs" ]; then runs=$1
+            else echo "train_epoch.sh: too many arguments at '$1' (see --help)" >&2; exit 2
+            fi
+            shift ;;
+    esac
+done
+[ -n "$model" ] || { usage >&2; exit 2; }
+epochs=${epochs:-10}
+runs=${runs:-3}
+for v in "$epochs" "$runs"; do
+    [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "train_epoch.sh: EPOCHS and RUNS must be positive integers, got '$v'" >&2; exit 2; }
+done
+[ "$model" = resnet ] && model=resnet:width=8
+case ${model%%:*} in
+    mlp|softmax) : "${lr:=0.1}" "${batch:=256}" "${optimizer:=sgd}" "${momentum:=0}" ;;
+    lenet|resnet|googlenet) : "${lr:=0.02}" "${batch:=128}" "${optimizer:=sgd}" "${momentum:=0.9}" ;;
+    *) echo "train_epoch.sh: unknown model '$model' (mlp, softmax, lenet, resnet[:width=N], googlenet)" >&2; exit 2 ;;
+esac
+recipe=(--model "$model" --epochs "$epochs" --lr "$lr" --batch-size "$batch" --optimizer "$optimizer"
+        --momentum "$momentum" --seed 0)
+
+if [ -z "$data" ]; then
+    data=/usr/share/datasets/fashion-mnist
+    [ -e "$data/train-images-idx3-ubyte.gz" ] || [ -e "$data/train-images-idx3-ubyte" ] ||
+        data=data/fashion-mnist-subset
+fi
+brick=${BRICK:-build/brick}
+python=${BRICK_PYTHON:-/usr/bin/python3}
+if [ ! -x "$brick" ]; then
+    make -s -j2 "$brick" || { echo "train_epoch.sh: cannot build $brick" >&2; exit 1; }
+fi
+if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
+    echo "train_epoch.sh: $python cannot import torch and numpy (apt-get install python3-torch)" >&2
+    exit 1
+fi
+timer=()
+[ -x /usr/bin/time ] && timer=(/usr/bin/time -f %M -o)
+tmp=$(mktemp -d /tmp/brick-bench-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+if [ -n "$keep" ]; then
+    mkdir -p "$keep" || exit 1
+    tmp_keep=$keep
+else
+    tmp_keep=$tmp
+fi
+
+median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+maximum() { sort -g | tail -n 1; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# run_timed RSSFILE CMD...: CMD under /usr/bin/time, its peak RSS (KiB) into RSSFILE.
+run_timed() {
+    local rss=$1; shift
+    if [ ${#timer[@]} -gt 0 ]; then "${timer[@]}" "$rss" "$@"; else echo 0 >"$rss"; "$@"; fi
+}
+rss_mb() { awk '/^[0-9]+$/ {kb = $1} END {printf "%.1f\n", kb / 1024}' "$1"; }
+
+echo "model: $model; recipe: $optimizer lr $lr momentum $momentum, batch $batch, seed 0"
+echo "data: $data, $epochs epochs, $runs runs per configuration, threads: $threads"
+echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+
+: >"$tmp/loads"
+declare -A time_of acc_of rss_of
+for t in $threads; do
+    for side in brick torch; do : >"$tmp/$side-$t.times"; : >"$tmp/$side-$t.rss"; done
+    for r in $(seq 1 "$runs"); do
+        load1 >>"$tmp/loads"
+        out=$tmp_keep/brick-t$t-r$r.safetensors
+        if ! run_timed "$tmp/rss" "$brick" train "${recipe[@]}" --data "$data" --threads "$t" --out "$out" \
+            >"$tmp_keep/brick-t$t-r$r.log" 2>&1; then
+            echo "train_epoch.sh: brick train failed:" >&2
+            cat "$tmp_keep/brick-t$t-r$r.log" >&2
+            exit 1
+        fi
+        csv=${out%.safetensors}.csv
+        tail -n +2 "$csv" | cut -d, -f6 | median >>"$tmp/brick-$t.times"
+        acc_of[brick-$t]=$(tail -n 1 "$csv" | cut -d, -f5 | xargs printf '%.4f')
+        rss_mb "$tmp/rss" >>"$tmp/brick-$t.rss"
+        printf '  brick t=%s run %s: epoch median %8.3f s, test acc %.4f, max RSS %7.1f MB (load %s)\n' "$t" "$r" \
+            "$(tail -n 1 "$tmp/brick-$t.times")" "${acc_of[brick-$t]}" "$(tail -n 1 "$tmp/brick-$t.rss")" \
+            "$(tail -n 1 "$tmp/loads")"
+
+        load1 >>"$tmp/loads"
+        log=$tmp_keep/torch-t$t-r$r.log
+        if ! OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 run_timed "$tmp/rss" "$python" bench/train_torch.py \
+            "${recipe[@]}" --data "$data" --threads "$t" >"$log" 2>&1; then
+            echo "train_epoch.sh: train_torch.py failed:" >&2
+            cat "$log" >&2
+            exit 1
+        fi
+        result=$(grep '^RESULT' "$log")
+        sed -n 's/.*median_epoch_s=\([0-9.]*\).*/\1/p' <<<"$result" >>"$tmp/torch-$t.times"
+        acc_of[torch-$t]=$(sed -n 's/.*final_test_acc=\([0-9.]*\).*/\1/p' <<<"$result")
+        if [ ${#timer[@]} -gt 0 ]; then rss_mb "$tmp/rss"; else sed -n 's/.*max_rss_mb=\([0-9.]*\).*/\1/p' <<<"$result"; fi \
+            >>"$tmp/torch-$t.rss"
+        printf '  torch t=%s run %s: epoch median %8.3f s, test acc %.4f, max RSS %7.1f MB (load %s)\n' "$t" "$r" \
+            "$(tail -n 1 "$tmp/torch-$t.times")" "${acc_of[torch-$t]}" "$(tail -n 1 "$tmp/torch-$t.rss")" \
+            "$(tail -n 1 "$tmp/loads")"
+    done
+    for side in brick torch; do
+        time_of[$side-$t]=$(median <"$tmp/$side-$t.times")
+        rss_of[$side-$t]=$(maximum <"$tmp/$side-$t.rss")
+    done
+done
+
+echo
+printf '%-8s %-8s %18s %15s %14s\n' side threads "epoch median (s)" "final test acc" "max RSS (MB)"
+declare -A best
+for side in brick torch; do
+    for t in $threads; do
+        printf '%-8s %-8s %18.3f %15.4f %14.1f\n' "$side" "$t" "${time_of[$side-$t]}" "${acc_of[$side-$t]}" "${rss_of[$side-$t]}"
+        if [ -z "${best[$side]:-}" ] || awk "BEGIN {exit !(${time_of[$side-$t]} < ${time_of[$side-${best[$side]}]})}"; then
+            best[$side]=$t
+        fi
+    done
+done
+bt=${best[brick]} tt=${best[torch]}
+tb=${time_of[brick-$bt]} ttorch=${time_of[torch-$tt]}
+ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
+load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
+echo
+printf 'fastest brick: %.3f s/epoch (threads %s), test acc %.4f, max RSS %.1f MB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
+printf 'fastest torch: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), test acc %.4f, max RSS %.1f MB\n' \
+    "$ttorch" "$tt" "${acc_of[torch-$tt]}" "${rss_of[torch-$tt]}"
+printf 'ratio brick/torch: %s\n' "$ratio"
+printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
+    "$(sort -g "$tmp/loads" | head -n 1)" "$(sort -g "$tmp/loads" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Reproducibility: the same seed and threads twice -> identical model files.
+repro_result=skipped
+t1=$(cut -d' ' -f1 <<<"$threads")
+a=$tmp_keep/brick-t$t1-r1.safetensors
+b=$tmp_keep/brick-t$t1-r2.safetensors
+if [ "$runs" -lt 2 ] && [ "$repro" = 1 ]; then
+    "$brick" train "${recipe[@]}" --data "$data" --threads "$t1" --out "$b" >/dev/null 2>&1
+fi
+if [ -e "$b" ]; then
+    if cmp -s "$a" "$b"; then
+        repro_result=identical
+        echo "reproducible: two brick runs (seed 0, threads $t1) wrote identical model files"
+    else
+        repro_result=DIFFERENT
+        echo "NOT REPRODUCIBLE: $a and $b differ: $(cmp "$a" "$b" 2>&1)"
+    fi
+else
+    echo "reproducibility not checked (one run; pass --repro to add a second brick run)"
+fi
+echo "SUMMARY model=$model epochs=$epochs runs=$runs brick_s=$tb brick_threads=$bt brick_acc=${acc_of[brick-$bt]}" \
+    "brick_rss_mb=${rss_of[brick-$bt]} torch_s=$ttorch torch_threads=$tt torch_acc=${acc_of[torch-$tt]}" \
+    "torch_rss_mb=${rss_of[torch-$tt]} ratio=$ratio load_mean=$load_mean repro=$repro_result"
+[ "$repro_result" != DIFFERENT ]
