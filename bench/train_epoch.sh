@@ -20,7 +20,7 @@
 # alternating so that a change in machine load hits both. A run's epoch time is the median
 # of its epochs (training + test evaluation: the `seconds` column of brick's CSV); a
 # configuration's is the median over its runs. Each side keeps its fastest configuration;
-# the script prints both, their final test accuracies, their peak memory (max RSS of the
+# the script prints both, their final test accuracies, their peak memory (max RSS in MiB of the
 # whole process from /usr/bin/time, the largest over the configuration's runs) and the
 # ratio brick / torch (below 1: brick is faster), then one `SUMMARY key=value ...` line.
 # The 1-minute load average is sampled before every run; the summary gives its mean.
@@ -105,7 +105,7 @@ run_timed() {
     local rss=$1; shift
     if [ ${#timer[@]} -gt 0 ]; then "${timer[@]}" "$rss" "$@"; else echo 0 >"$rss"; "$@"; fi
 }
-rss_mb() { awk '/^[0-9]+$/ {kb = $1} END {printf "%.1f\n", kb / 1024}' "$1"; }
+rss_mib() { awk '/^[0-9]+$/ {kb = $1} END {printf "%.1f\n", kb / 1024}' "$1"; }
 
 echo "model: $model; recipe: $optimizer lr $lr momentum $momentum, batch $batch, seed 0"
 echo "data: $data, $epochs epochs, $runs runs per configuration, threads: $threads"
@@ -130,8 +130,8 @@ for t in $threads; do
         csv=${out%.safetensors}.csv
         tail -n +2 "$csv" | cut -d, -f6 | median >>"$tmp/brick-$t.times"
         acc_of[brick-$t]=$(tail -n 1 "$csv" | cut -d, -f5 | xargs printf '%.4f')
-        rss_mb "$tmp/rss" >>"$tmp/brick-$t.rss"
-        printf '  brick t=%s run %s: epoch median %8.3f s, test acc %.4f, max RSS %7.1f MB (load %s)\n' "$t" "$r" \
+        rss_mib "$tmp/rss" >>"$tmp/brick-$t.rss"
+        printf '  brick t=%s run %s: epoch median %8.3f s, test acc %.4f, max RSS %7.1f MiB (load %s)\n' "$t" "$r" \
             "$(tail -n 1 "$tmp/brick-$t.times")" "${acc_of[brick-$t]}" "$(tail -n 1 "$tmp/brick-$t.rss")" \
             "$(tail -n 1 "$tmp/loads")"
 
@@ -146,9 +146,9 @@ for t in $threads; do
         result=$(grep '^RESULT' "$log")
         sed -n 's/.*median_epoch_s=\([0-9.]*\).*/\1/p' <<<"$result" >>"$tmp/torch-$t.times"
         acc_of[torch-$t]=$(sed -n 's/.*final_test_acc=\([0-9.]*\).*/\1/p' <<<"$result")
-        if [ ${#timer[@]} -gt 0 ]; then rss_mb "$tmp/rss"; else sed -n 's/.*max_rss_mb=\([0-9.]*\).*/\1/p' <<<"$result"; fi \
+        if [ ${#timer[@]} -gt 0 ]; then rss_mib "$tmp/rss"; else sed -n 's/.*max_rss_mib=\([0-9.]*\).*/\1/p' <<<"$result"; fi \
             >>"$tmp/torch-$t.rss"
-        printf '  torch t=%s run %s: epoch median %8.3f s, test acc %.4f, max RSS %7.1f MB (load %s)\n' "$t" "$r" \
+        printf '  torch t=%s run %s: epoch median %8.3f s, test acc %.4f, max RSS %7.1f MiB (load %s)\n' "$t" "$r" \
             "$(tail -n 1 "$tmp/torch-$t.times")" "${acc_of[torch-$t]}" "$(tail -n 1 "$tmp/torch-$t.rss")" \
             "$(tail -n 1 "$tmp/loads")"
     done
@@ -159,7 +159,7 @@ for t in $threads; do
 done
 
 echo
-printf '%-8s %-8s %18s %15s %14s\n' side threads "epoch median (s)" "final test acc" "max RSS (MB)"
+printf '%-8s %-8s %18s %15s %14s\n' side threads "epoch median (s)" "final test acc" "max RSS (MiB)"
 declare -A best
 for side in brick torch; do
     for t in $threads; do
@@ -174,8 +174,8 @@ tb=${time_of[brick-$bt]} ttorch=${time_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
 load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
-printf 'fastest brick: %.3f s/epoch (threads %s), test acc %.4f, max RSS %.1f MB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
-printf 'fastest torch: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), test acc %.4f, max RSS %.1f MB\n' \
+printf 'fastest brick: %.3f s/epoch (threads %s), test acc %.4f, max RSS %.1f MiB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
+printf 'fastest torch: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), test acc %.4f, max RSS %.1f MiB\n' \
     "$ttorch" "$tt" "${acc_of[torch-$tt]}" "${rss_of[torch-$tt]}"
 printf 'ratio brick/torch: %s\n' "$ratio"
 printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
@@ -201,6 +201,6 @@ else
     echo "reproducibility not checked (one run; pass --repro to add a second brick run)"
 fi
 echo "SUMMARY model=$model epochs=$epochs runs=$runs brick_s=$tb brick_threads=$bt brick_acc=${acc_of[brick-$bt]}" \
-    "brick_rss_mb=${rss_of[brick-$bt]} torch_s=$ttorch torch_threads=$tt torch_acc=${acc_of[torch-$tt]}" \
-    "torch_rss_mb=${rss_of[torch-$tt]} ratio=$ratio load_mean=$load_mean repro=$repro_result"
+    "brick_rss_mib=${rss_of[brick-$bt]} torch_s=$ttorch torch_threads=$tt torch_acc=${acc_of[torch-$tt]}" \
+    "torch_rss_mib=${rss_of[torch-$tt]} ratio=$ratio load_mean=$load_mean repro=$repro_result"
 [ "$repro_result" != DIFFERENT ]

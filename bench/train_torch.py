@@ -28,9 +28,9 @@ the `seconds` column of brick's CSV log does; loading the data is not timed.
 
 Prints one line per epoch and a last line
 
-    RESULT model=lenet epochs=10 threads=1 median_epoch_s=1.234 final_test_acc=0.8512 max_rss_mb=312.5
+    RESULT model=lenet epochs=10 threads=1 median_epoch_s=1.234 final_test_acc=0.8512 max_rss_mib=312.5
 
-(max_rss_mb: the process's peak resident memory, getrusage). Run it with /usr/bin/python3
+(max_rss_mib: the process's peak resident memory in MiB, getrusage). Run it with /usr/bin/python3
 (Debian's python3-torch); set OMP_WAIT_POLICY and OPENBLAS_NUM_THREADS in the environment
 as the benchmark does.
 """
@@ -228,10 +228,10 @@ def main():
         print(f"epoch {epoch:2d}/{a.epochs}  train loss {total / n:.4f}  train acc {correct / n:.4f}  "
               f"test loss {test_total / xte.shape[0]:.4f}  test acc {test_acc:.4f}  {secs:.2f} s",
               flush=True)
-    max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # ru_maxrss: KiB on Linux
+    max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # ru_maxrss: KiB on Linux
     print(f"RESULT model={a.model} epochs={a.epochs} threads={a.threads} "
           f"median_epoch_s={statistics.median(times):.4f} final_test_acc={test_acc:.4f} "
-          f"max_rss_mb={max_rss_mb:.1f}")
+          f"max_rss_mib={max_rss_mib:.1f}")
 
 
 if __name__ == "__main__":
