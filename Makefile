@@ -6,8 +6,12 @@
 # with SAN=1), mirroring the source tree.
 #
 # Options (on the command line: `make BLAS=0 SAN=1`):
-#   BLAS=auto|0|1    OpenBLAS for the gemm backend. auto (default): used when `pkg-config
-#                    --exists openblas` succeeds; 1: required (error if absent); 0: off.
+#   BLAS=0|auto|1    OpenBLAS for the gemm backend. 0 (default): brick's own SGEMM
+#                    (src/kernels/gemm.c), which matches OpenBLAS on brick's shapes, gives
+#                    the same bits for any thread count and shares brick's OpenMP threads
+#                    (OpenBLAS's own thread pool fights them: LeNet trained 2.7x slower on
+#                    2 threads, docs/performance.md); auto: OpenBLAS when `pkg-config
+#                    --exists openblas` succeeds; 1: OpenBLAS required (error if absent).
 #   OPENMP=auto|0|1  OpenMP threading via -fopenmp. auto (default): used when $(CC) can
 #                    compile and link a program that includes <omp.h> with -fopenmp.
 #   SAN=1            AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/.
@@ -30,7 +34,7 @@ PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
 
 SAN    ?= 0
-BLAS   ?= auto
+BLAS   ?= 0
 OPENMP ?= auto
 
 HASH := \#

@@ -117,6 +117,12 @@ typedef struct bk_backend {
     void (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                   float *C, int64_t ldc);
+    /* The same product, for calls from inside brick's OpenMP parallel regions (conv2d runs
+     * one product per chunk of images on each thread): several may run at once, each on its
+     * calling thread; outside an active parallel region it may use the threads itself. */
+    void (*sgemm_serial)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc);
 } bk_backend;
 const bk_backend *bk__backend(void);
 

@@ -285,8 +285,14 @@ TEST(conv2d_values) {
         check_conv_values(&c);
         bk_arena_reset(NULL);
     }
-    /* Large enough for more than one column chunk (conv.c keeps the im2col matrix under
-     * 4M floats: here K = 144 rows of 2304 columns per image, 12 images per chunk). */
+    /* Many small images: conv.c puts several images in one chunk when an image has fewer
+     * than 256 output pixels (here 49: 6 images per chunk, 7 chunks, the last one short). */
+    conv_case small;
+    memset(&small, 0, sizeof small);
+    small.N = 37, small.C = 8, small.H = 7, small.W = 7, small.O = 5, small.KH = 3, small.KW = 3;
+    small.OH = 7, small.OW = 7, small.o = (bk_conv2d_opts){{1, 1}, {1, 1}, {1, 1}, 1}, small.bias = true;
+    check_conv_values(&small);
+    /* One image per chunk, 13 chunks, each summing its own part of dW. */
     conv_case big;
     memset(&big, 0, sizeof big);
     big.N = 13, big.C = 16, big.H = 48, big.W = 48, big.O = 4, big.KH = 3, big.KW = 3, big.OH = 48, big.OW = 48;
@@ -297,6 +303,63 @@ TEST(conv2d_values) {
     big.o = (bk_conv2d_opts){{2, 1}, {2, 0}, {2, 1}, 2};
     big.N = 9, big.C = 32, big.O = 6, big.OH = (48 + 4 - 5) / 2 + 1, big.OW = 46;
     check_conv_values(&big);
+}
+
+/* conv2d's forward and backward give the same bits with 1, 2 and 3 threads: threads take
+ * whole chunks of images and dW is summed per fixed slice of chunks (conv.c). Cases with
+ * one image per chunk, several images per chunk, groups with stride, and a single image
+ * (where the GEMM itself is threaded). */
+TEST(conv2d_threads_bitwise) {
+    static const int64_t cases[][9] = {/* N, C, H, O, K, stride, pad, groups, bias */
+                                       {9, 3, 20, 4, 3, 1, 1, 1, 1},
+                                       {23, 6, 6, 8, 3, 1, 0, 1, 0},
+                                       {11, 8, 17, 6, 5, 2, 2, 2, 1},
+                                       {1, 4, 40, 8, 3, 1, 1, 1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t *k = cases[i];
+        bk_tensor *x = bk_tensor_new(4, (int64_t[]){k[0], k[1], k[2], k[2]});
+        bk_tensor *w = bk_tensor_new(4, (int64_t[]){k[3], k[1] / k[7], k[4], k[4]});
+        bk_tensor *b = bk_tensor_new(1, (int64_t[]){k[3]});
+        CHECK(x && w && b);
+        if (!x || !w || !b) return;
+        bk_fill_normal(x, &g_rng, 0, 1), bk_fill_normal(w, &g_rng, 0, 1), bk_fill_normal(b, &g_rng, 0, 1);
+        bk_requires_grad(x, true), bk_requires_grad(w, true), bk_requires_grad(b, true);
+        bk_conv2d_opts o = {{k[5], k[5]}, {k[6], k[6]}, {1, 1}, k[7]};
+        float *first[4] = {NULL, NULL, NULL, NULL};
+        int saved = bk_get_num_threads();
+        int64_t len[4] = {0, x->numel, w->numel, b->numel};
+        for (int threads = 1; threads <= 3; threads++) {
+            bk_set_num_threads(threads);
+            bk_tensor *y = bk_conv2d(x, w, k[8] ? b : NULL, o);
+            CHECK(y != NULL);
+            if (!y) break;
+            bk_tensor *G = bk_empty(y->ndim, y->shape);
+            bk_rng gr;
+            bk_rng_seed(&gr, 42); /* the same upstream gradient each time */
+            bk_fill_normal(G, &gr, 0, 1);
+            bk_tensor *leaves[3] = {x, w, b};
+            for (int l = 0; l < 3; l++)
+                if (leaves[l]->grad) bk_fill(leaves[l]->grad, 0.0f);
+            CHECK(bk_backward_ex(y, G, false) == 0);
+            const float *got[4] = {y->data, x->grad ? x->grad->data : NULL, w->grad ? w->grad->data : NULL,
+                                   k[8] && b->grad ? b->grad->data : NULL};
+            len[0] = y->numel;
+            for (int r = 0; r < 4; r++) {
+                if (!got[r]) continue;
+                if (threads == 1) {
+                    first[r] = malloc(sizeof(float) * (size_t)len[r]);
+                    if (first[r]) memcpy(first[r], got[r], sizeof(float) * (size_t)len[r]);
+                } else if (first[r] && memcmp(first[r], got[r], sizeof(float) * (size_t)len[r]) != 0) {
+                    fprintf(stderr, "  case %zu: result %d differs between 1 and %d threads\n", i, r, threads);
+                    CHECK(0);
+                }
+            }
+            bk_arena_reset(NULL);
+        }
+        bk_set_num_threads(saved);
+        for (int r = 0; r < 4; r++) free(first[r]);
+        bk_tensor_free(x), bk_tensor_free(w), bk_tensor_free(b);
+    }
 }
 
 /* ======================================================================================
@@ -834,6 +897,7 @@ int main(void) {
     bk_manual_seed(seed);
     RUN(conv2d_gradcheck);
     RUN(conv2d_values);
+    RUN(conv2d_threads_bitwise);
     RUN(max_pool2d_ties_torch);
     RUN(max_pool2d_ties_random);
     RUN(max_pool2d_gradcheck);

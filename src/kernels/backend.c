@@ -18,9 +18,11 @@ static void gemm_openblas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
                 (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,
                 C, (blasint)ldc);
 }
-static const bk_backend BACKEND = {"cpu+openblas", gemm_openblas};
+/* Inside brick's own parallel regions, brick's kernel: OpenBLAS's pthread build would start
+ * its own threads there and fight brick's for the cores. */
+static const bk_backend BACKEND = {"cpu+openblas", gemm_openblas, bk__sgemm};
 #else
-static const bk_backend BACKEND = {"cpu", bk__sgemm};
+static const bk_backend BACKEND = {"cpu", bk__sgemm, bk__sgemm};
 #endif
 
 const bk_backend *bk__backend(void) { return &BACKEND; }

@@ -3,24 +3,69 @@
  *
  * Shapes: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) -> y (N, O, OH, OW) with
  *   OH = (H + 2 PH - DH (KH - 1) - 1) / SH + 1   (likewise OW).
- * Images are processed in chunks so that the column matrix (K = C/g KH KW rows, chunk*OH*OW
- * columns) stays within a fixed scratch budget; each chunk is one GEMM per group. The
- * backward recomputes the columns rather than keeping them (they are K times larger than
- * the input), and accumulates dW over chunks in a fixed order, so results do not depend on
- * the thread count.
+ *
+ * The batch is cut into chunks of a few images: one image when its output has at least
+ * MIN_COLS pixels, else enough images to reach that many columns (a GEMM with a handful of
+ * columns wastes the micro-kernel). Each chunk's column matrix (K = C/g KH KW rows) is
+ * small enough to stay in the core's cache while its GEMMs read it, which is what makes
+ * im2col affordable; threads take whole chunks, each with its own buffers, and run their
+ * GEMMs single-threaded (bk_backend.sgemm_serial). With one chunk only (a single image),
+ * the GEMM is threaded instead.
+ *
+ * The backward recomputes the columns rather than keeping them (they are K times larger
+ * than the input). dW is summed per slice of consecutive chunks into its own buffer and the
+ * slices are added in order; the slicing depends on the shapes only, so results are bitwise
+ * identical for any thread count.
  */
 #include "internal.h"
 
 #include <inttypes.h>
 
-#define COL_BUDGET ((int64_t)4 << 20) /* floats per column chunk (16 MiB) */
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MIN_COLS 256                       /* output pixels per chunk, when images are small */
+#define COL_BUDGET ((int64_t)1 << 20)      /* floats of one chunk's column matrix (4 MiB) */
+#define PARTIAL_BUDGET ((int64_t)8 << 20)  /* floats of dW's per-slice sums (32 MiB) */
+#define MAX_SLICES 64
 
 typedef struct conv_params {
     int64_t N, C, H, W, O, KH, KW, OH, OW;
     int64_t sh, sw, ph, pw, dh, dw, groups;
     int64_t Cg, Og, K; /* per-group in/out channels; K = Cg KH KW */
-    int64_t chunk;     /* images per column chunk */
+    int64_t chunk;     /* images per chunk */
+    int64_t nchunks, nslices; /* chunks of the batch; slices of chunks for dW's sums */
 } conv_params;
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* The output columns ow whose input column iw = ow SW - PW + kw DW lies inside [0, W):
+ * [*lo, *hi). Computed once per kernel column so that the copy loops below carry no bounds
+ * test: padding becomes two runs of zeros, the interior one memcpy (stride 1) or one
+ * strided gather. */
+static void valid_cols(const conv_params *p, int64_t kw, int64_t *lo, int64_t *hi) {
+    int64_t a = p->pw - kw * p->dw;        /* ow SW >= a  */
+    int64_t b = p->W - 1 + p->pw - kw * p->dw; /* ow SW <= b */
+    *lo = a <= 0 ? 0 : (a + p->sw - 1) / p->sw;
+    *hi = b < 0 ? 0 : b / p->sw + 1;
+    if (*hi > p->OW) *hi = p->OW;
+    if (*lo > *hi) *lo = *hi;
+}
 
 /* col[(c KH + kh) KW + kw][j * OH*OW + oh OW + ow] = x[n0 + j, c0 + c, ih, iw] (0 if padded) */
 static void im2col(const conv_params *p, const float *x, int64_t n0, int64_t nimg, int64_t c0, float *col) {
@@ -28,6 +73,8 @@ static void im2col(const conv_params *p, const float *x, int64_t n0, int64_t nim
 #pragma omp parallel for schedule(static) if (p->K * cols > 65536)
     for (int64_t r = 0; r < p->K; r++) {
         int64_t c = r / (p->KH * p->KW), kh = (r / p->KW) % p->KH, kw = r % p->KW;
+        int64_t lo, hi, off = kw * p->dw - p->pw;
+        valid_cols(p, kw, &lo, &hi);
         float *dst = col + r * cols;
         for (int64_t j = 0; j < nimg; j++) {
             const float *src = x + ((n0 + j) * p->C + c0 + c) * p->H * p->W;
@@ -38,35 +85,60 @@ static void im2col(const conv_params *p, const float *x, int64_t n0, int64_t nim
                     for (int64_t ow = 0; ow < p->OW; ow++) d[ow] = 0.0f;
                     continue;
                 }
-                const float *srow = src + ih * p->W;
-                for (int64_t ow = 0; ow < p->OW; ow++) {
-                    int64_t iw = ow * p->sw - p->pw + kw * p->dw;
-                    d[ow] = (iw >= 0 && iw < p->W) ? srow[iw] : 0.0f;
-                }
+                const float *srow = src + ih * p->W + off;
+                for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+                if (p->sw == 1 && hi - lo >= 8) /* short rows: a call costs more than the copy */
+                    memcpy(d + lo, srow + lo, sizeof(float) * (size_t)(hi - lo));
+                else if (p->sw == 1)
+                    for (int64_t ow = lo; ow < hi; ow++) d[ow] = srow[ow];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) d[ow] = srow[ow * p->sw];
+                for (int64_t ow = hi; ow < p->OW; ow++) d[ow] = 0.0f;
             }
         }
     }
 }
 
 /* The adjoint of im2col: dx[n0 + j, c0 + c, ih, iw] += col[...]. Parallel over images, so
- * no two threads add into the same element. */
+ * no two threads add into the same element; within an image the order of the additions is
+ * fixed, so results do not depend on the thread count. */
 static void col2im(const conv_params *p, const float *col, int64_t n0, int64_t nimg, int64_t c0, float *dx) {
     int64_t L = p->OH * p->OW, cols = nimg * L;
 #pragma omp parallel for schedule(static) if (p->K * cols > 65536)
     for (int64_t j = 0; j < nimg; j++)
         for (int64_t r = 0; r < p->K; r++) {
             int64_t c = r / (p->KH * p->KW), kh = (r / p->KW) % p->KH, kw = r % p->KW;
+            int64_t lo, hi, off = kw * p->dw - p->pw;
+            valid_cols(p, kw, &lo, &hi);
             float *dst = dx + ((n0 + j) * p->C + c0 + c) * p->H * p->W;
             const float *s = col + r * cols + j * L;
             for (int64_t oh = 0; oh < p->OH; oh++) {
                 int64_t ih = oh * p->sh - p->ph + kh * p->dh;
                 if (ih < 0 || ih >= p->H) continue;
-                for (int64_t ow = 0; ow < p->OW; ow++) {
-                    int64_t iw = ow * p->sw - p->pw + kw * p->dw;
-                    if (iw >= 0 && iw < p->W) dst[ih * p->W + iw] += s[oh * p->OW + ow];
-                }
+                float *drow = dst + ih * p->W + off;
+                const float *srow = s + oh * p->OW;
+                if (p->sw == 1)
+                    for (int64_t ow = lo; ow < hi; ow++) drow[ow] += srow[ow];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) drow[ow * p->sw] += srow[ow];
             }
         }
+}
+
+/* dY of images n0..n0+nimg-1, output channels of group g, as an (Og, nimg L) matrix: in
+ * place for one image, else gathered into buf. Sets *ld to its row stride. */
+static const float *grad_block(const conv_params *p, const float *G, int64_t n0, int64_t nimg, int64_t g,
+                               float *buf, int64_t *ld) {
+    int64_t L = p->OH * p->OW, cols = nimg * L;
+    if (nimg == 1) {
+        *ld = L;
+        return G + (n0 * p->O + g * p->Og) * L;
+    }
+    for (int64_t o = 0; o < p->Og; o++)
+        for (int64_t j = 0; j < nimg; j++)
+            memcpy(buf + o * cols + j * L, G + ((n0 + j) * p->O + g * p->Og + o) * L, sizeof(float) * (size_t)L);
+    *ld = cols;
+    return buf;
 }
 
 static void conv2d_backward(bk_node *node) {
@@ -86,31 +158,47 @@ static void conv2d_backward(bk_node *node) {
                 db->data[o] += s;
             }
     if (!dx && !dw) return;
-    for (int64_t n0 = 0; n0 < p->N; n0 += p->chunk) {
-        int64_t nimg = p->N - n0 < p->chunk ? p->N - n0 : p->chunk, cols = nimg * L;
-        float *col = bk__scratch(0, (size_t)(p->K * cols));
-        float *gcol = bk__scratch(1, (size_t)(p->Og * cols));
-        if (!col || !gcol) {
-            bk__backward_fail();
-            return;
-        }
-        for (int64_t g = 0; g < p->groups; g++) {
-            /* gather dY for this group: (Og, nimg * L) */
-            for (int64_t o = 0; o < p->Og; o++)
-                for (int64_t j = 0; j < nimg; j++)
-                    memcpy(gcol + o * cols + j * L, G + ((n0 + j) * p->O + g * p->Og + o) * L, sizeof(float) * (size_t)L);
-            const float *wg = w->data + g * p->Og * p->K;
-            if (dw) { /* dW_g (Og, K) += dY (Og, cols) @ col^T */
-                im2col(p, x->data, n0, nimg, g * p->Cg, col);
-                be->sgemm(false, true, p->Og, p->K, cols, 1.0f, gcol, cols, col, cols, 1.0f,
-                          dw->data + g * p->Og * p->K, p->K);
-            }
-            if (dx) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
-                be->sgemm(true, false, p->K, cols, p->Og, 1.0f, wg, p->K, gcol, cols, 0.0f, col, cols);
-                col2im(p, col, n0, nimg, g * p->Cg, dx->data);
+    /* per thread: columns and their gradient (K x chunk L each), gathered dY (Og x chunk L) */
+    int64_t ccols = p->chunk * L, WK = p->O * p->K;
+    int64_t per_thread = 2 * p->K * ccols + (p->chunk > 1 ? p->Og * ccols : 0);
+    int T = max_threads();
+    float *work = bk__scratch(0, (size_t)(per_thread * T));
+    float *partial = dw ? bk__scratch(1, (size_t)(WK * p->nslices)) : NULL;
+    if (!work || (dw && !partial)) {
+        bk__backward_fail();
+        return;
+    }
+    int64_t per_slice = (p->nchunks + p->nslices - 1) / p->nslices;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->nslices > 1)
+    for (int64_t sl = 0; sl < p->nslices; sl++) {
+        float *col = work + per_thread * thread_num(), *dcol = col + p->K * ccols, *gbuf = dcol + p->K * ccols;
+        float *dw_sl = dw ? partial + sl * WK : NULL;
+        int64_t c_end = (sl + 1) * per_slice < p->nchunks ? (sl + 1) * per_slice : p->nchunks;
+        for (int64_t ch = sl * per_slice; ch < c_end; ch++) {
+            int64_t n0 = ch * p->chunk, nimg = p->N - n0 < p->chunk ? p->N - n0 : p->chunk, cols = nimg * L;
+            for (int64_t g = 0; g < p->groups; g++) {
+                int64_t ldg;
+                const float *gy = grad_block(p, G, n0, nimg, g, gbuf, &ldg);
+                if (dw) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
+                    im2col(p, x->data, n0, nimg, g * p->Cg, col);
+                    be->sgemm_serial(false, true, p->Og, p->K, cols, 1.0f, gy, ldg, col, cols,
+                                     ch == sl * per_slice ? 0.0f : 1.0f, dw_sl + g * p->Og * p->K, p->K);
+                }
+                if (dx) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
+                    be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, w->data + g * p->Og * p->K, p->K, gy,
+                                     ldg, 0.0f, dcol, cols);
+                    col2im(p, dcol, n0, nimg, g * p->Cg, dx->data);
+                }
             }
         }
     }
+    if (dw) /* the slices' sums, added in slice order */
+#pragma omp parallel for schedule(static) if (WK * p->nslices > 65536)
+        for (int64_t i = 0; i < WK; i++) {
+            float s = dw->data[i];
+            for (int64_t sl = 0; sl < p->nslices; sl++) s += partial[sl * WK + i];
+            dw->data[i] = s;
+        }
 }
 
 static const bk_op OP_CONV2D = {"conv2d", conv2d_backward};
@@ -167,25 +255,45 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     p.OW = (p.W + 2 * p.pw - ew) / p.sw + 1;
     p.K = p.Cg * p.KH * p.KW;
     int64_t L = p.OH * p.OW;
-    p.chunk = L * p.K > 0 ? COL_BUDGET / (L * (p.K > p.Og ? p.K : p.Og)) : p.N;
-    if (p.chunk < 1) p.chunk = 1;
+    p.chunk = L >= MIN_COLS ? 1 : (MIN_COLS + L - 1) / L;
+    if (p.chunk > 1 && p.K * p.chunk * L > COL_BUDGET) p.chunk = COL_BUDGET / (p.K * L) > 1 ? COL_BUDGET / (p.K * L) : 1;
     if (p.chunk > p.N) p.chunk = p.N > 0 ? p.N : 1;
+    p.nchunks = p.N > 0 ? (p.N + p.chunk - 1) / p.chunk : 0;
+    int64_t WK = p.O * p.K;
+    p.nslices = WK > 0 ? PARTIAL_BUDGET / WK : 1;
+    if (p.nslices > MAX_SLICES) p.nslices = MAX_SLICES;
+    if (p.nslices > p.nchunks) p.nslices = p.nchunks;
+    if (p.nslices < 1) p.nslices = 1;
     bk_tensor *y = bk__tensor_arena(4, (int64_t[]){p.N, p.O, p.OH, p.OW}, false);
     if (!y) return NULL;
     const bk_backend *be = bk__backend();
-    for (int64_t n0 = 0; n0 < p.N; n0 += p.chunk) {
-        int64_t nimg = p.N - n0 < p.chunk ? p.N - n0 : p.chunk, cols = nimg * L;
-        float *col = bk__scratch(0, (size_t)(p.K * cols));
-        float *ycol = bk__scratch(1, (size_t)(p.Og * cols));
-        if (!col || !ycol) return NULL;
+    /* per thread: the columns (K x chunk L) and, for several images, the output block */
+    int64_t ccols = p.chunk * L, per_thread = p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
+    int T = max_threads();
+    float *work = bk__scratch(0, (size_t)(per_thread * T));
+    if (!work) return NULL;
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p.nchunks > 1)
+    for (int64_t ch = 0; ch < p.nchunks; ch++) {
+        float *col = work + per_thread * thread_num(), *ycol = col + p.K * ccols;
+        int64_t n0 = ch * p.chunk, nimg = p.N - n0 < p.chunk ? p.N - n0 : p.chunk, cols = nimg * L;
         for (int64_t g = 0; g < p.groups; g++) {
+            const float *wg = w->data + g * p.Og * p.K;
+            float *yg = y->data + (n0 * p.O + g * p.Og) * L;
             im2col(&p, x->data, n0, nimg, g * p.Cg, col);
-            /* Y_g (Og, cols) = W_g (Og, K) @ col (K, cols) */
-            be->sgemm(false, false, p.Og, cols, p.K, 1.0f, w->data + g * p.Og * p.K, p.K, col, cols, 0.0f, ycol, cols);
+            /* Y_g (Og, cols) = W_g (Og, K) @ col (K, cols): straight into y for one image */
+            if (nimg == 1)
+                be->sgemm_serial(false, false, p.Og, L, p.K, 1.0f, wg, p.K, col, L, 0.0f, yg, L);
+            else
+                be->sgemm_serial(false, false, p.Og, cols, p.K, 1.0f, wg, p.K, col, cols, 0.0f, ycol, cols);
             for (int64_t oc = 0; oc < p.Og; oc++) {
                 float bias = b ? b->data[g * p.Og + oc] : 0.0f;
                 for (int64_t j = 0; j < nimg; j++) {
-                    float *dst = y->data + ((n0 + j) * p.O + g * p.Og + oc) * L;
+                    float *dst = yg + (j * p.O + oc) * L;
+                    if (nimg == 1) {
+                        if (b)
+                            for (int64_t i = 0; i < L; i++) dst[i] += bias;
+                        continue;
+                    }
                     const float *src = ycol + oc * cols + j * L;
                     for (int64_t i = 0; i < L; i++) dst[i] = src[i] + bias;
                 }
