@@ -53,7 +53,7 @@ static void version(void) {
 #ifdef BK_HAVE_OPENBLAS
     printf("OpenBLAS");
 #else
-    printf("portable gemm");
+    printf("brick gemm");
 #endif
 #ifdef _OPENMP
     printf(", OpenMP");
