@@ -26,9 +26,10 @@ SGD, Adam or AdamW; AdamW's weight decay defaults to 0.01 as in brick and torch)
 training split reshuffled every epoch in batches of --batch-size (the last one smaller),
 pixels scaled to [0, 1]. The learning-rate schedule is brick train's (docs/cli.md): none,
 CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min) or StepLR(step_size=--lr-step-size,
-gamma=--lr-gamma), stepped once after every epoch. After each epoch the test split is evaluated in batches of 1000
-in eval mode with grad off. An epoch's time covers its training and its evaluation, as
-the `seconds` column of brick's CSV log does; loading the data is not timed.
+gamma=--lr-gamma), stepped once after every epoch. After each epoch the test split is
+evaluated in batches of --batch-size (as brick train does) in eval mode with grad off. An
+epoch's time covers its training and its evaluation, as the `seconds` column of brick's CSV
+log does; loading the data is not timed.
 
 Prints one line per epoch and a last line
 
@@ -241,10 +242,10 @@ def main():
         net.eval()
         test_total, test_correct = 0.0, 0
         with torch.no_grad():
-            for i in range(0, xte.shape[0], 1000):
-                out = net(xte[i:i + 1000])
-                test_total += F.cross_entropy(out, yte[i:i + 1000], reduction="sum").item()
-                test_correct += (out.argmax(1) == yte[i:i + 1000]).sum().item()
+            for i in range(0, xte.shape[0], a.batch_size):
+                out = net(xte[i:i + a.batch_size])
+                test_total += F.cross_entropy(out, yte[i:i + a.batch_size], reduction="sum").item()
+                test_correct += (out.argmax(1) == yte[i:i + a.batch_size]).sum().item()
         if sched is not None:
             sched.step()
         secs = time.perf_counter() - t0

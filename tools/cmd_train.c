@@ -3,8 +3,9 @@
  * Per batch: bk_forward, bk_cross_entropy (mean), bk_optim_zero_grad, bk_backward,
  * bk_optim_step, bk_arena_reset. Before every epoch: the lr of --lr-schedule for it (once
  * per epoch, as torch users step CosineAnnealingLR and StepLR). After every epoch:
- * evaluation on the test split (grad off, eval mode), one summary line, and four files
- * written atomically:
+ * evaluation on the test split (grad off, eval mode, in batches of --batch-size, so that it
+ * never needs more memory than a training step), one summary line, and four files written
+ * atomically:
  *   FILE                     the model: state dict + metadata (see cli.h)
  *   FILE-stem.ckpt.safetensors  model + optimizer state + everything a resume needs
  *   FILE-stem.csv            epoch,train_loss,train_acc,test_loss,test_acc,seconds
@@ -45,7 +46,6 @@
 #include <unistd.h>
 
 #define MAX_META 40
-#define EVAL_BATCH 1000
 
 static void help(FILE *f) {
     fprintf(f,
@@ -91,7 +91,7 @@ static void help(FILE *f) {
             "\n"
             "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
             "train loss, train accuracy, test loss, test accuracy, its time (and its lr, with\n"
-            "a schedule).\n"
+            "a schedule). The test split is evaluated in batches of --batch-size.\n"
             "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
             "the position in the epoch and exits; --resume continues to the same weights as an\n"
             "uninterrupted run. A second Ctrl-C stops at once (the last saved files stay whole).\n"
@@ -688,7 +688,10 @@ static int train_loop(run *r) {
             return interrupted(r, true);
         }
         if (rc) return rc;
-        if (cli_evaluate(r->m, r->test, EVAL_BATCH, &e.test_loss, &e.test_acc, NULL, 0) != 0)
+        /* In batches of the training batch size: in no-grad mode every intermediate of a
+         * batch stays in the arena until the reset after it, so a larger evaluation batch
+         * would raise the run's peak memory above the training step's. */
+        if (cli_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, NULL, 0) != 0)
             return cli_fail(NULL);
         e.seconds = cli_now() - t0;
         r->hist[r->n_hist++] = e;
