@@ -2,7 +2,9 @@
 # train_epoch.sh - brick vs PyTorch on the same model and recipe, on the same machine, in one run.
 #
 #   bench/train_epoch.sh MODEL [EPOCHS] [RUNS] [--data DIR] [--threads "1 2"] [--repro]
-#                        [--lr LR] [--batch-size B] [--optimizer O] [--momentum M] [--keep DIR]
+#                        [--lr LR] [--batch-size B] [--optimizer O] [--momentum M]
+#                        [--weight-decay W] [--lr-schedule S] [--lr-min LR] [--lr-step-size N]
+#                        [--lr-gamma G] [--keep DIR]
 #
 # MODEL is a spec of brick's zoo (docs/cli.md): mlp, lenet, resnet:width=N, googlenet,
 # softmax. A bare `resnet` means resnet:width=8 here (the zoo's default width 32 makes an
@@ -13,8 +15,11 @@
 # The recipe (the same for both sides; each flag above overrides its part):
 #   mlp, softmax                   SGD lr 0.1, batch 256 (brick train's defaults)
 #   lenet, resnet, googlenet       SGD lr 0.02 momentum 0.9, batch 128
-# always on Fashion-MNIST (default /usr/share/datasets/fashion-mnist, else the bundled
-# subset), shuffled every epoch, seed 0, pixels in [0, 1], PyTorch's default init.
+# (the momentum for SGD only), with the optimizer's default weight decay and no lr schedule
+# unless given (the schedule flags are brick train's, docs/cli.md; train_torch.py maps them
+# to CosineAnnealingLR and StepLR stepped once per epoch), always on Fashion-MNIST (default
+# /usr/share/datasets/fashion-mnist, else the bundled subset), shuffled every epoch, seed 0,
+# pixels in [0, 1], PyTorch's default init.
 #
 # For every thread count T (default "1 2") each side trains RUNS times, brick and PyTorch
 # alternating so that a change in machine load hits both. A run's epoch time is the median
@@ -36,6 +41,7 @@ cd "$(dirname "$0")/.." || exit 2
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
 model= epochs= runs= data= threads="1 2" repro=0 keep=
 lr= batch= optimizer= momentum=
+extra=() # recipe flags passed as they are to both sides when given
 while [ $# -gt 0 ]; do
     case $1 in
         --data) data=$2; shift 2 ;;
@@ -45,6 +51,9 @@ while [ $# -gt 0 ]; do
         --batch-size) batch=$2; shift 2 ;;
         --optimizer) optimizer=$2; shift 2 ;;
         --momentum) momentum=$2; shift 2 ;;
+        --weight-decay|--lr-schedule|--lr-min|--lr-step-size|--lr-gamma)
+            [ $# -ge 2 ] || { echo "train_epoch.sh: $1 needs a value" >&2; exit 2; }
+            extra+=("$1" "$2"); shift 2 ;;
         --keep) keep=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "train_epoch.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -70,7 +79,9 @@ case ${model%%:*} in
     *) echo "train_epoch.sh: unknown model '$model' (mlp, softmax, lenet, resnet[:width=N], googlenet)" >&2; exit 2 ;;
 esac
 recipe=(--model "$model" --epochs "$epochs" --lr "$lr" --batch-size "$batch" --optimizer "$optimizer"
-        --momentum "$momentum" --seed 0)
+        --seed 0 ${extra[@]+"${extra[@]}"})
+# brick train refuses --momentum for Adam and AdamW (it has no meaning there)
+[ "$optimizer" = sgd ] && recipe+=(--momentum "$momentum")
 
 if [ -z "$data" ]; then
     data=/usr/share/datasets/fashion-mnist
@@ -107,7 +118,7 @@ run_timed() {
 }
 rss_mib() { awk '/^[0-9]+$/ {kb = $1} END {printf "%.1f\n", kb / 1024}' "$1"; }
 
-echo "model: $model; recipe: $optimizer lr $lr momentum $momentum, batch $batch, seed 0"
+echo "model: $model; recipe: $optimizer lr $lr$([ "$optimizer" = sgd ] && echo " momentum $momentum"), batch $batch, seed 0${extra[*]:+, ${extra[*]}}"
 echo "data: $data, $epochs epochs, $runs runs per configuration, threads: $threads"
 echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"

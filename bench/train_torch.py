@@ -3,7 +3,9 @@
 
     /usr/bin/python3 bench/train_torch.py [--model mlp|softmax|lenet|resnet|googlenet]
         [--hidden 256] [--width 32] [--data DIR] [--epochs 10] [--batch-size 256] [--lr 0.1]
-        [--optimizer sgd|adam|adamw] [--momentum 0] [--weight-decay W] [--threads T] [--seed 0]
+        [--optimizer sgd|adam|adamw] [--momentum 0] [--weight-decay W]
+        [--lr-schedule none|cosine|step] [--lr-step-size N] [--lr-gamma 0.1] [--lr-min 0]
+        [--threads T] [--seed 0]
 
 --model also takes brick's spec form, e.g. `resnet:width=8` or `mlp:hidden=128`. The
 models are those of brick's zoo (src/models/zoo.c), rebuilt with torch.nn and PyTorch's
@@ -22,9 +24,12 @@ default init:
 The loop is brick train's: cross-entropy (mean), the optimizer as given (torch.optim's
 SGD, Adam or AdamW; AdamW's weight decay defaults to 0.01 as in brick and torch), the
 training split reshuffled every epoch in batches of --batch-size (the last one smaller),
-pixels scaled to [0, 1]. After each epoch the test split is evaluated in batches of 1000
-in eval mode with grad off. An epoch's time covers its training and its evaluation, as
-the `seconds` column of brick's CSV log does; loading the data is not timed.
+pixels scaled to [0, 1]. The learning-rate schedule is brick train's (docs/cli.md): none,
+CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min) or StepLR(step_size=--lr-step-size,
+gamma=--lr-gamma), stepped once after every epoch. After each epoch the test split is
+evaluated in batches of --batch-size (as brick train does) in eval mode with grad off. An
+epoch's time covers its training and its evaluation, as the `seconds` column of brick's CSV
+log does; loading the data is not timed.
 
 Prints one line per epoch and a last line
 
@@ -173,6 +178,19 @@ def make_optimizer(a, params):
     sys.exit(f"train_torch.py: unknown optimizer '{a.optimizer}' (sgd, adam, adamw)")
 
 
+def make_scheduler(a, opt):
+    """brick train's --lr-schedule: a torch.optim.lr_scheduler stepped once per epoch, or None."""
+    if a.lr_schedule == "none":
+        return None
+    if a.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs, eta_min=a.lr_min)
+    if a.lr_schedule == "step":
+        if a.lr_step_size is None or a.lr_step_size < 1:
+            sys.exit("train_torch.py: --lr-schedule step needs --lr-step-size N (N >= 1)")
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=a.lr_step_size, gamma=a.lr_gamma)
+    sys.exit(f"train_torch.py: unknown --lr-schedule '{a.lr_schedule}' (none, cosine, step)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mlp")
@@ -185,6 +203,10 @@ def main():
     ap.add_argument("--optimizer", default="sgd")
     ap.add_argument("--momentum", type=float, default=0.0)
     ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument("--lr-schedule", default="none")
+    ap.add_argument("--lr-step-size", type=int, default=None)
+    ap.add_argument("--lr-gamma", type=float, default=0.1)
+    ap.add_argument("--lr-min", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -197,11 +219,13 @@ def main():
     net = build(a.model, a.hidden, a.width)
     loss_fn = nn.CrossEntropyLoss()
     opt = make_optimizer(a, net.parameters())
+    sched = make_scheduler(a, opt)
     gen = torch.Generator().manual_seed(a.seed)
     n = xtr.shape[0]
     times, test_acc = [], 0.0
     for epoch in range(1, a.epochs + 1):
         t0 = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
         net.train()
         perm = torch.randperm(n, generator=gen)
         total, correct = 0.0, 0
@@ -218,15 +242,18 @@ def main():
         net.eval()
         test_total, test_correct = 0.0, 0
         with torch.no_grad():
-            for i in range(0, xte.shape[0], 1000):
-                out = net(xte[i:i + 1000])
-                test_total += F.cross_entropy(out, yte[i:i + 1000], reduction="sum").item()
-                test_correct += (out.argmax(1) == yte[i:i + 1000]).sum().item()
+            for i in range(0, xte.shape[0], a.batch_size):
+                out = net(xte[i:i + a.batch_size])
+                test_total += F.cross_entropy(out, yte[i:i + a.batch_size], reduction="sum").item()
+                test_correct += (out.argmax(1) == yte[i:i + a.batch_size]).sum().item()
+        if sched is not None:
+            sched.step()
         secs = time.perf_counter() - t0
         times.append(secs)
         test_acc = test_correct / xte.shape[0]
         print(f"epoch {epoch:2d}/{a.epochs}  train loss {total / n:.4f}  train acc {correct / n:.4f}  "
-              f"test loss {test_total / xte.shape[0]:.4f}  test acc {test_acc:.4f}  {secs:.2f} s",
+              f"test loss {test_total / xte.shape[0]:.4f}  test acc {test_acc:.4f}  {secs:.2f} s"
+              + (f"  lr {lr:.6g}" if sched is not None else ""),
               flush=True)
     max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # ru_maxrss: KiB on Linux
     print(f"RESULT model={a.model} epochs={a.epochs} threads={a.threads} "

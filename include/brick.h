@@ -792,9 +792,17 @@ int bk_optim_state_count(const bk_optim *o);
 const char *bk_optim_state_name(const bk_optim *o, int i);
 bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i);
 
-/* Learning-rate schedules: the lr for a given epoch (0-based). */
-float bk_lr_step_decay(float base_lr, int epoch, int step_size, float gamma);
-float bk_lr_cosine(float base_lr, int epoch, int total_epochs, float min_lr);
+/* Learning-rate schedules, stepped once per epoch as torch's schedulers usually are: the lr
+ * to train epoch `epoch` (0-based) with, i.e. the lr after `epoch` calls of scheduler.step().
+ * Set it with bk_optim_set_lr before the epoch. In double, as torch computes them.
+ *   bk_lr_step_decay: StepLR(step_size, gamma): base_lr gamma^floor(epoch / step_size)
+ *                     (step_size <= 0: base_lr)
+ *   bk_lr_cosine:     CosineAnnealingLR(T_max = total_epochs, eta_min = min_lr):
+ *                     min_lr + (base_lr - min_lr) (1 + cos(pi epoch / total_epochs)) / 2,
+ *                     which, like torch's, rises again past total_epochs (total_epochs <= 0:
+ *                     base_lr) */
+double bk_lr_step_decay(double base_lr, int epoch, int step_size, double gamma);
+double bk_lr_cosine(double base_lr, int epoch, int total_epochs, double min_lr);
 
 /* ------------------------------------------------------------------------------------ */
 /* Data                                                                                 */

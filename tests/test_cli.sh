@@ -8,7 +8,9 @@
 # runtime errors (exit 1: truncated checkpoint, NaN loss); `train` writes the model, the
 # checkpoint, the CSV and the SVG; `eval`, `summary` (the MLP has 203,530 parameters) and
 # `predict` (a PGM cut out of the test set, and --idx); resuming after epoch 1 gives a model
-# file byte-identical to an uninterrupted 2-epoch run; the progress bar under a terminal.
+# file byte-identical to an uninterrupted 2-epoch run, and so does resuming a run with a
+# cosine or step lr schedule stopped inside an epoch (with the torch lr of every epoch);
+# the progress bar under a terminal.
 # Prints "test_cli: N passed, M failed" last and exits 1 on any failure.
 set -u
 
@@ -109,6 +111,11 @@ usage "eval: no file" "brick eval" "expected a model FILE" "$brick" eval
 usage "summary: nothing to summarise" "brick summary" "expected a model FILE or --model" "$brick" summary
 usage "summary: unknown model" "brick summary" "unknown model" "$brick" summary --model nope
 usage "predict: no images" "brick predict" "expected IMAGE" "$brick" predict "$tmp/x"
+usage "train: unknown lr schedule" "brick train" "unknown --lr-schedule 'linear'" "$brick" train --lr-schedule linear
+usage "train: step schedule without a step size" "brick train" "needs --lr-step-size" "$brick" train --lr-schedule step
+usage "train: --lr-gamma without the step schedule" "brick train" "for --lr-schedule step" "$brick" train --lr-schedule cosine --lr-gamma 0.5
+usage "train: --lr-min without the cosine schedule" "brick train" "for --lr-schedule cosine" "$brick" train --lr-min 0.001
+usage "train: zero step size" "brick train" "--lr-step-size" "$brick" train --lr-schedule step --lr-step-size 0
 
 # ---- training ------------------------------------------------------------------------------
 
@@ -197,6 +204,48 @@ fi
 usage "resume with a contradicting --model" "brick train" "--model mlp differs" "$brick" train --resume "$tmp/soft.ckpt.safetensors" --epochs 3 --model mlp
 usage "resume with a contradicting --lr" "brick train" "--lr differs" "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 3 --lr 0.5
 usage "resume with nothing left to do" "brick train" "not more than" "$brick" train --resume "$tmp/r.ckpt.safetensors" --epochs 2
+
+# ---- lr schedules: set per epoch as torch's, kept by the checkpoint -------------------------
+# Each schedule: 3 epochs uninterrupted, and 3 epochs stopped inside epoch 2 (step 30 of 24
+# batches per epoch) and resumed without repeating the schedule's flags: the same model file.
+
+sched_case() {
+    local name=$1 lrs=$2
+    shift 2
+    local u=$tmp/$name-u.safetensors i=$tmp/$name-i.safetensors
+    run "$brick" train --model mlp --data "$data" --epochs 3 --momentum 0.9 --weight-decay 5e-4 --seed 3 \
+        --out "$u" "$@"
+    local first=$rc got
+    got=$(sed -n 's/^epoch .*  lr \([0-9.e-]*\)$/\1/p' <<<"$out" | tr '\n' ' ')
+    if [ "$first" -eq 0 ] && [ "$got" = "$lrs" ]; then
+        ok "$name: the lr of each epoch is torch's ($got)"
+    else
+        bad "$name: lr per epoch" "exit $first; got '$got', want '$lrs'" "${out:0:400}" "${err:0:300}"
+    fi
+    run env BRICK_TEST_INTERRUPT_AT_STEP=30 "$brick" train --model mlp --data "$data" --epochs 3 \
+        --momentum 0.9 --weight-decay 5e-4 --seed 3 --out "$i" "$@"
+    local stopped=$rc
+    run "$brick" train --resume "${i%.safetensors}.ckpt.safetensors"
+    if [ "$first" -eq 0 ] && [ "$stopped" -eq 130 ] && [ "$rc" -eq 0 ] && grep -q "resuming" <<<"$out" &&
+        same_file "$u" "$i"; then
+        ok "$name: stopped inside epoch 2 and resumed = uninterrupted (byte-identical model files)"
+    else
+        bad "$name: resume equivalence" "exits $first, $stopped, $rc; cmp: $(cmp "$u" "$i" 2>&1)" "${err:0:300}"
+    fi
+}
+# CosineAnnealingLR(T_max=3): 0.1 (1 + cos(pi e / 3)) / 2; StepLR(2, 0.5): 0.1 0.5^floor(e / 2)
+sched_case "cosine schedule" "0.1 0.075 0.025 " --lr-schedule cosine
+sched_case "step schedule" "0.1 0.1 0.05 " --lr-schedule step --lr-step-size 2 --lr-gamma 0.5
+usage "resume with a contradicting --lr-schedule" "brick train" "--lr-schedule differs from the checkpoint's cosine" \
+    "$brick" train --resume "$tmp/cosine schedule-i.ckpt.safetensors" --epochs 4 --lr-schedule step --lr-step-size 1
+usage "resume with a contradicting --lr-gamma" "brick train" "--lr-gamma differs" \
+    "$brick" train --resume "$tmp/step schedule-i.ckpt.safetensors" --epochs 4 --lr-gamma 0.1
+run "$brick" train --resume "$tmp/cosine schedule-i.ckpt.safetensors" --epochs 4
+if [ "$rc" -eq 0 ] && grep -q "rises again" <<<"$out" && grep -q "^epoch 4/4 .*  lr 0$" <<<"$out"; then
+    ok "resuming a cosine run past its T_max keeps torch's formula (lr 0 at epoch T_max + 1) and says so"
+else
+    bad "cosine past T_max" "exit $rc" "${out:0:500}" "${err:0:300}"
+fi
 
 # ---- runtime errors: exit 1 ---------------------------------------------------------------
 

@@ -6,7 +6,10 @@
  *                                 mean/sum/none; +-1e4 and -inf logits; several dims);
  *   optim_<case>.ref.safetensors  initial weights, a batch, the parameters after each of 5
  *                                 steps of zero_grad / cross-entropy / backward / step, and
- *                                 the optimizer's state_dict() after the last step.
+ *                                 the optimizer's state_dict() after the last step;
+ *   sched_<case>.ref.safetensors  the lr of each of 25 epochs under CosineAnnealingLR or
+ *                                 StepLR, stepped once per epoch (bk_lr_cosine,
+ *                                 bk_lr_step_decay).
  * This file makes the same calls with brick and compares. The file layout is described at
  * the top of gen_losses_optim.py; the approach is that of test_parity.c (tests/parity/).
  *
@@ -462,13 +465,60 @@ done:
 }
 
 /* ======================================================================================
+ * Learning-rate schedules
+ * ====================================================================================== */
+
+typedef enum { S_COSINE, S_STEP } sched_kind;
+
+/* Keep in step with SCHED_CASES in gen_losses_optim.py. */
+typedef struct sched_case {
+    const char *name;
+    sched_kind kind;
+    double lr;
+    int period;   /* T_max (cosine) or step_size (step) */
+    double param; /* eta_min (cosine) or gamma (step) */
+} sched_case;
+
+static const sched_case SCHED_CASES[] = {
+    {"sched_cosine", S_COSINE, 0.05, 10, 0.0},
+    {"sched_cosine_min", S_COSINE, 0.1, 7, 1e-3},
+    {"sched_step", S_STEP, 0.1, 3, 0.5},
+};
+#define N_SCHED_CASES (int)(sizeof SCHED_CASES / sizeof SCHED_CASES[0])
+
+/* torch steps its schedulers with recursive formulas in double, brick uses the closed
+ * forms (as torch's _get_closed_form_lr): equal up to a few double ulps, then rounded to
+ * float32 for the file. ATOL covers the lr of 0 at T_max (torch's recursion leaves ~1e-18). */
+#define SCHED_RTOL 1e-6
+#define SCHED_ATOL 1e-12
+
+static void run_sched_case(const sched_case *sc) {
+    bk_safetensors *ref = open_case(sc->name);
+    bk_tensor *want = ref ? bk_safetensors_get(ref, "lr") : NULL;
+    CHECK(want && want->ndim == 1);
+    if (want && want->ndim == 1) {
+        bk_tensor *got = bk_empty(1, want->shape);
+        CHECK(got != NULL);
+        for (int e = 0; got && e < (int)want->numel; e++)
+            got->data[e] = (float)(sc->kind == S_COSINE ? bk_lr_cosine(sc->lr, e, sc->period, sc->param)
+                                                        : bk_lr_step_decay(sc->lr, e, sc->period, sc->param));
+        err_stats st = {0};
+        if (got) compare("lr", got, want, SCHED_RTOL, SCHED_ATOL, &st);
+        stats_print(sc->name, &st);
+    }
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
  * Tests
  * ====================================================================================== */
 
 static const loss_case *loss_case_;
 static const optim_case *optim_case_;
+static const sched_case *sched_case_;
 TEST(run_current_loss_case) { run_loss_case(loss_case_); }
 TEST(run_current_optim_case) { run_optim_case(optim_case_); }
+TEST(run_current_sched_case) { run_sched_case(sched_case_); }
 
 /* RUN with the case's name in the output. */
 #define RUN_NAMED(fn, name)                                                               \
@@ -518,6 +568,10 @@ int main(void) {
     for (int i = 0; i < N_OPTIM_CASES; i++) {
         optim_case_ = &OPTIM_CASES[i];
         RUN_NAMED(run_current_optim_case, optim_case_->name);
+    }
+    for (int i = 0; i < N_SCHED_CASES; i++) {
+        sched_case_ = &SCHED_CASES[i];
+        RUN_NAMED(run_current_sched_case, sched_case_->name);
     }
     if (skipped_) printf("test_parity_optim: %d case(s) skipped\n", skipped_);
     return test_summary("test_parity_optim");

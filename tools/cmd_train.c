@@ -1,8 +1,11 @@
 /* cmd_train.c - `brick train`: trains a model from the zoo on Fashion-MNIST.
  *
  * Per batch: bk_forward, bk_cross_entropy (mean), bk_optim_zero_grad, bk_backward,
- * bk_optim_step, bk_arena_reset. After every epoch: evaluation on the test split (grad off,
- * eval mode), one summary line, and four files written atomically:
+ * bk_optim_step, bk_arena_reset. Before every epoch: the lr of --lr-schedule for it (once
+ * per epoch, as torch users step CosineAnnealingLR and StepLR). After every epoch:
+ * evaluation on the test split (grad off, eval mode, in batches of --batch-size, so that it
+ * never needs more memory than a training step), one summary line, and four files written
+ * atomically:
  *   FILE                     the model: state dict + metadata (see cli.h)
  *   FILE-stem.ckpt.safetensors  model + optimizer state + everything a resume needs
  *   FILE-stem.csv            epoch,train_loss,train_acc,test_loss,test_acc,seconds
@@ -42,8 +45,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_META 32
-#define EVAL_BATCH 1000
+#define MAX_META 40
 
 static void help(FILE *f) {
     fprintf(f,
@@ -66,10 +68,18 @@ static void help(FILE *f) {
             "  --optimizer NAME    sgd, adam or adamw (default sgd)\n"
             "  --momentum M        SGD momentum (default 0)\n"
             "  --weight-decay W    weight decay (default 0; adamw: 0.01)\n"
+            "  --lr-schedule S     none, cosine or step (default none); the lr is set before\n"
+            "                      every epoch, as torch's scheduler.step() once per epoch:\n"
+            "                      cosine: CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min)\n"
+            "                      step: StepLR(step_size=--lr-step-size, gamma=--lr-gamma)\n"
+            "  --lr-min LR         cosine: the lr it anneals to (default 0)\n"
+            "  --lr-step-size N    step: multiply the lr by --lr-gamma every N epochs\n"
+            "  --lr-gamma G        step: the factor (default 0.1)\n"
             "  --seed S            seed of the model init and the shuffling (default 0)\n"
             "  --out FILE          the model file (default model.safetensors)\n"
             "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
-            "                      the new total (default: the checkpoint's)\n"
+            "                      the new total (default: the checkpoint's; a cosine schedule\n"
+            "                      keeps the T_max it started with)\n"
             "  --threads T         compute threads (default: the library's); results are\n"
             "                      reproducible bit for bit for a fixed thread count\n"
             "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
@@ -80,7 +90,8 @@ static void help(FILE *f) {
             "  -h, --help          this help\n"
             "\n"
             "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
-            "train loss, train accuracy, test loss, test accuracy and its time.\n"
+            "train loss, train accuracy, test loss, test accuracy, its time (and its lr, with\n"
+            "a schedule). The test split is evaluated in batches of --batch-size.\n"
             "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
             "the position in the epoch and exits; --resume continues to the same weights as an\n"
             "uninterrupted run. A second Ctrl-C stops at once (the last saved files stay whole).\n"
@@ -89,10 +100,18 @@ static void help(FILE *f) {
             "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n");
 }
 
+/* --lr-schedule */
+typedef enum { SCHEDULE_NONE, SCHEDULE_COSINE, SCHEDULE_STEP, SCHEDULE_COUNT } schedule_kind;
+static const char *const SCHEDULE_NAMES[SCHEDULE_COUNT] = {"none", "cosine", "step"};
+
 typedef struct train_cfg {
-    const char *model, *data, *optimizer, *out, *resume;
+    const char *model, *data, *optimizer, *out, *resume, *lr_schedule;
     int64_t epochs, batch, seed, threads;
     double lr, momentum, weight_decay;
+    schedule_kind schedule;
+    int64_t lr_t_max;     /* cosine: the epochs it anneals over (--epochs of the first run) */
+    int64_t lr_step_size; /* step: epochs between decays (0: not given) */
+    double lr_gamma, lr_min;
     double max_loss; /* < 0: the default, 1000 ln(classes) */
     bool detect_anomaly;
 } train_cfg;
@@ -123,6 +142,27 @@ static void meta_add(meta *md, const char *key, const char *fmt, ...) {
 static void meta_free(meta *md) {
     for (int i = 0; i < md->n; i++) free(md->values[i]);
     md->n = 0;
+}
+
+static bool schedule_parse(const char *name, schedule_kind *kind) {
+    for (int k = 0; k < SCHEDULE_COUNT; k++)
+        if (name && !strcmp(name, SCHEDULE_NAMES[k])) {
+            *kind = (schedule_kind)k;
+            return true;
+        }
+    return false;
+}
+
+/* The lr of epoch `epoch` (0-based), torch's scheduler after `epoch` steps. From the
+ * float32 values of the settings, which the checkpoint holds exactly (%.9g), so that a
+ * resumed run sets the same lr bit for bit. */
+static double schedule_lr(const train_cfg *c, int epoch) {
+    double lr = (float)c->lr;
+    switch (c->schedule) {
+    case SCHEDULE_COSINE: return bk_lr_cosine(lr, epoch, (int)c->lr_t_max, (float)c->lr_min);
+    case SCHEDULE_STEP: return bk_lr_step_decay(lr, epoch, (int)c->lr_step_size, (float)c->lr_gamma);
+    default: return lr;
+    }
 }
 
 static uint64_t splitmix64(uint64_t x) {
@@ -195,6 +235,23 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
         !cli_parse_i64(GET("brick.step"), &r->step) ||
         !cli_parse_i64(GET("brick.threads"), &threads) || batch < 1 || epoch < 0)
         return cli_fail("%s: malformed metadata (batch_size, seed, epoch, epochs, step, threads)", path);
+    /* The schedule; none in checkpoints written before brick train had one. */
+    schedule_kind sched = SCHEDULE_NONE;
+    int64_t t_max = 0, step_size = 0;
+    double lr_min = 0, gamma = 0.1;
+    if (GET("brick.lr_schedule") && !schedule_parse(GET("brick.lr_schedule"), &sched))
+        return cli_fail("%s: unknown brick.lr_schedule '%s'", path, GET("brick.lr_schedule"));
+    if (sched == SCHEDULE_COSINE) {
+        if (!cli_parse_i64(GET("brick.lr_t_max"), &t_max) || t_max < 1 || !GET("brick.lr_min"))
+            return cli_fail("%s: malformed metadata (lr_t_max, lr_min)", path);
+        lr_min = atof(GET("brick.lr_min"));
+    }
+    if (sched == SCHEDULE_STEP) {
+        if (!cli_parse_i64(GET("brick.lr_step_size"), &step_size) || step_size < 1 ||
+            !GET("brick.lr_gamma"))
+            return cli_fail("%s: malformed metadata (lr_step_size, lr_gamma)", path);
+        gamma = atof(GET("brick.lr_gamma"));
+    }
     /* Written inside an epoch (after an interrupt): the position in it. */
     if (GET("brick.batch")) {
         epoch_pos *ps = &r->pos;
@@ -218,6 +275,10 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
         {"--weight-decay", (float)r->c.weight_decay != (float)wd, ""},
         {"--batch-size", r->c.batch != batch, ""},
         {"--seed", r->c.seed != seed, ""},
+        {"--lr-schedule", strcmp(r->c.lr_schedule, SCHEDULE_NAMES[sched]) != 0, ""},
+        {"--lr-min", sched != SCHEDULE_COSINE || (float)r->c.lr_min != (float)lr_min, ""},
+        {"--lr-step-size", r->c.lr_step_size != step_size, ""},
+        {"--lr-gamma", sched != SCHEDULE_STEP || (float)r->c.lr_gamma != (float)gamma, ""},
     };
     snprintf(checks[0].have, 64, "%s", GET("brick.optimizer"));
     snprintf(checks[1].have, 64, "%g", lr);
@@ -225,6 +286,14 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
     snprintf(checks[3].have, 64, "%g", wd);
     snprintf(checks[4].have, 64, "%" PRId64, batch);
     snprintf(checks[5].have, 64, "%" PRId64, seed);
+    snprintf(checks[6].have, 64, "%s", SCHEDULE_NAMES[sched]);
+    for (int i = 7; i <= 9; i++) /* settings of a schedule the checkpoint may not have */
+        snprintf(checks[i].have, 64, "none (lr schedule %s)", SCHEDULE_NAMES[sched]);
+    if (sched == SCHEDULE_COSINE) snprintf(checks[7].have, 64, "%g", lr_min);
+    if (sched == SCHEDULE_STEP) {
+        snprintf(checks[8].have, 64, "%" PRId64, step_size);
+        snprintf(checks[9].have, 64, "%g", gamma);
+    }
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (cli_opt(opts, n_opts, checks[i].flag)->given && checks[i].differs)
             return cli_usage("%s differs from the checkpoint's %s (a resumed run keeps its "
@@ -252,6 +321,12 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
     r->c.weight_decay = wd;
     r->c.batch = batch;
     r->c.seed = seed;
+    r->c.lr_schedule = SCHEDULE_NAMES[sched];
+    r->c.schedule = sched;
+    r->c.lr_t_max = t_max;
+    r->c.lr_min = lr_min;
+    r->c.lr_step_size = step_size;
+    r->c.lr_gamma = gamma;
     r->done_epochs = (int)epoch;
     if (!cli_opt(opts, n_opts, "--epochs")->given) r->c.epochs = epochs;
     if (!cli_opt(opts, n_opts, "--threads")->given) r->c.threads = threads;
@@ -301,6 +376,14 @@ static void common_meta(const run *r, meta *md, const char *format) {
     meta_add(md, "brick.lr", "%.9g", (double)(float)r->c.lr);
     meta_add(md, "brick.momentum", "%.9g", (double)(float)r->c.momentum);
     meta_add(md, "brick.weight_decay", "%.9g", (double)(float)r->c.weight_decay);
+    meta_add(md, "brick.lr_schedule", "%s", SCHEDULE_NAMES[r->c.schedule]);
+    if (r->c.schedule == SCHEDULE_COSINE) {
+        meta_add(md, "brick.lr_t_max", "%" PRId64, r->c.lr_t_max);
+        meta_add(md, "brick.lr_min", "%.9g", (double)(float)r->c.lr_min);
+    } else if (r->c.schedule == SCHEDULE_STEP) {
+        meta_add(md, "brick.lr_step_size", "%" PRId64, r->c.lr_step_size);
+        meta_add(md, "brick.lr_gamma", "%.9g", (double)(float)r->c.lr_gamma);
+    }
     meta_add(md, "brick.batch_size", "%" PRId64, r->c.batch);
     meta_add(md, "brick.seed", "%" PRId64, r->c.seed);
     if (last) {
@@ -357,7 +440,8 @@ static int write_outputs(run *r) {
 
     cli_buf csv = {0}, svg = {0};
     char title[300];
-    snprintf(title, sizeof title, "brick train: %s, %s lr %g", r->arch, r->c.optimizer, r->c.lr);
+    snprintf(title, sizeof title, "brick train: %s, %s lr %g%s", r->arch, r->c.optimizer, r->c.lr,
+             r->c.schedule == SCHEDULE_COSINE ? " cosine" : r->c.schedule == SCHEDULE_STEP ? " step" : "");
     cli_history_csv(&csv, r->hist, r->n_hist, true);
     cli_plot_svg(&svg, r->hist, r->n_hist, title);
     rc = cli_write_atomic(r->csv_path, &csv) || cli_write_atomic(r->svg_path, &svg);
@@ -400,6 +484,9 @@ static int step_failed(const run *r, int epoch, int64_t batch) {
 static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     epoch_pos *ps = &r->pos;
     int epoch = r->done_epochs + 1;
+    /* A function of the epoch alone, so a resume inside the epoch sets the same lr. With
+     * no schedule the optimizer keeps the lr it was made with. */
+    if (r->c.schedule != SCHEDULE_NONE) bk_optim_set_lr(r->o, schedule_lr(&r->c, r->done_epochs));
     bk_module_train(r->m, true);
     if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
     ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
@@ -504,15 +591,27 @@ static int setup(run *r, const bk_safetensors *resume) {
         bk_loader_set_rng(r->loader, lrng);
         *bk_default_rng() = mrng;
     }
-    printf("model: %s (%" PRId64 " parameters), %s lr %g%s, batch %" PRId64 ", seed %" PRId64 "\n",
-           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
-           r->c.momentum > 0 ? ", momentum" : "", r->c.batch, r->c.seed);
+    char wd[48] = "", sched[128] = "";
+    if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
+    if (r->c.schedule == SCHEDULE_COSINE)
+        snprintf(sched, sizeof sched, ", cosine schedule to %g over %" PRId64 " epochs",
+                 r->c.lr_min, r->c.lr_t_max);
+    else if (r->c.schedule == SCHEDULE_STEP)
+        snprintf(sched, sizeof sched, ", step schedule x %g every %" PRId64 " epochs",
+                 r->c.lr_gamma, r->c.lr_step_size);
+    printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64
+           "\n", r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
+           r->c.momentum > 0 ? ", momentum" : "", wd, sched, r->c.batch, r->c.seed);
     if (resume && r->resume_mid)
         printf("resuming %s in epoch %d of %" PRId64 ", after batch %" PRId64 " of %" PRId64 "\n",
                r->c.resume, r->done_epochs + 1, r->c.epochs, r->pos.batch,
                bk_loader_num_batches(r->loader));
     else if (resume)
         printf("resuming %s after epoch %d of %" PRId64 "\n", r->c.resume, r->done_epochs, r->c.epochs);
+    if (r->c.schedule == SCHEDULE_COSINE && r->c.epochs > r->c.lr_t_max)
+        printf("note: the cosine schedule anneals over the %" PRId64 " epochs the run started "
+               "with; past them its lr rises again, as torch's CosineAnnealingLR does\n",
+               r->c.lr_t_max);
     if (r->c.detect_anomaly) printf("anomaly detection on: every op's output and gradient is checked\n");
     fflush(stdout);
     return CLI_OK;
@@ -589,15 +688,20 @@ static int train_loop(run *r) {
             return interrupted(r, true);
         }
         if (rc) return rc;
-        if (cli_evaluate(r->m, r->test, EVAL_BATCH, &e.test_loss, &e.test_acc, NULL, 0) != 0)
+        /* In batches of the training batch size: in no-grad mode every intermediate of a
+         * batch stays in the arena until the reset after it, so a larger evaluation batch
+         * would raise the run's peak memory above the training step's. */
+        if (cli_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, NULL, 0) != 0)
             return cli_fail(NULL);
         e.seconds = cli_now() - t0;
         r->hist[r->n_hist++] = e;
         r->done_epochs++;
+        char lr[48] = "";
+        if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", bk_optim_lr(r->o));
         printf("epoch %*d/%" PRId64 "  train loss %.4f  train acc %.4f  test loss %.4f  "
-               "test acc %.4f  %.2f s\n",
+               "test acc %.4f  %.2f s%s\n",
                r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
-               e.test_loss, e.test_acc, e.seconds);
+               e.test_loss, e.test_acc, e.seconds, lr);
         fflush(stdout);
         if ((rc = write_outputs(r))) return rc;
     }
@@ -611,7 +715,8 @@ int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     train_cfg *c = &r.c;
-    *c = (train_cfg){"mlp", NULL, "sgd", NULL, NULL, 10, 256, 0, 0, 0.1, 0, 0, -1, false};
+    *c = (train_cfg){.model = "mlp", .optimizer = "sgd", .lr_schedule = "none", .epochs = 10,
+                     .batch = 256, .lr = 0.1, .lr_gamma = 0.1, .max_loss = -1};
     cli_option opts[] = {
         {"--model", CLI_STR, &c->model, 0, 0, false},
         {"--data", CLI_STR, &c->data, 0, 0, false},
@@ -621,6 +726,10 @@ int cmd_train(int argc, char **argv) {
         {"--optimizer", CLI_STR, &c->optimizer, 0, 0, false},
         {"--momentum", CLI_FLOAT, &c->momentum, 0, 1e300, false},
         {"--weight-decay", CLI_FLOAT, &c->weight_decay, 0, 1e300, false},
+        {"--lr-schedule", CLI_STR, &c->lr_schedule, 0, 0, false},
+        {"--lr-min", CLI_FLOAT, &c->lr_min, 0, 1e300, false},
+        {"--lr-step-size", CLI_INT, &c->lr_step_size, 1, 1e6, false},
+        {"--lr-gamma", CLI_FLOAT, &c->lr_gamma, 0, 1e300, false},
         {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false},
         {"--out", CLI_STR, &c->out, 0, 0, false},
         {"--resume", CLI_STR, &c->resume, 0, 0, false},
@@ -641,6 +750,18 @@ int cmd_train(int argc, char **argv) {
         return cli_usage("--momentum is for --optimizer sgd only");
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01;
+    if (!schedule_parse(c->lr_schedule, &c->schedule))
+        return cli_usage("unknown --lr-schedule '%s' (expected none, cosine or step)", c->lr_schedule);
+    if (!c->resume) { /* (a resumed run checks them against its checkpoint) */
+        bool step_size = cli_opt(opts, n_opts, "--lr-step-size")->given;
+        if (c->schedule == SCHEDULE_STEP && !step_size)
+            return cli_usage("--lr-schedule step needs --lr-step-size N (decay every N epochs)");
+        if (c->schedule != SCHEDULE_STEP && (step_size || cli_opt(opts, n_opts, "--lr-gamma")->given))
+            return cli_usage("--lr-step-size and --lr-gamma are for --lr-schedule step");
+        if (c->schedule != SCHEDULE_COSINE && cli_opt(opts, n_opts, "--lr-min")->given)
+            return cli_usage("--lr-min is for --lr-schedule cosine");
+        c->lr_t_max = c->epochs; /* kept by a resume, whatever its --epochs */
+    }
     {
         char canon[256];
         bk_module *probe = bk_model_build(c->model, BK_SHAPE(1, 28, 28), 10, canon, sizeof canon);

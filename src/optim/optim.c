@@ -101,13 +101,13 @@ bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i) {
     return (o && i >= 0 && i < bk_optim_state_count(o)) ? o->state[i] : NULL;
 }
 
-float bk_lr_step_decay(float base_lr, int epoch, int step_size, float gamma) {
+double bk_lr_step_decay(double base_lr, int epoch, int step_size, double gamma) {
     if (step_size <= 0) return base_lr;
-    return base_lr * powf(gamma, (float)(epoch / step_size));
+    return base_lr * pow(gamma, (double)(epoch / step_size));
 }
 
-float bk_lr_cosine(float base_lr, int epoch, int total_epochs, float min_lr) {
+double bk_lr_cosine(double base_lr, int epoch, int total_epochs, double min_lr) {
     if (total_epochs <= 0) return base_lr;
     double t = (double)epoch / (double)total_epochs;
-    return (float)(min_lr + 0.5 * (base_lr - min_lr) * (1.0 + cos(3.14159265358979323846 * t)));
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + cos(3.14159265358979323846 * t));
 }

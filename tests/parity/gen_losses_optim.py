@@ -21,6 +21,11 @@ Writes into --out, next to gen_reference.py's files:
                                 Metadata: case, seed, torch, param_names, state_names
                                 (the "<param>.<slot>" names present), steps, optimizer,
                                 min_abs_grad and redraws (see ADAM_MIN_GRAD).
+  sched_<case>.ref.safetensors  a learning-rate scheduler stepped once per epoch, as brick
+                                train steps it: "lr" (SCHED_EPOCHS,), the lr of each epoch
+                                (param_groups[0]["lr"] before it; torch's recursive
+                                formulas, in double, stored as float32).
+                                Metadata: case, seed, torch, scheduler.
 
 Cases (the tables LOSS_CASES and OPTIM_CASES; tests/test_parity_optim.c has the same
 names): cross-entropy on (7, 5) logits with mean/sum/none, on logits in +-1e4 ("big"),
@@ -28,7 +33,8 @@ the same plus one row with a near tie at 1e4 ("tie"), and with -inf in non-targe
 classes ("neginf"); MSE and BCE with logits (|x| up to 100) with mean/sum/none and the
 target's gradient; log_softmax and softmax along dims 0, 1 of (7, 5) and -1 of (3, 4, 5);
 SGD (plain, momentum, dampening + weight decay, Nesterov), Adam, Adam with weight decay
-and amsgrad, AdamW.
+and amsgrad, AdamW; CosineAnnealingLR (eta_min 0 and > 0, run past T_max, where the lr
+rises again) and StepLR.
 
 Every case draws from its own stream (case_seed of gen_reference.py), so adding cases
 changes no other. The safetensors writer is gen_reference.py's.
@@ -249,6 +255,37 @@ def make_optim_case(name, make_opt, seed):
     return ref, meta
 
 
+# ---------------------------------------------------------------------------------------
+# Learning-rate schedule cases (brick's bk_lr_cosine, bk_lr_step_decay)
+# ---------------------------------------------------------------------------------------
+
+SCHED_EPOCHS = 25
+
+# Keep in step with SCHED_CASES in tests/test_parity_optim.c: (base lr, scheduler).
+SCHED_CASES = {
+    "sched_cosine": (0.05, lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=10)),
+    "sched_cosine_min": (0.1, lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=7,
+                                                                                  eta_min=1e-3)),
+    "sched_step": (0.1, lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
+}
+
+
+def make_sched_case(name, spec, seed):
+    base_lr, make_sched = spec
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=base_lr)
+    sched = make_sched(opt)
+    lrs = []
+    for _ in range(SCHED_EPOCHS):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()  # (no gradient: nothing changes; keeps torch from warning about the order)
+        sched.step()
+    ref = {"lr": torch.tensor(lrs, dtype=torch.float64)}
+    meta = {"case": name, "kind": "sched", "seed": str(seed), "torch": torch.__version__,
+            "scheduler": f"{type(sched).__name__} {sched.state_dict()}".replace("\n", " ")}
+    return ref, meta
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output directory")
@@ -261,11 +298,13 @@ def main():
     only = set(args.only.split(",")) if args.only else None
 
     count = 0
-    for name, spec in list(LOSS_CASES.items()) + list(OPTIM_CASES.items()):
+    for name, spec in list(LOSS_CASES.items()) + list(OPTIM_CASES.items()) + list(SCHED_CASES.items()):
         if only and name not in only:
             continue
         if name.startswith("loss_"):
             ref, meta = make_loss_case(name, spec, args.seed)
+        elif name.startswith("sched_"):
+            ref, meta = make_sched_case(name, spec, args.seed)
         else:
             ref, meta = make_optim_case(name, spec, args.seed)
         rpath = os.path.join(args.out, name + ".ref.safetensors")
