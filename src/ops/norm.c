@@ -24,9 +24,74 @@
 #include <omp.h>
 #endif
 
-/* Below this many elements one thread does it all (OpenMP's fork and join would cost
- * more than it saves). */
+/* Below this many elements one thread does it all: batch norm's forward takes ~1.5 ns per
+ * element on one thread (bench/ops_bench), so 2^15 elements are ~50 µs, several times
+ * OpenMP's fork and join. */
 #define PARALLEL_MIN ((int64_t)1 << 15)
+
+/* ---- sums ------------------------------------------------------------------------------
+ * A sum of many floats in double, kept as four partial sums: element k of every row goes to
+ * partial k % 4 and the total is (s0 + s1) + (s2 + s3). One running sum is a chain of
+ * dependent additions (4 cycles each); four let the core overlap them. The order depends
+ * only on the shape, so results do not depend on the thread count either. */
+
+typedef struct sum4 {
+    double s0, s1, s2, s3;
+} sum4;
+
+static inline double sum4_total(sum4 a) { return (a.s0 + a.s1) + (a.s2 + a.s3); }
+
+/* a += x[k] */
+static inline void sum4_row(sum4 *a, const float *x, int64_t n) {
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) a->s0 += x[k], a->s1 += x[k + 1], a->s2 += x[k + 2], a->s3 += x[k + 3];
+    for (; k < n; k++) a->s0 += x[k];
+}
+
+/* a += (x[k] - mu)^2 */
+static inline void sum4_sqdev(sum4 *a, const float *x, int64_t n, double mu) {
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        double d0 = x[k] - mu, d1 = x[k + 1] - mu, d2 = x[k + 2] - mu, d3 = x[k + 3] - mu;
+        a->s0 += d0 * d0, a->s1 += d1 * d1, a->s2 += d2 * d2, a->s3 += d3 * d3;
+    }
+    for (; k < n; k++) {
+        double d = x[k] - mu;
+        a->s0 += d * d;
+    }
+}
+
+/* a += g[k], b += g[k] xhat[k] with xhat = (x - mu) is in float, as the forward has it */
+static inline void sum4_grad(sum4 *a, sum4 *b, const float *g, const float *x, int64_t n, float mu, float is) {
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        float x0 = (x[k] - mu) * is, x1 = (x[k + 1] - mu) * is, x2 = (x[k + 2] - mu) * is, x3 = (x[k + 3] - mu) * is;
+        a->s0 += g[k], a->s1 += g[k + 1], a->s2 += g[k + 2], a->s3 += g[k + 3];
+        b->s0 += (double)g[k] * x0, b->s1 += (double)g[k + 1] * x1;
+        b->s2 += (double)g[k + 2] * x2, b->s3 += (double)g[k + 3] * x3;
+    }
+    for (; k < n; k++) {
+        a->s0 += g[k];
+        b->s0 += (double)g[k] * ((x[k] - mu) * is);
+    }
+}
+
+/* a += dxhat[k], b += dxhat[k] xhat[k] with dxhat = g w (layer norm: a weight per element) */
+static inline void sum4_dxhat(sum4 *a, sum4 *b, const float *g, const float *w, const float *x, int64_t n, float mu,
+                              float is) {
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        float d0 = g[k] * w[k], d1 = g[k + 1] * w[k + 1], d2 = g[k + 2] * w[k + 2], d3 = g[k + 3] * w[k + 3];
+        a->s0 += d0, a->s1 += d1, a->s2 += d2, a->s3 += d3;
+        b->s0 += (double)d0 * ((x[k] - mu) * is), b->s1 += (double)d1 * ((x[k + 1] - mu) * is);
+        b->s2 += (double)d2 * ((x[k + 2] - mu) * is), b->s3 += (double)d3 * ((x[k + 3] - mu) * is);
+    }
+    for (; k < n; k++) {
+        float d = g[k] * w[k];
+        a->s0 += d;
+        b->s0 += (double)d * ((x[k] - mu) * is);
+    }
+}
 
 /* ---- batch norm ----------------------------------------------------------------------- */
 
@@ -39,20 +104,11 @@ typedef struct bn_params {
 /* Channel c's mean and biased variance: two passes, in double. */
 static void bn_stats(const bn_params *p, const float *X, int64_t c, double *mean, double *var) {
     int64_t n = p->N * p->S;
-    double s = 0, ss = 0;
-    for (int64_t i = 0; i < p->N; i++) {
-        const float *x = X + (i * p->C + c) * p->S;
-        for (int64_t k = 0; k < p->S; k++) s += x[k];
-    }
-    double mu = s / (double)n;
-    for (int64_t i = 0; i < p->N; i++) {
-        const float *x = X + (i * p->C + c) * p->S;
-        for (int64_t k = 0; k < p->S; k++) {
-            double d = x[k] - mu;
-            ss += d * d;
-        }
-    }
-    *mean = mu, *var = ss / (double)n;
+    sum4 s = {0, 0, 0, 0}, ss = {0, 0, 0, 0};
+    for (int64_t i = 0; i < p->N; i++) sum4_row(&s, X + (i * p->C + c) * p->S, p->S);
+    double mu = sum4_total(s) / (double)n;
+    for (int64_t i = 0; i < p->N; i++) sum4_sqdev(&ss, X + (i * p->C + c) * p->S, p->S, mu);
+    *mean = mu, *var = sum4_total(ss) / (double)n;
 }
 
 static void bn_backward(bk_node *node) {
@@ -65,30 +121,31 @@ static void bn_backward(bk_node *node) {
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++) {
         const float mu = p->mean[c], is = p->invstd[c], wv = Wt[c];
-        double s1 = 0, s2 = 0; /* sum dxhat, sum dxhat xhat */
-        double sw = 0, sb = 0; /* this channel's dweight and dbias */
-        for (int64_t i = 0; i < p->N; i++) {
-            const float *x = X + (i * p->C + c) * S, *g = G + (i * p->C + c) * S;
-            for (int64_t k = 0; k < S; k++) {
-                float xh = (x[k] - mu) * is, dxh = g[k] * wv;
-                s1 += dxh;
-                s2 += (double)dxh * xh;
-                sw += (double)g[k] * xh;
-                sb += g[k];
+        /* sum dy and sum dy xhat; dxhat = dy weight, so sum dxhat = weight sum dy and
+         * sum dxhat xhat = weight sum dy xhat */
+        sum4 sg = {0, 0, 0, 0}, sgx = {0, 0, 0, 0};
+        if (dw || db || p->use_batch_stats) /* (eval mode with frozen affine needs none) */
+            for (int64_t i = 0; i < p->N; i++) {
+                int64_t row = (i * p->C + c) * S;
+                sum4_grad(&sg, &sgx, G + row, X + row, S, mu, is);
             }
-        }
+        double sb = sum4_total(sg), sw = sum4_total(sgx);
         if (dw) dw->data[c] += (float)sw;
         if (db) db->data[c] += (float)sb;
         if (!dx) continue;
-        const float m1 = (float)(s1 / (double)n), m2 = (float)(s2 / (double)n);
-        const bool batch = p->use_batch_stats;
+        const float m1 = (float)(wv * sb / (double)n), m2 = (float)(wv * sw / (double)n);
         for (int64_t i = 0; i < p->N; i++) {
             const float *x = X + (i * p->C + c) * S, *g = G + (i * p->C + c) * S;
             float *d = dx->data + (i * p->C + c) * S;
+            if (p->use_batch_stats) {
 #pragma omp simd
-            for (int64_t k = 0; k < S; k++) {
-                float dxh = g[k] * wv, xh = (x[k] - mu) * is;
-                d[k] += batch ? is * (dxh - m1 - xh * m2) : is * dxh;
+                for (int64_t k = 0; k < S; k++) {
+                    float dxh = g[k] * wv, xh = (x[k] - mu) * is;
+                    d[k] += is * (dxh - m1 - xh * m2);
+                }
+            } else { /* eval: mean and var are constants */
+#pragma omp simd
+                for (int64_t k = 0; k < S; k++) d[k] += is * (g[k] * wv);
             }
         }
     }
@@ -151,13 +208,9 @@ static void ln_backward(bk_node *node) {
         for (int64_t r = 0; r < R; r++) {
             const float *x = X + r * D, *g = G + r * D;
             const float mu = p->mean[r], is = p->invstd[r];
-            double s1 = 0, s2 = 0; /* sum dxhat, sum dxhat xhat */
-            for (int64_t e = 0; e < D; e++) {
-                float xh = (x[e] - mu) * is, dxh = g[e] * Wt[e];
-                s1 += dxh;
-                s2 += (double)dxh * xh;
-            }
-            const float m1 = (float)(s1 / (double)D), m2 = (float)(s2 / (double)D);
+            sum4 s1 = {0, 0, 0, 0}, s2 = {0, 0, 0, 0}; /* sum dxhat, sum dxhat xhat */
+            sum4_dxhat(&s1, &s2, g, Wt, x, D, mu, is);
+            const float m1 = (float)(sum4_total(s1) / (double)D), m2 = (float)(sum4_total(s2) / (double)D);
             float *d = dx->data + r * D;
 #pragma omp simd
             for (int64_t e = 0; e < D; e++) {
@@ -206,15 +259,12 @@ static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
     for (int64_t r = 0; r < p->R; r++) {
         const float *xr = x->data + r * D;
-        double s = 0, ss = 0;
-        for (int64_t e = 0; e < D; e++) s += xr[e];
-        double mu = s / (double)D;
-        for (int64_t e = 0; e < D; e++) {
-            double d = xr[e] - mu;
-            ss += d * d;
-        }
+        sum4 s = {0, 0, 0, 0}, ss = {0, 0, 0, 0};
+        sum4_row(&s, xr, D);
+        double mu = sum4_total(s) / (double)D;
+        sum4_sqdev(&ss, xr, D, mu);
         p->mean[r] = (float)mu;
-        p->invstd[r] = (float)(1.0 / sqrt(ss / (double)D + eps));
+        p->invstd[r] = (float)(1.0 / sqrt(sum4_total(ss) / (double)D + eps));
         const float m = p->mean[r], is = p->invstd[r];
         float *yr = y->data + r * D;
         const float *wv = w->data, *bv = b->data;
