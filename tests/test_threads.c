@@ -6,7 +6,8 @@
  * thresholds), forward and backward from a fixed upstream gradient, with 1 thread and
  * then 2, 3 and 2 threads again (a race shows up only sometimes), and compares the output,
  * every input gradient and (batch norm) the running statistics with memcmp.
- * tests/test_gemm.c does the same for the GEMM.
+ * tests/test_gemm.c does the same for the GEMM, tests/test_ops_cnn.c (conv2d_threads_bitwise)
+ * for conv2d.
  */
 #include "test.h"
 
@@ -16,7 +17,7 @@
 
 typedef enum {
     T_RELU, T_TANH, T_ADD, T_MUL, T_ADD_BCAST, T_MUL_SCALAR, T_MAX_POOL_2X2, T_MAX_POOL_3S2P1,
-    T_AVG_POOL, T_ADAPTIVE, T_BN_TRAIN, T_BN_EVAL, T_BN_1D, T_LAYER_NORM, T_CONV2D, T_ATTENTION,
+    T_AVG_POOL, T_ADAPTIVE, T_BN_TRAIN, T_BN_EVAL, T_BN_1D, T_LAYER_NORM, T_ATTENTION,
     T_COUNT
 } case_kind;
 
@@ -43,7 +44,6 @@ static const thr_case CASES[T_COUNT] = {
     [T_BN_EVAL] = {"batch_norm eval", 4, {37, 13, 14, 15}},
     [T_BN_1D] = {"batch_norm (N, C)", 2, {4099, 13}},
     [T_LAYER_NORM] = {"layer_norm", 2, {517, 129}},
-    [T_CONV2D] = {"conv2d", 4, {8, 6, 20, 20}},
     [T_ATTENTION] = {"scaled_dot_product_attention", 3, {8, 33, 16}},
 };
 
@@ -91,10 +91,6 @@ static thr_inputs inputs_new(case_kind k) {
         }
         break;
     }
-    case T_CONV2D:
-        t.in[t.n++] = rand_leaf(&rng, BK_SHAPE(8, 6, 3, 3), -0.5f, 0.5f, true);
-        t.in[t.n++] = rand_leaf(&rng, BK_SHAPE(8), -0.5f, 0.5f, true);
-        break;
     case T_ATTENTION:
         t.in[t.n++] = rand_leaf(&rng, BK_SHAPE(8, 29, 16), -1, 1, true);
         t.in[t.n++] = rand_leaf(&rng, BK_SHAPE(8, 29, 12), -1, 1, true);
@@ -125,7 +121,6 @@ static bk_tensor *forward(case_kind k, bk_tensor **in) {
     case T_BN_1D: return bk_batch_norm(in[0], in[3], in[4], in[1], in[2], true, 0.1f, 1e-5f);
     case T_BN_EVAL: return bk_batch_norm(in[0], in[3], in[4], in[1], in[2], false, 0.1f, 1e-5f);
     case T_LAYER_NORM: return bk_layer_norm(in[0], 1, in[1], in[2], 1e-5f);
-    case T_CONV2D: return bk_conv2d(in[0], in[1], in[2], (bk_conv2d_opts){{1, 1}, {1, 1}, {1, 1}, 1});
     case T_ATTENTION: return bk_scaled_dot_product_attention(in[0], in[1], in[2], NULL, 0.0f, false, NULL);
     default: return NULL;
     }
