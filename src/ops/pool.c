@@ -4,8 +4,8 @@
  * N = batch, C = channels, H x W the input plane, OH x OW the output plane.
  * Out size: OH = (H + 2 PH - KH) / SH + 1 (floor, torch's ceil_mode=False). Max pooling
  * remembers the argmax of each window (first maximum in row-major order on ties, as torch's
- * CPU kernel; a NaN is the maximum) so the backward routes each gradient to exactly one
- * input.
+ * CPU kernel; a NaN is the maximum, the first one if there are several, where torch 1.13
+ * takes the last) so the backward routes each gradient to exactly one input.
  *
  * Speed: a window is a range of rows times a range of columns, so the ranges are computed
  * once per call for each output row and column (axis_windows) and the loops over a window
