@@ -327,6 +327,36 @@ static void check_unary(const char *name) {
 UNARY_TESTS(X_TEST)
 #undef X_TEST
 
+/* ReLU on the values where "max(x, 0)" is ambiguous, against what torch 1.13 prints:
+ *   x = tensor([nan, -0., 0., -1., 2., inf, -inf], requires_grad=True); y = torch.relu(x)
+ *   y -> [nan, -0., 0., 0., 2., inf, 0.]
+ *   y.backward(tensor([1., 2., 3., nan, 5., 6., inf])); x.grad -> [1., 0., 0., 0., 5., 6., 0.]
+ * NaN propagates (y = x < 0 ? 0 : x), and the gradient passes where y > 0 or y is NaN and
+ * is exactly 0 elsewhere, even where the upstream gradient is NaN or infinite. */
+TEST(op_relu_nan_and_signed_zero) {
+    const float x_in[7] = {NAN, -0.0f, 0.0f, -1.0f, 2.0f, INFINITY, -INFINITY};
+    const float g_in[7] = {1.0f, 2.0f, 3.0f, NAN, 5.0f, 6.0f, INFINITY};
+    const float want_y[7] = {NAN, -0.0f, 0.0f, 0.0f, 2.0f, INFINITY, 0.0f};
+    const float want_dx[7] = {1.0f, 0.0f, 0.0f, 0.0f, 5.0f, 6.0f, 0.0f};
+    bk_tensor *x = bk_requires_grad(bk_from_data(BK_SHAPE(7), x_in), true);
+    bk_tensor *y = bk_relu(x);
+    CHECK(y != NULL);
+    if (!y) return;
+    for (int i = 0; i < 7; i++) { /* bit for bit: NaN is NaN, the zeros keep their sign */
+        bool same = isnan(want_y[i]) ? isnan(y->data[i]) : memcmp(&y->data[i], &want_y[i], sizeof(float)) == 0;
+        if (!same) fprintf(stderr, "  relu(%g) = %g, want %g\n", (double)x_in[i], (double)y->data[i], (double)want_y[i]);
+        CHECK(same);
+    }
+    CHECK(bk_backward_ex(y, bk_from_data(BK_SHAPE(7), g_in), false) == 0);
+    CHECK(x->grad != NULL);
+    for (int i = 0; x->grad && i < 7; i++) {
+        if (x->grad->data[i] != want_dx[i])
+            fprintf(stderr, "  relu'(%g) * %g = %g, want %g\n", (double)x_in[i], (double)g_in[i],
+                    (double)x->grad->data[i], (double)want_dx[i]);
+        CHECK(x->grad->data[i] == want_dx[i]);
+    }
+}
+
 /* ---- matmul and linear ------------------------------------------------------------------ */
 
 /* torch.matmul in double: 1-d operands promoted, batch dims broadcast. */
@@ -798,6 +828,7 @@ int main(void) {
     RUN(op_matmul); RUN(op_linear);
     RUN(op_sum); RUN(op_mean); RUN(op_max); RUN(op_sum_dim); RUN(op_mean_dim); RUN(op_max_dim);
     RUN(op_reshape); RUN(op_flatten); RUN(op_transpose); RUN(op_permute); RUN(op_concat);
+    RUN(op_relu_nan_and_signed_zero);
     RUN(op_slice); RUN(op_select); RUN(op_clone); RUN(op_detach);
     RUN(gradcheck_rejects_a_wrong_backward);
     RUN(mlp_block);

@@ -504,6 +504,69 @@ TEST(max_pool2d_ties_random) {
     }
 }
 
+/* The rule on every path of max_pool2d, on values that make it matter: from {-1, 0, 1,
+ * -0, inf, -inf, NaN}, so that windows tie, hold several NaNs or are all -inf. The output
+ * must be, bit for bit, the window's first maximum in row-major order, or its first NaN
+ * (torch 1.13 takes the last NaN; brick keeps the first), and the whole gradient must go
+ * to that element. k2 s2 p0 is LeNet's path, four windows at a time: output widths 4..11
+ * cover whole groups of four and a partial last one; narrower ones take the general loop. */
+TEST(max_pool2d_nan_inf_ties) {
+    static const bk_pool2d_opts opts[] = {
+        {{2, 2}, {2, 2}, {0, 0}}, {{3, 3}, {2, 2}, {1, 1}}, {{2, 2}, {1, 1}, {0, 0}}, {{2, 3}, {2, 3}, {1, 1}}};
+    static const float values[] = {-1.0f, 0.0f, 1.0f, -0.0f, INFINITY, -INFINITY, NAN};
+    for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
+        for (int t = 0; t < TRIALS; t++) {
+            pool_case p;
+            memset(&p, 0, sizeof p);
+            p.o = opts[k];
+            int64_t shape[4] = {rand_int(1, 2), rand_int(1, 3), rand_int(3, 12), rand_int(3, 23)};
+            bk_tensor *x = leaf_normal(4, shape, 0, 1);
+            /* mostly ties among -1, 0, 1; sometimes a special value; now and then an
+             * all -inf or all NaN plane */
+            int fill = (int)rand_int(0, 9);
+            for (int64_t i = 0; i < x->numel; i++) {
+                int64_t r = rand_int(0, 9);
+                x->data[i] = fill == 0 ? -INFINITY : fill == 1 ? NAN : r < 6 ? values[r % 3] : values[rand_int(3, 6)];
+            }
+            char what[256];
+            pool_desc("max_pool2d nan/inf/ties", &p, x, what, sizeof what);
+            bk_tensor *y = bk_max_pool2d(x, p.o);
+            CHECK(y != NULL);
+            if (!y) continue;
+            bk_tensor *G = bk_empty(y->ndim, y->shape);
+            for (int64_t o = 0; o < y->numel; o++) G->data[o] = (float)(o % 97 + 1); /* exact sums */
+            CHECK(bk_backward_ex(y, G, false) == 0);
+            int64_t NC = shape[0] * shape[1], H = shape[2], W = shape[3], OH = y->shape[2], OW = y->shape[3];
+            float *rdx = calloc((size_t)x->numel, sizeof(float));
+            int bad = 0;
+            for (int64_t nc = 0; nc < NC; nc++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        int64_t h0, h1, w0, w1, cnt, at = -1;
+                        pool_window(&p, H, W, oh, ow, &h0, &h1, &w0, &w1, &cnt);
+                        for (int64_t h = h0; h < h1; h++)
+                            for (int64_t w = w0; w < w1; w++) {
+                                int64_t i = (nc * H + h) * W + w;
+                                if (isnan(x->data[i])) {
+                                    at = i;
+                                    goto found;
+                                }
+                                if (at < 0 || x->data[i] > x->data[at]) at = i;
+                            }
+                    found:;
+                        int64_t o = (nc * OH + oh) * OW + ow;
+                        rdx[at] += G->data[o];
+                        if (memcmp(&y->data[o], &x->data[at], sizeof(float)) != 0 && bad++ < 5)
+                            fprintf(stderr, "    %s: y[%lld] = %g, want x[%lld] = %g\n", what, (long long)o,
+                                    (double)y->data[o], (long long)at, (double)x->data[at]);
+                    }
+            CHECK(bad == 0);
+            CHECK(x->grad && memcmp(x->grad->data, rdx, sizeof(float) * (size_t)x->numel) == 0);
+            free(rdx);
+            bk_arena_reset(NULL);
+        }
+}
+
 TEST(max_pool2d_gradcheck) {
     for (int t = 0; t < 2 * TRIALS; t++) {
         int64_t shape[4];
@@ -900,6 +963,7 @@ int main(void) {
     RUN(conv2d_threads_bitwise);
     RUN(max_pool2d_ties_torch);
     RUN(max_pool2d_ties_random);
+    RUN(max_pool2d_nan_inf_ties);
     RUN(max_pool2d_gradcheck);
     RUN(avg_pool2d);
     RUN(adaptive_avg_pool2d);

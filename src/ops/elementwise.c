@@ -4,10 +4,38 @@
  * (or a missing one) stretches to the other's size. The backward of a broadcast input
  * sums the output gradient over the stretched dimensions, which falls out naturally here
  * because broadcast dimensions have stride 0 and the backward adds into them.
+ *
+ * Speed: the per-element math is written once (bin_apply, un_apply and their gradients),
+ * and each loop switches on the op outside the loop, so every op gets its own loop that
+ * the compiler vectorises where the math allows it (`omp simd`: GCC -O2 alone does not
+ * vectorise loops of unknown length). Large tensors are split in one contiguous chunk per
+ * thread. Each element is computed by the same operations whatever the split (no sum
+ * crosses elements), so results do not depend on the thread count.
  */
 #include "internal.h"
 
 #include <math.h>
+
+/* Below these sizes one thread does the whole loop: OpenMP's fork and join (a few µs)
+ * would cost more than it saves. bench/ops_bench, best of 41 runs, 2-core Zen 3 VM: relu
+ * on 2^14 floats takes 6.0 µs on 1 thread and 6.1 on 2, on 2^16 26 µs and 12; a libm op
+ * (tanh) takes 15 µs on 2^10 floats and 61 on 2^12, so it pays from far fewer. */
+#define PARALLEL_MIN_CHEAP ((int64_t)1 << 16)
+#define PARALLEL_MIN_COSTLY ((int64_t)1 << 12)
+
+/* for (i = 0; i < n; i++) { BODY }, vectorised; on the threads in one contiguous chunk
+ * each when n >= min. BODY must not depend on other elements (no sums across i). */
+#define MAP(n, min, ...)                                                                  \
+    do {                                                                                  \
+        int64_t n_ = (n);                                                                 \
+        if (n_ < (min)) {                                                                 \
+            _Pragma("omp simd")                                                           \
+            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
+        } else {                                                                          \
+            _Pragma("omp parallel for simd schedule(static)")                             \
+            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
+        }                                                                                 \
+    } while (0)
 
 /* ---- broadcasting ------------------------------------------------------------------------ */
 
@@ -66,6 +94,8 @@ static bool bcast_init(const char *op, const bk_tensor *a, const bk_tensor *b, b
 /* ---- binary ops ---------------------------------------------------------------------------- */
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_GT, BIN_LT, BIN_EQ } bin_kind;
+#define BIN_KINDS(X) X(BIN_ADD) X(BIN_SUB) X(BIN_MUL) X(BIN_DIV) X(BIN_POW) X(BIN_GT) X(BIN_LT) X(BIN_EQ)
+#define BIN_GRAD_KINDS(X) X(BIN_ADD) X(BIN_SUB) X(BIN_MUL) X(BIN_DIV) X(BIN_POW) /* the differentiable ones */
 
 typedef struct bin_params {
     bin_kind kind;
@@ -83,6 +113,35 @@ static inline float bin_apply(bin_kind k, float x, float y) {
     case BIN_EQ: return x == y ? 1.0f : 0.0f;
     }
     return 0.0f;
+}
+
+/* What one element adds into da and db, given a, b, y and the output gradient g:
+ * d(a+b) = (g, g); d(a-b) = (g, -g); d(ab) = (g b, g a); d(a/b) = (g/b, -g a/b^2);
+ * d(a^b) = (g b a^(b-1), g a^b ln a) */
+static inline float bin_grad_a(bin_kind k, float a, float b, float g) {
+    switch (k) {
+    case BIN_ADD:
+    case BIN_SUB: return g;
+    case BIN_MUL: return g * b;
+    case BIN_DIV: return g / b;
+    case BIN_POW: return b == 0.0f ? 0.0f : g * b * powf(a, b - 1.0f);
+    default: return 0.0f;
+    }
+}
+
+static inline float bin_grad_b(bin_kind k, float a, float b, float y, float g) {
+    switch (k) {
+    case BIN_ADD: return g;
+    case BIN_SUB: return -g;
+    case BIN_MUL: return g * a;
+    case BIN_DIV: return -(g * a / (b * b));
+    case BIN_POW: return a == 0.0f && b >= 0.0f ? 0.0f : g * y * logf(a);
+    default: return 0.0f;
+    }
+}
+
+static inline int64_t bin_parallel_min(bin_kind k) {
+    return k == BIN_POW ? PARALLEL_MIN_COSTLY : PARALLEL_MIN_CHEAP;
 }
 
 static void binary_backward(bk_node *n);
@@ -118,13 +177,20 @@ static bk_tensor *binary(bin_kind k, bk_tensor *a, bk_tensor *b) {
     if (!y) return NULL;
     const float *A = a->data, *B = b->data;
     float *Y = y->data;
+    int64_t n = y->numel;
     if (bk_same_shape(a, b)) {
-        for (int64_t i = 0; i < y->numel; i++) Y[i] = bin_apply(k, A[i], B[i]);
+#define X_CASE(K) case K: MAP(n, bin_parallel_min(K), Y[i] = bin_apply(K, A[i], B[i])); break;
+        switch (k) { BIN_KINDS(X_CASE) }
+#undef X_CASE
     } else if (b->numel == 1) {
         float s = B[0];
-        for (int64_t i = 0; i < y->numel; i++) Y[i] = bin_apply(k, A[i], s);
+#define X_CASE(K) case K: MAP(n, bin_parallel_min(K), Y[i] = bin_apply(K, A[i], s)); break;
+        switch (k) { BIN_KINDS(X_CASE) }
+#undef X_CASE
     } else {
-        BCAST_LOOP(&bc, y->numel, Y[oi] = bin_apply(k, A[ia], B[ib]));
+#define X_CASE(K) case K: BCAST_LOOP(&bc, n, Y[oi] = bin_apply(K, A[ia], B[ib])); break;
+        switch (k) { BIN_KINDS(X_CASE) }
+#undef X_CASE
     }
     const bk_op *op = bin_op(k);
     if (!op) return y;
@@ -132,8 +198,6 @@ static bk_tensor *binary(bin_kind k, bk_tensor *a, bk_tensor *b) {
     return bk_op_record(op, y, 2, in, &p, sizeof p);
 }
 
-/* d(a+b) = (dy, dy); d(a-b) = (dy, -dy); d(ab) = (dy b, dy a); d(a/b) = (dy/b, -dy a/b^2);
- * d(a^b) = (dy b a^(b-1), dy a^b ln a) */
 static void binary_backward(bk_node *n) {
     const bin_params *p = bk_node_params(n);
     const bk_tensor *a = bk_node_input(n, 0), *b = bk_node_input(n, 1);
@@ -143,39 +207,34 @@ static void binary_backward(bk_node *n) {
     if (!bcast_init("backward", a, b, &bc)) return;
     const float *A = a->data, *B = b->data, *Y = y->data, *G = dy->data;
     float *DA = da ? da->data : NULL, *DB = db ? db->data : NULL;
+    int64_t N = y->numel;
+    if (bk_same_shape(a, b)) { /* (da and db may be one buffer: bk_add(x, x)) */
+#define X_CASE(K)                                                                                \
+    case K:                                                                                      \
+        if (DA) MAP(N, bin_parallel_min(K), DA[i] += bin_grad_a(K, A[i], B[i], G[i]));           \
+        if (DB) MAP(N, bin_parallel_min(K), DB[i] += bin_grad_b(K, A[i], B[i], Y[i], G[i]));     \
+        break;
+        switch (p->kind) {
+            BIN_GRAD_KINDS(X_CASE)
+        default: break;
+        }
+#undef X_CASE
+        return;
+    }
+    /* broadcast: a stretched input's gradient sums over the stretched dims, so one
+     * thread walks the elements in order */
+#define X_CASE(K)                                                                                \
+    case K:                                                                                      \
+        BCAST_LOOP(&bc, N, {                                                                     \
+            if (DA) DA[ia] += bin_grad_a(K, A[ia], B[ib], G[oi]);                                \
+            if (DB) DB[ib] += bin_grad_b(K, A[ia], B[ib], Y[oi], G[oi]);                         \
+        });                                                                                      \
+        break;
     switch (p->kind) {
-    case BIN_ADD:
-        BCAST_LOOP(&bc, y->numel, {
-            if (DA) DA[ia] += G[oi];
-            if (DB) DB[ib] += G[oi];
-        });
-        break;
-    case BIN_SUB:
-        BCAST_LOOP(&bc, y->numel, {
-            if (DA) DA[ia] += G[oi];
-            if (DB) DB[ib] -= G[oi];
-        });
-        break;
-    case BIN_MUL:
-        BCAST_LOOP(&bc, y->numel, {
-            if (DA) DA[ia] += G[oi] * B[ib];
-            if (DB) DB[ib] += G[oi] * A[ia];
-        });
-        break;
-    case BIN_DIV:
-        BCAST_LOOP(&bc, y->numel, {
-            if (DA) DA[ia] += G[oi] / B[ib];
-            if (DB) DB[ib] -= G[oi] * A[ia] / (B[ib] * B[ib]);
-        });
-        break;
-    case BIN_POW:
-        BCAST_LOOP(&bc, y->numel, {
-            if (DA) DA[ia] += B[ib] == 0.0f ? 0.0f : G[oi] * B[ib] * powf(A[ia], B[ib] - 1.0f);
-            if (DB) DB[ib] += A[ia] == 0.0f && B[ib] >= 0.0f ? 0.0f : G[oi] * Y[oi] * logf(A[ia]);
-        });
-        break;
+        BIN_GRAD_KINDS(X_CASE)
     default: break;
     }
+#undef X_CASE
 }
 
 bk_tensor *bk_add(bk_tensor *a, bk_tensor *b) { return binary(BIN_ADD, a, b); }
@@ -189,10 +248,16 @@ bk_tensor *bk_eq(bk_tensor *a, bk_tensor *b) { return binary(BIN_EQ, a, b); }
 
 /* ---- unary and scalar ops -------------------------------------------------------------------- */
 
-typedef enum {
-    UN_NEG, UN_ABS, UN_EXP, UN_LOG, UN_SQRT, UN_RELU, UN_SIGMOID, UN_TANH,
-    UN_ADD_S, UN_MUL_S, UN_DIV_S, UN_RSUB_S, UN_POW_S, UN_GELU, UN_GELU_TANH
-} un_kind;
+/* The one list of unary ops: it makes the enum, the descriptors and the loops. */
+#define UNARY_OPS(X)                                                                      \
+    X(UN_NEG, "neg") X(UN_ABS, "abs") X(UN_EXP, "exp") X(UN_LOG, "log") X(UN_SQRT, "sqrt") \
+    X(UN_RELU, "relu") X(UN_SIGMOID, "sigmoid") X(UN_TANH, "tanh") X(UN_ADD_S, "add_scalar") \
+    X(UN_MUL_S, "mul_scalar") X(UN_DIV_S, "div_scalar") X(UN_RSUB_S, "rsub_scalar")         \
+    X(UN_POW_S, "pow_scalar") X(UN_GELU, "gelu") X(UN_GELU_TANH, "gelu_tanh")
+
+#define X_ENUM(kind, name) kind,
+typedef enum { UNARY_OPS(X_ENUM) } un_kind;
+#undef X_ENUM
 
 typedef struct un_params {
     un_kind kind;
@@ -206,7 +271,7 @@ static inline float un_apply(un_kind k, float x, float s) {
     case UN_EXP: return expf(x);
     case UN_LOG: return logf(x);
     case UN_SQRT: return sqrtf(x);
-    case UN_RELU: return x > 0.0f ? x : 0.0f;
+    case UN_RELU: return x < 0.0f ? 0.0f : x; /* as torch: NaN stays NaN, -0 stays -0 */
     case UN_SIGMOID: return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
     case UN_TANH: return tanhf(x);
     case UN_ADD_S: return x + s;
@@ -220,30 +285,41 @@ static inline float un_apply(un_kind k, float x, float s) {
     return 0.0f;
 }
 
-/* dy/dx given x, y = f(x) and the scalar s. */
-static inline float un_deriv(un_kind k, float x, float y, float s) {
+/* What one element adds into dx: g dy/dx, given x, y = f(x), the output gradient g and the
+ * scalar s. */
+static inline float un_grad(un_kind k, float x, float y, float g, float s) {
     switch (k) {
-    case UN_NEG: return -1.0f;
-    case UN_ABS: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-    case UN_EXP: return y;
-    case UN_LOG: return 1.0f / x;
-    case UN_SQRT: return 0.5f / y;
-    case UN_RELU: return x > 0.0f ? 1.0f : 0.0f;
-    case UN_SIGMOID: return y * (1.0f - y);
-    case UN_TANH: return 1.0f - y * y;
-    case UN_ADD_S: return 1.0f;
-    case UN_MUL_S: return s;
-    case UN_DIV_S: return 1.0f / s;
-    case UN_RSUB_S: return -1.0f;
-    case UN_POW_S: return s == 0.0f ? 0.0f : s * powf(x, s - 1.0f);
+    case UN_NEG: return g * -1.0f;
+    case UN_ABS: return g * (x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f));
+    case UN_EXP: return g * y;
+    case UN_LOG: return g * (1.0f / x);
+    case UN_SQRT: return g * (0.5f / y);
+    /* torch's threshold_backward: g where y > 0 or y is NaN, else 0 (even if g is NaN) */
+    case UN_RELU: return x <= 0.0f ? 0.0f : g;
+    case UN_SIGMOID: return g * (y * (1.0f - y));
+    case UN_TANH: return g * (1.0f - y * y);
+    case UN_ADD_S: return g * 1.0f;
+    case UN_MUL_S: return g * s;
+    case UN_DIV_S: return g * (1.0f / s);
+    case UN_RSUB_S: return g * -1.0f;
+    case UN_POW_S: return g * (s == 0.0f ? 0.0f : s * powf(x, s - 1.0f));
     case UN_GELU: /* Phi(x) + x phi(x) */
-        return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+        return g * (0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x));
     case UN_GELU_TANH: {
         float t = tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x));
-        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x);
+        return g * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x));
     }
     }
     return 0.0f;
+}
+
+/* The ops that cost a libm call per element go parallel from fewer elements. */
+static inline int64_t un_parallel_min(un_kind k) {
+    switch (k) {
+    case UN_NEG: case UN_ABS: case UN_SQRT: case UN_RELU: case UN_ADD_S: case UN_MUL_S:
+    case UN_DIV_S: case UN_RSUB_S: return PARALLEL_MIN_CHEAP;
+    default: return PARALLEL_MIN_COSTLY;
+    }
 }
 
 static void unary_backward(bk_node *n) {
@@ -253,16 +329,12 @@ static void unary_backward(bk_node *n) {
     if (!dx) return;
     const float *X = x->data, *Y = y->data, *G = dy->data;
     float *D = dx->data;
-    un_kind k = p->kind;
     float s = p->s;
-    for (int64_t i = 0; i < x->numel; i++) D[i] += G[i] * un_deriv(k, X[i], Y[i], s);
+    int64_t N = x->numel;
+#define X_CASE(kind, name) case kind: MAP(N, un_parallel_min(kind), D[i] += un_grad(kind, X[i], Y[i], G[i], s)); break;
+    switch (p->kind) { UNARY_OPS(X_CASE) }
+#undef X_CASE
 }
-
-#define UNARY_OPS(X)                                                                      \
-    X(UN_NEG, "neg") X(UN_ABS, "abs") X(UN_EXP, "exp") X(UN_LOG, "log") X(UN_SQRT, "sqrt") \
-    X(UN_RELU, "relu") X(UN_SIGMOID, "sigmoid") X(UN_TANH, "tanh") X(UN_ADD_S, "add_scalar") \
-    X(UN_MUL_S, "mul_scalar") X(UN_DIV_S, "div_scalar") X(UN_RSUB_S, "rsub_scalar")         \
-    X(UN_POW_S, "pow_scalar") X(UN_GELU, "gelu") X(UN_GELU_TANH, "gelu_tanh")
 
 #define X_DESC(kind, name) [kind] = {name, unary_backward},
 static const bk_op UNARY_DESC[] = {UNARY_OPS(X_DESC)};
@@ -275,19 +347,10 @@ static bk_tensor *unary(un_kind k, bk_tensor *x, float s) {
     if (!y) return NULL;
     const float *X = x->data;
     float *Y = y->data;
-    switch (k) { /* the common ones get branch-free loops the compiler vectorises */
-    case UN_RELU:
-        for (int64_t i = 0; i < x->numel; i++) Y[i] = X[i] > 0.0f ? X[i] : 0.0f;
-        break;
-    case UN_MUL_S:
-        for (int64_t i = 0; i < x->numel; i++) Y[i] = X[i] * s;
-        break;
-    case UN_ADD_S:
-        for (int64_t i = 0; i < x->numel; i++) Y[i] = X[i] + s;
-        break;
-    default:
-        for (int64_t i = 0; i < x->numel; i++) Y[i] = un_apply(k, X[i], s);
-    }
+    int64_t N = x->numel;
+#define X_CASE(kind, name) case kind: MAP(N, un_parallel_min(kind), Y[i] = un_apply(kind, X[i], s)); break;
+    switch (k) { UNARY_OPS(X_CASE) }
+#undef X_CASE
     un_params p = {k, s};
     return bk_op_record(op, y, 1, &x, &p, sizeof p);
 }
