@@ -2,15 +2,18 @@
 # lm_tokens.sh - training tokens/s of `brick train-lm`'s language model beside PyTorch's for
 # the same model, data and loop, on the same machine, in one run.
 #
-#   bench/lm_tokens.sh [STEPS] [RUNS] [--threads "1 2"] [--own-init] [--keep DIR]
-#                      [-- extra train-lm options for both sides]
+#   bench/lm_tokens.sh [STEPS] [RUNS] [--threads "1 2"] [--own-init] [--passive]
+#                      [--keep DIR] [-- extra train-lm options for both sides]
 #
 # STEPS (default 200) optimizer steps per run, RUNS (default 3) runs per configuration.
 # brick runs `build/brick train-lm` (default model: context 64, d_model 64, 2 layers, 4
 # heads, ff 256, learned positions; batch 32, AdamW lr 3e-3 cosine-decayed, seed 0; see
 # docs/text.md); PyTorch runs bench/lm_torch.py, which rebuilds that model and loop with
 # torch.nn and samples the same windows, under /usr/bin/python3 with
-# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1. Options after `--` (--context,
+# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1. brick runs with the environment as
+# it is (as in bench/train_epoch.sh), or with OMP_WAIT_POLICY=PASSIVE too when --passive
+# is given: on a loaded machine libgomp's spinning makes brick's 2-thread runs crawl
+# (barriers wait for a descheduled thread). Options after `--` (--context,
 # --d-model, --layers, --heads, --ff, --positions, --batch-size, --lr, --text, --seed) go
 # to both sides.
 #
@@ -38,12 +41,13 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
-steps= runs= threads="1 2" own_init=0 keep=
+steps= runs= threads="1 2" own_init=0 keep= passive=0
 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) threads=$2; shift 2 ;;
         --own-init) own_init=1; shift ;;
+        --passive) passive=1; shift ;;
         --keep) keep=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) usage; exit 0 ;;
@@ -68,6 +72,8 @@ for a in "${extra[@]}"; do
     esac
 done
 common=(--steps "$steps" --eval-every 0 "${extra[@]}")
+brick_env=()
+[ "$passive" = 1 ] && brick_env=(OMP_WAIT_POLICY=PASSIVE)
 
 brick=${BRICK:-build/brick}
 python=${BRICK_PYTHON:-/usr/bin/python3}
@@ -104,7 +110,8 @@ fi
 
 echo "$(sed -n 's/^model: //p' "$tmp_keep/init.log" 2>/dev/null || echo "model: train-lm's defaults ${extra[*]}")"
 echo "$steps steps per run, $runs runs per configuration, threads: $threads;" \
-     "PyTorch starts from $([ "$own_init" = 1 ] && echo "its own init" || echo "brick's initial weights")"
+     "PyTorch starts from $([ "$own_init" = 1 ] && echo "its own init" || echo "brick's initial weights");" \
+     "brick's OMP_WAIT_POLICY: $([ "$passive" = 1 ] && echo PASSIVE || echo "${OMP_WAIT_POLICY:-unset}")"
 echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -114,7 +121,8 @@ echo
 run_brick() {
     local t=$1 r=$2 log=$tmp_keep/brick-t$1-r$2.log
     load1 >>"$tmp/loads"
-    if ! "$brick" train-lm "${common[@]}" --threads "$t" --out "$tmp_keep/brick-t$t-r$r.safetensors" >"$log" 2>&1; then
+    if ! env "${brick_env[@]}" "$brick" train-lm "${common[@]}" --threads "$t" \
+        --out "$tmp_keep/brick-t$t-r$r.safetensors" >"$log" 2>&1; then
         echo "lm_tokens.sh: brick train-lm failed:" >&2
         cat "$log" >&2
         exit 1
@@ -170,7 +178,8 @@ vb=${val_of[brick-$bt]} vt=${val_of[torch-$tt]}
 vdiff=$(awk "BEGIN {d = $vb - $vt; printf \"%.4f\", d < 0 ? -d : d}")
 load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
-printf 'fastest brick: %.0f tokens/s (threads %s), val loss %s after %s steps\n' "$tb" "$bt" "$vb" "$steps"
+printf 'fastest brick: %.0f tokens/s (threads %s%s), val loss %s after %s steps\n' "$tb" "$bt" \
+    "$([ "$passive" = 1 ] && echo ", OMP_WAIT_POLICY=PASSIVE")" "$vb" "$steps"
 printf 'fastest torch: %.0f tokens/s (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), val loss %s after %s steps\n' \
     "$ttorch" "$tt" "$vt" "$steps"
 printf 'ratio brick/torch (tokens/s): %s; validation losses differ by %s nats/char\n' "$ratio" "$vdiff"
@@ -192,6 +201,6 @@ if [ -e "$b" ]; then
     fi
 fi
 echo "SUMMARY steps=$steps runs=$runs brick_tps=$tb brick_threads=$bt brick_val=$vb torch_tps=$ttorch" \
-    "torch_threads=$tt torch_val=$vt ratio=$ratio val_diff=$vdiff same_init=$((1 - own_init))" \
+    "torch_threads=$tt torch_val=$vt ratio=$ratio val_diff=$vdiff same_init=$((1 - own_init)) brick_passive=$passive" \
     "load_mean=$load_mean repro=$repro_result"
 [ "$repro_result" != DIFFERENT ]
