@@ -361,6 +361,33 @@ TEST(attention_masks_and_stability) {
     qq->grad = kk->grad = vv->grad = NULL;
 }
 
+/* The softmax's exp (attention.c computes it itself): score differences from 0 down to
+ * -110 against exp in double, within 4e-7 relative where the weight is a normal float and
+ * 1e-44 absolute below (gradual underflow, then 0); a NaN score makes its row NaN. */
+TEST(attention_softmax_range) {
+    enum { S = 1101 };
+    static float kd[S];
+    for (int s = 0; s < S; s++) kd[s] = -0.1f * (float)s; /* one head, D = 1, q = 1: score = k */
+    bk_tensor *q = bk_from_data(BK_SHAPE(1, 2, 1), (const float[]){1.0f, NAN});
+    bk_tensor *k = bk_from_data(BK_SHAPE(1, S, 1), kd);
+    bk_tensor *P = bk_attention_weights(q, k, 1, true, NULL, NULL, 1.0f);
+    CHECK(P != NULL);
+    if (!P) return;
+    double sum = 0, worst_rel = 0, worst_abs = 0;
+    for (int s = 0; s < S; s++) sum += exp((double)kd[s]);
+    for (int s = 0; s < S; s++) {
+        double want = exp((double)kd[s]) / sum, got = P->data[s];
+        if (want >= 1.1754944e-38) worst_rel = fmax(worst_rel, fabs(got - want) / want);
+        else worst_abs = fmax(worst_abs, fabs(got - want));
+    }
+    CHECK(worst_rel < 4e-7);
+    CHECK(worst_abs < 1e-44);
+    CHECK(P->data[S - 1] == 0.0f); /* e^-110 is below the smallest float */
+    bool row_nan = true;
+    for (int s = 0; s < S; s++) row_nan = row_nan && isnan(P->data[S + s]);
+    CHECK(row_nan);
+}
+
 TEST(attention_errors) {
     bk_tensor *q = bk_zeros(BK_SHAPE(3, 2, 4)), *k = bk_zeros(BK_SHAPE(5, 2, 4));
     CHECK_ERR(bk_attention_weights(q, k, 3, false, NULL, NULL, 0), "last dim 4 is not divisible by num_heads=3");
@@ -858,6 +885,7 @@ int main(void) {
     RUN(attention_weights_values);
     RUN(attention_gradients);
     RUN(attention_masks_and_stability);
+    RUN(attention_softmax_range);
     RUN(attention_errors);
     RUN(mha_structure_and_init);
     RUN(mha_gradients);

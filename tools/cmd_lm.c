@@ -306,7 +306,9 @@ int cmd_train_lm(int argc, char **argv) {
            " heads, ff %" PRId64 ", %s positions, %" PRId64 " parameters\n",
            ctx, d, layers, heads, ff, learned ? "learned" : "sinusoidal", bk_module_num_params(m, true));
     fflush(stdout);
-    double vloss = 0, bigram = 0, t0 = cli_now(), run = 0;
+    /* train_s: the time of the steps alone (forward, backward, optimizer step), without the
+     * sampling of windows and the evaluations, for the tokens/s figure */
+    double vloss = 0, bigram = 0, t0 = cli_now(), run = 0, train_s = 0;
     int64_t run_n = 0;
     rc = CLI_OK;
     bk_module_train(m, true);
@@ -326,6 +328,7 @@ int cmd_train_lm(int argc, char **argv) {
                 tgt[b * ctx + t] = (int64_t)ids[s + t + 1];
             }
         }
+        double ts = cli_now();
         bk_tensor *loss = bk_cross_entropy(bk_forward(m, x), tgt, batch * ctx, BK_REDUCTION_MEAN);
         if (!loss) {
             rc = cli_fail(NULL);
@@ -342,6 +345,7 @@ int cmd_train_lm(int argc, char **argv) {
             break;
         }
         bk_arena_reset(NULL);
+        train_s += cli_now() - ts;
         run += lv;
         run_n++;
         if ((every > 0 && step % every == 0) || step == steps) {
@@ -349,8 +353,8 @@ int cmd_train_lm(int argc, char **argv) {
                 rc = cli_fail(NULL);
                 break;
             }
-            printf("step %6" PRId64 "  train %.4f  val %.4f nats/char  (bigram %.4f)  %.1fs\n", step,
-                   run / (double)run_n, vloss, bigram, cli_now() - t0);
+            printf("step %6" PRId64 "  train %.4f  val %.4f nats/char  (bigram %.4f)  %.1fs  %.0f tok/s\n", step,
+                   run / (double)run_n, vloss, bigram, cli_now() - t0, (double)(step * batch * ctx) / train_s);
             fflush(stdout);
             run = 0;
             run_n = 0;
@@ -362,6 +366,9 @@ int cmd_train_lm(int argc, char **argv) {
     if (rc == CLI_OK) {
         printf("final: val loss %.4f nats/char, bigram baseline %.4f nats/char (%s by %.4f)\n", vloss, bigram,
                vloss < bigram ? "better" : "WORSE", fabs(bigram - vloss));
+        if (steps > 0)
+            printf("training: %" PRId64 " steps, %" PRId64 " tokens in %.2f s: %.0f tokens/s\n", steps,
+                   steps * batch * ctx, train_s, (double)(steps * batch * ctx) / train_s);
         if (save_lm(out, m, &hp, vocab)) rc = cli_fail(NULL);
         else printf("wrote %s\n", out);
     }

@@ -43,6 +43,63 @@ static inline int64_t row_stride(const attn_params *p, int64_t d) {
     return p->batch_first ? p->H * d : p->B * p->H * d;
 }
 
+/* e^x for the softmax's x = score - row max <= 0: within 1 ulp of e^x where it is a normal
+ * float (Cephes' expf: a degree-5 polynomial in r = x - n ln2, |r| <= ln2 / 2, times 2^n),
+ * gradual underflow below, 0 from x = -104.5 on (so -inf gives 0); a NaN gives NaN or 0
+ * (by its sign bit), so the softmax detects NaN rows itself.
+ * libm's expf is a call per element and was the larger half of the softmax's time; this
+ * is branch-free and call-free, so the loop around it vectorizes (`omp simd`). The clamp
+ * is an integer min on the bits (for x <= 0, a larger magnitude is a larger pattern): a
+ * float select with a constant arm lets GCC's PRE split the loop into branches. n comes
+ * from the low mantissa bits of x / ln2 + 1.5 * 2^23, and 2^n = 2^n1 2^n2 with n1, n2 >=
+ * -76 (both normal floats), so no float is ever converted to an integer. */
+static inline float exp_nonpositive(float x) {
+    const float lo = -104.5f, shifter = 12582912.0f; /* 1.5 * 2^23 */
+    uint32_t bx, blo;
+    memcpy(&bx, &x, sizeof bx);
+    memcpy(&blo, &lo, sizeof blo);
+    bx = bx < blo ? bx : blo; /* max(x, lo) for x <= 0 and -inf */
+    float xc;
+    memcpy(&xc, &bx, sizeof xc);
+    float t = xc * 1.44269504088896341f + shifter; /* shifter + n, n = round(x / ln2) */
+    float n = t - shifter;
+    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f; /* x - n ln2, ln2 in two parts */
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f; /* e^r */
+    uint32_t k, h, b1, b2;
+    memcpy(&k, &t, sizeof k);
+    k = k - 0x4B400000u + 300u; /* n + 300, in [149, 300] */
+    h = k >> 1;
+    b1 = (h - 23u) << 23;     /* 2^n1, n1 = h - 150 */
+    b2 = (k - h - 23u) << 23; /* 2^n2, n2 = n - n1 */
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    return y * s1 * s2;
+}
+
+/* An order-preserving image of the non-NaN floats in the unsigned integers (the sign bit
+ * of a positive float set, every bit of a negative one flipped: -inf -> 0x007FFFFF, +inf ->
+ * 0xFF800000), and its inverse. The softmax takes its row max on these: an integer max
+ * reduction vectorizes with any compiler, a float one (NaN-aware) not with clang. */
+static inline uint32_t float_key(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+
+static inline float key_float(uint32_t k) {
+    uint32_t b = k & 0x80000000u ? k & 0x7FFFFFFFu : ~k;
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
 /* Parallel over the (b, h) blocks when one block's GEMMs are too small for the GEMM to
  * thread itself (and so that nested threading never happens). */
 static inline bool blocks_parallel(const attn_params *p, int64_t d) {
@@ -76,8 +133,10 @@ static void weights_backward(bk_node *n) {
             const float *pr = Pb + l * p->S, *gr = Gb + l * p->S;
             float *dr = dSb + l * p->S;
             double dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (int64_t s = 0; s < p->S; s++) dot += (double)gr[s] * pr[s];
             float fd = (float)dot;
+#pragma omp simd
             for (int64_t s = 0; s < p->S; s++) dr[s] = pr[s] * (gr[s] - fd);
         }
         int64_t oq = head_off(p, b, h, p->L, p->D), ok = head_off(p, b, h, p->S, p->D);
@@ -164,20 +223,35 @@ bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, b
         const float *am = AM ? AM + (mask3 ? bh * LS : 0) : NULL, *kpm = KPM ? KPM + b * p.S : NULL;
         for (int64_t l = 0; l < p.L; l++) {
             float *r = Y + l * p.S;
-            if (am)
-                for (int64_t s = 0; s < p.S; s++) r[s] += am[l * p.S + s];
+            if (am) {
+                const float *a = am + l * p.S;
+#pragma omp simd
+                for (int64_t s = 0; s < p.S; s++) r[s] += a[s];
+            }
             if (kpm)
                 for (int64_t s = 0; s < p.S; s++)
                     if (kpm[s] != 0.0f) r[s] = -INFINITY;
-            /* softmax with the max subtracted; all -inf gives exp(nan) = nan, as torch */
-            float m = -INFINITY;
-            for (int64_t s = 0; s < p.S; s++) m = r[s] > m ? r[s] : m;
-            double sum = 0;
+            /* softmax with the max subtracted. As torch, a row with a NaN score comes out NaN
+             * (whether or not the max picks the NaN: hence the count), and so does an all
+             * -inf row: its x are -inf - -inf = NaN, whose e^x is NaN or 0, and 0 * (1 / 0)
+             * is NaN too. */
+            int nans = 0;
+            uint32_t mkey = 0; /* the max as an ordered integer: see float_key */
+#pragma omp simd reduction(max : mkey) reduction(+ : nans)
             for (int64_t s = 0; s < p.S; s++) {
-                r[s] = expf(r[s] - m);
+                uint32_t key = float_key(r[s]);
+                mkey = key > mkey ? key : mkey;
+                nans += r[s] != r[s];
+            }
+            float m = key_float(mkey);
+            double sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t s = 0; s < p.S; s++) {
+                r[s] = exp_nonpositive(r[s] - m);
                 sum += r[s];
             }
-            float inv = (float)(1.0 / sum);
+            float inv = nans ? NAN : (float)(1.0 / sum);
+#pragma omp simd
             for (int64_t s = 0; s < p.S; s++) r[s] *= inv;
         }
     }

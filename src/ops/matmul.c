@@ -163,9 +163,13 @@ static void linear_backward(bk_node *n) {
     const bk_backend *be = bk__backend();
     if (dx) be->sgemm(false, false, p->M, p->in, p->out, 1.0f, G, p->out, w->data, p->in, 1.0f, dx->data, p->in);
     if (dw) be->sgemm(true, false, p->out, p->in, p->M, 1.0f, G, p->out, x->data, p->in, 1.0f, dw->data, p->in);
-    if (db)
-        for (int64_t i = 0; i < p->M; i++)
-            for (int64_t j = 0; j < p->out; j++) db->data[j] += G[i * p->out + j];
+    if (db) /* row by row, vectorized (GCC -O2 alone leaves this loop scalar); same sums */
+        for (int64_t i = 0; i < p->M; i++) {
+            float *D = db->data;
+            const float *g = G + i * p->out;
+#pragma omp simd
+            for (int64_t j = 0; j < p->out; j++) D[j] += g[j];
+        }
 }
 
 static const bk_op OP_LINEAR = {"linear", linear_backward};

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# lm_tokens.sh - training tokens/s of `brick train-lm`'s language model beside PyTorch's for
+# the same model, data and loop, on the same machine, in one run.
+#
+#   bench/lm_tokens.sh [STEPS] [RUNS] [--threads "1 2"] [--own-init] [--passive]
+#                      [--keep DIR] [-- extra train-lm options for both sides]
+#
+# STEPS (default 200) optimizer steps per run, RUNS (default 3) runs per configuration.
+# brick runs `build/brick train-lm` (default model: context 64, d_model 64, 2 layers, 4
+# heads, ff 256, learned positions; batch 32, AdamW lr 3e-3 cosine-decayed, seed 0; see
+# docs/text.md); PyTorch runs bench/lm_torch.py, which rebuilds that model and loop with
+# torch.nn and samples the same windows, under /usr/bin/python3 with
+# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1. brick runs with the environment as
+# it is (as in bench/train_epoch.sh), or with OMP_WAIT_POLICY=PASSIVE too when --passive
+# is given: on a loaded machine libgomp's spinning makes brick's 2-thread runs crawl
+# (barriers wait for a descheduled thread). Options after `--` (--context,
+# --d-model, --layers, --heads, --ff, --positions, --batch-size, --lr, --text, --seed) go
+# to both sides.
+#
+# Both sides start from the same weights: brick's initial ones (train-lm --steps 0), which
+# lm_torch.py loads with --init, so that the validation losses after STEPS steps must
+# agree closely (the check that the two models really are the same). --own-init gives
+# PyTorch its own default init instead (same distributions, different values; the losses
+# then agree only roughly).
+#
+# tokens/s = training tokens (steps x batch x context) / time of the steps alone (forward,
+# backward, optimizer step; not the sampling of windows, not the evaluations), as both
+# programs print it. For every thread count T (default "1 2") each side trains RUNS times,
+# alternating (brick first in odd runs, PyTorch first in even ones) so that a change in
+# machine load hits both; a configuration's figure is the median over its runs. Each side
+# keeps its fastest configuration; the script prints both with their validation losses, the
+# ratio brick / torch of tokens/s (above 1: brick is faster), then one
+# `SUMMARY key=value ...` line. The 1-minute load average is sampled before every run; the
+# summary gives its mean.
+#
+# Reproducibility: with RUNS >= 2 the first two brick runs at the first thread count must
+# write byte-identical model files (cmp); exit 1 if they differ.
+# --keep DIR keeps every run's log and model file in DIR.
+# Environment: BRICK (default build/brick, built if missing), BRICK_PYTHON.
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
+steps= runs= threads="1 2" own_init=0 keep= passive=0
+extra=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --threads) threads=$2; shift 2 ;;
+        --own-init) own_init=1; shift ;;
+        --passive) passive=1; shift ;;
+        --keep) keep=$2; shift 2 ;;
+        --) shift; extra=("$@"); break ;;
+        -h|--help) usage; exit 0 ;;
+        -*) echo "lm_tokens.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        *)
+            if [ -z "$steps" ]; then steps=$1
+            elif [ -z "$runs" ]; then runs=$1
+            else echo "lm_tokens.sh: too many arguments at '$1' (see --help)" >&2; exit 2
+            fi
+            shift ;;
+    esac
+done
+steps=${steps:-200}
+runs=${runs:-3}
+for v in "$steps" "$runs"; do
+    [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "lm_tokens.sh: STEPS and RUNS must be positive integers, got '$v'" >&2; exit 2; }
+done
+for a in "${extra[@]}"; do
+    case $a in
+        --steps|--eval-every|--threads|--out|--init)
+            echo "lm_tokens.sh: $a is set by the script (see --help)" >&2; exit 2 ;;
+    esac
+done
+common=(--steps "$steps" --eval-every 0 "${extra[@]}")
+brick_env=()
+[ "$passive" = 1 ] && brick_env=(OMP_WAIT_POLICY=PASSIVE)
+
+brick=${BRICK:-build/brick}
+python=${BRICK_PYTHON:-/usr/bin/python3}
+if [ ! -x "$brick" ]; then
+    make -s -j2 "$brick" || { echo "lm_tokens.sh: cannot build $brick" >&2; exit 1; }
+fi
+if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
+    echo "lm_tokens.sh: $python cannot import torch and numpy (apt-get install python3-torch)" >&2
+    exit 1
+fi
+tmp=$(mktemp -d /tmp/brick-lm-bench-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+if [ -n "$keep" ]; then
+    mkdir -p "$keep" || exit 1
+    tmp_keep=$keep
+else
+    tmp_keep=$tmp
+fi
+
+median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# The initial weights both sides start from.
+init=()
+if [ "$own_init" = 0 ]; then
+    if ! "$brick" train-lm --steps 0 "${extra[@]}" --threads 1 --out "$tmp_keep/init.safetensors" \
+        >"$tmp_keep/init.log" 2>&1; then
+        echo "lm_tokens.sh: brick train-lm --steps 0 failed:" >&2
+        cat "$tmp_keep/init.log" >&2
+        exit 1
+    fi
+    init=(--init "$tmp_keep/init.safetensors")
+fi
+
+echo "$(sed -n 's/^model: //p' "$tmp_keep/init.log" 2>/dev/null || echo "model: train-lm's defaults ${extra[*]}")"
+echo "$steps steps per run, $runs runs per configuration, threads: $threads;" \
+     "PyTorch starts from $([ "$own_init" = 1 ] && echo "its own init" || echo "brick's initial weights");" \
+     "brick's OMP_WAIT_POLICY: $([ "$passive" = 1 ] && echo PASSIVE || echo "${OMP_WAIT_POLICY:-unset}")"
+echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+
+# run_brick T R / run_torch T R: one run; appends tokens/s and the validation loss.
+run_brick() {
+    local t=$1 r=$2 log=$tmp_keep/brick-t$1-r$2.log
+    load1 >>"$tmp/loads"
+    if ! env "${brick_env[@]}" "$brick" train-lm "${common[@]}" --threads "$t" \
+        --out "$tmp_keep/brick-t$t-r$r.safetensors" >"$log" 2>&1; then
+        echo "lm_tokens.sh: brick train-lm failed:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    sed -n 's/^training: .*: \([0-9.]*\) tokens\/s$/\1/p' "$log" >>"$tmp/brick-$t.tps"
+    val_of[brick-$t]=$(sed -n 's/^final: val loss \([0-9.]*\) .*/\1/p' "$log")
+    printf '  brick t=%s run %s: %8.0f tokens/s, val loss %s (load %s)\n' "$t" "$r" \
+        "$(tail -n 1 "$tmp/brick-$t.tps")" "${val_of[brick-$t]}" "$(tail -n 1 "$tmp/loads")"
+}
+run_torch() {
+    local t=$1 r=$2 log=$tmp_keep/torch-t$1-r$2.log
+    load1 >>"$tmp/loads"
+    if ! OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 "$python" bench/lm_torch.py "${common[@]}" "${init[@]}" \
+        --threads "$t" >"$log" 2>&1; then
+        echo "lm_tokens.sh: lm_torch.py failed:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    local result
+    result=$(grep '^RESULT' "$log")
+    sed -n 's/.*tokens_per_s=\([0-9.]*\).*/\1/p' <<<"$result" >>"$tmp/torch-$t.tps"
+    val_of[torch-$t]=$(sed -n 's/.*val_loss=\([0-9.]*\).*/\1/p' <<<"$result")
+    printf '  torch t=%s run %s: %8.0f tokens/s, val loss %s (load %s)\n' "$t" "$r" \
+        "$(tail -n 1 "$tmp/torch-$t.tps")" "${val_of[torch-$t]}" "$(tail -n 1 "$tmp/loads")"
+}
+
+: >"$tmp/loads"
+declare -A tps_of val_of
+for t in $threads; do
+    for side in brick torch; do : >"$tmp/$side-$t.tps"; done
+    for r in $(seq 1 "$runs"); do
+        if [ $((r % 2)) = 1 ]; then run_brick "$t" "$r"; run_torch "$t" "$r"
+        else run_torch "$t" "$r"; run_brick "$t" "$r"; fi
+    done
+    for side in brick torch; do tps_of[$side-$t]=$(median <"$tmp/$side-$t.tps"); done
+done
+
+echo
+printf '%-8s %-8s %20s %18s\n' side threads "tokens/s (median)" "val loss (nats)"
+declare -A best
+for side in brick torch; do
+    for t in $threads; do
+        printf '%-8s %-8s %20.0f %18s\n' "$side" "$t" "${tps_of[$side-$t]}" "${val_of[$side-$t]}"
+        if [ -z "${best[$side]:-}" ] || awk "BEGIN {exit !(${tps_of[$side-$t]} > ${tps_of[$side-${best[$side]}]})}"; then
+            best[$side]=$t
+        fi
+    done
+done
+bt=${best[brick]} tt=${best[torch]}
+tb=${tps_of[brick-$bt]} ttorch=${tps_of[torch-$tt]}
+ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
+vb=${val_of[brick-$bt]} vt=${val_of[torch-$tt]}
+vdiff=$(awk "BEGIN {d = $vb - $vt; printf \"%.4f\", d < 0 ? -d : d}")
+load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
+echo
+printf 'fastest brick: %.0f tokens/s (threads %s%s), val loss %s after %s steps\n' "$tb" "$bt" \
+    "$([ "$passive" = 1 ] && echo ", OMP_WAIT_POLICY=PASSIVE")" "$vb" "$steps"
+printf 'fastest torch: %.0f tokens/s (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), val loss %s after %s steps\n' \
+    "$ttorch" "$tt" "$vt" "$steps"
+printf 'ratio brick/torch (tokens/s): %s; validation losses differ by %s nats/char\n' "$ratio" "$vdiff"
+printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
+    "$(sort -g "$tmp/loads" | head -n 1)" "$(sort -g "$tmp/loads" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Reproducibility: the same seed and threads twice -> identical model files.
+repro_result=skipped
+t1=$(cut -d' ' -f1 <<<"$threads")
+a=$tmp_keep/brick-t$t1-r1.safetensors
+b=$tmp_keep/brick-t$t1-r2.safetensors
+if [ -e "$b" ]; then
+    if cmp -s "$a" "$b"; then
+        repro_result=identical
+        echo "reproducible: two brick runs (threads $t1) wrote identical model files"
+    else
+        repro_result=DIFFERENT
+        echo "NOT REPRODUCIBLE: $a and $b differ: $(cmp "$a" "$b" 2>&1)"
+    fi
+fi
+echo "SUMMARY steps=$steps runs=$runs brick_tps=$tb brick_threads=$bt brick_val=$vb torch_tps=$ttorch" \
+    "torch_threads=$tt torch_val=$vt ratio=$ratio val_diff=$vdiff same_init=$((1 - own_init)) brick_passive=$passive" \
+    "load_mean=$load_mean repro=$repro_result"
+[ "$repro_result" != DIFFERENT ]
