@@ -25,10 +25,16 @@
  *   - Functions returning `const char *` or a borrowed pointer say "do not free".
  *
  * Errors: no brick function exits or aborts on bad input. Failing functions return NULL
- * (or -1) and leave a message in a thread-local buffer, read with bk_last_error(). Every op
- * given a NULL input returns NULL without overwriting the first message, so a forward can
- * be checked once at its end. Messages name the op and the shapes involved, e.g.
+ * (or -1, or NaN for those returning a float) and leave a message in a thread-local
+ * buffer, read with bk_last_error(); a function returning nothing leaves the message and
+ * does nothing. Every op given a NULL input returns NULL without overwriting the first
+ * message, so a forward can be checked once at its end. Messages name the op and the
+ * shapes involved, e.g.
  *   "matmul: mat1 and mat2 shapes cannot be multiplied (2x20 and 30x256)".
+ * A tensor whose arena was reset, or memory that is not a tensor brick made, is reported
+ * as "not a live tensor"; a block that was freed or not made by bk_module_new as "not a
+ * live module" (detected as far as the memory still says so; tests/test_api_misuse.c
+ * sweeps every function here with such arguments). Free functions accept NULL, as free().
  *
  * Threads: arenas, the grad mode and the default random generator are per thread; modules
  * may be used from several threads only if each thread has its own arena and only one
@@ -61,7 +67,8 @@ extern "C" {
 const char *bk_last_error(void);
 /* Forget the last failure (so that the next NULL-propagation reports afresh). */
 void bk_clear_error(void);
-/* Records a failure message (printf-style), as brick's own functions do. For user ops. */
+/* Records a failure message (printf-style), as brick's own functions do. For user ops.
+ * A NULL fmt records "set_error: format is NULL". */
 void bk_set_error(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -89,6 +96,7 @@ typedef struct bk_rng {
     uint64_t inc;
 } bk_rng;
 
+/* rng NULL means the calling thread's default generator, here as everywhere in the API. */
 void bk_rng_seed(bk_rng *rng, uint64_t seed);
 uint32_t bk_rng_u32(bk_rng *rng);
 float bk_rng_uniform(bk_rng *rng);              /* [0, 1) */
@@ -165,11 +173,13 @@ bk_tensor *bk_requires_grad(bk_tensor *t, bool on);
 
 /* Shape helpers. */
 bool bk_same_shape(const bk_tensor *a, const bk_tensor *b);
-/* Writes "(2, 20)" into buf; returns buf. */
+/* Writes "(2, 20)" into buf (at most n bytes, as snprintf; t NULL gives "(null)"); returns
+ * buf. NULL with an error when buf is NULL and n > 0. */
 char *bk_shape_str(const bk_tensor *t, char *buf, size_t n);
 /* The value of a one-element tensor (torch's item()). NaN and an error otherwise. */
 float bk_item(const bk_tensor *t);
-/* Element at a full index (ndim entries), for tests and printing. */
+/* Element at a full index (ndim entries; may be NULL for rank 0), for tests and printing.
+ * NaN with an error for an index out of range. */
 float bk_get(const bk_tensor *t, const int64_t *index);
 /* Prints like torch: "tensor([[0.1, 0.2], ...], shape=(2, 2))". */
 void bk_print(const bk_tensor *t, FILE *f);
@@ -190,7 +200,8 @@ void bk_arena_reset(bk_arena *a);
 bk_arena *bk_arena_use(bk_arena *a);
 /* The calling thread's current arena (the default one is created on first use). */
 bk_arena *bk_arena_current(void);
-/* Bytes the arena holds now and its high-water mark. */
+/* Bytes the arena holds now and its high-water mark. NULL means the thread's current arena
+ * (also for bk_arena_allocations). */
 size_t bk_arena_bytes_used(const bk_arena *a);
 size_t bk_arena_bytes_reserved(const bk_arena *a);
 /* Number of malloc calls the arena has made over its life (to verify a warmed-up step
@@ -272,7 +283,9 @@ const bk_tensor *bk_node_grad_output(const bk_node *n);
 bk_tensor *bk_node_grad_input(bk_node *n, int i);
 const void *bk_node_params(const bk_node *n);
 int bk_node_num_inputs(const bk_node *n);
-const char *bk_node_op_name(const bk_node *n);
+const char *bk_node_op_name(const bk_node *n); /* "?" for NULL */
+/* The accessors above return NULL (-1 for bk_node_num_inputs) with an error for a NULL
+ * node or an input index out of range. */
 
 /* ------------------------------------------------------------------------------------ */
 /* Ops. Each returns an arena tensor with autograd history, or NULL with an error.      */
@@ -510,8 +523,8 @@ bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tenso
  * sum(f(inputs) * w) (w a fixed random weight) with central differences computed in
  * double precision, for every input that requires grad. Perturbs inputs in place and
  * restores them. Returns the worst error, scaled: max |g_auto - g_num| / (atol + rtol*|g_num|)
- * (<= 1 is a pass), or a negative number on error. `report` (may be NULL) gets the first
- * mismatches. */
+ * (<= 1 is a pass), or a negative number on error (also for eps <= 0 or a negative atol or
+ * rtol). `report` (may be NULL) gets the first mismatches. */
 typedef bk_tensor *(*bk_gradcheck_fn)(bk_tensor *const *inputs, int n, void *ud);
 double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud,
                     double eps, double atol, double rtol, FILE *report);
@@ -560,14 +573,17 @@ struct bk_module {
 /* Allocates a zeroed block of `size` bytes (>= sizeof(bk_module)) whose base is set up
  * for cls. Returns NULL on error. Free with bk_module_free. */
 bk_module *bk_module_new(const bk_module_class *cls, size_t size);
-/* Drops one reference; at zero frees params, buffers, children (recursively) and itself. */
+/* Drops one reference; at zero frees params, buffers, children (recursively) and itself.
+ * NULL is fine; what is not a live block is refused with an error (freeing it would
+ * corrupt memory). */
 void bk_module_free(bk_module *m);
-/* Adds a reference (to register one block under two parents). Returns m. */
+/* Adds a reference (to register one block under two parents). Returns m, or NULL with an
+ * error for NULL or what is not a live block. */
 bk_module *bk_module_ref(bk_module *m);
 
 /* Registers child under name (ordered). Takes ownership of `child` in every case: on
  * failure (NULL parent, duplicate name, NULL child) the child is freed and NULL returned.
- * Returns child. */
+ * Returns child. (A child that is not a live block is refused and left alone.) */
 bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child);
 /* Creates a zero-filled trainable parameter owned by m (nn.Parameter). Borrowed. */
 bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64_t *shape);
@@ -599,7 +615,8 @@ typedef struct bk_param_list {
 } bk_param_list;
 /* which: BK_PARAMS (parameters), BK_BUFFERS (buffers), BK_STATE (state dict order:
  * per module its params then its persistent buffers, then its children; duplicates kept
- * under every name, as torch's state_dict). Free with bk_param_list_free. */
+ * under every name, as torch's state_dict); anything else is an error. Free with
+ * bk_param_list_free (NULL is fine). */
 enum { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 };
 bk_param_list *bk_module_named(const bk_module *m, int which);
 void bk_param_list_free(bk_param_list *l);
@@ -612,7 +629,8 @@ void bk_module_zero_grad(bk_module *m);
 /* Calls fn on every descendant (children first, depth-first) and then on m, like
  * torch's apply(). */
 void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud);
-/* Writes the block tree the way print(net) does. Returns bytes written (as snprintf). */
+/* Writes the block tree the way print(net) does. Returns bytes written (as snprintf: buf
+ * NULL with n 0 measures). */
 int bk_module_repr(const bk_module *m, char *buf, size_t n);
 void bk_module_print(const bk_module *m, FILE *f);
 /* The class name ("Linear"), or "?" for NULL. */
@@ -743,9 +761,10 @@ bk_tensor *bk_cross_entropy(bk_tensor *logits, const int64_t *target, int64_t n,
 bk_tensor *bk_mse_loss(bk_tensor *input, bk_tensor *target, bk_reduction r);
 /* nn.BCEWithLogitsLoss: max(x, 0) - x t + log(1 + e^-|x|); shapes must match. */
 bk_tensor *bk_bce_with_logits(bk_tensor *logits, bk_tensor *target, bk_reduction r);
-/* Number of rows of logits (N, C) whose argmax equals target (ties: first). -1 on error. */
+/* Number of rows of logits (N, C) whose argmax equals target (ties: first). -1 on error
+ * (also for C = 0 with N > 0: no argmax). */
 int64_t bk_count_correct(const bk_tensor *logits, const int64_t *target, int64_t n);
-/* Row-wise argmax of (N, C) into out[N]. */
+/* Row-wise argmax of (N, C) into out[N]. 0, or -1 with an error. */
 int bk_argmax_rows(const bk_tensor *logits, int64_t *out);
 
 /* ------------------------------------------------------------------------------------ */
@@ -782,12 +801,14 @@ void bk_optim_free(bk_optim *o);
 int bk_optim_step(bk_optim *o);
 /* Zeroes the gradients of the optimizer's parameters. */
 void bk_optim_zero_grad(bk_optim *o);
-double bk_optim_lr(const bk_optim *o);
+double bk_optim_lr(const bk_optim *o); /* NaN with an error for NULL */
+/* lr must be >= 0 (else an error, and the lr is unchanged). */
 void bk_optim_set_lr(bk_optim *o, double lr);
-const char *bk_optim_name(const bk_optim *o); /* "SGD", "Adam", "AdamW" */
+const char *bk_optim_name(const bk_optim *o); /* "SGD", "Adam", "AdamW"; "?" for NULL */
 /* Optimizer state as named tensors (for checkpoints): names like
  * "0.weight.momentum_buffer", "0.weight.exp_avg", "0.weight.step". Borrowed list; the
- * tensors can be written to restore a state. */
+ * tensors can be written to restore a state. -1 or NULL with an error for NULL or an index
+ * out of range. */
 int bk_optim_state_count(const bk_optim *o);
 const char *bk_optim_state_name(const bk_optim *o, int i);
 bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i);
@@ -796,11 +817,10 @@ bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i);
  * to train epoch `epoch` (0-based) with, i.e. the lr after `epoch` calls of scheduler.step().
  * Set it with bk_optim_set_lr before the epoch. In double, as torch computes them.
  *   bk_lr_step_decay: StepLR(step_size, gamma): base_lr gamma^floor(epoch / step_size)
- *                     (step_size <= 0: base_lr)
  *   bk_lr_cosine:     CosineAnnealingLR(T_max = total_epochs, eta_min = min_lr):
  *                     min_lr + (base_lr - min_lr) (1 + cos(pi epoch / total_epochs)) / 2,
- *                     which, like torch's, rises again past total_epochs (total_epochs <= 0:
- *                     base_lr) */
+ *                     which, like torch's, rises again past total_epochs
+ * Both return NaN with an error for a negative epoch or a step_size / total_epochs below 1. */
 double bk_lr_step_decay(double base_lr, int epoch, int step_size, double gamma);
 double bk_lr_cosine(double base_lr, int epoch, int total_epochs, double min_lr);
 
@@ -841,7 +861,9 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
                                    int64_t target_dim);
 /* Frees the data set and its arrays. NULL is fine. */
 void bk_dataset_free(bk_dataset *ds);
-/* In place: x = (x - mean) / std (std > 0). */
+/* In place: x = (x - mean) / std (std > 0). A data set filled in by hand must be
+ * consistent (shape product = sample_numel, x for every sample, ...), here and for
+ * bk_loader_new, else "malformed data set" is the error. */
 int bk_dataset_normalize(bk_dataset *ds, float mean, float std);
 
 /* Mini-batches over a data set, reshuffled each epoch from its own generator (seeded with
@@ -862,7 +884,8 @@ int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor
 /* Batches per epoch: ceil(n / batch_size), or floor with drop_last. */
 int64_t bk_loader_num_batches(const bk_loader *l);
 /* The generator state, for resuming with the same shuffles: save it before an epoch's
- * bk_loader_start; a loader given it by bk_loader_set_rng then starts the same epochs. */
+ * bk_loader_start; a loader given it by bk_loader_set_rng then starts the same epochs.
+ * (For a NULL loader: an error, and bk_loader_rng gives a zero state.) */
 bk_rng bk_loader_rng(const bk_loader *l);
 void bk_loader_set_rng(bk_loader *l, bk_rng rng);
 

@@ -26,6 +26,16 @@ void bk__error_prefix(const char *fmt, ...)
  * "<op>: input <i> is NULL" (unless an error is already pending) and returns false. */
 bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts);
 
+/* For public functions taking a block: false, with "<who>: module is NULL" or "<who>: not
+ * a live module (...)", unless m is a block made by bk_module_new and not yet freed (as far
+ * as can be told without a magic number: a class and a positive reference count, which
+ * zeroed or freed-and-reused memory does not have). */
+bool bk__module_ok(const bk_module *m, const char *who);
+/* For public functions taking a data set (a public struct, so possibly filled in by hand):
+ * false, with "<who>: malformed data set (...)", unless its fields are consistent (ranks,
+ * shape product = sample_numel, x present, sizes that fit in memory). */
+bool bk__dataset_ok(const bk_dataset *ds, const char *who);
+
 /* ---- sizes --------------------------------------------------------------------------- */
 /* a*b into *out; false on overflow or negative operands. */
 bool bk__mul_ok(int64_t a, int64_t b, int64_t *out);

@@ -148,7 +148,7 @@ TEST(embedding_errors) {
     CHECK_ERR(bk_nn_embedding(-1, 4), "num_embeddings=-1");
     CHECK_ERR(bk_embedding(bk_zeros(BK_SHAPE(2)), bk_zeros(BK_SHAPE(4)), -1), "weight must be 2-d");
     CHECK_ERR(bk_embedding(bk_zeros(BK_SHAPE(2)), bk_zeros(BK_SHAPE(4, 2)), 4), "padding_idx=4 is out of range");
-    CHECK_ERR(bk_embedding(NULL, bk_zeros(BK_SHAPE(4, 2)), -1), "embedding: input 1 is NULL");
+    CHECK_ERR(bk_embedding(NULL, bk_zeros(BK_SHAPE(4, 2)), -1), "embedding: input 0 is NULL"); /* ids: argument 0 */
     bk_module_free(e);
 }
 

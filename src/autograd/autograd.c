@@ -45,9 +45,17 @@ bool bk__needs_grad(int n, bk_tensor *const *ts) {
 
 bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
                         bk_tensor *const *inputs, const void *params, size_t params_size) {
-    if (!out) return NULL;
-    if (!op || !op->name || !op->backward || n_inputs < 0 || (n_inputs > 0 && !inputs)) {
+    bool op_ok = op && op->name && op->backward;
+    if (!out) { /* an op whose forward failed: keep its message */
+        if (!bk__error_pending()) bk_set_error("%s: output is NULL", op_ok ? op->name : "op_record");
+        return NULL;
+    }
+    if (!op_ok || n_inputs < 0 || (n_inputs > 0 && !inputs)) {
         bk_set_error("op_record: invalid op descriptor or inputs");
+        return NULL;
+    }
+    if (params_size && !params) {
+        bk_set_error("%s: params is NULL but params_size is %zu", op->name, params_size);
         return NULL;
     }
     if (!bk__inputs_ok(op->name, 1, &out) || !bk__inputs_ok(op->name, n_inputs, inputs))
@@ -81,13 +89,29 @@ bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
     return out;
 }
 
-const bk_tensor *bk_node_input(const bk_node *n, int i) {
-    return (n && i >= 0 && i < n->n_inputs) ? n->inputs[i] : NULL;
+/* The node accessors are for backward functions, which get a valid node; misuse still
+ * gets a message. */
+static bool node_ok(const bk_node *n, const char *who) {
+    if (!n) bk_set_error("%s: node is NULL", who);
+    return n != NULL;
 }
-const bk_tensor *bk_node_output(const bk_node *n) { return n ? n->out : NULL; }
-const bk_tensor *bk_node_grad_output(const bk_node *n) { return n ? n->out->grad : NULL; }
-const void *bk_node_params(const bk_node *n) { return n ? n->params : NULL; }
-int bk_node_num_inputs(const bk_node *n) { return n ? n->n_inputs : 0; }
+static bool node_index_ok(const bk_node *n, int i, const char *who) {
+    if (!node_ok(n, who)) return false;
+    if (i >= 0 && i < n->n_inputs) return true;
+    bk_set_error("%s: input %d is out of range (op %s has %d input%s)", who, i, n->op->name, n->n_inputs,
+                 n->n_inputs == 1 ? "" : "s");
+    return false;
+}
+
+const bk_tensor *bk_node_input(const bk_node *n, int i) {
+    return node_index_ok(n, i, "node_input") ? n->inputs[i] : NULL;
+}
+const bk_tensor *bk_node_output(const bk_node *n) { return node_ok(n, "node_output") ? n->out : NULL; }
+const bk_tensor *bk_node_grad_output(const bk_node *n) {
+    return node_ok(n, "node_grad_output") ? n->out->grad : NULL;
+}
+const void *bk_node_params(const bk_node *n) { return node_ok(n, "node_params") ? n->params : NULL; }
+int bk_node_num_inputs(const bk_node *n) { return node_ok(n, "node_num_inputs") ? n->n_inputs : -1; }
 const char *bk_node_op_name(const bk_node *n) { return n ? n->op->name : "?"; }
 
 static _Thread_local bool backward_failed;
@@ -95,7 +119,7 @@ static _Thread_local bool backward_failed;
 void bk__backward_fail(void) { backward_failed = true; }
 
 bk_tensor *bk_node_grad_input(bk_node *n, int i) {
-    if (!n || i < 0 || i >= n->n_inputs) return NULL;
+    if (!node_index_ok(n, i, "node_grad_input")) return NULL;
     bk_tensor *t = n->inputs[i];
     if (!t->requires_grad) return NULL;
     bk_tensor *g = bk__grad_for(t);

@@ -22,6 +22,10 @@ double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud
         if (!bk__error_pending()) bk_set_error("gradcheck: invalid arguments");
         return -1;
     }
+    if (!(eps > 0) || !(atol >= 0) || !(rtol >= 0)) { /* NaN fails these too */
+        bk_set_error("gradcheck: eps=%g must be positive, atol=%g and rtol=%g non-negative", eps, atol, rtol);
+        return -1;
+    }
     bool prev = bk_set_grad_enabled(true);
     double worst = 0;
     for (int i = 0; i < n; i++)

@@ -23,6 +23,11 @@ void bk_clear_error(void) {
 bool bk__error_pending(void) { return error_set; }
 
 void bk_set_error(const char *fmt, ...) {
+    if (!fmt) {
+        snprintf(error_buf, sizeof error_buf, "set_error: format is NULL");
+        error_set = true;
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(error_buf, sizeof error_buf, fmt, ap);
@@ -73,5 +78,5 @@ bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
 
 bool bk_tensor_ok(const bk_tensor *t, const char *who) {
     bk_tensor *tt = (bk_tensor *)t;
-    return bk__inputs_ok(who, 1, &tt);
+    return bk__inputs_ok(who ? who : "tensor_ok", 1, &tt);
 }

@@ -8,7 +8,9 @@
 
 #include <math.h>
 
+/* A NULL generator means the thread's default one, as everywhere in the API. */
 void bk_rng_seed(bk_rng *rng, uint64_t seed) {
+    if (!rng) rng = bk_default_rng();
     /* pcg32_srandom(seed, 54): the reference initialisation with a fixed stream. */
     rng->state = 0;
     rng->inc = (54u << 1) | 1u;
@@ -18,6 +20,7 @@ void bk_rng_seed(bk_rng *rng, uint64_t seed) {
 }
 
 uint32_t bk_rng_u32(bk_rng *rng) {
+    if (!rng) rng = bk_default_rng();
     uint64_t old = rng->state;
     rng->state = old * 6364136223846793005ULL + rng->inc;
     uint32_t xorshifted = (uint32_t)(((old >> 18u) ^ old) >> 27u);
@@ -28,7 +31,7 @@ uint32_t bk_rng_u32(bk_rng *rng) {
 float bk_rng_uniform(bk_rng *rng) { return (float)(bk_rng_u32(rng) >> 8) * (1.0f / 16777216.0f); }
 
 float bk_rng_normal(bk_rng *rng) {
-    /* Box-Muller; u1 in (0, 1] so that log(u1) is finite. */
+    /* Box-Muller; u1 in (0, 1] so that log(u1) is finite. (NULL: bk_rng_uniform's default.) */
     float u1 = 1.0f - bk_rng_uniform(rng);
     float u2 = bk_rng_uniform(rng);
     return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);

@@ -100,6 +100,33 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
     return ds;
 }
 
+bool bk__dataset_ok(const bk_dataset *ds, const char *who) {
+    if (!ds) {
+        bk_set_error("%s: data set is NULL", who);
+        return false;
+    }
+    char why[160] = "";
+    int64_t numel = 0, total;
+    if (ds->n < 0) snprintf(why, sizeof why, "n %" PRId64 " is negative", ds->n);
+    else if (ds->ndim < 0 || ds->ndim > BK_MAX_DIMS - 1)
+        snprintf(why, sizeof why, "rank %d is outside 0..%d", ds->ndim, BK_MAX_DIMS - 1);
+    else if (!bk__shape_ok(who, ds->ndim, ds->shape, &numel)) {
+        snprintf(why, sizeof why, "%s", bk_last_error()); /* names the bad dimension */
+    } else if (numel != ds->sample_numel)
+        snprintf(why, sizeof why, "sample_numel %" PRId64 " is not the product %" PRId64 " of its shape",
+                 ds->sample_numel, numel);
+    else if (!bk__mul_ok(ds->n, numel, &total) || (uint64_t)total > SIZE_MAX / sizeof(float))
+        snprintf(why, sizeof why, "%" PRId64 " samples of %" PRId64 " values do not fit in memory", ds->n, numel);
+    else if (!ds->x && total > 0) snprintf(why, sizeof why, "x NULL with %" PRId64 " samples", ds->n);
+    else if (ds->targets && (ds->target_dim < 1 || !bk__mul_ok(ds->n, ds->target_dim, &total)))
+        snprintf(why, sizeof why, "target_dim %" PRId64 " with targets", ds->target_dim);
+    else if (ds->n_classes < 0 || (ds->y && ds->n_classes < 1))
+        snprintf(why, sizeof why, "n_classes %d with%s labels", ds->n_classes, ds->y ? "" : "out");
+    if (!why[0]) return true;
+    bk_set_error("%s: malformed data set (%s)", who, why);
+    return false;
+}
+
 void bk_dataset_free(bk_dataset *ds) {
     if (!ds) return;
     bk__free(ds->x);
@@ -109,10 +136,7 @@ void bk_dataset_free(bk_dataset *ds) {
 }
 
 int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {
-    if (!ds) {
-        bk_set_error("dataset_normalize: data set is NULL");
-        return -1;
-    }
+    if (!bk__dataset_ok(ds, "dataset_normalize")) return -1;
     if (!isfinite(mean) || !isfinite(std) || !(std > 0)) {
         bk_set_error("dataset_normalize: need a finite mean and a finite std > 0 (got mean %g, "
                      "std %g)", (double)mean, (double)std);

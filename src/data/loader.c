@@ -44,17 +44,9 @@ static uint64_t rng_below(bk_rng *rng, uint64_t bound) {
 
 bk_loader *bk_loader_new(const bk_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed,
                          bool drop_last) {
-    if (!ds) {
-        bk_set_error("loader_new: data set is NULL");
-        return NULL;
-    }
+    if (!bk__dataset_ok(ds, "loader_new")) return NULL;
     if (batch_size < 1) {
         bk_set_error("loader_new: batch_size %" PRId64 " must be >= 1", batch_size);
-        return NULL;
-    }
-    if (ds->n < 0 || ds->ndim < 0 || ds->ndim > BK_MAX_DIMS - 1 || (ds->n > 0 && !ds->x)) {
-        bk_set_error("loader_new: malformed data set (n %" PRId64 ", ndim %d, x %s)", ds->n,
-                     ds->ndim, ds->x ? "set" : "NULL");
         return NULL;
     }
     if ((uint64_t)ds->n > SIZE_MAX / sizeof(int64_t)) {
@@ -89,7 +81,10 @@ void bk_loader_free(bk_loader *l) {
 }
 
 void bk_loader_start(bk_loader *l) {
-    if (!l) return;
+    if (!l) {
+        bk_set_error("loader_start: loader is NULL");
+        return;
+    }
     int64_t n = l->ds->n;
     for (int64_t i = 0; i < n; i++) l->order[i] = i;
     if (l->shuffle) {
@@ -162,10 +157,17 @@ int64_t bk_loader_num_batches(const bk_loader *l) {
 }
 
 bk_rng bk_loader_rng(const bk_loader *l) {
-    if (!l) return (bk_rng){0, 0};
+    if (!l) {
+        bk_set_error("loader_rng: loader is NULL");
+        return (bk_rng){0, 0};
+    }
     return l->rng;
 }
 
 void bk_loader_set_rng(bk_loader *l, bk_rng rng) {
-    if (l) l->rng = rng;
+    if (!l) {
+        bk_set_error("loader_set_rng: loader is NULL");
+        return;
+    }
+    l->rng = rng;
 }

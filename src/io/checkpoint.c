@@ -29,10 +29,11 @@ static void list_add(char *buf, size_t n, const char *item) {
 
 int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, int n_meta,
                        const char *const *meta_keys, const char *const *meta_values) {
-    if (!path || !m) {
-        bk_set_error("checkpoint_save: %s is NULL", path ? "module" : "path");
+    if (!path) {
+        bk_set_error("checkpoint_save: path is NULL");
         return -1;
     }
+    if (!bk__module_ok(m, "checkpoint_save")) return -1;
     bk_param_list *l = bk_module_named(m, BK_STATE);
     if (!l) {
         bk__error_prefix("checkpoint_save: %s", path);
@@ -99,10 +100,11 @@ static bk_tensor *match(const bk_safetensors *st, const char *name, const bk_ten
 }
 
 int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
-    if (!path || !m) {
-        bk_set_error("checkpoint_load: %s is NULL", path ? "module" : "path");
+    if (!path) {
+        bk_set_error("checkpoint_load: path is NULL");
         return -1;
     }
+    if (!bk__module_ok(m, "checkpoint_load")) return -1;
     bk_safetensors *st = bk_safetensors_load(path);
     if (!st) return -1; /* the message names the file */
     int rc = -1;

@@ -1188,10 +1188,7 @@ fail:;
 /* ---- module state dicts ------------------------------------------------------------------ */
 
 int bk_module_save(const bk_module *m, const char *path) {
-    if (!m) {
-        bk_set_error("module_save: module is NULL");
-        return -1;
-    }
+    if (!bk__module_ok(m, "module_save")) return -1;
     bk_param_list *l = bk_module_named(m, BK_STATE);
     if (!l) return -1;
     /* "format": "pt" is what transformers' loaders look for in a PyTorch checkpoint. */
@@ -1203,10 +1200,7 @@ int bk_module_save(const bk_module *m, const char *path) {
 }
 
 int bk_module_load(bk_module *m, const char *path, bool strict) {
-    if (!m) {
-        bk_set_error("load_state_dict: module is NULL");
-        return -1;
-    }
+    if (!bk__module_ok(m, "load_state_dict")) return -1;
     bk_safetensors *st = bk_safetensors_load(path);
     if (!st) return -1;
     int rc = bk_module_load_from(m, st, strict);
@@ -1221,8 +1215,9 @@ static void list_add(sbuf *b, const char *item) {
 }
 
 int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
-    if (!m || !st) {
-        bk_set_error("load_state_dict: %s is NULL", m ? "file" : "module");
+    if (!bk__module_ok(m, "load_state_dict")) return -1;
+    if (!st) {
+        bk_set_error("load_state_dict: file is NULL");
         return -1;
     }
     bk_param_list *l = bk_module_named(m, BK_STATE);

@@ -17,6 +17,18 @@ static char *dup_str(const char *s) {
     return d;
 }
 
+bool bk__module_ok(const bk_module *m, const char *who) {
+    if (!m) {
+        bk_set_error("%s: module is NULL", who);
+        return false;
+    }
+    if (!m->cls || !m->cls->name || m->refcount <= 0) {
+        bk_set_error("%s: not a live module (freed, or not made by bk_module_new)", who);
+        return false;
+    }
+    return true;
+}
+
 bk_module *bk_module_new(const bk_module_class *cls, size_t size) {
     if (!cls || !cls->name || !cls->forward) {
         bk_set_error("module_new: the class needs a name and a forward function");
@@ -39,12 +51,15 @@ bk_module *bk_module_new(const bk_module_class *cls, size_t size) {
 }
 
 bk_module *bk_module_ref(bk_module *m) {
-    if (m) m->refcount++;
+    if (!bk__module_ok(m, "module_ref")) return NULL;
+    m->refcount++;
     return m;
 }
 
 void bk_module_free(bk_module *m) {
-    if (!m || --m->refcount > 0) return;
+    if (!m) return;
+    if (!bk__module_ok(m, "module_free")) return; /* refused: freeing it would corrupt memory */
+    if (--m->refcount > 0) return;
     if (m->cls->destroy) m->cls->destroy(m);
     for (int i = 0; i < m->n_children; i++) {
         bk__free(m->children[i].name);
@@ -96,13 +111,18 @@ static bool grow(void **arr, int n, int *cap, size_t elem) {
 bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child) {
     if (!child) {
         if (!bk__error_pending()) bk_set_error("module_add: child \"%s\" is NULL", name ? name : "?");
-        else bk__error_prefix("%s: child \"%s\"", m ? m->cls->name : "module_add", name ? name : "?");
+        else bk__error_prefix("%s: child \"%s\"", m && m->cls ? bk_module_name(m) : "module_add", name ? name : "?");
+        return NULL;
+    }
+    if (!bk__module_ok(child, "module_add")) { /* not ours to free */
+        bk__error_prefix("module_add: child \"%s\"", name ? name : "?");
         return NULL;
     }
     if (!m) {
         bk_set_error("module_add: parent is NULL");
         goto fail;
     }
+    if (!bk__module_ok(m, "module_add: parent")) goto fail;
     if (child == m) {
         bk_set_error("%s: add_module: a block cannot contain itself", m->cls->name);
         goto fail;
@@ -122,10 +142,7 @@ fail:
 
 static bk_tensor *add_tensor(bk_module *m, const char *what, const char *name, int ndim,
                              const int64_t *shape, bool is_param, bool persistent) {
-    if (!m) {
-        bk_set_error("%s: module is NULL", what);
-        return NULL;
-    }
+    if (!bk__module_ok(m, what)) return NULL;
     if (!name_ok(m, what, name)) return NULL;
     bk_named_tensor **arr = is_param ? &m->params : &m->buffers;
     int *n = is_param ? &m->n_params : &m->n_buffers;
@@ -160,8 +177,9 @@ bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int6
 }
 
 int bk_module_set_trainable(bk_module *m, const char *name, bool trainable) {
-    if (!m || !name) {
-        bk_set_error("set_trainable: module or name is NULL");
+    if (!bk__module_ok(m, "set_trainable")) return -1;
+    if (!name) {
+        bk_set_error("set_trainable: name is NULL");
         return -1;
     }
     for (int i = 0; i < m->n_params; i++)
@@ -181,10 +199,7 @@ bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
         if (!bk__error_pending()) bk_set_error("forward: module is NULL");
         return NULL;
     }
-    if (m->refcount <= 0 || !m->cls) {
-        bk_set_error("forward: not a live module");
-        return NULL;
-    }
+    if (!bk__module_ok(m, "forward")) return NULL;
     if (!bk__inputs_ok(m->cls->name, 1, &x)) return NULL;
     bool had_error = bk__error_pending();
     bk__block_push(m); /* names the block in anomaly messages */
@@ -207,24 +222,30 @@ bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
 /* ---- lookup ---------------------------------------------------------------------------------- */
 
 bk_module *bk_module_child(const bk_module *m, int index) {
-    if (!m || index < 0 || index >= m->n_children) {
-        bk_set_error("module_child: index %d is out of range (%d children)", index, m ? m->n_children : 0);
+    if (!bk__module_ok(m, "module_child")) return NULL;
+    if (index < 0 || index >= m->n_children) {
+        bk_set_error("module_child: index %d is out of range (%d children)", index, m->n_children);
         return NULL;
     }
     return m->children[index].module;
 }
 
 bk_module *bk_module_child_by_name(const bk_module *m, const char *name) {
-    if (m && name)
-        for (int i = 0; i < m->n_children; i++)
-            if (!strcmp(m->children[i].name, name)) return m->children[i].module;
-    bk_set_error("module_child: %s has no child \"%s\"", bk_module_name(m), name ? name : "(null)");
+    if (!bk__module_ok(m, "module_child")) return NULL;
+    if (!name) {
+        bk_set_error("module_child: name is NULL");
+        return NULL;
+    }
+    for (int i = 0; i < m->n_children; i++)
+        if (!strcmp(m->children[i].name, name)) return m->children[i].module;
+    bk_set_error("module_child: %s has no child \"%s\"", m->cls->name, name);
     return NULL;
 }
 
 bk_tensor *bk_module_get(const bk_module *m, const char *dotted) {
-    if (!m || !dotted) {
-        bk_set_error("module_get: module or name is NULL");
+    if (!bk__module_ok(m, "module_get")) return NULL;
+    if (!dotted) {
+        bk_set_error("module_get: name is NULL");
         return NULL;
     }
     const bk_module *cur = m;
@@ -320,14 +341,16 @@ static void list_rec(const bk_module *m, const char *prefix, int which, lister *
     }
 }
 
-bk_param_list *bk_module_named(const bk_module *m, int which) {
-    if (!m) {
-        bk_set_error("named_parameters: module is NULL");
+/* bk_module_named for `who` (the public function the caller is). */
+static bk_param_list *module_named(const bk_module *m, int which, const char *who) {
+    if (!bk__module_ok(m, who)) return NULL;
+    if (which != BK_PARAMS && which != BK_BUFFERS && which != BK_STATE) {
+        bk_set_error("%s: which %d is not BK_PARAMS, BK_BUFFERS or BK_STATE", who, which);
         return NULL;
     }
     bk_param_list *l = bk__calloc(1, sizeof *l);
     if (!l) {
-        bk_set_error("named_parameters: out of memory");
+        bk_set_error("%s: out of memory", who);
         return NULL;
     }
     /* torch: named_parameters/named_buffers list shared tensors once; state_dict keeps
@@ -336,11 +359,13 @@ bk_param_list *bk_module_named(const bk_module *m, int which) {
     list_rec(m, "", which, &ls, 0);
     if (ls.failed) {
         bk_param_list_free(l);
-        bk_set_error("named_parameters: out of memory or module cycle");
+        bk_set_error("%s: out of memory or module cycle", who);
         return NULL;
     }
     return l;
 }
+
+bk_param_list *bk_module_named(const bk_module *m, int which) { return module_named(m, which, "module_named"); }
 
 void bk_param_list_free(bk_param_list *l) {
     if (!l) return;
@@ -352,7 +377,7 @@ void bk_param_list_free(bk_param_list *l) {
 }
 
 int64_t bk_module_num_params(const bk_module *m, bool trainable_only) {
-    bk_param_list *l = bk_module_named(m, BK_PARAMS);
+    bk_param_list *l = module_named(m, BK_PARAMS, "module_num_params");
     if (!l) return -1;
     int64_t n = 0;
     for (int i = 0; i < l->n; i++)
@@ -363,17 +388,24 @@ int64_t bk_module_num_params(const bk_module *m, bool trainable_only) {
 
 /* ---- modes, zero_grad, apply --------------------------------------------------------------------- */
 
-void bk_module_train(bk_module *m, bool training) {
-    if (!m) return;
+/* The recursive parts run on a checked tree; the public entry points check its root. */
+static void train_rec(bk_module *m, bool training) {
     m->training = training;
-    for (int i = 0; i < m->n_children; i++) bk_module_train(m->children[i].module, training);
+    for (int i = 0; i < m->n_children; i++) train_rec(m->children[i].module, training);
+}
+
+void bk_module_train(bk_module *m, bool training) {
+    if (bk__module_ok(m, "module_train")) train_rec(m, training);
+}
+
+static void zero_grad_rec(bk_module *m) {
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].tensor->grad) bk_fill(m->params[i].tensor->grad, 0.0f);
+    for (int i = 0; i < m->n_children; i++) zero_grad_rec(m->children[i].module);
 }
 
 void bk_module_zero_grad(bk_module *m) {
-    if (!m) return;
-    for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].tensor->grad) bk_fill(m->params[i].tensor->grad, 0.0f);
-    for (int i = 0; i < m->n_children; i++) bk_module_zero_grad(m->children[i].module);
+    if (bk__module_ok(m, "module_zero_grad")) zero_grad_rec(m);
 }
 
 /* torch's children(): a block registered twice under one parent is visited once */
@@ -383,11 +415,19 @@ static bool seen_before(const bk_module *m, int i) {
     return false;
 }
 
-void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud) {
-    if (!m || !fn) return;
+static void apply_rec(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud) {
     for (int i = 0; i < m->n_children; i++)
-        if (!seen_before(m, i)) bk_module_apply(m->children[i].module, fn, ud);
+        if (!seen_before(m, i)) apply_rec(m->children[i].module, fn, ud);
     fn(m, ud);
+}
+
+void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud) {
+    if (!bk__module_ok(m, "module_apply")) return;
+    if (!fn) {
+        bk_set_error("module_apply: fn is NULL");
+        return;
+    }
+    apply_rec(m, fn, ud);
 }
 
 const char *bk_module_name(const bk_module *m) { return m && m->cls ? m->cls->name : "?"; }
@@ -437,8 +477,9 @@ static void repr_rec(const bk_module *m, sbuf *b, int indent) {
 }
 
 int bk_module_repr(const bk_module *m, char *buf, size_t n) {
-    if (!m) {
-        bk_set_error("module_repr: module is NULL");
+    if (!bk__module_ok(m, "module_repr")) return -1;
+    if (!buf && n > 0) {
+        bk_set_error("module_repr: buf is NULL (with n = %zu)", n);
         return -1;
     }
     sbuf b = {buf, buf ? n : 0, 0};

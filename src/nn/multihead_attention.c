@@ -70,7 +70,7 @@ typedef struct mha {
 
 static const bk_module_class MULTIHEAD_ATTENTION;
 
-static bool is_mha(const bk_module *m) { return m && m->cls == &MULTIHEAD_ATTENTION; }
+static bool is_mha(const bk_module *m) { return m && m->cls == &MULTIHEAD_ATTENTION && m->refcount > 0; }
 
 /* The layer's description for error messages. */
 static const char *mha_name(const mha *self, char *buf, size_t n) {
@@ -153,7 +153,8 @@ bk_tensor *bk_mha_forward(bk_module *m, bk_tensor *query, bk_tensor *key, bk_ten
                           bool average_attn_weights, bk_tensor **attn_weights) {
     if (attn_weights) *attn_weights = NULL;
     if (!is_mha(m)) {
-        if (m || !bk__error_pending())
+        /* NULL with an error pending: a failed constructor, whose message is kept */
+        if ((m || !bk__error_pending()) && bk__module_ok(m, "multihead_attention"))
             bk_set_error("multihead_attention: expected a MultiheadAttention, got %s", bk_module_name(m));
         return NULL;
     }
@@ -210,6 +211,10 @@ bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float
     if (embed_dim < 1 || num_heads < 1 || embed_dim % num_heads != 0) {
         bk_set_error("MultiheadAttention: embed_dim=%" PRId64 " must be divisible by num_heads=%" PRId64
                      " (both positive)", embed_dim, num_heads);
+        return NULL;
+    }
+    if (embed_dim > INT64_MAX / 3) { /* in_proj_weight is (3 * embed_dim, embed_dim) */
+        bk_set_error("MultiheadAttention: embed_dim=%" PRId64 " gives too many elements", embed_dim);
         return NULL;
     }
     if (!(dropout >= 0.0f && dropout <= 1.0f)) {

@@ -61,7 +61,7 @@ static bk_module *pool_new(const bk_module_class *cls, int64_t kernel, int64_t s
                      cls->name, kernel, stride, padding);
         return NULL;
     }
-    if (2 * padding > kernel) {
+    if (padding > kernel / 2) { /* 2 * padding > kernel, without overflow */
         bk_set_error("%s: padding=%" PRId64 " should be at most half of kernel_size=%" PRId64, cls->name, padding,
                      kernel);
         return NULL;

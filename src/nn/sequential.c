@@ -11,7 +11,8 @@ static bk_tensor *sequential_forward(bk_module *m, bk_tensor *x) {
 static const bk_module_class SEQUENTIAL = {"Sequential", sequential_forward, NULL, NULL};
 
 static bool is_sequential(const bk_module *m, const char *who) {
-    if (!m || m->cls != &SEQUENTIAL) {
+    if (!bk__module_ok(m, who)) return false;
+    if (m->cls != &SEQUENTIAL) {
         bk_set_error("%s: expected a Sequential, got %s", who, bk_module_name(m));
         return false;
     }
@@ -20,9 +21,15 @@ static bool is_sequential(const bk_module *m, const char *who) {
 
 int bk_nn_sequential_append(bk_module *seq, bk_module *block) {
     if (!is_sequential(seq, "Sequential.append")) {
-        bk_module_free(block);
+        if (block && bk__module_ok(block, "Sequential.append")) bk_module_free(block);
         return -1;
     }
+    if (!block) { /* a failed constructor's message is kept */
+        if (bk__error_pending()) bk__error_prefix("Sequential.append: block");
+        else bk_set_error("Sequential.append: block is NULL");
+        return -1;
+    }
+    if (!bk__module_ok(block, "Sequential.append: block")) return -1; /* not ours to free */
     char name[32];
     snprintf(name, sizeof name, "%d", seq->n_children);
     return bk_module_add(seq, name, block) ? 0 : -1;

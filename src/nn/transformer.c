@@ -73,8 +73,9 @@ static bk_tensor *attn_block(tlayer *t, bk_module *attn, const char *what, bk_te
 }
 
 static bool is_layer(const bk_module *m, const bk_module_class *cls, const char *who) {
-    if (m && m->cls == cls) return true;
-    if (m || !bk__error_pending())
+    if (m && m->cls == cls && m->refcount > 0) return true;
+    /* NULL with an error pending: a failed constructor, whose message is kept */
+    if ((m || !bk__error_pending()) && bk__module_ok(m, who))
         bk_set_error("%s: expected a %s, got %s", who, cls->name, bk_module_name(m));
     return false;
 }
@@ -253,6 +254,16 @@ static const bk_module_class DECODER = {"TransformerDecoder", decoder_module_for
 static bk_module *stack_new(const bk_module_class *cls, const bk_module_class *layer_cls, bk_module *layer,
                             int num_layers, bk_module *norm) {
     tstack *s = NULL;
+    /* what is not a live block is not ours to free */
+    if (layer && !bk__module_ok(layer, cls->name)) {
+        layer = NULL;
+        goto fail;
+    }
+    if (norm && !bk__module_ok(norm, cls->name)) {
+        bk__error_prefix("%s: norm", cls->name);
+        norm = NULL;
+        goto fail;
+    }
     if (!layer || layer->cls != layer_cls) {
         if (layer || !bk__error_pending())
             bk_set_error("%s: the layer must be a %s, got %s", cls->name, layer_cls->name, bk_module_name(layer));
@@ -307,6 +318,7 @@ static bk_tensor *stack_finish(tstack *s, bk_tensor *x, bool had_error) {
 bk_tensor *bk_transformer_encoder_forward(bk_module *m, bk_tensor *src, bk_tensor *mask,
                                           bk_tensor *src_key_padding_mask) {
     if (!is_layer(m, &ENCODER, "transformer_encoder_forward")) return NULL;
+    if (!bk__inputs_ok("TransformerEncoder", 1, &src)) return NULL; /* the loop below needs one */
     tstack *s = (tstack *)m;
     bool had_error = bk__error_pending();
     bk_tensor *x = src;
@@ -320,6 +332,8 @@ bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tenso
                                           bk_tensor *tgt_key_padding_mask,
                                           bk_tensor *memory_key_padding_mask) {
     if (!is_layer(m, &DECODER, "transformer_decoder_forward")) return NULL;
+    bk_tensor *in[2] = {tgt, memory};
+    if (!bk__inputs_ok("TransformerDecoder", 2, in)) return NULL; /* the loop below needs them */
     tstack *s = (tstack *)m;
     bool had_error = bk__error_pending();
     bk_tensor *x = tgt;

@@ -209,7 +209,10 @@ bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, b
     }
     p.scale = scale != 0.0f ? scale : (p.D > 0 ? (float)(1.0 / sqrt((double)p.D)) : 1.0f);
     bk_tensor *y = bk__tensor_arena(4, (const int64_t[]){p.B, p.H, p.L, p.S}, false);
-    if (!y) return NULL;
+    if (!y) {
+        bk__error_prefix("attention_weights: num_heads=%" PRId64, p.H);
+        return NULL;
+    }
     const bk_backend *be = bk__backend();
     int64_t LS = p.L * p.S, nb = p.B * p.H, ld = row_stride(&p, p.D);
     const float *AM = attn_mask ? attn_mask->data : NULL, *KPM = key_padding_mask ? key_padding_mask->data : NULL;

@@ -203,6 +203,30 @@ static void conv2d_backward(bk_node *node) {
 
 static const bk_op OP_CONV2D = {"conv2d", conv2d_backward};
 
+/* Misuse guard for bk_conv2d: the size arithmetic below (padded input, dilated kernel, output
+ * size, im2col columns) in int64 without overflow. Only absurd options or shapes fail here. */
+static bool conv_sizes_ok(const conv_params *p, const bk_tensor *x, const bk_tensor *w) {
+    int64_t ph2, pw2, eh, ew, k, l, lk;
+    char s1[128], s2[128];
+    if (p->KH < 1 || p->KW < 1) {
+        bk_set_error("conv2d: weight %s has an empty kernel", bk_shape_str(w, s2, sizeof s2));
+        return false;
+    }
+    bool ok = bk__mul_ok(2, p->ph, &ph2) && ph2 <= INT64_MAX - p->H && bk__mul_ok(2, p->pw, &pw2) &&
+              pw2 <= INT64_MAX - p->W && bk__mul_ok(p->dh, p->KH - 1, &eh) && eh < INT64_MAX &&
+              bk__mul_ok(p->dw, p->KW - 1, &ew) && ew < INT64_MAX && bk__mul_ok(p->Cg, p->KH, &k) &&
+              bk__mul_ok(k, p->KW, &k);
+    if (ok && p->H + ph2 > eh && p->W + pw2 > ew) /* else the "larger than" check below fails */
+        ok = bk__mul_ok((p->H + ph2 - eh - 1) / p->sh + 1, (p->W + pw2 - ew - 1) / p->sw + 1, &l) &&
+             bk__mul_ok(l, k > p->Og ? k : p->Og, &lk);
+    if (!ok) {
+        bk_set_error("conv2d: padding (%" PRId64 ", %" PRId64 ") and dilation (%" PRId64 ", %" PRId64
+                     ") with input %s and weight %s give sizes too large to compute", p->ph, p->pw, p->dh, p->dw,
+                     bk_shape_str(x, s1, sizeof s1), bk_shape_str(w, s2, sizeof s2));
+    }
+    return ok;
+}
+
 bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o) {
     bk_tensor *in[3] = {x, w, b};
     if (!bk__inputs_ok("conv2d", b ? 3 : 2, in)) return NULL;
@@ -244,6 +268,7 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
         bk_set_error("conv2d: bias %s does not match out_channels=%" PRId64, bk_shape_str(b, s1, sizeof s1), p.O);
         return NULL;
     }
+    if (!conv_sizes_ok(&p, x, w)) return NULL;
     int64_t eh = p.dh * (p.KH - 1) + 1, ew = p.dw * (p.KW - 1) + 1; /* effective kernel */
     if (p.H + 2 * p.ph < eh || p.W + 2 * p.pw < ew) {
         bk_set_error("conv2d: kernel (%" PRId64 ", %" PRId64 ") (dilated: (%" PRId64 ", %" PRId64

@@ -31,8 +31,9 @@ static void embedding_backward(bk_node *node) {
 static const bk_op OP_EMBEDDING = {"embedding", embedding_backward};
 
 bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx) {
-    bk_tensor *in[2] = {weight, ids};
-    if (!bk__inputs_ok("embedding", 2, in)) return NULL;
+    bk_tensor *args[2] = {ids, weight}; /* checked in argument order, for the message */
+    if (!bk__inputs_ok("embedding", 2, args)) return NULL;
+    bk_tensor *in[2] = {weight, ids};   /* recorded weight first (see embedding_backward) */
     char s1[128], s2[128];
     if (weight->ndim != 2) {
         bk_set_error("embedding: weight must be 2-d (num_embeddings, embedding_dim), got %s",

@@ -220,12 +220,25 @@ static int64_t row_argmax(const float *xi, int64_t C) {
     return best;
 }
 
+/* Shared checks of the two metrics: logits (N, C) with C > 0 unless N = 0. */
+static bool metric_logits_ok(const bk_tensor *logits, const char *who) {
+    if (!bk_tensor_ok(logits, who)) return false;
+    char s[128];
+    if (logits->ndim != 2) {
+        bk_set_error("%s: expected logits of shape (N, C), got %s", who, bk_shape_str(logits, s, sizeof s));
+        return false;
+    }
+    if (logits->shape[1] == 0 && logits->shape[0] > 0) {
+        bk_set_error("%s: logits %s have no columns to take the maximum of", who, bk_shape_str(logits, s, sizeof s));
+        return false;
+    }
+    return true;
+}
+
 int bk_argmax_rows(const bk_tensor *logits, int64_t *out) {
-    if (!bk_tensor_ok(logits, "argmax")) return -1;
-    if (logits->ndim != 2 || !out) {
-        char s[128];
-        bk_set_error("argmax: expected logits of shape (N, C) and an output array, got %s",
-                     bk_shape_str(logits, s, sizeof s));
+    if (!metric_logits_ok(logits, "argmax_rows")) return -1;
+    if (!out) {
+        bk_set_error("argmax_rows: out is NULL");
         return -1;
     }
     int64_t N = logits->shape[0], C = logits->shape[1];
@@ -234,10 +247,14 @@ int bk_argmax_rows(const bk_tensor *logits, int64_t *out) {
 }
 
 int64_t bk_count_correct(const bk_tensor *logits, const int64_t *target, int64_t n) {
-    if (!bk_tensor_ok(logits, "accuracy")) return -1;
-    if (logits->ndim != 2 || !target || n != logits->shape[0]) {
-        char s[128];
-        bk_set_error("accuracy: %" PRId64 " targets for logits %s", n, bk_shape_str(logits, s, sizeof s));
+    if (!metric_logits_ok(logits, "count_correct")) return -1;
+    char s[128];
+    if (!target) {
+        bk_set_error("count_correct: target is NULL");
+        return -1;
+    }
+    if (n != logits->shape[0]) {
+        bk_set_error("count_correct: %" PRId64 " targets for logits %s", n, bk_shape_str(logits, s, sizeof s));
         return -1;
     }
     int64_t C = logits->shape[1], correct = 0;

@@ -277,8 +277,9 @@ static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor
 
 bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var,
                          bk_tensor *weight, bk_tensor *bias, bool training, float momentum, float eps) {
+    bk_tensor *args[5] = {x, running_mean, running_var, weight, bias}; /* numbered as in the call */
+    if (!bk__inputs_ok("batch_norm", 5, args)) return NULL;
     bk_tensor *in[5] = {x, weight, bias, running_mean, running_var};
-    if (!bk__inputs_ok("batch_norm", 5, in)) return NULL;
     char s1[128], s2[128];
     if (x->ndim < 2) {
         bk_set_error("batch_norm: expected an input (N, C, ...) of at least 2 dimensions, got %s",

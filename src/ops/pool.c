@@ -202,6 +202,12 @@ static const bk_op OP_ADAPTIVE = {"adaptive_avg_pool2d", pool_backward};
 static bk_tensor *pool(pool_params p, bk_tensor *x) {
     const bk_op *op = p.kind == POOL_MAX ? &OP_MAXPOOL : p.kind == POOL_AVG ? &OP_AVGPOOL : &OP_ADAPTIVE;
     if (!bk__inputs_ok(op->name, 1, &x)) return NULL;
+    if (p.kind != POOL_ADAPTIVE && ((p.kh > 0 && p.ph > p.kh / 2) || (p.kw > 0 && p.pw > p.kw / 2))) {
+        /* misuse guard: checked here, before 2 * padding is formed below, so that it cannot overflow */
+        bk_set_error("%s: padding (%" PRId64 ", %" PRId64 ") should be at most half of kernel (%" PRId64 ", %" PRId64 ")",
+                     op->name, p.ph, p.pw, p.kh, p.kw);
+        return NULL;
+    }
     char s[128];
     if (x->ndim != 4) {
         bk_set_error("%s: expected a 4-d input (N, C, H, W), got %s", op->name, bk_shape_str(x, s, sizeof s));

@@ -56,10 +56,7 @@ static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config c
                      cfg.beta2, cfg.eps, cfg.weight_decay);
         return NULL;
     }
-    if (!m) {
-        bk_set_error("%s: module is NULL", cls->name);
-        return NULL;
-    }
+    if (!bk__module_ok(m, cls->name)) return NULL;
     bk_optim *o = bk__optim_new(cls, m);
     if (o) {
         o->cfg.adam = cfg;

@@ -77,37 +77,62 @@ int bk_optim_step(bk_optim *o) {
     return 0;
 }
 
+static bool optim_ok(const bk_optim *o, const char *who) {
+    if (!o) bk_set_error("%s: optimizer is NULL", who);
+    return o != NULL;
+}
+
 void bk_optim_zero_grad(bk_optim *o) {
-    if (!o) return;
+    if (!optim_ok(o, "optim_zero_grad")) return;
     for (int i = 0; i < o->n; i++)
         if (o->params->tensors[i]->grad) bk_fill(o->params->tensors[i]->grad, 0.0f);
 }
 
-double bk_optim_lr(const bk_optim *o) { return o ? o->lr : NAN; }
+double bk_optim_lr(const bk_optim *o) { return optim_ok(o, "optim_lr") ? o->lr : NAN; }
 
 void bk_optim_set_lr(bk_optim *o, double lr) {
-    if (o) o->lr = lr;
+    if (!optim_ok(o, "optim_set_lr")) return;
+    if (!(lr >= 0.0)) { /* as the constructors: lr >= 0, not NaN */
+        bk_set_error("optim_set_lr: %s: lr=%g must be >= 0 (the lr stays %g)", o->cls->name, lr, o->lr);
+        return;
+    }
+    o->lr = lr;
 }
 
 const char *bk_optim_name(const bk_optim *o) { return o ? o->cls->name : "?"; }
 
-int bk_optim_state_count(const bk_optim *o) { return o ? o->n * o->cls->n_slots : 0; }
+static int state_count(const bk_optim *o) { return o->n * o->cls->n_slots; }
+
+int bk_optim_state_count(const bk_optim *o) { return optim_ok(o, "optim_state_count") ? state_count(o) : -1; }
+
+static bool state_index_ok(const bk_optim *o, int i, const char *who) {
+    if (!optim_ok(o, who)) return false;
+    if (i >= 0 && i < state_count(o)) return true;
+    bk_set_error("%s: index %d is out of range (%d state tensors)", who, i, state_count(o));
+    return false;
+}
 
 const char *bk_optim_state_name(const bk_optim *o, int i) {
-    return (o && i >= 0 && i < bk_optim_state_count(o)) ? o->state_names[i] : NULL;
+    return state_index_ok(o, i, "optim_state_name") ? o->state_names[i] : NULL;
 }
 
 bk_tensor *bk_optim_state_tensor(const bk_optim *o, int i) {
-    return (o && i >= 0 && i < bk_optim_state_count(o)) ? o->state[i] : NULL;
+    return state_index_ok(o, i, "optim_state_tensor") ? o->state[i] : NULL;
 }
 
 double bk_lr_step_decay(double base_lr, int epoch, int step_size, double gamma) {
-    if (step_size <= 0) return base_lr;
+    if (step_size <= 0 || epoch < 0) {
+        bk_set_error("lr_step_decay: epoch %d must be >= 0 and step_size %d positive", epoch, step_size);
+        return NAN;
+    }
     return base_lr * pow(gamma, (double)(epoch / step_size));
 }
 
 double bk_lr_cosine(double base_lr, int epoch, int total_epochs, double min_lr) {
-    if (total_epochs <= 0) return base_lr;
+    if (total_epochs <= 0 || epoch < 0) {
+        bk_set_error("lr_cosine: epoch %d must be >= 0 and total_epochs %d positive", epoch, total_epochs);
+        return NAN;
+    }
     double t = (double)epoch / (double)total_epochs;
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + cos(3.14159265358979323846 * t));
 }

@@ -37,10 +37,7 @@ bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg) {
         bk_set_error("SGD: Nesterov momentum requires a momentum and zero dampening");
         return NULL;
     }
-    if (!m) {
-        bk_set_error("SGD: module is NULL");
-        return NULL;
-    }
+    if (!bk__module_ok(m, "SGD")) return NULL;
     bk_optim *o = bk__optim_new(&SGD, m);
     if (o) {
         o->cfg.sgd = cfg;

@@ -132,9 +132,19 @@ void bk_arena_reset(bk_arena *a) {
     a->used = 0;
 }
 
-size_t bk_arena_bytes_used(const bk_arena *a) { return a ? a->used : 0; }
-size_t bk_arena_bytes_reserved(const bk_arena *a) { return a ? a->high_water : 0; }
-uint64_t bk_arena_allocations(const bk_arena *a) { return a ? a->mallocs : 0; }
+/* NULL means the calling thread's current arena, as for bk_arena_reset. */
+size_t bk_arena_bytes_used(const bk_arena *a) {
+    if (!a) a = bk_arena_current();
+    return a ? a->used : 0;
+}
+size_t bk_arena_bytes_reserved(const bk_arena *a) {
+    if (!a) a = bk_arena_current();
+    return a ? a->high_water : 0;
+}
+uint64_t bk_arena_allocations(const bk_arena *a) {
+    if (!a) a = bk_arena_current();
+    return a ? a->mallocs : 0;
+}
 
 /* ---- per-thread current arena ---------------------------------------------------------- */
 

@@ -220,6 +220,11 @@ bool bk_same_shape(const bk_tensor *a, const bk_tensor *b) {
 }
 
 char *bk_shape_str(const bk_tensor *t, char *buf, size_t n) {
+    if (!buf) {
+        if (n == 0) return NULL;
+        bk_set_error("shape_str: buf is NULL (with n = %zu)", n);
+        return NULL;
+    }
     if (!t) {
         snprintf(buf, n, "(null)");
         return buf;
@@ -240,6 +245,11 @@ float bk_item(const bk_tensor *t) {
 
 float bk_get(const bk_tensor *t, const int64_t *index) {
     if (!bk_tensor_ok(t, "get")) return NAN;
+    if (!index && t->ndim > 0) {
+        char s[128];
+        bk_set_error("get: index is NULL (a tensor %s needs %d indices)", bk_shape_str(t, s, sizeof s), t->ndim);
+        return NAN;
+    }
     int64_t off = 0;
     for (int i = 0; i < t->ndim; i++) {
         if (index[i] < 0 || index[i] >= t->shape[i]) {
