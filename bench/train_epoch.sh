@@ -10,7 +10,9 @@
 # softmax. A bare `resnet` means resnet:width=8 here (the zoo's default width 32 makes an
 # epoch about 16 times longer). EPOCHS defaults to 10, RUNS (runs per configuration) to 3.
 # PyTorch runs bench/train_torch.py, which rebuilds the zoo's models with torch.nn, under
-# /usr/bin/python3 with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1.
+# /usr/bin/python3 with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1; brick runs with
+# OMP_WAIT_POLICY=PASSIVE too (on a shared machine, libgomp's spinning threads make 2-thread
+# runs up to 3 times slower; on an idle one the policy changes little).
 #
 # The recipe (the same for both sides; each flag above overrides its part):
 #   mlp, softmax                   SGD lr 0.1, batch 256 (brick train's defaults)
@@ -132,7 +134,7 @@ for t in $threads; do
     for r in $(seq 1 "$runs"); do
         load1 >>"$tmp/loads"
         out=$tmp_keep/brick-t$t-r$r.safetensors
-        if ! run_timed "$tmp/rss" "$brick" train "${recipe[@]}" --data "$data" --threads "$t" --out "$out" \
+        if ! OMP_WAIT_POLICY=PASSIVE run_timed "$tmp/rss" "$brick" train "${recipe[@]}" --data "$data" --threads "$t" --out "$out" \
             >"$tmp_keep/brick-t$t-r$r.log" 2>&1; then
             echo "train_epoch.sh: brick train failed:" >&2
             cat "$tmp_keep/brick-t$t-r$r.log" >&2
@@ -185,7 +187,7 @@ tb=${time_of[brick-$bt]} ttorch=${time_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
 load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
-printf 'fastest brick: %.3f s/epoch (threads %s), test acc %.4f, max RSS %.1f MiB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
+printf 'fastest brick: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE), test acc %.4f, max RSS %.1f MiB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
 printf 'fastest torch: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), test acc %.4f, max RSS %.1f MiB\n' \
     "$ttorch" "$tt" "${acc_of[torch-$tt]}" "${rss_of[torch-$tt]}"
 printf 'ratio brick/torch: %s\n' "$ratio"
