@@ -27,23 +27,23 @@ typedef struct thr_case {
     int64_t shape[4]; /* of the first input */
 } thr_case;
 
-/* Sizes: element-wise ops go parallel from 2^16 elements (2^12 for tanh), pooling from
- * 2^16 input elements, the norms from 2^15 elements; odd sizes leave a ragged last chunk. */
+/* Sizes: element-wise ops go parallel from 2^20 elements (2^14 for tanh), pooling from
+ * 2^18 input elements, the norms from 2^17 elements; odd sizes leave a ragged last chunk. */
 static const thr_case CASES[T_COUNT] = {
-    [T_RELU] = {"relu", 1, {(1 << 17) + 3}},
-    [T_TANH] = {"tanh", 1, {(1 << 13) + 5}},
-    [T_ADD] = {"add", 2, {301, 437}},
-    [T_MUL] = {"mul", 2, {301, 437}},
+    [T_RELU] = {"relu", 1, {(1 << 20) + 3}},
+    [T_TANH] = {"tanh", 1, {(1 << 14) + 5}},
+    [T_ADD] = {"add", 2, {1031, 1021}},
+    [T_MUL] = {"mul", 2, {1031, 1021}},
     [T_ADD_BCAST] = {"add (N, F) + (F)", 2, {301, 437}},
-    [T_MUL_SCALAR] = {"mul_scalar", 1, {(1 << 17) + 1}},
-    [T_MAX_POOL_2X2] = {"max_pool2d 2x2", 4, {16, 6, 28, 26}},
-    [T_MAX_POOL_3S2P1] = {"max_pool2d k3 s2 p1", 4, {16, 6, 28, 27}},
-    [T_AVG_POOL] = {"avg_pool2d k3 s2 p1", 4, {16, 6, 28, 27}},
-    [T_ADAPTIVE] = {"adaptive_avg_pool2d 3x3", 4, {16, 6, 28, 27}},
-    [T_BN_TRAIN] = {"batch_norm train", 4, {37, 13, 14, 15}},
-    [T_BN_EVAL] = {"batch_norm eval", 4, {37, 13, 14, 15}},
-    [T_BN_1D] = {"batch_norm (N, C)", 2, {4099, 13}},
-    [T_LAYER_NORM] = {"layer_norm", 2, {517, 129}},
+    [T_MUL_SCALAR] = {"mul_scalar", 1, {(1 << 20) + 1}},
+    [T_MAX_POOL_2X2] = {"max_pool2d 2x2", 4, {64, 6, 28, 26}},
+    [T_MAX_POOL_3S2P1] = {"max_pool2d k3 s2 p1", 4, {64, 6, 28, 27}},
+    [T_AVG_POOL] = {"avg_pool2d k3 s2 p1", 4, {64, 6, 28, 27}},
+    [T_ADAPTIVE] = {"adaptive_avg_pool2d 3x3", 4, {64, 6, 28, 27}},
+    [T_BN_TRAIN] = {"batch_norm train", 4, {53, 13, 14, 15}},
+    [T_BN_EVAL] = {"batch_norm eval", 4, {53, 13, 14, 15}},
+    [T_BN_1D] = {"batch_norm (N, C)", 2, {10099, 13}},
+    [T_LAYER_NORM] = {"layer_norm", 2, {1031, 129}},
     [T_ATTENTION] = {"scaled_dot_product_attention", 3, {8, 33, 16}},
 };
 

@@ -16,12 +16,17 @@
 
 #include <math.h>
 
-/* Below these sizes one thread does the whole loop: OpenMP's fork and join (a few µs)
- * would cost more than it saves. bench/ops_bench, best of 41 runs, 2-core Zen 3 VM: relu
- * on 2^14 floats takes 6.0 µs on 1 thread and 6.1 on 2, on 2^16 26 µs and 12; a libm op
- * (tanh) takes 15 µs on 2^10 floats and 61 on 2^12, so it pays from far fewer. */
-#define PARALLEL_MIN_CHEAP ((int64_t)1 << 16)
-#define PARALLEL_MIN_COSTLY ((int64_t)1 << 12)
+/* Below these sizes one thread does the whole loop. A parallel region pays only when the
+ * loop is long: on a 2-core Zen 3 VM (bench/ops_bench, best of 41) relu on 2^16 floats
+ * takes 26 µs on 1 thread and 12 on 2, but with libgomp's default wait policy each region
+ * also leaves the other thread spinning after it, which on a loaded machine costs more than
+ * such gains: LeNet on 2 threads (load ~8, 4 runs) burned a median 13.6 s of CPU per 2
+ * epochs with 2^16 here (and pooling and norms at 2^16, 2^15), 9.2 s with these, and ran
+ * at the same speed with either under OMP_WAIT_POLICY=passive. So cheap ops
+ * (memory bound, ~0.3 ns per element) go parallel from 2^20 elements (~300 µs), libm ops
+ * (tanh: 15 µs per 2^10 elements) from 2^14. */
+#define PARALLEL_MIN_CHEAP ((int64_t)1 << 20)
+#define PARALLEL_MIN_COSTLY ((int64_t)1 << 14)
 
 /* for (i = 0; i < n; i++) { BODY }, vectorised; on the threads in one contiguous chunk
  * each when n >= min. BODY must not depend on other elements (no sums across i). */

@@ -25,9 +25,9 @@
 #endif
 
 /* Below this many elements one thread does it all: batch norm's forward takes ~1.5 ns per
- * element on one thread (bench/ops_bench), so 2^15 elements are ~50 µs, several times
- * OpenMP's fork and join. */
-#define PARALLEL_MIN ((int64_t)1 << 15)
+ * element on one thread (bench/ops_bench), so 2^17 elements are ~200 µs, enough to pay for
+ * a parallel region and the spinning it leaves behind (see elementwise.c's thresholds). */
+#define PARALLEL_MIN ((int64_t)1 << 17)
 
 /* ---- sums ------------------------------------------------------------------------------
  * A sum of many floats in double, kept as four partial sums: element k of every row goes to

@@ -23,9 +23,10 @@
 #endif
 
 /* Below this many input elements one thread does it all: the fastest path (2x2 max) reads
- * about 2 input elements per ns on one thread (bench/ops_bench), so 2^16 of them take
- * ~30 µs, several times OpenMP's fork and join. */
-#define PARALLEL_MIN ((int64_t)1 << 16)
+ * about 2 input elements per ns on one thread (bench/ops_bench), so 2^18 of them take
+ * ~130 µs, enough to pay for a parallel region and the spinning it leaves behind (see
+ * elementwise.c's thresholds). */
+#define PARALLEL_MIN ((int64_t)1 << 18)
 
 typedef enum { POOL_MAX, POOL_AVG, POOL_ADAPTIVE } pool_kind;
 
