@@ -203,6 +203,7 @@ static void ln_backward(bk_node *node) {
     bk_tensor *db = bk_node_grad_input(node, 2);
     int64_t R = p->R, D = p->D;
     bool par = R * D >= PARALLEL_MIN;
+    (void)par; /* only the OpenMP pragmas read it */
     if (dx) {
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t r = 0; r < R; r++) {

@@ -69,7 +69,10 @@ void bk__set_contiguous(bk_tensor *t) {
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         t->stride[i] = s;
-        s *= t->shape[i];
+        /* Shapes are checked for overflow before they get here, but a zero-element shape
+         * such as (0, 2^62, 78) passes that check and its trailing product still overflows
+         * (found by fuzz_model_spec). Such strides are never used: saturate. */
+        if (!bk__mul_ok(s, t->shape[i], &s)) s = INT64_MAX;
     }
     t->numel = s;
 }
