@@ -2,7 +2,7 @@
 # lm_tokens.sh - training tokens/s of `brick train-lm`'s language model beside PyTorch's for
 # the same model, data and loop, on the same machine, in one run.
 #
-#   bench/lm_tokens.sh [STEPS] [RUNS] [--threads "1 2"] [--own-init] [--passive]
+#   bench/lm_tokens.sh [STEPS] [RUNS] [--threads "1 2"] [--own-init] [--spin]
 #                      [--keep DIR] [-- extra train-lm options for both sides]
 #
 # STEPS (default 200) optimizer steps per run, RUNS (default 3) runs per configuration.
@@ -10,12 +10,13 @@
 # heads, ff 256, learned positions; batch 32, AdamW lr 3e-3 cosine-decayed, seed 0; see
 # docs/text.md); PyTorch runs bench/lm_torch.py, which rebuilds that model and loop with
 # torch.nn and samples the same windows, under /usr/bin/python3 with
-# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1. brick runs with the environment as
-# it is (as in bench/train_epoch.sh), or with OMP_WAIT_POLICY=PASSIVE too when --passive
-# is given: on a loaded machine libgomp's spinning makes brick's 2-thread runs crawl
-# (barriers wait for a descheduled thread). Options after `--` (--context,
-# --d-model, --layers, --heads, --ff, --positions, --batch-size, --lr, --text, --seed) go
-# to both sides.
+# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1; brick runs with
+# OMP_WAIT_POLICY=PASSIVE too, as in bench/train_epoch.sh (on a loaded machine libgomp's
+# spinning made brick's 2-thread runs crawl: ~500 tokens/s against ~3,000 at 1 thread,
+# barriers waiting for descheduled threads). --spin leaves brick's environment as it is
+# (--passive, the old spelling of the default, is still accepted). Options after `--`
+# (--context, --d-model, --layers, --heads, --ff, --positions, --batch-size, --lr, --text,
+# --seed) go to both sides.
 #
 # Both sides start from the same weights: brick's initial ones (train-lm --steps 0), which
 # lm_torch.py loads with --init, so that the validation losses after STEPS steps must
@@ -41,13 +42,14 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
-steps= runs= threads="1 2" own_init=0 keep= passive=0
+steps= runs= threads="1 2" own_init=0 keep= passive=1
 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) threads=$2; shift 2 ;;
         --own-init) own_init=1; shift ;;
         --passive) passive=1; shift ;;
+        --spin) passive=0; shift ;;
         --keep) keep=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) usage; exit 0 ;;
