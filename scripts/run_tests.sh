@@ -2,7 +2,7 @@
 # run_tests.sh - runs brick's test binaries and examples; `make test` and `make valgrind`
 # call it after building.
 #
-#   scripts/run_tests.sh [--build DIR] [--no-examples]
+#   scripts/run_tests.sh [--build DIR] [--jobs N] [--no-scripts] [--no-examples]
 #
 # 1. PyTorch parity data: if $BRICK_PYTHON (default /usr/bin/python3, Debian's python3-torch)
 #    can import torch, runs tests/parity/gen_reference.py and then every other
@@ -12,14 +12,16 @@
 #    it). Without torch the parity tests are skipped with a loud warning;
 #    BRICK_REQUIRE_TORCH=1 makes that an error.
 # 2. Runs DIR/tests/test_X for every tests/test_X.c, and `bash tests/test_X.sh` (with
-#    BRICK_BUILD=DIR) for every tests/test_X.sh, from the repository root, each one's
-#    output captured in DIR/test-logs/, continuing after failures.
+#    BRICK_BUILD=DIR) for every tests/test_X.sh (unless --no-scripts), from the repository
+#    root, each one's output captured in DIR/test-logs/, continuing after failures. With
+#    --jobs N, N test binaries run at once (reported as they finish); scripts and examples
+#    always run one at a time.
 # 3. Runs DIR/examples/X for every examples/X.c the same way (unless --no-examples); a
 #    non-zero exit fails.
 # 4. Prints "N passed, M failed" (one per program or script; a failed parity generator
 #    counts as one failure) as the last line and exits 1 if anything failed.
 #
-# Environment: BRICK_TEST_WRAPPER (a command put in front of every test, e.g. valgrind),
+# Environment: BRICK_TEST_WRAPPER (a command put in front of every test binary, e.g. valgrind),
 # BRICK_TEST_TIMEOUT (seconds per program, default 900), ASAN_OPTIONS / UBSAN_OPTIONS
 # (defaults detect_leaks=1 and print_stacktrace=1:halt_on_error=1).
 set -uo pipefail
@@ -28,14 +30,25 @@ usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
 
 build=build
 examples=1
+scripts=1
+jobs=1
 while [ $# -gt 0 ]; do
     case $1 in
         --build) build=${2:?--build needs a directory}; shift 2 ;;
+        --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
+        --no-scripts) scripts=0; shift ;;
         --no-examples) examples=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run_tests.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
+
+case $jobs in ''|*[!0-9]*|0) echo "run_tests.sh: --jobs needs a positive number, got '$jobs'" >&2; exit 2 ;; esac
+# `wait -n -p` (which job finished) is bash 5.1; an older bash runs one at a time.
+if [ "$jobs" -gt 1 ] && ! ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))); then
+    echo "run_tests.sh: bash $BASH_VERSION cannot run tests in parallel (needs 5.1); --jobs 1" >&2
+    jobs=1
+fi
 
 cd "$(dirname "$0")/.." || exit 2
 root=$(pwd)
@@ -120,22 +133,34 @@ fi
 
 # ---- 2 and 3. programs -----------------------------------------------------------------
 
-# run_one KIND PROGRAM [WRAPPER...]: runs it from the repository root, logs its output and
-# counts the result. Test binaries must also print their "suite: N passed, M failed" line.
-run_one() {
-    local kind=$1 prog=$2
-    shift 2
-    local name=${prog#"$build"/} log status summary start
-    log=$logs/${name//\//_}.log
+log_of() { local name=${1#"$build"/}; echo "$logs/${name//\//_}.log"; }
+
+# start_one PROGRAM [WRAPPER...]: runs it from the repository root; its output goes to its
+# log, its exit status, wall seconds and CPU seconds (user + system, of it and its children:
+# on a busy machine the wall time says little) to the log's .status file.
+start_one() {
+    local prog=$1 log start status TIMEFORMAT='%U %S'
+    shift
+    log=$(log_of "$prog")
     start=$SECONDS
     # The subshell (kept by the trailing exit) reports a crash into the log, not the terminal.
-    (timeout --kill-after=10 "$timeout_s" "$@" "$prog" </dev/null; exit $?) >"$log" 2>&1
+    { time { (timeout --kill-after=10 "$timeout_s" "$@" "$prog" </dev/null; exit $?) >"$log" 2>&1; }; } 2>"$log.cpu"
     status=$?
-    local secs=$((SECONDS - start))
+    echo "$status $((SECONDS - start)) $(awk '{ printf "%.0f", $1 + $2 }' "$log.cpu")" >"$log.status"
+    rm -f "$log.cpu"
+}
+
+# report_one KIND PROGRAM: prints and counts what start_one left. Test binaries must also
+# print their "suite: N passed, M failed" line.
+report_one() {
+    local kind=$1 prog=$2
+    local name=${prog#"$build"/} log status secs cpu summary
+    log=$(log_of "$prog")
+    read -r status secs cpu <"$log.status"
     summary=$(grep -E '^[^ ].*: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
     if [ "$status" -eq 0 ] && { [ "$kind" != test ] || [ -n "$summary" ]; }; then
         passed=$((passed + 1))
-        printf 'PASS  %-32s %4ss  %s\n' "$name" "$secs" "${summary:-$(tail -n 1 "$log" | cut -c1-60)}"
+        printf 'PASS  %-32s %4ss  cpu %4ss  %s\n' "$name" "$secs" "$cpu" "${summary:-$(tail -n 1 "$log" | cut -c1-60)}"
         return
     fi
     failed=$((failed + 1))
@@ -148,8 +173,16 @@ run_one() {
     elif [ "$status" -eq 0 ]; then
         why="exit 0 but no 'N passed, M failed' summary line"
     fi
-    printf 'FAIL  %-32s %4ss  %s%s\n' "$name" "$secs" "$why" "${summary:+; $summary}"
+    printf 'FAIL  %-32s %4ss  cpu %4ss  %s%s\n' "$name" "$secs" "$cpu" "$why" "${summary:+; $summary}"
     show_log "$log"
+}
+
+# run_one KIND PROGRAM [WRAPPER...]: runs it, then reports it.
+run_one() {
+    local kind=$1 prog=$2
+    shift 2
+    start_one "$prog" "$@"
+    report_one "$kind" "$prog"
 }
 
 # The programs to run come from the sources, so a stale binary whose source is gone never
@@ -174,15 +207,35 @@ if [ ${#tests[@]} -eq 0 ]; then
     failed=$((failed + 1))
     failures+=("(no tests)")
 fi
-echo "running ${#tests[@]} test binaries${wrapper[0]:+ under ${wrapper[*]}}"
+echo "running ${#tests[@]} test binaries${wrapper[0]:+ under ${wrapper[*]}}$( [ "$jobs" -gt 1 ] && echo ", $jobs at a time")"
+declare -A running=() # pid -> test binary, with --jobs
+reap_one() { # waits for one of the running test binaries to finish and reports it
+    local done_pid=
+    wait -n -p done_pid "${!running[@]}"
+    if [ -n "$done_pid" ] && [ -n "${running[$done_pid]+set}" ]; then
+        report_one test "${running[$done_pid]}"
+        unset "running[$done_pid]"
+    fi
+}
 for t in "${tests[@]}"; do
-    if [ -x "$t" ]; then run_one test "$t" "${wrapper[@]}"; else missing "$t"; fi
+    if [ ! -x "$t" ]; then
+        missing "$t"
+    elif [ "$jobs" -eq 1 ]; then
+        run_one test "$t" "${wrapper[@]}"
+    else
+        while [ ${#running[@]} -ge "$jobs" ]; do reap_one; done
+        start_one "$t" "${wrapper[@]}" &
+        running[$!]=$t
+    fi
 done
+while [ ${#running[@]} -gt 0 ]; do reap_one; done
 # Shell tests (the brick CLI's): bash tests/test_X.sh, told the build through BRICK_BUILD.
-scripts=(tests/test_*.sh)
-if [ ${#scripts[@]} -gt 0 ]; then
-    echo "running ${#scripts[@]} test scripts"
-    for s in "${scripts[@]}"; do run_one test "$s" env BRICK_BUILD="$build" bash; done
+test_scripts=(tests/test_*.sh)
+if [ "$scripts" = 0 ]; then
+    echo "not running the ${#test_scripts[@]} test scripts (--no-scripts)"
+elif [ ${#test_scripts[@]} -gt 0 ]; then
+    echo "running ${#test_scripts[@]} test scripts"
+    for s in "${test_scripts[@]}"; do run_one test "$s" env BRICK_BUILD="$build" bash; done
 fi
 
 if [ "$examples" = 1 ]; then

@@ -7,12 +7,16 @@
 #   1. scripts/deps.sh               (installs missing packages as root, else says what)
 #   2. make -j$JOBS test             (build, PyTorch parity data, tests, examples)
 #   3. make -j$JOBS test SAN=1       (the same under ASan + UBSan, in build-san/)
-#   4. scripts/install_check.sh      (make install to a temporary prefix + consumer program)
-#   5. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
+#   4. make -j$JOBS valgrind         (every test binary of build/ under valgrind: any error
+#                                     or leak fails; skipped with a warning when valgrind is
+#                                     not installed, an error with BRICK_REQUIRE_VALGRIND=1)
+#   5. scripts/install_check.sh      (make install to a temporary prefix + consumer program)
+#   6. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
 #                                     only when clang can link a libFuzzer program here)
 # The last line is "N passed, M failed", summed over the stages' own counts (a stage that
 # fails before reporting counts as one failure). Exit status 1 on any failure.
-# Environment: JOBS (default 2), FUZZ_SECONDS (default 60; 0 skips fuzzing), and whatever
+# Environment: JOBS (default 2), FUZZ_SECONDS (default 60; 0 skips fuzzing),
+# BRICK_REQUIRE_VALGRIND (1: a missing valgrind fails the run; .ci/run sets it), and whatever
 # make and scripts/run_tests.sh read
 # (BRICK_SEED, BRICK_REQUIRE_TORCH, BLAS via MAKEFLAGS, ...).
 set -uo pipefail
@@ -60,6 +64,11 @@ fi
 
 stage "make test" make -j"$jobs" test
 stage "make test SAN=1" make -j"$jobs" test SAN=1
+if command -v valgrind >/dev/null || [ "${BRICK_REQUIRE_VALGRIND:-0}" = 1 ]; then
+    stage "make valgrind" make -j"$jobs" valgrind VALGRIND_JOBS="$jobs"
+else
+    echo; echo "=== make valgrind: skipped (valgrind is not installed; scripts/deps.sh installs it)"
+fi
 stage "install check" bash scripts/install_check.sh
 
 # clang with libFuzzer: can it link a fuzz target?

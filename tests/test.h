@@ -77,6 +77,15 @@ static const char *test_current_;
         }                                                                                 \
     } while (0)
 
+/* How many times to repeat a randomised or repeated check: `full`, or `quick` when
+ * BRICK_TEST_QUICK is set (make valgrind sets it: there a run costs 20-50 times more, and
+ * valgrind runs a program's threads one at a time, so repeating a run to catch a race finds
+ * nothing new). Every kind of check still runs, only fewer times. */
+static inline int test_reps(int full, int quick) {
+    const char *q = getenv("BRICK_TEST_QUICK");
+    return q && q[0] && strcmp(q, "0") != 0 ? quick : full;
+}
+
 static inline int test_summary(const char *suite) {
     bk_thread_cleanup();
     printf("%s: %d passed, %d failed\n", suite, test_passed_, test_failed_);

@@ -6,7 +6,8 @@
  * transpose combinations, leading dimensions larger than needed, alpha in {1, 0.5, 0} and
  * beta in {0, 1, -0.5}. Padding around every matrix is checked to be untouched, and beta == 0
  * must ignore NaN already in C. Then: results bitwise identical with 1, 2 and 3 OpenMP
- * threads.
+ * threads. With BRICK_TEST_QUICK (make valgrind), 40 random cases per kernel instead of 200
+ * and each thread count once: the same kinds of checks, fewer repetitions.
  *
  * Tolerance: a float sum of K products with |terms| <= |a||b| has error at most about
  * K * eps * sum|a_ik b_kj| in the worst case, ~sqrt(K) * eps * sum|..| typically (random
@@ -150,9 +151,10 @@ TEST(test_gemm_small_exhaustive) {
     CHECK(failures == 0);
 }
 
-TEST(test_gemm_random_best) { run_random(bk__sgemm_kernel_name(), bk__sgemm, 200); }
+/* 200 random cases per kernel (40 under BRICK_TEST_QUICK, i.e. make valgrind) */
+TEST(test_gemm_random_best) { run_random(bk__sgemm_kernel_name(), bk__sgemm, test_reps(200, 40)); }
 
-TEST(test_gemm_random_portable) { run_random("portable", bk__sgemm_portable, 200); }
+TEST(test_gemm_random_portable) { run_random("portable", bk__sgemm_portable, test_reps(200, 40)); }
 
 TEST(test_gemm_blocking_edges) {
     /* several K blocks (K > 256), several M blocks per thread, several N panels and N
@@ -203,9 +205,10 @@ static void check_threads_bitwise(sgemm_fn *f, const char *what) {
             memcpy(C0, C1, bytes);
             omp_set_num_threads(1);
             f(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.5f, C1, N);
-            /* 2 threads a few times (a race shows up only sometimes), and 3 (an odd team) */
-            static const int teams[] = {2, 2, 2, 3};
-            for (size_t r = 0; r < sizeof teams / sizeof *teams; r++) {
+            /* 2 threads a few times (a race shows up only sometimes), and 3 (an odd team);
+             * each once under BRICK_TEST_QUICK (valgrind serialises threads: no race shows) */
+            static const int teams[] = {2, 3, 2, 2};
+            for (int r = 0; r < test_reps(4, 2); r++) {
                 memcpy(C2, C0, bytes);
                 omp_set_num_threads(teams[r]);
                 f(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.5f, C2, N);
