@@ -101,9 +101,15 @@ static inline float key_float(uint32_t k) {
 }
 
 /* Parallel over the (b, h) blocks when one block's GEMMs are too small for the GEMM to
- * thread itself (and so that nested threading never happens). */
-static inline bool blocks_parallel(const attn_params *p, int64_t d) {
-    return p->B * p->H > 1 && p->L * p->S * d < (1 << 18);
+ * thread itself (and so that nested threading never happens), but only when all the blocks
+ * together are worth a parallel region: about 2^20 multiply-adds, ~50-100 us on one core.
+ * Below that, opening the region (and libgomp's waiting threads) costs more than the work;
+ * under valgrind, which runs the threads one at a time, it cost 20x. Only the OpenMP
+ * pragmas call it, hence the attribute for builds without OpenMP. */
+#define ATTN_PARALLEL_MIN ((int64_t)1 << 20)
+__attribute__((unused)) static inline bool blocks_parallel(const attn_params *p, int64_t d) {
+    int64_t per_block = p->L * p->S * d;
+    return p->B * p->H > 1 && per_block < (1 << 18) && p->B * p->H * per_block >= ATTN_PARALLEL_MIN;
 }
 
 /* ---- weights: P = softmax(scale Q K^T + mask) ------------------------------------------- */
