@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
         }
     }
     printf("brick sgemm kernel: %s; backend: %s; median of %d runs of ~%.0f ms%s, GFLOP/s\n",
-           bk__sgemm_kernel_name(), bk__backend()->name, g_repeats, g_seconds * 1e3,
+           bk_gemm_kernel(), bk__backend()->name, g_repeats, g_seconds * 1e3,
            g_cputime ? " of CPU time" : "");
     printf("%-22s %5s %6s %6s | %7s %7s", "shape", "M", "N", "K", "brick1T", "brick2T");
     if (portable) printf(" %7s", "port2T");

@@ -148,7 +148,6 @@ void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 void bk__sgemm_portable(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float beta, float *C, int64_t ldc);
-/* The micro-kernel bk__sgemm uses on this CPU, e.g. "avx2-fma 6x16" or "portable 4x8". */
-const char *bk__sgemm_kernel_name(void);
+/* The micro-kernel bk__sgemm uses: bk_gemm_kernel() in brick.h. */
 
 #endif /* BRICK_INTERNAL_H */

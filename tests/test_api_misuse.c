@@ -178,6 +178,7 @@ TEST(errors_threads_rng) {
     MISUSE(bk_set_num_threads(0), "set_num_threads", "0 threads");
     MISUSE(bk_set_num_threads(-3), "set_num_threads", "-3 threads");
     CANNOT_FAIL(bk_get_num_threads() >= 1, "no arguments");
+    CANNOT_FAIL(bk_gemm_kernel() != NULL && bk_gemm_kernel()[0], "no arguments");
 
     bk_rng r;
     bk_rng_seed(&r, 7);

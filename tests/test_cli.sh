@@ -16,7 +16,7 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 2
 build=${BRICK_BUILD:-build}
-brick=$build/brick
+brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
 data=data/fashion-mnist-subset
 tmp=$(mktemp -d /tmp/brick-cli-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -80,7 +80,12 @@ same_file() { cmp -s "$1" "$2"; }
 
 expect "brick --help" 0 "usage: brick <command>" "$brick" --help
 expect "brick help" 0 "commands:" "$brick" help
-expect "brick --version" 0 "^brick [0-9]+\.[0-9]+\.[0-9]+" "$brick" --version
+expect "brick --version" 0 "^brick [0-9]+\.[0-9]+\.[0-9]+ \(.*brick gemm (avx2-fma 6x16|portable 4x8)" "$brick" --version
+expect "BRICK_GEMM_KERNEL=portable picks the portable kernel" 0 "brick gemm portable 4x8" \
+    env BRICK_GEMM_KERNEL=portable "$brick" --version
+expect "BRICK_GEMM_KERNEL=fast: told on stderr, the run goes on" 0 \
+    "brick: BRICK_GEMM_KERNEL='fast' is not auto, avx2 or portable: using the .* kernel" \
+    env BRICK_GEMM_KERNEL=fast "$brick" --version
 for c in train eval summary predict; do
     expect "brick $c --help" 0 "usage: brick $c" "$brick" "$c" --help
 done

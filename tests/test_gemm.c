@@ -152,7 +152,7 @@ TEST(test_gemm_small_exhaustive) {
 }
 
 /* 200 random cases per kernel (40 under BRICK_TEST_QUICK, i.e. make valgrind) */
-TEST(test_gemm_random_best) { run_random(bk__sgemm_kernel_name(), bk__sgemm, test_reps(200, 40)); }
+TEST(test_gemm_random_best) { run_random(bk_gemm_kernel(), bk__sgemm, test_reps(200, 40)); }
 
 TEST(test_gemm_random_portable) { run_random("portable", bk__sgemm_portable, test_reps(200, 40)); }
 
@@ -238,7 +238,7 @@ TEST(test_gemm_threads_bitwise) {
 }
 
 int main(void) {
-    printf("test_gemm: kernel %s, backend %s\n", bk__sgemm_kernel_name(), bk__backend()->name);
+    printf("test_gemm: kernel %s, backend %s\n", bk_gemm_kernel(), bk__backend()->name);
     RUN(test_gemm_small_exhaustive);
     RUN(test_gemm_random_best);
     RUN(test_gemm_random_portable);

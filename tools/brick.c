@@ -51,10 +51,9 @@ static void help(FILE *f) {
 static void version(void) {
     printf("brick %s (", BK_VERSION_STRING);
 #ifdef BK_HAVE_OPENBLAS
-    printf("OpenBLAS");
-#else
-    printf("brick gemm");
+    printf("OpenBLAS, ");
 #endif
+    printf("brick gemm %s", bk_gemm_kernel());
 #ifdef _OPENMP
     printf(", OpenMP");
 #endif
