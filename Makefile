@@ -226,24 +226,24 @@ export BRICK_PYTHON  ?= $(PYTHON)
 test: all
 	@bash scripts/run_tests.sh --build $(BUILD)
 
-# Every test binary under valgrind; any error or definite or indirect leak fails it. valgrind
-# runs a program's threads one at a time on one core, so VALGRIND_JOBS programs (default: the
-# number of cores) run at once, and libgomp's idle threads sleep instead of spinning
-# (OMP_WAIT_POLICY=passive: under valgrind a spinning thread burns whole time slices; the
-# attention gradient checks took 400 s instead of 20). BRICK_TEST_QUICK=1 makes the tests
-# repeat randomised checks fewer times (test_reps in tests/test.h). The CLI test scripts are
-# left out: valgrind would not see into the programs they start (make test and make test
-# SAN=1 run them). docs/reliability.md has the timings.
+# The whole suite under valgrind: every test binary and example, and every `brick` the CLI test
+# scripts start (through BRICK_CLI, one valgrind log per run); any error or definite or
+# indirect leak fails it. valgrind runs a program's threads one at a time on one core, so
+# VALGRIND_JOBS programs (default: the number of cores) run at once, and libgomp's idle
+# threads sleep instead of spinning (OMP_WAIT_POLICY=passive: under valgrind a spinning
+# thread burns whole time slices; the attention gradient checks took 400 s instead of 20).
+# BRICK_TEST_QUICK=1 makes the tests repeat randomised checks fewer times (test_reps in
+# tests/test.h). docs/reliability.md has the timings.
 VALGRIND      ?= valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
 VALGRIND_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
-valgrind: tests
+valgrind: all
 ifeq ($(SAN),1)
 	$(error valgrind and the sanitizers do not mix: run `make valgrind` without SAN=1)
 endif
 	@command -v valgrind >/dev/null || { echo "valgrind not found (scripts/deps.sh installs it)" >&2; exit 1; }
 	@BRICK_TEST_WRAPPER='$(VALGRIND)' BRICK_TEST_TIMEOUT=$${BRICK_TEST_TIMEOUT:-3600} \
 	    OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} BRICK_TEST_QUICK=$${BRICK_TEST_QUICK:-1} \
-	    bash scripts/run_tests.sh --build $(BUILD) --jobs $(VALGRIND_JOBS) --no-scripts --no-examples
+	    bash scripts/run_tests.sh --build $(BUILD) --jobs $(VALGRIND_JOBS)
 
 # The main job: every example in name order, then the brick CLI trains the MLP on
 # Fashion-MNIST (the full set from Debian's dataset-fashion-mnist when installed, else the

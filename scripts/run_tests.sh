@@ -13,17 +13,21 @@
 #    BRICK_REQUIRE_TORCH=1 makes that an error.
 # 2. Runs DIR/tests/test_X for every tests/test_X.c, and `bash tests/test_X.sh` (with
 #    BRICK_BUILD=DIR) for every tests/test_X.sh (unless --no-scripts), from the repository
-#    root, each one's output captured in DIR/test-logs/, continuing after failures. With
-#    --jobs N, N test binaries run at once (reported as they finish); scripts and examples
-#    always run one at a time.
+#    root, each one's output captured in DIR/test-logs/, continuing after failures.
 # 3. Runs DIR/examples/X for every examples/X.c the same way (unless --no-examples); a
 #    non-zero exit fails.
+#    With --jobs N, N programs (tests, scripts, examples) run at once, reported as they
+#    finish.
 # 4. Prints "N passed, M failed" (one per program or script; a failed parity generator
 #    counts as one failure) as the last line and exits 1 if anything failed.
 #
-# Environment: BRICK_TEST_WRAPPER (a command put in front of every test binary, e.g. valgrind),
-# BRICK_TEST_TIMEOUT (seconds per program, default 900), ASAN_OPTIONS / UBSAN_OPTIONS
-# (defaults detect_leaks=1 and print_stacktrace=1:halt_on_error=1).
+# Environment: BRICK_TEST_WRAPPER (a command put in front of every test binary and example,
+# e.g. valgrind; the test scripts get it in front of every `brick` they start, through
+# BRICK_CLI: a wrapper script in DIR/test-logs/. When the wrapper is valgrind, each CLI run
+# writes its own valgrind log there, and a script passes only if it started brick at least
+# once and every one of those logs says "ERROR SUMMARY: 0 errors"), BRICK_TEST_TIMEOUT
+# (seconds per program, default 900), ASAN_OPTIONS / UBSAN_OPTIONS (defaults detect_leaks=1
+# and print_stacktrace=1:halt_on_error=1).
 set -uo pipefail
 
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
@@ -61,6 +65,22 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 timeout_s=${BRICK_TEST_TIMEOUT:-900}
+
+# Ctrl-C or kill: timeout(1) runs each program in a process group of its own, which the
+# terminal's SIGINT does not reach, so pass the signal to every timeout below this script
+# (each one passes it to its program); otherwise tests would go on running, and writing
+# into the next run's logs, after this script has gone.
+stop_all() {
+    local pids
+    pids=$(ps -e -o pid=,ppid=,comm= | awk -v root=$$ '
+        { parent[$1] = $2; comm[$1] = $3 }
+        END { for (p in parent) if (comm[p] == "timeout") {
+                  for (q = parent[p]; q > 1; q = parent[q]) if (q == root) { print p; break } } }')
+    [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+    echo "run_tests.sh: stopped by a signal" >&2
+    exit 130
+}
+trap stop_all INT TERM HUP
 read -r -a wrapper <<<"${BRICK_TEST_WRAPPER:-}"
 python=${BRICK_PYTHON:-/usr/bin/python3}
 logs=$build/test-logs
@@ -150,17 +170,44 @@ start_one() {
     rm -f "$log.cpu"
 }
 
-# report_one KIND PROGRAM: prints and counts what start_one left. Test binaries must also
-# print their "suite: N passed, M failed" line.
+# cli_check SCRIPT: for a test script run with a valgrind wrapper, what its brick runs' own
+# valgrind logs say: prints "N brick runs under valgrind, 0 errors" and returns 0, or prints
+# why not (no run at all: the script did not use $BRICK_CLI; a log without its ERROR
+# SUMMARY: the run was killed; errors or leaks) and returns 1. Other scripts: returns 0.
+cli_check() {
+    local dir=${1%.sh}.cli n=0 bad=() f
+    dir=$logs/${dir//\//_}
+    [ -d "$dir" ] && [ "$wrapper_is_valgrind" = 1 ] || return 0
+    for f in "$dir"/valgrind.*.log; do
+        n=$((n + 1))
+        grep -q 'ERROR SUMMARY: 0 errors' "$f" || bad+=("$f")
+    done
+    if [ "$n" -eq 0 ]; then
+        echo "started no brick under valgrind (does it run \$BRICK_CLI?)"
+        return 1
+    elif [ ${#bad[@]} -gt 0 ]; then
+        echo "valgrind: errors, leaks or no ERROR SUMMARY (killed?) in ${#bad[@]} of $n brick runs, first ${bad[0]#"$root"/}"
+        return 1
+    fi
+    echo "$n brick runs under valgrind, 0 errors"
+}
+
+# report_one KIND PROGRAM: prints and counts what start_one left. Tests and scripts must
+# also print their "suite: N passed, M failed" line.
 report_one() {
     local kind=$1 prog=$2
-    local name=${prog#"$build"/} log status secs cpu summary
+    local name=${prog#"$build"/} log status secs cpu summary cli
     log=$(log_of "$prog")
     read -r status secs cpu <"$log.status"
     summary=$(grep -E '^[^ ].*: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-    if [ "$status" -eq 0 ] && { [ "$kind" != test ] || [ -n "$summary" ]; }; then
+    local cli_ok=1
+    if [ "$kind" = script ]; then
+        cli=$(cli_check "$prog") || cli_ok=0
+        summary+=${cli:+"; $cli"}
+    fi
+    if [ "$status" -eq 0 ] && [ "$cli_ok" = 1 ] && { [ "$kind" = example ] || [ -n "$summary" ]; }; then
         passed=$((passed + 1))
-        printf 'PASS  %-32s %4ss  cpu %4ss  %s\n' "$name" "$secs" "$cpu" "${summary:-$(tail -n 1 "$log" | cut -c1-60)}"
+        printf 'PASS  %-32s %4ss  cpu %4ss  %s\n' "$name" "$secs" "$cpu" "${summary:-$(grep -v '^==[0-9]*==' "$log" | tail -n 1 | cut -c1-60)}"
         return
     fi
     failed=$((failed + 1))
@@ -170,19 +217,35 @@ report_one() {
         why="timed out after ${timeout_s}s"
     elif [ "$status" -gt 128 ]; then
         why="killed by signal $((status - 128))"
-    elif [ "$status" -eq 0 ]; then
+    elif [ "$status" -eq 0 ] && [ "$cli_ok" = 1 ]; then
         why="exit 0 but no 'N passed, M failed' summary line"
     fi
     printf 'FAIL  %-32s %4ss  cpu %4ss  %s%s\n' "$name" "$secs" "$cpu" "$why" "${summary:+; $summary}"
     show_log "$log"
 }
 
-# run_one KIND PROGRAM [WRAPPER...]: runs it, then reports it.
-run_one() {
+# launch KIND PROGRAM [WRAPPER...]: runs it and reports it; with --jobs N, starts it in the
+# background once fewer than N are running (reap_one reports it when it finishes).
+declare -A running=() # pid -> "KIND PROGRAM"
+reap_one() {
+    local done_pid=
+    wait -n -p done_pid "${!running[@]}"
+    if [ -n "$done_pid" ] && [ -n "${running[$done_pid]+set}" ]; then
+        report_one ${running[$done_pid]}
+        unset "running[$done_pid]"
+    fi
+}
+launch() {
     local kind=$1 prog=$2
     shift 2
-    start_one "$prog" "$@"
-    report_one "$kind" "$prog"
+    if [ "$jobs" -eq 1 ]; then
+        start_one "$prog" "$@"
+        report_one "$kind" "$prog"
+        return
+    fi
+    while [ ${#running[@]} -ge "$jobs" ]; do reap_one; done
+    start_one "$prog" "$@" &
+    running[$!]="$kind $prog"
 }
 
 # The programs to run come from the sources, so a stale binary whose source is gone never
@@ -201,50 +264,67 @@ missing() {
     echo "FAIL  ${1#"$build"/}: not built (run make)"
 }
 
+wrapper_is_valgrind=0
+[ ${#wrapper[@]} -gt 0 ] && [ "$(basename "${wrapper[0]}")" = valgrind ] && wrapper_is_valgrind=1
+# Under valgrind the CLI runs and the examples use the portable GEMM kernel (unless
+# BRICK_GEMM_KERNEL is set): valgrind emulates the AVX2 kernel's FMA instructions in its own
+# code (an MLP evaluation: 21.6 s against 2.4 s), and they train models, where the test binaries check the kernels
+# themselves (with the CPU's best kernel, test_gemm both).
+slow_env=()
+[ "$wrapper_is_valgrind" = 1 ] && slow_env=(env "BRICK_GEMM_KERNEL=${BRICK_GEMM_KERNEL:-portable}")
+
 mapfile -t tests < <(programs_for tests 'test_*')
 if [ ${#tests[@]} -eq 0 ]; then
     echo "FAIL  no tests/test_*.c"
     failed=$((failed + 1))
     failures+=("(no tests)")
 fi
-echo "running ${#tests[@]} test binaries${wrapper[0]:+ under ${wrapper[*]}}$( [ "$jobs" -gt 1 ] && echo ", $jobs at a time")"
-declare -A running=() # pid -> test binary, with --jobs
-reap_one() { # waits for one of the running test binaries to finish and reports it
-    local done_pid=
-    wait -n -p done_pid "${!running[@]}"
-    if [ -n "$done_pid" ] && [ -n "${running[$done_pid]+set}" ]; then
-        report_one test "${running[$done_pid]}"
-        unset "running[$done_pid]"
-    fi
-}
-for t in "${tests[@]}"; do
-    if [ ! -x "$t" ]; then
-        missing "$t"
-    elif [ "$jobs" -eq 1 ]; then
-        run_one test "$t" "${wrapper[@]}"
-    else
-        while [ ${#running[@]} -ge "$jobs" ]; do reap_one; done
-        start_one "$t" "${wrapper[@]}" &
-        running[$!]=$t
-    fi
-done
-while [ ${#running[@]} -gt 0 ]; do reap_one; done
-# Shell tests (the brick CLI's): bash tests/test_X.sh, told the build through BRICK_BUILD.
 test_scripts=(tests/test_*.sh)
-if [ "$scripts" = 0 ]; then
-    echo "not running the ${#test_scripts[@]} test scripts (--no-scripts)"
-elif [ ${#test_scripts[@]} -gt 0 ]; then
-    echo "running ${#test_scripts[@]} test scripts"
-    for s in "${test_scripts[@]}"; do run_one test "$s" env BRICK_BUILD="$build" bash; done
-fi
+[ "$scripts" = 1 ] || test_scripts=()
+exs=()
+[ "$examples" = 1 ] && mapfile -t exs < <(programs_for examples '*')
+echo "running ${#tests[@]} test binaries, ${#test_scripts[@]} test scripts and ${#exs[@]} examples$(
+    [ ${#wrapper[@]} -gt 0 ] && echo " under ${wrapper[*]}")$( [ "$jobs" -gt 1 ] && echo ", $jobs at a time")"
+[ "$scripts" = 1 ] || echo "(--no-scripts: not running tests/test_*.sh)"
+[ "$examples" = 1 ] || echo "(--no-examples: not running the examples)"
 
-if [ "$examples" = 1 ]; then
-    mapfile -t exs < <(programs_for examples '*')
-    echo "running ${#exs[@]} examples"
-    for x in "${exs[@]}"; do
-        if [ -x "$x" ]; then run_one example "$x"; else missing "$x"; fi
+launch_tests() {
+    local t
+    for t in "${tests[@]}"; do
+        if [ -x "$t" ]; then launch test "$t" "${wrapper[@]}"; else missing "$t"; fi
     done
-fi
+}
+# In parallel the scripts and the examples (the longest programs under valgrind: a few minutes
+# each for test_cli.sh, test_interrupt.sh and 07_seq2seq_reverse) start first, so that the
+# short tests fill the gaps instead of one long program running alone at the end.
+[ "$jobs" -eq 1 ] && launch_tests
+# Test scripts (the brick CLI's): bash tests/test_X.sh, told the build through BRICK_BUILD
+# and, with a wrapper, the brick to run through BRICK_CLI: a script that puts the wrapper in
+# front of DIR/brick (valgrind: with a log file per run, checked by cli_check).
+for s in "${test_scripts[@]}"; do
+    cli=()
+    if [ ${#wrapper[@]} -gt 0 ]; then
+        d=${s%.sh}.cli
+        d=$logs/${d//\//_}
+        mkdir -p "$d"
+        extra=()
+        [ "$wrapper_is_valgrind" = 1 ] && extra=("--log-file=$d/valgrind.%p.log")
+        {
+            echo '#!/usr/bin/env bash'
+            # at run time, so that a script's own BRICK_GEMM_KERNEL=... reaches brick
+            [ ${#slow_env[@]} -gt 0 ] && echo 'export BRICK_GEMM_KERNEL=${BRICK_GEMM_KERNEL:-portable}'
+            echo "exec $(printf '%q ' "${wrapper[@]}" "${extra[@]}" "$build/brick")\"\$@\""
+        } >"$d/brick"
+        chmod +x "$d/brick"
+        cli=("BRICK_CLI=$d/brick")
+    fi
+    launch script "$s" env BRICK_BUILD="$build" "${cli[@]}" bash
+done
+for x in "${exs[@]}"; do
+    if [ -x "$x" ]; then launch example "$x" "${slow_env[@]}" "${wrapper[@]}"; else missing "$x"; fi
+done
+[ "$jobs" -gt 1 ] && launch_tests
+while [ ${#running[@]} -gt 0 ]; do reap_one; done
 
 # ---- 4. summary ------------------------------------------------------------------------
 

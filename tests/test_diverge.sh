@@ -15,7 +15,7 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 2
 build=${BRICK_BUILD:-build}
-brick=$build/brick
+brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
 data=data/fashion-mnist-subset
 tmp=$(mktemp -d /tmp/brick-diverge-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

@@ -15,7 +15,7 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 2
 build=${BRICK_BUILD:-build}
-brick=$build/brick
+brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
 text=data/text/fortunes-sample.txt
 tmp=$(mktemp -d /tmp/brick-lm-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

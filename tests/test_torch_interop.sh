@@ -7,7 +7,7 @@
 # Skips without PyTorch (/usr/bin/python3 with torch), unless BRICK_REQUIRE_TORCH=1.
 set -u
 cd "$(dirname "$0")/.."
-brick=${BRICK_BUILD:-build}/brick
+brick=${BRICK_CLI:-${BRICK_BUILD:-build}/brick} # BRICK_CLI: a wrapper around it (make valgrind)
 py=${BRICK_PYTHON:-/usr/bin/python3}
 data=data/fashion-mnist-subset
 passed=0 failed=0
