@@ -7,8 +7,8 @@
 #    LDFLAGS=--coverage (the Makefile adds its warnings and -std on top), removes the
 #    counters of earlier runs, and runs the whole suite there: `make test BUILD=DIR ...`
 #    (tests, CLI test scripts, examples, PyTorch parity when torch is installed).
-#    MAKE_ARGS go to both make calls (e.g. -- BLAS=0 to measure brick's own gemm kernels
-#    instead of OpenBLAS's).
+#    MAKE_ARGS go to both make calls (e.g. -- BLAS=auto to measure the OpenBLAS build
+#    instead of brick's own gemm, the default).
 # 2. Reads the counters with `gcov --stdout` (no lcov or gcovr needed) and prints one row
 #    per source file: executable lines, lines run, percent; then the totals for the file
 #    readers (src/io/safetensors.c, src/io/checkpoint.c, src/data/idx.c), for the library
