@@ -25,7 +25,8 @@
 # e.g. valgrind; the test scripts get it in front of every `brick` they start, through
 # BRICK_CLI: a wrapper script in DIR/test-logs/. When the wrapper is valgrind, each CLI run
 # writes its own valgrind log there, and a script passes only if it started brick at least
-# once and every one of those logs says "ERROR SUMMARY: 0 errors"), BRICK_TEST_TIMEOUT
+# once and every one of those logs says "ERROR SUMMARY: 0 errors"; the CLI runs and the
+# examples then use BRICK_GEMM_KERNEL=portable unless it is set), BRICK_TEST_TIMEOUT
 # (seconds per program, default 900), ASAN_OPTIONS / UBSAN_OPTIONS (defaults detect_leaks=1
 # and print_stacktrace=1:halt_on_error=1).
 set -uo pipefail
