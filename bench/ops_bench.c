@@ -1,7 +1,8 @@
 /* ops_bench.c - time of the non-GEMM ops that dominate CNN training (ReLU, the residual
  * add, pooling, batch norm, layer norm), forward and backward, on the shapes the zoo's
- * lenet and resnet:width=8 run with batch 128, and a sweep of sizes for the element-wise
- * ops' parallel thresholds.
+ * lenet and resnet:width=8 run with batch 128, GELU on the feed-forward activation of
+ * `brick train-lm`'s default model, and a sweep of sizes for the element-wise ops'
+ * parallel thresholds.
  *
  *   make bench && build/bench/ops_bench [-r REPEATS] [-t SECONDS] [-c] [-q] [-T "1 2"] [CASE...]
  *     -r N   timed repeats per measurement (default 9; the median is reported)
@@ -32,7 +33,7 @@
 #include <time.h>
 
 typedef enum {
-    CASE_RELU, CASE_TANH, CASE_ADD, CASE_MAX_POOL, CASE_AVG_POOL, CASE_ADAPTIVE, CASE_BN_TRAIN, CASE_BN_EVAL,
+    CASE_RELU, CASE_TANH, CASE_GELU, CASE_ADD, CASE_MAX_POOL, CASE_AVG_POOL, CASE_ADAPTIVE, CASE_BN_TRAIN, CASE_BN_EVAL,
     CASE_LAYER_NORM
 } case_kind;
 
@@ -52,6 +53,8 @@ static const bench_case CASES[] = {
     {"relu lenet fc", CASE_RELU, 2, {128, 120, 1, 1}, 0, 0, 0},
     {"relu resnet s1", CASE_RELU, 4, {128, 8, 28, 28}, 0, 0, 0},
     {"relu resnet s4", CASE_RELU, 4, {128, 64, 4, 4}, 0, 0, 0},
+    /* train-lm's default model: batch 32, context 64, ff 256 */
+    {"gelu lm ff (32,64,256)", CASE_GELU, 3, {32, 64, 256, 1}, 0, 0, 0},
     {"add resnet s1", CASE_ADD, 4, {128, 8, 28, 28}, 0, 0, 0},
     {"add resnet s3", CASE_ADD, 4, {128, 32, 7, 7}, 0, 0, 0},
     {"maxpool2 lenet c1", CASE_MAX_POOL, 4, {128, 6, 28, 28}, 2, 2, 0},
@@ -109,6 +112,7 @@ static bk_tensor *forward(const bench_case *c, bench_inputs *b) {
     switch (c->kind) {
     case CASE_RELU: return bk_relu(in[0]);
     case CASE_TANH: return bk_tanh(in[0]);
+    case CASE_GELU: return bk_gelu(in[0]);
     case CASE_ADD: return bk_add(in[0], in[1]);
     case CASE_MAX_POOL: return bk_max_pool2d(in[0], o);
     case CASE_AVG_POOL: return bk_avg_pool2d(in[0], o);

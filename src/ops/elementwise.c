@@ -13,6 +13,7 @@
  * crosses elements), so results do not depend on the thread count.
  */
 #include "internal.h"
+#include "ops/fastmath.h"
 
 #include <math.h>
 
@@ -284,7 +285,8 @@ static inline float un_apply(un_kind k, float x, float s) {
     case UN_DIV_S: return x / s;
     case UN_RSUB_S: return s - x;
     case UN_POW_S: return powf(x, s);
-    case UN_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    /* bk__erff rather than libm's erff, which keeps the loop from vectorising (fastmath.h) */
+    case UN_GELU: return 0.5f * x * (1.0f + bk__erff(x * 0.70710678118654752f));
     case UN_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     }
     return 0.0f;
@@ -309,7 +311,7 @@ static inline float un_grad(un_kind k, float x, float y, float g, float s) {
     case UN_RSUB_S: return g * -1.0f;
     case UN_POW_S: return g * (s == 0.0f ? 0.0f : s * powf(x, s - 1.0f));
     case UN_GELU: /* Phi(x) + x phi(x) */
-        return g * (0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x));
+        return g * (0.5f * (1.0f + bk__erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * bk__expf_nonpos(-0.5f * x * x));
     case UN_GELU_TANH: {
         float t = tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x));
         return g * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x));
@@ -318,7 +320,8 @@ static inline float un_grad(un_kind k, float x, float y, float g, float s) {
     return 0.0f;
 }
 
-/* The ops that cost a libm call per element go parallel from fewer elements. */
+/* The ops that cost a libm call or a polynomial per element go parallel from fewer
+ * elements. */
 static inline int64_t un_parallel_min(un_kind k) {
     switch (k) {
     case UN_NEG: case UN_ABS: case UN_SQRT: case UN_RELU: case UN_ADD_S: case UN_MUL_S:
