@@ -155,6 +155,8 @@ fi
 # ---- 2 and 3. programs -----------------------------------------------------------------
 
 log_of() { local name=${1#"$build"/}; echo "$logs/${name//\//_}.log"; }
+# cli_dir_of SCRIPT: where a test script's CLI wrapper and its runs' valgrind logs go.
+cli_dir_of() { local d=${1%.sh}.cli; echo "$logs/${d//\//_}"; }
 
 # start_one PROGRAM [WRAPPER...]: runs it from the repository root; its output goes to its
 # log, its exit status, wall seconds and CPU seconds (user + system, of it and its children:
@@ -176,8 +178,8 @@ start_one() {
 # why not (no run at all: the script did not use $BRICK_CLI; a log without its ERROR
 # SUMMARY: the run was killed; errors or leaks) and returns 1. Other scripts: returns 0.
 cli_check() {
-    local dir=${1%.sh}.cli n=0 bad=() f
-    dir=$logs/${dir//\//_}
+    local dir n=0 bad=() f
+    dir=$(cli_dir_of "$1")
     [ -d "$dir" ] && [ "$wrapper_is_valgrind" = 1 ] || return 0
     for f in "$dir"/valgrind.*.log; do
         n=$((n + 1))
@@ -305,8 +307,7 @@ launch_tests() {
 for s in "${test_scripts[@]}"; do
     cli=()
     if [ ${#wrapper[@]} -gt 0 ]; then
-        d=${s%.sh}.cli
-        d=$logs/${d//\//_}
+        d=$(cli_dir_of "$s")
         mkdir -p "$d"
         extra=()
         [ "$wrapper_is_valgrind" = 1 ] && extra=("--log-file=$d/valgrind.%p.log")
