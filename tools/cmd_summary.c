@@ -179,9 +179,9 @@ int cmd_summary(int argc, char **argv) {
     const char *model = NULL, *in_shape_s = "1,28,28";
     int64_t classes = 10;
     cli_option opts[] = {
-        {"--model", CLI_STR, &model, 0, 0, false},
-        {"--in-shape", CLI_STR, &in_shape_s, 0, 0, false},
-        {"--classes", CLI_INT, &classes, 1, CLI_MAX_CLASSES, false},
+        {"--model", CLI_STR, &model, 0, 0, false, NULL},
+        {"--in-shape", CLI_STR, &in_shape_s, 0, 0, false, NULL},
+        {"--classes", CLI_INT, &classes, 1, CLI_MAX_CLASSES, false, NULL},
     };
     const char *pos[1];
     int n_pos;
