@@ -361,6 +361,16 @@ fi
 # layer, then "out of memory" with exit 2)
 usage "train: a 79 G-parameter MLP" "brick train" "has 7.95e\+10 parameters .*more than the 1073741824 \(BK_MODEL_MAX_PARAMS\)" \
     "$brick" train --model mlp:hidden=100000000 --data "$data"
+usage "summary: a 79 G-parameter MLP" "brick summary" "BK_MODEL_MAX_PARAMS" "$brick" summary --model mlp:hidden=100000000
+# a model within the limit that memory cannot hold: a resource failure (1), not usage (2)
+if [ -z "${BRICK_CLI:-}" ] && ! grep -q __asan_init "$brick"; then
+    run bash -c 'ulimit -v 1048576; exec "$@"' _ "$brick" summary --model mlp:hidden=1000000
+    if [ "$rc" -eq 1 ] && grep -q "out of memory" <<<"$err"; then
+        ok "summary: a 795 M-parameter MLP in 1 GiB of address space: exit 1 (out of memory)"
+    else
+        bad "summary: out of memory is not usage" "exit $rc: ${err:0:300}"
+    fi
+fi
 
 # the test images must have the training images' shape: checked before training
 mkdir -p "$tmp/d20"
