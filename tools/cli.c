@@ -339,7 +339,8 @@ int cli_check_writable(const char *what, const char *path, int64_t bytes) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.probe.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return cli_usage("%s %s: path too long", what, path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    unlink(tmp); /* a leftover of a killed run with the same pid */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0)
         return cli_fail("%s %s cannot be written: cannot create a file there: %s", what, path,
                         strerror(errno));
