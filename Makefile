@@ -281,8 +281,8 @@ fuzz:
 fuzz-targets: $(FUZZ_BINS)
 $(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/fuzz/fuzz_%.o $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/cli: $(CLI_OBJS)
-$(BUILD)/fuzz/cli: LDLIBS += $(LIB_A)
+$(BUILD)/fuzz/cli $(BUILD)/fuzz/ckpt: $(CLI_OBJS)
+$(BUILD)/fuzz/cli $(BUILD)/fuzz/ckpt: LDLIBS += $(LIB_A)
 -include $(FUZZ_SRCS:%.c=$(BUILD)/%.d)
 
 # ---- install ----------------------------------------------------------------------------

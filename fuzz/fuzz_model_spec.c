@@ -6,6 +6,8 @@
  *   line 2  the input shape, e.g. "1,28,28" (up to 9 comma-separated integers, any sign)
  *   line 3  n_classes (default 10)
  *   line 4  the size of the canonical-spec buffer (default 256; 0 passes NULL)
+ * bk_model_num_params must give the parameter count of the model bk_model_build builds,
+ * or refuse (with an error) what the build refuses without allocating.
  * bk_model_build must fail with an error, or return a model such that:
  *   - the canonical spec it wrote (when the buffer was big enough) builds the same
  *     architecture again and canonicalises to itself;
@@ -90,7 +92,14 @@ FUZZ_TARGET(model_spec) {
     /* exactly canon_size bytes, so that ASan sees any write past them */
     char *canon = canon_size ? malloc(canon_size) : NULL;
 
+    /* the count from the spec alone: what the build allocates, or the build's refusal */
+    int64_t counted = bk_model_num_params(spec, ndim, shape, n_classes, NULL, 0);
+    FUZZ_ASSERT(counted >= 0 || bk_last_error()[0]);
+    FUZZ_ASSERT(counted <= BK_MODEL_MAX_PARAMS);
     bk_module *m = bk_model_build(spec, ndim, shape, n_classes, canon, canon_size);
+    FUZZ_ASSERT(!m || counted == bk_module_num_params(m, false));
+    FUZZ_ASSERT(counted >= 0 || !m); /* a refused count is a refused build */
+    FUZZ_ASSERT(counted < 0 || m || strstr(bk_last_error(), "out of memory")); /* else only OOM */
     if (!m) {
         FUZZ_ASSERT(bk_last_error()[0]);
     } else {

@@ -145,3 +145,23 @@ for name, args in [
     ("near_miss_option", ["eval", "--batch-size"]),
 ]:
     put("cli", name, "\n".join(args))
+
+# ---- checkpoint metadata as `brick train --resume` reads it: one edit per line ----------
+# ("key=value" sets, "-key" removes; fuzz_ckpt.c applies them to a valid checkpoint)
+
+for name, edits in [
+    ("unchanged", []),
+    ("cosine", ["brick.lr_schedule=cosine", "brick.lr_t_max=3", "brick.lr_min=0.001"]),
+    ("step", ["brick.lr_schedule=step", "brick.lr_step_size=1", "brick.lr_gamma=0.5"]),
+    ("mid_epoch", ["brick.epoch=0", "brick.batch=1", "brick.epoch_loss_sum=0x1.2p+3",
+                   "brick.epoch_correct=1", "brick.epoch_seen=4", "brick.epoch_seconds=0.5"]),
+    ("adam", ["brick.optimizer=adam", "brick.weight_decay=0"]),
+    ("batch_2p61", ["brick.batch_size=2305843009213693952"]),
+    ("lr_word", ["brick.lr=fast"]),
+    ("t_max_2p32", ["brick.lr_schedule=cosine", "brick.lr_t_max=4294967297", "brick.lr_min=0"]),
+    ("even_rng", ["brick.loader_rng=9a4aa19c3b8f0cac:000000000000006c"]),
+    ("no_arch", ["-brick.arch"]),
+    ("bigger_model", ["brick.arch=mlp:hidden=4"]),
+    ("history", ["brick.history=1,2.5,0.1,2.4,0.2,0.01\n"]),
+]:
+    put("ckpt", name, "\n".join(edits))

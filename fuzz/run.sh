@@ -2,7 +2,7 @@
 # run.sh - runs brick's libFuzzer targets (docs/reliability.md).
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer flags...]   one target (safetensors, idx,
-#                                                     model_spec, cli)
+#                                                     model_spec, cli, ckpt)
 #   fuzz/run.sh all SECONDS [libFuzzer flags...]      each target in turn, SECONDS each
 #
 # Builds the targets first (make fuzz: clang + libFuzzer, ASan, UBSan, into build-fuzz/).
@@ -69,7 +69,7 @@ for t in "${targets[@]}"; do
     # the targets' own output is dropped (stdout; the CLI's stderr too: its usage errors),
     # libFuzzer's and the sanitizers' reports are kept
     quiet=1
-    [ "$t" = cli ] && quiet=3
+    case $t in cli | ckpt) quiet=3 ;; esac
     build-fuzz/fuzz/"$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
         -close_fd_mask=$quiet -print_final_stats=1 -artifact_prefix="$artifacts/" \
         "${dict[@]}" "$@" "${dirs[@]}" >"$log" 2>&1

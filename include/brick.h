@@ -905,6 +905,16 @@ void bk_loader_set_rng(bk_loader *l, bk_rng rng);
  * (may be NULL) so that it can be stored in a checkpoint. */
 bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
                           char *canonical, size_t canonical_size);
+/* The most parameters a model of the zoo may have: 2^30, 4 GiB of float32 weights (with
+ * gradients and Adam's two moments, 16 GiB to train). bk_model_build and
+ * bk_model_num_params refuse a spec beyond it before allocating anything. */
+#define BK_MODEL_MAX_PARAMS (INT64_C(1) << 30)
+/* The number of parameters bk_model_build(spec, ...) would allocate, computed from the
+ * spec alone (nothing is allocated), after the same checks (the spec, the input shape, the
+ * classes, BK_MODEL_MAX_PARAMS); the canonical spec goes to *canonical as there. -1 with
+ * an error if bk_model_build would refuse the spec. */
+int64_t bk_model_num_params(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
+                            char *canonical, size_t canonical_size);
 /* Names of the models bk_model_build knows, NULL-terminated. */
 const char *const *bk_model_names(void);
 

@@ -1274,6 +1274,14 @@ TEST(models_and_checkpoints) {
     MISUSE(bk_model_build("mlp", 3, neg, 10, canon, sizeof canon), "model", "negative dimension -4");
     MISUSE(bk_model_build("mlp", 3, in, 0, canon, sizeof canon), "model", "classes");
     MISUSE(bk_model_build("mlp", 3, in, -10, canon, sizeof canon), "model", "-10");
+    MISUSE(bk_model_build("mlp:hidden=4294967296", 3, in, 10, canon, sizeof canon), "model", "BK_MODEL_MAX_PARAMS");
+    MISUSE(bk_model_num_params(NULL, 3, in, 10, canon, sizeof canon), "model", "spec is NULL");
+    MISUSE(bk_model_num_params("nonet", 3, in, 10, canon, sizeof canon), "model", "unknown model");
+    MISUSE(bk_model_num_params("mlp", 3, NULL, 10, canon, sizeof canon), "model", "shape is NULL");
+    MISUSE(bk_model_num_params("mlp", 3, in, 0, canon, sizeof canon), "model", "classes");
+    MISUSE(bk_model_num_params("resnet:width=65536", 3, in, 10, canon, sizeof canon), "model", "BK_MODEL_MAX_PARAMS");
+    ACCEPTS(bk_model_num_params("mlp:hidden=8", 3, in, 10, NULL, 0) == 16 * 8 + 8 + 8 * 10 + 10,
+            "canonical NULL: not written");
     bk_module *m = NULL;
     ACCEPTS((m = bk_model_build("mlp:hidden=8", 3, in, 10, NULL, 0)) != NULL, "canonical NULL: not written");
     bk_module *m2 = NULL;

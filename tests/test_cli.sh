@@ -102,7 +102,7 @@ usage "train: non-numeric lr" "brick train" "--lr" "$brick" train --lr fast
 usage "train: lr=nan" "brick train" "--lr" "$brick" train --lr=nan
 usage "train: zero batch" "brick train" "--batch-size" "$brick" train --batch-size 0
 usage "train: missing value" "brick train" "--seed needs a value" "$brick" train --seed
-usage "train: unknown optimizer" "brick train" "unknown optimizer 'rmsprop'" "$brick" train --optimizer rmsprop
+usage "train: unknown optimizer" "brick train" "--optimizer must be one of sgd, adam, adamw, got 'rmsprop'" "$brick" train --optimizer rmsprop
 usage "train: unknown model" "brick train" "unknown model \"nosuchnet\"" "$brick" train --model nosuchnet
 usage "train: bad model setting" "brick train" "hidden" "$brick" train --model mlp:hidden=-4
 usage "train: momentum with adam" "brick train" "momentum" "$brick" train --optimizer adam --momentum 0.9
@@ -116,7 +116,7 @@ usage "eval: no file" "brick eval" "expected a model FILE" "$brick" eval
 usage "summary: nothing to summarise" "brick summary" "expected a model FILE or --model" "$brick" summary
 usage "summary: unknown model" "brick summary" "unknown model" "$brick" summary --model nope
 usage "predict: no images" "brick predict" "expected IMAGE" "$brick" predict "$tmp/x"
-usage "train: unknown lr schedule" "brick train" "unknown --lr-schedule 'linear'" "$brick" train --lr-schedule linear
+usage "train: unknown lr schedule" "brick train" "--lr-schedule must be one of none, cosine, step, got 'linear'" "$brick" train --lr-schedule linear
 usage "train: step schedule without a step size" "brick train" "needs --lr-step-size" "$brick" train --lr-schedule step
 usage "train: --lr-gamma without the step schedule" "brick train" "for --lr-schedule step" "$brick" train --lr-schedule cosine --lr-gamma 0.5
 usage "train: --lr-min without the cosine schedule" "brick train" "for --lr-schedule cosine" "$brick" train --lr-min 0.001
@@ -265,6 +265,148 @@ expect "eval of a truncated file: exit 1" 1 "trunc.ckpt.safetensors" "$brick" ev
 printf 'not a model' >"$tmp/junk.safetensors"
 expect "eval of a junk file: exit 1" 1 "junk.safetensors" "$brick" eval "$tmp/junk.safetensors" --data "$data"
 expect "NaN loss: exit 1" 1 "brick train: the loss is (NaN|infinite)" "$brick" train --model mlp --data "$data" --epochs 1 --lr 1e30 --out "$tmp/nan.safetensors"
+
+# ---- hostile checkpoints, models and outputs (issue 11) ---------------------------------------
+# Every value read back from a checkpoint passes the check of the flag that set it; a bad
+# one is refused (exit 1) with the file, the key and the value, before anything is trained.
+# Crafted with tests/craft_safetensors.py (plain python3: skipped without it).
+
+py=${BRICK_PYTHON:-/usr/bin/python3}
+h=$tmp/h.safetensors
+run "$brick" train --model softmax --data "$data" --epochs 1 --out "$h"
+[ "$rc" -eq 0 ] || bad "hostile: the checkpoint to craft from" "exit $rc: ${err:0:300}"
+hc=$tmp/h.ckpt.safetensors
+# refused NAME PATTERN EDIT...: a copy of $hc with EDITs is refused on resume, nothing trained
+refused() {
+    local name=$1 pattern=$2
+    shift 2
+    rm -f "$tmp/bad.safetensors"
+    "$py" tests/craft_safetensors.py "$hc" "$tmp/bad.ckpt.safetensors" "$@" || { bad "$name" "craft failed"; return; }
+    expect "$name" 1 "$pattern" "$brick" train --resume "$tmp/bad.ckpt.safetensors" --epochs 2
+    if grep -q "^epoch 2/2" <<<"$out" || [ -e "$tmp/bad.safetensors" ]; then bad "$name: it trained"; fi
+}
+if "$py" -c '' 2>/dev/null; then
+    "$py" tests/craft_safetensors.py "$hc" "$tmp/same.ckpt.safetensors"
+    expect "hostile: an unchanged rewritten checkpoint resumes (the crafting keeps it valid)" 0 "^epoch 2/2" \
+        "$brick" train --resume "$tmp/same.ckpt.safetensors" --epochs 2
+    ck="bad.ckpt.safetensors: metadata"
+    refused "resume: batch_size 2^61 (wrapped the prediction buffer)" \
+        "$ck brick.batch_size \"2305843009213693952\" must be an integer in 1..1000000000 \(as --batch-size\)" \
+        brick.batch_size=2305843009213693952
+    refused "resume: lr 'fast' (was 0 by atof)" "$ck brick.lr \"fast\" must be a number >= 0 \(as --lr\)" brick.lr=fast
+    refused "resume: lr 1e400" "$ck brick.lr \"1e400\"" brick.lr=1e400
+    refused "resume: seed -5" "$ck brick.seed \"-5\"" brick.seed=-5
+    refused "resume: lr_t_max 2^32+1 (was cast to 1)" "$ck brick.lr_t_max \"4294967297\" .*\(as --epochs\)" \
+        brick.lr_schedule=cosine brick.lr_t_max=4294967297 brick.lr_min=0
+    refused "resume: lr_step_size 2^32 (was 0)" "$ck brick.lr_step_size \"4294967296\" .*\(as --lr-step-size\)" \
+        brick.lr_schedule=step brick.lr_step_size=4294967296 brick.lr_gamma=0.1
+    refused "resume: lr_gamma missing" "metadata brick.lr_gamma is missing" \
+        brick.lr_schedule=step brick.lr_step_size=1
+    refused "resume: unknown optimizer (was AdamW)" "$ck brick.optimizer \"rmsprop\" must be one of sgd, adam, adamw" \
+        brick.optimizer=rmsprop
+    refused "resume: unknown lr schedule" "$ck brick.lr_schedule \"linear\" must be one of none, cosine, step" \
+        brick.lr_schedule=linear
+    refused "resume: threads 100000" "$ck brick.threads \"100000\" must be an integer in 0..1024" brick.threads=100000
+    refused "resume: epoch_loss_sum nan" "$ck brick.epoch_loss_sum \"nan\"" \
+        brick.batch=1 brick.epoch_loss_sum=nan brick.epoch_correct=0 brick.epoch_seen=0
+    refused "resume: epoch_correct above epoch_seen" "brick.epoch_correct 9 is more than brick.epoch_seen 3" \
+        brick.batch=1 brick.epoch_loss_sum=0x1p+2 brick.epoch_correct=9 brick.epoch_seen=3
+    refused "resume: an even PCG increment" "$ck brick.loader_rng \"9a4aa19c3b8f0cac:000000000000006c\" is not a generator state" \
+        brick.loader_rng=9a4aa19c3b8f0cac:000000000000006c
+    refused "resume: a generator state with 0x" "$ck brick.model_rng \"0x4aa19c3b8f0cac:000000000000006d\"" \
+        brick.model_rng=0x4aa19c3b8f0cac:000000000000006d
+    refused "resume: NaN weights are named (not 'the loss is NaN, try a smaller --lr')" \
+        "bad.ckpt.safetensors: tensor \"1.weight\" holds a non-finite value \(nan" nan:1.weight
+    refused "resume: an infinite optimizer state is named" \
+        "tensor \"optim.1.bias.momentum_buffer\" holds a non-finite value \(inf" inf:optim.1.bias.momentum_buffer
+    "$py" tests/craft_safetensors.py "$h" "$tmp/nanw.safetensors" nan:1.bias
+    expect "eval of a model with NaN weights: exit 1 naming the tensor (was 'test loss nan', exit 0)" 1 \
+        "nanw.safetensors: tensor \"1.bias\" holds a non-finite value" "$brick" eval "$tmp/nanw.safetensors" --data "$data"
+    expect "summary of a model with NaN weights: exit 1 naming the tensor" 1 \
+        "nanw.safetensors: tensor \"1.bias\" holds a non-finite value" "$brick" summary "$tmp/nanw.safetensors"
+    "$py" tests/craft_safetensors.py "$h" "$tmp/huge.safetensors" "brick.arch=mlp:hidden=4294967296"
+    expect "eval of a file whose brick.arch is a 3.4 T-parameter MLP: refused before allocating" 1 \
+        "huge.safetensors: cannot rebuild its model: .*BK_MODEL_MAX_PARAMS" "$brick" eval "$tmp/huge.safetensors" --data "$data"
+else
+    echo "  skip hostile checkpoint tests (no $py)"
+fi
+
+# outputs: --out must not replace the checkpoint being resumed (by inode, so a link too)
+cp "$hc" "$tmp/keep.ckpt"
+usage "resume: --out the checkpoint itself" "brick train" "the model file .*h.ckpt.safetensors would replace the checkpoint being resumed" \
+    "$brick" train --resume "$hc" --epochs 2 --out "$hc"
+ln -sf "$hc" "$tmp/link.safetensors"
+usage "resume: --out a link to the checkpoint" "brick train" "would replace the checkpoint being resumed" \
+    "$brick" train --resume "$hc" --epochs 2 --out "$tmp/link.safetensors"
+if cmp -s "$hc" "$tmp/keep.ckpt"; then ok "resume: the checkpoint is left as it was"; else bad "resume: the checkpoint was overwritten"; fi
+
+# outputs that cannot be written are found before training, not after the first epoch
+usage "train: --out a directory" "brick train" "--out $tmp is a directory" "$brick" train --data "$data" --out "$tmp"
+mkdir -p "$tmp/ro"
+chmod 555 "$tmp/ro"
+ro=$tmp/ro/m.safetensors
+if touch "$tmp/ro/x" 2>/dev/null; then ro=/proc/brick-test-m.safetensors; fi # root writes anywhere
+expect "train: a read-only directory is refused before training" 1 "--out $ro cannot be written" \
+    "$brick" train --model softmax --data "$data" --epochs 1 --out "$ro"
+if grep -q "^epoch" <<<"$out"; then bad "read-only directory: it trained first"; fi
+# a full disk, as a file size limit: no room for the model's 0.8 MB
+run bash -c 'trap "" XFSZ; ulimit -f 64; exec "$@"' _ "$brick" train --model mlp --data "$data" --epochs 1 --out "$tmp/full.safetensors"
+if [ "$rc" -eq 1 ] && grep -q "full.safetensors cannot be written: no room for its 0.8 MiB: File too large" <<<"$err" &&
+    ! grep -q "^epoch" <<<"$out"; then
+    ok "train: no room for the outputs is found before training"
+else
+    bad "train: no room for the outputs" "exit $rc" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
+fi
+# models beyond BK_MODEL_MAX_PARAMS: a usage error, before allocating anything (was a 4 GB
+# layer, then "out of memory" with exit 2)
+usage "train: a 79 G-parameter MLP" "brick train" "has 7.95e\+10 parameters .*more than the 1073741824 \(BK_MODEL_MAX_PARAMS\)" \
+    "$brick" train --model mlp:hidden=100000000 --data "$data"
+usage "summary: a 79 G-parameter MLP" "brick summary" "BK_MODEL_MAX_PARAMS" "$brick" summary --model mlp:hidden=100000000
+# a model within the limit that memory cannot hold: a resource failure (1), not usage (2)
+if [ -z "${BRICK_CLI:-}" ] && ! grep -q __asan_init "$brick"; then
+    run bash -c 'ulimit -v 1048576; exec "$@"' _ "$brick" summary --model mlp:hidden=1000000
+    if [ "$rc" -eq 1 ] && grep -q "out of memory" <<<"$err"; then
+        ok "summary: a 795 M-parameter MLP in 1 GiB of address space: exit 1 (out of memory)"
+    else
+        bad "summary: out of memory is not usage" "exit $rc: ${err:0:300}"
+    fi
+fi
+
+# the test images must have the training images' shape: checked before training
+mkdir -p "$tmp/d20"
+for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-labels-idx1-ubyte.gz; do ln -sf "$PWD/$data/$f" "$tmp/d20/$f"; done
+if "$py" - "$data/t10k-images-idx3-ubyte.gz" "$tmp/d20/t10k-images-idx3-ubyte" <<'PY' 2>/dev/null; then
+import gzip, struct, sys
+b = gzip.open(sys.argv[1]).read()
+magic, n, r, c = struct.unpack(">IIII", b[:16])
+out = bytearray(struct.pack(">IIII", magic, n, 20, 20))
+for i in range(n):
+    img = b[16 + i * r * c: 16 + (i + 1) * r * c]
+    for y in range(20):
+        out += img[y * c: y * c + 20]
+open(sys.argv[2], "wb").write(bytes(out))
+PY
+    for m_ in mlp resnet:width=2; do
+        expect "train $m_: 20x20 test images beside 28x28 training images are refused before training" 1 \
+            "the test images $tmp/d20/t10k-images-idx3-ubyte are \(1, 20, 20\) but the training images $tmp/d20/train-images-idx3-ubyte.gz are \(1, 28, 28\)" \
+            "$brick" train --model "$m_" --data "$tmp/d20" --epochs 1 --out "$tmp/d20.safetensors"
+        if grep -q "^epoch" <<<"$out"; then bad "20x20 test images: $m_ trained first"; fi
+    done
+else
+    echo "  skip the test-image shape test (no $py)"
+fi
+
+# --batch-size inside its range no longer sizes the evaluation's buffers (was 8 GB of
+# predictions for 1e9): under a 2 GiB address space (not with ASan or valgrind, which
+# reserve more)
+if [ -z "${BRICK_CLI:-}" ] && ! grep -q __asan_init "$brick"; then
+    run bash -c 'ulimit -v 2097152; exec "$@"' _ "$brick" train --model softmax --data "$data" --epochs 1 --batch-size 1000000000 --out "$tmp/b.safetensors"
+    if [ "$rc" -eq 0 ] && grep -q "^epoch 1/1" <<<"$out"; then
+        ok "train --batch-size 1e9 runs in 2 GiB (the buffers hold at most the data set)"
+    else
+        bad "train --batch-size 1e9 in 2 GiB" "exit $rc" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
+    fi
+fi
 
 # ---- data defaults --------------------------------------------------------------------------
 

@@ -323,6 +323,50 @@ TEST(model_parameter_counts) {
     bk_module_free(net);
 }
 
+/* bk_model_num_params counts from the spec alone what bk_model_build allocates, for every
+ * model, and refuses a model over BK_MODEL_MAX_PARAMS before anything is allocated. */
+TEST(model_num_params_from_spec) {
+    struct {
+        const char *spec;
+        int ndim;
+        int64_t shape[3];
+        int classes;
+    } cases[] = {
+        {"softmax", 3, {1, 28, 28}, 10}, {"mlp:hidden=7", 1, {13}, 3},
+        {"mlp", 3, {1, 28, 28}, 10},     {"lenet", 3, {3, 32, 29}, 7},
+        {"resnet:width=4", 3, {3, 17, 13}, 5}, {"resnet:width=3", 3, {1, 28, 28}, 10},
+        {"googlenet", 3, {2, 28, 28}, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char c1[128] = "", c2[128] = "";
+        int64_t counted = bk_model_num_params(cases[i].spec, cases[i].ndim, cases[i].shape,
+                                              cases[i].classes, c1, sizeof c1);
+        bk_module *net = bk_model_build(cases[i].spec, cases[i].ndim, cases[i].shape,
+                                        cases[i].classes, c2, sizeof c2);
+        int64_t built = net ? bk_module_num_params(net, false) : -2;
+        if (counted != built)
+            fprintf(stderr, "  %s: counted %lld, built %lld\n", cases[i].spec, (long long)counted,
+                    (long long)built);
+        CHECK(counted == built);
+        CHECK(!strcmp(c1, c2));
+        bk_module_free(net);
+    }
+    /* mlp on (1, 28, 28): 795 hidden + 10 parameters; 2^30 allows hidden <= 1350618 */
+    CHECK(bk_model_num_params("mlp:hidden=1350618", BK_SHAPE(1, 28, 28), 10, NULL, 0) == 1073741320);
+    CHECK_ERR(bk_model_num_params("mlp:hidden=1350619", BK_SHAPE(1, 28, 28), 10, NULL, 0) >= 0,
+              "more than the 1073741824 (BK_MODEL_MAX_PARAMS)");
+    /* refused before allocating: 78 G parameters, 292 GiB */
+    CHECK_ERR(bk_model_build("mlp:hidden=100000000", BK_SHAPE(1, 28, 28), 10, NULL, 0),
+              "model mlp: mlp:hidden=100000000 has 7.95e+10 parameters");
+    CHECK_ERR(bk_model_build("resnet:width=65536", BK_SHAPE(1, 28, 28), 10, NULL, 0),
+              "BK_MODEL_MAX_PARAMS");
+    CHECK_ERR(bk_model_build("mlp:hidden=4294967296", BK_SHAPE(3, 4096, 4096), 256, NULL, 0),
+              "BK_MODEL_MAX_PARAMS");
+    /* the input checks of the build come first, as there */
+    CHECK_ERR(bk_model_num_params("lenet", BK_SHAPE(1, 10, 28), 10, NULL, 0) >= 0,
+              "LeNet needs H and W of at least 12");
+}
+
 /* ---- BatchNorm ------------------------------------------------------------------------------ */
 
 /* per-channel mean and unbiased variance of x (N, C, S...) */
@@ -649,6 +693,7 @@ int main(void) {
     RUN(lenet_repr);
     RUN(residual_and_inception_repr);
     RUN(model_parameter_counts);
+    RUN(model_num_params_from_spec);
     RUN(batch_norm_running_stats);
     RUN(batch_norm1d_shapes);
     RUN(layer_norm_and_activations);

@@ -15,6 +15,7 @@
 
 #include "test.h"
 
+#include "../fuzz/fuzz_ckpt.c"
 #include "../fuzz/fuzz_cli.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_model_spec.c"
@@ -32,6 +33,7 @@ static const replay_target TARGETS[] = {
     {"idx", fuzz_idx},
     {"model_spec", fuzz_model_spec},
     {"cli", fuzz_cli},
+    {"ckpt", fuzz_ckpt},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
@@ -103,12 +105,14 @@ TEST(replay_safetensors) { replay(&TARGETS[0]); }
 TEST(replay_idx) { replay(&TARGETS[1]); }
 TEST(replay_model_spec) { replay(&TARGETS[2]); }
 TEST(replay_cli) { replay(&TARGETS[3]); }
+TEST(replay_ckpt) { replay(&TARGETS[4]); }
 
 int main(void) {
     RUN(replay_safetensors);
     RUN(replay_idx);
     RUN(replay_model_spec);
     RUN(replay_cli);
+    RUN(replay_ckpt);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -64,39 +65,61 @@ bool cli_parse_i64(const char *s, int64_t *out) {
     return true;
 }
 
-static int set_value(cli_option *o, const char *v) {
+bool cli_value_parse(const cli_option *o, const char *v, void *out, char *why, size_t n) {
     switch (o->kind) {
-    case CLI_STR:
-        if (!*v) return cli_usage("%s needs a non-empty value", o->name);
-        *(const char **)o->out = v;
-        return CLI_OK;
+    case CLI_STR: {
+        bool ok = *v != '\0' && !o->choices;
+        for (const char *const *c = o->choices; c && *c && !ok; c++) ok = !strcmp(v, *c);
+        if (ok) {
+            *(const char **)out = v;
+            return true;
+        }
+        if (!o->choices) {
+            snprintf(why, n, "needs a non-empty value");
+            return false;
+        }
+        size_t k = (size_t)snprintf(why, n, "must be one of");
+        for (const char *const *c = o->choices; *c && k < n; c++)
+            k += (size_t)snprintf(why + k, n - k, "%s %s", c == o->choices ? "" : ",", *c);
+        return false;
+    }
     case CLI_INT: {
         int64_t x;
-        if (!cli_parse_i64(v, &x) || (double)x < o->min || (double)x > o->max) {
-            if (o->max >= 9e18)
-                return cli_usage("%s must be an integer >= %.0f, got '%s'", o->name, o->min, v);
-            return cli_usage("%s must be an integer in %.0f..%.0f, got '%s'", o->name, o->min,
-                             o->max, v);
+        if (cli_parse_i64(v, &x) && (double)x >= o->min && (double)x <= o->max) {
+            *(int64_t *)out = x;
+            return true;
         }
-        *(int64_t *)o->out = x;
-        return CLI_OK;
+        if (o->max >= 9e18)
+            snprintf(why, n, "must be an integer >= %.0f", o->min);
+        else
+            snprintf(why, n, "must be an integer in %.0f..%.0f", o->min, o->max);
+        return false;
     }
     case CLI_FLOAT: {
         char *end;
         errno = 0;
         double x = strtod(v, &end);
-        if (!*v || *end || errno || !isfinite(x) || x < o->min || x > o->max) {
-            if (o->max >= 1e300)
-                return cli_usage("%s must be a number >= %g, got '%s'", o->name, o->min, v);
-            return cli_usage("%s must be a number in [%g, %g], got '%s'", o->name, o->min,
-                             o->max, v);
+        if (*v && !*end && !errno && isfinite(x) && x >= o->min && x <= o->max) {
+            *(double *)out = x;
+            return true;
         }
-        *(double *)o->out = x;
-        return CLI_OK;
+        if (o->max >= 1e300)
+            snprintf(why, n, "must be a number >= %g", o->min);
+        else
+            snprintf(why, n, "must be a number in [%g, %g]", o->min, o->max);
+        return false;
     }
     default:
-        return cli_usage("%s: internal error (option kind)", o->name);
+        snprintf(why, n, "has an unknown kind (internal error)");
+        return false;
     }
+}
+
+static int set_value(cli_option *o, const char *v) {
+    char why[256];
+    if (cli_value_parse(o, v, o->out, why, sizeof why)) return CLI_OK;
+    if (o->kind == CLI_STR && !o->choices) return cli_usage("%s %s", o->name, why);
+    return cli_usage("%s %s, got '%s'", o->name, why, v);
 }
 
 int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
@@ -305,6 +328,33 @@ double cli_now(void) {
 
 void cli_set_threads(int n) { bk_set_num_threads(n); }
 
+bool cli_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !strcmp(a, b);
+}
+
+int cli_check_writable(const char *what, const char *path, int64_t bytes) {
+    if (cli_is_dir(path)) return cli_usage("%s %s is a directory (give a file name)", what, path);
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.probe.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return cli_usage("%s %s: path too long", what, path);
+    unlink(tmp); /* a leftover of a killed run with the same pid */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return cli_fail("%s %s cannot be written: cannot create a file there: %s", what, path,
+                        strerror(errno));
+    /* The room the file will take: a full disk or a file size limit shows now rather than
+     * after the first epoch. A file system without fallocate is not checked for room. */
+    int err = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+    close(fd);
+    unlink(tmp);
+    if (err && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS)
+        return cli_fail("%s %s cannot be written: no room for its %.1f MiB: %s", what, path,
+                        (double)bytes / 1048576.0, strerror(err));
+    return CLI_OK;
+}
+
 /* ---- models from files --------------------------------------------------------------------- */
 
 bool cli_parse_shape(const char *s, int *ndim, int64_t *shape) {
@@ -322,6 +372,30 @@ bool cli_parse_shape(const char *s, int *ndim, int64_t *shape) {
     }
     *ndim = d;
     return d > 0;
+}
+
+int cli_meta_value(const char *path, const bk_safetensors *st, const char *key,
+                   const cli_option *range, bool required, void *out) {
+    const char *v = bk_safetensors_meta(st, key);
+    if (!v) return required ? cli_fail("%s: metadata %s is missing", path, key) : CLI_OK;
+    char why[256];
+    if (cli_value_parse(range, v, out, why, sizeof why)) return CLI_OK;
+    if (range->name[0] == '-')
+        return cli_fail("%s: metadata %s \"%.64s\" %s (as %s)", path, key, v, why, range->name);
+    return cli_fail("%s: metadata %s \"%.64s\" %s", path, key, v, why);
+}
+
+int cli_check_finite(const char *path, const bk_safetensors *st) {
+    for (int i = 0; i < bk_safetensors_count(st); i++) {
+        const char *name = bk_safetensors_name(st, i);
+        const bk_tensor *t = name ? bk_safetensors_get(st, name) : NULL;
+        for (int64_t k = 0; t && k < t->numel; k++)
+            if (!isfinite(t->data[k]))
+                return cli_fail("%s: tensor \"%s\" holds a non-finite value (%g at element "
+                                "%" PRId64 "): the file is damaged, or saved from a run that "
+                                "diverged", path, name, (double)t->data[k], k);
+    }
+    return CLI_OK;
 }
 
 int cli_model_load(const char *path, cli_model *cm) {
@@ -355,6 +429,8 @@ int cli_model_load(const char *path, cli_model *cm) {
                  CLI_MAX_CLASSES);
         goto done;
     }
+    /* NaN weights would evaluate to "test loss nan" and exit 0: refuse them, by name */
+    if (cli_check_finite(path, st)) goto done;
     cm->n_classes = (int)nc;
     snprintf(cm->arch, sizeof cm->arch, "%s", arch);
     for (int c = 0; names && *names && c < cm->n_classes; c++) {

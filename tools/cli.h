@@ -1,6 +1,7 @@
 /* cli.h - what the files of the `brick` command-line tool share. Private to tools/.
  *
- * Exit statuses, everywhere: 0 success; 1 a runtime failure (a file that fails to load, a
+ * Exit statuses, everywhere: 0 success; 1 a runtime failure (a file that fails to load or
+ * holds values its flags would refuse, memory or disk that is short: a resource, a
  * loss that turns NaN: the library's message is printed); 2 a usage error (bad flag,
  * value or path: ONE line "brick <cmd>: <reason>" on stderr).
  *
@@ -72,6 +73,7 @@ typedef struct cli_option {
     void *out;         /* bool *, const char **, int64_t *, double * */
     double min, max;   /* numbers: the accepted range (inclusive) */
     bool given;        /* set by cli_parse when the option appears */
+    const char *const *choices; /* CLI_STR: the accepted words, NULL-terminated; NULL: any */
 } cli_option;
 
 /* Parses argv[1..argc-1] (argv[0] is the command's name): options as "--name value" or
@@ -86,6 +88,14 @@ cli_option *cli_opt(cli_option *opts, int n_opts, const char *name);
 /* Strict number parsing for values that come from files or lists ("1,28,28"). */
 bool cli_parse_i64(const char *s, int64_t *out);
 
+/* THE parser of a setting's value, shared by the command line (cli_parse) and what a
+ * command reads back from a file it wrote (cli_meta_value): the whole string, of o's kind
+ * (CLI_INT: a decimal integer; CLI_FLOAT: a finite number; CLI_STR: non-empty, one of
+ * o->choices when set), inside [o->min, o->max]. Stores it in *out (int64_t *, double *,
+ * const char ** borrowing v) and returns true; else writes why ("must be an integer in
+ * 1..1000000000") to why[n] and leaves *out alone. */
+bool cli_value_parse(const cli_option *o, const char *v, void *out, char *why, size_t n);
+
 /* ---- files and data (cli.c) ---------------------------------------------------------- */
 
 bool cli_is_dir(const char *path);
@@ -98,6 +108,15 @@ bool cli_has_fashion_mnist(const char *dir);
  * holds the files, else <binary>/../../data/fashion-mnist-subset, else
  * ./data/fashion-mnist-subset. Writes it to buf; *why says which rule picked it. */
 const char *cli_default_data(char *buf, size_t n, const char **why);
+
+/* Whether a and b name the same file: the same device and inode when both exist, else
+ * the same string. */
+bool cli_same_file(const char *a, const char *b);
+/* Before a command runs for long: can `path` be written? A directory is refused
+ * (CLI_USAGE); a file is created beside it, given `bytes` of disk (posix_fallocate, so
+ * that a full disk or a file size limit shows now) and removed (CLI_RUNTIME when that
+ * fails). Prints the message; `what` names the output ("--out", "the checkpoint"). */
+int cli_check_writable(const char *what, const char *path, int64_t bytes);
 
 /* A growable string (for CSV, SVG and metadata values). */
 typedef struct cli_buf {
@@ -141,6 +160,15 @@ int cli_model_load(const char *path, cli_model *cm);
 void cli_model_free(cli_model *cm);
 /* The class name of index c (the file's, or "class c"). Do not free. */
 const char *cli_class_name(cli_model *cm, int c);
+/* Reads the metadata `key` of st (the file `path`) with the range of `range` (the flag
+ * that sets it, or a range of its own) into *out, as cli_value_parse. CLI_OK; CLI_OK
+ * leaving *out alone when the key is absent and !required; else CLI_RUNTIME with the
+ * message printed: "PATH: metadata KEY \"VALUE\" must be ... (as --flag)". */
+int cli_meta_value(const char *path, const bk_safetensors *st, const char *key,
+                   const cli_option *range, bool required, void *out);
+/* CLI_OK when every tensor of st (the file `path`) is finite; else CLI_RUNTIME naming the
+ * first tensor that holds a NaN or an infinity (message printed). */
+int cli_check_finite(const char *path, const bk_safetensors *st);
 /* Parses "1,28,28" into shape; false if malformed. */
 bool cli_parse_shape(const char *s, int *ndim, int64_t *shape);
 

@@ -16,7 +16,10 @@ int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss
     if (!l) return -1;
     bool was_training = m->training, prev = bk_set_grad_enabled(false);
     bk_module_train(m, false);
-    int64_t *pred = malloc((size_t)batch * sizeof *pred);
+    /* sized by what it holds: a batch is never larger than the data set (batch may be
+     * anything up to 1e9, or 2^63 - 1) */
+    int64_t cap = batch < ds->n ? batch : ds->n;
+    int64_t *pred = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *pred);
     double total = 0;
     int64_t correct = 0, seen = 0, B = 0;
     bk_tensor *x;
@@ -97,9 +100,9 @@ int cmd_eval(int argc, char **argv) {
      * reset after it, so memory grows with B (resnet:width=8: 790 MiB at 1000, 225 at 256). */
     int64_t batch = 256, threads = 0;
     cli_option opts[] = {
-        {"--data", CLI_STR, &data, 0, 0, false},
-        {"--batch-size", CLI_INT, &batch, 1, 1e9, false},
-        {"--threads", CLI_INT, &threads, 1, 1024, false},
+        {"--data", CLI_STR, &data, 0, 0, false, NULL},
+        {"--batch-size", CLI_INT, &batch, 1, 1e9, false, NULL},
+        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
     };
     const char *pos[1];
     int n_pos;

@@ -218,20 +218,20 @@ int cmd_train_lm(int argc, char **argv) {
             every = 250, threads = 0;
     double lr = 3e-3;
     cli_option opts[] = {
-        {"--text", CLI_STR, &text, 0, 0, false},
-        {"--context", CLI_INT, &ctx, 1, 4096, false},
-        {"--d-model", CLI_INT, &d, 1, 4096, false},
-        {"--layers", CLI_INT, &layers, 1, 64, false},
-        {"--heads", CLI_INT, &heads, 1, 256, false},
-        {"--ff", CLI_INT, &ff, 1, 65536, false},
-        {"--positions", CLI_STR, &positions, 0, 0, false},
-        {"--steps", CLI_INT, &steps, 0, 1e9, false},
-        {"--batch-size", CLI_INT, &batch, 1, 65536, false},
-        {"--lr", CLI_FLOAT, &lr, 0, 10, false},
-        {"--eval-every", CLI_INT, &every, 0, 1e9, false},
-        {"--seed", CLI_INT, &seed, 0, 9.0e15, false},
-        {"--threads", CLI_INT, &threads, 1, 1024, false},
-        {"--out", CLI_STR, &out, 0, 0, false},
+        {"--text", CLI_STR, &text, 0, 0, false, NULL},
+        {"--context", CLI_INT, &ctx, 1, 4096, false, NULL},
+        {"--d-model", CLI_INT, &d, 1, 4096, false, NULL},
+        {"--layers", CLI_INT, &layers, 1, 64, false, NULL},
+        {"--heads", CLI_INT, &heads, 1, 256, false, NULL},
+        {"--ff", CLI_INT, &ff, 1, 65536, false, NULL},
+        {"--positions", CLI_STR, &positions, 0, 0, false, NULL},
+        {"--steps", CLI_INT, &steps, 0, 1e9, false, NULL},
+        {"--batch-size", CLI_INT, &batch, 1, 65536, false, NULL},
+        {"--lr", CLI_FLOAT, &lr, 0, 10, false, NULL},
+        {"--eval-every", CLI_INT, &every, 0, 1e9, false, NULL},
+        {"--seed", CLI_INT, &seed, 0, 9.0e15, false, NULL},
+        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
+        {"--out", CLI_STR, &out, 0, 0, false, NULL},
     };
     int n_opts = (int)(sizeof opts / sizeof opts[0]), n_pos = 0;
     const char *pos[1];
@@ -408,11 +408,11 @@ int cmd_generate(int argc, char **argv) {
     int64_t length = 200, seed = 0, threads = 0;
     double temp = 0.8;
     cli_option opts[] = {
-        {"--prompt", CLI_STR, &prompt, 0, 0, false},
-        {"--length", CLI_INT, &length, 0, 1e8, false},
-        {"--temperature", CLI_FLOAT, &temp, 0, 100, false},
-        {"--seed", CLI_INT, &seed, 0, 9.0e15, false},
-        {"--threads", CLI_INT, &threads, 1, 1024, false},
+        {"--prompt", CLI_STR, &prompt, 0, 0, false, NULL},
+        {"--length", CLI_INT, &length, 0, 1e8, false, NULL},
+        {"--temperature", CLI_FLOAT, &temp, 0, 100, false, NULL},
+        {"--seed", CLI_INT, &seed, 0, 9.0e15, false, NULL},
+        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
     };
     int n_opts = (int)(sizeof opts / sizeof opts[0]), n_pos = 0;
     const char *pos[1];

@@ -125,11 +125,11 @@ int cmd_predict(int argc, char **argv) {
     const char *idx = NULL, *labels = NULL;
     int64_t top = 3, index = 0, count = 1;
     cli_option opts[] = {
-        {"--top", CLI_INT, &top, 1, CLI_MAX_CLASSES, false},
-        {"--idx", CLI_STR, &idx, 0, 0, false},
-        {"--labels", CLI_STR, &labels, 0, 0, false},
-        {"--index", CLI_INT, &index, 0, 9e18, false},
-        {"--count", CLI_INT, &count, 1, 1e6, false},
+        {"--top", CLI_INT, &top, 1, CLI_MAX_CLASSES, false, NULL},
+        {"--idx", CLI_STR, &idx, 0, 0, false, NULL},
+        {"--labels", CLI_STR, &labels, 0, 0, false, NULL},
+        {"--index", CLI_INT, &index, 0, 9e18, false, NULL},
+        {"--count", CLI_INT, &count, 1, 1e6, false, NULL},
     };
     const char *pos[256];
     int n_pos;

@@ -179,9 +179,9 @@ int cmd_summary(int argc, char **argv) {
     const char *model = NULL, *in_shape_s = "1,28,28";
     int64_t classes = 10;
     cli_option opts[] = {
-        {"--model", CLI_STR, &model, 0, 0, false},
-        {"--in-shape", CLI_STR, &in_shape_s, 0, 0, false},
-        {"--classes", CLI_INT, &classes, 1, CLI_MAX_CLASSES, false},
+        {"--model", CLI_STR, &model, 0, 0, false, NULL},
+        {"--in-shape", CLI_STR, &in_shape_s, 0, 0, false, NULL},
+        {"--classes", CLI_INT, &classes, 1, CLI_MAX_CLASSES, false, NULL},
     };
     const char *pos[1];
     int n_pos;
@@ -207,12 +207,12 @@ int cmd_summary(int argc, char **argv) {
     if (!cli_parse_shape(in_shape_s, &in_ndim, in_shape) || in_ndim >= BK_MAX_DIMS)
         return cli_usage("--in-shape must be positive sizes like 1,28,28, got '%s'", in_shape_s);
     char canon[256];
-    bk_module *net = bk_model_build(model, in_ndim, in_shape, (int)classes, canon, sizeof canon);
-    if (!net) return cli_usage("%s", bk_last_error());
-    if (cli_parse_only) {
-        bk_module_free(net);
-        return CLI_OK;
-    }
+    /* a bad spec (or one over BK_MODEL_MAX_PARAMS) is usage; then only memory can fail */
+    if (bk_model_num_params(model, in_ndim, in_shape, (int)classes, canon, sizeof canon) < 0)
+        return cli_usage("%s", bk_last_error());
+    if (cli_parse_only) return CLI_OK;
+    bk_module *net = bk_model_build(model, in_ndim, in_shape, (int)classes, NULL, 0);
+    if (!net) return cli_fail(NULL);
     rc = summarise(net, in_ndim, in_shape, canon);
     bk_module_free(net);
     return rc;

@@ -95,14 +95,18 @@ static void help(FILE *f) {
             "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
             "the position in the epoch and exits; --resume continues to the same weights as an\n"
             "uninterrupted run. A second Ctrl-C stops at once (the last saved files stay whole).\n"
-            "Exit status: 0 done, 1 runtime failure (a file that fails to load, a NaN or\n"
-            "diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
+            "Before training it checks that the test images have the training images'\n"
+            "shape, that the model fits in memory and that every output can be written.\n"
+            "Exit status: 0 done, 1 runtime failure (a file that fails to load or holds bad\n"
+            "values, a model too large for the memory, an output that cannot be written, a\n"
+            "NaN or diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
             "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n");
 }
 
 /* --lr-schedule */
 typedef enum { SCHEDULE_NONE, SCHEDULE_COSINE, SCHEDULE_STEP, SCHEDULE_COUNT } schedule_kind;
-static const char *const SCHEDULE_NAMES[SCHEDULE_COUNT] = {"none", "cosine", "step"};
+static const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1] = {"none", "cosine", "step", NULL};
+static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", NULL};
 
 typedef struct train_cfg {
     const char *model, *data, *optimizer, *out, *resume, *lr_schedule;
@@ -172,12 +176,22 @@ static uint64_t splitmix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+/* "state:inc" as write_checkpoint writes it: exactly 16 hex digits, ':', 16 hex digits,
+ * and inc odd (a PCG stream needs an odd increment). False for anything else. */
 static bool parse_rng(const char *s, bk_rng *r) {
-    unsigned long long a, b;
-    int used = 0;
-    if (!s || sscanf(s, "%16llx:%16llx%n", &a, &b, &used) != 2 || s[used]) return false;
-    r->state = a;
-    r->inc = b;
+    uint64_t v[2] = {0, 0};
+    if (!s || strlen(s) != 33 || s[16] != ':') return false;
+    for (int i = 0; i < 33; i++) {
+        if (i == 16) continue;
+        char ch = s[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        if (d < 0) return false;
+        v[i > 16] = v[i > 16] << 4 | (uint64_t)d;
+    }
+    if (!(v[1] & 1)) return false;
+    r->state = v[0];
+    r->inc = v[1];
     return true;
 }
 
@@ -204,6 +218,7 @@ typedef struct run {
     int64_t step;
     epoch_pos pos;            /* of the epoch in progress */
     bool resume_mid;          /* pos came from a checkpoint written inside an epoch */
+    bk_rng loader_rng, model_rng; /* a resume's generators (resume_settings) */
     int64_t interrupt_at;     /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
     char *ckpt_path, *csv_path, *svg_path;
     char *owned_out; /* --out derived from --resume */
@@ -218,58 +233,80 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
         return cli_fail("%s: not a brick training checkpoint (brick.format is %s)", path,
                         fmt ? fmt : "missing");
     static const char *const need[] = {"brick.arch", "brick.in_shape", "brick.n_classes",
-                                       "brick.optimizer", "brick.lr",
-                                       "brick.momentum", "brick.weight_decay", "brick.batch_size",
-                                       "brick.seed", "brick.epoch", "brick.epochs", "brick.step",
-                                       "brick.loader_rng", "brick.model_rng", "brick.threads",
-                                       "brick.data"};
+                                       "brick.loader_rng", "brick.model_rng", "brick.data"};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
         if (!bk_safetensors_meta(st, need[i]))
             return cli_fail("%s: metadata %s is missing", path, need[i]);
 #define GET(name) bk_safetensors_meta(st, name)
-    int64_t batch, seed, epoch, epochs, threads;
-    double lr = atof(GET("brick.lr")), mom = atof(GET("brick.momentum")),
-           wd = atof(GET("brick.weight_decay"));
-    if (!cli_parse_i64(GET("brick.batch_size"), &batch) || !cli_parse_i64(GET("brick.seed"), &seed) ||
-        !cli_parse_i64(GET("brick.epoch"), &epoch) || !cli_parse_i64(GET("brick.epochs"), &epochs) ||
-        !cli_parse_i64(GET("brick.step"), &r->step) ||
-        !cli_parse_i64(GET("brick.threads"), &threads) || batch < 1 || epoch < 0)
-        return cli_fail("%s: malformed metadata (batch_size, seed, epoch, epochs, step, threads)", path);
-    /* The schedule; none in checkpoints written before brick train had one. */
+    /* Every value is parsed by the parser of the flag that set it, with its range (a
+     * hostile or damaged file cannot hand the run a value that the flag would refuse), or
+     * with a range of its own where no flag sets it. */
+#define FLAG(name) cli_opt(opts, n_opts, name)
+    static const cli_option epochs_done = {"", CLI_INT, NULL, 0, 1e6, false, NULL};
+    static const cli_option count = {"", CLI_INT, NULL, 0, 9.2e18, false, NULL};
+    static const cli_option sum_range = {"", CLI_FLOAT, NULL, 0, 1e300, false, NULL};
+    cli_option threads_range = *FLAG("--threads");
+    threads_range.min = 0; /* 0: the library's default (no --threads) */
+    const char *optimizer = NULL, *sched_name = "none";
+    int64_t batch = 0, seed = 0, epoch = 0, epochs = 0, threads = 0;
+    double lr = 0, mom = 0, wd = 0;
+    int rc;
+    if ((rc = cli_meta_value(path, st, "brick.optimizer", FLAG("--optimizer"), true, &optimizer)) ||
+        (rc = cli_meta_value(path, st, "brick.lr", FLAG("--lr"), true, &lr)) ||
+        (rc = cli_meta_value(path, st, "brick.momentum", FLAG("--momentum"), true, &mom)) ||
+        (rc = cli_meta_value(path, st, "brick.weight_decay", FLAG("--weight-decay"), true, &wd)) ||
+        (rc = cli_meta_value(path, st, "brick.batch_size", FLAG("--batch-size"), true, &batch)) ||
+        (rc = cli_meta_value(path, st, "brick.seed", FLAG("--seed"), true, &seed)) ||
+        (rc = cli_meta_value(path, st, "brick.epoch", &epochs_done, true, &epoch)) ||
+        (rc = cli_meta_value(path, st, "brick.epochs", FLAG("--epochs"), true, &epochs)) ||
+        (rc = cli_meta_value(path, st, "brick.step", &count, true, &r->step)) ||
+        (rc = cli_meta_value(path, st, "brick.threads", &threads_range, true, &threads)) ||
+        /* the schedule; none in checkpoints written before brick train had one */
+        (rc = cli_meta_value(path, st, "brick.lr_schedule", FLAG("--lr-schedule"), false,
+                             &sched_name)))
+        return rc;
     schedule_kind sched = SCHEDULE_NONE;
+    schedule_parse(sched_name, &sched); /* (one of SCHEDULE_NAMES: checked above) */
     int64_t t_max = 0, step_size = 0;
     double lr_min = 0, gamma = 0.1;
-    if (GET("brick.lr_schedule") && !schedule_parse(GET("brick.lr_schedule"), &sched))
-        return cli_fail("%s: unknown brick.lr_schedule '%s'", path, GET("brick.lr_schedule"));
-    if (sched == SCHEDULE_COSINE) {
-        if (!cli_parse_i64(GET("brick.lr_t_max"), &t_max) || t_max < 1 || !GET("brick.lr_min"))
-            return cli_fail("%s: malformed metadata (lr_t_max, lr_min)", path);
-        lr_min = atof(GET("brick.lr_min"));
-    }
-    if (sched == SCHEDULE_STEP) {
-        if (!cli_parse_i64(GET("brick.lr_step_size"), &step_size) || step_size < 1 ||
-            !GET("brick.lr_gamma"))
-            return cli_fail("%s: malformed metadata (lr_step_size, lr_gamma)", path);
-        gamma = atof(GET("brick.lr_gamma"));
-    }
+    if (sched == SCHEDULE_COSINE &&
+        ((rc = cli_meta_value(path, st, "brick.lr_t_max", FLAG("--epochs"), true, &t_max)) ||
+         (rc = cli_meta_value(path, st, "brick.lr_min", FLAG("--lr-min"), true, &lr_min))))
+        return rc;
+    if (sched == SCHEDULE_STEP &&
+        ((rc = cli_meta_value(path, st, "brick.lr_step_size", FLAG("--lr-step-size"), true,
+                              &step_size)) ||
+         (rc = cli_meta_value(path, st, "brick.lr_gamma", FLAG("--lr-gamma"), true, &gamma))))
+        return rc;
     /* Written inside an epoch (after an interrupt): the position in it. */
     if (GET("brick.batch")) {
         epoch_pos *ps = &r->pos;
-        const char *sum = GET("brick.epoch_loss_sum"), *secs = GET("brick.epoch_seconds");
-        char *end = NULL;
-        if (sum) ps->loss_sum = strtod(sum, &end);
-        if (!cli_parse_i64(GET("brick.batch"), &ps->batch) || ps->batch < 0 || !sum || *end ||
-            !cli_parse_i64(GET("brick.epoch_correct"), &ps->correct) ||
-            !cli_parse_i64(GET("brick.epoch_seen"), &ps->seen) || ps->correct < 0 ||
-            ps->seen < ps->correct)
-            return cli_fail("%s: malformed metadata (batch, epoch_loss_sum, epoch_correct, "
-                            "epoch_seen)", path);
-        ps->seconds = secs ? atof(secs) : 0;
+        if ((rc = cli_meta_value(path, st, "brick.batch", &count, true, &ps->batch)) ||
+            (rc = cli_meta_value(path, st, "brick.epoch_loss_sum", &sum_range, true, &ps->loss_sum)) ||
+            (rc = cli_meta_value(path, st, "brick.epoch_correct", &count, true, &ps->correct)) ||
+            (rc = cli_meta_value(path, st, "brick.epoch_seen", &count, true, &ps->seen)) ||
+            (rc = cli_meta_value(path, st, "brick.epoch_seconds", &sum_range, false, &ps->seconds)))
+            return rc;
+        if (ps->seen < ps->correct)
+            return cli_fail("%s: metadata brick.epoch_correct %" PRId64 " is more than "
+                            "brick.epoch_seen %" PRId64, path, ps->correct, ps->seen);
         r->resume_mid = ps->batch > 0;
     }
+    /* The generators: "state:inc", 16 hex digits each, inc odd (PCG's stream). */
+    static const char *const rngs[2] = {"brick.loader_rng", "brick.model_rng"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = GET(rngs[i]);
+        if (!parse_rng(v, i ? &r->model_rng : &r->loader_rng))
+            return cli_fail("%s: metadata %s \"%.64s\" is not a generator state (16 hex digits, "
+                            "':', 16 hex digits with the last one odd)", path, rngs[i], v);
+    }
+#undef FLAG
+    /* Non-finite weights or optimizer state would show as "the loss is NaN ... try a
+     * smaller --lr": name the tensor instead. */
+    if ((rc = cli_check_finite(path, st))) return rc;
     /* A given flag must not contradict the checkpoint (a resumed run keeps its settings). */
     struct { const char *flag; bool differs; char have[64]; } checks[] = {
-        {"--optimizer", strcmp(r->c.optimizer, GET("brick.optimizer")) != 0, ""},
+        {"--optimizer", strcmp(r->c.optimizer, optimizer) != 0, ""},
         {"--lr", (float)r->c.lr != (float)lr, ""},
         {"--momentum", (float)r->c.momentum != (float)mom, ""},
         {"--weight-decay", (float)r->c.weight_decay != (float)wd, ""},
@@ -280,7 +317,7 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
         {"--lr-step-size", r->c.lr_step_size != step_size, ""},
         {"--lr-gamma", sched != SCHEDULE_STEP || (float)r->c.lr_gamma != (float)gamma, ""},
     };
-    snprintf(checks[0].have, 64, "%s", GET("brick.optimizer"));
+    snprintf(checks[0].have, 64, "%s", optimizer);
     snprintf(checks[1].have, 64, "%g", lr);
     snprintf(checks[2].have, 64, "%g", mom);
     snprintf(checks[3].have, 64, "%g", wd);
@@ -306,16 +343,14 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
         char canon[256] = "";
         if (cli_parse_shape(GET("brick.in_shape"), &in_ndim, in_shape) &&
             cli_parse_i64(GET("brick.n_classes"), &n_classes) && n_classes > 0 && n_classes < 100000) {
-            bk_module *probe = bk_model_build(r->c.model, in_ndim, in_shape, (int)n_classes, canon,
-                                              sizeof canon);
-            bk_module_free(probe);
+            bk_model_num_params(r->c.model, in_ndim, in_shape, (int)n_classes, canon, sizeof canon);
         }
         if (strcmp(canon, arch))
             return cli_usage("--model %s differs from the checkpoint's %s (a resumed run keeps its "
                              "settings)", r->c.model, arch);
     }
     r->c.model = arch;
-    r->c.optimizer = GET("brick.optimizer");
+    r->c.optimizer = optimizer;
     r->c.lr = lr;
     r->c.momentum = mom;
     r->c.weight_decay = wd;
@@ -486,7 +521,11 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     int epoch = r->done_epochs + 1;
     /* A function of the epoch alone, so a resume inside the epoch sets the same lr. With
      * no schedule the optimizer keeps the lr it was made with. */
-    if (r->c.schedule != SCHEDULE_NONE) bk_optim_set_lr(r->o, schedule_lr(&r->c, r->done_epochs));
+    if (r->c.schedule != SCHEDULE_NONE) {
+        double lr = schedule_lr(&r->c, r->done_epochs);
+        if (isnan(lr)) return cli_fail("epoch %d: the lr schedule: %s", epoch, bk_last_error());
+        bk_optim_set_lr(r->o, lr);
+    }
     bk_module_train(r->m, true);
     if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
     ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
@@ -550,6 +589,56 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     return CLI_OK;
 }
 
+/* The images file of a split as bk_fashion_mnist_load reads it (plain, else .gz), into buf. */
+static const char *images_file(const char *dir, bool train, char *buf, size_t n) {
+    const char *name = train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte";
+    snprintf(buf, n, "%s/%s", dir, name);
+    if (!cli_is_file(buf)) snprintf(buf, n, "%s/%s.gz", dir, name);
+    return buf;
+}
+
+/* The test split must hold what the model is trained on: checked before training, not
+ * found by the evaluation after a whole epoch (or never, by a model that pools). */
+static int check_data(const run *r) {
+    const bk_dataset *tr = r->train, *te = r->test;
+    bool same = tr->ndim == te->ndim;
+    for (int d = 0; same && d < tr->ndim; d++) same = tr->shape[d] == te->shape[d];
+    if (same) return CLI_OK;
+    char a[128], b[128], fa[PATH_MAX], fb[PATH_MAX];
+    size_t ka = 0, kb = 0;
+    for (int d = 0; d < tr->ndim; d++)
+        ka += (size_t)snprintf(a + ka, sizeof a - ka, "%s%" PRId64, d ? ", " : "(", tr->shape[d]);
+    for (int d = 0; d < te->ndim; d++)
+        kb += (size_t)snprintf(b + kb, sizeof b - kb, "%s%" PRId64, d ? ", " : "(", te->shape[d]);
+    return cli_fail("the test images %s are %s) but the training images %s are %s): a model "
+                    "trained on one cannot be evaluated on the other",
+                    images_file(r->c.data, false, fb, sizeof fb), b,
+                    images_file(r->c.data, true, fa, sizeof fa), a);
+}
+
+/* Before anything is allocated or trained: the model fits in memory, and every output
+ * can be written with room for it (a read-only directory or a full disk shows now, not
+ * after the first epoch). Sizes from the parameter count: float32 weights; training also
+ * holds their gradients and the optimizer's state (SGD momentum: 1, Adam: 2 per weight). */
+static int check_room(const run *r, int64_t n_params) {
+    int states = !strcmp(r->c.optimizer, "sgd") ? (r->c.momentum > 0) : 2;
+    double weights = 4.0 * (double)n_params;
+    double need = weights * (2 + states);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+    if (have > 0 && need > have)
+        return cli_fail("%s with %" PRId64 " parameters needs %.1f GiB for its weights, gradients "
+                        "and %s state, more than this machine's %.1f GiB of memory", r->c.model,
+                        n_params, need / 1073741824.0, r->c.optimizer, have / 1073741824.0);
+    int rc;
+    if ((rc = cli_check_writable("--out", r->c.out, (int64_t)weights)) ||
+        (rc = cli_check_writable("the checkpoint", r->ckpt_path, (int64_t)(weights * (1 + states)))) ||
+        (rc = cli_check_writable("the log", r->csv_path, 0)) ||
+        (rc = cli_check_writable("the plot", r->svg_path, 0)))
+        return rc;
+    return CLI_OK;
+}
+
 /* Data, model, optimizer and loader for a fresh or resumed run. */
 static int setup(run *r, const bk_safetensors *resume) {
     if (r->c.threads) cli_set_threads((int)r->c.threads);
@@ -567,6 +656,12 @@ static int setup(run *r, const bk_safetensors *resume) {
         snprintf(r->class_names + len, sizeof r->class_names - len, "%s%s", c ? "," : "",
                  r->train->class_names[c]);
     }
+    int rc = check_data(r);
+    if (rc) return rc;
+    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape,
+                                           r->train->n_classes, NULL, 0);
+    if (n_params < 0) return cli_fail(NULL);
+    if ((rc = check_room(r, n_params))) return rc;
     printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
            r->c.data, r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
 
@@ -583,13 +678,9 @@ static int setup(run *r, const bk_safetensors *resume) {
         const char *arch = bk_safetensors_meta(resume, "brick.arch");
         if (strcmp(arch, r->arch))
             return cli_fail("%s: the checkpoint's model is %s, not %s", r->c.resume, arch, r->arch);
-        bk_rng lrng, mrng;
-        if (!parse_rng(bk_safetensors_meta(resume, "brick.loader_rng"), &lrng) ||
-            !parse_rng(bk_safetensors_meta(resume, "brick.model_rng"), &mrng))
-            return cli_fail("%s: malformed metadata brick.loader_rng or brick.model_rng", r->c.resume);
         if (bk_checkpoint_load(r->c.resume, r->m, r->o) != 0) return cli_fail(NULL);
-        bk_loader_set_rng(r->loader, lrng);
-        *bk_default_rng() = mrng;
+        bk_loader_set_rng(r->loader, r->loader_rng);
+        *bk_default_rng() = r->model_rng;
     }
     char wd[48] = "", sched[128] = "";
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
@@ -718,24 +809,24 @@ int cmd_train(int argc, char **argv) {
     *c = (train_cfg){.model = "mlp", .optimizer = "sgd", .lr_schedule = "none", .epochs = 10,
                      .batch = 256, .lr = 0.1, .lr_gamma = 0.1, .max_loss = -1};
     cli_option opts[] = {
-        {"--model", CLI_STR, &c->model, 0, 0, false},
-        {"--data", CLI_STR, &c->data, 0, 0, false},
-        {"--epochs", CLI_INT, &c->epochs, 1, 1e6, false},
-        {"--batch-size", CLI_INT, &c->batch, 1, 1e9, false},
-        {"--lr", CLI_FLOAT, &c->lr, 0, 1e300, false},
-        {"--optimizer", CLI_STR, &c->optimizer, 0, 0, false},
-        {"--momentum", CLI_FLOAT, &c->momentum, 0, 1e300, false},
-        {"--weight-decay", CLI_FLOAT, &c->weight_decay, 0, 1e300, false},
-        {"--lr-schedule", CLI_STR, &c->lr_schedule, 0, 0, false},
-        {"--lr-min", CLI_FLOAT, &c->lr_min, 0, 1e300, false},
-        {"--lr-step-size", CLI_INT, &c->lr_step_size, 1, 1e6, false},
-        {"--lr-gamma", CLI_FLOAT, &c->lr_gamma, 0, 1e300, false},
-        {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false},
-        {"--out", CLI_STR, &c->out, 0, 0, false},
-        {"--resume", CLI_STR, &c->resume, 0, 0, false},
-        {"--threads", CLI_INT, &c->threads, 1, 1024, false},
-        {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false},
-        {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false},
+        {"--model", CLI_STR, &c->model, 0, 0, false, NULL},
+        {"--data", CLI_STR, &c->data, 0, 0, false, NULL},
+        {"--epochs", CLI_INT, &c->epochs, 1, 1e6, false, NULL},
+        {"--batch-size", CLI_INT, &c->batch, 1, 1e9, false, NULL},
+        {"--lr", CLI_FLOAT, &c->lr, 0, 1e300, false, NULL},
+        {"--optimizer", CLI_STR, &c->optimizer, 0, 0, false, OPTIMIZER_NAMES},
+        {"--momentum", CLI_FLOAT, &c->momentum, 0, 1e300, false, NULL},
+        {"--weight-decay", CLI_FLOAT, &c->weight_decay, 0, 1e300, false, NULL},
+        {"--lr-schedule", CLI_STR, &c->lr_schedule, 0, 0, false, SCHEDULE_NAMES},
+        {"--lr-min", CLI_FLOAT, &c->lr_min, 0, 1e300, false, NULL},
+        {"--lr-step-size", CLI_INT, &c->lr_step_size, 1, 1e6, false, NULL},
+        {"--lr-gamma", CLI_FLOAT, &c->lr_gamma, 0, 1e300, false, NULL},
+        {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false, NULL},
+        {"--out", CLI_STR, &c->out, 0, 0, false, NULL},
+        {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
+        {"--threads", CLI_INT, &c->threads, 1, 1024, false, NULL},
+        {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
+        {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false, NULL},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *pos[1];
@@ -744,14 +835,11 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc < 0 ? CLI_OK : rc;
 
     /* Checks that need no file. */
-    if (strcmp(c->optimizer, "sgd") && strcmp(c->optimizer, "adam") && strcmp(c->optimizer, "adamw"))
-        return cli_usage("unknown optimizer '%s' (expected sgd, adam or adamw)", c->optimizer);
     if (strcmp(c->optimizer, "sgd") && cli_opt(opts, n_opts, "--momentum")->given)
         return cli_usage("--momentum is for --optimizer sgd only");
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01;
-    if (!schedule_parse(c->lr_schedule, &c->schedule))
-        return cli_usage("unknown --lr-schedule '%s' (expected none, cosine or step)", c->lr_schedule);
+    schedule_parse(c->lr_schedule, &c->schedule); /* (one of SCHEDULE_NAMES: cli_parse checked) */
     if (!c->resume) { /* (a resumed run checks them against its checkpoint) */
         bool step_size = cli_opt(opts, n_opts, "--lr-step-size")->given;
         if (c->schedule == SCHEDULE_STEP && !step_size)
@@ -763,10 +851,11 @@ int cmd_train(int argc, char **argv) {
         c->lr_t_max = c->epochs; /* kept by a resume, whatever its --epochs */
     }
     {
+        /* the spec alone, before any data: nothing is allocated (a model over
+         * BK_MODEL_MAX_PARAMS is refused here, whatever the memory) */
         char canon[256];
-        bk_module *probe = bk_model_build(c->model, BK_SHAPE(1, 28, 28), 10, canon, sizeof canon);
-        if (!probe) return cli_usage("%s", bk_last_error());
-        bk_module_free(probe);
+        if (bk_model_num_params(c->model, BK_SHAPE(1, 28, 28), 10, canon, sizeof canon) < 0)
+            return cli_usage("%s", bk_last_error());
     }
     if (cli_parse_only) return CLI_OK;
     if (c->out && !cli_parent_is_dir(c->out))
@@ -824,6 +913,18 @@ int cmd_train(int argc, char **argv) {
     if (!r.ckpt_path || !r.csv_path || !r.svg_path) {
         rc = cli_fail("out of memory");
         goto done;
+    }
+    if (c->resume) {
+        /* No output but the new checkpoint may replace the one being resumed (compared by
+         * inode: the same file under another name counts too). */
+        const char *outs[3] = {c->out, r.csv_path, r.svg_path};
+        static const char *const what[3] = {"the model file", "the log", "the plot"};
+        for (int i = 0; i < 3; i++)
+            if (cli_same_file(outs[i], c->resume)) {
+                rc = cli_usage("--out %s: %s %s would replace the checkpoint being resumed; "
+                               "give another --out", c->out, what[i], outs[i]);
+                goto done;
+            }
     }
     rc = setup(&r, resume);
     if (!rc) {
