@@ -111,8 +111,8 @@ void cli_buf_printf(cli_buf *b, const char *fmt, ...)
 #endif
     ;
 void cli_buf_free(cli_buf *b);
-/* Writes the buffer to path atomically (temporary file, fsync, rename). 0, or -1 with an
- * error set (bk_set_error). */
+/* Writes the buffer to path atomically (bk_file_write_atomic: temporary file, fsync,
+ * rename; leftovers of killed runs removed). 0, or -1 with an error set. */
 int cli_write_atomic(const char *path, const cli_buf *b);
 
 /* path with its ".safetensors" suffix (if any) replaced by `suffix`, malloc'ed. */
@@ -127,11 +127,11 @@ void cli_set_threads(int n);
 
 typedef struct cli_model {
     bk_module *m;
-    char arch[256];
+    char arch[256]; /* escaped, for printing */
     int in_ndim;
     int64_t in_shape[BK_MAX_DIMS];
     int n_classes;
-    char *class_names[CLI_MAX_CLASSES]; /* malloc'ed, or NULL: shown as the index */
+    char *class_names[CLI_MAX_CLASSES]; /* malloc'ed and escaped (bk_escape), or NULL */
     char name_buf[CLI_MAX_CLASSES][16];  /* "class 7" fallbacks */
 } cli_model;
 

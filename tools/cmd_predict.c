@@ -9,7 +9,6 @@
 
 #include "cli.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -61,11 +60,8 @@ static bool pgm_int(const unsigned char *p, size_t n, size_t *i, long *out) {
 /* Reads a P5 PGM of exactly w x h pixels into out (w*h floats in [0, 1]). 0, or -1 with
  * a message naming the file. */
 static int pgm_read(const char *path, long want_w, long want_h, float *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bk_set_error("%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = bk_file_open_read(path); /* a regular file only: a FIFO would block */
+    if (!f) return -1;
     unsigned char *buf = malloc(PGM_MAX_BYTES);
     size_t n = buf ? fread(buf, 1, PGM_MAX_BYTES, f) : 0;
     bool read_error = ferror(f);

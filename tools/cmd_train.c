@@ -567,8 +567,9 @@ static int setup(run *r, const bk_safetensors *resume) {
         snprintf(r->class_names + len, sizeof r->class_names - len, "%s%s", c ? "," : "",
                  r->train->class_names[c]);
     }
+    char data_safe[512]; /* (a resumed run's --data comes from its checkpoint) */
     printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
-           r->c.data, r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
+           bk_escape(r->c.data, data_safe, sizeof data_safe), r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
 
     bk_manual_seed((uint64_t)r->c.seed);
     r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
@@ -587,9 +588,11 @@ static int setup(run *r, const bk_safetensors *resume) {
         if (!parse_rng(bk_safetensors_meta(resume, "brick.loader_rng"), &lrng) ||
             !parse_rng(bk_safetensors_meta(resume, "brick.model_rng"), &mrng))
             return cli_fail("%s: malformed metadata brick.loader_rng or brick.model_rng", r->c.resume);
-        if (bk_checkpoint_load(r->c.resume, r->m, r->o) != 0) return cli_fail(NULL);
-        bk_loader_set_rng(r->loader, lrng);
-        *bk_default_rng() = mrng;
+        if (bk_checkpoint_load_from(resume, r->m, r->o) != 0) return cli_fail(NULL);
+        if (bk_loader_set_rng(r->loader, lrng) != 0 ||
+            bk_rng_set_state(NULL, mrng.state, mrng.inc) != 0)
+            return cli_fail("%s: metadata brick.loader_rng or brick.model_rng: %s", r->c.resume,
+                            bk_last_error());
     }
     char wd[48] = "", sched[128] = "";
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
