@@ -16,6 +16,7 @@
 #include "test.h"
 
 #include "../fuzz/fuzz_cli.c"
+#include "../fuzz/fuzz_escape.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_model_spec.c"
 #include "../fuzz/fuzz_safetensors.c"
@@ -32,6 +33,7 @@ static const replay_target TARGETS[] = {
     {"idx", fuzz_idx},
     {"model_spec", fuzz_model_spec},
     {"cli", fuzz_cli},
+    {"escape", fuzz_escape},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
