@@ -161,6 +161,14 @@ bool cli_is_file(const char *path) {
     return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+int cli_need_file(const char *flag, const char *path) {
+    struct stat st;
+    const char *why = stat(path, &st) != 0 ? "no such file"
+                    : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+    if (!why) return CLI_OK;
+    return cli_usage("%s%s%s: %s", flag ? flag : "", flag ? " " : "", path, why);
+}
+
 bool cli_parent_is_dir(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) return true;

@@ -90,6 +90,9 @@ bool cli_parse_i64(const char *s, int64_t *out);
 
 bool cli_is_dir(const char *path);
 bool cli_is_file(const char *path);
+/* CLI_OK when path is a regular file; else prints "[<flag> ]<path>: no such file" (or "not
+ * a regular file": a FIFO would block its reader) and returns CLI_USAGE. flag may be NULL. */
+int cli_need_file(const char *flag, const char *path);
 /* True when dir's parent directory exists (so that a file can be created there). */
 bool cli_parent_is_dir(const char *path);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz). */

@@ -110,7 +110,7 @@ int cmd_eval(int argc, char **argv) {
     if (n_pos != 1) return cli_usage("expected a model FILE (see --help)");
     if (cli_parse_only) return CLI_OK;
     const char *path = pos[0];
-    if (!cli_is_file(path)) return cli_usage("%s: no such file", path);
+    if ((rc = cli_need_file(NULL, path))) return rc;
     char buf[PATH_MAX];
     const char *why = "from --data";
     if (!data) data = cli_default_data(buf, sizeof buf, &why);

@@ -241,7 +241,7 @@ int cmd_train_lm(int argc, char **argv) {
         return cli_usage("--positions must be learned or sinusoidal (got '%s')", positions);
     if (d % heads) return cli_usage("--d-model %" PRId64 " is not divisible by --heads %" PRId64, d, heads);
     if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
-    if (!cli_is_file(text)) return cli_usage("--text %s: no such file", text);
+    if ((rc = cli_need_file("--text", text))) return rc;
     if (cli_parse_only) return CLI_OK;
     if (cli_opt(opts, n_opts, "--threads")->given) cli_set_threads((int)threads);
 
@@ -418,7 +418,7 @@ int cmd_generate(int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (n_pos != 1) return cli_usage("expected one model FILE (see --help)");
     if (prompt && !*prompt) return cli_usage("--prompt is empty");
-    if (!cli_is_file(pos[0])) return cli_usage("%s: no such file", pos[0]);
+    if ((rc = cli_need_file(NULL, pos[0]))) return rc;
     if (cli_parse_only) return CLI_OK;
     if (cli_opt(opts, n_opts, "--threads")->given) cli_set_threads((int)threads);
 

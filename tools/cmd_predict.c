@@ -138,8 +138,8 @@ int cmd_predict(int argc, char **argv) {
         return cli_usage("--labels, --index and --count go with --idx");
     if (cli_parse_only) return CLI_OK;
     for (int i = 0; i < n_pos; i++)
-        if (!cli_is_file(pos[i])) return cli_usage("%s: no such file", pos[i]);
-    if (idx && !cli_is_file(idx)) return cli_usage("--idx %s: no such file", idx);
+        if ((rc = cli_need_file(NULL, pos[i]))) return rc;
+    if (idx && (rc = cli_need_file("--idx", idx))) return rc;
     char *derived = idx && !labels ? labels_for(idx) : NULL;
     if (idx && !labels) {
         if (!derived || !cli_is_file(derived)) {
@@ -148,7 +148,7 @@ int cmd_predict(int argc, char **argv) {
         }
         labels = derived;
     }
-    if (labels && !cli_is_file(labels)) return cli_usage("--labels %s: no such file", labels);
+    if (labels && (rc = cli_need_file("--labels", labels))) return rc;
 
     cli_model cm;
     if ((rc = cli_model_load(pos[0], &cm))) {

@@ -857,7 +857,7 @@ int cmd_train(int argc, char **argv) {
     bk_safetensors *resume = NULL;
     r.data_why = "from --data";
     if (c->resume) {
-        if (!cli_is_file(c->resume)) return cli_usage("--resume %s: no such file", c->resume);
+        if ((rc = cli_need_file("--resume", c->resume))) return rc;
         resume = bk_safetensors_load(c->resume);
         rc = resume ? resume_settings(&r, resume, opts, n_opts) : cli_fail(NULL);
         if (!rc && !c->out) {
