@@ -105,12 +105,14 @@ TEST(replay_safetensors) { replay(&TARGETS[0]); }
 TEST(replay_idx) { replay(&TARGETS[1]); }
 TEST(replay_model_spec) { replay(&TARGETS[2]); }
 TEST(replay_cli) { replay(&TARGETS[3]); }
+TEST(replay_escape) { replay(&TARGETS[4]); }
 
 int main(void) {
     RUN(replay_safetensors);
     RUN(replay_idx);
     RUN(replay_model_spec);
     RUN(replay_cli);
+    RUN(replay_escape);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }
