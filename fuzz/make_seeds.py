@@ -165,3 +165,18 @@ for name, edits in [
     ("history", ["brick.history=1,2.5,0.1,2.4,0.2,0.01\n"]),
 ]:
     put("ckpt", name, "\n".join(edits))
+
+# ---- names as they are printed: byte 0 = output buffer size (0: large), then the name -----
+
+for name, size, text in [
+    ("plain", 0, b"1.weight"),
+    ("newline_forgery", 0, b"x\nbrick eval: all good, accuracy 1.0000"),
+    ("esc_sequences", 0, b"\x1b[31mred\x1b[0m \x1b]0;title\x07"),
+    ("c1_and_bidi", 0, "c1 \u009b2J bidi \u202eevil \u2066".encode()),
+    ("invalid_utf8", 0, b"bad \xff\xfe \xc0\xaf \xed\xa0\x80 \xe2\x82"),
+    ("utf8_text", 0, "caf\u00e9 \u20ac \U0001F600".encode()),
+    ("cut_small", 9, b"abc\x1b\xc3\xa9xyz"),
+    ("cut_tiny", 3, b"\x1b\x1b\x1b"),
+    ("empty", 0, b""),
+]:
+    put("escape", name, bytes([size]) + text)

@@ -68,12 +68,20 @@ const char *bk_last_error(void);
 /* Forget the last failure (so that the next NULL-propagation reports afresh). */
 void bk_clear_error(void);
 /* Records a failure message (printf-style), as brick's own functions do. For user ops.
- * A NULL fmt records "set_error: format is NULL". */
+ * A NULL fmt records "set_error: format is NULL". The message is stored escaped
+ * (bk_escape), so bk_last_error() never holds a control character or invalid UTF-8. */
 void bk_set_error(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+/* Makes s (a name or value read from a file) safe to print on a terminal: control
+ * characters become \n, \r, \t or \xNN, C1 controls and bidirectional overrides
+ * \uNNNN, bytes that are not valid UTF-8 \xNN; everything else is copied, backslashes
+ * included (so escaping twice changes nothing). Writes at most n bytes, NUL included, into
+ * buf and returns buf; a longer result is cut between characters and ends in "...". s NULL
+ * gives "(null)"; buf NULL or n 0 gives "" (a static string). Never fails. */
+const char *bk_escape(const char *s, char *buf, size_t n);
 
 /* ------------------------------------------------------------------------------------ */
 /* Threads                                                                              */
@@ -104,6 +112,11 @@ typedef struct bk_rng {
 
 /* rng NULL means the calling thread's default generator, here as everywhere in the API. */
 void bk_rng_seed(bk_rng *rng, uint64_t seed);
+/* Restores a saved state (two words as read from a bk_rng, e.g. from a checkpoint). PCG
+ * needs an odd increment: with an even one the generator's period collapses (state 0 and
+ * increment 0 give 0 forever, on which a loader's shuffle would loop forever), so an even
+ * inc is refused: -1 with an error, and rng is left as it was. 0 on success. */
+int bk_rng_set_state(bk_rng *rng, uint64_t state, uint64_t inc);
 uint32_t bk_rng_u32(bk_rng *rng);
 float bk_rng_uniform(bk_rng *rng);              /* [0, 1) */
 float bk_rng_normal(bk_rng *rng);               /* N(0, 1) */
@@ -709,13 +722,34 @@ int bk_nn_sequential_len(const bk_module *seq);
 bk_module *bk_nn_sequential_get(const bk_module *seq, int index); /* negative counts from end */
 
 /* ------------------------------------------------------------------------------------ */
+/* Files                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+/* Opens path for reading ("rb") if it is a regular file, and only then: it is opened
+ * non-blocking and checked with fstat before anything is read, so a FIFO, a terminal or a
+ * device named like a data file gives an error at once instead of blocking forever (the
+ * stream is made blocking again once the type is known). Every brick reader opens its
+ * files this way. NULL with the error "<path>: cannot open: <reason>" or "<path>: not a
+ * regular file (a FIFO)" (a directory, a character device, ...). Close with fclose. */
+FILE *bk_file_open_read(const char *path);
+/* Replaces path with the n bytes of data, atomically: a temporary file
+ * "<path>.tmp.XXXXXX" in the same directory, written, fsync'ed and renamed over path, so a
+ * reader sees the old file or the new one, never a mix; on failure path is left as it was
+ * and the temporary file is removed. A write that is killed leaves its temporary file,
+ * which the next successful write of path removes (those no running writer holds; the
+ * same rule as bk_safetensors_save). A new file gets mode 0666 & ~umask. 0, or -1 with
+ * the error "<path>: cannot <step> (<temporary file>): <reason>". */
+int bk_file_write_atomic(const char *path, const void *data, size_t n);
+
+/* ------------------------------------------------------------------------------------ */
 /* safetensors files                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
 /* A loaded safetensors file: named float32 tensors (F32 only for now) and metadata. */
 typedef struct bk_safetensors bk_safetensors;
 
-/* Reads and validates the whole file. NULL with an error naming the file and the problem. */
+/* Reads and validates the whole file (a regular file only: see bk_file_open_read). NULL
+ * with an error naming the file and the problem. */
 bk_safetensors *bk_safetensors_load(const char *path);
 void bk_safetensors_free(bk_safetensors *st);
 /* Number of tensors (-1 with an error for NULL). Tensors are numbered in data order; for
@@ -893,7 +927,9 @@ int64_t bk_loader_num_batches(const bk_loader *l);
  * bk_loader_start; a loader given it by bk_loader_set_rng then starts the same epochs.
  * (For a NULL loader: an error, and bk_loader_rng gives a zero state.) */
 bk_rng bk_loader_rng(const bk_loader *l);
-void bk_loader_set_rng(bk_loader *l, bk_rng rng);
+/* 0, or -1 with an error and the loader unchanged for a state bk_rng_set_state refuses (an
+ * even increment). */
+int bk_loader_set_rng(bk_loader *l, bk_rng rng);
 
 /* ------------------------------------------------------------------------------------ */
 /* Models by name (what the CLI trains and what checkpoints record)                     */
@@ -931,6 +967,10 @@ int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, 
 /* Loads a checkpoint into m (strict) and, when o is not NULL, the optimizer state (which
  * must be present). On any failure neither m nor o is changed. */
 int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o);
+/* The same from a file already read (bk_safetensors_load), so that a caller who needs its
+ * metadata too (to rebuild the model) reads the file once and holds its tensors once.
+ * st is only read; it may be freed as soon as this returns. */
+int bk_checkpoint_load_from(const bk_safetensors *st, bk_module *m, bk_optim *o);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,37 @@ bool bk__module_ok(const bk_module *m, const char *who);
  * shape product = sample_numel, x present, sizes that fit in memory). */
 bool bk__dataset_ok(const bk_dataset *ds, const char *who);
 
+/* ---- text (core/escape.c) ------------------------------------------------------------ */
+/* The length (1..4) of the valid UTF-8 sequence at s[0..n), with its code point in *cp;
+ * 0 when s does not start with one (overlong, surrogate, past U+10FFFF, cut short) or n is
+ * 0. */
+size_t bk__utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* ---- files (io/file_read.c, io/atomic_file.c) ----------------------------------------- */
+/* bk_file_open_read for brick's own readers, which word their messages themselves: NULL
+ * with the problem ("cannot open: <reason>", "not a regular file (a FIFO)") in why. */
+FILE *bk__open_regular(const char *path, char *why, size_t why_size);
+
+/* A file being replaced atomically (bk_file_write_atomic, which is open + fwrite +
+ * commit): bk__atomic_open gives the stream of a fresh temporary file next to path;
+ * bk__atomic_commit flushes, fsyncs and renames it over path, then removes the leftovers
+ * of writers of path that died. On failure each sets "<who>: <path>: cannot <step>
+ * (<temporary file>): <reason>" (who may be NULL), removes the temporary file and leaves
+ * path as it was. A caller whose own writes fail calls bk__atomic_fail(a, "write") (errno
+ * says why). After a failure or a commit there is nothing left to free. */
+typedef struct bk__atomic_file {
+    const char *path, *who; /* borrowed */
+    char *tmp;              /* "<path>.tmp.XXXXXX" */
+    int fd;                 /* holds the temporary file's flock until after the rename */
+    FILE *f;                /* writes through a duplicate of fd */
+} bk__atomic_file;
+FILE *bk__atomic_open(bk__atomic_file *a, const char *path, const char *who);
+int bk__atomic_commit(bk__atomic_file *a);
+void bk__atomic_fail(bk__atomic_file *a, const char *step);
+
+/* The path a loaded file was read from (for messages). Do not free. */
+const char *bk__safetensors_path(const bk_safetensors *st);
+
 /* ---- sizes --------------------------------------------------------------------------- */
 /* a*b into *out; false on overflow or negative operands. */
 bool bk__mul_ok(int64_t a, int64_t b, int64_t *out);

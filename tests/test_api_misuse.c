@@ -174,6 +174,11 @@ TEST(errors_threads_rng) {
     const char *volatile no_fmt = NULL; /* volatile: gcc rejects a literal NULL format */
     MISUSE_VOID(bk_set_error(no_fmt), "set_error", "format is NULL");
     CANNOT_FAIL((bk_set_error("%s", "m"), !strcmp(bk_last_error(), "m")), "any message: what it is for");
+    char esc[8];
+    ACCEPTS(!strcmp(bk_escape(NULL, esc, sizeof esc), "(null)"), "NULL prints as (null)");
+    ACCEPTS(!strcmp(bk_escape("abc", NULL, 8), ""), "no buffer: \"\" (documented; never fails)");
+    ACCEPTS(!strcmp(bk_escape("abcdefghij", esc, sizeof esc), "abcd..."), "too long: cut, \"...\"");
+    CANNOT_FAIL(!strcmp(bk_escape("a\nb", esc, sizeof esc), "a\\nb"), "any string can be escaped");
 
     MISUSE(bk_set_num_threads(0), "set_num_threads", "0 threads");
     MISUSE(bk_set_num_threads(-3), "set_num_threads", "-3 threads");
@@ -192,6 +197,11 @@ TEST(errors_threads_rng) {
     ACCEPTS(bk_rng_uniform(NULL) == bk_rng_uniform(&seeded), "NULL draws from the default generator");
     ACCEPTS(bk_rng_normal(NULL) == bk_rng_normal(&seeded), "NULL draws from the default generator");
     CANNOT_FAIL((bk_rng_u32(&r), 1), "any state is a valid PCG32 state");
+    MISUSE(bk_rng_set_state(&r, 0, 0), "rng_set_state", "even");
+    MISUSE(bk_rng_set_state(&r, 5, UINT64_MAX - 1), "rng_set_state", "even");
+    ACCEPTS(bk_rng_set_state(NULL, r.state, r.inc) == 0 && bk_default_rng()->state == r.state,
+            "NULL sets the thread's default generator");
+    bk_manual_seed(0);
     CANNOT_FAIL(bk_default_rng() != NULL, "no arguments");
     CANNOT_FAIL((bk_manual_seed(UINT64_MAX), 1), "any seed is valid");
     *bk_default_rng() = copy;
@@ -1093,6 +1103,14 @@ TEST(safetensors_files) {
     MISUSE(bk_safetensors_load(NULL), "safetensors", "path is NULL");
     MISUSE(bk_safetensors_load(in_tmp("missing.safetensors")), "safetensors", "cannot open");
     MISUSE(bk_safetensors_load(tmpdir), "safetensors", tmpdir);
+    MISUSE(bk_file_open_read(NULL), "file_open_read", "path is NULL");
+    MISUSE(bk_file_open_read(tmpdir), tmpdir, "not a regular file (a directory)");
+    MISUSE(bk_file_open_read(in_tmp("missing")), "missing", "cannot open");
+    MISUSE(bk_file_write_atomic(NULL, "x", 1), "file_write_atomic", "path is NULL");
+    MISUSE(bk_file_write_atomic(in_tmp("w.txt"), NULL, 1), "file_write_atomic", "data is NULL");
+    MISUSE(bk_file_write_atomic(in_tmp("no/such/dir/w"), "x", 1), "no/such/dir/w", "No such file");
+    MISUSE(bk_file_write_atomic(tmpdir, "x", 1), tmpdir, "cannot rename");
+    ACCEPTS(bk_file_write_atomic(in_tmp("w.txt"), NULL, 0) == 0, "no data with n 0: an empty file");
     bk_safetensors *st = bk_safetensors_load(good);
     CHECK(st != NULL);
     ACCEPTS((bk_safetensors_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
@@ -1253,7 +1271,8 @@ TEST(data_sets_and_loaders) {
     ACCEPTS(bk_loader_next(l, NULL, NULL, NULL) == 2, "NULL outputs: nothing is copied (skips a batch)");
     MISUSE(bk_loader_num_batches(NULL), "loader_num_batches", "NULL");
     MISUSE_VOID(bk_loader_rng(NULL), "loader_rng", "NULL");
-    MISUSE_VOID(bk_loader_set_rng(NULL, *bk_default_rng()), "loader_set_rng", "NULL");
+    MISUSE(bk_loader_set_rng(NULL, *bk_default_rng()), "loader_set_rng", "NULL");
+    MISUSE(bk_loader_set_rng(l, (bk_rng){0, 0}), "loader_set_rng", "even");
     bk_loader_free(l);
     bk_dataset_free(ds);
 }
@@ -1303,6 +1322,12 @@ TEST(models_and_checkpoints) {
     MISUSE(bk_checkpoint_load(in_tmp("missing.ckpt"), m, NULL), "safetensors", "cannot open");
     MISUSE(bk_checkpoint_load(ck, m, o), "checkpoint_load", "missing");
     ACCEPTS(bk_checkpoint_load(ck, m, NULL) == 0, "optimizer NULL: the model only");
+    bk_safetensors *ck_st = bk_safetensors_load(ck);
+    MISUSE(bk_checkpoint_load_from(NULL, m, o), "checkpoint_load", "file is NULL");
+    EACH_BAD_MODULE("checkpoint_load", bk_checkpoint_load_from(ck_st, M, o));
+    MISUSE(bk_checkpoint_load_from(ck_st, m, o), "checkpoint_load", "missing");
+    ACCEPTS(bk_checkpoint_load_from(ck_st, m, NULL) == 0, "optimizer NULL: the model only");
+    bk_safetensors_free(ck_st);
     bk_optim_free(o);
     bk_module_free(m);
 }

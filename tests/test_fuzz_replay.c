@@ -17,6 +17,7 @@
 
 #include "../fuzz/fuzz_ckpt.c"
 #include "../fuzz/fuzz_cli.c"
+#include "../fuzz/fuzz_escape.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_model_spec.c"
 #include "../fuzz/fuzz_safetensors.c"
@@ -34,6 +35,7 @@ static const replay_target TARGETS[] = {
     {"model_spec", fuzz_model_spec},
     {"cli", fuzz_cli},
     {"ckpt", fuzz_ckpt},
+    {"escape", fuzz_escape},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
@@ -106,6 +108,7 @@ TEST(replay_idx) { replay(&TARGETS[1]); }
 TEST(replay_model_spec) { replay(&TARGETS[2]); }
 TEST(replay_cli) { replay(&TARGETS[3]); }
 TEST(replay_ckpt) { replay(&TARGETS[4]); }
+TEST(replay_escape) { replay(&TARGETS[5]); }
 
 int main(void) {
     RUN(replay_safetensors);
@@ -113,6 +116,7 @@ int main(void) {
     RUN(replay_model_spec);
     RUN(replay_cli);
     RUN(replay_ckpt);
+    RUN(replay_escape);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }

@@ -9,7 +9,9 @@
 # Deterministic interrupts use the hidden BRICK_TEST_INTERRUPT_AT_STEP=N (SIGINT raised in
 # the process after step N): inside epoch 1, at the last batch of an epoch, twice in a row,
 # and with Adam. Then real signals from outside: `kill -INT` and `kill -TERM` of a run in
-# the background, whose exact step does not matter. Every resume runs the "to continue:"
+# the background, whose exact step does not matter. Then repeated signals: two at once
+# (one request), a second one during the save (it waits), a second one to a run that hangs
+# (it exits at once), and GNU timeout's two SIGTERMs. Every resume runs the "to continue:"
 # command the interrupted run printed. Prints "test_interrupt: N passed, M failed" last and
 # exits 1 on any failure.
 set -u
@@ -160,6 +162,17 @@ same_model "Adam" "$tmp/adam-ref.safetensors" "$tmp/adam.safetensors"
 
 # ---- real signals from outside ------------------------------------------------------------
 
+# wait_for PATTERN FILE: waits until FILE has a line matching PATTERN, or $bg_pid has
+# exited, 300 s at most (data loading under valgrind is slow).
+wait_for() {
+    for _ in $(seq 1 3000); do
+        grep -q "$1" "$2" 2>/dev/null && return 0
+        kill -0 "$bg_pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
 # killed_run NAME SIGNAL STATUS OUT: starts a 3-epoch run in the background, sends SIGNAL
 # once training has begun, and expects exit STATUS. Sets $rc, $out, $err.
 long=(--model mlp --data "$data" --epochs 3 --batch-size 64 --lr 0.05 --seed 9 --threads 1)
@@ -167,11 +180,7 @@ killed_run() {
     local name=$1 sig=$2 want=$3 o=$4
     "$brick" train "${long[@]}" --out "$o" >"$tmp/out" 2>"$tmp/err" &
     bg_pid=$!
-    for _ in $(seq 1 600); do # up to 60 s for the data to load and training to start
-        grep -q '^model: ' "$tmp/out" 2>/dev/null && break
-        kill -0 "$bg_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_for '^model: ' "$tmp/out" # training has started
     sleep 0.3
     kill "-$sig" "$bg_pid" 2>/dev/null
     wait "$bg_pid"
@@ -214,6 +223,110 @@ if killed_run "kill -TERM" TERM 143 "$tmp/t.model"; then
         bad "kill -TERM: model file differs" "$(cmp "$tmp/long-ref.safetensors" "$tmp/t.model" 2>&1)"
     fi
 fi
+
+# ---- repeated signals -------------------------------------------------------------------------
+# Within 1 s of the first: the same request (GNU timeout sends two). Later, during the save:
+# it waits for the save. Later, with no save going on (the loop does not reach its check):
+# exit at once, 128 + signal. The first two are raised in the process by the test hook
+# (BRICK_TEST_INTERRUPT_REPEAT), timed by the process's own clock; the third comes from here.
+
+d=$tmp/dup.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=now "$brick" train "${mlp[@]}" --out "$d"
+if [ "$rc" -eq 130 ] && grep -q "in epoch 1 after batch 10 of 24 (step 10): saved the checkpoint" <<<"$err" &&
+    [ -s "$tmp/dup.ckpt.safetensors" ]; then
+    ok "two signals at once count as one: the checkpoint is saved, exit 130"
+else
+    bad "two signals at once" "exit $rc" "stderr: ${err:0:400}"
+fi
+continue_run "resume after two signals at once"
+same_model "two signals at once" "$ref" "$d"
+
+s2=$tmp/save.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=save "$brick" train "${mlp[@]}" --out "$s2"
+if [ "$rc" -eq 130 ] && grep -q "in epoch 1 after batch 10 of 24 (step 10): saved the checkpoint" <<<"$err" &&
+    grep -aq '"brick.batch":"10"' "$tmp/save.ckpt.safetensors" 2>/dev/null && ! grep -q "stopped at once" <<<"$err"; then
+    ok "a second signal 1.1 s later, during the save, waits for it: checkpoint saved, exit 130"
+else
+    bad "a second signal during the save" "exit $rc" "stderr: ${err:0:400}"
+fi
+
+# A run that hangs after step 10 (the hook: it never reaches its check). One signal does
+# not stop it; a later one must, at once. Signals go every 0.5 s until it exits (the first
+# ones within 1 s of the hook's own SIGINT count as the same request), 240 s at most.
+h=$tmp/hang.safetensors
+cp "$ref" "$h" # files of an earlier save, which must stay whole
+cp "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"
+BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train "${mlp[@]}" --out "$h" >"$tmp/out" 2>"$tmp/err" &
+bg_pid=$!
+wait_for 'test hook: hanging' "$tmp/err"
+sent=0
+for _ in $(seq 1 480); do
+    kill -0 "$bg_pid" 2>/dev/null || break
+    kill -INT "$bg_pid" 2>/dev/null && sent=$((sent + 1))
+    sleep 0.5
+done
+kill -KILL "$bg_pid" 2>/dev/null
+wait "$bg_pid"
+rc=$?
+bg_pid=
+err=$(cat "$tmp/err")
+if [ "$rc" -eq 130 ] && grep -q "stopped at once by a second signal" <<<"$err" &&
+    cmp -s "$ref" "$h" && cmp -s "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"; then
+    ok "a hung run stops on a later signal: exit 130 at once ($sent sent), the earlier files untouched"
+else
+    bad "a hung run and a second signal" "exit $rc after $sent signals" "stderr: ${err:0:400}"
+fi
+
+# Two SIGTERMs from outside, 20 ms apart (well within the 1 s): one request. (Before, the
+# second one killed the run whenever the first had been handled and the step and the save
+# were still going on; a wide MLP makes that window long.)
+o=$tmp/twice.safetensors
+"$brick" train "${long[@]}" --model mlp:hidden=2048 --epochs 1000 --out "$o" >"$tmp/out" 2>"$tmp/err" &
+bg_pid=$!
+wait_for '^model: ' "$tmp/out"
+sleep 0.3
+t0=${EPOCHREALTIME/[.,]/}
+kill -TERM "$bg_pid" 2>/dev/null
+sleep 0.02
+kill -TERM "$bg_pid" 2>/dev/null
+gap_us=$((${EPOCHREALTIME/[.,]/} - t0)) # what the shell managed: a stalled machine may not
+wait "$bg_pid"
+rc=$?
+bg_pid=
+err=$(cat "$tmp/err")
+if [ "$rc" -eq 143 ] && grep -Eq "interrupted by SIGTERM (in epoch|after epoch)" <<<"$err" &&
+    [ -s "$tmp/twice.ckpt.safetensors" ]; then
+    ok "kill -TERM twice, 20 ms apart: one request, the checkpoint is saved, exit 143"
+elif [ "$gap_us" -ge 900000 ] && grep -q "stopped at once by a second signal" <<<"$err"; then
+    echo "  skip kill -TERM twice: the shell sent them $((gap_us / 1000)) ms apart (a stalled machine), which is a second request"
+else
+    bad "kill -TERM twice" "exit $rc" "stderr: ${err:0:400}"
+fi
+
+# GNU timeout: SIGTERM to brick and then to its process group, at once. Before, the second
+# killed the run before its checkpoint was written (1 run in 20).
+for k in 1 2 3; do
+    o=$tmp/timeout$k.safetensors
+    timeout -s TERM 1.5 "$brick" train "${long[@]}" --epochs 1000 --out "$o" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    err=$(cat "$tmp/err")
+    if [ "$rc" -eq 0 ] || ! grep -q '^model: ' "$tmp/out"; then
+        echo "  skip timeout run $k: the signal came before training began or after it ended (exit $rc)"
+        continue
+    fi
+    if grep -q "stopped at once by a second signal" <<<"$err"; then
+        # timeout sends them back to back; only a stalled machine puts 1 s between them
+        echo "  skip timeout run $k: its two signals came 1 s or more apart (a stalled machine)"
+        continue
+    fi
+    ck=$tmp/timeout$k.ckpt.safetensors
+    if [ "$rc" -eq 124 ] && grep -Eq "interrupted by SIGTERM (in epoch|after epoch)" <<<"$err" && [ -s "$ck" ] &&
+        "$brick" eval "$ck" --data "$data" >/dev/null 2>&1; then
+        ok "timeout -s TERM (two signals) run $k: the checkpoint is saved and loads"
+    else
+        bad "timeout -s TERM run $k" "exit $rc" "stderr: ${err:0:400}"
+    fi
+done
 
 echo "test_interrupt: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,7 +2,7 @@
  * paths and the default data directory, atomic text files, and rebuilding a model from
  * the metadata of a file the tool wrote.
  */
-#define _XOPEN_SOURCE 700 /* readlink, fsync, clock_gettime */
+#define _XOPEN_SOURCE 700 /* readlink, clock_gettime, strdup */
 
 #include "cli.h"
 
@@ -23,13 +23,13 @@ bool cli_parse_only = false;
 
 /* ---- messages ------------------------------------------------------------------------- */
 
-/* One line: newlines in a (library) message are turned into spaces. */
+/* One line, escaped (bk_escape): a name or value from a file that a message quotes
+ * cannot end the line early or send control sequences to the terminal. (Library messages
+ * are escaped already; escaping again changes nothing.) */
 static void vreport(const char *fmt, va_list ap) {
-    char msg[2048];
+    char msg[2048], safe[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    for (char *c = msg; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    fprintf(stderr, "%s: %s\n", cli_prog, msg);
+    fprintf(stderr, "%s: %s\n", cli_prog, bk_escape(msg, safe, sizeof safe));
 }
 
 int cli_usage(const char *fmt, ...) {
@@ -185,6 +185,14 @@ bool cli_is_file(const char *path) {
     return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+int cli_need_file(const char *flag, const char *path) {
+    struct stat st;
+    const char *why = stat(path, &st) != 0 ? "no such file"
+                    : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+    if (!why) return CLI_OK;
+    return cli_usage("%s%s%s: %s", flag ? flag : "", flag ? " " : "", path, why);
+}
+
 bool cli_parent_is_dir(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) return true;
@@ -279,34 +287,7 @@ int cli_write_atomic(const char *path, const cli_buf *b) {
         bk_set_error("%s: out of memory", path);
         return -1;
     }
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        bk_set_error("%s: path too long", path);
-        return -1;
-    }
-    unlink(tmp); /* a leftover of a crashed run with the same pid */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        bk_set_error("%s: cannot create %s: %s", path, tmp, strerror(errno));
-        return -1;
-    }
-    size_t done = 0;
-    while (done < b->len) {
-        ssize_t k = write(fd, b->p + done, b->len - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    int err = done == b->len ? 0 : errno ? errno : EIO;
-    if (!err && fsync(fd) != 0) err = errno;
-    if (close(fd) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        bk_set_error("%s: cannot write: %s", path, strerror(err));
-        return -1;
-    }
-    return 0;
+    return bk_file_write_atomic(path, b->p, b->len);
 }
 
 char *cli_sibling(const char *path, const char *suffix) {
@@ -400,6 +381,8 @@ int cli_check_finite(const char *path, const bk_safetensors *st) {
 
 int cli_model_load(const char *path, cli_model *cm) {
     memset(cm, 0, sizeof *cm);
+    /* Read once: the metadata rebuilds the model and the same tensors fill it (reading the
+     * file again would hold its tensors twice at the peak, and could find another file). */
     bk_safetensors *st = bk_safetensors_load(path);
     if (!st) return cli_fail(NULL);
     int rc = CLI_RUNTIME;
@@ -432,15 +415,14 @@ int cli_model_load(const char *path, cli_model *cm) {
     /* NaN weights would evaluate to "test loss nan" and exit 0: refuse them, by name */
     if (cli_check_finite(path, st)) goto done;
     cm->n_classes = (int)nc;
-    snprintf(cm->arch, sizeof cm->arch, "%s", arch);
+    /* What is printed (the arch, the class names) is kept escaped: it comes from the file. */
+    bk_escape(arch, cm->arch, sizeof cm->arch);
     for (int c = 0; names && *names && c < cm->n_classes; c++) {
         const char *comma = strchr(names, ',');
         size_t len = comma ? (size_t)(comma - names) : strlen(names);
-        cm->class_names[c] = malloc(len + 1);
-        if (cm->class_names[c]) {
-            memcpy(cm->class_names[c], names, len);
-            cm->class_names[c][len] = '\0';
-        }
+        char raw[256], safe[256];
+        snprintf(raw, sizeof raw, "%.*s", (int)(len < sizeof raw ? len : sizeof raw - 1), names);
+        cm->class_names[c] = strdup(bk_escape(raw, safe, sizeof safe));
         names = comma ? comma + 1 : names + len;
     }
     cm->m = bk_model_build(arch, cm->in_ndim, cm->in_shape, cm->n_classes, NULL, 0);
@@ -448,7 +430,7 @@ int cli_model_load(const char *path, cli_model *cm) {
         cli_fail("%s: cannot rebuild its model: %s", path, bk_last_error());
         goto done;
     }
-    if (bk_checkpoint_load(path, cm->m, NULL) != 0) {
+    if (bk_checkpoint_load_from(st, cm->m, NULL) != 0) {
         cli_fail(NULL);
         goto done;
     }

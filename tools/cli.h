@@ -100,6 +100,9 @@ bool cli_value_parse(const cli_option *o, const char *v, void *out, char *why, s
 
 bool cli_is_dir(const char *path);
 bool cli_is_file(const char *path);
+/* CLI_OK when path is a regular file; else prints "[<flag> ]<path>: no such file" (or "not
+ * a regular file": a FIFO would block its reader) and returns CLI_USAGE. flag may be NULL. */
+int cli_need_file(const char *flag, const char *path);
 /* True when dir's parent directory exists (so that a file can be created there). */
 bool cli_parent_is_dir(const char *path);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
@@ -130,8 +133,8 @@ void cli_buf_printf(cli_buf *b, const char *fmt, ...)
 #endif
     ;
 void cli_buf_free(cli_buf *b);
-/* Writes the buffer to path atomically (temporary file, fsync, rename). 0, or -1 with an
- * error set (bk_set_error). */
+/* Writes the buffer to path atomically (bk_file_write_atomic: temporary file, fsync,
+ * rename; leftovers of killed runs removed). 0, or -1 with an error set. */
 int cli_write_atomic(const char *path, const cli_buf *b);
 
 /* path with its ".safetensors" suffix (if any) replaced by `suffix`, malloc'ed. */
@@ -146,11 +149,11 @@ void cli_set_threads(int n);
 
 typedef struct cli_model {
     bk_module *m;
-    char arch[256];
+    char arch[256]; /* escaped, for printing */
     int in_ndim;
     int64_t in_shape[BK_MAX_DIMS];
     int n_classes;
-    char *class_names[CLI_MAX_CLASSES]; /* malloc'ed, or NULL: shown as the index */
+    char *class_names[CLI_MAX_CLASSES]; /* malloc'ed and escaped (bk_escape), or NULL */
     char name_buf[CLI_MAX_CLASSES][16];  /* "class 7" fallbacks */
 } cli_model;
 

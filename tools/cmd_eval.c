@@ -85,7 +85,9 @@ static void print_confusion(cli_model *cm, const int64_t *conf) {
     for (int r = 0; r < C; r++) {
         int64_t row = 0;
         for (int c = 0; c < C; c++) row += conf[r * C + c];
-        printf("%3d %-*.*s", r, name_w, name_w, cli_class_name(cm, r));
+        char cut[32]; /* at most name_w bytes, cut between characters (a byte cut could
+                       * split a UTF-8 sequence) */
+        printf("%3d %-*s", r, name_w, bk_escape(cli_class_name(cm, r), cut, (size_t)name_w + 1));
         for (int c = 0; c < C; c++) printf(" %5lld", (long long)conf[r * C + c]);
         if (row)
             printf("   %.3f\n", (double)conf[r * C + r] / (double)row);
@@ -111,7 +113,7 @@ int cmd_eval(int argc, char **argv) {
     if (n_pos != 1) return cli_usage("expected a model FILE (see --help)");
     if (cli_parse_only) return CLI_OK;
     const char *path = pos[0];
-    if (!cli_is_file(path)) return cli_usage("%s: no such file", path);
+    if ((rc = cli_need_file(NULL, path))) return rc;
     char buf[PATH_MAX];
     const char *why = "from --data";
     if (!data) data = cli_default_data(buf, sizeof buf, &why);

@@ -89,13 +89,11 @@ static bk_module *lm_build(const lm_hparams *hp) {
 
 /* ---- text ------------------------------------------------------------------------------ */
 
-/* The file's bytes without NUL, '\r' and bytes >= 128; malloc'ed, NULL with *why set. */
-static unsigned char *read_text(const char *path, int64_t *n, const char **why) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *why = "cannot open";
-        return NULL;
-    }
+/* The file's bytes without NUL, '\r' and bytes >= 128; malloc'ed, NULL with the error
+ * set (naming the file). */
+static unsigned char *read_text(const char *path, int64_t *n) {
+    FILE *f = bk_file_open_read(path); /* a regular file only: a FIFO would block */
+    if (!f) return NULL;
     size_t cap = 1 << 16, len = 0;
     unsigned char *p = malloc(cap);
     int c;
@@ -116,8 +114,8 @@ static unsigned char *read_text(const char *path, int64_t *n, const char **why) 
     bool err = ferror(f);
     fclose(f);
     if (!p || err) {
+        bk_set_error("%s: %s", path, p ? "read error" : "out of memory");
         free(p);
-        *why = p ? "read error" : "out of memory";
         return NULL;
     }
     *n = (int64_t)len;
@@ -243,14 +241,13 @@ int cmd_train_lm(int argc, char **argv) {
         return cli_usage("--positions must be learned or sinusoidal (got '%s')", positions);
     if (d % heads) return cli_usage("--d-model %" PRId64 " is not divisible by --heads %" PRId64, d, heads);
     if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
-    if (!cli_is_file(text)) return cli_usage("--text %s: no such file", text);
+    if ((rc = cli_need_file("--text", text))) return rc;
     if (cli_parse_only) return CLI_OK;
     if (cli_opt(opts, n_opts, "--threads")->given) cli_set_threads((int)threads);
 
-    const char *why = NULL;
     int64_t n = 0;
-    unsigned char *raw = read_text(text, &n, &why);
-    if (!raw) return cli_fail("%s: %s", text, why);
+    unsigned char *raw = read_text(text, &n);
+    if (!raw) return cli_fail(NULL);
     /* vocabulary: the distinct bytes, sorted */
     int id_of[128];
     char vocab[129];
@@ -421,7 +418,7 @@ int cmd_generate(int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (n_pos != 1) return cli_usage("expected one model FILE (see --help)");
     if (prompt && !*prompt) return cli_usage("--prompt is empty");
-    if (!cli_is_file(pos[0])) return cli_usage("%s: no such file", pos[0]);
+    if ((rc = cli_need_file(NULL, pos[0]))) return rc;
     if (cli_parse_only) return CLI_OK;
     if (cli_opt(opts, n_opts, "--threads")->given) cli_set_threads((int)threads);
 
@@ -435,9 +432,11 @@ int cmd_generate(int argc, char **argv) {
         !meta_i64(st, "brick.lm.context", &hp.context) || !meta_i64(st, "brick.lm.d_model", &hp.d_model) ||
         !meta_i64(st, "brick.lm.layers", &hp.layers) || !meta_i64(st, "brick.lm.heads", &hp.heads) ||
         !meta_i64(st, "brick.lm.ff", &hp.ff) || hp.d_model % hp.heads || hp.layers > 64) {
+        /* (the message first: fmt belongs to st) */
+        rc = cli_fail("%s: not a language model written by brick train-lm (format %s)", pos[0],
+                      fmt ? fmt : "missing");
         bk_safetensors_free(st);
-        return cli_fail("%s: not a language model written by brick train-lm (format %s)", pos[0],
-                        fmt ? fmt : "missing");
+        return rc;
     }
     hp.vocab = (int64_t)strlen(vocab);
     hp.learned = !strcmp(posk, "learned");

@@ -9,7 +9,6 @@
 
 #include "cli.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -61,11 +60,8 @@ static bool pgm_int(const unsigned char *p, size_t n, size_t *i, long *out) {
 /* Reads a P5 PGM of exactly w x h pixels into out (w*h floats in [0, 1]). 0, or -1 with
  * a message naming the file. */
 static int pgm_read(const char *path, long want_w, long want_h, float *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bk_set_error("%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = bk_file_open_read(path); /* a regular file only: a FIFO would block */
+    if (!f) return -1;
     unsigned char *buf = malloc(PGM_MAX_BYTES);
     size_t n = buf ? fread(buf, 1, PGM_MAX_BYTES, f) : 0;
     bool read_error = ferror(f);
@@ -142,8 +138,8 @@ int cmd_predict(int argc, char **argv) {
         return cli_usage("--labels, --index and --count go with --idx");
     if (cli_parse_only) return CLI_OK;
     for (int i = 0; i < n_pos; i++)
-        if (!cli_is_file(pos[i])) return cli_usage("%s: no such file", pos[i]);
-    if (idx && !cli_is_file(idx)) return cli_usage("--idx %s: no such file", idx);
+        if ((rc = cli_need_file(NULL, pos[i]))) return rc;
+    if (idx && (rc = cli_need_file("--idx", idx))) return rc;
     char *derived = idx && !labels ? labels_for(idx) : NULL;
     if (idx && !labels) {
         if (!derived || !cli_is_file(derived)) {
@@ -152,7 +148,7 @@ int cmd_predict(int argc, char **argv) {
         }
         labels = derived;
     }
-    if (labels && !cli_is_file(labels)) return cli_usage("--labels %s: no such file", labels);
+    if (labels && (rc = cli_need_file("--labels", labels))) return rc;
 
     cli_model cm;
     if ((rc = cli_model_load(pos[0], &cm))) {

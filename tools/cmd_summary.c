@@ -193,7 +193,7 @@ int cmd_summary(int argc, char **argv) {
         if (opts[1].given || opts[2].given)
             return cli_usage("--in-shape and --classes go with --model (a file records them)");
         if (cli_parse_only) return CLI_OK;
-        if (!cli_is_file(pos[0])) return cli_usage("%s: no such file", pos[0]);
+        if ((rc = cli_need_file(NULL, pos[0]))) return rc;
         cli_model cm;
         if ((rc = cli_model_load(pos[0], &cm))) return rc;
         char title[512];

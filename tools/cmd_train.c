@@ -24,25 +24,32 @@
  * (the loader generator at the epoch's start, the batches done, the epoch's running sums),
  * and the command exits with 128 + the signal (130 for Ctrl-C). --resume replays the
  * epoch's shuffle from that generator, skips the batches done and goes on, so the final
- * weights equal an uninterrupted run's bit for bit. The handler is one-shot: a second
- * Ctrl-C kills at once (every file is written atomically, so none is left half-written).
- * The hidden BRICK_TEST_INTERRUPT_AT_STEP=N raises SIGINT after step N (for the tests).
+ * weights equal an uninterrupted run's bit for bit. A repeated signal (see "Interrupts"
+ * below): within 1 s of the first it is the same request (GNU timeout sends two); later,
+ * during a save it waits for the save; otherwise it stops the process at once (a loop that
+ * never reaches the check), which loses nothing since every file is written atomically.
+ * Hidden test hooks: BRICK_TEST_INTERRUPT_AT_STEP=N raises SIGINT after step N;
+ * BRICK_TEST_INTERRUPT_REPEAT=now|save|hang then also raises it again at once, raises it
+ * again during the checkpoint's save (1.1 s after the first), or hangs after step N
+ * without ever reaching the check (so a second signal from outside must stop it).
  *
  * Numerics: a batch whose loss is NaN, Inf or above --max-loss stops the run (exit 1)
  * before its backward, so the files of the last finished epoch stay as they were;
  * --detect-anomaly turns on the library's anomaly mode, which names the first op (and its
  * block) that makes a NaN or Inf in the forward or backward.
  */
-#define _XOPEN_SOURCE 700 /* strdup, isatty, sigaction */
+#define _XOPEN_SOURCE 700 /* strdup, isatty, sigaction, clock_gettime, nanosleep */
 
 #include "cli.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_META 40
@@ -94,7 +101,8 @@ static void help(FILE *f) {
             "a schedule). The test split is evaluated in batches of --batch-size.\n"
             "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
             "the position in the epoch and exits; --resume continues to the same weights as an\n"
-            "uninterrupted run. A second Ctrl-C stops at once (the last saved files stay whole).\n"
+            "uninterrupted run. A second Ctrl-C (a second or more after the first) stops at\n"
+            "once, unless files are being saved (the last saved files stay whole).\n"
             "Before training it checks that the test images have the training images'\n"
             "shape, that the model fits in memory and that every output can be written.\n"
             "Exit status: 0 done, 1 runtime failure (a file that fails to load or holds bad\n"
@@ -220,6 +228,7 @@ typedef struct run {
     bool resume_mid;          /* pos came from a checkpoint written inside an epoch */
     bk_rng loader_rng, model_rng; /* a resume's generators (resume_settings) */
     int64_t interrupt_at;     /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
+    const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
     char *ckpt_path, *csv_path, *svg_path;
     char *owned_out; /* --out derived from --resume */
 } run;
@@ -485,10 +494,72 @@ static int write_outputs(run *r) {
     return rc ? cli_fail(NULL) : CLI_OK;
 }
 
-/* Set by SIGINT and SIGTERM (the signal's number); checked after every step. */
-static volatile sig_atomic_t stop_signal;
+/* ---- interrupts ------------------------------------------------------------------------
+ * The first SIGINT or SIGTERM sets stop_signal, which the loop checks after every step and
+ * before every epoch: it finishes the step, saves the checkpoint and exits 128 + signal.
+ * A repeated signal (either of the two) is:
+ *   - the same request when it comes within STOP_REPEAT_WINDOW of the first: ignored. GNU
+ *     timeout sends its signal to the process and then to its process group, so `brick
+ *     train` under timeout gets two at once; a one-shot handler let the second kill the
+ *     run before its checkpoint was written (1 run in 20);
+ *   - deferred while the loop is saving (the interrupt's checkpoint, or an epoch's files):
+ *     the save completes and the run exits as for the first signal;
+ *   - otherwise, "stop now": one line on stderr and _exit(128 + signal). The loop has not
+ *     reached its check for a second or more (a long step, an evaluation, a hang), and
+ *     the user means it. Nothing is damaged: every file is replaced atomically, so the
+ *     files of the last save stay whole (only that last step's checkpoint is not written).
+ * The handler uses only async-signal-safe calls (clock_gettime, write, _exit). */
+#define STOP_REPEAT_WINDOW 1.0 /* seconds */
 
-static void on_stop_signal(int sig) { stop_signal = sig; }
+static volatile sig_atomic_t stop_signal; /* the first signal's number, 0 before */
+static volatile sig_atomic_t saving;      /* the loop is writing files: repeats wait */
+static struct timespec first_signal_at;   /* written before stop_signal, read after */
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+}
+
+static void on_stop_signal(int sig) {
+    int saved_errno = errno;
+    if (!stop_signal) {
+        clock_gettime(CLOCK_MONOTONIC, &first_signal_at);
+        stop_signal = sig;
+    } else if (!saving && seconds_since(&first_signal_at) >= STOP_REPEAT_WINDOW) {
+        static const char msg[] = ": stopped at once by a second signal: the step in progress "
+                                  "is not saved; the files saved before are whole\n";
+        ssize_t ignored = write(2, cli_prog, strlen(cli_prog));
+        ignored = write(2, msg, sizeof msg - 1);
+        (void)ignored;
+        _exit(128 + sig);
+    }
+    errno = saved_errno;
+}
+
+/* The test hooks' repeated signal: sleeps until `after` seconds have passed since the first
+ * signal (by the same clock as the handler, so the outcome never depends on the machine's
+ * speed), then raises it again. */
+static void raise_again_after(double after) {
+    double left;
+    while ((left = after - seconds_since(&first_signal_at)) > 0) {
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9) + 1};
+        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        nanosleep(&ts, NULL);
+    }
+    raise(stop_signal);
+}
+
+/* BRICK_TEST_INTERRUPT_AT_STEP / _REPEAT, after a step. */
+static void test_interrupt(const run *r) {
+    if (r->interrupt_at <= 0 || r->step != r->interrupt_at) return;
+    raise(SIGINT);
+    if (!strcmp(r->interrupt_repeat, "now")) raise(SIGINT);
+    if (!strcmp(r->interrupt_repeat, "hang")) {
+        fprintf(stderr, "%s: test hook: hanging after step %" PRId64 "\n", cli_prog, r->step);
+        for (;;) pause(); /* never reaches the check: only a second signal ends this */
+    }
+}
 
 /* train_epoch's result when a signal asked to stop (never returned by cmd_train). */
 enum { TRAIN_INTERRUPTED = 100 };
@@ -576,7 +647,7 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
         ps->correct += ok;
         ps->seen += B;
         cli_progress_update(pg, ps->batch, ps->seen, ps->loss_sum / (double)ps->seen);
-        if (r->interrupt_at > 0 && r->step == r->interrupt_at) raise(SIGINT);
+        test_interrupt(r);
         if (stop_signal) {
             cli_progress_clear(pg);
             return TRAIN_INTERRUPTED;
@@ -662,8 +733,9 @@ static int setup(run *r, const bk_safetensors *resume) {
                                            r->train->n_classes, NULL, 0);
     if (n_params < 0) return cli_fail(NULL);
     if ((rc = check_room(r, n_params))) return rc;
+    char data_safe[512]; /* (a resumed run's --data comes from its checkpoint) */
     printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
-           r->c.data, r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
+           bk_escape(r->c.data, data_safe, sizeof data_safe), r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
 
     bk_manual_seed((uint64_t)r->c.seed);
     r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
@@ -678,9 +750,11 @@ static int setup(run *r, const bk_safetensors *resume) {
         const char *arch = bk_safetensors_meta(resume, "brick.arch");
         if (strcmp(arch, r->arch))
             return cli_fail("%s: the checkpoint's model is %s, not %s", r->c.resume, arch, r->arch);
-        if (bk_checkpoint_load(r->c.resume, r->m, r->o) != 0) return cli_fail(NULL);
-        bk_loader_set_rng(r->loader, r->loader_rng);
-        *bk_default_rng() = r->model_rng;
+        if (bk_checkpoint_load_from(resume, r->m, r->o) != 0) return cli_fail(NULL);
+        if (bk_loader_set_rng(r->loader, r->loader_rng) != 0 ||
+            bk_rng_set_state(NULL, r->model_rng.state, r->model_rng.inc) != 0)
+            return cli_fail("%s: metadata brick.loader_rng or brick.model_rng: %s", r->c.resume,
+                            bk_last_error());
     }
     char wd[48] = "", sched[128] = "";
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
@@ -728,7 +802,9 @@ static void shell_word(cli_buf *b, const char *w) {
 static int interrupted(run *r, bool in_epoch) {
     int sig = stop_signal;
     const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    saving = 1; /* from here to the exit: a repeated signal waits */
     if (in_epoch) {
+        if (!strcmp(r->interrupt_repeat, "save")) raise_again_after(STOP_REPEAT_WINDOW + 0.1);
         int rc = write_checkpoint(r, true);
         if (rc) {
             fprintf(stderr, "%s: interrupted by %s, and the checkpoint could not be saved (the "
@@ -769,6 +845,8 @@ static int train_loop(run *r) {
     cli_progress_init(&pg, isatty(2));
     const char *at = getenv("BRICK_TEST_INTERRUPT_AT_STEP");
     if (!at || !cli_parse_i64(at, &r->interrupt_at)) r->interrupt_at = 0;
+    r->interrupt_repeat = getenv("BRICK_TEST_INTERRUPT_REPEAT");
+    if (!r->interrupt_repeat) r->interrupt_repeat = "";
     while (r->done_epochs < r->c.epochs) {
         if (stop_signal) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
@@ -794,7 +872,10 @@ static int train_loop(run *r) {
                r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
                e.test_loss, e.test_acc, e.seconds, lr);
         fflush(stdout);
-        if ((rc = write_outputs(r))) return rc;
+        saving = 1; /* a repeated signal waits for the files */
+        rc = write_outputs(r);
+        saving = 0;
+        if (rc) return rc;
     }
     const cli_epoch *last = &r->hist[r->n_hist - 1];
     printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
@@ -865,7 +946,7 @@ int cmd_train(int argc, char **argv) {
     bk_safetensors *resume = NULL;
     r.data_why = "from --data";
     if (c->resume) {
-        if (!cli_is_file(c->resume)) return cli_usage("--resume %s: no such file", c->resume);
+        if ((rc = cli_need_file("--resume", c->resume))) return rc;
         resume = bk_safetensors_load(c->resume);
         rc = resume ? resume_settings(&r, resume, opts, n_opts) : cli_fail(NULL);
         if (!rc && !c->out) {
@@ -930,14 +1011,18 @@ int cmd_train(int argc, char **argv) {
     if (!rc) {
         if (c->max_loss < 0) c->max_loss = 1000.0 * log((double)r.train->n_classes);
         bool prev_anomaly = bk_set_detect_anomaly(c->detect_anomaly);
-        /* Ctrl-C and SIGTERM from here on: finish the step, save, exit (one-shot; SA_RESTART
-         * so that no write is cut short by EINTR). */
+        /* Ctrl-C and SIGTERM from here on: finish the step, save, exit (a repeat: see
+         * on_stop_signal; each blocks the other while its handler runs; SA_RESTART so
+         * that no write is cut short by EINTR). */
         struct sigaction sa, old_int, old_term;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_stop_signal;
         sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESTART | SA_RESETHAND;
+        sigaddset(&sa.sa_mask, SIGINT);
+        sigaddset(&sa.sa_mask, SIGTERM);
+        sa.sa_flags = SA_RESTART;
         stop_signal = 0;
+        saving = 0;
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
         rc = train_loop(&r);

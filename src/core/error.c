@@ -3,6 +3,10 @@
  * Invariant: a failing function sets a message and returns NULL or -1; a function that
  * merely propagates a NULL input keeps the first message (see bk__inputs_ok), so the
  * message a user reads names the op that actually failed.
+ *
+ * Every message is stored through bk_escape: a name or value quoted from a file (a tensor
+ * name, metadata, a class name) cannot put a control character, an ESC sequence or invalid
+ * UTF-8 into a message, which callers print on a terminal or a log line.
  */
 #include "internal.h"
 
@@ -28,19 +32,22 @@ void bk_set_error(const char *fmt, ...) {
         error_set = true;
         return;
     }
+    char raw[BK_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_buf, sizeof error_buf, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    bk_escape(raw, error_buf, sizeof error_buf);
     error_set = true;
 }
 
 void bk__error_prefix(const char *fmt, ...) {
-    char prefix[512], old[BK_ERROR_MAX];
+    char raw[512], prefix[512], old[BK_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    bk_escape(raw, prefix, sizeof prefix); /* (old was escaped when it was set) */
     memcpy(old, error_buf, sizeof old);
     /* prefix + ": " + old, truncated to the buffer (gcc can't prove snprintf fits) */
     size_t k = strlen(prefix);

@@ -19,6 +19,21 @@ void bk_rng_seed(bk_rng *rng, uint64_t seed) {
     (void)bk_rng_u32(rng);
 }
 
+/* An odd increment is what makes PCG's LCG full-period (Hull-Dobell); every state brick
+ * makes has one (bk_rng_seed sets (54 << 1) | 1), so an even one is a damaged or forged
+ * state. */
+int bk_rng_set_state(bk_rng *rng, uint64_t state, uint64_t inc) {
+    if (!(inc & 1)) {
+        bk_set_error("rng_set_state: the increment %016llx is even (a PCG32 state needs an odd "
+                     "one; the state is damaged)", (unsigned long long)inc);
+        return -1;
+    }
+    if (!rng) rng = bk_default_rng();
+    rng->state = state;
+    rng->inc = inc;
+    return 0;
+}
+
 uint32_t bk_rng_u32(bk_rng *rng) {
     if (!rng) rng = bk_default_rng();
     uint64_t old = rng->state;

@@ -19,7 +19,7 @@
  *   - image and label counts must agree, and every label must be < n_classes.
  * Every failure returns NULL with "idx: <path>: <what is wrong>".
  */
-#define _XOPEN_SOURCE 700 /* fstat, fileno */
+#define _XOPEN_SOURCE 700 /* fstat, fileno, dup */
 
 #include "internal.h"
 
@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IDX_TYPE_U8 0x08
@@ -64,11 +65,11 @@ typedef struct idx_source {
 static bool source_open(idx_source *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = path;
-    s->f = fopen(path, "rb");
-    if (!s->f) return idx_fail(path, "cannot open: %s", strerror(errno));
+    char why[256];
+    s->f = bk__open_regular(path, why, sizeof why); /* never blocks (a FIFO is refused) */
+    if (!s->f) return idx_fail(path, "%s", why);
     struct stat st;
     if (fstat(fileno(s->f), &st) != 0) return idx_fail(path, "cannot stat: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode)) return idx_fail(path, "not a regular file");
     if (st.st_size == 0) return idx_fail(path, "the file is empty");
     s->size = (uint64_t)st.st_size;
 
@@ -76,10 +77,18 @@ static bool source_open(idx_source *s, const char *path) {
     size_t got = fread(head, 1, 2, s->f);
     if (got < 2 && ferror(s->f)) return idx_fail(path, "read error: %s", strerror(errno));
     if (got == 2 && head[0] == 0x1f && head[1] == 0x8b) {
+        /* zlib reads the descriptor already checked (opening path again could find another
+         * file there by now). */
+        if (fseek(s->f, 0, SEEK_SET) != 0) return idx_fail(path, "cannot seek: %s", strerror(errno));
+        int fd = dup(fileno(s->f));
+        s->gz = fd >= 0 ? gzdopen(fd, "rb") : NULL;
+        if (!s->gz) {
+            int e = errno;
+            if (fd >= 0) close(fd);
+            return idx_fail(path, "cannot open as gzip: %s", e ? strerror(e) : "out of memory");
+        }
         fclose(s->f);
         s->f = NULL;
-        s->gz = gzopen(path, "rb");
-        if (!s->gz) return idx_fail(path, "cannot open as gzip: %s", errno ? strerror(errno) : "out of memory");
         gzbuffer(s->gz, 1u << 17);
         return true;
     }
@@ -111,11 +120,10 @@ static int64_t source_read(idx_source *s, void *buf, size_t n) {
             int errnum = Z_OK;
             const char *zmsg = gzerror(s->gz, &errnum);
             if (got < 0 || (errnum != Z_OK && errnum != Z_BUF_ERROR)) {
-                /* zlib's message is "<path>: <what>"; keep the <what>. (No byte offset:
-                 * zlib decompresses ahead of what it has delivered.) */
-                size_t k = strlen(s->path);
-                if (zmsg && strncmp(zmsg, s->path, k) == 0 && strncmp(zmsg + k, ": ", 2) == 0)
-                    zmsg += k + 2;
+                /* zlib's message is "<fd:N>: <what>" (gzdopen); keep the <what>. (No byte
+                 * offset: zlib decompresses ahead of what it has delivered.) */
+                const char *colon = zmsg && !strncmp(zmsg, "<fd:", 4) ? strstr(zmsg, ": ") : NULL;
+                if (colon) zmsg = colon + 2;
                 idx_fail(s->path, "corrupt gzip stream (%s)",
                          errnum == Z_ERRNO ? strerror(errno) : zmsg ? zmsg : "unknown error");
                 return -1;

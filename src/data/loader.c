@@ -164,10 +164,15 @@ bk_rng bk_loader_rng(const bk_loader *l) {
     return l->rng;
 }
 
-void bk_loader_set_rng(bk_loader *l, bk_rng rng) {
+int bk_loader_set_rng(bk_loader *l, bk_rng rng) {
     if (!l) {
         bk_set_error("loader_set_rng: loader is NULL");
-        return;
+        return -1;
     }
-    l->rng = rng;
+    /* (rng_below would loop forever on a generator stuck at 0.) */
+    if (bk_rng_set_state(&l->rng, rng.state, rng.inc) != 0) {
+        bk__error_prefix("loader_set_rng");
+        return -1;
+    }
+    return 0;
 }

@@ -9,8 +9,9 @@
  * A state dict name can never start with "optim." unless a block has a child named
  * "optim"; such a module is refused at save time rather than written ambiguously.
  *
- * Saving goes through bk_safetensors_save, so it is atomic. Loading reads and checks the
- * whole file first - every module and optimizer name present with the right shape, no
+ * Saving goes through bk_safetensors_save, so it is atomic. Loading (from a path, or from
+ * a file already read, so that a caller who also needs its metadata reads it once) checks
+ * the whole file first - every module and optimizer name present with the right shape, no
  * unexpected tensor - and copies only when everything matches, so a failed load changes
  * nothing.
  */
@@ -20,11 +21,18 @@
 
 #define OPTIM_PREFIX "optim."
 
-/* Appends "item" to a ", "-separated list in buf (truncating quietly; it is a message). */
-static void list_add(char *buf, size_t n, const char *item) {
-    size_t len = strlen(buf);
-    if (len + 1 >= n) return;
-    snprintf(buf + len, n - len, "%s%s", len ? ", " : "", item);
+/* A ", "-separated list of names for a message (truncated quietly; it is a message). */
+typedef struct name_list {
+    char *buf; /* LIST_BYTES */
+    int n;     /* items added: an empty name adds no characters, so the text cannot say */
+} name_list;
+#define LIST_BYTES 4096
+
+static void list_add(name_list *l, const char *item) {
+    size_t len = strlen(l->buf);
+    if (len + 1 < LIST_BYTES)
+        snprintf(l->buf + len, LIST_BYTES - len, "%s%s", l->n ? ", " : "", item[0] ? item : "\"\"");
+    l->n++;
 }
 
 int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, int n_meta,
@@ -83,17 +91,17 @@ done:
 /* Matches `want` (a model or optimizer tensor) against file tensor `name`: the file's
  * tensor, or NULL after adding to the missing or mismatch list. */
 static bk_tensor *match(const bk_safetensors *st, const char *name, const bk_tensor *want,
-                        char *missing, char *mismatch, size_t n) {
+                        name_list *missing, name_list *mismatch) {
     bk_tensor *t = bk_safetensors_get(st, name); /* a miss is reported below, as a list */
     if (!t) {
-        list_add(missing, n, name);
+        list_add(missing, name);
         return NULL;
     }
     if (!bk_same_shape(t, want)) {
         char a[128], b[128], item[512];
         snprintf(item, sizeof item, "%s %s in file vs %s", name, bk_shape_str(t, a, sizeof a),
                  bk_shape_str(want, b, sizeof b));
-        list_add(mismatch, n, item);
+        list_add(mismatch, item);
         return NULL;
     }
     return t;
@@ -107,25 +115,38 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
     if (!bk__module_ok(m, "checkpoint_load")) return -1;
     bk_safetensors *st = bk_safetensors_load(path);
     if (!st) return -1; /* the message names the file */
+    int rc = bk_checkpoint_load_from(st, m, o);
+    bk_safetensors_free(st);
+    return rc;
+}
+
+int bk_checkpoint_load_from(const bk_safetensors *st, bk_module *m, bk_optim *o) {
+    if (!st) {
+        bk_set_error("checkpoint_load: file is NULL");
+        return -1;
+    }
+    if (!bk__module_ok(m, "checkpoint_load")) return -1;
+    const char *path = bk__safetensors_path(st);
     int rc = -1;
     bk_param_list *l = bk_module_named(m, BK_STATE);
     int n_opt = o ? bk_optim_state_count(o) : 0;
     int n_file = bk_safetensors_count(st);
     bk_tensor **src = bk__calloc((size_t)(l ? l->n : 0) + (size_t)n_opt + 1, sizeof *src);
-    char *missing = bk__calloc(4096, 1), *unexpected = bk__calloc(4096, 1), *mismatch = bk__calloc(4096, 1);
+    name_list missing = {bk__calloc(LIST_BYTES, 1), 0}, unexpected = {bk__calloc(LIST_BYTES, 1), 0},
+              mismatch = {bk__calloc(LIST_BYTES, 1), 0};
     char *name = NULL;
     if (!l) {
         bk__error_prefix("checkpoint_load: %s", path);
         goto done;
     }
-    if (!src || !missing || !unexpected || !mismatch) {
+    if (!src || !missing.buf || !unexpected.buf || !mismatch.buf) {
         bk_set_error("checkpoint_load: %s: out of memory", path);
         goto done;
     }
 
     /* 1. Match everything; change nothing yet. */
     for (int i = 0; i < l->n; i++)
-        src[i] = match(st, l->names[i], l->tensors[i], missing, mismatch, 4096);
+        src[i] = match(st, l->names[i], l->tensors[i], &missing, &mismatch);
     for (int i = 0; i < n_opt; i++) {
         const char *s = bk_optim_state_name(o, i);
         size_t len = strlen(OPTIM_PREFIX) + strlen(s) + 1;
@@ -136,7 +157,7 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
         }
         name = full;
         snprintf(name, len, OPTIM_PREFIX "%s", s);
-        src[l->n + i] = match(st, name, bk_optim_state_tensor(o, i), missing, mismatch, 4096);
+        src[l->n + i] = match(st, name, bk_optim_state_tensor(o, i), &missing, &mismatch);
     }
     /* Every tensor of the file must be used, except the optimizer's when none is given. */
     for (int k = 0; k < n_file; k++) {
@@ -150,19 +171,19 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
         } else {
             for (int i = 0; i < l->n && !used; i++) used = !strcmp(fname, l->names[i]);
         }
-        if (!used) list_add(unexpected, 4096, fname);
+        if (!used) list_add(&unexpected, fname);
     }
-    if (missing[0] || unexpected[0] || mismatch[0]) {
+    if (missing.n || unexpected.n || mismatch.n) {
         char what[64] = "";
         if (o) snprintf(what, sizeof what, " and %s optimizer", bk_optim_name(o));
         bk_set_error("checkpoint_load: %s does not match the %s model%s:%s%s%s%s%s%s", path,
-                     bk_module_name(m), what, missing[0] ? " missing: " : "", missing,
-                     unexpected[0] ? (missing[0] ? "; unexpected: " : " unexpected: ") : "",
-                     unexpected,
-                     mismatch[0] ? (missing[0] || unexpected[0] ? "; shape mismatch: "
-                                                                : " shape mismatch: ")
-                                 : "",
-                     mismatch);
+                     bk_module_name(m), what, missing.n ? " missing: " : "", missing.buf,
+                     unexpected.n ? (missing.n ? "; unexpected: " : " unexpected: ") : "",
+                     unexpected.buf,
+                     mismatch.n ? (missing.n || unexpected.n ? "; shape mismatch: "
+                                                             : " shape mismatch: ")
+                                : "",
+                     mismatch.buf);
         goto done;
     }
 
@@ -174,11 +195,10 @@ int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
     rc = 0;
 done:
     bk__free(name);
-    bk__free(missing);
-    bk__free(unexpected);
-    bk__free(mismatch);
+    bk__free(missing.buf);
+    bk__free(unexpected.buf);
+    bk__free(mismatch.buf);
     bk__free(src);
     bk_param_list_free(l);
-    bk_safetensors_free(st);
     return rc;
 }

@@ -21,34 +21,22 @@
  *     the last one), so the tensors allocated add up to exactly the file's data bytes.
  * Every failure returns NULL with "safetensors: <path>: <what is wrong>".
  *
- * Writing is atomic: the bytes go to a new temporary file next to the target, which is
- * flushed, fsync'ed and renamed over the target only once complete. On any failure the
- * temporary file is removed and an existing file of that name is left untouched.
- *
- * Leftover temporary files. A save that is killed (SIGKILL, power loss) cannot remove its
- * "<path>.tmp.XXXXXX"; loads never look at such files, and the next successful save of
- * the same path removes them. A saver holds an exclusive flock() on its temporary file
- * from creating it until after the rename, and the kernel drops the lock when the saver
- * dies, so "no one holds the lock" is exactly "abandoned": the cleanup removes only the
- * files whose lock it can take, never a temporary file another thread or process is still
- * writing (docs/reliability.md).
+ * Writing is atomic (src/io/atomic_file.c): the bytes go to a new temporary file next to
+ * the target, which is flushed, fsync'ed and renamed over the target only once complete.
+ * On any failure the temporary file is removed and an existing file of that name is left
+ * untouched; a save that is killed leaves "<path>.tmp.XXXXXX", which loads never look at
+ * and the next successful save of the same path removes (docs/reliability.md).
  */
-#define _XOPEN_SOURCE 700 /* open, fstat, fsync, O_CLOEXEC */
-#define _DEFAULT_SOURCE   /* flock (BSD and Linux; not in POSIX) */
+#define _XOPEN_SOURCE 700 /* fstat, fileno */
 
 #include "internal.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #define ST_MAX_HEADER 100000000u /* bytes; larger headers are refused, as by safetensors */
 #define JSON_MAX_DEPTH 8         /* a valid header needs 3: file { tensor { shape [ */
@@ -119,33 +107,10 @@ static void swap32(void *p, size_t n) {
 /* The offset of the first byte of s[0..n) that is not valid UTF-8 (overlong forms,
  * surrogates and code points past U+10FFFF included), or n if all of it is valid. */
 static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return i;
-        }
-        if (n - i < len) return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-        i += len;
-    }
-    return n;
+    size_t i = 0, len;
+    uint32_t cp;
+    while (i < n && (len = bk__utf8_next(s + i, n - i, &cp)) > 0) i += len;
+    return i;
 }
 
 /* ---- JSON ------------------------------------------------------------------------------
@@ -657,18 +622,15 @@ bk_safetensors *bk_safetensors_load(const char *path) {
     }
     bk_safetensors *st = NULL;
     char *header = NULL;
-    FILE *f = fopen(path, "rb");
+    char why[256];
+    FILE *f = bk__open_regular(path, why, sizeof why); /* never blocks (a FIFO is refused) */
     if (!f) {
-        st_fail(path, "cannot open: %s", strerror(errno));
+        st_fail(path, "%s", why);
         return NULL;
     }
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0) {
         st_fail(path, "cannot stat: %s", strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st_fail(path, "not a regular file");
         goto fail;
     }
     uint64_t size = (uint64_t)sb.st_size;
@@ -787,6 +749,8 @@ void bk_safetensors_free(bk_safetensors *st) {
     bk__free(st->path);
     bk__free(st);
 }
+
+const char *bk__safetensors_path(const bk_safetensors *st) { return st ? st->path : "(NULL)"; }
 
 int bk_safetensors_count(const bk_safetensors *st) {
     if (!st) {
@@ -1001,103 +965,6 @@ static bool write_f32(FILE *f, const float *x, size_t n) {
     return true;
 }
 
-#define TEMP_SUFFIX ".tmp."
-#define TEMP_RANDOM 6 /* characters after TEMP_SUFFIX */
-static const char TEMP_CHARS[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-/* Takes the writer's lock on a temporary file just created as tmp. False when a cleanup
- * got to the file first (between open and flock) and is removing it: the caller then
- * picks another name. A file system without flock gives an unlocked file, which no
- * cleanup ever removes (it removes only files whose lock it holds). */
-static bool lock_new_temp(int fd, const char *tmp) {
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) return errno != EWOULDBLOCK;
-    struct stat a, b; /* still linked under its name? */
-    return fstat(fd, &a) == 0 && stat(tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/* Creates "<path>.tmp.XXXXXX" exclusively, mode 0666 less the umask (what fopen gives),
- * and locks it (lock_new_temp). mkstemp would pick the name the same way but creates the
- * file 0600, and a checkpoint should get the permissions of any other file its owner
- * writes. */
-static int open_temp(const char *path, char *tmp, size_t tmp_size) {
-    const char *chars = TEMP_CHARS;
-    static _Thread_local uint64_t counter;
-    struct timespec ts = {0, 0};
-    timespec_get(&ts, TIME_UTC);
-    uint64_t x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
-                 (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&counter ^ ++counter << 48;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        x += 0x9E3779B97F4A7C15u; /* splitmix64 */
-        uint64_t z = x;
-        z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9u;
-        z = (z ^ z >> 27) * 0x94D049BB133111EBu;
-        z ^= z >> 31;
-        char suffix[TEMP_RANDOM + 1];
-        for (int k = 0; k < TEMP_RANDOM; k++, z /= 62) suffix[k] = chars[z % 62];
-        suffix[TEMP_RANDOM] = '\0';
-        snprintf(tmp, tmp_size, "%s" TEMP_SUFFIX "%s", path, suffix);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) return -1;
-        if (fd >= 0) {
-            if (lock_new_temp(fd, tmp)) return fd;
-            close(fd); /* a cleanup is removing it */
-        }
-    }
-    errno = EEXIST;
-    return -1;
-}
-
-/* Removes the temporary files of earlier saves of path that were killed before they could
- * remove them: "<path>.tmp.XXXXXX" files whose writer's lock can be taken (their writer
- * is gone). Best effort and silent: the save itself has succeeded. */
-static void remove_stale_temps(const char *path) {
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t base_len = strlen(base), path_len = strlen(path), suffix_len = strlen(TEMP_SUFFIX);
-    char *dir = slash ? bk__strdup(path) : bk__strdup(".");
-    char *full = bk__malloc(path_len + suffix_len + TEMP_RANDOM + 1);
-    DIR *d = NULL;
-    if (dir && full) {
-        if (slash) dir[slash == path ? 1 : slash - path] = '\0';
-        d = opendir(dir);
-    }
-    for (struct dirent *e; d && (e = readdir(d));) {
-        const char *name = e->d_name;
-        if (strncmp(name, base, base_len) != 0 ||
-            strncmp(name + base_len, TEMP_SUFFIX, suffix_len) != 0)
-            continue;
-        const char *rnd = name + base_len + suffix_len;
-        if (strlen(rnd) != TEMP_RANDOM || strspn(rnd, TEMP_CHARS) != TEMP_RANDOM) continue;
-        memcpy(full, path, path_len);
-        strcpy(full + path_len, name + base_len);
-        int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0) continue;
-        struct stat a, b;
-        if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
-            stat(full, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-            unlink(full);
-        close(fd); /* drops the lock */
-    }
-    if (d) closedir(d);
-    bk__free(full);
-    bk__free(dir);
-}
-
-/* Makes the rename itself durable. Best effort: some file systems refuse to sync a
- * directory, and the data is safely in place either way. */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? bk__strdup(path) : bk__strdup(".");
-    if (!dir) return;
-    if (slash) dir[slash == path ? 1 : slash - path] = '\0';
-    int fd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    bk__free(dir);
-}
-
 int bk_safetensors_save(const char *path, int n, const char *const *names,
                         const bk_tensor *const *tensors, int n_meta,
                         const char *const *meta_keys, const char *const *meta_values) {
@@ -1130,59 +997,19 @@ int bk_safetensors_save(const char *path, int n, const char *const *names,
         return -1;
     }
 
-    size_t tmp_size = strlen(path) + 16;
-    char *tmp = bk__malloc(tmp_size);
-    if (!tmp) {
-        bk__free(h.p);
-        return st_fail(path, "out of memory"), -1;
-    }
-    FILE *f = NULL;
-    const char *step = "create a temporary file";
-    /* fd holds the temporary file's lock until after the rename; the stream writes through
-     * a duplicate, so that closing the stream before the rename keeps the lock. */
-    int fd = open_temp(path, tmp, tmp_size);
-    if (fd < 0) goto fail;
-    int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    f = wfd >= 0 ? fdopen(wfd, "wb") : NULL;
+    bk__atomic_file a;
+    FILE *f = bk__atomic_open(&a, path, "safetensors");
     if (!f) {
-        int e = errno;
-        if (wfd >= 0) close(wfd);
-        errno = e;
-        goto fail;
+        bk__free(h.p);
+        return -1;
     }
-    step = "write";
     unsigned char len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)h.len >> (8 * k));
-    if (fwrite(len8, 1, 8, f) != 8 || fwrite(h.p, 1, h.len, f) != h.len) goto fail;
-    for (int i = 0; i < n; i++)
-        if (!write_f32(f, tensors[i]->data, (size_t)tensors[i]->numel)) goto fail;
-    if (fflush(f) != 0) goto fail;
-    step = "sync";
-    if (fsync(fileno(f)) != 0) goto fail;
-    step = "close";
-    int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) goto fail;
-    step = "rename the temporary file";
-    if (rename(tmp, path) != 0) goto fail;
-    close(fd);
-    sync_parent_dir(path);
-    remove_stale_temps(path);
-    bk__free(tmp);
+    bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.p, 1, h.len, f) == h.len;
+    for (int i = 0; ok && i < n; i++) ok = write_f32(f, tensors[i]->data, (size_t)tensors[i]->numel);
     bk__free(h.p);
-    return 0;
-
-fail:;
-    int err = errno;
-    if (f) fclose(f);
-    if (fd >= 0) { /* the temporary file exists once open_temp succeeded */
-        unlink(tmp);
-        close(fd);
-    }
-    st_fail(path, "cannot %s (%s): %s", step, tmp, strerror(err));
-    bk__free(tmp);
-    bk__free(h.p);
-    return -1;
+    if (!ok) return bk__atomic_fail(&a, "write"), -1;
+    return bk__atomic_commit(&a);
 }
 
 /* ---- module state dicts ------------------------------------------------------------------ */
@@ -1208,10 +1035,10 @@ int bk_module_load(bk_module *m, const char *path, bool strict) {
     return rc;
 }
 
-/* Appends "<sep>item" to a comma-separated list. */
-static void list_add(sbuf *b, const char *item) {
-    if (b->len) sb_puts(b, ", ");
-    sb_puts(b, item);
+/* Appends "<sep>item" to a comma-separated list of n items (an empty name shows as ""). */
+static void list_add(sbuf *b, int *n, const char *item) {
+    if ((*n)++) sb_puts(b, ", ");
+    sb_puts(b, item[0] ? item : "\"\"");
 }
 
 int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
@@ -1224,6 +1051,7 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
     if (!l) return -1;
     int rc = -1;
     sbuf missing = {0}, unexpected = {0}, mismatch = {0}, msg = {0};
+    int n_missing = 0, n_unexpected = 0, n_mismatch = 0; /* (a name may be "") */
     const st_entry **found = bk__calloc((size_t)l->n + 1, sizeof *found);
     bool *used = bk__calloc((size_t)st->n + 1, sizeof *used);
     if (!found || !used) {
@@ -1236,7 +1064,7 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
         const bk_tensor *t = l->tensors[i];
         const st_entry *e = find_entry(st, l->names[i]);
         if (!e) {
-            list_add(&missing, l->names[i]);
+            list_add(&missing, &n_missing, l->names[i]);
             continue;
         }
         used[e - st->entries] = true;
@@ -1247,24 +1075,25 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
             snprintf(item, sizeof item, "%s %s in file vs %s in model", l->names[i],
                      bk__shape_fmt(e->ndim, e->shape, a, sizeof a),
                      bk__shape_fmt(t->ndim, t->shape, b, sizeof b));
-            list_add(&mismatch, item);
+            list_add(&mismatch, &n_mismatch, item);
             continue;
         }
         found[i] = e;
     }
     for (int k = 0; k < st->n; k++)
-        if (!used[k]) list_add(&unexpected, st->entries[k].name);
+        if (!used[k]) list_add(&unexpected, &n_unexpected, st->entries[k].name);
 
-    bool bad = mismatch.len > 0 || (strict && (missing.len > 0 || unexpected.len > 0));
+    bool bad = n_mismatch > 0 || (strict && (n_missing > 0 || n_unexpected > 0));
     if (bad) {
         sb_puts(&msg, "load_state_dict: ");
         sb_puts(&msg, st->path);
         sb_puts(&msg, ": ");
         size_t head = msg.len;
         const sbuf *parts[3] = {&missing, &unexpected, &mismatch};
+        const int counts[3] = {n_missing, n_unexpected, n_mismatch};
         const char *labels[3] = {"missing: ", "unexpected: ", "shape mismatch: "};
         for (int p = 0; p < 3; p++) {
-            if (parts[p]->len == 0 || (p < 2 && !strict)) continue;
+            if (counts[p] == 0 || (p < 2 && !strict)) continue;
             if (msg.len > head) sb_puts(&msg, "; ");
             sb_puts(&msg, labels[p]);
             sb_puts(&msg, parts[p]->p);
