@@ -183,6 +183,49 @@ void cli_progress_clear(cli_progress *p);
 int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
                  int64_t *confusion, int n_classes);
 
+/* ---- several slots per optimizer step: --accumulate and mpirun (train_dist.c) ------- */
+
+/* A step's global batch cut into n_slots = world * accumulate slots (one of the two is 1):
+ * micro-batches of one process, or one slice per rank. */
+typedef struct cli_slots {
+    int rank, world, accumulate, n_slots;
+    int64_t seed;      /* the run's --seed: dropout streams per (step, slot) */
+    bk_ddp *ddp;       /* NULL with one slot (the classic step: mean loss over the batch) */
+    float *x;          /* the step's batch, copied from the arena */
+    int64_t *y;
+    size_t x_cap, y_cap;
+} cli_slots;
+
+/* What a step over the slots gives, the same on every rank. */
+typedef struct cli_step {
+    double loss_sum;   /* sum of the per-sample losses of the global batch */
+    int64_t correct;
+    int signal;        /* the largest SIGINT/SIGTERM number pending on any rank, or 0 */
+    int failed_rank;   /* -1, or the first rank whose forward or backward failed */
+    bool agreed;       /* every rank knows about the failure (no need to abort the job) */
+    char error[512];   /* this rank's failure message */
+} cli_step;
+
+/* Slot k of a batch of B: its length, and its first sample in *off. The first B % slots
+ * slots get one sample more. */
+int64_t cli_slot_range(int64_t B, int slots, int k, int64_t *off);
+/* accumulate: micro-batches per process (1 under mpirun). With more than one slot in all,
+ * makes the bk_ddp (which checks every rank built `arch` and broadcasts rank 0's model).
+ * 0, or -1 with the library's error. */
+int cli_slots_init(cli_slots *s, bk_module *m, const char *arch, int accumulate, int64_t seed,
+                   bk_dist_mode mode);
+void cli_slots_free(cli_slots *s);
+/* This rank's slots of the batch x (B, ...) with labels y: forward, SUM loss, backward
+ * each, then the gradients of the global batch's mean loss, summed in slot order (over
+ * the ranks too), in every trainable parameter's grad; signal: this rank's pending one.
+ * Leaves the optimizer step to the caller. CLI_OK, or CLI_RUNTIME (out says who failed;
+ * a message is printed only for a failure of communication, which is never agreed). */
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B,
+                   int64_t step, int signal, cli_step *out);
+/* Every rank's rc: the largest, and *agreed set when it is not CLI_OK (every rank then
+ * knows and can stop without aborting the job). A world of one returns rc. */
+int cli_dist_agree(int rc, bool *agreed);
+
 /* ---- the commands -------------------------------------------------------------------- */
 
 int cmd_train(int argc, char **argv);
