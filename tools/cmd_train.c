@@ -782,6 +782,7 @@ static int train_loop(run *r) {
     cli_progress_init(&pg, isatty(2) && r->slots.rank == 0);
     const char *at = getenv("BRICK_TEST_INTERRUPT_AT_STEP");
     if (!at || !cli_parse_i64(at, &r->interrupt_at)) r->interrupt_at = 0;
+    int64_t first_step = r->step;
     while (r->done_epochs < r->c.epochs) {
         if (stop_now(r)) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
@@ -799,6 +800,11 @@ static int train_loop(run *r) {
         if (r->slots.rank != 0) r->done_epochs++;
     }
     if (r->slots.rank != 0) return CLI_OK;
+    if (r->slots.world > 1 && r->step > first_step) /* waiting for slower ranks included */
+        printf("gradient reduction: %.3f s in %" PRId64 " steps, %.3f ms per step (%s)\n",
+               bk_ddp_comm_seconds(r->slots.ddp), r->step - first_step,
+               1e3 * bk_ddp_comm_seconds(r->slots.ddp) / (double)(r->step - first_step),
+               r->c.reduce);
     const cli_epoch *last = &r->hist[r->n_hist - 1];
     printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);

@@ -26,6 +26,8 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +67,20 @@ void cli_slots_free(cli_slots *s) {
     s->ddp = NULL;
     s->x = NULL;
     s->y = NULL;
+}
+
+/* The hidden BRICK_TEST_DIST_FAULT=RANK:STEP:kill|fail (tests/test_dist.sh): rank RANK
+ * dies by SIGKILL, or fails as a forward would, in step STEP (1-based). 0: none, 1: kill,
+ * 2: fail. */
+static int test_fault(int rank, int64_t step) {
+    const char *f = getenv("BRICK_TEST_DIST_FAULT");
+    long long at = 0;
+    int who = -1, used = 0;
+    char what[8] = "";
+    if (!f || sscanf(f, "%d:%lld:%7[a-z]%n", &who, &at, what, &used) != 3 || f[used] ||
+        who != rank || at != step + 1)
+        return 0;
+    return !strcmp(what, "kill") ? 1 : !strcmp(what, "fail") ? 2 : 0;
 }
 
 /* What each rank tells the others after its slots. */
@@ -128,9 +144,13 @@ int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, i
     bk_arena_reset(NULL);
 
     rank_report me = {0, 0, 0, signal};
+    int fault = test_fault(s->rank, step);
+    if (fault == 1) raise(SIGKILL);
     for (int a = 0; a < s->accumulate && !me.failed; a++) {
         int slot = s->rank * s->accumulate + a;
-        if (run_slot(s, m, slot, B, step, shape, ndim, &me.loss_sum, &me.correct) != 0 ||
+        if (fault == 2) bk_set_error("injected failure (BRICK_TEST_DIST_FAULT)");
+        if (fault == 2 ||
+            run_slot(s, m, slot, B, step, shape, ndim, &me.loss_sum, &me.correct) != 0 ||
             (s->world == 1 && slot == 0 && bk_ddp_save_buffers(s->ddp) != 0) ||
             (s->world == 1 && bk_ddp_accumulate(s->ddp) != 0)) {
             me.failed = 1;
