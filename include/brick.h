@@ -997,8 +997,8 @@ int bk_ddp_sync_buffers(bk_ddp *d);
  * (keep micro-batch 0's running statistics as the ranks keep rank 0's). */
 int bk_ddp_save_buffers(bk_ddp *d);
 int bk_ddp_restore_buffers(bk_ddp *d);
-int64_t bk_ddp_numel(const bk_ddp *d);          /* floats reduced per step */
-double bk_ddp_comm_seconds(const bk_ddp *d);    /* time in reduce and sync_buffers so far */
+int64_t bk_ddp_numel(const bk_ddp *d);          /* floats reduced per step; -1 for NULL */
+double bk_ddp_comm_seconds(const bk_ddp *d);    /* time in reduce and sync_buffers; NaN for NULL */
 
 #ifdef __cplusplus
 }

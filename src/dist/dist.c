@@ -29,6 +29,7 @@
 #include "internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -395,8 +396,15 @@ oom:
     return NULL;
 }
 
-int64_t bk_ddp_numel(const bk_ddp *d) { return d ? d->numel : -1; }
-double bk_ddp_comm_seconds(const bk_ddp *d) { return d ? d->comm_seconds : 0; }
+int64_t bk_ddp_numel(const bk_ddp *d) {
+    if (!d) bk_set_error("ddp_numel: ddp is NULL");
+    return d ? d->numel : -1;
+}
+
+double bk_ddp_comm_seconds(const bk_ddp *d) {
+    if (!d) bk_set_error("ddp_comm_seconds: ddp is NULL");
+    return d ? d->comm_seconds : NAN;
+}
 
 #ifdef BK_HAVE_MPI
 /* Buckets of d->flat: alltoall, sum in rank order, allgather (the file's header). */
