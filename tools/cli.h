@@ -182,6 +182,14 @@ void cli_progress_clear(cli_progress *p);
  * true class, may be NULL) is added to. 0, or -1 with the library's error. */
 int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
                  int64_t *confusion, int n_classes);
+/* The batches j of the same evaluation with j % parts == part (the ranks' shares): each
+ * one's loss sum and correct count into batch_loss[j] and batch_correct[j]; cli_evaluate_sum
+ * adds them up in batch order, so that any split gives cli_evaluate's numbers bit for bit. */
+int cli_evaluate_part(bk_module *m, const bk_dataset *ds, int64_t batch, int part, int parts,
+                      double *batch_loss, int64_t *batch_correct, int64_t *confusion,
+                      int n_classes);
+void cli_evaluate_sum(const bk_dataset *ds, int64_t batch, const double *batch_loss,
+                      const int64_t *batch_correct, double *loss, double *acc);
 
 /* ---- several slots per optimizer step: --accumulate and mpirun (train_dist.c) ------- */
 
@@ -222,6 +230,12 @@ void cli_slots_free(cli_slots *s);
  * a message is printed only for a failure of communication, which is never agreed). */
 int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B,
                    int64_t step, int signal, cli_step *out);
+/* cli_evaluate with the batches shared among the ranks (rank r takes batch j when
+ * j % world == r), the same numbers on every rank, bit for bit those of one process.
+ * CLI_OK, or CLI_RUNTIME with *agreed set when every rank knows (the failing rank printed
+ * its message). */
+int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss,
+                      double *acc, bool *agreed);
 /* Every rank's rc: the largest, and *agreed set when it is not CLI_OK (every rank then
  * knows and can stop without aborting the job). A world of one returns rc. */
 int cli_dist_agree(int rc, bool *agreed);

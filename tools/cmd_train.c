@@ -757,13 +757,8 @@ static int interrupted(run *r, bool in_epoch) {
     return 128 + sig;
 }
 
-/* After an epoch's training (rank 0): the evaluation, the epoch's line and the files. */
+/* After an epoch's training and evaluation (rank 0): the epoch's line and the files. */
 static int end_epoch(run *r, cli_epoch e, double t0) {
-    /* In batches of the training batch size: in no-grad mode every intermediate of a
-     * batch stays in the arena until the reset after it, so a larger evaluation batch
-     * would raise the run's peak memory above the training step's. */
-    if (cli_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, NULL, 0) != 0)
-        return cli_fail(NULL);
     e.seconds = cli_now() - t0;
     r->hist[r->n_hist++] = e;
     r->done_epochs++;
@@ -793,8 +788,15 @@ static int train_loop(run *r) {
             return interrupted(r, true);
         }
         if (rc) return rc;
-        /* Rank 0 evaluates and writes; then every rank learns whether that worked (the
-         * files are written once, after every rank finished the epoch). */
+        /* In batches of the training batch size: in no-grad mode every intermediate of a
+         * batch stays in the arena until the reset after it, so a larger evaluation batch
+         * would raise the run's peak memory above the training step's. Under mpirun the
+         * ranks share the batches. */
+        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc,
+                                    &r->agreed)))
+            return rc;
+        /* Rank 0 writes; then every rank learns whether that worked (the files are
+         * written once, after every rank finished the epoch). */
         rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
         if ((rc = cli_dist_agree(rc, &r->agreed))) return rc;
         if (r->slots.rank != 0) r->done_epochs++;

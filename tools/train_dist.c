@@ -206,3 +206,48 @@ int cli_dist_agree(int rc, bool *agreed) {
     if (worst != CLI_OK) *agreed = true;
     return worst;
 }
+
+int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss,
+                      double *acc, bool *agreed) {
+    int rank = bk_dist_rank(), world = bk_dist_world_size();
+    if (world == 1)
+        return cli_evaluate(m, ds, batch, loss, acc, NULL, 0) == 0 ? CLI_OK : cli_fail(NULL);
+    /* per batch: its loss sum and correct count; the last entry says whether the rank failed */
+    typedef struct { double loss; int64_t correct, failed; } batch_result;
+    int64_t n_batches = (ds->n + batch - 1) / batch;
+    size_t n = (size_t)n_batches + 1;
+    double *bl = calloc(n, sizeof *bl);
+    int64_t *bc = calloc(n, sizeof *bc);
+    batch_result *mine = calloc(n, sizeof *mine), *all = calloc(n * (size_t)world, sizeof *all);
+    int rc = CLI_OK;
+    if (!bl || !bc || !mine || !all) {
+        rc = cli_fail("out of memory");
+        goto done;
+    }
+    int failed = cli_evaluate_part(m, ds, batch, rank, world, bl, bc, NULL, 0) != 0;
+    if (failed) cli_fail(NULL);
+    for (int64_t j = 0; j < n_batches; j++) mine[j] = (batch_result){bl[j], bc[j], 0};
+    mine[n_batches].failed = failed;
+    if (bk_dist_allgather(mine, all, n * sizeof *mine) != 0) {
+        rc = cli_fail(NULL);
+        goto done;
+    }
+    for (int64_t j = 0; j < n_batches; j++) { /* batch j came from rank j % world */
+        bl[j] = all[(size_t)(j % world) * n + (size_t)j].loss;
+        bc[j] = all[(size_t)(j % world) * n + (size_t)j].correct;
+    }
+    for (int r = 0; r < world; r++)
+        if (all[(size_t)r * n + (size_t)n_batches].failed) rc = CLI_RUNTIME;
+    if (rc) {
+        *agreed = true;
+        if (rank == 0 && !failed) cli_fail("the evaluation failed on another rank (its message is on its stderr)");
+    } else {
+        cli_evaluate_sum(ds, batch, bl, bc, loss, acc);
+    }
+done:
+    free(bl);
+    free(bc);
+    free(mine);
+    free(all);
+    return rc;
+}
