@@ -8,7 +8,10 @@
 # configuration, the configurations alternating so that a change in machine load hits all.
 # Recipe: mlp SGD lr 0.1, batch 256; lenet and resnet SGD lr 0.02 momentum 0.9, batch 128;
 # on --data (default the bundled data/fashion-mnist-subset: 6000 training, 1000 test images).
-# Configurations (brick with OMP_WAIT_POLICY=PASSIVE, --reduce deterministic):
+# Configurations (brick with OMP_WAIT_POLICY=PASSIVE, --reduce deterministic; mpirun with
+# --bind-to none and mpi_yield_when_idle 1: on a machine shared with other work a rank that
+# busy-polls in a collective takes the core its peer needs; LeNet's epoch on the full
+# data set took 25 s instead of 37 with it, under a load average of 13):
 #   brick 1x1, brick 1x2       one process, 1 or 2 threads
 #   brick 2x1, brick 4x1       mpirun -np 2 or 4 (oversubscribed on 2 cores), 1 thread each
 #   torch 1x2, torch DDP 2x1   bench/train_torch.py --threads 2; bench/ddp_torch.py --world 2
@@ -58,7 +61,8 @@ declare -A times comm
 run_one() { # CONFIG -> appends the epoch seconds (and the reduction ms per step)
     local c=$1 out=$tmp/run.out secs ms
     local b=("$brick" train --model "$model" --data "$data" --epochs 1 "${recipe[@]}" --out "$tmp/m.safetensors")
-    local mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_WAIT_POLICY)
+    local mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1
+               -x OMP_WAIT_POLICY)
     case $c in
         "brick 1x1") "${b[@]}" --threads 1 >"$out" 2>&1 ;;
         "brick 1x2") "${b[@]}" --threads 2 >"$out" 2>&1 ;;
