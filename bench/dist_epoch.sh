@@ -19,7 +19,9 @@
 #                              --no-torch or without torch)
 # An epoch's time is training + test evaluation (rank 0 evaluates; the others wait), the
 # `seconds` of brick's CSV. Prints per configuration the median epoch time, its ratio to
-# brick 1x2 (above 1: slower), and for the mpirun rows the median time per step in the
+# brick 1x2 (above 1: slower), the median CPU seconds of the whole command (user + system,
+# all processes: on a machine shared with other work, where wall times mostly measure the
+# scheduler, this says how much work each configuration does), and for the mpirun rows the median time per step in the
 # gradient reduction (bk_ddp_comm_seconds: the all-to-all and all-gather, and the wait
 # for the slowest rank) as a share of the step.
 # Environment: BRICK (default build/brick; must be built with MPI), BRICK_PYTHON.
@@ -57,21 +59,21 @@ export OMP_WAIT_POLICY=PASSIVE
 
 configs=("brick 1x1" "brick 1x2" "brick 2x1" "brick 4x1")
 [ "$torch" = 1 ] && configs+=("torch 1x2" "torch DDP 2x1")
-declare -A times comm
+declare -A times comm cpu
 run_one() { # CONFIG -> appends the epoch seconds (and the reduction ms per step)
     local c=$1 out=$tmp/run.out secs ms
-    local b=("$brick" train --model "$model" --data "$data" --epochs 1 "${recipe[@]}" --out "$tmp/m.safetensors")
+    local b=(/usr/bin/time -o "$tmp/cpu" -f "%U %S" "$brick" train --model "$model" --data "$data" --epochs 1 "${recipe[@]}" --out "$tmp/m.safetensors")
     local mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1
                -x OMP_WAIT_POLICY)
     case $c in
         "brick 1x1") "${b[@]}" --threads 1 >"$out" 2>&1 ;;
         "brick 1x2") "${b[@]}" --threads 2 >"$out" 2>&1 ;;
-        "brick 2x1") "${mpi[@]}" -np 2 "${b[@]}" --threads 1 >"$out" 2>&1 ;;
-        "brick 4x1") "${mpi[@]}" -np 4 "${b[@]}" --threads 1 >"$out" 2>&1 ;;
-        "torch 1x2") env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+        "brick 2x1") /usr/bin/time -o "$tmp/cpu" -f "%U %S" "${mpi[@]}" -np 2 "${b[@]:5}" --threads 1 >"$out" 2>&1 ;;
+        "brick 4x1") /usr/bin/time -o "$tmp/cpu" -f "%U %S" "${mpi[@]}" -np 4 "${b[@]:5}" --threads 1 >"$out" 2>&1 ;;
+        "torch 1x2") /usr/bin/time -o "$tmp/cpu" -f "%U %S" env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
             "$python" bench/train_torch.py --model "$model" --data "$data" --epochs 1 \
             "${trecipe[@]}" --threads 2 >"$out" 2>&1 ;;
-        "torch DDP 2x1") env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+        "torch DDP 2x1") /usr/bin/time -o "$tmp/cpu" -f "%U %S" env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
             "$python" bench/ddp_torch.py --model "$model" --data "$data" --epochs 1 \
             "${trecipe[@]}" --world 2 --threads 1 >"$out" 2>&1 ;;
     esac || { echo "dist_epoch.sh: $c failed:" >&2; tail -5 "$out" >&2; exit 1; }
@@ -80,6 +82,7 @@ run_one() { # CONFIG -> appends the epoch seconds (and the reduction ms per step
         torch*) secs=$(sed -n 's/^RESULT .*median_epoch_s=\([0-9.]*\).*/\1/p' "$out") ;;
     esac
     times[$c]+="$secs "
+    cpu[$c]+="$(awk '{ print $1 + $2 }' "$tmp/cpu") "
     ms=$(sed -n 's/^gradient reduction: .* \([0-9.]*\) ms per step.*/\1/p' "$out")
     [ -n "$ms" ] && comm[$c]+="$ms "
     return 0
@@ -90,11 +93,13 @@ n=$("$python" -c "import gzip,struct; f=gzip.open('$data/train-images-idx3-ubyte
 B=${recipe[-1]}
 steps=$(( (n + B - 1) / B ))
 echo "model $model, $runs runs of 1 epoch ($n images, $steps steps of $B), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((k = 1; k <= runs; k++)); do
     for c in "${configs[@]}"; do run_one "$c"; done
 done
 base=$(echo "${times[brick 1x2]}" | median)
-printf '%-16s %10s %12s %16s\n' config "epoch s" "vs brick 1x2" "reduce ms/step"
+echo "load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-16s %10s %12s %9s %16s\n' config "epoch s" "vs brick 1x2" "cpu s" "reduce ms/step"
 for c in "${configs[@]}"; do
     t=$(echo "${times[$c]}" | median)
     r=$(awk -v a="$t" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
@@ -103,5 +108,5 @@ for c in "${configs[@]}"; do
         cm=$(echo "${comm[$c]}" | median)
         m=$(awk -v m="$cm" -v t="$t" -v s="$steps" 'BEGIN { printf "%.2f (%.1f%%)", m, 100 * m / (1000 * t / s) }')
     fi
-    printf '%-16s %10.3f %12s %16s\n' "$c" "$t" "$r" "$m"
+    printf '%-16s %10.3f %12s %9.2f %16s\n' "$c" "$t" "$r" "$(echo "${cpu[$c]}" | median)" "$m"
 done

@@ -13,7 +13,9 @@
 # BRICK_REQUIRE_MPI=1 a failure; always skipped under a valgrind wrapper): for the MLP and LeNet and P = 2, 3, 4 ranks, `mpirun -np P` writes a model
 # file byte-identical (cmp) to one process with --accumulate P, on 602 images in batches of
 # 50 (uneven slices; the last batch of 2 leaves ranks without a sample); the checkpoint
-# records the world size; a 2-rank checkpoint resumed on 3 ranks equals --accumulate 2
+# records the world size; examples/09_data_parallel (the C API in a loop of one's own) gives
+# the same weights on 3 and 4 ranks as with 3 and 4 micro-batches; SIGINT on every rank
+# saves one mid-epoch checkpoint that resumes to the uninterrupted run's model; a 2-rank checkpoint resumed on 3 ranks equals --accumulate 2
 # resumed with --accumulate 3; ranks that built different models stop with an error naming
 # both; a rank killed mid-epoch ends the job within a bounded time, naming the rank, and
 # the last checkpoint still loads; a rank that fails stops every rank, each exiting 1.
@@ -144,6 +146,19 @@ n_lines=$(echo "$out" | grep -c 'epoch 1/1')
 if [ "$n_lines" = 1 ]; then ok "one epoch line from 4 ranks (rank 0 logs)"
 else bad "the epoch line is printed $n_lines times" "$out"; fi
 
+# The C API in a user's loop: examples/09_data_parallel on P ranks = P micro-batches.
+for P in 3 4; do
+    run "$build/examples/09_data_parallel" $P
+    one=$(echo "$out" | sed -n 's/.*fingerprint //p')
+    run mpi $P "$build/examples/09_data_parallel"
+    many=$(echo "$out" | sed -n 's/.*fingerprint //p')
+    if [ "$rc" = 0 ] && [ -n "$one" ] && [ "$one" = "$many" ]; then
+        ok "examples/09_data_parallel: $P ranks = $P micro-batches (weights $many)"
+    else
+        bad "examples/09_data_parallel on $P ranks: exit $rc, weights '$many' vs '$one'" "$err"
+    fi
+done
+
 # Resuming on another world size: 2 ranks, then 3 = --accumulate 2, then --accumulate 3.
 run mpi 2 "$brick" train --model mlp "${common[@]}" --out "$tmp/w2.safetensors"
 run mpi 3 "$brick" train --resume "$tmp/w2.ckpt.safetensors" --epochs 2
@@ -154,6 +169,22 @@ if [ "$w_rc" = 0 ] && [ "$rc" = 0 ] && cmp -s "$tmp/w2.safetensors" "$tmp/s2.saf
     ok "a 2-rank checkpoint resumed on 3 ranks = --accumulate 2 resumed with --accumulate 3"
 else
     bad "resume on another world size: exit $w_rc / $rc, or files differ" "$err"
+fi
+
+# SIGINT on every rank after step 17 (BRICK_TEST_INTERRUPT_AT_STEP): the ranks agree at
+# the next step's exchange, rank 0 saves the mid-epoch checkpoint, all exit 130; the resumed
+# run ends with the same model file as an uninterrupted 3-rank run.
+run mpi 3 "$brick" train --model mlp "${common[@]}" --epochs 2 --out "$tmp/u3.safetensors"
+BRICK_TEST_INTERRUPT_AT_STEP=17 run mpi 3 "$brick" train --model mlp "${common[@]}" --epochs 2 \
+    --out "$tmp/s3.safetensors"
+s_rc=$rc
+s_err=$err
+run mpi 3 "$brick" train --resume "$tmp/s3.ckpt.safetensors"
+if [ "$s_rc" = 130 ] && [[ $s_err == *"rank 0: interrupted by SIGINT in epoch 2"* ]] && [ "$rc" = 0 ] &&
+    cmp -s "$tmp/u3.safetensors" "$tmp/s3.safetensors"; then
+    ok "SIGINT on 3 ranks: one checkpoint, exit 130, resumed = uninterrupted (byte-identical)"
+else
+    bad "SIGINT on 3 ranks: exit $s_rc, resume exit $rc, or files differ" "$s_err" "$err"
 fi
 
 # Different models on two ranks (MPMD): one clear error naming both.

@@ -857,7 +857,6 @@ static int dist_begin(run *r, cli_option *opts, int n_opts) {
 /* Leaves the MPI world. A failure the other ranks do not know about aborts the whole job
  * (they could wait for this rank forever); everything else ends normally. */
 static int dist_end(run *r, int rc) {
-    cli_slots_free(&r->slots);
     if (bk_dist_world_size() > 1 && rc != CLI_OK && !r->agreed) {
         fprintf(stderr, "%s: stopping every rank of the job\n", cli_prog);
         fflush(NULL);
@@ -1015,6 +1014,7 @@ int cmd_train(int argc, char **argv) {
 done:
     free(r.owned_out);
     bk_safetensors_free(resume);
+    cli_slots_free(&r.slots); /* (before the model its bk_ddp points into) */
     bk_loader_free(r.loader);
     bk_optim_free(r.o);
     bk_module_free(r.m);
