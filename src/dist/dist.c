@@ -26,6 +26,8 @@
  * returns -1 here with the MPI message in the error; nothing in the library aborts.
  * A program that gives up while other ranks may wait on it calls bk_dist_abort.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+
 #include "internal.h"
 
 #include <inttypes.h>
