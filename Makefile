@@ -295,7 +295,7 @@ endif
 # ---- fuzzing ----------------------------------------------------------------------------
 # `make fuzz` builds each libFuzzer target fuzz/fuzz_NAME.c as build-fuzz/fuzz/NAME, with
 # clang (FUZZ_CC), ASan and UBSan and the whole library instrumented for coverage, in a
-# build of its own (portable gemm, no OpenMP: nothing uninstrumented). fuzz/run.sh NAME
+# build of its own (portable gemm, no OpenMP, no MPI: nothing uninstrumented). fuzz/run.sh NAME
 # SECONDS runs one; docs/reliability.md says more. Warnings stay on but are not fatal here:
 # the gcc build is the one that enforces them.
 FUZZ_CC    ?= clang
@@ -307,7 +307,7 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 .PHONY: fuzz fuzz-targets
 fuzz:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC) not found (scripts/deps.sh installs clang and libclang-rt-14-dev)" >&2; exit 1; }
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) SAN=0 BLAS=0 OPENMP=0 WERROR= \
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) SAN=0 BLAS=0 OPENMP=0 MPI=0 WERROR= \
 	    CFLAGS='-O1 -g' SAN_FLAGS='$(FUZZ_FLAGS)' fuzz-targets
 fuzz-targets: $(FUZZ_BINS)
 $(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/fuzz/fuzz_%.o $(LIB_A)
