@@ -14,6 +14,9 @@
 #                    --exists openblas` succeeds; 1: OpenBLAS required (error if absent).
 #   OPENMP=auto|0|1  OpenMP threading via -fopenmp. auto (default): used when $(CC) can
 #                    compile and link a program that includes <omp.h> with -fopenmp.
+#   MPI=auto|0|1     data-parallel training on Open MPI (src/dist/dist.c, docs/distributed.md).
+#                    auto (default): used when `mpicc --showme:link` works; without it the
+#                    bk_dist_* calls work on a world of one process.
 #   SAN=1            AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/.
 #   BUILD=dir        build directory (default build, or build-san with SAN=1).
 #   CC, CFLAGS, LDFLAGS, WERROR, PREFIX, LIBDIR, INCLUDEDIR, DESTDIR: as usual. CFLAGS only
@@ -36,6 +39,7 @@ PYTHON     ?= /usr/bin/python3
 SAN    ?= 0
 BLAS   ?= 0
 OPENMP ?= auto
+MPI    ?= auto
 
 HASH := \#
 # The version comes from the header, the single place that states it.
@@ -114,12 +118,39 @@ else
   BLAS_LIBS   :=
 endif
 
-ALL_CPPFLAGS = $(strip -Iinclude -Isrc $(BLAS_CFLAGS) $(CPPFLAGS))
+# Open MPI: found through its compiler wrapper (Debian: openmpi-bin libopenmpi-dev). Its
+# include directories go in as -isystem, so that -Wpedantic judges brick's code, not mpi.h.
+MPICC ?= mpicc
+ifeq ($(MPI),auto)
+  ifneq ($(BUILDING),)
+    MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && $(MPICC) --showme:link >/dev/null 2>&1 && echo 1 || echo 0)
+  else
+    MPI := 0
+  endif
+else ifeq ($(MPI),1)
+  ifneq ($(BUILDING),)
+    ifneq ($(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1),1)
+      $(error MPI=1 but $(MPICC) is not found: install openmpi-bin libopenmpi-dev (scripts/deps.sh) or use MPI=0)
+    endif
+  endif
+else ifneq ($(MPI),0)
+  $(error MPI must be auto, 0 or 1 (got '$(MPI)'))
+endif
+ifeq ($(MPI),1)
+  MPI_CFLAGS := -DBK_HAVE_MPI $(patsubst -I%,-isystem %,$(shell $(MPICC) --showme:compile))
+  MPI_LIBS   := $(shell $(MPICC) --showme:link)
+else
+  MPI_CFLAGS :=
+  MPI_LIBS   :=
+endif
+
+ALL_CPPFLAGS = $(strip -Iinclude -Isrc $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CPPFLAGS))
 ALL_CFLAGS   = $(strip -std=c11 $(CFLAGS) -fPIC $(WARNINGS) $(WERROR) $(OMP_CFLAGS) $(SAN_FLAGS))
 ALL_LDFLAGS  = $(strip $(SAN_FLAGS) $(LDFLAGS))
 # zlib: src/data reads gzip-compressed IDX files (Debian: zlib1g-dev).
 SYS_LIBS     := -lz -lm
-LIBS         = $(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS) $(LDLIBS))
+# MPI's last: LDLIBS may add libbrick.a itself (test_fuzz_replay), which needs it.
+LIBS         = $(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS) $(LDLIBS) $(MPI_LIBS))
 # The shared library must resolve every symbol itself (catches a missing -l early); the
 # sanitizer runtimes are an exception, they come from the executable.
 SO_LDFLAGS   = -shared -Wl,-soname,libbrick.so.$(VERSION_MAJOR) $(if $(SAN_FLAGS),,-Wl,-z,defs)
@@ -211,7 +242,7 @@ $(PC_FILE): brick.pc.in FORCE
 	     -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
 	     -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
 	     -e 's|@VERSION@|$(VERSION)|g' \
-	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS))|g' \
+	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) $(MPI_LIBS) $(SYS_LIBS) $(OMP_FLAGS))|g' \
 	     $< > $@.tmp && mv $@.tmp $@
 
 FORCE:
@@ -264,7 +295,7 @@ endif
 # ---- fuzzing ----------------------------------------------------------------------------
 # `make fuzz` builds each libFuzzer target fuzz/fuzz_NAME.c as build-fuzz/fuzz/NAME, with
 # clang (FUZZ_CC), ASan and UBSan and the whole library instrumented for coverage, in a
-# build of its own (portable gemm, no OpenMP: nothing uninstrumented). fuzz/run.sh NAME
+# build of its own (portable gemm, no OpenMP, no MPI: nothing uninstrumented). fuzz/run.sh NAME
 # SECONDS runs one; docs/reliability.md says more. Warnings stay on but are not fatal here:
 # the gcc build is the one that enforces them.
 FUZZ_CC    ?= clang
@@ -276,7 +307,7 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 .PHONY: fuzz fuzz-targets
 fuzz:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC) not found (scripts/deps.sh installs clang and libclang-rt-14-dev)" >&2; exit 1; }
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) SAN=0 BLAS=0 OPENMP=0 WERROR= \
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) SAN=0 BLAS=0 OPENMP=0 MPI=0 WERROR= \
 	    CFLAGS='-O1 -g' SAN_FLAGS='$(FUZZ_FLAGS)' fuzz-targets
 fuzz-targets: $(FUZZ_BINS)
 $(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/fuzz/fuzz_%.o $(LIB_A)
@@ -320,6 +351,7 @@ config:
 	@echo "SAN     = $(SAN)"
 	@echo "OPENMP  = $(OPENMP)"
 	@echo "BLAS    = $(BLAS)$(if $(filter 1,$(BLAS)), ($(BLAS_LIBS)))"
+	@echo "MPI     = $(MPI)$(if $(filter 1,$(MPI)), ($(MPI_LIBS)))"
 	@echo "CFLAGS  = $(ALL_CPPFLAGS) $(ALL_CFLAGS)"
 	@echo "LDFLAGS = $(ALL_LDFLAGS)"
 	@echo "LIBS    = $(LIBS)"
@@ -343,6 +375,6 @@ help:
 	@echo "  config         show the detected configuration and flags"
 	@echo "  clean          remove build/, build-san/ and build-fuzz/"
 	@echo "  help           this list"
-	@echo "options: SAN=1 (ASan+UBSan in build-san/), BLAS=auto|0|1, OPENMP=auto|0|1,"
+	@echo "options: SAN=1 (ASan+UBSan in build-san/), BLAS=auto|0|1, OPENMP=auto|0|1, MPI=auto|0|1,"
 	@echo "         BUILD=dir, CC=..., CFLAGS=... (optimisation/debug only), WERROR="
 	@echo "scripts: scripts/test.sh (everything CI runs), scripts/demo.sh, scripts/deps.sh"

@@ -4,8 +4,10 @@
 #   scripts/deps.sh [--build-only] [--blas] [--dataset]
 #
 #   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev
-#                 python3-torch python3-numpy valgrind, and clang libclang-rt-14-dev (clang
-#                 with libFuzzer, for `make fuzz` and the fuzzing stage of scripts/test.sh)
+#                 python3-torch python3-numpy valgrind, clang libclang-rt-14-dev (clang
+#                 with libFuzzer, for `make fuzz` and the fuzzing stage of scripts/test.sh),
+#                 and openmpi-bin libopenmpi-dev (Open MPI: the build finds mpicc and adds
+#                 data-parallel training; tests/test_dist.sh runs mpirun)
 #   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
 #   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
 #   --dataset     also dataset-fashion-mnist (optional: `brick train` and the demo then use
@@ -33,7 +35,7 @@ done
 
 pkgs=(build-essential pkg-config zlib1g-dev)
 if [ "$build_only" = 0 ]; then
-    pkgs+=(python3-torch python3-numpy valgrind clang libclang-rt-14-dev)
+    pkgs+=(python3-torch python3-numpy valgrind clang libclang-rt-14-dev openmpi-bin libopenmpi-dev)
 fi
 if [ "$blas" = 1 ]; then
     pkgs+=(libopenblas-dev)

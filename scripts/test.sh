@@ -16,7 +16,9 @@
 # The last line is "N passed, M failed", summed over the stages' own counts (a stage that
 # fails before reporting counts as one failure). Exit status 1 on any failure.
 # Environment: JOBS (default 2), FUZZ_SECONDS (default 60; 0 skips fuzzing),
-# BRICK_REQUIRE_VALGRIND (1: a missing valgrind fails the run; .ci/run sets it), and whatever
+# BRICK_REQUIRE_VALGRIND (1: a missing valgrind fails the run; .ci/run sets it),
+# BRICK_REQUIRE_MPI (1: tests/test_dist.sh fails instead of skipping its mpirun tests when
+# the build has no MPI or mpirun is missing; .ci/run sets it), and whatever
 # make and scripts/run_tests.sh read
 # (BRICK_SEED, BRICK_REQUIRE_TORCH, BLAS via MAKEFLAGS, ...).
 set -uo pipefail

@@ -1277,6 +1277,40 @@ TEST(data_sets_and_loaders) {
     bk_dataset_free(ds);
 }
 
+TEST(distributed) {
+    ACCEPTS(bk_dist_init(NULL, NULL, false) == 0, "outside mpirun, without require_mpi: a world of one");
+    CANNOT_FAIL(bk_dist_rank() == 0, "no arguments (0 in a world of one)");
+    CANNOT_FAIL(bk_dist_world_size() == 1, "no arguments (1 in a world of one)");
+    CANNOT_FAIL(bk_dist_mpi_built() || !bk_dist_mpi_built(), "no arguments");
+    CANNOT_FAIL(bk_dist_barrier() == 0, "no arguments");
+    CANNOT_FAIL((bk_dist_abort(1), 1), "any status; in a world of one it returns");
+    int64_t v = 1, all = 0;
+    MISUSE(bk_dist_allgather(NULL, &all, 8), "dist_allgather", "NULL");
+    MISUSE(bk_dist_allgather(&v, NULL, 8), "dist_allgather", "NULL");
+    MISUSE(bk_dist_allgather(&v, &all, (size_t)1 << 40), "dist_allgather", "too many");
+    EACH_BAD_MODULE("dist_broadcast_module", bk_dist_broadcast_module(M, "m"));
+    EACH_BAD_MODULE("ddp_new", bk_ddp_new(M, "m", BK_DIST_DETERMINISTIC));
+    bk_module *m = bk_nn_linear(3, 2);
+    MISUSE(bk_ddp_new(m, NULL, (bk_dist_mode)-1), "ddp_new", "unknown mode -1");
+    bk_ddp *d = bk_ddp_new(m, NULL, BK_DIST_DETERMINISTIC);
+    MISUSE(bk_ddp_reduce(NULL, 1.0f), "ddp_reduce", "NULL");
+    MISUSE(bk_ddp_reduce(d, 0.0f), "ddp_reduce", "divisor 0");
+    MISUSE(bk_ddp_reduce(d, NAN), "ddp_reduce", "divisor nan");
+    MISUSE(bk_ddp_accumulate(NULL), "ddp_accumulate", "NULL");
+    MISUSE(bk_ddp_finish(NULL, 1.0f), "ddp_finish", "NULL");
+    MISUSE(bk_ddp_finish(d, 1.0f), "ddp_finish", "nothing was accumulated");
+    MISUSE(bk_ddp_sync_buffers(NULL), "ddp_sync_buffers", "NULL");
+    MISUSE(bk_ddp_save_buffers(NULL), "ddp_save_buffers", "NULL");
+    MISUSE(bk_ddp_restore_buffers(NULL), "ddp_restore_buffers", "NULL");
+    MISUSE(bk_ddp_restore_buffers(d), "ddp_restore_buffers", "no buffers were saved");
+    MISUSE(bk_ddp_numel(NULL), "ddp_numel", "NULL");
+    MISUSE(bk_ddp_comm_seconds(NULL), "ddp_comm_seconds", "NULL");
+    ACCEPTS((bk_ddp_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
+    bk_ddp_free(d);
+    bk_module_free(m);
+    CANNOT_FAIL(bk_dist_finalize() == 0, "no arguments");
+}
+
 TEST(models_and_checkpoints) {
     const int64_t in[3] = {1, 4, 4}, neg[3] = {1, -4, 4};
     char canon[64];
@@ -1453,6 +1487,7 @@ int main(void) {
     RUN(optimizers);
     RUN(data_sets_and_loaders);
     RUN(models_and_checkpoints);
+    RUN(distributed);
     RUN(sweep_is_complete);
 
     bk_arena_free(dead_arena);

@@ -57,6 +57,7 @@ static void version(void) {
 #ifdef _OPENMP
     printf(", OpenMP");
 #endif
+    if (bk_dist_mpi_built()) printf(", MPI");
     printf(")\n");
 }
 

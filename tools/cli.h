@@ -213,6 +213,63 @@ void cli_progress_clear(cli_progress *p);
  * true class, may be NULL) is added to. 0, or -1 with the library's error. */
 int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
                  int64_t *confusion, int n_classes);
+/* The batches j of the same evaluation with j % parts == part (the ranks' shares): each
+ * one's loss sum and correct count into batch_loss[j] and batch_correct[j]; cli_evaluate_sum
+ * adds them up in batch order, so that any split gives cli_evaluate's numbers bit for bit. */
+int cli_evaluate_part(bk_module *m, const bk_dataset *ds, int64_t batch, int part, int parts,
+                      double *batch_loss, int64_t *batch_correct, int64_t *confusion,
+                      int n_classes);
+void cli_evaluate_sum(const bk_dataset *ds, int64_t batch, const double *batch_loss,
+                      const int64_t *batch_correct, double *loss, double *acc);
+
+/* ---- several slots per optimizer step: --accumulate and mpirun (train_dist.c) ------- */
+
+/* A step's global batch cut into n_slots = world * accumulate slots (one of the two is 1):
+ * micro-batches of one process, or one slice per rank. */
+typedef struct cli_slots {
+    int rank, world, accumulate, n_slots;
+    int64_t seed;      /* the run's --seed: dropout streams per (step, slot) */
+    bk_ddp *ddp;       /* NULL with one slot (the classic step: mean loss over the batch) */
+    float *x;          /* the step's batch, copied from the arena */
+    int64_t *y;
+    size_t x_cap, y_cap;
+} cli_slots;
+
+/* What a step over the slots gives, the same on every rank. */
+typedef struct cli_step {
+    double loss_sum;   /* sum of the per-sample losses of the global batch */
+    int64_t correct;
+    int signal;        /* the largest SIGINT/SIGTERM number pending on any rank, or 0 */
+    int failed_rank;   /* -1, or the first rank whose forward or backward failed */
+    bool agreed;       /* every rank knows about the failure (no need to abort the job) */
+    char error[512];   /* this rank's failure message */
+} cli_step;
+
+/* Slot k of a batch of B: its length, and its first sample in *off. The first B % slots
+ * slots get one sample more. */
+int64_t cli_slot_range(int64_t B, int slots, int k, int64_t *off);
+/* accumulate: micro-batches per process (1 under mpirun). With more than one slot in all,
+ * makes the bk_ddp (which checks every rank built `arch` and broadcasts rank 0's model).
+ * 0, or -1 with the library's error. */
+int cli_slots_init(cli_slots *s, bk_module *m, const char *arch, int accumulate, int64_t seed,
+                   bk_dist_mode mode);
+void cli_slots_free(cli_slots *s);
+/* This rank's slots of the batch x (B, ...) with labels y: forward, SUM loss, backward
+ * each, then the gradients of the global batch's mean loss, summed in slot order (over
+ * the ranks too), in every trainable parameter's grad; signal: this rank's pending one.
+ * Leaves the optimizer step to the caller. CLI_OK, or CLI_RUNTIME (out says who failed;
+ * a message is printed only for a failure of communication, which is never agreed). */
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B,
+                   int64_t step, int signal, cli_step *out);
+/* cli_evaluate with the batches shared among the ranks (rank r takes batch j when
+ * j % world == r), the same numbers on every rank, bit for bit those of one process.
+ * CLI_OK, or CLI_RUNTIME with *agreed set when every rank knows (the failing rank printed
+ * its message). */
+int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss,
+                      double *acc, bool *agreed);
+/* Every rank's rc: the largest, and *agreed set when it is not CLI_OK (every rank then
+ * knows and can stop without aborting the job). A world of one returns rc. */
+int cli_dist_agree(int rc, bool *agreed);
 
 /* ---- the commands -------------------------------------------------------------------- */
 

@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
-                 int64_t *confusion, int n_classes) {
+int cli_evaluate_part(bk_module *m, const bk_dataset *ds, int64_t batch, int part, int parts,
+                      double *batch_loss, int64_t *batch_correct, int64_t *confusion,
+                      int n_classes) {
     bk_loader *l = bk_loader_new(ds, batch, false, 0, false);
     if (!l) return -1;
     bool was_training = m->training, prev = bk_set_grad_enabled(false);
@@ -20,27 +21,30 @@ int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss
      * anything up to 1e9, or 2^63 - 1) */
     int64_t cap = batch < ds->n ? batch : ds->n;
     int64_t *pred = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *pred);
-    double total = 0;
-    int64_t correct = 0, seen = 0, B = 0;
+    int64_t B = 0;
     bk_tensor *x;
     const int64_t *y;
     int rc = pred ? 0 : -1;
     if (!pred) bk_set_error("evaluate: out of memory");
     bk_loader_start(l);
-    while (rc == 0 && (B = bk_loader_next(l, &x, &y, NULL)) > 0) {
+    for (int64_t j = 0; rc == 0; j++) {
+        bool mine = j % parts == part;
+        if ((B = bk_loader_next(l, mine ? &x : NULL, mine ? &y : NULL, NULL)) <= 0) break;
+        if (!mine) continue;
         bk_tensor *logits = bk_forward(m, x); /* (B, classes) */
         bk_tensor *L = bk_cross_entropy(logits, y, B, BK_REDUCTION_SUM);
         if (!L || bk_argmax_rows(logits, pred) != 0) {
             rc = -1;
             break;
         }
-        total += bk_item(L);
+        int64_t correct = 0;
         for (int64_t i = 0; i < B; i++) {
             correct += pred[i] == y[i];
             if (confusion && y[i] < n_classes && pred[i] < n_classes)
                 confusion[y[i] * n_classes + pred[i]]++;
         }
-        seen += B;
+        batch_loss[j] = bk_item(L);
+        batch_correct[j] = correct;
         bk_arena_reset(NULL);
     }
     if (B < 0) rc = -1;
@@ -49,8 +53,32 @@ int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss
     bk_set_grad_enabled(prev);
     free(pred);
     bk_loader_free(l);
-    *loss = seen ? total / (double)seen : 0;
-    *acc = seen ? (double)correct / (double)seen : 0;
+    return rc;
+}
+
+void cli_evaluate_sum(const bk_dataset *ds, int64_t batch, const double *batch_loss,
+                      const int64_t *batch_correct, double *loss, double *acc) {
+    double total = 0;
+    int64_t correct = 0;
+    for (int64_t j = 0; j * batch < ds->n; j++) { /* in batch order */
+        total += batch_loss[j];
+        correct += batch_correct[j];
+    }
+    *loss = ds->n ? total / (double)ds->n : 0;
+    *acc = ds->n ? (double)correct / (double)ds->n : 0;
+}
+
+int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
+                 int64_t *confusion, int n_classes) {
+    int64_t n_batches = batch > 0 ? (ds->n + batch - 1) / batch : 0;
+    double *batch_loss = calloc((size_t)n_batches + 1, sizeof *batch_loss);
+    int64_t *batch_correct = calloc((size_t)n_batches + 1, sizeof *batch_correct);
+    int rc = batch_loss && batch_correct ? 0 : -1;
+    if (rc) bk_set_error("evaluate: out of memory");
+    if (!rc) rc = cli_evaluate_part(m, ds, batch, 0, 1, batch_loss, batch_correct, confusion, n_classes);
+    if (!rc) cli_evaluate_sum(ds, batch, batch_loss, batch_correct, loss, acc);
+    free(batch_loss);
+    free(batch_correct);
     return rc;
 }
 

@@ -70,7 +70,12 @@ static void help(FILE *f) {
             "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
             "                      else the bundled data/fashion-mnist-subset\n"
             "  --epochs N          epochs to train in all (default 10)\n"
-            "  --batch-size B      mini-batch size (default 256)\n"
+            "  --batch-size B      mini-batch size (default 256): the global batch of one\n"
+            "                      optimizer step, also with --accumulate and under mpirun\n"
+            "  --accumulate N      split every batch into N micro-batches (the first B %% N\n"
+            "                      get one sample more), each its own forward and backward,\n"
+            "                      their gradients summed in order (default 1; a resumed run:\n"
+            "                      the checkpoint's); the same bits as mpirun -np N\n"
             "  --lr LR             learning rate (default 0.1)\n"
             "  --optimizer NAME    sgd, adam or adamw (default sgd)\n"
             "  --momentum M        SGD momentum (default 0)\n"
@@ -94,6 +99,12 @@ static void help(FILE *f) {
             "                      a NaN or infinite loss stops it)\n"
             "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
             "                      name the first op (and block) that makes one (slower)\n"
+            "  --dist              data-parallel training on MPI even outside mpirun (under\n"
+            "                      mpirun it is on by itself): `mpirun -np P brick train`\n"
+            "                      gives each rank 1/P of every batch (docs/distributed.md)\n"
+            "  --reduce MODE       how the ranks' gradients are summed: deterministic (the\n"
+            "                      default: bitwise equal to --accumulate P) or fast\n"
+            "                      (MPI_Allreduce: not bitwise reproducible)\n"
             "  -h, --help          this help\n"
             "\n"
             "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
@@ -115,6 +126,7 @@ static void help(FILE *f) {
 typedef enum { SCHEDULE_NONE, SCHEDULE_COSINE, SCHEDULE_STEP, SCHEDULE_COUNT } schedule_kind;
 static const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1] = {"none", "cosine", "step", NULL};
 static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", NULL};
+static const char *const REDUCE_NAMES[] = {"deterministic", "fast", NULL}; /* --reduce */
 
 typedef struct train_cfg {
     const char *model, *data, *optimizer, *out, *resume, *lr_schedule;
@@ -126,6 +138,9 @@ typedef struct train_cfg {
     double lr_gamma, lr_min;
     double max_loss; /* < 0: the default, 1000 ln(classes) */
     bool detect_anomaly;
+    int64_t accumulate; /* micro-batches per step (--accumulate) */
+    bool dist;          /* --dist: MPI even outside mpirun */
+    const char *reduce; /* --reduce */
 } train_cfg;
 
 /* Metadata being assembled: keys are static strings, values owned. */
@@ -231,6 +246,10 @@ typedef struct run {
     const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
     char *ckpt_path, *csv_path, *svg_path;
     char *owned_out; /* --out derived from --resume */
+    cli_slots slots;  /* the step's micro-batches or ranks (train_dist.c) */
+    int64_t ckpt_slots; /* a resumed run: the checkpoint's world size * accumulate */
+    int agreed_signal; /* under mpirun: the stop signal every rank agreed on */
+    bool agreed;      /* under mpirun: every rank knows why the run stops (no abort) */
 } run;
 
 /* Reads the settings of a checkpoint into r->c (flags given on the command line must
@@ -287,6 +306,14 @@ static int resume_settings(run *r, const bk_safetensors *st, cli_option *opts, i
                               &step_size)) ||
          (rc = cli_meta_value(path, st, "brick.lr_gamma", FLAG("--lr-gamma"), true, &gamma))))
         return rc;
+    /* Slots per step (--accumulate, the world size); 1 in checkpoints written before them. */
+    static const cli_option world_range = {"", CLI_INT, NULL, 1, 1e6, false, NULL};
+    int64_t ck_accumulate = 1, ck_world = 1;
+    if ((rc = cli_meta_value(path, st, "brick.accumulate", FLAG("--accumulate"), false,
+                             &ck_accumulate)) ||
+        (rc = cli_meta_value(path, st, "brick.world_size", &world_range, false, &ck_world)))
+        return rc;
+    r->ckpt_slots = ck_accumulate * ck_world;
     /* Written inside an epoch (after an interrupt): the position in it. */
     if (GET("brick.batch")) {
         epoch_pos *ps = &r->pos;
@@ -453,6 +480,8 @@ static int write_checkpoint(run *r, bool in_epoch) {
     meta_add(&md, "brick.model_rng", "%016llx:%016llx", (unsigned long long)mrng.state,
              (unsigned long long)mrng.inc);
     meta_add(&md, "brick.threads", "%" PRId64, r->c.threads);
+    meta_add(&md, "brick.accumulate", "%" PRId64, r->c.accumulate);
+    meta_add(&md, "brick.world_size", "%d", r->slots.world);
     meta_add(&md, "brick.data", "%s", r->c.data);
     if (in_epoch) {
         meta_add(&md, "brick.batch", "%" PRId64, r->pos.batch);
@@ -585,6 +614,73 @@ static int step_failed(const run *r, int epoch, int64_t batch) {
     return cli_fail("epoch %d, batch %" PRId64 ": %s", epoch, batch, e[0] ? e : "unknown error");
 }
 
+/* The stop signal to act on: under mpirun the one every rank agreed on at the last step
+ * (a rank that acted on its own signal alone would leave the others waiting). */
+static int stop_now(const run *r) { return r->slots.world > 1 ? r->agreed_signal : stop_signal; }
+
+/* CLI_RUNTIME with the message when the batch's loss l stops the run (printed by rank 0
+ * only: every rank has the same l), else CLI_OK. */
+static int check_loss(const run *r, double l) {
+    const char *bad = loss_problem(r, l);
+    if (!bad) return CLI_OK;
+    if (r->slots.rank != 0) return CLI_RUNTIME;
+    char why[96] = "";
+    if (!strcmp(bad, "diverging"))
+        snprintf(why, sizeof why, " (%g > --max-loss %g)", l, r->c.max_loss);
+    return cli_fail("the loss is %s at epoch %d, batch %" PRId64 "%s: stopped; try a "
+                    "smaller --lr than %g%s; %s", bad, r->done_epochs + 1, r->pos.batch + 1, why,
+                    r->c.lr, r->c.detect_anomaly ? "" : " (--detect-anomaly names the op that "
+                                                        "makes a NaN or Inf)", KEPT_FILES);
+}
+
+/* One step on the whole batch with its mean loss, checked before the backward and the
+ * update so that a stopped run leaves no damaged state. *l: the loss, *ok: correct
+ * predictions. */
+static int step_whole(run *r, bk_tensor *x, const int64_t *y, int64_t B, double *l, int64_t *ok) {
+    int epoch = r->done_epochs + 1;
+    bk_tensor *logits = bk_forward(r->m, x); /* (B, classes) */
+    bk_tensor *loss = bk_cross_entropy(logits, y, B, BK_REDUCTION_MEAN);
+    if (!loss) return step_failed(r, epoch, r->pos.batch + 1);
+    *l = bk_item(loss);
+    int rc = check_loss(r, *l);
+    if (rc) return rc;
+    bk_optim_zero_grad(r->o);
+    if (bk_backward(loss) != 0 || bk_optim_step(r->o) != 0)
+        return step_failed(r, epoch, r->pos.batch + 1);
+    *ok = bk_count_correct(logits, y, B);
+    return CLI_OK;
+}
+
+/* One step over the slots (--accumulate, or this rank's slice under mpirun): the loss is
+ * checked after the backward (every rank needs the global loss) but before the update. */
+static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double *l, int64_t *ok) {
+    int epoch = r->done_epochs + 1;
+    int64_t batch = r->pos.batch + 1;
+    cli_step st;
+    int rc = cli_slots_step(&r->slots, r->m, x, y, B, r->step, stop_signal, &st);
+    if (st.failed_rank >= 0) {
+        r->agreed = st.agreed;
+        if (st.failed_rank == r->slots.rank) {
+            bk_set_error("%s", st.error);
+            step_failed(r, epoch, batch);
+        } else if (r->slots.rank == 0) {
+            cli_fail("rank %d failed in epoch %d, batch %" PRId64 " (its message is above): "
+                     "every rank stops; %s", st.failed_rank, epoch, batch, KEPT_FILES);
+        }
+        return CLI_RUNTIME;
+    }
+    if (rc) return rc; /* this rank alone: the job is aborted */
+    r->agreed_signal = st.signal;
+    *l = st.loss_sum / (double)B;
+    *ok = st.correct;
+    if ((rc = check_loss(r, *l))) {
+        r->agreed = true;
+        return rc;
+    }
+    if (bk_optim_step(r->o) != 0) return step_failed(r, epoch, batch);
+    return CLI_OK;
+}
+
 /* One epoch of training (or the rest of one, after a resume inside it); fills e's train
  * fields. CLI_OK, CLI_RUNTIME, or TRAIN_INTERRUPTED with r->pos saying where it stopped. */
 static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
@@ -613,34 +709,14 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     bk_tensor *x;
     const int64_t *y;
     while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
-        bk_tensor *logits = bk_forward(r->m, x); /* (B, classes) */
-        bk_tensor *loss = bk_cross_entropy(logits, y, B, BK_REDUCTION_MEAN);
-        /* Before the backward and the update: a stopped run leaves no damaged state. */
-        double l = loss ? bk_item(loss) : NAN;
-        const char *bad = loss ? loss_problem(r, l) : NULL;
-        int rc = CLI_OK;
-        if (!loss) {
-            rc = step_failed(r, epoch, ps->batch + 1);
-        } else if (bad) {
-            char why[96] = "";
-            if (!strcmp(bad, "diverging"))
-                snprintf(why, sizeof why, " (%g > --max-loss %g)", l, r->c.max_loss);
-            rc = cli_fail("the loss is %s at epoch %d, batch %" PRId64 "%s: stopped; try a "
-                          "smaller --lr than %g%s; %s", bad, epoch, ps->batch + 1, why, r->c.lr,
-                          r->c.detect_anomaly ? "" : " (--detect-anomaly names the op that "
-                                                     "makes a NaN or Inf)", KEPT_FILES);
-        } else {
-            bk_optim_zero_grad(r->o);
-            if (bk_backward(loss) != 0 || bk_optim_step(r->o) != 0)
-                rc = step_failed(r, epoch, ps->batch + 1);
-        }
+        double l = 0;
+        int64_t ok = 0;
+        int rc = r->slots.ddp ? step_slots(r, x, y, B, &l, &ok) : step_whole(r, x, y, B, &l, &ok);
+        bk_arena_reset(NULL);
         if (rc) {
-            bk_arena_reset(NULL);
             cli_progress_clear(pg);
             return rc;
         }
-        int64_t ok = bk_count_correct(logits, y, B);
-        bk_arena_reset(NULL);
         r->step++;
         ps->batch++;
         ps->loss_sum += l * (double)B;
@@ -648,7 +724,7 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
         ps->seen += B;
         cli_progress_update(pg, ps->batch, ps->seen, ps->loss_sum / (double)ps->seen);
         test_interrupt(r);
-        if (stop_signal) {
+        if (stop_now(r)) {
             cli_progress_clear(pg);
             return TRAIN_INTERRUPTED;
         }
@@ -756,6 +832,13 @@ static int setup(run *r, const bk_safetensors *resume) {
             return cli_fail("%s: metadata brick.loader_rng or brick.model_rng: %s", r->c.resume,
                             bk_last_error());
     }
+    bk_dist_mode mode = strcmp(r->c.reduce, "fast") ? BK_DIST_DETERMINISTIC : BK_DIST_FAST;
+    if (cli_slots_init(&r->slots, r->m, r->arch, (int)r->c.accumulate, r->c.seed, mode) != 0) {
+        /* a different model on some rank: every rank found it, rank 0 says it */
+        const char *e = bk_last_error();
+        r->agreed = !strncmp(e, "dist: the ranks built different models", 38);
+        return r->agreed && r->slots.rank != 0 ? CLI_RUNTIME : cli_fail(NULL);
+    }
     char wd[48] = "", sched[128] = "";
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
     if (r->c.schedule == SCHEDULE_COSINE)
@@ -800,9 +883,11 @@ static void shell_word(cli_buf *b, const char *w) {
 /* After a signal: saves the checkpoint (inside the epoch when in_epoch), says where it is
  * and how to go on, and returns the exit status 128 + signal. */
 static int interrupted(run *r, bool in_epoch) {
-    int sig = stop_signal;
+    int sig = stop_now(r);
     const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
     saving = 1; /* from here to the exit: a repeated signal waits */
+    r->agreed = true;                          /* under mpirun, every rank stops here */
+    if (r->slots.rank != 0) return 128 + sig;  /* rank 0 saves and tells */
     if (in_epoch) {
         if (!strcmp(r->interrupt_repeat, "save")) raise_again_after(STOP_REPEAT_WINDOW + 0.1);
         int rc = write_checkpoint(r, true);
@@ -840,15 +925,34 @@ static int interrupted(run *r, bool in_epoch) {
     return 128 + sig;
 }
 
+/* After an epoch's training and evaluation (rank 0): the epoch's line and the files. */
+static int end_epoch(run *r, cli_epoch e, double t0) {
+    e.seconds = cli_now() - t0;
+    r->hist[r->n_hist++] = e;
+    r->done_epochs++;
+    char lr[48] = "";
+    if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", bk_optim_lr(r->o));
+    printf("epoch %*d/%" PRId64 "  train loss %.4f  train acc %.4f  test loss %.4f  "
+           "test acc %.4f  %.2f s%s\n",
+           r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
+           e.test_loss, e.test_acc, e.seconds, lr);
+    fflush(stdout);
+    saving = 1; /* a repeated signal waits for the files */
+    int rc = write_outputs(r);
+    saving = 0;
+    return rc;
+}
+
 static int train_loop(run *r) {
     cli_progress pg;
-    cli_progress_init(&pg, isatty(2));
+    cli_progress_init(&pg, isatty(2) && r->slots.rank == 0);
     const char *at = getenv("BRICK_TEST_INTERRUPT_AT_STEP");
     if (!at || !cli_parse_i64(at, &r->interrupt_at)) r->interrupt_at = 0;
     r->interrupt_repeat = getenv("BRICK_TEST_INTERRUPT_REPEAT");
     if (!r->interrupt_repeat) r->interrupt_repeat = "";
+    int64_t first_step = r->step;
     while (r->done_epochs < r->c.epochs) {
-        if (stop_signal) return interrupted(r, false);
+        if (stop_now(r)) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
         cli_epoch e = {r->done_epochs + 1, 0, 0, 0, 0, 0};
         int rc = train_epoch(r, &pg, &e);
@@ -859,28 +963,81 @@ static int train_loop(run *r) {
         if (rc) return rc;
         /* In batches of the training batch size: in no-grad mode every intermediate of a
          * batch stays in the arena until the reset after it, so a larger evaluation batch
-         * would raise the run's peak memory above the training step's. */
-        if (cli_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, NULL, 0) != 0)
-            return cli_fail(NULL);
-        e.seconds = cli_now() - t0;
-        r->hist[r->n_hist++] = e;
-        r->done_epochs++;
-        char lr[48] = "";
-        if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", bk_optim_lr(r->o));
-        printf("epoch %*d/%" PRId64 "  train loss %.4f  train acc %.4f  test loss %.4f  "
-               "test acc %.4f  %.2f s%s\n",
-               r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
-               e.test_loss, e.test_acc, e.seconds, lr);
-        fflush(stdout);
-        saving = 1; /* a repeated signal waits for the files */
-        rc = write_outputs(r);
-        saving = 0;
-        if (rc) return rc;
+         * would raise the run's peak memory above the training step's. Under mpirun the
+         * ranks share the batches. */
+        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc,
+                                    &r->agreed)))
+            return rc;
+        /* Rank 0 writes; then every rank learns whether that worked (the files are
+         * written once, after every rank finished the epoch). */
+        rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
+        if ((rc = cli_dist_agree(rc, &r->agreed))) return rc;
+        if (r->slots.rank != 0) r->done_epochs++;
     }
+    if (r->slots.rank != 0) return CLI_OK;
+    if (r->slots.world > 1 && r->step > first_step) /* waiting for slower ranks included */
+        printf("gradient reduction: %.3f s in %" PRId64 " steps, %.3f ms per step (%s)\n",
+               bk_ddp_comm_seconds(r->slots.ddp), r->step - first_step,
+               1e3 * bk_ddp_comm_seconds(r->slots.ddp) / (double)(r->step - first_step),
+               r->c.reduce);
     const cli_epoch *last = &r->hist[r->n_hist - 1];
     printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
     return CLI_OK;
+}
+
+/* Joins the MPI world when started by mpirun (or with --dist), and settles what depends on
+ * the world size: the slots per step, the threads per rank, who prints. CLI_OK, or an exit
+ * status (message printed). */
+static int dist_begin(run *r, cli_option *opts, int n_opts) {
+    train_cfg *c = &r->c;
+    if (bk_dist_init(NULL, NULL, c->dist) != 0) return cli_fail(NULL);
+    int rank = bk_dist_rank(), world = bk_dist_world_size();
+    r->slots.rank = rank;
+    r->slots.world = world;
+    bool given = cli_opt(opts, n_opts, "--accumulate")->given;
+    if (world > 1) {
+        static char prog[64];
+        snprintf(prog, sizeof prog, "%s: rank %d", cli_prog, rank);
+        cli_prog = prog;
+        /* the logs and the progress bar come from rank 0 alone */
+        if (rank > 0 && !freopen("/dev/null", "w", stdout)) return cli_fail("/dev/null: cannot open");
+        if (given && c->accumulate > 1) {
+            r->agreed = true; /* every rank has the same flags */
+            return rank == 0 ? cli_usage("--accumulate %" PRId64 " with %d ranks: give one or "
+                                         "the other (each rank takes one slice of a batch)",
+                                         c->accumulate, world)
+                             : CLI_USAGE;
+        }
+        c->accumulate = 1;
+        if (!c->threads) { /* the cores shared by this machine's ranks */
+            const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+            int64_t n_local = world, cores = sysconf(_SC_NPROCESSORS_ONLN);
+            if (local && (!cli_parse_i64(local, &n_local) || n_local < 1)) n_local = world;
+            c->threads = cores / n_local > 1 ? cores / n_local : 1;
+        }
+    } else if (c->resume && !given) {
+        c->accumulate = r->ckpt_slots; /* a P-rank checkpoint goes on as --accumulate P */
+    }
+    if (c->resume && r->ckpt_slots != world * c->accumulate)
+        printf("note: %s was trained with %" PRId64 " slots per batch (ranks x --accumulate); "
+               "this run uses %" PRId64 ": the batch stays %" PRId64 ", the steps from here "
+               "are those of --accumulate %" PRId64 "\n", c->resume, r->ckpt_slots,
+               world * c->accumulate, c->batch, world * c->accumulate);
+    return CLI_OK;
+}
+
+/* Leaves the MPI world. A failure the other ranks do not know about aborts the whole job
+ * (they could wait for this rank forever); everything else ends normally. */
+static int dist_end(run *r, int rc) {
+    if (bk_dist_world_size() > 1 && rc != CLI_OK && !r->agreed) {
+        fprintf(stderr, "%s: stopping every rank of the job\n", cli_prog);
+        fflush(NULL);
+        bk_dist_abort(rc);
+    }
+    fflush(stdout);
+    bk_dist_finalize();
+    return rc;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -888,7 +1045,8 @@ int cmd_train(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     train_cfg *c = &r.c;
     *c = (train_cfg){.model = "mlp", .optimizer = "sgd", .lr_schedule = "none", .epochs = 10,
-                     .batch = 256, .lr = 0.1, .lr_gamma = 0.1, .max_loss = -1};
+                     .batch = 256, .lr = 0.1, .lr_gamma = 0.1, .max_loss = -1, .accumulate = 1,
+                     .reduce = "deterministic"};
     cli_option opts[] = {
         {"--model", CLI_STR, &c->model, 0, 0, false, NULL},
         {"--data", CLI_STR, &c->data, 0, 0, false, NULL},
@@ -908,6 +1066,9 @@ int cmd_train(int argc, char **argv) {
         {"--threads", CLI_INT, &c->threads, 1, 1024, false, NULL},
         {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
         {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false, NULL},
+        {"--accumulate", CLI_INT, &c->accumulate, 1, 1e6, false, NULL},
+        {"--dist", CLI_FLAG, &c->dist, 0, 0, false, NULL},
+        {"--reduce", CLI_STR, &c->reduce, 0, 0, false, REDUCE_NAMES},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *pos[1];
@@ -920,6 +1081,9 @@ int cmd_train(int argc, char **argv) {
         return cli_usage("--momentum is for --optimizer sgd only");
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01;
+    if (c->dist && !bk_dist_mpi_built())
+        return cli_usage("--dist: this brick was built without MPI (build it with make MPI=1, "
+                         "which needs Open MPI: scripts/deps.sh)");
     schedule_parse(c->lr_schedule, &c->schedule); /* (one of SCHEDULE_NAMES: cli_parse checked) */
     if (!c->resume) { /* (a resumed run checks them against its checkpoint) */
         bool step_size = cli_opt(opts, n_opts, "--lr-step-size")->given;
@@ -1007,7 +1171,8 @@ int cmd_train(int argc, char **argv) {
                 goto done;
             }
     }
-    rc = setup(&r, resume);
+    rc = dist_begin(&r, opts, n_opts);
+    if (!rc) rc = setup(&r, resume);
     if (!rc) {
         if (c->max_loss < 0) c->max_loss = 1000.0 * log((double)r.train->n_classes);
         bool prev_anomaly = bk_set_detect_anomaly(c->detect_anomaly);
@@ -1034,6 +1199,7 @@ int cmd_train(int argc, char **argv) {
 done:
     free(r.owned_out);
     bk_safetensors_free(resume);
+    cli_slots_free(&r.slots); /* (before the model its bk_ddp points into) */
     bk_loader_free(r.loader);
     bk_optim_free(r.o);
     bk_module_free(r.m);
@@ -1043,5 +1209,5 @@ done:
     free(r.ckpt_path);
     free(r.csv_path);
     free(r.svg_path);
-    return rc;
+    return dist_end(&r, rc);
 }
