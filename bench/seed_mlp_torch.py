@@ -2,7 +2,7 @@
 """seed_mlp_torch.py - PyTorch's side of bench/seed_mlp.c: the same steps on the same model.
 
     OMP_WAIT_POLICY=PASSIVE env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python3 bench/seed_mlp_torch.py [-r REPEATS] [-n ITERS] [-t THREADS]
+        python3 bench/seed_mlp_torch.py [-r REPEATS] [-n ITERS] [-t THREADS] [-c]
 
 Sequential(Linear(20, 256), ReLU, Linear(256, 10)), input (2, 20) made once; cases:
   forward            y = net(x)
@@ -10,7 +10,8 @@ Sequential(Linear(20, 256), ReLU, Linear(256, 10)), input (2, 20) made once; cas
   forward no_grad    y = net(x) under torch.no_grad()
 Prints microseconds per iteration, the median and the fastest of REPEATS timed loops of
 ITERS iterations each, in seed_mlp.c's format. PyTorch at its best here is 1 thread
-(torch.set_num_threads(1), the default of -t).
+(torch.set_num_threads(1), the default of -t). -c: the process's CPU time instead of the
+wall clock, as seed_mlp.c's -c.
 """
 import argparse
 import time
@@ -23,7 +24,9 @@ def main():
     ap.add_argument("-r", type=int, default=21)
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("-t", type=int, default=1)
+    ap.add_argument("-c", action="store_true")
     args = ap.parse_args()
+    clock = time.process_time if args.c else time.perf_counter
     torch.set_num_threads(args.t)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(20, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
@@ -43,16 +46,17 @@ def main():
              ("forward no_grad", forward_no_grad)]
     print(f"seed MLP Sequential(Linear(20, 256), ReLU, Linear(256, 10)), batch 2, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")
-    print(f"{'case':<18} {'median':>10} {'best':>10}   (µs per iteration, {args.r} repeats of {args.n})")
+    what = "CPU time" if args.c else "wall clock"
+    print(f"{'case':<18} {'median':>10} {'best':>10}   (µs per iteration, {what}, {args.r} repeats of {args.n})")
     for name, fn in cases:
         for _ in range(args.n // 10 + 1):
             fn()
         times = []
         for _ in range(args.r):
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(args.n):
                 fn()
-            times.append((time.perf_counter() - t0) / args.n * 1e6)
+            times.append((clock() - t0) / args.n * 1e6)
         times.sort()
         print(f"{name:<18} {times[len(times) // 2]:10.3f} {times[0]:10.3f}")
 
