@@ -166,8 +166,9 @@ bk_tensor *bk_zeros_like(const bk_tensor *t) {
 int bk_fill(bk_tensor *t, float value) {
     if (!bk_tensor_ok(t, "fill")) return -1;
     float *D = t->data;
-    /* (zeroing the gradients before every step: the threads share large ones) */
-    BK_MAP(t->numel, (int64_t)1 << 18, D[i] = value);
+    /* (zeroing the gradients before every step: the threads share large ones, such as the
+     * MLP's first weight, 2^17.6 floats) */
+    BK_MAP(t->numel, (int64_t)1 << 16, D[i] = value);
     return 0;
 }
 
