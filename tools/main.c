@@ -4,10 +4,10 @@
  * OpenMP's wait policy. libgomp's idle threads spin (up to GOMP_SPINCOUNT = 300,000 rounds,
  * about a millisecond) after every parallel region before they sleep. On a machine shared
  * with other work those spinning threads take cores from whoever needs them, brick's own
- * main thread included: on the 2-core development machine, loaded by other processes, the
- * CLI ran up to 3 times slower on 2 threads than with OMP_WAIT_POLICY=PASSIVE (threads
+ * main thread included: on the 2-core development machine, loaded by other processes, MLP
+ * training on 2 threads ran 6 to 9 times slower than with OMP_WAIT_POLICY=PASSIVE (threads
  * sleep at once), while on an idle machine PASSIVE costs a wake-up per region, a few
- * microseconds (docs/performance.md has the measurements). libgomp reads the policy from the
+ * microseconds (docs/performance.md, bench/wait_policy.sh). libgomp reads the policy from the
  * environment once, when it is loaded, before main, and has no call to change it later; so
  * when the user has set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, brick sets
  * OMP_WAIT_POLICY=PASSIVE and executes itself again (Linux: /proc/self/exe, same arguments).
