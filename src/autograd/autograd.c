@@ -73,12 +73,12 @@ bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
      * each piece aligned as malloc would): three were a fifth of the recording's cost. */
     bk_arena *a = out->arena;
     const size_t ALIGN = _Alignof(max_align_t);
-    size_t node_bytes = (sizeof(bk_node) + ALIGN - 1) / ALIGN * ALIGN;
-    size_t inputs_bytes = (sizeof(bk_tensor *) * (size_t)n_inputs + ALIGN - 1) / ALIGN * ALIGN;
     if (params_size > SIZE_MAX / 4 || (size_t)n_inputs > SIZE_MAX / 4 / sizeof(bk_tensor *)) {
         bk_set_error("%s: params (%zu bytes) or inputs (%d) too large", op->name, params_size, n_inputs);
         return NULL;
     }
+    size_t node_bytes = (sizeof(bk_node) + ALIGN - 1) / ALIGN * ALIGN;
+    size_t inputs_bytes = (sizeof(bk_tensor *) * (size_t)n_inputs + ALIGN - 1) / ALIGN * ALIGN;
     char *mem = bk__arena_alloc(a, node_bytes + inputs_bytes + params_size);
     if (!mem) return NULL;
     bk_node *n = (bk_node *)mem;
