@@ -23,8 +23,15 @@ void bk__error_prefix(const char *fmt, ...)
 #endif
     ;
 /* For NULL propagation: if any of the n tensors is NULL or released, records
- * "<op>: input <i> is NULL" (unless an error is already pending) and returns false. */
-bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts);
+ * "<op>: input <i> is NULL" (unless an error is already pending) and returns false.
+ * Inline, since every op and block checks its inputs; the message is written out of line
+ * (bk__inputs_report). */
+bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts);
+static inline bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
+    for (int i = 0; i < n; i++)
+        if (!ts[i] || ts[i]->magic != BK_TENSOR_MAGIC) return bk__inputs_report(op, n, ts);
+    return true;
+}
 
 /* For public functions taking a block: false, with "<who>: module is NULL" or "<who>: not
  * a live module (...)", unless m is a block made by bk_module_new and not yet freed (as far
@@ -67,9 +74,41 @@ void bk__atomic_fail(bk__atomic_file *a, const char *step);
 /* The path a loaded file was read from (for messages). Do not free. */
 const char *bk__safetensors_path(const bk_safetensors *st);
 
+/* ---- loops ---------------------------------------------------------------------------- */
+/* for (i = 0; i < n; i++) { BODY }, vectorised (`omp simd`: GCC -O2 alone does not vectorise
+ * loops of unknown length); on the threads, in one contiguous chunk each, when n >= min.
+ * BODY must not depend on other elements (no sums across i), so that every element is
+ * computed the same way whatever the split: results do not depend on the thread count.
+ * Used by the element-wise ops, the optimizers' updates and fills. */
+#define BK_MAP(n, min, ...)                                                               \
+    do {                                                                                  \
+        int64_t n_ = (n);                                                                 \
+        if (n_ < (min)) {                                                                 \
+            _Pragma("omp simd")                                                           \
+            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
+        } else {                                                                          \
+            _Pragma("omp parallel for simd schedule(static)")                             \
+            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
+        }                                                                                 \
+    } while (0)
+
 /* ---- sizes --------------------------------------------------------------------------- */
-/* a*b into *out; false on overflow or negative operands. */
-bool bk__mul_ok(int64_t a, int64_t b, int64_t *out);
+/* a*b into *out; false on overflow or negative operands. Inline, and with the compiler's
+ * overflow check where there is one: every tensor an op makes checks its shape with it, and
+ * the portable check's division (INT64_MAX / a) was 9% of a tiny network's step. */
+static inline bool bk__mul_ok(int64_t a, int64_t b, int64_t *out) {
+    if (a < 0 || b < 0) return false;
+#if defined(__GNUC__)
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return false;
+    *out = r; /* (as below: *out untouched on failure) */
+    return true;
+#else
+    if (a != 0 && b > INT64_MAX / a) return false;
+    *out = a * b;
+    return true;
+#endif
+}
 /* Validates a shape (0 <= ndim <= BK_MAX_DIMS, dims >= 0, numel fits) for `who`. */
 bool bk__shape_ok(const char *who, int ndim, const int64_t *shape, int64_t *numel);
 /* Formats a raw shape as "(2, 20)". */

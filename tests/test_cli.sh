@@ -86,6 +86,18 @@ expect "BRICK_GEMM_KERNEL=portable picks the portable kernel" 0 "brick gemm port
 expect "BRICK_GEMM_KERNEL=fast: told on stderr, the run goes on" 0 \
     "brick: BRICK_GEMM_KERNEL='fast' is not auto, avx2 or portable: using the .* kernel" \
     env BRICK_GEMM_KERNEL=fast "$brick" --version
+# OpenMP's wait policy: PASSIVE unless the user chose (tools/main.c re-executes brick with it;
+# not through a wrapper such as valgrind, whose child would run natively)
+if [[ $("$brick" --version) == *OpenMP* ]]; then
+    if [ "$brick" = "$build/brick" ]; then
+        expect "no OMP_WAIT_POLICY: brick runs with PASSIVE" 0 "OpenMP wait policy PASSIVE\)" \
+            env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$brick" --version
+    fi
+    expect "OMP_WAIT_POLICY=active is kept" 0 "OpenMP wait policy active\)" \
+        env OMP_WAIT_POLICY=active "$brick" --version
+    expect "GOMP_SPINCOUNT is kept" 0 "OpenMP GOMP_SPINCOUNT=1000\)" \
+        env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1000 "$brick" --version
+fi
 for c in train eval summary predict; do
     expect "brick $c --help" 0 "usage: brick $c" "$brick" "$c" --help
 done

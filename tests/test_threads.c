@@ -141,13 +141,17 @@ static void append(result *r, const bk_tensor *t) {
     r->bytes = b, r->n += add;
 }
 
-static result run(case_kind k, int threads) {
-    result r = {NULL, 0};
+static void set_threads(int threads) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #else
     (void)threads;
 #endif
+}
+
+static result run(case_kind k, int threads) {
+    result r = {NULL, 0};
+    set_threads(threads);
     thr_inputs t = inputs_new(k);
     bk_tensor *y = forward(k, t.in);
     CHECK(y != NULL);
@@ -195,7 +199,106 @@ TEST(ops_bitwise_across_thread_counts) {
 #endif
 }
 
+/* ---- optimizer steps and loader batches ------------------------------------------------
+ * The optimizers' updates (from OPTIM_PARALLEL_MIN = 2^15 elements) and the loader's gather
+ * of a batch (from 2^16 floats) run on the threads. */
+
+enum { OPT_SGD, OPT_SGD_MOMENTUM, OPT_SGD_NESTEROV, OPT_ADAM, OPT_ADAMW_AMSGRAD, OPT_COUNT };
+
+/* The weight (255, 257) = 65,535 floats of a Linear after 3 steps of optimizer `which` from
+ * the same initial values and gradients, on `threads` threads. */
+static result optim_run(int which, int threads) {
+    result r = {NULL, 0};
+    set_threads(threads);
+    bk_manual_seed(5);
+    bk_module *m = bk_nn_linear(257, 255);
+    bk_sgd_config mom = {0.1, 0.9, 0.0, 1e-3, false}, nest = {0.1, 0.9, 0.0, 0.0, true};
+    bk_adam_config ams = BK_ADAMW_DEFAULTS(0.01);
+    ams.amsgrad = true;
+    bk_optim *o = which == OPT_SGD            ? bk_optim_sgd(m, BK_SGD_DEFAULTS(0.1))
+                  : which == OPT_SGD_MOMENTUM ? bk_optim_sgd(m, mom)
+                  : which == OPT_SGD_NESTEROV ? bk_optim_sgd(m, nest)
+                  : which == OPT_ADAM         ? bk_optim_adam(m, BK_ADAM_DEFAULTS(0.01))
+                                              : bk_optim_adamw(m, ams);
+    CHECK(m != NULL && o != NULL);
+    bk_tensor *W = bk_module_get(m, "weight");
+    bk_tensor *X = bk_tensor_new(BK_SHAPE(3, 257));
+    bk_fill_uniform(X, NULL, -1, 1);
+    for (int step = 0; W && step < 3; step++) {
+        bk_optim_zero_grad(o);
+        CHECK(bk_backward(bk_sum(bk_tanh(bk_forward(m, X)))) == 0);
+        CHECK(bk_optim_step(o) == 0);
+        bk_arena_reset(NULL);
+    }
+    if (W) append(&r, W);
+    bk_tensor_free(X);
+    bk_optim_free(o);
+    bk_module_free(m);
+    return r;
+}
+
+/* Every batch of an epoch (300 samples of 17 x 16 floats, shuffled, batches of 256 and 44)
+ * on `threads` threads; each sample's floats all hold its index, which the check uses. */
+static result loader_run(int threads) {
+    result r = {NULL, 0};
+    set_threads(threads);
+    enum { N = 300, F = 17 * 16 };
+    float *x = malloc(sizeof(float) * N * F);
+    int64_t *y = malloc(sizeof(int64_t) * N);
+    if (!x || !y) abort();
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 10;
+        for (int j = 0; j < F; j++) x[i * F + j] = (float)i;
+    }
+    bk_dataset *ds = bk_dataset_from_arrays(N, BK_SHAPE(17, 16), x, y, 10, NULL, 0);
+    bk_loader *l = ds ? bk_loader_new(ds, 256, true, 42, false) : NULL;
+    CHECK(l != NULL);
+    bk_tensor *xb;
+    const int64_t *yb;
+    int64_t B;
+    while (l && (B = bk_loader_next(l, &xb, &yb, NULL)) > 0) {
+        bool rows_ok = true; /* row b is one sample, whole, and its label goes with it */
+        for (int64_t b = 0; b < B; b++)
+            for (int j = 0; j < F; j++)
+                rows_ok &= xb->data[b * F + j] == xb->data[b * F] && (int64_t)xb->data[b * F] % 10 == yb[b];
+        CHECK(rows_ok);
+        append(&r, xb);
+        bk_arena_reset(NULL);
+    }
+    bk_loader_free(l);
+    bk_dataset_free(ds);
+    free(x);
+    free(y);
+    return r;
+}
+
+TEST(optim_and_loader_bitwise_across_thread_counts) {
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+#endif
+    static const int teams[] = {2, 3};
+    static const char *names[OPT_COUNT] = {"SGD", "SGD momentum + weight decay", "SGD Nesterov",
+                                           "Adam", "AdamW amsgrad"};
+    for (int k = 0; k <= OPT_COUNT; k++) { /* OPT_COUNT: the loader */
+        const char *name = k < OPT_COUNT ? names[k] : "loader batches";
+        result one = k < OPT_COUNT ? optim_run(k, 1) : loader_run(1);
+        CHECK(one.n > 0);
+        for (size_t i = 0; i < sizeof teams / sizeof *teams; i++) {
+            result t = k < OPT_COUNT ? optim_run(k, teams[i]) : loader_run(teams[i]);
+            bool same = t.n == one.n && one.n > 0 && memcmp(t.bytes, one.bytes, one.n) == 0;
+            if (!same) fprintf(stderr, "  %s: 1 and %d threads differ\n", name, teams[i]);
+            CHECK(same);
+            free(t.bytes);
+        }
+        free(one.bytes);
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+}
+
 int main(void) {
     RUN(ops_bitwise_across_thread_counts);
+    RUN(optim_and_loader_bitwise_across_thread_counts);
     return test_summary("test_threads");
 }

@@ -10,6 +10,7 @@
  */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct command {
@@ -55,7 +56,11 @@ static void version(void) {
 #endif
     printf("brick gemm %s", bk_gemm_kernel());
 #ifdef _OPENMP
-    printf(", OpenMP");
+    /* what libgomp read at start (main.c sets PASSIVE when the user set nothing) */
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if (policy) printf(", OpenMP wait policy %s", policy);
+    else if (spin) printf(", OpenMP GOMP_SPINCOUNT=%s", spin);
+    else printf(", OpenMP wait policy default");
 #endif
     if (bk_dist_mpi_built()) printf(", MPI");
     printf(")\n");

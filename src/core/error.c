@@ -66,7 +66,7 @@ void bk__error_prefix(const char *fmt, ...) {
     error_set = true;
 }
 
-bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
+bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts) {
     for (int i = 0; i < n; i++) {
         if (!ts[i]) {
             if (!error_set) bk_set_error("%s: input %d is NULL", op, i);

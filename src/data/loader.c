@@ -14,6 +14,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+/* Batches of at least this many floats are copied by the threads. */
+#define LOADER_PARALLEL_MIN ((int64_t)1 << 16)
+
 struct bk_loader {
     const bk_dataset *ds; /* borrowed: must outlive the loader */
     int64_t batch_size;
@@ -124,6 +127,9 @@ int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor
         bk_tensor *xb = bk_empty(ds->ndim + 1, shape); /* (B, shape...) */
         if (!xb) return -1;
         size_t row = (size_t)ds->sample_numel * sizeof(float);
+        /* A gather of rows from all over the data set (a shuffled Fashion-MNIST batch of
+         * 256: 800 KB from 188 MB), bound by memory latency: the threads share it. */
+#pragma omp parallel for schedule(static) if ((int64_t)B * ds->sample_numel >= LOADER_PARALLEL_MIN)
         for (int64_t b = 0; b < B; b++)
             memcpy(xb->data + b * ds->sample_numel, ds->x + idx[b] * ds->sample_numel, row);
         *x = xb;

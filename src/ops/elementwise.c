@@ -29,20 +29,6 @@
 #define PARALLEL_MIN_CHEAP ((int64_t)1 << 20)
 #define PARALLEL_MIN_COSTLY ((int64_t)1 << 14)
 
-/* for (i = 0; i < n; i++) { BODY }, vectorised; on the threads in one contiguous chunk
- * each when n >= min. BODY must not depend on other elements (no sums across i). */
-#define MAP(n, min, ...)                                                                  \
-    do {                                                                                  \
-        int64_t n_ = (n);                                                                 \
-        if (n_ < (min)) {                                                                 \
-            _Pragma("omp simd")                                                           \
-            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
-        } else {                                                                          \
-            _Pragma("omp parallel for simd schedule(static)")                             \
-            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
-        }                                                                                 \
-    } while (0)
-
 /* ---- broadcasting ------------------------------------------------------------------------ */
 
 typedef struct bcast {
@@ -185,12 +171,12 @@ static bk_tensor *binary(bin_kind k, bk_tensor *a, bk_tensor *b) {
     float *Y = y->data;
     int64_t n = y->numel;
     if (bk_same_shape(a, b)) {
-#define X_CASE(K) case K: MAP(n, bin_parallel_min(K), Y[i] = bin_apply(K, A[i], B[i])); break;
+#define X_CASE(K) case K: BK_MAP(n, bin_parallel_min(K), Y[i] = bin_apply(K, A[i], B[i])); break;
         switch (k) { BIN_KINDS(X_CASE) }
 #undef X_CASE
     } else if (b->numel == 1) {
         float s = B[0];
-#define X_CASE(K) case K: MAP(n, bin_parallel_min(K), Y[i] = bin_apply(K, A[i], s)); break;
+#define X_CASE(K) case K: BK_MAP(n, bin_parallel_min(K), Y[i] = bin_apply(K, A[i], s)); break;
         switch (k) { BIN_KINDS(X_CASE) }
 #undef X_CASE
     } else {
@@ -217,8 +203,8 @@ static void binary_backward(bk_node *n) {
     if (bk_same_shape(a, b)) { /* (da and db may be one buffer: bk_add(x, x)) */
 #define X_CASE(K)                                                                                \
     case K:                                                                                      \
-        if (DA) MAP(N, bin_parallel_min(K), DA[i] += bin_grad_a(K, A[i], B[i], G[i]));           \
-        if (DB) MAP(N, bin_parallel_min(K), DB[i] += bin_grad_b(K, A[i], B[i], Y[i], G[i]));     \
+        if (DA) BK_MAP(N, bin_parallel_min(K), DA[i] += bin_grad_a(K, A[i], B[i], G[i]));           \
+        if (DB) BK_MAP(N, bin_parallel_min(K), DB[i] += bin_grad_b(K, A[i], B[i], Y[i], G[i]));     \
         break;
         switch (p->kind) {
             BIN_GRAD_KINDS(X_CASE)
@@ -339,7 +325,7 @@ static void unary_backward(bk_node *n) {
     float *D = dx->data;
     float s = p->s;
     int64_t N = x->numel;
-#define X_CASE(kind, name) case kind: MAP(N, un_parallel_min(kind), D[i] += un_grad(kind, X[i], Y[i], G[i], s)); break;
+#define X_CASE(kind, name) case kind: BK_MAP(N, un_parallel_min(kind), D[i] += un_grad(kind, X[i], Y[i], G[i], s)); break;
     switch (p->kind) { UNARY_OPS(X_CASE) }
 #undef X_CASE
 }
@@ -356,7 +342,7 @@ static bk_tensor *unary(un_kind k, bk_tensor *x, float s) {
     const float *X = x->data;
     float *Y = y->data;
     int64_t N = x->numel;
-#define X_CASE(kind, name) case kind: MAP(N, un_parallel_min(kind), Y[i] = un_apply(kind, X[i], s)); break;
+#define X_CASE(kind, name) case kind: BK_MAP(N, un_parallel_min(kind), Y[i] = un_apply(kind, X[i], s)); break;
     switch (k) { UNARY_OPS(X_CASE) }
 #undef X_CASE
     un_params p = {k, s};

@@ -20,7 +20,8 @@ static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g
     float b1 = (float)c->beta1, b2 = (float)c->beta2, wd = (float)c->weight_decay, eps = (float)c->eps;
     float nb1 = (float)(1.0 - c->beta1), nb2 = (float)(1.0 - c->beta2);
     float decay = decoupled ? (float)(1.0 - o->lr * c->weight_decay) : 1.0f;
-    for (int64_t i = 0; i < p->numel; i++) {
+    bool amsgrad = c->amsgrad;
+    BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
         float gi = G[i];
         if (decoupled)
             P[i] *= decay;
@@ -29,13 +30,13 @@ static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g
         M[i] = M[i] * b1 + nb1 * gi;
         V[i] = V[i] * b2 + nb2 * gi * gi;
         float v = V[i];
-        if (c->amsgrad) {
+        if (amsgrad) {
             if (VMAX[i] < v) VMAX[i] = v;
             v = VMAX[i];
         }
         float denom = sqrtf(v) / bc2_sqrt + eps;
         P[i] += -step_size * (M[i] / denom);
-    }
+    });
 }
 
 static void adam_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {

@@ -14,14 +14,28 @@ static void sgd_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_t
     /* torch rounds each Python-float factor to float32 once */
     float lr = (float)o->lr, wd = (float)c->weight_decay, mom = (float)c->momentum;
     float keep = (float)(1.0 - c->dampening);
-    for (int64_t i = 0; i < p->numel; i++) {
-        float d = G[i];
-        if (wd != 0.0f) d += wd * P[i];
-        if (mom != 0.0f) {
-            buf[i] = first ? d : mom * buf[i] + keep * d;
-            d = c->nesterov ? d + mom * buf[i] : buf[i];
-        }
-        P[i] -= lr * d;
+    bool nesterov = c->nesterov;
+    /* The common cases get loops of their own, which vectorise; the general one tests
+     * loop-invariant flags. Each is the same arithmetic, element by element. */
+    if (wd == 0.0f && mom == 0.0f) {
+        BK_MAP(p->numel, OPTIM_PARALLEL_MIN, P[i] -= lr * G[i]);
+    } else if (mom != 0.0f && !first && !nesterov) {
+        BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
+            float d = G[i];
+            if (wd != 0.0f) d += wd * P[i];
+            buf[i] = mom * buf[i] + keep * d;
+            P[i] -= lr * buf[i];
+        });
+    } else {
+        BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
+            float d = G[i];
+            if (wd != 0.0f) d += wd * P[i];
+            if (mom != 0.0f) {
+                buf[i] = first ? d : mom * buf[i] + keep * d;
+                d = nesterov ? d + mom * buf[i] : buf[i];
+            }
+            P[i] -= lr * d;
+        });
     }
 }
 

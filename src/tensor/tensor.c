@@ -9,13 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-bool bk__mul_ok(int64_t a, int64_t b, int64_t *out) {
-    if (a < 0 || b < 0) return false;
-    if (a != 0 && b > INT64_MAX / a) return false;
-    *out = a * b;
-    return true;
-}
-
 char *bk__shape_fmt(int ndim, const int64_t *shape, char *buf, size_t n) {
     size_t k = 0;
     if (n == 0) return buf;
@@ -172,7 +165,10 @@ bk_tensor *bk_zeros_like(const bk_tensor *t) {
 
 int bk_fill(bk_tensor *t, float value) {
     if (!bk_tensor_ok(t, "fill")) return -1;
-    for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
+    float *D = t->data;
+    /* (zeroing the gradients before every step: the threads share large ones, such as the
+     * MLP's first weight, 2^17.6 floats) */
+    BK_MAP(t->numel, (int64_t)1 << 16, D[i] = value);
     return 0;
 }
 
