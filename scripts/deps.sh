@@ -4,8 +4,13 @@
 #   scripts/deps.sh [--build-only] [--blas] [--dataset]
 #
 #   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev
-#                 python3-torch python3-numpy valgrind, and clang libclang-rt-14-dev (clang
-#                 with libFuzzer, for `make fuzz` and the fuzzing stage of scripts/test.sh)
+#                 python3-torch python3-numpy libopenblas0-pthread valgrind, and clang
+#                 libclang-rt-14-dev (clang with libFuzzer, for `make fuzz` and the fuzzing
+#                 stage of scripts/test.sh). libopenblas0-pthread is for PyTorch, not for
+#                 brick: Debian's python3-torch calls whatever libblas.so.3 is installed, and
+#                 without OpenBLAS that is the reference BLAS (about 6 GFLOP/s for torch.mm
+#                 against about 100 on a Zen 4 core), which would make every PyTorch timing
+#                 in bench/ meaningless (bench/compare.py refuses to compare against it)
 #   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
 #   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
 #   --dataset     also dataset-fashion-mnist (optional: `brick train` and the demo then use
@@ -33,7 +38,7 @@ done
 
 pkgs=(build-essential pkg-config zlib1g-dev)
 if [ "$build_only" = 0 ]; then
-    pkgs+=(python3-torch python3-numpy valgrind clang libclang-rt-14-dev)
+    pkgs+=(python3-torch python3-numpy libopenblas0-pthread valgrind clang libclang-rt-14-dev)
 fi
 if [ "$blas" = 1 ]; then
     pkgs+=(libopenblas-dev)
