@@ -10,8 +10,11 @@ bench/lm_torch.py), alternating the two sides round by round (brick first in odd
 PyTorch first in even ones) so that a change in machine load hits both, and prints one table:
 workload, brick, PyTorch, the ratio brick / PyTorch of times (below 1: brick is faster; for
 tokens/s, the inverse ratio of the rates, so that below 1 still means brick is faster), the
-thread setting each side chose, and each side's peak resident memory (the largest over its
-processes for that workload, from wait4's ru_maxrss).
+thread setting each side chose, the ratio of the process CPU times per iteration at 1
+thread (all of the process's threads; on a shared, loaded machine other processes take
+turns on the cores and stretch wall times, CPU times much less: the steadier figure there)
+and each side's peak resident memory (the largest over its processes for that workload,
+from wait4's ru_maxrss).
 
   seed-mlp-fwd     the seed MLP (examples/01_sequential_mlp.c: Linear(20, 256), ReLU,
                    Linear(256, 10)) forward, batch 2, grad off
@@ -74,6 +77,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIN_GFLOPS = 50.0
 BEGIN, END = "<!-- compare.py begin -->", "<!-- compare.py end -->"
 TORCH_DROP = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+ONE_THREAD = r"1 thread|intra-op 1, OpenBLAS 1"  # the configuration label of 1 thread on each side
 
 
 # ---- the workloads ------------------------------------------------------------------------
@@ -129,8 +133,9 @@ def run(cmd, env):
 
 
 def results(text, cmd):
-    """{threads: median_ms} from the RESULT lines of model_bench / model_torch.py."""
-    got = {int(t): float(ms) for t, ms in re.findall(r"^RESULT threads=(\d+) median_ms=([0-9.]+)", text, re.M)}
+    """{threads: (median_ms, cpu_ms)} from the RESULT lines of model_bench / model_torch.py."""
+    got = {int(t): (float(ms), float(cpu)) for t, ms, cpu in
+           re.findall(r"^RESULT threads=(\d+) median_ms=([0-9.]+) cpu_ms=([0-9.]+)", text, re.M)}
     if not got:
         raise RunError(f"{' '.join(cmd)}: no RESULT line in:\n{text[-2000:]}")
     return got
@@ -174,14 +179,14 @@ class Bench:
             if w["batch"]:
                 cmd += ["--batch", str(w["batch"])]
             text, rss = run(cmd, self.brick_env)
-            return [(f"{t} thread{'s' * (t > 1)}", ms, rss) for t, ms in results(text, cmd).items()]
+            return [(f"{t} thread{'s' * (t > 1)}", ms, rss, cpu) for t, (ms, cpu) in results(text, cmd).items()]
         out = []
         for t in threads:
             if w["kind"] == "encoder":
                 cmd = [f"{self.build}/bench/encoder_layer", "--iters", str(n), "--warmup", str(w["warmup"]),
                        "--runs", "1"]
                 text, rss = run(cmd, dict(self.brick_env, OMP_NUM_THREADS=str(t)))
-                m = re.search(r"median of 1 runs ([0-9.]+) ms/step", text)
+                m = re.search(r"median of 1 runs ([0-9.]+) ms/step \(cpu ([0-9.]+) ms/step\)", text)
             else:  # lm
                 cmd = [self.brick, "train-lm", "--steps", str(n), "--eval-every", "0", "--threads",
                        str(t), "--out", os.path.join(self.tmp, "lm.safetensors")]
@@ -190,7 +195,8 @@ class Bench:
                 self.note_val("brick", t, text)
             if not m:
                 raise RunError(f"{' '.join(cmd)}: no result in:\n{text[-2000:]}")
-            out.append((f"{t} thread{'s' * (t > 1)}", float(m.group(1)), rss))
+            cpu = float(m.group(2)) if w["kind"] == "encoder" else None
+            out.append((f"{t} thread{'s' * (t > 1)}", float(m.group(1)), rss, cpu))
         return out
 
     def torch_round(self, w, r):
@@ -207,15 +213,16 @@ class Bench:
                 if w["batch"]:
                     cmd += ["--batch", str(w["batch"])]
                 text, rss = run(cmd, env)
-                out += [(label(t), ms, rss) for t, ms in results(text, cmd).items()]
+                out += [(label(t), ms, rss, cpu) for t, (ms, cpu) in results(text, cmd).items()]
             elif w["kind"] == "encoder":
                 cmd = [self.py, "bench/encoder_layer_torch.py", "--iters", str(n), "--warmup", str(w["warmup"]),
                        "--runs", "1", "--threads", ",".join(map(str, threads))]
                 text, rss = run(cmd, env)
-                got = re.findall(r"^torch threads (\d+): median of 1 runs ([0-9.]+) ms/step", text, re.M)
+                got = re.findall(r"^torch threads (\d+): median of 1 runs ([0-9.]+) ms/step \(cpu ([0-9.]+) ms/step\)",
+                                 text, re.M)
                 if not got:
                     raise RunError(f"{' '.join(cmd)}: no result in:\n{text[-2000:]}")
-                out += [(label(int(t)), float(ms), rss) for t, ms in got]
+                out += [(label(int(t)), float(ms), rss, float(cpu)) for t, ms, cpu in got]
             else:  # lm: one intra-op thread count per process
                 for t in threads:
                     cmd = [self.py, "bench/lm_torch.py", "--steps", str(n), "--eval-every", "0", "--threads", str(t),
@@ -225,7 +232,7 @@ class Bench:
                     if not m:
                         raise RunError(f"{' '.join(cmd)}: no RESULT in:\n{text[-2000:]}")
                     self.note_val("torch", t, text)
-                    out.append((label(t), float(m.group(1)), rss))
+                    out.append((label(t), float(m.group(1)), rss, None))
         return out
 
     def note_val(self, side, t, text):
@@ -241,10 +248,12 @@ class Bench:
         self.val = {}
 
     def measure(self, w, with_torch):
-        """Alternating rounds; returns {side: (best value, its config, max rss, all medians)}."""
+        """Alternating rounds; returns {side: (best value, its config, max rss, {config: median},
+        median CPU time at 1 thread or None)}."""
         if w["kind"] == "lm":
             self.lm_setup()
         per = {"brick": {}, "torch": {}}
+        cpu1 = {"brick": [], "torch": []}
         rss = {"brick": 0.0, "torch": 0.0}
         for r in range(1, self.rounds(w) + 1):
             sides = ["brick", "torch"] if r % 2 else ["torch", "brick"]
@@ -253,8 +262,10 @@ class Bench:
                     continue
                 self.loads.append(load1())
                 got = self.brick_round(w) if side == "brick" else self.torch_round(w, r)
-                for label, value, mib in got:
+                for label, value, mib, cpu in got:
                     per[side].setdefault(label, []).append(value)
+                    if cpu is not None and re.fullmatch(ONE_THREAD, label):
+                        cpu1[side].append(cpu)
                     rss[side] = max(rss[side], mib)
             print(f"  round {r}: " + "; ".join(
                 f"{side} " + ", ".join(f"{lab} {v[-1]:.4g}" for lab, v in per[side].items())
@@ -266,7 +277,8 @@ class Bench:
                 continue
             meds = {lab: statistics.median(v) for lab, v in per[side].items()}
             best = (max if higher_better else min)(meds, key=meds.get)
-            out[side] = (meds[best], best, rss[side], meds)
+            out[side] = (meds[best], best, rss[side], meds,
+                         statistics.median(cpu1[side]) if cpu1[side] else None)
         return out
 
 
@@ -289,7 +301,7 @@ def ratio_of(w, b, t):
 
 def table(rows, refuse):
     head = ["workload", "brick", "PyTorch", "brick / PyTorch", "brick threads", "PyTorch threads",
-            "peak RSS brick / PyTorch"]
+            "CPU time at 1 thread, brick / PyTorch", "peak RSS brick / PyTorch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
@@ -306,8 +318,11 @@ def make_rows(done, refuse):
         t = res.get("torch")
         ratio = "-" if not (b and t) else "refused" if refuse else f"{ratio_of(w, b[0], t[0]):.2f}"
         rss = f"{b[2]:.0f} / {t[2]:.0f} MiB" if b and t else f"{b[2]:.0f} MiB / -"
+        cpu = "-"
+        if b and t and b[4] and t[4]:
+            cpu = "refused" if refuse else f"{b[4] / t[4]:.2f}"
         rows.append([f"{w['name']}: {w['what']}", fmt_value(w, b[0]), fmt_value(w, t[0]) if t else "-", ratio,
-                     b[1], t[1] if t else "-", rss])
+                     b[1], t[1] if t else "-", cpu, rss])
     by_name = {w["name"]: res for w, res in done}
     for name, src, what in SPEEDUPS:
         res = by_name.get(src)
@@ -319,11 +334,11 @@ def make_rows(done, refuse):
             if not meds:
                 cells.append("-")
                 continue
-            one = [v for lab, v in meds.items() if re.match(r"(1 thread|intra-op 1, OpenBLAS 1)$", lab)]
-            two = [v for lab, v in meds.items() if not re.match(r"(1 thread|intra-op 1, OpenBLAS 1)$", lab)]
+            one = [v for lab, v in meds.items() if re.fullmatch(ONE_THREAD, lab)]
+            two = [v for lab, v in meds.items() if not re.fullmatch(ONE_THREAD, lab)]
             cells.append(f"{one[0] / min(two):.2f}x" if one and two else "-")
         rows.append([f"{name}: {what} training step, 1 -> 2 threads", cells[0], cells[1], "", "1 vs 2",
-                     "1 vs best of the others", ""])
+                     "1 vs best of the others", "", ""])
     return rows
 
 
@@ -395,7 +410,7 @@ def write_docs(path, section):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="")
     ap.add_argument("--rounds", type=int, default=0)
@@ -443,9 +458,10 @@ def main():
     else:
         print(f"compare.py: WARNING: {a.python} cannot import torch: brick's side only")
     mach = machine()
+    soft = versions(a, torch_ok, blas_line)  # before the run: --write-docs then changes the tree
     start = datetime.datetime.now(datetime.timezone.utc)
     print(f"machine: {mach}")
-    print(f"software: {versions(a, torch_ok, blas_line)}")
+    print(f"software: {soft}")
     print(f"date: {start:%Y-%m-%d %H:%M} UTC; load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
     if refuse:
         print(f"compare.py: REFUSING RATIOS: {refuse}")
@@ -483,7 +499,7 @@ def main():
             f"(about {(end - start).total_seconds() / 60:.0f} minutes).",
             "",
             f"* machine: {mach}",
-            f"* software: {versions(a, torch_ok, blas_line)}",
+            f"* software: {soft}",
             f"* {load_line} (the machine is shared: ratios, not absolute times, are the result)",
             "",
             tab,
