@@ -484,6 +484,14 @@ def main():
     loads = bench.loads
     load_line = (f"1-minute load average before the runs: mean {statistics.mean(loads):.2f}, "
                  f"min {min(loads):.2f}, max {max(loads):.2f}")
+    cpus = os.cpu_count() or 1
+    if statistics.mean(loads) > cpus:
+        # More runnable threads than cores: the scheduler shares the cores by thread, so a
+        # 2-thread run gets a bigger share than a 1-thread one and wall times stretch.
+        load_line += (f". LOADED: more than {cpus} runnable threads on {cpus} CPUs on average, so wall times "
+                      f"are stretched and a 2-thread run gets a larger share of the cores than a 1-thread one "
+                      f"(speed-ups above {cpus}x are that, not the code): the CPU-time column is the steadier "
+                      f"comparison")
     tab = table(make_rows(done, refuse), refuse)
     print()
     print(tab)
