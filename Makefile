@@ -1,7 +1,8 @@
 # Makefile - builds, tests and installs brick. GNU make; `make help` lists the targets.
 #
 # Layout: every src/*/*.c goes into libbrick.a and libbrick.so; tools/*.c make the `brick`
-# CLI; each tests/test_*.c is a test binary and each examples/*.c an example program, all
+# CLI; each tests/test_*.c is a test binary, each examples/*.c an example program and each
+# bench/*.c a benchmark (built by `all`, so that `make test` can smoke-test them), all
 # linked against libbrick.a. Everything built lands under $(BUILD) (build/, or build-san/
 # with SAN=1), mirroring the source tree.
 #
@@ -189,7 +190,7 @@ endif
 
 .PHONY: all lib tests examples bench tools test valgrind demo install uninstall clean help config
 
-all: lib tests examples $(TOOL_BIN)
+all: lib tests examples bench $(TOOL_BIN)
 lib: $(LIB_A) $(LIB_SO) $(PC_FILE)
 tests: $(TEST_BINS)
 examples: $(EXAMPLE_BINS)
@@ -359,12 +360,12 @@ config:
 
 help:
 	@echo "brick $(VERSION) - targets (GNU make):"
-	@echo "  all (default)  libbrick.a, libbrick.so, the brick CLI, tests and examples in $(BUILD)/"
+	@echo "  all (default)  libbrick.a, libbrick.so, the brick CLI, tests, examples and benchmarks in $(BUILD)/"
 	@echo "  lib            only the libraries (and brick.pc)"
 	@echo "  tests          only the test binaries ($(BUILD)/tests/test_*)"
 	@echo "  examples       only the examples ($(BUILD)/examples/*)"
 	@echo "  tools          only the brick CLI ($(BUILD)/brick, from tools/*.c)"
-	@echo "  bench          the benchmarks in bench/ (built, not run)"
+	@echo "  bench          only the benchmarks in bench/ (built, not run: bench/compare.py runs them)"
 	@echo "  test           build all, generate PyTorch parity data, run every test and example"
 	@echo "  valgrind       run the test binaries under valgrind (not with SAN=1)"
 	@echo "  fuzz           the libFuzzer targets in build-fuzz/fuzz/ (clang; run: fuzz/run.sh)"

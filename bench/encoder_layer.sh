@@ -10,7 +10,8 @@
 # 5 rounds of 20 timed steps (after 5 warm-up steps) per program and thread count.
 # In every round, for each thread count T, build/bench/encoder_layer (OMP_NUM_THREADS =
 # OPENBLAS_NUM_THREADS = T) and bench/encoder_layer_torch.py (torch.set_num_threads(T),
-# OPENBLAS_NUM_THREADS=1) run one after the other, brick first in odd rounds and PyTorch
+# OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset as in bench/compare.py)
+# run one after the other, brick first in odd rounds and PyTorch
 # first in even ones, all with OMP_WAIT_POLICY=PASSIVE; each run reports the median of
 # its steps. A configuration's figure is the median over the rounds. Each side keeps its
 # fastest thread count; the script prints both, the ratio brick / torch (below 1: brick
@@ -58,7 +59,7 @@ run_side() {
     l=$(load1)
     loads+=("$l")
     if [ "$side" = torch ]; then
-        line=$(OPENBLAS_NUM_THREADS=1 "$python" bench/encoder_layer_torch.py --threads "$t" "${args[@]}" |
+        line=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 "$python" bench/encoder_layer_torch.py --threads "$t" "${args[@]}" |
                grep "^torch threads $t: median") || { echo "encoder_layer.sh: the torch run failed" >&2; exit 1; }
     else
         line=$(OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$bin" "${args[@]}" | tail -n 1) ||

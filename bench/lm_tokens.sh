@@ -10,7 +10,8 @@
 # heads, ff 256, learned positions; batch 32, AdamW lr 3e-3 cosine-decayed, seed 0; see
 # docs/text.md); PyTorch runs bench/lm_torch.py, which rebuilds that model and loop with
 # torch.nn and samples the same windows, under /usr/bin/python3 with
-# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1; brick runs with
+# OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1 (OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE unset, as in bench/compare.py); brick runs with
 # OMP_WAIT_POLICY=PASSIVE too, as in bench/train_epoch.sh (on a loaded machine libgomp's
 # spinning made brick's 2-thread runs crawl: ~500 tokens/s against ~3,000 at 1 thread,
 # barriers waiting for descheduled threads). --spin leaves brick's environment as it is
@@ -137,7 +138,7 @@ run_brick() {
 run_torch() {
     local t=$1 r=$2 log=$tmp_keep/torch-t$1-r$2.log
     load1 >>"$tmp/loads"
-    if ! OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 "$python" bench/lm_torch.py "${common[@]}" "${init[@]}" \
+    if ! env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 "$python" bench/lm_torch.py "${common[@]}" "${init[@]}" \
         --threads "$t" >"$log" 2>&1; then
         echo "lm_tokens.sh: lm_torch.py failed:" >&2
         cat "$log" >&2

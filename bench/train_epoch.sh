@@ -10,7 +10,8 @@
 # softmax. A bare `resnet` means resnet:width=8 here (the zoo's default width 32 makes an
 # epoch about 16 times longer). EPOCHS defaults to 10, RUNS (runs per configuration) to 3.
 # PyTorch runs bench/train_torch.py, which rebuilds the zoo's models with torch.nn, under
-# /usr/bin/python3 with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1; brick runs with
+# /usr/bin/python3 with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1 (OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE unset, as in bench/compare.py); brick runs with
 # OMP_WAIT_POLICY=PASSIVE too (on a shared machine, libgomp's spinning threads make 2-thread
 # runs up to 3 times slower; on an idle one the policy changes little).
 #
@@ -150,7 +151,7 @@ for t in $threads; do
 
         load1 >>"$tmp/loads"
         log=$tmp_keep/torch-t$t-r$r.log
-        if ! OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 run_timed "$tmp/rss" "$python" bench/train_torch.py \
+        if ! OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 run_timed "$tmp/rss" env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" bench/train_torch.py \
             "${recipe[@]}" --data "$data" --threads "$t" >"$log" 2>&1; then
             echo "train_epoch.sh: train_torch.py failed:" >&2
             cat "$log" >&2

@@ -4,9 +4,14 @@
 #   scripts/deps.sh [--build-only] [--blas] [--dataset]
 #
 #   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev
-#                 python3-torch python3-numpy valgrind, clang libclang-rt-14-dev (clang
-#                 with libFuzzer, for `make fuzz` and the fuzzing stage of scripts/test.sh),
-#                 and openmpi-bin libopenmpi-dev (Open MPI: the build finds mpicc and adds
+#                 python3-torch python3-numpy libopenblas0-pthread valgrind, and clang
+#                 libclang-rt-14-dev (clang with libFuzzer, for `make fuzz` and the fuzzing
+#                 stage of scripts/test.sh). libopenblas0-pthread is for PyTorch, not for
+#                 brick: Debian's python3-torch calls whatever libblas.so.3 is installed, and
+#                 without OpenBLAS that is the reference BLAS (about 6 GFLOP/s for torch.mm
+#                 against about 100 on a Zen 4 core), which would make every PyTorch timing
+#                 in bench/ meaningless (bench/compare.py refuses to compare against it).
+#                 openmpi-bin libopenmpi-dev: Open MPI (the build finds mpicc and adds
 #                 data-parallel training; tests/test_dist.sh runs mpirun)
 #   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
 #   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
@@ -35,7 +40,8 @@ done
 
 pkgs=(build-essential pkg-config zlib1g-dev)
 if [ "$build_only" = 0 ]; then
-    pkgs+=(python3-torch python3-numpy valgrind clang libclang-rt-14-dev openmpi-bin libopenmpi-dev)
+    pkgs+=(python3-torch python3-numpy libopenblas0-pthread valgrind clang libclang-rt-14-dev
+           openmpi-bin libopenmpi-dev)
 fi
 if [ "$blas" = 1 ]; then
     pkgs+=(libopenblas-dev)
