@@ -115,41 +115,39 @@ __attribute__((target("avx2,fma"))) static void micro_6x16(int64_t kc, const flo
     } while (0)
 
 /* Packs rows [0, rows) of X (element (r, k) at X[r*rs + k], so each row is contiguous in
- * k) into micro-panels of height w (MR or NR) ps floats apart, zero-padding the last one,
- * 8 x 8 blocks at a time through registers. Returns false for another w (the driver then
- * packs). */
-__attribute__((target("avx2"))) static bool pack_rows(int w, const float *X, int64_t rs,
-                                                      int64_t rows, int64_t kc, float *dst,
-                                                      int64_t ps) {
-    if (w != MR && w != NR) return false;
+ * k) into micro-panels of height w ps floats apart, zero-padding the last one, 8 x 8 blocks
+ * at a time through registers. w is MR (6) or a multiple of 8 up to BK_GEMM_NR_MAX (this
+ * kernel's NR, and the AVX-512 kernel's MR and NR); returns false for another w (the
+ * driver then packs). */
+__attribute__((target("avx2"))) bool bk__gemm_pack_rows_avx2(int w, const float *X, int64_t rs,
+                                                             int64_t rows, int64_t kc,
+                                                             float *dst, int64_t ps) {
+    if (w != 6 && (w % 8 || w > BK_GEMM_NR_MAX)) return false;
     const int64_t k8 = kc / 8 * 8;
     for (int64_t r0 = 0; r0 < rows; r0 += w, dst += ps) {
         const float *src = X + r0 * rs;
         const int64_t h = rows - r0 < w ? rows - r0 : w; /* rows in this panel */
 #define BK_ROW(i, k) ((i) < h ? _mm256_loadu_ps(src + (i) * rs + (k)) : _mm256_setzero_ps())
         for (int64_t k = 0; k < k8; k += 8) {
-            __m256 r[8], q[8];
+            __m256 r[8];
             if (k % 16 == 0) /* a line of each row, PACK_AHEAD floats ahead (never faults) */
                 for (int64_t i = 0; i < h; i++)
                     _mm_prefetch((const char *)(src + i * rs + k + PACK_AHEAD), _MM_HINT_T0);
-            if (w == NR) {
-                for (int i = 0; i < 8; i++) r[i] = BK_ROW(i, k);
-                for (int i = 0; i < 8; i++) q[i] = BK_ROW(i + 8, k);
-                BK_TRANSPOSE8(r);
-                BK_TRANSPOSE8(q);
-                for (int i = 0; i < 8; i++) {
-                    _mm256_storeu_ps(dst + (k + i) * NR, r[i]);
-                    _mm256_storeu_ps(dst + (k + i) * NR + 8, q[i]);
-                }
-            } else {
-                for (int i = 0; i < MR; i++) r[i] = BK_ROW(i, k);
+            if (w == 6) {
+                for (int i = 0; i < 6; i++) r[i] = BK_ROW(i, k);
                 r[6] = r[7] = _mm256_setzero_ps();
                 BK_TRANSPOSE8(r);
                 for (int i = 0; i < 8; i++) { /* 6 floats: 4 + 2 */
-                    _mm_storeu_ps(dst + (k + i) * MR, _mm256_castps256_ps128(r[i]));
-                    _mm_storel_pi((__m64 *)(dst + (k + i) * MR + 4),
+                    _mm_storeu_ps(dst + (k + i) * 6, _mm256_castps256_ps128(r[i]));
+                    _mm_storel_pi((__m64 *)(dst + (k + i) * 6 + 4),
                                   _mm256_extractf128_ps(r[i], 1));
                 }
+                continue;
+            }
+            for (int i0 = 0; i0 < w; i0 += 8) { /* rows i0 .. i0+7 of the panel */
+                for (int i = 0; i < 8; i++) r[i] = BK_ROW(i0 + i, k);
+                BK_TRANSPOSE8(r);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (k + i) * w + i0, r[i]);
             }
         }
 #undef BK_ROW
@@ -160,15 +158,21 @@ __attribute__((target("avx2"))) static bool pack_rows(int w, const float *X, int
 }
 #undef BK_TRANSPOSE8
 
+static bool usable(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 const bk__gemm_kernel bk__gemm_kernel_avx2 = {
     .name = "avx2-fma 6x16",
+    .key = "avx2",
+    .usable = usable,
     .mr = MR,
     .nr = NR,
     .mc = 144,
     .kc = 256,
     .nc = 4080,
     .micro = micro_6x16,
-    .pack_rows = pack_rows,
+    .pack_rows = bk__gemm_pack_rows_avx2,
 };
 
 #else
