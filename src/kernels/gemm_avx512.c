@@ -140,37 +140,44 @@ __attribute__((target("avx512f"))) static inline __m512 sum_lanes16(const __m512
                          _mm512_castpd_ps(_mm512_unpackhi_pd(u0, u1)));
 }
 
-/* C[i, j] = alpha * dot(A[i, :], B[j, :]) (+ beta * C) with the rows of A and B contiguous
- * in k: 16 dot products at a time, each over k in 16 lanes, reduced together. */
+/* C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= 16, with the rows
+ * of A and B contiguous in k: 16 dot products over k in 16 lanes, reduced together. Slot s
+ * of acc holds row 4 * (s % 4) + s / 4 of the group (see sum_lanes16); `full` (nj == 16)
+ * drops the test for rows past N. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb,
+         __m512 va, float beta, float *cij) {
+    __m512 acc[16];
+    BK_UNROLL for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 m = lanes(K - k);
+        const __m512 a = _mm512_maskz_loadu_ps(m, ai + k);
+        BK_UNROLL for (int s = 0; s < 16; s++) {
+            const int row = 4 * (s % 4) + s / 4;
+            if (full || row < nj)
+                acc[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, bj + row * ldb + k), acc[s]);
+        }
+    }
+    const __mmask16 mj = lanes(nj);
+    __m512 r = _mm512_mul_ps(va, sum_lanes16(acc));
+    if (beta != 0.0f)
+        r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, cij), r);
+    _mm512_mask_storeu_ps(cij, mj, r);
+}
+
 __attribute__((target("avx512f"))) static void small_nt(int64_t M, int64_t N, int64_t K,
                                                         float alpha, const float *A,
                                                         int64_t lda, const float *B,
                                                         int64_t ldb, float beta, float *C,
                                                         int64_t ldc) {
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __m512 va = _mm512_set1_ps(alpha);
     for (int64_t i = 0; i < M; i++) {
-        const float *ai = A + i * lda;
-        float *ci = C + i * ldc;
-        for (int64_t j0 = 0; j0 < N; j0 += 16) {
-            const int64_t nj = N - j0 < 16 ? N - j0 : 16;
-            const float *bj[16]; /* row j0 + j of B in slot 4 * (j % 4) + j / 4 (see */
-            __m512 acc[16];      /* sum_lanes16); rows past N repeat the last one */
-            BK_UNROLL for (int j = 0; j < 16; j++) {
-                bj[4 * (j % 4) + j / 4] = B + (j0 + (j < nj ? j : nj - 1)) * ldb;
-                acc[j] = _mm512_setzero_ps();
-            }
-            for (int64_t k = 0; k < K; k += 16) {
-                const __mmask16 m = lanes(K - k);
-                const __m512 a = _mm512_maskz_loadu_ps(m, ai + k);
-                BK_UNROLL for (int j = 0; j < 16; j++)
-                    if (4 * (j % 4) + j / 4 < nj) /* slot j holds a row of B, not a repeat */
-                        acc[j] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, bj[j] + k), acc[j]);
-            }
-            const __mmask16 mj = lanes(nj);
-            __m512 r = _mm512_mul_ps(va, sum_lanes16(acc));
-            if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mj, ci + j0), r);
-            _mm512_mask_storeu_ps(ci + j0, mj, r);
-        }
+        int64_t j0 = 0;
+        for (; j0 + 16 <= N; j0 += 16)
+            nt_group(true, 16, K, A + i * lda, B + j0 * ldb, ldb, va, beta, C + i * ldc + j0);
+        if (j0 < N)
+            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, va, beta,
+                     C + i * ldc + j0);
     }
 }
 
