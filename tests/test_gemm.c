@@ -231,14 +231,17 @@ static bool agrees_with_portable(const char *kernel, sgemm_fn *f, bool ta, bool 
 
 TEST(test_gemm_kernel_edges) {
     /* one row, one column, the seed MLP's tiny products (Linear(20,256), Linear(256,10) at
-     * batch 2 and their backward shapes) and others around the tiny path's limit, tails of
-     * every tile, a huge K (many cache slices); each kernel against the double reference
-     * and against the portable kernel */
+     * batch 2 and their backward shapes) and others on either side of the unpacked path's
+     * limits (the MLP's 10-wide layer, M*N*K around 1Mi: 17x300x250 packs, with a last
+     * panel of 1 row), tails of every tile, a huge K (many cache slices); each kernel
+     * against the double reference and against the portable kernel */
     static const int64_t shapes[][3] = {
         {1, 1, 1},     {1, 300, 77},  {300, 1, 77},  {1, 1, 5000}, {2, 256, 20},
         {2, 10, 256},  {2, 256, 10},  {10, 256, 2},  {256, 20, 2}, {20, 256, 2},
         {256, 2, 10},  {31, 33, 31},  {33, 31, 33},  {17, 65, 9},  {9, 15, 17},
-        {40, 40, 20},  {23, 45, 4097}, {16, 16, 16},  {8, 100, 64}, {24, 130, 31}};
+        {40, 40, 20},  {23, 45, 4097}, {16, 16, 16},  {8, 100, 64}, {24, 130, 31},
+        {10, 256, 256}, {256, 10, 256}, {7, 33, 1000}, {17, 300, 250}, {8, 520, 300},
+        {25, 200, 260}};
     static const float alphas[] = {1.0f, 0.5f, -2.0f};
     static const float betas[] = {0.0f, 1.0f, -0.5f};
     int failures = 0;

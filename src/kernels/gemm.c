@@ -11,9 +11,10 @@
  *
  * Micro-kernels (gemm.h): AVX-512 16x16 (gemm_avx512.c) or AVX2+FMA 6x16 (gemm_avx2.c) when
  * the CPU has it, else a portable 4x8 one (GCC/Clang vector extensions: SSE2, NEON, or
- * scalar); chosen once per process (choose_kernel). Tiny products (M*N*K < KERNEL_SMALL_MNK)
- * take the kernel's own unpacked path when it has one (AVX-512: vectorised, no packing, no
- * allocation, no threads), else (M*N*K < SMALL_MNK) a plain loop.
+ * scalar); chosen once per process (choose_kernel). Products that run on one thread
+ * (M*N*K < PARALLEL_MIN_MNK) take the kernel's own unpacked path when it has one and says it
+ * is faster for the shape (AVX-512: vectorised, no packing, no allocation), else tiny ones
+ * (M*N*K < SMALL_MNK) a plain loop.
  *
  * Threads (OpenMP, for M*N*K >= PARALLEL_MIN_MNK) split the tiles of C in a grid of row
  * bands x column bands (thread_grid). With a column split alone each thread packs the B
@@ -46,7 +47,6 @@
 
 #define SMALL_MNK 512               /* below this M*N*K, the unpacked loop (measured: */
                                     /* packing wins from about 8 x 8 x 8 up) */
-#define KERNEL_SMALL_MNK (1 << 15)  /* below this M*N*K, the kernel's small() if it has one */
 #define PARALLEL_MIN_MNK (1 << 20)  /* below this M*N*K, one thread (measured: 2 threads */
                                     /* lose at 64^3, win at 100^3) */
 #define B_DIRECT_MAX_M 12           /* up to this M, a non-transposed B is read in place */
@@ -404,7 +404,7 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
     }
     /* tiny: the kernel's own unpacked path if it has one, else plain loops */
     const double mnk = (double)M * (double)N * (double)K;
-    if (kern->small && mnk < KERNEL_SMALL_MNK &&
+    if (kern->small && mnk < PARALLEL_MIN_MNK &&
         kern->small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
     if (mnk < SMALL_MNK) {

@@ -43,9 +43,9 @@ typedef struct bk__gemm_kernel {
      * having done nothing, for a w it does not handle. */
     bool (*pack_rows)(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst,
                       int64_t ps);
-    /* Optional: the whole product for a tiny one (see SMALL_MNK in gemm.c), read where the
-     * operands lie: no packing, no allocation, one thread. Returns false, having done
-     * nothing, for a transpose combination it does not handle. */
+    /* Optional: the whole product, for one the driver runs on one thread, read where the
+     * operands lie: no packing, no allocation. Returns false, having done nothing, for a
+     * shape or transpose combination where packing is faster. */
     bool (*small)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                   float *C, int64_t ldc);

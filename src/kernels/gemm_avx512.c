@@ -77,34 +77,52 @@ __attribute__((target("avx512f"))) static inline __mmask16 lanes(int64_t n) {
     return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1u);
 }
 
-/* C = alpha * op(A) @ B (+ beta * C), nv x 16 columns of a row of C at a time:
- * acc[v] += op(A)[i, k] * B[k, j + 16v ..], k in increasing order. */
+/* C[i0 .. i0+mr, j .. j+16nv) = alpha * op(A) @ B (+ beta * C), the rows sharing each load
+ * of B: acc[r][v] += op(A)[i0 + r, k] * B[k, j + 16v ..], k in increasing order (the same
+ * arithmetic for an element whatever mr). m: the lanes of each vector inside N. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float *a,
+         int64_t ars, int64_t aks, const float *bj, int64_t ldb, __m512 va, float beta,
+         float *cij, int64_t ldc) {
+    __m512 acc[4][4];
+    BK_UNROLL for (int r = 0; r < mr; r++)
+        BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++, a += aks, bj += ldb) {
+        __m512 b[4];
+        BK_UNROLL for (int v = 0; v < nv; v++) b[v] = _mm512_maskz_loadu_ps(m[v], bj + 16 * v);
+        BK_UNROLL for (int r = 0; r < mr; r++) {
+            const __m512 ar = _mm512_set1_ps(a[r * ars]);
+            BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, b[v], acc[r][v]);
+        }
+    }
+    BK_UNROLL for (int r = 0; r < mr; r++)
+        BK_UNROLL for (int v = 0; v < nv; v++) {
+            float *c = cij + r * ldc + 16 * v;
+            __m512 x = _mm512_mul_ps(va, acc[r][v]);
+            if (beta != 0.0f)
+                x = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m[v], c), x);
+            _mm512_mask_storeu_ps(c, m[v], x);
+        }
+}
+
+/* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 4) x 16nv
+ * columns. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __m512 va = _mm512_set1_ps(alpha);
     for (int64_t j = 0; j < N; j += 16 * nv) {
         __mmask16 m[4];
         BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes(N - j - 16 * v);
-        for (int64_t i = 0; i < M; i++) {
-            const float *ai = A + i * ars;
-            float *cij = C + i * ldc + j;
-            __m512 acc[4];
-            BK_UNROLL for (int v = 0; v < nv; v++) acc[v] = _mm512_setzero_ps();
-            for (int64_t k = 0; k < K; k++) {
-                const __m512 a = _mm512_set1_ps(ai[k * aks]);
-                const float *bk = B + k * ldb + j;
-                BK_UNROLL for (int v = 0; v < nv; v++)
-                    acc[v] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m[v], bk + 16 * v), acc[v]);
-            }
-            BK_UNROLL for (int v = 0; v < nv; v++) {
-                __m512 r = _mm512_mul_ps(va, acc[v]);
-                if (beta != 0.0f)
-                    r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[v], cij + 16 * v), r);
-                _mm512_mask_storeu_ps(cij + 16 * v, m[v], r);
-            }
-        }
+        int64_t i = 0;
+        for (; i + 4 <= M; i += 4)
+            nn_block(4, nv, m, K, A + i * ars, ars, aks, B + j, ldb, va, beta, C + i * ldc + j, ldc);
+        const float *a = A + i * ars; /* the last 1 to 3 rows */
+        float *c = C + i * ldc + j;
+        if (M - i == 3) nn_block(3, nv, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
+        if (M - i == 2) nn_block(2, nv, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
+        if (M - i == 1) nn_block(1, nv, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
     }
 }
 
@@ -181,15 +199,21 @@ __attribute__((target("avx512f"))) static void small_nt(int64_t M, int64_t N, in
     }
 }
 
-/* The dot products of small_nt waste lanes when K is small, and read each row of B once per
- * row of C: with K < 8 or M > 8 the packed path was faster on Zen 4 (256x20x2: 1.7 against 7.4 us,
- * 64x64x4, 32x16x16), and it takes A^T B^T too. */
+/* Whether the unpacked path beats packing, measured on Zen 4 (the driver asks only for
+ * products it runs on one thread). Both forms re-read B for every block of rows of C, so B
+ * must stay in L2 (K * N <= 64Ki floats = 256 KiB); then op(A) @ B ran as fast as the packed
+ * path or faster up to there (10x256x256 TN 17.6 against 23.9 us, 64x32x32 1.3 against
+ * 2.0 us). The dot products of op(A) = A @ B^T waste lanes when K is small and cost a
+ * reduction per 16 outputs: they won only with K >= 8 and few rows of C (4x256x256 10.8
+ * against 28.1 us; 256x20x2 lost, 7.4 against 1.7 us) or few columns (the MLP's 10 outputs:
+ * 256x10x256). A^T @ B^T always packs. */
 static bool small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                   int64_t ldc) {
+    if ((double)K * (double)N > 65536.0) return false;
     if (!tb)
         small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (!ta && K >= 8 && M <= 8)
+    else if (!ta && K >= 8 && (M <= 8 || N <= 16))
         small_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else
         return false;
