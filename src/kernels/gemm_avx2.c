@@ -179,7 +179,7 @@ __attribute__((target("avx2"))) static inline __m256i lanes8(int64_t n) {
 #define BK_LOAD(p, mask) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (mask)))
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 nn_block(const bool full, const int mr, const int nv, const __m256i *m, int64_t K,
-         const float *a, int64_t ars, int64_t aks, const float *bj, int64_t ldb, __m256 va,
+         const float *a, int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha,
          float beta, float *cij, int64_t ldc) {
     __m256 acc[4][4];
     BK_UNROLL for (int r = 0; r < mr; r++)
@@ -195,7 +195,8 @@ nn_block(const bool full, const int mr, const int nv, const __m256i *m, int64_t 
     BK_UNROLL for (int r = 0; r < mr; r++)
         BK_UNROLL for (int v = 0; v < nv; v++) {
             float *c = cij + r * ldc + 8 * v;
-            __m256 x = _mm256_mul_ps(va, acc[r][v]);
+            /* (alpha * x == x when alpha == 1) */
+            __m256 x = alpha == 1.0f ? acc[r][v] : _mm256_mul_ps(_mm256_set1_ps(alpha), acc[r][v]);
             if (beta != 0.0f) x = _mm256_fmadd_ps(_mm256_set1_ps(beta), BK_LOAD(c, m[v]), x);
             const int n = full ? 8 : __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(m[v])));
             if (n == 8) {
@@ -211,32 +212,31 @@ nn_block(const bool full, const int mr, const int nv, const __m256i *m, int64_t 
 /* nn_block for rows [i, i + mr), full or at the edge */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 nn_rows(const int mr, const int nv, bool full, const __m256i *m, int64_t K, const float *a,
-        int64_t ars, int64_t aks, const float *bj, int64_t ldb, __m256 va, float beta,
+        int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha, float beta,
         float *cij, int64_t ldc) {
     if (full)
-        nn_block(true, mr, nv, m, K, a, ars, aks, bj, ldb, va, beta, cij, ldc);
+        nn_block(true, mr, nv, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc);
     else
-        nn_block(false, mr, nv, m, K, a, ars, aks, bj, ldb, va, beta, cij, ldc);
+        nn_block(false, mr, nv, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc);
 }
 
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
-    const __m256 va = _mm256_set1_ps(alpha);
     for (int64_t j = 0; j < N; j += 8 * nv) {
         __m256i m[4];
         BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes8(N - j - 8 * v);
         const bool full = j + 8 * nv <= N;
         int64_t i = 0;
         for (; i + 4 <= M; i += 4)
-            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, va, beta,
+            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta,
                     C + i * ldc + j, ldc);
         const float *a = A + i * ars; /* the last 1 to 3 rows */
         float *c = C + i * ldc + j;
-        if (M - i == 3) nn_rows(3, nv, full, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
-        if (M - i == 2) nn_rows(2, nv, full, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
-        if (M - i == 1) nn_rows(1, nv, full, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
+        if (M - i == 3) nn_rows(3, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 2) nn_rows(2, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 1) nn_rows(1, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
     }
 }
 
@@ -258,7 +258,7 @@ __attribute__((target("avx2,fma"))) static void small_nn(bool ta, int64_t M, int
  * (nj == 8) drops the test for rows past N. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb,
-         __m256 va, float beta, float *cij) {
+         float alpha, float beta, float *cij) {
     __m256 acc[8];
     BK_UNROLL for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; k += 8) {
@@ -275,7 +275,7 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
     const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20),
                                      _mm256_permute2f128_ps(g0, g1, 0x31));
     const __m256i mj = lanes8(nj);
-    __m256 r = _mm256_mul_ps(va, sum);
+    __m256 r = alpha == 1.0f ? sum : _mm256_mul_ps(_mm256_set1_ps(alpha), sum);
     if (beta != 0.0f) r = _mm256_fmadd_ps(_mm256_set1_ps(beta), BK_LOAD(cij, mj), r);
     if (full) {
         _mm256_storeu_ps(cij, r);
@@ -292,13 +292,12 @@ __attribute__((target("avx2,fma"))) static void small_nt(int64_t M, int64_t N, i
                                                          int64_t lda, const float *B,
                                                          int64_t ldb, float beta, float *C,
                                                          int64_t ldc) {
-    const __m256 va = _mm256_set1_ps(alpha);
     for (int64_t i = 0; i < M; i++) {
         int64_t j0 = 0;
         for (; j0 + 8 <= N; j0 += 8)
-            nt_group(true, 8, K, A + i * lda, B + j0 * ldb, ldb, va, beta, C + i * ldc + j0);
+            nt_group(true, 8, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
         if (j0 < N)
-            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, va, beta,
+            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
                      C + i * ldc + j0);
     }
 }

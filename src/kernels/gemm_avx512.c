@@ -42,7 +42,8 @@ micro_rows(const int mr, int64_t kc, const float *a, const float *b, int64_t bs,
     /* c = alpha * acc + beta * c; beta == 0 never reads c */
     const __m512 va = _mm512_set1_ps(alpha);
     if (beta == 0.0f) {
-        BK_UNROLL for (int i = 0; i < mr; i++) _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i]));
+        BK_UNROLL for (int i = 0; i < mr; i++) /* (alpha * x == x when alpha == 1) */
+            _mm512_storeu_ps(c + i * ldc, alpha == 1.0f ? acc[i] : _mm512_mul_ps(va, acc[i]));
     } else {
         const __m512 vb = _mm512_set1_ps(beta);
         BK_UNROLL for (int i = 0; i < mr; i++) {
@@ -82,7 +83,7 @@ __attribute__((target("avx512f"))) static inline __mmask16 lanes(int64_t n) {
  * arithmetic for an element whatever mr). m: the lanes of each vector inside N. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float *a,
-         int64_t ars, int64_t aks, const float *bj, int64_t ldb, __m512 va, float beta,
+         int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha, float beta,
          float *cij, int64_t ldc) {
     __m512 acc[4][4];
     BK_UNROLL for (int r = 0; r < mr; r++)
@@ -98,7 +99,7 @@ nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float 
     BK_UNROLL for (int r = 0; r < mr; r++)
         BK_UNROLL for (int v = 0; v < nv; v++) {
             float *c = cij + r * ldc + 16 * v;
-            __m512 x = _mm512_mul_ps(va, acc[r][v]);
+            __m512 x = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r][v]);
             if (beta != 0.0f)
                 x = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m[v], c), x);
             _mm512_mask_storeu_ps(c, m[v], x);
@@ -111,18 +112,17 @@ __attribute__((target("avx512f"), always_inline)) static inline void
 small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
-    const __m512 va = _mm512_set1_ps(alpha);
     for (int64_t j = 0; j < N; j += 16 * nv) {
         __mmask16 m[4];
         BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes(N - j - 16 * v);
         int64_t i = 0;
         for (; i + 4 <= M; i += 4)
-            nn_block(4, nv, m, K, A + i * ars, ars, aks, B + j, ldb, va, beta, C + i * ldc + j, ldc);
+            nn_block(4, nv, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j, ldc);
         const float *a = A + i * ars; /* the last 1 to 3 rows */
         float *c = C + i * ldc + j;
-        if (M - i == 3) nn_block(3, nv, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
-        if (M - i == 2) nn_block(2, nv, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
-        if (M - i == 1) nn_block(1, nv, m, K, a, ars, aks, B + j, ldb, va, beta, c, ldc);
+        if (M - i == 3) nn_block(3, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 2) nn_block(2, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 1) nn_block(1, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
     }
 }
 
@@ -164,7 +164,7 @@ __attribute__((target("avx512f"))) static inline __m512 sum_lanes16(const __m512
  * drops the test for rows past N. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb,
-         __m512 va, float beta, float *cij) {
+         float alpha, float beta, float *cij) {
     __m512 acc[16];
     BK_UNROLL for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
@@ -177,7 +177,8 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
         }
     }
     const __mmask16 mj = lanes(nj);
-    __m512 r = _mm512_mul_ps(va, sum_lanes16(acc));
+    __m512 r = sum_lanes16(acc);
+    if (alpha != 1.0f) r = _mm512_mul_ps(_mm512_set1_ps(alpha), r);
     if (beta != 0.0f)
         r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, cij), r);
     _mm512_mask_storeu_ps(cij, mj, r);
@@ -188,13 +189,12 @@ __attribute__((target("avx512f"))) static void small_nt(int64_t M, int64_t N, in
                                                         int64_t lda, const float *B,
                                                         int64_t ldb, float beta, float *C,
                                                         int64_t ldc) {
-    const __m512 va = _mm512_set1_ps(alpha);
     for (int64_t i = 0; i < M; i++) {
         int64_t j0 = 0;
         for (; j0 + 16 <= N; j0 += 16)
-            nt_group(true, 16, K, A + i * lda, B + j0 * ldb, ldb, va, beta, C + i * ldc + j0);
+            nt_group(true, 16, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
         if (j0 < N)
-            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, va, beta,
+            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
                      C + i * ldc + j0);
     }
 }
