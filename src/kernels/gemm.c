@@ -402,7 +402,8 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    /* tiny: the kernel's own unpacked path if it has one, else plain loops */
+    /* one thread's worth: the kernel's unpacked path where it says that is faster; tiny
+     * ones: plain loops */
     const double mnk = (double)M * (double)N * (double)K;
     if (kern->small && mnk < PARALLEL_MIN_MNK &&
         kern->small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
