@@ -91,9 +91,9 @@ const char *bk_escape(const char *s, char *buf, size_t n);
  * thread. Results do not depend on it: work is never split along a summation. */
 int bk_set_num_threads(int n);
 int bk_get_num_threads(void);
-/* The GEMM micro-kernel brick's own matrix products use, e.g. "avx2-fma 6x16" or
- * "portable 4x8": the AVX2+FMA one when the CPU has it. The environment variable
- * BRICK_GEMM_KERNEL=auto|avx2|portable, read once per process, overrides the choice:
+/* The GEMM micro-kernel brick's own matrix products use, e.g. "avx512 16x16", "avx2-fma 6x16"
+ * or "portable 4x8": AVX-512, else AVX2+FMA, when the CPU has it. The environment variable
+ * BRICK_GEMM_KERNEL=auto|avx512|avx2|portable, read once per process, overrides the choice:
  * "portable" makes matrix products round the same on every x86-64 CPU and is what to use
  * under valgrind (where an MLP evaluation ran 9x slower with the AVX2 kernel). */
 const char *bk_gemm_kernel(void);

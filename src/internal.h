@@ -213,11 +213,13 @@ const bk_backend *bk__backend(void);
 void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                int64_t ldc);
-/* The same with the portable C micro-kernel forced (what CPUs without AVX2 run); for tests
- * and benchmarks. */
-void bk__sgemm_portable(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                        float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                        float beta, float *C, int64_t ldc);
+/* The same with one micro-kernel forced, for tests and benchmarks: `kernel` is a
+ * BRICK_GEMM_KERNEL value, "portable" (what CPUs without AVX2 run), "avx2" or "avx512".
+ * NULL when this CPU, OS or build cannot run that kernel. */
+typedef void bk__sgemm_fn(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float beta, float *C, int64_t ldc);
+bk__sgemm_fn *bk__sgemm_kernel(const char *kernel);
 /* The micro-kernel bk__sgemm uses: bk_gemm_kernel() in brick.h. */
 
 #endif /* BRICK_INTERNAL_H */

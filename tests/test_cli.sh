@@ -80,11 +80,11 @@ same_file() { cmp -s "$1" "$2"; }
 
 expect "brick --help" 0 "usage: brick <command>" "$brick" --help
 expect "brick help" 0 "commands:" "$brick" help
-expect "brick --version" 0 "^brick [0-9]+\.[0-9]+\.[0-9]+ \(.*brick gemm (avx2-fma 6x16|portable 4x8)" "$brick" --version
+expect "brick --version" 0 "^brick [0-9]+\.[0-9]+\.[0-9]+ \(.*brick gemm (avx512 16x16|avx2-fma 6x16|portable 4x8)" "$brick" --version
 expect "BRICK_GEMM_KERNEL=portable picks the portable kernel" 0 "brick gemm portable 4x8" \
     env BRICK_GEMM_KERNEL=portable "$brick" --version
 expect "BRICK_GEMM_KERNEL=fast: told on stderr, the run goes on" 0 \
-    "brick: BRICK_GEMM_KERNEL='fast' is not auto, avx2 or portable: using the .* kernel" \
+    "brick: BRICK_GEMM_KERNEL='fast' is not auto, avx512, avx2 or portable: using the .* kernel" \
     env BRICK_GEMM_KERNEL=fast "$brick" --version
 # OpenMP's wait policy: PASSIVE unless the user chose (tools/main.c re-executes brick with it;
 # not through a wrapper such as valgrind, whose child would run natively)
@@ -98,6 +98,10 @@ if [[ $("$brick" --version) == *OpenMP* ]]; then
     expect "GOMP_SPINCOUNT is kept" 0 "OpenMP GOMP_SPINCOUNT=1000\)" \
         env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1000 "$brick" --version
 fi
+# avx512 on a CPU (or under valgrind, which hides AVX-512) without it: told, then auto
+expect "BRICK_GEMM_KERNEL=avx512: that kernel, or a message and auto" 0 \
+    "brick gemm avx512 16x16|BRICK_GEMM_KERNEL=avx512, but this CPU or build has no such kernel" \
+    env BRICK_GEMM_KERNEL=avx512 "$brick" --version
 for c in train eval summary predict; do
     expect "brick $c --help" 0 "usage: brick $c" "$brick" "$c" --help
 done

@@ -1,13 +1,16 @@
 /* test_gemm.c - brick's own SGEMM (src/kernels/gemm.c) against a double-precision reference.
  *
- * Both micro-kernels are tested: bk__sgemm (AVX2+FMA where the CPU has it) and
- * bk__sgemm_portable (the C kernel every CPU can run), on random shapes with M, N, K in
- * 0..300 (edges, 1, multiples and non-multiples of the tiles and cache blocks), all four
- * transpose combinations, leading dimensions larger than needed, alpha in {1, 0.5, 0} and
- * beta in {0, 1, -0.5}. Padding around every matrix is checked to be untouched, and beta == 0
- * must ignore NaN already in C. Then: results bitwise identical with 1, 2 and 3 OpenMP
- * threads. With BRICK_TEST_QUICK (make valgrind), 40 random cases per kernel instead of 200
- * and each thread count once: the same kinds of checks, fewer repetitions.
+ * Every micro-kernel this CPU can run is tested (bk__sgemm_kernel: AVX-512, AVX2+FMA and the
+ * portable C one every CPU can run; a kernel the CPU, OS or build lacks, or valgrind cannot
+ * run, is skipped with a message), and bk__sgemm (the one chosen), on random shapes with M,
+ * N, K in 0..300 (edges, 1, multiples and non-multiples of the tiles and cache blocks), all
+ * four transpose combinations, leading dimensions larger than needed, alpha in {1, 0.5, 0}
+ * and beta in {0, 1, -0.5}. Padding around every matrix is checked to be untouched, and
+ * beta == 0 must ignore NaN already in C. Edge shapes (one row, one column, tiny products,
+ * K in many cache slices) are compared with the portable kernel too. Then: results bitwise
+ * identical with 1, 2 and 3 OpenMP threads, for each kernel. With BRICK_TEST_QUICK (make
+ * valgrind), 40 random cases per kernel instead of 200 and each thread count once: the same
+ * kinds of checks, fewer repetitions.
  *
  * Tolerance: a float sum of K products with |terms| <= |a||b| has error at most about
  * K * eps * sum|a_ik b_kj| in the worst case, ~sqrt(K) * eps * sum|..| typically (random
@@ -22,8 +25,20 @@
 #include <omp.h>
 #endif
 
-typedef void sgemm_fn(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                      const float *, int64_t, float, float *, int64_t);
+typedef bk__sgemm_fn sgemm_fn;
+
+/* The kernels, by their BRICK_GEMM_KERNEL names. */
+static const char *const KERNELS[] = {"avx512", "avx2", "portable"};
+#define N_KERNELS (sizeof KERNELS / sizeof *KERNELS)
+
+/* The kernel's sgemm, or NULL after saying why the test skips it. */
+static sgemm_fn *kernel_or_skip(const char *kernel, const char *test) {
+    sgemm_fn *f = bk__sgemm_kernel(kernel);
+    if (!f)
+        printf("  skip %s for kernel %s: this CPU, OS or build cannot run it (valgrind hides "
+               "AVX-512)\n", test, kernel);
+    return f;
+}
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void) { /* xorshift64* */
@@ -117,11 +132,13 @@ static bool check_case(const char *what, sgemm_fn *f, bool ta, bool tb, int64_t 
 static const float ALPHAS[] = {1.0f, 0.5f, 0.0f};
 static const float BETAS[] = {0.0f, 1.0f, -0.5f};
 
-/* Sizes that hit the edges of the 6x16 / 4x8 tiles and the 144/128 x 256 cache blocks. */
+/* Sizes that hit the edges of the 16x16 / 6x16 / 4x8 tiles and the 192/144/128 x 256 cache
+ * blocks. */
 static int64_t edge_size(void) {
     static const int64_t sizes[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,   12,  13,  15,  16,
                                     17, 31, 32, 33, 47, 48, 49, 95, 96, 97,  127, 128, 129, 143,
-                                    144, 145, 150, 200, 255, 256, 257, 288, 289, 300};
+                                    144, 145, 150, 191, 192, 193, 200, 255, 256, 257, 288, 289,
+                                    300};
     return rnd_int(2) ? sizes[rnd_int((int64_t)(sizeof sizes / sizeof *sizes))] : rnd_int(301);
 }
 
@@ -154,24 +171,92 @@ TEST(test_gemm_small_exhaustive) {
 /* 200 random cases per kernel (40 under BRICK_TEST_QUICK, i.e. make valgrind) */
 TEST(test_gemm_random_best) { run_random(bk_gemm_kernel(), bk__sgemm, test_reps(200, 40)); }
 
-TEST(test_gemm_random_portable) { run_random("portable", bk__sgemm_portable, test_reps(200, 40)); }
+TEST(test_gemm_random_kernels) {
+    for (size_t k = 0; k < N_KERNELS; k++) {
+        sgemm_fn *f = kernel_or_skip(KERNELS[k], "random");
+        if (f) run_random(KERNELS[k], f, test_reps(200, 40));
+    }
+}
 
 TEST(test_gemm_blocking_edges) {
     /* several K blocks (K > 256), several M blocks per thread, several N panels and N
-     * blocks (N > 4096: 7 blocks, the last one narrower), for both kernels and all flag
+     * blocks (N > 4096: 7 blocks, the last one narrower), for every kernel and all flag
      * combinations */
     static const int64_t shapes[][3] = {{150, 40, 600}, {290, 33, 257}, {7, 300, 513},
                                         {300, 300, 300}, {64, 1000, 25},  {16, 25600, 40}};
     int failures = 0;
-    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-        for (int t = 0; t < 4; t++) {
-            if (!check_case("blocking", bk__sgemm, t & 1, t >> 1, shapes[s][0], shapes[s][1],
-                            shapes[s][2], 1.0f, -0.5f, 3))
-                failures++;
-            if (!check_case("blocking portable", bk__sgemm_portable, t & 1, t >> 1, shapes[s][0],
-                            shapes[s][1], shapes[s][2], 0.5f, 1.0f, 0))
-                failures++;
-        }
+    for (size_t k = 0; k < N_KERNELS; k++) {
+        sgemm_fn *f = kernel_or_skip(KERNELS[k], "blocking edges");
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes && f; s++)
+            for (int t = 0; t < 4; t++)
+                if (!check_case(KERNELS[k], f, t & 1, t >> 1, shapes[s][0], shapes[s][1],
+                                shapes[s][2], k % 2 ? 0.5f : 1.0f, k % 2 ? 1.0f : -0.5f, 3))
+                    failures++;
+    }
+    CHECK(failures == 0);
+}
+
+/* max |f - portable| / scale on one product (both from the same C), with check_case's
+ * tolerance and its scale bounded from above (|a|, |b|, |c| <= 1) */
+static bool agrees_with_portable(const char *kernel, sgemm_fn *f, bool ta, bool tb, int64_t M,
+                                 int64_t N, int64_t K, float alpha, float beta) {
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    float *A = matrix_new(ta ? K : M, lda, lda), *B = matrix_new(tb ? N : K, ldb, ldb);
+    float *C1 = matrix_new(M, N, N);
+    size_t bytes = ((size_t)(M * N) + 1) * sizeof(float);
+    float *C2 = malloc(bytes);
+    if (!C2) abort();
+    if (beta == 0.0f && M > 0 && N > 0) C1[0] = NAN; /* must not leak into the result */
+    memcpy(C2, C1, bytes);
+    f(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C1, N);
+    bk__sgemm_kernel("portable")(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C2, N);
+    double worst = 0;
+    for (int64_t i = 0; i < M * N; i++) {
+        /* |a|, |b|, |c| <= 1: sum_k |a b| <= K */
+        double scale = fabs((double)alpha) * (double)K + fabs((double)beta) + 1.0;
+        double d = fabs((double)C1[i] - (double)C2[i]) / scale;
+        if (!(d <= worst)) worst = d; /* NaN counts as worst */
+    }
+    bool ok = worst <= 1e-5 * sqrt((double)K + 1.0) && C1[M * N] == SENTINEL;
+    if (!ok)
+        fprintf(stderr, "  %s vs portable: trans %d%d M=%lld N=%lld K=%lld alpha=%g beta=%g: "
+                        "max scaled difference %.3g\n", kernel, ta, tb, (long long)M,
+                (long long)N, (long long)K, alpha, beta, worst);
+    free(A);
+    free(B);
+    free(C1);
+    free(C2);
+    return ok;
+}
+
+TEST(test_gemm_kernel_edges) {
+    /* one row, one column, the seed MLP's tiny products (Linear(20,256), Linear(256,10) at
+     * batch 2 and their backward shapes) and others on either side of the unpacked path's
+     * limits (the MLP's 10-wide layer, M*N*K around 1Mi: 17x300x250 packs, with a last
+     * panel of 1 row), tails of every tile, a huge K (many cache slices); each kernel
+     * against the double reference and against the portable kernel */
+    static const int64_t shapes[][3] = {
+        {1, 1, 1},     {1, 300, 77},  {300, 1, 77},  {1, 1, 5000}, {2, 256, 20},
+        {2, 10, 256},  {2, 256, 10},  {10, 256, 2},  {256, 20, 2}, {20, 256, 2},
+        {256, 2, 10},  {31, 33, 31},  {33, 31, 33},  {17, 65, 9},  {9, 15, 17},
+        {40, 40, 20},  {23, 45, 4097}, {16, 16, 16},  {8, 100, 64}, {24, 130, 31},
+        {10, 256, 256}, {256, 10, 256}, {7, 33, 1000}, {17, 300, 250}, {8, 520, 300},
+        {25, 200, 260}};
+    static const float alphas[] = {1.0f, 0.5f, -2.0f};
+    static const float betas[] = {0.0f, 1.0f, -0.5f};
+    int failures = 0;
+    for (size_t k = 0; k < N_KERNELS; k++) {
+        sgemm_fn *f = kernel_or_skip(KERNELS[k], "kernel edges");
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes && f; s++)
+            for (int t = 0; t < 4; t++) {
+                const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                const float alpha = alphas[(s + (size_t)t) % 3], beta = betas[(s + k + (size_t)t) % 3];
+                if (!check_case(KERNELS[k], f, t & 1, t >> 1, M, N, K, alpha, beta, s % 3))
+                    failures++;
+                if (!agrees_with_portable(KERNELS[k], f, t & 1, t >> 1, M, N, K, alpha, beta))
+                    failures++;
+            }
+    }
     CHECK(failures == 0);
 }
 
@@ -234,15 +319,19 @@ static void check_threads_bitwise(sgemm_fn *f, const char *what) {
 
 TEST(test_gemm_threads_bitwise) {
     check_threads_bitwise(bk__sgemm, "best");
-    check_threads_bitwise(bk__sgemm_portable, "portable");
+    for (size_t k = 0; k < N_KERNELS; k++) {
+        sgemm_fn *f = kernel_or_skip(KERNELS[k], "threads bitwise");
+        if (f) check_threads_bitwise(f, KERNELS[k]);
+    }
 }
 
 int main(void) {
     printf("test_gemm: kernel %s, backend %s\n", bk_gemm_kernel(), bk__backend()->name);
     RUN(test_gemm_small_exhaustive);
     RUN(test_gemm_random_best);
-    RUN(test_gemm_random_portable);
+    RUN(test_gemm_random_kernels);
     RUN(test_gemm_blocking_edges);
+    RUN(test_gemm_kernel_edges);
     RUN(test_gemm_backend);
     RUN(test_gemm_threads_bitwise);
     return test_summary("test_gemm");

@@ -9,9 +9,12 @@
  * few rows of C and op(B) = B, the kernel reads B in place instead (packing would cost
  * more than it saves).
  *
- * Micro-kernels (gemm.h): AVX2+FMA 6x16 (gemm_avx2.c) when the CPU has it, else a portable
- * 4x8 one (GCC/Clang vector extensions: SSE2, NEON, or scalar). Tiny products
- * (M*N*K < SMALL_MNK) take a plain loop.
+ * Micro-kernels (gemm.h): AVX-512 16x16 (gemm_avx512.c) or AVX2+FMA 6x16 (gemm_avx2.c) when
+ * the CPU has it, else a portable 4x8 one (GCC/Clang vector extensions: SSE2, NEON, or
+ * scalar); chosen once per process (choose_kernel). Products that run on one thread
+ * (M*N*K < PARALLEL_MIN_MNK) take the kernel's own unpacked path when it has one and says it
+ * is faster for the shape (AVX-512: vectorised, no packing, no allocation), else tiny ones
+ * (M*N*K < SMALL_MNK) a plain loop.
  *
  * Threads (OpenMP, for M*N*K >= PARALLEL_MIN_MNK) split the tiles of C in a grid of row
  * bands x column bands (thread_grid). With a column split alone each thread packs the B
@@ -21,8 +24,8 @@
  * Determinism: threads split the tiles of C, never K, and the K slicing depends only on K
  * and the kernel. Every C element is therefore summed in the same order whatever the
  * thread count: results are bitwise identical for 1 or n threads (tests/test_gemm.c
- * checks it). They may differ between the AVX2 and the portable kernel, or between the
- * small and the packed path (different rounding: FMA, order).
+ * checks it). They may differ between kernels, or between the small and the packed path
+ * (different rounding: FMA, order); the path depends on the shape only.
  *
  * Memory: one aligned allocation per call for the packing buffers: (1 or 2) x KC x NC +
  * threads x (MC + NR) x KC floats at most (~9 MiB with 2 threads, far less for small
@@ -122,6 +125,7 @@ static void micro_portable(int64_t kc, const float *a, const float *b, int64_t b
 
 static const bk__gemm_kernel KERNEL_PORTABLE = {
     .name = "portable 4x8",
+    .key = "portable",
     .mr = PMR,
     .nr = PNR,
     .mc = 128,
@@ -185,6 +189,9 @@ static void pack_panels(const bk__gemm_kernel *kern, int w, const float *X, int6
     case 6: pack_panels_w(6, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
     case 8: pack_panels_w(8, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
     case 16: pack_panels_w(16, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
+    case 32: pack_panels_w(32, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
+    case 48: pack_panels_w(48, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
+    case 64: pack_panels_w(64, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
     default: pack_panels_w(w, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
     }
 }
@@ -301,8 +308,10 @@ static void macro_kernel(const gemm_plan *p, const float *apack, const float *bq
             const float *ap = apack + ir * p->kc;
             const int64_t rows = min64(mr, mcur - ir);
             float *c = p->C + (ic + ir) * p->ldc + col;
+            bk__gemm_micro_fn *micro =
+                rows <= mr / 2 && kern->micro_half ? kern->micro_half : kern->micro;
             if (rows == mr && cols == nr) {
-                kern->micro(kcur, ap, bp, bs, p->alpha, beta, c, p->ldc);
+                micro(kcur, ap, bp, bs, p->alpha, beta, c, p->ldc);
                 continue;
             }
             /* partial tile: the same kernel on a copy, so the arithmetic is identical to a
@@ -310,7 +319,7 @@ static void macro_kernel(const gemm_plan *p, const float *apack, const float *bq
             if (beta != 0.0f)
                 for (int64_t i = 0; i < rows; i++)
                     for (int64_t j = 0; j < cols; j++) tile[i * nr + j] = c[i * p->ldc + j];
-            kern->micro(kcur, ap, bp, bs, p->alpha, beta, tile, nr);
+            micro(kcur, ap, bp, bs, p->alpha, beta, tile, nr);
             for (int64_t i = 0; i < rows; i++)
                 for (int64_t j = 0; j < cols; j++) c[i * p->ldc + j] = tile[i * nr + j];
         }
@@ -393,9 +402,13 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    /* (M*N*K cannot overflow once each factor is below SMALL_MNK) */
-    bool small = M < SMALL_MNK && N < SMALL_MNK && K < SMALL_MNK && M * N * K < SMALL_MNK;
-    if (small) {
+    /* one thread's worth: the kernel's unpacked path where it says that is faster; tiny
+     * ones: plain loops */
+    const double mnk = (double)M * (double)N * (double)K;
+    if (kern->small && mnk < PARALLEL_MIN_MNK &&
+        kern->small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    if (mnk < SMALL_MNK) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -446,27 +459,52 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
 
 /* ---- entry points ------------------------------------------------------------------- */
 
-/* The micro-kernel: the AVX2+FMA one when the CPU has it, unless BRICK_GEMM_KERNEL says
- * otherwise: "portable" rounds the same on every x86-64 CPU (with or without AVX2), and runs
- * about 9x faster under valgrind, which emulates the FMA instructions in its own code; "avx2" insists
- * on the fast one; "auto" (or unset) chooses. A bad value or an impossible "avx2" is told on
- * stderr once and falls back to auto. */
-static const bk__gemm_kernel *choose_kernel(void) {
-    const bk__gemm_kernel *best = &KERNEL_PORTABLE;
-#ifdef BK_GEMM_HAVE_AVX2
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = &bk__gemm_kernel_avx2;
+/* The kernels, best first; the portable one, last, runs everywhere. */
+static const bk__gemm_kernel *kernel_table(size_t i) {
+    switch (i) {
+#ifdef BK_GEMM_HAVE_AVX512
+    case 0: return &bk__gemm_kernel_avx512;
 #endif
+#ifdef BK_GEMM_HAVE_AVX2
+    case 1: return &bk__gemm_kernel_avx2;
+#endif
+    case 2: return &KERNEL_PORTABLE;
+    default: return NULL;
+    }
+}
+#define N_KERNELS 3
+
+static bool kernel_usable(const bk__gemm_kernel *k) { return k && (!k->usable || k->usable()); }
+
+/* The kernel whose key is `key` if this CPU and build can run it, else NULL. */
+static const bk__gemm_kernel *kernel_named(const char *key) {
+    for (size_t i = 0; i < N_KERNELS; i++) {
+        const bk__gemm_kernel *k = kernel_table(i);
+        if (k && !strcmp(k->key, key)) return kernel_usable(k) ? k : NULL;
+    }
+    return NULL;
+}
+
+/* The micro-kernel: the first usable one of AVX-512, AVX2+FMA and portable, unless
+ * BRICK_GEMM_KERNEL says otherwise: "portable" rounds the same on every CPU and runs about
+ * 9x faster under valgrind, which emulates the FMA instructions in its own code (and cannot
+ * run AVX-512 at all: it hides it from CPUID, so auto picks AVX2 there); "avx512" or "avx2"
+ * insists on that kernel; "auto" (or unset) chooses. A bad value, or a kernel this CPU
+ * cannot run, is told on stderr once and falls back to auto. */
+static const bk__gemm_kernel *choose_kernel(void) {
+    const bk__gemm_kernel *best = NULL;
+    for (size_t i = 0; i < N_KERNELS && !best; i++)
+        if (kernel_usable(kernel_table(i))) best = kernel_table(i);
     const char *want = getenv("BRICK_GEMM_KERNEL");
     if (!want || !want[0] || !strcmp(want, "auto")) return best;
-    if (!strcmp(want, "portable")) return &KERNEL_PORTABLE;
-    if (!strcmp(want, "avx2")) {
-        if (best != &KERNEL_PORTABLE) return best;
-        fprintf(stderr, "brick: BRICK_GEMM_KERNEL=avx2, but this CPU or build has no AVX2+FMA kernel: "
-                        "using the %s kernel\n", best->name);
-        return best;
-    }
-    fprintf(stderr, "brick: BRICK_GEMM_KERNEL='%s' is not auto, avx2 or portable: using the %s kernel\n",
-            want, best->name);
+    const bk__gemm_kernel *k = kernel_named(want);
+    if (k) return k;
+    if (!strcmp(want, "avx512") || !strcmp(want, "avx2"))
+        fprintf(stderr, "brick: BRICK_GEMM_KERNEL=%s, but this CPU or build has no such kernel: "
+                        "using the %s kernel\n", want, best->name);
+    else
+        fprintf(stderr, "brick: BRICK_GEMM_KERNEL='%s' is not auto, avx512, avx2 or portable: "
+                        "using the %s kernel\n", want, best->name);
     return best;
 }
 
@@ -487,11 +525,25 @@ void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
     gemm_blocked(best_kernel(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void bk__sgemm_portable(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                        float *C, int64_t ldc) {
-    gemm_blocked(&KERNEL_PORTABLE, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                 ldc);
+/* bk__sgemm with one kernel forced: one function per kernel of the table. */
+#define BK_SGEMM_WITH(i)                                                                     \
+    static void sgemm_with_##i(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, \
+                               const float *A, int64_t lda, const float *B, int64_t ldb,    \
+                               float beta, float *C, int64_t ldc) {                         \
+        gemm_blocked(kernel_table(i), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); \
+    }
+BK_SGEMM_WITH(0)
+BK_SGEMM_WITH(1)
+BK_SGEMM_WITH(2)
+#undef BK_SGEMM_WITH
+
+bk__sgemm_fn *bk__sgemm_kernel(const char *kernel) {
+    static bk__sgemm_fn *const with[N_KERNELS] = {sgemm_with_0, sgemm_with_1, sgemm_with_2};
+    for (size_t i = 0; i < N_KERNELS; i++) {
+        const bk__gemm_kernel *k = kernel_table(i);
+        if (k && kernel_usable(k) && !strcmp(k->key, kernel)) return with[i];
+    }
+    return NULL;
 }
 
 const char *bk_gemm_kernel(void) { return best_kernel()->name; }

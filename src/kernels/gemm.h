@@ -1,5 +1,6 @@
 /* gemm.h - private to src/kernels/: the contract between the SGEMM driver (gemm.c) and its
- * micro-kernels (the portable one in gemm.c, the AVX2+FMA one in gemm_avx2.c).
+ * micro-kernels (the portable one in gemm.c, the AVX2+FMA one in gemm_avx2.c, the AVX-512
+ * one in gemm_avx512.c).
  *
  * The driver packs op(A) and op(B) into micro-panels; a micro-kernel only ever sees whole
  * mr x nr tiles of packed data:
@@ -14,8 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BK_GEMM_MR_MAX 8  /* largest register tile any kernel may declare */
-#define BK_GEMM_NR_MAX 16
+#define BK_GEMM_MR_MAX 16 /* largest register tile any kernel may declare */
+#define BK_GEMM_NR_MAX 64
 
 /* c[i*ldc + j] = alpha * sum_k a[k*mr + i] * b[k*bs + j] + beta * c[i*ldc + j] for the full
  * mr x nr tile, k summed in increasing order. bs is nr for a packed B micro-panel, or the
@@ -26,24 +27,43 @@ typedef void bk__gemm_micro_fn(int64_t kc, const float *a, const float *b, int64
                                float alpha, float beta, float *c, int64_t ldc);
 
 typedef struct bk__gemm_kernel {
-    const char *name;
+    const char *name;    /* for bk_gemm_kernel(), e.g. "avx2-fma 6x16" */
+    const char *key;     /* its BRICK_GEMM_KERNEL value: "portable", "avx2", "avx512" */
+    bool (*usable)(void); /* whether this CPU and OS can run it (NULL: always) */
     int mr, nr;          /* register tile; mr <= BK_GEMM_MR_MAX, nr <= BK_GEMM_NR_MAX */
     int64_t mc, kc, nc;  /* cache blocks (upper bounds): mc % mr == 0, nc % nr == 0 */
     bk__gemm_micro_fn *micro;
+    /* Optional: micro for a tile of at most mr/2 rows (the rows past them are not computed
+     * and not stored). It reads the same mr-tall A micro-panel and must do the same
+     * arithmetic as micro for its rows, so either may run. */
+    bk__gemm_micro_fn *micro_half;
     /* Optional (NULL: the driver's C loops): packs rows [0, rows) of X, whose rows are
      * contiguous in k (element (r, k) at X[r*rs + k], k < kc), into micro-panels of height
      * w as described above, panel p at dst + p*ps, zero-padding the last. Returns false,
      * having done nothing, for a w it does not handle. */
     bool (*pack_rows)(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst,
                       int64_t ps);
+    /* Optional: the whole product, for one the driver runs on one thread, read where the
+     * operands lie: no packing, no allocation. Returns false, having done nothing, for a
+     * shape or transpose combination where packing is faster. */
+    bool (*small)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc);
 } bk__gemm_kernel;
 
-/* The AVX2+FMA kernel exists on x86 with GCC or Clang (it is compiled with
- * __attribute__((target("avx2,fma"))), so the rest of brick needs no -mavx2); the driver
- * uses it only when __builtin_cpu_supports says the CPU and OS allow it. */
+/* The AVX2+FMA and AVX-512 kernels exist on x86 with GCC or Clang (they are compiled with
+ * __attribute__((target(...))), so the rest of brick needs no -mavx2 or -mavx512f); the
+ * driver uses one only when its usable() (__builtin_cpu_supports) says the CPU and OS
+ * allow it. */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define BK_GEMM_HAVE_AVX2 1
+#define BK_GEMM_HAVE_AVX512 1
 extern const bk__gemm_kernel bk__gemm_kernel_avx2;
+extern const bk__gemm_kernel bk__gemm_kernel_avx512;
+/* The AVX2 kernel's pack_rows (gemm_avx2.c), for panel heights that are 6 or a multiple of
+ * 8 up to BK_GEMM_NR_MAX; the AVX-512 kernel packs with it too. */
+bool bk__gemm_pack_rows_avx2(int w, const float *X, int64_t rs, int64_t rows, int64_t kc,
+                             float *dst, int64_t ps);
 #endif
 
 #endif /* BRICK_KERNELS_GEMM_H */

@@ -1,6 +1,7 @@
 /* gemm_avx2.c - the AVX2+FMA SGEMM micro-kernel: a 6 x 16 tile of C held in 12 ymm
  * registers, updated with one rank-1 FMA step per k (2 loads of B, 6 broadcasts of A,
- * 12 FMAs). See gemm.h for the packed layouts and the contract.
+ * 12 FMAs), its packing, and its unpacked path for small products. See gemm.h for the
+ * packed layouts and the contract.
  *
  * Only this function is compiled for AVX2 (via the target attribute), so the file builds
  * with the default flags; gemm.c calls it only after __builtin_cpu_supports("avx2") and
@@ -115,41 +116,39 @@ __attribute__((target("avx2,fma"))) static void micro_6x16(int64_t kc, const flo
     } while (0)
 
 /* Packs rows [0, rows) of X (element (r, k) at X[r*rs + k], so each row is contiguous in
- * k) into micro-panels of height w (MR or NR) ps floats apart, zero-padding the last one,
- * 8 x 8 blocks at a time through registers. Returns false for another w (the driver then
- * packs). */
-__attribute__((target("avx2"))) static bool pack_rows(int w, const float *X, int64_t rs,
-                                                      int64_t rows, int64_t kc, float *dst,
-                                                      int64_t ps) {
-    if (w != MR && w != NR) return false;
+ * k) into micro-panels of height w ps floats apart, zero-padding the last one, 8 x 8 blocks
+ * at a time through registers. w is MR (6) or a multiple of 8 up to BK_GEMM_NR_MAX (this
+ * kernel's NR, and the AVX-512 kernel's MR and NR); returns false for another w (the
+ * driver then packs). */
+__attribute__((target("avx2"))) bool bk__gemm_pack_rows_avx2(int w, const float *X, int64_t rs,
+                                                             int64_t rows, int64_t kc,
+                                                             float *dst, int64_t ps) {
+    if (w != 6 && (w % 8 || w > BK_GEMM_NR_MAX)) return false;
     const int64_t k8 = kc / 8 * 8;
     for (int64_t r0 = 0; r0 < rows; r0 += w, dst += ps) {
         const float *src = X + r0 * rs;
         const int64_t h = rows - r0 < w ? rows - r0 : w; /* rows in this panel */
 #define BK_ROW(i, k) ((i) < h ? _mm256_loadu_ps(src + (i) * rs + (k)) : _mm256_setzero_ps())
         for (int64_t k = 0; k < k8; k += 8) {
-            __m256 r[8], q[8];
+            __m256 r[8];
             if (k % 16 == 0) /* a line of each row, PACK_AHEAD floats ahead (never faults) */
                 for (int64_t i = 0; i < h; i++)
                     _mm_prefetch((const char *)(src + i * rs + k + PACK_AHEAD), _MM_HINT_T0);
-            if (w == NR) {
-                for (int i = 0; i < 8; i++) r[i] = BK_ROW(i, k);
-                for (int i = 0; i < 8; i++) q[i] = BK_ROW(i + 8, k);
-                BK_TRANSPOSE8(r);
-                BK_TRANSPOSE8(q);
-                for (int i = 0; i < 8; i++) {
-                    _mm256_storeu_ps(dst + (k + i) * NR, r[i]);
-                    _mm256_storeu_ps(dst + (k + i) * NR + 8, q[i]);
-                }
-            } else {
-                for (int i = 0; i < MR; i++) r[i] = BK_ROW(i, k);
+            if (w == 6) {
+                for (int i = 0; i < 6; i++) r[i] = BK_ROW(i, k);
                 r[6] = r[7] = _mm256_setzero_ps();
                 BK_TRANSPOSE8(r);
                 for (int i = 0; i < 8; i++) { /* 6 floats: 4 + 2 */
-                    _mm_storeu_ps(dst + (k + i) * MR, _mm256_castps256_ps128(r[i]));
-                    _mm_storel_pi((__m64 *)(dst + (k + i) * MR + 4),
+                    _mm_storeu_ps(dst + (k + i) * 6, _mm256_castps256_ps128(r[i]));
+                    _mm_storel_pi((__m64 *)(dst + (k + i) * 6 + 4),
                                   _mm256_extractf128_ps(r[i], 1));
                 }
+                continue;
+            }
+            for (int i0 = 0; i0 < w; i0 += 8) { /* rows i0 .. i0+7 of the panel */
+                for (int i = 0; i < 8; i++) r[i] = BK_ROW(i0 + i, k);
+                BK_TRANSPOSE8(r);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (k + i) * w + i0, r[i]);
             }
         }
 #undef BK_ROW
@@ -160,15 +159,180 @@ __attribute__((target("avx2"))) static bool pack_rows(int w, const float *X, int
 }
 #undef BK_TRANSPOSE8
 
+/* ---- tiny products ---------------------------------------------------------------------
+ * The AVX-512 kernel's unpacked path (gemm_avx512.c, which says why and when) in 8 lanes:
+ * op(A) @ B in blocks of 4 rows sharing each load of B, k in increasing order; A @ B^T as 8
+ * dot products over k at a time, reduced together. Edges through masked loads and stores. */
+
+#define BK_UNROLL _Pragma("GCC unroll 16")
+
+/* the mask of lanes [0, n) of an 8-float vector (none for n <= 0) */
+__attribute__((target("avx2"))) static inline __m256i lanes8(int64_t n) {
+    const int c = n <= 0 ? 0 : n >= 8 ? 8 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* C[i0 .. i0+mr, j .. j+8nv) = alpha * op(A) @ B (+ beta * C): acc[r][v] += op(A)[i0 + r, k]
+ * * B[k, j + 8v ..]. Masked loads only at the right edge (!full), and no masked stores:
+ * AMD CPUs run them as microcode, ~10x slower than a plain store (256x20x2: 2.95 us with
+ * masks everywhere on Zen 4, 1.57 us with masked stores at the edge only). */
+#define BK_LOAD(p, mask) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (mask)))
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+nn_block(const bool full, const int mr, const int nv, const __m256i *m, int64_t K,
+         const float *a, int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha,
+         float beta, float *cij, int64_t ldc) {
+    __m256 acc[4][4];
+    BK_UNROLL for (int r = 0; r < mr; r++)
+        BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++, a += aks, bj += ldb) {
+        __m256 b[4];
+        BK_UNROLL for (int v = 0; v < nv; v++) b[v] = BK_LOAD(bj + 8 * v, m[v]);
+        BK_UNROLL for (int r = 0; r < mr; r++) {
+            const __m256 ar = _mm256_broadcast_ss(a + r * ars);
+            BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, b[v], acc[r][v]);
+        }
+    }
+    BK_UNROLL for (int r = 0; r < mr; r++)
+        BK_UNROLL for (int v = 0; v < nv; v++) {
+            float *c = cij + r * ldc + 8 * v;
+            /* (alpha * x == x when alpha == 1) */
+            __m256 x = alpha == 1.0f ? acc[r][v] : _mm256_mul_ps(_mm256_set1_ps(alpha), acc[r][v]);
+            if (beta != 0.0f) x = _mm256_fmadd_ps(_mm256_set1_ps(beta), BK_LOAD(c, m[v]), x);
+            const int n = full ? 8 : __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(m[v])));
+            if (n == 8) {
+                _mm256_storeu_ps(c, x);
+            } else { /* through memory: cheaper than a masked store on AMD */
+                float t[8];
+                _mm256_storeu_ps(t, x);
+                for (int l = 0; l < n; l++) c[l] = t[l];
+            }
+        }
+}
+
+/* nn_block for rows [i, i + mr), full or at the edge */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+nn_rows(const int mr, const int nv, bool full, const __m256i *m, int64_t K, const float *a,
+        int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha, float beta,
+        float *cij, int64_t ldc) {
+    if (full)
+        nn_block(true, mr, nv, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc);
+    else
+        nn_block(false, mr, nv, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
+    for (int64_t j = 0; j < N; j += 8 * nv) {
+        __m256i m[4];
+        BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes8(N - j - 8 * v);
+        const bool full = j + 8 * nv <= N;
+        int64_t i = 0;
+        for (; i + 4 <= M; i += 4)
+            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta,
+                    C + i * ldc + j, ldc);
+        const float *a = A + i * ars; /* the last 1 to 3 rows */
+        float *c = C + i * ldc + j;
+        if (M - i == 3) nn_rows(3, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 2) nn_rows(2, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 1) nn_rows(1, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void small_nn(bool ta, int64_t M, int64_t N,
+                                                         int64_t K, float alpha, const float *A,
+                                                         int64_t lda, const float *B,
+                                                         int64_t ldb, float beta, float *C,
+                                                         int64_t ldc) {
+    if (N <= 8)
+        small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (N <= 16)
+        small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        small_nn_v(3, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= 8: 8 dot products
+ * over k in 8 lanes, reduced by a tree of horizontal adds into lanes 0..7 in order; `full`
+ * (nj == 8) drops the test for rows past N. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb,
+         float alpha, float beta, float *cij) {
+    __m256 acc[8];
+    BK_UNROLL for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k += 8) {
+        const __m256i m = lanes8(K - k);
+        const __m256 a = _mm256_maskload_ps(ai + k, m);
+        BK_UNROLL for (int j = 0; j < 8; j++)
+            if (full || j < nj)
+                acc[j] = _mm256_fmadd_ps(a, _mm256_maskload_ps(bj + j * ldb + k, m), acc[j]);
+    }
+    /* hadd pairs, then pairs of pairs: each 128-bit half holds 4 rows' partial sums */
+    const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+    const __m256 h45 = _mm256_hadd_ps(acc[4], acc[5]), h67 = _mm256_hadd_ps(acc[6], acc[7]);
+    const __m256 g0 = _mm256_hadd_ps(h01, h23), g1 = _mm256_hadd_ps(h45, h67);
+    const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20),
+                                     _mm256_permute2f128_ps(g0, g1, 0x31));
+    const __m256i mj = lanes8(nj);
+    __m256 r = alpha == 1.0f ? sum : _mm256_mul_ps(_mm256_set1_ps(alpha), sum);
+    if (beta != 0.0f) r = _mm256_fmadd_ps(_mm256_set1_ps(beta), BK_LOAD(cij, mj), r);
+    if (full) {
+        _mm256_storeu_ps(cij, r);
+    } else {
+        float t[8];
+        _mm256_storeu_ps(t, r);
+        for (int64_t l = 0; l < nj; l++) cij[l] = t[l];
+    }
+}
+#undef BK_LOAD
+
+__attribute__((target("avx2,fma"))) static void small_nt(int64_t M, int64_t N, int64_t K,
+                                                         float alpha, const float *A,
+                                                         int64_t lda, const float *B,
+                                                         int64_t ldb, float beta, float *C,
+                                                         int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        int64_t j0 = 0;
+        for (; j0 + 8 <= N; j0 += 8)
+            nt_group(true, 8, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
+        if (j0 < N)
+            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
+                     C + i * ldc + j0);
+    }
+}
+
+/* The same limits as the AVX-512 kernel's (gemm_avx512.c: B in L2; dot products only with
+ * K >= 8 and few rows or columns of C). */
+static bool small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
+    if ((double)K * (double)N > 65536.0) return false;
+    if (!tb)
+        small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (!ta && K >= 8 && (M <= 8 || N <= 16))
+        small_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        return false;
+    return true;
+}
+
+static bool usable(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 const bk__gemm_kernel bk__gemm_kernel_avx2 = {
     .name = "avx2-fma 6x16",
+    .key = "avx2",
+    .usable = usable,
     .mr = MR,
     .nr = NR,
     .mc = 144,
     .kc = 256,
     .nc = 4080,
     .micro = micro_6x16,
-    .pack_rows = pack_rows,
+    .pack_rows = bk__gemm_pack_rows_avx2,
+    .small = small,
 };
 
 #else

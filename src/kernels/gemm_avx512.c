@@ -1,0 +1,246 @@
+/* gemm_avx512.c - the AVX-512 SGEMM micro-kernel, a 16 x 16 tile of C in 16 zmm registers
+ * (one rank-1 FMA step per k: 1 load of B, 16 broadcasts of A, 16 FMAs), and a path for
+ * tiny products that needs no packing. See gemm.h for the packed layouts and the contract.
+ *
+ * Why 16 x 16 (measured on a Zen 4, AMD EPYC family 25 model 17, gemm_bench -c, 1 thread):
+ * Zen 4 runs a 512-bit FMA as two 256-bit halves, so every tile tried (8x48, 12x32, 14x32,
+ * 6x64, 16x16) reached the same ~105 GFLOP/s as the AVX2 6x16 kernel on 512^3 and the MLP's
+ * 256-sized products; what differs is the waste at the edges. 16 rows fit the 8..64-channel
+ * convolutions (few rows of C, very many columns) exactly, and a narrow 16-column tile
+ * wastes little when N is small (the MLP's 10 outputs): conv 16<-8 3x3 ran at 54 GFLOP/s
+ * against 41-49 for the other tiles and 43 for AVX2. Panels with at most 8 rows (M = 8, or
+ * the last panel) use micro_8x16, which reads the same 16-row packed A panel and does the
+ * same arithmetic for its rows, so results do not depend on which of the two ran.
+ *
+ * Only this file's functions are compiled for AVX-512F (via the target attribute), so it
+ * builds with the default flags; gemm.c calls them only after usable() said the CPU and OS
+ * allow it. valgrind (3.19) cannot run AVX-512 and hides it from CPUID, so there auto picks
+ * the AVX2 kernel and BRICK_GEMM_KERNEL=avx512 falls back with a message.
+ */
+#include "gemm.h"
+
+#ifdef BK_GEMM_HAVE_AVX512
+
+#include <immintrin.h>
+
+#define MR 16
+#define NR 16
+#define BK_UNROLL _Pragma("GCC unroll 16")
+
+/* c = alpha * sum_k a[k*MR + i] * b[k*bs + j] (+ beta * c) for rows i < mr of the tile. With
+ * mr a constant and the loops unrolled, acc[] lives in mr zmm registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+micro_rows(const int mr, int64_t kc, const float *a, const float *b, int64_t bs, float alpha,
+           float beta, float *c, int64_t ldc) {
+    __m512 acc[MR];
+    BK_UNROLL for (int i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += MR, b += bs) {
+        const __m512 bk = _mm512_loadu_ps(b);
+        BK_UNROLL for (int i = 0; i < mr; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bk, acc[i]);
+    }
+    /* c = alpha * acc + beta * c; beta == 0 never reads c */
+    const __m512 va = _mm512_set1_ps(alpha);
+    if (beta == 0.0f) {
+        BK_UNROLL for (int i = 0; i < mr; i++) /* (alpha * x == x when alpha == 1) */
+            _mm512_storeu_ps(c + i * ldc, alpha == 1.0f ? acc[i] : _mm512_mul_ps(va, acc[i]));
+    } else {
+        const __m512 vb = _mm512_set1_ps(beta);
+        BK_UNROLL for (int i = 0; i < mr; i++) {
+            const __m512 old = _mm512_mul_ps(vb, _mm512_loadu_ps(c + i * ldc));
+            _mm512_storeu_ps(c + i * ldc, _mm512_fmadd_ps(va, acc[i], old));
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void micro_16x16(int64_t kc, const float *a,
+                                                           const float *b, int64_t bs,
+                                                           float alpha, float beta, float *c,
+                                                           int64_t ldc) {
+    micro_rows(16, kc, a, b, bs, alpha, beta, c, ldc);
+}
+
+__attribute__((target("avx512f"))) static void micro_8x16(int64_t kc, const float *a,
+                                                          const float *b, int64_t bs,
+                                                          float alpha, float beta, float *c,
+                                                          int64_t ldc) {
+    micro_rows(8, kc, a, b, bs, alpha, beta, c, ldc);
+}
+
+/* ---- tiny products ---------------------------------------------------------------------
+ * C = alpha * op(A) @ op(B) + beta * C read where the operands lie: no packing, no buffer,
+ * one thread. Each C element's sum runs over k in increasing order when op(B) = B; for
+ * op(B) = B^T (rows of B contiguous in k) it is a dot product over k in 16 lanes, reduced at
+ * the end. */
+
+/* lanes [0, n) of a 16-float vector (none for n <= 0, all for n >= 16) */
+__attribute__((target("avx512f"))) static inline __mmask16 lanes(int64_t n) {
+    return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1u);
+}
+
+/* C[i0 .. i0+mr, j .. j+16nv) = alpha * op(A) @ B (+ beta * C), the rows sharing each load
+ * of B: acc[r][v] += op(A)[i0 + r, k] * B[k, j + 16v ..], k in increasing order (the same
+ * arithmetic for an element whatever mr). m: the lanes of each vector inside N. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float *a,
+         int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha, float beta,
+         float *cij, int64_t ldc) {
+    __m512 acc[4][4];
+    BK_UNROLL for (int r = 0; r < mr; r++)
+        BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++, a += aks, bj += ldb) {
+        __m512 b[4];
+        BK_UNROLL for (int v = 0; v < nv; v++) b[v] = _mm512_maskz_loadu_ps(m[v], bj + 16 * v);
+        BK_UNROLL for (int r = 0; r < mr; r++) {
+            const __m512 ar = _mm512_set1_ps(a[r * ars]);
+            BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, b[v], acc[r][v]);
+        }
+    }
+    BK_UNROLL for (int r = 0; r < mr; r++)
+        BK_UNROLL for (int v = 0; v < nv; v++) {
+            float *c = cij + r * ldc + 16 * v;
+            __m512 x = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r][v]);
+            if (beta != 0.0f)
+                x = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m[v], c), x);
+            _mm512_mask_storeu_ps(c, m[v], x);
+        }
+}
+
+/* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 4) x 16nv
+ * columns. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
+    for (int64_t j = 0; j < N; j += 16 * nv) {
+        __mmask16 m[4];
+        BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes(N - j - 16 * v);
+        int64_t i = 0;
+        for (; i + 4 <= M; i += 4)
+            nn_block(4, nv, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j, ldc);
+        const float *a = A + i * ars; /* the last 1 to 3 rows */
+        float *c = C + i * ldc + j;
+        if (M - i == 3) nn_block(3, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 2) nn_block(2, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 1) nn_block(1, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+    }
+}
+
+/* small_nn_v with as many vectors as N needs, up to 4 */
+__attribute__((target("avx512f"))) static void small_nn(bool ta, int64_t M, int64_t N,
+                                                        int64_t K, float alpha, const float *A,
+                                                        int64_t lda, const float *B,
+                                                        int64_t ldb, float beta, float *C,
+                                                        int64_t ldc) {
+    if (N <= 16)
+        small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (N <= 32)
+        small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        small_nn_v(4, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* The 16 lane sums of x[0..15], lane j holding x[4 * (j % 4) + j / 4]'s (a tree of
+ * 128-bit, 64-bit and 32-bit shuffles: 45 instructions instead of 16 reductions of ~8). */
+__attribute__((target("avx512f"))) static inline __m512 sum_lanes16(const __m512 *x) {
+    __m512 r[8], s[4], u[2];
+    BK_UNROLL for (int p = 0; p < 8; p++) /* 128-bit quarters 0+2, 1+3 of two vectors */
+        r[p] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * p], x[2 * p + 1], 0x44),
+                             _mm512_shuffle_f32x4(x[2 * p], x[2 * p + 1], 0xEE));
+    BK_UNROLL for (int p = 0; p < 4; p++) /* then 0+1: a vector's 4 partial sums per quarter */
+        s[p] = _mm512_add_ps(_mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], 0x88),
+                             _mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], 0xDD));
+    BK_UNROLL for (int p = 0; p < 2; p++) /* within each quarter: 2 partial sums */
+        u[p] = _mm512_add_ps(_mm512_unpacklo_ps(s[2 * p], s[2 * p + 1]),
+                             _mm512_unpackhi_ps(s[2 * p], s[2 * p + 1]));
+    const __m512d u0 = _mm512_castps_pd(u[0]), u1 = _mm512_castps_pd(u[1]);
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(u0, u1)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(u0, u1)));
+}
+
+/* C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= 16, with the rows
+ * of A and B contiguous in k: 16 dot products over k in 16 lanes, reduced together. Slot s
+ * of acc holds row 4 * (s % 4) + s / 4 of the group (see sum_lanes16); `full` (nj == 16)
+ * drops the test for rows past N. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb,
+         float alpha, float beta, float *cij) {
+    __m512 acc[16];
+    BK_UNROLL for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 m = lanes(K - k);
+        const __m512 a = _mm512_maskz_loadu_ps(m, ai + k);
+        BK_UNROLL for (int s = 0; s < 16; s++) {
+            const int row = 4 * (s % 4) + s / 4;
+            if (full || row < nj)
+                acc[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, bj + row * ldb + k), acc[s]);
+        }
+    }
+    const __mmask16 mj = lanes(nj);
+    __m512 r = sum_lanes16(acc);
+    if (alpha != 1.0f) r = _mm512_mul_ps(_mm512_set1_ps(alpha), r);
+    if (beta != 0.0f)
+        r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, cij), r);
+    _mm512_mask_storeu_ps(cij, mj, r);
+}
+
+__attribute__((target("avx512f"))) static void small_nt(int64_t M, int64_t N, int64_t K,
+                                                        float alpha, const float *A,
+                                                        int64_t lda, const float *B,
+                                                        int64_t ldb, float beta, float *C,
+                                                        int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        int64_t j0 = 0;
+        for (; j0 + 16 <= N; j0 += 16)
+            nt_group(true, 16, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
+        if (j0 < N)
+            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
+                     C + i * ldc + j0);
+    }
+}
+
+/* Whether the unpacked path beats packing, measured on Zen 4 (the driver asks only for
+ * products it runs on one thread). Both forms re-read B for every block of rows of C, so B
+ * must stay in L2 (K * N <= 64Ki floats = 256 KiB); then op(A) @ B ran as fast as the packed
+ * path or faster up to there (10x256x256 TN 17.6 against 23.9 us, 64x32x32 1.3 against
+ * 2.0 us). The dot products of op(A) = A @ B^T waste lanes when K is small and cost a
+ * reduction per 16 outputs: they won only with K >= 8 and few rows of C (4x256x256 10.8
+ * against 28.1 us; 256x20x2 lost, 7.4 against 1.7 us) or few columns (the MLP's 10 outputs:
+ * 256x10x256). A^T @ B^T always packs. */
+static bool small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
+    if ((double)K * (double)N > 65536.0) return false;
+    if (!tb)
+        small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (!ta && K >= 8 && (M <= 8 || N <= 16))
+        small_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        return false;
+    return true;
+}
+
+static bool usable(void) {
+    /* the packing uses AVX2 (every AVX-512 CPU has it) */
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2");
+}
+
+const bk__gemm_kernel bk__gemm_kernel_avx512 = {
+    .name = "avx512 16x16",
+    .key = "avx512",
+    .usable = usable,
+    .mr = MR,
+    .nr = NR,
+    .mc = 192,
+    .kc = 256,
+    .nc = 4096,
+    .micro = micro_16x16,
+    .micro_half = micro_8x16,
+    .pack_rows = bk__gemm_pack_rows_avx2,
+    .small = small,
+};
+
+#else
+/* ISO C forbids an empty translation unit. */
+typedef int bk__gemm_avx512_unavailable;
+#endif
