@@ -18,6 +18,7 @@
  * identical for any thread count.
  */
 #include "internal.h"
+#include "kernels/conv_direct.h"
 
 #include <inttypes.h>
 
@@ -158,25 +159,41 @@ static void conv2d_backward(bk_node *node) {
                 db->data[o] += s;
             }
     if (!dx && !dw) return;
-    /* per thread: columns and their gradient (K x chunk L each), gathered dY (Og x chunk L) */
+    /* dx by the direct kernel where it applies (stride 1), else GEMM + col2im */
+    bk__dconv dd;
+    bool direct = dx && p->sh == 1 && p->sw == 1 &&
+                  bk__dconv_plan(&dd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
+                                 p->chunk, true);
+    /* per thread: columns (K x chunk L) for dW; for dx their gradient (K x chunk L) or the
+     * direct kernel's buffers; gathered dY (Og x chunk L) */
     int64_t ccols = p->chunk * L, WK = p->O * p->K;
-    int64_t per_thread = 2 * p->K * ccols + (p->chunk > 1 ? p->Og * ccols : 0);
+    int64_t n_col = dw ? p->K * ccols : 0, n_dcol = !dx ? 0 : direct ? (int64_t)bk__dconv_work(&dd) : p->K * ccols;
+    int64_t per_thread = n_col + n_dcol + (p->chunk > 1 && dw ? p->Og * ccols : 0);
+    per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
     float *partial = dw ? bk__scratch(1, (size_t)(WK * p->nslices)) : NULL;
-    if (!work || (dw && !partial)) {
+    float *wpack = direct ? bk__scratch(2, bk__dconv_wsize(&dd) * (size_t)p->groups) : NULL;
+    if (!work || (dw && !partial) || (direct && !wpack)) {
         bk__backward_fail();
         return;
     }
+    for (int64_t g = 0; direct && g < p->groups; g++)
+        bk__dconv_pack(&dd, w->data + g * p->Og * p->K, true, wpack + g * bk__dconv_wsize(&dd));
     int64_t per_slice = (p->nchunks + p->nslices - 1) / p->nslices;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->nslices > 1)
     for (int64_t sl = 0; sl < p->nslices; sl++) {
-        float *col = work + per_thread * thread_num(), *dcol = col + p->K * ccols, *gbuf = dcol + p->K * ccols;
+        float *col = work + per_thread * thread_num(), *dcol = col + n_col, *gbuf = dcol + n_dcol;
         float *dw_sl = dw ? partial + sl * WK : NULL;
         int64_t c_end = (sl + 1) * per_slice < p->nchunks ? (sl + 1) * per_slice : p->nchunks;
         for (int64_t ch = sl * per_slice; ch < c_end; ch++) {
             int64_t n0 = ch * p->chunk, nimg = p->N - n0 < p->chunk ? p->N - n0 : p->chunk, cols = nimg * L;
             for (int64_t g = 0; g < p->groups; g++) {
+                if (direct) /* dx (+)= conv(dY, W_g transposed and flipped) */
+                    bk__dconv_run(&dd, nimg, G + (n0 * p->O + g * p->Og) * L, p->O * L,
+                                  wpack + g * bk__dconv_wsize(&dd), NULL, dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
+                                  p->C * p->H * p->W, true, dcol);
+                if (!dw && direct) continue;
                 int64_t ldg;
                 const float *gy = grad_block(p, G, n0, nimg, g, gbuf, &ldg);
                 if (dw) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
@@ -184,7 +201,7 @@ static void conv2d_backward(bk_node *node) {
                     be->sgemm_serial(false, true, p->Og, p->K, cols, 1.0f, gy, ldg, col, cols,
                                      ch == sl * per_slice ? 0.0f : 1.0f, dw_sl + g * p->Og * p->K, p->K);
                 }
-                if (dx) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
+                if (dx && !direct) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
                     be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, w->data + g * p->Og * p->K, p->K, gy,
                                      ldg, 0.0f, dcol, cols);
                     col2im(p, dcol, n0, nimg, g * p->Cg, dx->data);
@@ -292,11 +309,20 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     bk_tensor *y = bk__tensor_arena(4, (int64_t[]){p.N, p.O, p.OH, p.OW}, false);
     if (!y) return NULL;
     const bk_backend *be = bk__backend();
-    /* per thread: the columns (K x chunk L) and, for several images, the output block */
-    int64_t ccols = p.chunk * L, per_thread = p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
+    bk__dconv dd;
+    bool direct = p.sh == 1 && p.sw == 1 &&
+                  bk__dconv_plan(&dd, p.Cg, p.H, p.W, p.Og, p.KH, p.KW, p.ph, p.pw, p.dh, p.dw, p.chunk, false);
+    /* per thread: the direct kernel's buffers, or the columns (K x chunk L) and, for
+     * several images, the output block */
+    int64_t ccols = p.chunk * L;
+    int64_t per_thread = direct ? (int64_t)bk__dconv_work(&dd) : p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
+    per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
-    if (!work) return NULL;
+    float *wpack = direct ? bk__scratch(2, bk__dconv_wsize(&dd) * (size_t)p.groups) : NULL;
+    if (!work || (direct && !wpack)) return NULL;
+    for (int64_t g = 0; direct && g < p.groups; g++)
+        bk__dconv_pack(&dd, w->data + g * p.Og * p.K, false, wpack + g * bk__dconv_wsize(&dd));
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p.nchunks > 1)
     for (int64_t ch = 0; ch < p.nchunks; ch++) {
         float *col = work + per_thread * thread_num(), *ycol = col + p.K * ccols;
@@ -304,6 +330,12 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
         for (int64_t g = 0; g < p.groups; g++) {
             const float *wg = w->data + g * p.Og * p.K;
             float *yg = y->data + (n0 * p.O + g * p.Og) * L;
+            if (direct) { /* Y_g = conv(X_g, W_g) + b_g, no columns */
+                bk__dconv_run(&dd, nimg, x->data + (n0 * p.C + g * p.Cg) * p.H * p.W, p.C * p.H * p.W,
+                              wpack + g * bk__dconv_wsize(&dd), b ? b->data + g * p.Og : NULL, yg, p.O * L, false,
+                              col);
+                continue;
+            }
             im2col(&p, x->data, n0, nimg, g * p.Cg, col);
             /* Y_g (Og, cols) = W_g (Og, K) @ col (K, cols): straight into y for one image */
             if (nimg == 1)

@@ -1,0 +1,91 @@
+/* conv_direct_tmpl.h - the loops of conv_direct.c for one instruction set. conv_direct.c
+ * includes it once per set, inside a `#pragma GCC target`, with these defined:
+ *   V, VL      the vector type and its floats; PV: vectors of output pixels per tile
+ *   VLOAD(p), VSTORE(p, v), VBCAST(s), VZERO(), VFMA(a, b, c) = a * b + c
+ *   FN(name)   the set's name for a function
+ * Not a header for anyone else. OB (output channels per tile) comes from conv_direct.c.
+ */
+
+/* y[o][p VL ..] = sum over c < C, t < KK of wp[(c KK + t) OB + o] x[c plane + offs[t] + p VL ..]
+ * for o < OB, p < np: OB x np vectors held in registers (np is a constant where it is
+ * inlined). The sum runs over c, then t, in increasing order, for every output. */
+static inline __attribute__((always_inline)) void FN(tile)(const float *x, int64_t plane, int64_t C,
+                                                         const int64_t *offs, int64_t KK, const float *wp,
+                                                         float *y, int64_t ldy, int np) {
+    V acc[OB][PV];
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 8
+        for (int p = 0; p < PV; p++) acc[o][p] = VZERO();
+    for (int64_t c = 0; c < C; c++, x += plane)
+        for (int64_t t = 0; t < KK; t++, wp += OB) {
+            const float *xs = x + offs[t];
+            V xv[PV];
+#pragma GCC unroll 8
+            for (int p = 0; p < PV; p++) xv[p] = p < np ? VLOAD(xs + p * VL) : VZERO();
+#pragma GCC unroll 8
+            for (int o = 0; o < OB; o++) {
+                V wv = VBCAST(wp[o]);
+#pragma GCC unroll 8
+                for (int p = 0; p < PV; p++)
+                    if (p < np) acc[o][p] = VFMA(wv, xv[p], acc[o][p]);
+            }
+        }
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 8
+        for (int p = 0; p < PV; p++)
+            if (p < np) VSTORE(y + o * ldy + p * VL, acc[o][p]);
+}
+
+/* The wide outputs yw (Opad, Q) of the planes xp (C, plane): tiles of PV vectors of pixels,
+ * and within one, every block of OB output channels (the tile's input stays in L1). */
+static void FN(compute)(const bk__dconv *d, int64_t Q, const float *xp, const int64_t *offs, const float *wp,
+                        float *yw) {
+    int64_t KK = d->KH * d->KW, wstride = d->C * KK * OB;
+    for (int64_t q0 = 0; q0 < Q; q0 += PV * VL) {
+        int64_t left = (Q - q0) / VL;
+        int np = left < PV ? (int)left : PV;
+        for (int64_t ob = 0; ob < d->Opad / OB; ob++) {
+            const float *x0 = xp + q0, *w0 = wp + ob * wstride;
+            float *y0 = yw + ob * OB * Q + q0;
+            switch (np) { /* one specialised copy of the tile per width */
+            case 1: FN(tile)(x0, d->plane, d->C, offs, KK, w0, y0, Q, 1); break;
+            case 2: FN(tile)(x0, d->plane, d->C, offs, KK, w0, y0, Q, 2); break;
+            case 3: FN(tile)(x0, d->plane, d->C, offs, KK, w0, y0, Q, 3); break;
+#if PV > 3
+            case 4: FN(tile)(x0, d->plane, d->C, offs, KK, w0, y0, Q, 4); break;
+            case 5: FN(tile)(x0, d->plane, d->C, offs, KK, w0, y0, Q, 5); break;
+            case 6: FN(tile)(x0, d->plane, d->C, offs, KK, w0, y0, Q, 6); break;
+#endif
+            default: break; /* np is 1..PV */
+            }
+        }
+    }
+}
+
+static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
+                    const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work) {
+    int64_t Q = dconv_q(d, nimg);
+    float *xp = work, *yw = work + d->C * d->plane;
+    int64_t offs[DCONV_MAX_TAPS];
+    for (int64_t kh = 0; kh < d->KH; kh++)
+        for (int64_t kw = 0; kw < d->KW; kw++)
+            offs[kh * d->KW + kw] = d->lead + kh * d->dh * d->Wp + kw * d->dw - d->pw;
+    fill_planes(d, nimg, src, src_img, xp);
+    FN(compute)(d, Q, xp, offs, wp, yw);
+    /* dst (+)= the wide outputs that are real pixels */
+    int64_t L = d->OH * d->OW;
+    for (int64_t o = 0; o < d->O; o++) {
+        float b = bias ? bias[o] : 0.0f;
+        for (int64_t j = 0; j < nimg; j++)
+            for (int64_t oh = 0; oh < d->OH; oh++) {
+                const float *r = yw + o * Q + (j * d->rows + oh) * d->Wp;
+                float *dr = dst + j * dst_img + o * L + oh * d->OW;
+                if (accumulate)
+                    for (int64_t ow = 0; ow < d->OW; ow++) dr[ow] += r[ow];
+                else
+                    for (int64_t ow = 0; ow < d->OW; ow++) dr[ow] = r[ow] + b;
+            }
+    }
+}
