@@ -65,6 +65,18 @@ static void fill_planes(const bk__dconv *d, int64_t nimg, const float *src, int6
     }
 }
 
+/* dy of a chunk (nimg images of O channels of OH x OW, images dy_img apart) in the wide
+ * layout of the outputs: yw[o][(j rows + oh) Wp + ow], zero at every junk q < Q and for the
+ * channels past O, so the weight gradient may sum over all q. */
+static void fill_wide(const bk__dconv *d, int64_t nimg, const float *dy, int64_t dy_img, int64_t Q, float *yw) {
+    memset(yw, 0, sizeof(float) * (size_t)(d->Opad * Q));
+    for (int64_t o = 0; o < d->O; o++)
+        for (int64_t j = 0; j < nimg; j++)
+            for (int64_t oh = 0; oh < d->OH; oh++)
+                memcpy(yw + o * Q + (j * d->rows + oh) * d->Wp, dy + j * dy_img + (o * d->OH + oh) * d->OW,
+                       sizeof(float) * (size_t)d->OW);
+}
+
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define DCONV_X86 1
 #include <immintrin.h>
@@ -74,16 +86,20 @@ static void fill_planes(const bk__dconv *d, int64_t nimg, const float *src, int6
 #define V __m512
 #define VL 16
 #define PV 6
+#define TB 6
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VBCAST(s) _mm512_set1_ps(s)
 #define VZERO() _mm512_setzero_ps()
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VSUM(v) _mm512_reduce_add_ps(v)
 #define FN(name) name##_avx512
 #include "kernels/conv_direct_tmpl.h"
 #undef V
 #undef VL
 #undef PV
+#undef TB
+#undef VSUM
 #undef VLOAD
 #undef VSTORE
 #undef VBCAST
@@ -94,19 +110,30 @@ static void fill_planes(const bk__dconv *d, int64_t nimg, const float *src, int6
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+/* the 8 lanes of v added pairwise: (0+4, 1+5, 2+6, 3+7), then (0+2, 1+3), then 0+1 */
+static inline float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
 #define V __m256
 #define VL 8
 #define PV 3
+#define TB 3
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VBCAST(s) _mm256_set1_ps(s)
 #define VZERO() _mm256_setzero_ps()
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VSUM(v) sum8(v)
 #define FN(name) name##_avx2
 #include "kernels/conv_direct_tmpl.h"
 #undef V
 #undef VL
 #undef PV
+#undef TB
+#undef VSUM
 #undef VLOAD
 #undef VSTORE
 #undef VBCAST
@@ -118,6 +145,8 @@ static void fill_planes(const bk__dconv *d, int64_t nimg, const float *src, int6
 
 typedef void dconv_run_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
                           const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work);
+typedef void dconv_dw_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
+                         int64_t dy_img, float *dw, bool accumulate, float *work);
 
 /* The best kernel for this CPU, or NULL: then conv2d keeps im2col + GEMM. With
  * BRICK_GEMM_KERNEL=portable there is none, so that choice still rounds the same on every
@@ -188,4 +217,14 @@ void bk__dconv_run(const bk__dconv *d, int64_t nimg, const float *src, int64_t s
                    const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work) {
     dconv_run_fn *run = best_run();
     if (run) run(d, nimg, src, src_img, wp, bias, dst, dst_img, accumulate, work);
+}
+
+void bk__dconv_dweights(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
+                        int64_t dy_img, float *dw, bool accumulate, float *work) {
+    dconv_dw_fn *fn = NULL;
+#ifdef DCONV_X86
+    dconv_run_fn *run = best_run();
+    fn = run == run_avx512 ? dweights_avx512 : run == run_avx2 ? dweights_avx2 : NULL;
+#endif
+    if (fn) fn(d, nimg, src, src_img, dy, dy_img, dw, accumulate, work);
 }

@@ -50,6 +50,14 @@ void bk__dconv_pack(const bk__dconv *d, const float *w, bool transposed, float *
 void bk__dconv_run(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
                    const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work);
 
+/* The weight gradient of a forward plan d, for nimg <= d->nimg images: dw[o][c][kh][kw]
+ * (=, or += when accumulate) sum over the images and output pixels of
+ * dy[j][o][oh][ow] src[j][c][oh + kh DH - PH][ow + kw DW - PW]. src as for bk__dconv_run,
+ * dy's images dy_img floats apart, channels OH OW; dw is one group's (O, C, KH, KW).
+ * work: bk__dconv_work floats. Single-threaded; the order of the sum depends only on d. */
+void bk__dconv_dweights(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
+                        int64_t dy_img, float *dw, bool accumulate, float *work);
+
 /* Test hook: false makes bk__dconv_plan fail on this thread, so conv2d takes its im2col +
  * GEMM path (the reference the direct kernel is compared with). Default true. */
 void bk__dconv_enable(bool on);

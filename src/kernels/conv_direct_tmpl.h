@@ -89,3 +89,67 @@ static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t 
             }
     }
 }
+
+/* out[o TB + t] = sum over q < Q of dy[o ldy + q] x[offs[t] + q], for o < OB, t < tb: the
+ * weight gradient of OB output channels and tb taps of one input channel. Each lane sums
+ * its q in increasing order, then VSUM adds the lanes in a fixed order. */
+static inline __attribute__((always_inline)) void FN(wtile)(const float *dy, int64_t ldy, const float *x,
+                                                          const int64_t *offs, int64_t Q, float *out, int tb) {
+    V acc[OB][TB];
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) acc[o][t] = VZERO();
+    for (int64_t q = 0; q < Q; q += VL) {
+        V xv[TB];
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) xv[t] = t < tb ? VLOAD(x + offs[t] + q) : VZERO();
+#pragma GCC unroll 8
+        for (int o = 0; o < OB; o++) {
+            V g = VLOAD(dy + o * ldy + q);
+#pragma GCC unroll 8
+            for (int t = 0; t < TB; t++)
+                if (t < tb) acc[o][t] = VFMA(g, xv[t], acc[o][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++)
+            if (t < tb) out[o * TB + t] = VSUM(acc[o][t]);
+}
+
+static void FN(dweights)(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
+                         int64_t dy_img, float *dw, bool accumulate, float *work) {
+    int64_t Q = dconv_q(d, nimg), KK = d->KH * d->KW;
+    float *xp = work, *yw = work + d->C * d->plane;
+    int64_t offs[DCONV_MAX_TAPS];
+    for (int64_t kh = 0; kh < d->KH; kh++)
+        for (int64_t kw = 0; kw < d->KW; kw++)
+            offs[kh * d->KW + kw] = d->lead + kh * d->dh * d->Wp + kw * d->dw - d->pw;
+    fill_planes(d, nimg, src, src_img, xp);
+    fill_wide(d, nimg, dy, dy_img, Q, yw);
+    for (int64_t ob = 0; ob < d->Opad / OB; ob++)
+        for (int64_t c = 0; c < d->C; c++)
+            for (int64_t t0 = 0; t0 < KK; t0 += TB) {
+                float r[OB * TB];
+                const float *g = yw + ob * OB * Q, *x = xp + c * d->plane;
+                switch (KK - t0 < TB ? KK - t0 : TB) { /* one specialised copy per width */
+                case 1: FN(wtile)(g, Q, x, offs + t0, Q, r, 1); break;
+                case 2: FN(wtile)(g, Q, x, offs + t0, Q, r, 2); break;
+                case 3: FN(wtile)(g, Q, x, offs + t0, Q, r, 3); break;
+#if TB > 3
+                case 4: FN(wtile)(g, Q, x, offs + t0, Q, r, 4); break;
+                case 5: FN(wtile)(g, Q, x, offs + t0, Q, r, 5); break;
+                case 6: FN(wtile)(g, Q, x, offs + t0, Q, r, 6); break;
+#endif
+                default: break; /* 1..TB */
+                }
+                for (int64_t o = ob * OB; o < d->O && o < (ob + 1) * OB; o++)
+                    for (int64_t t = t0; t < KK && t < t0 + TB; t++) {
+                        float *dst = dw + (o * d->C + c) * KK + t;
+                        float v = r[(o - ob * OB) * TB + t - t0];
+                        *dst = accumulate ? *dst + v : v;
+                    }
+            }
+}

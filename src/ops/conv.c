@@ -150,25 +150,37 @@ static void conv2d_backward(bk_node *node) {
     bk_tensor *db = bk_node_num_inputs(node) > 2 ? bk_node_grad_input(node, 2) : NULL;
     const bk_backend *be = bk__backend();
     int64_t L = p->OH * p->OW;
-    if (db)
+    if (db) /* 16 running sums per plane (i mod 16), added pairwise: a fixed order that vectorises */
         for (int64_t n = 0; n < p->N; n++)
             for (int64_t o = 0; o < p->O; o++) {
                 const float *g = G + (n * p->O + o) * L;
-                float s = 0;
-                for (int64_t i = 0; i < L; i++) s += g[i];
-                db->data[o] += s;
+                float s[16] = {0};
+                int64_t i = 0;
+                for (; i + 16 <= L; i += 16)
+                    for (int k = 0; k < 16; k++) s[k] += g[i + k];
+                for (int k = 0; i < L; i++, k++) s[k] += g[i];
+                for (int half = 8; half >= 1; half /= 2)
+                    for (int k = 0; k < half; k++) s[k] += s[k + half];
+                db->data[o] += s[0];
             }
     if (!dx && !dw) return;
-    /* dx by the direct kernel where it applies (stride 1), else GEMM + col2im */
-    bk__dconv dd;
+    /* dx and dW by the direct kernel where it applies (stride 1), else GEMMs with im2col
+     * and col2im */
+    bk__dconv dd, fd;
     bool direct = dx && p->sh == 1 && p->sw == 1 &&
                   bk__dconv_plan(&dd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
                                  p->chunk, true);
-    /* per thread: columns (K x chunk L) for dW; for dx their gradient (K x chunk L) or the
-     * direct kernel's buffers; gathered dY (Og x chunk L) */
+    bool direct_w = dw && p->sh == 1 && p->sw == 1 &&
+                    bk__dconv_plan(&fd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
+                                   p->chunk, false);
+    /* per thread: for dW the direct kernel's buffers or the columns (K x chunk L); for dx
+     * the direct kernel's buffers or the columns' gradient (K x chunk L); gathered dY
+     * (Og x chunk L) */
     int64_t ccols = p->chunk * L, WK = p->O * p->K;
-    int64_t n_col = dw ? p->K * ccols : 0, n_dcol = !dx ? 0 : direct ? (int64_t)bk__dconv_work(&dd) : p->K * ccols;
-    int64_t per_thread = n_col + n_dcol + (p->chunk > 1 && dw ? p->Og * ccols : 0);
+    int64_t n_col = !dw ? 0 : direct_w ? (int64_t)bk__dconv_work(&fd) : p->K * ccols;
+    int64_t n_dcol = !dx ? 0 : direct ? (int64_t)bk__dconv_work(&dd) : p->K * ccols;
+    n_col = (n_col + 15) / 16 * 16;
+    int64_t per_thread = n_col + n_dcol + (p->chunk > 1 && dw && !direct_w ? p->Og * ccols : 0);
     per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
@@ -193,10 +205,14 @@ static void conv2d_backward(bk_node *node) {
                     bk__dconv_run(&dd, nimg, G + (n0 * p->O + g * p->Og) * L, p->O * L,
                                   wpack + g * bk__dconv_wsize(&dd), NULL, dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
                                   p->C * p->H * p->W, true, dcol);
-                if (!dw && direct) continue;
+                if (direct_w) /* dW_g (+)= the correlation of dY_g with X_g */
+                    bk__dconv_dweights(&fd, nimg, x->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
+                                       p->C * p->H * p->W, G + (n0 * p->O + g * p->Og) * L, p->O * L,
+                                       dw_sl + g * p->Og * p->K, ch != sl * per_slice, col);
+                if ((!dw || direct_w) && (!dx || direct)) continue;
                 int64_t ldg;
                 const float *gy = grad_block(p, G, n0, nimg, g, gbuf, &ldg);
-                if (dw) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
+                if (dw && !direct_w) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
                     im2col(p, x->data, n0, nimg, g * p->Cg, col);
                     be->sgemm_serial(false, true, p->Og, p->K, cols, 1.0f, gy, ldg, col, cols,
                                      ch == sl * per_slice ? 0.0f : 1.0f, dw_sl + g * p->Og * p->K, p->K);
