@@ -449,7 +449,8 @@ TEST(conv2d_direct_vs_im2col) {
     }
     static const int64_t fixed[][7] = {/* N, C, H, O, K, pad, W (odd sizes, 1x1, many small images) */
                                        {3, 5, 9, 7, 1, 0, 11},  {2, 3, 1, 2, 3, 1, 1},   {37, 8, 7, 5, 3, 1, 7},
-                                       {19, 16, 4, 9, 3, 1, 4}, {5, 6, 14, 16, 5, 0, 13}, {4, 1, 28, 6, 5, 2, 28}};
+                                       {19, 16, 4, 9, 3, 1, 4}, {5, 6, 14, 16, 5, 0, 13}, {4, 1, 28, 6, 5, 2, 28},
+                                       {3, 2, 3, 3, 1, 1, 4},   {2, 3, 5, 2, 3, 2, 6}}; /* padding past the kernel */
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         const int64_t *f = fixed[i];
         conv_case c;

@@ -3,18 +3,25 @@
  *
  * Layout ("shared padding"). A chunk of nimg images of C channels is copied, one plane per
  * channel, into rows of Wp = W + PW floats: image j's row ih lands on plane row
- * PH + j (H + PH), columns 0..W-1, after `lead` = PW zeros; every other float is zero. A
- * row's PW zeros on the right are also the next row's left padding, and the PH zero rows
- * after an image are the next one's top padding. So one flat "wide" index
- *   q = (j (H + PH) + oh) Wp + ow
+ * PH + j R with R = H + PH, columns 0..W-1, after `lead` = PW zeros; every other float is
+ * zero. A row's PW zeros on the right are also the next row's left padding, and the PH zero
+ * rows after an image are the next one's top padding. (When the padding is wider than the
+ * dilated kernel, the output is wider than W + PW or taller than R: then Wp = OW, R = OH,
+ * with more zeros.) So one flat "wide" index
+ *   q = (j R + oh) Wp + ow
  * names output pixel (j, oh, ow), and its tap (kh, kw) reads the plane at
  *   lead + q + kh DH Wp + kw DW - PW,
  * which makes the convolution, per output channel o, a sum of shifted plane vectors:
  *   yw[o][q] = sum_{c, kh, kw} w[o][c][kh][kw] xp[c][lead + q + kh DH Wp + kw DW - PW].
  * It is computed for every q < Q with whole vectors; a q with ow >= OW, or on a row between
- * two images, is junk and never copied out. The junk costs (1 - OH OW / ((H + PH) Wp)) of
- * the work: 7 % on 28 x 28 with padding 1, 36 % on 4 x 4. im2col + GEMM copies each input
+ * two images, is junk and never copied out. The junk costs (1 - OH OW / (R Wp)) of the
+ * work: 7 % on 28 x 28 with padding 1, 36 % on 4 x 4. im2col + GEMM copies each input
  * KH KW times instead, and that copy was over a third of a ResNet step.
+ *
+ * The weight gradient sums dy (in the same wide layout, zero at the junk q) times the
+ * shifted planes over q, per (o, c, kh, kw): the junk adds 0 * x. (Where x holds an Inf or
+ * NaN, such a term is NaN where im2col would have skipped it; the loss is not finite then
+ * anyway.)
  *
  * Tiles: OB = 4 output channels x PV vectors of pixels in registers (AVX-512: 4 x 6 of 32
  * registers; AVX2: 4 x 3 of 16), the weights packed so that a tap's OB weights are adjacent
@@ -44,37 +51,6 @@ void bk__dconv_enable(bool on) { disabled = !on; }
 static int64_t dconv_q(const bk__dconv *d, int64_t nimg) {
     int64_t q = ((nimg - 1) * d->rows + d->OH - 1) * d->Wp + d->OW;
     return (q + 15) / 16 * 16;
-}
-
-/* The planes of a chunk (layout above): zeros everywhere but the images' rows. */
-static void fill_planes(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, float *xp) {
-    size_t row_bytes = sizeof(float) * (size_t)d->W, pad_bytes = sizeof(float) * (size_t)(d->Wp - d->W);
-    for (int64_t c = 0; c < d->C; c++) {
-        float *P = xp + c * d->plane, *row = P + d->lead + d->ph * d->Wp;
-        memset(P, 0, sizeof(float) * (size_t)(row - P));
-        for (int64_t j = 0; j < nimg; j++) {
-            const float *s = src + j * src_img + c * d->H * d->W;
-            for (int64_t ih = 0; ih < d->H; ih++, row += d->Wp) {
-                memcpy(row, s + ih * d->W, row_bytes);
-                memset(row + d->W, 0, pad_bytes);
-            }
-            memset(row, 0, sizeof(float) * (size_t)(d->ph * d->Wp));
-            row += d->ph * d->Wp;
-        }
-        memset(row, 0, sizeof(float) * (size_t)(P + d->plane - row));
-    }
-}
-
-/* dy of a chunk (nimg images of O channels of OH x OW, images dy_img apart) in the wide
- * layout of the outputs: yw[o][(j rows + oh) Wp + ow], zero at every junk q < Q and for the
- * channels past O, so the weight gradient may sum over all q. */
-static void fill_wide(const bk__dconv *d, int64_t nimg, const float *dy, int64_t dy_img, int64_t Q, float *yw) {
-    memset(yw, 0, sizeof(float) * (size_t)(d->Opad * Q));
-    for (int64_t o = 0; o < d->O; o++)
-        for (int64_t j = 0; j < nimg; j++)
-            for (int64_t oh = 0; oh < d->OH; oh++)
-                memcpy(yw + o * Q + (j * d->rows + oh) * d->Wp, dy + j * dy_img + (o * d->OH + oh) * d->OW,
-                       sizeof(float) * (size_t)d->OW);
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -173,7 +149,11 @@ bool bk__dconv_plan(bk__dconv *d, int64_t C, int64_t H, int64_t W, int64_t O, in
         d->C = C, d->H = H, d->W = W, d->O = O, d->OH = OH, d->OW = OW, d->ph = ph, d->pw = pw;
     }
     d->KH = KH, d->KW = KW, d->dh = dh, d->dw = dw, d->nimg = nimg;
-    d->Wp = d->W + d->pw, d->rows = d->H + d->ph, d->lead = d->pw;
+    /* a row (an image) at least as wide (tall) as the output, so that two outputs never
+     * share a wide index (padding wider than the dilated kernel makes OW > W + PW) */
+    d->Wp = d->W + d->pw > d->OW ? d->W + d->pw : d->OW;
+    d->rows = d->H + d->ph > d->OH ? d->H + d->ph : d->OH;
+    d->lead = d->pw;
     d->Opad = (d->O + OB - 1) / OB * OB;
     /* budget: every size below 2^40 floats, products included, so nothing overflows */
     const int64_t lim = (int64_t)1 << 40;

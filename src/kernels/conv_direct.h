@@ -17,8 +17,8 @@
 typedef struct bk__dconv {
     int64_t C, H, W, O, KH, KW, ph, pw, dh, dw, OH, OW;
     int64_t nimg;  /* most images per chunk */
-    int64_t Wp;    /* plane row: W + PW floats */
-    int64_t rows;  /* plane rows per image: H + PH */
+    int64_t Wp;    /* plane row: max(W + PW, OW) floats */
+    int64_t rows;  /* plane rows per image: max(H + PH, OH) */
     int64_t lead;  /* zeros before the first row: PW */
     int64_t Qmax;  /* wide outputs of a chunk of nimg images (a multiple of the vector) */
     int64_t plane; /* floats of one channel's plane */

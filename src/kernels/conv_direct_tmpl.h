@@ -6,6 +6,49 @@
  * Not a header for anyone else. OB (output channels per tile) comes from conv_direct.c.
  */
 
+/* The planes of a chunk (layout at the top of conv_direct.c): zeros everywhere but the
+ * images' rows. Rows are short (4 to 30 floats), so vector loops rather than calls (omp
+ * simd: the buffers never overlap the tensors). */
+static void FN(fill_planes)(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, float *xp) {
+    int64_t W = d->W, Wp = d->Wp;
+    for (int64_t c = 0; c < d->C; c++) {
+        float *P = xp + c * d->plane, *row = P + d->lead + d->ph * Wp;
+        for (float *z = P; z < row; z++) *z = 0.0f;
+        for (int64_t j = 0; j < nimg; j++) {
+            const float *s = src + j * src_img + c * d->H * W;
+            for (int64_t ih = 0; ih < d->H; ih++, row += Wp, s += W) {
+#pragma omp simd
+                for (int64_t iw = 0; iw < W; iw++) row[iw] = s[iw];
+                for (int64_t iw = W; iw < Wp; iw++) row[iw] = 0.0f;
+            }
+            for (int64_t i = 0; i < (d->rows - d->H) * Wp; i++) row[i] = 0.0f; /* >= PH rows */
+            row += (d->rows - d->H) * Wp;
+        }
+        for (float *z = row; z < P + d->plane; z++) *z = 0.0f;
+    }
+}
+
+/* dy of a chunk (nimg images of O channels of OH x OW, images dy_img apart) in the wide
+ * layout of the outputs: yw[o][(j rows + oh) Wp + ow], zero at every junk q < Q and for the
+ * channels past O, so the weight gradient may sum over all q. */
+static void FN(fill_wide)(const bk__dconv *d, int64_t nimg, const float *dy, int64_t dy_img, int64_t Q, float *yw) {
+    int64_t OW = d->OW, Wp = d->Wp;
+    for (int64_t o = 0; o < d->Opad; o++) {
+        float *r = yw + o * Q, *end = r + Q;
+        for (int64_t j = 0; o < d->O && j < nimg; j++) {
+            const float *s = dy + j * dy_img + o * d->OH * OW;
+            for (int64_t oh = 0; oh < d->OH; oh++, r += Wp, s += OW) {
+#pragma omp simd
+                for (int64_t ow = 0; ow < OW; ow++) r[ow] = s[ow];
+                for (int64_t ow = OW; ow < Wp && r + ow < end; ow++) r[ow] = 0.0f;
+            }
+            for (int64_t oh = d->OH; oh < d->rows && j + 1 < nimg; oh++, r += Wp)
+                for (int64_t ow = 0; ow < Wp; ow++) r[ow] = 0.0f;
+        }
+        for (; r < end; r++) *r = 0.0f;
+    }
+}
+
 /* y[o][p VL ..] = sum over c < C, t < KK of wp[(c KK + t) OB + o] x[c plane + offs[t] + p VL ..]
  * for o < OB, p < np: OB x np vectors held in registers (np is a constant where it is
  * inlined). The sum runs over c, then t, in increasing order, for every output. */
@@ -72,7 +115,7 @@ static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t 
     for (int64_t kh = 0; kh < d->KH; kh++)
         for (int64_t kw = 0; kw < d->KW; kw++)
             offs[kh * d->KW + kw] = d->lead + kh * d->dh * d->Wp + kw * d->dw - d->pw;
-    fill_planes(d, nimg, src, src_img, xp);
+    FN(fill_planes)(d, nimg, src, src_img, xp);
     FN(compute)(d, Q, xp, offs, wp, yw);
     /* dst (+)= the wide outputs that are real pixels */
     int64_t L = d->OH * d->OW;
@@ -82,10 +125,13 @@ static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t 
             for (int64_t oh = 0; oh < d->OH; oh++) {
                 const float *r = yw + o * Q + (j * d->rows + oh) * d->Wp;
                 float *dr = dst + j * dst_img + o * L + oh * d->OW;
-                if (accumulate)
+                if (accumulate) {
+#pragma omp simd
                     for (int64_t ow = 0; ow < d->OW; ow++) dr[ow] += r[ow];
-                else
+                } else {
+#pragma omp simd
                     for (int64_t ow = 0; ow < d->OW; ow++) dr[ow] = r[ow] + b;
+                }
             }
     }
 }
@@ -127,8 +173,8 @@ static void FN(dweights)(const bk__dconv *d, int64_t nimg, const float *src, int
     for (int64_t kh = 0; kh < d->KH; kh++)
         for (int64_t kw = 0; kw < d->KW; kw++)
             offs[kh * d->KW + kw] = d->lead + kh * d->dh * d->Wp + kw * d->dw - d->pw;
-    fill_planes(d, nimg, src, src_img, xp);
-    fill_wide(d, nimg, dy, dy_img, Q, yw);
+    FN(fill_planes)(d, nimg, src, src_img, xp);
+    FN(fill_wide)(d, nimg, dy, dy_img, Q, yw);
     for (int64_t ob = 0; ob < d->Opad / OB; ob++)
         for (int64_t c = 0; c < d->C; c++)
             for (int64_t t0 = 0; t0 < KK; t0 += TB) {
