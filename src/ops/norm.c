@@ -41,7 +41,7 @@
 
 #define LANES 16
 
-/* vectors are passed only between static inline functions here, so their ABI is moot */
+/* vectors are passed only to and from functions inlined here, so their ABI is moot */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8f __attribute__((vector_size(32)));
 typedef double v8d __attribute__((vector_size(64)));
@@ -60,13 +60,13 @@ static inline double sumv_total(const sumv *a) {
     return (((u[0] + u[4]) + (u[2] + u[6])) + ((u[1] + u[5]) + (u[3] + u[7]))) + a->tail;
 }
 
-static inline v8f load8(const float *x) {
+static inline __attribute__((always_inline)) v8f load8(const float *x) {
     v8f v;
     memcpy(&v, x, sizeof v);
     return v;
 }
 
-static inline v8d widen(v8f v) { return __builtin_convertvector(v, v8d); }
+static inline __attribute__((always_inline)) v8d widen(v8f v) { return __builtin_convertvector(v, v8d); }
 
 /* a += x[k] */
 static inline void sumv_row(sumv *a, const float *x, int64_t n) {
