@@ -66,7 +66,7 @@ static inline __attribute__((always_inline)) v8f load8(const float *x) {
     return v;
 }
 
-static inline __attribute__((always_inline)) v8d widen(v8f v) { return __builtin_convertvector(v, v8d); }
+#define widen(v) __builtin_convertvector((v), v8d) /* 8 floats to 8 doubles */
 
 /* a += x[k] */
 static inline void sumv_row(sumv *a, const float *x, int64_t n) {
