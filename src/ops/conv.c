@@ -1,5 +1,6 @@
 /* conv.c - 2-d convolution (torch.nn.functional.conv2d), NCHW, with stride, padding,
- * dilation and groups, as im2col + GEMM.
+ * dilation and groups: stride 1 by the direct kernel of src/kernels/conv_direct.c where the
+ * CPU has one (forward, dx and dW each where it applies), everything else as im2col + GEMM.
  *
  * Shapes: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) -> y (N, O, OH, OW) with
  *   OH = (H + 2 PH - DH (KH - 1) - 1) / SH + 1   (likewise OW).
@@ -11,6 +12,10 @@
  * im2col affordable; threads take whole chunks, each with its own buffers, and run their
  * GEMMs single-threaded (bk_backend.sgemm_serial). With one chunk only (a single image),
  * the GEMM is threaded instead.
+ *
+ * The direct kernel works on the same chunks, with its own per-thread buffers (the chunk's
+ * padded input planes and its outputs) in place of the columns, and the weights packed once
+ * per call.
  *
  * The backward recomputes the columns rather than keeping them (they are K times larger
  * than the input). dW is summed per slice of consecutive chunks into its own buffer and the
