@@ -23,6 +23,7 @@
  * does on the CPU (max_pool2d_ties_torch reproduces a case printed by torch).
  */
 #include "test.h"
+#include "kernels/conv_direct.h"
 #include "ops/fastmath.h"
 
 #include <float.h>
@@ -361,6 +362,105 @@ TEST(conv2d_threads_bitwise) {
         bk_set_num_threads(saved);
         for (int r = 0; r < 4; r++) free(first[r]);
         bk_tensor_free(x), bk_tensor_free(w), bk_tensor_free(b);
+    }
+}
+
+/* The direct stride-1 kernel (src/kernels/conv_direct.c, used where the CPU has AVX-512 or
+ * AVX2+FMA) against the im2col + GEMM path it replaces, on the same inputs: y, dx, dw and db
+ * agree within twice the float32 rounding bound of either (each is within one bound of the
+ * exact value; conv2d_values checks that too). Random stride-1 settings (kernels 1 to 5,
+ * padding 0 to 2 including padding wider than the kernel, where dx keeps col2im, dilation,
+ * groups, odd sizes), 1x1 kernels, and batches of many small images (several images per
+ * chunk, the last chunk short). */
+static void direct_vs_im2col(const conv_case *c) {
+    char what[256];
+    conv_desc(c, what, sizeof what);
+    bk_tensor *in[3];
+    int n = conv_inputs(c, in);
+    int64_t yshape[4] = {c->N, c->O, c->OH, c->OW};
+    bk_tensor *G = bk_empty(4, yshape);
+    bk_fill_normal(G, &g_rng, 0, 1);
+    float *res[2][4] = {{NULL}};
+    int64_t len[4] = {G->numel, in[0]->numel, in[1]->numel, c->O};
+    for (int path = 0; path < 2; path++) { /* 0: direct, 1: im2col + GEMM */
+        bk__dconv_enable(path == 0);
+        for (int i = 0; i < n; i++)
+            if (in[i]->grad) bk_fill(in[i]->grad, 0.0f);
+        bk_tensor *y = bk_conv2d(in[0], in[1], n > 2 ? in[2] : NULL, c->o);
+        CHECK(y && bk_backward_ex(y, G, false) == 0);
+        if (!y) {
+            fprintf(stderr, "  %s: %s\n", what, bk_last_error());
+            break;
+        }
+        const float *got[4] = {y->data, in[0]->grad->data, in[1]->grad->data, n > 2 ? in[2]->grad->data : NULL};
+        for (int r = 0; r < 4; r++)
+            if (got[r] && (res[path][r] = malloc(sizeof(float) * (size_t)len[r])))
+                memcpy(res[path][r], got[r], sizeof(float) * (size_t)len[r]);
+    }
+    bk__dconv_enable(true);
+    conv_ref ref = {calloc((size_t)len[0], 8), calloc((size_t)len[0], 8), calloc((size_t)len[1], 8),
+                    calloc((size_t)len[1], 8), calloc((size_t)len[2], 8), calloc((size_t)len[2], 8),
+                    calloc((size_t)c->O, 8), calloc((size_t)c->O, 8)};
+    if (ref.y && ref.ya && ref.dx && ref.dxa && ref.dw && ref.dwa && ref.db && ref.dba) {
+        conv_naive(c, in[0]->data, in[1]->data, n > 2 ? in[2]->data : NULL, G->data, &ref);
+        int64_t Og = c->O / c->o.groups, K = c->C / c->o.groups * c->KH * c->KW;
+        int64_t terms[4] = {K + 1, Og * c->KH * c->KW, c->N * c->OH * c->OW, c->N * c->OH * c->OW};
+        double *abs_sum[4] = {ref.ya, ref.dxa, ref.dwa, ref.dba};
+        static const char *names[4] = {"output", "dx", "dw", "db"};
+        for (int r = 0; r < (n > 2 ? 4 : 3); r++) {
+            CHECK(res[0][r] && res[1][r]);
+            if (!res[0][r] || !res[1][r]) continue;
+            double *want = malloc(sizeof(double) * (size_t)len[r]), *tol2 = malloc(sizeof(double) * (size_t)len[r]);
+            CHECK(want && tol2);
+            if (want && tol2) {
+                for (int64_t i = 0; i < len[r]; i++) want[i] = res[1][r][i], tol2[i] = 2 * abs_sum[r][i];
+                char lbl[320];
+                snprintf(lbl, sizeof lbl, "%s: %s, direct against im2col", what, names[r]);
+                CHECK(within_bound(lbl, res[0][r], want, tol2, len[r], terms[r]));
+            }
+            free(want), free(tol2);
+        }
+    } else {
+        CHECK(0);
+    }
+    free(ref.y), free(ref.ya), free(ref.dx), free(ref.dxa), free(ref.dw), free(ref.dwa), free(ref.db), free(ref.dba);
+    for (int path = 0; path < 2; path++)
+        for (int r = 0; r < 4; r++) free(res[path][r]);
+}
+
+TEST(conv2d_direct_vs_im2col) {
+    bk__dconv d;
+    if (!bk__dconv_plan(&d, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, false)) {
+        fprintf(stderr, "  (this CPU or BRICK_GEMM_KERNEL has no direct convolution kernel: nothing to compare)\n");
+        return;
+    }
+    for (int t = 0; t < 4 * TRIALS; t++) {
+        conv_case c = rand_conv(4, 7, t % 3 == 0 ? 2 : 0, 1, t % 4 == 0 ? 2 : 0, -1);
+        if (t % 5 == 0) { /* kernels up to 5, as LeNet's */
+            c.KH = rand_int(4, 5), c.KW = rand_int(1, 5);
+            c.H += 4 * c.o.dilation[0], c.W += 4 * c.o.dilation[1];
+            for (int dim = 0; dim < 2; dim++) {
+                int64_t e = c.o.dilation[dim] * ((dim ? c.KW : c.KH) - 1) + 1;
+                (dim ? &c.OW : &c.OH)[0] = (dim ? c.W : c.H) + 2 * c.o.padding[dim] - e + 1;
+            }
+        }
+        direct_vs_im2col(&c);
+        bk_arena_reset(NULL);
+    }
+    static const int64_t fixed[][7] = {/* N, C, H, O, K, pad, W (odd sizes, 1x1, many small images) */
+                                       {3, 5, 9, 7, 1, 0, 11},  {2, 3, 1, 2, 3, 1, 1},   {37, 8, 7, 5, 3, 1, 7},
+                                       {19, 16, 4, 9, 3, 1, 4}, {5, 6, 14, 16, 5, 0, 13}, {4, 1, 28, 6, 5, 2, 28},
+                                       {3, 2, 3, 3, 1, 1, 4},   {2, 3, 5, 2, 3, 2, 6}}; /* padding past the kernel */
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        const int64_t *f = fixed[i];
+        conv_case c;
+        memset(&c, 0, sizeof c);
+        c.N = f[0], c.C = f[1], c.H = f[2], c.W = f[6], c.O = f[3], c.KH = c.KW = f[4];
+        c.o = (bk_conv2d_opts){{1, 1}, {f[5], f[5]}, {1, 1}, 1};
+        c.OH = c.H + 2 * f[5] - f[4] + 1, c.OW = c.W + 2 * f[5] - f[4] + 1;
+        c.bias = i % 2 == 0;
+        direct_vs_im2col(&c);
+        bk_arena_reset(NULL);
     }
 }
 
@@ -1064,6 +1164,7 @@ int main(void) {
     RUN(conv2d_gradcheck);
     RUN(conv2d_values);
     RUN(conv2d_threads_bitwise);
+    RUN(conv2d_direct_vs_im2col);
     RUN(max_pool2d_ties_torch);
     RUN(max_pool2d_ties_random);
     RUN(max_pool2d_nan_inf_ties);

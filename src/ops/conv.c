@@ -1,5 +1,6 @@
 /* conv.c - 2-d convolution (torch.nn.functional.conv2d), NCHW, with stride, padding,
- * dilation and groups, as im2col + GEMM.
+ * dilation and groups: stride 1 by the direct kernel of src/kernels/conv_direct.c where the
+ * CPU has one (forward, dx and dW each where it applies), everything else as im2col + GEMM.
  *
  * Shapes: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) -> y (N, O, OH, OW) with
  *   OH = (H + 2 PH - DH (KH - 1) - 1) / SH + 1   (likewise OW).
@@ -12,12 +13,17 @@
  * GEMMs single-threaded (bk_backend.sgemm_serial). With one chunk only (a single image),
  * the GEMM is threaded instead.
  *
+ * The direct kernel works on the same chunks, with its own per-thread buffers (the chunk's
+ * padded input planes and its outputs) in place of the columns, and the weights packed once
+ * per call.
+ *
  * The backward recomputes the columns rather than keeping them (they are K times larger
  * than the input). dW is summed per slice of consecutive chunks into its own buffer and the
  * slices are added in order; the slicing depends on the shapes only, so results are bitwise
  * identical for any thread count.
  */
 #include "internal.h"
+#include "kernels/conv_direct.h"
 
 #include <inttypes.h>
 
@@ -149,42 +155,74 @@ static void conv2d_backward(bk_node *node) {
     bk_tensor *db = bk_node_num_inputs(node) > 2 ? bk_node_grad_input(node, 2) : NULL;
     const bk_backend *be = bk__backend();
     int64_t L = p->OH * p->OW;
-    if (db)
+    if (db) /* 16 running sums per plane (i mod 16), added pairwise: a fixed order that vectorises */
         for (int64_t n = 0; n < p->N; n++)
             for (int64_t o = 0; o < p->O; o++) {
                 const float *g = G + (n * p->O + o) * L;
-                float s = 0;
-                for (int64_t i = 0; i < L; i++) s += g[i];
-                db->data[o] += s;
+                float s[16] = {0};
+                int64_t i = 0;
+                for (; i + 16 <= L; i += 16)
+                    for (int k = 0; k < 16; k++) s[k] += g[i + k];
+                for (int k = 0; i < L; i++, k++) s[k] += g[i];
+                for (int half = 8; half >= 1; half /= 2)
+                    for (int k = 0; k < half; k++) s[k] += s[k + half];
+                db->data[o] += s[0];
             }
     if (!dx && !dw) return;
-    /* per thread: columns and their gradient (K x chunk L each), gathered dY (Og x chunk L) */
+    /* dx and dW by the direct kernel where it applies (stride 1), else GEMMs with im2col
+     * and col2im */
+    bk__dconv dd, fd;
+    bool direct = dx && p->sh == 1 && p->sw == 1 &&
+                  bk__dconv_plan(&dd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
+                                 p->chunk, true);
+    bool direct_w = dw && p->sh == 1 && p->sw == 1 &&
+                    bk__dconv_plan(&fd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
+                                   p->chunk, false);
+    /* per thread: for dW the direct kernel's buffers or the columns (K x chunk L); for dx
+     * the direct kernel's buffers or the columns' gradient (K x chunk L); gathered dY
+     * (Og x chunk L) */
     int64_t ccols = p->chunk * L, WK = p->O * p->K;
-    int64_t per_thread = 2 * p->K * ccols + (p->chunk > 1 ? p->Og * ccols : 0);
+    int64_t n_col = !dw ? 0 : direct_w ? (int64_t)bk__dconv_work(&fd) : p->K * ccols;
+    int64_t n_dcol = !dx ? 0 : direct ? (int64_t)bk__dconv_work(&dd) : p->K * ccols;
+    n_col = (n_col + 15) / 16 * 16;
+    int64_t per_thread = n_col + n_dcol + (p->chunk > 1 && dw && !direct_w ? p->Og * ccols : 0);
+    per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
     float *partial = dw ? bk__scratch(1, (size_t)(WK * p->nslices)) : NULL;
-    if (!work || (dw && !partial)) {
+    float *wpack = direct ? bk__scratch(2, bk__dconv_wsize(&dd) * (size_t)p->groups) : NULL;
+    if (!work || (dw && !partial) || (direct && !wpack)) {
         bk__backward_fail();
         return;
     }
+    for (int64_t g = 0; direct && g < p->groups; g++)
+        bk__dconv_pack(&dd, w->data + g * p->Og * p->K, true, wpack + g * bk__dconv_wsize(&dd));
     int64_t per_slice = (p->nchunks + p->nslices - 1) / p->nslices;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->nslices > 1)
     for (int64_t sl = 0; sl < p->nslices; sl++) {
-        float *col = work + per_thread * thread_num(), *dcol = col + p->K * ccols, *gbuf = dcol + p->K * ccols;
+        float *col = work + per_thread * thread_num(), *dcol = col + n_col, *gbuf = dcol + n_dcol;
         float *dw_sl = dw ? partial + sl * WK : NULL;
         int64_t c_end = (sl + 1) * per_slice < p->nchunks ? (sl + 1) * per_slice : p->nchunks;
         for (int64_t ch = sl * per_slice; ch < c_end; ch++) {
             int64_t n0 = ch * p->chunk, nimg = p->N - n0 < p->chunk ? p->N - n0 : p->chunk, cols = nimg * L;
             for (int64_t g = 0; g < p->groups; g++) {
+                if (direct) /* dx (+)= conv(dY, W_g transposed and flipped) */
+                    bk__dconv_run(&dd, nimg, G + (n0 * p->O + g * p->Og) * L, p->O * L,
+                                  wpack + g * bk__dconv_wsize(&dd), NULL, dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
+                                  p->C * p->H * p->W, true, dcol);
+                if (direct_w) /* dW_g (+)= the correlation of dY_g with X_g */
+                    bk__dconv_dweights(&fd, nimg, x->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
+                                       p->C * p->H * p->W, G + (n0 * p->O + g * p->Og) * L, p->O * L,
+                                       dw_sl + g * p->Og * p->K, ch != sl * per_slice, col);
+                if ((!dw || direct_w) && (!dx || direct)) continue;
                 int64_t ldg;
                 const float *gy = grad_block(p, G, n0, nimg, g, gbuf, &ldg);
-                if (dw) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
+                if (dw && !direct_w) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
                     im2col(p, x->data, n0, nimg, g * p->Cg, col);
                     be->sgemm_serial(false, true, p->Og, p->K, cols, 1.0f, gy, ldg, col, cols,
                                      ch == sl * per_slice ? 0.0f : 1.0f, dw_sl + g * p->Og * p->K, p->K);
                 }
-                if (dx) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
+                if (dx && !direct) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
                     be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, w->data + g * p->Og * p->K, p->K, gy,
                                      ldg, 0.0f, dcol, cols);
                     col2im(p, dcol, n0, nimg, g * p->Cg, dx->data);
@@ -292,11 +330,20 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     bk_tensor *y = bk__tensor_arena(4, (int64_t[]){p.N, p.O, p.OH, p.OW}, false);
     if (!y) return NULL;
     const bk_backend *be = bk__backend();
-    /* per thread: the columns (K x chunk L) and, for several images, the output block */
-    int64_t ccols = p.chunk * L, per_thread = p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
+    bk__dconv dd;
+    bool direct = p.sh == 1 && p.sw == 1 &&
+                  bk__dconv_plan(&dd, p.Cg, p.H, p.W, p.Og, p.KH, p.KW, p.ph, p.pw, p.dh, p.dw, p.chunk, false);
+    /* per thread: the direct kernel's buffers, or the columns (K x chunk L) and, for
+     * several images, the output block */
+    int64_t ccols = p.chunk * L;
+    int64_t per_thread = direct ? (int64_t)bk__dconv_work(&dd) : p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
+    per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
-    if (!work) return NULL;
+    float *wpack = direct ? bk__scratch(2, bk__dconv_wsize(&dd) * (size_t)p.groups) : NULL;
+    if (!work || (direct && !wpack)) return NULL;
+    for (int64_t g = 0; direct && g < p.groups; g++)
+        bk__dconv_pack(&dd, w->data + g * p.Og * p.K, false, wpack + g * bk__dconv_wsize(&dd));
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p.nchunks > 1)
     for (int64_t ch = 0; ch < p.nchunks; ch++) {
         float *col = work + per_thread * thread_num(), *ycol = col + p.K * ccols;
@@ -304,6 +351,12 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
         for (int64_t g = 0; g < p.groups; g++) {
             const float *wg = w->data + g * p.Og * p.K;
             float *yg = y->data + (n0 * p.O + g * p.Og) * L;
+            if (direct) { /* Y_g = conv(X_g, W_g) + b_g, no columns */
+                bk__dconv_run(&dd, nimg, x->data + (n0 * p.C + g * p.Cg) * p.H * p.W, p.C * p.H * p.W,
+                              wpack + g * bk__dconv_wsize(&dd), b ? b->data + g * p.Og : NULL, yg, p.O * L, false,
+                              col);
+                continue;
+            }
             im2col(&p, x->data, n0, nimg, g * p.Cg, col);
             /* Y_g (Og, cols) = W_g (Og, K) @ col (K, cols): straight into y for one image */
             if (nimg == 1)

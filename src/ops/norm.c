@@ -20,6 +20,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -30,68 +31,96 @@
 #define PARALLEL_MIN ((int64_t)1 << 17)
 
 /* ---- sums ------------------------------------------------------------------------------
- * A sum of many floats in double, kept as four partial sums: element k of every row goes to
- * partial k % 4 and the total is (s0 + s1) + (s2 + s3). One running sum is a chain of
- * dependent additions (4 cycles each); four let the core overlap them. The order depends
- * only on the shape, so results do not depend on the thread count either. */
+ * A sum of many floats in double, kept as 17 partial sums: element k of a row goes to
+ * partial k % 16 while a whole block of 16 remains, the row's last n % 16 elements to the
+ * 17th, and the total is the 16 added pairwise (j + 8, j + 4, j + 2, j + 1), then the 17th.
+ * One running sum is a chain of dependent additions (4 cycles each); 16 independent ones are
+ * two vectors of 8 doubles (GCC's vector extension: one AVX-512 register each, or two or
+ * four smaller ones). The order depends only on the shape, so results do not depend on the
+ * thread count, nor on the instruction set that ran them (ISO C: no contraction into FMAs). */
 
-typedef struct sum4 {
-    double s0, s1, s2, s3;
-} sum4;
+#define LANES 16
 
-static inline double sum4_total(sum4 a) { return (a.s0 + a.s1) + (a.s2 + a.s3); }
+/* vectors are passed only to and from functions inlined here, so their ABI is moot */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+typedef struct sumv {
+    v8d lo, hi;  /* partials 0..7 and 8..15 */
+    double tail; /* the rows' last n % 16 elements */
+} sumv;
+
+static inline void sumv_zero(sumv *a) { a->lo = a->hi = (v8d){0}, a->tail = 0; }
+
+static inline double sumv_total(const sumv *a) {
+    v8d t = a->lo + a->hi;
+    double u[8];
+    memcpy(u, &t, sizeof u);
+    return (((u[0] + u[4]) + (u[2] + u[6])) + ((u[1] + u[5]) + (u[3] + u[7]))) + a->tail;
+}
+
+static inline __attribute__((always_inline)) v8f load8(const float *x) {
+    v8f v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+#define widen(v) __builtin_convertvector((v), v8d) /* 8 floats to 8 doubles */
 
 /* a += x[k] */
-static inline void sum4_row(sum4 *a, const float *x, int64_t n) {
+static inline void sumv_row(sumv *a, const float *x, int64_t n) {
     int64_t k = 0;
-    for (; k + 4 <= n; k += 4) a->s0 += x[k], a->s1 += x[k + 1], a->s2 += x[k + 2], a->s3 += x[k + 3];
-    for (; k < n; k++) a->s0 += x[k];
+    v8d lo = a->lo, hi = a->hi;
+    for (; k + LANES <= n; k += LANES) lo += widen(load8(x + k)), hi += widen(load8(x + k + 8));
+    for (; k < n; k++) a->tail += x[k];
+    a->lo = lo, a->hi = hi;
 }
 
 /* a += (x[k] - mu)^2 */
-static inline void sum4_sqdev(sum4 *a, const float *x, int64_t n, double mu) {
+static inline void sumv_sqdev(sumv *a, const float *x, int64_t n, double mu) {
     int64_t k = 0;
-    for (; k + 4 <= n; k += 4) {
-        double d0 = x[k] - mu, d1 = x[k + 1] - mu, d2 = x[k + 2] - mu, d3 = x[k + 3] - mu;
-        a->s0 += d0 * d0, a->s1 += d1 * d1, a->s2 += d2 * d2, a->s3 += d3 * d3;
+    v8d lo = a->lo, hi = a->hi;
+    for (; k + LANES <= n; k += LANES) {
+        v8d d0 = widen(load8(x + k)) - mu, d1 = widen(load8(x + k + 8)) - mu;
+        lo += d0 * d0, hi += d1 * d1;
     }
     for (; k < n; k++) {
         double d = x[k] - mu;
-        a->s0 += d * d;
+        a->tail += d * d;
     }
+    a->lo = lo, a->hi = hi;
 }
 
-/* a += g[k], b += g[k] xhat[k] with xhat = (x - mu) is in float, as the forward has it */
-static inline void sum4_grad(sum4 *a, sum4 *b, const float *g, const float *x, int64_t n, float mu, float is) {
-    int64_t k = 0;
-    for (; k + 4 <= n; k += 4) {
-        float x0 = (x[k] - mu) * is, x1 = (x[k + 1] - mu) * is, x2 = (x[k + 2] - mu) * is, x3 = (x[k + 3] - mu) * is;
-        a->s0 += g[k], a->s1 += g[k + 1], a->s2 += g[k + 2], a->s3 += g[k + 3];
-        b->s0 += (double)g[k] * x0, b->s1 += (double)g[k + 1] * x1;
-        b->s2 += (double)g[k + 2] * x2, b->s3 += (double)g[k + 3] * x3;
-    }
-    for (; k < n; k++) {
-        a->s0 += g[k];
-        b->s0 += (double)g[k] * ((x[k] - mu) * is);
-    }
-}
-
-/* a += dxhat[k], b += dxhat[k] xhat[k] with dxhat = g w (layer norm: a weight per element) */
-static inline void sum4_dxhat(sum4 *a, sum4 *b, const float *g, const float *w, const float *x, int64_t n, float mu,
+/* a += g[k] w[k], b += g[k] w[k] xhat[k] with xhat = (x - mu) is in float, as the forward
+ * has it; w == NULL: a weight of 1 (batch norm applies its weight to the totals) */
+static inline void sumv_dxhat(sumv *a, sumv *b, const float *g, const float *w, const float *x, int64_t n, float mu,
                               float is) {
     int64_t k = 0;
-    for (; k + 4 <= n; k += 4) {
-        float d0 = g[k] * w[k], d1 = g[k + 1] * w[k + 1], d2 = g[k + 2] * w[k + 2], d3 = g[k + 3] * w[k + 3];
-        a->s0 += d0, a->s1 += d1, a->s2 += d2, a->s3 += d3;
-        b->s0 += (double)d0 * ((x[k] - mu) * is), b->s1 += (double)d1 * ((x[k + 1] - mu) * is);
-        b->s2 += (double)d2 * ((x[k + 2] - mu) * is), b->s3 += (double)d3 * ((x[k + 3] - mu) * is);
+    v8d alo = a->lo, ahi = a->hi, blo = b->lo, bhi = b->hi;
+    for (; k + LANES <= n; k += LANES) {
+        v8f d0 = load8(g + k), d1 = load8(g + k + 8);
+        if (w) d0 *= load8(w + k), d1 *= load8(w + k + 8);
+        v8f x0 = (load8(x + k) - mu) * is, x1 = (load8(x + k + 8) - mu) * is;
+        alo += widen(d0), ahi += widen(d1);
+        blo += widen(d0) * widen(x0), bhi += widen(d1) * widen(x1);
     }
     for (; k < n; k++) {
-        float d = g[k] * w[k];
-        a->s0 += d;
-        b->s0 += (double)d * ((x[k] - mu) * is);
+        float d = w ? g[k] * w[k] : g[k];
+        a->tail += d;
+        b->tail += (double)d * ((x[k] - mu) * is);
     }
+    a->lo = alo, a->hi = ahi, b->lo = blo, b->hi = bhi;
 }
+
+/* The per-channel and per-row loops below are compiled for AVX-512, AVX2 and the baseline,
+ * chosen at run time (GCC's target_clones), since the default -O2 build targets SSE2 only.
+ * The clones compute the same bits: the same operations in the same order. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
 
 /* ---- batch norm ----------------------------------------------------------------------- */
 
@@ -101,14 +130,39 @@ typedef struct bn_params {
     float *mean, *invstd; /* per channel (arena) */
 } bn_params;
 
-/* Channel c's mean and biased variance: two passes, in double. */
-static void bn_stats(const bn_params *p, const float *X, int64_t c, double *mean, double *var) {
-    int64_t n = p->N * p->S;
-    sum4 s = {0, 0, 0, 0}, ss = {0, 0, 0, 0};
-    for (int64_t i = 0; i < p->N; i++) sum4_row(&s, X + (i * p->C + c) * p->S, p->S);
-    double mu = sum4_total(s) / (double)n;
-    for (int64_t i = 0; i < p->N; i++) sum4_sqdev(&ss, X + (i * p->C + c) * p->S, p->S, mu);
-    *mean = mu, *var = sum4_total(ss) / (double)n;
+/* Channel c of the backward. */
+SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const float *X, const float *G, float wv,
+                                            float *dx, float *dw, float *db) {
+    int64_t n = p->N * p->S, S = p->S;
+    const float mu = p->mean[c], is = p->invstd[c];
+    /* sum dy and sum dy xhat; dxhat = dy weight, so sum dxhat = weight sum dy and
+     * sum dxhat xhat = weight sum dy xhat */
+    sumv sg, sgx;
+    sumv_zero(&sg), sumv_zero(&sgx);
+    if (dw || db || p->use_batch_stats) /* (eval mode with frozen affine needs none) */
+        for (int64_t i = 0; i < p->N; i++) {
+            int64_t row = (i * p->C + c) * S;
+            sumv_dxhat(&sg, &sgx, G + row, NULL, X + row, S, mu, is);
+        }
+    double sb = sumv_total(&sg), sw = sumv_total(&sgx);
+    if (dw) dw[c] += (float)sw;
+    if (db) db[c] += (float)sb;
+    if (!dx) return;
+    const float m1 = (float)(wv * sb / (double)n), m2 = (float)(wv * sw / (double)n);
+    for (int64_t i = 0; i < p->N; i++) {
+        const float *x = X + (i * p->C + c) * S, *g = G + (i * p->C + c) * S;
+        float *d = dx + (i * p->C + c) * S;
+        if (p->use_batch_stats) {
+#pragma omp simd
+            for (int64_t k = 0; k < S; k++) {
+                float dxh = g[k] * wv, xh = (x[k] - mu) * is;
+                d[k] += is * (dxh - m1 - xh * m2);
+            }
+        } else { /* eval: mean and var are constants */
+#pragma omp simd
+            for (int64_t k = 0; k < S; k++) d[k] += is * (g[k] * wv);
+        }
+    }
 }
 
 static void bn_backward(bk_node *node) {
@@ -117,41 +171,41 @@ static void bn_backward(bk_node *node) {
     const float *G = bk_node_grad_output(node)->data;
     bk_tensor *dx = bk_node_grad_input(node, 0), *dw = bk_node_grad_input(node, 1);
     bk_tensor *db = bk_node_grad_input(node, 2);
-    int64_t n = p->N * p->S, S = p->S;
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
-    for (int64_t c = 0; c < p->C; c++) {
-        const float mu = p->mean[c], is = p->invstd[c], wv = Wt[c];
-        /* sum dy and sum dy xhat; dxhat = dy weight, so sum dxhat = weight sum dy and
-         * sum dxhat xhat = weight sum dy xhat */
-        sum4 sg = {0, 0, 0, 0}, sgx = {0, 0, 0, 0};
-        if (dw || db || p->use_batch_stats) /* (eval mode with frozen affine needs none) */
-            for (int64_t i = 0; i < p->N; i++) {
-                int64_t row = (i * p->C + c) * S;
-                sum4_grad(&sg, &sgx, G + row, X + row, S, mu, is);
-            }
-        double sb = sum4_total(sg), sw = sum4_total(sgx);
-        if (dw) dw->data[c] += (float)sw;
-        if (db) db->data[c] += (float)sb;
-        if (!dx) continue;
-        const float m1 = (float)(wv * sb / (double)n), m2 = (float)(wv * sw / (double)n);
-        for (int64_t i = 0; i < p->N; i++) {
-            const float *x = X + (i * p->C + c) * S, *g = G + (i * p->C + c) * S;
-            float *d = dx->data + (i * p->C + c) * S;
-            if (p->use_batch_stats) {
-#pragma omp simd
-                for (int64_t k = 0; k < S; k++) {
-                    float dxh = g[k] * wv, xh = (x[k] - mu) * is;
-                    d[k] += is * (dxh - m1 - xh * m2);
-                }
-            } else { /* eval: mean and var are constants */
-#pragma omp simd
-                for (int64_t k = 0; k < S; k++) d[k] += is * (g[k] * wv);
-            }
-        }
-    }
+    for (int64_t c = 0; c < p->C; c++)
+        bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, dw ? dw->data : NULL, db ? db->data : NULL);
 }
 
 static const bk_op OP_BATCH_NORM = {"batch_norm", bn_backward};
+
+/* Channel c of the forward: its statistics (or the fixed ones), then y. */
+SIMD_CLONES static void bn_forward_channel(bn_params *p, int64_t c, const float *X, float *Y, float wv, float bv,
+                                           const float *fixed_mean, const float *fixed_var, float eps,
+                                           double *var_out) {
+    double mu, var;
+    if (fixed_mean) {
+        mu = fixed_mean[c], var = fixed_var[c];
+    } else {
+        /* mean and biased variance: two passes, in double */
+        int64_t n = p->N * p->S;
+        sumv s, ss;
+        sumv_zero(&s), sumv_zero(&ss);
+        for (int64_t i = 0; i < p->N; i++) sumv_row(&s, X + (i * p->C + c) * p->S, p->S);
+        mu = sumv_total(&s) / (double)n;
+        for (int64_t i = 0; i < p->N; i++) sumv_sqdev(&ss, X + (i * p->C + c) * p->S, p->S, mu);
+        var = sumv_total(&ss) / (double)n;
+        if (var_out) var_out[c] = var;
+    }
+    p->mean[c] = (float)mu;
+    p->invstd[c] = (float)(1.0 / sqrt(var + eps));
+    const float m = p->mean[c], is = p->invstd[c];
+    for (int64_t i = 0; i < p->N; i++) {
+        const float *xr = X + (i * p->C + c) * p->S;
+        float *yr = Y + (i * p->C + c) * p->S;
+#pragma omp simd
+        for (int64_t k = 0; k < p->S; k++) yr[k] = (xr[k] - m) * is * wv + bv;
+    }
+}
 
 /* Normalises with the batch's statistics (var_out: the biased variances) or the given
  * ones and records the op. */
@@ -163,27 +217,9 @@ static bk_tensor *bn_forward(bn_params *p, bk_tensor *x, bk_tensor *w, bk_tensor
     p->invstd = bk__arena_alloc(a, sizeof(float) * C);
     bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
     if (!p->mean || !p->invstd || !y) return NULL;
-    const float *X = x->data;
-    int64_t S = p->S;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
-    for (int64_t c = 0; c < p->C; c++) {
-        double mu, var;
-        if (fixed_mean) {
-            mu = fixed_mean[c], var = fixed_var[c];
-        } else {
-            bn_stats(p, X, c, &mu, &var);
-            if (var_out) var_out[c] = var;
-        }
-        p->mean[c] = (float)mu;
-        p->invstd[c] = (float)(1.0 / sqrt(var + eps));
-        const float m = p->mean[c], is = p->invstd[c], wv = w->data[c], bv = b->data[c];
-        for (int64_t i = 0; i < p->N; i++) {
-            const float *xr = X + (i * p->C + c) * S;
-            float *yr = y->data + (i * p->C + c) * S;
-#pragma omp simd
-            for (int64_t k = 0; k < S; k++) yr[k] = (xr[k] - m) * is * wv + bv;
-        }
-    }
+    for (int64_t c = 0; c < p->C; c++)
+        bn_forward_channel(p, c, x->data, y->data, w->data[c], b->data[c], fixed_mean, fixed_var, eps, var_out);
     bk_tensor *in[3] = {x, w, b};
     return bk_op_record(&OP_BATCH_NORM, y, 3, in, p, sizeof *p);
 }
@@ -194,6 +230,24 @@ typedef struct ln_params {
     int64_t R, D;
     float *mean, *invstd; /* per row (arena) */
 } ln_params;
+
+/* Row r of dx. */
+SIMD_CLONES static void ln_backward_row(const ln_params *p, int64_t r, const float *X, const float *G,
+                                        const float *Wt, float *dx) {
+    int64_t D = p->D;
+    const float *x = X + r * D, *g = G + r * D;
+    const float mu = p->mean[r], is = p->invstd[r];
+    sumv s1, s2; /* sum dxhat, sum dxhat xhat */
+    sumv_zero(&s1), sumv_zero(&s2);
+    sumv_dxhat(&s1, &s2, g, Wt, x, D, mu, is);
+    const float m1 = (float)(sumv_total(&s1) / (double)D), m2 = (float)(sumv_total(&s2) / (double)D);
+    float *d = dx + r * D;
+#pragma omp simd
+    for (int64_t e = 0; e < D; e++) {
+        float xh = (x[e] - mu) * is, dxh = g[e] * Wt[e];
+        d[e] += is * (dxh - m1 - xh * m2);
+    }
+}
 
 static void ln_backward(bk_node *node) {
     const ln_params *p = bk_node_params(node);
@@ -206,19 +260,7 @@ static void ln_backward(bk_node *node) {
     (void)par; /* only the OpenMP pragmas read it */
     if (dx) {
 #pragma omp parallel for schedule(static) if (par)
-        for (int64_t r = 0; r < R; r++) {
-            const float *x = X + r * D, *g = G + r * D;
-            const float mu = p->mean[r], is = p->invstd[r];
-            sum4 s1 = {0, 0, 0, 0}, s2 = {0, 0, 0, 0}; /* sum dxhat, sum dxhat xhat */
-            sum4_dxhat(&s1, &s2, g, Wt, x, D, mu, is);
-            const float m1 = (float)(sum4_total(s1) / (double)D), m2 = (float)(sum4_total(s2) / (double)D);
-            float *d = dx->data + r * D;
-#pragma omp simd
-            for (int64_t e = 0; e < D; e++) {
-                float xh = (x[e] - mu) * is, dxh = g[e] * Wt[e];
-                d[e] += is * (dxh - m1 - xh * m2);
-            }
-        }
+        for (int64_t r = 0; r < R; r++) ln_backward_row(p, r, X, G, Wt, dx->data);
     }
     if (!dw && !db) return;
     /* dweight[e] = sum over rows of dy xhat, dbias[e] = sum of dy, in float, rows in order
@@ -249,6 +291,24 @@ static void ln_backward(bk_node *node) {
 
 static const bk_op OP_LAYER_NORM = {"layer_norm", ln_backward};
 
+/* Row r of the forward: its statistics, then y. */
+SIMD_CLONES static void ln_forward_row(ln_params *p, int64_t r, const float *X, float *Y, const float *wv,
+                                       const float *bv, float eps) {
+    int64_t D = p->D;
+    const float *xr = X + r * D;
+    sumv s, ss;
+    sumv_zero(&s), sumv_zero(&ss);
+    sumv_row(&s, xr, D);
+    double mu = sumv_total(&s) / (double)D;
+    sumv_sqdev(&ss, xr, D, mu);
+    p->mean[r] = (float)mu;
+    p->invstd[r] = (float)(1.0 / sqrt(sumv_total(&ss) / (double)D + eps));
+    const float m = p->mean[r], is = p->invstd[r];
+    float *yr = Y + r * D;
+#pragma omp simd
+    for (int64_t e = 0; e < D; e++) yr[e] = (xr[e] - m) * is * wv[e] + bv[e];
+}
+
 static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor *b, float eps) {
     bk_arena *a = bk_arena_current();
     size_t R = (size_t)(p->R ? p->R : 1);
@@ -256,22 +316,8 @@ static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor
     p->invstd = bk__arena_alloc(a, sizeof(float) * R);
     bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
     if (!p->mean || !p->invstd || !y) return NULL;
-    int64_t D = p->D;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
-    for (int64_t r = 0; r < p->R; r++) {
-        const float *xr = x->data + r * D;
-        sum4 s = {0, 0, 0, 0}, ss = {0, 0, 0, 0};
-        sum4_row(&s, xr, D);
-        double mu = sum4_total(s) / (double)D;
-        sum4_sqdev(&ss, xr, D, mu);
-        p->mean[r] = (float)mu;
-        p->invstd[r] = (float)(1.0 / sqrt(sum4_total(ss) / (double)D + eps));
-        const float m = p->mean[r], is = p->invstd[r];
-        float *yr = y->data + r * D;
-        const float *wv = w->data, *bv = b->data;
-#pragma omp simd
-        for (int64_t e = 0; e < D; e++) yr[e] = (xr[e] - m) * is * wv[e] + bv[e];
-    }
+    for (int64_t r = 0; r < p->R; r++) ln_forward_row(p, r, x->data, y->data, w->data, b->data, eps);
     bk_tensor *in[3] = {x, w, b};
     return bk_op_record(&OP_LAYER_NORM, y, 3, in, p, sizeof *p);
 }
