@@ -10,8 +10,13 @@
  * forward with the same masks, L = sum(output * upstream) over the outputs, backward, and
  * compares every output and gradient.
  *
- * Tolerance, as tests/test_parity.c (see tests/parity/README.md): |brick - torch| <=
- * 1e-6 + 2 E + 1e-5 |torch|, E = torch's float32 error on that tensor (capped at 1e-5).
+ * Tolerance: |brick - torch| <= 1e-6 + 3 E + 1e-5 |torch|, E = torch's float32 error on
+ * that tensor (capped at 1e-5). tests/test_parity.c allows 2 E (see tests/parity/README.md);
+ * here 3 E, because brick's own float32 error on these deep sums is not bounded by torch's:
+ * the two round independently (different summation orders), so |brick - torch| can reach
+ * E_brick + E with E_brick somewhat above E. Seen: seed 2774025506, decoder_stack_nonorm,
+ * the gradient of layers.0.self_attn.out_proj.bias at 1.07 of the 2 E bound (on main before
+ * and after the AVX-512 kernels alike, so it is not a kernel's doing).
  * NaN must appear exactly where torch has NaN (the fully masked attention row).
  *
  * Environment: BRICK_PARITY_DIR (default build/parity), BRICK_REQUIRE_TORCH=1 (a missing
@@ -24,6 +29,7 @@
 #define RTOL 1e-5
 #define ATOL 1e-6
 #define F32ERR_CAP 1e-5
+#define F32ERR_FACTOR 3 /* see the tolerance above */
 
 static int skipped_;
 
@@ -126,7 +132,7 @@ static void compare(const char *case_name, const char *what, const bk_tensor *go
         CHECK(want && got && bk_same_shape(got, want));
         return;
     }
-    double atol = ATOL + 2 * torch_f32_error(ref, what), worst = 0, max_abs = 0;
+    double atol = ATOL + F32ERR_FACTOR * torch_f32_error(ref, what), worst = 0, max_abs = 0;
     int shown = 0, nans = 0;
     for (int64_t i = 0; i < got->numel; i++) {
         double x = got->data[i], y = want->data[i];
