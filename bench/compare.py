@@ -432,12 +432,15 @@ def main():
         ap.error("--write-docs needs the full run (no --quick, no --only)")
     os.chdir(ROOT)
     need = [f"{a.build}/bench/model_bench", f"{a.build}/bench/encoder_layer", a.brick]
+    if a.build == "build":
+        # Always through make, not only when a program is missing: a stale build/brick next to
+        # a rebuilt libbrick.a would time the old code (it happened: the train-lm row and the
+        # version line of one run came from a brick built before the merges they reported).
+        subprocess.run(["make", "-s", "-j2"] + need, check=True)
     missing = [p for p in need if not os.access(p, os.X_OK)]
     if missing:
-        if a.build != "build":
-            print(f"compare.py: missing {', '.join(missing)} (build them with make)", file=sys.stderr)
-            return 1
-        subprocess.run(["make", "-s", "-j2"] + missing, check=True)
+        print(f"compare.py: missing {', '.join(missing)} (build them with make)", file=sys.stderr)
+        return 1
 
     torch_ok = subprocess.run([a.python, "-c", "import torch"], capture_output=True).returncode == 0
     bench = Bench(a)
