@@ -26,6 +26,12 @@
 typedef void bk__gemm_micro_fn(int64_t kc, const float *a, const float *b, int64_t bs,
                                float alpha, float beta, float *c, int64_t ldc);
 
+/* C = alpha * op(A) @ op(B) + beta * C over the whole product, unpacked (small_nn: op(B) = B;
+ * small_nt: op(A) = A, op(B) = B^T). beta == 0: C is only written. */
+typedef void bk__gemm_small_fn(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float *A, int64_t lda, const float *B, int64_t ldb,
+                               float beta, float *C, int64_t ldc);
+
 typedef struct bk__gemm_kernel {
     const char *name;    /* for bk_gemm_kernel(), e.g. "avx2-fma 6x16" */
     const char *key;     /* its BRICK_GEMM_KERNEL value: "portable", "avx2", "avx512" */
@@ -43,12 +49,12 @@ typedef struct bk__gemm_kernel {
      * having done nothing, for a w it does not handle. */
     bool (*pack_rows)(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst,
                       int64_t ps);
-    /* Optional: the whole product, for one the driver runs on one thread, read where the
-     * operands lie: no packing, no allocation. Returns false, having done nothing, for a
-     * shape or transpose combination where packing is faster. */
-    bool (*small)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                  float *C, int64_t ldc);
+    /* Optional (both or neither): the whole product read where the operands lie, no
+     * packing, no allocation: small_nn for op(A) @ B (A transposed when ta), small_nt for
+     * A @ B^T. The driver decides when they beat packing (gemm.c, small_product) and calls
+     * them only for products it runs on one thread. */
+    bk__gemm_small_fn *small_nn;
+    bk__gemm_small_fn *small_nt; /* (ta is always false) */
 } bk__gemm_kernel;
 
 /* The AVX2+FMA and AVX-512 kernels exist on x86 with GCC or Clang (they are compiled with

@@ -287,11 +287,12 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
 }
 #undef BK_LOAD
 
-__attribute__((target("avx2,fma"))) static void small_nt(int64_t M, int64_t N, int64_t K,
+__attribute__((target("avx2,fma"))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K,
                                                          float alpha, const float *A,
                                                          int64_t lda, const float *B,
                                                          int64_t ldb, float beta, float *C,
                                                          int64_t ldc) {
+    (void)ta; /* (always false: A @ B^T) */
     for (int64_t i = 0; i < M; i++) {
         int64_t j0 = 0;
         for (; j0 + 8 <= N; j0 += 8)
@@ -300,21 +301,6 @@ __attribute__((target("avx2,fma"))) static void small_nt(int64_t M, int64_t N, i
             nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
                      C + i * ldc + j0);
     }
-}
-
-/* The same limits as the AVX-512 kernel's (gemm_avx512.c: B in L2; dot products only with
- * K >= 8 and few rows or columns of C). */
-static bool small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                  int64_t ldc) {
-    if ((double)K * (double)N > 65536.0) return false;
-    if (!tb)
-        small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (!ta && K >= 8 && (M <= 8 || N <= 16))
-        small_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        return false;
-    return true;
 }
 
 static bool usable(void) {
@@ -332,7 +318,8 @@ const bk__gemm_kernel bk__gemm_kernel_avx2 = {
     .nc = 4080,
     .micro = micro_6x16,
     .pack_rows = bk__gemm_pack_rows_avx2,
-    .small = small,
+    .small_nn = small_nn,
+    .small_nt = small_nt,
 };
 
 #else

@@ -184,11 +184,12 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
     _mm512_mask_storeu_ps(cij, mj, r);
 }
 
-__attribute__((target("avx512f"))) static void small_nt(int64_t M, int64_t N, int64_t K,
+__attribute__((target("avx512f"))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K,
                                                         float alpha, const float *A,
                                                         int64_t lda, const float *B,
                                                         int64_t ldb, float beta, float *C,
                                                         int64_t ldc) {
+    (void)ta; /* (always false: A @ B^T) */
     for (int64_t i = 0; i < M; i++) {
         int64_t j0 = 0;
         for (; j0 + 16 <= N; j0 += 16)
@@ -197,27 +198,6 @@ __attribute__((target("avx512f"))) static void small_nt(int64_t M, int64_t N, in
             nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
                      C + i * ldc + j0);
     }
-}
-
-/* Whether the unpacked path beats packing, measured on Zen 4 (the driver asks only for
- * products it runs on one thread). Both forms re-read B for every block of rows of C, so B
- * must stay in L2 (K * N <= 64Ki floats = 256 KiB); then op(A) @ B ran as fast as the packed
- * path or faster up to there (10x256x256 TN 17.6 against 23.9 us, 64x32x32 1.3 against
- * 2.0 us). The dot products of op(A) = A @ B^T waste lanes when K is small and cost a
- * reduction per 16 outputs: they won only with K >= 8 and few rows of C (4x256x256 10.8
- * against 28.1 us; 256x20x2 lost, 7.4 against 1.7 us) or few columns (the MLP's 10 outputs:
- * 256x10x256). A^T @ B^T always packs. */
-static bool small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                  int64_t ldc) {
-    if ((double)K * (double)N > 65536.0) return false;
-    if (!tb)
-        small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (!ta && K >= 8 && (M <= 8 || N <= 16))
-        small_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        return false;
-    return true;
 }
 
 static bool usable(void) {
@@ -237,7 +217,8 @@ const bk__gemm_kernel bk__gemm_kernel_avx512 = {
     .micro = micro_16x16,
     .micro_half = micro_8x16,
     .pack_rows = bk__gemm_pack_rows_avx2,
-    .small = small,
+    .small_nn = small_nn,
+    .small_nt = small_nt,
 };
 
 #else
