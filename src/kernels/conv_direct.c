@@ -124,14 +124,16 @@ typedef void dconv_run_fn(const bk__dconv *d, int64_t nimg, const float *src, in
 typedef void dconv_dw_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
                          int64_t dy_img, float *dw, bool accumulate, float *work);
 
-/* The best kernel for this CPU, or NULL: then conv2d keeps im2col + GEMM. With
- * BRICK_GEMM_KERNEL=portable there is none, so that choice still rounds the same on every
- * x86-64 CPU and runs no AVX under valgrind. */
+/* The kernel of the instruction set the GEMM uses (bk_gemm_kernel: the CPU's best, or
+ * BRICK_GEMM_KERNEL's choice), or NULL: then conv2d keeps im2col + GEMM. So one switch
+ * picks both: avx2 runs the AVX2 convolution on an AVX-512 CPU too, and portable runs none,
+ * so that choice still rounds the same on every x86-64 CPU and runs no AVX under valgrind.
+ * (The GEMM picks avx512 only where AVX-512 and AVX2 run, avx2 only where AVX2 and FMA do.) */
 static dconv_run_fn *best_run(void) {
 #ifdef DCONV_X86
-    if (!strncmp(bk_gemm_kernel(), "portable", 8)) return NULL;
-    if (__builtin_cpu_supports("avx512f")) return run_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return run_avx2;
+    const char *k = bk_gemm_kernel();
+    if (!strncmp(k, "avx512", 6)) return run_avx512;
+    if (!strncmp(k, "avx2", 4)) return run_avx2;
 #endif
     return NULL;
 }
