@@ -57,8 +57,13 @@ static int64_t dconv_q(const bk__dconv *d, int64_t nimg) {
 #define DCONV_X86 1
 #include <immintrin.h>
 
+/* GCC takes a target pragma; clang ignores it and needs its attribute pragma instead */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+#endif
 #define V __m512
 #define VL 16
 #define PV 6
@@ -82,10 +87,18 @@ static int64_t dconv_q(const bk__dconv *d, int64_t nimg) {
 #undef VZERO
 #undef VFMA
 #undef FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 /* the 8 lanes of v added pairwise: (0+4, 1+5, 2+6, 3+7), then (0+2, 1+3), then 0+1 */
 static inline float sum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -116,7 +129,11 @@ static inline float sum8(__m256 v) {
 #undef VZERO
 #undef VFMA
 #undef FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 typedef void dconv_run_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
