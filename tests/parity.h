@@ -109,6 +109,32 @@ static inline void parity_check_names(const char *case_name, const char *what, c
     CHECK(same);
 }
 
+/* The module's parameter, state-dict and buffer name lists (the caller frees them), each
+ * checked against torch's (ref metadata param_names, state_names, buffer_names: the state
+ * dict brick would save must be PyTorch's, in PyTorch's order). False when a list could
+ * not be made. */
+static inline bool parity_module_names(const char *case_name, const bk_module *m, const bk_safetensors *ref,
+                                       bk_param_list **params, bk_param_list **state, bk_param_list **buffers) {
+    *params = bk_module_named(m, BK_PARAMS);
+    *state = bk_module_named(m, BK_STATE);
+    *buffers = bk_module_named(m, BK_BUFFERS);
+    CHECK(*params && *state && *buffers);
+    if (!*params || !*state || !*buffers) return false;
+    parity_check_names(case_name, "named parameters", *params, bk_safetensors_meta(ref, "param_names"));
+    parity_check_names(case_name, "state dict", *state, bk_safetensors_meta(ref, "state_names"));
+    parity_check_names(case_name, "buffers", *buffers, bk_safetensors_meta(ref, "buffer_names"));
+    return true;
+}
+
+/* The generators' loss: backward from y with the ref's "upstream" (L = sum(y * upstream)),
+ * or from the scalar y itself when there is none. CHECKs and returns bk_backward's status. */
+static inline int parity_backward(bk_tensor *y, const bk_safetensors *ref) {
+    int rc = parity_has_tensor(ref, "upstream") ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
+                                                : bk_backward(y);
+    CHECK(rc == 0);
+    return rc;
+}
+
 /* Worst errors over a group of comparisons (a case, or one optimizer step), and how a
  * group compares: exact (bit for bit, up to the sign of zero) or nan_equal (a NaN in
  * torch's tensor must be a NaN in brick's; otherwise a NaN never passes). */

@@ -297,14 +297,7 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
     CHECK(meta_case && strcmp(meta_case, name) == 0);
 
     // Names first: the state dict brick would save must be PyTorch's, in PyTorch's order.
-    params = bk_module_named(m, BK_PARAMS);
-    state = bk_module_named(m, BK_STATE);
-    buffers = bk_module_named(m, BK_BUFFERS);
-    CHECK(params && state && buffers);
-    if (!params || !state || !buffers) goto done;
-    parity_check_names(name, "named parameters", params, bk_safetensors_meta(ref, "param_names"));
-    parity_check_names(name, "state dict", state, bk_safetensors_meta(ref, "state_names"));
-    parity_check_names(name, "buffers", buffers, bk_safetensors_meta(ref, "buffer_names"));
+    if (!parity_module_names(name, m, ref, &params, &state, &buffers)) goto done;
 
     // Strict loading refuses a file whose names are not the model's (the ref file holds
     // "input", "output", ... and no weights), names what is wrong, and changes nothing.
@@ -353,12 +346,7 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
     }
 
     // Backward: L = output for a scalar, L = (output * upstream).sum() otherwise.
-    if (parity_has_tensor(ref, "upstream"))
-        rc = bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false);
-    else
-        rc = bk_backward(y);
-    CHECK(rc == 0);
-    if (rc != 0) goto done;
+    if (parity_backward(y, ref) != 0) goto done;
     compare(name, "input.grad", x->grad, bk_safetensors_get(ref, "input.grad"), ref);
     for (int i = 0; i < params->n; i++) {
         char key[160];
@@ -452,11 +440,7 @@ static void run_op_case(const char *name, const char *input_names, op_fn fn) {
     bk_tensor *y = fn(in);
     compare(name, "output", y, bk_safetensors_get(ref, "output"), ref);
     if (!y) goto done;
-    int rc = parity_has_tensor(ref, "upstream")
-                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
-                 : bk_backward(y);
-    CHECK(rc == 0);
-    if (rc != 0) goto done;
+    if (parity_backward(y, ref) != 0) goto done;
     for (int i = 0; i < n; i++) {
         char key[64];
         snprintf(key, sizeof key, "%s.grad", names[i]);

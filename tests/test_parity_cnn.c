@@ -212,14 +212,7 @@ static void run_module_case(const cnn_case *c) {
     CHECK(!ends_with(name, "_train") || training);
     CHECK(!ends_with(name, "_eval") || !training);
 
-    params = bk_module_named(m, BK_PARAMS);
-    state = bk_module_named(m, BK_STATE);
-    buffers = bk_module_named(m, BK_BUFFERS);
-    CHECK(params && state && buffers);
-    if (!params || !state || !buffers) goto done;
-    parity_check_names(name, "named parameters", params, bk_safetensors_meta(ref, "param_names"));
-    parity_check_names(name, "state dict", state, bk_safetensors_meta(ref, "state_names"));
-    parity_check_names(name, "buffers", buffers, bk_safetensors_meta(ref, "buffer_names"));
+    if (!parity_module_names(name, m, ref, &params, &state, &buffers)) goto done;
 
     if (state->n > 0) { /* parameter-free blocks have an empty state dict */
         int rc = bk_module_load_from(m, w, true);

@@ -158,11 +158,7 @@ static void run_loss_case(const loss_case *lc) {
     if (!y) goto done;
     CHECK(all_finite(y));
 
-    int rc = parity_has_tensor(ref, "upstream")
-                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
-                 : bk_backward(y);
-    CHECK(rc == 0);
-    if (rc != 0) goto done;
+    if (parity_backward(y, ref) != 0) goto done;
     for (int i = 0; i < n_in; i++) {
         char key[32];
         snprintf(key, sizeof key, "%s.grad", names[i]);
