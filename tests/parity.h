@@ -126,6 +126,17 @@ static inline bool parity_module_names(const char *case_name, const bk_module *m
     return true;
 }
 
+/* Frees what a module case holds (any of it may be NULL). */
+static inline void parity_module_case_free(bk_module *m, bk_safetensors *w, bk_safetensors *ref, bk_param_list *params,
+                                           bk_param_list *state, bk_param_list *buffers) {
+    bk_param_list_free(params);
+    bk_param_list_free(state);
+    bk_param_list_free(buffers);
+    bk_module_free(m);
+    bk_safetensors_free(w);
+    bk_safetensors_free(ref);
+}
+
 /* The generators' loss: backward from y with the ref's "upstream" (L = sum(y * upstream)),
  * or from the scalar y itself when there is none. CHECKs and returns bk_backward's status. */
 static inline int parity_backward(bk_tensor *y, const bk_safetensors *ref) {

@@ -264,12 +264,7 @@ static void run_module_case(const cnn_case *c) {
     parity_stats_print(name, &case_err_);
 
 done:
-    bk_param_list_free(params);
-    bk_param_list_free(state);
-    bk_param_list_free(buffers);
-    bk_module_free(m);
-    bk_safetensors_free(w);
-    bk_safetensors_free(ref);
+    parity_module_case_free(m, w, ref, params, state, buffers);
 }
 
 /* ======================================================================================
