@@ -8,6 +8,8 @@
 
 #include "brick.h"
 
+#include "core/buf.h"
+
 #include <stdarg.h>
 #include <string.h>
 
@@ -16,6 +18,13 @@
 /* ---- errors -------------------------------------------------------------------------- */
 /* True when the thread has an unread error (bk_clear_error resets it). */
 bool bk__error_pending(void);
+/* Records "<who>: <path>: <message>", the form of every file reader's and writer's
+ * messages. Always returns false, for `return bk__file_error(...)`. */
+bool bk__file_error(const char *who, const char *path, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* Prefixes the current error message with "prefix: " (used to add context). */
 void bk__error_prefix(const char *fmt, ...)
 #if defined(__GNUC__)
@@ -73,6 +82,22 @@ void bk__atomic_fail(bk__atomic_file *a, const char *step);
 
 /* The path a loaded file was read from (for messages). Do not free. */
 const char *bk__safetensors_path(const bk_safetensors *st);
+/* Matching wanted tensors against a loaded file before a load copies anything (state
+ * dicts, checkpoints: a failed load changes nothing). For each of the n wanted names[i]
+ * with the shape of want[i]: found[i] is the file's tensor of that name and shape, or NULL
+ * with the name added to r->missing or (another shape) "<name> <file shape> in file vs
+ * <shape><vs>" to r->mismatch. Every file tensor that no name asked for is added to
+ * r->unexpected, except those whose name starts with skip_prefix (may be NULL). The
+ * lists are ", "-separated (bk__str_item); check their oom flags. 0, or -1 with an error
+ * (out of memory). Free the report with bk__st_report_free (also after a failure). */
+typedef struct bk__st_report {
+    bk__str missing, unexpected, mismatch;
+    int n_missing, n_unexpected, n_mismatch;
+} bk__st_report;
+int bk__safetensors_match(const bk_safetensors *st, int n, const char *const *names,
+                          bk_tensor *const *want, const char *vs, const char *skip_prefix,
+                          bk_tensor **found, bk__st_report *r);
+void bk__st_report_free(bk__st_report *r);
 
 /* ---- loops ---------------------------------------------------------------------------- */
 /* for (i = 0; i < n; i++) { BODY }, vectorised (`omp simd`: GCC -O2 alone does not vectorise

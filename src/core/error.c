@@ -41,6 +41,16 @@ void bk_set_error(const char *fmt, ...) {
     error_set = true;
 }
 
+bool bk__file_error(const char *who, const char *path, const char *fmt, ...) {
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    bk_set_error("%s: %s: %s", who, path, msg);
+    return false;
+}
+
 void bk__error_prefix(const char *fmt, ...) {
     char raw[512], prefix[512], old[BK_ERROR_MAX];
     va_list ap;
