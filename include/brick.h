@@ -740,6 +740,12 @@ FILE *bk_file_open_read(const char *path);
  * same rule as bk_safetensors_save). A new file gets mode 0666 & ~umask. 0, or -1 with
  * the error "<path>: cannot <step> (<temporary file>): <reason>". */
 int bk_file_write_atomic(const char *path, const void *data, size_t n);
+/* Checks, before a long run, that bk_file_write_atomic can later write `bytes` bytes to
+ * path: creates the temporary file such a write makes, reserves the room
+ * (posix_fallocate; not checked on a file system without it) and removes it. path itself
+ * is not touched. 0, or -1 with the error "<path> cannot be written: cannot create a file
+ * there: <reason>" or "<path> cannot be written: no room for its <n> MiB: <reason>". */
+int bk_file_check_writable(const char *path, int64_t bytes);
 
 /* ------------------------------------------------------------------------------------ */
 /* safetensors files                                                                    */

@@ -75,6 +75,7 @@ typedef struct bk__atomic_file {
     char *tmp;              /* "<path>.tmp.XXXXXX" */
     int fd;                 /* holds the temporary file's flock until after the rename */
     FILE *f;                /* writes through a duplicate of fd */
+    int err;                /* after a failure: its errno */
 } bk__atomic_file;
 FILE *bk__atomic_open(bk__atomic_file *a, const char *path, const char *who);
 int bk__atomic_commit(bk__atomic_file *a);

@@ -15,6 +15,8 @@
  *     forever) is refused by bk_rng_set_state and bk_loader_set_rng, which change nothing;
  *   - bk_file_write_atomic replaces a file, removes the leftovers of killed writers (but not
  *     a temporary file a live writer holds), and leaves the old file on failure;
+ *   - bk_file_check_writable probes with the writer's own temporary file and leaves no
+ *     file behind, nor removes one it did not make;
  *   - bk_checkpoint_load_from loads from a file read once.
  */
 #define _XOPEN_SOURCE 700 /* mkdtemp, mkfifo, alarm, flock via sys/file.h */
@@ -27,6 +29,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,6 +309,38 @@ TEST(atomic_writer_replaces_and_cleans_up) {
     CHECK(count_prefix("log.csv.tmp.") == 0);
 }
 
+/* The CLI's check before training (was its own "<path>.probe.<pid>" file, which it
+ * unlinked blindly first: another process's file of that name was lost). */
+TEST(writable_check_uses_the_writer_s_temporary_file) {
+    const char *path = in_tmp("out.csv");
+    char other[600], buf[64];
+    snprintf(other, sizeof other, "%s.probe.%ld", path, (long)getpid());
+    FILE *f = fopen(other, "w");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    CHECK(bk_file_write_atomic(path, "old\n", 4) == 0);
+    CHECK(bk_file_check_writable(path, 1 << 20) == 0);
+    CHECK(access(other, F_OK) == 0); /* not its file: left alone */
+    CHECK(slurp(path, buf, sizeof buf) == 4 && !strcmp(buf, "old\n")); /* path untouched */
+    CHECK(count_prefix("out.csv.tmp.") == 0);                            /* nothing left */
+    CHECK(bk_file_check_writable(in_tmp("new.csv"), 0) == 0);
+    CHECK(access(in_tmp("new.csv"), F_OK) != 0); /* a check creates nothing */
+    CHECK_FAILS_INT(bk_file_check_writable(in_tmp("no/such/dir.csv"), 10),
+                    "no/such/dir.csv cannot be written: cannot create a file there: No such file");
+    CHECK_FAILS_INT(bk_file_check_writable(NULL, 10), "file_check_writable: path is NULL");
+    /* no room: a file size limit of 64 KiB against 1 MiB */
+    struct rlimit old_limit, small = {65536, 65536};
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    if (getrlimit(RLIMIT_FSIZE, &old_limit) == 0 && setrlimit(RLIMIT_FSIZE, &small) == 0) {
+        CHECK_FAILS_INT(bk_file_check_writable(path, 1 << 20),
+                        "out.csv cannot be written: no room for its 1.0 MiB: File too large");
+        setrlimit(RLIMIT_FSIZE, &old_limit);
+    }
+    signal(SIGXFSZ, old_handler);
+    CHECK(count_prefix("out.csv.tmp.") == 0);
+    unlink(other);
+}
+
 TEST(checkpoint_load_from_a_file_read_once) {
     const char *path = in_tmp("ck.safetensors");
     bk_manual_seed(4);
@@ -333,6 +368,7 @@ int main(void) {
     RUN(readers_refuse_a_fifo_at_once);
     RUN(even_rng_increments_are_refused);
     RUN(atomic_writer_replaces_and_cleans_up);
+    RUN(writable_check_uses_the_writer_s_temporary_file);
     RUN(checkpoint_load_from_a_file_read_once);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
