@@ -132,6 +132,7 @@ void bk_manual_seed(uint64_t seed);
 
 typedef struct bk_node bk_node;
 typedef struct bk_arena bk_arena;
+typedef struct bk_module bk_module; /* a block: "Modules (blocks)" below */
 
 /* A float32 n-dimensional tensor. Storage is always contiguous and row-major; `stride`
  * is kept for the backends and for views. Read fields freely; change them only through
@@ -149,7 +150,6 @@ typedef struct bk_tensor {
     bool requires_grad;          /* gradient wanted for this tensor */
     bool is_param;               /* owned by a module as a parameter or buffer */
     bool owns_data;              /* heap tensors: data is freed with the tensor */
-    uint32_t visit;              /* backward bookkeeping */
 } bk_tensor;
 
 #define BK_TENSOR_MAGIC 0x6b72624bu /* "Kbrk" */
@@ -442,8 +442,6 @@ bk_tensor *bk_causal_mask(int64_t size);
 /* A boolean mask (nonzero = forbidden) as an additive one (-inf / 0). Arena tensor. */
 bk_tensor *bk_attn_mask_from_bool(bk_tensor *mask);
 
-typedef struct bk_module bk_module;
-
 /* nn.Embedding(num_embeddings, embedding_dim): weight N(0, 1). bk_forward(m, ids) looks
  * the ids up (see bk_embedding). The _padded form is nn.Embedding(..., padding_idx):
  * negative padding_idx counts from the end, as in torch; that row starts at zero and gets
@@ -552,8 +550,6 @@ double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud
 /* Modules (blocks)                                                                     */
 /* ------------------------------------------------------------------------------------ */
 
-typedef struct bk_module bk_module;
-
 /* What makes a kind of block: its name (as print(net) shows it), its forward, and
  * optionally a description of its settings and a destructor for extra state. */
 typedef struct bk_module_class {
@@ -632,12 +628,13 @@ typedef struct bk_param_list {
     bk_tensor **tensors; /* borrowed from the modules */
     bool *trainable;
 } bk_param_list;
-/* which: BK_PARAMS (parameters), BK_BUFFERS (buffers), BK_STATE (state dict order:
- * per module its params then its persistent buffers, then its children; duplicates kept
- * under every name, as torch's state_dict); anything else is an error. Free with
+/* Which tensors of a block tree to list: BK_PARAMS (parameters), BK_BUFFERS (buffers),
+ * BK_STATE (state dict order: per module its params then its persistent buffers, then its
+ * children; duplicates kept under every name, as torch's state_dict); any other value is
+ * an error. (The values are bits: BK_STATE = BK_PARAMS | BK_BUFFERS.) Free the list with
  * bk_param_list_free (NULL is fine). */
-enum { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 };
-bk_param_list *bk_module_named(const bk_module *m, int which);
+typedef enum bk_named_kind { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 } bk_named_kind;
+bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which);
 void bk_param_list_free(bk_param_list *l);
 
 int64_t bk_module_num_params(const bk_module *m, bool trainable_only);

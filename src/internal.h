@@ -31,17 +31,6 @@ void bk__error_prefix(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
-/* For NULL propagation: if any of the n tensors is NULL or released, records
- * "<op>: input <i> is NULL" (unless an error is already pending) and returns false.
- * Inline, since every op and block checks its inputs; the message is written out of line
- * (bk__inputs_report). */
-bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts);
-static inline bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
-    for (int i = 0; i < n; i++)
-        if (!ts[i] || ts[i]->magic != BK_TENSOR_MAGIC) return bk__inputs_report(op, n, ts);
-    return true;
-}
-
 /* For public functions taking a block: false, with "<who>: module is NULL" or "<who>: not
  * a live module (...)", unless m is a block made by bk_module_new and not yet freed (as far
  * as can be told without a magic number: a class and a positive reference count, which
@@ -117,6 +106,18 @@ void bk__st_report_free(bk__st_report *r);
             for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
         }                                                                                 \
     } while (0)
+
+/* ---- tensors given by a caller (tensor/tensor.c) ----------------------------------------- */
+/* For NULL propagation: if any of the n tensors is NULL or released, records
+ * "<op>: input <i> is NULL" (unless an error is already pending) and returns false.
+ * Inline, since every op and block checks its inputs; the message is written out of line
+ * (bk__inputs_report). */
+bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts);
+static inline bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
+    for (int i = 0; i < n; i++)
+        if (!ts[i] || ts[i]->magic != BK_TENSOR_MAGIC) return bk__inputs_report(op, n, ts);
+    return true;
+}
 
 /* ---- sizes --------------------------------------------------------------------------- */
 /* a*b into *out; false on overflow or negative operands. Inline, and with the compiler's
@@ -198,10 +199,7 @@ void bk__backward_fail(void);
 /* Should an op with these inputs record history? (grad mode on and any input needs it) */
 bool bk__needs_grad(int n, bk_tensor *const *ts);
 
-/* ---- anomaly mode and the block stack (autograd/anomaly.c) ----------------------------- */
-/* bk_forward brackets a block's forward with these (the stack names blocks in messages). */
-void bk__block_push(const bk_module *m);
-void bk__block_pop(void);
+/* ---- anomaly mode (autograd/anomaly.c) ------------------------------------------------ */
 /* Anomaly mode only (bk_is_detect_anomaly): false, with the error set, when out holds a
  * NaN or Inf (blaming an input that already held one). */
 bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs,
@@ -209,9 +207,25 @@ bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_input
 /* Anomaly mode only: false, with the error set, when a gradient of n's inputs holds a NaN
  * or Inf after n's backward ran. */
 bool bk__anomaly_check_grads(const bk_node *n);
-/* The current block path copied into arena a for a node ("" outside any block), or NULL
+/* The current location copied into arena a for a node ("" outside any block), or NULL
  * if out of memory. Called in anomaly mode only. */
 const char *bk__anomaly_block_copy(bk_arena *a);
+/* Where an op runs, for anomaly messages. Autograd knows nothing of blocks: the layer
+ * above (nn/block_stack.c) installs these hooks on a thread; without them every op runs
+ * "outside any block". Each writes a NUL-terminated string of at most n bytes. */
+typedef struct bk__where_hooks {
+    /* the running location ("Sequential/1:Linear"), "" outside any block */
+    void (*path)(char *buf, size_t n);
+    /* "parameter 'weight' of <path>" when t belongs to the innermost location, else "" */
+    void (*owner)(const bk_tensor *t, char *buf, size_t n);
+} bk__where_hooks;
+void bk__anomaly_set_where(const bk__where_hooks *hooks);
+
+/* ---- the block stack (nn/block_stack.c) ------------------------------------------------- */
+/* bk_forward brackets a block's forward with these (the stack names blocks in anomaly
+ * messages). */
+void bk__block_push(const bk_module *m);
+void bk__block_pop(void);
 
 /* ---- the compute backend --------------------------------------------------------------
  * Every heavy kernel goes through this table so that a BLAS, threaded or GPU backend can

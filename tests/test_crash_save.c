@@ -20,6 +20,7 @@
 #define _DEFAULT_SOURCE   /* flock */
 
 #include "test.h"
+#include "files.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -34,31 +35,10 @@
 #define MIN_TRIALS 50
 #define TIME_BUDGET_S 15.0 /* a slow disk ends the run early, after MIN_TRIALS at least */
 
-static char tmpdir[64];
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-#define MAX_TEMPS 64
-
-/* The names of the temporary files in dir (at most MAX_TEMPS); returns how many. */
-static int list_temp_files(const char *dir, char names[][256]) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int count = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.") && count < MAX_TEMPS)
-            snprintf(names[count++], 256, "%s", e->d_name);
-    closedir(d);
-    return count;
-}
-
-static int count_temp_files(const char *dir) {
-    static char names[MAX_TEMPS][256];
-    return list_temp_files(dir, names);
 }
 
 /* Is there a name in now[0..n_now) that is not in before[0..n_before)? */
@@ -69,19 +49,6 @@ static bool has_new_name(char now[][256], int n_now, char before[][256], int n_b
         if (!old) return true;
     }
     return false;
-}
-
-static void remove_dir(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
 }
 
 /* The state a model + optimizer pair is in: parameters and momentum buffers. */
@@ -267,14 +234,9 @@ TEST(cleanup_spares_a_live_writers_file) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "%s/brick-crash-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!files_init("crash", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp")) return 1;
     RUN(kill_during_save_loses_nothing);
     RUN(cleanup_spares_a_live_writers_file);
-    remove_dir(tmpdir);
+    files_cleanup();
     return test_summary("test_crash_save");
 }

@@ -296,7 +296,7 @@ static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor
     l->n++;
 }
 
-static void list_rec(const bk_module *m, const char *prefix, int which, lister *ls, int depth) {
+static void list_rec(const bk_module *m, const char *prefix, bk_named_kind which, lister *ls, int depth) {
     if (depth > 256) { /* a cycle (a block registered inside itself) would recurse forever */
         ls->failed = true;
         return;
@@ -322,10 +322,10 @@ static void list_rec(const bk_module *m, const char *prefix, int which, lister *
 }
 
 /* bk_module_named for `who` (the public function the caller is). */
-static bk_param_list *module_named(const bk_module *m, int which, const char *who) {
+static bk_param_list *module_named(const bk_module *m, bk_named_kind which, const char *who) {
     if (!bk__module_ok(m, who)) return NULL;
     if (which != BK_PARAMS && which != BK_BUFFERS && which != BK_STATE) {
-        bk_set_error("%s: which %d is not BK_PARAMS, BK_BUFFERS or BK_STATE", who, which);
+        bk_set_error("%s: which %d is not BK_PARAMS, BK_BUFFERS or BK_STATE", who, (int)which);
         return NULL;
     }
     bk_param_list *l = bk__calloc(1, sizeof *l);
@@ -345,7 +345,7 @@ static bk_param_list *module_named(const bk_module *m, int which, const char *wh
     return l;
 }
 
-bk_param_list *bk_module_named(const bk_module *m, int which) { return module_named(m, which, "module_named"); }
+bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which) { return module_named(m, which, "module_named"); }
 
 void bk_param_list_free(bk_param_list *l) {
     if (!l) return;
