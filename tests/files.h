@@ -173,4 +173,28 @@ static inline bool same_as(const bk_module *m, const bk_optim *o, const float *s
     return same;
 }
 
+/* Sets every state-dict and optimizer-state value (o may be NULL) to base + step,
+ * base + 2 step, ... in order, so that no two states made from different bases agree. */
+static inline void fill_pattern(bk_module *m, bk_optim *o, float base, float step) {
+    bk_param_list *l = bk_module_named(m, BK_STATE);
+    float v = base;
+    for (int i = 0; l && i < l->n; i++)
+        for (int64_t j = 0; j < l->tensors[i]->numel; j++) l->tensors[i]->data[j] = v += step;
+    for (int i = 0; o && i < bk_optim_state_count(o); i++) {
+        bk_tensor *t = bk_optim_state_tensor(o, i);
+        for (int64_t j = 0; j < t->numel; j++) t->data[j] = v += step;
+    }
+    bk_param_list_free(l);
+}
+
+/* Do b with ob and a with oa hold bitwise the same state (optimizers may be NULL)? */
+static inline bool same_state(const bk_module *a, const bk_optim *oa, const bk_module *b,
+                              const bk_optim *ob) {
+    int64_t n;
+    float *snap = snapshot(a, oa, &n);
+    bool same = same_as(b, ob, snap, n);
+    free(snap);
+    return same;
+}
+
 #endif /* BRICK_TEST_FILES_H */

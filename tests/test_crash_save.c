@@ -64,40 +64,13 @@ static state make_state(float base) {
     bk_sgd_config c = BK_SGD_DEFAULTS(0.1);
     c.momentum = 0.9;
     s.o = bk_optim_sgd(s.m, c);
-    bk_param_list *l = bk_module_named(s.m, BK_STATE);
-    float v = base;
-    for (int i = 0; l && i < l->n; i++)
-        for (int64_t j = 0; j < l->tensors[i]->numel; j++) l->tensors[i]->data[j] = v += 1e-4f;
-    for (int i = 0; s.o && i < bk_optim_state_count(s.o); i++) {
-        bk_tensor *t = bk_optim_state_tensor(s.o, i);
-        for (int64_t j = 0; j < t->numel; j++) t->data[j] = v += 1e-4f;
-    }
-    bk_param_list_free(l);
+    fill_pattern(s.m, s.o, base, 1e-4f);
     return s;
 }
 
 static void free_state(state *s) {
     bk_optim_free(s->o);
     bk_module_free(s->m);
-}
-
-/* Bitwise equality of every state-dict and optimizer-state tensor. */
-static bool same_state(const state *a, const state *b) {
-    bk_param_list *la = bk_module_named(a->m, BK_STATE), *lb = bk_module_named(b->m, BK_STATE);
-    bool same = la && lb && la->n == lb->n;
-    for (int i = 0; same && i < la->n; i++)
-        same = la->tensors[i]->numel == lb->tensors[i]->numel &&
-               !memcmp(la->tensors[i]->data, lb->tensors[i]->data,
-                       (size_t)la->tensors[i]->numel * sizeof(float));
-    int n = bk_optim_state_count(a->o);
-    same = same && n == bk_optim_state_count(b->o);
-    for (int i = 0; same && i < n; i++) {
-        const bk_tensor *x = bk_optim_state_tensor(a->o, i), *y = bk_optim_state_tensor(b->o, i);
-        same = x->numel == y->numel && !memcmp(x->data, y->data, (size_t)x->numel * sizeof(float));
-    }
-    bk_param_list_free(la);
-    bk_param_list_free(lb);
-    return same;
 }
 
 static int save(const char *path, const state *s, const char *name) {
@@ -166,7 +139,8 @@ TEST(kill_during_save_loses_nothing) {
         bool loaded = bk_checkpoint_load(path, got.m, got.o) == 0;
         bk_safetensors *st = loaded ? bk_safetensors_load(path) : NULL;
         const char *meta = st ? bk_safetensors_meta(st, "state") : NULL;
-        bool is_a = loaded && same_state(&got, &a), is_b = loaded && same_state(&got, &b);
+        bool is_a = loaded && same_state(got.m, got.o, a.m, a.o),
+             is_b = loaded && same_state(got.m, got.o, b.m, b.o);
         bool ok = (is_a && meta && !strcmp(meta, "A")) || (is_b && meta && !strcmp(meta, "B"));
         seen_a += is_a;
         seen_b += is_b;

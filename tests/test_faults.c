@@ -46,19 +46,6 @@
 
 /* ---- models and their bytes ------------------------------------------------------------ */
 
-/* Sets every state-dict and optimizer-state value to a pattern of `base`. */
-static void fill_pattern(bk_module *m, bk_optim *o, float base) {
-    bk_param_list *l = bk_module_named(m, BK_STATE);
-    float v = base;
-    for (int i = 0; i < l->n; i++)
-        for (int64_t j = 0; j < l->tensors[i]->numel; j++) l->tensors[i]->data[j] = v += 0.001f;
-    for (int i = 0; o && i < bk_optim_state_count(o); i++) {
-        bk_tensor *t = bk_optim_state_tensor(o, i);
-        for (int64_t j = 0; j < t->numel; j++) t->data[j] = v += 0.001f;
-    }
-    bk_param_list_free(l);
-}
-
 /* ---- the sweep ------------------------------------------------------------------------- */
 
 typedef struct sweep_ops {
@@ -145,7 +132,7 @@ static void load_setup(void *p) {
     ckpt_ctx *c = p;
     c->m = small_mlp(1);
     c->o = bk_optim_adam(c->m, BK_ADAM_DEFAULTS(0.01));
-    fill_pattern(c->m, c->o, 1.0f);
+    fill_pattern(c->m, c->o, 1.0f, 0.001f);
 }
 static int load_run(void *p) {
     ckpt_ctx *c = p;
@@ -167,11 +154,11 @@ TEST(checkpoint_load_out_of_memory) {
     ckpt_ctx c = {.path = tpath("load.ckpt.safetensors")};
     bk_module *m = small_mlp(2);
     bk_optim *o = bk_optim_adam(m, BK_ADAM_DEFAULTS(0.01));
-    fill_pattern(m, o, 2.0f);
+    fill_pattern(m, o, 2.0f, 0.001f);
     static const char *const keys[] = {"brick.arch"}, *const values[] = {"mlp"};
     CHECK(bk_checkpoint_save(c.path, m, o, 1, keys, values) == 0);
     c.file_state = snapshot(m, o, &c.n);
-    fill_pattern(m, o, 1.0f);
+    fill_pattern(m, o, 1.0f, 0.001f);
     c.before = snapshot(m, o, &c.n);
     bk_optim_free(o);
     bk_module_free(m);
@@ -210,11 +197,11 @@ TEST(checkpoint_save_out_of_memory) {
     ckpt_ctx c = {.path = tpath("save.ckpt.safetensors")};
     c.m = small_mlp(3);
     c.o = bk_optim_adam(c.m, BK_ADAM_DEFAULTS(0.01));
-    fill_pattern(c.m, c.o, 3.0f); /* the previous checkpoint */
+    fill_pattern(c.m, c.o, 3.0f, 0.001f); /* the previous checkpoint */
     CHECK(bk_checkpoint_save(c.path, c.m, c.o, 0, NULL, NULL) == 0);
     c.file_bytes = read_file(c.path, &c.file_len);
     CHECK(c.file_bytes && c.file_len > 100);
-    fill_pattern(c.m, c.o, 4.0f); /* the state to save */
+    fill_pattern(c.m, c.o, 4.0f, 0.001f); /* the state to save */
     c.file_state = snapshot(c.m, c.o, &c.n);
     sweep_ops ops = {"checkpoint_save", save_setup, save_run, save_check, NULL, c.path};
     sweep_count n = sweep(&ops, &c);
@@ -408,28 +395,17 @@ TEST(training_step_out_of_memory) {
 
 /* ---- building a model and an optimizer ----------------------------------------------------- */
 
-typedef struct build_ctx {
-    bk_module *m;
-    bk_optim *o;
-} build_ctx;
-
+/* (builds into a ckpt_ctx's m and o; model_teardown frees them) */
 static int build_run(void *p) {
-    build_ctx *c = p;
+    ckpt_ctx *c = p;
     c->m = bk_model_build("mlp:hidden=16", BK_SHAPE(1, 4, 4), 5, NULL, 0);
     c->o = c->m ? bk_optim_adam(c->m, BK_ADAM_DEFAULTS(0.01)) : NULL;
     return c->o ? 0 : -1;
 }
-static void build_teardown(void *p) {
-    build_ctx *c = p;
-    bk_optim_free(c->o);
-    bk_module_free(c->m);
-    c->o = NULL;
-    c->m = NULL;
-}
 
 TEST(model_and_optimizer_out_of_memory) {
-    build_ctx c = {NULL, NULL};
-    sweep_ops ops = {"model + Adam", NULL, build_run, NULL, build_teardown, NULL};
+    ckpt_ctx c = {0};
+    sweep_ops ops = {"model + Adam", NULL, build_run, NULL, model_teardown, NULL};
     sweep_count n = sweep(&ops, &c);
     CHECK(n.points > 10 && n.failed > 0);
 }

@@ -104,14 +104,13 @@ done:
 }
 
 int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
+    if (!bk__module_ok(m, "checkpoint_load")) return -1; /* before reading a whole file */
     if (!path) {
         bk_set_error("checkpoint_load: path is NULL");
         return -1;
     }
-    if (!bk__module_ok(m, "checkpoint_load")) return -1;
-    bk_safetensors *st = bk_safetensors_load(path);
-    if (!st) return -1; /* the message names the file */
-    int rc = bk_checkpoint_load_from(st, m, o);
+    bk_safetensors *st = bk_safetensors_load(path); /* a failure's message names the file */
+    int rc = st ? bk_checkpoint_load_from(st, m, o) : -1;
     bk_safetensors_free(st);
     return rc;
 }

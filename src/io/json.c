@@ -240,6 +240,29 @@ long bk__json_uint_array(bk__json *j, uint64_t *out, int max) {
     }
 }
 
+bool bk__json_object_open(bk__json *j) {
+    bk__json_ws(j);
+    j->pos++; /* '{' */
+    bk__json_ws(j);
+    if (bk__json_peek(j) != '}') return true;
+    j->pos++;
+    return false;
+}
+
+bool bk__json_key(bk__json *j, size_t *off) {
+    bk__json_ws(j);
+    if (!bk__json_string(j, off)) return false;
+    bk__json_ws(j);
+    j->pos++; /* ':' */
+    bk__json_ws(j);
+    return true;
+}
+
+bool bk__json_object_more(bk__json *j) {
+    bk__json_ws(j);
+    return j->s[j->pos++] == ','; /* else '}' */
+}
+
 bool bk__json_check(bk__json *j) {
     j->pos = 0;
     if (!json_skip(j, 1)) return false;

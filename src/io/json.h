@@ -51,6 +51,18 @@ bool bk__json_string(bk__json *j, size_t *off);
  * -2 if an integer does not fit in 64 bits. */
 long bk__json_uint_array(bk__json *j, uint64_t *out, int max);
 
+/* Walking an object in the second pass (its syntax is known to be valid), '{' at pos:
+ *     if (bk__json_object_open(j)) do {
+ *         if (!bk__json_key(j, &key_off)) return false;
+ *         ... read the value at pos ...
+ *     } while (bk__json_object_more(j));
+ * _open consumes the '{' (and the '}' of an empty object, returning false); _key decodes
+ * the next key into the pool and leaves pos at its value; _more consumes the ',' that
+ * announces another member (true) or the closing '}'. */
+bool bk__json_object_open(bk__json *j);
+bool bk__json_key(bk__json *j, size_t *off);
+bool bk__json_object_more(bk__json *j);
+
 /* Appends s (valid UTF-8) as a JSON string literal: only '"', '\\' and control characters
  * need escaping. */
 void bk__json_quote(bk__str *b, const char *s);

@@ -178,17 +178,9 @@ static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint6
     uint64_t dims[BK_MAX_DIMS], offs[2];
     long ndim = -1, n_offs = -1;
 
-    j->pos++;
-    bk__json_ws(j);
-    bool more = bk__json_peek(j) != '}';
-    if (!more) j->pos++;
-    while (more) {
+    if (bk__json_object_open(j)) do {
         size_t key_off;
-        bk__json_ws(j);
-        if (!bk__json_string(j, &key_off)) return false;
-        bk__json_ws(j);
-        j->pos++; /* ':' */
-        bk__json_ws(j);
+        if (!bk__json_key(j, &key_off)) return false;
         const char *key = j->pool + key_off;
         int f = 0;
         while (f < 3 && strcmp(key, fields[f]) != 0) f++;
@@ -216,9 +208,7 @@ static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint6
                                "integers [begin, end]", name);
         }
         j->pool_used = key_off; /* the field name and dtype are not kept */
-        bk__json_ws(j);
-        more = j->s[j->pos++] == ','; /* else '}' */
-    }
+    } while (bk__json_object_more(j));
     for (int f = 0; f < 3; f++)
         if (!seen[f]) return st_fail(path, "tensor '%s' is missing field '%s'", name, fields[f]);
     if (!check_entry(path, e, name, dims, ndim, offs, n_offs, data_size)) return false;
@@ -229,19 +219,9 @@ static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint6
 /* The "__metadata__" object of strings, at pos. */
 static bool parse_metadata(bk_safetensors *st, bk__json *j) {
     if (bk__json_peek(j) != '{') return st_fail(st->path, "__metadata__ is not an object of strings");
-    j->pos++;
-    bk__json_ws(j);
-    if (bk__json_peek(j) == '}') {
-        j->pos++;
-        return true;
-    }
-    for (;;) {
+    if (bk__json_object_open(j)) do {
         size_t key_off, value_off;
-        bk__json_ws(j);
-        if (!bk__json_string(j, &key_off)) return false;
-        bk__json_ws(j);
-        j->pos++; /* ':' */
-        bk__json_ws(j);
+        if (!bk__json_key(j, &key_off)) return false;
         if (bk__json_peek(j) != '"')
             return st_fail(st->path, "metadata value of '%s' is not a string", j->pool + key_off);
         if (!bk__json_string(j, &value_off)) return false;
@@ -249,25 +229,16 @@ static bool parse_metadata(bk_safetensors *st, bk__json *j) {
         if (!bk__grow((void **)&st->meta, st->n_meta, &st->cap_meta, sizeof *st->meta, 8))
             return st_fail(st->path, "out of memory");
         st->meta[st->n_meta++] = (st_meta){key_off, value_off, NULL, NULL};
-        bk__json_ws(j);
-        if (j->s[j->pos++] == '}') return true; /* else ',' */
-    }
+    } while (bk__json_object_more(j));
+    return true;
 }
 
 /* The schema pass over the top-level object. */
 static bool parse_header(bk_safetensors *st, bk__json *j, uint64_t data_size) {
     bool seen_meta = false;
-    bk__json_ws(j);
-    j->pos++; /* '{' */
-    bk__json_ws(j);
-    if (bk__json_peek(j) == '}') return true;
-    for (;;) {
+    if (bk__json_object_open(j)) do {
         size_t key_off;
-        bk__json_ws(j);
-        if (!bk__json_string(j, &key_off)) return false;
-        bk__json_ws(j);
-        j->pos++; /* ':' */
-        bk__json_ws(j);
+        if (!bk__json_key(j, &key_off)) return false;
         if (strcmp(j->pool + key_off, "__metadata__") == 0) {
             if (seen_meta) return st_fail(st->path, "duplicate key '__metadata__'");
             seen_meta = true;
@@ -276,9 +247,8 @@ static bool parse_header(bk_safetensors *st, bk__json *j, uint64_t data_size) {
         } else if (!parse_tensor(st, j, key_off, data_size)) {
             return false;
         }
-        bk__json_ws(j);
-        if (j->s[j->pos++] == '}') return true; /* else ',' */
-    }
+    } while (bk__json_object_more(j));
+    return true;
 }
 
 static int cmp_entry_data_order(const void *pa, const void *pb) {
@@ -478,12 +448,8 @@ fail:
 void bk_safetensors_free(bk_safetensors *st) {
     if (!st) return;
     for (int i = 0; i < st->n; i++) bk_tensor_free(st->entries[i].t);
-    bk__free(st->entries);
-    bk__free(st->by_name);
-    bk__free(st->meta);
-    bk__free(st->pool);
-    bk__free(st->path);
-    bk__free(st);
+    void *blocks[] = {st->entries, st->by_name, st->meta, st->pool, st->path, st}; /* plain */
+    for (size_t k = 0; k < sizeof blocks / sizeof *blocks; k++) bk__free(blocks[k]);
 }
 
 const char *bk__safetensors_path(const bk_safetensors *st) { return st ? st->path : "(NULL)"; }
