@@ -758,10 +758,16 @@ void bk_safetensors_free(bk_safetensors *st);
 /* Number of tensors (-1 with an error for NULL). Tensors are numbered in data order; for
  * files brick wrote, the order they were saved in. */
 int bk_safetensors_count(const bk_safetensors *st);
+/* The name of tensor i (0 <= i < count), decoded from the header: NUL-terminated UTF-8
+ * (it may hold any character but NUL, so escape it before printing: bk_escape). Borrowed
+ * from st: valid until bk_safetensors_free(st), do not free. NULL with an error for NULL
+ * or an index out of range. */
 const char *bk_safetensors_name(const bk_safetensors *st, int i);
-/* Borrowed heap tensor owned by st, or NULL (with an error) if absent. */
+/* Borrowed heap tensor owned by st (valid until bk_safetensors_free(st)), or NULL (with an
+ * error) if absent. */
 bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name);
-/* Metadata value, or NULL (without an error) when the key is absent. */
+/* Metadata value, or NULL (without an error) when the key is absent. Like a name: decoded
+ * UTF-8, borrowed from st, valid until bk_safetensors_free(st), do not free. */
 const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
 
 /* Writes n tensors under the given names, with optional metadata (n_meta key/value
