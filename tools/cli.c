@@ -317,22 +317,9 @@ bool cli_same_file(const char *a, const char *b) {
 
 int cli_check_writable(const char *what, const char *path, int64_t bytes) {
     if (cli_is_dir(path)) return cli_usage("%s %s is a directory (give a file name)", what, path);
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.probe.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return cli_usage("%s %s: path too long", what, path);
-    unlink(tmp); /* a leftover of a killed run with the same pid */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0)
-        return cli_fail("%s %s cannot be written: cannot create a file there: %s", what, path,
-                        strerror(errno));
-    /* The room the file will take: a full disk or a file size limit shows now rather than
-     * after the first epoch. A file system without fallocate is not checked for room. */
-    int err = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
-    close(fd);
-    unlink(tmp);
-    if (err && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS)
-        return cli_fail("%s %s cannot be written: no room for its %.1f MiB: %s", what, path,
-                        (double)bytes / 1048576.0, strerror(err));
+    /* the writer's own temporary file, with the room the file will take: a full disk or a
+     * file size limit shows now rather than after the first epoch */
+    if (bk_file_check_writable(path, bytes) != 0) return cli_fail("%s %s", what, bk_last_error());
     return CLI_OK;
 }
 
