@@ -325,19 +325,14 @@ int cmd_train_lm(int argc, char **argv) {
                 tgt[b * ctx + t] = (int64_t)ids[s + t + 1];
             }
         }
-        double ts = cli_now();
-        bk_tensor *loss = bk_cross_entropy(bk_forward(m, x), tgt, batch * ctx, BK_REDUCTION_MEAN);
-        if (!loss) {
-            rc = cli_fail(NULL);
+        double ts = cli_now(), lv = 0;
+        /* the step of brick train (NaN or infinite: stopped before the backward) */
+        cli_step_result st = cli_train_step(m, o, x, tgt, batch * ctx, 0, &lv, NULL);
+        if (st == CLI_STEP_BAD_LOSS) {
+            rc = cli_fail("step %" PRId64 ": the loss is %g; stopping", step, lv);
             break;
         }
-        float lv = bk_item(loss);
-        if (!isfinite(lv)) {
-            rc = cli_fail("step %" PRId64 ": the loss is %g; stopping", step, (double)lv);
-            break;
-        }
-        bk_optim_zero_grad(o);
-        if (bk_backward(loss) || bk_optim_step(o)) {
+        if (st != CLI_STEP_DONE) {
             rc = cli_fail(NULL);
             break;
         }
