@@ -84,6 +84,11 @@ typedef struct cli_option {
  * printing the help (the caller exits 0). */
 int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
               int max_pos, int *n_pos, void (*help)(FILE *f));
+/* The number of elements of an array (an option table, the positional words). */
+#define CLI_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+/* --threads T, the same in every command (cli_set_threads when given). */
+#define CLI_OPT_THREADS(out) {"--threads", CLI_INT, (out), 1, 1024, false, NULL}
+
 /* The option named `name` in opts (for ->given); NULL if absent. */
 cli_option *cli_opt(cli_option *opts, int n_opts, const char *name);
 

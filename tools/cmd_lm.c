@@ -228,14 +228,13 @@ int cmd_train_lm(int argc, char **argv) {
         {"--lr", CLI_FLOAT, &lr, 0, 10, false, NULL},
         {"--eval-every", CLI_INT, &every, 0, 1e9, false, NULL},
         {"--seed", CLI_INT, &seed, 0, 9.0e15, false, NULL},
-        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
+        CLI_OPT_THREADS(&threads),
         {"--out", CLI_STR, &out, 0, 0, false, NULL},
     };
-    int n_opts = (int)(sizeof opts / sizeof opts[0]), n_pos = 0;
+    int n_opts = CLI_COUNT(opts), n_pos = 0;
     const char *pos[1];
     int rc = cli_parse(argc, argv, opts, n_opts, pos, 0, &n_pos, help_train);
-    if (rc < 0) return CLI_OK;
-    if (rc != CLI_OK) return rc;
+    if (rc) return rc < 0 ? CLI_OK : rc;
     bool learned = !strcmp(positions, "learned");
     if (!learned && strcmp(positions, "sinusoidal"))
         return cli_usage("--positions must be learned or sinusoidal (got '%s')", positions);
@@ -404,13 +403,12 @@ int cmd_generate(int argc, char **argv) {
         {"--length", CLI_INT, &length, 0, 1e8, false, NULL},
         {"--temperature", CLI_FLOAT, &temp, 0, 100, false, NULL},
         {"--seed", CLI_INT, &seed, 0, 9.0e15, false, NULL},
-        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
+        CLI_OPT_THREADS(&threads),
     };
-    int n_opts = (int)(sizeof opts / sizeof opts[0]), n_pos = 0;
+    int n_opts = CLI_COUNT(opts), n_pos = 0;
     const char *pos[1];
     int rc = cli_parse(argc, argv, opts, n_opts, pos, 1, &n_pos, help_generate);
-    if (rc < 0) return CLI_OK;
-    if (rc != CLI_OK) return rc;
+    if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos != 1) return cli_usage("expected one model FILE (see --help)");
     if (prompt && !*prompt) return cli_usage("--prompt is empty");
     if ((rc = cli_need_file(NULL, pos[0]))) return rc;

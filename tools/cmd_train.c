@@ -312,14 +312,14 @@ int cmd_train(int argc, char **argv) {
         {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false, NULL},
         {"--out", CLI_STR, &c->out, 0, 0, false, NULL},
         {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
-        {"--threads", CLI_INT, &c->threads, 1, 1024, false, NULL},
+        CLI_OPT_THREADS(&c->threads),
         {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
         {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false, NULL},
         {"--accumulate", CLI_INT, &c->accumulate, 1, 1e6, false, NULL},
         {"--dist", CLI_FLAG, &c->dist, 0, 0, false, NULL},
         {"--reduce", CLI_STR, &c->reduce, 0, 0, false, REDUCE_NAMES},
     };
-    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const int n_opts = CLI_COUNT(opts);
     const char *pos[1];
     int n_pos;
     int rc = cli_parse(argc, argv, opts, n_opts, pos, 0, &n_pos, help);
