@@ -53,7 +53,7 @@ typedef struct run {
     int64_t step;
     epoch_pos pos;            /* of the epoch in progress */
     bool resume_mid;          /* pos came from a checkpoint written inside an epoch */
-    bk_rng loader_rng, model_rng; /* a resume's generators (resume_settings) */
+    bk_rng loader_rng, model_rng; /* a resume's generators (train_resume_settings) */
     int64_t interrupt_at;     /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
     const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
     char *ckpt_path, *csv_path, *svg_path;

@@ -105,7 +105,7 @@ static void test_interrupt(const run *r) {
     }
 }
 
-/* train_epoch's result when a signal asked to stop (never returned by cmd_train). */
+/* train_epoch's result when a signal asked to stop (never returned by train_run). */
 enum { TRAIN_INTERRUPTED = 100 };
 
 /* ---- the step both commands take ---------------------------------------------------- */
