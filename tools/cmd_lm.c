@@ -7,8 +7,9 @@
  *
  * train-lm reads a text file (bytes >= 128, '\r' and NUL are dropped, so the vocabulary is
  * ASCII), splits it 90/10 by position into train and validation, trains with AdamW on
- * random windows of --context characters (cosine learning-rate decay to a tenth), and
- * reports the validation loss in nats per character next to the add-one-smoothed bigram
+ * random windows of --context characters (cosine learning-rate decay to a tenth; each step
+ * is brick train's, cli_train_step: a NaN or infinite loss stops it before the backward),
+ * and reports the validation loss in nats per character next to the add-one-smoothed bigram
  * baseline counted on the train split and evaluated on the same validation targets.
  *
  * The model file is a safetensors state dict with metadata "brick.format" = "brick-lm-1",
