@@ -945,9 +945,11 @@ int bk_loader_set_rng(bk_loader *l, bk_rng rng);
 /* ------------------------------------------------------------------------------------ */
 
 /* Builds a model from a spec "name" or "name:key=value,key=value" (e.g. "mlp",
- * "mlp:hidden=512", "softmax"), for inputs of shape in_shape (e.g. (1, 28, 28)) and
- * n_classes outputs. The canonical spec (with every setting) is written to *canonical
- * (may be NULL) so that it can be stored in a checkpoint. */
+ * "mlp:hidden=512,act=gelu,dropout=0.1", "softmax:bias=false"; a setting is an integer, a
+ * number, true/false or a word from a list: docs/cli.md "Models"), for inputs of shape
+ * in_shape (e.g. (1, 28, 28)) and n_classes outputs. The canonical spec, which builds the
+ * same model, is written to *canonical (may be NULL) so that it can be stored in a
+ * checkpoint. A bad value: NULL with an error naming the spec, the setting and the value. */
 bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
                           char *canonical, size_t canonical_size);
 /* The most parameters a model of the zoo may have: 2^30, 4 GiB of float32 weights (with
