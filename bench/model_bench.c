@@ -9,7 +9,7 @@
  *   train       one SGD step of a zoo model (SPEC: mlp, lenet, resnet:width=8, googlenet)
  *               on a fixed batch of B random (1, 28, 28) images in [0, 1) with random
  *               labels: forward, cross-entropy (mean), zero_grad, backward, optimizer step,
- *               arena reset (the loop of `brick train`, tools/cmd_train.c, without the data
+ *               arena reset (the loop of `brick train`, tools/train_loop.c, without the data
  *               loader's copy of the batch)
  *   infer       the zoo model's forward of B images in eval mode with grad off (B = 1:
  *               single-image latency)

@@ -1,5 +1,5 @@
 /* fuzz_ckpt.c - what `brick train --resume` reads back from a checkpoint's metadata
- * (tools/cmd_train.c: resume_settings and everything after it).
+ * (tools/train_state.c: train_resume_settings, and everything after it).
  *
  * The input is metadata edits, one per line: "key=value" sets a key (added if absent),
  * "-key" removes one (at most 64 lines). They are applied to the metadata of a valid
@@ -19,8 +19,8 @@
 
 #define CKPT_MAX_EDITS 64
 
-/* The keys a checkpoint of `brick train` has (tools/cmd_train.c: common_meta and
- * write_checkpoint), in the order it writes them; an edit may add any other. */
+/* The keys a checkpoint of `brick train` has (tools/train_state.c: common_meta and
+ * train_write_checkpoint), in the order it writes them; an edit may add any other. */
 static const char *const CKPT_KEYS[] = {
     "brick.format", "brick.version", "brick.arch", "brick.in_shape", "brick.n_classes",
     "brick.class_names", "brick.epoch", "brick.optimizer", "brick.lr", "brick.momentum",

@@ -132,6 +132,7 @@ void bk_manual_seed(uint64_t seed);
 
 typedef struct bk_node bk_node;
 typedef struct bk_arena bk_arena;
+typedef struct bk_module bk_module; /* a block: "Modules (blocks)" below */
 
 /* A float32 n-dimensional tensor. Storage is always contiguous and row-major; `stride`
  * is kept for the backends and for views. Read fields freely; change them only through
@@ -149,7 +150,6 @@ typedef struct bk_tensor {
     bool requires_grad;          /* gradient wanted for this tensor */
     bool is_param;               /* owned by a module as a parameter or buffer */
     bool owns_data;              /* heap tensors: data is freed with the tensor */
-    uint32_t visit;              /* backward bookkeeping */
 } bk_tensor;
 
 #define BK_TENSOR_MAGIC 0x6b72624bu /* "Kbrk" */
@@ -442,8 +442,6 @@ bk_tensor *bk_causal_mask(int64_t size);
 /* A boolean mask (nonzero = forbidden) as an additive one (-inf / 0). Arena tensor. */
 bk_tensor *bk_attn_mask_from_bool(bk_tensor *mask);
 
-typedef struct bk_module bk_module;
-
 /* nn.Embedding(num_embeddings, embedding_dim): weight N(0, 1). bk_forward(m, ids) looks
  * the ids up (see bk_embedding). The _padded form is nn.Embedding(..., padding_idx):
  * negative padding_idx counts from the end, as in torch; that row starts at zero and gets
@@ -552,8 +550,6 @@ double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud
 /* Modules (blocks)                                                                     */
 /* ------------------------------------------------------------------------------------ */
 
-typedef struct bk_module bk_module;
-
 /* What makes a kind of block: its name (as print(net) shows it), its forward, and
  * optionally a description of its settings and a destructor for extra state. */
 typedef struct bk_module_class {
@@ -632,12 +628,13 @@ typedef struct bk_param_list {
     bk_tensor **tensors; /* borrowed from the modules */
     bool *trainable;
 } bk_param_list;
-/* which: BK_PARAMS (parameters), BK_BUFFERS (buffers), BK_STATE (state dict order:
- * per module its params then its persistent buffers, then its children; duplicates kept
- * under every name, as torch's state_dict); anything else is an error. Free with
+/* Which tensors of a block tree to list: BK_PARAMS (parameters), BK_BUFFERS (buffers),
+ * BK_STATE (state dict order: per module its params then its persistent buffers, then its
+ * children; duplicates kept under every name, as torch's state_dict); any other value is
+ * an error. (The values are bits: BK_STATE = BK_PARAMS | BK_BUFFERS.) Free the list with
  * bk_param_list_free (NULL is fine). */
-enum { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 };
-bk_param_list *bk_module_named(const bk_module *m, int which);
+typedef enum bk_named_kind { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 } bk_named_kind;
+bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which);
 void bk_param_list_free(bk_param_list *l);
 
 int64_t bk_module_num_params(const bk_module *m, bool trainable_only);
@@ -740,6 +737,12 @@ FILE *bk_file_open_read(const char *path);
  * same rule as bk_safetensors_save). A new file gets mode 0666 & ~umask. 0, or -1 with
  * the error "<path>: cannot <step> (<temporary file>): <reason>". */
 int bk_file_write_atomic(const char *path, const void *data, size_t n);
+/* Checks, before a long run, that bk_file_write_atomic can later write `bytes` bytes to
+ * path: creates the temporary file such a write makes, reserves the room
+ * (posix_fallocate; not checked on a file system without it) and removes it. path itself
+ * is not touched. 0, or -1 with the error "<path> cannot be written: cannot create a file
+ * there: <reason>" or "<path> cannot be written: no room for its <n> MiB: <reason>". */
+int bk_file_check_writable(const char *path, int64_t bytes);
 
 /* ------------------------------------------------------------------------------------ */
 /* safetensors files                                                                    */
@@ -755,10 +758,16 @@ void bk_safetensors_free(bk_safetensors *st);
 /* Number of tensors (-1 with an error for NULL). Tensors are numbered in data order; for
  * files brick wrote, the order they were saved in. */
 int bk_safetensors_count(const bk_safetensors *st);
+/* The name of tensor i (0 <= i < count), decoded from the header: NUL-terminated UTF-8
+ * (it may hold any character but NUL, so escape it before printing: bk_escape). Borrowed
+ * from st: valid until bk_safetensors_free(st), do not free. NULL with an error for NULL
+ * or an index out of range. */
 const char *bk_safetensors_name(const bk_safetensors *st, int i);
-/* Borrowed heap tensor owned by st, or NULL (with an error) if absent. */
+/* Borrowed heap tensor owned by st (valid until bk_safetensors_free(st)), or NULL (with an
+ * error) if absent. */
 bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name);
-/* Metadata value, or NULL (without an error) when the key is absent. */
+/* Metadata value, or NULL (without an error) when the key is absent. Like a name: decoded
+ * UTF-8, borrowed from st, valid until bk_safetensors_free(st), do not free. */
 const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
 
 /* Writes n tensors under the given names, with optional metadata (n_meta key/value
@@ -936,9 +945,11 @@ int bk_loader_set_rng(bk_loader *l, bk_rng rng);
 /* ------------------------------------------------------------------------------------ */
 
 /* Builds a model from a spec "name" or "name:key=value,key=value" (e.g. "mlp",
- * "mlp:hidden=512", "softmax"), for inputs of shape in_shape (e.g. (1, 28, 28)) and
- * n_classes outputs. The canonical spec (with every setting) is written to *canonical
- * (may be NULL) so that it can be stored in a checkpoint. */
+ * "mlp:hidden=512,act=gelu,dropout=0.1", "softmax:bias=false"; a setting is an integer, a
+ * number, true/false or a word from a list: docs/cli.md "Models"), for inputs of shape
+ * in_shape (e.g. (1, 28, 28)) and n_classes outputs. The canonical spec, which builds the
+ * same model, is written to *canonical (may be NULL) so that it can be stored in a
+ * checkpoint. A bad value: NULL with an error naming the spec, the setting and the value. */
 bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
                           char *canonical, size_t canonical_size);
 /* The most parameters a model of the zoo may have: 2^30, 4 GiB of float32 weights (with

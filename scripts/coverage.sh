@@ -71,7 +71,7 @@ cov_file() {
 
 pct() { awk -v r="$1" -v t="$2" 'BEGIN { printf "%.1f", t ? 100 * r / t : 0 }'; }
 
-readers=(src/io/safetensors.c src/io/checkpoint.c src/data/idx.c)
+readers=(src/io/safetensors.c src/io/json.c src/io/checkpoint.c src/data/idx.c)
 is_reader() { local r; for r in "${readers[@]}"; do [ "$r" = "$1" ] && return 0; done; return 1; }
 
 lib_run=0 lib_total=0 rd_run=0 rd_total=0 cli_run=0 cli_total=0

@@ -8,6 +8,8 @@
 
 #include "brick.h"
 
+#include "core/buf.h"
+
 #include <stdarg.h>
 #include <string.h>
 
@@ -16,23 +18,19 @@
 /* ---- errors -------------------------------------------------------------------------- */
 /* True when the thread has an unread error (bk_clear_error resets it). */
 bool bk__error_pending(void);
+/* Records "<who>: <path>: <message>", the form of every file reader's and writer's
+ * messages. Always returns false, for `return bk__file_error(...)`. */
+bool bk__file_error(const char *who, const char *path, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* Prefixes the current error message with "prefix: " (used to add context). */
 void bk__error_prefix(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
-/* For NULL propagation: if any of the n tensors is NULL or released, records
- * "<op>: input <i> is NULL" (unless an error is already pending) and returns false.
- * Inline, since every op and block checks its inputs; the message is written out of line
- * (bk__inputs_report). */
-bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts);
-static inline bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
-    for (int i = 0; i < n; i++)
-        if (!ts[i] || ts[i]->magic != BK_TENSOR_MAGIC) return bk__inputs_report(op, n, ts);
-    return true;
-}
-
 /* For public functions taking a block: false, with "<who>: module is NULL" or "<who>: not
  * a live module (...)", unless m is a block made by bk_module_new and not yet freed (as far
  * as can be told without a magic number: a class and a positive reference count, which
@@ -66,6 +64,7 @@ typedef struct bk__atomic_file {
     char *tmp;              /* "<path>.tmp.XXXXXX" */
     int fd;                 /* holds the temporary file's flock until after the rename */
     FILE *f;                /* writes through a duplicate of fd */
+    int err;                /* after a failure: its errno */
 } bk__atomic_file;
 FILE *bk__atomic_open(bk__atomic_file *a, const char *path, const char *who);
 int bk__atomic_commit(bk__atomic_file *a);
@@ -73,6 +72,22 @@ void bk__atomic_fail(bk__atomic_file *a, const char *step);
 
 /* The path a loaded file was read from (for messages). Do not free. */
 const char *bk__safetensors_path(const bk_safetensors *st);
+/* Matching wanted tensors against a loaded file before a load copies anything (state
+ * dicts, checkpoints: a failed load changes nothing). For each of the n wanted names[i]
+ * with the shape of want[i]: found[i] is the file's tensor of that name and shape, or NULL
+ * with the name added to r->missing or (another shape) "<name> <file shape> in file vs
+ * <shape><vs>" to r->mismatch. Every file tensor that no name asked for is added to
+ * r->unexpected, except those whose name starts with skip_prefix (may be NULL). The
+ * lists are ", "-separated (bk__str_item); check their oom flags. 0, or -1 with an error
+ * (out of memory). Free the report with bk__st_report_free (also after a failure). */
+typedef struct bk__st_report {
+    bk__str missing, unexpected, mismatch;
+    int n_missing, n_unexpected, n_mismatch;
+} bk__st_report;
+int bk__safetensors_match(const bk_safetensors *st, int n, const char *const *names,
+                          bk_tensor *const *want, const char *vs, const char *skip_prefix,
+                          bk_tensor **found, bk__st_report *r);
+void bk__st_report_free(bk__st_report *r);
 
 /* ---- loops ---------------------------------------------------------------------------- */
 /* for (i = 0; i < n; i++) { BODY }, vectorised (`omp simd`: GCC -O2 alone does not vectorise
@@ -91,6 +106,18 @@ const char *bk__safetensors_path(const bk_safetensors *st);
             for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
         }                                                                                 \
     } while (0)
+
+/* ---- tensors given by a caller (tensor/tensor.c) ----------------------------------------- */
+/* For NULL propagation: if any of the n tensors is NULL or released, records
+ * "<op>: input <i> is NULL" (unless an error is already pending) and returns false.
+ * Inline, since every op and block checks its inputs; the message is written out of line
+ * (bk__inputs_report). */
+bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts);
+static inline bool bk__inputs_ok(const char *op, int n, bk_tensor *const *ts) {
+    for (int i = 0; i < n; i++)
+        if (!ts[i] || ts[i]->magic != BK_TENSOR_MAGIC) return bk__inputs_report(op, n, ts);
+    return true;
+}
 
 /* ---- sizes --------------------------------------------------------------------------- */
 /* a*b into *out; false on overflow or negative operands. Inline, and with the compiler's
@@ -172,10 +199,7 @@ void bk__backward_fail(void);
 /* Should an op with these inputs record history? (grad mode on and any input needs it) */
 bool bk__needs_grad(int n, bk_tensor *const *ts);
 
-/* ---- anomaly mode and the block stack (autograd/anomaly.c) ----------------------------- */
-/* bk_forward brackets a block's forward with these (the stack names blocks in messages). */
-void bk__block_push(const bk_module *m);
-void bk__block_pop(void);
+/* ---- anomaly mode (autograd/anomaly.c) ------------------------------------------------ */
 /* Anomaly mode only (bk_is_detect_anomaly): false, with the error set, when out holds a
  * NaN or Inf (blaming an input that already held one). */
 bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs,
@@ -183,9 +207,25 @@ bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_input
 /* Anomaly mode only: false, with the error set, when a gradient of n's inputs holds a NaN
  * or Inf after n's backward ran. */
 bool bk__anomaly_check_grads(const bk_node *n);
-/* The current block path copied into arena a for a node ("" outside any block), or NULL
+/* The current location copied into arena a for a node ("" outside any block), or NULL
  * if out of memory. Called in anomaly mode only. */
 const char *bk__anomaly_block_copy(bk_arena *a);
+/* Where an op runs, for anomaly messages. Autograd knows nothing of blocks: the layer
+ * above (nn/block_stack.c) installs these hooks on a thread; without them every op runs
+ * "outside any block". Each writes a NUL-terminated string of at most n bytes. */
+typedef struct bk__where_hooks {
+    /* the running location ("Sequential/1:Linear"), "" outside any block */
+    void (*path)(char *buf, size_t n);
+    /* "parameter 'weight' of <path>" when t belongs to the innermost location, else "" */
+    void (*owner)(const bk_tensor *t, char *buf, size_t n);
+} bk__where_hooks;
+void bk__anomaly_set_where(const bk__where_hooks *hooks);
+
+/* ---- the block stack (nn/block_stack.c) ------------------------------------------------- */
+/* bk_forward brackets a block's forward with these (the stack names blocks in anomaly
+ * messages). */
+void bk__block_push(const bk_module *m);
+void bk__block_pop(void);
 
 /* ---- the compute backend --------------------------------------------------------------
  * Every heavy kernel goes through this table so that a BLAS, threaded or GPU backend can

@@ -1111,6 +1111,8 @@ TEST(safetensors_files) {
     MISUSE(bk_file_write_atomic(in_tmp("no/such/dir/w"), "x", 1), "no/such/dir/w", "No such file");
     MISUSE(bk_file_write_atomic(tmpdir, "x", 1), tmpdir, "cannot rename");
     ACCEPTS(bk_file_write_atomic(in_tmp("w.txt"), NULL, 0) == 0, "no data with n 0: an empty file");
+    MISUSE(bk_file_check_writable(NULL, 1), "file_check_writable", "path is NULL");
+    MISUSE(bk_file_check_writable(in_tmp("no/such/dir/w"), 1), "no/such/dir/w", "cannot create a file there");
     bk_safetensors *st = bk_safetensors_load(good);
     CHECK(st != NULL);
     ACCEPTS((bk_safetensors_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");

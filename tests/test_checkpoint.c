@@ -14,26 +14,11 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 
 #include "test.h"
+#include "files.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[64];
-
-static const char *tpath(const char *name) {
-    static char bufs[16][512];
-    static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-/* A small MLP: Linear(6, 8) -> ReLU -> Linear(8, 3), weights from `seed`. */
-static bk_module *small_mlp(uint64_t seed) {
-    bk_manual_seed(seed);
-    return bk_nn_sequential(3, bk_nn_linear(6, 8), bk_nn_relu(), bk_nn_linear(8, 3));
-}
 
 /* One training step on a fixed batch (N = 5, 6 features, 3 classes). */
 static void train_step(bk_module *m, bk_optim *o) {
@@ -46,34 +31,6 @@ static void train_step(bk_module *m, bk_optim *o) {
     CHECK(bk_backward(loss) == 0);
     CHECK(bk_optim_step(o) == 0);
     bk_arena_reset(NULL);
-}
-
-/* Every parameter and optimizer state value, concatenated (malloc'ed, *n floats). */
-static float *snapshot(const bk_module *m, const bk_optim *o, int64_t *n) {
-    bk_param_list *l = bk_module_named(m, BK_STATE);
-    int64_t total = 0;
-    for (int i = 0; i < l->n; i++) total += l->tensors[i]->numel;
-    for (int i = 0; o && i < bk_optim_state_count(o); i++) total += bk_optim_state_tensor(o, i)->numel;
-    float *buf = malloc((size_t)(total + 1) * sizeof *buf), *p = buf;
-    for (int i = 0; i < l->n; i++, p += l->tensors[i - 1]->numel)
-        memcpy(p, l->tensors[i]->data, (size_t)l->tensors[i]->numel * sizeof *p);
-    for (int i = 0; o && i < bk_optim_state_count(o); i++) {
-        const bk_tensor *t = bk_optim_state_tensor(o, i);
-        memcpy(p, t->data, (size_t)t->numel * sizeof *p);
-        p += t->numel;
-    }
-    bk_param_list_free(l);
-    *n = total;
-    return buf;
-}
-
-/* Bitwise equality of the whole model + optimizer state with a snapshot. */
-static bool same_as(const bk_module *m, const bk_optim *o, const float *snap, int64_t n) {
-    int64_t k;
-    float *now = snapshot(m, o, &k);
-    bool same = k == n && !memcmp(now, snap, (size_t)n * sizeof *now);
-    free(now);
-    return same;
 }
 
 static bk_optim *make_optim(bk_module *m, int kind) {
@@ -98,18 +55,13 @@ static void check_resume(int kind) {
 
     bk_module *b = small_mlp(99); /* different weights */
     bk_optim *ob = make_optim(b, kind);
-    int64_t na;
-    float *snap_a = snapshot(a, oa, &na);
-    CHECK(!same_as(b, ob, snap_a, na));
+    CHECK(!same_state(a, oa, b, ob));
     CHECK(bk_checkpoint_load(path, b, ob) == 0);
-    CHECK(same_as(b, ob, snap_a, na));
-    free(snap_a);
+    CHECK(same_state(a, oa, b, ob));
 
     train_step(a, oa);
     train_step(b, ob);
-    snap_a = snapshot(a, oa, &na);
-    CHECK(same_as(b, ob, snap_a, na));
-    free(snap_a);
+    CHECK(same_state(a, oa, b, ob));
 
     bk_optim_free(oa);
     bk_optim_free(ob);
@@ -145,20 +97,15 @@ TEST(file_layout_and_model_only_load) {
 
     /* A model alone loads from a full checkpoint; the optimizer tensors are ignored. */
     bk_module *b = small_mlp(4);
-    int64_t n;
-    float *snap = snapshot(a, NULL, &n);
     CHECK(bk_checkpoint_load(path, b, NULL) == 0);
-    CHECK(same_as(b, NULL, snap, n));
-    free(snap);
+    CHECK(same_state(a, NULL, b, NULL));
 
     /* Without an optimizer, the file is a plain state dict that bk_module_load takes. */
     const char *plain = tpath("plain.safetensors");
     CHECK(bk_checkpoint_save(plain, a, NULL, 0, NULL, NULL) == 0);
     bk_module *c = small_mlp(5);
     CHECK(bk_module_load(c, plain, true) == 0);
-    snap = snapshot(a, NULL, &n);
-    CHECK(same_as(c, NULL, snap, n));
-    free(snap);
+    CHECK(same_state(a, NULL, c, NULL));
 
     bk_optim_free(o);
     bk_module_free(a);
@@ -254,26 +201,32 @@ TEST(failed_save_leaves_no_file) {
     bk_module_free(b);
 }
 
-static void cleanup(void) {
-    static const char *const files[] = {"sgd.safetensors", "adam.safetensors", "layout.safetensors",
-                                        "plain.safetensors", "full.safetensors", "model.safetensors",
-                                        "adam-state.safetensors", "trunc.safetensors",
-                                        "keep.safetensors"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) unlink(tpath(files[i]));
-    rmdir(tmpdir);
+/* The selection of bk_module_named is a type (was a bare int); old callers passing the
+ * numbers still compile and get the same lists. */
+TEST(named_kinds_are_an_enum) {
+    bk_module *m = bk_nn_sequential(2, bk_nn_linear(2, 3), bk_nn_batch_norm1d(3));
+    const bk_named_kind kinds[3] = {BK_PARAMS, BK_BUFFERS, BK_STATE};
+    const int counts[3] = {4, 3, 7}; /* weight, bias, BN weight, bias; BN's 3 buffers */
+    CHECK(BK_STATE == (BK_PARAMS | BK_BUFFERS));
+    for (int k = 0; k < 3; k++) {
+        bk_param_list *a = bk_module_named(m, kinds[k]), *b = bk_module_named(m, k + 1);
+        CHECK(a && b && a->n == counts[k] && b->n == a->n);
+        for (int i = 0; a && b && i < a->n && i < b->n; i++)
+            CHECK(!strcmp(a->names[i], b->names[i]) && a->tensors[i] == b->tensors[i]);
+        bk_param_list_free(a);
+        bk_param_list_free(b);
+    }
+    bk_module_free(m);
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/brick-ckpt-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!files_init("ckpt", NULL)) return 1;
     RUN(resume_sgd_momentum_is_exact);
     RUN(resume_adam_is_exact);
     RUN(file_layout_and_model_only_load);
     RUN(failed_load_changes_nothing);
     RUN(failed_save_leaves_no_file);
-    cleanup();
+    RUN(named_kinds_are_an_enum);
+    files_cleanup();
     return test_summary("test_checkpoint");
 }

@@ -10,7 +10,8 @@
 # `predict` (a PGM cut out of the test set, and --idx); resuming after epoch 1 gives a model
 # file byte-identical to an uninterrupted 2-epoch run, and so does resuming a run with a
 # cosine or step lr schedule stopped inside an epoch (with the torch lr of every epoch);
-# the progress bar under a terminal.
+# the progress bar under a terminal; model specs with an activation, a dropout rate or a
+# boolean (summary, errors, and the canonical spec through the files and --resume).
 # Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -420,5 +421,37 @@ if command -v script >/dev/null 2>&1; then
 else
     skip "progress bar test" "no util-linux script"
 fi
+
+# ---- model specs with settings that are not integers (docs/cli.md "Models") ------------
+expect "spec: an activation and a dropout rate" 0 "^mlp:hidden=32,act=gelu,dropout=0.1$" \
+    "$brick" summary --model "mlp:dropout=0.1,act=gelu,hidden=32"
+if grep -q "GELU" <<<"$out" && grep -q "Dropout(p=0.1" <<<"$out" && ! grep -q "ReLU" <<<"$out"; then
+    ok "spec: GELU and Dropout(0.1) in place of ReLU"
+else
+    bad "spec: the blocks" "${out:0:600}"
+fi
+expect "spec: a boolean (softmax without a bias: 784 x 10 weights)" 0 "total parameters: 7,840" \
+    "$brick" summary --model softmax:bias=false
+expect "spec: D2L's original LeNet (sigmoid, average pooling)" 0 "AvgPool2d" \
+    "$brick" summary --model lenet:act=sigmoid,pool=avg
+expect "spec: the spec of brick 0.1.0 stays canonical" 0 "^mlp:hidden=256$" "$brick" summary --model mlp
+usage "spec: a bad word names the spec, the setting and the value" "brick train" \
+    '^brick train: model: mlp:act=swish: act must be one of relu, sigmoid, tanh, gelu, got "swish"$' \
+    "$brick" train --model mlp:act=swish --data "$data"
+usage "spec: a bad number" "brick summary" 'model: mlp:dropout=2: dropout must be a number in \[0, 1\], got "2"$' \
+    "$brick" summary --model mlp:dropout=2
+usage "spec: a bad boolean" "brick summary" 'model: softmax:bias=no: bias must be true or false, got "no"$' \
+    "$brick" summary --model softmax:bias=no
+spec="mlp:hidden=16,act=tanh,dropout=0.2"
+expect "spec: trains with the settings" 0 "^model: $spec \(12730 parameters\)" \
+    "$brick" train --model "mlp:act=tanh,dropout=0.2,hidden=16" --data "$data" --epochs 1 --threads 1 \
+    --out "$tmp/spec.safetensors"
+expect "spec: the model file holds the canonical spec" 0 "$spec" "$brick" summary "$tmp/spec.safetensors"
+expect "spec: eval rebuilds the model from the file" 0 "accuracy" "$brick" eval "$tmp/spec.safetensors" --data "$data"
+expect "spec: resume with the same model spelled another way" 0 "^epoch 2/2" \
+    "$brick" train --resume "$tmp/spec.ckpt.safetensors" --epochs 2 --model "mlp:dropout=0.2,hidden=16,act=tanh"
+usage "spec: resume with another activation is refused" "brick train" \
+    "--model mlp:hidden=16,act=relu,dropout=0.2 differs from the checkpoint's $spec" \
+    "$brick" train --resume "$tmp/spec.ckpt.safetensors" --epochs 3 --model "mlp:hidden=16,act=relu,dropout=0.2"
 
 bk_done

@@ -20,6 +20,7 @@
 #define _DEFAULT_SOURCE   /* flock */
 
 #include "test.h"
+#include "files.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -34,31 +35,10 @@
 #define MIN_TRIALS 50
 #define TIME_BUDGET_S 15.0 /* a slow disk ends the run early, after MIN_TRIALS at least */
 
-static char tmpdir[64];
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-#define MAX_TEMPS 64
-
-/* The names of the temporary files in dir (at most MAX_TEMPS); returns how many. */
-static int list_temp_files(const char *dir, char names[][256]) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int count = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.") && count < MAX_TEMPS)
-            snprintf(names[count++], 256, "%s", e->d_name);
-    closedir(d);
-    return count;
-}
-
-static int count_temp_files(const char *dir) {
-    static char names[MAX_TEMPS][256];
-    return list_temp_files(dir, names);
 }
 
 /* Is there a name in now[0..n_now) that is not in before[0..n_before)? */
@@ -69,19 +49,6 @@ static bool has_new_name(char now[][256], int n_now, char before[][256], int n_b
         if (!old) return true;
     }
     return false;
-}
-
-static void remove_dir(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
 }
 
 /* The state a model + optimizer pair is in: parameters and momentum buffers. */
@@ -97,40 +64,13 @@ static state make_state(float base) {
     bk_sgd_config c = BK_SGD_DEFAULTS(0.1);
     c.momentum = 0.9;
     s.o = bk_optim_sgd(s.m, c);
-    bk_param_list *l = bk_module_named(s.m, BK_STATE);
-    float v = base;
-    for (int i = 0; l && i < l->n; i++)
-        for (int64_t j = 0; j < l->tensors[i]->numel; j++) l->tensors[i]->data[j] = v += 1e-4f;
-    for (int i = 0; s.o && i < bk_optim_state_count(s.o); i++) {
-        bk_tensor *t = bk_optim_state_tensor(s.o, i);
-        for (int64_t j = 0; j < t->numel; j++) t->data[j] = v += 1e-4f;
-    }
-    bk_param_list_free(l);
+    fill_pattern(s.m, s.o, base, 1e-4f);
     return s;
 }
 
 static void free_state(state *s) {
     bk_optim_free(s->o);
     bk_module_free(s->m);
-}
-
-/* Bitwise equality of every state-dict and optimizer-state tensor. */
-static bool same_state(const state *a, const state *b) {
-    bk_param_list *la = bk_module_named(a->m, BK_STATE), *lb = bk_module_named(b->m, BK_STATE);
-    bool same = la && lb && la->n == lb->n;
-    for (int i = 0; same && i < la->n; i++)
-        same = la->tensors[i]->numel == lb->tensors[i]->numel &&
-               !memcmp(la->tensors[i]->data, lb->tensors[i]->data,
-                       (size_t)la->tensors[i]->numel * sizeof(float));
-    int n = bk_optim_state_count(a->o);
-    same = same && n == bk_optim_state_count(b->o);
-    for (int i = 0; same && i < n; i++) {
-        const bk_tensor *x = bk_optim_state_tensor(a->o, i), *y = bk_optim_state_tensor(b->o, i);
-        same = x->numel == y->numel && !memcmp(x->data, y->data, (size_t)x->numel * sizeof(float));
-    }
-    bk_param_list_free(la);
-    bk_param_list_free(lb);
-    return same;
 }
 
 static int save(const char *path, const state *s, const char *name) {
@@ -199,7 +139,8 @@ TEST(kill_during_save_loses_nothing) {
         bool loaded = bk_checkpoint_load(path, got.m, got.o) == 0;
         bk_safetensors *st = loaded ? bk_safetensors_load(path) : NULL;
         const char *meta = st ? bk_safetensors_meta(st, "state") : NULL;
-        bool is_a = loaded && same_state(&got, &a), is_b = loaded && same_state(&got, &b);
+        bool is_a = loaded && same_state(got.m, got.o, a.m, a.o),
+             is_b = loaded && same_state(got.m, got.o, b.m, b.o);
         bool ok = (is_a && meta && !strcmp(meta, "A")) || (is_b && meta && !strcmp(meta, "B"));
         seen_a += is_a;
         seen_b += is_b;
@@ -267,14 +208,9 @@ TEST(cleanup_spares_a_live_writers_file) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "%s/brick-crash-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!files_init("crash", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp")) return 1;
     RUN(kill_during_save_loses_nothing);
     RUN(cleanup_spares_a_live_writers_file);
-    remove_dir(tmpdir);
+    files_cleanup();
     return test_summary("test_crash_save");
 }

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE /* mkdtemp, unshare, CLONE_NEWNS, mount */
 
 #include "test.h"
+#include "files.h"
 #include "internal.h"
 
 #include <dirent.h>
@@ -43,132 +44,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmpdir[64];
-
-static const char *tpath(const char *name) {
-    static char bufs[16][512];
-    static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-/* ---- files --------------------------------------------------------------------------- */
-
-static bool write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return false;
-    bool ok = (n == 0 || fwrite(p, 1, n, f) == n);
-    return fclose(f) == 0 && ok;
-}
-
-/* The whole file, malloc'ed (*n bytes), or NULL. */
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    for (size_t k; buf && (k = fread(buf + len, 1, cap - len, f)) > 0;) {
-        len += k;
-        if (len == cap) {
-            unsigned char *b = realloc(buf, cap *= 2);
-            if (!b) free(buf);
-            buf = b;
-        }
-    }
-    fclose(f);
-    *n = len;
-    return buf;
-}
-
-static bool file_is(const char *path, const unsigned char *bytes, size_t n) {
-    size_t m;
-    unsigned char *now = read_file(path, &m);
-    bool same = now && m == n && memcmp(now, bytes, n) == 0;
-    free(now);
-    return same;
-}
-
-/* Files in dir whose name contains ".tmp." (temporary files of saves). */
-static int count_temp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int count = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.")) count++;
-    closedir(d);
-    return count;
-}
-
-static void remove_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            struct stat st;
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
-                chmod(sub, 0700);
-                remove_tree(sub);
-            } else {
-                unlink(sub);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 /* ---- models and their bytes ------------------------------------------------------------ */
-
-/* Linear(6, 8) -> ReLU -> Linear(8, 3), weights from seed. */
-static bk_module *small_mlp(uint64_t seed) {
-    bk_manual_seed(seed);
-    return bk_nn_sequential(3, bk_nn_linear(6, 8), bk_nn_relu(), bk_nn_linear(8, 3));
-}
-
-/* Every state-dict and optimizer-state value (malloc'ed, *n floats). */
-static float *snapshot(const bk_module *m, const bk_optim *o, int64_t *n) {
-    bk_param_list *l = bk_module_named(m, BK_STATE);
-    int64_t total = 0;
-    for (int i = 0; i < l->n; i++) total += l->tensors[i]->numel;
-    for (int i = 0; o && i < bk_optim_state_count(o); i++) total += bk_optim_state_tensor(o, i)->numel;
-    float *buf = malloc((size_t)(total + 1) * sizeof *buf), *p = buf;
-    for (int i = 0; i < l->n; i++) {
-        memcpy(p, l->tensors[i]->data, (size_t)l->tensors[i]->numel * sizeof *p);
-        p += l->tensors[i]->numel;
-    }
-    for (int i = 0; o && i < bk_optim_state_count(o); i++) {
-        const bk_tensor *t = bk_optim_state_tensor(o, i);
-        memcpy(p, t->data, (size_t)t->numel * sizeof *p);
-        p += t->numel;
-    }
-    bk_param_list_free(l);
-    *n = total;
-    return buf;
-}
-
-static bool same_as(const bk_module *m, const bk_optim *o, const float *snap, int64_t n) {
-    int64_t k;
-    float *now = snapshot(m, o, &k);
-    bool same = k == n && !memcmp(now, snap, (size_t)n * sizeof *now);
-    free(now);
-    return same;
-}
-
-/* Sets every state-dict and optimizer-state value to a pattern of `base`. */
-static void fill_pattern(bk_module *m, bk_optim *o, float base) {
-    bk_param_list *l = bk_module_named(m, BK_STATE);
-    float v = base;
-    for (int i = 0; i < l->n; i++)
-        for (int64_t j = 0; j < l->tensors[i]->numel; j++) l->tensors[i]->data[j] = v += 0.001f;
-    for (int i = 0; o && i < bk_optim_state_count(o); i++) {
-        bk_tensor *t = bk_optim_state_tensor(o, i);
-        for (int64_t j = 0; j < t->numel; j++) t->data[j] = v += 0.001f;
-    }
-    bk_param_list_free(l);
-}
 
 /* ---- the sweep ------------------------------------------------------------------------- */
 
@@ -256,7 +132,7 @@ static void load_setup(void *p) {
     ckpt_ctx *c = p;
     c->m = small_mlp(1);
     c->o = bk_optim_adam(c->m, BK_ADAM_DEFAULTS(0.01));
-    fill_pattern(c->m, c->o, 1.0f);
+    fill_pattern(c->m, c->o, 1.0f, 0.001f);
 }
 static int load_run(void *p) {
     ckpt_ctx *c = p;
@@ -278,11 +154,11 @@ TEST(checkpoint_load_out_of_memory) {
     ckpt_ctx c = {.path = tpath("load.ckpt.safetensors")};
     bk_module *m = small_mlp(2);
     bk_optim *o = bk_optim_adam(m, BK_ADAM_DEFAULTS(0.01));
-    fill_pattern(m, o, 2.0f);
+    fill_pattern(m, o, 2.0f, 0.001f);
     static const char *const keys[] = {"brick.arch"}, *const values[] = {"mlp"};
     CHECK(bk_checkpoint_save(c.path, m, o, 1, keys, values) == 0);
     c.file_state = snapshot(m, o, &c.n);
-    fill_pattern(m, o, 1.0f);
+    fill_pattern(m, o, 1.0f, 0.001f);
     c.before = snapshot(m, o, &c.n);
     bk_optim_free(o);
     bk_module_free(m);
@@ -321,11 +197,11 @@ TEST(checkpoint_save_out_of_memory) {
     ckpt_ctx c = {.path = tpath("save.ckpt.safetensors")};
     c.m = small_mlp(3);
     c.o = bk_optim_adam(c.m, BK_ADAM_DEFAULTS(0.01));
-    fill_pattern(c.m, c.o, 3.0f); /* the previous checkpoint */
+    fill_pattern(c.m, c.o, 3.0f, 0.001f); /* the previous checkpoint */
     CHECK(bk_checkpoint_save(c.path, c.m, c.o, 0, NULL, NULL) == 0);
     c.file_bytes = read_file(c.path, &c.file_len);
     CHECK(c.file_bytes && c.file_len > 100);
-    fill_pattern(c.m, c.o, 4.0f); /* the state to save */
+    fill_pattern(c.m, c.o, 4.0f, 0.001f); /* the state to save */
     c.file_state = snapshot(c.m, c.o, &c.n);
     sweep_ops ops = {"checkpoint_save", save_setup, save_run, save_check, NULL, c.path};
     sweep_count n = sweep(&ops, &c);
@@ -519,28 +395,17 @@ TEST(training_step_out_of_memory) {
 
 /* ---- building a model and an optimizer ----------------------------------------------------- */
 
-typedef struct build_ctx {
-    bk_module *m;
-    bk_optim *o;
-} build_ctx;
-
+/* (builds into a ckpt_ctx's m and o; model_teardown frees them) */
 static int build_run(void *p) {
-    build_ctx *c = p;
+    ckpt_ctx *c = p;
     c->m = bk_model_build("mlp:hidden=16", BK_SHAPE(1, 4, 4), 5, NULL, 0);
     c->o = c->m ? bk_optim_adam(c->m, BK_ADAM_DEFAULTS(0.01)) : NULL;
     return c->o ? 0 : -1;
 }
-static void build_teardown(void *p) {
-    build_ctx *c = p;
-    bk_optim_free(c->o);
-    bk_module_free(c->m);
-    c->o = NULL;
-    c->m = NULL;
-}
 
 TEST(model_and_optimizer_out_of_memory) {
-    build_ctx c = {NULL, NULL};
-    sweep_ops ops = {"model + Adam", NULL, build_run, NULL, build_teardown, NULL};
+    ckpt_ctx c = {0};
+    sweep_ops ops = {"model + Adam", NULL, build_run, NULL, model_teardown, NULL};
     sweep_count n = sweep(&ops, &c);
     CHECK(n.points > 10 && n.failed > 0);
 }
@@ -715,11 +580,7 @@ TEST(save_into_missing_directory) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/brick-faults-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!files_init("faults", NULL)) return 1;
     printf("allocation failure sweeps (every allocation of each operation fails once):\n");
     RUN(checkpoint_load_out_of_memory);
     RUN(checkpoint_save_out_of_memory);
@@ -733,6 +594,6 @@ int main(void) {
     RUN(save_past_file_size_limit);
     RUN(save_into_read_only_directory);
     RUN(save_into_missing_directory);
-    remove_tree(tmpdir);
+    files_cleanup();
     return test_summary("test_faults");
 }

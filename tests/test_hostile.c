@@ -15,31 +15,24 @@
  *     forever) is refused by bk_rng_set_state and bk_loader_set_rng, which change nothing;
  *   - bk_file_write_atomic replaces a file, removes the leftovers of killed writers (but not
  *     a temporary file a live writer holds), and leaves the old file on failure;
+ *   - bk_file_check_writable probes with the writer's own temporary file and leaves no
+ *     file behind, nor removes one it did not make;
  *   - bk_checkpoint_load_from loads from a file read once.
  */
 #define _XOPEN_SOURCE 700 /* mkdtemp, mkfifo, alarm, flock via sys/file.h */
 #define _DEFAULT_SOURCE   /* flock */
 
 #include "test.h"
+#include "files.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[] = "/tmp/brick-test-hostile-XXXXXX";
-
-/* A path in the test's directory; the last 8 stay valid. */
-static const char *in_tmp(const char *name) {
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
 
 /* Valid UTF-8 with no control character (C0, DEL, C1) and no bidi override. */
 static bool printable(const char *s) {
@@ -148,7 +141,7 @@ static int save_linear_plus(const char *path, int n_extra, const char *const *ex
 }
 
 TEST(strict_load_refuses_an_empty_name) {
-    const char *path = in_tmp("empty-name.safetensors");
+    const char *path = tpath("empty-name.safetensors");
     const char *extra[1] = {""};
     CHECK(save_linear_plus(path, 1, extra) == 0);
     bk_module *lin = bk_nn_linear(2, 3);
@@ -161,7 +154,7 @@ TEST(strict_load_refuses_an_empty_name) {
 }
 
 TEST(hostile_names_cannot_forge_lines) {
-    const char *path = in_tmp("forged.safetensors");
+    const char *path = tpath("forged.safetensors");
     const char *extra[2] = {"x\nbrick eval: all good, accuracy 1.0000", "\x1b[2J\x1b]0;pwned\x07"};
     CHECK(save_linear_plus(path, 2, extra) == 0);
     bk_module *lin = bk_nn_linear(2, 3);
@@ -185,7 +178,7 @@ static void make_fifo(const char *path) {
 
 TEST(readers_refuse_a_fifo_at_once) {
     alarm(60);
-    const char *fifo = in_tmp("model.safetensors");
+    const char *fifo = tpath("model.safetensors");
     make_fifo(fifo);
     CHECK_ERR(bk_safetensors_load(fifo), "not a regular file (a FIFO)");
     bk_module *lin = bk_nn_linear(2, 3);
@@ -194,11 +187,11 @@ TEST(readers_refuse_a_fifo_at_once) {
     bk_module_free(lin);
     CHECK_ERR(bk_file_open_read(fifo), "model.safetensors: not a regular file (a FIFO)");
     CHECK_ERR(bk_file_open_read(tmpdir), "not a regular file (a directory)");
-    CHECK_ERR(bk_file_open_read(in_tmp("missing")), "cannot open: No such file");
+    CHECK_ERR(bk_file_open_read(tpath("missing")), "cannot open: No such file");
     CHECK_ERR(bk_file_open_read("/dev/null"), "not a regular file (a character device)");
 
     /* a data directory whose plain images file is a FIFO, with a valid .gz beside it */
-    const char *dir = in_tmp("data");
+    const char *dir = tpath("data");
     mkdir(dir, 0700);
     static const char *const files[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
@@ -271,13 +264,13 @@ static int count_prefix(const char *prefix) {
 }
 
 TEST(atomic_writer_replaces_and_cleans_up) {
-    const char *path = in_tmp("log.csv");
+    const char *path = tpath("log.csv");
     char buf[64];
     CHECK(bk_file_write_atomic(path, "one\n", 4) == 0);
     CHECK(slurp(path, buf, sizeof buf) == 4 && !strcmp(buf, "one\n"));
     /* two leftovers of killed writers, and one a live writer holds (locked) */
-    const char *dead1 = in_tmp("log.csv.tmp.AbCdEf"), *dead2 = in_tmp("log.csv.tmp.123456");
-    const char *live = in_tmp("log.csv.tmp.LiVe01"), *other = in_tmp("log.csv.tmp.toolong1");
+    const char *dead1 = tpath("log.csv.tmp.AbCdEf"), *dead2 = tpath("log.csv.tmp.123456");
+    const char *live = tpath("log.csv.tmp.LiVe01"), *other = tpath("log.csv.tmp.toolong1");
     FILE *f;
     if ((f = fopen(dead1, "w"))) fclose(f);
     if ((f = fopen(dead2, "w"))) fclose(f);
@@ -298,7 +291,7 @@ TEST(atomic_writer_replaces_and_cleans_up) {
     CHECK(count_prefix("log.csv.tmp.") == 0);
     /* a failure leaves the old file and no temporary file */
     CHECK(bk_file_write_atomic(path, "three\n", 6) == 0);
-    CHECK_FAILS_INT(bk_file_write_atomic(in_tmp("no/such/dir.csv"), "x", 1),
+    CHECK_FAILS_INT(bk_file_write_atomic(tpath("no/such/dir.csv"), "x", 1),
                     "no/such/dir.csv: cannot create a temporary file");
     CHECK_FAILS_INT(bk_file_write_atomic(NULL, "x", 1), "file_write_atomic: path is NULL");
     CHECK_FAILS_INT(bk_file_write_atomic(path, NULL, 1), "data is NULL");
@@ -306,8 +299,40 @@ TEST(atomic_writer_replaces_and_cleans_up) {
     CHECK(count_prefix("log.csv.tmp.") == 0);
 }
 
+/* The CLI's check before training (was its own "<path>.probe.<pid>" file, which it
+ * unlinked blindly first: another process's file of that name was lost). */
+TEST(writable_check_uses_the_writer_s_temporary_file) {
+    const char *path = tpath("out.csv");
+    char other[600], buf[64];
+    snprintf(other, sizeof other, "%s.probe.%ld", path, (long)getpid());
+    FILE *f = fopen(other, "w");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    CHECK(bk_file_write_atomic(path, "old\n", 4) == 0);
+    CHECK(bk_file_check_writable(path, 1 << 20) == 0);
+    CHECK(access(other, F_OK) == 0); /* not its file: left alone */
+    CHECK(slurp(path, buf, sizeof buf) == 4 && !strcmp(buf, "old\n")); /* path untouched */
+    CHECK(count_prefix("out.csv.tmp.") == 0);                            /* nothing left */
+    CHECK(bk_file_check_writable(tpath("new.csv"), 0) == 0);
+    CHECK(access(tpath("new.csv"), F_OK) != 0); /* a check creates nothing */
+    CHECK_FAILS_INT(bk_file_check_writable(tpath("no/such/dir.csv"), 10),
+                    "no/such/dir.csv cannot be written: cannot create a file there: No such file");
+    CHECK_FAILS_INT(bk_file_check_writable(NULL, 10), "file_check_writable: path is NULL");
+    /* no room: a file size limit of 64 KiB against 1 MiB */
+    struct rlimit old_limit, small = {65536, 65536};
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    if (getrlimit(RLIMIT_FSIZE, &old_limit) == 0 && setrlimit(RLIMIT_FSIZE, &small) == 0) {
+        CHECK_FAILS_INT(bk_file_check_writable(path, 1 << 20),
+                        "out.csv cannot be written: no room for its 1.0 MiB: File too large");
+        setrlimit(RLIMIT_FSIZE, &old_limit);
+    }
+    signal(SIGXFSZ, old_handler);
+    CHECK(count_prefix("out.csv.tmp.") == 0);
+    unlink(other);
+}
+
 TEST(checkpoint_load_from_a_file_read_once) {
-    const char *path = in_tmp("ck.safetensors");
+    const char *path = tpath("ck.safetensors");
     bk_manual_seed(4);
     bk_module *a = bk_nn_linear(2, 3), *b = bk_nn_linear(2, 3);
     CHECK(bk_checkpoint_save(path, a, NULL, 0, NULL, NULL) == 0);
@@ -322,10 +347,7 @@ TEST(checkpoint_load_from_a_file_read_once) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "test_hostile: mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
+    if (!files_init("test-hostile", NULL)) return 1;
     RUN(escape_makes_names_printable);
     RUN(library_messages_are_escaped);
     RUN(strict_load_refuses_an_empty_name);
@@ -333,9 +355,8 @@ int main(void) {
     RUN(readers_refuse_a_fifo_at_once);
     RUN(even_rng_increments_are_refused);
     RUN(atomic_writer_replaces_and_cleans_up);
+    RUN(writable_check_uses_the_writer_s_temporary_file);
     RUN(checkpoint_load_from_a_file_read_once);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "test_hostile: could not remove %s\n", tmpdir);
+    files_cleanup();
     return test_summary("test_hostile");
 }

@@ -365,6 +365,46 @@ TEST(conv2d_threads_bitwise) {
     }
 }
 
+/* dW is summed per slice of chunks; 66 one-image chunks in 64 slices must not leave slices
+ * without a chunk, whose sums buffer then still held the previous call's sums (LeNet's last
+ * batch of 96 images took 16 stale slices into dW). A first call with 128 large images fills
+ * every slice's buffer; dW of the second call is checked against a sum in double. */
+TEST(conv2d_dw_no_stale_slices) {
+    const int64_t N = 66, H = 16, K = 3; /* 16x16 outputs: 256 pixels, one image per chunk */
+    bk_tensor *w = bk_tensor_new(BK_SHAPE(2, 1, K, K));
+    bk_tensor *xbig = bk_tensor_new(BK_SHAPE(128, 1, H, H));
+    bk_tensor *x = bk_tensor_new(BK_SHAPE(N, 1, H, H));
+    CHECK(w && xbig && x);
+    if (!w || !xbig || !x) goto done;
+    bk_fill_normal(w, &g_rng, 0, 1), bk_fill_normal(xbig, &g_rng, 0, 1000), bk_fill_normal(x, &g_rng, 0, 1);
+    bk_requires_grad(w, true);
+    bk_conv2d_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+    bk_tensor *y = bk_conv2d(xbig, w, NULL, o);
+    CHECK(y && bk_backward(bk_sum(y)) == 0);
+    bk_fill(w->grad, 0.0f);
+    y = bk_conv2d(x, w, NULL, o);
+    CHECK(y && bk_backward(bk_sum(y)) == 0); /* dY = 1 */
+    if (!y || !w->grad) goto done;
+    double worst = 0;
+    for (int64_t oc = 0; oc < 2; oc++)
+        for (int64_t kh = 0; kh < K; kh++)
+            for (int64_t kw = 0; kw < K; kw++) {
+                double s = 0; /* dW[o, 0, kh, kw] = sum over n, oh, ow of x[n, 0, oh + kh - 1, ow + kw - 1] */
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t i = 0; i < H; i++)
+                        for (int64_t j = 0; j < H; j++) {
+                            int64_t r = i + kh - 1, c = j + kw - 1;
+                            if (r >= 0 && r < H && c >= 0 && c < H) s += x->data[(n * H + r) * H + c];
+                        }
+                double e = fabs(w->grad->data[(oc * K + kh) * K + kw] - s) / (1.0 + fabs(s));
+                worst = e > worst ? e : worst;
+            }
+    /* float sums of ~17,000 terms of size ~1: relative error well under 1e-4 */
+    CHECK_CLOSE(worst, 0.0, 1e-4);
+done:
+    bk_tensor_free(w), bk_tensor_free(xbig), bk_tensor_free(x);
+}
+
 /* The direct stride-1 kernel (src/kernels/conv_direct.c, used where the CPU has AVX-512 or
  * AVX2+FMA) against the im2col + GEMM path it replaces, on the same inputs: y, dx, dw and db
  * agree within twice the float32 rounding bound of either (each is within one bound of the
@@ -1164,6 +1204,7 @@ int main(void) {
     RUN(conv2d_gradcheck);
     RUN(conv2d_values);
     RUN(conv2d_threads_bitwise);
+    RUN(conv2d_dw_no_stale_slices);
     RUN(conv2d_direct_vs_im2col);
     RUN(max_pool2d_ties_torch);
     RUN(max_pool2d_ties_random);

@@ -8,34 +8,11 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 
 #include "test.h"
+#include "files.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <unistd.h>
-
-static char tmpdir[64];
-
-static const char *tpath(const char *name) {
-    static char bufs[4][512];
-    static int next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-/* A safetensors file: 8-byte little-endian header length, header, data_len zero bytes. */
-static void write_st(const char *path, const char *header, size_t data_len) {
-    size_t hl = strlen(header);
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    if (!f) return;
-    unsigned char len[8];
-    for (int k = 0; k < 8; k++) len[k] = (unsigned char)((uint64_t)hl >> (8 * k));
-    CHECK(fwrite(len, 1, 8, f) == 8);
-    CHECK(fwrite(header, 1, hl, f) == hl);
-    for (size_t i = 0; i < data_len; i++) CHECK(fputc(0, f) == 0);
-    CHECK(fclose(f) == 0);
-}
 
 TEST(every_json_escape_decodes) {
     /* name: a \b \f \n \r \t \" \\ \/ U+00E9 U+20AC U+1F600; metadata likewise */
@@ -43,7 +20,7 @@ TEST(every_json_escape_decodes) {
         "{\"__metadata__\":{\"k\\u20ac\":\"v\\b\\f\\r\\t\\n\\/\\u00e9\\u20ac\\ud83d\\ude00\"},"
         "\"a\\b\\f\\n\\r\\t\\\"\\\\\\/\\u00e9\\u20ac\\ud83d\\ude00\":"
         "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-    write_st(tpath("esc.safetensors"), hdr, 4);
+    CHECK(write_st(tpath("esc.safetensors"), hdr, 4));
     bk_safetensors *st = bk_safetensors_load(tpath("esc.safetensors"));
     CHECK(st != NULL);
     if (!st) return;
@@ -61,21 +38,21 @@ TEST(literals_and_bad_numbers) {
     for (int k = 0; k < 3; k++) {
         char hdr[64];
         snprintf(hdr, sizeof hdr, "{\"x\":%s}", lits[k]);
-        write_st(tpath("lit.safetensors"), hdr, 0);
+        CHECK(write_st(tpath("lit.safetensors"), hdr, 0));
         CHECK_ERR(bk_safetensors_load(tpath("lit.safetensors")), "entry 'x' is not an object");
     }
-    write_st(tpath("num.safetensors"), "{\"x\":-a}", 0);
+    CHECK(write_st(tpath("num.safetensors"), "{\"x\":-a}", 0));
     CHECK_ERR(bk_safetensors_load(tpath("num.safetensors")), "invalid number");
-    write_st(tpath("num.safetensors"), "{\"x\":[1.5e+3, -0, 2E7, 0.25]}", 0);
+    CHECK(write_st(tpath("num.safetensors"), "{\"x\":[1.5e+3, -0, 2E7, 0.25]}", 0));
     CHECK_ERR(bk_safetensors_load(tpath("num.safetensors")), "entry 'x' is not an object");
-    write_st(tpath("num.safetensors"), "{\"x\":1.}", 0);
+    CHECK(write_st(tpath("num.safetensors"), "{\"x\":1.}", 0));
     CHECK_ERR(bk_safetensors_load(tpath("num.safetensors")), "invalid number");
 }
 
 TEST(null_arguments) {
     CHECK_ERR(bk_safetensors_name(NULL, 0), "file is NULL");
     CHECK_ERR(bk_safetensors_meta(NULL, "k"), "file is NULL");
-    write_st(tpath("empty.safetensors"), "{}", 0);
+    CHECK(write_st(tpath("empty.safetensors"), "{}", 0));
     bk_safetensors *st = bk_safetensors_load(tpath("empty.safetensors"));
     CHECK(st != NULL);
     CHECK_ERR(bk_safetensors_meta(st, NULL), "key is NULL");
@@ -106,18 +83,11 @@ TEST(checkpoint_refuses_names_clashing_with_optim_prefix) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/brick-test-readers-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "test_reader_edges: mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
+    if (!files_init("test-readers", NULL)) return 1;
     RUN(every_json_escape_decodes);
     RUN(literals_and_bad_numbers);
     RUN(null_arguments);
     RUN(checkpoint_refuses_names_clashing_with_optim_prefix);
-    static const char *const files[] = {"esc.safetensors", "lit.safetensors", "num.safetensors",
-                                        "empty.safetensors", "s.safetensors", "c.safetensors"};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(tpath(files[i]));
-    rmdir(tmpdir);
+    files_cleanup();
     return test_summary("test_reader_edges");
 }

@@ -13,6 +13,7 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp, setrlimit, opendir, lstat, umask */
 
 #include "test.h"
+#include "files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,82 +22,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[64];
-
-/* tmpdir/name, in one of a few rotating static buffers. */
-static const char *tpath(const char *name) {
-    static char bufs[4][512];
-    static int next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    if (!f) return;
-    CHECK(n == 0 || fwrite(p, 1, n, f) == n);
-    CHECK(fclose(f) == 0);
-}
-
-/* A file: 8-byte little-endian header_len, the first header_len bytes of header, then
- * data_len zero bytes. */
-static void write_st_len(const char *path, const char *header, size_t header_len,
-                         size_t data_len) {
-    unsigned char *buf = calloc(8 + header_len + data_len + 1, 1);
-    for (int k = 0; k < 8; k++) buf[k] = (unsigned char)((uint64_t)header_len >> (8 * k));
-    memcpy(buf + 8, header, header_len);
-    write_bytes(path, buf, 8 + header_len + data_len);
-    free(buf);
-}
-
-static void write_st(const char *path, const char *header, size_t data_len) {
-    write_st_len(path, header, strlen(header), data_len);
-}
-
-/* Reads a whole file into a malloc'ed buffer (*n bytes). */
-static unsigned char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = malloc(1 << 16);
-    *n = fread(buf, 1, 1 << 16, f);
-    fclose(f);
-    return buf;
-}
-
-/* Files in dir whose name contains ".tmp." (left-over temporary files). */
-static int count_temp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int count = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.")) count++;
-    closedir(d);
-    return count;
-}
-
-static void remove_tree(const char *path, int depth) {
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return;
-    if (S_ISDIR(sb.st_mode) && depth < 8) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        if (d) {
-            for (struct dirent *e; (e = readdir(d));) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char child[1024];
-                snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-                remove_tree(child, depth + 1);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 /* Fills t with bit patterns that a lossy round trip would change. */
 static void fill_bits(bk_tensor *t, uint32_t seed) {
@@ -150,7 +75,7 @@ TEST(round_trip_tensors_and_metadata) {
     /* The layout readers expect: the header is a space-padded object, data starts at a
      * multiple of 8, and the file has nothing beyond the tensors. */
     size_t size = 0;
-    unsigned char *raw = read_all(path, &size);
+    unsigned char *raw = read_file(path, &size);
     CHECK(raw != NULL && size > 8);
     if (raw && size > 8) {
         uint64_t hlen = 0;
@@ -213,7 +138,7 @@ TEST(reads_foreign_layouts) {
     memcpy(buf + 8, header, hl);
     const unsigned char data[12] = {0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40}; /* 1 2 3 */
     memcpy(buf + 8 + hl, data, 12);
-    write_bytes(path, buf, 8 + hl + 12);
+    CHECK(write_file(path, buf, 8 + hl + 12));
     bk_safetensors *st = bk_safetensors_load(path);
     CHECK(st != NULL);
     if (st) {
@@ -228,12 +153,12 @@ TEST(reads_foreign_layouts) {
     }
     bk_safetensors_free(st);
 
-    write_st(path,
+    CHECK(write_st(path,
              " \t\r\n{ \"caf\\u00e9 \\ud83d\\ude00\\/\" : { \"shape\" : [ ] , \"dtype\" : \"F32\" ,"
              " \"data_offsets\" : [ 0 , 4 ] } , \"z\":{\"dtype\":\"F32\",\"shape\":[0,3],"
              "\"data_offsets\":[4,4]}, \"y\":{\"dtype\":\"F32\",\"shape\":[3,0],"
              "\"data_offsets\":[4,4]}, \"__metadata__\" : { } }\n\t ",
-             4);
+             4));
     st = bk_safetensors_load(path);
     CHECK(st != NULL);
     if (st) {
@@ -246,7 +171,7 @@ TEST(reads_foreign_layouts) {
     }
     bk_safetensors_free(st);
 
-    write_st(path, "{}", 0);
+    CHECK(write_st(path, "{}", 0));
     st = bk_safetensors_load(path);
     CHECK(st && bk_safetensors_count(st) == 0);
     bk_safetensors_free(st);
@@ -370,7 +295,7 @@ TEST(rejects_bad_headers) {
     char prefix[600];
     snprintf(prefix, sizeof prefix, "safetensors: %s: ", path);
     for (size_t i = 0; i < sizeof BAD / sizeof *BAD; i++) {
-        write_st(path, BAD[i].header, BAD[i].data_len);
+        CHECK(write_st(path, BAD[i].header, BAD[i].data_len));
         bk_clear_error();
         bk_safetensors *st = bk_safetensors_load(path);
         const char *e = bk_last_error();
@@ -386,30 +311,30 @@ TEST(rejects_bad_headers) {
 TEST(rejects_bad_files) {
     const char *path = tpath("bad.safetensors");
     /* shorter than the length field */
-    write_bytes(path, "\x05\0\0\0\0", 5);
+    CHECK(write_file(path, "\x05\0\0\0\0", 5));
     CHECK_ERR(bk_safetensors_load(path), "file is too short (5 bytes) to hold the 8-byte header length");
-    write_bytes(path, "", 0);
+    CHECK(write_file(path, "", 0));
     CHECK_ERR(bk_safetensors_load(path), "file is too short (0 bytes)");
     /* header lengths */
-    write_st_len(path, "{}", 0, 8);
+    CHECK(write_st_len(path, "{}", 0, 8));
     CHECK_ERR(bk_safetensors_load(path), "header length is 0");
     unsigned char big[16] = {0x00, 0xc2, 0xeb, 0x0b, 0, 0, 0, 0, '{', '}'}; /* 200,000,000 */
-    write_bytes(path, big, 16);
+    CHECK(write_file(path, big, 16));
     CHECK_ERR(bk_safetensors_load(path), "header length 200000000 exceeds the limit of 100000000 bytes");
     unsigned char huge[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    write_bytes(path, huge, 8);
+    CHECK(write_file(path, huge, 8));
     CHECK_ERR(bk_safetensors_load(path), "header length 18446744073709551615 exceeds the limit");
     unsigned char past[12] = {100, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' '};
-    write_bytes(path, past, 12);
+    CHECK(write_file(path, past, 12));
     CHECK_ERR(bk_safetensors_load(path), "header length 100 goes past the end of the file (12 bytes)");
     /* not UTF-8: a stray byte, an overlong '/', an encoded surrogate, a cut sequence */
-    write_st(path, "{\"a\xff\":1}", 0);
+    CHECK(write_st(path, "{\"a\xff\":1}", 0));
     CHECK_ERR(bk_safetensors_load(path), "header is not valid UTF-8 (byte 3)");
-    write_st(path, "{\"\xc0\xaf\":1}", 0);
+    CHECK(write_st(path, "{\"\xc0\xaf\":1}", 0));
     CHECK_ERR(bk_safetensors_load(path), "header is not valid UTF-8 (byte 2)");
-    write_st(path, "{\"\xed\xa0\x80\":1}", 0);
+    CHECK(write_st(path, "{\"\xed\xa0\x80\":1}", 0));
     CHECK_ERR(bk_safetensors_load(path), "header is not valid UTF-8 (byte 2)");
-    write_st(path, "{\"\xe6\x97\":1}", 0);
+    CHECK(write_st(path, "{\"\xe6\x97\":1}", 0));
     CHECK_ERR(bk_safetensors_load(path), "header is not valid UTF-8 (byte 2)");
     /* not a file at all */
     CHECK_ERR(bk_safetensors_load(tpath("does-not-exist")), "does-not-exist: cannot open: No such file");
@@ -546,33 +471,6 @@ static bk_module *make_mlp(uint64_t seed) {
     return bk_nn_sequential(3, bk_nn_linear(4, 8), bk_nn_relu(), bk_nn_linear(8, 2));
 }
 
-/* Heap copies of a module's state dict, to check later that it did not change. */
-typedef struct snapshot {
-    bk_param_list *list;
-    bk_tensor **copies;
-} snapshot;
-
-static snapshot snapshot_take(const bk_module *m) {
-    snapshot s = {bk_module_named(m, BK_STATE), NULL};
-    if (!s.list) return s;
-    s.copies = calloc((size_t)s.list->n + 1, sizeof *s.copies);
-    for (int i = 0; i < s.list->n; i++) s.copies[i] = bk_tensor_clone_owned(s.list->tensors[i]);
-    return s;
-}
-
-static bool snapshot_same(const snapshot *s) {
-    if (!s->list) return false;
-    for (int i = 0; i < s->list->n; i++)
-        if (!same_tensor(s->list->tensors[i], s->copies[i])) return false;
-    return true;
-}
-
-static void snapshot_free(snapshot *s) {
-    for (int i = 0; s->list && i < s->list->n; i++) bk_tensor_free(s->copies[i]);
-    free(s->copies);
-    bk_param_list_free(s->list);
-}
-
 TEST(module_save_load_round_trip) {
     const char *path = tpath("mlp.safetensors");
     bk_module *net = make_mlp(1), *other = make_mlp(2);
@@ -618,7 +516,8 @@ TEST(module_strict_load_lists_every_problem) {
     bk_module *net = make_mlp(3);
     CHECK(net != NULL);
     if (!net) return;
-    snapshot before = snapshot_take(net);
+    int64_t n_before;
+    float *before = snapshot(net, NULL, &n_before); /* to check later that it did not change */
     char want[2048];
 
     /* Only one of the four tensors. */
@@ -632,7 +531,7 @@ TEST(module_strict_load_lists_every_problem) {
     CHECK(bk_module_load(net, path_a, true) == -1);
     CHECK(strcmp(bk_last_error(), want) == 0);
     if (strcmp(bk_last_error(), want) != 0) fprintf(stderr, "       want: %s\n", want);
-    CHECK(snapshot_same(&before));
+    CHECK(same_as(net, NULL, before, n_before));
 
     /* Unexpected and mis-shaped names (b), and missing ones too (c). */
     const char *path_b = tpath("mixed.safetensors");
@@ -654,7 +553,7 @@ TEST(module_strict_load_lists_every_problem) {
     CHECK(bk_module_load(net, path_c, true) == -1);
     CHECK(strcmp(bk_last_error(), want) == 0);
     if (strcmp(bk_last_error(), want) != 0) fprintf(stderr, "       want: %s\n", want);
-    CHECK(snapshot_same(&before));
+    CHECK(same_as(net, NULL, before, n_before));
 
     /* Non-strict: mis-shaped names still fail, and only they are listed. */
     snprintf(want, sizeof want,
@@ -663,13 +562,14 @@ TEST(module_strict_load_lists_every_problem) {
     CHECK(bk_module_load(net, path_b, false) == -1);
     CHECK(strcmp(bk_last_error(), want) == 0);
     if (strcmp(bk_last_error(), want) != 0) fprintf(stderr, "       want: %s\n", want);
-    CHECK(snapshot_same(&before));
+    CHECK(same_as(net, NULL, before, n_before));
 
     /* Non-strict: the matching names load, the rest is ignored. */
     CHECK(bk_module_load(net, path_a, false) == 0);
     CHECK(same_tensor(bk_module_get(net, "0.weight"), w_a));
-    CHECK(same_tensor(bk_module_get(net, "0.bias"), before.copies[1]));
-    CHECK(same_tensor(bk_module_get(net, "2.weight"), before.copies[2]));
+    /* (before: 0.weight (8, 4), 0.bias (8), 2.weight (2, 8), 2.bias (2), in that order) */
+    CHECK(!memcmp(bk_module_get(net, "0.bias")->data, before + 32, 8 * sizeof(float)));
+    CHECK(!memcmp(bk_module_get(net, "2.weight")->data, before + 40, 16 * sizeof(float)));
 
     /* Load errors of the file itself come through unchanged. */
     CHECK_FAILS_INT(bk_module_load(net, tpath("absent.safetensors"), true), "cannot open");
@@ -678,16 +578,12 @@ TEST(module_strict_load_lists_every_problem) {
     CHECK_FAILS_INT(bk_module_save(NULL, path_a), "module is NULL");
 
     bk_tensor_free(w_a);
-    snapshot_free(&before);
+    free(before);
     bk_module_free(net);
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/brick-test-safetensors-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "test_safetensors: mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
+    if (!files_init("test-safetensors", NULL)) return 1;
     RUN(round_trip_tensors_and_metadata);
     RUN(round_trip_no_tensors);
     RUN(reads_foreign_layouts);
@@ -700,6 +596,6 @@ int main(void) {
     RUN(save_into_read_only_directory);
     RUN(module_save_load_round_trip);
     RUN(module_strict_load_lists_every_problem);
-    remove_tree(tmpdir, 0);
+    files_cleanup();
     return test_summary("safetensors");
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -83,28 +84,40 @@ bool cli_value_parse(const cli_option *o, const char *v, void *out, char *why, s
             k += (size_t)snprintf(why + k, n - k, "%s %s", c == o->choices ? "" : ",", *c);
         return false;
     }
-    case CLI_INT: {
-        int64_t x;
-        if (cli_parse_i64(v, &x) && (double)x >= o->min && (double)x <= o->max) {
-            *(int64_t *)out = x;
-            return true;
-        }
-        if (o->max >= 9e18)
-            snprintf(why, n, "must be an integer >= %.0f", o->min);
-        else
-            snprintf(why, n, "must be an integer in %.0f..%.0f", o->min, o->max);
-        return false;
-    }
-    case CLI_FLOAT: {
-        char *end;
+    case CLI_INT:
+    case CLI_FLOAT:
+    case CLI_F32: {
+        bool integer = o->kind == CLI_INT;
+        int64_t i = 0;
+        double x = NAN;
+        char *end = NULL;
         errno = 0;
-        double x = strtod(v, &end);
-        if (*v && !*end && !errno && isfinite(x) && x >= o->min && x <= o->max) {
-            *(double *)out = x;
+        if (integer && cli_parse_i64(v, &i)) {
+            x = (double)i;
+        } else if (!integer) {
+            x = strtod(v, &end);
+            if (!*v || *end || errno) x = NAN;
+        }
+        /* THE rounding of a float32 setting (the lr and the optimizer's other settings): the
+         * value the optimizer uses, the one its metadata holds (%.9g gives it back exactly
+         * through this parser) and the one a resume compares, whether it came from a flag or
+         * a file. */
+        bool overflow = o->kind == CLI_F32 && isfinite(x) && !isfinite((float)x);
+        if (o->kind == CLI_F32) x = (float)x;
+        if (isfinite(x) && x >= o->min && x <= o->max) {
+            if (integer)
+                *(int64_t *)out = i;
+            else
+                *(double *)out = x;
             return true;
         }
-        if (o->max >= 1e300)
-            snprintf(why, n, "must be a number >= %g", o->min);
+        const char *what = integer ? "an integer" : "a number";
+        if (overflow)
+            snprintf(why, n, "must be a number a float holds (at most %g)", (double)FLT_MAX);
+        else if (o->max >= (integer ? 9e18 : 1e300))
+            snprintf(why, n, "must be %s >= %.*g", what, integer ? 19 : 6, o->min);
+        else if (integer)
+            snprintf(why, n, "must be an integer in %.0f..%.0f", o->min, o->max);
         else
             snprintf(why, n, "must be a number in [%g, %g]", o->min, o->max);
         return false;
@@ -317,22 +330,9 @@ bool cli_same_file(const char *a, const char *b) {
 
 int cli_check_writable(const char *what, const char *path, int64_t bytes) {
     if (cli_is_dir(path)) return cli_usage("%s %s is a directory (give a file name)", what, path);
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.probe.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return cli_usage("%s %s: path too long", what, path);
-    unlink(tmp); /* a leftover of a killed run with the same pid */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0)
-        return cli_fail("%s %s cannot be written: cannot create a file there: %s", what, path,
-                        strerror(errno));
-    /* The room the file will take: a full disk or a file size limit shows now rather than
-     * after the first epoch. A file system without fallocate is not checked for room. */
-    int err = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
-    close(fd);
-    unlink(tmp);
-    if (err && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS)
-        return cli_fail("%s %s cannot be written: no room for its %.1f MiB: %s", what, path,
-                        (double)bytes / 1048576.0, strerror(err));
+    /* the writer's own temporary file, with the room the file will take: a full disk or a
+     * file size limit shows now rather than after the first epoch */
+    if (bk_file_check_writable(path, bytes) != 0) return cli_fail("%s %s", what, bk_last_error());
     return CLI_OK;
 }
 

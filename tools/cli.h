@@ -64,13 +64,15 @@ typedef enum cli_kind {
     CLI_STR,    /* const char * (borrowed from argv) */
     CLI_INT,    /* int64_t in [min, max] */
     CLI_FLOAT,  /* double in [min, max], finite */
+    CLI_F32,    /* as CLI_FLOAT, rounded to float32 first (a setting the optimizer uses as a
+                 * float: the one place where it is rounded, see cli_value_parse) */
     CLI_KIND_COUNT
 } cli_kind;
 
 typedef struct cli_option {
     const char *name;  /* "--epochs" */
     cli_kind kind;
-    void *out;         /* bool *, const char **, int64_t *, double * */
+    void *out;         /* bool *, const char **, int64_t *, double * (FLOAT, F32) */
     double min, max;   /* numbers: the accepted range (inclusive) */
     bool given;        /* set by cli_parse when the option appears */
     const char *const *choices; /* CLI_STR: the accepted words, NULL-terminated; NULL: any */
@@ -82,6 +84,11 @@ typedef struct cli_option {
  * printing the help (the caller exits 0). */
 int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
               int max_pos, int *n_pos, void (*help)(FILE *f));
+/* The number of elements of an array (an option table, the positional words). */
+#define CLI_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+/* --threads T, the same in every command (cli_set_threads when given). */
+#define CLI_OPT_THREADS(out) {"--threads", CLI_INT, (out), 1, 1024, false, NULL}
+
 /* The option named `name` in opts (for ->given); NULL if absent. */
 cli_option *cli_opt(cli_option *opts, int n_opts, const char *name);
 
@@ -90,8 +97,9 @@ bool cli_parse_i64(const char *s, int64_t *out);
 
 /* THE parser of a setting's value, shared by the command line (cli_parse) and what a
  * command reads back from a file it wrote (cli_meta_value): the whole string, of o's kind
- * (CLI_INT: a decimal integer; CLI_FLOAT: a finite number; CLI_STR: non-empty, one of
- * o->choices when set), inside [o->min, o->max]. Stores it in *out (int64_t *, double *,
+ * (CLI_INT: a decimal integer; CLI_FLOAT: a finite number; CLI_F32: a finite number
+ * rounded to float32, which a float holds; CLI_STR: non-empty, one of o->choices when
+ * set), inside [o->min, o->max]. Stores it in *out (int64_t *, double *,
  * const char ** borrowing v) and returns true; else writes why ("must be an integer in
  * 1..1000000000") to why[n] and leaves *out alone. */
 bool cli_value_parse(const cli_option *o, const char *v, void *out, char *why, size_t n);
@@ -205,6 +213,27 @@ void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches)
 void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss);
 /* Erases the bar (so that the epoch's summary line can take its place). */
 void cli_progress_clear(cli_progress *p);
+
+/* ---- one optimizer step (train_loop.c): brick train and brick train-lm ---------------- */
+
+/* Why a batch's loss l stops a run: "NaN", "infinite", "diverging" (above max_loss, when
+ * max_loss > 0), or NULL when it does not. */
+const char *cli_loss_problem(double l, double max_loss);
+
+typedef enum cli_step_result {
+    CLI_STEP_DONE,     /* the parameters are updated */
+    CLI_STEP_FAILED,   /* the forward, backward or update failed: the library's error is set */
+    CLI_STEP_BAD_LOSS, /* cli_loss_problem(*l, max_loss): stopped before the backward */
+    CLI_STEP_RESULT_COUNT
+} cli_step_result;
+
+/* One optimizer step on a batch with its mean loss: forward x, mean cross-entropy of the
+ * n rows of logits against the targets y, the loss in *l and checked BEFORE the backward
+ * and the update (a stopped run leaves no damaged state), then zero_grad, backward, step.
+ * *logits (may be NULL): the forward's output (n, classes), in the arena until the caller's
+ * bk_arena_reset. */
+cli_step_result cli_train_step(bk_module *m, bk_optim *o, bk_tensor *x, const int64_t *y, int64_t n,
+                               double max_loss, double *l, bk_tensor **logits);
 
 /* ---- evaluation (cmd_eval.c) ---------------------------------------------------------- */
 

@@ -132,11 +132,11 @@ int cmd_eval(int argc, char **argv) {
     cli_option opts[] = {
         {"--data", CLI_STR, &data, 0, 0, false, NULL},
         {"--batch-size", CLI_INT, &batch, 1, 1e9, false, NULL},
-        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
+        CLI_OPT_THREADS(&threads),
     };
     const char *pos[1];
     int n_pos;
-    int rc = cli_parse(argc, argv, opts, 3, pos, 1, &n_pos, help);
+    int rc = cli_parse(argc, argv, opts, CLI_COUNT(opts), pos, 1, &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos != 1) return cli_usage("expected a model FILE (see --help)");
     if (cli_parse_only) return CLI_OK;

@@ -7,8 +7,9 @@
  *
  * train-lm reads a text file (bytes >= 128, '\r' and NUL are dropped, so the vocabulary is
  * ASCII), splits it 90/10 by position into train and validation, trains with AdamW on
- * random windows of --context characters (cosine learning-rate decay to a tenth), and
- * reports the validation loss in nats per character next to the add-one-smoothed bigram
+ * random windows of --context characters (cosine learning-rate decay to a tenth; each step
+ * is brick train's, cli_train_step: a NaN or infinite loss stops it before the backward),
+ * and reports the validation loss in nats per character next to the add-one-smoothed bigram
  * baseline counted on the train split and evaluated on the same validation targets.
  *
  * The model file is a safetensors state dict with metadata "brick.format" = "brick-lm-1",
@@ -228,14 +229,13 @@ int cmd_train_lm(int argc, char **argv) {
         {"--lr", CLI_FLOAT, &lr, 0, 10, false, NULL},
         {"--eval-every", CLI_INT, &every, 0, 1e9, false, NULL},
         {"--seed", CLI_INT, &seed, 0, 9.0e15, false, NULL},
-        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
+        CLI_OPT_THREADS(&threads),
         {"--out", CLI_STR, &out, 0, 0, false, NULL},
     };
-    int n_opts = (int)(sizeof opts / sizeof opts[0]), n_pos = 0;
+    int n_opts = CLI_COUNT(opts), n_pos = 0;
     const char *pos[1];
     int rc = cli_parse(argc, argv, opts, n_opts, pos, 0, &n_pos, help_train);
-    if (rc < 0) return CLI_OK;
-    if (rc != CLI_OK) return rc;
+    if (rc) return rc < 0 ? CLI_OK : rc;
     bool learned = !strcmp(positions, "learned");
     if (!learned && strcmp(positions, "sinusoidal"))
         return cli_usage("--positions must be learned or sinusoidal (got '%s')", positions);
@@ -325,19 +325,14 @@ int cmd_train_lm(int argc, char **argv) {
                 tgt[b * ctx + t] = (int64_t)ids[s + t + 1];
             }
         }
-        double ts = cli_now();
-        bk_tensor *loss = bk_cross_entropy(bk_forward(m, x), tgt, batch * ctx, BK_REDUCTION_MEAN);
-        if (!loss) {
-            rc = cli_fail(NULL);
+        double ts = cli_now(), lv = 0;
+        /* the step of brick train (NaN or infinite: stopped before the backward) */
+        cli_step_result st = cli_train_step(m, o, x, tgt, batch * ctx, 0, &lv, NULL);
+        if (st == CLI_STEP_BAD_LOSS) {
+            rc = cli_fail("step %" PRId64 ": the loss is %g; stopping", step, lv);
             break;
         }
-        float lv = bk_item(loss);
-        if (!isfinite(lv)) {
-            rc = cli_fail("step %" PRId64 ": the loss is %g; stopping", step, (double)lv);
-            break;
-        }
-        bk_optim_zero_grad(o);
-        if (bk_backward(loss) || bk_optim_step(o)) {
+        if (st != CLI_STEP_DONE) {
             rc = cli_fail(NULL);
             break;
         }
@@ -409,13 +404,12 @@ int cmd_generate(int argc, char **argv) {
         {"--length", CLI_INT, &length, 0, 1e8, false, NULL},
         {"--temperature", CLI_FLOAT, &temp, 0, 100, false, NULL},
         {"--seed", CLI_INT, &seed, 0, 9.0e15, false, NULL},
-        {"--threads", CLI_INT, &threads, 1, 1024, false, NULL},
+        CLI_OPT_THREADS(&threads),
     };
-    int n_opts = (int)(sizeof opts / sizeof opts[0]), n_pos = 0;
+    int n_opts = CLI_COUNT(opts), n_pos = 0;
     const char *pos[1];
     int rc = cli_parse(argc, argv, opts, n_opts, pos, 1, &n_pos, help_generate);
-    if (rc < 0) return CLI_OK;
-    if (rc != CLI_OK) return rc;
+    if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos != 1) return cli_usage("expected one model FILE (see --help)");
     if (prompt && !*prompt) return cli_usage("--prompt is empty");
     if ((rc = cli_need_file(NULL, pos[0]))) return rc;

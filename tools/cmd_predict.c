@@ -129,7 +129,7 @@ int cmd_predict(int argc, char **argv) {
     };
     const char *pos[256];
     int n_pos;
-    int rc = cli_parse(argc, argv, opts, 5, pos, 256, &n_pos, help);
+    int rc = cli_parse(argc, argv, opts, CLI_COUNT(opts), pos, CLI_COUNT(pos), &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos < 1) return cli_usage("expected a model FILE (see --help)");
     if (!idx && n_pos < 2) return cli_usage("expected IMAGE files or --idx IMAGES (see --help)");

@@ -185,7 +185,7 @@ int cmd_summary(int argc, char **argv) {
     };
     const char *pos[1];
     int n_pos;
-    int rc = cli_parse(argc, argv, opts, 3, pos, 1, &n_pos, help);
+    int rc = cli_parse(argc, argv, opts, CLI_COUNT(opts), pos, 1, &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if ((n_pos == 1) == (model != NULL))
         return cli_usage("expected a model FILE or --model SPEC (one of them; see --help)");

@@ -1,5 +1,4 @@
-/* anomaly.c - anomaly detection (torch.autograd.set_detect_anomaly) and the stack of
- * running blocks that names where an op ran.
+/* anomaly.c - anomaly detection (torch.autograd.set_detect_anomaly).
  *
  * With the mode on (per thread, off by default), bk_op_record checks the output of every
  * op, recorded or not, and bk_backward checks every gradient a backward function produced
@@ -10,12 +9,10 @@
  * it, so it came from data, a parameter (named when it is the block's own: a diverging
  * optimizer step writes Inf there) or a tensor made while the mode was off.
  *
- * The block stack: bk_forward pushes the block it runs and pops it after, always (two
- * thread-local stores), so the mode can be switched on at any point. A path is written
- * from the outermost block in, each level "<registered name>:<class>" when the block is a
- * child of the level above ("Sequential/1:Linear"), else just the class. Recorded nodes
- * keep an arena copy of the path (only in anomaly mode), because a backward runs after
- * the forward's blocks have returned.
+ * Where an op runs: autograd knows nothing of blocks. The block stack lives in nn
+ * (nn/block_stack.c), which hands this file two hooks (bk__anomaly_set_where): the
+ * current path and the owner of a tensor. Recorded nodes keep an arena copy of the path
+ * (only in anomaly mode), because a backward runs after the forward's blocks have returned.
  *
  * The switch itself (bk_set_detect_anomaly) lives in autograd.c next to the grad mode, so
  * that with the mode off bk_op_record pays one read of a thread-local it already has at
@@ -26,53 +23,18 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#define BLOCK_STACK_MAX 64 /* deeper nesting is counted but not named */
 #define PATH_MAX_CHARS 512
 
-static _Thread_local const bk_module *block_stack[BLOCK_STACK_MAX];
-static _Thread_local int block_depth;
+/* Where ops run, as the layer above tells it (NULL: nothing ran inside a block yet). */
+static _Thread_local const bk__where_hooks *where_hooks;
 
-/* ---- the block stack ------------------------------------------------------------------ */
+void bk__anomaly_set_where(const bk__where_hooks *h) { where_hooks = h; }
 
-void bk__block_push(const bk_module *m) {
-    if (block_depth < BLOCK_STACK_MAX) block_stack[block_depth] = m;
-    block_depth++;
-}
+/* ---- where an op runs ------------------------------------------------------------------ */
 
-void bk__block_pop(void) {
-    if (block_depth > 0) block_depth--;
-}
-
-/* The registered name of child under parent, or NULL. */
-static const char *child_name(const bk_module *parent, const bk_module *child) {
-    for (int i = 0; parent && i < parent->n_children; i++)
-        if (parent->children[i].module == child) return parent->children[i].name;
-    return NULL;
-}
-
-/* Writes the current block path ("Sequential/1:Linear", "" outside any block) to buf.
- * Deep paths keep their two outermost and four innermost levels around "/.../". */
 static void block_path(char *buf, size_t n) {
-    size_t k = 0;
-    int depth = block_depth < BLOCK_STACK_MAX ? block_depth : BLOCK_STACK_MAX;
     buf[0] = '\0';
-    for (int i = 0; i < depth && k < n; i++) {
-        if (depth > 8 && i == 2) {
-            int w = snprintf(buf + k, n - k, "/...(%d levels)...", depth - 6);
-            if (w < 0) break;
-            k += (size_t)w;
-            i = depth - 5; /* continues at depth - 4 */
-            continue;
-        }
-        const bk_module *m = block_stack[i];
-        const char *name = i ? child_name(block_stack[i - 1], m) : NULL;
-        int w = snprintf(buf + k, n - k, "%s%s%s%s", i ? "/" : "", name ? name : "",
-                         name ? ":" : "", bk_module_name(m));
-        if (w < 0) break;
-        k += (size_t)w;
-    }
-    if (block_depth > BLOCK_STACK_MAX && k < n) /* the innermost levels were not kept */
-        snprintf(buf + k, n - k, "/...(%d more)", block_depth - BLOCK_STACK_MAX);
+    if (where_hooks) where_hooks->path(buf, n);
 }
 
 /* " (in PATH)" or " (outside any block)" for messages; `path` NULL means the current one. */
@@ -87,9 +49,9 @@ static void where(char *buf, size_t n, const char *path) {
 }
 
 const char *bk__anomaly_block_copy(bk_arena *a) {
-    if (block_depth == 0) return ""; /* known: outside any block */
     char path[PATH_MAX_CHARS];
     block_path(path, sizeof path);
+    if (!path[0]) return ""; /* known: outside any block */
     size_t len = strlen(path) + 1;
     char *copy = bk__arena_alloc(a, len);
     if (copy) memcpy(copy, path, len);
@@ -128,19 +90,7 @@ static const char *kind_of(float v) { return v != v ? "NaN" : v > 0 ? "Inf" : "-
  * innermost running block, else "". */
 static void owner_of(const bk_tensor *t, char *buf, size_t n) {
     buf[0] = '\0';
-    if (block_depth == 0 || block_depth > BLOCK_STACK_MAX) return;
-    const bk_module *m = block_stack[block_depth - 1];
-    char path[PATH_MAX_CHARS];
-    for (int pass = 0; pass < 2; pass++) {
-        const bk_named_tensor *list = pass ? m->buffers : m->params;
-        int count = pass ? m->n_buffers : m->n_params;
-        for (int i = 0; i < count; i++)
-            if (list[i].tensor == t) {
-                block_path(path, sizeof path);
-                snprintf(buf, n, "%s '%s' of %s", pass ? "buffer" : "parameter", list[i].name, path);
-                return;
-            }
-    }
+    if (where_hooks) where_hooks->owner(t, buf, n);
 }
 
 bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs,

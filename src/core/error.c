@@ -1,8 +1,8 @@
 /* error.c - the thread-local "last error" that every brick function reports through.
  *
  * Invariant: a failing function sets a message and returns NULL or -1; a function that
- * merely propagates a NULL input keeps the first message (see bk__inputs_ok), so the
- * message a user reads names the op that actually failed.
+ * merely propagates a NULL input keeps the first message (see bk__inputs_ok in
+ * tensor/tensor.c), so the message a user reads names the op that actually failed.
  *
  * Every message is stored through bk_escape: a name or value quoted from a file (a tensor
  * name, metadata, a class name) cannot put a control character, an ESC sequence or invalid
@@ -41,6 +41,16 @@ void bk_set_error(const char *fmt, ...) {
     error_set = true;
 }
 
+bool bk__file_error(const char *who, const char *path, const char *fmt, ...) {
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    bk_set_error("%s: %s: %s", who, path, msg);
+    return false;
+}
+
 void bk__error_prefix(const char *fmt, ...) {
     char raw[512], prefix[512], old[BK_ERROR_MAX];
     va_list ap;
@@ -64,26 +74,4 @@ void bk__error_prefix(const char *fmt, ...) {
     memcpy(error_buf + k + 2, old, n);
     error_buf[k + 2 + n] = '\0';
     error_set = true;
-}
-
-bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts) {
-    for (int i = 0; i < n; i++) {
-        if (!ts[i]) {
-            if (!error_set) bk_set_error("%s: input %d is NULL", op, i);
-            return false;
-        }
-        if (ts[i]->magic != BK_TENSOR_MAGIC) {
-            bk_set_error("%s: input %d is not a live tensor (%s)", op, i,
-                         ts[i]->magic == BK_TENSOR_DEAD
-                             ? "its arena was reset, so it was released"
-                             : "freed or not a brick tensor");
-            return false;
-        }
-    }
-    return true;
-}
-
-bool bk_tensor_ok(const bk_tensor *t, const char *who) {
-    bk_tensor *tt = (bk_tensor *)t;
-    return bk__inputs_ok(who ? who : "tensor_ok", 1, &tt);
 }

@@ -37,20 +37,7 @@
 #define IDX_GZ_READ_MAX ((size_t)1 << 30) /* gzread takes an unsigned; read in 1 GiB steps */
 
 /* Records "idx: <path>: <message>". Always returns false, for `return idx_fail(...)`. */
-static bool idx_fail(const char *path, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static bool idx_fail(const char *path, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    bk_set_error("idx: %s: %s", path, msg);
-    return false;
-}
+#define idx_fail(path, ...) bk__file_error("idx", path, __VA_ARGS__)
 
 /* ---- a plain-or-gzip byte source ----------------------------------------------------- */
 

@@ -132,7 +132,8 @@ static void sync_parent_dir(const char *path) {
 }
 
 /* Records "<who>: <path>: cannot <step> (<tmp>): <reason>" (or without "<who>: "). */
-static void atomic_error(const bk__atomic_file *a, const char *step, int err) {
+static void atomic_error(bk__atomic_file *a, const char *step, int err) {
+    a->err = err;
     bk_set_error("%s%s%s: cannot %s (%s): %s", a->who ? a->who : "", a->who ? ": " : "",
                  a->path, step, a->tmp ? a->tmp : "?", strerror(err));
 }
@@ -159,6 +160,7 @@ FILE *bk__atomic_open(bk__atomic_file *a, const char *path, const char *who) {
     size_t tmp_size = strlen(path) + sizeof TEMP_SUFFIX + TEMP_RANDOM;
     a->tmp = bk__malloc(tmp_size);
     if (!a->tmp) {
+        a->err = ENOMEM;
         bk_set_error("%s%s%s: out of memory", who ? who : "", who ? ": " : "", path);
         return NULL;
     }
@@ -219,4 +221,27 @@ int bk_file_write_atomic(const char *path, const void *data, size_t n) {
     if (!f) return -1;
     if (n > 0 && fwrite(data, 1, n, f) != n) return bk__atomic_fail(&a, "write"), -1;
     return bk__atomic_commit(&a);
+}
+
+int bk_file_check_writable(const char *path, int64_t bytes) {
+    if (!path) {
+        bk_set_error("file_check_writable: path is NULL");
+        return -1;
+    }
+    /* The very temporary file a write would make: its name, place and lock, so a probe
+     * killed midway leaves what a killed write leaves, and the next write removes it. */
+    bk__atomic_file a;
+    if (!bk__atomic_open(&a, path, NULL)) {
+        bk_set_error("%s cannot be written: cannot create a file there: %s", path, strerror(a.err));
+        return -1;
+    }
+    /* A file system without fallocate is not checked for room. */
+    int err = bytes > 0 ? posix_fallocate(a.fd, 0, (off_t)bytes) : 0;
+    atomic_discard(&a);
+    if (err && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS) {
+        bk_set_error("%s cannot be written: no room for its %.1f MiB: %s", path,
+                     (double)bytes / 1048576.0, strerror(err));
+        return -1;
+    }
+    return 0;
 }

@@ -9,6 +9,10 @@
  * A state dict name can never start with "optim." unless a block has a child named
  * "optim"; such a module is refused at save time rather than written ambiguously.
  *
+ * The optimizer is seen only through its public state interface (bk_optim_state_count,
+ * _name, _tensor): named tensors, its scalars (the step counts) included as 1-element
+ * tensors.
+ *
  * Saving goes through bk_safetensors_save, so it is atomic. Loading (from a path, or from
  * a file already read, so that a caller who also needs its metadata reads it once) checks
  * the whole file first - every module and optimizer name present with the right shape, no
@@ -21,18 +25,58 @@
 
 #define OPTIM_PREFIX "optim."
 
-/* A ", "-separated list of names for a message (truncated quietly; it is a message). */
-typedef struct name_list {
-    char *buf; /* LIST_BYTES */
-    int n;     /* items added: an empty name adds no characters, so the text cannot say */
-} name_list;
-#define LIST_BYTES 4096
+/* Every tensor of a checkpoint, in file order: the model's state dict, then the
+ * optimizer's state under "optim.<state name>" (the names the optimizer gives through
+ * its public state interface, bk_optim_state_*). */
+typedef struct ckpt_list {
+    bk_param_list *model;
+    int n;                /* model + optimizer tensors */
+    const char **names;   /* borrowed from model, or optim_names */
+    bk_tensor **tensors;  /* borrowed */
+    char **optim_names;   /* owned "optim.<state name>" */
+    int n_optim;
+} ckpt_list;
 
-static void list_add(name_list *l, const char *item) {
-    size_t len = strlen(l->buf);
-    if (len + 1 < LIST_BYTES)
-        snprintf(l->buf + len, LIST_BYTES - len, "%s%s", l->n ? ", " : "", item[0] ? item : "\"\"");
-    l->n++;
+static void ckpt_list_free(ckpt_list *c) {
+    for (int i = 0; c->optim_names && i < c->n_optim; i++) bk__free(c->optim_names[i]);
+    bk__free(c->optim_names);
+    bk__free(c->names);
+    bk__free(c->tensors);
+    bk_param_list_free(c->model);
+}
+
+/* Lists m's and o's (may be NULL) tensors for `who`. 0, or -1 with an error naming path. */
+static int ckpt_list_make(ckpt_list *c, const char *who, const char *path, const bk_module *m,
+                          const bk_optim *o) {
+    memset(c, 0, sizeof *c);
+    c->model = bk_module_named(m, BK_STATE);
+    if (!c->model) {
+        bk__error_prefix("%s: %s", who, path);
+        return -1;
+    }
+    c->n_optim = o ? bk_optim_state_count(o) : 0;
+    int n_model = c->model->n;
+    c->n = n_model + c->n_optim;
+    c->names = bk__calloc((size_t)c->n + 1, sizeof *c->names);
+    c->tensors = bk__calloc((size_t)c->n + 1, sizeof *c->tensors);
+    c->optim_names = bk__calloc((size_t)c->n_optim + 1, sizeof *c->optim_names);
+    if (!c->names || !c->tensors || !c->optim_names) goto oom;
+    for (int i = 0; i < n_model; i++) {
+        c->names[i] = c->model->names[i];
+        c->tensors[i] = c->model->tensors[i];
+    }
+    for (int i = 0; i < c->n_optim; i++) {
+        const char *s = bk_optim_state_name(o, i);
+        size_t len = strlen(OPTIM_PREFIX) + strlen(s) + 1;
+        if (!(c->optim_names[i] = bk__malloc(len))) goto oom;
+        snprintf(c->optim_names[i], len, OPTIM_PREFIX "%s", s);
+        c->names[n_model + i] = c->optim_names[i];
+        c->tensors[n_model + i] = bk_optim_state_tensor(o, i);
+    }
+    return 0;
+oom:
+    bk_set_error("%s: %s: out of memory", who, path);
+    return -1;
 }
 
 int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, int n_meta,
@@ -42,80 +86,31 @@ int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, 
         return -1;
     }
     if (!bk__module_ok(m, "checkpoint_save")) return -1;
-    bk_param_list *l = bk_module_named(m, BK_STATE);
-    if (!l) {
-        bk__error_prefix("checkpoint_save: %s", path);
-        return -1;
-    }
+    ckpt_list c;
     int rc = -1;
-    int n_opt = o ? bk_optim_state_count(o) : 0;
-    size_t total = (size_t)l->n + (size_t)n_opt;
-    const char **names = bk__calloc(total + 1, sizeof *names);
-    const bk_tensor **tensors = bk__calloc(total + 1, sizeof *tensors);
-    char **owned = bk__calloc((size_t)n_opt + 1, sizeof *owned);
-    if (!names || !tensors || !owned) {
-        bk_set_error("checkpoint_save: %s: out of memory", path);
-        goto done;
-    }
-    for (int i = 0; i < l->n; i++) {
-        if (!strncmp(l->names[i], OPTIM_PREFIX, strlen(OPTIM_PREFIX))) {
+    if (ckpt_list_make(&c, "checkpoint_save", path, m, o) != 0) goto done;
+    for (int i = 0; i < c.model->n; i++) {
+        if (!strncmp(c.names[i], OPTIM_PREFIX, strlen(OPTIM_PREFIX))) {
             bk_set_error("checkpoint_save: %s: the model's state name \"%s\" clashes with the "
-                         "optimizer prefix \"" OPTIM_PREFIX "\"", path, l->names[i]);
+                         "optimizer prefix \"" OPTIM_PREFIX "\"", path, c.names[i]);
             goto done;
         }
-        names[i] = l->names[i];
-        tensors[i] = l->tensors[i];
     }
-    for (int i = 0; i < n_opt; i++) {
-        const char *s = bk_optim_state_name(o, i);
-        size_t len = strlen(OPTIM_PREFIX) + strlen(s) + 1;
-        owned[i] = bk__malloc(len);
-        if (!owned[i]) {
-            bk_set_error("checkpoint_save: %s: out of memory", path);
-            goto done;
-        }
-        snprintf(owned[i], len, OPTIM_PREFIX "%s", s);
-        names[l->n + i] = owned[i];
-        tensors[l->n + i] = bk_optim_state_tensor(o, i);
-    }
-    rc = bk_safetensors_save(path, (int)total, names, tensors, n_meta, meta_keys, meta_values);
+    rc = bk_safetensors_save(path, c.n, c.names, (const bk_tensor *const *)c.tensors, n_meta,
+                             meta_keys, meta_values);
 done:
-    for (int i = 0; owned && i < n_opt; i++) bk__free(owned[i]);
-    bk__free(owned);
-    bk__free(names);
-    bk__free(tensors);
-    bk_param_list_free(l);
+    ckpt_list_free(&c);
     return rc;
 }
 
-/* Matches `want` (a model or optimizer tensor) against file tensor `name`: the file's
- * tensor, or NULL after adding to the missing or mismatch list. */
-static bk_tensor *match(const bk_safetensors *st, const char *name, const bk_tensor *want,
-                        name_list *missing, name_list *mismatch) {
-    bk_tensor *t = bk_safetensors_get(st, name); /* a miss is reported below, as a list */
-    if (!t) {
-        list_add(missing, name);
-        return NULL;
-    }
-    if (!bk_same_shape(t, want)) {
-        char a[128], b[128], item[512];
-        snprintf(item, sizeof item, "%s %s in file vs %s", name, bk_shape_str(t, a, sizeof a),
-                 bk_shape_str(want, b, sizeof b));
-        list_add(mismatch, item);
-        return NULL;
-    }
-    return t;
-}
-
 int bk_checkpoint_load(const char *path, bk_module *m, bk_optim *o) {
+    if (!bk__module_ok(m, "checkpoint_load")) return -1; /* before reading a whole file */
     if (!path) {
         bk_set_error("checkpoint_load: path is NULL");
         return -1;
     }
-    if (!bk__module_ok(m, "checkpoint_load")) return -1;
-    bk_safetensors *st = bk_safetensors_load(path);
-    if (!st) return -1; /* the message names the file */
-    int rc = bk_checkpoint_load_from(st, m, o);
+    bk_safetensors *st = bk_safetensors_load(path); /* a failure's message names the file */
+    int rc = st ? bk_checkpoint_load_from(st, m, o) : -1;
     bk_safetensors_free(st);
     return rc;
 }
@@ -128,77 +123,48 @@ int bk_checkpoint_load_from(const bk_safetensors *st, bk_module *m, bk_optim *o)
     if (!bk__module_ok(m, "checkpoint_load")) return -1;
     const char *path = bk__safetensors_path(st);
     int rc = -1;
-    bk_param_list *l = bk_module_named(m, BK_STATE);
-    int n_opt = o ? bk_optim_state_count(o) : 0;
-    int n_file = bk_safetensors_count(st);
-    bk_tensor **src = bk__calloc((size_t)(l ? l->n : 0) + (size_t)n_opt + 1, sizeof *src);
-    name_list missing = {bk__calloc(LIST_BYTES, 1), 0}, unexpected = {bk__calloc(LIST_BYTES, 1), 0},
-              mismatch = {bk__calloc(LIST_BYTES, 1), 0};
-    char *name = NULL;
-    if (!l) {
-        bk__error_prefix("checkpoint_load: %s", path);
-        goto done;
-    }
-    if (!src || !missing.buf || !unexpected.buf || !mismatch.buf) {
+    ckpt_list c;
+    bk__st_report r = {0};
+    bk_tensor **src = NULL;
+    if (ckpt_list_make(&c, "checkpoint_load", path, m, o) != 0) goto done;
+    if (!(src = bk__calloc((size_t)c.n + 1, sizeof *src))) {
         bk_set_error("checkpoint_load: %s: out of memory", path);
         goto done;
     }
 
-    /* 1. Match everything; change nothing yet. */
-    for (int i = 0; i < l->n; i++)
-        src[i] = match(st, l->names[i], l->tensors[i], &missing, &mismatch);
-    for (int i = 0; i < n_opt; i++) {
-        const char *s = bk_optim_state_name(o, i);
-        size_t len = strlen(OPTIM_PREFIX) + strlen(s) + 1;
-        char *full = bk__realloc(name, len);
-        if (!full) {
-            bk_set_error("checkpoint_load: %s: out of memory", path);
-            goto done;
-        }
-        name = full;
-        snprintf(name, len, OPTIM_PREFIX "%s", s);
-        src[l->n + i] = match(st, name, bk_optim_state_tensor(o, i), &missing, &mismatch);
+    /* 1. Match everything; change nothing yet. Every tensor of the file must be used,
+     * except the optimizer's when none is given. */
+    if (bk__safetensors_match(st, c.n, c.names, c.tensors, "", o ? NULL : OPTIM_PREFIX, src,
+                              &r) != 0) {
+        bk__error_prefix("checkpoint_load");
+        goto done;
     }
-    /* Every tensor of the file must be used, except the optimizer's when none is given. */
-    for (int k = 0; k < n_file; k++) {
-        const char *fname = bk_safetensors_name(st, k);
-        bool is_opt = !strncmp(fname, OPTIM_PREFIX, strlen(OPTIM_PREFIX));
-        bool used = false;
-        if (is_opt && !o) continue;
-        if (is_opt) {
-            for (int i = 0; i < n_opt && !used; i++)
-                used = !strcmp(fname + strlen(OPTIM_PREFIX), bk_optim_state_name(o, i));
-        } else {
-            for (int i = 0; i < l->n && !used; i++) used = !strcmp(fname, l->names[i]);
-        }
-        if (!used) list_add(&unexpected, fname);
-    }
-    if (missing.n || unexpected.n || mismatch.n) {
+    if (r.n_missing || r.n_unexpected || r.n_mismatch) {
         char what[64] = "";
         if (o) snprintf(what, sizeof what, " and %s optimizer", bk_optim_name(o));
-        bk_set_error("checkpoint_load: %s does not match the %s model%s:%s%s%s%s%s%s", path,
-                     bk_module_name(m), what, missing.n ? " missing: " : "", missing.buf,
-                     unexpected.n ? (missing.n ? "; unexpected: " : " unexpected: ") : "",
-                     unexpected.buf,
-                     mismatch.n ? (missing.n || unexpected.n ? "; shape mismatch: "
-                                                             : " shape mismatch: ")
-                                : "",
-                     mismatch.buf);
+        if (r.missing.oom || r.unexpected.oom || r.mismatch.oom)
+            bk_set_error("checkpoint_load: %s does not match the %s model%s (out of memory "
+                         "while listing the differences)", path, bk_module_name(m), what);
+        else
+            bk_set_error("checkpoint_load: %s does not match the %s model%s:%s%s%s%s%s%s", path,
+                         bk_module_name(m), what, r.n_missing ? " missing: " : "",
+                         r.n_missing ? r.missing.p : "",
+                         r.n_unexpected ? (r.n_missing ? "; unexpected: " : " unexpected: ") : "",
+                         r.n_unexpected ? r.unexpected.p : "",
+                         r.n_mismatch ? (r.n_missing || r.n_unexpected ? "; shape mismatch: "
+                                                                       : " shape mismatch: ")
+                                      : "",
+                         r.n_mismatch ? r.mismatch.p : "");
         goto done;
     }
 
     /* 2. Everything matches: copy. */
-    for (int i = 0; i < l->n; i++)
-        if (l->tensors[i]->numel > 0) bk_copy(l->tensors[i], src[i]);
-    for (int i = 0; i < n_opt; i++)
-        if (src[l->n + i]->numel > 0) bk_copy(bk_optim_state_tensor(o, i), src[l->n + i]);
+    for (int i = 0; i < c.n; i++)
+        if (c.tensors[i]->numel > 0) bk_copy(c.tensors[i], src[i]);
     rc = 0;
 done:
-    bk__free(name);
-    bk__free(missing.buf);
-    bk__free(unexpected.buf);
-    bk__free(mismatch.buf);
+    bk__st_report_free(&r);
     bk__free(src);
-    bk_param_list_free(l);
+    ckpt_list_free(&c);
     return rc;
 }

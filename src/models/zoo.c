@@ -1,9 +1,14 @@
 /* zoo.c - models by name, for the CLI and for checkpoints that must rebuild their model.
  *
- * A spec is "name" or "name:key=value,key=value" with integer values. Each model lists
- * its settings with defaults; the canonical spec names every setting, so a checkpoint's
- * "brick.arch" rebuilds exactly the trained architecture. Adding a model = one entry in
- * MODELS, its parameter count and its build function.
+ * A spec is "name" or "name:key=value,key=value". Each model lists its settings, each
+ * typed (an integer, a number, a boolean, or a word from a list such as an activation's
+ * name) with its default and range. The canonical spec names the model's settings so that
+ * a checkpoint's "brick.arch" rebuilds exactly the trained architecture, and it parses back
+ * to the same model (tests/test_zoo.c checks every model). A setting added after brick
+ * 0.1.0 wrote its first files ("act", "dropout", ...) is named only when it differs from its
+ * default, so that a canonical spec from before it ("mlp:hidden=256") stays what it was and
+ * the checkpoints holding it still resume. Adding a model = one entry in MODELS (its
+ * settings), its parameter count and its build function (docs/design.md).
  *
  * A spec comes from a command line or from a file (a checkpoint's "brick.arch"), so its
  * size is counted from the settings before anything is allocated: a model over
@@ -15,15 +20,40 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 
 #define ZOO_MAX_KEYS 8
 
+/* The type of a setting's value. */
+typedef enum zoo_kind {
+    ZOO_INT,   /* an integer in [min, max] */
+    ZOO_FLOAT, /* a finite number in [min, max] */
+    ZOO_BOOL,  /* true or false (stored 1 or 0) */
+    ZOO_WORD,  /* one of words[] (stored as its index) */
+    ZOO_KIND_COUNT
+} zoo_kind;
+
+typedef struct zoo_setting {
+    const char *key;
+    zoo_kind kind;
+    double def;               /* the default (ZOO_WORD: an index into words) */
+    double min, max;          /* ZOO_INT, ZOO_FLOAT: the accepted range */
+    const char *const *words; /* ZOO_WORD: the accepted words, NULL-terminated */
+    bool optional;            /* named in the canonical spec only when not at def */
+} zoo_setting;
+
+/* A model's settings and their values (in the order of the model's list). */
 typedef struct zoo_args {
     int n_keys;
-    const char *keys[ZOO_MAX_KEYS];
-    int64_t values[ZOO_MAX_KEYS];
+    const zoo_setting *settings;
+    double values[ZOO_MAX_KEYS];
 } zoo_args;
+
+/* The activations a setting can name, and their blocks. */
+static const char *const ACTIVATIONS[] = {"relu", "sigmoid", "tanh", "gelu", NULL};
+static bk_module *(*const ACTIVATION_NEW[])(void) = {bk_nn_relu, bk_nn_sigmoid, bk_nn_tanh, bk_nn_gelu};
+static const char *const POOLS[] = {"max", "avg", NULL};
 
 /* The shape of one input sample, e.g. (1, 28, 28), and its element count. */
 typedef struct zoo_input {
@@ -35,7 +65,8 @@ typedef struct zoo_input {
 typedef struct zoo_entry {
     const char *name;
     const char *doc;
-    zoo_args defaults;
+    int n_settings;
+    const zoo_setting *settings;
     /* The parameter count the build will allocate, from the settings alone: in double, so
      * that no spec overflows it (exact below 2^53, far above BK_MODEL_MAX_PARAMS). Also
      * checks that the model can take the input; -1 with an error if not. */
@@ -43,11 +74,17 @@ typedef struct zoo_entry {
     bk_module *(*build)(const zoo_args *a, const zoo_input *in, int n_classes);
 } zoo_entry;
 
-static int64_t arg(const zoo_args *a, const char *key) {
+/* The value of setting `key` (an integer, a bool as 0/1, a word as its index). */
+static double arg(const zoo_args *a, const char *key) {
     for (int i = 0; i < a->n_keys; i++)
-        if (!strcmp(a->keys[i], key)) return a->values[i];
+        if (!strcmp(a->settings[i].key, key)) return a->values[i];
     return 0;
 }
+
+static int64_t arg_int(const zoo_args *a, const char *key) { return (int64_t)arg(a, key); }
+
+/* The activation block named by setting `key`. */
+static bk_module *arg_activation(const zoo_args *a, const char *key) { return ACTIVATION_NEW[arg_int(a, key)](); }
 
 /* Parameters of the layers, as src/nn builds them (weights and biases; BatchNorm's running
  * statistics are buffers, not parameters). */
@@ -56,26 +93,30 @@ static double conv_params(double in, double out, double k) { return in * out * k
 static double bn_params(double c) { return 2 * c; }
 
 static double softmax_params(const zoo_args *a, const zoo_input *in, int n_classes) {
-    (void)a;
-    return linear_params((double)in->numel, n_classes);
+    return linear_params((double)in->numel, n_classes) - (arg(a, "bias") ? 0 : n_classes);
 }
 
 static double mlp_params(const zoo_args *a, const zoo_input *in, int n_classes) {
-    double hidden = (double)arg(a, "hidden");
+    double hidden = arg(a, "hidden");
     return linear_params((double)in->numel, hidden) + linear_params(hidden, n_classes);
 }
 
-/* Flatten -> Linear(in, classes): softmax regression (D2L 3.6) */
+/* Flatten -> Linear(in, classes) (bias: with a bias): softmax regression (D2L 3.6) */
 static bk_module *build_softmax(const zoo_args *a, const zoo_input *in, int n_classes) {
-    (void)a;
-    return bk_nn_sequential(2, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, n_classes));
+    return bk_nn_sequential(2, bk_nn_flatten(1, -1), bk_nn_linear_ex(in->numel, n_classes, arg(a, "bias") != 0));
 }
 
-/* Flatten -> Linear(in, hidden) -> ReLU -> Linear(hidden, classes) (D2L 4.2) */
+/* Flatten -> Linear(in, hidden) -> act -> [Dropout(dropout)] -> Linear(hidden, classes)
+ * (D2L 4.2; the dropout of D2L 4.6, only when dropout > 0) */
 static bk_module *build_mlp(const zoo_args *a, const zoo_input *in, int n_classes) {
-    int64_t hidden = arg(a, "hidden");
-    return bk_nn_sequential(4, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden), bk_nn_relu(),
-                            bk_nn_linear(hidden, n_classes));
+    int64_t hidden = arg_int(a, "hidden");
+    bk_module *head = bk_nn_linear(hidden, n_classes);
+    double p = arg(a, "dropout");
+    if (p > 0)
+        return bk_nn_sequential(5, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden),
+                                arg_activation(a, "act"), bk_nn_dropout((float)p), head);
+    return bk_nn_sequential(4, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden), arg_activation(a, "act"),
+                            head);
 }
 
 /* ---- CNNs: C = in channels, H x W = image size, taken from the input shape (C, H, W) -- */
@@ -110,14 +151,18 @@ static double lenet_params(const zoo_args *a, const zoo_input *in, int n_classes
            linear_params(120, 84) + linear_params(84, n_classes);
 }
 
+/* act and pool: lenet:act=sigmoid,pool=avg is D2L's original LeNet. */
+static bk_module *lenet_pool(const zoo_args *a) {
+    return arg_int(a, "pool") ? bk_nn_avg_pool2d(2, 2, 0) : bk_nn_max_pool2d(2, 2, 0);
+}
+
 static bk_module *build_lenet(const zoo_args *a, const zoo_input *in, int n_classes) {
-    (void)a;
     int64_t C = in->shape[0], H = in->shape[1], W = in->shape[2];
     int64_t h = (H / 2 - 4) / 2, w = (W / 2 - 4) / 2; /* after conv1 (same), pool, conv2 (-4), pool */
-    return bk_nn_sequential(12, bk_nn_conv2d(C, 6, 5, 1, 2), bk_nn_relu(), bk_nn_max_pool2d(2, 2, 0),
-                            bk_nn_conv2d(6, 16, 5, 1, 0), bk_nn_relu(), bk_nn_max_pool2d(2, 2, 0),
-                            bk_nn_flatten(1, -1), bk_nn_linear(16 * h * w, 120), bk_nn_relu(),
-                            bk_nn_linear(120, 84), bk_nn_relu(), bk_nn_linear(84, n_classes));
+    return bk_nn_sequential(12, bk_nn_conv2d(C, 6, 5, 1, 2), arg_activation(a, "act"), lenet_pool(a),
+                            bk_nn_conv2d(6, 16, 5, 1, 0), arg_activation(a, "act"), lenet_pool(a),
+                            bk_nn_flatten(1, -1), bk_nn_linear(16 * h * w, 120), arg_activation(a, "act"),
+                            bk_nn_linear(120, 84), arg_activation(a, "act"), bk_nn_linear(84, n_classes));
 }
 
 /* D2L's resnet_block: two Residual blocks; all but the first stage halve H and W and
@@ -143,14 +188,14 @@ static double resnet_stage_params(double in, double c, bool first_stage) {
 
 static double resnet_params(const zoo_args *a, const zoo_input *in, int n_classes) {
     if (!image_input(in)) return -1;
-    double C = (double)in->shape[0], w = (double)arg(a, "width");
+    double C = (double)in->shape[0], w = arg(a, "width");
     return conv_params(C, w, 3) + bn_params(w) + resnet_stage_params(w, w, true) +
            resnet_stage_params(w, 2 * w, false) + resnet_stage_params(2 * w, 4 * w, false) +
            resnet_stage_params(4 * w, 8 * w, false) + linear_params(8 * w, n_classes);
 }
 
 static bk_module *build_resnet(const zoo_args *a, const zoo_input *in, int n_classes) {
-    int64_t C = in->shape[0], w = arg(a, "width");
+    int64_t C = in->shape[0], w = arg_int(a, "width");
     return bk_nn_sequential(8, bk_nn_sequential(3, bk_nn_conv2d(C, w, 3, 1, 1), bk_nn_batch_norm2d(w), bk_nn_relu()),
                             resnet_stage(w, w, true), resnet_stage(w, 2 * w, false),
                             resnet_stage(2 * w, 4 * w, false), resnet_stage(4 * w, 8 * w, false),
@@ -189,22 +234,37 @@ static bk_module *build_googlenet(const zoo_args *a, const zoo_input *in, int n_
     return bk_nn_sequential(4, b1, b2, b3, bk_nn_linear(208, n_classes));
 }
 
+/* The settings of the models. A size (hidden, width) goes up to 2^32: BK_MODEL_MAX_PARAMS
+ * refuses the large ones with a better message. */
+#define ZOO_SIZE(key, def) {key, ZOO_INT, def, 1, 4294967296.0, NULL, false}
+#define ZOO_ACT {"act", ZOO_WORD, 0, 0, 0, ACTIVATIONS, true} /* default relu */
+static const zoo_setting SOFTMAX_SETTINGS[] = {{"bias", ZOO_BOOL, 1, 0, 1, NULL, true}};
+static const zoo_setting MLP_SETTINGS[] = {ZOO_SIZE("hidden", 256), ZOO_ACT,
+                                           {"dropout", ZOO_FLOAT, 0, 0, 1, NULL, true}};
+static const zoo_setting LENET_SETTINGS[] = {ZOO_ACT, {"pool", ZOO_WORD, 0, 0, 0, POOLS, true}};
+static const zoo_setting RESNET_SETTINGS[] = {ZOO_SIZE("width", 32)};
+#define ZOO_SETTINGS(list) (int)(sizeof list / sizeof list[0]), list
+
 static const zoo_entry MODELS[] = {
-    {"softmax", "softmax regression: Flatten, Linear(in, classes)", {0, {NULL}, {0}}, softmax_params, build_softmax},
-    {"mlp", "multilayer perceptron: Flatten, Linear(in, hidden), ReLU, Linear(hidden, classes)",
-     {1, {"hidden"}, {256}}, mlp_params, build_mlp},
+    {"softmax", "softmax regression: Flatten, Linear(in, classes); bias=true|false",
+     ZOO_SETTINGS(SOFTMAX_SETTINGS), softmax_params, build_softmax},
+    {"mlp",
+     "multilayer perceptron: Flatten, Linear(in, hidden), act, [Dropout(dropout) when dropout > 0], "
+     "Linear(hidden, classes); act=relu|sigmoid|tanh|gelu, dropout in [0, 1]",
+     ZOO_SETTINGS(MLP_SETTINGS), mlp_params, build_mlp},
     {"lenet",
      "LeNet (ReLU, max-pool): Conv2d(C, 6, 5, padding=2), MaxPool2d(2), Conv2d(6, 16, 5), MaxPool2d(2), "
-     "Linear(400, 120), Linear(120, 84), Linear(84, classes); needs (C, H, W) inputs",
-     {0, {NULL}, {0}}, lenet_params, build_lenet},
+     "Linear(400, 120), Linear(120, 84), Linear(84, classes); needs (C, H, W) inputs; "
+     "act=relu|sigmoid|tanh|gelu, pool=max|avg (act=sigmoid,pool=avg: D2L's original)",
+     ZOO_SETTINGS(LENET_SETTINGS), lenet_params, build_lenet},
     {"resnet",
      "ResNet-18 for small images: 3x3 stem Conv2d(C, width) + BatchNorm2d + ReLU, four stages of two "
      "Residual blocks (widths width..8*width, stride 2 from stage 2), global average pool, Linear",
-     {1, {"width"}, {32}}, resnet_params, build_resnet},
+     ZOO_SETTINGS(RESNET_SETTINGS), resnet_params, build_resnet},
     {"googlenet",
      "small GoogLeNet: 3x3 stem Conv2d(C, 32) + MaxPool2d, four Inception blocks (64, 120, 128, 208 "
      "channels) with a MaxPool2d between the pairs, global average pool, Linear(208, classes)",
-     {0, {NULL}, {0}}, googlenet_params, build_googlenet},
+     0, NULL, googlenet_params, build_googlenet},
 };
 #define N_MODELS (sizeof MODELS / sizeof MODELS[0])
 
@@ -213,6 +273,82 @@ const char *const *bk_model_names(void) {
     for (size_t i = 0; i < N_MODELS; i++) names[i] = MODELS[i].name;
     names[N_MODELS] = NULL;
     return names;
+}
+
+/* ---- settings: parsing and printing ------------------------------------------------ */
+
+/* Parses the value v of setting st into *out; else writes why ("must be ...") to why[n]. */
+static bool setting_parse(const zoo_setting *st, const char *v, double *out, char *why, size_t n) {
+    char *end = NULL;
+    errno = 0;
+    switch (st->kind) {
+    case ZOO_INT: {
+        long long x = strtoll(v, &end, 10);
+        if (*v && !*end && !errno && (double)x >= st->min && (double)x <= st->max) {
+            *out = (double)x;
+            return true;
+        }
+        if (st->min == 1)
+            snprintf(why, n, "must be a positive integer (at most %.0f)", st->max);
+        else
+            snprintf(why, n, "must be an integer in %.0f..%.0f", st->min, st->max);
+        return false;
+    }
+    case ZOO_FLOAT: {
+        double x = strtod(v, &end);
+        if (*v && !*end && !errno && isfinite(x) && x >= st->min && x <= st->max) {
+            *out = x;
+            return true;
+        }
+        snprintf(why, n, "must be a number in [%g, %g]", st->min, st->max);
+        return false;
+    }
+    case ZOO_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "false")) {
+            *out = !strcmp(v, "true");
+            return true;
+        }
+        snprintf(why, n, "must be true or false");
+        return false;
+    case ZOO_WORD: {
+        size_t k = (size_t)snprintf(why, n, "must be one of");
+        for (int i = 0; st->words[i]; i++) {
+            if (!strcmp(v, st->words[i])) {
+                *out = i;
+                return true;
+            }
+            if (k < n) k += (size_t)snprintf(why + k, n - k, "%s %s", i ? "," : "", st->words[i]);
+        }
+        return false;
+    }
+    default: snprintf(why, n, "has an unknown kind (internal error)"); return false;
+    }
+}
+
+/* The shortest "%.Ng" of x that strtod reads back as x, so that a canonical spec holds
+ * "0.1", not "0.10000000000000001", and still parses back to the same number. */
+static void number_print(double x, char *buf, size_t n) {
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+/* name, then ":key=value" for each setting a canonical spec names (see the top). */
+static void canonical_spec(const zoo_entry *e, const zoo_args *a, char *out, size_t size) {
+    size_t k = (size_t)snprintf(out, size, "%s", e->name);
+    for (int i = 0, named = 0; i < a->n_keys && k < size; i++) {
+        const zoo_setting *st = &a->settings[i];
+        double v = a->values[i];
+        if (st->optional && v == st->def) continue;
+        char num[32];
+        const char *text = num;
+        if (st->kind == ZOO_INT) snprintf(num, sizeof num, "%.0f", v);
+        else if (st->kind == ZOO_FLOAT) number_print(v, num, sizeof num);
+        else if (st->kind == ZOO_BOOL) text = v ? "true" : "false";
+        else text = st->words[(int)v];
+        k += (size_t)snprintf(out + k, size - k, "%c%s=%s", named++ ? ',' : ':', st->key, text);
+    }
 }
 
 /* Parses spec for the input and classes into *e and *a, writes the canonical spec and
@@ -248,7 +384,8 @@ static int64_t model_check(const char *spec, int in_ndim, const int64_t *in_shap
         bk_set_error("model: unknown model \"%.*s\" (known: %s)", (int)name_len, spec, known);
         return -1;
     }
-    zoo_args a = e->defaults;
+    zoo_args a = {e->n_settings, e->settings, {0}};
+    for (int i = 0; i < a.n_keys; i++) a.values[i] = a.settings[i].def;
     for (const char *p = colon ? colon + 1 : NULL; p && *p;) {
         const char *eq = strchr(p, '='), *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
@@ -258,28 +395,23 @@ static int64_t model_check(const char *spec, int in_ndim, const int64_t *in_shap
         }
         int k = -1;
         for (int i = 0; i < a.n_keys; i++)
-            if (strlen(a.keys[i]) == (size_t)(eq - p) && !strncmp(a.keys[i], p, (size_t)(eq - p))) k = i;
+            if (strlen(a.settings[i].key) == (size_t)(eq - p) && !strncmp(a.settings[i].key, p, (size_t)(eq - p)))
+                k = i;
         if (k < 0) {
             bk_set_error("model: %s: model %s has no setting \"%.*s\"", spec, e->name, (int)(eq - p), p);
             return -1;
         }
-        char *num_end;
-        errno = 0;
-        long long v = strtoll(eq + 1, &num_end, 10);
-        if (num_end != end || errno || v <= 0 || v > (1LL << 32)) {
-            bk_set_error("model: %s: %s must be a positive integer, got \"%.*s\"", spec, a.keys[k],
-                         (int)(end - eq - 1), eq + 1);
+        char value[64], why[160];
+        size_t len = (size_t)(end - eq - 1);
+        snprintf(value, sizeof value, "%.*s", (int)(len < sizeof value ? len : sizeof value - 1), eq + 1);
+        if (len >= sizeof value || !setting_parse(&a.settings[k], value, &a.values[k], why, sizeof why)) {
+            if (len >= sizeof value) snprintf(why, sizeof why, "is too long");
+            bk_set_error("model: %s: %s %s, got \"%.*s\"", spec, a.settings[k].key, why, (int)len, eq + 1);
             return -1;
         }
-        a.values[k] = v;
         p = *end ? end + 1 : end;
     }
-    if (canonical && canonical_size) {
-        size_t k = (size_t)snprintf(canonical, canonical_size, "%s", e->name);
-        for (int i = 0; i < a.n_keys && k < canonical_size; i++)
-            k += (size_t)snprintf(canonical + k, canonical_size - k, "%c%s=%" PRId64, i ? ',' : ':',
-                                  a.keys[i], a.values[i]);
-    }
+    if (canonical && canonical_size) canonical_spec(e, &a, canonical, canonical_size);
     zoo_input in = {in_ndim, in_shape, in_features};
     double params = e->params(&a, &in, n_classes);
     if (params < 0) {

@@ -10,13 +10,6 @@
 
 #include <stdlib.h>
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = bk__malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 bool bk__module_ok(const bk_module *m, const char *who) {
     if (!m) {
         bk_set_error("%s: module is NULL", who);
@@ -98,15 +91,7 @@ dup:
 }
 
 /* Grows a registry array by one slot. */
-static bool grow(void **arr, int n, int *cap, size_t elem) {
-    if (n < *cap) return true;
-    int nc = *cap ? *cap * 2 : 4;
-    void *na = bk__realloc(*arr, (size_t)nc * elem);
-    if (!na) return false;
-    *arr = na;
-    *cap = nc;
-    return true;
-}
+static bool grow(void **arr, int n, int *cap, size_t elem) { return bk__grow(arr, n, cap, elem, 4); }
 
 bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child) {
     if (!child) {
@@ -129,7 +114,7 @@ bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child) {
     }
     if (!name_ok(m, "add_module", name)) goto fail;
     if (!grow((void **)&m->children, m->n_children, &m->cap_children, sizeof *m->children)) goto oom;
-    char *nm = dup_str(name);
+    char *nm = bk__strdup(name);
     if (!nm) goto oom;
     m->children[m->n_children++] = (bk_named_module){nm, child};
     return child;
@@ -153,7 +138,7 @@ static bk_tensor *add_tensor(bk_module *m, const char *what, const char *name, i
         bk__error_prefix("%s: %s \"%s\"", m->cls->name, what, name);
         return NULL;
     }
-    char *nm = dup_str(name);
+    char *nm = bk__strdup(name);
     if (!nm) {
         bk_tensor_free(t);
         goto oom;
@@ -289,20 +274,15 @@ static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor
     if (ls->dedup)
         for (int i = 0; i < l->n; i++)
             if (l->tensors[i] == t) return;
-    if (l->n == ls->cap) {
-        int nc = ls->cap ? ls->cap * 2 : 16;
-        char **nn = bk__realloc(l->names, (size_t)nc * sizeof *nn);
-        if (nn) l->names = nn;
-        bk_tensor **nt = bk__realloc(l->tensors, (size_t)nc * sizeof *nt);
-        if (nt) l->tensors = nt;
-        bool *nb = bk__realloc(l->trainable, (size_t)nc * sizeof *nb);
-        if (nb) l->trainable = nb;
-        if (!nn || !nt || !nb) {
-            ls->failed = true;
-            return;
-        }
-        ls->cap = nc;
+    /* three parallel arrays of one capacity: each grows from a copy of it */
+    int cap_names = ls->cap, cap_tensors = ls->cap, cap_trainable = ls->cap;
+    if (!bk__grow((void **)&l->names, l->n, &cap_names, sizeof *l->names, 16) ||
+        !bk__grow((void **)&l->tensors, l->n, &cap_tensors, sizeof *l->tensors, 16) ||
+        !bk__grow((void **)&l->trainable, l->n, &cap_trainable, sizeof *l->trainable, 16)) {
+        ls->failed = true;
+        return;
     }
+    ls->cap = cap_names;
     size_t len = strlen(prefix) + strlen(name) + 1;
     char *full = bk__malloc(len);
     if (!full) {
@@ -316,7 +296,7 @@ static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor
     l->n++;
 }
 
-static void list_rec(const bk_module *m, const char *prefix, int which, lister *ls, int depth) {
+static void list_rec(const bk_module *m, const char *prefix, bk_named_kind which, lister *ls, int depth) {
     if (depth > 256) { /* a cycle (a block registered inside itself) would recurse forever */
         ls->failed = true;
         return;
@@ -342,10 +322,10 @@ static void list_rec(const bk_module *m, const char *prefix, int which, lister *
 }
 
 /* bk_module_named for `who` (the public function the caller is). */
-static bk_param_list *module_named(const bk_module *m, int which, const char *who) {
+static bk_param_list *module_named(const bk_module *m, bk_named_kind which, const char *who) {
     if (!bk__module_ok(m, who)) return NULL;
     if (which != BK_PARAMS && which != BK_BUFFERS && which != BK_STATE) {
-        bk_set_error("%s: which %d is not BK_PARAMS, BK_BUFFERS or BK_STATE", who, which);
+        bk_set_error("%s: which %d is not BK_PARAMS, BK_BUFFERS or BK_STATE", who, (int)which);
         return NULL;
     }
     bk_param_list *l = bk__calloc(1, sizeof *l);
@@ -365,7 +345,7 @@ static bk_param_list *module_named(const bk_module *m, int which, const char *wh
     return l;
 }
 
-bk_param_list *bk_module_named(const bk_module *m, int which) { return module_named(m, which, "module_named"); }
+bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which) { return module_named(m, which, "module_named"); }
 
 void bk_param_list_free(bk_param_list *l) {
     if (!l) return;
@@ -434,46 +414,27 @@ const char *bk_module_name(const bk_module *m) { return m && m->cls ? m->cls->na
 
 /* ---- printing (torch's nn.Module.__repr__) ------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *buf;
-    size_t cap, len; /* len counts what would have been written */
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->len < b->cap ? b->cap - b->len : 0;
-    int k = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (k > 0) b->len += (size_t)k;
-}
-
-static void repr_rec(const bk_module *m, sbuf *b, int indent) {
+static void repr_rec(const bk_module *m, bk__str *b, int indent) {
     char extra[512] = "";
     if (m->cls->extra_repr) m->cls->extra_repr(m, extra, sizeof extra);
     if (m->n_children == 0) {
-        sb_printf(b, "%s(%s)", m->cls->name, extra);
+        bk__str_printf(b, "%s(%s)", m->cls->name, extra);
         return;
     }
     /* torch puts the extra text on its own lines, indented like the children */
-    sb_printf(b, "%s(\n", m->cls->name);
+    bk__str_printf(b, "%s(\n", m->cls->name);
     if (extra[0])
         for (char *line = extra; line;) {
             char *nl = strchr(line, '\n');
-            sb_printf(b, "%*s%.*s\n", indent + 2, "", nl ? (int)(nl - line) : (int)strlen(line), line);
+            bk__str_printf(b, "%*s%.*s\n", indent + 2, "", nl ? (int)(nl - line) : (int)strlen(line), line);
             line = nl ? nl + 1 : NULL;
         }
     for (int i = 0; i < m->n_children; i++) {
-        sb_printf(b, "%*s(%s): ", indent + 2, "", m->children[i].name);
+        bk__str_printf(b, "%*s(%s): ", indent + 2, "", m->children[i].name);
         repr_rec(m->children[i].module, b, indent + 2);
-        sb_printf(b, "\n");
+        bk__str_printf(b, "\n");
     }
-    sb_printf(b, "%*s)", indent, "");
+    bk__str_printf(b, "%*s)", indent, "");
 }
 
 int bk_module_repr(const bk_module *m, char *buf, size_t n) {
@@ -482,8 +443,7 @@ int bk_module_repr(const bk_module *m, char *buf, size_t n) {
         bk_set_error("module_repr: buf is NULL (with n = %zu)", n);
         return -1;
     }
-    sbuf b = {buf, buf ? n : 0, 0};
-    if (buf && n) buf[0] = '\0';
+    bk__str b = bk__str_fixed(buf, n); /* measures what does not fit, as snprintf */
     repr_rec(m, &b, 0);
     return (int)b.len;
 }

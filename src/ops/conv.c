@@ -42,6 +42,7 @@ typedef struct conv_params {
     int64_t Cg, Og, K; /* per-group in/out channels; K = Cg KH KW */
     int64_t chunk;     /* images per chunk */
     int64_t nchunks, nslices; /* chunks of the batch; slices of chunks for dW's sums */
+    int64_t per_slice;        /* chunks per slice (the last slice may have fewer, never none) */
 } conv_params;
 
 static int max_threads(void) {
@@ -168,7 +169,7 @@ static void conv2d_backward(bk_node *node) {
                     for (int k = 0; k < half; k++) s[k] += s[k + half];
                 db->data[o] += s[0];
             }
-    if (!dx && !dw) return;
+    if ((!dx && !dw) || p->nchunks == 0) return; /* an empty batch adds nothing to dx or dW */
     /* dx and dW by the direct kernel where it applies (stride 1), else GEMMs with im2col
      * and col2im */
     bk__dconv dd, fd;
@@ -197,7 +198,7 @@ static void conv2d_backward(bk_node *node) {
     }
     for (int64_t g = 0; direct && g < p->groups; g++)
         bk__dconv_pack(&dd, w->data + g * p->Og * p->K, true, wpack + g * bk__dconv_wsize(&dd));
-    int64_t per_slice = (p->nchunks + p->nslices - 1) / p->nslices;
+    int64_t per_slice = p->per_slice;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->nslices > 1)
     for (int64_t sl = 0; sl < p->nslices; sl++) {
         float *col = work + per_thread * thread_num(), *dcol = col + n_col, *gbuf = dcol + n_dcol;
@@ -327,6 +328,11 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     if (p.nslices > MAX_SLICES) p.nslices = MAX_SLICES;
     if (p.nslices > p.nchunks) p.nslices = p.nchunks;
     if (p.nslices < 1) p.nslices = 1;
+    /* every slice gets at least one chunk: the backward sums each slice's buffer, so an empty
+     * slice would add whatever its buffer last held (96 images in 64 slices of 2 left 16 empty,
+     * and LeNet's last batch of an epoch took the previous step's sums with it) */
+    p.per_slice = (p.nchunks + p.nslices - 1) / p.nslices;
+    if (p.per_slice > 0) p.nslices = (p.nchunks + p.per_slice - 1) / p.per_slice;
     bk_tensor *y = bk__tensor_arena(4, (int64_t[]){p.N, p.O, p.OH, p.OW}, false);
     if (!y) return NULL;
     const bk_backend *be = bk__backend();

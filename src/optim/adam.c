@@ -10,7 +10,7 @@
 
 static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots,
                              bool decoupled) {
-    const bk_adam_config *c = &o->cfg.adam;
+    const optim_adam *c = &o->cfg.adam;
     float *P = p->data, *M = slots[1]->data, *V = slots[2]->data, *VMAX = slots[3]->data;
     const float *G = g->data;
     double t = slots[0]->data[0];
@@ -60,7 +60,7 @@ static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config c
     if (!bk__module_ok(m, cls->name)) return NULL;
     bk_optim *o = bk__optim_new(cls, m);
     if (o) {
-        o->cfg.adam = cfg;
+        o->cfg.adam = (optim_adam){cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.amsgrad};
         o->lr = cfg.lr;
     }
     return o;

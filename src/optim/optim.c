@@ -62,11 +62,13 @@ void bk_optim_free(bk_optim *o) {
     bk__free(o);
 }
 
+static bool optim_ok(const bk_optim *o, const char *who) {
+    if (!o) bk_set_error("%s: optimizer is NULL", who);
+    return o != NULL;
+}
+
 int bk_optim_step(bk_optim *o) {
-    if (!o) {
-        bk_set_error("optim_step: optimizer is NULL");
-        return -1;
-    }
+    if (!optim_ok(o, "optim_step")) return -1;
     for (int i = 0; i < o->n; i++) {
         bk_tensor *p = o->params->tensors[i];
         if (!p->grad) continue; /* torch skips parameters whose grad is None */
@@ -75,11 +77,6 @@ int bk_optim_step(bk_optim *o) {
         o->cls->update(o, p, p->grad, slots);
     }
     return 0;
-}
-
-static bool optim_ok(const bk_optim *o, const char *who) {
-    if (!o) bk_set_error("%s: optimizer is NULL", who);
-    return o != NULL;
 }
 
 void bk_optim_zero_grad(bk_optim *o) {

@@ -25,12 +25,24 @@ typedef struct optim_class {
     void (*update)(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots);
 } optim_class;
 
+/* An algorithm's settings: those of bk_sgd_config and bk_adam_config but the lr, which
+ * lives in bk_optim.lr alone (schedules change it; a copy here would go stale). */
+typedef struct optim_sgd {
+    double momentum, dampening, weight_decay;
+    bool nesterov;
+} optim_sgd;
+
+typedef struct optim_adam {
+    double beta1, beta2, eps, weight_decay;
+    bool amsgrad;
+} optim_adam;
+
 struct bk_optim {
     const optim_class *cls;
-    double lr; /* current learning rate (schedules change it); cfg.*.lr is the initial one */
+    double lr; /* the learning rate of the next step (bk_optim_set_lr changes it) */
     union {
-        bk_sgd_config sgd;
-        bk_adam_config adam;
+        optim_sgd sgd;
+        optim_adam adam;
     } cfg;
     int n;                 /* parameters */
     bk_param_list *params; /* trainable parameters only */

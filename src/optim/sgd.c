@@ -7,7 +7,7 @@
 #include "optim.h"
 
 static void sgd_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
-    const bk_sgd_config *c = &o->cfg.sgd;
+    const optim_sgd *c = &o->cfg.sgd;
     float *P = p->data, *buf = slots[1]->data;
     const float *G = g->data;
     bool first = slots[0]->data[0] == 1.0f;
@@ -54,7 +54,7 @@ bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg) {
     if (!bk__module_ok(m, "SGD")) return NULL;
     bk_optim *o = bk__optim_new(&SGD, m);
     if (o) {
-        o->cfg.sgd = cfg;
+        o->cfg.sgd = (optim_sgd){cfg.momentum, cfg.dampening, cfg.weight_decay, cfg.nesterov};
         o->lr = cfg.lr;
     }
     return o;

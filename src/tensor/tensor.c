@@ -1,4 +1,4 @@
-/* tensor.c - creating, filling, inspecting and printing tensors.
+/* tensor.c - creating, filling, inspecting, checking and printing tensors.
  *
  * Shapes are int64_t and every element count is overflow-checked, because shapes come
  * from users and from files. Storage is contiguous row-major; see brick.h for ownership.
@@ -312,4 +312,28 @@ void bk_print(const bk_tensor *t, FILE *f) {
     else if (t->requires_grad)
         fprintf(f, ", requires_grad=True");
     fputs(")\n", f);
+}
+
+/* ---- checking tensors given by a caller ------------------------------------------------ */
+
+bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts) {
+    for (int i = 0; i < n; i++) {
+        if (!ts[i]) {
+            if (!bk__error_pending()) bk_set_error("%s: input %d is NULL", op, i);
+            return false;
+        }
+        if (ts[i]->magic != BK_TENSOR_MAGIC) {
+            bk_set_error("%s: input %d is not a live tensor (%s)", op, i,
+                         ts[i]->magic == BK_TENSOR_DEAD
+                             ? "its arena was reset, so it was released"
+                             : "freed or not a brick tensor");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool bk_tensor_ok(const bk_tensor *t, const char *who) {
+    bk_tensor *tt = (bk_tensor *)t;
+    return bk__inputs_ok(who ? who : "tensor_ok", 1, &tt);
 }

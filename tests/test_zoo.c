@@ -1,0 +1,147 @@
+/* test_zoo.c - model specs (src/models/zoo.c): typed settings (integers, numbers, booleans,
+ * words), their errors, and canonical specs that parse back to the same model.
+ *
+ * "The same model": the canonical spec of the canonical spec is itself, and both specs
+ * build modules that print alike (bk_module_print: every block and its settings) with the
+ * same parameter count, which bk_model_num_params predicts.
+ */
+#include "test.h"
+
+#define IMAGES BK_SHAPE(1, 28, 28) /* Fashion-MNIST's input shape */
+
+/* The bk_module_print text of m (malloc'ed; NULL on failure). */
+static char *printed(const bk_module *m) {
+    FILE *f = tmpfile();
+    if (!f) return NULL;
+    bk_module_print(m, f);
+    long n = ftell(f);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    rewind(f);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    if (s) s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* spec builds; its canonical spec builds the same model and is its own canonical spec.
+ * Returns the canonical spec in canon[256]. */
+static void check_round_trip(const char *spec, char *canon) {
+    char again[256] = "";
+    bk_module *a = bk_model_build(spec, BK_SHAPE(1, 28, 28), 10, canon, 256);
+    bk_module *b = a ? bk_model_build(canon, BK_SHAPE(1, 28, 28), 10, again, sizeof again) : NULL;
+    CHECK(a != NULL && b != NULL);
+    if (!a || !b) {
+        fprintf(stderr, "       spec %s, canonical %s\n", spec, canon);
+    } else {
+        char *pa = printed(a), *pb = printed(b);
+        CHECK(pa && pb && !strcmp(pa, pb));
+        CHECK(!strcmp(canon, again));
+        int64_t n = bk_module_num_params(a, false);
+        CHECK(n == bk_module_num_params(b, false));
+        CHECK(n == bk_model_num_params(canon, BK_SHAPE(1, 28, 28), 10, NULL, 0));
+        if (strcmp(canon, again)) fprintf(stderr, "       %s -> %s -> %s\n", spec, canon, again);
+        free(pa);
+        free(pb);
+    }
+    bk_module_free(a);
+    bk_module_free(b);
+}
+
+/* Every model of the zoo, at its defaults and with every setting changed. */
+TEST(every_model_round_trips) {
+    char canon[256];
+    int n = 0;
+    for (const char *const *name = bk_model_names(); *name; name++, n++) check_round_trip(*name, canon);
+    CHECK(n == 5); /* a new model: add its settings below */
+    static const char *const specs[] = {
+        "softmax:bias=false", "softmax:bias=true",
+        "mlp:hidden=8", "mlp:act=gelu", "mlp:act=tanh,dropout=0.1", "mlp:dropout=0.25,hidden=16,act=sigmoid",
+        "mlp:dropout=1e-3", "mlp:dropout=0", "mlp:act=relu,hidden=256",
+        "lenet:act=sigmoid,pool=avg", "lenet:pool=max", "lenet:act=gelu",
+        "resnet:width=4",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) check_round_trip(specs[i], canon);
+}
+
+/* Canonical specs name the settings of brick 0.1.0 always and the later ones only when
+ * they are not at their default: the specs in existing checkpoints stay canonical. */
+TEST(canonical_specs) {
+    static const char *const cases[][2] = {
+        {"mlp", "mlp:hidden=256"},
+        {"mlp:act=relu,dropout=0", "mlp:hidden=256"},
+        {"mlp:dropout=0.1", "mlp:hidden=256,dropout=0.1"},
+        {"mlp:dropout=0.1,act=gelu,hidden=64", "mlp:hidden=64,act=gelu,dropout=0.1"},
+        {"resnet", "resnet:width=32"},
+        {"lenet", "lenet"},
+        {"lenet:pool=avg,act=sigmoid", "lenet:act=sigmoid,pool=avg"},
+        {"softmax:bias=true", "softmax"},
+        {"softmax:bias=false", "softmax:bias=false"},
+        {"googlenet", "googlenet"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char canon[256] = "";
+        CHECK(bk_model_num_params(cases[i][0], BK_SHAPE(1, 28, 28), 10, canon, sizeof canon) > 0);
+        CHECK(!strcmp(canon, cases[i][1]));
+        if (strcmp(canon, cases[i][1])) fprintf(stderr, "       %s: %s, expected %s\n", cases[i][0], canon, cases[i][1]);
+    }
+}
+
+/* The settings change the model they name. */
+TEST(settings_build_what_they_say) {
+    bk_module *m = bk_model_build("mlp:act=gelu,dropout=0.5", BK_SHAPE(1, 28, 28), 10, NULL, 0);
+    char *p = m ? printed(m) : NULL;
+    CHECK(p && strstr(p, "GELU") && strstr(p, "Dropout") && !strstr(p, "ReLU"));
+    free(p);
+    bk_module_free(m);
+    m = bk_model_build("lenet:act=sigmoid,pool=avg", BK_SHAPE(1, 28, 28), 10, NULL, 0);
+    p = m ? printed(m) : NULL;
+    CHECK(p && strstr(p, "Sigmoid") && strstr(p, "AvgPool2d") && !strstr(p, "MaxPool2d") && !strstr(p, "ReLU"));
+    free(p);
+    bk_module_free(m);
+    /* no bias: 784 * 10 weights only */
+    CHECK(bk_model_num_params("softmax:bias=false", BK_SHAPE(1, 28, 28), 10, NULL, 0) == 7840);
+    CHECK(bk_model_num_params("softmax", BK_SHAPE(1, 28, 28), 10, NULL, 0) == 7850);
+    /* the mlp's dropout is active in training mode only */
+    bk_manual_seed(1);
+    m = bk_model_build("mlp:hidden=16,dropout=0.5", BK_SHAPE(4), 3, NULL, 0);
+    bk_tensor *x = bk_ones(BK_SHAPE(2, 4));
+    CHECK(m && x);
+    if (m && x) {
+        bk_module_train(m, false);
+        bk_tensor *a = bk_forward(m, x), *b = bk_forward(m, x);
+        CHECK(a && b && !memcmp(a->data, b->data, sizeof(float) * (size_t)a->numel));
+    }
+    bk_module_free(m);
+}
+
+/* Bad values: the message names the spec, the setting and the value. */
+TEST(bad_values_are_named) {
+    CHECK_ERR(bk_model_build("mlp:act=swish", IMAGES, 10, NULL, 0),
+              "model: mlp:act=swish: act must be one of relu, sigmoid, tanh, gelu, got \"swish\"");
+    CHECK_ERR(bk_model_build("mlp:dropout=1.5", IMAGES, 10, NULL, 0),
+              "model: mlp:dropout=1.5: dropout must be a number in [0, 1], got \"1.5\"");
+    CHECK_ERR(bk_model_build("mlp:dropout=nan", IMAGES, 10, NULL, 0), "dropout must be a number in [0, 1], got \"nan\"");
+    CHECK_ERR(bk_model_build("mlp:dropout=", IMAGES, 10, NULL, 0), "dropout must be a number in [0, 1], got \"\"");
+    CHECK_ERR(bk_model_build("mlp:hidden=2.5", IMAGES, 10, NULL, 0),
+              "model: mlp:hidden=2.5: hidden must be a positive integer (at most 4294967296), got \"2.5\"");
+    CHECK_ERR(bk_model_build("softmax:bias=yes", IMAGES, 10, NULL, 0),
+              "model: softmax:bias=yes: bias must be true or false, got \"yes\"");
+    CHECK_ERR(bk_model_build("lenet:pool=median,act=relu", IMAGES, 10, NULL, 0),
+              "model: lenet:pool=median,act=relu: pool must be one of max, avg, got \"median\"");
+    CHECK_ERR(bk_model_build("googlenet:act=relu", IMAGES, 10, NULL, 0), "model googlenet has no setting \"act\"");
+    /* a value longer than any setting takes */
+    char long_spec[200] = "mlp:act=";
+    memset(long_spec + 8, 'r', 100);
+    CHECK_ERR(bk_model_build(long_spec, IMAGES, 10, NULL, 0), "act is too long");
+}
+
+int main(void) {
+    RUN(every_model_round_trips);
+    RUN(canonical_specs);
+    RUN(settings_build_what_they_say);
+    RUN(bad_values_are_named);
+    return test_summary("test_zoo");
+}

@@ -1,0 +1,90 @@
+/* train.h - what the files of `brick train` share (private to tools/): its settings, the
+ * state of one run, and the functions of each file.
+ *
+ *   cmd_train.c    the command: options, checks before training, data, model, MPI world
+ *   train_state.c  the settings a run saves: metadata, checkpoints, resuming from one
+ *   train_loop.c   the loop: epochs, steps, the loss check, interrupts (and the step that
+ *                  `brick train-lm` shares, cli_train_step)
+ */
+#ifndef BRICK_TRAIN_H
+#define BRICK_TRAIN_H
+
+#include "cli.h"
+
+/* --lr-schedule */
+typedef enum { SCHEDULE_NONE, SCHEDULE_COSINE, SCHEDULE_STEP, SCHEDULE_COUNT } schedule_kind;
+extern const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1]; /* "none", "cosine", "step", NULL */
+
+typedef struct train_cfg {
+    const char *model, *data, *optimizer, *out, *resume, *lr_schedule;
+    int64_t epochs, batch, seed, threads;
+    double lr, momentum, weight_decay; /* float32 values (CLI_F32), as lr_gamma, lr_min */
+    schedule_kind schedule;
+    int64_t lr_t_max;     /* cosine: the epochs it anneals over (--epochs of the first run) */
+    int64_t lr_step_size; /* step: epochs between decays (0: not given) */
+    double lr_gamma, lr_min;
+    double max_loss; /* < 0: the default, 1000 ln(classes) */
+    bool detect_anomaly;
+    int64_t accumulate; /* micro-batches per step (--accumulate) */
+    bool dist;          /* --dist: MPI even outside mpirun */
+    const char *reduce; /* --reduce */
+} train_cfg;
+
+/* The epoch in progress: what a checkpoint written inside an epoch holds to go on. */
+typedef struct epoch_pos {
+    bk_rng start_rng;         /* the loader's generator before the epoch's shuffle */
+    int64_t batch;            /* batches done */
+    double loss_sum;          /* sum of loss * batch size over them */
+    int64_t correct, seen;
+    double seconds;           /* time spent in the epoch before a resume */
+} epoch_pos;
+
+/* Everything one run holds. */
+typedef struct run {
+    train_cfg c;
+    char arch[256], in_shape[64], class_names[2048];
+    const char *data_why;
+    bk_dataset *train, *test;
+    bk_module *m;
+    bk_optim *o;
+    bk_loader *loader;
+    cli_epoch *hist;
+    int n_hist, done_epochs;
+    int64_t step;
+    epoch_pos pos;            /* of the epoch in progress */
+    bool resume_mid;          /* pos came from a checkpoint written inside an epoch */
+    bk_rng loader_rng, model_rng; /* a resume's generators (train_resume_settings) */
+    int64_t interrupt_at;     /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
+    const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
+    char *ckpt_path, *csv_path, *svg_path;
+    char *owned_out; /* --out derived from --resume */
+    cli_slots slots;  /* the step's micro-batches or ranks (train_dist.c) */
+    int64_t ckpt_slots; /* a resumed run: the checkpoint's world size * accumulate */
+    int agreed_signal; /* under mpirun: the stop signal every rank agreed on */
+    bool agreed;      /* under mpirun: every rank knows why the run stops (no abort) */
+} run;
+
+/* ---- train_state.c ---------------------------------------------------------------------- */
+
+/* The schedule named `name` (one of SCHEDULE_NAMES) in *kind; false if none is. */
+bool train_schedule_parse(const char *name, schedule_kind *kind);
+/* The lr of epoch `epoch` (0-based); NaN with the library's error. */
+double train_schedule_lr(const train_cfg *c, int epoch);
+/* Reads the settings of the checkpoint st (r->c.resume) into r->c, checking the flags given
+ * in opts against them. CLI_OK or an exit status (message printed). */
+int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, int n_opts);
+/* The optimizer of c's settings over m; NULL with the library's error. */
+bk_optim *train_make_optim(const train_cfg *c, bk_module *m);
+/* The checkpoint (in_epoch: at r->pos, inside the epoch after done_epochs); then CLI_OK or
+ * CLI_RUNTIME (message printed). */
+int train_write_checkpoint(run *r, bool in_epoch);
+/* After an epoch: the model file, the checkpoint, the CSV and the SVG. */
+int train_write_outputs(run *r);
+
+/* ---- train_loop.c ----------------------------------------------------------------------- */
+
+/* The epochs from r->done_epochs to r->c.epochs, with SIGINT/SIGTERM caught (finish the
+ * step, save, exit 128 + signal) and --detect-anomaly on. The command's exit status. */
+int train_run(run *r);
+
+#endif

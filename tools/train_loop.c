@@ -1,0 +1,407 @@
+/* train_loop.c - the training loop of `brick train`, and the step it shares with
+ * `brick train-lm` (cli_train_step).
+ *
+ * Per batch: bk_forward, bk_cross_entropy (mean), the loss checked, bk_optim_zero_grad,
+ * bk_backward, bk_optim_step, bk_arena_reset. Before every epoch: the lr of --lr-schedule
+ * for it (once per epoch, as torch users step CosineAnnealingLR and StepLR). After every
+ * epoch: evaluation on the test split, one summary line, and the files (train_state.c).
+ *
+ * Interrupts: SIGINT (Ctrl-C) and SIGTERM only set a flag, checked after every step. The
+ * step in progress finishes, the checkpoint is written with the position inside the epoch
+ * (the loader generator at the epoch's start, the batches done, the epoch's running sums),
+ * and the command exits with 128 + the signal (130 for Ctrl-C). --resume replays the
+ * epoch's shuffle from that generator, skips the batches done and goes on, so the final
+ * weights equal an uninterrupted run's bit for bit. A repeated signal (see "Interrupts"
+ * below): within 1 s of the first it is the same request (GNU timeout sends two); later,
+ * during a save it waits for the save; otherwise it stops the process at once (a loop that
+ * never reaches the check), which loses nothing since every file is written atomically.
+ * Hidden test hooks: BRICK_TEST_INTERRUPT_AT_STEP=N raises SIGINT after step N;
+ * BRICK_TEST_INTERRUPT_REPEAT=now|save|hang then also raises it again at once, raises it
+ * again during the checkpoint's save (1.1 s after the first), or hangs after step N
+ * without ever reaching the check (so a second signal from outside must stop it).
+ *
+ * Numerics: a batch whose loss is NaN, Inf or above --max-loss stops the run (exit 1)
+ * before its backward, so the files of the last finished epoch stay as they were;
+ * --detect-anomaly turns on the library's anomaly mode, which names the first op (and its
+ * block) that makes a NaN or Inf in the forward or backward.
+ */
+#define _XOPEN_SOURCE 700 /* isatty, sigaction, clock_gettime, nanosleep */
+
+#include "train.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- interrupts ------------------------------------------------------------------------
+ * The first SIGINT or SIGTERM sets stop_signal, which the loop checks after every step and
+ * before every epoch: it finishes the step, saves the checkpoint and exits 128 + signal.
+ * A repeated signal (either of the two) is:
+ *   - the same request when it comes within STOP_REPEAT_WINDOW of the first: ignored. GNU
+ *     timeout sends its signal to the process and then to its process group, so `brick
+ *     train` under timeout gets two at once; a one-shot handler let the second kill the
+ *     run before its checkpoint was written (1 run in 20);
+ *   - deferred while the loop is saving (the interrupt's checkpoint, or an epoch's files):
+ *     the save completes and the run exits as for the first signal;
+ *   - otherwise, "stop now": one line on stderr and _exit(128 + signal). The loop has not
+ *     reached its check for a second or more (a long step, an evaluation, a hang), and
+ *     the user means it. Nothing is damaged: every file is replaced atomically, so the
+ *     files of the last save stay whole (only that last step's checkpoint is not written).
+ * The handler uses only async-signal-safe calls (clock_gettime, write, _exit). */
+#define STOP_REPEAT_WINDOW 1.0 /* seconds */
+
+static volatile sig_atomic_t stop_signal; /* the first signal's number, 0 before */
+static volatile sig_atomic_t saving;      /* the loop is writing files: repeats wait */
+static struct timespec first_signal_at;   /* written before stop_signal, read after */
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+}
+
+static void on_stop_signal(int sig) {
+    int saved_errno = errno;
+    if (!stop_signal) {
+        clock_gettime(CLOCK_MONOTONIC, &first_signal_at);
+        stop_signal = sig;
+    } else if (!saving && seconds_since(&first_signal_at) >= STOP_REPEAT_WINDOW) {
+        static const char msg[] = ": stopped at once by a second signal: the step in progress "
+                                  "is not saved; the files saved before are whole\n";
+        ssize_t ignored = write(2, cli_prog, strlen(cli_prog));
+        ignored = write(2, msg, sizeof msg - 1);
+        (void)ignored;
+        _exit(128 + sig);
+    }
+    errno = saved_errno;
+}
+
+/* The test hooks' repeated signal: sleeps until `after` seconds have passed since the first
+ * signal (by the same clock as the handler, so the outcome never depends on the machine's
+ * speed), then raises it again. */
+static void raise_again_after(double after) {
+    double left;
+    while ((left = after - seconds_since(&first_signal_at)) > 0) {
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9) + 1};
+        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        nanosleep(&ts, NULL);
+    }
+    raise(stop_signal);
+}
+
+/* BRICK_TEST_INTERRUPT_AT_STEP / _REPEAT, after a step. */
+static void test_interrupt(const run *r) {
+    if (r->interrupt_at <= 0 || r->step != r->interrupt_at) return;
+    raise(SIGINT);
+    if (!strcmp(r->interrupt_repeat, "now")) raise(SIGINT);
+    if (!strcmp(r->interrupt_repeat, "hang")) {
+        fprintf(stderr, "%s: test hook: hanging after step %" PRId64 "\n", cli_prog, r->step);
+        for (;;) pause(); /* never reaches the check: only a second signal ends this */
+    }
+}
+
+/* train_epoch's result when a signal asked to stop (never returned by train_run). */
+enum { TRAIN_INTERRUPTED = 100 };
+
+/* ---- the step both commands take ---------------------------------------------------- */
+
+const char *cli_loss_problem(double l, double max_loss) {
+    if (isnan(l)) return "NaN";
+    if (isinf(l)) return "infinite";
+    if (max_loss > 0 && l > max_loss) return "diverging";
+    return NULL;
+}
+
+cli_step_result cli_train_step(bk_module *m, bk_optim *o, bk_tensor *x, const int64_t *y, int64_t n,
+                               double max_loss, double *l, bk_tensor **logits) {
+    bk_tensor *out = bk_forward(m, x); /* (n, classes) */
+    bk_tensor *loss = bk_cross_entropy(out, y, n, BK_REDUCTION_MEAN);
+    if (!loss) return CLI_STEP_FAILED;
+    *l = bk_item(loss);
+    if (cli_loss_problem(*l, max_loss)) return CLI_STEP_BAD_LOSS;
+    bk_optim_zero_grad(o);
+    if (bk_backward(loss) != 0 || bk_optim_step(o) != 0) return CLI_STEP_FAILED;
+    if (logits) *logits = out;
+    return CLI_STEP_DONE;
+}
+
+/* ---- brick train's steps --------------------------------------------------------------- */
+
+/* What a run stopped by a bad loss leaves behind: it writes nothing after the failure. */
+#define KEPT_FILES "the files saved before (model, checkpoint) are left as they were"
+
+/* Reports a failed forward, backward or update (the library's message; an anomaly is
+ * most often a too large learning rate). Returns CLI_RUNTIME. */
+static int step_failed(const run *r, int epoch, int64_t batch) {
+    const char *e = bk_last_error();
+    if (!strncmp(e, "anomaly: ", 9))
+        return cli_fail("epoch %d, batch %" PRId64 ": %s; stopped (try a smaller --lr than %g); "
+                        "%s", epoch, batch, e, r->c.lr, KEPT_FILES);
+    return cli_fail("epoch %d, batch %" PRId64 ": %s", epoch, batch, e[0] ? e : "unknown error");
+}
+
+/* The stop signal to act on: under mpirun the one every rank agreed on at the last step
+ * (a rank that acted on its own signal alone would leave the others waiting). */
+static int stop_now(const run *r) { return r->slots.world > 1 ? r->agreed_signal : stop_signal; }
+
+/* CLI_RUNTIME with the message when the batch's loss l stops the run (printed by rank 0
+ * only: every rank has the same l), else CLI_OK. */
+static int check_loss(const run *r, double l) {
+    const char *bad = cli_loss_problem(l, r->c.max_loss);
+    if (!bad) return CLI_OK;
+    if (r->slots.rank != 0) return CLI_RUNTIME;
+    char why[96] = "";
+    if (!strcmp(bad, "diverging"))
+        snprintf(why, sizeof why, " (%g > --max-loss %g)", l, r->c.max_loss);
+    return cli_fail("the loss is %s at epoch %d, batch %" PRId64 "%s: stopped; try a "
+                    "smaller --lr than %g%s; %s", bad, r->done_epochs + 1, r->pos.batch + 1, why,
+                    r->c.lr, r->c.detect_anomaly ? "" : " (--detect-anomaly names the op that "
+                                                        "makes a NaN or Inf)", KEPT_FILES);
+}
+
+/* One step on the whole batch with its mean loss (cli_train_step). *l: the loss, *ok:
+ * correct predictions. */
+static int step_whole(run *r, bk_tensor *x, const int64_t *y, int64_t B, double *l, int64_t *ok) {
+    bk_tensor *logits = NULL;
+    switch (cli_train_step(r->m, r->o, x, y, B, r->c.max_loss, l, &logits)) {
+    case CLI_STEP_FAILED: return step_failed(r, r->done_epochs + 1, r->pos.batch + 1);
+    case CLI_STEP_BAD_LOSS: return check_loss(r, *l);
+    default: break;
+    }
+    *ok = bk_count_correct(logits, y, B);
+    return CLI_OK;
+}
+
+/* One step over the slots (--accumulate, or this rank's slice under mpirun): the loss is
+ * checked after the backward (every rank needs the global loss) but before the update. */
+static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double *l, int64_t *ok) {
+    int epoch = r->done_epochs + 1;
+    int64_t batch = r->pos.batch + 1;
+    cli_step st;
+    int rc = cli_slots_step(&r->slots, r->m, x, y, B, r->step, stop_signal, &st);
+    if (st.failed_rank >= 0) {
+        r->agreed = st.agreed;
+        if (st.failed_rank == r->slots.rank) {
+            bk_set_error("%s", st.error);
+            step_failed(r, epoch, batch);
+        } else if (r->slots.rank == 0) {
+            cli_fail("rank %d failed in epoch %d, batch %" PRId64 " (its message is above): "
+                     "every rank stops; %s", st.failed_rank, epoch, batch, KEPT_FILES);
+        }
+        return CLI_RUNTIME;
+    }
+    if (rc) return rc; /* this rank alone: the job is aborted */
+    r->agreed_signal = st.signal;
+    *l = st.loss_sum / (double)B;
+    *ok = st.correct;
+    if ((rc = check_loss(r, *l))) {
+        r->agreed = true;
+        return rc;
+    }
+    if (bk_optim_step(r->o) != 0) return step_failed(r, epoch, batch);
+    return CLI_OK;
+}
+
+/* One epoch of training (or the rest of one, after a resume inside it); fills e's train
+ * fields. CLI_OK, CLI_RUNTIME, or TRAIN_INTERRUPTED with r->pos saying where it stopped. */
+static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
+    epoch_pos *ps = &r->pos;
+    int epoch = r->done_epochs + 1;
+    /* A function of the epoch alone, so a resume inside the epoch sets the same lr. With
+     * no schedule the optimizer keeps the lr it was made with. */
+    if (r->c.schedule != SCHEDULE_NONE) {
+        double lr = train_schedule_lr(&r->c, r->done_epochs);
+        if (isnan(lr)) return cli_fail("epoch %d: the lr schedule: %s", epoch, bk_last_error());
+        bk_optim_set_lr(r->o, lr);
+    }
+    bk_module_train(r->m, true);
+    if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
+    ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
+    bk_loader_start(r->loader);
+    int64_t n_batches = bk_loader_num_batches(r->loader);
+    /* The same shuffle as before the interrupt; skip what was done (no copying). */
+    for (int64_t k = 0; r->resume_mid && k < ps->batch; k++)
+        if (bk_loader_next(r->loader, NULL, NULL, NULL) <= 0)
+            return cli_fail("%s: batch %" PRId64 " of epoch %d is past the %" PRId64 " batches "
+                            "of an epoch (different data?)", r->c.resume, ps->batch, epoch, n_batches);
+    r->resume_mid = false;
+    cli_progress_start(pg, epoch, (int)r->c.epochs, n_batches);
+    int64_t B;
+    bk_tensor *x;
+    const int64_t *y;
+    while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
+        double l = 0;
+        int64_t ok = 0;
+        int rc = r->slots.ddp ? step_slots(r, x, y, B, &l, &ok) : step_whole(r, x, y, B, &l, &ok);
+        bk_arena_reset(NULL);
+        if (rc) {
+            cli_progress_clear(pg);
+            return rc;
+        }
+        r->step++;
+        ps->batch++;
+        ps->loss_sum += l * (double)B;
+        ps->correct += ok;
+        ps->seen += B;
+        cli_progress_update(pg, ps->batch, ps->seen, ps->loss_sum / (double)ps->seen);
+        test_interrupt(r);
+        if (stop_now(r)) {
+            cli_progress_clear(pg);
+            return TRAIN_INTERRUPTED;
+        }
+    }
+    cli_progress_clear(pg);
+    if (B < 0) return cli_fail(NULL);
+    e->train_loss = ps->seen ? ps->loss_sum / (double)ps->seen : 0;
+    e->train_acc = ps->seen ? (double)ps->correct / (double)ps->seen : 0;
+    return CLI_OK;
+}
+
+/* A word of a shell command, quoted when it needs to be. */
+static void shell_word(cli_buf *b, const char *w) {
+    bool plain = *w != '\0';
+    for (const char *c = w; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+=:,@", *c))
+            plain = false;
+    if (plain) {
+        cli_buf_printf(b, " %s", w);
+        return;
+    }
+    cli_buf_printf(b, " '");
+    for (const char *c = w; *c; c++) cli_buf_printf(b, *c == '\'' ? "'\\''" : "%c", *c);
+    cli_buf_printf(b, "'");
+}
+
+/* After a signal: saves the checkpoint (inside the epoch when in_epoch), says where it is
+ * and how to go on, and returns the exit status 128 + signal. */
+static int interrupted(run *r, bool in_epoch) {
+    int sig = stop_now(r);
+    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    saving = 1; /* from here to the exit: a repeated signal waits */
+    r->agreed = true;                          /* under mpirun, every rank stops here */
+    if (r->slots.rank != 0) return 128 + sig;  /* rank 0 saves and tells */
+    if (in_epoch) {
+        if (!strcmp(r->interrupt_repeat, "save")) raise_again_after(STOP_REPEAT_WINDOW + 0.1);
+        int rc = train_write_checkpoint(r, true);
+        if (rc) {
+            fprintf(stderr, "%s: interrupted by %s, and the checkpoint could not be saved (the "
+                    "one of the last finished epoch, if any, is kept)\n", cli_prog, name);
+            return rc;
+        }
+        fprintf(stderr, "%s: interrupted by %s in epoch %d after batch %" PRId64 " of %" PRId64
+                " (step %" PRId64 "): saved the checkpoint %s\n", cli_prog, name,
+                r->done_epochs + 1, r->pos.batch, bk_loader_num_batches(r->loader), r->step,
+                r->ckpt_path);
+    } else {
+        fprintf(stderr, "%s: interrupted by %s after epoch %d: the checkpoint %s holds it\n",
+                cli_prog, name, r->done_epochs, r->ckpt_path);
+    }
+    /* The command that goes on: the checkpoint keeps every other setting. */
+    cli_buf cmd = {0};
+    cli_buf_printf(&cmd, "brick train --resume");
+    shell_word(&cmd, r->ckpt_path);
+    /* --resume STEM.ckpt.safetensors writes STEM.safetensors unless told otherwise */
+    static const char ck[] = ".ckpt.safetensors", st[] = ".safetensors";
+    size_t len = strlen(r->ckpt_path), stem = len - (sizeof ck - 1);
+    bool derived = len > sizeof ck - 1 && !strcmp(r->ckpt_path + stem, ck) &&
+                   strlen(r->c.out) == stem + sizeof st - 1 &&
+                   !strncmp(r->c.out, r->ckpt_path, stem) && !strcmp(r->c.out + stem, st);
+    if (!derived) {
+        cli_buf_printf(&cmd, " --out");
+        shell_word(&cmd, r->c.out);
+    }
+    if (r->c.detect_anomaly) cli_buf_printf(&cmd, " --detect-anomaly");
+    fprintf(stderr, "%s: to continue: %s\n", cli_prog, cmd.oom || !cmd.p ? "brick train --resume CKPT" : cmd.p);
+    cli_buf_free(&cmd);
+    fflush(stdout);
+    return 128 + sig;
+}
+
+/* After an epoch's training and evaluation (rank 0): the epoch's line and the files. */
+static int end_epoch(run *r, cli_epoch e, double t0) {
+    e.seconds = cli_now() - t0;
+    r->hist[r->n_hist++] = e;
+    r->done_epochs++;
+    char lr[48] = "";
+    if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", bk_optim_lr(r->o));
+    printf("epoch %*d/%" PRId64 "  train loss %.4f  train acc %.4f  test loss %.4f  "
+           "test acc %.4f  %.2f s%s\n",
+           r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
+           e.test_loss, e.test_acc, e.seconds, lr);
+    fflush(stdout);
+    saving = 1; /* a repeated signal waits for the files */
+    int rc = train_write_outputs(r);
+    saving = 0;
+    return rc;
+}
+
+static int train_loop(run *r) {
+    cli_progress pg;
+    cli_progress_init(&pg, isatty(2) && r->slots.rank == 0);
+    const char *at = getenv("BRICK_TEST_INTERRUPT_AT_STEP");
+    if (!at || !cli_parse_i64(at, &r->interrupt_at)) r->interrupt_at = 0;
+    r->interrupt_repeat = getenv("BRICK_TEST_INTERRUPT_REPEAT");
+    if (!r->interrupt_repeat) r->interrupt_repeat = "";
+    int64_t first_step = r->step;
+    while (r->done_epochs < r->c.epochs) {
+        if (stop_now(r)) return interrupted(r, false);
+        double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
+        cli_epoch e = {r->done_epochs + 1, 0, 0, 0, 0, 0};
+        int rc = train_epoch(r, &pg, &e);
+        if (rc == TRAIN_INTERRUPTED) {
+            r->pos.seconds = cli_now() - t0;
+            return interrupted(r, true);
+        }
+        if (rc) return rc;
+        /* In batches of the training batch size: in no-grad mode every intermediate of a
+         * batch stays in the arena until the reset after it, so a larger evaluation batch
+         * would raise the run's peak memory above the training step's. Under mpirun the
+         * ranks share the batches. */
+        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc,
+                                    &r->agreed)))
+            return rc;
+        /* Rank 0 writes; then every rank learns whether that worked (the files are
+         * written once, after every rank finished the epoch). */
+        rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
+        if ((rc = cli_dist_agree(rc, &r->agreed))) return rc;
+        if (r->slots.rank != 0) r->done_epochs++;
+    }
+    if (r->slots.rank != 0) return CLI_OK;
+    if (r->slots.world > 1 && r->step > first_step) /* waiting for slower ranks included */
+        printf("gradient reduction: %.3f s in %" PRId64 " steps, %.3f ms per step (%s)\n",
+               bk_ddp_comm_seconds(r->slots.ddp), r->step - first_step,
+               1e3 * bk_ddp_comm_seconds(r->slots.ddp) / (double)(r->step - first_step),
+               r->c.reduce);
+    const cli_epoch *last = &r->hist[r->n_hist - 1];
+    printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
+    printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
+    return CLI_OK;
+}
+
+int train_run(run *r) {
+    bool prev_anomaly = bk_set_detect_anomaly(r->c.detect_anomaly);
+    /* Ctrl-C and SIGTERM from here on: finish the step, save, exit (a repeat: see
+     * on_stop_signal; each blocks the other while its handler runs; SA_RESTART so that no
+     * write is cut short by EINTR). */
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sa.sa_flags = SA_RESTART;
+    stop_signal = 0;
+    saving = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    int rc = train_loop(r);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    bk_set_detect_anomaly(prev_anomaly);
+    return rc;
+}
