@@ -114,7 +114,8 @@ static inline void parity_check_names(const char *case_name, const char *what, c
  * dict brick would save must be PyTorch's, in PyTorch's order). False when a list could
  * not be made. */
 static inline bool parity_module_names(const char *case_name, const bk_module *m, const bk_safetensors *ref,
-                                       bk_param_list **params, bk_param_list **state, bk_param_list **buffers) {
+                                       bk_param_list **params, bk_param_list **state,
+                                       bk_param_list **buffers) {
     *params = bk_module_named(m, BK_PARAMS);
     *state = bk_module_named(m, BK_STATE);
     *buffers = bk_module_named(m, BK_BUFFERS);
@@ -127,8 +128,9 @@ static inline bool parity_module_names(const char *case_name, const bk_module *m
 }
 
 /* Frees what a module case holds (any of it may be NULL). */
-static inline void parity_module_case_free(bk_module *m, bk_safetensors *w, bk_safetensors *ref, bk_param_list *params,
-                                           bk_param_list *state, bk_param_list *buffers) {
+static inline void parity_module_case_free(bk_module *m, bk_safetensors *w, bk_safetensors *ref,
+                                           bk_param_list *params, bk_param_list *state,
+                                           bk_param_list *buffers) {
     bk_param_list_free(params);
     bk_param_list_free(state);
     bk_param_list_free(buffers);
@@ -140,8 +142,9 @@ static inline void parity_module_case_free(bk_module *m, bk_safetensors *w, bk_s
 /* The generators' loss: backward from y with the ref's "upstream" (L = sum(y * upstream)),
  * or from the scalar y itself when there is none. CHECKs and returns bk_backward's status. */
 static inline int parity_backward(bk_tensor *y, const bk_safetensors *ref) {
-    int rc = parity_has_tensor(ref, "upstream") ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
-                                                : bk_backward(y);
+    int rc = parity_has_tensor(ref, "upstream")
+                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
+                 : bk_backward(y);
     CHECK(rc == 0);
     return rc;
 }
@@ -151,7 +154,7 @@ static inline int parity_backward(bk_tensor *y, const bk_safetensors *ref) {
  * torch's tensor must be a NaN in brick's; otherwise a NaN never passes). */
 typedef struct parity_stats {
     bool exact, nan_equal;
-    double worst;    /* max |got - want| / (atol + rtol |want|): <= 1 passes */
+    double worst; /* max |got - want| / (atol + rtol |want|): <= 1 passes */
     double max_abs, max_rel;
     double norm_rel; /* max over tensors of |got - want|_2 / |want|_2 */
     int compared, nans;
@@ -165,7 +168,8 @@ typedef struct parity_stats {
 static inline void parity_compare(const char *label, const bk_tensor *got, const bk_tensor *want, double rtol,
                                   double atol, parity_stats *acc) {
     if (!want || !got) {
-        fprintf(stderr, "# %s: %s tensor missing (%s)\n", label, want ? "brick's" : "reference", bk_last_error());
+        fprintf(stderr, "# %s: %s tensor missing (%s)\n", label, want ? "brick's" : "reference",
+                bk_last_error());
         CHECK(want && got);
         return;
     }
@@ -198,8 +202,9 @@ static inline void parity_compare(const char *label, const bk_tensor *got, const
         }
     }
     if (parity_verbose() || !(worst <= 1))
-        fprintf(stderr, "# %-44s max abs %.3g  max rel %.3g  worst %.3g of tolerance (rtol %g, atol %g)%s%s\n",
-                label, max_abs, max_rel, worst, rtol, atol, nans ? "  (NaN pattern equal)" : "",
+        fprintf(stderr,
+                "# %-44s max abs %.3g  max rel %.3g  worst %.3g of tolerance (rtol %g, atol %g)%s%s\n", label,
+                max_abs, max_rel, worst, rtol, atol, nans ? "  (NaN pattern equal)" : "",
                 worst <= 1 ? "" : "  MISMATCH");
     CHECK(worst <= 1);
     if (!(worst <= acc->worst)) {
@@ -218,8 +223,9 @@ static inline void parity_compare(const char *label, const bk_tensor *got, const
  *   "# == <case> <n> tensors max abs <a> max rel <r> norm rel <n> worst <w> of tolerance (<label>)" */
 static inline void parity_stats_print(const char *what, const parity_stats *s) {
     if (parity_verbose())
-        fprintf(stderr, "# == %-28s %2d tensors  max abs %.3g  max rel %.3g  norm rel %.3g  worst %.3g of "
-                        "tolerance (%s)\n",
+        fprintf(stderr,
+                "# == %-28s %2d tensors  max abs %.3g  max rel %.3g  norm rel %.3g  worst %.3g of "
+                "tolerance (%s)\n",
                 what, s->compared, s->max_abs, s->max_rel, s->norm_rel, s->worst,
                 s->worst_what[0] ? s->worst_what : "-");
 }
@@ -230,7 +236,8 @@ static inline void parity_stats_print(const char *what, const parity_stats *s) {
 static inline void parity_run(const char *case_name, void (*fn)(void), bool is_module) {
     char p1[1024], p2[1024];
     bool there = parity_file_exists(parity_case_path(p1, sizeof p1, case_name, ".ref.safetensors")) &&
-                 (!is_module || parity_file_exists(parity_case_path(p2, sizeof p2, case_name, ".safetensors")));
+                 (!is_module ||
+                  parity_file_exists(parity_case_path(p2, sizeof p2, case_name, ".safetensors")));
     if (there || parity_require_torch()) {
         test_run(case_name, fn);
     } else {
@@ -253,11 +260,12 @@ TEST(references_present) {
 static inline bool parity_skip_all(const char *test, const char *generator) {
     struct stat sb;
     if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !parity_require_torch()) {
-        printf("# %s: SKIP: no PyTorch references in %s. Generate them with\n"
-               "#   /usr/bin/python3 tests/parity/%s --out %s --seed N\n"
-               "# (needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
-               "makes this a failure.\n",
-               test, parity_dir(), generator, parity_dir());
+        printf(
+            "# %s: SKIP: no PyTorch references in %s. Generate them with\n"
+            "#   /usr/bin/python3 tests/parity/%s --out %s --seed N\n"
+            "# (needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
+            "makes this a failure.\n",
+            test, parity_dir(), generator, parity_dir());
         return true;
     }
     RUN(references_present);
