@@ -255,14 +255,72 @@ export ASAN_OPTIONS  ?= detect_leaks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export BRICK_PYTHON  ?= $(PYTHON)
 
+# Each program's result is a target: $(TEST_LOGS)/<path>.tap (tests/test_ops ->
+# build/test-logs/tests/test_ops.tap, tests/test_cli.sh -> .../tests/test_cli.sh.tap,
+# examples/01_sequential_mlp -> .../examples/01_sequential_mlp.tap), made by `prove` (perl's
+# TAP runner) through scripts/run_tests.sh run, and only when the program, its inputs or the
+# runner changed, or it failed last time: `make test` reruns only those, `make -j2 test`
+# runs two at once, `make test T="test_ops test_cli.sh"` (names without .tap) runs only
+# those, FRESH=1 forgets every earlier result and the parity data first. The test
+# binaries and scripts speak TAP (tests/test.h, tests/lib.sh); an example passes when it
+# exits 0. The last line is "N passed, M failed", one per program.
+TEST_LOGS    ?= $(BUILD)/test-logs
+TEST_SCRIPTS := $(sort $(wildcard tests/test_*.sh))
+SCRIPT_TAPS  := $(TEST_SCRIPTS:%=$(TEST_LOGS)/%.tap)
+EXAMPLE_TAPS := $(EXAMPLE_BINS:$(BUILD)/%=$(TEST_LOGS)/%.tap)
+TEST_TAPS    := $(TEST_BINS:$(BUILD)/%=$(TEST_LOGS)/%.tap)
+# The scripts and examples first: the longest programs start before the short tests fill
+# the gaps (under valgrind test_cli.sh, test_interrupt.sh and 07_seq2seq_reverse take minutes).
+ALL_TAPS     := $(SCRIPT_TAPS) $(EXAMPLE_TAPS) $(TEST_TAPS)
+T            ?=
+TAPS          = $(if $(T),$(filter $(foreach t,$(T),%/$(t).tap),$(ALL_TAPS)),$(ALL_TAPS))
+RUN_TESTS    := scripts/run_tests.sh
+
+# PyTorch parity data (tests/parity/gen_*.py): generated once into $(BUILD)/parity with a
+# fresh random seed, again when a generator changes, with FRESH=1, or when BRICK_SEED names
+# another seed than the last data's (the seed file is rewritten here, at parse time, only
+# then). The parity tests depend on it; BRICK_PARITY_DIR is always set, and the directory
+# exists only when PyTorch made the data (a parity test without it skips, or fails with
+# BRICK_REQUIRE_TORCH=1).
+PARITY_STAMP := $(BUILD)/parity.stamp
+PARITY_SEED  := $(BUILD)/parity.seed
+export BRICK_PARITY_DIR := $(abspath $(BUILD)/parity)
+ifneq ($(filter test %.tap,$(BUILDING)),)
+  ifeq ($(FRESH),1)
+    $(shell rm -rf $(TEST_LOGS) $(PARITY_STAMP))
+  endif
+  ifneq ($(BRICK_SEED),)
+    $(shell mkdir -p $(BUILD) && { [ "$$(cat $(PARITY_SEED) 2>/dev/null)" = '$(BRICK_SEED)' ] \
+        || printf '%s\n' '$(BRICK_SEED)' > $(PARITY_SEED); })
+  endif
+endif
+# (A parity test's earlier result goes first: it says nothing about the new data.)
+$(PARITY_STAMP): $(sort $(wildcard tests/parity/*.py)) $(wildcard $(PARITY_SEED)) $(RUN_TESTS)
+	@rm -f $(filter $(TEST_LOGS)/tests/test_parity%,$(TEST_TAPS))
+	@bash $(RUN_TESTS) parity $@ && cp $@ $(PARITY_SEED) && touch $@
+
+$(TEST_TAPS): $(TEST_LOGS)/%.tap: $(BUILD)/% $(RUN_TESTS)
+	@bash $(RUN_TESTS) run test $< $@
+$(filter $(TEST_LOGS)/tests/test_parity%,$(TEST_TAPS)): $(PARITY_STAMP)
+$(TEST_LOGS)/tests/test_fuzz_replay.tap: $(wildcard fuzz/corpus/*/* fuzz/regressions/*/*)
+$(EXAMPLE_TAPS): $(TEST_LOGS)/%.tap: $(BUILD)/% $(RUN_TESTS)
+	@bash $(RUN_TESTS) run example $< $@
+# A script runs brick, the examples, the benchmarks and the Python helpers of the tree.
+$(SCRIPT_TAPS): $(TEST_LOGS)/%.tap: % tests/lib.sh $(RUN_TESTS) scripts/wrap_brick.sh $(TOOL_BIN) \
+                $(EXAMPLE_BINS) $(BENCH_BINS) $(wildcard tests/*.py tests/parity/*.py bench/*.py scripts/*.py)
+	@BRICK_BUILD=$(BUILD) bash $(RUN_TESTS) run script $< $@
+
 test: all
-	@bash scripts/run_tests.sh --build $(BUILD)
+	@$(if $(TAPS),,echo "make test: T='$(T)' names no test (see make help)" >&2; exit 2;) \
+	$(MAKE) --no-print-directory -s -k $(TAPS) FRESH=; \
+	bash $(RUN_TESTS) summary $(if $(filter $(TEST_LOGS)/tests/test_parity%,$(TAPS)),$(PARITY_STAMP),-) $(TAPS)
 
 # The whole suite under valgrind: every test binary and example, and every `brick` the CLI test
-# scripts start (through BRICK_CLI, one valgrind log per run); any error or definite or
-# indirect leak fails it. valgrind runs a program's threads one at a time on one core, so
-# VALGRIND_JOBS programs (default: the number of cores) run at once, and libgomp's idle
-# threads sleep instead of spinning (OMP_WAIT_POLICY=passive: under valgrind a spinning
+# scripts start (through BRICK_CLI=scripts/wrap_brick.sh, one valgrind log per run); any error
+# or definite or indirect leak fails it. Its results go to $(BUILD)/valgrind-logs (T= and
+# FRESH=1 work as for `make test`). valgrind runs a program's threads one at a time on one
+# core, so VALGRIND_JOBS programs (default: the number of cores) run at once, and libgomp's
+# idle threads sleep instead of spinning (OMP_WAIT_POLICY=passive: under valgrind a spinning
 # thread burns whole time slices; the attention gradient checks took 400 s instead of 20).
 # BRICK_TEST_QUICK=1 makes the tests repeat randomised checks fewer times (test_reps in
 # tests/test.h). docs/reliability.md has the timings.
@@ -275,7 +333,7 @@ endif
 	@command -v valgrind >/dev/null || { echo "valgrind not found (scripts/deps.sh installs it)" >&2; exit 1; }
 	@BRICK_TEST_WRAPPER='$(VALGRIND)' BRICK_TEST_TIMEOUT=$${BRICK_TEST_TIMEOUT:-3600} \
 	    OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} BRICK_TEST_QUICK=$${BRICK_TEST_QUICK:-1} \
-	    bash scripts/run_tests.sh --build $(BUILD) --jobs $(VALGRIND_JOBS)
+	    $(MAKE) --no-print-directory -j$(VALGRIND_JOBS) test TEST_LOGS=$(BUILD)/valgrind-logs
 
 # The main job: every example in name order, then the brick CLI trains the MLP on
 # Fashion-MNIST (the full set from Debian's dataset-fashion-mnist when installed, else the
@@ -366,8 +424,9 @@ help:
 	@echo "  examples       only the examples ($(BUILD)/examples/*)"
 	@echo "  tools          only the brick CLI ($(BUILD)/brick, from tools/*.c)"
 	@echo "  bench          only the benchmarks in bench/ (built, not run: bench/compare.py runs them)"
-	@echo "  test           build all, generate PyTorch parity data, run every test and example"
-	@echo "  valgrind       run the test binaries under valgrind (not with SAN=1)"
+	@echo "  test           build all, generate PyTorch parity data, run every test and example that"
+	@echo "                 changed or failed (T=\"test_ops test_cli.sh\": only those; FRESH=1: all)"
+	@echo "  valgrind       the same under valgrind (not with SAN=1)"
 	@echo "  fuzz           the libFuzzer targets in build-fuzz/fuzz/ (clang; run: fuzz/run.sh)"
 	@echo "  demo           run the examples, then train the MLP on Fashion-MNIST with the CLI"
 	@echo "  install        install the libraries, brick.h, brick.pc and the brick CLI"

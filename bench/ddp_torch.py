@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_torch import build, load, parse_spec  # noqa: E402
+from train_torch import add_training_args, build, load, parse_spec  # noqa: E402
 
 
 def worker(rank, a, port):
@@ -77,17 +77,9 @@ def worker(rank, a, port):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="lenet")
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--width", type=int, default=32)
+    add_training_args(ap, model="lenet", data="data/fashion-mnist-subset", epochs=1, batch_size=128,
+                      lr=0.02, momentum=0.9)
     ap.add_argument("--world", type=int, default=2)
-    ap.add_argument("--data", default="data/fashion-mnist-subset")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=0.02)
-    ap.add_argument("--momentum", type=float, default=0.9)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     parse_spec(a)
     with socket.socket() as s:  # a free port for the rendezvous

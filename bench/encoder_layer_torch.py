@@ -16,10 +16,13 @@ OMP_WAIT_POLICY must be set before torch starts its thread pool, hence in the en
 import argparse
 import os
 import statistics
-import time
+import sys
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
+from brick_torch import time_steps  # noqa: E402
 
 
 def main():
@@ -58,13 +61,7 @@ def main():
     for r in range(a.runs):
         for t in threads:
             torch.set_num_threads(t)
-            times, cpu = [], []
-            for it in range(-a.warmup, a.iters):
-                t0, c0 = time.perf_counter(), time.process_time()
-                step()
-                if it >= 0:
-                    times.append((time.perf_counter() - t0) * 1e3)
-                    cpu.append((time.process_time() - c0) * 1e3)
+            times, cpu = time_steps(step, a.warmup, a.iters)
             medians[t].append(statistics.median(times))
             cpu_medians[t].append(statistics.median(cpu))
             print(f"torch run {r + 1} threads {t}: median {medians[t][-1]:.2f} ms/step "

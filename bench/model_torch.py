@@ -33,6 +33,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_torch import build, parse_spec  # noqa: E402
+from brick_torch import time_steps  # noqa: E402  (train_torch put its directory on sys.path)
 
 
 def blas_lib():
@@ -138,13 +139,7 @@ def main():
     step = setup(a)
     for t in (int(s) for s in a.threads.split(",")):
         torch.set_num_threads(t)
-        wall, cpu = [], []
-        for it in range(-a.warmup, a.iters):
-            t0, c0 = time.perf_counter(), time.process_time()
-            step()
-            if it >= 0:
-                wall.append((time.perf_counter() - t0) * 1e3)
-                cpu.append((time.process_time() - c0) * 1e3)
+        wall, cpu = time_steps(step, a.warmup, a.iters)
         print(f"RESULT threads={t} median_ms={statistics.median(wall):.4f} "
               f"cpu_ms={statistics.median(cpu):.4f} iters={a.iters}", flush=True)
 

@@ -52,6 +52,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
+from brick_torch import Inception, Residual, add_training_args  # noqa: E402
+
 
 def read_idx(path, want_ndim):
     """A u8 IDX file (plain or gzip) as a numpy array, with its header checked."""
@@ -84,45 +87,7 @@ def load(data, split):
 
 # ---- the zoo (src/models/zoo.c), module for module ---------------------------------------
 
-class Residual(nn.Module):
-    """D2L's ResNet block, as src/nn/residual.c (same child names, so same state dict)."""
-
-    def __init__(self, input_channels, num_channels, use_1x1conv=False, strides=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1, stride=strides)
-        self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
-        self.conv3 = (nn.Conv2d(input_channels, num_channels, kernel_size=1, stride=strides)
-                      if use_1x1conv else None)
-        self.bn1 = nn.BatchNorm2d(num_channels)
-        self.bn2 = nn.BatchNorm2d(num_channels)
-
-    def forward(self, X):
-        Y = F.relu(self.bn1(self.conv1(X)))
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3 is not None:
-            X = self.conv3(X)
-        return F.relu(Y + X)
-
-
-class Inception(nn.Module):
-    """D2L's GoogLeNet block, as src/nn/inception.c."""
-
-    def __init__(self, in_channels, c1, c2, c3, c4):
-        super().__init__()
-        self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
-        self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
-        self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
-        self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
-        self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
-        self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
-
-    def forward(self, x):
-        p1 = F.relu(self.p1_1(x))
-        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
-        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
-        p4 = F.relu(self.p4_2(self.p4_1(x)))
-        return torch.cat((p1, p2, p3, p4), dim=1)
+# Residual and Inception: D2L's blocks, as brick's, from tests/parity/brick_torch.py.
 
 
 def resnet_stage(in_channels, channels, first_stage):
@@ -193,22 +158,14 @@ def make_scheduler(a, opt):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mlp")
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=0.1)
+    add_training_args(ap, model="mlp", data="/usr/share/datasets/fashion-mnist", epochs=10,
+                      batch_size=256, lr=0.1, momentum=0.0)
     ap.add_argument("--optimizer", default="sgd")
-    ap.add_argument("--momentum", type=float, default=0.0)
     ap.add_argument("--weight-decay", type=float, default=None)
     ap.add_argument("--lr-schedule", default="none")
     ap.add_argument("--lr-step-size", type=int, default=None)
     ap.add_argument("--lr-gamma", type=float, default=0.1)
     ap.add_argument("--lr-min", type=float, default=0.0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     parse_spec(a)
 

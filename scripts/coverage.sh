@@ -47,8 +47,8 @@ if [ "$run" = 1 ]; then
     make -j"$jobs" all "${flags[@]}" || { echo "coverage.sh: the coverage build failed" >&2; exit 1; }
     # Counters add up across runs: start from zero.
     find "$build" -name '*.gcda' -delete
-    echo "=== make test ${flags[*]}"
-    make test "${flags[@]}"
+    echo "=== make test FRESH=1 ${flags[*]}"
+    make test FRESH=1 "${flags[@]}" # FRESH=1: every test runs, not only the changed ones
     suite_status=$?
     [ "$suite_status" -eq 0 ] || echo "coverage.sh: the test suite FAILED (exit $suite_status); coverage below is of a failing run"
 fi

@@ -3,10 +3,11 @@
 #
 #   scripts/deps.sh [--build-only] [--blas] [--dataset]
 #
-#   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev
-#                 python3-torch python3-numpy libopenblas0-pthread valgrind, and clang
-#                 libclang-rt-14-dev (clang with libFuzzer, for `make fuzz` and the fuzzing
-#                 stage of scripts/test.sh). libopenblas0-pthread is for PyTorch, not for
+#   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev, perl
+#                 (`prove`, which runs the tests for `make test`), python3-torch
+#                 python3-numpy libopenblas0-pthread valgrind, and clang libclang-rt-14-dev
+#                 (clang with libFuzzer, for `make fuzz` and the fuzzing stage of
+#                 scripts/test.sh). libopenblas0-pthread is for PyTorch, not for
 #                 brick: Debian's python3-torch calls whatever libblas.so.3 is installed, and
 #                 without OpenBLAS that is the reference BLAS (about 6 GFLOP/s for torch.mm
 #                 against about 100 on a Zen 4 core), which would make every PyTorch timing
@@ -40,7 +41,7 @@ done
 
 pkgs=(build-essential pkg-config zlib1g-dev)
 if [ "$build_only" = 0 ]; then
-    pkgs+=(python3-torch python3-numpy libopenblas0-pthread valgrind clang libclang-rt-14-dev
+    pkgs+=(perl python3-torch python3-numpy libopenblas0-pthread valgrind clang libclang-rt-14-dev
            openmpi-bin libopenmpi-dev)
 fi
 if [ "$blas" = 1 ]; then

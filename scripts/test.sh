@@ -64,10 +64,12 @@ if ! bash scripts/deps.sh; then
     echo "scripts/deps.sh failed; continuing with what is installed"
 fi
 
-stage "make test" make -j"$jobs" test
-stage "make test SAN=1" make -j"$jobs" test SAN=1
+# FRESH=1: every stage runs every test again, with fresh parity data (a plain `make test`
+# reruns only what changed or failed).
+stage "make test" make -j"$jobs" test FRESH=1
+stage "make test SAN=1" make -j"$jobs" test SAN=1 FRESH=1
 if command -v valgrind >/dev/null || [ "${BRICK_REQUIRE_VALGRIND:-0}" = 1 ]; then
-    stage "make valgrind" make -j"$jobs" valgrind VALGRIND_JOBS="$jobs"
+    stage "make valgrind" make -j"$jobs" valgrind VALGRIND_JOBS="$jobs" FRESH=1
 else
     echo; echo "=== make valgrind: skipped (valgrind is not installed; scripts/deps.sh installs it)"
 fi

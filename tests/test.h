@@ -3,9 +3,13 @@
  *   TEST(name) { CHECK(cond); CHECK_CLOSE(a, b, tol); CHECK_ERR(expr_returning_ptr, "substr"); }
  *   int main(void) { RUN(name); ...; return test_summary("file"); }
  *
- * Every check that fails prints file:line and the values, and makes the binary exit 1.
+ * The binary speaks TAP (the Test Anything Protocol, https://testanything.org), which
+ * `prove` and `make test` read: each RUN prints "ok N - name" or "not ok N - name", and
+ * test_summary prints the plan "1..N" last. Every check that fails prints a "# FAIL
+ * file:line ..." diagnostic (on stderr) with the values, and makes the binary exit 1.
  * Each test runs with a fresh arena state (the arena is reset after it) and the error
- * state cleared. test_summary prints "N passed, M failed" and returns the exit status.
+ * state cleared. test_summary also prints "# suite: N passed, M failed" and returns the
+ * exit status.
  */
 #ifndef BRICK_TEST_H
 #define BRICK_TEST_H
@@ -20,6 +24,7 @@
 static int test_failed_checks_;
 static int test_passed_;
 static int test_failed_;
+static int test_skipped_;
 static const char *test_current_;
 
 #define TEST(name) static void name(void)
@@ -27,9 +32,9 @@ static const char *test_current_;
 #define CHECK(cond)                                                                       \
     do {                                                                                  \
         if (!(cond)) {                                                                    \
-            fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, test_current_, \
+            fprintf(stderr, "# FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, test_current_, \
                     #cond);                                                               \
-            if (bk_last_error()[0]) fprintf(stderr, "       last error: %s\n", bk_last_error()); \
+            if (bk_last_error()[0]) fprintf(stderr, "#      last error: %s\n", bk_last_error()); \
             test_failed_checks_++;                                                        \
         }                                                                                 \
     } while (0)
@@ -38,7 +43,7 @@ static const char *test_current_;
     do {                                                                                  \
         double a_ = (double)(a), b_ = (double)(b);                                        \
         if (!(fabs(a_ - b_) <= (tol))) {                                                  \
-            fprintf(stderr, "  FAIL %s:%d [%s]: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__,  \
+            fprintf(stderr, "# FAIL %s:%d [%s]: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__,  \
                     __LINE__, test_current_, #a, a_, #b, b_, (double)(tol));             \
             test_failed_checks_++;                                                        \
         }                                                                                 \
@@ -51,7 +56,7 @@ static const char *test_current_;
         int failed_ = !(expr);                                                            \
         const char *e_ = bk_last_error();                                                 \
         if (!failed_ || !strstr(e_, (substr))) {                                          \
-            fprintf(stderr, "  FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
+            fprintf(stderr, "# FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
                     __FILE__, __LINE__, test_current_, #expr, (substr),                  \
                     failed_ ? "error" : "success and", e_);                               \
             test_failed_checks_++;                                                        \
@@ -61,21 +66,31 @@ static const char *test_current_;
 
 #define CHECK_FAILS_INT(expr, substr) CHECK_ERR((expr) >= 0 ? 1 : 0, substr)
 
-#define RUN(name)                                                                         \
-    do {                                                                                  \
-        int before_ = test_failed_checks_;                                                \
-        test_current_ = #name;                                                            \
-        bk_clear_error();                                                                 \
-        name();                                                                           \
-        bk_arena_reset(NULL);                                                             \
-        if (test_failed_checks_ == before_) {                                             \
-            test_passed_++;                                                               \
-            printf("  ok   %s\n", #name);                                                 \
-        } else {                                                                          \
-            test_failed_++;                                                               \
-            printf("  FAIL %s\n", #name);                                                 \
-        }                                                                                 \
-    } while (0)
+/* Runs one test under `name` (RUN(fn) is test_run("fn", fn)): clears the error state, calls
+ * it, resets the arena and prints its TAP line. */
+static inline void test_run(const char *name, void (*fn)(void)) {
+    int before = test_failed_checks_;
+    test_current_ = name;
+    bk_clear_error();
+    fn();
+    bk_arena_reset(NULL);
+    int ok = test_failed_checks_ == before;
+    if (ok) test_passed_++;
+    else test_failed_++;
+    fflush(stderr); /* a diagnostic printed there shows before the result line */
+    printf("%s %d - %s\n", ok ? "ok" : "not ok", test_passed_ + test_failed_ + test_skipped_, name);
+    fflush(stdout);
+}
+
+/* A test that cannot run here: a TAP "ok N - name # SKIP why" line (counts neither as
+ * passed nor as failed in test_summary's line). */
+static inline void test_skip(const char *name, const char *why) {
+    test_skipped_++;
+    printf("ok %d - %s # SKIP %s\n", test_passed_ + test_failed_ + test_skipped_, name, why);
+    fflush(stdout);
+}
+
+#define RUN(name) test_run(#name, name)
 
 /* How many times to repeat a randomised or repeated check: `full`, or `quick` when
  * BRICK_TEST_QUICK is set (make valgrind sets it: there a run costs 20-50 times more, and
@@ -88,7 +103,10 @@ static inline int test_reps(int full, int quick) {
 
 static inline int test_summary(const char *suite) {
     bk_thread_cleanup();
-    printf("%s: %d passed, %d failed\n", suite, test_passed_, test_failed_);
+    printf("1..%d\n# %s: %d passed, %d failed", test_passed_ + test_failed_ + test_skipped_, suite,
+           test_passed_, test_failed_);
+    if (test_skipped_) printf(", %d skipped", test_skipped_);
+    printf("\n");
     return test_failed_ ? 1 : 0;
 }
 
@@ -97,12 +115,12 @@ static inline int test_summary(const char *suite) {
 static inline double test_compare(const char *what, const bk_tensor *a, const bk_tensor *b,
                                   double rtol, double atol) {
     if (!a || !b) {
-        fprintf(stderr, "  %s: missing tensor (%s)\n", what, bk_last_error());
+        fprintf(stderr, "# %s: missing tensor (%s)\n", what, bk_last_error());
         return INFINITY;
     }
     if (a->numel != b->numel) {
         char sa[64], sb[64];
-        fprintf(stderr, "  %s: shapes differ %s vs %s\n", what, bk_shape_str(a, sa, 64),
+        fprintf(stderr, "# %s: shapes differ %s vs %s\n", what, bk_shape_str(a, sa, 64),
                 bk_shape_str(b, sb, 64));
         return INFINITY;
     }
@@ -112,7 +130,7 @@ static inline double test_compare(const char *what, const bk_tensor *a, const bk
         double x = a->data[i], y = b->data[i], d = fabs(x - y);
         double r = d == 0 ? 0 : d / (atol + rtol * fabs(y)); /* exact match passes even at tol 0 */
         if (!(r <= 1) && shown < 5) {
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, x, y);
+            fprintf(stderr, "#   %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, x, y);
             shown++;
         }
         if (!(r <= worst)) worst = r;
@@ -120,7 +138,7 @@ static inline double test_compare(const char *what, const bk_tensor *a, const bk
         if (fabs(y) > 0 && d / fabs(y) > max_rel) max_rel = d / fabs(y);
     }
     if (getenv("BRICK_TEST_VERBOSE") || !(worst <= 1))
-        fprintf(stderr, "  %-40s max abs %.3g  max rel %.3g  (%s)\n", what, max_abs, max_rel,
+        fprintf(stderr, "# %-40s max abs %.3g  max rel %.3g  (%s)\n", what, max_abs, max_rel,
                 worst <= 1 ? "ok" : "MISMATCH");
     return worst;
 }

@@ -8,14 +8,8 @@
 # Needs the bench programs (`make` builds them with everything else). Runs brick through
 # BRICK_CLI when the test runner gives one (make valgrind).
 set -u
-cd "$(dirname "$0")/.."
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick}
-py=${BRICK_PYTHON:-/usr/bin/python3}
-passed=0 failed=0
-check() { if eval "$2"; then passed=$((passed + 1)); echo "  ok   $1"; else failed=$((failed + 1)); echo "  FAIL $1"; fi; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "$0")/lib.sh"
+bk_setup --no-brick
 compare() { BRICK=$brick "$py" bench/compare.py --build "$build" "$@"; }
 has_torch=0
 "$py" -c 'import torch' 2>/dev/null && has_torch=1
@@ -45,7 +39,7 @@ if [ "$has_torch" = 1 ] && [ -e "$ref/libblas.so.3" ]; then
     check "reference BLAS: the ratio is refused" "grep -Eq '^\| seed-mlp-fwd: [^|]*\|[^|]*\|[^|]*\| refused \|' '$tmp/ref'"
     check "reference BLAS: says why" "grep -q 'REFUSING RATIOS: torch.mm ran at' '$tmp/ref'"
 else
-    echo "  (no PyTorch or no reference BLAS in $ref: the refusal is not checked)"
+    skip "reference BLAS: the ratio is refused" "no PyTorch or no reference BLAS in $ref"
 fi
 
 compare --only no-such-workload >"$tmp/bad" 2>&1
@@ -64,5 +58,4 @@ printf 'no markers\n' >"$tmp/nomark.md"
     "$tmp/nomark.md" >"$tmp/bad" 2>&1
 check "write_docs without markers: an error naming them, file unchanged" \
     "[ \$? -ne 0 ] && grep -q 'markers' '$tmp/bad' && [ \"\$(cat '$tmp/nomark.md')\" = 'no markers' ]"
-echo "test_bench: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

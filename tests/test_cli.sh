@@ -12,34 +12,11 @@
 # cosine or step lr schedule stopped inside an epoch (with the torch lr of every epoch);
 # the progress bar under a terminal; model specs with an activation, a dropout rate or a
 # boolean (summary, errors, and the canonical spec through the files and --resume).
-# Prints "test_cli: N passed, M failed" last and exits 1 on any failure.
+# Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
-
-cd "$(dirname "$0")/.." || exit 2
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
+source "$(dirname "$0")/lib.sh"
+bk_setup
 data=data/fashion-mnist-subset
-tmp=$(mktemp -d /tmp/brick-cli-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $1"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
-
-if [ ! -x "$brick" ]; then
-    echo "test_cli: $brick is not built (run make)"
-    echo "test_cli: 0 passed, 1 failed"
-    exit 1
-fi
-
-# run NAME CMD...: runs CMD, keeping its status in $rc, stdout in $out, stderr in $err.
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-}
 
 # expect NAME STATUS PATTERN CMD...: exit status STATUS and stdout+stderr matching PATTERN
 # (an extended regex; "" matches anything).
@@ -288,7 +265,6 @@ expect "NaN loss: exit 1" 1 "brick train: the loss is (NaN|infinite)" "$brick" t
 # one is refused (exit 1) with the file, the key and the value, before anything is trained.
 # Crafted with tests/craft_safetensors.py (plain python3: skipped without it).
 
-py=${BRICK_PYTHON:-/usr/bin/python3}
 h=$tmp/h.safetensors
 run "$brick" train --model softmax --data "$data" --epochs 1 --out "$h"
 [ "$rc" -eq 0 ] || bad "hostile: the checkpoint to craft from" "exit $rc: ${err:0:300}"
@@ -345,7 +321,7 @@ if "$py" -c '' 2>/dev/null; then
     expect "eval of a file whose brick.arch is a 3.4 T-parameter MLP: refused before allocating" 1 \
         "huge.safetensors: cannot rebuild its model: .*BK_MODEL_MAX_PARAMS" "$brick" eval "$tmp/huge.safetensors" --data "$data"
 else
-    echo "  skip hostile checkpoint tests (no $py)"
+    skip "hostile checkpoint tests" "no $py"
 fi
 
 # outputs: --out must not replace the checkpoint being resumed (by inode, so a link too)
@@ -410,7 +386,7 @@ PY
         if grep -q "^epoch" <<<"$out"; then bad "20x20 test images: $m_ trained first"; fi
     done
 else
-    echo "  skip the test-image shape test (no $py)"
+    skip "the test-image shape test" "no $py"
 fi
 
 # --batch-size inside its range no longer sizes the evaluation's buffers (was 8 GB of
@@ -443,7 +419,7 @@ if command -v script >/dev/null 2>&1; then
         bad "progress bar on a terminal" "exit $rc: $(head -c 300 "$tmp/tty" | tr '\r' '|')"
     fi
 else
-    echo "  skip progress bar test (no util-linux script)"
+    skip "progress bar test" "no util-linux script"
 fi
 
 # ---- model specs with settings that are not integers (docs/cli.md "Models") ------------
@@ -478,5 +454,4 @@ usage "spec: resume with another activation is refused" "brick train" \
     "--model mlp:hidden=16,act=relu,dropout=0.2 differs from the checkpoint's $spec" \
     "$brick" train --resume "$tmp/spec.ckpt.safetensors" --epochs 3 --model "mlp:hidden=16,act=relu,dropout=0.2"
 
-echo "test_cli: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

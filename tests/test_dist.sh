@@ -19,43 +19,18 @@
 # resumed with --accumulate 3; ranks that built different models stop with an error naming
 # both; a rank killed mid-epoch ends the job within a bounded time, naming the rank, and
 # the last checkpoint still loads; a rank that fails stops every rank, each exiting 1.
-# Prints "test_dist: N passed, M failed" last and exits 1 on any failure.
+# Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
-
-cd "$(dirname "$0")/.." || exit 2
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
-root=$(pwd)
-tmp=$(mktemp -d /tmp/brick-dist-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $1"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
-
-if [ ! -x "$build/brick" ]; then
-    echo "test_dist: $build/brick is not built (run make)"
-    echo "test_dist: 0 passed, 1 failed"
-    exit 1
-fi
+source "$(dirname "$0")/lib.sh"
+bk_setup
 
 # A small data set: 602 training images (the last batch of 50 has 2), 200 test images.
-python=${BRICK_PYTHON:-python3}
-if ! "$python" scripts/make_subset.py --src data/fashion-mnist-subset --out "$tmp/data" \
+if ! "$py" scripts/make_subset.py --src data/fashion-mnist-subset --out "$tmp/data" \
     --train 602 --test 200 >"$tmp/subset.log" 2>&1; then
     bad "make_subset.py" "$(tail -3 "$tmp/subset.log")"
-    echo "test_dist: $passed passed, $failed failed"
-    exit 1
+    bk_done
 fi
 common=(--data "$tmp/data" --epochs 1 --batch-size 50 --threads 1)
-
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-}
 
 # ---- one process ---------------------------------------------------------------------
 
@@ -105,13 +80,9 @@ fi
 if [ -n "$skip" ] && [ "${BRICK_REQUIRE_MPI:-0}" = 1 ] && [[ $skip != *valgrind* ]]; then
     bad "BRICK_REQUIRE_MPI=1 but $skip"
 elif [ -n "$skip" ]; then
-    echo "  SKIP the multi-process tests: $skip"
+    skip "the multi-process tests" "$skip"
 fi
-if [ -n "$skip" ]; then
-    echo "test_dist: $passed passed, $failed failed"
-    [ "$failed" = 0 ]
-    exit
-fi
+[ -z "$skip" ] || bk_done
 
 # Open MPI keeps some memory to the end of the process: LeakSanitizer is told (a sanitized
 # build) to ignore leaks from its libraries only. Those are built without frame pointers,
@@ -230,5 +201,4 @@ else
     bad "a diverging loss under mpirun: exit $rc" "$err"
 fi
 
-echo "test_dist: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+bk_done

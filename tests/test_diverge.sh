@@ -10,33 +10,11 @@
 # load; --lr 1e30 (NaN) with --detect-anomaly names the op and the block; a run resumed
 # from a good checkpoint and stopped by --max-loss in its next epoch keeps that
 # checkpoint, which then resumes to the same model as an uninterrupted run.
-# Prints "test_diverge: N passed, M failed" last and exits 1 on any failure.
+# Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
-
-cd "$(dirname "$0")/.." || exit 2
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
+source "$(dirname "$0")/lib.sh"
+bk_setup
 data=data/fashion-mnist-subset
-tmp=$(mktemp -d /tmp/brick-diverge-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $1"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
-
-if [ ! -x "$brick" ]; then
-    echo "test_diverge: $brick is not built (run make)"
-    echo "test_diverge: 0 passed, 1 failed"
-    exit 1
-fi
-
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-}
 
 # one_line_fail NAME PATTERN: exit 1 and exactly one stderr line matching PATTERN.
 one_line_fail() {
@@ -112,5 +90,4 @@ else
     bad "resume from the kept checkpoint" "exits $resumed, $rc" "$(cmp "$m" "$tmp/two.safetensors" 2>&1)"
 fi
 
-echo "test_diverge: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

@@ -19,36 +19,15 @@
 #   - the leftovers of killed runs next to the CSV and SVG are removed by the next run's
 #     writes (only the same process id's was, before).
 # Hostile files are made by rewriting a real file's header with perl (Debian's perl-base).
-# Prints "test_hostile_cli: N passed, M failed" last and exits 1 on any failure.
+# Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
-
-cd "$(dirname "$0")/.." || exit 2
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
+source "$(dirname "$0")/lib.sh"
+bk_setup
 data=data/fashion-mnist-subset
-tmp=$(mktemp -d /tmp/brick-hostile-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
 limit=${BRICK_HANG_LIMIT:-300} # seconds before a run counts as hung (valgrind is slow)
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $1"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
-
-if [ ! -x "$brick" ]; then
-    echo "test_hostile_cli: $brick is not built (run make)"
-    echo "test_hostile_cli: 0 passed, 1 failed"
-    exit 1
-fi
-
-# run CMD...: runs CMD under timeout, keeping its status in $rc, stdout in $out, stderr in
-# $err (124: it hung).
-run() {
-    timeout -k 10 "$limit" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-}
+# hang_run CMD...: lib.sh's run under timeout, with no stdin ($rc 124: it hung).
+hang_run() { run timeout -k 10 "$limit" "$@" </dev/null; }
 
 # no_control NAME: stdout and stderr of the last run hold no control byte but newline (no
 # ESC, no CR, no BEL...). (LC_ALL=C: bytes, whatever the locale.)
@@ -87,7 +66,7 @@ rewrite_header() {
 # ---- a model and a checkpoint to start from ------------------------------------------------
 
 model=$tmp/m.safetensors
-run "$brick" train --model softmax --data "$data" --epochs 1 --batch-size 256 --lr 0.1 --seed 1 --threads 1 --out "$model"
+hang_run "$brick" train --model softmax --data "$data" --epochs 1 --batch-size 256 --lr 0.1 --seed 1 --threads 1 --out "$model"
 if [ "$rc" -eq 0 ] && [ -s "$model" ] && [ -s "$tmp/m.ckpt.safetensors" ]; then
     ok "a softmax model to start from"
 else
@@ -96,7 +75,7 @@ fi
 
 # ---- generate on a classifier: the message quoted freed memory ------------------------------
 
-run "$brick" generate "$model"
+hang_run "$brick" generate "$model"
 if [ "$rc" -eq 1 ] && grep -q "not a language model written by brick train-lm (format brick-model-1)" <<<"$err"; then
     ok "generate on a classifier names its format"
 else
@@ -110,13 +89,13 @@ fifo_data=$tmp/fifo-data
 mkdir -p "$fifo_data"
 cp "$data"/*.gz "$fifo_data"/
 mkfifo "$fifo_data/t10k-images-idx3-ubyte"
-run "$brick" eval "$model" --data "$fifo_data"
+hang_run "$brick" eval "$model" --data "$fifo_data"
 if [ "$rc" -eq 1 ] && grep -q "t10k-images-idx3-ubyte: not a regular file (a FIFO)" <<<"$err"; then
     ok "eval: a FIFO images file beside its .gz fails at once"
 else
     bad "eval with a FIFO images file" "exit $rc (124: it hung)" "stderr: ${err:0:300}"
 fi
-run "$brick" train --model softmax --data "$fifo_data" --epochs 1 --out "$tmp/f.safetensors"
+hang_run "$brick" train --model softmax --data "$fifo_data" --epochs 1 --out "$tmp/f.safetensors"
 if [ "$rc" -eq 1 ] && grep -q "not a regular file (a FIFO)" <<<"$err"; then
     ok "train: a FIFO images file beside its .gz fails at once"
 else
@@ -127,20 +106,20 @@ mkfifo "$tmp/fifo.safetensors" "$tmp/fifo.pgm" "$tmp/fifo.txt"
 for cmd in eval summary predict generate; do
     extra=()
     [ $cmd = predict ] && extra=("$tmp/fifo.pgm")
-    run "$brick" $cmd "$tmp/fifo.safetensors" "${extra[@]}"
+    hang_run "$brick" $cmd "$tmp/fifo.safetensors" "${extra[@]}"
     if [ "$rc" -eq 2 ] && grep -q "fifo.safetensors: not a regular file" <<<"$err"; then
         ok "$cmd: a FIFO for the model file fails at once (exit $rc)"
     else
         bad "$cmd with a FIFO model file" "exit $rc (124: it hung)" "stderr: ${err:0:300}"
     fi
 done
-run "$brick" predict "$model" "$tmp/fifo.pgm"
+hang_run "$brick" predict "$model" "$tmp/fifo.pgm"
 if [ "$rc" -eq 2 ] && grep -q "fifo.pgm: not a regular file" <<<"$err"; then
     ok "predict: a FIFO for an image fails at once (exit $rc)"
 else
     bad "predict with a FIFO image" "exit $rc (124: it hung)" "stderr: ${err:0:300}"
 fi
-run "$brick" train-lm --text "$tmp/fifo.txt" --steps 1 --out "$tmp/lm.safetensors"
+hang_run "$brick" train-lm --text "$tmp/fifo.txt" --steps 1 --out "$tmp/lm.safetensors"
 if [ "$rc" -eq 2 ] && grep -q "\-\-text $tmp/fifo.txt: not a regular file" <<<"$err"; then
     ok "train-lm: a FIFO for the text fails at once (exit $rc)"
 else
@@ -153,7 +132,7 @@ for key in loader_rng model_rng; do
     ck=$tmp/rng-$key.ckpt.safetensors
     cp "$tmp/m.ckpt.safetensors" "$ck"
     rewrite_header "$ck" 's/"brick\.'"$key"'":"[0-9a-f]*:[0-9a-f]*"/"brick.'"$key"'":"0000000000000000:0000000000000000"/'
-    run "$brick" train --resume "$ck" --epochs 2
+    hang_run "$brick" train --resume "$ck" --epochs 2
     if [ "$rc" -eq 1 ] && grep -q "brick\.$key \"0000000000000000:0000000000000000\" is not a generator state .*odd" <<<"$err"; then
         ok "train --resume: brick.$key 0:0 is refused with a message"
     else
@@ -168,7 +147,7 @@ cp "$model" "$evil"
 # class 0 holds an ESC sequence, class 1 a newline that would forge a line, class 2 a BEL,
 # class 3 a C1 CSI (U+009B), class 4 invalid UTF-8 is impossible in JSON: a bidi override.
 rewrite_header "$evil" 's/"brick\.class_names":"[^"]*"/"brick.class_names":"red\\u001b[31mX,x\\nbrick eval: all good,bell\\u0007,c1\\u009b2J,bidi\\u202eevil,5,6,7,8,9"/'
-run "$brick" eval "$evil" --data "$data"
+hang_run "$brick" eval "$evil" --data "$data"
 if [ "$rc" -eq 0 ] && grep -q 'red\\x1b\[31mX' <<<"$out" && ! grep -q '^brick eval: all good' <<<"$out$err"; then
     ok "eval: class names with ESC and newline print escaped in the confusion matrix"
 else
@@ -180,7 +159,7 @@ if ! LC_ALL=C grep -q $'\xc2\x9b\|\xe2\x80\xae' "$tmp/out"; then
 else
     bad "eval: a C1 control or bidi override reached the output"
 fi
-run "$brick" predict "$evil" --idx "$data/t10k-images-idx3-ubyte.gz" --count 20
+hang_run "$brick" predict "$evil" --idx "$data/t10k-images-idx3-ubyte.gz" --count 20
 if [ "$rc" -eq 0 ] && ! grep -q '^brick eval: all good' <<<"$out$err"; then
     ok "predict: hostile class names forge no line"
 else
@@ -191,7 +170,7 @@ no_control "predict with hostile class names"
 forged=$tmp/forged.safetensors
 cp "$model" "$forged"
 rewrite_header "$forged" 's/"1\.bias":/"x\\nbrick eval: all good, accuracy 1.0000\\u001b]0;title\\u0007":/'
-run "$brick" eval "$forged" --data "$data"
+hang_run "$brick" eval "$forged" --data "$data"
 lines=$(printf '%s\n' "$err" | grep -c '')
 if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q 'unexpected: x\\nbrick eval: all good, accuracy 1.0000\\x1b\]0;title\\x07' <<<"$err"; then
     ok "eval: a tensor name with a newline and ESC is quoted escaped on one line"
@@ -203,14 +182,14 @@ no_control "eval with a forged tensor name"
 fmt=$tmp/format.safetensors
 cp "$model" "$fmt"
 rewrite_header "$fmt" 's/"brick\.format":"brick-model-1"/"brick.format":"\\u001b[2Jx\\ny"/'
-run "$brick" eval "$fmt" --data "$data"
+hang_run "$brick" eval "$fmt" --data "$data"
 if [ "$rc" -eq 1 ] && grep -q 'brick.format is "\\x1b\[2Jx\\ny"' <<<"$err"; then
     ok "eval: a hostile brick.format is quoted escaped"
 else
     bad "eval with a hostile brick.format" "exit $rc" "stderr: ${err:0:300}"
 fi
 no_control "eval with a hostile brick.format"
-run "$brick" generate "$fmt"
+hang_run "$brick" generate "$fmt"
 no_control "generate with a hostile brick.format"
 
 # ---- leftovers of killed runs next to the CSV and SVG -----------------------------------------
@@ -220,7 +199,7 @@ mkdir -p "$out_dir"
 for f in run.csv.tmp.AbCdEf run.svg.tmp.123456 run.safetensors.tmp.Zz9Zz9 run.csv.tmp.1; do
     : >"$out_dir/$f"
 done
-run "$brick" train --model softmax --data "$data" --epochs 1 --seed 3 --out "$out_dir/run.safetensors"
+hang_run "$brick" train --model softmax --data "$data" --epochs 1 --seed 3 --out "$out_dir/run.safetensors"
 left=$(cd "$out_dir" && ls | grep '\.tmp\.' | tr '\n' ' ')
 if [ "$rc" -eq 0 ] && [ "$left" = "run.csv.tmp.1 " ]; then
     ok "the next run's writes remove the leftovers of killed runs (and only names they make)"
@@ -228,5 +207,4 @@ else
     bad "leftover temporary files" "exit $rc" "left: '$left' (want only run.csv.tmp.1)" "stderr: ${err:0:300}"
 fi
 
-echo "test_hostile_cli: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

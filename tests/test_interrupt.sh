@@ -12,36 +12,13 @@
 # the background, whose exact step does not matter. Then repeated signals: two at once
 # (one request), a second one during the save (it waits), a second one to a run that hangs
 # (it exits at once), and GNU timeout's two SIGTERMs. Every resume runs the "to continue:"
-# command the interrupted run printed. Prints "test_interrupt: N passed, M failed" last and
-# exits 1 on any failure.
+# command the interrupted run printed. Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
-
-cd "$(dirname "$0")/.." || exit 2
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
+source "$(dirname "$0")/lib.sh"
+bk_setup
 data=data/fashion-mnist-subset
-tmp=$(mktemp -d /tmp/brick-interrupt-XXXXXX)
 bg_pid=
-trap '[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $1"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
-
-if [ ! -x "$brick" ]; then
-    echo "test_interrupt: $brick is not built (run make)"
-    echo "test_interrupt: 0 passed, 1 failed"
-    exit 1
-fi
-
-# run CMD...: runs CMD, keeping its status in $rc, stdout in $out, stderr in $err.
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-}
+bk_on_exit='[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null'
 
 # One recipe for every run: 24 batches of 256 per epoch on the 6000-image subset.
 mlp=(--model mlp --data "$data" --epochs 2 --batch-size 256 --lr 0.05 --momentum 0.9 --seed 5 --threads 1)
@@ -189,7 +166,7 @@ killed_run() {
     out=$(cat "$tmp/out")
     err=$(cat "$tmp/err")
     if [ "$rc" -eq 0 ]; then
-        echo "  skip $name: the run finished before the signal arrived"
+        skip "$name" "the run finished before the signal arrived"
         return 1
     fi
     if [ "$rc" -eq "$want" ] && grep -Eq "interrupted by SIG$sig (in epoch [0-9]+ after batch [0-9]+ of 94 \(step [0-9]+\): saved the checkpoint|after epoch [0-9]+: the checkpoint .* holds it)" <<<"$err"; then
@@ -298,7 +275,7 @@ if [ "$rc" -eq 143 ] && grep -Eq "interrupted by SIGTERM (in epoch|after epoch)"
     [ -s "$tmp/twice.ckpt.safetensors" ]; then
     ok "kill -TERM twice, 20 ms apart: one request, the checkpoint is saved, exit 143"
 elif [ "$gap_us" -ge 900000 ] && grep -q "stopped at once by a second signal" <<<"$err"; then
-    echo "  skip kill -TERM twice: the shell sent them $((gap_us / 1000)) ms apart (a stalled machine), which is a second request"
+    skip "kill -TERM twice" "the shell sent them $((gap_us / 1000)) ms apart (a stalled machine), which is a second request"
 else
     bad "kill -TERM twice" "exit $rc" "stderr: ${err:0:400}"
 fi
@@ -311,12 +288,12 @@ for k in 1 2 3; do
     rc=$?
     err=$(cat "$tmp/err")
     if [ "$rc" -eq 0 ] || ! grep -q '^model: ' "$tmp/out"; then
-        echo "  skip timeout run $k: the signal came before training began or after it ended (exit $rc)"
+        skip "timeout run $k" "the signal came before training began or after it ended (exit $rc)"
         continue
     fi
     if grep -q "stopped at once by a second signal" <<<"$err"; then
         # timeout sends them back to back; only a stalled machine puts 1 s between them
-        echo "  skip timeout run $k: its two signals came 1 s or more apart (a stalled machine)"
+        skip "timeout run $k" "its two signals came 1 s or more apart (a stalled machine)"
         continue
     fi
     ck=$tmp/timeout$k.ckpt.safetensors
@@ -328,5 +305,4 @@ for k in 1 2 3; do
     fi
 done
 
-echo "test_interrupt: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

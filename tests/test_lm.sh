@@ -9,34 +9,11 @@
 # add-one bigram baseline printed next to it; generate prints the prompt followed by
 # exactly N sampled characters (and a newline), the same for the same seed; greedy
 # decoding (temperature 0) works; bad flags exit 2 with exactly one line on stderr; a file
-# that is not a language model exits 1. Prints "test_lm: N passed, M failed" last and exits
-# 1 on any failure.
+# that is not a language model exits 1. Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
-
-cd "$(dirname "$0")/.." || exit 2
-build=${BRICK_BUILD:-build}
-brick=${BRICK_CLI:-$build/brick} # BRICK_CLI: a wrapper around it (make valgrind)
+source "$(dirname "$0")/lib.sh"
+bk_setup
 text=data/text/fortunes-sample.txt
-tmp=$(mktemp -d /tmp/brick-lm-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $1"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $1"; shift; for l in "$@"; do echo "       $l"; done; }
-
-if [ ! -x "$brick" ]; then
-    echo "test_lm: $brick is not built (run make)"
-    echo "test_lm: 0 passed, 1 failed"
-    exit 1
-fi
-
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    out=$(cat "$tmp/out")
-    err=$(cat "$tmp/err")
-}
 
 # ---- training beats the bigram baseline ------------------------------------------------
 model=$tmp/lm.safetensors
@@ -106,5 +83,4 @@ echo "not a model" >"$tmp/bad.safetensors"
 run "$brick" generate "$tmp/bad.safetensors"
 if [ "$rc" -eq 1 ]; then ok "a file that is not a model exits 1"; else bad "bad model file (exit $rc)" "$err"; fi
 
-echo "test_lm: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

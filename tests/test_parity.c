@@ -13,10 +13,9 @@
  *   BRICK_REQUIRE_TORCH  1: a missing directory or file is a failure, not a skip
  *   BRICK_TEST_VERBOSE   print max abs / rel error of every compared tensor and case
  */
-#include "test.h"
+#include "parity.h"
 
 #include <stdarg.h>
-#include <sys/stat.h>
 
 /* Tolerances, as torch.allclose: |brick - torch| <= ATOL + RTOL * |torch|.
  * RTOL: both sides compute in float32 (eps 6e-8) but sum in different orders (brick's
@@ -34,20 +33,6 @@
  * That is what made sums of 60 N(0, 1) values (partial sums ~10, E ~1e-6) fail now and then
  * with ATOL alone. E is capped, so the widening never exceeds 2e-5. */
 #define F32ERR_CAP 1e-5
-
-static int skipped_;
-
-static const char *parity_dir(void) {
-    const char *d = getenv("BRICK_PARITY_DIR");
-    return d && d[0] ? d : "build/parity";
-}
-
-static bool require_torch(void) {
-    const char *r = getenv("BRICK_REQUIRE_TORCH");
-    return r && strcmp(r, "1") == 0;
-}
-
-static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
 
 /* ======================================================================================
  * The blocks, written the way the brick documentation tells a user to write them.
@@ -263,125 +248,23 @@ static bk_module *build_shared_seq(void) {
  * ====================================================================================== */
 
 /* Per-case worst errors, for the verbose summary line. */
-static struct {
-    double worst, max_abs, max_rel;
-    int compared;
-} case_err_;
+static parity_stats case_err_;
 
-static void case_err_reset(void) { memset(&case_err_, 0, sizeof case_err_); }
-
-/* Torch's own float32 error on tensor `what` (metadata "f32err.<what>", the max distance
- * of its float32 result from the float64 one), capped at F32ERR_CAP so that an
- * ill-conditioned draw can never loosen the test much; 0 when not recorded. */
-static double torch_f32_error(const bk_safetensors *ref, const char *what) {
-    char key[192];
-    snprintf(key, sizeof key, "f32err.%s", what);
-    const char *v = ref ? bk_safetensors_meta(ref, key) : NULL;
-    double e = v ? strtod(v, NULL) : 0;
-    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
-}
-
-/* Compares brick's `got` with torch's `want` (shape, then values within
- * ATOL + 2 * torch_f32_error + RTOL * |want|). ref: the case's ref file, for the error
- * metadata (may be NULL). */
+/* Compares brick's `got` with torch's `want` within ATOL + 2 E + RTOL |want|, E torch's own
+ * float32 error on the tensor (metadata f32err.<what>, capped at F32ERR_CAP; 0 without
+ * ref, for the loaded weights). */
 static void compare(const char *case_name, const char *what, const bk_tensor *got,
                     const bk_tensor *want, const bk_safetensors *ref) {
     char label[256];
     snprintf(label, sizeof label, "%s %s", case_name, what);
-    if (!want) {
-        fprintf(stderr, "  %s: reference tensor missing (%s)\n", label, bk_last_error());
-        CHECK(want != NULL);
-        return;
-    }
-    if (!got) {
-        fprintf(stderr, "  %s: brick produced no tensor (%s)\n", label, bk_last_error());
-        CHECK(got != NULL);
-        return;
-    }
-    if (!bk_same_shape(got, want)) {
-        char a[64], b[64];
-        fprintf(stderr, "  %s: shape %s, want %s\n", label, bk_shape_str(got, a, sizeof a),
-                bk_shape_str(want, b, sizeof b));
-        CHECK(bk_same_shape(got, want));
-        return;
-    }
-    double atol = ATOL + 2 * torch_f32_error(ref, what);
-    double worst = test_compare(label, got, want, RTOL, atol);
-    CHECK(worst <= 1);
-    if (!(worst <= case_err_.worst)) case_err_.worst = worst;
-    for (int64_t i = 0; i < got->numel; i++) {
-        double d = fabs((double)got->data[i] - want->data[i]), y = fabs(want->data[i]);
-        if (d > case_err_.max_abs) case_err_.max_abs = d;
-        if (y > 0 && d / y > case_err_.max_rel) case_err_.max_rel = d / y;
-    }
-    case_err_.compared++;
-}
-
-static void case_err_print(const char *case_name) {
-    if (verbose())
-        fprintf(stderr, "  == %-22s %2d tensors  max abs %.3g  max rel %.3g  worst %.3g "
-                        "of tolerance\n",
-                case_name, case_err_.compared, case_err_.max_abs, case_err_.max_rel,
-                case_err_.worst);
-}
-
-static bool has_tensor(const bk_safetensors *st, const char *name) {
-    for (int i = 0; i < bk_safetensors_count(st); i++)
-        if (strcmp(bk_safetensors_name(st, i), name) == 0) return true;
-    return false;
-}
-
-/* Splits a comma-separated list into at most cap names (pointers into buf). */
-static int split_csv(const char *csv, char *buf, size_t n, char **names, int cap) {
-    snprintf(buf, n, "%s", csv ? csv : "");
-    int count = 0;
-    char *p = buf;
-    while (*p && count < cap) {
-        names[count++] = p;
-        char *comma = strchr(p, ',');
-        if (!comma) break;
-        *comma = '\0';
-        p = comma + 1;
-    }
-    return count;
-}
-
-/* The names of `l` must be exactly the comma-separated `csv`, in order. */
-static void check_names(const char *case_name, const char *what, const bk_param_list *l,
-                        const char *csv) {
-    char buf[4096], *want[128];
-    int n = split_csv(csv, buf, sizeof buf, want, 128);
-    bool same = l && l->n == n;
-    for (int i = 0; same && i < n; i++) same = strcmp(l->names[i], want[i]) == 0;
-    if (!same) {
-        fprintf(stderr, "  %s %s: brick [", case_name, what);
-        for (int i = 0; l && i < l->n; i++) fprintf(stderr, "%s%s", i ? "," : "", l->names[i]);
-        fprintf(stderr, "], torch [%s]\n", csv ? csv : "");
-    }
-    CHECK(same);
+    parity_compare(label, got, want, RTOL, ATOL + 2 * parity_meta_error(ref, "f32err", what, F32ERR_CAP),
+                   &case_err_);
 }
 
 static bool list_has(const bk_param_list *l, const char *name) {
     for (int i = 0; l && i < l->n; i++)
         if (strcmp(l->names[i], name) == 0) return true;
     return false;
-}
-
-static char *case_path(char *buf, size_t n, const char *case_name, const char *suffix) {
-    snprintf(buf, n, "%s/%s%s", parity_dir(), case_name, suffix);
-    return buf;
-}
-
-static bool file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static bk_safetensors *open_case(const char *case_name, const char *suffix) {
-    char path[1024];
-    bk_safetensors *st = bk_safetensors_load(case_path(path, sizeof path, case_name, suffix));
-    if (!st) fprintf(stderr, "  %s: cannot load %s: %s\n", case_name, path, bk_last_error());
-    return st;
 }
 
 /* Appends the halving counts of every FixedHiddenMLP in the tree, in torch's modules()
@@ -400,9 +283,9 @@ static void collect_halvings(const bk_module *m, char *buf, size_t n) {
  * ====================================================================================== */
 
 static void run_module_case(const char *name, bk_module *(*build)(void)) {
-    case_err_reset();
-    bk_safetensors *w = open_case(name, ".safetensors");
-    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    case_err_ = (parity_stats){0};
+    bk_safetensors *w = parity_open(name, ".safetensors");
+    bk_safetensors *ref = parity_open(name, ".ref.safetensors");
     bk_module *m = build();
     bk_param_list *params = NULL, *state = NULL, *buffers = NULL;
     bk_tensor *before = NULL;
@@ -414,14 +297,7 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
     CHECK(meta_case && strcmp(meta_case, name) == 0);
 
     // Names first: the state dict brick would save must be PyTorch's, in PyTorch's order.
-    params = bk_module_named(m, BK_PARAMS);
-    state = bk_module_named(m, BK_STATE);
-    buffers = bk_module_named(m, BK_BUFFERS);
-    CHECK(params && state && buffers);
-    if (!params || !state || !buffers) goto done;
-    check_names(name, "named parameters", params, bk_safetensors_meta(ref, "param_names"));
-    check_names(name, "state dict", state, bk_safetensors_meta(ref, "state_names"));
-    check_names(name, "buffers", buffers, bk_safetensors_meta(ref, "buffer_names"));
+    if (!parity_module_names(name, m, ref, &params, &state, &buffers)) goto done;
 
     // Strict loading refuses a file whose names are not the model's (the ref file holds
     // "input", "output", ... and no weights), names what is wrong, and changes nothing.
@@ -433,7 +309,7 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
     const char *err = bk_last_error();
     bool named = strstr(err, "missing") && strstr(err, state->names[0]) &&
                  strstr(err, "unexpected") && strstr(err, "input.grad");
-    if (!named) fprintf(stderr, "  %s: strict load error does not name the problem: %s\n",
+    if (!named) fprintf(stderr, "# %s: strict load error does not name the problem: %s\n",
                         name, err);
     CHECK(named);
     bk_clear_error();
@@ -464,18 +340,13 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
         char got[64] = "";
         collect_halvings(m, got, sizeof got);
         if (strcmp(got, halvings) != 0)
-            fprintf(stderr, "  %s: FixedHiddenMLP halved %s times, torch %s\n", name, got,
+            fprintf(stderr, "# %s: FixedHiddenMLP halved %s times, torch %s\n", name, got,
                     halvings);
         CHECK(strcmp(got, halvings) == 0);
     }
 
     // Backward: L = output for a scalar, L = (output * upstream).sum() otherwise.
-    if (has_tensor(ref, "upstream"))
-        rc = bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false);
-    else
-        rc = bk_backward(y);
-    CHECK(rc == 0);
-    if (rc != 0) goto done;
+    if (parity_backward(y, ref) != 0) goto done;
     compare(name, "input.grad", x->grad, bk_safetensors_get(ref, "input.grad"), ref);
     for (int i = 0; i < params->n; i++) {
         char key[160];
@@ -494,16 +365,11 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
         CHECK(!b->requires_grad);
         CHECK(bk_module_get(m, buffers->names[i]) == b);
     }
-    case_err_print(name);
+    parity_stats_print(name, &case_err_);
 
 done:
     bk_tensor_free(before);
-    bk_param_list_free(params);
-    bk_param_list_free(state);
-    bk_param_list_free(buffers);
-    bk_module_free(m);
-    bk_safetensors_free(w);
-    bk_safetensors_free(ref);
+    parity_module_case_free(m, w, ref, params, state, buffers);
 }
 
 /* ======================================================================================
@@ -547,19 +413,19 @@ static bk_tensor *expr_max_dim(bk_tensor **in) { return bk_max_dim(in[0], 0, fal
 static bk_tensor *expr_max_dim_keepdim(bk_tensor **in) { return bk_max_dim(in[0], -2, true); }
 
 static void run_op_case(const char *name, const char *input_names, op_fn fn) {
-    case_err_reset();
-    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    case_err_ = (parity_stats){0};
+    bk_safetensors *ref = parity_open(name, ".ref.safetensors");
     CHECK(ref != NULL);
     if (!ref) return;
     const char *meta_inputs = bk_safetensors_meta(ref, "inputs");
     if (!meta_inputs || strcmp(meta_inputs, input_names) != 0)
-        fprintf(stderr, "  %s: inputs %s in the file, %s here\n", name,
+        fprintf(stderr, "# %s: inputs %s in the file, %s here\n", name,
                 meta_inputs ? meta_inputs : "(none)", input_names);
     CHECK(meta_inputs && strcmp(meta_inputs, input_names) == 0);
 
     char buf[256], *names[8];
     bk_tensor *in[8] = {0};
-    int n = split_csv(input_names, buf, sizeof buf, names, 8);
+    int n = parity_split_csv(input_names, buf, sizeof buf, names, 8);
     for (int i = 0; i < n; i++) {
         const bk_tensor *t = bk_safetensors_get(ref, names[i]);
         CHECK(t != NULL);
@@ -569,17 +435,13 @@ static void run_op_case(const char *name, const char *input_names, op_fn fn) {
     bk_tensor *y = fn(in);
     compare(name, "output", y, bk_safetensors_get(ref, "output"), ref);
     if (!y) goto done;
-    int rc = has_tensor(ref, "upstream")
-                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
-                 : bk_backward(y);
-    CHECK(rc == 0);
-    if (rc != 0) goto done;
+    if (parity_backward(y, ref) != 0) goto done;
     for (int i = 0; i < n; i++) {
         char key[64];
         snprintf(key, sizeof key, "%s.grad", names[i]);
         compare(name, key, in[i]->grad, bk_safetensors_get(ref, key), ref);
     }
-    case_err_print(name);
+    parity_stats_print(name, &case_err_);
 done:
     bk_safetensors_free(ref);
 }
@@ -619,41 +481,11 @@ OP_CASE(op_mean_dim_keepdim, "x", expr_mean_dim_keepdim)
 OP_CASE(op_max_dim, "x", expr_max_dim)
 OP_CASE(op_max_dim_keepdim, "x", expr_max_dim_keepdim)
 
-/* Runs a case if its files are there; otherwise skips it, or fails it under
- * BRICK_REQUIRE_TORCH=1 (the case then reports which file is missing). */
-#define RUN_CASE(name, is_module)                                                         \
-    do {                                                                                  \
-        char p1_[1024], p2_[1024];                                                        \
-        bool there_ = file_exists(case_path(p1_, sizeof p1_, #name, ".ref.safetensors")) && \
-                      (!(is_module) ||                                                    \
-                       file_exists(case_path(p2_, sizeof p2_, #name, ".safetensors")));   \
-        if (there_ || require_torch()) {                                                  \
-            RUN(name);                                                                    \
-        } else {                                                                          \
-            printf("  skip %s (no reference file in %s)\n", #name, parity_dir());         \
-            skipped_++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
-TEST(references_present) {
-    struct stat sb;
-    bool there = stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode);
-    if (!there)
-        fprintf(stderr, "  no directory %s and BRICK_REQUIRE_TORCH=1\n", parity_dir());
-    CHECK(there);
-}
+/* Runs a case if its files are there (parity_run). */
+#define RUN_CASE(name, is_module) parity_run(#name, name, is_module)
 
 int main(void) {
-    struct stat sb;
-    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
-        printf("test_parity: SKIP: no PyTorch references in %s. Generate them with\n"
-               "  /usr/bin/python3 tests/parity/gen_reference.py --out %s --seed N\n"
-               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
-               "makes this a failure.\n",
-               parity_dir(), parity_dir());
-        return test_summary("test_parity (skipped)");
-    }
-    RUN(references_present);
+    if (parity_skip_all("test_parity", "gen_reference.py")) return test_summary("test_parity (skipped)");
 
     RUN_CASE(seq_mlp, true);
     RUN_CASE(custom_mlp, true);
@@ -681,6 +513,5 @@ int main(void) {
     RUN_CASE(op_max_dim, false);
     RUN_CASE(op_max_dim_keepdim, false);
 
-    if (skipped_) printf("test_parity: %d case(s) skipped\n", skipped_);
     return test_summary("test_parity");
 }

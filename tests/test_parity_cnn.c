@@ -16,9 +16,7 @@
  *   BRICK_REQUIRE_TORCH  1: a missing directory or file is a failure, not a skip
  *   BRICK_TEST_VERBOSE   print max abs / rel error of every compared tensor and case
  */
-#include "test.h"
-
-#include <sys/stat.h>
+#include "parity.h"
 
 /* Tolerances, as torch.allclose: |brick - torch| <= ATOL + E_K E + RTOL |torch|, with E
  * torch's own float32 error on that tensor (metadata f32err.<name>: its distance from a
@@ -58,20 +56,6 @@
  * NOISE_K = 4 bounds the difference of the two. Away from batch norm S is below ATOL and
  * changes nothing. */
 #define NOISE_K 4.0
-
-static int skipped_;
-
-static const char *parity_dir(void) {
-    const char *d = getenv("BRICK_PARITY_DIR");
-    return d && d[0] ? d : "build/parity";
-}
-
-static bool require_torch(void) {
-    const char *r = getenv("BRICK_REQUIRE_TORCH");
-    return r && strcmp(r, "1") == 0;
-}
-
-static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
 
 /* ======================================================================================
  * The modules of each case (CASES in gen_cnn.py; keep the two tables in step)
@@ -183,132 +167,19 @@ static const cnn_case CASES[] = {
  * ====================================================================================== */
 
 /* Per-case worst errors, for the verbose summary line. */
-static struct {
-    double worst, max_abs, max_rel;
-    const char *worst_what;
-    char worst_buf[160];
-    int compared;
-} case_err_;
-
-static void case_err_reset(void) { memset(&case_err_, 0, sizeof case_err_); }
-
-/* Torch's float32 error on tensor `what` (metadata "f32err.<what>"), capped; 0 if absent. */
-static double torch_f32_error(const bk_safetensors *ref, const char *what) {
-    char key[192];
-    snprintf(key, sizeof key, "f32err.%s", what);
-    const char *v = ref ? bk_safetensors_meta(ref, key) : NULL;
-    double e = v ? strtod(v, NULL) : 0;
-    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
-}
-
-/* The gradient noise scale S above (metadata "f32noise.<what>"), capped; 0 if absent. */
-static double grad_noise(const bk_safetensors *ref, const char *what) {
-    char key[192];
-    snprintf(key, sizeof key, "f32noise.%s", what);
-    const char *v = ref ? bk_safetensors_meta(ref, key) : NULL;
-    double e = v ? strtod(v, NULL) : 0;
-    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
-}
+static parity_stats case_err_;
 
 /* Compares brick's `got` with torch's `want`: shape, then values within the tolerance
- * above, or bit for bit (up to the sign of zero) when `exact`. */
+ * above (E: metadata f32err.<what>, S: f32noise.<what>, both capped at F32ERR_CAP), or
+ * bit for bit (up to the sign of zero) when `exact`. */
 static void compare(const char *case_name, const char *what, const bk_tensor *got, const bk_tensor *want,
                     const bk_safetensors *ref, bool exact) {
     char label[256];
     snprintf(label, sizeof label, "%s %s", case_name, what);
-    if (!want || !got) {
-        fprintf(stderr, "  %s: %s tensor missing (%s)\n", label, want ? "brick's" : "reference", bk_last_error());
-        CHECK(want && got);
-        return;
-    }
-    if (!bk_same_shape(got, want)) {
-        char a[64], b[64];
-        fprintf(stderr, "  %s: shape %s, want %s\n", label, bk_shape_str(got, a, sizeof a),
-                bk_shape_str(want, b, sizeof b));
-        CHECK(bk_same_shape(got, want));
-        return;
-    }
-    double worst;
-    if (exact) {
-        int64_t diff = 0;
-        for (int64_t i = 0; i < got->numel; i++)
-            if (!(got->data[i] == want->data[i]) && diff++ < 5)
-                fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (exact)\n", label, (long long)i,
-                        (double)got->data[i], (double)want->data[i]);
-        worst = diff ? INFINITY : 0;
-        CHECK(diff == 0);
-    } else {
-        double atol = ATOL + E_K * torch_f32_error(ref, what) + NOISE_K * grad_noise(ref, what);
-        worst = test_compare(label, got, want, RTOL, atol);
-        CHECK(worst <= 1);
-    }
-    if (!(worst <= case_err_.worst)) {
-        case_err_.worst = worst;
-        snprintf(case_err_.worst_buf, sizeof case_err_.worst_buf, "%s", what);
-        case_err_.worst_what = case_err_.worst_buf;
-    }
-    for (int64_t i = 0; i < got->numel; i++) {
-        double d = fabs((double)got->data[i] - want->data[i]), y = fabs(want->data[i]);
-        if (d > case_err_.max_abs) case_err_.max_abs = d;
-        if (y > 0 && d / y > case_err_.max_rel) case_err_.max_rel = d / y;
-    }
-    case_err_.compared++;
-}
-
-/* One line per case under BRICK_TEST_VERBOSE, in a fixed format that scripts can collect:
- *   "  == <case> <n> tensors max abs <a> max rel <r> worst <w> of tolerance (<tensor>)" */
-static void case_err_print(const char *case_name) {
-    if (verbose())
-        fprintf(stderr, "  == %-24s %2d tensors  max abs %.3g  max rel %.3g  worst %.3g of tolerance (%s)\n",
-                case_name, case_err_.compared, case_err_.max_abs, case_err_.max_rel, case_err_.worst,
-                case_err_.worst_what ? case_err_.worst_what : "-");
-}
-
-/* Splits a comma-separated list into at most cap names (pointers into buf). */
-static int split_csv(const char *csv, char *buf, size_t n, char **names, int cap) {
-    snprintf(buf, n, "%s", csv ? csv : "");
-    int count = 0;
-    char *p = buf;
-    while (*p && count < cap) {
-        names[count++] = p;
-        char *comma = strchr(p, ',');
-        if (!comma) break;
-        *comma = '\0';
-        p = comma + 1;
-    }
-    return count;
-}
-
-/* The names of `l` must be exactly the comma-separated `csv`, in order. */
-static void check_names(const char *case_name, const char *what, const bk_param_list *l, const char *csv) {
-    static char buf[16384];
-    char *want[512];
-    int n = split_csv(csv, buf, sizeof buf, want, 512);
-    bool same = l && l->n == n;
-    for (int i = 0; same && i < n; i++) same = strcmp(l->names[i], want[i]) == 0;
-    if (!same) {
-        fprintf(stderr, "  %s %s: brick [", case_name, what);
-        for (int i = 0; l && i < l->n; i++) fprintf(stderr, "%s%s", i ? "," : "", l->names[i]);
-        fprintf(stderr, "], torch [%s]\n", csv ? csv : "");
-    }
-    CHECK(same);
-}
-
-static char *case_path(char *buf, size_t n, const char *case_name, const char *suffix) {
-    snprintf(buf, n, "%s/%s%s", parity_dir(), case_name, suffix);
-    return buf;
-}
-
-static bool file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static bk_safetensors *open_case(const char *case_name, const char *suffix) {
-    char path[1024];
-    bk_safetensors *st = bk_safetensors_load(case_path(path, sizeof path, case_name, suffix));
-    if (!st) fprintf(stderr, "  %s: cannot load %s: %s\n", case_name, path, bk_last_error());
-    return st;
+    double atol = ATOL + E_K * parity_meta_error(ref, "f32err", what, F32ERR_CAP) +
+                  NOISE_K * parity_meta_error(ref, "f32noise", what, F32ERR_CAP);
+    case_err_.exact = exact;
+    parity_compare(label, got, want, RTOL, atol, &case_err_);
 }
 
 static bk_tensor *arena_copy(const bk_tensor *t) { return bk_from_data(t->ndim, t->shape, t->data); }
@@ -324,9 +195,9 @@ static bool ends_with(const char *s, const char *suffix) {
 
 static void run_module_case(const cnn_case *c) {
     const char *name = c->name;
-    case_err_reset();
-    bk_safetensors *w = open_case(name, ".safetensors");
-    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    case_err_ = (parity_stats){0};
+    bk_safetensors *w = parity_open(name, ".safetensors");
+    bk_safetensors *ref = parity_open(name, ".ref.safetensors");
     bk_module *m = c->build();
     bk_param_list *params = NULL, *state = NULL, *buffers = NULL;
     CHECK(w && ref && m);
@@ -341,14 +212,7 @@ static void run_module_case(const cnn_case *c) {
     CHECK(!ends_with(name, "_train") || training);
     CHECK(!ends_with(name, "_eval") || !training);
 
-    params = bk_module_named(m, BK_PARAMS);
-    state = bk_module_named(m, BK_STATE);
-    buffers = bk_module_named(m, BK_BUFFERS);
-    CHECK(params && state && buffers);
-    if (!params || !state || !buffers) goto done;
-    check_names(name, "named parameters", params, bk_safetensors_meta(ref, "param_names"));
-    check_names(name, "state dict", state, bk_safetensors_meta(ref, "state_names"));
-    check_names(name, "buffers", buffers, bk_safetensors_meta(ref, "buffer_names"));
+    if (!parity_module_names(name, m, ref, &params, &state, &buffers)) goto done;
 
     if (state->n > 0) { /* parameter-free blocks have an empty state dict */
         int rc = bk_module_load_from(m, w, true);
@@ -397,15 +261,10 @@ static void run_module_case(const cnn_case *c) {
         compare(name, key, buffers->tensors[i], bk_safetensors_get(ref, key), ref, exact);
         CHECK(buffers->tensors[i]->grad == NULL);
     }
-    case_err_print(name);
+    parity_stats_print(name, &case_err_);
 
 done:
-    bk_param_list_free(params);
-    bk_param_list_free(state);
-    bk_param_list_free(buffers);
-    bk_module_free(m);
-    bk_safetensors_free(w);
-    bk_safetensors_free(ref);
+    parity_module_case_free(m, w, ref, params, state, buffers);
 }
 
 /* ======================================================================================
@@ -413,8 +272,8 @@ done:
  * ====================================================================================== */
 
 static void run_op_case(const char *name, bk_tensor *(*fn)(bk_tensor *)) {
-    case_err_reset();
-    bk_safetensors *ref = open_case(name, ".ref.safetensors");
+    case_err_ = (parity_stats){0};
+    bk_safetensors *ref = parity_open(name, ".ref.safetensors");
     CHECK(ref != NULL);
     if (!ref) return;
     const char *inputs = bk_safetensors_meta(ref, "inputs");
@@ -429,7 +288,7 @@ static void run_op_case(const char *name, bk_tensor *(*fn)(bk_tensor *)) {
             CHECK(bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false) == 0);
             compare(name, "x.grad", x->grad, bk_safetensors_get(ref, "x.grad"), ref, false);
         }
-        case_err_print(name);
+        parity_stats_print(name, &case_err_);
     }
     bk_safetensors_free(ref);
 }
@@ -444,56 +303,13 @@ TEST(cnn_op_gelu_tanh) { run_op_case("cnn_op_gelu_tanh", bk_gelu_tanh); }
 static const cnn_case *current_case_;
 TEST(module_case) { run_module_case(current_case_); }
 
-TEST(references_present) {
-    struct stat sb;
-    bool there = stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode);
-    if (!there) fprintf(stderr, "  no directory %s and BRICK_REQUIRE_TORCH=1\n", parity_dir());
-    CHECK(there);
-}
-
-/* Runs a test if its files are there; otherwise skips it, or fails it under
- * BRICK_REQUIRE_TORCH=1 (the case then reports which file is missing). The test's name
- * in the output is the case's. */
-static void run_if_present(const char *name, void (*test)(void), bool is_module) {
-    char p1[1024], p2[1024];
-    bool there = file_exists(case_path(p1, sizeof p1, name, ".ref.safetensors")) &&
-                 (!is_module || file_exists(case_path(p2, sizeof p2, name, ".safetensors")));
-    if (!there && !require_torch()) {
-        printf("  skip %s (no reference file in %s)\n", name, parity_dir());
-        skipped_++;
-        return;
-    }
-    int before = test_failed_checks_;
-    test_current_ = name;
-    bk_clear_error();
-    test();
-    bk_arena_reset(NULL);
-    if (test_failed_checks_ == before) {
-        test_passed_++;
-        printf("  ok   %s\n", name);
-    } else {
-        test_failed_++;
-        printf("  FAIL %s\n", name);
-    }
-}
-
 int main(void) {
-    struct stat sb;
-    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
-        printf("test_parity_cnn: SKIP: no PyTorch references in %s. Generate them with\n"
-               "  /usr/bin/python3 tests/parity/gen_cnn.py --out %s --seed N\n"
-               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
-               "makes this a failure.\n",
-               parity_dir(), parity_dir());
-        return test_summary("test_parity_cnn (skipped)");
-    }
-    RUN(references_present);
+    if (parity_skip_all("test_parity_cnn", "gen_cnn.py")) return test_summary("test_parity_cnn (skipped)");
     for (int i = 0; i < N_CASES; i++) {
         current_case_ = &CASES[i];
-        run_if_present(CASES[i].name, module_case, true);
+        parity_run(CASES[i].name, module_case, true);
     }
-    run_if_present("cnn_op_gelu", cnn_op_gelu, false);
-    run_if_present("cnn_op_gelu_tanh", cnn_op_gelu_tanh, false);
-    if (skipped_) printf("test_parity_cnn: %d case(s) skipped\n", skipped_);
+    parity_run("cnn_op_gelu", cnn_op_gelu, false);
+    parity_run("cnn_op_gelu_tanh", cnn_op_gelu_tanh, false);
     return test_summary("test_parity_cnn");
 }

@@ -17,11 +17,9 @@
  *   BRICK_PARITY_DIR     where the references are (default build/parity)
  *   BRICK_REQUIRE_TORCH  1: a missing directory or file is a failure, not a skip
  *   BRICK_TEST_VERBOSE   print max abs / rel error of every compared tensor, every case and
- *                        every optimizer step (lines starting "  ==")
+ *                        every optimizer step (lines starting "# ==")
  */
-#include "test.h"
-
-#include <sys/stat.h>
+#include "parity.h"
 
 /* Default tolerances, as torch.allclose: |brick - torch| <= ATOL + RTOL * |torch|. Both
  * sides compute in float32 (unit roundoff 6e-8) with different summation orders, so a
@@ -32,102 +30,15 @@
 
 #define STEPS 5
 
-static int skipped_;
-
-static const char *parity_dir(void) {
-    const char *d = getenv("BRICK_PARITY_DIR");
-    return d && d[0] ? d : "build/parity";
-}
-
-static bool require_torch(void) {
-    const char *r = getenv("BRICK_REQUIRE_TORCH");
-    return r && strcmp(r, "1") == 0;
-}
-
-static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
-
-static bool file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static char *case_path(char *buf, size_t n, const char *case_name) {
-    snprintf(buf, n, "%s/%s.ref.safetensors", parity_dir(), case_name);
-    return buf;
-}
-
+/* A case's reference file, which must say it is that case. */
 static bk_safetensors *open_case(const char *case_name) {
-    char path[1024];
-    bk_safetensors *st = bk_safetensors_load(case_path(path, sizeof path, case_name));
-    if (!st) fprintf(stderr, "  %s: cannot load %s: %s\n", case_name, path, bk_last_error());
+    bk_safetensors *st = parity_open(case_name, ".ref.safetensors");
     const char *meta = st ? bk_safetensors_meta(st, "case") : NULL;
     if (st && !(meta && strcmp(meta, case_name) == 0)) {
-        fprintf(stderr, "  %s: file says case %s\n", case_name, meta ? meta : "(none)");
+        fprintf(stderr, "# %s: file says case %s\n", case_name, meta ? meta : "(none)");
         CHECK(false);
     }
     return st;
-}
-
-static bool has_tensor(const bk_safetensors *st, const char *name) {
-    for (int i = 0; i < bk_safetensors_count(st); i++)
-        if (strcmp(bk_safetensors_name(st, i), name) == 0) return true;
-    return false;
-}
-
-/* Worst errors over a group of comparisons (a case, or one optimizer step). */
-typedef struct err_stats {
-    double worst, max_abs, max_rel; /* worst: max |d| / (atol + rtol |want|) */
-    double norm_rel;                /* max over tensors of |got - want|_2 / |want|_2 */
-    int compared;
-} err_stats;
-
-/* Compares got with want under (rtol, atol), adds to *acc, and CHECKs the result. */
-static void compare(const char *label, const bk_tensor *got, const bk_tensor *want, double rtol,
-                    double atol, err_stats *acc) {
-    if (!want || !got) {
-        fprintf(stderr, "  %s: %s tensor missing (%s)\n", label, want ? "brick's" : "reference",
-                bk_last_error());
-        CHECK(want && got);
-        return;
-    }
-    if (!bk_same_shape(got, want)) {
-        char a[64], b[64];
-        fprintf(stderr, "  %s: shape %s, want %s\n", label, bk_shape_str(got, a, sizeof a),
-                bk_shape_str(want, b, sizeof b));
-        CHECK(bk_same_shape(got, want));
-        return;
-    }
-    double worst = 0, dd = 0, yy = 0;
-    int shown = 0;
-    for (int64_t i = 0; i < got->numel; i++) {
-        double x = got->data[i], y = want->data[i];
-        // Infinities (log_softmax of -inf) must match exactly; inf - inf is nan.
-        double d = (x == y) ? 0 : fabs(x - y);
-        double r = d / (atol + rtol * fabs(y));
-        if (!(r <= 1) && shown++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", label, (long long)i, x, y);
-        if (!(r <= worst)) worst = r;
-        if (isfinite(d) && isfinite(y)) {
-            dd += d * d;
-            yy += y * y;
-        }
-        if (!(d <= acc->max_abs)) acc->max_abs = d;
-        if (fabs(y) > 0 && !(d / fabs(y) <= acc->max_rel)) acc->max_rel = d / fabs(y);
-    }
-    if (!(worst <= acc->worst)) acc->worst = worst;
-    if (yy > 0 && sqrt(dd / yy) > acc->norm_rel) acc->norm_rel = sqrt(dd / yy);
-    acc->compared++;
-    if (verbose() || !(worst <= 1))
-        fprintf(stderr, "  %-44s worst %.3g of tolerance (rtol %g, atol %g)%s\n", label, worst,
-                rtol, atol, worst <= 1 ? "" : "  MISMATCH");
-    CHECK(worst <= 1);
-}
-
-static void stats_print(const char *what, const err_stats *s) {
-    if (verbose())
-        fprintf(stderr, "  == %-34s %2d tensors  max abs %.3g  max rel %.3g  norm rel %.3g  "
-                        "worst %.3g\n",
-                what, s->compared, s->max_abs, s->max_rel, s->norm_rel, s->worst);
 }
 
 static bool all_finite(const bk_tensor *t) {
@@ -206,14 +117,14 @@ static int64_t *labels_from(const bk_tensor *t) {
 }
 
 static void run_loss_case(const loss_case *lc) {
-    err_stats st = {0};
+    parity_stats st = {0};
     int64_t *target = NULL;
     bk_safetensors *ref = open_case(lc->name);
     CHECK(ref != NULL);
     if (!ref) return;
     const char *meta_inputs = bk_safetensors_meta(ref, "inputs");
     if (!meta_inputs || strcmp(meta_inputs, lc->inputs) != 0)
-        fprintf(stderr, "  %s: inputs %s in the file, %s here\n", lc->name,
+        fprintf(stderr, "# %s: inputs %s in the file, %s here\n", lc->name,
                 meta_inputs ? meta_inputs : "(none)", lc->inputs);
     CHECK(meta_inputs && strcmp(meta_inputs, lc->inputs) == 0);
 
@@ -243,24 +154,20 @@ static void run_loss_case(const loss_case *lc) {
     }
     char label[128];
     snprintf(label, sizeof label, "%s output", lc->name);
-    compare(label, y, bk_safetensors_get(ref, "output"), lc->out.rtol, lc->out.atol, &st);
+    parity_compare(label, y, bk_safetensors_get(ref, "output"), lc->out.rtol, lc->out.atol, &st);
     if (!y) goto done;
     CHECK(all_finite(y));
 
-    int rc = has_tensor(ref, "upstream")
-                 ? bk_backward_ex(y, bk_safetensors_get(ref, "upstream"), false)
-                 : bk_backward(y);
-    CHECK(rc == 0);
-    if (rc != 0) goto done;
+    if (parity_backward(y, ref) != 0) goto done;
     for (int i = 0; i < n_in; i++) {
         char key[32];
         snprintf(key, sizeof key, "%s.grad", names[i]);
         snprintf(label, sizeof label, "%s %s", lc->name, key);
-        compare(label, in[i]->grad, bk_safetensors_get(ref, key), lc->grad.rtol, lc->grad.atol,
+        parity_compare(label, in[i]->grad, bk_safetensors_get(ref, key), lc->grad.rtol, lc->grad.atol,
                 &st);
         CHECK(all_finite(in[i]->grad));
     }
-    stats_print(lc->name, &st);
+    parity_stats_print(lc->name, &st);
 done:
     free(target);
     bk_safetensors_free(ref);
@@ -343,7 +250,7 @@ static void run_optim_case(const optim_case *oc) {
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "",
                  params->names[i]);
     if (!meta_params || strcmp(meta_params, names) != 0)
-        fprintf(stderr, "  %s: parameters %s here, torch %s\n", oc->name, names,
+        fprintf(stderr, "# %s: parameters %s here, torch %s\n", oc->name, names,
                 meta_params ? meta_params : "(none)");
     CHECK(meta_params && strcmp(meta_params, names) == 0);
 
@@ -390,22 +297,22 @@ static void run_optim_case(const optim_case *oc) {
         CHECK(bk_optim_step(o) == 0);
         bk_arena_reset(NULL);
 
-        err_stats st = {0};
+        parity_stats st = {0};
         for (int i = 0; i < params->n; i++) {
             char key[160], label[200];
             snprintf(key, sizeof key, "step%d.%s", k, params->names[i]);
             snprintf(label, sizeof label, "%s %s", oc->name, key);
-            compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL,
+            parity_compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL,
                     PARAM_ATOL, &st);
         }
         char what[96];
         snprintf(what, sizeof what, "%s step %d", oc->name, k);
-        stats_print(what, &st);
+        parity_stats_print(what, &st);
     }
-    err_stats lst = {0};
+    parity_stats lst = {0};
     char label[320];
     snprintf(label, sizeof label, "%s loss per step", oc->name);
-    compare(label, losses, loss_ref, RTOL, ATOL, &lst);
+    parity_compare(label, losses, loss_ref, RTOL, ATOL, &lst);
     bk_tensor_free(losses);
 
     // The optimizer state against state_dict() after the last step, by name. torch keeps
@@ -416,14 +323,14 @@ static void run_optim_case(const optim_case *oc) {
                                         ? bk_safetensors_meta(ref, "state_names") : "");
     static const char *const slots[] = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
                                         "momentum_buffer"};
-    err_stats sst[5] = {{0}};
+    parity_stats sst[5] = {{0}};
     int n_torch = 0;
     for (char *name = strtok(buf, ","); name; name = strtok(NULL, ","), n_torch++) {
         char key[200];
         snprintf(key, sizeof key, "state.%s", name);
         snprintf(label, sizeof label, "%s %s", oc->name, key);
         int at = find_state(o, name), slot = 0;
-        if (at < 0) fprintf(stderr, "  %s: brick has no optimizer state %s\n", oc->name, name);
+        if (at < 0) fprintf(stderr, "# %s: brick has no optimizer state %s\n", oc->name, name);
         CHECK(at >= 0);
         if (at < 0) continue;
         const char *dot = strrchr(name, '.');
@@ -433,7 +340,7 @@ static void run_optim_case(const optim_case *oc) {
         bool squares = slot == 2 || slot == 3; /* exp_avg_sq, max_exp_avg_sq */
         double rtol = squares ? EXP_AVG_SQ_RTOL : STATE_RTOL;
         double atol = squares && max_abs_of(want) > 0 ? STATE_ATOL * max_abs_of(want) : STATE_ATOL;
-        compare(label, bk_optim_state_tensor(o, at), want, rtol, atol, &sst[slot]);
+        parity_compare(label, bk_optim_state_tensor(o, at), want, rtol, atol, &sst[slot]);
     }
     // Adam: step, exp_avg, exp_avg_sq (+ max_exp_avg_sq) for 4 parameters; SGD with
     // momentum: momentum_buffer for 4. Guards against an empty or misread list.
@@ -445,14 +352,14 @@ static void run_optim_case(const optim_case *oc) {
         size_t len = strlen(name);
         if (len > 5 && strcmp(name + len - 5, ".step") == 0) {
             if (bk_item(bk_optim_state_tensor(o, i)) != (float)STEPS)
-                fprintf(stderr, "  %s: %s = %g, want %d\n", oc->name, name,
+                fprintf(stderr, "# %s: %s = %g, want %d\n", oc->name, name,
                         (double)bk_item(bk_optim_state_tensor(o, i)), STEPS);
             CHECK(bk_item(bk_optim_state_tensor(o, i)) == (float)STEPS);
         }
     }
     for (int j = 0; j < 5; j++) {
         snprintf(label, sizeof label, "%s state %s", oc->name, slots[j]);
-        if (sst[j].compared) stats_print(label, &sst[j]);
+        if (sst[j].compared) parity_stats_print(label, &sst[j]);
     }
 
 done:
@@ -502,9 +409,9 @@ static void run_sched_case(const sched_case *sc) {
         for (int e = 0; got && e < (int)want->numel; e++)
             got->data[e] = (float)(sc->kind == S_COSINE ? bk_lr_cosine(sc->lr, e, sc->period, sc->param)
                                                         : bk_lr_step_decay(sc->lr, e, sc->period, sc->param));
-        err_stats st = {0};
-        if (got) compare("lr", got, want, SCHED_RTOL, SCHED_ATOL, &st);
-        stats_print(sc->name, &st);
+        parity_stats st = {0};
+        if (got) parity_compare("lr", got, want, SCHED_RTOL, SCHED_ATOL, &st);
+        parity_stats_print(sc->name, &st);
     }
     bk_safetensors_free(ref);
 }
@@ -520,59 +427,20 @@ TEST(run_current_loss_case) { run_loss_case(loss_case_); }
 TEST(run_current_optim_case) { run_optim_case(optim_case_); }
 TEST(run_current_sched_case) { run_sched_case(sched_case_); }
 
-/* RUN with the case's name in the output. */
-#define RUN_NAMED(fn, name)                                                               \
-    do {                                                                                  \
-        char p_[1024];                                                                    \
-        if (file_exists(case_path(p_, sizeof p_, (name))) || require_torch()) {           \
-            int before_ = test_failed_checks_;                                            \
-            test_current_ = (name);                                                       \
-            bk_clear_error();                                                             \
-            fn();                                                                         \
-            bk_arena_reset(NULL);                                                         \
-            if (test_failed_checks_ == before_) {                                         \
-                test_passed_++;                                                           \
-                printf("  ok   %s\n", (name));                                            \
-            } else {                                                                      \
-                test_failed_++;                                                           \
-                printf("  FAIL %s\n", (name));                                            \
-            }                                                                             \
-        } else {                                                                          \
-            printf("  skip %s (no reference file in %s)\n", (name), parity_dir());        \
-            skipped_++;                                                                   \
-        }                                                                                 \
-    } while (0)
-
-TEST(references_present) {
-    struct stat sb;
-    bool there = stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode);
-    if (!there) fprintf(stderr, "  no directory %s and BRICK_REQUIRE_TORCH=1\n", parity_dir());
-    CHECK(there);
-}
-
 int main(void) {
-    struct stat sb;
-    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
-        printf("test_parity_optim: SKIP: no PyTorch references in %s. Generate them with\n"
-               "  /usr/bin/python3 tests/parity/gen_losses_optim.py --out %s --seed N\n"
-               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 "
-               "makes this a failure.\n",
-               parity_dir(), parity_dir());
+    if (parity_skip_all("test_parity_optim", "gen_losses_optim.py"))
         return test_summary("test_parity_optim (skipped)");
-    }
-    RUN(references_present);
     for (int i = 0; i < N_LOSS_CASES; i++) {
         loss_case_ = &LOSS_CASES[i];
-        RUN_NAMED(run_current_loss_case, loss_case_->name);
+        parity_run(loss_case_->name, run_current_loss_case, false);
     }
     for (int i = 0; i < N_OPTIM_CASES; i++) {
         optim_case_ = &OPTIM_CASES[i];
-        RUN_NAMED(run_current_optim_case, optim_case_->name);
+        parity_run(optim_case_->name, run_current_optim_case, false);
     }
     for (int i = 0; i < N_SCHED_CASES; i++) {
         sched_case_ = &SCHED_CASES[i];
-        RUN_NAMED(run_current_sched_case, sched_case_->name);
+        parity_run(sched_case_->name, run_current_sched_case, false);
     }
-    if (skipped_) printf("test_parity_optim: %d case(s) skipped\n", skipped_);
     return test_summary("test_parity_optim");
 }

@@ -22,45 +22,16 @@
  * Environment: BRICK_PARITY_DIR (default build/parity), BRICK_REQUIRE_TORCH=1 (a missing
  * reference is a failure, not a skip), BRICK_TEST_VERBOSE (print every comparison).
  */
-#include "test.h"
-
-#include <sys/stat.h>
+#include "parity.h"
 
 #define RTOL 1e-5
 #define ATOL 1e-6
 #define F32ERR_CAP 1e-5
 #define F32ERR_FACTOR 3 /* see the tolerance above */
 
-static int skipped_;
-
-static const char *parity_dir(void) {
-    const char *d = getenv("BRICK_PARITY_DIR");
-    return d && d[0] ? d : "build/parity";
-}
-
-static bool require_torch(void) {
-    const char *r = getenv("BRICK_REQUIRE_TORCH");
-    return r && strcmp(r, "1") == 0;
-}
-
-static bool verbose(void) { return getenv("BRICK_TEST_VERBOSE") != NULL; }
-
-static char *case_path(char *buf, size_t n, const char *name, const char *suffix) {
-    snprintf(buf, n, "%s/trf_%s%s", parity_dir(), name, suffix);
-    return buf;
-}
-
-static bool file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* ---- metadata ------------------------------------------------------------------------- */
 
-static const char *meta(const bk_safetensors *ref, const char *key) {
-    const char *v = bk_safetensors_meta(ref, key);
-    return v ? v : "";
-}
+static const char *meta(const bk_safetensors *ref, const char *key) { return parity_meta(ref, key); }
 
 static int64_t cfg_int(const bk_safetensors *ref, const char *key) {
     char k[128];
@@ -92,81 +63,22 @@ static bool in_csv(const char *csv, const char *name) {
     return false;
 }
 
-/* Splits a comma-separated list into at most cap names (pointers into buf). */
-static int split_csv(const char *csv, char *buf, size_t n, char **names, int cap) {
-    snprintf(buf, n, "%s", csv ? csv : "");
-    int count = 0;
-    for (char *p = buf; *p && count < cap;) {
-        names[count++] = p;
-        char *comma = strchr(p, ',');
-        if (!comma) break;
-        *comma = '\0';
-        p = comma + 1;
-    }
-    return count;
-}
-
 /* ---- comparing ---------------------------------------------------------------------- */
 
-static struct {
-    double worst, max_abs;
-    int compared, nans;
-} err_;
+static parity_stats err_;
 
-static double torch_f32_error(const bk_safetensors *ref, const char *what) {
-    char key[192];
-    snprintf(key, sizeof key, "f32err.%s", what);
-    double e = strtod(meta(ref, key), NULL);
-    return e > 0 ? fmin(e, F32ERR_CAP) : 0;
-}
-
-/* got vs want within the tolerance; NaN exactly where want has NaN. */
+/* torch's `what` from ref vs brick's got within the tolerance; NaN exactly where torch has NaN. */
 static void compare(const char *case_name, const char *what, const bk_tensor *got, const bk_safetensors *ref) {
-    const bk_tensor *want = bk_safetensors_get(ref, what);
-    char s1[64], s2[64];
-    if (!want || !got || !bk_same_shape(got, want)) {
-        fprintf(stderr, "  %s %s: %s (brick %s, torch %s)\n", case_name, what,
-                !want ? "no reference" : !got ? "brick produced nothing" : "shapes differ",
-                got ? bk_shape_str(got, s1, sizeof s1) : "-", want ? bk_shape_str(want, s2, sizeof s2) : "-");
-        if (!got) fprintf(stderr, "    last error: %s\n", bk_last_error());
-        CHECK(want && got && bk_same_shape(got, want));
-        return;
-    }
-    double atol = ATOL + F32ERR_FACTOR * torch_f32_error(ref, what), worst = 0, max_abs = 0;
-    int shown = 0, nans = 0;
-    for (int64_t i = 0; i < got->numel; i++) {
-        double x = got->data[i], y = want->data[i];
-        double r = isnan(y) ? (isnan(x) ? 0 : INFINITY) : fabs(x - y) / (atol + RTOL * fabs(y));
-        if (isnan(y)) nans++;
-        else if (fabs(x - y) > max_abs || isnan(x)) max_abs = isnan(x) ? INFINITY : fabs(x - y);
-        if (!(r <= 1) && shown < 5) {
-            fprintf(stderr, "    %s %s[%lld]: brick %.9g, torch %.9g\n", case_name, what, (long long)i, x, y);
-            shown++;
-        }
-        if (!(r <= worst)) worst = r;
-    }
-    if (verbose() || !(worst <= 1))
-        fprintf(stderr, "  %-22s %-34s max abs %.3g  worst %.3g of tolerance%s\n", case_name, what, max_abs, worst,
-                nans ? "  (NaN pattern equal)" : "");
-    CHECK(worst <= 1);
-    if (!(worst <= err_.worst)) err_.worst = worst;
-    if (max_abs > err_.max_abs) err_.max_abs = max_abs;
-    err_.compared++;
-    err_.nans += nans;
+    char label[256];
+    snprintf(label, sizeof label, "%s %s", case_name, what);
+    err_.nan_equal = true;
+    parity_compare(label, got, bk_safetensors_get(ref, what), RTOL,
+                   ATOL + F32ERR_FACTOR * parity_meta_error(ref, "f32err", what, F32ERR_CAP), &err_);
 }
 
 static void check_names(const char *case_name, const char *what, const bk_module *m, int which, const char *csv) {
     bk_param_list *l = bk_module_named(m, which);
-    char buf[8192], *want[256];
-    int n = split_csv(csv, buf, sizeof buf, want, 256);
-    bool same = l && l->n == n;
-    for (int i = 0; same && i < n; i++) same = strcmp(l->names[i], want[i]) == 0;
-    if (!same) {
-        fprintf(stderr, "  %s %s: brick [", case_name, what);
-        for (int i = 0; l && i < l->n; i++) fprintf(stderr, "%s%s", i ? "," : "", l->names[i]);
-        fprintf(stderr, "], torch [%s]\n", csv);
-    }
-    CHECK(same);
+    parity_check_names(case_name, what, l, csv);
     bk_param_list_free(l);
 }
 
@@ -265,10 +177,9 @@ static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, ca
 }
 
 static void run_case(const char *name) {
-    memset(&err_, 0, sizeof err_);
-    char path[1024];
-    bk_safetensors *w = bk_safetensors_load(case_path(path, sizeof path, name, ".safetensors"));
-    bk_safetensors *ref = bk_safetensors_load(case_path(path, sizeof path, name, ".ref.safetensors"));
+    err_ = (parity_stats){0};
+    bk_safetensors *w = parity_open(name, ".safetensors");
+    bk_safetensors *ref = parity_open(name, ".ref.safetensors");
     bk_module *m = NULL;
     bk_param_list *params = NULL;
     CHECK(w && ref);
@@ -287,7 +198,7 @@ static void run_case(const char *name) {
     char *repr = n >= 0 ? malloc((size_t)n + 1) : NULL;
     if (repr) bk_module_repr(m, repr, (size_t)n + 1);
     bool same_repr = repr && strcmp(repr, meta(ref, "repr")) == 0;
-    if (!same_repr) fprintf(stderr, "  %s print:\n%s\n  torch:\n%s\n", name, repr ? repr : "?", meta(ref, "repr"));
+    if (!same_repr) fprintf(stderr, "# %s print:\n%s\n# torch:\n%s\n", name, repr ? repr : "?", meta(ref, "repr"));
     CHECK(same_repr);
     free(repr);
 
@@ -299,7 +210,7 @@ static void run_case(const char *name) {
     // Inputs (leaves wanting a gradient where torch computed one), forward, loss, backward.
     case_io io;
     memset(&io, 0, sizeof io);
-    io.n_in = split_csv(meta(ref, "inputs"), io.in_buf, sizeof io.in_buf, io.in_names, 8);
+    io.n_in = parity_split_csv(meta(ref, "inputs"), io.in_buf, sizeof io.in_buf, io.in_names, 8);
     for (int i = 0; i < io.n_in; i++) {
         const bk_tensor *t = bk_safetensors_get(ref, io.in_names[i]);
         CHECK(t != NULL);
@@ -308,7 +219,7 @@ static void run_case(const char *name) {
         if (in_csv(meta(ref, "grad_inputs"), io.in_names[i])) bk_requires_grad(io.in[i], true);
     }
     char obuf[128], *onames[4];
-    int n_out = split_csv(meta(ref, "outputs"), obuf, sizeof obuf, onames, 4);
+    int n_out = parity_split_csv(meta(ref, "outputs"), obuf, sizeof obuf, onames, 4);
     bk_tensor *outs[4] = {0};
     CHECK(forward(ref, kind, m, &io, outs) == n_out);
     bk_tensor *loss = NULL;
@@ -335,9 +246,7 @@ static void run_case(const char *name) {
         snprintf(key, sizeof key, "grad.%s", params->names[i]);
         compare(name, key, params->tensors[i]->grad, ref);
     }
-    if (verbose())
-        fprintf(stderr, "  == %-22s %2d tensors  max abs %.3g  worst %.3g of tolerance%s\n", name, err_.compared,
-                err_.max_abs, err_.worst, err_.nans ? "  (with NaNs, same pattern)" : "");
+    parity_stats_print(name, &err_);
 done:
     bk_param_list_free(params);
     bk_module_free(m);
@@ -373,27 +282,12 @@ CASE(encoder_stack)
 CASE(decoder_stack)
 CASE(decoder_stack_nonorm)
 
-#define RUN_CASE(name)                                                                           \
-    do {                                                                                         \
-        char p1_[1024], p2_[1024];                                                               \
-        if ((file_exists(case_path(p1_, sizeof p1_, #name, ".ref.safetensors")) &&               \
-             file_exists(case_path(p2_, sizeof p2_, #name, ".safetensors"))) || require_torch()) \
-            RUN(name);                                                                           \
-        else {                                                                                   \
-            printf("  skip %s (no reference file in %s)\n", #name, parity_dir());                \
-            skipped_++;                                                                          \
-        }                                                                                        \
-    } while (0)
+#define RUN_CASE(name) parity_run(#name, name, true)
 
 int main(void) {
-    struct stat sb;
-    if (!(stat(parity_dir(), &sb) == 0 && S_ISDIR(sb.st_mode)) && !require_torch()) {
-        printf("test_parity_transformer: SKIP: no PyTorch references in %s. Generate them with\n"
-               "  /usr/bin/python3 tests/parity/gen_transformer.py --out %s --seed N\n"
-               "(needs torch), or point BRICK_PARITY_DIR at them. BRICK_REQUIRE_TORCH=1 makes this a failure.\n",
-               parity_dir(), parity_dir());
+    parity_prefix_ = "trf_";
+    if (parity_skip_all("test_parity_transformer", "gen_transformer.py"))
         return test_summary("test_parity_transformer (skipped)");
-    }
     RUN_CASE(embedding_padded);
     RUN_CASE(embedding_1d);
     RUN_CASE(posenc_sin);
@@ -414,6 +308,5 @@ int main(void) {
     RUN_CASE(encoder_stack);
     RUN_CASE(decoder_stack);
     RUN_CASE(decoder_stack_nonorm);
-    if (skipped_) printf("test_parity_transformer: %d case(s) skipped\n", skipped_);
     return test_summary("test_parity_transformer");
 }

@@ -6,21 +6,14 @@
 #
 # Skips without PyTorch (/usr/bin/python3 with torch), unless BRICK_REQUIRE_TORCH=1.
 set -u
-cd "$(dirname "$0")/.."
-brick=${BRICK_CLI:-${BRICK_BUILD:-build}/brick} # BRICK_CLI: a wrapper around it (make valgrind)
-py=${BRICK_PYTHON:-/usr/bin/python3}
+source "$(dirname "$0")/lib.sh"
+bk_setup
 data=data/fashion-mnist-subset
-passed=0 failed=0
-check() { if eval "$2"; then passed=$((passed + 1)); echo "  ok   $1"; else failed=$((failed + 1)); echo "  FAIL $1"; fi; }
 
 if ! "$py" -c 'import torch' 2>/dev/null; then
-    echo "test_torch_interop: SKIP: $py cannot import torch"
-    if [ "${BRICK_REQUIRE_TORCH:-0}" = 1 ]; then echo "test_torch_interop: 0 passed, 1 failed"; exit 1; fi
-    echo "test_torch_interop: 0 passed, 0 failed"
-    exit 0
+    if [ "${BRICK_REQUIRE_TORCH:-0}" = 1 ]; then bad "BRICK_REQUIRE_TORCH=1 but $py cannot import torch"; bk_done; fi
+    bk_skip_all "$py cannot import torch"
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 for model in mlp softmax; do
     "$brick" train --model "$model" --epochs 1 --data "$data" --seed 3 --threads 1 \
@@ -37,5 +30,4 @@ for model in mlp softmax; do
     check "$model: same test loss (4 decimals)" "awk -v a='$bl' -v b='$tl' 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.00006) }'"
     check "$model: same test accuracy" "[ '$ba' = '$ta' ]"
 done
-echo "test_torch_interop: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+bk_done

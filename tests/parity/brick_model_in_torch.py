@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_reference import st_read  # noqa: E402
+from brick_torch import st_read  # noqa: E402
 
 
 def read_idx(path, ndim):

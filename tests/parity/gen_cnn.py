@@ -55,7 +55,6 @@ The float64 rerun gives "f32err.<tensor>" = max |torch float32 - torch float64|,
 give "f32noise.grad.<param>" = 2^-24 times the largest sum of |terms| in that parameter's
 gradient; tests/test_parity_cnn.c explains how each widens its tolerance.
 """
-import argparse
 import copy
 import os
 import sys
@@ -65,62 +64,15 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_reference import (case_seed, f32_errors, make_op_case, self_check_file,  # noqa: E402
-                           st_read, st_write)
+from brick_torch import (Inception, Residual, case_seed, check_reload, f32_errors,  # noqa: E402
+                         generator_args, report, write_case, write_op_cases)
 
 MARGIN = 5.0
 MAX_DRAWS = 200
 
 
-# ---------------------------------------------------------------------------------------
-# D2L's blocks (d2l.ai, PyTorch edition), children named as in brick
-# ---------------------------------------------------------------------------------------
-
-class Residual(nn.Module):
-    """D2L "Residual Networks (ResNet)", class Residual."""
-
-    def __init__(self, input_channels, num_channels, use_1x1conv=False, strides=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1,
-                               stride=strides)
-        self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
-        if use_1x1conv:
-            self.conv3 = nn.Conv2d(input_channels, num_channels, kernel_size=1,
-                                   stride=strides)
-        else:
-            self.conv3 = None
-        self.bn1 = nn.BatchNorm2d(num_channels)
-        self.bn2 = nn.BatchNorm2d(num_channels)
-
-    def forward(self, X):
-        Y = F.relu(self.bn1(self.conv1(X)))
-        Y = self.bn2(self.conv2(Y))
-        if self.conv3:
-            X = self.conv3(X)
-        Y += X
-        return F.relu(Y)
-
-
-class Inception(nn.Module):
-    """D2L "Multi-Branch Networks (GoogLeNet)", class Inception."""
-
-    def __init__(self, in_channels, c1, c2, c3, c4, **kwargs):
-        super(Inception, self).__init__(**kwargs)
-        self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
-        self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
-        self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
-        self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
-        self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
-        self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
-
-    def forward(self, x):
-        p1 = F.relu(self.p1_1(x))
-        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
-        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
-        p4 = F.relu(self.p4_2(self.p4_1(x)))
-        return torch.cat((p1, p2, p3, p4), dim=1)
-
+# D2L's blocks (d2l.ai, PyTorch edition), children named as in brick: Residual and Inception
+# of brick_torch.py.
 
 # ---------------------------------------------------------------------------------------
 # The zoo's models (src/models/zoo.c), same nesting so that the state-dict names match
@@ -470,49 +422,25 @@ def make_case(name, base, mode, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--only", default=None, help="comma-separated case names")
-    args = ap.parse_args()
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)  # deterministic reductions
-    os.makedirs(args.out, exist_ok=True)
-    only = set(args.only.split(",")) if args.only else None
-
+    args = generator_args(__doc__)
     count = redraws = 0
     for name, base, mode in case_names():
-        if only and name not in only:
+        if not args.wanted(name):
             continue
         init, state, ref, meta = make_case(name, base, mode, args.seed)
-        wpath = os.path.join(args.out, name + ".safetensors")
-        rpath = os.path.join(args.out, name + ".ref.safetensors")
-        st_write(wpath, state, {"format": "pt"})
-        st_write(rpath, ref, meta)
-        self_check_file(wpath, state, {"format": "pt"})
-        self_check_file(rpath, ref, meta)
+        wpath = write_case(args.out, name, ref, meta, state)
         # The weight file alone must reproduce the (first-pass) output: load it strictly
         # into a fresh instance and compare with the saved model on the same input.
         fresh = CASES[base][0]()
-        loaded, _ = st_read(wpath)
-        fresh.load_state_dict(loaded, strict=True)
         fresh.train(mode == "train")
+        X = ref["input"].detach()
         with torch.no_grad():
-            a, b = fresh(ref["input"].detach()), init(ref["input"].detach())
-        assert torch.equal(a, b), f"{name}: reload changes the output"
+            want = init(X)
+        check_reload(name, wpath, fresh, lambda m: m(X), want)
         count += 1
         redraws += int(meta["redraws"])
-    for name, spec in OP_CASES.items():
-        if only and name not in only:
-            continue
-        ref, meta = make_op_case(name, spec, args.seed)
-        rpath = os.path.join(args.out, name + ".ref.safetensors")
-        st_write(rpath, ref, meta)
-        self_check_file(rpath, ref, meta)
-        count += 1
-    print(f"gen_cnn: {count} cases ({redraws} inputs redrawn near kinks), seed {args.seed}, "
-          f"torch {torch.__version__} -> {args.out}")
-    return 0
+    count += write_op_cases(args, OP_CASES)
+    return report(args, "gen_cnn", count, f" ({redraws} inputs redrawn near kinks)")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ rises again) and StepLR.
 Every case draws from its own stream (case_seed of gen_reference.py), so adding cases
 changes no other. The safetensors writer is gen_reference.py's.
 """
-import argparse
 import math
 import os
 import sys
@@ -49,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_reference import case_seed, self_check_file, st_write  # noqa: E402
+from brick_torch import backward_case, case_seed, generator_args, report, write_case  # noqa: E402
 
 N, C = 7, 5  # cross-entropy batch and classes
 STEPS = 5
@@ -128,22 +127,8 @@ def make_loss_case(name, spec, seed):
         x = torch.randn(*shape).requires_grad_(True)
         inputs = {"x": x}
         out = (F.log_softmax if op == "log_softmax" else F.softmax)(x, dim=dim)
-    if out.dim() == 0:
-        out.backward()
-        upstream = None
-    else:
-        upstream = torch.randn(out.shape)
-        (out * upstream).sum().backward()
-    for k, t in inputs.items():
-        ref[k] = t
-    ref["output"] = out
-    if upstream is not None:
-        ref["upstream"] = upstream
-    for k, t in inputs.items():
-        ref[k + ".grad"] = t.grad
-    meta = {"case": name, "kind": "loss", "seed": str(seed),
-            "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
-            "inputs": ",".join(inputs.keys())}
+    io, meta, _ = backward_case(name, "loss", seed, inputs, out)
+    ref.update(io)
     return ref, meta
 
 
@@ -287,19 +272,10 @@ def make_sched_case(name, spec, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--only", default=None, help="comma-separated case names")
-    args = ap.parse_args()
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)  # deterministic reductions
-    os.makedirs(args.out, exist_ok=True)
-    only = set(args.only.split(",")) if args.only else None
-
+    args = generator_args(__doc__)
     count = 0
     for name, spec in list(LOSS_CASES.items()) + list(OPTIM_CASES.items()) + list(SCHED_CASES.items()):
-        if only and name not in only:
+        if not args.wanted(name):
             continue
         if name.startswith("loss_"):
             ref, meta = make_loss_case(name, spec, args.seed)
@@ -307,13 +283,9 @@ def main():
             ref, meta = make_sched_case(name, spec, args.seed)
         else:
             ref, meta = make_optim_case(name, spec, args.seed)
-        rpath = os.path.join(args.out, name + ".ref.safetensors")
-        st_write(rpath, ref, meta)
-        self_check_file(rpath, ref, meta)
+        write_case(args.out, name, ref, meta)
         count += 1
-    print(f"gen_losses_optim: {count} cases, seed {args.seed}, torch {torch.__version__} -> "
-          f"{args.out}")
-    return 0
+    return report(args, "gen_losses_optim", count)
 
 
 if __name__ == "__main__":

@@ -22,70 +22,21 @@ The loss is L = output for a scalar output, else L = (output * R).sum() with a f
 R, so that every element of the output gets a different upstream gradient.
 
 There is no safetensors package on this system, so the format is written (and read back
-for a self-check) by hand: 8-byte little-endian header length, a JSON header padded with
-spaces to a multiple of 8, then the raw little-endian float32 data.
+for a self-check) by hand (brick_torch.py): 8-byte little-endian header length, a JSON
+header padded with spaces to a multiple of 8, then the raw little-endian float32 data.
 """
-import argparse
 import copy
-import json
 import math
 import os
-import struct
 import sys
-import zlib
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-# ---------------------------------------------------------------------------------------
-# safetensors, by hand
-# ---------------------------------------------------------------------------------------
-
-def st_write(path, tensors, metadata):
-    """Writes {name: float32 tensor} in file order, with {str: str} metadata, atomically."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        a = t.detach().to(torch.float32).contiguous().cpu().numpy().astype("<f4", copy=False)
-        raw = a.tobytes(order="C")
-        header[name] = {"dtype": "F32", "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hjson += b" " * (-len(hjson) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
-def st_read(path):
-    """Reads a file written by st_write (or any F32 safetensors): (tensors, metadata)."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    assert n % 8 == 0 and 8 + n <= len(buf), f"{path}: bad header length {n}"
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    meta = header.pop("__metadata__", {})
-    data = buf[8 + n:]
-    tensors, end = {}, 0
-    for name, info in header.items():
-        assert info["dtype"] == "F32", f"{path}: {name}: dtype {info['dtype']}"
-        b, e = info["data_offsets"]
-        count = math.prod(info["shape"])
-        assert e - b == 4 * count and e <= len(data), f"{path}: {name}: bad offsets"
-        a = np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"])
-        tensors[name] = torch.from_numpy(a.copy())
-        end = max(end, e)
-    assert end == len(data), f"{path}: {len(data) - end} trailing bytes"
-    return tensors, meta
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from brick_torch import (case_seed, check_reload, f32_errors, generator_args, loss_of,  # noqa: E402
+                         report, write_case, write_op_cases)
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,29 +238,6 @@ OP_CASES = {
 # Generation
 # ---------------------------------------------------------------------------------------
 
-def case_seed(seed, name):
-    # Each case has its own stream, so adding or reordering cases changes no other case.
-    return (seed * 1000003 + zlib.crc32(name.encode())) % (2 ** 63)
-
-
-def loss_of(output):
-    if output.dim() == 0:
-        return output, None
-    upstream = torch.randn(output.shape)
-    return (output * upstream).sum(), upstream
-
-
-def f32_errors(ref, exact):
-    """Metadata "f32err.<name>": max |torch float32 - torch float64| over each result tensor.
-    Two float32 implementations that each sit within E of the exact value can be 2E apart;
-    the C test widens its absolute tolerance by that much (see README.md)."""
-    out = {}
-    for k, t64 in exact.items():
-        e = (ref[k].detach().double() - t64.detach()).abs().max().item()
-        out["f32err." + k] = "%.3e" % e
-    return out
-
-
 def make_module_case(name, builder, seed):
     torch.manual_seed(case_seed(seed, name))
     model, make_input = builder()
@@ -362,83 +290,22 @@ def make_module_case(name, builder, seed):
     return model, state, ref, meta, X
 
 
-def make_op_case(name, spec, seed):
-    torch.manual_seed(case_seed(seed, name))
-    makers, fn = spec
-    inputs = {k: make().float().requires_grad_(True) for k, make in makers.items()}
-    output = fn(**inputs)
-    loss, upstream = loss_of(output)
-    loss.backward()
-    ref = dict(inputs)
-    ref["output"] = output
-    if upstream is not None:
-        ref["upstream"] = upstream
-    for k, t in inputs.items():
-        ref[k + ".grad"] = t.grad
-    meta = {"case": name, "kind": "op", "seed": str(seed),
-            "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
-            "inputs": ",".join(inputs.keys())}
-    inputs64 = {k: t.detach().double().requires_grad_(True) for k, t in inputs.items()}
-    out64 = fn(**inputs64)
-    (out64 if upstream is None else (out64 * upstream.double()).sum()).backward()
-    exact = {"output": out64}
-    exact.update({k + ".grad": t.grad for k, t in inputs64.items()})
-    meta.update(f32_errors(ref, exact))
-    return ref, meta
-
-
-def self_check_file(path, tensors, metadata):
-    got, meta = st_read(path)
-    assert list(got.keys()) == list(tensors.keys()), f"{path}: names differ on read-back"
-    for k, t in tensors.items():
-        assert torch.equal(got[k], t.detach().float().reshape(got[k].shape)), f"{path}: {k}"
-        assert tuple(got[k].shape) == tuple(t.shape), f"{path}: {k} shape"
-    assert meta == {str(k): str(v) for k, v in metadata.items()}, f"{path}: metadata"
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--only", default=None, help="comma-separated case names")
-    args = ap.parse_args()
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)  # deterministic reductions
-    os.makedirs(args.out, exist_ok=True)
-    only = set(args.only.split(",")) if args.only else None
-
+    args = generator_args(__doc__)
     count = 0
     for name, builder in MODULE_CASES.items():
-        if only and name not in only:
+        if not args.wanted(name):
             continue
         model, state, ref, meta, X = make_module_case(name, builder, args.seed)
-        wpath = os.path.join(args.out, name + ".safetensors")
-        rpath = os.path.join(args.out, name + ".ref.safetensors")
-        st_write(wpath, state, {"format": "pt"})
-        st_write(rpath, ref, meta)
-        self_check_file(wpath, state, {"format": "pt"})
-        self_check_file(rpath, ref, meta)
+        wpath = write_case(args.out, name, ref, meta, state)
         # The weight file alone must reproduce the output: load it strictly into a fresh
         # instance (built from another seed) and run the same input again.
         torch.manual_seed(args.seed + 1)
         fresh, _ = builder()
-        loaded, _ = st_read(wpath)
-        fresh.load_state_dict(loaded, strict=True)
-        with torch.no_grad():
-            again = fresh(X.detach())
-        assert torch.equal(again, ref["output"].detach()), f"{name}: reload changes output"
+        check_reload(name, wpath, fresh, lambda m: m(X.detach()), ref["output"])
         count += 1
-    for name, spec in OP_CASES.items():
-        if only and name not in only:
-            continue
-        ref, meta = make_op_case(name, spec, args.seed)
-        rpath = os.path.join(args.out, name + ".ref.safetensors")
-        st_write(rpath, ref, meta)
-        self_check_file(rpath, ref, meta)
-        count += 1
-    print(f"gen_reference: {count} cases, seed {args.seed}, torch {torch.__version__} -> "
-          f"{args.out}")
-    return 0
+    count += write_op_cases(args, OP_CASES)
+    return report(args, "gen_reference", count)
 
 
 if __name__ == "__main__":

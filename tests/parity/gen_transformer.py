@@ -27,33 +27,20 @@ For every case, like gen_reference.py (whose safetensors writer and conventions 
 The loss is L = sum over outputs of (output * upstream).sum(). NaN entries (the fully
 masked case) are part of the reference: the C test requires NaN exactly where torch has it.
 """
-import argparse
 import copy
 import os
 import sys
-import zlib
 
 import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_reference import st_read, st_write  # noqa: E402
-
-
-def self_check_file(path, tensors, metadata):
-    """gen_reference.py's read-back check, with NaN equal to NaN (the fully masked case)."""
-    got, meta = st_read(path)
-    assert list(got.keys()) == list(tensors.keys()), f"{path}: names differ on read-back"
-    for k, t in tensors.items():
-        want = t.detach().float().reshape(got[k].shape)
-        assert torch.equal(torch.isnan(got[k]), torch.isnan(want)), f"{path}: {k} (NaN)"
-        assert torch.equal(torch.nan_to_num(got[k]), torch.nan_to_num(want)), f"{path}: {k}"
-        assert tuple(got[k].shape) == tuple(t.shape), f"{path}: {k} shape"
-    assert meta == {str(k): str(v) for k, v in metadata.items()}, f"{path}: metadata"
+import brick_torch  # noqa: E402
+from brick_torch import check_reload, f32_error, generator_args, report, write_case  # noqa: E402
 
 
 def case_seed(seed, name):
-    return (seed * 1000003 + zlib.crc32(("trf_" + name).encode())) % (2 ** 63)
+    return brick_torch.case_seed(seed, "trf_" + name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,14 +318,6 @@ def run(model, inputs, masks, fwd, upstream=None):
     return outs, upstream
 
 
-def f32_error(t32, t64):
-    """max |float32 - float64| over the entries finite in both (NaN/inf patterns must match)."""
-    a, b = t32.detach().double(), t64.detach()
-    assert torch.equal(torch.isnan(a), torch.isnan(b)), "float32 and float64 disagree on NaN"
-    fin = torch.isfinite(a) & torch.isfinite(b)
-    return (a[fin] - b[fin]).abs().max().item() if fin.any() else 0.0
-
-
 def make_case(name, builder, seed):
     cs = case_seed(seed, name)
     torch.manual_seed(cs)
@@ -396,39 +375,20 @@ def make_case(name, builder, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--only", default=None, help="comma-separated case names")
-    args = ap.parse_args()
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)  # deterministic reductions
-    os.makedirs(args.out, exist_ok=True)
-    only = set(args.only.split(",")) if args.only else None
+    args = generator_args(__doc__)
     count = 0
     for name, builder in CASES.items():
-        if only and name not in only:
+        if not args.wanted(name):
             continue
         model, ref, meta, ins, masks, fwd = make_case(name, builder, args.seed)
-        state = model.state_dict()
-        wpath = os.path.join(args.out, "trf_" + name + ".safetensors")
-        rpath = os.path.join(args.out, "trf_" + name + ".ref.safetensors")
-        st_write(wpath, state, {"format": "pt"})
-        st_write(rpath, ref, meta)
-        self_check_file(wpath, state, {"format": "pt"})
-        self_check_file(rpath, ref, meta)
+        wpath = write_case(args.out, "trf_" + name, ref, meta, model.state_dict())
         # The weight file alone reproduces the output in a fresh instance (another seed).
         torch.manual_seed(args.seed + 1)
         fresh = builder()[0].float().train()
-        loaded, _ = st_read(wpath)
-        fresh.load_state_dict(loaded, strict=True)
-        with torch.no_grad():
-            again = fwd(fresh, {k: t.detach() for k, t in ins.items()}, masks)["output"]
-        assert torch.equal(torch.nan_to_num(again, nan=12345.0),
-                           torch.nan_to_num(ref["output"].detach(), nan=12345.0)), f"{name}: reload changes output"
+        check_reload(name, wpath, fresh, lambda m: fwd(m, {k: t.detach() for k, t in ins.items()}, masks)["output"],
+                     ref["output"])
         count += 1
-    print(f"gen_transformer: {count} cases, seed {args.seed}, torch {torch.__version__} -> {args.out}")
-    return 0
+    return report(args, "gen_transformer", count)
 
 
 if __name__ == "__main__":
