@@ -187,6 +187,11 @@ bool bk__anomaly_check_grads(const bk_node *n);
  * if out of memory. Called in anomaly mode only. */
 const char *bk__anomaly_block_copy(bk_arena *a);
 
+/* ---- layers used inside other layers (src/nn) ------------------------------------------ */
+/* MultiheadAttention's out_proj (nn/linear.c): Linear(E, E) under torch's class name
+ * NonDynamicallyQuantizableLinear, its weight initialised as Linear's, its bias zero. */
+bk_module *bk__nn_out_proj(int64_t E, bool bias);
+
 /* ---- the compute backend --------------------------------------------------------------
  * Every heavy kernel goes through this table so that a BLAS, threaded or GPU backend can
  * replace it without touching the ops. Matrices are row-major.

@@ -124,6 +124,17 @@ static inline void sumv_dxhat(sumv *a, sumv *b, const float *g, const float *w, 
 
 /* ---- batch norm ----------------------------------------------------------------------- */
 
+/* The statistics of n channels or rows (mean, invstd) and an output like x, all in the
+ * current arena; NULL when out of memory. */
+static bk_tensor *stats_and_output(int64_t n, float **mean, float **invstd, const bk_tensor *x) {
+    bk_arena *a = bk_arena_current();
+    size_t count = (size_t)(n ? n : 1);
+    *mean = bk__arena_alloc(a, sizeof(float) * count);
+    *invstd = bk__arena_alloc(a, sizeof(float) * count);
+    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
+    return *mean && *invstd ? y : NULL;
+}
+
 typedef struct bn_params {
     int64_t N, C, S;
     bool use_batch_stats; /* training mode */
@@ -211,12 +222,8 @@ SIMD_CLONES static void bn_forward_channel(bn_params *p, int64_t c, const float 
  * ones and records the op. */
 static bk_tensor *bn_forward(bn_params *p, bk_tensor *x, bk_tensor *w, bk_tensor *b, const float *fixed_mean,
                              const float *fixed_var, float eps, double *var_out) {
-    bk_arena *a = bk_arena_current();
-    size_t C = (size_t)(p->C ? p->C : 1);
-    p->mean = bk__arena_alloc(a, sizeof(float) * C);
-    p->invstd = bk__arena_alloc(a, sizeof(float) * C);
-    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
-    if (!p->mean || !p->invstd || !y) return NULL;
+    bk_tensor *y = stats_and_output(p->C, &p->mean, &p->invstd, x);
+    if (!y) return NULL;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
         bn_forward_channel(p, c, x->data, y->data, w->data[c], b->data[c], fixed_mean, fixed_var, eps, var_out);
@@ -310,12 +317,8 @@ SIMD_CLONES static void ln_forward_row(ln_params *p, int64_t r, const float *X, 
 }
 
 static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor *b, float eps) {
-    bk_arena *a = bk_arena_current();
-    size_t R = (size_t)(p->R ? p->R : 1);
-    p->mean = bk__arena_alloc(a, sizeof(float) * R);
-    p->invstd = bk__arena_alloc(a, sizeof(float) * R);
-    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
-    if (!p->mean || !p->invstd || !y) return NULL;
+    bk_tensor *y = stats_and_output(p->R, &p->mean, &p->invstd, x);
+    if (!y) return NULL;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
     for (int64_t r = 0; r < p->R; r++) ln_forward_row(p, r, x->data, y->data, w->data, b->data, eps);
     bk_tensor *in[3] = {x, w, b};
