@@ -16,6 +16,14 @@ static inline double clock_ms(clockid_t c) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+/* Seconds on clock c (CLOCK_MONOTONIC or CLOCK_PROCESS_CPUTIME_ID, as clock_ms). */
+static inline double clock_s(clockid_t c) {
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* qsort's comparison for doubles, ascending */
 static inline int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);

@@ -30,6 +30,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include "internal.h"
+#include "bench_timing.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -122,16 +123,7 @@ static void sgemm_openblas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, fl
 
 static bool g_cputime; /* -c: process CPU time instead of wall-clock time */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static double now(void) { return clock_s(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 typedef struct timing {
     double median, best; /* GFLOP/s */

@@ -26,6 +26,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include "internal.h"
+#include "bench_timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,16 +96,7 @@ static bool g_cputime;
 static int g_repeats = 9;
 static double g_seconds = 0.1;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static double now(void) { return clock_s(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 static bk_tensor *forward(const bench_case *c, bench_inputs *b) {
     bk_tensor **in = b->in;
