@@ -186,22 +186,11 @@ int main(int argc, char **argv) {
     int n_filters = 0;
     const char *filters[32];
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-r") && i + 1 < argc) {
-            g_repeats = atoi(argv[++i]);
-            if (g_repeats < 1) g_repeats = 1;
-            if (g_repeats > 128) g_repeats = 128;
-        } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
-            g_seconds = atof(argv[++i]);
-            if (!(g_seconds > 0)) g_seconds = 0.1;
-        } else if (!strcmp(argv[i], "-k") && i + 1 < argc) {
+        if (timing_option(argc, argv, &i, &g_repeats, &g_seconds, &g_cputime)) continue; /* -r -t -c -q */
+        if (!strcmp(argv[i], "-k") && i + 1 < argc) {
             extra = argv[++i];
-        } else if (!strcmp(argv[i], "-c")) {
-            g_cputime = true;
         } else if (!strcmp(argv[i], "-p")) {
             extra = "portable";
-        } else if (!strcmp(argv[i], "-q")) {
-            g_repeats = 3;
-            g_seconds = 0.02;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-k KERNEL] [-p] [-q] "
                             "[SHAPE...]\n", argv[0]);
