@@ -179,9 +179,8 @@ SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const
 static void bn_backward(bk_node *node) {
     const bn_params *p = bk_node_params(node);
     const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data;
-    const float *G = bk_node_grad_output(node)->data;
-    bk_tensor *dx = bk_node_grad_input(node, 0), *dw = bk_node_grad_input(node, 1);
-    bk_tensor *db = bk_node_grad_input(node, 2);
+    bk_tensor *dx, *dw, *db;
+    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
         bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, dw ? dw->data : NULL, db ? db->data : NULL);
@@ -259,9 +258,8 @@ SIMD_CLONES static void ln_backward_row(const ln_params *p, int64_t r, const flo
 static void ln_backward(bk_node *node) {
     const ln_params *p = bk_node_params(node);
     const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data;
-    const float *G = bk_node_grad_output(node)->data;
-    bk_tensor *dx = bk_node_grad_input(node, 0), *dw = bk_node_grad_input(node, 1);
-    bk_tensor *db = bk_node_grad_input(node, 2);
+    bk_tensor *dx, *dw, *db;
+    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
     int64_t R = p->R, D = p->D;
     bool par = R * D >= PARALLEL_MIN;
     (void)par; /* only the OpenMP pragmas read it */
