@@ -44,3 +44,12 @@ bench_keep() {
     tmp_keep=${1:-$tmp}
     mkdir -p "$tmp_keep" || exit 1
 }
+
+# load_report FILE: sets load_mean to the mean (%.2f) of the 1-minute load averages in FILE
+# (one a line, recorded before each run) and prints the line that says how loaded the
+# machine was: their mean, min and max, and the load averages at the end.
+load_report() {
+    load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$1")
+    printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
+        "$(sort -g "$1" | head -n 1)" "$(sort -g "$1" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}

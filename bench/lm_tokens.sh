@@ -162,15 +162,13 @@ tb=${tps_of[brick-$bt]} ttorch=${tps_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
 vb=${val_of[brick-$bt]} vt=${val_of[torch-$tt]}
 vdiff=$(awk "BEGIN {d = $vb - $vt; printf \"%.4f\", d < 0 ? -d : d}")
-load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
 printf 'fastest brick: %.0f tokens/s (threads %s%s), val loss %s after %s steps\n' "$tb" "$bt" \
     "$([ "$passive" = 1 ] && echo ", OMP_WAIT_POLICY=PASSIVE")" "$vb" "$steps"
 printf 'fastest torch: %.0f tokens/s (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), val loss %s after %s steps\n' \
     "$ttorch" "$tt" "$vt" "$steps"
 printf 'ratio brick/torch (tokens/s): %s; validation losses differ by %s nats/char\n' "$ratio" "$vdiff"
-printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
-    "$(sort -g "$tmp/loads" | head -n 1)" "$(sort -g "$tmp/loads" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+load_report "$tmp/loads"
 
 # Reproducibility: the same seed and threads twice -> identical model files.
 repro_result=skipped

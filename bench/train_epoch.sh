@@ -170,14 +170,12 @@ done
 bt=${best[brick]} tt=${best[torch]}
 tb=${time_of[brick-$bt]} ttorch=${time_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
-load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
 printf 'fastest brick: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE), test acc %.4f, max RSS %.1f MiB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
 printf 'fastest torch: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), test acc %.4f, max RSS %.1f MiB\n' \
     "$ttorch" "$tt" "${acc_of[torch-$tt]}" "${rss_of[torch-$tt]}"
 printf 'ratio brick/torch: %s\n' "$ratio"
-printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
-    "$(sort -g "$tmp/loads" | head -n 1)" "$(sort -g "$tmp/loads" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+load_report "$tmp/loads"
 
 # Reproducibility: the same seed and threads twice -> identical model files.
 repro_result=skipped
