@@ -5,7 +5,9 @@
 #ifndef BRICK_BENCH_TIMING_H
 #define BRICK_BENCH_TIMING_H
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* Milliseconds on clock c: CLOCK_MONOTONIC (wall) or CLOCK_PROCESS_CPUTIME_ID (CPU time of
@@ -16,6 +18,14 @@ static inline double clock_ms(clockid_t c) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+/* Seconds on clock c (CLOCK_MONOTONIC or CLOCK_PROCESS_CPUTIME_ID, as clock_ms). */
+static inline double clock_s(clockid_t c) {
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* qsort's comparison for doubles, ascending */
 static inline int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -25,6 +35,29 @@ static inline int cmp_double(const void *a, const void *b) {
 static inline double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The options of a bench that times repeats of ~`seconds` each: -r N (repeats, 1..128),
+ * -t S (seconds per repeat; 0.1 if not positive), -c (CPU time instead of the wall clock),
+ * -q (quick: 3 repeats of 20 ms). Returns whether argv[*i] is one of them, having read it
+ * (and moved *i past its value). */
+static inline bool timing_option(int argc, char **argv, int *i, int *repeats, double *seconds, bool *cputime) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "-r") && *i + 1 < argc) {
+        int r = atoi(argv[++*i]);
+        *repeats = r < 1 ? 1 : r > 128 ? 128 : r;
+    } else if (!strcmp(a, "-t") && *i + 1 < argc) {
+        *seconds = atof(argv[++*i]);
+        if (!(*seconds > 0)) *seconds = 0.1;
+    } else if (!strcmp(a, "-c")) {
+        *cputime = true;
+    } else if (!strcmp(a, "-q")) {
+        *repeats = 3;
+        *seconds = 0.02;
+    } else {
+        return false;
+    }
+    return true;
 }
 
 #endif /* BRICK_BENCH_TIMING_H */

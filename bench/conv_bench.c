@@ -14,6 +14,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "brick.h"
+#include "bench_timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,16 +42,7 @@ static const shape SHAPES[] = {
     {"resnet32.s4", 128, 256, 4, 4, 256, 3, 1, 1},
 };
 
-static double now(bool cpu) {
-    struct timespec ts;
-    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static double now(bool cpu) { return clock_s(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 /* A heap tensor (it outlives bk_arena_reset) of N(0, 1) values that wants a gradient. */
 static bk_tensor *heap_randn(int ndim, const int64_t *dims) {

@@ -28,18 +28,18 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
-usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
+. bench/lib.sh
 model= runs= data=data/fashion-mnist-subset torch=1
 while [ $# -gt 0 ]; do
     case $1 in
         --data) data=$2; shift 2 ;;
         --no-torch) torch=0; shift ;;
-        -h|--help) usage; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         -*) echo "dist_epoch.sh: unknown option '$1'" >&2; exit 2 ;;
-        *) if [ -z "$model" ]; then model=$1; elif [ -z "$runs" ]; then runs=$1; else usage >&2; exit 2; fi; shift ;;
+        *) if [ -z "$model" ]; then model=$1; elif [ -z "$runs" ]; then runs=$1; else bench_usage >&2; exit 2; fi; shift ;;
     esac
 done
-[ -n "$model" ] || { usage >&2; exit 2; }
+[ -n "$model" ] || { bench_usage >&2; exit 2; }
 runs=${runs:-3}
 [ "$model" = resnet ] && model=resnet:width=8
 case ${model%%:*} in
@@ -53,8 +53,7 @@ if [ "$torch" = 1 ] && ! "$python" -c 'import torch.distributed as d; assert d.i
     echo "dist_epoch.sh: no torch with gloo under $python: PyTorch skipped" >&2
     torch=0
 fi
-tmp=$(mktemp -d /tmp/brick-dist-bench-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+bench_tmp dist-bench
 export OMP_WAIT_POLICY=PASSIVE
 
 configs=("brick 1x1" "brick 1x2" "brick 2x1" "brick 4x1")
@@ -87,7 +86,6 @@ run_one() { # CONFIG -> appends the epoch seconds (and the reduction ms per step
     [ -n "$ms" ] && comm[$c]+="$ms "
     return 0
 }
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 n=$("$python" -c "import gzip,struct; f=gzip.open('$data/train-images-idx3-ubyte.gz'); f.read(4); print(struct.unpack('>i', f.read(4))[0])" 2>/dev/null || echo 6000)
 B=${recipe[-1]}

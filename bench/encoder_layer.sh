@@ -21,6 +21,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 rounds=5
 iters=20
 threads="1 2"
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
         --iters) iters=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         *) echo "encoder_layer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -47,10 +48,9 @@ export OMP_WAIT_POLICY=PASSIVE
 args=(--iters "$iters" --runs 1 "${extra[@]}")
 loads=()
 declare -A wall cpu
-load1() { cut -d' ' -f1 /proc/loadavg; }
 
 echo "encoder layer fwd+bwd: ${extra[*]:-B=32 T=64 d_model=128 heads=4 ff=512 (T, B, E) relu}; $rounds rounds of $iters steps"
-echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) CPUs ($(cpu_model)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 
 # run_side SIDE T R: one run; its median ms/step and cpu ms/step appended to wall/cpu.
@@ -78,7 +78,6 @@ for ((r = 1; r <= rounds; r++)); do
     done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 echo
 declare -A med cmed
 for side in torch brick; do

@@ -17,6 +17,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 runs=3 threads=1 torch=0 data=/usr/share/datasets/fashion-mnist bricks=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -24,15 +25,13 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift 2 ;;
         --torch) torch=1; shift ;;
         --data) data=$2; shift 2 ;;
-        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         *) bricks+=("$1"); shift ;;
     esac
 done
 [ ${#bricks[@]} -gt 0 ] || bricks=(build/brick)
 [ -d "$data" ] || data=data/fashion-mnist-subset
-tmp=$(mktemp -d /tmp/brick-cpu-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+bench_tmp cpu
 recipe=(--model mlp --lr 0.1 --batch-size 256 --seed 0 --data "$data" --threads "$threads")
 
 # cpu_of EPOCHS CMD...: user + sys seconds of CMD --epochs EPOCHS
@@ -52,7 +51,7 @@ per_epoch() {
     printf '  run %s %-8s %s CPU s per epoch (load %s)\n' "$r" "$name" "$(tail -n 1 "$tmp/$name")" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
-echo "MLP epoch CPU time, $threads thread(s), $runs rounds; $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)); $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "MLP epoch CPU time, $threads thread(s), $runs rounds; $(nproc) CPUs ($(cpu_model)); $(date -u '+%Y-%m-%d %H:%M UTC')"
 for r in $(seq 1 "$runs"); do
     for i in "${!bricks[@]}"; do
         per_epoch "brick$i" "${bricks[$i]}" train "${recipe[@]}" --out "$tmp/m.safetensors"

@@ -30,6 +30,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include "internal.h"
+#include "bench_timing.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -122,16 +123,7 @@ static void sgemm_openblas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, fl
 
 static bool g_cputime; /* -c: process CPU time instead of wall-clock time */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static double now(void) { return clock_s(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 typedef struct timing {
     double median, best; /* GFLOP/s */
@@ -194,22 +186,11 @@ int main(int argc, char **argv) {
     int n_filters = 0;
     const char *filters[32];
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-r") && i + 1 < argc) {
-            g_repeats = atoi(argv[++i]);
-            if (g_repeats < 1) g_repeats = 1;
-            if (g_repeats > 128) g_repeats = 128;
-        } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
-            g_seconds = atof(argv[++i]);
-            if (!(g_seconds > 0)) g_seconds = 0.1;
-        } else if (!strcmp(argv[i], "-k") && i + 1 < argc) {
+        if (timing_option(argc, argv, &i, &g_repeats, &g_seconds, &g_cputime)) continue; /* -r -t -c -q */
+        if (!strcmp(argv[i], "-k") && i + 1 < argc) {
             extra = argv[++i];
-        } else if (!strcmp(argv[i], "-c")) {
-            g_cputime = true;
         } else if (!strcmp(argv[i], "-p")) {
             extra = "portable";
-        } else if (!strcmp(argv[i], "-q")) {
-            g_repeats = 3;
-            g_seconds = 0.02;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-k KERNEL] [-p] [-q] "
                             "[SHAPE...]\n", argv[0]);

@@ -42,7 +42,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
-usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
+. bench/lib.sh
 steps= runs= threads="1 2" own_init=0 keep= passive=1
 extra=()
 while [ $# -gt 0 ]; do
@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
         --spin) passive=0; shift ;;
         --keep) keep=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) usage; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         -*) echo "lm_tokens.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
         *)
             if [ -z "$steps" ]; then steps=$1
@@ -78,26 +78,9 @@ common=(--steps "$steps" --eval-every 0 "${extra[@]}")
 brick_env=()
 [ "$passive" = 1 ] && brick_env=(OMP_WAIT_POLICY=PASSIVE)
 
-brick=${BRICK:-build/brick}
-python=${BRICK_PYTHON:-/usr/bin/python3}
-if [ ! -x "$brick" ]; then
-    make -s -j2 "$brick" || { echo "lm_tokens.sh: cannot build $brick" >&2; exit 1; }
-fi
-if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
-    echo "lm_tokens.sh: $python cannot import torch and numpy (apt-get install python3-torch)" >&2
-    exit 1
-fi
-tmp=$(mktemp -d /tmp/brick-lm-bench-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-if [ -n "$keep" ]; then
-    mkdir -p "$keep" || exit 1
-    tmp_keep=$keep
-else
-    tmp_keep=$tmp
-fi
-
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
+bench_sides lm_tokens.sh
+bench_tmp lm-bench
+bench_keep "$keep"
 
 # The initial weights both sides start from.
 init=()
@@ -115,7 +98,7 @@ echo "$(sed -n 's/^model: //p' "$tmp_keep/init.log" 2>/dev/null || echo "model: 
 echo "$steps steps per run, $runs runs per configuration, threads: $threads;" \
      "PyTorch starts from $([ "$own_init" = 1 ] && echo "its own init" || echo "brick's initial weights");" \
      "brick's OMP_WAIT_POLICY: $([ "$passive" = 1 ] && echo PASSIVE || echo "${OMP_WAIT_POLICY:-unset}")"
-echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) CPUs ($(cpu_model)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
@@ -179,15 +162,13 @@ tb=${tps_of[brick-$bt]} ttorch=${tps_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
 vb=${val_of[brick-$bt]} vt=${val_of[torch-$tt]}
 vdiff=$(awk "BEGIN {d = $vb - $vt; printf \"%.4f\", d < 0 ? -d : d}")
-load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
 printf 'fastest brick: %.0f tokens/s (threads %s%s), val loss %s after %s steps\n' "$tb" "$bt" \
     "$([ "$passive" = 1 ] && echo ", OMP_WAIT_POLICY=PASSIVE")" "$vb" "$steps"
 printf 'fastest torch: %.0f tokens/s (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), val loss %s after %s steps\n' \
     "$ttorch" "$tt" "$vt" "$steps"
 printf 'ratio brick/torch (tokens/s): %s; validation losses differ by %s nats/char\n' "$ratio" "$vdiff"
-printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
-    "$(sort -g "$tmp/loads" | head -n 1)" "$(sort -g "$tmp/loads" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+load_report "$tmp/loads"
 
 # Reproducibility: the same seed and threads twice -> identical model files.
 repro_result=skipped

@@ -10,6 +10,7 @@
 # epoch time, the final test accuracies, peak memory and the ratio brick / torch, and exits
 # 1 if two brick runs with the same seed write different model files.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 
 epochs=10
 repeats=3
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
         --data|--threads) args+=("$1" "$2"); shift 2 ;;
         --epochs) epochs=$2; shift 2 ;;
         --repeats) repeats=$2; shift 2 ;;
-        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         *) echo "mlp_epoch.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -12,11 +12,11 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 bins=("$@")
 [ ${#bins[@]} -gt 0 ] || bins=(build/brick)
 hidden=${HIDDEN:-65536}
-tmp=$(mktemp -d /tmp/brick-rss-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+bench_tmp rss
 
 # The first 256 samples of each file: IDX header (count at bytes 4-7) and 256 items.
 mkdir -p "$tmp/data"

@@ -26,6 +26,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include "internal.h"
+#include "bench_timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,16 +96,7 @@ static bool g_cputime;
 static int g_repeats = 9;
 static double g_seconds = 0.1;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static double now(void) { return clock_s(g_cputime ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 static bk_tensor *forward(const bench_case *c, bench_inputs *b) {
     bk_tensor **in = b->in;
@@ -266,19 +258,9 @@ int main(int argc, char **argv) {
     int n_filters = 0, n_threads = 0, threads[8];
     const char *filters[32], *tlist = "1 2";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-r") && i + 1 < argc) {
-            g_repeats = atoi(argv[++i]);
-            g_repeats = g_repeats < 1 ? 1 : g_repeats > 128 ? 128 : g_repeats;
-        } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
-            g_seconds = atof(argv[++i]);
-            if (!(g_seconds > 0)) g_seconds = 0.1;
-        } else if (!strcmp(argv[i], "-T") && i + 1 < argc) {
+        if (timing_option(argc, argv, &i, &g_repeats, &g_seconds, &g_cputime)) continue; /* -r -t -c -q */
+        if (!strcmp(argv[i], "-T") && i + 1 < argc) {
             tlist = argv[++i];
-        } else if (!strcmp(argv[i], "-c")) {
-            g_cputime = true;
-        } else if (!strcmp(argv[i], "-q")) {
-            g_repeats = 3;
-            g_seconds = 0.02;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-q] [-T \"1 2\"] [CASE...]\n", argv[0]);
             return 2;

@@ -25,6 +25,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "brick.h"
+#include "bench_timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,16 +34,7 @@
 
 static bool cpu_clock; /* -c */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static double now(void) { return clock_s(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 typedef enum { CASE_FORWARD, CASE_FORWARD_BACKWARD, CASE_FORWARD_NO_GRAD } case_kind;
 

@@ -17,6 +17,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 runs=2 model=mlp epochs=3 data=/usr/share/datasets/fashion-mnist bricks=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -24,17 +25,16 @@ while [ $# -gt 0 ]; do
         --model) model=$2; shift 2 ;;
         --epochs) epochs=$2; shift 2 ;;
         --data) data=$2; shift 2 ;;
-        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         *) bricks+=("$1"); shift ;;
     esac
 done
 [ ${#bricks[@]} -gt 0 ] || bricks=(build/brick)
 [ -d "$data" ] || data=data/fashion-mnist-subset
 command -v perf >/dev/null || { echo "thread_split.sh: needs perf" >&2; exit 1; }
-tmp=$(mktemp -d /tmp/brick-split-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+bench_tmp split
 
-echo "$model, $epochs epochs, 2 threads; $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)); $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "$model, $epochs epochs, 2 threads; $(nproc) CPUs ($(cpu_model)); $(date -u '+%Y-%m-%d %H:%M UTC')"
 for r in $(seq 1 "$runs"); do
     for b in "${bricks[@]}"; do
         OMP_WAIT_POLICY=PASSIVE perf record -q -o "$tmp/perf.data" "$b" train --model "$model" \

@@ -41,7 +41,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
-usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
+. bench/lib.sh
 model= epochs= runs= data= threads="1 2" repro=0 keep=
 lr= batch= optimizer= momentum=
 extra=() # recipe flags passed as they are to both sides when given
@@ -58,7 +58,7 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || { echo "train_epoch.sh: $1 needs a value" >&2; exit 2; }
             extra+=("$1" "$2"); shift 2 ;;
         --keep) keep=$2; shift 2 ;;
-        -h|--help) usage; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         -*) echo "train_epoch.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
         *)
             if [ -z "$model" ]; then model=$1
@@ -69,7 +69,7 @@ while [ $# -gt 0 ]; do
             shift ;;
     esac
 done
-[ -n "$model" ] || { usage >&2; exit 2; }
+[ -n "$model" ] || { bench_usage >&2; exit 2; }
 epochs=${epochs:-10}
 runs=${runs:-3}
 for v in "$epochs" "$runs"; do
@@ -91,29 +91,13 @@ if [ -z "$data" ]; then
     [ -e "$data/train-images-idx3-ubyte.gz" ] || [ -e "$data/train-images-idx3-ubyte" ] ||
         data=data/fashion-mnist-subset
 fi
-brick=${BRICK:-build/brick}
-python=${BRICK_PYTHON:-/usr/bin/python3}
-if [ ! -x "$brick" ]; then
-    make -s -j2 "$brick" || { echo "train_epoch.sh: cannot build $brick" >&2; exit 1; }
-fi
-if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
-    echo "train_epoch.sh: $python cannot import torch and numpy (apt-get install python3-torch)" >&2
-    exit 1
-fi
+bench_sides train_epoch.sh
 timer=()
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -f %M -o)
-tmp=$(mktemp -d /tmp/brick-bench-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-if [ -n "$keep" ]; then
-    mkdir -p "$keep" || exit 1
-    tmp_keep=$keep
-else
-    tmp_keep=$tmp
-fi
+bench_tmp bench
+bench_keep "$keep"
 
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 maximum() { sort -g | tail -n 1; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
 # run_timed RSSFILE CMD...: CMD under /usr/bin/time, its peak RSS (KiB) into RSSFILE.
 run_timed() {
     local rss=$1; shift
@@ -123,7 +107,7 @@ rss_mib() { awk '/^[0-9]+$/ {kb = $1} END {printf "%.1f\n", kb / 1024}' "$1"; }
 
 echo "model: $model; recipe: $optimizer lr $lr$([ "$optimizer" = sgd ] && echo " momentum $momentum"), batch $batch, seed 0${extra[*]:+, ${extra[*]}}"
 echo "data: $data, $epochs epochs, $runs runs per configuration, threads: $threads"
-echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) CPUs ($(cpu_model)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
@@ -186,14 +170,12 @@ done
 bt=${best[brick]} tt=${best[torch]}
 tb=${time_of[brick-$bt]} ttorch=${time_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
-load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$tmp/loads")
 echo
 printf 'fastest brick: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE), test acc %.4f, max RSS %.1f MiB\n' "$tb" "$bt" "${acc_of[brick-$bt]}" "${rss_of[brick-$bt]}"
 printf 'fastest torch: %.3f s/epoch (threads %s, OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1), test acc %.4f, max RSS %.1f MiB\n' \
     "$ttorch" "$tt" "${acc_of[torch-$tt]}" "${rss_of[torch-$tt]}"
 printf 'ratio brick/torch: %s\n' "$ratio"
-printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
-    "$(sort -g "$tmp/loads" | head -n 1)" "$(sort -g "$tmp/loads" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+load_report "$tmp/loads"
 
 # Reproducibility: the same seed and threads twice -> identical model files.
 repro_result=skipped

@@ -21,6 +21,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
+. bench/lib.sh
 model=mlp epochs=2 runs=3 threads=2 data=/usr/share/datasets/fashion-mnist
 [ -d "$data" ] || data=data/fashion-mnist-subset
 policies="passive spin300000 active"
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         --data) data=$2; shift 2 ;;
         --policies) policies=$2; shift 2 ;;
         --brick) brick=$2; shift 2 ;;
-        -h|--help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        -h|--help) bench_usage; exit 0 ;;
         *)
             case $pos in 0) model=$1 ;; 1) epochs=$1 ;; 2) runs=$1 ;; *) echo "wait_policy.sh: too many arguments" >&2; exit 2 ;; esac
             pos=$((pos + 1)); shift ;;
@@ -40,10 +41,8 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$brick" ] || make -s -j2 "$brick" || exit 1
 [ -x /usr/bin/time ] || { echo "wait_policy.sh: needs /usr/bin/time" >&2; exit 1; }
-tmp=$(mktemp -d /tmp/brick-policy-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+bench_tmp policy
 
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 env_of() {
     case $1 in
         passive) echo OMP_WAIT_POLICY=PASSIVE ;;
@@ -54,7 +53,7 @@ env_of() {
 }
 
 echo "model $model, $epochs epochs, $threads threads, $runs runs per policy; data $data"
-echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)); $("$brick" --version)"
+echo "machine: $(nproc) CPUs ($(cpu_model)); $("$brick" --version)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 for r in $(seq 1 "$runs"); do
     for p in $policies; do

@@ -30,17 +30,11 @@ int main(void) {
     bk_tensor *Y = bk_forward(net, X);       // (2, 10)
     if (!Y || bk_backward(bk_sum(Y)) != 0) goto done;
 
-    bk_module_print(net, stdout);
-    print_shape("input X shape", X);
-    print_shape("output Y shape", Y);
-    printf("Y = ");
-    bk_print(Y, stdout);
+    print_forward(net, X, Y, true);
     if (print_parameters(net) != 0) goto done;
     status = 0;
 
 done:
-    if (status) fprintf(stderr, "01_sequential_mlp: %s\n", bk_last_error());
     bk_module_free(net);
-    bk_thread_cleanup();
-    return status;
+    return example_exit("01_sequential_mlp", status);
 }

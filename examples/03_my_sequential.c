@@ -88,8 +88,6 @@ int main(void) {
     status = 0;
 
 done:
-    if (status) fprintf(stderr, "03_my_sequential: %s\n", bk_last_error());
     bk_module_free(model);
-    bk_thread_cleanup();
-    return status;
+    return example_exit("03_my_sequential", status);
 }

@@ -77,11 +77,7 @@ int main(void) {
     bk_tensor *Y = bk_forward(net, X);       // scalar
     if (!Y || bk_backward(Y) != 0) goto done;
 
-    bk_module_print(net, stdout);
-    print_shape("input X shape", X);
-    print_shape("output Y shape", Y);
-    printf("Y = ");
-    bk_print(Y, stdout);
+    print_forward(net, X, Y, true);
     printf("the while loop halved X %d times\n", ((FixedHiddenMLP *)net)->iterations);
     if (print_parameters(net) != 0) goto done;
 
@@ -137,12 +133,10 @@ int main(void) {
     status = 0;
 
 done:
-    if (status) fprintf(stderr, "04_fixed_hidden_mlp: %s\n", bk_last_error());
     bk_param_list_free(params);
     bk_param_list_free(state);
     bk_module_free(first);
     bk_module_free(second);
     bk_module_free(net);
-    bk_thread_cleanup();
-    return status;
+    return example_exit("04_fixed_hidden_mlp", status);
 }

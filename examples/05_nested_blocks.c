@@ -70,11 +70,7 @@ int main(void) {
     bk_tensor *Y = bk_forward(chimera, X);   // scalar
     if (!Y || bk_backward(Y) != 0) goto done;
 
-    bk_module_print(chimera, stdout);
-    print_shape("input X shape", X);
-    print_shape("output Y shape", Y);
-    printf("Y = ");
-    bk_print(Y, stdout);
+    print_forward(chimera, X, Y, true);
     printf("FixedHiddenMLP's while loop halved X %d times\n",
            ((FixedHiddenMLP *)bk_nn_sequential_get(chimera, -1))->iterations);
     if (print_parameters(chimera) != 0) goto done;
@@ -96,9 +92,7 @@ int main(void) {
     status = 0;
 
 done:
-    if (status) fprintf(stderr, "05_nested_blocks: %s\n", bk_last_error());
     bk_param_list_free(state);
     bk_module_free(chimera);
-    bk_thread_cleanup();
-    return status;
+    return example_exit("05_nested_blocks", status);
 }

@@ -90,9 +90,7 @@ int main(void) {
     bk_tensor *loss = bk_cross_entropy(Y, y, 8, BK_REDUCTION_MEAN);
     if (!loss || bk_backward(loss) != 0) goto done;
 
-    bk_module_print(net, stdout);
-    print_shape("input X shape", X);
-    print_shape("output Y shape", Y);
+    print_forward(net, X, Y, false);
     printf("loss = %.4f\n", (double)bk_item(loss));
     bk_tensor *g = bk_module_get(net, "inception.p2_2.weight");
     if (!g || !g->grad) {
@@ -114,8 +112,6 @@ int main(void) {
     status = 0;
 
 done:
-    if (status) fprintf(stderr, "06_cnn_blocks: %s\n", bk_last_error());
     bk_module_free(net);
-    bk_thread_cleanup();
-    return status;
+    return example_exit("06_cnn_blocks", status);
 }

@@ -25,13 +25,7 @@ int main(void) {
     bk_manual_seed(0);
     const float true_w[2] = {2.0f, -3.4f}, true_b = 4.2f;
     static float x[N * 2], y[N];
-    bk_rng rng;
-    bk_rng_seed(&rng, 1);
-    for (int i = 0; i < N; i++) {
-        x[2 * i] = bk_rng_normal(&rng);
-        x[2 * i + 1] = bk_rng_normal(&rng);
-        y[i] = x[2 * i] * true_w[0] + x[2 * i + 1] * true_w[1] + true_b + 0.01f * bk_rng_normal(&rng);
-    }
+    synthetic_data(N, true_w, true_b, x, y);
     bk_dataset *ds = bk_dataset_from_arrays(N, BK_SHAPE(2), x, NULL, 0, y, 1);
     bk_module *net = bk_nn_sequential(1, bk_nn_linear(2, 1));
     bk_loader *loader = ds ? bk_loader_new(ds, 10, true, 42, false) : NULL;

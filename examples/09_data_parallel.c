@@ -44,13 +44,7 @@ int main(int argc, char **argv) {
     int slots = world * micro;
     if (micro < 1) micro = slots = 1;
     static float x[N * 2], y[N];
-    bk_rng rng;
-    bk_rng_seed(&rng, 1);
-    for (int i = 0; i < N; i++) {
-        x[2 * i] = bk_rng_normal(&rng);
-        x[2 * i + 1] = bk_rng_normal(&rng);
-        y[i] = 2.0f * x[2 * i] - 3.4f * x[2 * i + 1] + 4.2f + 0.01f * bk_rng_normal(&rng);
-    }
+    synthetic_data(N, (const float[2]){2.0f, -3.4f}, 4.2f, x, y); /* y = 2 x0 - 3.4 x1 + 4.2 + noise */
     bk_manual_seed(0); /* the same model on every rank (bk_ddp_new checks it and copies rank 0's) */
     bk_module *net = bk_nn_sequential(3, bk_nn_linear(2, 16), bk_nn_relu(), bk_nn_linear(16, 1));
     bk_optim *opt = net ? bk_optim_sgd(net, BK_SGD_DEFAULTS(0.02)) : NULL;

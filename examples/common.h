@@ -1,5 +1,6 @@
-/* common.h - the reporting every example shares: shapes, and a summary of a block's
- * parameters (what PyTorch users print with named_parameters()). Header-only: each
+/* common.h - the scaffolding every example shares: D2L's synthetic regression data, the
+ * reporting (shapes, a block and its output, a summary of a block's parameters: what
+ * PyTorch users print with named_parameters()) and the exit. Header-only: each
  * example (examples/NN_name.c) is its own program and includes what it needs;
  * `static inline` keeps a helper that one example does not use from warning.
  */
@@ -44,6 +45,39 @@ static inline int print_parameters(const bk_module *net) {
     if (total < 0 || trainable < 0) return -1;
     printf("total: %" PRId64 " parameters (%" PRId64 " trainable)\n", total, trainable);
     return 0;
+}
+
+/* print(net), then the shapes of its input X and output Y and, with values, "Y = " and Y:
+ * what the block examples show after their forward. */
+static inline void print_forward(const bk_module *net, const bk_tensor *X, const bk_tensor *Y, bool values) {
+    bk_module_print(net, stdout);
+    print_shape("input X shape", X);
+    print_shape("output Y shape", Y);
+    if (values) {
+        printf("Y = ");
+        bk_print(Y, stdout);
+    }
+}
+
+/* D2L 3.3's synthetic_data: n samples of 2 features x ~ N(0, 1) and targets
+ * y = x w + b + N(0, 0.01^2) noise, drawn from a generator of their own (seed 1), so the
+ * data do not depend on the default generator that initialises the model. */
+static inline void synthetic_data(int n, const float w[2], float b, float *x, float *y) {
+    bk_rng rng;
+    bk_rng_seed(&rng, 1);
+    for (int i = 0; i < n; i++) {
+        x[2 * i] = bk_rng_normal(&rng);
+        x[2 * i + 1] = bk_rng_normal(&rng);
+        y[i] = x[2 * i] * w[0] + x[2 * i + 1] * w[1] + b + 0.01f * bk_rng_normal(&rng);
+    }
+}
+
+/* The end of an example's main: the error, if status says it failed, then the thread's
+ * clean-up (the caller has freed what it made). Returns status. */
+static inline int example_exit(const char *example, int status) {
+    if (status) fprintf(stderr, "%s: %s\n", example, bk_last_error());
+    bk_thread_cleanup();
+    return status;
 }
 
 #endif /* BRICK_EXAMPLES_COMMON_H */

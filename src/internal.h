@@ -227,6 +227,21 @@ void bk__anomaly_set_where(const bk__where_hooks *hooks);
 void bk__block_push(const bk_module *m);
 void bk__block_pop(void);
 
+/* ---- layers used inside other layers (src/nn) ------------------------------------------ */
+/* MultiheadAttention's out_proj (nn/linear.c): Linear(E, E) under torch's class name
+ * NonDynamicallyQuantizableLinear, its weight initialised as Linear's, its bias zero. */
+bk_module *bk__nn_out_proj(int64_t E, bool bias);
+
+/* ---- ops y = f(x, w[, b]) (linear, conv2d, batch_norm, layer_norm) --------------------- */
+/* For their backward: dL/dy, and where to add the gradients, *dx, *dw and *db, each NULL
+ * when not wanted (*db also when there is no bias). */
+static inline const float *bk__xwb_grads(bk_node *n, bk_tensor **dx, bk_tensor **dw, bk_tensor **db) {
+    *dx = bk_node_grad_input(n, 0);
+    *dw = bk_node_grad_input(n, 1);
+    *db = bk_node_num_inputs(n) > 2 ? bk_node_grad_input(n, 2) : NULL;
+    return bk_node_grad_output(n)->data;
+}
+
 /* ---- the compute backend --------------------------------------------------------------
  * Every heavy kernel goes through this table so that a BLAS, threaded or GPU backend can
  * replace it without touching the ops. Matrices are row-major.

@@ -76,17 +76,6 @@ static int64_t dconv_q(const bk__dconv *d, int64_t nimg) {
 #define VSUM(v) _mm512_reduce_add_ps(v)
 #define FN(name) name##_avx512
 #include "kernels/conv_direct_tmpl.h"
-#undef V
-#undef VL
-#undef PV
-#undef TB
-#undef VSUM
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VZERO
-#undef VFMA
-#undef FN
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -118,17 +107,6 @@ static inline float sum8(__m256 v) {
 #define VSUM(v) sum8(v)
 #define FN(name) name##_avx2
 #include "kernels/conv_direct_tmpl.h"
-#undef V
-#undef VL
-#undef PV
-#undef TB
-#undef VSUM
-#undef VLOAD
-#undef VSTORE
-#undef VBCAST
-#undef VZERO
-#undef VFMA
-#undef FN
 #if defined(__clang__)
 #pragma clang attribute pop
 #else

@@ -1,10 +1,19 @@
 /* conv_direct_tmpl.h - the loops of conv_direct.c for one instruction set. conv_direct.c
  * includes it once per set, inside a `#pragma GCC target`, with these defined:
- *   V, VL      the vector type and its floats; PV: vectors of output pixels per tile
- *   VLOAD(p), VSTORE(p, v), VBCAST(s), VZERO(), VFMA(a, b, c) = a * b + c
+ *   V, VL      the vector type and its floats; PV: vectors of output pixels per tile,
+ *              TB: taps per tile of the weight gradient
+ *   VLOAD(p), VSTORE(p, v), VBCAST(s), VZERO(), VFMA(a, b, c) = a * b + c, VSUM(v): the
+ *              sum of v's lanes in a fixed order
  *   FN(name)   the set's name for a function
- * Not a header for anyone else. OB (output channels per tile) comes from conv_direct.c.
+ * Not a header for anyone else; it #undefs them at its end. OB (output channels per tile)
+ * comes from conv_direct.c.
  */
+
+/* for each (o, i) of an OB x NI tile of registers with i < n, the loops unrolled so that the
+ * tile stays in registers (n and NI are constants where the tile is inlined) */
+#define TILE_FOR(o, i, NI, n)                                                                  \
+    _Pragma("GCC unroll 8") for (int o = 0; o < OB; o++)                                       \
+    _Pragma("GCC unroll 8") for (int i = 0; i < (NI); i++) if (i < (n))
 
 /* The planes of a chunk (layout at the top of conv_direct.c): zeros everywhere but the
  * images' rows. Rows are short (4 to 30 floats), so vector loops rather than calls (omp
@@ -56,10 +65,7 @@ static inline __attribute__((always_inline)) void FN(tile)(const float *x, int64
                                                          const int64_t *offs, int64_t KK, const float *wp,
                                                          float *y, int64_t ldy, int np) {
     V acc[OB][PV];
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; o++)
-#pragma GCC unroll 8
-        for (int p = 0; p < PV; p++) acc[o][p] = VZERO();
+    TILE_FOR(o, p, PV, PV) acc[o][p] = VZERO();
     for (int64_t c = 0; c < C; c++, x += plane)
         for (int64_t t = 0; t < KK; t++, wp += OB) {
             const float *xs = x + offs[t];
@@ -74,11 +80,7 @@ static inline __attribute__((always_inline)) void FN(tile)(const float *x, int64
                     if (p < np) acc[o][p] = VFMA(wv, xv[p], acc[o][p]);
             }
         }
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; o++)
-#pragma GCC unroll 8
-        for (int p = 0; p < PV; p++)
-            if (p < np) VSTORE(y + o * ldy + p * VL, acc[o][p]);
+    TILE_FOR(o, p, PV, np) VSTORE(y + o * ldy + p * VL, acc[o][p]);
 }
 
 /* The wide outputs yw (Opad, Q) of the planes xp (C, plane): tiles of PV vectors of pixels,
@@ -107,14 +109,20 @@ static void FN(compute)(const bk__dconv *d, int64_t Q, const float *xp, const in
     }
 }
 
+/* offs[t]: where tap t = kh KW + kw reads the planes, from a wide index q (the layout at the
+ * top of conv_direct.c). (A macro: as a function, even an always-inline one, it changed
+ * GCC 12's register allocation of the weight gradient's loops.) */
+#define TAP_OFFSETS(d, offs)                                                                   \
+    for (int64_t kh = 0; kh < (d)->KH; kh++)                                                   \
+        for (int64_t kw = 0; kw < (d)->KW; kw++)                                               \
+            (offs)[kh * (d)->KW + kw] = (d)->lead + kh * (d)->dh * (d)->Wp + kw * (d)->dw - (d)->pw
+
 static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
                     const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work) {
     int64_t Q = dconv_q(d, nimg);
     float *xp = work, *yw = work + d->C * d->plane;
     int64_t offs[DCONV_MAX_TAPS];
-    for (int64_t kh = 0; kh < d->KH; kh++)
-        for (int64_t kw = 0; kw < d->KW; kw++)
-            offs[kh * d->KW + kw] = d->lead + kh * d->dh * d->Wp + kw * d->dw - d->pw;
+    TAP_OFFSETS(d, offs);
     FN(fill_planes)(d, nimg, src, src_img, xp);
     FN(compute)(d, Q, xp, offs, wp, yw);
     /* dst (+)= the wide outputs that are real pixels */
@@ -142,10 +150,7 @@ static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t 
 static inline __attribute__((always_inline)) void FN(wtile)(const float *dy, int64_t ldy, const float *x,
                                                           const int64_t *offs, int64_t Q, float *out, int tb) {
     V acc[OB][TB];
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; o++)
-#pragma GCC unroll 8
-        for (int t = 0; t < TB; t++) acc[o][t] = VZERO();
+    TILE_FOR(o, t, TB, TB) acc[o][t] = VZERO();
     for (int64_t q = 0; q < Q; q += VL) {
         V xv[TB];
 #pragma GCC unroll 8
@@ -158,11 +163,7 @@ static inline __attribute__((always_inline)) void FN(wtile)(const float *dy, int
                 if (t < tb) acc[o][t] = VFMA(g, xv[t], acc[o][t]);
         }
     }
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; o++)
-#pragma GCC unroll 8
-        for (int t = 0; t < TB; t++)
-            if (t < tb) out[o * TB + t] = VSUM(acc[o][t]);
+    TILE_FOR(o, t, TB, tb) out[o * TB + t] = VSUM(acc[o][t]);
 }
 
 static void FN(dweights)(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
@@ -170,9 +171,7 @@ static void FN(dweights)(const bk__dconv *d, int64_t nimg, const float *src, int
     int64_t Q = dconv_q(d, nimg), KK = d->KH * d->KW;
     float *xp = work, *yw = work + d->C * d->plane;
     int64_t offs[DCONV_MAX_TAPS];
-    for (int64_t kh = 0; kh < d->KH; kh++)
-        for (int64_t kw = 0; kw < d->KW; kw++)
-            offs[kh * d->KW + kw] = d->lead + kh * d->dh * d->Wp + kw * d->dw - d->pw;
+    TAP_OFFSETS(d, offs);
     FN(fill_planes)(d, nimg, src, src_img, xp);
     FN(fill_wide)(d, nimg, dy, dy_img, Q, yw);
     for (int64_t ob = 0; ob < d->Opad / OB; ob++)
@@ -199,3 +198,17 @@ static void FN(dweights)(const bk__dconv *d, int64_t nimg, const float *src, int
                     }
             }
 }
+
+#undef TILE_FOR
+#undef TAP_OFFSETS
+#undef V
+#undef VL
+#undef PV
+#undef TB
+#undef VSUM
+#undef VLOAD
+#undef VSTORE
+#undef VBCAST
+#undef VZERO
+#undef VFMA
+#undef FN

@@ -124,13 +124,9 @@ static void micro_portable(int64_t kc, const float *a, const float *b, int64_t b
 #endif
 
 static const bk__gemm_kernel KERNEL_PORTABLE = {
-    .name = "portable 4x8",
-    .key = "portable",
-    .mr = PMR,
-    .nr = PNR,
-    .mc = 128,
-    .kc = 256,
-    .nc = 4096,
+    .name = "portable 4x8", .key = "portable",
+    .mr = PMR, .nr = PNR,                 /* register tile */
+    .mc = 128, .kc = 256, .nc = 4096,     /* cache blocks */
     .micro = micro_portable,
 };
 

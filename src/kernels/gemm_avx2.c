@@ -31,37 +31,30 @@ __attribute__((target("avx2,fma"))) static void micro_6x16(int64_t kc, const flo
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
     for (int64_t i = 0; i < MR; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 
-#define BK_STEP(k)                                                                         \
-    do {                                                                                   \
-        const __m256 b0 = _mm256_loadu_ps(b + (k) * bs), b1 = _mm256_loadu_ps(b + (k) * bs + 8); \
-        __m256 ai = _mm256_broadcast_ss(a + (k) * MR + 0);                                 \
-        c00 = _mm256_fmadd_ps(ai, b0, c00);                                                \
-        c01 = _mm256_fmadd_ps(ai, b1, c01);                                                \
-        ai = _mm256_broadcast_ss(a + (k) * MR + 1);                                        \
-        c10 = _mm256_fmadd_ps(ai, b0, c10);                                                \
-        c11 = _mm256_fmadd_ps(ai, b1, c11);                                                \
-        ai = _mm256_broadcast_ss(a + (k) * MR + 2);                                        \
-        c20 = _mm256_fmadd_ps(ai, b0, c20);                                                \
-        c21 = _mm256_fmadd_ps(ai, b1, c21);                                                \
-        ai = _mm256_broadcast_ss(a + (k) * MR + 3);                                        \
-        c30 = _mm256_fmadd_ps(ai, b0, c30);                                                \
-        c31 = _mm256_fmadd_ps(ai, b1, c31);                                                \
-        ai = _mm256_broadcast_ss(a + (k) * MR + 4);                                        \
-        c40 = _mm256_fmadd_ps(ai, b0, c40);                                                \
-        c41 = _mm256_fmadd_ps(ai, b1, c41);                                                \
-        ai = _mm256_broadcast_ss(a + (k) * MR + 5);                                        \
-        c50 = _mm256_fmadd_ps(ai, b0, c50);                                                \
-        c51 = _mm256_fmadd_ps(ai, b1, c51);                                                \
-    } while (0)
+/* F(i, lo, hi) for each row i of the tile and its two accumulators */
+#define BK_ROWS(F)                                                                         \
+    F(0, c00, c01);                                                                        \
+    F(1, c10, c11);                                                                        \
+    F(2, c20, c21);                                                                        \
+    F(3, c30, c31);                                                                        \
+    F(4, c40, c41);                                                                        \
+    F(5, c50, c51)
+/* row i: (lo, hi) += a[i] * (b0, b1) */
+#define BK_FMA(i, lo, hi)                                                                  \
+    ai = _mm256_broadcast_ss(a + (i));                                                     \
+    lo = _mm256_fmadd_ps(ai, b0, lo);                                                      \
+    hi = _mm256_fmadd_ps(ai, b1, hi)
 
     /* One k per iteration: unrolling lets GCC interleave the steps until it runs out of
      * the 16 ymm registers and spills; the loop overhead hides behind the 12 FMAs. */
     for (int64_t k = 0; k < kc; k++) {
-        BK_STEP(0);
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 ai;
+        BK_ROWS(BK_FMA);
         a += MR;
         b += bs;
     }
-#undef BK_STEP
+#undef BK_FMA
 
     /* c = alpha * acc + beta * c; beta == 0 never reads c */
     const __m256 va = _mm256_set1_ps(alpha);
@@ -69,12 +62,7 @@ __attribute__((target("avx2,fma"))) static void micro_6x16(int64_t kc, const flo
 #define BK_STORE(i, lo, hi)                                            \
     _mm256_storeu_ps(c + (i) * ldc, _mm256_mul_ps(va, lo));           \
     _mm256_storeu_ps(c + (i) * ldc + 8, _mm256_mul_ps(va, hi))
-        BK_STORE(0, c00, c01);
-        BK_STORE(1, c10, c11);
-        BK_STORE(2, c20, c21);
-        BK_STORE(3, c30, c31);
-        BK_STORE(4, c40, c41);
-        BK_STORE(5, c50, c51);
+        BK_ROWS(BK_STORE);
 #undef BK_STORE
     } else {
         const __m256 vb = _mm256_set1_ps(beta);
@@ -84,14 +72,10 @@ __attribute__((target("avx2,fma"))) static void micro_6x16(int64_t kc, const flo
     _mm256_storeu_ps(c + (i) * ldc + 8,                                                     \
                      _mm256_fmadd_ps(va, hi,                                                \
                                      _mm256_mul_ps(vb, _mm256_loadu_ps(c + (i) * ldc + 8))))
-        BK_UPDATE(0, c00, c01);
-        BK_UPDATE(1, c10, c11);
-        BK_UPDATE(2, c20, c21);
-        BK_UPDATE(3, c30, c31);
-        BK_UPDATE(4, c40, c41);
-        BK_UPDATE(5, c50, c51);
+        BK_ROWS(BK_UPDATE);
 #undef BK_UPDATE
     }
+#undef BK_ROWS
 }
 
 /* Transposes the 8 x 8 block in r[0..7] in place: afterwards r[k] holds column k. */
@@ -162,7 +146,8 @@ __attribute__((target("avx2"))) bool bk__gemm_pack_rows_avx2(int w, const float 
 /* ---- tiny products ---------------------------------------------------------------------
  * The AVX-512 kernel's unpacked path (gemm_avx512.c, which says why and when) in 8 lanes:
  * op(A) @ B in blocks of 4 rows sharing each load of B, k in increasing order; A @ B^T as 8
- * dot products over k at a time, reduced together. Edges through masked loads and stores. */
+ * dot products over k at a time, reduced together. Edges through masked loads and stores.
+ * The loops over the blocks are gemm_small_tmpl.h's; this file gives its 8-lane blocks. */
 
 #define BK_UNROLL _Pragma("GCC unroll 16")
 
@@ -220,39 +205,6 @@ nn_rows(const int mr, const int nv, bool full, const __m256i *m, int64_t K, cons
         nn_block(false, mr, nv, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc);
 }
 
-__attribute__((target("avx2,fma"), always_inline)) static inline void
-small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
-    for (int64_t j = 0; j < N; j += 8 * nv) {
-        __m256i m[4];
-        BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes8(N - j - 8 * v);
-        const bool full = j + 8 * nv <= N;
-        int64_t i = 0;
-        for (; i + 4 <= M; i += 4)
-            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta,
-                    C + i * ldc + j, ldc);
-        const float *a = A + i * ars; /* the last 1 to 3 rows */
-        float *c = C + i * ldc + j;
-        if (M - i == 3) nn_rows(3, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
-        if (M - i == 2) nn_rows(2, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
-        if (M - i == 1) nn_rows(1, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void small_nn(bool ta, int64_t M, int64_t N,
-                                                         int64_t K, float alpha, const float *A,
-                                                         int64_t lda, const float *B,
-                                                         int64_t ldb, float beta, float *C,
-                                                         int64_t ldc) {
-    if (N <= 8)
-        small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (N <= 16)
-        small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        small_nn_v(3, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
 /* C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= 8: 8 dot products
  * over k in 8 lanes, reduced by a tree of horizontal adds into lanes 0..7 in order; `full`
  * (nj == 8) drops the test for rows past N. */
@@ -287,39 +239,26 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
 }
 #undef BK_LOAD
 
-__attribute__((target("avx2,fma"))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K,
-                                                         float alpha, const float *A,
-                                                         int64_t lda, const float *B,
-                                                         int64_t ldb, float beta, float *C,
-                                                         int64_t ldc) {
-    (void)ta; /* (always false: A @ B^T) */
-    for (int64_t i = 0; i < M; i++) {
-        int64_t j0 = 0;
-        for (; j0 + 8 <= N; j0 += 8)
-            nt_group(true, 8, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
-        if (j0 < N)
-            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
-                     C + i * ldc + j0);
-    }
-}
+#define VW 8
+#define NV_MAX 3
+#define KTARGET "avx2,fma"
+#define MASK __m256i
+#define NN_FULL 1 /* nn_rows tells a block inside N from the edge */
+#define LANES(n) lanes8(n)
+#include "gemm_small_tmpl.h"
 
 static bool usable(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 const bk__gemm_kernel bk__gemm_kernel_avx2 = {
-    .name = "avx2-fma 6x16",
-    .key = "avx2",
+    .name = "avx2-fma 6x16", .key = "avx2",
     .usable = usable,
-    .mr = MR,
-    .nr = NR,
-    .mc = 144,
-    .kc = 256,
-    .nc = 4080,
+    .mr = MR, .nr = NR,                   /* register tile */
+    .mc = 144, .kc = 256, .nc = 4080,     /* cache blocks */
     .micro = micro_6x16,
     .pack_rows = bk__gemm_pack_rows_avx2,
-    .small_nn = small_nn,
-    .small_nt = small_nt,
+    .small_nn = small_nn, .small_nt = small_nt, /* gemm_small_tmpl.h */
 };
 
 #else

@@ -71,7 +71,8 @@ __attribute__((target("avx512f"))) static void micro_8x16(int64_t kc, const floa
  * C = alpha * op(A) @ op(B) + beta * C read where the operands lie: no packing, no buffer,
  * one thread. Each C element's sum runs over k in increasing order when op(B) = B; for
  * op(B) = B^T (rows of B contiguous in k) it is a dot product over k in 16 lanes, reduced at
- * the end. */
+ * the end. The loops over the blocks are gemm_small_tmpl.h's; this file gives its 16-lane
+ * blocks. */
 
 /* lanes [0, n) of a 16-float vector (none for n <= 0, all for n >= 16) */
 __attribute__((target("avx512f"))) static inline __mmask16 lanes(int64_t n) {
@@ -106,39 +107,9 @@ nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float 
         }
 }
 
-/* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 4) x 16nv
- * columns. */
-__attribute__((target("avx512f"), always_inline)) static inline void
-small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
-    for (int64_t j = 0; j < N; j += 16 * nv) {
-        __mmask16 m[4];
-        BK_UNROLL for (int v = 0; v < nv; v++) m[v] = lanes(N - j - 16 * v);
-        int64_t i = 0;
-        for (; i + 4 <= M; i += 4)
-            nn_block(4, nv, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j, ldc);
-        const float *a = A + i * ars; /* the last 1 to 3 rows */
-        float *c = C + i * ldc + j;
-        if (M - i == 3) nn_block(3, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
-        if (M - i == 2) nn_block(2, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
-        if (M - i == 1) nn_block(1, nv, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
-    }
-}
-
-/* small_nn_v with as many vectors as N needs, up to 4 */
-__attribute__((target("avx512f"))) static void small_nn(bool ta, int64_t M, int64_t N,
-                                                        int64_t K, float alpha, const float *A,
-                                                        int64_t lda, const float *B,
-                                                        int64_t ldb, float beta, float *C,
-                                                        int64_t ldc) {
-    if (N <= 16)
-        small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (N <= 32)
-        small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        small_nn_v(4, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
+/* the template's nn_rows: nn_block, the edge masked like the rest (masked stores cost
+ * nothing here) */
+#define nn_rows(mr, nv, full, ...) nn_block(mr, nv, __VA_ARGS__)
 
 /* The 16 lane sums of x[0..15], lane j holding x[4 * (j % 4) + j / 4]'s (a tree of
  * 128-bit, 64-bit and 32-bit shuffles: 45 instructions instead of 16 reductions of ~8). */
@@ -184,21 +155,13 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
     _mm512_mask_storeu_ps(cij, mj, r);
 }
 
-__attribute__((target("avx512f"))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K,
-                                                        float alpha, const float *A,
-                                                        int64_t lda, const float *B,
-                                                        int64_t ldb, float beta, float *C,
-                                                        int64_t ldc) {
-    (void)ta; /* (always false: A @ B^T) */
-    for (int64_t i = 0; i < M; i++) {
-        int64_t j0 = 0;
-        for (; j0 + 16 <= N; j0 += 16)
-            nt_group(true, 16, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
-        if (j0 < N)
-            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
-                     C + i * ldc + j0);
-    }
-}
+#define VW 16
+#define NV_MAX 4
+#define KTARGET "avx512f"
+#define MASK __mmask16
+#define LANES(n) lanes(n)
+#include "gemm_small_tmpl.h"
+#undef nn_rows
 
 static bool usable(void) {
     /* the packing uses AVX2 (every AVX-512 CPU has it) */
@@ -206,19 +169,14 @@ static bool usable(void) {
 }
 
 const bk__gemm_kernel bk__gemm_kernel_avx512 = {
-    .name = "avx512 16x16",
-    .key = "avx512",
+    .name = "avx512 16x16", .key = "avx512",
     .usable = usable,
-    .mr = MR,
-    .nr = NR,
-    .mc = 192,
-    .kc = 256,
-    .nc = 4096,
+    .mr = MR, .nr = NR,                   /* register tile */
+    .mc = 192, .kc = 256, .nc = 4096,     /* cache blocks */
     .micro = micro_16x16,
     .micro_half = micro_8x16,
     .pack_rows = bk__gemm_pack_rows_avx2,
-    .small_nn = small_nn,
-    .small_nt = small_nt,
+    .small_nn = small_nn, .small_nt = small_nt, /* gemm_small_tmpl.h */
 };
 
 #else

@@ -11,51 +11,13 @@
  * the (E, E) slices of in_proj_weight are copied).
  *
  * State dict (torch's names and order): in_proj_weight (3E, E), in_proj_bias (3E),
- * out_proj.weight (E, E), out_proj.bias (E). out_proj prints as
- * NonDynamicallyQuantizableLinear, the Linear subclass torch uses there.
+ * out_proj.weight (E, E), out_proj.bias (E). out_proj is a Linear(E, E) that prints as
+ * NonDynamicallyQuantizableLinear, the Linear subclass torch uses there (bk__nn_out_proj).
  */
 #include "internal.h"
 
 #include <inttypes.h>
 #include <math.h>
-
-/* ---- out_proj: a Linear under torch's class name ----------------------------------------------- */
-
-typedef struct out_proj {
-    bk_module base;
-    int64_t features;
-    bk_tensor *weight, *bias; /* borrowed; bias may be NULL */
-} out_proj;
-
-static bk_tensor *out_proj_forward(bk_module *m, bk_tensor *x) {
-    out_proj *self = (out_proj *)m;
-    return bk_linear(x, self->weight, self->bias);
-}
-
-static void out_proj_repr(const bk_module *m, char *buf, size_t n) {
-    const out_proj *self = (const out_proj *)m;
-    snprintf(buf, n, "in_features=%" PRId64 ", out_features=%" PRId64 ", bias=%s", self->features,
-             self->features, self->bias ? "True" : "False");
-}
-
-static const bk_module_class OUT_PROJ = {"NonDynamicallyQuantizableLinear", out_proj_forward, out_proj_repr,
-                                         NULL};
-
-/* Linear(E, E)'s init (U(+-1/sqrt(E)) weight); MultiheadAttention then zeroes the bias. */
-static bk_module *out_proj_new(int64_t E, bool bias) {
-    out_proj *self = (out_proj *)bk_module_new(&OUT_PROJ, sizeof(out_proj));
-    if (!self) return NULL;
-    self->features = E;
-    self->weight = bk_module_param(&self->base, "weight", BK_SHAPE(E, E));
-    if (bias) self->bias = bk_module_param(&self->base, "bias", BK_SHAPE(E));
-    if (!self->weight || (bias && !self->bias)) {
-        bk_module_free(&self->base);
-        return NULL;
-    }
-    float bound = E > 0 ? 1.0f / sqrtf((float)E) : 0.0f;
-    bk_fill_uniform(self->weight, NULL, -bound, bound);
-    return &self->base;
-}
 
 /* ---- MultiheadAttention -------------------------------------------------------------------------- */
 
@@ -232,7 +194,7 @@ bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float
     self->in_proj_weight = bk_module_param(m, "in_proj_weight", BK_SHAPE(3 * E, E));
     if (self->in_proj_weight && bias) self->in_proj_bias = bk_module_param(m, "in_proj_bias", BK_SHAPE(3 * E));
     if (self->in_proj_weight && (!bias || self->in_proj_bias))
-        self->out_proj = bk_module_add(m, "out_proj", out_proj_new(E, bias));
+        self->out_proj = bk_module_add(m, "out_proj", bk__nn_out_proj(E, bias));
     if (!self->out_proj) {
         bk_module_free(m);
         return NULL;

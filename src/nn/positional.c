@@ -41,6 +41,21 @@ static int64_t seq_len(const positional *self, const bk_tensor *x) {
     return T;
 }
 
+/* A block of class cls over max_len positions of num_hiddens features, its table not made
+ * yet; NULL with the error set for bad sizes. */
+static positional *positional_new(const bk_module_class *cls, int64_t num_hiddens, int64_t max_len) {
+    if (num_hiddens < 1 || max_len < 0) {
+        bk_set_error("%s: num_hiddens=%" PRId64 " must be positive and max_len=%" PRId64 " non-negative", cls->name,
+                     num_hiddens, max_len);
+        return NULL;
+    }
+    positional *self = (positional *)bk_module_new(cls, sizeof(positional));
+    if (!self) return NULL;
+    self->max_len = max_len;
+    self->d = num_hiddens;
+    return self;
+}
+
 /* ---- sinusoidal ---------------------------------------------------------------------------- */
 
 static bk_tensor *sinusoidal_forward(bk_module *m, bk_tensor *x) {
@@ -54,15 +69,8 @@ static bk_tensor *sinusoidal_forward(bk_module *m, bk_tensor *x) {
 static const bk_module_class POSITIONAL_ENCODING = {"PositionalEncoding", sinusoidal_forward, NULL, NULL};
 
 bk_module *bk_nn_positional_encoding(int64_t num_hiddens, float dropout, int64_t max_len) {
-    if (num_hiddens < 1 || max_len < 0) {
-        bk_set_error("PositionalEncoding: num_hiddens=%" PRId64 " must be positive and max_len=%" PRId64
-                     " non-negative", num_hiddens, max_len);
-        return NULL;
-    }
-    positional *self = (positional *)bk_module_new(&POSITIONAL_ENCODING, sizeof(positional));
+    positional *self = positional_new(&POSITIONAL_ENCODING, num_hiddens, max_len);
     if (!self) return NULL;
-    self->max_len = max_len;
-    self->d = num_hiddens;
     self->dropout = bk_module_add(&self->base, "dropout", bk_nn_dropout(dropout));
     self->table = self->dropout ? bk_module_buffer(&self->base, "P", BK_SHAPE(1, max_len, num_hiddens), false)
                                 : NULL;
@@ -96,15 +104,8 @@ static const bk_module_class LEARNED_POSITIONAL = {"LearnedPositionalEmbedding",
                                                    NULL};
 
 bk_module *bk_nn_learned_positional_embedding(int64_t max_len, int64_t num_hiddens) {
-    if (num_hiddens < 1 || max_len < 0) {
-        bk_set_error("LearnedPositionalEmbedding: num_hiddens=%" PRId64 " must be positive and max_len=%" PRId64
-                     " non-negative", num_hiddens, max_len);
-        return NULL;
-    }
-    positional *self = (positional *)bk_module_new(&LEARNED_POSITIONAL, sizeof(positional));
+    positional *self = positional_new(&LEARNED_POSITIONAL, num_hiddens, max_len);
     if (!self) return NULL;
-    self->max_len = max_len;
-    self->d = num_hiddens;
     self->table = bk_module_param(&self->base, "weight", BK_SHAPE(max_len, num_hiddens));
     if (!self->table) {
         bk_module_free(&self->base);

@@ -139,11 +139,15 @@ static bk_tensor *encoder_layer_module_forward(bk_module *m, bk_tensor *src) {
     return bk_transformer_encoder_layer_forward(m, src, NULL, NULL);
 }
 
+/* bk_forward of a decoder, which needs the encoder output too: names the call to make */
+static bk_tensor *needs_memory(const bk_module *m, const char *call) {
+    bk_set_error("in %s: forward needs the encoder output too; call %s(m, tgt, memory, ...)", m->cls->name, call);
+    return NULL;
+}
+
 static bk_tensor *decoder_layer_module_forward(bk_module *m, bk_tensor *tgt) {
     (void)tgt;
-    bk_set_error("in %s: forward needs the encoder output too; call bk_transformer_decoder_layer_forward(m, tgt, "
-                 "memory, ...)", m->cls->name);
-    return NULL;
+    return needs_memory(m, "bk_transformer_decoder_layer_forward");
 }
 
 static bool config_ok(const char *who, const bk_transformer_config *c) {
@@ -349,7 +353,5 @@ static bk_tensor *encoder_module_forward(bk_module *m, bk_tensor *src) {
 
 static bk_tensor *decoder_module_forward(bk_module *m, bk_tensor *tgt) {
     (void)tgt;
-    bk_set_error("in %s: forward needs the encoder output too; call bk_transformer_decoder_forward(m, tgt, memory, "
-                 "...)", m->cls->name);
-    return NULL;
+    return needs_memory(m, "bk_transformer_decoder_forward");
 }

@@ -151,9 +151,8 @@ static const float *grad_block(const conv_params *p, const float *G, int64_t n0,
 static void conv2d_backward(bk_node *node) {
     const conv_params *p = bk_node_params(node);
     const bk_tensor *x = bk_node_input(node, 0), *w = bk_node_input(node, 1);
-    const float *G = bk_node_grad_output(node)->data;
-    bk_tensor *dx = bk_node_grad_input(node, 0), *dw = bk_node_grad_input(node, 1);
-    bk_tensor *db = bk_node_num_inputs(node) > 2 ? bk_node_grad_input(node, 2) : NULL;
+    bk_tensor *dx, *dw, *db;
+    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
     const bk_backend *be = bk__backend();
     int64_t L = p->OH * p->OW;
     if (db) /* 16 running sums per plane (i mod 16), added pairwise: a fixed order that vectorises */

@@ -157,9 +157,8 @@ typedef struct lin_params {
 static void linear_backward(bk_node *n) {
     const lin_params *p = bk_node_params(n);
     const bk_tensor *x = bk_node_input(n, 0), *w = bk_node_input(n, 1);
-    const float *G = bk_node_grad_output(n)->data;
-    bk_tensor *dx = bk_node_grad_input(n, 0), *dw = bk_node_grad_input(n, 1);
-    bk_tensor *db = bk_node_num_inputs(n) > 2 ? bk_node_grad_input(n, 2) : NULL;
+    bk_tensor *dx, *dw, *db;
+    const float *G = bk__xwb_grads(n, &dx, &dw, &db);
     const bk_backend *be = bk__backend();
     if (dx) be->sgemm(false, false, p->M, p->in, p->out, 1.0f, G, p->out, w->data, p->in, 1.0f, dx->data, p->in);
     if (dw) be->sgemm(true, false, p->out, p->in, p->M, 1.0f, G, p->out, x->data, p->in, 1.0f, dw->data, p->in);

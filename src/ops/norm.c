@@ -124,6 +124,17 @@ static inline void sumv_dxhat(sumv *a, sumv *b, const float *g, const float *w, 
 
 /* ---- batch norm ----------------------------------------------------------------------- */
 
+/* The statistics of n channels or rows (mean, invstd) and an output like x, all in the
+ * current arena; NULL when out of memory. */
+static bk_tensor *stats_and_output(int64_t n, float **mean, float **invstd, const bk_tensor *x) {
+    bk_arena *a = bk_arena_current();
+    size_t count = (size_t)(n ? n : 1);
+    *mean = bk__arena_alloc(a, sizeof(float) * count);
+    *invstd = bk__arena_alloc(a, sizeof(float) * count);
+    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
+    return *mean && *invstd ? y : NULL;
+}
+
 typedef struct bn_params {
     int64_t N, C, S;
     bool use_batch_stats; /* training mode */
@@ -168,9 +179,8 @@ SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const
 static void bn_backward(bk_node *node) {
     const bn_params *p = bk_node_params(node);
     const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data;
-    const float *G = bk_node_grad_output(node)->data;
-    bk_tensor *dx = bk_node_grad_input(node, 0), *dw = bk_node_grad_input(node, 1);
-    bk_tensor *db = bk_node_grad_input(node, 2);
+    bk_tensor *dx, *dw, *db;
+    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
         bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, dw ? dw->data : NULL, db ? db->data : NULL);
@@ -211,12 +221,8 @@ SIMD_CLONES static void bn_forward_channel(bn_params *p, int64_t c, const float 
  * ones and records the op. */
 static bk_tensor *bn_forward(bn_params *p, bk_tensor *x, bk_tensor *w, bk_tensor *b, const float *fixed_mean,
                              const float *fixed_var, float eps, double *var_out) {
-    bk_arena *a = bk_arena_current();
-    size_t C = (size_t)(p->C ? p->C : 1);
-    p->mean = bk__arena_alloc(a, sizeof(float) * C);
-    p->invstd = bk__arena_alloc(a, sizeof(float) * C);
-    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
-    if (!p->mean || !p->invstd || !y) return NULL;
+    bk_tensor *y = stats_and_output(p->C, &p->mean, &p->invstd, x);
+    if (!y) return NULL;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
         bn_forward_channel(p, c, x->data, y->data, w->data[c], b->data[c], fixed_mean, fixed_var, eps, var_out);
@@ -252,9 +258,8 @@ SIMD_CLONES static void ln_backward_row(const ln_params *p, int64_t r, const flo
 static void ln_backward(bk_node *node) {
     const ln_params *p = bk_node_params(node);
     const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data;
-    const float *G = bk_node_grad_output(node)->data;
-    bk_tensor *dx = bk_node_grad_input(node, 0), *dw = bk_node_grad_input(node, 1);
-    bk_tensor *db = bk_node_grad_input(node, 2);
+    bk_tensor *dx, *dw, *db;
+    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
     int64_t R = p->R, D = p->D;
     bool par = R * D >= PARALLEL_MIN;
     (void)par; /* only the OpenMP pragmas read it */
@@ -310,12 +315,8 @@ SIMD_CLONES static void ln_forward_row(ln_params *p, int64_t r, const float *X, 
 }
 
 static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor *b, float eps) {
-    bk_arena *a = bk_arena_current();
-    size_t R = (size_t)(p->R ? p->R : 1);
-    p->mean = bk__arena_alloc(a, sizeof(float) * R);
-    p->invstd = bk__arena_alloc(a, sizeof(float) * R);
-    bk_tensor *y = bk__tensor_arena(x->ndim, x->shape, false);
-    if (!p->mean || !p->invstd || !y) return NULL;
+    bk_tensor *y = stats_and_output(p->R, &p->mean, &p->invstd, x);
+    if (!y) return NULL;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
     for (int64_t r = 0; r < p->R; r++) ln_forward_row(p, r, x->data, y->data, w->data, b->data, eps);
     bk_tensor *in[3] = {x, w, b};

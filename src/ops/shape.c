@@ -164,6 +164,18 @@ bk_tensor *bk_transpose(bk_tensor *a, int dim0, int dim1) {
 /* ---- slice (narrow) and concat ----------------------------------------------------------------
  * Both move blocks of `inner` contiguous elements: a tensor is (outer, n, inner) around dim. */
 
+/* An arena tensor of a's shape but len along dimension d, and the sizes around d: outer,
+ * the product of a's dimensions before it, inner, after it. NULL when out of memory. */
+static bk_tensor *resized_along(const bk_tensor *a, int d, int64_t len, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int i = 0; i < d; i++) *outer *= a->shape[i];
+    for (int i = d + 1; i < a->ndim; i++) *inner *= a->shape[i];
+    int64_t shape[BK_MAX_DIMS];
+    for (int i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
+    shape[d] = len;
+    return bk__tensor_arena(a->ndim, shape, false);
+}
+
 typedef struct slice_params {
     int dim;
     int64_t start, len, n, outer, inner;
@@ -192,12 +204,7 @@ bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end) {
         return NULL;
     }
     slice_params p = {d, start, end - start, n, 1, 1};
-    for (int i = 0; i < d; i++) p.outer *= a->shape[i];
-    for (int i = d + 1; i < a->ndim; i++) p.inner *= a->shape[i];
-    int64_t shape[BK_MAX_DIMS];
-    for (int i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
-    shape[d] = p.len;
-    bk_tensor *y = bk__tensor_arena(a->ndim, shape, false);
+    bk_tensor *y = resized_along(a, d, p.len, &p.outer, &p.inner);
     if (!y) return NULL;
     for (int64_t o = 0; o < p.outer; o++)
         memcpy(y->data + o * p.len * p.inner, a->data + (o * n + start) * p.inner,
@@ -271,12 +278,7 @@ bk_tensor *bk_concat(int n, bk_tensor *const *ts, int dim) {
         }
         p.total += t->shape[d];
     }
-    for (int i = 0; i < d; i++) p.outer *= a->shape[i];
-    for (int i = d + 1; i < a->ndim; i++) p.inner *= a->shape[i];
-    int64_t shape[BK_MAX_DIMS];
-    for (int i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
-    shape[d] = p.total;
-    bk_tensor *y = bk__tensor_arena(a->ndim, shape, false);
+    bk_tensor *y = resized_along(a, d, p.total, &p.outer, &p.inner);
     if (!y) return NULL;
     int64_t at = 0;
     for (int k = 0; k < n; k++) {

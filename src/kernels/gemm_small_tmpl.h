@@ -1,0 +1,76 @@
+/* gemm_small_tmpl.h - the unpacked path for tiny products (small_nn, small_nt; gemm.h has
+ * their contract) for one instruction set: the loops over blocks of C, the same for every
+ * set. gemm_avx2.c and gemm_avx512.c include it once, after defining
+ *   VW          floats per vector (8, 16); NV_MAX: most vectors per block of columns (3, 4)
+ *   KTARGET     the target attribute's string ("avx2,fma", "avx512f")
+ *   MASK        the type of a lane mask, LANES(n): the mask of lanes [0, n) of a vector
+ * and two always-inline functions for their vectors:
+ *   nn_rows(mr, nv, full, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc):
+ *     C[i0 .. i0+mr, j .. j+VW nv) = alpha * op(A) @ B (+ beta * C), op(A)[i0 + r, k] at
+ *     a[r*ars + k*aks], B's columns from bj; m: each vector's lanes inside N, full: all are
+ *     (only with NN_FULL defined; else nn_rows is a macro that drops `full` unread: GCC 12
+ *     allocated the AVX-512 loop's registers differently when it computed even a dead one)
+ *   nt_group(full, nj, K, ai, bj, ldb, alpha, beta, cij):
+ *     C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= VW
+ * Not a header for anyone else; it #undefs its parameters at its end.
+ */
+
+/* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 3) x VW nv
+ * columns, the rows sharing each load of B. */
+__attribute__((target(KTARGET), always_inline)) static inline void
+small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
+    for (int64_t j = 0; j < N; j += VW * nv) {
+        MASK m[4];
+        BK_UNROLL for (int v = 0; v < nv; v++) m[v] = LANES(N - j - VW * v);
+#ifdef NN_FULL
+        const bool full = j + VW * nv <= N; /* no column of the block past N */
+#endif
+        int64_t i = 0;
+        for (; i + 4 <= M; i += 4)
+            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta,
+                    C + i * ldc + j, ldc);
+        const float *a = A + i * ars; /* the last 1 to 3 rows */
+        float *c = C + i * ldc + j;
+        if (M - i == 3) nn_rows(3, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 2) nn_rows(2, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+        if (M - i == 1) nn_rows(1, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
+    }
+}
+
+/* small_nn_v with as many vectors as N needs: 1, 2, else NV_MAX */
+__attribute__((target(KTARGET))) static void small_nn(bool ta, int64_t M, int64_t N, int64_t K,
+                                                      float alpha, const float *A, int64_t lda,
+                                                      const float *B, int64_t ldb, float beta,
+                                                      float *C, int64_t ldc) {
+    if (N <= VW)
+        small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (N <= 2 * VW)
+        small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        small_nn_v(NV_MAX, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* A @ B^T a row of C at a time, in groups of VW columns (the last one 1 to VW) */
+__attribute__((target(KTARGET))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K,
+                                                      float alpha, const float *A, int64_t lda,
+                                                      const float *B, int64_t ldb, float beta,
+                                                      float *C, int64_t ldc) {
+    (void)ta; /* (always false: A @ B^T) */
+    for (int64_t i = 0; i < M; i++) {
+        int64_t j0 = 0;
+        for (; j0 + VW <= N; j0 += VW)
+            nt_group(true, VW, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
+        if (j0 < N)
+            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
+                     C + i * ldc + j0);
+    }
+}
+
+#undef NN_FULL
+#undef VW
+#undef NV_MAX
+#undef KTARGET
+#undef MASK
+#undef LANES
