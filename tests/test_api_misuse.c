@@ -27,6 +27,8 @@
 
 #include "test.h"
 
+#include "ops/elementwise_ops.h" /* the element-wise ops, one row each: all are swept */
+
 #include <ctype.h>
 #include <stdint.h>
 
@@ -436,31 +438,20 @@ typedef bk_tensor *(*binary_fn)(bk_tensor *, bk_tensor *);
         MISUSE(fn(x, bk_rand(BK_SHAPE(4))), who, "(2, 3)", "(4,)", "cannot be broadcast"); \
     } while (0)
 
+/* every row of src/ops/elementwise_ops.h: bk_<name> with each bad tensor, and a bad
+ * broadcast for the binary ones */
 TEST(elementwise_ops) {
     bk_tensor *x = bk_rand(BK_SHAPE(2, 3));
-    BINARY(bk_add, "add");
-    BINARY(bk_sub, "sub");
-    BINARY(bk_mul, "mul");
-    BINARY(bk_div, "div");
-    BINARY(bk_pow, "pow");
-    BINARY(bk_gt, "gt");
-    BINARY(bk_lt, "lt");
-    BINARY(bk_eq, "eq");
-    SCALAR(bk_add_scalar, "add_scalar");
-    SCALAR(bk_mul_scalar, "mul_scalar");
-    SCALAR(bk_div_scalar, "div_scalar");
-    SCALAR(bk_rsub_scalar, "rsub_scalar");
-    SCALAR(bk_pow_scalar, "pow_scalar");
-    UNARY(bk_neg, "neg");
-    UNARY(bk_abs, "abs");
-    UNARY(bk_exp, "exp");
-    UNARY(bk_log, "log");
-    UNARY(bk_sqrt, "sqrt");
-    UNARY(bk_relu, "relu");
-    UNARY(bk_sigmoid, "sigmoid");
-    UNARY(bk_tanh, "tanh");
-    UNARY(bk_gelu, "gelu");
-    UNARY(bk_gelu_tanh, "gelu_tanh");
+#define X_BINARY(name, ...) BINARY(bk_##name, #name);
+#define X_SCALAR(name, ...) SCALAR(bk_##name, #name);
+#define X_UNARY(name, ...) UNARY(bk_##name, #name);
+    BK_BINARY_OPS(X_BINARY)
+    BK_COMPARE_OPS(X_BINARY)
+    BK_SCALAR_OPS(X_SCALAR)
+    BK_UNARY_OPS(X_UNARY)
+#undef X_BINARY
+#undef X_SCALAR
+#undef X_UNARY
 }
 
 TEST(matmul_reduce_ops) {
