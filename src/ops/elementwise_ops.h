@@ -45,6 +45,12 @@ static inline float bk__gelu_tanh_dydx(float x) {
            0.5f * x * (1.0f - t * t) * 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
+/* d/dx of SiLU, x s(x) with s(x) = 1 / (1 + e^-x): s(x) (1 + x (1 - s(x))), as torch's */
+static inline float bk__silu_dydx(float x) {
+    float sg = 1.0f / (1.0f + expf(-x));
+    return sg * (1.0f + x * (1.0f - sg));
+}
+
 /* clang-format off */
 #define BK_UNARY_OPS(X)                                                                                     \
     X(neg, CHEAP, -x, g * -1.0f, -x, IN(-1, 1))                                                             \
@@ -68,7 +74,9 @@ static inline float bk__gelu_tanh_dydx(float x) {
     /* 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) */                                                 \
     X(gelu_tanh, COSTLY, 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x))),     \
       g * bk__gelu_tanh_dydx(x),                                                                            \
-      0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))), IN(-3, 3))
+      0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))), IN(-3, 3))     \
+    /* SiLU (swish): x s(x) = x / (1 + e^-x), as torch computes it */                                       \
+    X(silu, COSTLY, x / (1.0f + expf(-x)), g * bk__silu_dydx(x), x / (1 + exp(-x)), IN(-4, 4))
 
 #define BK_SCALAR_OPS(X)                                                                                    \
     X(add_scalar, CHEAP, x + s, g * 1.0f, x + s, IN(-1, 1), IN(-2, 2))                                      \
