@@ -20,14 +20,12 @@
  */
 #include "test.h"
 
+#include "gradcheck.h"
 #include "ops/elementwise_ops.h" /* the element-wise ops' rows: each is checked here */
 
 #include <stdint.h>
 #include <time.h>
 
-#define EPS 1e-3
-#define ATOL 5e-3
-#define RTOL 1e-2
 #define TRIALS 4 /* random cases per op */
 
 static bk_rng g_rng; /* the test's own stream: shapes, values, op arguments */
@@ -119,23 +117,6 @@ static int64_t numel_of(int nd, const int64_t *shape) {
 }
 
 /* ---- checks ---------------------------------------------------------------------------- */
-
-/* Runs bk_gradcheck; on failure prints `what` and the input shapes. */
-static bool gradcheck_ok(const char *what, bk_gradcheck_fn f, bk_tensor *const *in, int n, void *ud) {
-    double r = bk_gradcheck(f, in, n, ud, EPS, ATOL, RTOL, stderr);
-    if (r >= 0 && r <= 1) return true;
-    fprintf(stderr, "  %s: gradcheck %s %.3g, inputs", what, r < 0 ? "failed:" : "worst scaled error", r);
-    char sh[128];
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", bk_shape_str(in[i], sh, sizeof sh));
-    fprintf(stderr, r < 0 ? " (%s)\n" : "\n", bk_last_error());
-    return false;
-}
-
-#define GRADCHECK(what, fn, ud, ...)                                                      \
-    do {                                                                                  \
-        bk_tensor *in_[] = {__VA_ARGS__};                                                 \
-        CHECK(gradcheck_ok(what, fn, in_, (int)(sizeof in_ / sizeof *in_), ud));          \
-    } while (0)
 
 /* got must have shape (nd, shape) and the values of ref (row-major; references are
  * computed in double and rounded once). */
@@ -800,7 +781,7 @@ static bk_tensor *f_bad_square(bk_tensor *const *x, int n, void *ud) {
 
 TEST(gradcheck_rejects_a_wrong_backward) {
     bk_tensor *x = leaf((shp){2, {2, 3}}, 0.5f, 1.5f);
-    double r = bk_gradcheck(f_bad_square, &x, 1, NULL, EPS, ATOL, RTOL, NULL);
+    double r = bk_gradcheck(f_bad_square, &x, 1, NULL, GRADCHECK_EPS, GRADCHECK_ATOL, GRADCHECK_RTOL, NULL);
     CHECK(r > 1);
 }
 
@@ -829,17 +810,8 @@ out:
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static uint64_t test_seed(void) {
-    const char *e = getenv("BRICK_TEST_SEED");
-    if (!e || !*e) e = getenv("BRICK_SEED");
-    if (e && *e) return strtoull(e, NULL, 10);
-    return (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-}
-
 int main(void) {
-    uint64_t seed = test_seed();
-    printf("test_ops: seed %llu (BRICK_TEST_SEED=%llu reproduces this run)\n", (unsigned long long)seed,
-           (unsigned long long)seed);
+    uint64_t seed = test_seed("test_ops");
     bk_rng_seed(&g_rng, seed);
     bk_manual_seed(seed);
     /* one RUN per op, so that a failure names it */
