@@ -44,10 +44,10 @@ static inline bool gradcheck_ok(const char *what, bk_gradcheck_fn f, bk_tensor *
 }
 
 /* CHECKs gradcheck_ok over the tensors listed. */
-#define GRADCHECK(what, fn, ud, ...)                                                      \
-    do {                                                                                  \
-        bk_tensor *in_[] = {__VA_ARGS__};                                                 \
-        CHECK(gradcheck_ok(what, fn, in_, (int)(sizeof in_ / sizeof *in_), ud));          \
+#define GRADCHECK(what, fn, ud, ...)                                             \
+    do {                                                                         \
+        bk_tensor *in_[] = {__VA_ARGS__};                                        \
+        CHECK(gradcheck_ok(what, fn, in_, (int)(sizeof in_ / sizeof *in_), ud)); \
     } while (0)
 
 #endif /* BRICK_TEST_GRADCHECK_H */

@@ -57,9 +57,11 @@ static bool bcast_init(const char *op, const bk_tensor *a, const bk_tensor *b, b
         int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
         if (da != db && da != 1 && db != 1) {
             char s1[128], s2[128];
-            bk_set_error("%s: shapes %s and %s cannot be broadcast together (dimension %d: "
-                         "%lld vs %lld)", op, bk_shape_str(a, s1, sizeof s1),
-                         bk_shape_str(b, s2, sizeof s2), i, (long long)da, (long long)db);
+            bk_set_error(
+                "%s: shapes %s and %s cannot be broadcast together (dimension %d: "
+                "%lld vs %lld)",
+                op, bk_shape_str(a, s1, sizeof s1), bk_shape_str(b, s2, sizeof s2), i, (long long)da,
+                (long long)db);
             return false;
         }
         bc->shape[i] = da == 1 ? db : da;
@@ -71,28 +73,28 @@ static bool bcast_init(const char *op, const bk_tensor *a, const bk_tensor *b, b
 
 /* Runs the statements (using oi, ia, ib) for every output element in row-major order. The innermost
  * dimension runs as a tight loop. */
-#define BCAST_LOOP(bc, numel, ...)                                                        \
-    do {                                                                                  \
-        int nd_ = (bc)->ndim;                                                             \
-        int64_t idx_[BK_MAX_DIMS] = {0};                                                  \
-        int64_t inner_ = nd_ ? (bc)->shape[nd_ - 1] : 1;                                  \
-        int64_t isa_ = nd_ ? (bc)->sa[nd_ - 1] : 0, isb_ = nd_ ? (bc)->sb[nd_ - 1] : 0;   \
-        int64_t offa_ = 0, offb_ = 0;                                                     \
-        for (int64_t base_ = 0; base_ < (numel); base_ += inner_) {                       \
-            for (int64_t j_ = 0; j_ < inner_; j_++) {                                     \
-                int64_t oi = base_ + j_, ia = offa_ + j_ * isa_, ib = offb_ + j_ * isb_;  \
-                __VA_ARGS__;                                                              \
-            }                                                                             \
-            for (int d_ = nd_ - 2; d_ >= 0; d_--) {                                       \
-                idx_[d_]++;                                                               \
-                offa_ += (bc)->sa[d_];                                                    \
-                offb_ += (bc)->sb[d_];                                                    \
-                if (idx_[d_] < (bc)->shape[d_]) break;                                    \
-                offa_ -= (bc)->sa[d_] * (bc)->shape[d_];                                  \
-                offb_ -= (bc)->sb[d_] * (bc)->shape[d_];                                  \
-                idx_[d_] = 0;                                                             \
-            }                                                                             \
-        }                                                                                 \
+#define BCAST_LOOP(bc, numel, ...)                                                       \
+    do {                                                                                 \
+        int nd_ = (bc)->ndim;                                                            \
+        int64_t idx_[BK_MAX_DIMS] = {0};                                                 \
+        int64_t inner_ = nd_ ? (bc)->shape[nd_ - 1] : 1;                                 \
+        int64_t isa_ = nd_ ? (bc)->sa[nd_ - 1] : 0, isb_ = nd_ ? (bc)->sb[nd_ - 1] : 0;  \
+        int64_t offa_ = 0, offb_ = 0;                                                    \
+        for (int64_t base_ = 0; base_ < (numel); base_ += inner_) {                      \
+            for (int64_t j_ = 0; j_ < inner_; j_++) {                                    \
+                int64_t oi = base_ + j_, ia = offa_ + j_ * isa_, ib = offb_ + j_ * isb_; \
+                __VA_ARGS__;                                                             \
+            }                                                                            \
+            for (int d_ = nd_ - 2; d_ >= 0; d_--) {                                      \
+                idx_[d_]++;                                                              \
+                offa_ += (bc)->sa[d_];                                                   \
+                offb_ += (bc)->sb[d_];                                                   \
+                if (idx_[d_] < (bc)->shape[d_]) break;                                   \
+                offa_ -= (bc)->sa[d_] * (bc)->shape[d_];                                 \
+                offb_ -= (bc)->sb[d_] * (bc)->shape[d_];                                 \
+                idx_[d_] = 0;                                                            \
+            }                                                                            \
+        }                                                                                \
     } while (0)
 
 /* ---- binary ops ---------------------------------------------------------------------------- */
@@ -128,19 +130,21 @@ static bk_tensor *binary(bin_kind k, bk_tensor *ta, bk_tensor *tb) {
     float *Y = ty->data;
     int64_t n = ty->numel;
     if (bk_same_shape(ta, tb)) {
-#define X_CASE(name, cost, fwd, ...)                                                      \
-    case BIN_##name: BK_MAP(n, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; Y[i] = (fwd)); break;
+#define X_CASE(name, cost, fwd, ...)                                                  \
+    case BIN_##name:                                                                  \
+        BK_MAP(n, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; Y[i] = (fwd)); \
+        break;
 #define X_CASE_CMP(name, fwd, ...) X_CASE(name, CHEAP, fwd, (no gradient))
         switch (k) { BK_BINARY_OPS(X_CASE) BK_COMPARE_OPS(X_CASE_CMP) }
 #undef X_CASE
     } else if (tb->numel == 1) {
         float s = B[0];
-#define X_CASE(name, cost, fwd, ...)                                                      \
+#define X_CASE(name, cost, fwd, ...) \
     case BIN_##name: BK_MAP(n, PARALLEL_MIN_##cost, float a = A[i]; float b = s; Y[i] = (fwd)); break;
         switch (k) { BK_BINARY_OPS(X_CASE) BK_COMPARE_OPS(X_CASE_CMP) }
 #undef X_CASE
     } else {
-#define X_CASE(name, cost, fwd, ...)                                                      \
+#define X_CASE(name, cost, fwd, ...) \
     case BIN_##name: BCAST_LOOP(&bc, n, float a = A[ia]; float b = B[ib]; Y[oi] = (fwd)); break;
         switch (k) { BK_BINARY_OPS(X_CASE) BK_COMPARE_OPS(X_CASE_CMP) }
 #undef X_CASE
@@ -162,14 +166,14 @@ static void binary_backward(bk_node *n) {
     float *DA = da ? da->data : NULL, *DB = db ? db->data : NULL;
     int64_t N = ty->numel;
     if (bk_same_shape(ta, tb)) { /* (da and db may be one buffer: bk_add(x, x)) */
-#define X_CASE(name, cost, fwd, grad_a, grad_b, ...)                                             \
-    case BIN_##name:                                                                             \
-        if (DA)                                                                                  \
-            BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float g = G[i];       \
-                   (void)a; (void)b; DA[i] += (grad_a));                                         \
-        if (DB)                                                                                  \
-            BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float y = Y[i];       \
-                   float g = G[i]; (void)a; (void)b; (void)y; DB[i] += (grad_b));                \
+#define X_CASE(name, cost, fwd, grad_a, grad_b, ...)                                                         \
+    case BIN_##name:                                                                                         \
+        if (DA)                                                                                              \
+            BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float g = G[i]; (void)a; (void)b; \
+                   DA[i] += (grad_a));                                                                       \
+        if (DB)                                                                                              \
+            BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float y = Y[i]; float g = G[i];   \
+                   (void)a; (void)b; (void)y; DB[i] += (grad_b));                                            \
         break;
         switch (p->kind) {
             BK_BINARY_OPS(X_CASE)
@@ -180,17 +184,17 @@ static void binary_backward(bk_node *n) {
     }
     /* broadcast: a stretched input's gradient sums over the stretched dims, so one
      * thread walks the elements in order */
-#define X_CASE(name, cost, fwd, grad_a, grad_b, ...)                                             \
-    case BIN_##name:                                                                             \
-        BCAST_LOOP(&bc, N, {                                                                     \
-            float a = A[ia];                                                                     \
-            float b = B[ib];                                                                     \
-            float y = Y[oi];                                                                     \
-            float g = G[oi];                                                                     \
-            (void)a, (void)b, (void)y;                                                           \
-            if (DA) DA[ia] += (grad_a);                                                          \
-            if (DB) DB[ib] += (grad_b);                                                          \
-        });                                                                                      \
+#define X_CASE(name, cost, fwd, grad_a, grad_b, ...) \
+    case BIN_##name:                                 \
+        BCAST_LOOP(&bc, N, {                         \
+            float a = A[ia];                         \
+            float b = B[ib];                         \
+            float y = Y[oi];                         \
+            float g = G[oi];                         \
+            (void)a, (void)b, (void)y;               \
+            if (DA) DA[ia] += (grad_a);              \
+            if (DB) DB[ib] += (grad_b);              \
+        });                                          \
         break;
     switch (p->kind) {
         BK_BINARY_OPS(X_CASE)
@@ -221,10 +225,10 @@ static void unary_backward(bk_node *n) {
     float *D = dx->data;
     float s = p->s;
     int64_t N = tx->numel;
-#define X_CASE(name, cost, fwd, grad, ...)                                                        \
-    case UN_##name:                                                                               \
-        BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; float y = Y[i]; float g = G[i]; (void)x; \
-               (void)y; D[i] += (grad));                                                          \
+#define X_CASE(name, cost, fwd, grad, ...)                                                               \
+    case UN_##name:                                                                                      \
+        BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; float y = Y[i]; float g = G[i]; (void)x; (void)y; \
+               D[i] += (grad));                                                                          \
         break;
     switch (p->kind) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) }
 #undef X_CASE
@@ -242,7 +246,7 @@ static bk_tensor *unary(un_kind k, bk_tensor *tx, float s) {
     const float *X = tx->data;
     float *Y = ty->data;
     int64_t N = tx->numel;
-#define X_CASE(name, cost, fwd, ...)                                                      \
+#define X_CASE(name, cost, fwd, ...) \
     case UN_##name: BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; Y[i] = (fwd)); break;
     switch (k) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) }
 #undef X_CASE
