@@ -32,11 +32,13 @@
 #define PARALLEL_MIN_CHEAP ((int64_t)1 << 20)
 #define PARALLEL_MIN_COSTLY ((int64_t)1 << 14)
 
-/* Every loop starts on a 64-byte boundary. The hot loops are a few instructions long (relu:
- * 33 bytes) and run at one iteration every cycle or two; one that happens to straddle two
+/* Loops start on a 64-byte boundary. The hot loops are a few instructions long (relu: 33
+ * bytes) and run at one iteration every cycle or two; one that happens to straddle two
  * 64-byte lines fetches slower: relu's forward took 1.6 times as long on Zen 4 (bench/
- * ops_bench) when an unrelated edit moved its loop across a line. Aligned, a row added
- * above it cannot move it across one. */
+ * ops_bench) when an unrelated edit moved its loop across a line. GCC aligns only the loops
+ * its profile estimate calls hot (relu's forward is one, add's same-shape forward
+ * is not: each case of a long switch looks rare), so some loops still depend on where
+ * they land; one function per row would make every loop hot to GCC. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("align-loops=64")
 #endif
