@@ -331,6 +331,7 @@ bk_tensor *bk_sigmoid(bk_tensor *a);                    /* 1 / (1 + e^-a) */
 bk_tensor *bk_tanh(bk_tensor *a);                       /* tanh a */
 bk_tensor *bk_gelu(bk_tensor *a);                       /* x Phi(x), exact (erf) */
 bk_tensor *bk_gelu_tanh(bk_tensor *a);                  /* GELU, tanh approximation */
+bk_tensor *bk_silu(bk_tensor *a);                       /* a sigmoid(a) (SiLU, swish) */
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-d operands are
  * promoted as in torch.matmul. */

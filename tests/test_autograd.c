@@ -7,6 +7,7 @@
  * else the clock), printed first.
  */
 #include "test.h"
+#include "gradcheck.h"
 
 #include <time.h>
 
@@ -380,17 +381,8 @@ TEST(arena_use_second_arena) {
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-static uint64_t test_seed(void) {
-    const char *e = getenv("BRICK_TEST_SEED");
-    if (!e || !*e) e = getenv("BRICK_SEED");
-    if (e && *e) return strtoull(e, NULL, 10);
-    return (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-}
-
 int main(void) {
-    uint64_t seed = test_seed();
-    printf("test_autograd: seed %llu (BRICK_TEST_SEED=%llu reproduces this run)\n", (unsigned long long)seed,
-           (unsigned long long)seed);
+    uint64_t seed = test_seed("test_autograd");
     bk_manual_seed(seed);
     RUN(grads_accumulate_until_zeroed);
     RUN(shared_layer_accumulates_both_uses);

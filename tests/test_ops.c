@@ -20,12 +20,12 @@
  */
 #include "test.h"
 
+#include "gradcheck.h"
+#include "ops/elementwise_ops.h" /* the element-wise ops' rows: each is checked here */
+
 #include <stdint.h>
 #include <time.h>
 
-#define EPS 1e-3
-#define ATOL 5e-3
-#define RTOL 1e-2
 #define TRIALS 4 /* random cases per op */
 
 static bk_rng g_rng; /* the test's own stream: shapes, values, op arguments */
@@ -118,23 +118,6 @@ static int64_t numel_of(int nd, const int64_t *shape) {
 
 /* ---- checks ---------------------------------------------------------------------------- */
 
-/* Runs bk_gradcheck; on failure prints `what` and the input shapes. */
-static bool gradcheck_ok(const char *what, bk_gradcheck_fn f, bk_tensor *const *in, int n, void *ud) {
-    double r = bk_gradcheck(f, in, n, ud, EPS, ATOL, RTOL, stderr);
-    if (r >= 0 && r <= 1) return true;
-    fprintf(stderr, "  %s: gradcheck %s %.3g, inputs", what, r < 0 ? "failed:" : "worst scaled error", r);
-    char sh[128];
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", bk_shape_str(in[i], sh, sizeof sh));
-    fprintf(stderr, r < 0 ? " (%s)\n" : "\n", bk_last_error());
-    return false;
-}
-
-#define GRADCHECK(what, fn, ud, ...)                                                      \
-    do {                                                                                  \
-        bk_tensor *in_[] = {__VA_ARGS__};                                                 \
-        CHECK(gradcheck_ok(what, fn, in_, (int)(sizeof in_ / sizeof *in_), ud));          \
-    } while (0)
-
 /* got must have shape (nd, shape) and the values of ref (row-major; references are
  * computed in double and rounded once). */
 static bool values_ok(const char *what, const bk_tensor *got, int nd, const int64_t *shape, const float *ref) {
@@ -178,18 +161,16 @@ typedef struct args { /* the non-tensor arguments of the op under test */
         (void)p, (void)n;                                                                 \
         return (expr);                                                                    \
     }
-FN(f_add, bk_add(x[0], x[1]))
-FN(f_sub, bk_sub(x[0], x[1]))
-FN(f_mul, bk_mul(x[0], x[1]))
-FN(f_div, bk_div(x[0], x[1]))
-FN(f_pow, bk_pow(x[0], x[1]))
-#define SCALAR_OPS(X) X(add_scalar) X(mul_scalar) X(div_scalar) X(rsub_scalar) X(pow_scalar)
-#define PLAIN_UNARY_OPS(X) X(neg) X(abs) X(exp) X(log) X(sqrt) X(relu) X(sigmoid) X(tanh)
-#define X_FN(name) FN(f_##name, bk_##name(x[0], p->s))
-SCALAR_OPS(X_FN)
+/* the element-wise ops: one function per row of src/ops/elementwise_ops.h */
+#define X_FN(name, ...) FN(f_##name, bk_##name(x[0], x[1]))
+BK_BINARY_OPS(X_FN)
+BK_COMPARE_OPS(X_FN)
 #undef X_FN
-#define X_FN(name) FN(f_##name, bk_##name(x[0]))
-PLAIN_UNARY_OPS(X_FN)
+#define X_FN(name, ...) FN(f_##name, bk_##name(x[0]))
+BK_UNARY_OPS(X_FN)
+#undef X_FN
+#define X_FN(name, ...) FN(f_##name, bk_##name(x[0], p->s))
+BK_SCALAR_OPS(X_FN)
 #undef X_FN
 FN(f_matmul, bk_matmul(x[0], x[1]))
 FN(f_linear, bk_linear(x[0], x[1], n > 2 ? x[2] : NULL))
@@ -210,22 +191,59 @@ FN(f_clone, bk_clone(x[0]))
 FN(f_mlp, bk_forward((bk_module *)ud, x[0]))
 #undef FN
 
-/* ---- binary broadcasting ops ----------------------------------------------------------- */
+/* ---- element-wise ops: every row of src/ops/elementwise_ops.h --------------------------- */
 
-typedef enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW } bkind;
-static const char *const BNAME[] = {"add", "sub", "mul", "div", "pow"};
-static const bk_gradcheck_fn BFN[] = {f_add, f_sub, f_mul, f_div, f_pow};
+/* A row's input domain: uniform in [lo, hi], or magnitudes there with random signs. */
+typedef struct domain {
+    float lo, hi;
+    bool plus_minus;
+} domain;
+#define IN(lo, hi) {lo, hi, false}
+#define PLUS_MINUS(lo, hi) {lo, hi, true}
 
-static double bref(bkind k, double a, double b) {
-    return k == B_ADD ? a + b : k == B_SUB ? a - b : k == B_MUL ? a * b : k == B_DIV ? a / b : pow(a, b);
+static bk_tensor *leaf_in(shp s, domain d) {
+    return d.plus_minus ? leaf_signed(s, d.lo, d.hi) : leaf(s, d.lo, d.hi);
 }
 
-static void binary_case(bkind k, shp sa, shp sb) {
-    /* pow: positive base (its d/db has ln a); div: denominators away from 0 */
-    bk_tensor *a = k == B_POW ? leaf(sa, 0.5f, 1.5f) : leaf(sa, -1, 1);
-    bk_tensor *b = k == B_DIV ? leaf_signed(sb, 0.5f, 1.5f) : k == B_POW ? leaf(sb, -1.5f, 1.5f) : leaf(sb, -1, 1);
+/* the rows' references, in double */
+#define X_REF(name, cost, fwd, grad, ref, ...)                                            \
+    static double r_##name(double x, double s) { return (void)x, (void)s, (ref); }
+BK_UNARY_OPS(X_REF)
+BK_SCALAR_OPS(X_REF)
+#undef X_REF
+#define X_REF(name, cost, fwd, grad_a, grad_b, ref, ...)                                  \
+    static double r_##name(double a, double b) { return (ref); }
+BK_BINARY_OPS(X_REF)
+#undef X_REF
+#define X_REF(name, fwd, ref, ...)                                                        \
+    static double r_##name(double a, double b) { return (ref); }
+BK_COMPARE_OPS(X_REF)
+#undef X_REF
+
+/* ---- binary broadcasting ops ----------------------------------------------------------- */
+
+typedef struct binary_row {
+    const char *name;
+    bk_gradcheck_fn fn;
+    double (*ref)(double a, double b);
+    domain a, b;
+    bool differentiable;
+} binary_row;
+
+static const binary_row BINARY[] = {
+#define X_ROW(name, cost, fwd, grad_a, grad_b, ref, a_dom, b_dom)                         \
+    {#name, f_##name, r_##name, a_dom, b_dom, true},
+    BK_BINARY_OPS(X_ROW)
+#undef X_ROW
+#define X_ROW(name, fwd, ref, a_dom, b_dom) {#name, f_##name, r_##name, a_dom, b_dom, false},
+    BK_COMPARE_OPS(X_ROW)
+#undef X_ROW
+};
+
+static void binary_case(const binary_row *r, shp sa, shp sb) {
+    bk_tensor *a = leaf_in(sa, r->a), *b = leaf_in(sb, r->b);
     char what[256], s1[64], s2[64];
-    snprintf(what, sizeof what, "%s %s with %s", BNAME[k], bk_shape_str(a, s1, 64), bk_shape_str(b, s2, 64));
+    snprintf(what, sizeof what, "%s %s with %s", r->name, bk_shape_str(a, s1, 64), bk_shape_str(b, s2, 64));
     /* the broadcast shape, by the rule, independently of the library */
     shp o = {a->ndim > b->ndim ? a->ndim : b->ndim, {0}};
     for (int i = 0; i < o.nd; i++) {
@@ -237,80 +255,67 @@ static void binary_case(bkind k, shp sa, shp sb) {
     float *ref = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) {
         unravel(i, o.nd, o.d, idx);
-        ref[i] = (float)bref(k, a->data[bcast_off(a, o.nd, idx)], b->data[bcast_off(b, o.nd, idx)]);
+        ref[i] = (float)r->ref(a->data[bcast_off(a, o.nd, idx)], b->data[bcast_off(b, o.nd, idx)]);
     }
-    CHECK(values_ok(what, BFN[k](&(bk_tensor *[]){a, b}[0], 2, NULL), o.nd, o.d, ref));
+    bk_tensor *y = r->fn(&(bk_tensor *[]){a, b}[0], 2, NULL);
+    CHECK(values_ok(what, y, o.nd, o.d, ref));
     free(ref);
-    GRADCHECK(what, BFN[k], NULL, a, b);
+    if (r->differentiable) GRADCHECK(what, r->fn, NULL, a, b);
+    else CHECK(y && !y->requires_grad); /* a comparison records no gradient */
     bk_arena_reset(NULL);
 }
 
-static void check_binary(bkind k) {
+static void check_binary(const char *name) {
+    const binary_row *r = BINARY;
+    while (strcmp(r->name, name)) r++; /* the table has every row */
     static const shp fixed[][2] = {
         {{3, {3, 1, 4}}, {2, {2, 4}}}, {{1, {1}}, {2, {2, 3}}}, {{0, {0}}, {3, {2, 1, 3}}},
         {{2, {2, 3}}, {0, {0}}},       {{0, {0}}, {0, {0}}},    {{4, {2, 1, 3, 1}}, {3, {4, 1, 2}}},
         {{2, {2, 3}}, {2, {2, 3}}},    {{2, {4, 1}}, {1, {3}}},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
-        binary_case(k, fixed[i][0], fixed[i][1]);
-        binary_case(k, fixed[i][1], fixed[i][0]);
+        binary_case(r, fixed[i][0], fixed[i][1]);
+        binary_case(r, fixed[i][1], fixed[i][0]);
     }
     for (int t = 0; t < TRIALS; t++) {
         shp a, b;
         rand_bcast_pair(&a, &b);
-        binary_case(k, a, b);
+        binary_case(r, a, b);
     }
 }
 
-#define BINARY_TESTS(X) X(add, B_ADD) X(sub, B_SUB) X(mul, B_MUL) X(div, B_DIV) X(pow, B_POW)
-#define X_TEST(name, kind) TEST(op_##name) { check_binary(kind); }
-BINARY_TESTS(X_TEST)
+#define X_TEST(name, ...) TEST(op_##name) { check_binary(#name); }
+BK_BINARY_OPS(X_TEST)
+BK_COMPARE_OPS(X_TEST)
 #undef X_TEST
 
 /* ---- unary and scalar ops -------------------------------------------------------------- */
 
-typedef struct unary_case {
+typedef struct unary_row {
     const char *name;
     bk_gradcheck_fn fn;
     double (*ref)(double x, double s);
-    float lo, hi;   /* input range (magnitudes when signed) */
-    bool is_signed; /* random signs: keeps |x| >= lo away from a kink or pole at 0 */
-    float s_lo, s_hi; /* the scalar argument's range */
-} unary_case;
+    domain x, s; /* s: the scalar argument's */
+} unary_row;
 
-/* the references, in double */
-#define REF(name, expr)                                                                   \
-    static double r_##name(double x, double s) { return (void)x, (void)s, (expr); }
-REF(add_scalar, x + s) REF(mul_scalar, x * s) REF(div_scalar, x / s) REF(rsub_scalar, s - x)
-REF(pow_scalar, pow(x, s)) REF(neg, -x) REF(abs, fabs(x)) REF(exp, exp(x)) REF(log, log(x))
-REF(sqrt, sqrt(x)) REF(relu, x > 0 ? x : 0) REF(sigmoid, 1 / (1 + exp(-x))) REF(tanh, tanh(x))
-#undef REF
-
-static const unary_case UNARY[] = {
-    {"add_scalar", f_add_scalar, r_add_scalar, -1, 1, false, -2, 2},
-    {"mul_scalar", f_mul_scalar, r_mul_scalar, -1, 1, false, -2, 2},
-    {"div_scalar", f_div_scalar, r_div_scalar, -1, 1, false, 0.5f, 2}, /* s sign flipped below */
-    {"rsub_scalar", f_rsub_scalar, r_rsub_scalar, -1, 1, false, -2, 2},
-    {"pow_scalar", f_pow_scalar, r_pow_scalar, 0.5f, 1.5f, false, -2, 3},
-    {"neg", f_neg, r_neg, -1, 1, false, 0, 0},
-    {"abs", f_abs, r_abs, 0.1f, 1, true, 0, 0},
-    {"exp", f_exp, r_exp, -2, 2, false, 0, 0},
-    {"log", f_log, r_log, 0.2f, 2, false, 0, 0},
-    {"sqrt", f_sqrt, r_sqrt, 0.2f, 2, false, 0, 0},
-    {"relu", f_relu, r_relu, 0.1f, 1, true, 0, 0},
-    {"sigmoid", f_sigmoid, r_sigmoid, -3, 3, false, 0, 0},
-    {"tanh", f_tanh, r_tanh, -2, 2, false, 0, 0},
+static const unary_row UNARY[] = {
+#define X_ROW(name, cost, fwd, grad, ref, x_dom) {#name, f_##name, r_##name, x_dom, IN(0, 0)},
+    BK_UNARY_OPS(X_ROW)
+#undef X_ROW
+#define X_ROW(name, cost, fwd, grad, ref, x_dom, s_dom) {#name, f_##name, r_##name, x_dom, s_dom},
+    BK_SCALAR_OPS(X_ROW)
+#undef X_ROW
 };
 
 static void check_unary(const char *name) {
-    const unary_case *u = UNARY;
-    while (strcmp(u->name, name)) u++; /* the table has every name of UNARY_TESTS */
+    const unary_row *u = UNARY;
+    while (strcmp(u->name, name)) u++; /* the table has every row */
     for (int t = 0; t < TRIALS + 2; t++) {
         shp s = t == 0 ? (shp){0, {0}} : rand_shape(0, 4); /* always one scalar */
-        bk_tensor *x = u->is_signed ? leaf_signed(s, u->lo, u->hi) : leaf(s, u->lo, u->hi);
+        bk_tensor *x = leaf_in(s, u->x);
         args p = {0};
-        p.s = rand_float(u->s_lo, u->s_hi);
-        if (u->fn == f_div_scalar && rand_int(0, 1)) p.s = -p.s;
+        p.s = rand_float(u->s.lo, u->s.hi);
+        if (u->s.plus_minus && rand_int(0, 1)) p.s = -p.s;
         char what[160], sh[64];
         snprintf(what, sizeof what, "%s %s (s = %g)", u->name, bk_shape_str(x, sh, 64), (double)p.s);
         float *ref = malloc(sizeof(float) * (size_t)(x->numel + 1));
@@ -322,9 +327,9 @@ static void check_unary(const char *name) {
     }
 }
 
-#define UNARY_TESTS(X) SCALAR_OPS(X) PLAIN_UNARY_OPS(X)
-#define X_TEST(name) TEST(op_##name) { check_unary(#name); }
-UNARY_TESTS(X_TEST)
+#define X_TEST(name, ...) TEST(op_##name) { check_unary(#name); }
+BK_UNARY_OPS(X_TEST)
+BK_SCALAR_OPS(X_TEST)
 #undef X_TEST
 
 /* ReLU on the values where "max(x, 0)" is ambiguous, against what torch 1.13 prints:
@@ -776,7 +781,7 @@ static bk_tensor *f_bad_square(bk_tensor *const *x, int n, void *ud) {
 
 TEST(gradcheck_rejects_a_wrong_backward) {
     bk_tensor *x = leaf((shp){2, {2, 3}}, 0.5f, 1.5f);
-    double r = bk_gradcheck(f_bad_square, &x, 1, NULL, EPS, ATOL, RTOL, NULL);
+    double r = bk_gradcheck(f_bad_square, &x, 1, NULL, GRADCHECK_EPS, GRADCHECK_ATOL, GRADCHECK_RTOL, NULL);
     CHECK(r > 1);
 }
 
@@ -805,26 +810,17 @@ out:
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static uint64_t test_seed(void) {
-    const char *e = getenv("BRICK_TEST_SEED");
-    if (!e || !*e) e = getenv("BRICK_SEED");
-    if (e && *e) return strtoull(e, NULL, 10);
-    return (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-}
-
 int main(void) {
-    uint64_t seed = test_seed();
-    printf("test_ops: seed %llu (BRICK_TEST_SEED=%llu reproduces this run)\n", (unsigned long long)seed,
-           (unsigned long long)seed);
+    uint64_t seed = test_seed("test_ops");
     bk_rng_seed(&g_rng, seed);
     bk_manual_seed(seed);
     /* one RUN per op, so that a failure names it */
-#define X_RUN(name) RUN(op_##name);
-#define X_RUN2(name, kind) RUN(op_##name);
-    BINARY_TESTS(X_RUN2)
-    UNARY_TESTS(X_RUN)
+#define X_RUN(name, ...) RUN(op_##name);
+    BK_BINARY_OPS(X_RUN)
+    BK_COMPARE_OPS(X_RUN)
+    BK_SCALAR_OPS(X_RUN)
+    BK_UNARY_OPS(X_RUN)
 #undef X_RUN
-#undef X_RUN2
     RUN(op_matmul); RUN(op_linear);
     RUN(op_sum); RUN(op_mean); RUN(op_max); RUN(op_sum_dim); RUN(op_mean_dim); RUN(op_max_dim);
     RUN(op_reshape); RUN(op_flatten); RUN(op_transpose); RUN(op_permute); RUN(op_concat);

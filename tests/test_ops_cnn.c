@@ -24,15 +24,13 @@
  * does on the CPU (max_pool2d_ties_torch reproduces a case printed by torch).
  */
 #include "test.h"
+#include "gradcheck.h"
 #include "kernels/conv_direct.h"
 
 #include <float.h>
 #include <stdint.h>
 #include <time.h>
 
-#define EPS 1e-3
-#define ATOL 5e-3
-#define RTOL 1e-2
 #define TRIALS 6 /* random cases per check */
 
 /* float32 unit roundoff, for the rounding bounds of the naive references */
@@ -65,18 +63,6 @@ static bk_tensor *leaf_distinct(int nd, const int64_t *shape) {
 }
 
 static const char *shape_s(const bk_tensor *t, char *buf) { return bk_shape_str(t, buf, 64); }
-
-/* Runs bk_gradcheck; on failure prints `what` and the input shapes. */
-static bool gradcheck_ok(const char *what, bk_gradcheck_fn f, bk_tensor *const *in, int n, void *ud) {
-    double r = bk_gradcheck(f, in, n, ud, EPS, ATOL, RTOL, stderr);
-    if (getenv("BRICK_TEST_VERBOSE")) fprintf(stderr, "  %-60s gradcheck worst %.3g\n", what, r);
-    if (r >= 0 && r <= 1) return true;
-    fprintf(stderr, "  %s: gradcheck %s %.3g, inputs", what, r < 0 ? "failed:" : "worst scaled error", r);
-    char sh[64];
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", shape_s(in[i], sh));
-    fprintf(stderr, r < 0 ? " (%s)\n" : "\n", bk_last_error());
-    return false;
-}
 
 /* got must equal want (double, n values) within atol + rtol |want|; prints the first
  * mismatches. */
@@ -788,18 +774,8 @@ TEST(adaptive_avg_pool2d) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static uint64_t test_seed(void) {
-    const char *e = getenv("BRICK_TEST_SEED");
-    if (!e || !*e) e = getenv("BRICK_SEED");
-    if (e && *e) return strtoull(e, NULL, 10);
-    return (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-}
-
 int main(void) {
-    uint64_t seed = test_seed();
-    printf("test_ops_cnn: seed %llu (BRICK_TEST_SEED=%llu reproduces this run)\n", (unsigned long long)seed,
-           (unsigned long long)seed);
-    fflush(stdout);
+    uint64_t seed = test_seed("test_ops_cnn");
     bk_rng_seed(&g_rng, seed);
     bk_manual_seed(seed);
     RUN(conv2d_gradcheck);

@@ -5,6 +5,7 @@
  * generator fails one of them about once in a million runs.
  */
 #include "test.h"
+#include "gradcheck.h"
 
 #include <time.h>
 
@@ -296,17 +297,8 @@ TEST(print_format) {
 
 /* ---- main ------------------------------------------------------------------------------------------ */
 
-static uint64_t test_seed(void) {
-    const char *e = getenv("BRICK_TEST_SEED");
-    if (!e || !*e) e = getenv("BRICK_SEED");
-    if (e && *e) return strtoull(e, NULL, 10);
-    return (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
-}
-
 int main(void) {
-    g_seed = test_seed();
-    printf("test_tensor: seed %llu (BRICK_TEST_SEED=%llu reproduces this run)\n", (unsigned long long)g_seed,
-           (unsigned long long)g_seed);
+    g_seed = test_seed("test_tensor");
     RUN(creation);
     RUN(fill_copy_requires_grad);
     RUN(pcg32_known_answer);

@@ -6,13 +6,11 @@
 #define BRICK_TESTS_TRANSFORMER_UTIL_H
 
 #include "test.h"
+#include "gradcheck.h"
 
 #include <stdint.h>
 #include <time.h>
 
-#define EPS 1e-3
-#define ATOL 5e-3
-#define RTOL 1e-2
 
 static bk_rng g_rng;
 
@@ -24,20 +22,6 @@ static inline bk_tensor *randn_t(int nd, const int64_t *shape, float scale) {
 }
 #define RANDN(...) randn_t(BK_SHAPE(__VA_ARGS__), 1.0f)
 #define LEAF(t) bk_requires_grad((t), true)
-
-static inline bool gradcheck_ok(const char *what, bk_gradcheck_fn f, bk_tensor *const *in, int n, void *ud) {
-    double r = bk_gradcheck(f, in, n, ud, EPS, ATOL, RTOL, stderr);
-    if (r >= 0 && r <= 1) return true;
-    fprintf(stderr, "  %s: gradcheck %s %.3g (%s)\n", what, r < 0 ? "failed:" : "worst scaled error", r,
-            r < 0 ? bk_last_error() : "");
-    return false;
-}
-
-#define GRADCHECK(what, fn, ud, ...)                                                      \
-    do {                                                                                  \
-        bk_tensor *in_[] = {__VA_ARGS__};                                                 \
-        CHECK(gradcheck_ok(what, fn, in_, (int)(sizeof in_ / sizeof *in_), ud));          \
-    } while (0)
 
 static inline bool repr_is(const bk_module *m, const char *want) {
     char got[8192];
@@ -72,12 +56,7 @@ static inline double max_abs_diff(const bk_tensor *a, const bk_tensor *b) {
 
 /* Seeds g_rng from $BRICK_TEST_SEED, else $BRICK_SEED, else the clock, and prints the seed. */
 static inline void seed_from_env(const char *test) {
-    const char *s = getenv("BRICK_TEST_SEED");
-    if (!s || !s[0]) s = getenv("BRICK_SEED");
-    uint64_t seed = s && s[0] ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-    printf("%s: seed %llu (BRICK_TEST_SEED=%llu reproduces it)\n", test, (unsigned long long)seed,
-           (unsigned long long)seed);
-    bk_rng_seed(&g_rng, seed);
+    bk_rng_seed(&g_rng, test_seed(test));
 }
 
 #endif /* BRICK_TESTS_TRANSFORMER_UTIL_H */

@@ -1,0 +1,308 @@
+/* api_misuse/io.h - the API misuse sweep: safetensors files, optimizers, data sets and
+ * loaders, distributed training, models and checkpoints.
+ *
+ * Part of tests/test_api_misuse.c, which includes it after its harness (MISUSE, ACCEPTS,
+ * CANNOT_FAIL, EACH_BAD_TENSOR, ...): the sweep's completeness check must see the calls of
+ * every part in one process. Not a header of its own.
+ */
+
+/* ---- files ------------------------------------------------------------------------------------------ */
+
+static char tmpdir[64];
+static char path_in_tmp[128];
+static const char *in_tmp(const char *name) {
+    snprintf(path_in_tmp, sizeof path_in_tmp, "%s/%s", tmpdir, name);
+    return path_in_tmp;
+}
+
+TEST(safetensors_files) {
+    bk_tensor *t = bk_ones(BK_SHAPE(2));
+    const char *names[2] = {"a", "b"}, *dup[2] = {"a", "a"}, *reserved[1] = {"__metadata__"};
+    const bk_tensor *ts[2] = {t, t}, *with_null[2] = {t, NULL}, *stale[1] = {STALE}, *foreign[1] = {&FOREIGN};
+    const char *keys[1] = {"k"}, *values[1] = {"v"};
+    char good[128];
+    snprintf(good, sizeof good, "%s", in_tmp("good.safetensors"));
+    CHECK(bk_safetensors_save(good, 2, names, ts, 1, keys, values) == 0);
+
+    MISUSE(bk_safetensors_save(NULL, 2, names, ts, 0, NULL, NULL), "safetensors", "path is NULL");
+    const char *p = in_tmp("x.safetensors");
+    MISUSE(bk_safetensors_save(p, -1, names, ts, 0, NULL, NULL), "safetensors", "negative tensor or metadata count");
+    MISUSE(bk_safetensors_save(p, 2, names, ts, -1, keys, values), "safetensors", "negative");
+    MISUSE(bk_safetensors_save(p, 2, NULL, ts, 0, NULL, NULL), "safetensors", "names or tensors is NULL");
+    MISUSE(bk_safetensors_save(p, 2, names, NULL, 0, NULL, NULL), "safetensors", "names or tensors is NULL");
+    MISUSE(bk_safetensors_save(p, 2, names, with_null, 0, NULL, NULL), "safetensors", "'b' (#1) is NULL");
+    MISUSE(bk_safetensors_save(p, 1, names, stale, 0, NULL, NULL), "safetensors", "not a live tensor");
+    MISUSE(bk_safetensors_save(p, 1, names, foreign, 0, NULL, NULL), "safetensors", "not a live tensor");
+    MISUSE(bk_safetensors_save(p, 2, dup, ts, 0, NULL, NULL), "safetensors", "duplicate");
+    MISUSE(bk_safetensors_save(p, 1, reserved, ts, 0, NULL, NULL), "safetensors", "reserved");
+    MISUSE(bk_safetensors_save(p, 2, names, ts, 1, NULL, values), "safetensors", "metadata keys or values is NULL");
+    MISUSE(bk_safetensors_save(p, 2, names, ts, 1, keys, NULL), "safetensors", "metadata keys or values is NULL");
+    MISUSE(bk_safetensors_save(in_tmp("no/such/dir/x"), 2, names, ts, 0, NULL, NULL), "safetensors", "No such file");
+
+    MISUSE(bk_safetensors_load(NULL), "safetensors", "path is NULL");
+    MISUSE(bk_safetensors_load(in_tmp("missing.safetensors")), "safetensors", "cannot open");
+    MISUSE(bk_safetensors_load(tmpdir), "safetensors", tmpdir);
+    MISUSE(bk_file_open_read(NULL), "file_open_read", "path is NULL");
+    MISUSE(bk_file_open_read(tmpdir), tmpdir, "not a regular file (a directory)");
+    MISUSE(bk_file_open_read(in_tmp("missing")), "missing", "cannot open");
+    MISUSE(bk_file_write_atomic(NULL, "x", 1), "file_write_atomic", "path is NULL");
+    MISUSE(bk_file_write_atomic(in_tmp("w.txt"), NULL, 1), "file_write_atomic", "data is NULL");
+    MISUSE(bk_file_write_atomic(in_tmp("no/such/dir/w"), "x", 1), "no/such/dir/w", "No such file");
+    MISUSE(bk_file_write_atomic(tmpdir, "x", 1), tmpdir, "cannot rename");
+    ACCEPTS(bk_file_write_atomic(in_tmp("w.txt"), NULL, 0) == 0, "no data with n 0: an empty file");
+    MISUSE(bk_file_check_writable(NULL, 1), "file_check_writable", "path is NULL");
+    MISUSE(bk_file_check_writable(in_tmp("no/such/dir/w"), 1), "no/such/dir/w", "cannot create a file there");
+    bk_safetensors *st = bk_safetensors_load(good);
+    CHECK(st != NULL);
+    ACCEPTS((bk_safetensors_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
+    MISUSE(bk_safetensors_count(NULL), "safetensors_count", "NULL");
+    MISUSE(bk_safetensors_name(NULL, 0), "safetensors_name", "NULL");
+    MISUSE(bk_safetensors_name(st, 2), "safetensors", "index 2 is out of range (2 tensors)");
+    MISUSE(bk_safetensors_name(st, -1), "safetensors", "index -1");
+    MISUSE(bk_safetensors_get(NULL, "a"), "safetensors_get", "file is NULL");
+    MISUSE(bk_safetensors_get(st, NULL), "safetensors_get", "name is NULL");
+    MISUSE(bk_safetensors_get(st, "c"), "safetensors", "no tensor named 'c'");
+    MISUSE(bk_safetensors_meta(NULL, "k"), "safetensors_meta", "file is NULL");
+    MISUSE(bk_safetensors_meta(st, NULL), "safetensors_meta", "key is NULL");
+    ACCEPTS(bk_safetensors_meta(st, "absent") == NULL && !bk_last_error()[0], "an absent key is NULL without an error (documented)");
+
+    bk_module *lin = bk_nn_linear(2, 3), *other = bk_nn_linear(3, 3);
+    EACH_BAD_MODULE("module_save", bk_module_save(M, in_tmp("m.safetensors")));
+    MISUSE(bk_module_save(lin, NULL), "safetensors", "path is NULL");
+    EACH_BAD_MODULE("load_state_dict", bk_module_load(M, good, true));
+    MISUSE(bk_module_load(lin, NULL, true), "safetensors", "path is NULL");
+    MISUSE(bk_module_load(lin, in_tmp("missing"), false), "safetensors", "cannot open");
+    EACH_BAD_MODULE("load_state_dict", bk_module_load_from(M, st, true));
+    MISUSE(bk_module_load_from(lin, NULL, true), "load_state_dict", "file is NULL");
+    MISUSE(bk_module_load_from(lin, st, true), "load_state_dict", "missing: weight, bias", "unexpected: a, b");
+    CHECK(bk_module_save(lin, in_tmp("lin.safetensors")) == 0);
+    MISUSE(bk_module_load(other, in_tmp("lin.safetensors"), false), "load_state_dict", "shape mismatch");
+    bk_safetensors_free(st);
+    bk_module_free(lin);
+    bk_module_free(other);
+}
+
+/* ---- optimizers ---------------------------------------------------------------------------------------- */
+
+TEST(optimizers) {
+    bk_module *lin = bk_nn_linear(2, 2);
+    EACH_BAD_MODULE("SGD", bk_optim_sgd(M, BK_SGD_DEFAULTS(0.1)));
+    bk_sgd_config s = BK_SGD_DEFAULTS(-0.1);
+    MISUSE(bk_optim_sgd(lin, s), "SGD", "lr=-0.1");
+    s = BK_SGD_DEFAULTS(NAN);
+    MISUSE(bk_optim_sgd(lin, s), "SGD", "lr=nan");
+    s = BK_SGD_DEFAULTS(0.1), s.momentum = -1;
+    MISUSE(bk_optim_sgd(lin, s), "SGD", "momentum=-1");
+    s = BK_SGD_DEFAULTS(0.1), s.weight_decay = -1;
+    MISUSE(bk_optim_sgd(lin, s), "SGD", "weight_decay=-1");
+    s = BK_SGD_DEFAULTS(0.1), s.nesterov = true;
+    MISUSE(bk_optim_sgd(lin, s), "SGD", "Nesterov");
+    EACH_BAD_MODULE("Adam", bk_optim_adam(M, BK_ADAM_DEFAULTS(1e-3)));
+    EACH_BAD_MODULE("AdamW", bk_optim_adamw(M, BK_ADAMW_DEFAULTS(1e-3)));
+    bk_adam_config a = BK_ADAM_DEFAULTS(-1);
+    MISUSE(bk_optim_adam(lin, a), "Adam", "lr=-1");
+    a = BK_ADAM_DEFAULTS(1e-3), a.beta1 = 1;
+    MISUSE(bk_optim_adam(lin, a), "Adam", "betas=(1, ");
+    a = BK_ADAM_DEFAULTS(1e-3), a.beta2 = -0.5;
+    MISUSE(bk_optim_adamw(lin, a), "AdamW", "0.9, -0.5");
+    a = BK_ADAMW_DEFAULTS(1e-3), a.eps = -1;
+    MISUSE(bk_optim_adamw(lin, a), "AdamW", "eps=-1");
+    a = BK_ADAMW_DEFAULTS(1e-3), a.weight_decay = NAN;
+    MISUSE(bk_optim_adamw(lin, a), "AdamW", "weight_decay=nan");
+
+    bk_optim *o = bk_optim_sgd(lin, BK_SGD_DEFAULTS(0.1));
+    ACCEPTS((bk_optim_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
+    MISUSE(bk_optim_step(NULL), "optim_step", "NULL");
+    MISUSE_VOID(bk_optim_zero_grad(NULL), "optim_zero_grad", "NULL");
+    MISUSE(bk_optim_lr(NULL), "optim_lr", "NULL");
+    MISUSE_VOID(bk_optim_set_lr(NULL, 0.1), "optim_set_lr", "NULL");
+    MISUSE_VOID(bk_optim_set_lr(o, -0.1), "optim_set_lr", "lr=-0.1");
+    MISUSE_VOID(bk_optim_set_lr(o, NAN), "optim_set_lr", "lr=nan");
+    CHECK(bk_optim_lr(o) == 0.1); /* unchanged by the refused calls */
+    ACCEPTS(!strcmp(bk_optim_name(NULL), "?"), "\"?\" for NULL, as bk_module_name");
+    MISUSE(bk_optim_state_count(NULL), "optim_state_count", "NULL");
+    MISUSE(bk_optim_state_name(NULL, 0), "optim_state_name", "NULL");
+    MISUSE(bk_optim_state_name(o, 4), "optim_state_name", "index 4 is out of range (4 state tensors)");
+    MISUSE(bk_optim_state_name(o, -1), "optim_state_name", "index -1");
+    MISUSE(bk_optim_state_tensor(NULL, 0), "optim_state_tensor", "NULL");
+    MISUSE(bk_optim_state_tensor(o, 4), "optim_state_tensor", "index 4");
+    MISUSE(bk_optim_state_tensor(o, INT32_MIN), "optim_state_tensor", "out of range");
+
+    MISUSE(bk_lr_step_decay(0.1f, 3, 0, 0.5f), "lr_step_decay", "step_size 0");
+    MISUSE(bk_lr_step_decay(0.1f, 3, -2, 0.5f), "lr_step_decay", "step_size -2");
+    MISUSE(bk_lr_step_decay(0.1f, -1, 2, 0.5f), "lr_step_decay", "epoch -1");
+    MISUSE(bk_lr_cosine(0.1f, 3, 0, 0), "lr_cosine", "total_epochs 0");
+    MISUSE(bk_lr_cosine(0.1f, 3, -10, 0), "lr_cosine", "total_epochs -10");
+    MISUSE(bk_lr_cosine(0.1f, -3, 10, 0), "lr_cosine", "epoch -3");
+    bk_optim_free(o);
+    bk_module_free(lin);
+}
+
+/* ---- data ------------------------------------------------------------------------------------------------- */
+
+TEST(data_sets_and_loaders) {
+    MISUSE(bk_idx_load(NULL, "l", 10), "idx", "images path is NULL");
+    MISUSE(bk_idx_load("i", NULL, 10), "idx", "labels path is NULL");
+    MISUSE(bk_idx_load("i", "l", 0), "idx", "n_classes 0");
+    MISUSE(bk_idx_load("i", "l", 257), "idx", "n_classes 257");
+    MISUSE(bk_idx_load("i", "l", -1), "idx", "n_classes -1");
+    MISUSE(bk_idx_load(in_tmp("missing-images"), in_tmp("missing-labels"), 10), "idx", "missing-images");
+    MISUSE(bk_fashion_mnist_load(NULL, true), "fashion_mnist", "NULL");
+    MISUSE(bk_fashion_mnist_load(in_tmp("nowhere"), false), "fashion_mnist", "nowhere");
+    MISUSE(bk_fashion_mnist_load(tmpdir, true), "fashion_mnist", "found no");
+
+    const int64_t shape[2] = {1, 2}, neg[2] = {1, -2};
+    const float x[6] = {0, 1, 2, 3, 4, 5}, t[3] = {1, 2, 3};
+    const int64_t y[3] = {0, 1, 1}, ybad[3] = {0, 2, 1}, yneg[3] = {0, -1, 1};
+    const char *w = "dataset_from_arrays";
+    MISUSE(bk_dataset_from_arrays(-1, 2, shape, x, y, 2, NULL, 0), w, "negative number of samples -1");
+    MISUSE(bk_dataset_from_arrays(3, -1, shape, x, y, 2, NULL, 0), w, "rank -1");
+    MISUSE(bk_dataset_from_arrays(3, BK_MAX_DIMS, shape, x, y, 2, NULL, 0), w, "rank 8");
+    MISUSE(bk_dataset_from_arrays(3, 2, NULL, x, y, 2, NULL, 0), w, "shape is NULL");
+    MISUSE(bk_dataset_from_arrays(3, 2, neg, x, y, 2, NULL, 0), w, "negative dimension -2");
+    MISUSE(bk_dataset_from_arrays(INT64_MAX, 2, shape, x, y, 2, NULL, 0), w, "too many");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, NULL, y, 2, NULL, 0), w, "x is NULL");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, ybad, 2, NULL, 0), w, "label 2 at index 1");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, yneg, 2, NULL, 0), w, "label -1");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, y, 0, NULL, 0), w, "n_classes 0");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, y, -3, NULL, 0), w, "n_classes -3");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, NULL, 2, NULL, 0), w, "without labels");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, NULL, 0, t, 0), w, "target_dim 0");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, NULL, 0, t, -1), w, "target_dim -1");
+    MISUSE(bk_dataset_from_arrays(3, 2, shape, x, NULL, 0, NULL, 1), w, "without targets");
+    ACCEPTS((bk_dataset_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
+
+    bk_dataset *ds = bk_dataset_from_arrays(3, 2, shape, x, y, 2, NULL, 0);
+    CHECK(ds != NULL);
+    /* foreign data sets: the struct is public, so a caller can fill one in by hand */
+    bk_dataset hand = *ds;
+    hand.x = NULL;
+    bk_dataset bad_rank = *ds, bad_numel = *ds, bad_n = *ds, bad_targets = *ds, bad_dim = *ds;
+    bad_rank.ndim = BK_MAX_DIMS;
+    bad_numel.sample_numel = 1000;
+    bad_n.n = -5;
+    bad_targets.target_dim = -1, bad_targets.targets = (float *)x;
+    bad_dim.shape[1] = -2;
+    MISUSE(bk_dataset_normalize(NULL, 0, 1), "dataset_normalize", "NULL");
+    MISUSE(bk_dataset_normalize(ds, 0, 0), "dataset_normalize", "std 0");
+    MISUSE(bk_dataset_normalize(ds, 0, -1), "dataset_normalize", "std -1");
+    MISUSE(bk_dataset_normalize(ds, NAN, 1), "dataset_normalize", "mean nan");
+    MISUSE(bk_dataset_normalize(ds, 0, INFINITY), "dataset_normalize", "std inf");
+    MISUSE(bk_dataset_normalize(&hand, 0, 1), "dataset_normalize", "malformed", "x NULL");
+    MISUSE(bk_dataset_normalize(&bad_numel, 0, 1), "dataset_normalize", "malformed");
+    MISUSE(bk_dataset_normalize(&bad_n, 0, 1), "dataset_normalize", "malformed");
+
+    MISUSE(bk_loader_new(NULL, 2, false, 0, false), "loader_new", "data set is NULL");
+    MISUSE(bk_loader_new(ds, 0, false, 0, false), "loader_new", "batch_size 0");
+    MISUSE(bk_loader_new(ds, -2, false, 0, false), "loader_new", "batch_size -2");
+    MISUSE(bk_loader_new(&hand, 2, false, 0, false), "loader_new", "malformed", "x NULL");
+    MISUSE(bk_loader_new(&bad_rank, 2, false, 0, false), "loader_new", "malformed", "rank 8");
+    MISUSE(bk_loader_new(&bad_numel, 2, false, 0, false), "loader_new", "malformed", "sample_numel 1000");
+    MISUSE(bk_loader_new(&bad_n, 2, false, 0, false), "loader_new", "malformed", "n -5");
+    MISUSE(bk_loader_new(&bad_targets, 2, false, 0, false), "loader_new", "malformed", "target_dim -1");
+    MISUSE(bk_loader_new(&bad_dim, 2, false, 0, false), "loader_new", "malformed", "negative dimension -2");
+    bk_loader *l = bk_loader_new(ds, 2, true, 1, false);
+    CHECK(l != NULL);
+    ACCEPTS((bk_loader_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
+    MISUSE_VOID(bk_loader_start(NULL), "loader_start", "NULL");
+    bk_tensor *bx;
+    const int64_t *by;
+    MISUSE(bk_loader_next(NULL, &bx, &by, NULL), "loader_next", "NULL");
+    CHECK(bx == NULL && by == NULL); /* the outputs are cleared on failure */
+    ACCEPTS(bk_loader_next(l, NULL, NULL, NULL) == 2, "NULL outputs: nothing is copied (skips a batch)");
+    MISUSE(bk_loader_num_batches(NULL), "loader_num_batches", "NULL");
+    MISUSE_VOID(bk_loader_rng(NULL), "loader_rng", "NULL");
+    MISUSE(bk_loader_set_rng(NULL, *bk_default_rng()), "loader_set_rng", "NULL");
+    MISUSE(bk_loader_set_rng(l, (bk_rng){0, 0}), "loader_set_rng", "even");
+    bk_loader_free(l);
+    bk_dataset_free(ds);
+}
+
+TEST(distributed) {
+    ACCEPTS(bk_dist_init(NULL, NULL, false) == 0, "outside mpirun, without require_mpi: a world of one");
+    CANNOT_FAIL(bk_dist_rank() == 0, "no arguments (0 in a world of one)");
+    CANNOT_FAIL(bk_dist_world_size() == 1, "no arguments (1 in a world of one)");
+    CANNOT_FAIL(bk_dist_mpi_built() || !bk_dist_mpi_built(), "no arguments");
+    CANNOT_FAIL(bk_dist_barrier() == 0, "no arguments");
+    CANNOT_FAIL((bk_dist_abort(1), 1), "any status; in a world of one it returns");
+    int64_t v = 1, all = 0;
+    MISUSE(bk_dist_allgather(NULL, &all, 8), "dist_allgather", "NULL");
+    MISUSE(bk_dist_allgather(&v, NULL, 8), "dist_allgather", "NULL");
+    MISUSE(bk_dist_allgather(&v, &all, (size_t)1 << 40), "dist_allgather", "too many");
+    EACH_BAD_MODULE("dist_broadcast_module", bk_dist_broadcast_module(M, "m"));
+    EACH_BAD_MODULE("ddp_new", bk_ddp_new(M, "m", BK_DIST_DETERMINISTIC));
+    bk_module *m = bk_nn_linear(3, 2);
+    MISUSE(bk_ddp_new(m, NULL, (bk_dist_mode)-1), "ddp_new", "unknown mode -1");
+    bk_ddp *d = bk_ddp_new(m, NULL, BK_DIST_DETERMINISTIC);
+    MISUSE(bk_ddp_reduce(NULL, 1.0f), "ddp_reduce", "NULL");
+    MISUSE(bk_ddp_reduce(d, 0.0f), "ddp_reduce", "divisor 0");
+    MISUSE(bk_ddp_reduce(d, NAN), "ddp_reduce", "divisor nan");
+    MISUSE(bk_ddp_accumulate(NULL), "ddp_accumulate", "NULL");
+    MISUSE(bk_ddp_finish(NULL, 1.0f), "ddp_finish", "NULL");
+    MISUSE(bk_ddp_finish(d, 1.0f), "ddp_finish", "nothing was accumulated");
+    MISUSE(bk_ddp_sync_buffers(NULL), "ddp_sync_buffers", "NULL");
+    MISUSE(bk_ddp_save_buffers(NULL), "ddp_save_buffers", "NULL");
+    MISUSE(bk_ddp_restore_buffers(NULL), "ddp_restore_buffers", "NULL");
+    MISUSE(bk_ddp_restore_buffers(d), "ddp_restore_buffers", "no buffers were saved");
+    MISUSE(bk_ddp_numel(NULL), "ddp_numel", "NULL");
+    MISUSE(bk_ddp_comm_seconds(NULL), "ddp_comm_seconds", "NULL");
+    ACCEPTS((bk_ddp_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
+    bk_ddp_free(d);
+    bk_module_free(m);
+    CANNOT_FAIL(bk_dist_finalize() == 0, "no arguments");
+}
+
+TEST(models_and_checkpoints) {
+    const int64_t in[3] = {1, 4, 4}, neg[3] = {1, -4, 4};
+    char canon[64];
+    CANNOT_FAIL(bk_model_names() != NULL && bk_model_names()[0] != NULL, "no arguments");
+    MISUSE(bk_model_build(NULL, 3, in, 10, canon, sizeof canon), "model", "spec is NULL");
+    MISUSE(bk_model_build("nonet", 3, in, 10, canon, sizeof canon), "model", "unknown model \"nonet\"");
+    MISUSE(bk_model_build("mlp:depth=2", 3, in, 10, canon, sizeof canon), "model", "no setting \"depth\"");
+    MISUSE(bk_model_build("mlp:hidden=-2", 3, in, 10, canon, sizeof canon), "model", "positive integer");
+    MISUSE(bk_model_build("mlp:hidden=99999999999", 3, in, 10, canon, sizeof canon), "model", "positive integer");
+    MISUSE(bk_model_build("mlp", -1, in, 10, canon, sizeof canon), "model", "rank -1");
+    MISUSE(bk_model_build("mlp", 0, in, 10, canon, sizeof canon), "model", "at least one dimension");
+    MISUSE(bk_model_build("mlp", 9, in, 10, canon, sizeof canon), "model", "rank 9");
+    MISUSE(bk_model_build("mlp", 3, NULL, 10, canon, sizeof canon), "model", "shape is NULL");
+    MISUSE(bk_model_build("mlp", 3, neg, 10, canon, sizeof canon), "model", "negative dimension -4");
+    MISUSE(bk_model_build("mlp", 3, in, 0, canon, sizeof canon), "model", "classes");
+    MISUSE(bk_model_build("mlp", 3, in, -10, canon, sizeof canon), "model", "-10");
+    MISUSE(bk_model_build("mlp:hidden=4294967296", 3, in, 10, canon, sizeof canon), "model", "BK_MODEL_MAX_PARAMS");
+    MISUSE(bk_model_num_params(NULL, 3, in, 10, canon, sizeof canon), "model", "spec is NULL");
+    MISUSE(bk_model_num_params("nonet", 3, in, 10, canon, sizeof canon), "model", "unknown model");
+    MISUSE(bk_model_num_params("mlp", 3, NULL, 10, canon, sizeof canon), "model", "shape is NULL");
+    MISUSE(bk_model_num_params("mlp", 3, in, 0, canon, sizeof canon), "model", "classes");
+    MISUSE(bk_model_num_params("resnet:width=65536", 3, in, 10, canon, sizeof canon), "model", "BK_MODEL_MAX_PARAMS");
+    ACCEPTS(bk_model_num_params("mlp:hidden=8", 3, in, 10, NULL, 0) == 16 * 8 + 8 + 8 * 10 + 10,
+            "canonical NULL: not written");
+    bk_module *m = NULL;
+    ACCEPTS((m = bk_model_build("mlp:hidden=8", 3, in, 10, NULL, 0)) != NULL, "canonical NULL: not written");
+    bk_module *m2 = NULL;
+    ACCEPTS((m2 = bk_model_build("mlp:hidden=8", 3, in, 10, canon, 3)) != NULL && !strcmp(canon, "ml"),
+            "a short canonical buffer is truncated, as snprintf");
+    bk_module_free(m2);
+
+    char ck[128];
+    snprintf(ck, sizeof ck, "%s", in_tmp("m.ckpt"));
+    bk_optim *o = bk_optim_adam(m, BK_ADAM_DEFAULTS(1e-3));
+    const char *keys[1] = {"k"}, *values[1] = {"v"};
+    MISUSE(bk_checkpoint_save(NULL, m, o, 0, NULL, NULL), "checkpoint_save", "path is NULL");
+    EACH_BAD_MODULE("checkpoint_save", bk_checkpoint_save(ck, M, o, 0, NULL, NULL));
+    MISUSE(bk_checkpoint_save(ck, m, o, -1, keys, values), "safetensors", "negative");
+    MISUSE(bk_checkpoint_save(ck, m, o, 1, NULL, values), "safetensors", "metadata keys or values is NULL");
+    ACCEPTS(bk_checkpoint_save(ck, m, NULL, 1, keys, values) == 0, "optimizer NULL: the model only");
+    MISUSE(bk_checkpoint_load(NULL, m, o), "checkpoint_load", "path is NULL");
+    EACH_BAD_MODULE("checkpoint_load", bk_checkpoint_load(ck, M, o));
+    MISUSE(bk_checkpoint_load(in_tmp("missing.ckpt"), m, NULL), "safetensors", "cannot open");
+    MISUSE(bk_checkpoint_load(ck, m, o), "checkpoint_load", "missing");
+    ACCEPTS(bk_checkpoint_load(ck, m, NULL) == 0, "optimizer NULL: the model only");
+    bk_safetensors *ck_st = bk_safetensors_load(ck);
+    MISUSE(bk_checkpoint_load_from(NULL, m, o), "checkpoint_load", "file is NULL");
+    EACH_BAD_MODULE("checkpoint_load", bk_checkpoint_load_from(ck_st, M, o));
+    MISUSE(bk_checkpoint_load_from(ck_st, m, o), "checkpoint_load", "missing");
+    ACCEPTS(bk_checkpoint_load_from(ck_st, m, NULL) == 0, "optimizer NULL: the model only");
+    bk_safetensors_free(ck_st);
+    bk_optim_free(o);
+    bk_module_free(m);
+}
