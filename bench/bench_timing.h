@@ -41,7 +41,8 @@ static inline double median(double *v, int n) {
  * -t S (seconds per repeat; 0.1 if not positive), -c (CPU time instead of the wall clock),
  * -q (quick: 3 repeats of 20 ms). Returns whether argv[*i] is one of them, having read it
  * (and moved *i past its value). */
-static inline bool timing_option(int argc, char **argv, int *i, int *repeats, double *seconds, bool *cputime) {
+static inline bool timing_option(int argc, char **argv, int *i, int *repeats, double *seconds,
+                                 bool *cputime) {
     const char *a = argv[*i];
     if (!strcmp(a, "-r") && *i + 1 < argc) {
         int r = atoi(argv[++*i]);

@@ -27,18 +27,12 @@ typedef struct shape {
 } shape;
 
 static const shape SHAPES[] = {
-    {"lenet.conv1", 128, 1, 28, 28, 6, 5, 1, 2},
-    {"lenet.conv2", 128, 6, 14, 14, 16, 5, 1, 0},
-    {"resnet8.stem", 128, 1, 28, 28, 8, 3, 1, 1},
-    {"resnet8.s1", 128, 8, 28, 28, 8, 3, 1, 1},
-    {"resnet8.s2down", 128, 8, 28, 28, 16, 3, 2, 1},
-    {"resnet8.s2short1x1", 128, 8, 28, 28, 16, 1, 2, 0},
-    {"resnet8.s2", 128, 16, 14, 14, 16, 3, 1, 1},
-    {"resnet8.s3", 128, 32, 7, 7, 32, 3, 1, 1},
-    {"resnet8.s4", 128, 64, 4, 4, 64, 3, 1, 1},
-    {"resnet32.s1", 128, 32, 28, 28, 32, 3, 1, 1},
-    {"resnet32.s2", 128, 64, 14, 14, 64, 3, 1, 1},
-    {"resnet32.s3", 128, 128, 7, 7, 128, 3, 1, 1},
+    {"lenet.conv1", 128, 1, 28, 28, 6, 5, 1, 2},     {"lenet.conv2", 128, 6, 14, 14, 16, 5, 1, 0},
+    {"resnet8.stem", 128, 1, 28, 28, 8, 3, 1, 1},    {"resnet8.s1", 128, 8, 28, 28, 8, 3, 1, 1},
+    {"resnet8.s2down", 128, 8, 28, 28, 16, 3, 2, 1}, {"resnet8.s2short1x1", 128, 8, 28, 28, 16, 1, 2, 0},
+    {"resnet8.s2", 128, 16, 14, 14, 16, 3, 1, 1},    {"resnet8.s3", 128, 32, 7, 7, 32, 3, 1, 1},
+    {"resnet8.s4", 128, 64, 4, 4, 64, 3, 1, 1},      {"resnet32.s1", 128, 32, 28, 28, 32, 3, 1, 1},
+    {"resnet32.s2", 128, 64, 14, 14, 64, 3, 1, 1},   {"resnet32.s3", 128, 128, 7, 7, 128, 3, 1, 1},
     {"resnet32.s4", 128, 256, 4, 4, 256, 3, 1, 1},
 };
 
@@ -55,7 +49,8 @@ static bk_tensor *heap_randn(int ndim, const int64_t *dims) {
 }
 
 /* One timed call: forward only, or forward + backward. Returns seconds, or -1 on error. */
-static double run(const shape *s, bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_tensor *g, bool bwd, bool cpu) {
+static double run(const shape *s, bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_tensor *g, bool bwd,
+                  bool cpu) {
     bk_conv2d_opts o = BK_CONV2D_DEFAULTS;
     o.stride[0] = o.stride[1] = s->stride;
     o.padding[0] = o.padding[1] = s->pad;
@@ -97,7 +92,8 @@ int main(int argc, char **argv) {
         bool want = first >= argc;
         for (int a = first; a < argc; a++) want |= strstr(s->name, argv[a]) != NULL;
         if (!want) continue;
-        int64_t oh = (s->h + 2 * s->pad - s->k) / s->stride + 1, ow = (s->w + 2 * s->pad - s->k) / s->stride + 1;
+        int64_t oh = (s->h + 2 * s->pad - s->k) / s->stride + 1,
+                ow = (s->w + 2 * s->pad - s->k) / s->stride + 1;
         bk_tensor *x = heap_randn(4, (int64_t[]){s->n, s->c, s->h, s->w});
         bk_tensor *w = heap_randn(4, (int64_t[]){s->o, s->c, s->k, s->k});
         bk_tensor *b = heap_randn(1, (int64_t[]){s->o});

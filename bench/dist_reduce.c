@@ -40,13 +40,15 @@ int main(int argc, char **argv) {
     if (reps < 1) reps = 1;
     /* (name, floats): LeNet, the MLP and resnet:width=8 have 61,706, 203,530 and 176,634
      * parameters */
-    static const struct { const char *name; int64_t n; } SIZES[] = {
-        {"lenet", 61706}, {"resnet:width=8", 176634}, {"mlp", 203530},
-        {"4 MiB", 1 << 20}, {"16 MiB", 1 << 22}, {"64 MiB", 1 << 24}};
+    static const struct {
+        const char *name;
+        int64_t n;
+    } SIZES[] = {{"lenet", 61706},   {"resnet:width=8", 176634}, {"mlp", 203530},
+                 {"4 MiB", 1 << 20}, {"16 MiB", 1 << 22},        {"64 MiB", 1 << 24}};
     int P = bk_dist_world_size(), rank = bk_dist_rank();
     if (rank == 0)
-        printf("%d ranks, %d reductions per row (median)\n%-16s %10s %-13s %10s %10s\n", P, reps,
-               "gradients", "floats", "mode", "ms", "bus GB/s");
+        printf("%d ranks, %d reductions per row (median)\n%-16s %10s %-13s %10s %10s\n", P, reps, "gradients",
+               "floats", "mode", "ms", "bus GB/s");
     double *t = malloc((size_t)reps * sizeof *t);
     int rc = 0;
     for (size_t s = 0; s < sizeof SIZES / sizeof SIZES[0] && !rc; s++) {

@@ -38,7 +38,8 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--runs")) runs = atoi(argv[++i]);
         else {
-            fprintf(stderr, "encoder_layer: unknown or incomplete argument '%s' (see the comment at the top)\n", a);
+            fprintf(stderr,
+                    "encoder_layer: unknown or incomplete argument '%s' (see the comment at the top)\n", a);
             return 2;
         }
     }
@@ -82,13 +83,16 @@ int main(int argc, char **argv) {
         }
         run_medians[r] = median(times, iters);
         cpu_medians[r] = median(cpu, iters);
-        printf("brick run %d: median %.2f ms/step (cpu %.2f ms) over %d steps\n", r + 1, run_medians[r], cpu_medians[r],
-               iters);
+        printf("brick run %d: median %.2f ms/step (cpu %.2f ms) over %d steps\n", r + 1, run_medians[r],
+               cpu_medians[r], iters);
     }
-    printf("brick encoder layer B=%lld T=%lld d_model=%lld heads=%lld ff=%lld %s %s: median of %d runs %.2f ms/step "
-           "(cpu %.2f ms/step)\n",
-           (long long)B, (long long)T, (long long)E, (long long)H, (long long)F, batch_first ? "batch_first" : "(T, B, E)",
-           gelu ? "gelu" : "relu", runs, median(run_medians, runs), median(cpu_medians, runs));
+    printf(
+        "brick encoder layer B=%lld T=%lld d_model=%lld heads=%lld ff=%lld %s %s: median of %d runs %.2f "
+        "ms/step "
+        "(cpu %.2f ms/step)\n",
+        (long long)B, (long long)T, (long long)E, (long long)H, (long long)F,
+        batch_first ? "batch_first" : "(T, B, E)", gelu ? "gelu" : "relu", runs, median(run_medians, runs),
+        median(cpu_medians, runs));
     free(times);
     free(cpu);
     bk_tensor_free(X);

@@ -92,9 +92,8 @@ typedef bk__sgemm_fn sgemm_fn;
 
 /* OpenBLAS through dlopen: cblas_sgemm's enums and int are spelled out (CblasRowMajor =
  * 101, CblasNoTrans = 111, CblasTrans = 112; the 32-bit-integer build). */
-typedef void cblas_sgemm_fn(int order, int ta, int tb, int M, int N, int K, float alpha,
-                            const float *A, int lda, const float *B, int ldb, float beta,
-                            float *C, int ldc);
+typedef void cblas_sgemm_fn(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                            int lda, const float *B, int ldb, float beta, float *C, int ldc);
 static cblas_sgemm_fn *g_cblas_sgemm;
 static void (*g_openblas_set_num_threads)(int);
 static char *(*g_openblas_get_corename)(void);
@@ -114,11 +113,10 @@ static bool openblas_load(void) {
     return true;
 }
 
-static void sgemm_openblas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                           float *C, int64_t ldc) {
-    g_cblas_sgemm(101, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, alpha, A,
-                  (int)lda, B, (int)ldb, beta, C, (int)ldc);
+static void sgemm_openblas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    g_cblas_sgemm(101, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, alpha, A, (int)lda, B,
+                  (int)ldb, beta, C, (int)ldc);
 }
 
 static bool g_cputime; /* -c: process CPU time instead of wall-clock time */
@@ -136,8 +134,7 @@ static double g_seconds = 0.1;
  * of g_repeats measurements (with -c: per CPU-second, times `threads`).
  * It first sleeps 0.2 s: OpenBLAS's idle worker threads busy-wait for ~0.1 s after a
  * threaded call (and OpenMP's for a moment), which would steal a core from the next run. */
-static timing measure(sgemm_fn *f, int threads, const shape *s, const float *A, const float *B,
-                      float *C) {
+static timing measure(sgemm_fn *f, int threads, const shape *s, const float *A, const float *B, float *C) {
     nanosleep(&(struct timespec){0, 200000000}, NULL);
     int64_t lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
     double flop = 2.0 * (double)s->M * (double)s->N * (double)s->K;
@@ -192,8 +189,10 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "-p")) {
             extra = "portable";
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-k KERNEL] [-p] [-q] "
-                            "[SHAPE...]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-k KERNEL] [-p] [-q] "
+                    "[SHAPE...]\n",
+                    argv[0]);
             return 2;
         } else if (n_filters < 32) {
             filters[n_filters++] = argv[i];
@@ -206,16 +205,13 @@ int main(int argc, char **argv) {
     }
     const bool blas = openblas_load();
     printf("brick sgemm kernel: %s; OpenBLAS: %s; median of %d runs of ~%.0f ms%s, GFLOP/s\n",
-           bk_gemm_kernel(), blas ? g_openblas_get_corename() : "(libopenblas.so.0 not found)",
-           g_repeats, g_seconds * 1e3, g_cputime ? " of CPU time" : "");
-    printf("%-22s %5s %6s %6s | %7s %7s %7s", "shape", "M", "N", "K", "us 1T", "brick1T",
-           "brick2T");
+           bk_gemm_kernel(), blas ? g_openblas_get_corename() : "(libopenblas.so.0 not found)", g_repeats,
+           g_seconds * 1e3, g_cputime ? " of CPU time" : "");
+    printf("%-22s %5s %6s %6s | %7s %7s %7s", "shape", "M", "N", "K", "us 1T", "brick1T", "brick2T");
     if (extra) printf(" %7.7s", extra);
     if (blas)
-        printf(" | %7s %7s | %5s %5s | %11s | %s", "oblas1T", "oblas2T", "1T", "2T",
-               "best: bk ob", "diff");
-    else
-        printf(" | %7s", "best2T");
+        printf(" | %7s %7s | %5s %5s | %11s | %s", "oblas1T", "oblas2T", "1T", "2T", "best: bk ob", "diff");
+    else printf(" | %7s", "best2T");
     printf("\n");
 
     for (size_t i = 0; i < N_SHAPES; i++) {
@@ -227,8 +223,7 @@ int main(int argc, char **argv) {
         float *A = random_floats(s->M * s->K), *B = random_floats(s->K * s->N);
         float *C = random_floats(s->M * s->N);
         const double flop = 2.0 * (double)s->M * (double)s->N * (double)s->K;
-        printf("%-22s %5lld %6lld %6lld |", s->name, (long long)s->M, (long long)s->N,
-               (long long)s->K);
+        printf("%-22s %5lld %6lld %6lld |", s->name, (long long)s->M, (long long)s->N, (long long)s->K);
         fflush(stdout);
         set_brick_threads(1);
         timing b1 = measure(bk__sgemm, 1, s, A, B, C);
@@ -251,8 +246,8 @@ int main(int argc, char **argv) {
             timing o2 = measure(sgemm_openblas, 2, s, A, B, C2);
             double omed = o1.median > o2.median ? o1.median : o2.median;
             double obest = o1.best > o2.best ? o1.best : o2.best;
-            bk__sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, s->ta ? s->M : s->K, B,
-                      s->tb ? s->K : s->N, 0.0f, C, s->N);
+            bk__sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, s->ta ? s->M : s->K, B, s->tb ? s->K : s->N,
+                      0.0f, C, s->N);
             double diff = 0, cmax = 0; /* max |brick - OpenBLAS| / max |OpenBLAS| */
             for (int64_t j = 0; j < s->M * s->N; j++) {
                 double d = fabs((double)C[j] - C2[j]);
@@ -260,9 +255,8 @@ int main(int argc, char **argv) {
                 if (fabs((double)C2[j]) > cmax) cmax = fabs((double)C2[j]);
             }
             diff /= cmax > 0 ? cmax : 1;
-            printf(" | %7.1f %7.1f | %4.0f%% %4.0f%% | %5.1f %5.1f | %.1e\n", o1.median,
-                   o2.median, 100.0 * b1.median / o1.median, 100.0 * b2.median / omed, b2.best,
-                   obest, diff);
+            printf(" | %7.1f %7.1f | %4.0f%% %4.0f%% | %5.1f %5.1f | %.1e\n", o1.median, o2.median,
+                   100.0 * b1.median / o1.median, 100.0 * b2.median / omed, b2.best, obest, diff);
             free(C2);
         }
         free(A);

@@ -44,9 +44,9 @@ typedef struct bench {
     workload w;
     bk_module *m;
     bk_optim *o;
-    bk_tensor *X;      /* the input: (B, 1, 28, 28), (B, 20) or A of (B, B) */
-    bk_tensor *B2;     /* sgemm's second matrix (B, B) */
-    int64_t *y;        /* labels (B) */
+    bk_tensor *X;  /* the input: (B, 1, 28, 28), (B, 20) or A of (B, B) */
+    bk_tensor *B2; /* sgemm's second matrix (B, B) */
+    int64_t *y;    /* labels (B) */
     int64_t batch;
 } bench;
 
@@ -147,8 +147,9 @@ static int parse_threads(const char *s, int *t, int max) {
 int main(int argc, char **argv) {
     static const char *const names[] = {"train", "infer", "seed-fwd", "seed-train", "sgemm"};
     if (argc < 2) {
-        fprintf(stderr, "model_bench: usage: model_bench train|infer|seed-fwd|seed-train|sgemm [options] "
-                        "(see the comment at the top of bench/model_bench.c)\n");
+        fprintf(stderr,
+                "model_bench: usage: model_bench train|infer|seed-fwd|seed-train|sgemm [options] "
+                "(see the comment at the top of bench/model_bench.c)\n");
         return 2;
     }
     bench b = {0};
@@ -156,7 +157,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 5; i++)
         if (!strcmp(argv[1], names[i])) w = i;
     if (w < 0) {
-        fprintf(stderr, "model_bench: unknown workload '%s' (train, infer, seed-fwd, seed-train, sgemm)\n", argv[1]);
+        fprintf(stderr, "model_bench: unknown workload '%s' (train, infer, seed-fwd, seed-train, sgemm)\n",
+                argv[1]);
         return 2;
     }
     b.w = (workload)w;
@@ -186,8 +188,9 @@ int main(int argc, char **argv) {
     int threads[MAX_THREAD_COUNTS];
     int n_threads = parse_threads(threads_arg, threads, MAX_THREAD_COUNTS);
     if (n_threads < 1 || iters < 1 || iters > 100000 || warmup < 0 || b.batch < 1 || b.batch > 65536) {
-        fprintf(stderr, "model_bench: need --threads like 1,2, 1 <= --iters <= 100000, --warmup >= 0, "
-                        "1 <= --batch <= 65536\n");
+        fprintf(stderr,
+                "model_bench: need --threads like 1,2, 1 <= --iters <= 100000, --warmup >= 0, "
+                "1 <= --batch <= 65536\n");
         return 2;
     }
     double *wall = malloc(sizeof(double) * (size_t)iters), *cpu = malloc(sizeof(double) * (size_t)iters);

@@ -34,7 +34,15 @@
 #include <time.h>
 
 typedef enum {
-    CASE_RELU, CASE_TANH, CASE_GELU, CASE_ADD, CASE_MAX_POOL, CASE_AVG_POOL, CASE_ADAPTIVE, CASE_BN_TRAIN, CASE_BN_EVAL,
+    CASE_RELU,
+    CASE_TANH,
+    CASE_GELU,
+    CASE_ADD,
+    CASE_MAX_POOL,
+    CASE_AVG_POOL,
+    CASE_ADAPTIVE,
+    CASE_BN_TRAIN,
+    CASE_BN_EVAL,
     CASE_LAYER_NORM
 } case_kind;
 
@@ -262,7 +270,8 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "-T") && i + 1 < argc) {
             tlist = argv[++i];
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-q] [-T \"1 2\"] [CASE...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-r REPEATS] [-t SECONDS] [-c] [-q] [-T \"1 2\"] [CASE...]\n",
+                    argv[0]);
             return 2;
         } else if (n_filters < 32) {
             filters[n_filters++] = argv[i];
@@ -280,7 +289,8 @@ int main(int argc, char **argv) {
     printf("median of %d runs of ~%.0f ms%s, microseconds per call\n", g_repeats, g_seconds * 1e3,
            g_cputime ? " of CPU time" : "");
     printf("%-24s %-18s", "case", "shape");
-    for (int t = 0; t < n_threads; t++) printf(" | %2dT fwd %7s %8s %7s", threads[t], "bwd", "best fwd", "bwd");
+    for (int t = 0; t < n_threads; t++)
+        printf(" | %2dT fwd %7s %8s %7s", threads[t], "bwd", "best fwd", "bwd");
     printf(" | %s\n", "hash");
     for (size_t i = 0; i < N_CASES; i++) {
         const bench_case *c = &CASES[i];

@@ -74,8 +74,8 @@ int main(int argc, char **argv) {
     bk_manual_seed(0);
     bk_module *net = bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(), bk_nn_linear(256, 10));
     bk_module *tiny = bk_nn_sequential(3, bk_nn_linear(2, 2), bk_nn_relu(), bk_nn_linear(2, 2));
-    bk_tensor *X = bk_tensor_new(BK_SHAPE(2, 20));   // (2, 20)
-    bk_tensor *Xt = bk_tensor_new(BK_SHAPE(2, 2));   // (2, 2)
+    bk_tensor *X = bk_tensor_new(BK_SHAPE(2, 20)); // (2, 20)
+    bk_tensor *Xt = bk_tensor_new(BK_SHAPE(2, 2)); // (2, 2)
     double *t = malloc(sizeof *t * (size_t)repeats);
     if (!net || !tiny || !X || !Xt || !t) {
         fprintf(stderr, "seed_mlp: %s\n", bk_last_error());

@@ -34,8 +34,8 @@
 #include "common.h"
 
 typedef struct {
-    bk_module base;           // nn.Module
-    bk_module *hidden, *out;  // borrowed: registered in base, freed with it
+    bk_module base;          // nn.Module
+    bk_module *hidden, *out; // borrowed: registered in base, freed with it
 } MLP;
 
 static bk_tensor *mlp_forward(bk_module *self, bk_tensor *X) {

@@ -37,7 +37,7 @@
 #include <stdarg.h>
 
 static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *X) {
-    for (int i = 0; i < self->n_children; i++) // for block in self._modules.values():
+    for (int i = 0; i < self->n_children; i++)       // for block in self._modules.values():
         X = bk_forward(self->children[i].module, X); //     X = block(X)
     return X;
 }
@@ -69,9 +69,8 @@ int main(void) {
     int status = 1;
     bk_manual_seed(0);
 
-    bk_module *model = my_sequential_new(4, bk_nn_linear(4, 8),  // input dim 4, output dim 8
-                                         bk_nn_relu(),
-                                         bk_nn_linear(8, 10), // input dim 8, output dim 10
+    bk_module *model = my_sequential_new(4, bk_nn_linear(4, 8),             // input dim 4, output dim 8
+                                         bk_nn_relu(), bk_nn_linear(8, 10), // input dim 8, output dim 10
                                          bk_nn_sigmoid());
     if (!model) goto done;
 

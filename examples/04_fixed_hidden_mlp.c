@@ -44,8 +44,7 @@
 #include <math.h>
 
 /* The forward of FixedHiddenMLP with its two uses of `linear` untied: first, second. */
-static bk_tensor *untied_forward(bk_module *first, bk_module *second, bk_tensor *rand_weight,
-                                 bk_tensor *X) {
+static bk_tensor *untied_forward(bk_module *first, bk_module *second, bk_tensor *rand_weight, bk_tensor *X) {
     X = bk_forward(first, X);
     X = bk_relu(bk_add_scalar(bk_matmul(X, rand_weight), 1));
     X = bk_forward(second, X);

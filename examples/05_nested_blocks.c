@@ -48,8 +48,8 @@ static bk_module *nest_mlp_new(void) {
     NestMLP *self = (NestMLP *)bk_module_new(&NEST_MLP, sizeof(NestMLP)); // super().__init__()
     if (!self) return NULL;
     self->net = bk_module_add(&self->base, "net",
-                              bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(),
-                                               bk_nn_linear(64, 32), bk_nn_relu()));
+                              bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(), bk_nn_linear(64, 32),
+                                               bk_nn_relu()));
     self->linear = bk_module_add(&self->base, "linear", bk_nn_linear(32, 16));
     if (!self->net || !self->linear) {
         bk_module_free(&self->base);

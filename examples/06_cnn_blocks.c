@@ -59,15 +59,18 @@ static bk_module *tiny_net_new(int num_classes) {
     TinyNet *self = (TinyNet *)bk_module_new(&TINY_NET, sizeof(TinyNet));
     if (!self) return NULL;
     bk_module *m = &self->base;
-    self->stem = bk_module_add(m, "stem", bk_nn_sequential(4, bk_nn_conv2d(1, 16, 3, 1, 1), bk_nn_batch_norm2d(16),
-                                                           bk_nn_relu(), bk_nn_max_pool2d(2, 0, 0)));
+    self->stem = bk_module_add(m, "stem",
+                               bk_nn_sequential(4, bk_nn_conv2d(1, 16, 3, 1, 1), bk_nn_batch_norm2d(16),
+                                                bk_nn_relu(), bk_nn_max_pool2d(2, 0, 0)));
     if (self->stem) self->res = bk_module_add(m, "res", bk_nn_residual(16, 32, true, 2));
     if (self->res)
-        self->inception = bk_module_add(m, "inception", bk_nn_inception(32, 16, (const int64_t[2]){16, 24},
-                                                                        (const int64_t[2]){4, 8}, 8));
+        self->inception = bk_module_add(m, "inception",
+                                        bk_nn_inception(32, 16, (const int64_t[2]){16, 24},
+                                                        (const int64_t[2]){4, 8}, 8));
     if (self->inception)
-        self->head = bk_module_add(m, "head", bk_nn_sequential(4, bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1),
-                                                               bk_nn_dropout(0.5f), bk_nn_linear(56, num_classes)));
+        self->head = bk_module_add(m, "head",
+                                   bk_nn_sequential(4, bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1),
+                                                    bk_nn_dropout(0.5f), bk_nn_linear(56, num_classes)));
     if (!self->head) {
         bk_module_free(m);
         return NULL;

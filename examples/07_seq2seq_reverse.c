@@ -88,12 +88,12 @@ static void sample(bk_rng *rng, int *s, int len, bool held) {
     } while (held_out(s, len) != held);
 }
 
-#define CHECK(x)                                                      \
-    do {                                                              \
-        if (!(x)) {                                                   \
+#define CHECK(x)                                                          \
+    do {                                                                  \
+        if (!(x)) {                                                       \
             fprintf(stderr, "07_seq2seq_reverse: %s\n", bk_last_error()); \
-            goto fail;                                                \
-        }                                                             \
+            goto fail;                                                    \
+        }                                                                 \
     } while (0)
 
 int main(void) {
@@ -168,7 +168,8 @@ int main(void) {
                 memory = NULL;
                 break;
             }
-            for (int b = 0; b < nb; b++) memcpy(tin->data + b * t, pred + b * (len + 2), sizeof(float) * (size_t)t);
+            for (int b = 0; b < nb; b++)
+                memcpy(tin->data + b * t, pred + b * (len + 2), sizeof(float) * (size_t)t);
             bk_tensor *logits = decode(m, tin, memory);
             if (!logits) {
                 memory = NULL;
@@ -189,7 +190,8 @@ int main(void) {
         int len_correct = 0;
         for (int b = 0; b < nb; b++) {
             bool ok = pred[b * (len + 2) + len + 1] == EOS;
-            for (int i = 0; ok && i < len; i++) ok = pred[b * (len + 2) + 1 + i] == seqs[b * len + len - 1 - i];
+            for (int i = 0; ok && i < len; i++)
+                ok = pred[b * (len + 2) + 1 + i] == seqs[b * len + len - 1 - i];
             len_correct += ok;
         }
         printf("length %d: %d / %d exact\n", len, len_correct, nb);
@@ -199,7 +201,8 @@ int main(void) {
         bk_arena_reset(NULL);
     }
     double acc = (double)correct / total;
-    printf("held-out exact-match accuracy (greedy): %.4f (%d / %d); required >= %.2f\n", acc, correct, total, bar);
+    printf("held-out exact-match accuracy (greedy): %.4f (%d / %d); required >= %.2f\n", acc, correct, total,
+           bar);
     status = acc >= bar ? 0 : 1;
     if (status) printf("FAILED: accuracy below the bar\n");
 fail:

@@ -81,8 +81,8 @@ int main(int argc, char **argv) {
         if (rank == 0) printf("epoch %d, mean loss %.6f\n", epoch + 1, last);
     }
     if (rank == 0)
-        printf("%d slots (%d processes x %d micro-batches): weights fingerprint %016llx\n", slots,
-               world, micro, fingerprint(net));
+        printf("%d slots (%d processes x %d micro-batches): weights fingerprint %016llx\n", slots, world,
+               micro, fingerprint(net));
     bk_ddp_free(ddp);
     bk_optim_free(opt);
     bk_module_free(net);

@@ -46,7 +46,7 @@ static bk_tensor *fixed_hidden_mlp_forward(bk_module *m, bk_tensor *X) {
     FixedHiddenMLP *self = (FixedHiddenMLP *)m;
     X = bk_forward(self->linear, X);                                // (N, 20)
     X = bk_relu(bk_add_scalar(bk_matmul(X, self->rand_weight), 1)); // (N, 20)
-    X = bk_forward(self->linear, X); // the same layer again: shared parameters
+    X = bk_forward(self->linear, X);                                // the same layer again: shared parameters
     self->iterations = 0;
     while (bk_item(bk_sum(bk_abs(X))) > 1) { // NaN (X NULL after an error) ends the loop
         X = bk_div_scalar(X, 2);

@@ -29,7 +29,9 @@ static inline void print_tensor_list(const bk_param_list *l) {
         const bk_tensor *t = l->tensors[i];
         char s[64];
         printf("  %-*s  %-10s  %s\n", (int)width, l->names[i], bk_shape_str(t, s, sizeof s),
-               t->grad ? "grad: yes" : t->requires_grad ? "grad: none yet" : "grad: no (constant)");
+               t->grad            ? "grad: yes"
+               : t->requires_grad ? "grad: none yet"
+                                  : "grad: no (constant)");
     }
 }
 

@@ -28,8 +28,8 @@
 #define FUZZ_ALLOC_LIMIT ((size_t)16 << 20) /* bytes per allocation */
 
 #ifdef FUZZ_REPLAY
-#define FUZZ_TARGET(name)                                 \
-    int fuzz_##name(const uint8_t *data, size_t size);    \
+#define FUZZ_TARGET(name)                              \
+    int fuzz_##name(const uint8_t *data, size_t size); \
     int fuzz_##name(const uint8_t *data, size_t size)
 #else
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,13 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A broken invariant (not a crash the sanitizers see): report it and abort, which
  * libFuzzer records as a crash with the input that caused it. */
-#define FUZZ_ASSERT(cond)                                                                  \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: invariant broken: %s (last error: %s)\n", __FILE__,   \
-                    __LINE__, #cond, bk_last_error());                                     \
-            abort();                                                                       \
-        }                                                                                  \
+#define FUZZ_ASSERT(cond)                                                                                \
+    do {                                                                                                 \
+        if (!(cond)) {                                                                                   \
+            fprintf(stderr, "%s:%d: invariant broken: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+                    bk_last_error());                                                                    \
+            abort();                                                                                     \
+        }                                                                                                \
     } while (0)
 
 static char fuzz_dir[64];

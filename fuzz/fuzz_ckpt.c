@@ -21,20 +21,30 @@
 
 /* The keys a checkpoint of `brick train` has (tools/train_state.c: common_meta and
  * train_write_checkpoint), in the order it writes them; an edit may add any other. */
-static const char *const CKPT_KEYS[] = {
-    "brick.format", "brick.version", "brick.arch", "brick.in_shape", "brick.n_classes",
-    "brick.class_names", "brick.epoch", "brick.optimizer", "brick.lr", "brick.momentum",
-    "brick.weight_decay", "brick.lr_schedule", "brick.batch_size", "brick.seed",
-    "brick.test_loss", "brick.test_acc", "brick.epochs", "brick.step", "brick.loader_rng",
-    "brick.model_rng", "brick.threads", "brick.data", "brick.history"};
+static const char *const CKPT_KEYS[] = {"brick.format",     "brick.version",      "brick.arch",
+                                        "brick.in_shape",   "brick.n_classes",    "brick.class_names",
+                                        "brick.epoch",      "brick.optimizer",    "brick.lr",
+                                        "brick.momentum",   "brick.weight_decay", "brick.lr_schedule",
+                                        "brick.batch_size", "brick.seed",         "brick.test_loss",
+                                        "brick.test_acc",   "brick.epochs",       "brick.step",
+                                        "brick.loader_rng", "brick.model_rng",    "brick.threads",
+                                        "brick.data",       "brick.history"};
 #define CKPT_N_KEYS (int)(sizeof CKPT_KEYS / sizeof CKPT_KEYS[0])
 
 /* Files this target makes in the scratch directory (removed at exit). */
-static const char *const CKPT_FILES[] = {
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte", "base.safetensors", "base.ckpt.safetensors", "base.csv",
-    "base.svg", "in.ckpt.safetensors", "o.safetensors", "o.ckpt.safetensors", "o.csv",
-    "o.svg"};
+static const char *const CKPT_FILES[] = {"train-images-idx3-ubyte",
+                                         "train-labels-idx1-ubyte",
+                                         "t10k-images-idx3-ubyte",
+                                         "t10k-labels-idx1-ubyte",
+                                         "base.safetensors",
+                                         "base.ckpt.safetensors",
+                                         "base.csv",
+                                         "base.svg",
+                                         "in.ckpt.safetensors",
+                                         "o.safetensors",
+                                         "o.ckpt.safetensors",
+                                         "o.csv",
+                                         "o.svg"};
 #define CKPT_N_FILES (int)(sizeof CKPT_FILES / sizeof CKPT_FILES[0])
 
 static char ckpt_paths[CKPT_N_FILES][160];
@@ -70,8 +80,8 @@ static const char *ckpt_setup(void) {
     ckpt_write_idx(ckpt_paths[1], false, 8);
     ckpt_write_idx(ckpt_paths[2], true, 4);
     ckpt_write_idx(ckpt_paths[3], false, 4);
-    char *argv[] = {"brick", "train", "--model", "softmax", "--data", (char *)dir, "--epochs", "1",
-                    "--batch-size", "4", "--threads", "1", "--out", ckpt_paths[4], NULL};
+    char *argv[] = {"brick",        "train", "--model",   "softmax", "--data", (char *)dir,   "--epochs", "1",
+                    "--batch-size", "4",     "--threads", "1",       "--out",  ckpt_paths[4], NULL};
     cli_parse_only = false;
     FUZZ_ASSERT(cli_main(14, argv) == 0);
     done = true;
@@ -136,8 +146,9 @@ FUZZ_TARGET(ckpt) {
         int64_t e;
         if (done && cli_parse_i64(done, &e) && e >= 0 && e < 999999)
             snprintf(epochs, sizeof epochs, "%lld", (long long)e + 1);
-        char *argv[] = {"brick", "train", "--resume", ckpt_paths[8], "--data", (char *)dir,
-                        "--threads", "1", "--epochs", epochs, "--out", ckpt_paths[9], NULL};
+        char *argv[] = {"brick",     "train",       "--resume", ckpt_paths[8], "--data",
+                        (char *)dir, "--threads",   "1",        "--epochs",    epochs,
+                        "--out",     ckpt_paths[9], NULL};
         cli_parse_only = false;
         int rc = cli_main(12, argv);
         FUZZ_ASSERT(rc == 0 || rc == 1 || rc == 2);

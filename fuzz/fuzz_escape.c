@@ -47,7 +47,7 @@ FUZZ_TARGET(escape) {
     static char full[ESCAPE_BIG * 8], again[ESCAPE_BIG * 8], out[ESCAPE_BIG];
     bk_escape(name, full, sizeof full); /* never cut: 7 bytes per input byte at most */
     FUZZ_ASSERT(strlen(full) < sizeof full && escape_printable(full));
-    FUZZ_ASSERT(strlen(full) <= 7 * strlen(name)); /* \u202e: 3 bytes to 6; \x1b: 1 to 4 */
+    FUZZ_ASSERT(strlen(full) <= 7 * strlen(name));                    /* \u202e: 3 bytes to 6; \x1b: 1 to 4 */
     FUZZ_ASSERT(!strcmp(bk_escape(full, again, sizeof again), full)); /* idempotent */
 
     memset(out, 'Z', sizeof out);
@@ -63,8 +63,7 @@ FUZZ_TARGET(escape) {
 
     bk_set_error("name: %s", name);
     FUZZ_ASSERT(escape_printable(bk_last_error()));
-    if (strlen(full) < ESCAPE_BIG - 16)
-        FUZZ_ASSERT(!strncmp(bk_last_error() + 6, full, strlen(full)));
+    if (strlen(full) < ESCAPE_BIG - 16) FUZZ_ASSERT(!strncmp(bk_last_error() + 6, full, strlen(full)));
 
     /* A state dict with a tensor of that name, as a hostile file brings it. */
     if (strlen(name) < 512) {

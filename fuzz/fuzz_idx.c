@@ -30,8 +30,7 @@ FUZZ_TARGET(idx) {
     }
     FUZZ_ASSERT(ds->n > 0 && ds->ndim == 3 && ds->shape[0] == 1);
     FUZZ_ASSERT(ds->sample_numel == ds->shape[1] * ds->shape[2] && ds->sample_numel > 0);
-    for (int64_t i = 0; i < ds->n * ds->sample_numel; i++)
-        FUZZ_ASSERT(ds->x[i] >= 0.0f && ds->x[i] <= 1.0f);
+    for (int64_t i = 0; i < ds->n * ds->sample_numel; i++) FUZZ_ASSERT(ds->x[i] >= 0.0f && ds->x[i] <= 1.0f);
     for (int64_t i = 0; i < ds->n; i++) FUZZ_ASSERT(ds->y[i] >= 0 && ds->y[i] < n_classes);
     bk_loader *l = bk_loader_new(ds, 2, true, 1, false);
     if (l) {

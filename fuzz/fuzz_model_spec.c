@@ -83,8 +83,7 @@ FUZZ_TARGET(model_spec) {
     }
     long long v;
     int n_classes = 10;
-    if (spec_line(data, size, 2, line, sizeof line) && spec_int(line, &v) && v >= INT32_MIN &&
-        v <= INT32_MAX)
+    if (spec_line(data, size, 2, line, sizeof line) && spec_int(line, &v) && v >= INT32_MIN && v <= INT32_MAX)
         n_classes = (int)v;
     size_t canon_size = 256;
     if (spec_line(data, size, 3, line, sizeof line) && spec_int(line, &v) && v >= 0 && v <= 4096)

@@ -118,8 +118,8 @@ void bk_rng_seed(bk_rng *rng, uint64_t seed);
  * inc is refused: -1 with an error, and rng is left as it was. 0 on success. */
 int bk_rng_set_state(bk_rng *rng, uint64_t state, uint64_t inc);
 uint32_t bk_rng_u32(bk_rng *rng);
-float bk_rng_uniform(bk_rng *rng);              /* [0, 1) */
-float bk_rng_normal(bk_rng *rng);               /* N(0, 1) */
+float bk_rng_uniform(bk_rng *rng); /* [0, 1) */
+float bk_rng_normal(bk_rng *rng);  /* N(0, 1) */
 /* The calling thread's default generator (used when a function is given rng NULL).
  * Seeded with 0 on first use. Do not free. */
 bk_rng *bk_default_rng(void);
@@ -138,26 +138,25 @@ typedef struct bk_module bk_module; /* a block: "Modules (blocks)" below */
  * is kept for the backends and for views. Read fields freely; change them only through
  * the API. Element (i, j) of a 2-d tensor is data[i * stride[0] + j]. */
 typedef struct bk_tensor {
-    uint32_t magic;              /* BK_TENSOR_MAGIC while alive */
-    int ndim;                    /* 0 for a scalar */
+    uint32_t magic; /* BK_TENSOR_MAGIC while alive */
+    int ndim;       /* 0 for a scalar */
     int64_t shape[BK_MAX_DIMS];
     int64_t stride[BK_MAX_DIMS]; /* in elements */
     int64_t numel;
     float *data;
-    struct bk_tensor *grad;      /* NULL until a backward reaches it */
-    bk_node *node;               /* the op that produced it (NULL for leaves) */
-    bk_arena *arena;             /* NULL for owned tensors (parameters, bk_tensor_new) */
-    bool requires_grad;          /* gradient wanted for this tensor */
-    bool is_param;               /* owned by a module as a parameter or buffer */
-    bool owns_data;              /* heap tensors: data is freed with the tensor */
+    struct bk_tensor *grad; /* NULL until a backward reaches it */
+    bk_node *node;          /* the op that produced it (NULL for leaves) */
+    bk_arena *arena;        /* NULL for owned tensors (parameters, bk_tensor_new) */
+    bool requires_grad;     /* gradient wanted for this tensor */
+    bool is_param;          /* owned by a module as a parameter or buffer */
+    bool owns_data;         /* heap tensors: data is freed with the tensor */
 } bk_tensor;
 
 #define BK_TENSOR_MAGIC 0x6b72624bu /* "Kbrk" */
 
 /* BK_SHAPE(2, 20) expands to the (ndim, shape) pair that shape-taking functions expect. */
-#define BK_SHAPE(...)                                                                     \
-    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                     \
-        (const int64_t[]) { __VA_ARGS__ }
+#define BK_SHAPE(...) \
+    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
 
 /* Heap tensor owned by the caller, zero-filled. Free with bk_tensor_free(). */
 bk_tensor *bk_tensor_new(int ndim, const int64_t *shape);
@@ -168,14 +167,14 @@ bk_tensor *bk_tensor_clone_owned(const bk_tensor *t);
 void bk_tensor_free(bk_tensor *t);
 
 /* Arena tensors (see the ownership note at the top). */
-bk_tensor *bk_empty(int ndim, const int64_t *shape);       /* uninitialised */
+bk_tensor *bk_empty(int ndim, const int64_t *shape); /* uninitialised */
 bk_tensor *bk_zeros(int ndim, const int64_t *shape);
 bk_tensor *bk_ones(int ndim, const int64_t *shape);
 bk_tensor *bk_full(int ndim, const int64_t *shape, float value);
-bk_tensor *bk_scalar(float value);                          /* rank 0 */
+bk_tensor *bk_scalar(float value);                                          /* rank 0 */
 bk_tensor *bk_from_data(int ndim, const int64_t *shape, const float *data); /* copies */
-bk_tensor *bk_rand(int ndim, const int64_t *shape);         /* U[0, 1), default rng */
-bk_tensor *bk_randn(int ndim, const int64_t *shape);        /* N(0, 1), default rng */
+bk_tensor *bk_rand(int ndim, const int64_t *shape);                         /* U[0, 1), default rng */
+bk_tensor *bk_randn(int ndim, const int64_t *shape);                        /* N(0, 1), default rng */
 bk_tensor *bk_rand_rng(bk_rng *rng, int ndim, const int64_t *shape);
 bk_tensor *bk_randn_rng(bk_rng *rng, int ndim, const int64_t *shape);
 bk_tensor *bk_zeros_like(const bk_tensor *t);
@@ -292,8 +291,8 @@ typedef struct bk_op {
 /* Attaches op to out (if grad mode is on and an input requires grad), saving a copy of
  * the `params` bytes for the backward. Returns out, or NULL (out NULL, bad arguments, or
  * in anomaly mode a NaN or Inf in out). Call it for every output, also with grad off. */
-bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
-                        bk_tensor *const *inputs, const void *params, size_t params_size);
+bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs, bk_tensor *const *inputs,
+                        const void *params, size_t params_size);
 const bk_tensor *bk_node_input(const bk_node *n, int i);
 const bk_tensor *bk_node_output(const bk_node *n);
 const bk_tensor *bk_node_grad_output(const bk_node *n);
@@ -311,27 +310,27 @@ const char *bk_node_op_name(const bk_node *n); /* "?" for NULL */
 /* Binary elementwise ops broadcast as PyTorch does.                                    */
 /* ------------------------------------------------------------------------------------ */
 
-bk_tensor *bk_add(bk_tensor *a, bk_tensor *b);          /* a + b */
-bk_tensor *bk_sub(bk_tensor *a, bk_tensor *b);          /* a - b */
-bk_tensor *bk_mul(bk_tensor *a, bk_tensor *b);          /* a * b */
-bk_tensor *bk_div(bk_tensor *a, bk_tensor *b);          /* a / b */
-bk_tensor *bk_add_scalar(bk_tensor *a, float s);        /* a + s */
-bk_tensor *bk_mul_scalar(bk_tensor *a, float s);        /* a * s */
-bk_tensor *bk_div_scalar(bk_tensor *a, float s);        /* a / s */
-bk_tensor *bk_rsub_scalar(bk_tensor *a, float s);       /* s - a */
-bk_tensor *bk_neg(bk_tensor *a);                        /* -a */
-bk_tensor *bk_abs(bk_tensor *a);                        /* |a|, d/da = sign(a) (0 at 0) */
-bk_tensor *bk_exp(bk_tensor *a);                        /* e^a */
-bk_tensor *bk_log(bk_tensor *a);                        /* ln a */
-bk_tensor *bk_sqrt(bk_tensor *a);                       /* sqrt a */
-bk_tensor *bk_pow_scalar(bk_tensor *a, float p);        /* a^p, d/da = p a^(p-1) */
-bk_tensor *bk_pow(bk_tensor *a, bk_tensor *b);          /* a^b (a > 0 for d/db) */
-bk_tensor *bk_relu(bk_tensor *a);                       /* max(a, 0), d/da = [a > 0] */
-bk_tensor *bk_sigmoid(bk_tensor *a);                    /* 1 / (1 + e^-a) */
-bk_tensor *bk_tanh(bk_tensor *a);                       /* tanh a */
-bk_tensor *bk_gelu(bk_tensor *a);                       /* x Phi(x), exact (erf) */
-bk_tensor *bk_gelu_tanh(bk_tensor *a);                  /* GELU, tanh approximation */
-bk_tensor *bk_silu(bk_tensor *a);                       /* a sigmoid(a) (SiLU, swish) */
+bk_tensor *bk_add(bk_tensor *a, bk_tensor *b);    /* a + b */
+bk_tensor *bk_sub(bk_tensor *a, bk_tensor *b);    /* a - b */
+bk_tensor *bk_mul(bk_tensor *a, bk_tensor *b);    /* a * b */
+bk_tensor *bk_div(bk_tensor *a, bk_tensor *b);    /* a / b */
+bk_tensor *bk_add_scalar(bk_tensor *a, float s);  /* a + s */
+bk_tensor *bk_mul_scalar(bk_tensor *a, float s);  /* a * s */
+bk_tensor *bk_div_scalar(bk_tensor *a, float s);  /* a / s */
+bk_tensor *bk_rsub_scalar(bk_tensor *a, float s); /* s - a */
+bk_tensor *bk_neg(bk_tensor *a);                  /* -a */
+bk_tensor *bk_abs(bk_tensor *a);                  /* |a|, d/da = sign(a) (0 at 0) */
+bk_tensor *bk_exp(bk_tensor *a);                  /* e^a */
+bk_tensor *bk_log(bk_tensor *a);                  /* ln a */
+bk_tensor *bk_sqrt(bk_tensor *a);                 /* sqrt a */
+bk_tensor *bk_pow_scalar(bk_tensor *a, float p);  /* a^p, d/da = p a^(p-1) */
+bk_tensor *bk_pow(bk_tensor *a, bk_tensor *b);    /* a^b (a > 0 for d/db) */
+bk_tensor *bk_relu(bk_tensor *a);                 /* max(a, 0), d/da = [a > 0] */
+bk_tensor *bk_sigmoid(bk_tensor *a);              /* 1 / (1 + e^-a) */
+bk_tensor *bk_tanh(bk_tensor *a);                 /* tanh a */
+bk_tensor *bk_gelu(bk_tensor *a);                 /* x Phi(x), exact (erf) */
+bk_tensor *bk_gelu_tanh(bk_tensor *a);            /* GELU, tanh approximation */
+bk_tensor *bk_silu(bk_tensor *a);                 /* a sigmoid(a) (SiLU, swish) */
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-d operands are
  * promoted as in torch.matmul. */
@@ -340,9 +339,9 @@ bk_tensor *bk_matmul(bk_tensor *a, bk_tensor *b);
 bk_tensor *bk_linear(bk_tensor *x, bk_tensor *w, bk_tensor *b);
 
 /* Reductions. dim may be negative (counts from the end). */
-bk_tensor *bk_sum(bk_tensor *a);                                   /* all -> rank 0 */
+bk_tensor *bk_sum(bk_tensor *a); /* all -> rank 0 */
 bk_tensor *bk_mean(bk_tensor *a);
-bk_tensor *bk_max(bk_tensor *a);       /* ties share the gradient evenly, as torch's max() */
+bk_tensor *bk_max(bk_tensor *a); /* ties share the gradient evenly, as torch's max() */
 bk_tensor *bk_sum_dim(bk_tensor *a, int dim, bool keepdim);
 bk_tensor *bk_mean_dim(bk_tensor *a, int dim, bool keepdim);
 bk_tensor *bk_max_dim(bk_tensor *a, int dim, bool keepdim); /* grad to the first maximum */
@@ -357,7 +356,7 @@ bk_tensor *bk_eq(bk_tensor *a, bk_tensor *b);
 bk_tensor *bk_reshape(bk_tensor *a, int ndim, const int64_t *shape);
 bk_tensor *bk_flatten(bk_tensor *a, int start_dim, int end_dim);
 bk_tensor *bk_transpose(bk_tensor *a, int dim0, int dim1);
-bk_tensor *bk_permute(bk_tensor *a, const int *dims);   /* dims has a->ndim entries */
+bk_tensor *bk_permute(bk_tensor *a, const int *dims); /* dims has a->ndim entries */
 bk_tensor *bk_concat(int n, bk_tensor *const *ts, int dim);
 /* Elements start..end-1 along dim (torch's narrow / a[..., start:end]). */
 bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end);
@@ -389,8 +388,8 @@ bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w);
 /* F.batch_norm over channel dim 1 of x (N, C, ...). training: batch statistics, and the
  * running stats are updated in place (running = (1 - momentum) running + momentum stat,
  * variance unbiased); otherwise the running stats are used. */
-bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var,
-                         bk_tensor *weight, bk_tensor *bias, bool training, float momentum, float eps);
+bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var, bk_tensor *weight,
+                         bk_tensor *bias, bool training, float momentum, float eps);
 /* F.layer_norm over the last n_norm_dims dims; weight and bias have those dims' shape. */
 bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_tensor *bias, float eps);
 /* F.dropout: in training, zeroes each element with probability p (from rng, NULL = the
@@ -544,8 +543,8 @@ bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tenso
  * (<= 1 is a pass), or a negative number on error (also for eps <= 0 or a negative atol or
  * rtol). `report` (may be NULL) gets the first mismatches. */
 typedef bk_tensor *(*bk_gradcheck_fn)(bk_tensor *const *inputs, int n, void *ud);
-double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud,
-                    double eps, double atol, double rtol, FILE *report);
+double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud, double eps, double atol,
+                    double rtol, FILE *report);
 
 /* ------------------------------------------------------------------------------------ */
 /* Modules (blocks)                                                                     */
@@ -563,10 +562,10 @@ typedef struct bk_module_class {
 } bk_module_class;
 
 typedef struct bk_named_tensor {
-    char *name;          /* local name ("weight") */
+    char *name; /* local name ("weight") */
     bk_tensor *tensor;
-    bool trainable;      /* parameters: true unless frozen; buffers: false */
-    bool persistent;     /* saved in the state dict */
+    bool trainable;  /* parameters: true unless frozen; buffers: false */
+    bool persistent; /* saved in the state dict */
 } bk_named_tensor;
 
 typedef struct bk_named_module {
@@ -579,9 +578,12 @@ typedef struct bk_named_module {
  * Fields are readable; change them through the API. */
 struct bk_module {
     const bk_module_class *cls;
-    bk_named_module *children; int n_children, cap_children;
-    bk_named_tensor *params;   int n_params, cap_params;
-    bk_named_tensor *buffers;  int n_buffers, cap_buffers;
+    bk_named_module *children;
+    int n_children, cap_children;
+    bk_named_tensor *params;
+    int n_params, cap_params;
+    bk_named_tensor *buffers;
+    int n_buffers, cap_buffers;
     bool training;
     int refcount;
 };
@@ -605,8 +607,7 @@ bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child);
 bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64_t *shape);
 /* Creates a zero-filled constant owned by m: never trained, no gradient; saved in the
  * state dict when persistent (register_buffer). Borrowed. */
-bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape,
-                            bool persistent);
+bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape, bool persistent);
 /* Freezes or unfreezes a parameter (requires_grad_). */
 int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
 
@@ -625,7 +626,7 @@ bk_tensor *bk_module_get(const bk_module *m, const char *dotted);
  * in registration order, each shared parameter once (named_parameters()). */
 typedef struct bk_param_list {
     int n;
-    char **names;       /* dotted names, owned by the list */
+    char **names;        /* dotted names, owned by the list */
     bk_tensor **tensors; /* borrowed from the modules */
     bool *trainable;
 } bk_param_list;
@@ -670,8 +671,8 @@ bk_module *bk_nn_flatten(int start_dim, int end_dim);
 
 /* nn.Conv2d(in, out, kernel_size, stride, padding, dilation, groups, bias): weight
  * (out, in/groups, kh, kw) and bias (out) initialised as torch does (U(+-1/sqrt(fan_in))). */
-bk_module *bk_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
-                        int64_t stride, int64_t padding);
+bk_module *bk_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
+                        int64_t padding);
 bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
                            bk_conv2d_opts opts, bool bias);
 /* nn.MaxPool2d / nn.AvgPool2d (stride 0 means stride = kernel, as torch's default). */
@@ -708,7 +709,8 @@ bk_module *bk_nn_residual(int64_t input_channels, int64_t num_channels, bool use
  *   p3_1 = Conv2d(in, c3[0], 1), p3_2 = Conv2d(c3[0], c3[1], 5, padding=2);
  *   p4_1 = MaxPool2d(3, stride=1, padding=1), p4_2 = Conv2d(in, c4, 1).
  * (N, in, H, W) -> (N, c1 + c2[1] + c3[1] + c4, H, W). */
-bk_module *bk_nn_inception(int64_t in_channels, int64_t c1, const int64_t c2[2], const int64_t c3[2], int64_t c4);
+bk_module *bk_nn_inception(int64_t in_channels, int64_t c1, const int64_t c2[2], const int64_t c3[2],
+                           int64_t c4);
 
 /* nn.Sequential of n blocks (takes ownership of all of them, also on failure), named
  * "0", "1", ... */
@@ -777,9 +779,8 @@ const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
  * an existing file is left as it was. A save killed midway leaves its temporary file
  * "<path>.tmp.XXXXXX", which loads ignore and the next successful save of path removes
  * (only those no running save holds; docs/reliability.md). */
-int bk_safetensors_save(const char *path, int n, const char *const *names,
-                        const bk_tensor *const *tensors, int n_meta,
-                        const char *const *meta_keys, const char *const *meta_values);
+int bk_safetensors_save(const char *path, int n, const char *const *names, const bk_tensor *const *tensors,
+                        int n_meta, const char *const *meta_keys, const char *const *meta_values);
 
 /* A module's state dict (parameters and persistent buffers under dotted names), with the
  * metadata format=pt that PyTorch-side loaders expect. */
@@ -886,9 +887,9 @@ typedef struct bk_dataset {
     int ndim;
     int64_t shape[BK_MAX_DIMS - 1];
     int64_t sample_numel;
-    float *x;              /* n * sample_numel */
-    int64_t *y;            /* n labels, or NULL */
-    float *targets;        /* n * target_dim regression targets, or NULL */
+    float *x;       /* n * sample_numel */
+    int64_t *y;     /* n labels, or NULL */
+    float *targets; /* n * target_dim regression targets, or NULL */
     int64_t target_dim;
     int n_classes;
     const char *const *class_names; /* static strings or NULL */
@@ -907,8 +908,7 @@ bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
 /* Copies user arrays into a data set (y or targets may be NULL; n_classes must be 0
  * without y and target_dim 0 without targets). Labels are checked to be in range. */
 bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,
-                                   const int64_t *y, int n_classes, const float *targets,
-                                   int64_t target_dim);
+                                   const int64_t *y, int n_classes, const float *targets, int64_t target_dim);
 /* Frees the data set and its arrays. NULL is fine. */
 void bk_dataset_free(bk_dataset *ds);
 /* In place: x = (x - mean) / std (std > 0). A data set filled in by hand must be
@@ -1014,9 +1014,9 @@ int bk_checkpoint_load_from(const bk_safetensors *st, bk_module *m, bk_optim *o)
 int bk_dist_init(int *argc, char ***argv, bool require_mpi);
 /* MPI_Finalize when bk_dist_init started MPI; then a world of one again. */
 int bk_dist_finalize(void);
-int bk_dist_rank(void);         /* 0 .. world size - 1 (0 in a world of one) */
-int bk_dist_world_size(void);   /* 1 without MPI */
-bool bk_dist_mpi_built(void);   /* was this library built with MPI? */
+int bk_dist_rank(void);       /* 0 .. world size - 1 (0 in a world of one) */
+int bk_dist_world_size(void); /* 1 without MPI */
+bool bk_dist_mpi_built(void); /* was this library built with MPI? */
 int bk_dist_barrier(void);
 /* Every rank's `bytes` bytes, in rank order, into all (world size * bytes). */
 int bk_dist_allgather(const void *mine, void *all, size_t bytes);
@@ -1059,8 +1059,8 @@ int bk_ddp_sync_buffers(bk_ddp *d);
  * (keep micro-batch 0's running statistics as the ranks keep rank 0's). */
 int bk_ddp_save_buffers(bk_ddp *d);
 int bk_ddp_restore_buffers(bk_ddp *d);
-int64_t bk_ddp_numel(const bk_ddp *d);          /* floats reduced per step; -1 for NULL */
-double bk_ddp_comm_seconds(const bk_ddp *d);    /* time in reduce and sync_buffers; NaN for NULL */
+int64_t bk_ddp_numel(const bk_ddp *d);       /* floats reduced per step; -1 for NULL */
+double bk_ddp_comm_seconds(const bk_ddp *d); /* time in reduce and sync_buffers; NaN for NULL */
 
 #ifdef __cplusplus
 }

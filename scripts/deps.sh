@@ -14,6 +14,7 @@
 #                 in bench/ meaningless (bench/compare.py refuses to compare against it).
 #                 openmpi-bin libopenmpi-dev: Open MPI (the build finds mpicc and adds
 #                 data-parallel training; tests/test_dist.sh runs mpirun)
+#                 clang-format (the format stage of scripts/test.sh: scripts/format_check.sh)
 #   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
 #   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
 #   --dataset     also dataset-fashion-mnist (optional: `brick train` and the demo then use
@@ -42,7 +43,7 @@ done
 pkgs=(build-essential pkg-config zlib1g-dev)
 if [ "$build_only" = 0 ]; then
     pkgs+=(perl python3-torch python3-numpy libopenblas0-pthread valgrind clang libclang-rt-14-dev
-           openmpi-bin libopenmpi-dev)
+           openmpi-bin libopenmpi-dev clang-format)
 fi
 if [ "$blas" = 1 ]; then
     pkgs+=(libopenblas-dev)

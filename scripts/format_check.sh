@@ -31,7 +31,7 @@ if [ $# -gt 0 ]; then
     files=("$@")
 else
     mapfile -t files < <(git ls-files -- 'src/*.[ch]' 'include/*.h' 'tools/*.[ch]' 'tests/*.[ch]' \
-        'examples/*.[ch]' 'bench/*.[ch]')
+        'examples/*.[ch]' 'bench/*.[ch]' 'fuzz/*.[ch]')
 fi
 unformatted=0
 for f in "${files[@]}"; do

@@ -11,7 +11,9 @@
 #                                     or leak fails; skipped with a warning when valgrind is
 #                                     not installed, an error with BRICK_REQUIRE_VALGRIND=1)
 #   5. scripts/install_check.sh      (make install to a temporary prefix + consumer program)
-#   6. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
+#   6. scripts/format_check.sh       (every C file as .clang-format says; skipped with a
+#                                     warning when clang-format is not installed)
+#   7. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
 #                                     only when clang can link a libFuzzer program here)
 # The last line is "N passed, M failed", summed over the stages' own counts (a stage that
 # fails before reporting counts as one failure). Exit status 1 on any failure.
@@ -74,6 +76,13 @@ else
     echo; echo "=== make valgrind: skipped (valgrind is not installed; scripts/deps.sh installs it)"
 fi
 stage "install check" bash scripts/install_check.sh
+if command -v clang-format >/dev/null; then
+    # counts as one check: it lists the files that are not formatted, if any
+    stage "format check" bash -c 'bash scripts/format_check.sh && echo "1 passed, 0 failed" ||
+        { echo "0 passed, 1 failed"; exit 1; }'
+else
+    echo; echo "=== format check: skipped (clang-format is not installed; scripts/deps.sh installs it)"
+fi
 
 # clang with libFuzzer: can it link a fuzz target?
 fuzz_secs=${FUZZ_SECONDS:-60}

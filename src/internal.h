@@ -84,9 +84,8 @@ typedef struct bk__st_report {
     bk__str missing, unexpected, mismatch;
     int n_missing, n_unexpected, n_mismatch;
 } bk__st_report;
-int bk__safetensors_match(const bk_safetensors *st, int n, const char *const *names,
-                          bk_tensor *const *want, const char *vs, const char *skip_prefix,
-                          bk_tensor **found, bk__st_report *r);
+int bk__safetensors_match(const bk_safetensors *st, int n, const char *const *names, bk_tensor *const *want,
+                          const char *vs, const char *skip_prefix, bk_tensor **found, bk__st_report *r);
 void bk__st_report_free(bk__st_report *r);
 
 /* ---- loops ---------------------------------------------------------------------------- */
@@ -95,16 +94,16 @@ void bk__st_report_free(bk__st_report *r);
  * BODY must not depend on other elements (no sums across i), so that every element is
  * computed the same way whatever the split: results do not depend on the thread count.
  * Used by the element-wise ops, the optimizers' updates and fills. */
-#define BK_MAP(n, min, ...)                                                               \
-    do {                                                                                  \
-        int64_t n_ = (n);                                                                 \
-        if (n_ < (min)) {                                                                 \
-            _Pragma("omp simd")                                                           \
-            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
-        } else {                                                                          \
-            _Pragma("omp parallel for simd schedule(static)")                             \
-            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                             \
-        }                                                                                 \
+#define BK_MAP(n, min, ...)                                                                      \
+    do {                                                                                         \
+        int64_t n_ = (n);                                                                        \
+        if (n_ < (min)) {                                                                        \
+            _Pragma("omp simd") for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }                \
+        } else {                                                                                 \
+            _Pragma("omp parallel for simd schedule(static)") for (int64_t i = 0; i < n_; i++) { \
+                __VA_ARGS__;                                                                     \
+            }                                                                                    \
+        }                                                                                        \
     } while (0)
 
 /* ---- tensors given by a caller (tensor/tensor.c) ----------------------------------------- */
@@ -189,8 +188,8 @@ struct bk_node {
     int n_inputs;
     bk_tensor **inputs;
     void *params;
-    uint32_t visit;   /* backward: visited stamp */
-    bool released;    /* its graph was consumed by a backward without retain_graph */
+    uint32_t visit;    /* backward: visited stamp */
+    bool released;     /* its graph was consumed by a backward without retain_graph */
     const char *block; /* anomaly mode: the block path it ran in (arena), else NULL */
 };
 /* A backward function calls this when it cannot finish (out of memory), after setting
@@ -202,8 +201,7 @@ bool bk__needs_grad(int n, bk_tensor *const *ts);
 /* ---- anomaly mode (autograd/anomaly.c) ------------------------------------------------ */
 /* Anomaly mode only (bk_is_detect_anomaly): false, with the error set, when out holds a
  * NaN or Inf (blaming an input that already held one). */
-bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs,
-                              bk_tensor *const *inputs);
+bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs, bk_tensor *const *inputs);
 /* Anomaly mode only: false, with the error set, when a gradient of n's inputs holds a NaN
  * or Inf after n's backward ran. */
 bool bk__anomaly_check_grads(const bk_node *n);
@@ -249,15 +247,14 @@ static inline const float *bk__xwb_grads(bk_node *n, bk_tensor **dx, bk_tensor *
  *   (before op), lda/ldb/ldc are row strides. */
 typedef struct bk_backend {
     const char *name;
-    void (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                  float *C, int64_t ldc);
+    void (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
     /* The same product, for calls from inside brick's OpenMP parallel regions (conv2d runs
      * one product per chunk of images on each thread): several may run at once, each on its
      * calling thread; outside an active parallel region it may use the threads itself. */
-    void (*sgemm_serial)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                         float beta, float *C, int64_t ldc);
+    void (*sgemm_serial)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                         int64_t ldc);
 } bk_backend;
 const bk_backend *bk__backend(void);
 
@@ -265,15 +262,14 @@ const bk_backend *bk__backend(void);
  * cache-blocked, OpenMP-threaded over rows / columns of C, with an AVX2+FMA micro-kernel
  * chosen at run time when the CPU has it. Results are bitwise identical for any number of
  * threads. The backend uses it unless the build has OpenBLAS. */
-void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-               int64_t ldc);
+void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* The same with one micro-kernel forced, for tests and benchmarks: `kernel` is a
  * BRICK_GEMM_KERNEL value, "portable" (what CPUs without AVX2 run), "avx2" or "avx512".
  * NULL when this CPU, OS or build cannot run that kernel. */
-typedef void bk__sgemm_fn(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                          float beta, float *C, int64_t ldc);
+typedef void bk__sgemm_fn(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                          int64_t ldc);
 bk__sgemm_fn *bk__sgemm_kernel(const char *kernel);
 /* The micro-kernel bk__sgemm uses: bk_gemm_kernel() in brick.h. */
 

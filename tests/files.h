@@ -72,8 +72,7 @@ static inline bool write_file(const char *path, const void *p, size_t n) {
 
 /* A safetensors file as a hostile writer makes it: an 8-byte little-endian header_len,
  * the first header_len bytes of header (the length may lie), then data_len zero bytes. */
-static inline bool write_st_len(const char *path, const char *header, size_t header_len,
-                                size_t data_len) {
+static inline bool write_st_len(const char *path, const char *header, size_t header_len, size_t data_len) {
     unsigned char *buf = calloc(8 + header_len + data_len + 1, 1);
     if (!buf) return false;
     for (int k = 0; k < 8; k++) buf[k] = (unsigned char)((uint64_t)header_len >> (8 * k));

@@ -29,39 +29,38 @@ static const char *test_current_;
 
 #define TEST(name) static void name(void)
 
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "# FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, test_current_, \
-                    #cond);                                                               \
-            if (bk_last_error()[0]) fprintf(stderr, "#      last error: %s\n", bk_last_error()); \
-            test_failed_checks_++;                                                        \
-        }                                                                                 \
+#define CHECK(cond)                                                                               \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(stderr, "# FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, test_current_, #cond); \
+            if (bk_last_error()[0]) fprintf(stderr, "#      last error: %s\n", bk_last_error());  \
+            test_failed_checks_++;                                                                \
+        }                                                                                         \
     } while (0)
 
-#define CHECK_CLOSE(a, b, tol)                                                            \
-    do {                                                                                  \
-        double a_ = (double)(a), b_ = (double)(b);                                        \
-        if (!(fabs(a_ - b_) <= (tol))) {                                                  \
-            fprintf(stderr, "# FAIL %s:%d [%s]: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__,  \
-                    __LINE__, test_current_, #a, a_, #b, b_, (double)(tol));             \
-            test_failed_checks_++;                                                        \
-        }                                                                                 \
+#define CHECK_CLOSE(a, b, tol)                                                                        \
+    do {                                                                                              \
+        double a_ = (double)(a), b_ = (double)(b);                                                    \
+        if (!(fabs(a_ - b_) <= (tol))) {                                                              \
+            fprintf(stderr, "# FAIL %s:%d [%s]: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, __LINE__, \
+                    test_current_, #a, a_, #b, b_, (double)(tol));                                    \
+            test_failed_checks_++;                                                                    \
+        }                                                                                             \
     } while (0)
 
 /* expr must fail (return NULL or a negative int) and leave an error containing substr. */
-#define CHECK_ERR(expr, substr)                                                           \
-    do {                                                                                  \
-        bk_clear_error();                                                                 \
-        int failed_ = !(expr);                                                            \
-        const char *e_ = bk_last_error();                                                 \
-        if (!failed_ || !strstr(e_, (substr))) {                                          \
-            fprintf(stderr, "# FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
-                    __FILE__, __LINE__, test_current_, #expr, (substr),                  \
-                    failed_ ? "error" : "success and", e_);                               \
-            test_failed_checks_++;                                                        \
-        }                                                                                 \
-        bk_clear_error();                                                                 \
+#define CHECK_ERR(expr, substr)                                                                            \
+    do {                                                                                                   \
+        bk_clear_error();                                                                                  \
+        int failed_ = !(expr);                                                                             \
+        const char *e_ = bk_last_error();                                                                  \
+        if (!failed_ || !strstr(e_, (substr))) {                                                           \
+            fprintf(stderr, "# FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n",        \
+                    __FILE__, __LINE__, test_current_, #expr, (substr), failed_ ? "error" : "success and", \
+                    e_);                                                                                   \
+            test_failed_checks_++;                                                                         \
+        }                                                                                                  \
+        bk_clear_error();                                                                                  \
     } while (0)
 
 #define CHECK_FAILS_INT(expr, substr) CHECK_ERR((expr) >= 0 ? 1 : 0, substr)
@@ -112,8 +111,8 @@ static inline int test_summary(const char *suite) {
 
 /* max |a - b| / (atol + rtol * |b|) over all elements: <= 1 means allclose. Prints the
  * first few mismatches and the max abs / rel error under `what`. */
-static inline double test_compare(const char *what, const bk_tensor *a, const bk_tensor *b,
-                                  double rtol, double atol) {
+static inline double test_compare(const char *what, const bk_tensor *a, const bk_tensor *b, double rtol,
+                                  double atol) {
     if (!a || !b) {
         fprintf(stderr, "# %s: missing tensor (%s)\n", what, bk_last_error());
         return INFINITY;

@@ -5,21 +5,21 @@
 #include "test.h"
 
 /* expr must fail and leave an error containing every one of the substrings. */
-#define CHECK_ERRS(expr, ...)                                                             \
-    do {                                                                                  \
-        bk_clear_error();                                                                 \
-        int failed_ = !(expr);                                                            \
-        const char *subs_[] = {__VA_ARGS__};                                              \
-        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                    \
-            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                        \
+#define CHECK_ERRS(expr, ...)                                                                           \
+    do {                                                                                                \
+        bk_clear_error();                                                                               \
+        int failed_ = !(expr);                                                                          \
+        const char *subs_[] = {__VA_ARGS__};                                                            \
+        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                                  \
+            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                                      \
                 fprintf(stderr, "  FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
-                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],              \
-                        failed_ ? "error" : "success and", bk_last_error());              \
-                test_failed_checks_++;                                                    \
-                break;                                                                    \
-            }                                                                             \
-        }                                                                                 \
-        bk_clear_error();                                                                 \
+                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],                            \
+                        failed_ ? "error" : "success and", bk_last_error());                            \
+                test_failed_checks_++;                                                                  \
+                break;                                                                                  \
+            }                                                                                           \
+        }                                                                                               \
+        bk_clear_error();                                                                               \
     } while (0)
 
 static bool has_nonfinite(const bk_tensor *t) {
@@ -146,8 +146,7 @@ TEST(block_name_in_forward) {
     bk_fill(b, -1.0f); /* Linear gives -1, Log gives NaN */
     bk_tensor *x = bk_ones(BK_SHAPE(4, 3));
     bool prev = bk_set_detect_anomaly(true);
-    CHECK_ERRS(bk_forward(outer, x), "anomaly: op 'log' produced NaN",
-               "(in Sequential/1:Sequential/1:Log)");
+    CHECK_ERRS(bk_forward(outer, x), "anomaly: op 'log' produced NaN", "(in Sequential/1:Sequential/1:Log)");
     /* the message is not prefixed with "in Log(): " by bk_forward */
     bk_clear_error();
     CHECK(bk_forward(outer, x) == NULL);

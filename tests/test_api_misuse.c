@@ -51,7 +51,8 @@ static void record_call(const char *expr, int kind) {
     const char *all = expr;
     size_t n = 0;
     for (; *expr; expr++) { /* the first bk_... called */
-        if (strncmp(expr, "bk_", 3) != 0 || (expr > all && (isalnum((unsigned char)expr[-1]) || expr[-1] == '_')))
+        if (strncmp(expr, "bk_", 3) != 0 ||
+            (expr > all && (isalnum((unsigned char)expr[-1]) || expr[-1] == '_')))
             continue;
         for (n = 0; isalnum((unsigned char)expr[n]) || expr[n] == '_';) n++;
         if (expr[n] == '(') break;
@@ -59,8 +60,8 @@ static void record_call(const char *expr, int kind) {
     }
     if (!*expr) {
         expr = all;
-        fprintf(stderr, "  FAIL [%s]: a sweep check must start with the call it checks: %s\n",
-                test_current_, expr);
+        fprintf(stderr, "  FAIL [%s]: a sweep check must start with the call it checks: %s\n", test_current_,
+                expr);
         test_failed_checks_++;
         return;
     }
@@ -81,9 +82,14 @@ static bool failed_ptr(const void *p) { return p == NULL; }
 static bool failed_int(long long v) { return v < 0; }
 static bool failed_float(double v) { return isnan(v); }
 static bool failed_double(double v) { return isnan(v) || v < 0; } /* bk_gradcheck: negative */
-#define FAILED_(v)                                                                        \
-    _Generic((v), float: failed_float, double: failed_double, int: failed_int, long: failed_int, \
-             long long: failed_int, default: failed_ptr)(v)
+#define FAILED_(v)                   \
+    _Generic((v), float              \
+             : failed_float, double  \
+             : failed_double, int    \
+             : failed_int, long      \
+             : failed_int, long long \
+             : failed_int, default   \
+             : failed_ptr)(v)
 
 static void misuse_check(const char *file, int line, const char *expr, bool failed, bool is_void,
                          const char *const *subs) {
@@ -97,8 +103,8 @@ static void misuse_check(const char *file, int line, const char *expr, bool fail
             break;
         }
     if (!failed || missing || !e[0]) {
-        fprintf(stderr, "  FAIL %s:%d [%s]: %s\n       expected %s with \"%s\", got %s \"%s\"\n",
-                file, line, test_current_, expr, is_void ? "an error message" : "failure",
+        fprintf(stderr, "  FAIL %s:%d [%s]: %s\n       expected %s with \"%s\", got %s \"%s\"\n", file, line,
+                test_current_, expr, is_void ? "an error message" : "failure",
                 missing ? missing : "(any message)", failed ? "" : "SUCCESS and", e);
         test_failed_checks_++;
     }
@@ -106,14 +112,14 @@ static void misuse_check(const char *file, int line, const char *expr, bool fail
 }
 
 /* expr must fail, leaving a message that contains every one of the substrings. */
-#define MISUSE(expr, ...)                                                                 \
-    misuse_check(__FILE__, __LINE__, #expr, (bk_clear_error(), FAILED_(expr)), false,     \
+#define MISUSE(expr, ...)                                                             \
+    misuse_check(__FILE__, __LINE__, #expr, (bk_clear_error(), FAILED_(expr)), false, \
                  (const char *const[]){__VA_ARGS__, NULL})
 /* For functions that return nothing: stmt must leave such a message. */
-#define MISUSE_VOID(stmt, ...)                                                            \
-    do {                                                                                  \
-        bk_clear_error();                                                                 \
-        stmt;                                                                             \
+#define MISUSE_VOID(stmt, ...)                                                                         \
+    do {                                                                                               \
+        bk_clear_error();                                                                              \
+        stmt;                                                                                          \
         misuse_check(__FILE__, __LINE__, #stmt, true, true, (const char *const[]){__VA_ARGS__, NULL}); \
     } while (0)
 
@@ -122,43 +128,45 @@ static void accept_check(const char *file, int line, const char *expr, bool ok, 
     record_call(expr, counter == &n_accepts ? KIND_ACCEPTS : KIND_CANNOT_FAIL);
     (*counter)++;
     if (!ok) {
-        fprintf(stderr, "  FAIL %s:%d [%s]: %s (%s) does not hold; last error \"%s\"\n", file,
-                line, test_current_, expr, why, bk_last_error());
+        fprintf(stderr, "  FAIL %s:%d [%s]: %s (%s) does not hold; last error \"%s\"\n", file, line,
+                test_current_, expr, why, bk_last_error());
         test_failed_checks_++;
     }
     bk_clear_error();
 }
 /* cond (which starts with the call) must hold: NULL or the value has a documented meaning. */
-#define ACCEPTS(cond, why) accept_check(__FILE__, __LINE__, #cond, (bk_clear_error(), (cond)), &n_accepts, why)
+#define ACCEPTS(cond, why) \
+    accept_check(__FILE__, __LINE__, #cond, (bk_clear_error(), (cond)), &n_accepts, why)
 /* cond must hold: the function has no argument a caller could get wrong. */
-#define CANNOT_FAIL(cond, why) accept_check(__FILE__, __LINE__, #cond, (bk_clear_error(), (cond)), &n_cannot_fail, why)
+#define CANNOT_FAIL(cond, why) \
+    accept_check(__FILE__, __LINE__, #cond, (bk_clear_error(), (cond)), &n_cannot_fail, why)
 
 /* ---- bad objects ---------------------------------------------------------------------------- */
 
-static bk_arena *dead_arena;  /* reset once; nothing is ever allocated in it again */
-static bk_tensor *STALE;      /* a tensor of dead_arena: released by its reset */
-static bk_tensor FOREIGN;     /* zeroed memory: not a tensor brick made */
-static bk_module FOREIGN_M;   /* zeroed memory: not a block brick made */
-static bk_tensor *T;          /* the bad tensor EACH_BAD_TENSOR substitutes */
-static bk_module *M;          /* the bad block EACH_BAD_MODULE substitutes */
+static bk_arena *dead_arena; /* reset once; nothing is ever allocated in it again */
+static bk_tensor *STALE;     /* a tensor of dead_arena: released by its reset */
+static bk_tensor FOREIGN;    /* zeroed memory: not a tensor brick made */
+static bk_module FOREIGN_M;  /* zeroed memory: not a block brick made */
+static bk_tensor *T;         /* the bad tensor EACH_BAD_TENSOR substitutes */
+static bk_module *M;         /* the bad block EACH_BAD_MODULE substitutes */
 
 /* CALL (an expression using T) with T NULL, stale and foreign: each must fail naming who. */
-#define EACH_BAD_TENSOR(who, CALL)                                                        \
-    do {                                                                                  \
-        T = NULL;                                                                         \
-        MISUSE(CALL, who, "NULL");                                                        \
-        T = STALE;                                                                        \
-        MISUSE(CALL, who, "not a live tensor", "arena was reset");                        \
-        T = &FOREIGN;                                                                     \
-        MISUSE(CALL, who, "not a live tensor", "not a brick tensor");                     \
+#define EACH_BAD_TENSOR(who, CALL)                                    \
+    do {                                                              \
+        T = NULL;                                                     \
+        MISUSE(CALL, who, "NULL");                                    \
+        T = STALE;                                                    \
+        MISUSE(CALL, who, "not a live tensor", "arena was reset");    \
+        T = &FOREIGN;                                                 \
+        MISUSE(CALL, who, "not a live tensor", "not a brick tensor"); \
     } while (0)
 /* CALL (using M) with M NULL and foreign. */
-#define EACH_BAD_MODULE(who, CALL)                                                        \
-    do {                                                                                  \
-        M = NULL;                                                                         \
-        MISUSE(CALL, who, "NULL");                                                        \
-        M = &FOREIGN_M;                                                                   \
-        MISUSE(CALL, who, "not a live module");                                           \
+#define EACH_BAD_MODULE(who, CALL)              \
+    do {                                        \
+        M = NULL;                               \
+        MISUSE(CALL, who, "NULL");              \
+        M = &FOREIGN_M;                         \
+        MISUSE(CALL, who, "not a live module"); \
     } while (0)
 
 /* Frees a block made in a check; true if there was one. */
@@ -168,7 +176,9 @@ static bool freed(bk_module *m) {
 }
 
 static bk_tensor *ones(int ndim, const int64_t *shape) { return bk_ones(ndim, shape); }
-static bk_tensor *leaf(int ndim, const int64_t *shape) { return bk_requires_grad(bk_rand(ndim, shape), true); }
+static bk_tensor *leaf(int ndim, const int64_t *shape) {
+    return bk_requires_grad(bk_rand(ndim, shape), true);
+}
 
 /* ---- the checks, by API area ------------------------------------------------------------- */
 
@@ -211,7 +221,8 @@ static int header_functions(const char *path, char names[][64], int max) {
     }
     int count = 0;
     for (size_t i = 0; i + 3 < n; i++) {
-        if (strncmp(src + i, "bk_", 3) != 0 || (i > 0 && (isalnum((unsigned char)src[i - 1]) || src[i - 1] == '_')))
+        if (strncmp(src + i, "bk_", 3) != 0 ||
+            (i > 0 && (isalnum((unsigned char)src[i - 1]) || src[i - 1] == '_')))
             continue;
         size_t len = 0;
         while (isalnum((unsigned char)src[i + len]) || src[i + len] == '_') len++;
@@ -245,7 +256,8 @@ TEST(sweep_is_complete) {
     for (int i = 0; i < n; i++) {
         int kind = 0;
         for (int k = 0; k < n_called && !kind; k++)
-            if (called_len[k] == strlen(names[i]) && !strncmp(called[k], names[i], called_len[k])) kind = called_kind[k];
+            if (called_len[k] == strlen(names[i]) && !strncmp(called[k], names[i], called_len[k]))
+                kind = called_kind[k];
         if (kind & KIND_MISUSE) with_misuse++;
         else if (kind) { /* listed for the record: functions with no misuse to check */
             char *list = kind & KIND_ACCEPTS ? only_accepts : nothing;
@@ -253,15 +265,18 @@ TEST(sweep_is_complete) {
             snprintf(list + len, 4096 - len, "%s%s", len ? " " : "", names[i]);
         }
         if (!kind) {
-            fprintf(stderr, "  FAIL [%s]: %s is declared in %s but not swept here: add its misuse checks "
-                    "(or ACCEPTS / CANNOT_FAIL with the reason)\n", test_current_, names[i], header);
+            fprintf(stderr,
+                    "  FAIL [%s]: %s is declared in %s but not swept here: add its misuse checks "
+                    "(or ACCEPTS / CANNOT_FAIL with the reason)\n",
+                    test_current_, names[i], header);
             missing++;
         }
     }
     if (missing) test_failed_checks_++;
-    printf("  api misuse sweep: %d public functions in %s, %d swept (%d with misuse that must fail); %d misuse "
-           "calls checked, %d documented accepted values, %d calls of functions with nothing to misuse\n",
-           n, header, n - missing, with_misuse, n_misuse, n_accepts, n_cannot_fail);
+    printf(
+        "  api misuse sweep: %d public functions in %s, %d swept (%d with misuse that must fail); %d misuse "
+        "calls checked, %d documented accepted values, %d calls of functions with nothing to misuse\n",
+        n, header, n - missing, with_misuse, n_misuse, n_accepts, n_cannot_fail);
     printf("  no failing misuse, NULL or the value has a documented meaning: %s\n", only_accepts);
     printf("  nothing to misuse (no arguments, or any value is valid): %s\n", nothing);
 }

@@ -247,7 +247,8 @@ TEST(user_defined_ops) {
     /* the node exposes what was recorded */
     bk_tensor *y = axpy(2.5f, a, b);
     CHECK(y && y->node && !strcmp(bk_node_op_name(y->node), "axpy") && bk_node_num_inputs(y->node) == 2);
-    CHECK(y && bk_node_input(y->node, 0) == a && bk_node_input(y->node, 1) == b && bk_node_output(y->node) == y);
+    CHECK(y && bk_node_input(y->node, 0) == a && bk_node_input(y->node, 1) == b &&
+          bk_node_output(y->node) == y);
     const axpy_params *p = y ? bk_node_params(y->node) : NULL;
     CHECK(p && p->alpha == 2.5f);
     /* inputs that need no grad: no node */
@@ -318,8 +319,9 @@ TEST(arena_steady_state_allocates_nothing) {
     CHECK(bk_arena_bytes_reserved(a) > ((size_t)1 << 20));
     CHECK(allocs[0] > 0);
     for (int s = 2; s < 6; s++) {
-        if (allocs[s] != allocs[1]) fprintf(stderr, "  step %d: %llu arena allocations, step 2: %llu\n", s + 1,
-                                            (unsigned long long)allocs[s], (unsigned long long)allocs[1]);
+        if (allocs[s] != allocs[1])
+            fprintf(stderr, "  step %d: %llu arena allocations, step 2: %llu\n", s + 1,
+                    (unsigned long long)allocs[s], (unsigned long long)allocs[1]);
         CHECK(allocs[s] == allocs[1]);
     }
     CHECK(loss[5] < loss[0]); /* and it trains */

@@ -36,7 +36,8 @@ static bool repr_is(const bk_module *m, const char *want) {
     char got[4096];
     int n = bk_module_repr(m, got, sizeof got);
     if (n >= 0 && (size_t)n < sizeof got && !strcmp(got, want)) return true;
-    fprintf(stderr, "  repr mismatch:\n--- got\n%s\n--- want (PyTorch)\n%s\n", n >= 0 ? got : bk_last_error(), want);
+    fprintf(stderr, "  repr mismatch:\n--- got\n%s\n--- want (PyTorch)\n%s\n", n >= 0 ? got : bk_last_error(),
+            want);
     return false;
 }
 
@@ -56,9 +57,7 @@ static double max_diff(const bk_tensor *a, const bk_tensor *b) {
     return d;
 }
 
-static bk_module *model(const char *spec) {
-    return bk_model_build(spec, BK_SHAPE(1, 28, 28), 10, NULL, 0);
-}
+static bk_module *model(const char *spec) { return bk_model_build(spec, BK_SHAPE(1, 28, 28), 10, NULL, 0); }
 
 /* ---- errors name the layer and the shapes --------------------------------------------- */
 
@@ -68,12 +67,14 @@ TEST(conv_errors) {
     /* kernel larger than the padded input */
     CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(2, 3, 4, 4))),
               "in Conv2d(3, 6, kernel_size=(5, 5), stride=(1, 1)): conv2d: kernel (5, 5)");
-    CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(2, 3, 4, 4))), "larger than the padded input (4, 4) of (2, 3, 4, 4)");
+    CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(2, 3, 4, 4))),
+              "larger than the padded input (4, 4) of (2, 3, 4, 4)");
     /* channels that don't match */
     CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(2, 4, 8, 8))), "in Conv2d(3, 6, ");
     CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(2, 4, 8, 8))), "but input (2, 4, 8, 8) has 4 channels");
     /* a 3-d input to a 2-d layer */
-    CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(3, 8, 8))), "expected a 4-d input (N, C, H, W), got (3, 8, 8)");
+    CHECK_ERR(bk_forward(conv, bk_zeros(BK_SHAPE(3, 8, 8))),
+              "expected a 4-d input (N, C, H, W), got (3, 8, 8)");
     bk_module_free(conv);
 
     bk_conv2d_opts o = BK_CONV2D_DEFAULTS;
@@ -105,9 +106,11 @@ TEST(conv_errors) {
 TEST(pool_errors) {
     bk_module *mp = bk_nn_max_pool2d(4, 0, 0);
     CHECK_ERR(bk_forward(mp, bk_zeros(BK_SHAPE(1, 2, 3, 3))),
-              "in MaxPool2d(kernel_size=4, stride=4, padding=0, dilation=1, ceil_mode=False): max_pool2d: kernel (4, 4) "
+              "in MaxPool2d(kernel_size=4, stride=4, padding=0, dilation=1, ceil_mode=False): max_pool2d: "
+              "kernel (4, 4) "
               "is larger than the padded input (3, 3) of (1, 2, 3, 3)");
-    CHECK_ERR(bk_forward(mp, bk_zeros(BK_SHAPE(2, 8, 8))), "max_pool2d: expected a 4-d input (N, C, H, W), got (2, 8, 8)");
+    CHECK_ERR(bk_forward(mp, bk_zeros(BK_SHAPE(2, 8, 8))),
+              "max_pool2d: expected a 4-d input (N, C, H, W), got (2, 8, 8)");
     bk_module_free(mp);
     bk_module *ap = bk_nn_adaptive_avg_pool2d(1, 1);
     CHECK_ERR(bk_forward(ap, bk_zeros(BK_SHAPE(2, 8))), "in AdaptiveAvgPool2d(output_size=(1, 1))");
@@ -119,24 +122,32 @@ TEST(pool_errors) {
 }
 
 TEST(norm_and_dropout_errors) {
-    bk_module *bn2 = bk_nn_batch_norm2d(6), *bn1 = bk_nn_batch_norm1d(6), *ln = bk_nn_layer_norm(BK_SHAPE(8), 1e-5f);
-    CHECK_ERR(bk_forward(bn2, bk_zeros(BK_SHAPE(4, 6, 8))), "BatchNorm2d: expected 4D input (got 3D input (4, 6, 8))");
+    bk_module *bn2 = bk_nn_batch_norm2d(6), *bn1 = bk_nn_batch_norm1d(6),
+              *ln = bk_nn_layer_norm(BK_SHAPE(8), 1e-5f);
+    CHECK_ERR(bk_forward(bn2, bk_zeros(BK_SHAPE(4, 6, 8))),
+              "BatchNorm2d: expected 4D input (got 3D input (4, 6, 8))");
     CHECK_ERR(bk_forward(bn2, bk_zeros(BK_SHAPE(4, 5, 2, 2))),
               "BatchNorm2d: expected 6 channels (num_features), got 5 in input (4, 5, 2, 2)");
-    CHECK_ERR(bk_forward(bn1, bk_zeros(BK_SHAPE(4, 6, 2, 2))), "BatchNorm1d: expected 2D or 3D input (got 4D input");
-    CHECK_ERR(bk_forward(bn1, bk_zeros(BK_SHAPE(6))), "BatchNorm1d: expected 2D or 3D input (got 1D input (6,))");
+    CHECK_ERR(bk_forward(bn1, bk_zeros(BK_SHAPE(4, 6, 2, 2))),
+              "BatchNorm1d: expected 2D or 3D input (got 4D input");
+    CHECK_ERR(bk_forward(bn1, bk_zeros(BK_SHAPE(6))),
+              "BatchNorm1d: expected 2D or 3D input (got 1D input (6,))");
     /* training needs more than one value per channel, as in torch */
-    CHECK_ERR(bk_forward(bn1, bk_zeros(BK_SHAPE(1, 6))), "expected more than 1 value per channel when training");
+    CHECK_ERR(bk_forward(bn1, bk_zeros(BK_SHAPE(1, 6))),
+              "expected more than 1 value per channel when training");
     CHECK(bk_module_get(bn1, "num_batches_tracked")->data[0] == 0.0f); /* failed batches don't count */
-    CHECK_ERR(bk_forward(ln, bk_zeros(BK_SHAPE(2, 7))), "in LayerNorm((8,), eps=1e-05, elementwise_affine=True)");
+    CHECK_ERR(bk_forward(ln, bk_zeros(BK_SHAPE(2, 7))),
+              "in LayerNorm((8,), eps=1e-05, elementwise_affine=True)");
     bk_module_free(bn2);
     bk_module_free(bn1);
     bk_module_free(ln);
     CHECK_ERR(bk_nn_batch_norm2d(0), "BatchNorm2d: num_features=0 must be positive");
-    CHECK_ERR(bk_nn_batch_norm_ex(4, 1e-5f, 0.1f, 3), "ndim_expected must be 1 (BatchNorm1d) or 2 (BatchNorm2d)");
+    CHECK_ERR(bk_nn_batch_norm_ex(4, 1e-5f, 0.1f, 3),
+              "ndim_expected must be 1 (BatchNorm1d) or 2 (BatchNorm2d)");
     CHECK_ERR(bk_nn_batch_norm_ex(4, 1e-5f, 1.5f, 2), "momentum=1.5 in [0, 1]");
     CHECK_ERR(bk_nn_layer_norm(0, NULL, 1e-5f), "LayerNorm: normalized_shape needs 1 to 8 dims");
-    CHECK_ERR(bk_nn_layer_norm(BK_SHAPE(4, 0), 1e-5f), "LayerNorm: normalized_shape (4, 0) must have positive dims");
+    CHECK_ERR(bk_nn_layer_norm(BK_SHAPE(4, 0), 1e-5f),
+              "LayerNorm: normalized_shape (4, 0) must have positive dims");
     CHECK_ERR(bk_nn_dropout(1.5f), "Dropout: dropout probability has to be between 0 and 1, but got 1.5");
     CHECK_ERR(bk_nn_dropout(-0.1f), "between 0 and 1");
 }
@@ -151,7 +162,8 @@ TEST(block_errors) {
     /* without a 1x1 convolution the shortcut must already have the output's shape */
     bk_module *r = bk_nn_residual(3, 6, false, 1);
     CHECK_ERR(bk_forward(r, bk_randn(BK_SHAPE(2, 3, 4, 4))),
-              "Residual: the convolutions give (2, 6, 4, 4) but the shortcut (the input, no 1x1 conv) is (2, 3, 4, 4)");
+              "Residual: the convolutions give (2, 6, 4, 4) but the shortcut (the input, no 1x1 conv) is (2, "
+              "3, 4, 4)");
     /* an inner layer's failure names that layer, not the block */
     CHECK_ERR(bk_forward(r, bk_randn(BK_SHAPE(2, 4, 4, 4))), "in Conv2d(3, 6, kernel_size=(3, 3)");
     bk_module_free(r);
@@ -161,11 +173,15 @@ TEST(block_errors) {
     bk_module_free(inc);
 
     /* CNN models need image inputs (C, H, W) */
-    CHECK_ERR(bk_model_build("lenet", BK_SHAPE(784), 10, NULL, 0), "model lenet: expects image inputs of shape (C, H, W), got (784,)");
+    CHECK_ERR(bk_model_build("lenet", BK_SHAPE(784), 10, NULL, 0),
+              "model lenet: expects image inputs of shape (C, H, W), got (784,)");
     CHECK_ERR(bk_model_build("resnet", BK_SHAPE(28, 28), 10, NULL, 0), "model resnet: expects image inputs");
-    CHECK_ERR(bk_model_build("googlenet", BK_SHAPE(1, 1, 28, 28), 10, NULL, 0), "model googlenet: expects image inputs");
-    CHECK_ERR(bk_model_build("lenet", BK_SHAPE(1, 10, 28), 10, NULL, 0), "LeNet needs H and W of at least 12");
-    CHECK_ERR(bk_model_build("resnet:width=0", BK_SHAPE(1, 28, 28), 10, NULL, 0), "width must be a positive integer");
+    CHECK_ERR(bk_model_build("googlenet", BK_SHAPE(1, 1, 28, 28), 10, NULL, 0),
+              "model googlenet: expects image inputs");
+    CHECK_ERR(bk_model_build("lenet", BK_SHAPE(1, 10, 28), 10, NULL, 0),
+              "LeNet needs H and W of at least 12");
+    CHECK_ERR(bk_model_build("resnet:width=0", BK_SHAPE(1, 28, 28), 10, NULL, 0),
+              "width must be a positive integer");
 }
 
 /* ---- print(net) is PyTorch's text ------------------------------------------------------ */
@@ -190,15 +206,20 @@ TEST(layer_reprs) {
          "Conv2d(4, 8, kernel_size=(3, 5), stride=(1, 2), padding=(1, 2), dilation=(2, 2), groups=2)"},
         {bk_nn_conv2d_ex(4, 8, (const int64_t[2]){3, 3}, o3, true),
          "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), dilation=(2, 1))"},
-        {bk_nn_max_pool2d(2, 2, 0), "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"},
-        {bk_nn_max_pool2d(2, 0, 0), "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"},
-        {bk_nn_max_pool2d(3, 1, 1), "MaxPool2d(kernel_size=3, stride=1, padding=1, dilation=1, ceil_mode=False)"},
+        {bk_nn_max_pool2d(2, 2, 0),
+         "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"},
+        {bk_nn_max_pool2d(2, 0, 0),
+         "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"},
+        {bk_nn_max_pool2d(3, 1, 1),
+         "MaxPool2d(kernel_size=3, stride=1, padding=1, dilation=1, ceil_mode=False)"},
         {bk_nn_avg_pool2d(2, 0, 0), "AvgPool2d(kernel_size=2, stride=2, padding=0)"},
         {bk_nn_avg_pool2d(3, 2, 1), "AvgPool2d(kernel_size=3, stride=2, padding=1)"},
         {bk_nn_adaptive_avg_pool2d(1, 1), "AdaptiveAvgPool2d(output_size=(1, 1))"},
         {bk_nn_adaptive_avg_pool2d(2, 3), "AdaptiveAvgPool2d(output_size=(2, 3))"},
-        {bk_nn_batch_norm2d(6), "BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"},
-        {bk_nn_batch_norm1d(6), "BatchNorm1d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"},
+        {bk_nn_batch_norm2d(6),
+         "BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"},
+        {bk_nn_batch_norm1d(6),
+         "BatchNorm1d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"},
         {bk_nn_batch_norm_ex(6, 1e-3f, 0.2f, 2),
          "BatchNorm2d(6, eps=0.001, momentum=0.2, affine=True, track_running_stats=True)"},
         {bk_nn_layer_norm(BK_SHAPE(8), 1e-5f), "LayerNorm((8,), eps=1e-05, elementwise_affine=True)"},
@@ -220,57 +241,77 @@ TEST(layer_reprs) {
 
 TEST(lenet_repr) {
     bk_module *net = model("lenet");
-    CHECK(net && repr_is(net, "Sequential(\n"
-                              "  (0): Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))\n"
-                              "  (1): ReLU()\n"
-                              "  (2): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)\n"
-                              "  (3): Conv2d(6, 16, kernel_size=(5, 5), stride=(1, 1))\n"
-                              "  (4): ReLU()\n"
-                              "  (5): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)\n"
-                              "  (6): Flatten(start_dim=1, end_dim=-1)\n"
-                              "  (7): Linear(in_features=400, out_features=120, bias=True)\n"
-                              "  (8): ReLU()\n"
-                              "  (9): Linear(in_features=120, out_features=84, bias=True)\n"
-                              "  (10): ReLU()\n"
-                              "  (11): Linear(in_features=84, out_features=10, bias=True)\n"
-                              ")"));
+    CHECK(net && repr_is(net,
+                         "Sequential(\n"
+                         "  (0): Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))\n"
+                         "  (1): ReLU()\n"
+                         "  (2): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)\n"
+                         "  (3): Conv2d(6, 16, kernel_size=(5, 5), stride=(1, 1))\n"
+                         "  (4): ReLU()\n"
+                         "  (5): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)\n"
+                         "  (6): Flatten(start_dim=1, end_dim=-1)\n"
+                         "  (7): Linear(in_features=400, out_features=120, bias=True)\n"
+                         "  (8): ReLU()\n"
+                         "  (9): Linear(in_features=120, out_features=84, bias=True)\n"
+                         "  (10): ReLU()\n"
+                         "  (11): Linear(in_features=84, out_features=10, bias=True)\n"
+                         ")"));
     bk_module_free(net);
 }
 
 TEST(residual_and_inception_repr) {
     bk_module *r1 = bk_nn_residual(3, 6, true, 2), *r2 = bk_nn_residual(6, 6, false, 1);
     bk_module *inc = bk_nn_inception(4, 2, (const int64_t[2]){3, 5}, (const int64_t[2]){1, 2}, 3);
-    CHECK(r1 && repr_is(r1, "Residual(\n"
-                            "  (conv1): Conv2d(3, 6, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))\n"
-                            "  (conv2): Conv2d(6, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
-                            "  (conv3): Conv2d(3, 6, kernel_size=(1, 1), stride=(2, 2))\n"
-                            "  (bn1): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
-                            "  (bn2): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
-                            ")"));
-    CHECK(r2 && repr_is(r2, "Residual(\n"
-                            "  (conv1): Conv2d(6, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
-                            "  (conv2): Conv2d(6, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
-                            "  (bn1): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
-                            "  (bn2): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
-                            ")"));
-    CHECK(inc && repr_is(inc, "Inception(\n"
-                              "  (p1_1): Conv2d(4, 2, kernel_size=(1, 1), stride=(1, 1))\n"
-                              "  (p2_1): Conv2d(4, 3, kernel_size=(1, 1), stride=(1, 1))\n"
-                              "  (p2_2): Conv2d(3, 5, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
-                              "  (p3_1): Conv2d(4, 1, kernel_size=(1, 1), stride=(1, 1))\n"
-                              "  (p3_2): Conv2d(1, 2, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))\n"
-                              "  (p4_1): MaxPool2d(kernel_size=3, stride=1, padding=1, dilation=1, ceil_mode=False)\n"
-                              "  (p4_2): Conv2d(4, 3, kernel_size=(1, 1), stride=(1, 1))\n"
-                              ")"));
+    CHECK(r1 &&
+          repr_is(r1,
+                  "Residual(\n"
+                  "  (conv1): Conv2d(3, 6, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))\n"
+                  "  (conv2): Conv2d(6, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
+                  "  (conv3): Conv2d(3, 6, kernel_size=(1, 1), stride=(2, 2))\n"
+                  "  (bn1): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                  "  (bn2): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                  ")"));
+    CHECK(r2 &&
+          repr_is(r2,
+                  "Residual(\n"
+                  "  (conv1): Conv2d(6, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
+                  "  (conv2): Conv2d(6, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
+                  "  (bn1): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                  "  (bn2): BatchNorm2d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                  ")"));
+    CHECK(inc &&
+          repr_is(inc,
+                  "Inception(\n"
+                  "  (p1_1): Conv2d(4, 2, kernel_size=(1, 1), stride=(1, 1))\n"
+                  "  (p2_1): Conv2d(4, 3, kernel_size=(1, 1), stride=(1, 1))\n"
+                  "  (p2_2): Conv2d(3, 5, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))\n"
+                  "  (p3_1): Conv2d(4, 1, kernel_size=(1, 1), stride=(1, 1))\n"
+                  "  (p3_2): Conv2d(1, 2, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))\n"
+                  "  (p4_1): MaxPool2d(kernel_size=3, stride=1, padding=1, dilation=1, ceil_mode=False)\n"
+                  "  (p4_2): Conv2d(4, 3, kernel_size=(1, 1), stride=(1, 1))\n"
+                  ")"));
     /* state-dict names: list(Residual(3, 6, True, 2).state_dict()) */
-    static const char *const want[] = {
-        "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
-        "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
-        "bn2.weight", "bn2.bias", "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked"};
+    static const char *const want[] = {"conv1.weight",
+                                       "conv1.bias",
+                                       "conv2.weight",
+                                       "conv2.bias",
+                                       "conv3.weight",
+                                       "conv3.bias",
+                                       "bn1.weight",
+                                       "bn1.bias",
+                                       "bn1.running_mean",
+                                       "bn1.running_var",
+                                       "bn1.num_batches_tracked",
+                                       "bn2.weight",
+                                       "bn2.bias",
+                                       "bn2.running_mean",
+                                       "bn2.running_var",
+                                       "bn2.num_batches_tracked"};
     bk_param_list *l = r1 ? bk_module_named(r1, BK_STATE) : NULL;
     CHECK(l && l->n == 16);
     for (int i = 0; l && i < l->n && i < 16; i++) {
-        if (strcmp(l->names[i], want[i])) fprintf(stderr, "  state name %d: %s, want %s\n", i, l->names[i], want[i]);
+        if (strcmp(l->names[i], want[i]))
+            fprintf(stderr, "  state name %d: %s, want %s\n", i, l->names[i], want[i]);
         CHECK(!strcmp(l->names[i], want[i]));
     }
     bk_param_list_free(l);
@@ -332,17 +373,17 @@ TEST(model_num_params_from_spec) {
         int64_t shape[3];
         int classes;
     } cases[] = {
-        {"softmax", 3, {1, 28, 28}, 10}, {"mlp:hidden=7", 1, {13}, 3},
-        {"mlp", 3, {1, 28, 28}, 10},     {"lenet", 3, {3, 32, 29}, 7},
+        {"softmax", 3, {1, 28, 28}, 10},       {"mlp:hidden=7", 1, {13}, 3},
+        {"mlp", 3, {1, 28, 28}, 10},           {"lenet", 3, {3, 32, 29}, 7},
         {"resnet:width=4", 3, {3, 17, 13}, 5}, {"resnet:width=3", 3, {1, 28, 28}, 10},
         {"googlenet", 3, {2, 28, 28}, 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char c1[128] = "", c2[128] = "";
-        int64_t counted = bk_model_num_params(cases[i].spec, cases[i].ndim, cases[i].shape,
-                                              cases[i].classes, c1, sizeof c1);
-        bk_module *net = bk_model_build(cases[i].spec, cases[i].ndim, cases[i].shape,
-                                        cases[i].classes, c2, sizeof c2);
+        int64_t counted = bk_model_num_params(cases[i].spec, cases[i].ndim, cases[i].shape, cases[i].classes,
+                                              c1, sizeof c1);
+        bk_module *net = bk_model_build(cases[i].spec, cases[i].ndim, cases[i].shape, cases[i].classes, c2,
+                                        sizeof c2);
         int64_t built = net ? bk_module_num_params(net, false) : -2;
         if (counted != built)
             fprintf(stderr, "  %s: counted %lld, built %lld\n", cases[i].spec, (long long)counted,
@@ -358,8 +399,7 @@ TEST(model_num_params_from_spec) {
     /* refused before allocating: 78 G parameters, 292 GiB */
     CHECK_ERR(bk_model_build("mlp:hidden=100000000", BK_SHAPE(1, 28, 28), 10, NULL, 0),
               "model mlp: mlp:hidden=100000000 has 7.95e+10 parameters");
-    CHECK_ERR(bk_model_build("resnet:width=65536", BK_SHAPE(1, 28, 28), 10, NULL, 0),
-              "BK_MODEL_MAX_PARAMS");
+    CHECK_ERR(bk_model_build("resnet:width=65536", BK_SHAPE(1, 28, 28), 10, NULL, 0), "BK_MODEL_MAX_PARAMS");
     CHECK_ERR(bk_model_build("mlp:hidden=4294967296", BK_SHAPE(3, 4096, 4096), 256, NULL, 0),
               "BK_MODEL_MAX_PARAMS");
     /* the input checks of the build come first, as there */
@@ -509,9 +549,10 @@ TEST(dropout_statistics) {
         if (y->data[i] != 0.0f && y->data[i] != scale) bad++;
     }
     double frac = (double)kept / N, bound = 5 * sqrt(0.7 * 0.3 / N);
-    if (!(fabs(frac - 0.7) <= bound)) fprintf(stderr, "  kept fraction %.5f, want 0.7 +- %.5f\n", frac, bound);
+    if (!(fabs(frac - 0.7) <= bound))
+        fprintf(stderr, "  kept fraction %.5f, want 0.7 +- %.5f\n", frac, bound);
     CHECK(fabs(frac - 0.7) <= bound);
-    CHECK(bad == 0);                        /* kept values are exactly x / (1 - p) */
+    CHECK(bad == 0); /* kept values are exactly x / (1 - p) */
     CHECK_CLOSE(scale, 1.0 / 0.7, 1e-7);
     /* the gradient flows through the kept elements only, with the same scale */
     bk_tensor *xg = bk_requires_grad(bk_ones(BK_SHAPE(1000)), true);
@@ -566,10 +607,10 @@ TEST(block_shapes) {
         bool conv1x1;
         int64_t x[4], y[4];
     } cases[] = {
-        {3, 6, 2, true, {4, 3, 6, 6}, {4, 6, 3, 3}},   /* D2L: Residual(3, 6, use_1x1conv=True, strides=2) */
-        {3, 3, 1, false, {4, 3, 6, 6}, {4, 3, 6, 6}},  /* D2L: Residual(3, 3) */
-        {3, 6, 1, true, {2, 3, 5, 5}, {2, 6, 5, 5}},   /* 1x1 conv, same size */
-        {3, 6, 2, true, {2, 3, 7, 7}, {2, 6, 4, 4}},   /* odd sizes round up */
+        {3, 6, 2, true, {4, 3, 6, 6}, {4, 6, 3, 3}},  /* D2L: Residual(3, 6, use_1x1conv=True, strides=2) */
+        {3, 3, 1, false, {4, 3, 6, 6}, {4, 3, 6, 6}}, /* D2L: Residual(3, 3) */
+        {3, 6, 1, true, {2, 3, 5, 5}, {2, 6, 5, 5}},  /* 1x1 conv, same size */
+        {3, 6, 2, true, {2, 3, 7, 7}, {2, 6, 4, 4}},  /* odd sizes round up */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bk_module *r = bk_nn_residual(cases[i].in, cases[i].num, cases[i].conv1x1, cases[i].strides);
@@ -586,8 +627,8 @@ TEST(block_shapes) {
     bk_module *inc = bk_nn_inception(4, 2, (const int64_t[2]){3, 5}, (const int64_t[2]){1, 2}, 3);
     bk_tensor *y = bk_forward(inc, bk_randn(BK_SHAPE(2, 4, 5, 5)));
     CHECK(shape_is(y, BK_SHAPE(2, 12, 5, 5))); /* 2 + 5 + 2 + 3 channels */
-    CHECK(inc && bk_module_num_params(inc, false) == (4 * 2 + 2) + (4 * 3 + 3) + (3 * 5 * 9 + 5) + (4 + 1) +
-                                                     (1 * 2 * 25 + 2) + (4 * 3 + 3));
+    CHECK(inc && bk_module_num_params(inc, false) ==
+                     (4 * 2 + 2) + (4 * 3 + 3) + (3 * 5 * 9 + 5) + (4 + 1) + (1 * 2 * 25 + 2) + (4 * 3 + 3));
     bk_module_free(inc);
 }
 
@@ -601,7 +642,8 @@ static double weighted_loss(bk_module *m, bk_tensor *x, const bk_tensor *w) {
 }
 
 /* Central difference of L in element i of t with step eps (the step actually taken). */
-static double central_diff(bk_module *m, bk_tensor *x, const bk_tensor *w, bk_tensor *t, int64_t i, double eps) {
+static double central_diff(bk_module *m, bk_tensor *x, const bk_tensor *w, bk_tensor *t, int64_t i,
+                           double eps) {
     float orig = t->data[i];
     t->data[i] = (float)(orig + eps);
     double lp = weighted_loss(m, x, w);

@@ -127,8 +127,8 @@ TEST(kill_during_save_loses_nothing) {
         int status;
         CHECK(waitpid(pid, &status, 0) == pid);
         if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
-            fprintf(stderr, "  FAIL trial %d: the saver was not killed but ended (status %d)\n",
-                    trials, status);
+            fprintf(stderr, "  FAIL trial %d: the saver was not killed but ended (status %d)\n", trials,
+                    status);
             test_failed_checks_++;
         }
         int n_after = list_temp_files(tmpdir, after);
@@ -160,10 +160,11 @@ TEST(kill_during_save_loses_nothing) {
     CHECK(count_temp_files(tmpdir) == 0);
     CHECK(trials >= MIN_TRIALS);
     CHECK(mid_save > 0); /* else the test proved nothing: no kill landed inside a save */
-    printf("    %d trials in %.1f s (one save: %.1f ms): %d kills landed mid-save, the file then "
-           "held A %d times and B %d times; %d losses; %d leftover temporary file(s) removed by "
-           "the next save\n",
-           trials, secs, save_s * 1e3, mid_save, seen_a, seen_b, losses, left);
+    printf(
+        "    %d trials in %.1f s (one save: %.1f ms): %d kills landed mid-save, the file then "
+        "held A %d times and B %d times; %d losses; %d leftover temporary file(s) removed by "
+        "the next save\n",
+        trials, secs, save_s * 1e3, mid_save, seen_a, seen_b, losses, left);
     free_state(&a);
     free_state(&b);
     free_state(&got);

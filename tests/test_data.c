@@ -210,8 +210,8 @@ TEST(plain_equals_gzip) {
         bk_dataset_free(b);
     }
     /* mixed: plain images with gzip labels */
-    bk_dataset *m = bk_idx_load(tmp_path("plain/t10k-images-idx3-ubyte"),
-                                SUBSET "/t10k-labels-idx1-ubyte.gz", 10);
+    bk_dataset *m = bk_idx_load(tmp_path("plain/t10k-images-idx3-ubyte"), SUBSET "/t10k-labels-idx1-ubyte.gz",
+                                10);
     CHECK(m && m->n == 1000 && m->y[0] == 9 && m->class_names == NULL);
     bk_dataset_free(m);
 }
@@ -226,11 +226,11 @@ static bk_dataset *idx_load_v(const char *images, const char *labels, int n_clas
 }
 
 /* load(images, labels) must fail with "<path>: <problem>" in the message. */
-#define CHECK_IDX_ERR(images, labels, n_classes, path, problem)                                \
-    do {                                                                                       \
-        char want_[1024];                                                                      \
-        snprintf(want_, sizeof want_, "%s: %s", (path), (problem));                            \
-        CHECK_ERR(idx_load_v((images), (labels), (n_classes)), want_);                        \
+#define CHECK_IDX_ERR(images, labels, n_classes, path, problem)        \
+    do {                                                               \
+        char want_[1024];                                              \
+        snprintf(want_, sizeof want_, "%s: %s", (path), (problem));    \
+        CHECK_ERR(idx_load_v((images), (labels), (n_classes)), want_); \
     } while (0)
 
 TEST(idx_rejects_bad_headers) {
@@ -284,8 +284,7 @@ TEST(idx_rejects_bad_headers) {
     uint32_t huge[3] = {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu};
     n = make_idx(buf, sizeof buf, 0x08, 3, huge, 16);
     const char *ovf = write_plain("overflow", buf, n);
-    CHECK_IDX_ERR(ovf, labels, 10, ovf,
-                  "dimensions 4294967295 x 4294967295 x 4294967295 overflow");
+    CHECK_IDX_ERR(ovf, labels, 10, ovf, "dimensions 4294967295 x 4294967295 x 4294967295 overflow");
 
     uint32_t zero[3] = {2, 0, 4};
     n = make_idx(buf, sizeof buf, 0x08, 3, zero, 0);
@@ -304,16 +303,19 @@ TEST(idx_rejects_bad_sizes) {
 
     n = make_idx(buf, sizeof buf, 0x08, 3, img_dims, 31);
     const char *s = write_plain("short", buf, n);
-    CHECK_IDX_ERR(s, labels, 10, s, "file is shorter than its header says: dimensions 2 x 4 x 4 "
-                                    "need 32 data bytes, the file has 31");
+    CHECK_IDX_ERR(s, labels, 10, s,
+                  "file is shorter than its header says: dimensions 2 x 4 x 4 "
+                  "need 32 data bytes, the file has 31");
     n = make_idx(buf, sizeof buf, 0x08, 3, img_dims, 35);
     const char *l = write_plain("long", buf, n);
-    CHECK_IDX_ERR(l, labels, 10, l, "file is longer than its header says: dimensions 2 x 4 x 4 "
-                                    "need 32 data bytes, the file has 35 (3 extra)");
+    CHECK_IDX_ERR(l, labels, 10, l,
+                  "file is longer than its header says: dimensions 2 x 4 x 4 "
+                  "need 32 data bytes, the file has 35 (3 extra)");
     n = make_idx(buf, sizeof buf, 0x08, 3, img_dims, 31);
     const char *sg = write_gz("short.gz", buf, n);
-    CHECK_IDX_ERR(sg, labels, 10, sg, "decompressed data is shorter than its header says: "
-                                      "dimensions 2 x 4 x 4 need 32 data bytes, the file has 31");
+    CHECK_IDX_ERR(sg, labels, 10, sg,
+                  "decompressed data is shorter than its header says: "
+                  "dimensions 2 x 4 x 4 need 32 data bytes, the file has 31");
     n = make_idx(buf, sizeof buf, 0x08, 3, img_dims, 33);
     const char *lg = write_gz("long.gz", buf, n);
     CHECK_IDX_ERR(lg, labels, 10, lg, "decompressed data is longer than its header says");
@@ -323,11 +325,13 @@ TEST(idx_rejects_bad_sizes) {
     uint32_t big[3] = {0xFFFFFFFFu, 1, 1};
     n = make_idx(buf, sizeof buf, 0x08, 3, big, 100);
     const char *bg = write_gz("claims-4GiB.gz", buf, n);
-    CHECK_IDX_ERR(bg, labels, 10, bg, "decompressed data is shorter than its header says: "
+    CHECK_IDX_ERR(bg, labels, 10, bg,
+                  "decompressed data is shorter than its header says: "
                   "dimensions 4294967295 x 1 x 1 need 4294967295 data bytes, the file has 100");
     /* the same as a plain file is refused from its size, before any allocation */
     const char *bp = write_plain("claims-4GiB", buf, n);
-    CHECK_IDX_ERR(bp, labels, 10, bp, "file is shorter than its header says: "
+    CHECK_IDX_ERR(bp, labels, 10, bp,
+                  "file is shorter than its header says: "
                   "dimensions 4294967295 x 1 x 1 need 4294967295 data bytes, the file has 100");
 
     const char *eg = write_gz("empty.gz", "", 0);
@@ -404,10 +408,13 @@ TEST(fashion_mnist_missing) {
     size_t n = make_idx(buf, sizeof buf, 0x08, 1, dims, 2);
     write_plain("half/t10k-labels-idx1-ubyte", buf, n);
     char want[512];
-    snprintf(want, sizeof want, "fashion_mnist: the test set is not in %s: found no "
-             "t10k-images-idx3-ubyte or t10k-images-idx3-ubyte.gz", d);
+    snprintf(want, sizeof want,
+             "fashion_mnist: the test set is not in %s: found no "
+             "t10k-images-idx3-ubyte or t10k-images-idx3-ubyte.gz",
+             d);
     CHECK_ERR(fashion_v(d, false), want);
-    CHECK_ERR(fashion_v(d, true), "found no train-images-idx3-ubyte or "
+    CHECK_ERR(fashion_v(d, true),
+              "found no train-images-idx3-ubyte or "
               "train-images-idx3-ubyte.gz, and train-labels-idx1-ubyte or train-labels-idx1-ubyte.gz");
     CHECK_ERR(fashion_v(NULL, true), "directory is NULL");
 }
@@ -440,7 +447,8 @@ TEST(dataset_from_arrays) {
     y[1] = 3;
     CHECK_ERR(bk_dataset_from_arrays(3, BK_SHAPE(2), x, y, 3, NULL, 0),
               "label 3 at index 1 is not a class (expected 0..2)");
-    CHECK_ERR(bk_dataset_from_arrays(3, BK_SHAPE(2), x, NULL, 3, NULL, 0), "n_classes 3 given without labels");
+    CHECK_ERR(bk_dataset_from_arrays(3, BK_SHAPE(2), x, NULL, 3, NULL, 0),
+              "n_classes 3 given without labels");
     CHECK_ERR(bk_dataset_from_arrays(3, BK_SHAPE(2), x, NULL, 0, t, 0), "bad target_dim 0");
     CHECK_ERR(bk_dataset_from_arrays(3, BK_SHAPE(2), NULL, NULL, 0, NULL, 0), "x is NULL");
     CHECK_ERR(bk_dataset_from_arrays(-1, BK_SHAPE(2), x, NULL, 0, NULL, 0), "negative number");
@@ -555,10 +563,10 @@ TEST(loader_shuffle) {
     epoch_order(b, b2, N, true);
     epoch_order(c, c1, N, true);
     CHECK(is_permutation(a1, N) && is_permutation(a2, N) && is_permutation(c1, N));
-    CHECK(memcmp(a1, b1, sizeof a1) == 0);  /* same seed, same orders */
+    CHECK(memcmp(a1, b1, sizeof a1) == 0); /* same seed, same orders */
     CHECK(memcmp(a2, b2, sizeof a2) == 0);
-    CHECK(memcmp(a1, a2, sizeof a1) != 0);  /* a new order each epoch */
-    CHECK(memcmp(a1, c1, sizeof a1) != 0);  /* another seed, another order */
+    CHECK(memcmp(a1, a2, sizeof a1) != 0); /* a new order each epoch */
+    CHECK(memcmp(a1, c1, sizeof a1) != 0); /* another seed, another order */
     int64_t fixed = 0;
     for (int i = 0; i < N; i++) fixed += a1[i] == i;
     CHECK(fixed < 10); /* actually shuffled (a random permutation fixes ~1 point) */
@@ -646,8 +654,10 @@ TEST(loader_targets) {
 TEST(full_fashion_mnist) {
     struct stat st;
     if (stat(FULL, &st) != 0) {
-        printf("  skip full_fashion_mnist: %s is not installed (apt-get install "
-               "dataset-fashion-mnist)\n", FULL);
+        printf(
+            "  skip full_fashion_mnist: %s is not installed (apt-get install "
+            "dataset-fashion-mnist)\n",
+            FULL);
         return;
     }
     double t0 = now_s();
@@ -655,8 +665,7 @@ TEST(full_fashion_mnist) {
     double t1 = now_s();
     CHECK(train != NULL);
     if (train) {
-        printf("  full training set: %lld images loaded in %.0f ms\n", (long long)train->n,
-               1e3 * (t1 - t0));
+        printf("  full training set: %lld images loaded in %.0f ms\n", (long long)train->n, 1e3 * (t1 - t0));
         CHECK(train->n == 60000 && train->sample_numel == 784);
         static const int64_t last[5] = {5, 1, 3, 0, 5};
         for (int i = 0; i < 5; i++) CHECK(train->y[59995 + i] == last[i]);

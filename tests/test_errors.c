@@ -7,35 +7,35 @@
 #include <stdint.h>
 
 /* expr must fail and leave an error containing every one of the substrings. */
-#define CHECK_ERRS(expr, ...)                                                             \
-    do {                                                                                  \
-        bk_clear_error();                                                                 \
-        int failed_ = !(expr);                                                            \
-        const char *subs_[] = {__VA_ARGS__};                                              \
-        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                    \
-            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                        \
+#define CHECK_ERRS(expr, ...)                                                                           \
+    do {                                                                                                \
+        bk_clear_error();                                                                               \
+        int failed_ = !(expr);                                                                          \
+        const char *subs_[] = {__VA_ARGS__};                                                            \
+        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                                  \
+            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                                      \
                 fprintf(stderr, "  FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
-                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],              \
-                        failed_ ? "error" : "success and", bk_last_error());              \
-                test_failed_checks_++;                                                    \
-                break;                                                                    \
-            }                                                                             \
-        }                                                                                 \
-        bk_clear_error();                                                                 \
+                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],                            \
+                        failed_ ? "error" : "success and", bk_last_error());                            \
+                test_failed_checks_++;                                                                  \
+                break;                                                                                  \
+            }                                                                                           \
+        }                                                                                               \
+        bk_clear_error();                                                                               \
     } while (0)
 
 /* expr must fail with exactly this message. */
-#define CHECK_ERR_EXACT(expr, msg)                                                        \
-    do {                                                                                  \
-        bk_clear_error();                                                                 \
-        int failed_ = !(expr);                                                            \
-        if (!failed_ || strcmp(bk_last_error(), (msg)) != 0) {                            \
-            fprintf(stderr, "  FAIL %s:%d [%s]: %s:\n       want \"%s\"\n       got  \"%s\"%s\n", \
-                    __FILE__, __LINE__, test_current_, #expr, (msg), bk_last_error(),     \
-                    failed_ ? "" : " (and it succeeded)");                                \
-            test_failed_checks_++;                                                        \
-        }                                                                                 \
-        bk_clear_error();                                                                 \
+#define CHECK_ERR_EXACT(expr, msg)                                                                          \
+    do {                                                                                                    \
+        bk_clear_error();                                                                                   \
+        int failed_ = !(expr);                                                                              \
+        if (!failed_ || strcmp(bk_last_error(), (msg)) != 0) {                                              \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s:\n       want \"%s\"\n       got  \"%s\"%s\n", __FILE__, \
+                    __LINE__, test_current_, #expr, (msg), bk_last_error(),                                 \
+                    failed_ ? "" : " (and it succeeded)");                                                  \
+            test_failed_checks_++;                                                                          \
+        }                                                                                                   \
+        bk_clear_error();                                                                                   \
     } while (0)
 
 /* float-returning calls fail with NaN */
@@ -184,7 +184,8 @@ TEST(null_propagation_keeps_first_error) {
 
 TEST(reshape_errors) {
     bk_tensor *x = bk_rand(BK_SHAPE(3, 5));
-    CHECK_ERR_EXACT(bk_reshape(x, BK_SHAPE(4, 4)), "reshape: shape (4, 4) is invalid for input (3, 5) of 15 elements");
+    CHECK_ERR_EXACT(bk_reshape(x, BK_SHAPE(4, 4)),
+                    "reshape: shape (4, 4) is invalid for input (3, 5) of 15 elements");
     CHECK_ERRS(bk_reshape(x, BK_SHAPE(-1, 4)), "reshape", "(-1, 4)", "(3, 5)");
     CHECK_ERRS(bk_reshape(x, BK_SHAPE(-1, -1)), "reshape: only one dimension can be inferred");
     CHECK_ERRS(bk_reshape(x, BK_SHAPE(0, -1)), "reshape", "(0, -1)", "(3, 5)");
@@ -221,7 +222,8 @@ TEST(dim_errors) {
 TEST(concat_slice_select_errors) {
     bk_tensor *a = bk_rand(BK_SHAPE(2, 3)), *b = bk_rand(BK_SHAPE(2, 4)), *c = bk_rand(BK_SHAPE(2, 3, 1));
     bk_tensor *ab[2] = {a, b}, *ac[2] = {a, c};
-    CHECK_ERRS(bk_concat(2, ab, 0), "concat: tensor 1 of shape (2, 4) does not match tensor 0 of shape (2, 3)");
+    CHECK_ERRS(bk_concat(2, ab, 0),
+               "concat: tensor 1 of shape (2, 4) does not match tensor 0 of shape (2, 3)");
     CHECK(bk_concat(2, ab, 1) != NULL); /* fine along the differing dim */
     CHECK_ERRS(bk_concat(2, ac, 0), "concat", "(2, 3, 1)", "(2, 3)");
     CHECK_ERRS(bk_concat(0, ab, 0), "concat", "non-empty");
@@ -275,7 +277,7 @@ TEST(bad_shapes_at_creation) {
     CHECK_ERRS(bk_zeros(-1, nine), "rank -1");
     CHECK_ERRS(bk_zeros(2, NULL), "shape is NULL");
     CHECK(bk_zeros(BK_MAX_DIMS, nine) != NULL); /* the limit itself is fine */
-    CHECK(bk_zeros(BK_SHAPE(0, 3)) != NULL);     /* and so is an empty tensor */
+    CHECK(bk_zeros(BK_SHAPE(0, 3)) != NULL);    /* and so is an empty tensor */
     bk_tensor *e = bk_tensor_new(BK_SHAPE(0));
     CHECK(e && e->numel == 0);
     bk_tensor_free(e);
@@ -305,16 +307,18 @@ TEST(module_registration_errors) {
     CHECK_ERRS(bk_module_param(seq, "v", BK_SHAPE(-2)), "Sequential", "\"v\"", "negative dimension");
     CHECK_ERRS(bk_module_param(NULL, "v", BK_SHAPE(2)), "module is NULL");
     CHECK_FAILS_INT(bk_module_set_trainable(seq, "nope", false), "no parameter \"nope\"");
-    CHECK_FAILS_INT(bk_nn_sequential_append(bk_module_child(seq, 0), bk_nn_relu()), "expected a Sequential, got ReLU");
+    CHECK_FAILS_INT(bk_nn_sequential_append(bk_module_child(seq, 0), bk_nn_relu()),
+                    "expected a Sequential, got ReLU");
     CHECK_ERRS(bk_nn_linear(5, -2), "Linear", "out_features=-2");
     bk_module_free(seq);
 }
 
 TEST(sequential_with_null_block) {
     /* fails, frees the blocks it was given (ASan: no leak) */
-    CHECK_ERR_EXACT(bk_nn_sequential(3, bk_nn_linear(2, 3), NULL, bk_nn_relu()), "Sequential: block 1 is NULL");
-    CHECK_ERRS(bk_nn_sequential(3, bk_nn_linear(-1, 3), bk_nn_relu(), bk_nn_linear(3, 1)), "Sequential: block 0 is NULL",
-               "Linear: in_features=-1");
+    CHECK_ERR_EXACT(bk_nn_sequential(3, bk_nn_linear(2, 3), NULL, bk_nn_relu()),
+                    "Sequential: block 1 is NULL");
+    CHECK_ERRS(bk_nn_sequential(3, bk_nn_linear(-1, 3), bk_nn_relu(), bk_nn_linear(3, 1)),
+               "Sequential: block 0 is NULL", "Linear: in_features=-1");
     bk_module *blocks[2] = {bk_nn_relu(), NULL};
     CHECK_ERRS(bk_nn_sequential_from(2, blocks), "block 1 is NULL");
     CHECK_ERRS(bk_nn_sequential(-1), "Sequential", "-1");
@@ -324,7 +328,8 @@ TEST(sequential_with_null_block) {
 TEST(module_lookup_errors) {
     bk_module *net = bk_nn_sequential(2, bk_nn_linear(3, 4), bk_nn_relu());
     CHECK(bk_module_get(net, "0.weight") != NULL);
-    CHECK_ERRS(bk_module_get(net, "1.weight"), "module_get: Sequential has no parameter or buffer \"1.weight\"");
+    CHECK_ERRS(bk_module_get(net, "1.weight"),
+               "module_get: Sequential has no parameter or buffer \"1.weight\"");
     CHECK_ERRS(bk_module_get(net, "nope"), "\"nope\"");
     CHECK_ERRS(bk_module_get(net, "0.weight.x"), "\"0.weight.x\"");
     CHECK_ERRS(bk_module_get(net, "5.bias"), "\"5.bias\"");
@@ -347,7 +352,7 @@ TEST(tensor_free_refuses_arena_tensors) {
     bk_tensor_free(t); /* refused: the arena owns it */
     CHECK(strstr(bk_last_error(), "tensor_free") && strstr(bk_last_error(), "bk_arena_reset"));
     CHECK(bk_tensor_ok(t, "test") && t->data[3] == 1.0f); /* still alive and intact */
-    bk_tensor_free(NULL);                                  /* fine */
+    bk_tensor_free(NULL);                                 /* fine */
 }
 
 /* A stale pointer is detected until the arena hands its memory out again (the next tensor
@@ -355,7 +360,7 @@ TEST(tensor_free_refuses_arena_tensors) {
  * checks: every call below fails before allocating. */
 TEST(released_tensor_use) {
     bk_tensor *fresh = bk_ones(BK_SHAPE(3, 2)); /* in the default arena */
-    bk_arena *a = bk_arena_new();                /* one small chunk: stale headers stay readable */
+    bk_arena *a = bk_arena_new();               /* one small chunk: stale headers stay readable */
     bk_arena *prev = bk_arena_use(a);
     bk_module *lin = bk_nn_linear(2, 2);
     bk_tensor *t = bk_ones(BK_SHAPE(3, 2));
@@ -392,12 +397,15 @@ TEST(op_record_and_gradcheck_errors) {
     CHECK_ERRS(bk_op_record(&ok_op, heap, 1, &x, NULL, 0), "user", "arena tensor");
     bk_tensor_free(heap);
     bk_clear_error();
-    CHECK(bk_gradcheck(NULL, &x, 1, NULL, 1e-3, 1e-3, 1e-2, NULL) < 0 && strstr(bk_last_error(), "gradcheck"));
+    CHECK(bk_gradcheck(NULL, &x, 1, NULL, 1e-3, 1e-3, 1e-2, NULL) < 0 &&
+          strstr(bk_last_error(), "gradcheck"));
     bk_clear_error();
-    CHECK(bk_gradcheck(f_identity, &x, 0, NULL, 1e-3, 1e-3, 1e-2, NULL) < 0 && strstr(bk_last_error(), "gradcheck"));
+    CHECK(bk_gradcheck(f_identity, &x, 0, NULL, 1e-3, 1e-3, 1e-2, NULL) < 0 &&
+          strstr(bk_last_error(), "gradcheck"));
     bk_tensor *bad = NULL;
     bk_clear_error();
-    CHECK(bk_gradcheck(f_identity, &bad, 1, NULL, 1e-3, 1e-3, 1e-2, NULL) < 0 && strstr(bk_last_error(), "NULL"));
+    CHECK(bk_gradcheck(f_identity, &bad, 1, NULL, 1e-3, 1e-3, 1e-2, NULL) < 0 &&
+          strstr(bk_last_error(), "NULL"));
 }
 
 int main(void) {

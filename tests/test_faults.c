@@ -50,11 +50,11 @@
 
 typedef struct sweep_ops {
     const char *name;
-    void (*setup)(void *ctx);                       /* before each run, unarmed */
-    int (*run)(void *ctx);                          /* the operation, armed: 0 or -1 */
-    void (*check)(void *ctx, int rc);               /* after each run, unarmed */
-    void (*teardown)(void *ctx);                    /* after check, unarmed */
-    const char *must_name;                          /* a failure's message names this */
+    void (*setup)(void *ctx);         /* before each run, unarmed */
+    int (*run)(void *ctx);            /* the operation, armed: 0 or -1 */
+    void (*check)(void *ctx, int rc); /* after each run, unarmed */
+    void (*teardown)(void *ctx);      /* after check, unarmed */
+    const char *must_name;            /* a failure's message names this */
 } sweep_ops;
 
 typedef struct sweep_count {
@@ -79,11 +79,13 @@ static sweep_count sweep(const sweep_ops *ops, void *ctx) {
         char err[2048];
         snprintf(err, sizeof err, "%s", bk_last_error());
         if (!injected && rc != 0)
-            fprintf(stderr, "  FAIL %s: fails without an injected fault: %s\n", ops->name, err), test_failed_checks_++;
+            fprintf(stderr, "  FAIL %s: fails without an injected fault: %s\n", ops->name, err),
+                test_failed_checks_++;
         if (injected && rc != 0) {
             c.failed++;
             if (!strstr(err, "out of memory") || (ops->must_name && !strstr(err, ops->must_name))) {
-                fprintf(stderr, "  FAIL %s, allocation %ld fails: unclear message \"%s\"\n", ops->name, k, err);
+                fprintf(stderr, "  FAIL %s, allocation %ld fails: unclear message \"%s\"\n", ops->name, k,
+                        err);
                 test_failed_checks_++;
             }
         } else if (injected) {
@@ -124,7 +126,7 @@ typedef struct ckpt_ctx {
     bk_optim *o;
     float *before, *file_state; /* the model's bytes before, the file's */
     int64_t n;
-    unsigned char *file_bytes;  /* save: the previous file */
+    unsigned char *file_bytes; /* save: the previous file */
     size_t file_len;
 } ckpt_ctx;
 
@@ -332,7 +334,7 @@ static int step_run(void *p) {
     const int64_t *y;
     int64_t B = bk_loader_next(c->loader, &x, &y, NULL);
     if (B <= 0) return -1;
-    bk_tensor *logits = bk_forward(c->m, x);                          /* (B, 3) */
+    bk_tensor *logits = bk_forward(c->m, x);                             /* (B, 3) */
     bk_tensor *loss = bk_cross_entropy(logits, y, B, BK_REDUCTION_MEAN); /* scalar */
     bk_optim_zero_grad(c->o);
     if (!loss || bk_backward(loss) != 0) return -1;
@@ -456,7 +458,8 @@ static bool private_mounts(void) {
         char map[64];
         int fd = open("/proc/self/setgroups", O_WRONLY);
         if (fd >= 0) {
-            if (write(fd, "deny", 4) != 4) { /* older kernels have no setgroups file */ }
+            if (write(fd, "deny", 4) != 4) { /* older kernels have no setgroups file */
+            }
             close(fd);
         }
         snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
@@ -513,10 +516,11 @@ TEST(save_to_full_disk) {
     const char *dir = tpath("tmpfs-full");
     CHECK(mkdir(dir, 0700) == 0);
     int r = with_tmpfs(dir, "size=64k", full_disk_case);
-    if (r == SKIPPED) printf("    note: cannot mount a tmpfs here (no mount namespace); the full "
-                             "disk is covered by RLIMIT_FSIZE only\n");
-    else
-        CHECK(r == 0);
+    if (r == SKIPPED)
+        printf(
+            "    note: cannot mount a tmpfs here (no mount namespace); the full "
+            "disk is covered by RLIMIT_FSIZE only\n");
+    else CHECK(r == 0);
 }
 
 static void lower_fsize(const char *dir) {
@@ -556,8 +560,9 @@ TEST(save_into_read_only_directory) {
         return;
     }
     if (geteuid() == 0) {
-        printf("    note: root ignores permissions and no read-only mount is possible here: "
-               "skipped\n");
+        printf(
+            "    note: root ignores permissions and no read-only mount is possible here: "
+            "skipped\n");
         return;
     }
     char path[512];

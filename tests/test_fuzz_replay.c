@@ -39,9 +39,7 @@ static const replay_target TARGETS[] = {
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
-static int cmp_names(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Replays every file of dir (name order; dot files skipped) through t. Returns how many,
  * or -1 if the directory does not exist. */
@@ -98,8 +96,7 @@ static void replay(const replay_target *t) {
     }
     snprintf(dir, sizeof dir, "fuzz/regressions/%s", t->name);
     int regressions = replay_dir(t, dir); /* -1: none ever found */
-    printf("    %-12s %3d seeds, %3d regression inputs\n", t->name, seeds,
-           regressions < 0 ? 0 : regressions);
+    printf("    %-12s %3d seeds, %3d regression inputs\n", t->name, seeds, regressions < 0 ? 0 : regressions);
     total_inputs += (seeds > 0 ? seeds : 0) + (regressions > 0 ? regressions : 0);
 }
 

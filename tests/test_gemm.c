@@ -35,8 +35,10 @@ static const char *const KERNELS[] = {"avx512", "avx2", "portable"};
 static sgemm_fn *kernel_or_skip(const char *kernel, const char *test) {
     sgemm_fn *f = bk__sgemm_kernel(kernel);
     if (!f)
-        printf("  skip %s for kernel %s: this CPU, OS or build cannot run it (valgrind hides "
-               "AVX-512)\n", test, kernel);
+        printf(
+            "  skip %s for kernel %s: this CPU, OS or build cannot run it (valgrind hides "
+            "AVX-512)\n",
+            test, kernel);
     return f;
 }
 
@@ -69,8 +71,8 @@ static float *matrix_new(int64_t rows, int64_t cols, int64_t ld) {
 
 /* Runs one product through f and compares with the double reference; returns false (after
  * printing the case) on any mismatch. */
-static bool check_case(const char *what, sgemm_fn *f, bool ta, bool tb, int64_t M, int64_t N,
-                       int64_t K, float alpha, float beta, int64_t pad) {
+static bool check_case(const char *what, sgemm_fn *f, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                       float alpha, float beta, int64_t pad) {
     int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     int64_t lda = ac + pad, ldb = bc + pad, ldc = N + pad;
     float *A = matrix_new(ar, ac, lda), *B = matrix_new(br, bc, ldb), *C = matrix_new(M, N, ldc);
@@ -107,8 +109,8 @@ static bool check_case(const char *what, sgemm_fn *f, bool ta, bool tb, int64_t 
             double want = (double)alpha * s + (double)beta * c0;
             scale = fabs((double)alpha) * scale + fabs((double)beta * c0) + 1e-30;
             if (!(fabs(got - want) / scale <= 1e-5 * sqrt((double)K + 1.0))) {
-                fprintf(stderr, "    C[%lld, %lld] = %.9g, want %.9g\n", (long long)i,
-                        (long long)j, got, want);
+                fprintf(stderr, "    C[%lld, %lld] = %.9g, want %.9g\n", (long long)i, (long long)j, got,
+                        want);
                 ok = false;
                 break;
             }
@@ -118,10 +120,10 @@ static bool check_case(const char *what, sgemm_fn *f, bool ta, bool tb, int64_t 
     free(Bt);
     if (M > 0 && C[M * ldc] != SENTINEL) ok = false; /* one past the end */
     if (!ok)
-        fprintf(stderr, "  %s: trans %d%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld: "
-                        "MISMATCH\n",
-                what, ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta,
-                (long long)pad);
+        fprintf(stderr,
+                "  %s: trans %d%d M=%lld N=%lld K=%lld alpha=%g beta=%g pad=%lld: "
+                "MISMATCH\n",
+                what, ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta, (long long)pad);
     free(A);
     free(B);
     free(C);
@@ -135,10 +137,9 @@ static const float BETAS[] = {0.0f, 1.0f, -0.5f};
 /* Sizes that hit the edges of the 16x16 / 6x16 / 4x8 tiles and the 192/144/128 x 256 cache
  * blocks. */
 static int64_t edge_size(void) {
-    static const int64_t sizes[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,   12,  13,  15,  16,
-                                    17, 31, 32, 33, 47, 48, 49, 95, 96, 97,  127, 128, 129, 143,
-                                    144, 145, 150, 191, 192, 193, 200, 255, 256, 257, 288, 289,
-                                    300};
+    static const int64_t sizes[] = {0,   1,   2,   3,   4,   5,   6,   7,   8,   9,   12,  13,  15,  16,
+                                    17,  31,  32,  33,  47,  48,  49,  95,  96,  97,  127, 128, 129, 143,
+                                    144, 145, 150, 191, 192, 193, 200, 255, 256, 257, 288, 289, 300};
     return rnd_int(2) ? sizes[rnd_int((int64_t)(sizeof sizes / sizeof *sizes))] : rnd_int(301);
 }
 
@@ -162,8 +163,8 @@ TEST(test_gemm_small_exhaustive) {
         for (int64_t N = 0; N <= 9; N++)
             for (int64_t K = 0; K <= 9; K += 3)
                 for (int t = 0; t < 4; t++)
-                    if (!check_case("small", bk__sgemm, t & 1, t >> 1, M, N, K, 0.5f,
-                                    BETAS[(M + N + K) % 3], (M + K) % 3))
+                    if (!check_case("small", bk__sgemm, t & 1, t >> 1, M, N, K, 0.5f, BETAS[(M + N + K) % 3],
+                                    (M + K) % 3))
                         failures++;
     CHECK(failures == 0);
 }
@@ -182,15 +183,15 @@ TEST(test_gemm_blocking_edges) {
     /* several K blocks (K > 256), several M blocks per thread, several N panels and N
      * blocks (N > 4096: 7 blocks, the last one narrower), for every kernel and all flag
      * combinations */
-    static const int64_t shapes[][3] = {{150, 40, 600}, {290, 33, 257}, {7, 300, 513},
-                                        {300, 300, 300}, {64, 1000, 25},  {16, 25600, 40}};
+    static const int64_t shapes[][3] = {{150, 40, 600},  {290, 33, 257}, {7, 300, 513},
+                                        {300, 300, 300}, {64, 1000, 25}, {16, 25600, 40}};
     int failures = 0;
     for (size_t k = 0; k < N_KERNELS; k++) {
         sgemm_fn *f = kernel_or_skip(KERNELS[k], "blocking edges");
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes && f; s++)
             for (int t = 0; t < 4; t++)
-                if (!check_case(KERNELS[k], f, t & 1, t >> 1, shapes[s][0], shapes[s][1],
-                                shapes[s][2], k % 2 ? 0.5f : 1.0f, k % 2 ? 1.0f : -0.5f, 3))
+                if (!check_case(KERNELS[k], f, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2],
+                                k % 2 ? 0.5f : 1.0f, k % 2 ? 1.0f : -0.5f, 3))
                     failures++;
     }
     CHECK(failures == 0);
@@ -198,8 +199,8 @@ TEST(test_gemm_blocking_edges) {
 
 /* max |f - portable| / scale on one product (both from the same C), with check_case's
  * tolerance and its scale bounded from above (|a|, |b|, |c| <= 1) */
-static bool agrees_with_portable(const char *kernel, sgemm_fn *f, bool ta, bool tb, int64_t M,
-                                 int64_t N, int64_t K, float alpha, float beta) {
+static bool agrees_with_portable(const char *kernel, sgemm_fn *f, bool ta, bool tb, int64_t M, int64_t N,
+                                 int64_t K, float alpha, float beta) {
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
     float *A = matrix_new(ta ? K : M, lda, lda), *B = matrix_new(tb ? N : K, ldb, ldb);
     float *C1 = matrix_new(M, N, N);
@@ -219,9 +220,10 @@ static bool agrees_with_portable(const char *kernel, sgemm_fn *f, bool ta, bool 
     }
     bool ok = worst <= 1e-5 * sqrt((double)K + 1.0) && C1[M * N] == SENTINEL;
     if (!ok)
-        fprintf(stderr, "  %s vs portable: trans %d%d M=%lld N=%lld K=%lld alpha=%g beta=%g: "
-                        "max scaled difference %.3g\n", kernel, ta, tb, (long long)M,
-                (long long)N, (long long)K, alpha, beta, worst);
+        fprintf(stderr,
+                "  %s vs portable: trans %d%d M=%lld N=%lld K=%lld alpha=%g beta=%g: "
+                "max scaled difference %.3g\n",
+                kernel, ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta, worst);
     free(A);
     free(B);
     free(C1);
@@ -235,13 +237,13 @@ TEST(test_gemm_kernel_edges) {
      * limits (the MLP's 10-wide layer, M*N*K around 1Mi: 17x300x250 packs, with a last
      * panel of 1 row), tails of every tile, a huge K (many cache slices); each kernel
      * against the double reference and against the portable kernel */
-    static const int64_t shapes[][3] = {
-        {1, 1, 1},     {1, 300, 77},  {300, 1, 77},  {1, 1, 5000}, {2, 256, 20},
-        {2, 10, 256},  {2, 256, 10},  {10, 256, 2},  {256, 20, 2}, {20, 256, 2},
-        {256, 2, 10},  {31, 33, 31},  {33, 31, 33},  {17, 65, 9},  {9, 15, 17},
-        {40, 40, 20},  {23, 45, 4097}, {16, 16, 16},  {8, 100, 64}, {24, 130, 31},
-        {10, 256, 256}, {256, 10, 256}, {7, 33, 1000}, {17, 300, 250}, {8, 520, 300},
-        {25, 200, 260}};
+    static const int64_t shapes[][3] = {{1, 1, 1},      {1, 300, 77},   {300, 1, 77},  {1, 1, 5000},
+                                        {2, 256, 20},   {2, 10, 256},   {2, 256, 10},  {10, 256, 2},
+                                        {256, 20, 2},   {20, 256, 2},   {256, 2, 10},  {31, 33, 31},
+                                        {33, 31, 33},   {17, 65, 9},    {9, 15, 17},   {40, 40, 20},
+                                        {23, 45, 4097}, {16, 16, 16},   {8, 100, 64},  {24, 130, 31},
+                                        {10, 256, 256}, {256, 10, 256}, {7, 33, 1000}, {17, 300, 250},
+                                        {8, 520, 300},  {25, 200, 260}};
     static const float alphas[] = {1.0f, 0.5f, -2.0f};
     static const float betas[] = {0.0f, 1.0f, -0.5f};
     int failures = 0;
@@ -251,10 +253,8 @@ TEST(test_gemm_kernel_edges) {
             for (int t = 0; t < 4; t++) {
                 const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
                 const float alpha = alphas[(s + (size_t)t) % 3], beta = betas[(s + k + (size_t)t) % 3];
-                if (!check_case(KERNELS[k], f, t & 1, t >> 1, M, N, K, alpha, beta, s % 3))
-                    failures++;
-                if (!agrees_with_portable(KERNELS[k], f, t & 1, t >> 1, M, N, K, alpha, beta))
-                    failures++;
+                if (!check_case(KERNELS[k], f, t & 1, t >> 1, M, N, K, alpha, beta, s % 3)) failures++;
+                if (!agrees_with_portable(KERNELS[k], f, t & 1, t >> 1, M, N, K, alpha, beta)) failures++;
             }
     }
     CHECK(failures == 0);
@@ -272,10 +272,9 @@ static void check_threads_bitwise(sgemm_fn *f, const char *what) {
     /* MLP shapes, row and column splits, B read in place, and blocks of unequal size, K
      * slices (K = 259: 130 + 129) or N blocks (N = 25600: 6 x 3664 + 3616), which once let
      * a fast thread overwrite B panels that a slower one was still reading */
-    static const int64_t shapes[][3] = {
-        {256, 256, 784}, {256, 784, 256}, {130, 70, 300},  {6, 8000, 25},   {300, 10, 400},
-        {97, 301, 513},  {251, 128, 259}, {24, 600, 259},  {275, 268, 277}, {16, 25600, 40},
-        {150, 25600, 16}};
+    static const int64_t shapes[][3] = {{256, 256, 784}, {256, 784, 256}, {130, 70, 300},  {6, 8000, 25},
+                                        {300, 10, 400},  {97, 301, 513},  {251, 128, 259}, {24, 600, 259},
+                                        {275, 268, 277}, {16, 25600, 40}, {150, 25600, 16}};
     int saved = omp_get_max_threads();
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int t = 0; t < 4; t++) {
@@ -299,8 +298,9 @@ static void check_threads_bitwise(sgemm_fn *f, const char *what) {
                 f(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.5f, C2, N);
                 bool same = memcmp(C1, C2, bytes) == 0;
                 if (!same)
-                    fprintf(stderr, "  %s: trans %d%d %lldx%lldx%lld differs between 1 and %d "
-                                    "threads\n",
+                    fprintf(stderr,
+                            "  %s: trans %d%d %lldx%lldx%lld differs between 1 and %d "
+                            "threads\n",
                             what, ta, tb, (long long)M, (long long)N, (long long)K, teams[r]);
                 CHECK(same);
             }

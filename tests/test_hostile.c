@@ -53,8 +53,8 @@ static bool printable(const char *s) {
             cp = cp << 6 | (p[i + k] & 0x3F);
         }
         if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F) ||
-            (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+            (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
+            (cp >= 0x2066 && cp <= 0x2069))
             return false;
         i += len;
     }
@@ -63,14 +63,20 @@ static bool printable(const char *s) {
 
 TEST(escape_makes_names_printable) {
     char buf[256], again[256];
-    static const struct { const char *in, *out; } cases[] = {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
         {"plain name.weight", "plain name.weight"},
         {"x\nbrick eval: all good", "x\\nbrick eval: all good"},
         {"\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"},
         {"tab\there\rcr", "tab\\there\\rcr"},
         {"del\x7f bell\x07", "del\\x7f bell\\x07"},
-        {"c1 \xc2\x9b" "2J", "c1 \\u009b2J"},                /* U+009B, CSI */
-        {"bidi \xe2\x80\xae" "evil", "bidi \\u202eevil"},    /* U+202E */
+        {"c1 \xc2\x9b"
+         "2J",
+         "c1 \\u009b2J"}, /* U+009B, CSI */
+        {"bidi \xe2\x80\xae"
+         "evil",
+         "bidi \\u202eevil"}, /* U+202E */
         {"bad \xff\xfe utf8", "bad \\xff\\xfe utf8"},
         {"overlong \xc0\xaf", "overlong \\xc0\\xaf"},
         {"cut \xe2\x82", "cut \\xe2\\x82"},
@@ -148,7 +154,7 @@ TEST(strict_load_refuses_an_empty_name) {
     float before = lin->params[0].tensor->data[0];
     CHECK_FAILS_INT(bk_module_load(lin, path, true), "unexpected: \"\"");
     CHECK(lin->params[0].tensor->data[0] == before); /* nothing changed */
-    CHECK(bk_module_load(lin, path, false) == 0); /* non-strict: extra names are fine */
+    CHECK(bk_module_load(lin, path, false) == 0);    /* non-strict: extra names are fine */
     CHECK_FAILS_INT(bk_checkpoint_load(path, lin, NULL), "unexpected: \"\"");
     bk_module_free(lin);
 }
@@ -281,9 +287,9 @@ TEST(atomic_writer_replaces_and_cleans_up) {
     CHECK(bk_file_write_atomic(path, "two\n", 4) == 0);
     CHECK(slurp(path, buf, sizeof buf) == 4 && !strcmp(buf, "two\n"));
     CHECK(access(dead1, F_OK) != 0 && access(dead2, F_OK) != 0); /* removed */
-    CHECK(access(live, F_OK) == 0);  /* its writer is alive */
-    CHECK(access(other, F_OK) == 0); /* not a name the writer makes */
-    close(live_fd);                  /* the writer dies: its file is abandoned */
+    CHECK(access(live, F_OK) == 0);                              /* its writer is alive */
+    CHECK(access(other, F_OK) == 0);                             /* not a name the writer makes */
+    close(live_fd);                                              /* the writer dies: its file is abandoned */
     CHECK(bk_file_write_atomic(path, "", 0) == 0);
     CHECK(slurp(path, buf, sizeof buf) == 0);
     CHECK(access(live, F_OK) != 0);
@@ -310,9 +316,9 @@ TEST(writable_check_uses_the_writer_s_temporary_file) {
     if (f) fclose(f);
     CHECK(bk_file_write_atomic(path, "old\n", 4) == 0);
     CHECK(bk_file_check_writable(path, 1 << 20) == 0);
-    CHECK(access(other, F_OK) == 0); /* not its file: left alone */
+    CHECK(access(other, F_OK) == 0);                                   /* not its file: left alone */
     CHECK(slurp(path, buf, sizeof buf) == 4 && !strcmp(buf, "old\n")); /* path untouched */
-    CHECK(count_prefix("out.csv.tmp.") == 0);                            /* nothing left */
+    CHECK(count_prefix("out.csv.tmp.") == 0);                          /* nothing left */
     CHECK(bk_file_check_writable(tpath("new.csv"), 0) == 0);
     CHECK(access(tpath("new.csv"), F_OK) != 0); /* a check creates nothing */
     CHECK_FAILS_INT(bk_file_check_writable(tpath("no/such/dir.csv"), 10),

@@ -105,7 +105,8 @@ TEST(cross_entropy_extreme_logits) {
 }
 
 TEST(bce_extreme_logits) {
-    bk_tensor *x = bk_requires_grad(bk_from_data(BK_SHAPE(4), (float[]){1e4f, -1e4f, 100.0f, -FLT_MAX}), true);
+    bk_tensor *x = bk_requires_grad(bk_from_data(BK_SHAPE(4), (float[]){1e4f, -1e4f, 100.0f, -FLT_MAX}),
+                                    true);
     bk_tensor *t = bk_from_data(BK_SHAPE(4), (float[]){0, 1, 1, 0});
     bk_tensor *l = bk_bce_with_logits(x, t, BK_REDUCTION_SUM);
     CHECK(l && isfinite(bk_item(l)));
@@ -115,9 +116,11 @@ TEST(bce_extreme_logits) {
 TEST(loss_errors) {
     bk_tensor *x = bk_randn(BK_SHAPE(5, 4));
     int64_t bad[5] = {0, 1, 4, 0, 0};
-    CHECK_ERR(bk_cross_entropy(x, bad, 5, BK_REDUCTION_MEAN), "target 4 at position 2 is out of bounds for 4 classes");
+    CHECK_ERR(bk_cross_entropy(x, bad, 5, BK_REDUCTION_MEAN),
+              "target 4 at position 2 is out of bounds for 4 classes");
     CHECK_ERR(bk_cross_entropy(x, TARGET, 3, BK_REDUCTION_MEAN), "3 targets for logits (5, 4)");
-    CHECK_ERR(bk_cross_entropy(bk_randn(BK_SHAPE(5)), TARGET, 5, BK_REDUCTION_MEAN), "expected logits of shape (N, C)");
+    CHECK_ERR(bk_cross_entropy(bk_randn(BK_SHAPE(5)), TARGET, 5, BK_REDUCTION_MEAN),
+              "expected logits of shape (N, C)");
     CHECK_ERR(bk_mse_loss(x, bk_randn(BK_SHAPE(4, 5)), BK_REDUCTION_MEAN), "input (5, 4) and target (4, 5)");
     CHECK_ERR(bk_bce_with_logits(x, x, (bk_reduction)7), "unknown reduction 7");
     CHECK_ERR(bk_cross_entropy(NULL, TARGET, 5, BK_REDUCTION_MEAN), "input 0 is NULL");

@@ -88,8 +88,8 @@ static bk_module *nest_mlp_new(void) {
     NestMLP *self = (NestMLP *)bk_module_new(&NEST_MLP, sizeof(NestMLP));
     if (!self) return NULL;
     self->net = bk_module_add(&self->base, "net",
-                              bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(),
-                                               bk_nn_linear(64, 32), bk_nn_relu()));
+                              bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(), bk_nn_linear(64, 32),
+                                               bk_nn_relu()));
     self->linear = bk_module_add(&self->base, "linear", bk_nn_linear(32, 16));
     if (!self->net || !self->linear) {
         bk_module_free(&self->base);
@@ -120,10 +120,10 @@ static void check_names(const char *what, const bk_param_list *l, int n, const c
     fprintf(stderr, "]\n");
 }
 
-#define CHECK_NAMES(l, ...)                                                                  \
-    do {                                                                                     \
-        static const char *const want_[] = {__VA_ARGS__};                                    \
-        check_names(#l, (l), (int)(sizeof want_ / sizeof want_[0]), want_);                  \
+#define CHECK_NAMES(l, ...)                                                 \
+    do {                                                                    \
+        static const char *const want_[] = {__VA_ARGS__};                   \
+        check_names(#l, (l), (int)(sizeof want_ / sizeof want_[0]), want_); \
     } while (0)
 
 /* bk_module_repr(m) is exactly `want` (print(net) in PyTorch). */
@@ -162,14 +162,12 @@ TEST(named_chimera) {
     bk_param_list *params = bk_module_named(chimera, BK_PARAMS);
     bk_param_list *buffers = bk_module_named(chimera, BK_BUFFERS);
     bk_param_list *state = bk_module_named(chimera, BK_STATE);
-    CHECK_NAMES(params, "0.net.0.weight", "0.net.0.bias", "0.net.2.weight", "0.net.2.bias",
-                "0.linear.weight", "0.linear.bias", "1.weight", "1.bias", "2.linear.weight",
-                "2.linear.bias");
+    CHECK_NAMES(params, "0.net.0.weight", "0.net.0.bias", "0.net.2.weight", "0.net.2.bias", "0.linear.weight",
+                "0.linear.bias", "1.weight", "1.bias", "2.linear.weight", "2.linear.bias");
     CHECK_NAMES(buffers, "2.rand_weight");
     // torch with register_buffer("rand_weight", ...): own tensors first, then children
-    CHECK_NAMES(state, "0.net.0.weight", "0.net.0.bias", "0.net.2.weight", "0.net.2.bias",
-                "0.linear.weight", "0.linear.bias", "1.weight", "1.bias", "2.rand_weight",
-                "2.linear.weight", "2.linear.bias");
+    CHECK_NAMES(state, "0.net.0.weight", "0.net.0.bias", "0.net.2.weight", "0.net.2.bias", "0.linear.weight",
+                "0.linear.bias", "1.weight", "1.bias", "2.rand_weight", "2.linear.weight", "2.linear.bias");
     // each listed tensor is the one bk_module_get finds under that name
     for (int i = 0; params && i < params->n; i++) {
         CHECK(params->tensors[i] == bk_module_get(chimera, params->names[i]));
@@ -219,16 +217,17 @@ TEST(shared_parameter_listed_once) {
     CHECK(bk_nn_sequential_get(net, 0) == bk_nn_sequential_get(net, 2));
     bk_param_list *params = bk_module_named(net, BK_PARAMS);
     bk_param_list *state = bk_module_named(net, BK_STATE);
-    CHECK_NAMES(params, "0.weight", "0.bias");           // named_parameters: once
+    CHECK_NAMES(params, "0.weight", "0.bias");                      // named_parameters: once
     CHECK_NAMES(state, "0.weight", "0.bias", "2.weight", "2.bias"); // state_dict: every name
     CHECK(state && state->n == 4 && state->tensors[0] == state->tensors[2]);
     CHECK(bk_module_num_params(net, false) == 20);
     CHECK(bk_module_get(net, "2.weight") == bk_module_get(net, "0.weight"));
-    check_repr(net, "Sequential(\n"
-                    "  (0): Linear(in_features=4, out_features=4, bias=True)\n"
-                    "  (1): ReLU()\n"
-                    "  (2): Linear(in_features=4, out_features=4, bias=True)\n"
-                    ")");
+    check_repr(net,
+               "Sequential(\n"
+               "  (0): Linear(in_features=4, out_features=4, bias=True)\n"
+               "  (1): ReLU()\n"
+               "  (2): Linear(in_features=4, out_features=4, bias=True)\n"
+               ")");
     bk_param_list_free(params);
     bk_param_list_free(state);
     bk_module_free(net); // frees shared once (LSan/ASan check the count)
@@ -308,9 +307,9 @@ TEST(buffers_persistent_and_not) {
     bk_param_list *buffers = bk_module_named(m, BK_BUFFERS);
     bk_param_list *state = bk_module_named(m, BK_STATE);
     CHECK_NAMES(params, "weight", "bias");
-    CHECK_NAMES(buffers, "running_mean", "scratch");          // named_buffers: all
-    CHECK_NAMES(state, "weight", "bias", "running_mean");      // state_dict: persistent only
-    CHECK(bk_module_num_params(m, false) == 8);                // buffers are not parameters
+    CHECK_NAMES(buffers, "running_mean", "scratch");      // named_buffers: all
+    CHECK_NAMES(state, "weight", "bias", "running_mean"); // state_dict: persistent only
+    CHECK(bk_module_num_params(m, false) == 8);           // buffers are not parameters
     CHECK(bk_module_get(m, "scratch") == scratch);
     // a buffer's name is taken like any attribute
     CHECK_ERR(bk_module_buffer(m, "weight", BK_SHAPE(1), true), "already exists");
@@ -376,7 +375,7 @@ TEST(train_eval_recursive) {
     if (!chimera) return;
     mode_count c = {0, 0};
     bk_module_apply(chimera, count_training, &c);
-    CHECK(c.n == 11); // chimera + NestMLP's 7 + Linear + FixedHiddenMLP's 2 (apply_children_first)
+    CHECK(c.n == 11);           // chimera + NestMLP's 7 + Linear + FixedHiddenMLP's 2 (apply_children_first)
     CHECK(c.n_training == c.n); // new blocks train
     bk_module_train(chimera, false); // chimera.eval()
     c = (mode_count){0, 0};
@@ -456,8 +455,9 @@ TEST(apply_children_first) {
     if (!chimera) return;
     v = (visit_log){0};
     bk_module_apply(chimera, record_visit, &v);
-    static const char *const want2[] = {"Linear", "ReLU", "Linear", "ReLU", "Sequential", "Linear",
-                                        "NestMLP", "Linear", "Linear", "FixedHiddenMLP", "Sequential"};
+    static const char *const want2[] = {"Linear",     "ReLU",           "Linear",    "ReLU",
+                                        "Sequential", "Linear",         "NestMLP",   "Linear",
+                                        "Linear",     "FixedHiddenMLP", "Sequential"};
     CHECK(v.n == 11);
     for (int i = 0; i < 11 && i < v.n; i++) CHECK(strcmp(v.names[i], want2[i]) == 0);
     bk_module_free(chimera);
@@ -500,8 +500,8 @@ TEST(apply_reinitialises) {
     }
     CHECK(n == 20 * 64 + 64 * 32 + 32 * 16 + 16 * 20 + 20 * 20);
     double mean = sum / (double)n, std = sqrt(sum2 / (double)n - mean * mean);
-    CHECK_CLOSE(mean, 0.0, 5e-4);  // ~ 5 standard errors (0.01 / sqrt(4580))
-    CHECK_CLOSE(std, 0.01, 5e-4);  // standard error of the std ~ 1e-4
+    CHECK_CLOSE(mean, 0.0, 5e-4);       // ~ 5 standard errors (0.01 / sqrt(4580))
+    CHECK_CLOSE(std, 0.01, 5e-4);       // standard error of the std ~ 1e-4
     CHECK(rand_weight->data[0] == rw0); // not a Linear: untouched
     bk_param_list_free(l);
     bk_module_free(chimera);
@@ -515,11 +515,12 @@ TEST(repr_sequential_mlp) {
     bk_module *net = bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(), bk_nn_linear(256, 10));
     CHECK(net != NULL);
     if (!net) return;
-    check_repr(net, "Sequential(\n"
-                    "  (0): Linear(in_features=20, out_features=256, bias=True)\n"
-                    "  (1): ReLU()\n"
-                    "  (2): Linear(in_features=256, out_features=10, bias=True)\n"
-                    ")");
+    check_repr(net,
+               "Sequential(\n"
+               "  (0): Linear(in_features=20, out_features=256, bias=True)\n"
+               "  (1): ReLU()\n"
+               "  (2): Linear(in_features=256, out_features=10, bias=True)\n"
+               ")");
     // snprintf semantics: the full length is returned and a short buffer is terminated
     char small[12];
     int n = bk_module_repr(net, small, sizeof small);
@@ -533,21 +534,22 @@ TEST(repr_chimera) {
     bk_module *chimera = chimera_new();
     CHECK(chimera != NULL);
     if (!chimera) return;
-    check_repr(chimera, "Sequential(\n"
-                        "  (0): NestMLP(\n"
-                        "    (net): Sequential(\n"
-                        "      (0): Linear(in_features=20, out_features=64, bias=True)\n"
-                        "      (1): ReLU()\n"
-                        "      (2): Linear(in_features=64, out_features=32, bias=True)\n"
-                        "      (3): ReLU()\n"
-                        "    )\n"
-                        "    (linear): Linear(in_features=32, out_features=16, bias=True)\n"
-                        "  )\n"
-                        "  (1): Linear(in_features=16, out_features=20, bias=True)\n"
-                        "  (2): FixedHiddenMLP(\n"
-                        "    (linear): Linear(in_features=20, out_features=20, bias=True)\n"
-                        "  )\n"
-                        ")");
+    check_repr(chimera,
+               "Sequential(\n"
+               "  (0): NestMLP(\n"
+               "    (net): Sequential(\n"
+               "      (0): Linear(in_features=20, out_features=64, bias=True)\n"
+               "      (1): ReLU()\n"
+               "      (2): Linear(in_features=64, out_features=32, bias=True)\n"
+               "      (3): ReLU()\n"
+               "    )\n"
+               "    (linear): Linear(in_features=32, out_features=16, bias=True)\n"
+               "  )\n"
+               "  (1): Linear(in_features=16, out_features=20, bias=True)\n"
+               "  (2): FixedHiddenMLP(\n"
+               "    (linear): Linear(in_features=20, out_features=20, bias=True)\n"
+               "  )\n"
+               ")");
     bk_module_free(chimera);
 }
 
@@ -559,23 +561,26 @@ TEST(repr_other_blocks) {
     bk_module *empty = bk_nn_sequential(0);
     CHECK(net && mlp && myseq && empty);
     if (net)
-        check_repr(net, "Sequential(\n"
-                        "  (0): Flatten(start_dim=1, end_dim=-1)\n"
-                        "  (1): Identity()\n"
-                        "  (2): Tanh()\n"
-                        "  (3): Sigmoid()\n"
-                        "  (4): Linear(in_features=3, out_features=4, bias=False)\n"
-                        ")");
+        check_repr(net,
+                   "Sequential(\n"
+                   "  (0): Flatten(start_dim=1, end_dim=-1)\n"
+                   "  (1): Identity()\n"
+                   "  (2): Tanh()\n"
+                   "  (3): Sigmoid()\n"
+                   "  (4): Linear(in_features=3, out_features=4, bias=False)\n"
+                   ")");
     if (mlp)
-        check_repr(mlp, "MLP(\n"
-                        "  (hidden): Linear(in_features=20, out_features=256, bias=True)\n"
-                        "  (out): Linear(in_features=256, out_features=10, bias=True)\n"
-                        ")");
+        check_repr(mlp,
+                   "MLP(\n"
+                   "  (hidden): Linear(in_features=20, out_features=256, bias=True)\n"
+                   "  (out): Linear(in_features=256, out_features=10, bias=True)\n"
+                   ")");
     if (myseq)
-        check_repr(myseq, "MySequential(\n"
-                          "  (0): Linear(in_features=4, out_features=8, bias=True)\n"
-                          "  (1): ReLU()\n"
-                          ")");
+        check_repr(myseq,
+                   "MySequential(\n"
+                   "  (0): Linear(in_features=4, out_features=8, bias=True)\n"
+                   "  (1): ReLU()\n"
+                   ")");
     if (empty) check_repr(empty, "Sequential()");
     bk_module_free(net);
     bk_module_free(mlp);
@@ -703,7 +708,7 @@ TEST(gradcheck_my_sequential) {
 /* FixedHiddenMLP's forward is piecewise smooth: the loop count (and relu's pattern) must
  * not change between the evaluations that central differences compare. */
 typedef struct {
-    bk_module *net;       // what to run
+    bk_module *net;        // what to run
     FixedHiddenMLP *fixed; // the FixedHiddenMLP in it whose loop is watched
     int min_iterations, max_iterations, calls;
 } fixed_run;
@@ -766,8 +771,9 @@ TEST(gradcheck_chimera_input) {
     if (!chimera) return;
     bk_tensor *X = bk_requires_grad(bk_rand(BK_SHAPE(1, 20)), true);
     fixed_run r = {chimera, (FixedHiddenMLP *)bk_nn_sequential_get(chimera, 2), 0, 0, 0};
-    bk_tensor *inputs[] = {X, bk_module_get(chimera, "0.net.0.bias"), bk_module_get(chimera, "0.linear.weight"),
-                           bk_module_get(chimera, "1.bias"), bk_module_get(chimera, "2.linear.weight")};
+    bk_tensor *inputs[] = {X, bk_module_get(chimera, "0.net.0.bias"),
+                           bk_module_get(chimera, "0.linear.weight"), bk_module_get(chimera, "1.bias"),
+                           bk_module_get(chimera, "2.linear.weight")};
     double worst = bk_gradcheck(fixed_forward_fn, inputs, 5, &r, 1e-3, 1e-3, 1e-2, stderr);
     CHECK(worst >= 0 && worst <= 1);
     CHECK(r.min_iterations == r.max_iterations); // the loop count never changed

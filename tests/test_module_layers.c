@@ -26,8 +26,8 @@ TEST(linear_init_bounds) {
                 lo = fminf(lo, t->data[i]);
                 hi = fmaxf(hi, t->data[i]);
             }
-            CHECK(lo >= -bound && hi <= bound); // U(-1/sqrt(in), 1/sqrt(in))
-            CHECK(lo < hi);                      // not all equal
+            CHECK(lo >= -bound && hi <= bound);          // U(-1/sqrt(in), 1/sqrt(in))
+            CHECK(lo < hi);                              // not all equal
             if (t->numel >= 100) CHECK(hi - lo > bound); // and spread over the range
         }
         bk_module_free(lin);
@@ -60,8 +60,7 @@ TEST(linear_init_bounds) {
 TEST(flatten_identity_tanh) {
     bk_manual_seed(7);
     bk_tensor *x = bk_requires_grad(bk_randn(BK_SHAPE(2, 3, 4, 5)), true);
-    bk_module *flat = bk_nn_flatten(1, -1), *flat_all = bk_nn_flatten(0, -1),
-              *flat_mid = bk_nn_flatten(1, 2);
+    bk_module *flat = bk_nn_flatten(1, -1), *flat_all = bk_nn_flatten(0, -1), *flat_mid = bk_nn_flatten(1, 2);
     bk_module *id = bk_nn_identity(), *th = bk_nn_tanh();
     CHECK(x && flat && flat_all && flat_mid && id && th);
     bk_tensor *y = bk_forward(flat, x);

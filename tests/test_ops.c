@@ -35,7 +35,10 @@ static bk_rng g_rng; /* the test's own stream: shapes, values, op arguments */
 static int rand_int(int lo, int hi) { return lo + (int)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1)); }
 static float rand_float(float lo, float hi) { return lo + (hi - lo) * bk_rng_uniform(&g_rng); }
 
-typedef struct shp { int nd; int64_t d[BK_MAX_DIMS]; } shp; /* a shape, by value */
+typedef struct shp {
+    int nd;
+    int64_t d[BK_MAX_DIMS];
+} shp; /* a shape, by value */
 
 /* A dim of 1..4, 1 a third of the time. */
 static int64_t rand_dim(void) { return rand_int(0, 2) == 0 ? 1 : rand_int(1, 4); }
@@ -120,7 +123,8 @@ static int64_t numel_of(int nd, const int64_t *shape) {
 
 /* got must have shape (nd, shape) and the values of ref (row-major; references are
  * computed in double and rounded once). */
-static bool values_ok(const char *what, const bk_tensor *got, int nd, const int64_t *shape, const float *ref) {
+static bool values_ok(const char *what, const bk_tensor *got, int nd, const int64_t *shape,
+                      const float *ref) {
     bk_tensor *want = bk_empty(nd, shape);
     if (!got || !want) {
         fprintf(stderr, "  %s: no result (%s)\n", what, bk_last_error());
@@ -155,11 +159,11 @@ typedef struct args { /* the non-tensor arguments of the op under test */
     float s;
 } args;
 
-#define FN(name, expr)                                                                    \
-    static bk_tensor *name(bk_tensor *const *x, int n, void *ud) {                       \
-        const args *p = ud;                                                               \
-        (void)p, (void)n;                                                                 \
-        return (expr);                                                                    \
+#define FN(name, expr)                                             \
+    static bk_tensor *name(bk_tensor *const *x, int n, void *ud) { \
+        const args *p = ud;                                        \
+        (void)p, (void)n;                                          \
+        return (expr);                                             \
     }
 /* the element-wise ops: one function per row of src/ops/elementwise_ops.h */
 #define X_FN(name, ...) FN(f_##name, bk_##name(x[0], x[1]))
@@ -198,24 +202,26 @@ typedef struct domain {
     float lo, hi;
     bool plus_minus;
 } domain;
-#define IN(lo, hi) {lo, hi, false}
-#define PLUS_MINUS(lo, hi) {lo, hi, true}
+#define IN(lo, hi) \
+    { lo, hi, false }
+#define PLUS_MINUS(lo, hi) \
+    { lo, hi, true }
 
 static bk_tensor *leaf_in(shp s, domain d) {
     return d.plus_minus ? leaf_signed(s, d.lo, d.hi) : leaf(s, d.lo, d.hi);
 }
 
 /* the rows' references, in double */
-#define X_REF(name, cost, fwd, grad, ref, ...)                                            \
+#define X_REF(name, cost, fwd, grad, ref, ...) \
     static double r_##name(double x, double s) { return (void)x, (void)s, (ref); }
 BK_UNARY_OPS(X_REF)
 BK_SCALAR_OPS(X_REF)
 #undef X_REF
-#define X_REF(name, cost, fwd, grad_a, grad_b, ref, ...)                                  \
+#define X_REF(name, cost, fwd, grad_a, grad_b, ref, ...) \
     static double r_##name(double a, double b) { return (ref); }
 BK_BINARY_OPS(X_REF)
 #undef X_REF
-#define X_REF(name, fwd, ref, ...)                                                        \
+#define X_REF(name, fwd, ref, ...) \
     static double r_##name(double a, double b) { return (ref); }
 BK_COMPARE_OPS(X_REF)
 #undef X_REF
@@ -231,12 +237,12 @@ typedef struct binary_row {
 } binary_row;
 
 static const binary_row BINARY[] = {
-#define X_ROW(name, cost, fwd, grad_a, grad_b, ref, a_dom, b_dom)                         \
+#define X_ROW(name, cost, fwd, grad_a, grad_b, ref, a_dom, b_dom) \
     {#name, f_##name, r_##name, a_dom, b_dom, true},
     BK_BINARY_OPS(X_ROW)
 #undef X_ROW
 #define X_ROW(name, fwd, ref, a_dom, b_dom) {#name, f_##name, r_##name, a_dom, b_dom, false},
-    BK_COMPARE_OPS(X_ROW)
+        BK_COMPARE_OPS(X_ROW)
 #undef X_ROW
 };
 
@@ -284,7 +290,8 @@ static void check_binary(const char *name) {
     }
 }
 
-#define X_TEST(name, ...) TEST(op_##name) { check_binary(#name); }
+#define X_TEST(name, ...) \
+    TEST(op_##name) { check_binary(#name); }
 BK_BINARY_OPS(X_TEST)
 BK_COMPARE_OPS(X_TEST)
 #undef X_TEST
@@ -303,7 +310,7 @@ static const unary_row UNARY[] = {
     BK_UNARY_OPS(X_ROW)
 #undef X_ROW
 #define X_ROW(name, cost, fwd, grad, ref, x_dom, s_dom) {#name, f_##name, r_##name, x_dom, s_dom},
-    BK_SCALAR_OPS(X_ROW)
+        BK_SCALAR_OPS(X_ROW)
 #undef X_ROW
 };
 
@@ -327,7 +334,8 @@ static void check_unary(const char *name) {
     }
 }
 
-#define X_TEST(name, ...) TEST(op_##name) { check_unary(#name); }
+#define X_TEST(name, ...) \
+    TEST(op_##name) { check_unary(#name); }
 BK_UNARY_OPS(X_TEST)
 BK_SCALAR_OPS(X_TEST)
 #undef X_TEST
@@ -348,8 +356,11 @@ TEST(op_relu_nan_and_signed_zero) {
     CHECK(y != NULL);
     if (!y) return;
     for (int i = 0; i < 7; i++) { /* bit for bit: NaN is NaN, the zeros keep their sign */
-        bool same = isnan(want_y[i]) ? isnan(y->data[i]) : memcmp(&y->data[i], &want_y[i], sizeof(float)) == 0;
-        if (!same) fprintf(stderr, "  relu(%g) = %g, want %g\n", (double)x_in[i], (double)y->data[i], (double)want_y[i]);
+        bool same = isnan(want_y[i]) ? isnan(y->data[i])
+                                     : memcmp(&y->data[i], &want_y[i], sizeof(float)) == 0;
+        if (!same)
+            fprintf(stderr, "  relu(%g) = %g, want %g\n", (double)x_in[i], (double)y->data[i],
+                    (double)want_y[i]);
         CHECK(same);
     }
     CHECK(bk_backward_ex(y, bk_from_data(BK_SHAPE(7), g_in), false) == 0);
@@ -396,7 +407,8 @@ static void matmul_case(shp sa, shp sb) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t j = 0; j < N; j++) {
                 double acc = 0;
-                for (int64_t k = 0; k < K; k++) acc += (double)a->data[oa + m * K + k] * b->data[ob + k * N + j];
+                for (int64_t k = 0; k < K; k++)
+                    acc += (double)a->data[oa + m * K + k] * b->data[ob + k * N + j];
                 ref[(bi * M + m) * N + j] = (float)acc;
             }
     }
@@ -408,11 +420,16 @@ static void matmul_case(shp sa, shp sb) {
 
 TEST(op_matmul) {
     static const shp fixed[][2] = {
-        {{2, {3, 4}}, {2, {4, 5}}},          {{3, {2, 3, 4}}, {3, {2, 4, 5}}},
-        {{4, {2, 3, 3, 4}}, {4, {2, 3, 4, 2}}}, {{4, {2, 1, 4, 5}}, {3, {3, 5, 2}}},
-        {{1, {4}}, {2, {4, 3}}},             {{2, {3, 4}}, {1, {4}}},
-        {{1, {4}}, {1, {4}}},                {{1, {4}}, {3, {2, 4, 3}}},
-        {{3, {2, 3, 4}}, {1, {4}}},          {{2, {1, 4}}, {2, {4, 1}}},
+        {{2, {3, 4}}, {2, {4, 5}}},
+        {{3, {2, 3, 4}}, {3, {2, 4, 5}}},
+        {{4, {2, 3, 3, 4}}, {4, {2, 3, 4, 2}}},
+        {{4, {2, 1, 4, 5}}, {3, {3, 5, 2}}},
+        {{1, {4}}, {2, {4, 3}}},
+        {{2, {3, 4}}, {1, {4}}},
+        {{1, {4}}, {1, {4}}},
+        {{1, {4}}, {3, {2, 4, 3}}},
+        {{3, {2, 3, 4}}, {1, {4}}},
+        {{2, {1, 4}}, {2, {4, 1}}},
         {{3, {1, 2, 3}}, {4, {2, 2, 3, 2}}},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) matmul_case(fixed[i][0], fixed[i][1]);
@@ -450,10 +467,8 @@ static void linear_case(shp sx, int64_t out, bool bias) {
         }
     CHECK(values_ok(what, bk_linear(x, w, b), so.nd, so.d, ref));
     free(ref);
-    if (bias)
-        GRADCHECK(what, f_linear, NULL, x, w, b);
-    else
-        GRADCHECK(what, f_linear, NULL, x, w);
+    if (bias) GRADCHECK(what, f_linear, NULL, x, w, b);
+    else GRADCHECK(what, f_linear, NULL, x, w);
     bk_arena_reset(NULL);
 }
 
@@ -788,7 +803,8 @@ TEST(gradcheck_rejects_a_wrong_backward) {
 /* ---- a whole block: Linear, Tanh, Linear, Sigmoid, w.r.t. its input and every parameter --- */
 
 TEST(mlp_block) {
-    bk_module *net = bk_nn_sequential(4, bk_nn_linear(5, 7), bk_nn_tanh(), bk_nn_linear(7, 3), bk_nn_sigmoid());
+    bk_module *net = bk_nn_sequential(4, bk_nn_linear(5, 7), bk_nn_tanh(), bk_nn_linear(7, 3),
+                                      bk_nn_sigmoid());
     bk_param_list *pl = bk_module_named(net, BK_PARAMS);
     CHECK(net && pl && pl->n == 4);
     if (!net || !pl || pl->n != 4) goto out;
@@ -821,11 +837,24 @@ int main(void) {
     BK_SCALAR_OPS(X_RUN)
     BK_UNARY_OPS(X_RUN)
 #undef X_RUN
-    RUN(op_matmul); RUN(op_linear);
-    RUN(op_sum); RUN(op_mean); RUN(op_max); RUN(op_sum_dim); RUN(op_mean_dim); RUN(op_max_dim);
-    RUN(op_reshape); RUN(op_flatten); RUN(op_transpose); RUN(op_permute); RUN(op_concat);
+    RUN(op_matmul);
+    RUN(op_linear);
+    RUN(op_sum);
+    RUN(op_mean);
+    RUN(op_max);
+    RUN(op_sum_dim);
+    RUN(op_mean_dim);
+    RUN(op_max_dim);
+    RUN(op_reshape);
+    RUN(op_flatten);
+    RUN(op_transpose);
+    RUN(op_permute);
+    RUN(op_concat);
     RUN(op_relu_nan_and_signed_zero);
-    RUN(op_slice); RUN(op_select); RUN(op_clone); RUN(op_detach);
+    RUN(op_slice);
+    RUN(op_select);
+    RUN(op_clone);
+    RUN(op_detach);
     RUN(gradcheck_rejects_a_wrong_backward);
     RUN(mlp_block);
     return test_summary("test_ops");

@@ -38,7 +38,9 @@
 
 static bk_rng g_rng; /* the test's own stream: shapes, settings, values */
 
-static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1)); }
+static int64_t rand_int(int64_t lo, int64_t hi) {
+    return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1));
+}
 
 /* A leaf that requires grad, N(mean, std^2). */
 static bk_tensor *leaf_normal(int nd, const int64_t *shape, float mean, float std) {
@@ -66,11 +68,13 @@ static const char *shape_s(const bk_tensor *t, char *buf) { return bk_shape_str(
 
 /* got must equal want (double, n values) within atol + rtol |want|; prints the first
  * mismatches. */
-static bool close_to(const char *what, const float *got, const double *want, int64_t n, double rtol, double atol) {
+static bool close_to(const char *what, const float *got, const double *want, int64_t n, double rtol,
+                     double atol) {
     int bad = 0;
     for (int64_t i = 0; i < n; i++)
         if (!(fabs(got[i] - want[i]) <= atol + rtol * fabs(want[i])) && bad++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, (double)got[i], want[i]);
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, (double)got[i],
+                    want[i]);
     if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
     return bad == 0;
 }
@@ -123,7 +127,8 @@ static conv_case rand_conv(int64_t cg_max, int64_t extra, int64_t force_groups, 
 }
 
 static void conv_desc(const conv_case *c, char *buf, size_t n) {
-    snprintf(buf, n, "conv2d x (%lld, %lld, %lld, %lld) w (%lld, %lld, %lld, %lld) stride (%lld, %lld) "
+    snprintf(buf, n,
+             "conv2d x (%lld, %lld, %lld, %lld) w (%lld, %lld, %lld, %lld) stride (%lld, %lld) "
              "padding (%lld, %lld) dilation (%lld, %lld) groups %lld%s",
              (long long)c->N, (long long)c->C, (long long)c->H, (long long)c->W, (long long)c->O,
              (long long)(c->C / c->o.groups), (long long)c->KH, (long long)c->KW, (long long)c->o.stride[0],
@@ -185,19 +190,20 @@ static void conv_naive(const conv_case *c, const float *x, const float *w, const
 
 /* |got - want| <= (terms + 2) u sum|terms| + 1e-30 elementwise: the classic bound for a
  * float32 sum of `terms` products in any order (the reference is exact in double). */
-static bool within_bound(const char *what, const float *got, const double *want, const double *abs_sum, int64_t n,
-                         int64_t terms) {
+static bool within_bound(const char *what, const float *got, const double *want, const double *abs_sum,
+                         int64_t n, int64_t terms) {
     int bad = 0;
     double worst = 0;
     for (int64_t i = 0; i < n; i++) {
         double tol = (double)(terms + 2) * U32 * abs_sum[i] + 1e-30, d = fabs(got[i] - want[i]);
         if (d / tol > worst) worst = d / tol;
         if (!(d <= tol) && bad++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (bound %.3g)\n", what, (long long)i, (double)got[i],
-                    want[i], tol);
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (bound %.3g)\n", what, (long long)i,
+                    (double)got[i], want[i], tol);
     }
     if (bad) fprintf(stderr, "  %s: %d of %lld values outside the rounding bound\n", what, bad, (long long)n);
-    if (getenv("BRICK_TEST_VERBOSE")) fprintf(stderr, "  %-60s worst %.3g of the rounding bound\n", what, worst);
+    if (getenv("BRICK_TEST_VERBOSE"))
+        fprintf(stderr, "  %-60s worst %.3g of the rounding bound\n", what, worst);
     return bad == 0;
 }
 
@@ -218,8 +224,9 @@ static void check_conv_values(const conv_case *c) {
     bk_fill_normal(G, &g_rng, 0, 1);
     CHECK(bk_backward_ex(y, G, false) == 0);
     int64_t ny = y->numel, nx = in[0]->numel, nw = in[1]->numel;
-    conv_ref r = {calloc((size_t)ny, 8), calloc((size_t)ny, 8), calloc((size_t)nx, 8), calloc((size_t)nx, 8),
-                  calloc((size_t)nw, 8), calloc((size_t)nw, 8), calloc((size_t)c->O, 8), calloc((size_t)c->O, 8)};
+    conv_ref r = {calloc((size_t)ny, 8),   calloc((size_t)ny, 8),  calloc((size_t)nx, 8),
+                  calloc((size_t)nx, 8),   calloc((size_t)nw, 8),  calloc((size_t)nw, 8),
+                  calloc((size_t)c->O, 8), calloc((size_t)c->O, 8)};
     CHECK(r.y && r.ya && r.dx && r.dxa && r.dw && r.dwa && r.db && r.dba);
     if (r.y && r.ya && r.dx && r.dxa && r.dw && r.dwa && r.db && r.dba) {
         conv_naive(c, in[0]->data, in[1]->data, c->bias ? in[2]->data : NULL, G->data, &r);
@@ -233,7 +240,8 @@ static void check_conv_values(const conv_case *c) {
         CHECK(in[1]->grad && within_bound(lbl, in[1]->grad->data, r.dw, r.dwa, nw, c->N * c->OH * c->OW));
         if (n > 2) {
             snprintf(lbl, sizeof lbl, "%s: db", what);
-            CHECK(in[2]->grad && within_bound(lbl, in[2]->grad->data, r.db, r.dba, c->O, c->N * c->OH * c->OW));
+            CHECK(in[2]->grad &&
+                  within_bound(lbl, in[2]->grad->data, r.db, r.dba, c->O, c->N * c->OH * c->OW));
         }
     }
     free(r.y), free(r.ya), free(r.dx), free(r.dxa), free(r.dw), free(r.dwa), free(r.db), free(r.dba);
@@ -242,7 +250,7 @@ static void check_conv_values(const conv_case *c) {
 TEST(conv2d_gradcheck) {
     /* the first trials pin the combinations that matter, the rest are free */
     static const int64_t pins[][4] = {/* groups, stride, dilation, padding; 0 / -1 = random */
-                                      {2, 2, 2, 1}, {3, 1, 2, 2}, {1, 3, 1, 0}, {2, 1, 1, 0},
+                                      {2, 2, 2, 1},  {3, 1, 2, 2},  {1, 3, 1, 0},  {2, 1, 1, 0},
                                       {1, 2, 2, -1}, {0, 0, 0, -1}, {0, 0, 0, -1}, {0, 0, 0, -1}};
     for (int t = 0; t < (int)(sizeof pins / sizeof pins[0]); t++) {
         conv_case c = rand_conv(2, 3, pins[t][0], pins[t][1], pins[t][2], pins[t][3]);
@@ -272,7 +280,8 @@ TEST(conv2d_values) {
     /* One image per chunk, 13 chunks, each summing its own part of dW. */
     conv_case big;
     memset(&big, 0, sizeof big);
-    big.N = 13, big.C = 16, big.H = 48, big.W = 48, big.O = 4, big.KH = 3, big.KW = 3, big.OH = 48, big.OW = 48;
+    big.N = 13, big.C = 16, big.H = 48, big.W = 48, big.O = 4, big.KH = 3, big.KW = 3, big.OH = 48,
+    big.OW = 48;
     big.o = (bk_conv2d_opts){{1, 1}, {1, 1}, {1, 1}, 1};
     big.bias = true;
     check_conv_values(&big);
@@ -327,7 +336,8 @@ TEST(conv2d_threads_bitwise) {
                     first[r] = malloc(sizeof(float) * (size_t)len[r]);
                     if (first[r]) memcpy(first[r], got[r], sizeof(float) * (size_t)len[r]);
                 } else if (first[r] && memcmp(first[r], got[r], sizeof(float) * (size_t)len[r]) != 0) {
-                    fprintf(stderr, "  case %zu: result %d differs between 1 and %d threads\n", i, r, threads);
+                    fprintf(stderr, "  case %zu: result %d differs between 1 and %d threads\n", i, r,
+                            threads);
                     CHECK(0);
                 }
             }
@@ -406,7 +416,8 @@ static void direct_vs_im2col(const conv_case *c) {
             fprintf(stderr, "  %s: %s\n", what, bk_last_error());
             break;
         }
-        const float *got[4] = {y->data, in[0]->grad->data, in[1]->grad->data, n > 2 ? in[2]->grad->data : NULL};
+        const float *got[4] = {y->data, in[0]->grad->data, in[1]->grad->data,
+                               n > 2 ? in[2]->grad->data : NULL};
         for (int r = 0; r < 4; r++)
             if (got[r] && (res[path][r] = malloc(sizeof(float) * (size_t)len[r])))
                 memcpy(res[path][r], got[r], sizeof(float) * (size_t)len[r]);
@@ -414,7 +425,7 @@ static void direct_vs_im2col(const conv_case *c) {
     bk__dconv_enable(true);
     conv_ref ref = {calloc((size_t)len[0], 8), calloc((size_t)len[0], 8), calloc((size_t)len[1], 8),
                     calloc((size_t)len[1], 8), calloc((size_t)len[2], 8), calloc((size_t)len[2], 8),
-                    calloc((size_t)c->O, 8), calloc((size_t)c->O, 8)};
+                    calloc((size_t)c->O, 8),   calloc((size_t)c->O, 8)};
     if (ref.y && ref.ya && ref.dx && ref.dxa && ref.dw && ref.dwa && ref.db && ref.dba) {
         conv_naive(c, in[0]->data, in[1]->data, n > 2 ? in[2]->data : NULL, G->data, &ref);
         int64_t Og = c->O / c->o.groups, K = c->C / c->o.groups * c->KH * c->KW;
@@ -424,7 +435,8 @@ static void direct_vs_im2col(const conv_case *c) {
         for (int r = 0; r < (n > 2 ? 4 : 3); r++) {
             CHECK(res[0][r] && res[1][r]);
             if (!res[0][r] || !res[1][r]) continue;
-            double *want = malloc(sizeof(double) * (size_t)len[r]), *tol2 = malloc(sizeof(double) * (size_t)len[r]);
+            double *want = malloc(sizeof(double) * (size_t)len[r]),
+                   *tol2 = malloc(sizeof(double) * (size_t)len[r]);
             CHECK(want && tol2);
             if (want && tol2) {
                 for (int64_t i = 0; i < len[r]; i++) want[i] = res[1][r][i], tol2[i] = 2 * abs_sum[r][i];
@@ -437,7 +449,8 @@ static void direct_vs_im2col(const conv_case *c) {
     } else {
         CHECK(0);
     }
-    free(ref.y), free(ref.ya), free(ref.dx), free(ref.dxa), free(ref.dw), free(ref.dwa), free(ref.db), free(ref.dba);
+    free(ref.y), free(ref.ya), free(ref.dx), free(ref.dxa), free(ref.dw), free(ref.dwa), free(ref.db),
+        free(ref.dba);
     for (int path = 0; path < 2; path++)
         for (int r = 0; r < 4; r++) free(res[path][r]);
 }
@@ -445,7 +458,8 @@ static void direct_vs_im2col(const conv_case *c) {
 TEST(conv2d_direct_vs_im2col) {
     bk__dconv d;
     if (!bk__dconv_plan(&d, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, false)) {
-        fprintf(stderr, "  (this CPU or BRICK_GEMM_KERNEL has no direct convolution kernel: nothing to compare)\n");
+        fprintf(stderr,
+                "  (this CPU or BRICK_GEMM_KERNEL has no direct convolution kernel: nothing to compare)\n");
         return;
     }
     for (int t = 0; t < 4 * TRIALS; t++) {
@@ -461,10 +475,11 @@ TEST(conv2d_direct_vs_im2col) {
         direct_vs_im2col(&c);
         bk_arena_reset(NULL);
     }
-    static const int64_t fixed[][7] = {/* N, C, H, O, K, pad, W (odd sizes, 1x1, many small images) */
-                                       {3, 5, 9, 7, 1, 0, 11},  {2, 3, 1, 2, 3, 1, 1},   {37, 8, 7, 5, 3, 1, 7},
-                                       {19, 16, 4, 9, 3, 1, 4}, {5, 6, 14, 16, 5, 0, 13}, {4, 1, 28, 6, 5, 2, 28},
-                                       {3, 2, 3, 3, 1, 1, 4},   {2, 3, 5, 2, 3, 2, 6}}; /* padding past the kernel */
+    static const int64_t fixed[][7] =
+        {/* N, C, H, O, K, pad, W (odd sizes, 1x1, many small images) */
+         {3, 5, 9, 7, 1, 0, 11},  {2, 3, 1, 2, 3, 1, 1},    {37, 8, 7, 5, 3, 1, 7},
+         {19, 16, 4, 9, 3, 1, 4}, {5, 6, 14, 16, 5, 0, 13}, {4, 1, 28, 6, 5, 2, 28},
+         {3, 2, 3, 3, 1, 1, 4},   {2, 3, 5, 2, 3, 2, 6}}; /* padding past the kernel */
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         const int64_t *f = fixed[i];
         conv_case c;
@@ -525,8 +540,8 @@ static void pool_desc(const char *op, const pool_case *p, const bk_tensor *x, ch
 
 /* Window [h0, h1) x [w0, w1) of output (oh, ow), clipped to the input, and torch's
  * count_include_pad divisor (the window clipped to the padded input). */
-static void pool_window(const pool_case *p, int64_t H, int64_t W, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1,
-                        int64_t *w0, int64_t *w1, int64_t *count) {
+static void pool_window(const pool_case *p, int64_t H, int64_t W, int64_t oh, int64_t ow, int64_t *h0,
+                        int64_t *h1, int64_t *w0, int64_t *w1, int64_t *count) {
     int64_t hs = oh * p->o.stride[0] - p->o.padding[0], ws = ow * p->o.stride[1] - p->o.padding[1];
     int64_t he = hs + p->o.kernel[0], we = ws + p->o.kernel[1];
     int64_t hp = he < H + p->o.padding[0] ? he : H + p->o.padding[0];
@@ -566,7 +581,8 @@ TEST(max_pool2d_ties_torch) {
      *   y = F.max_pool2d(v, 3, 2, 1); (y * arange(1, 10).reshape(y.shape)).sum().backward()
      * y is all 3; v.grad below: each window's gradient goes to its first 3. */
     static const float v[25] = {3, 1, 3, 0, 3, 3, 3, 2, 3, 1, 0, 3, 1, 1, 3, 2, 2, 2, 2, 2, 3, 0, 3, 0, 3};
-    static const float want_grad[25] = {1, 0, 2, 0, 3, 4, 5, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 8, 0, 9};
+    static const float want_grad[25] = {1, 0, 2, 0, 3, 4, 5, 0, 6, 0, 0, 0, 0,
+                                        0, 0, 0, 0, 0, 0, 0, 7, 0, 8, 0, 9};
     bk_pool2d_opts o = {{3, 3}, {2, 2}, {1, 1}};
     bk_tensor *x = bk_requires_grad(bk_from_data(BK_SHAPE(1, 1, 5, 5), v), true);
     bk_tensor *y = bk_max_pool2d(x, o);
@@ -580,16 +596,20 @@ TEST(max_pool2d_ties_torch) {
     CHECK(bk_backward_ex(y, up, false) == 0);
     CHECK(x->grad && memcmp(x->grad->data, want_grad, sizeof want_grad) == 0);
     if (x->grad && memcmp(x->grad->data, want_grad, sizeof want_grad) != 0)
-        for (int i = 0; i < 25; i++) fprintf(stderr, "%g%s", (double)x->grad->data[i], i % 5 == 4 ? "\n" : " ");
+        for (int i = 0; i < 25; i++)
+            fprintf(stderr, "%g%s", (double)x->grad->data[i], i % 5 == 4 ? "\n" : " ");
 
     /* all equal (torch: x = ones(1,1,5,5); F.max_pool2d(x, 3, 2, 1).sum().backward()) */
-    static const float want_ones[25] = {1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0};
+    static const float want_ones[25] = {1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0,
+                                        0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0};
     bk_tensor *x1 = bk_requires_grad(bk_ones(BK_SHAPE(1, 1, 5, 5)), true);
     CHECK(bk_backward(bk_sum(bk_max_pool2d(x1, o))) == 0);
     CHECK(x1->grad && memcmp(x1->grad->data, want_ones, sizeof want_ones) == 0);
 
     /* -0.0 and 0.0 compare equal: torch gives [[1, 0], [0, 0]] for [[-0., 0.], [0., -0.]] */
-    bk_tensor *z = bk_requires_grad(bk_from_data(BK_SHAPE(1, 1, 2, 2), (const float[]){-0.0f, 0.0f, 0.0f, -0.0f}), true);
+    bk_tensor *z = bk_requires_grad(bk_from_data(BK_SHAPE(1, 1, 2, 2),
+                                                 (const float[]){-0.0f, 0.0f, 0.0f, -0.0f}),
+                                    true);
     CHECK(bk_backward(bk_sum(bk_max_pool2d(z, (bk_pool2d_opts){{2, 2}, {2, 2}, {0, 0}}))) == 0);
     CHECK(z->grad && z->grad->data[0] == 1 && z->grad->data[1] == 0 && z->grad->data[2] == 0 &&
           z->grad->data[3] == 0);
@@ -627,8 +647,10 @@ TEST(max_pool2d_ties_random) {
  * to that element. k2 s2 p0 is LeNet's path, four windows at a time: output widths 4..11
  * cover whole groups of four and a partial last one; narrower ones take the general loop. */
 TEST(max_pool2d_nan_inf_ties) {
-    static const bk_pool2d_opts opts[] = {
-        {{2, 2}, {2, 2}, {0, 0}}, {{3, 3}, {2, 2}, {1, 1}}, {{2, 2}, {1, 1}, {0, 0}}, {{2, 3}, {2, 3}, {1, 1}}};
+    static const bk_pool2d_opts opts[] = {{{2, 2}, {2, 2}, {0, 0}},
+                                          {{3, 3}, {2, 2}, {1, 1}},
+                                          {{2, 2}, {1, 1}, {0, 0}},
+                                          {{2, 3}, {2, 3}, {1, 1}}};
     static const float values[] = {-1.0f, 0.0f, 1.0f, -0.0f, INFINITY, -INFINITY, NAN};
     for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
         for (int t = 0; t < TRIALS; t++) {
@@ -642,7 +664,10 @@ TEST(max_pool2d_nan_inf_ties) {
             int fill = (int)rand_int(0, 9);
             for (int64_t i = 0; i < x->numel; i++) {
                 int64_t r = rand_int(0, 9);
-                x->data[i] = fill == 0 ? -INFINITY : fill == 1 ? NAN : r < 6 ? values[r % 3] : values[rand_int(3, 6)];
+                x->data[i] = fill == 0   ? -INFINITY
+                             : fill == 1 ? NAN
+                             : r < 6     ? values[r % 3]
+                                         : values[rand_int(3, 6)];
             }
             char what[256];
             pool_desc("max_pool2d nan/inf/ties", &p, x, what, sizeof what);
@@ -748,8 +773,8 @@ TEST(adaptive_avg_pool2d) {
         p.out_w = t < nfixed ? fixed[t][3] : rand_int(1, W + 2);
         bk_tensor *x = leaf_normal(4, (int64_t[]){rand_int(1, 2), rand_int(1, 3), H, W}, 0, 1);
         char what[256], s[64];
-        snprintf(what, sizeof what, "adaptive_avg_pool2d %s -> (%lld, %lld)", shape_s(x, s), (long long)p.out_h,
-                 (long long)p.out_w);
+        snprintf(what, sizeof what, "adaptive_avg_pool2d %s -> (%lld, %lld)", shape_s(x, s),
+                 (long long)p.out_h, (long long)p.out_w);
         bk_tensor *y = bk_adaptive_avg_pool2d(x, p.out_h, p.out_w);
         CHECK(shape_is(y, 4, (int64_t[]){x->shape[0], x->shape[1], p.out_h, p.out_w}));
         if (!shape_is(y, 4, (int64_t[]){x->shape[0], x->shape[1], p.out_h, p.out_w})) continue;

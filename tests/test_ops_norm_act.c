@@ -30,7 +30,9 @@
 
 static bk_rng g_rng; /* the test's own stream: shapes, settings, values */
 
-static int64_t rand_int(int64_t lo, int64_t hi) { return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1)); }
+static int64_t rand_int(int64_t lo, int64_t hi) {
+    return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1));
+}
 static float rand_float(float lo, float hi) { return lo + (hi - lo) * bk_rng_uniform(&g_rng); }
 
 /* A leaf that requires grad, N(mean, std^2). */
@@ -45,11 +47,13 @@ static const char *shape_s(const bk_tensor *t, char *buf) { return bk_shape_str(
 
 /* got must equal want (double, n values) within atol + rtol |want|; prints the first
  * mismatches. */
-static bool close_to(const char *what, const float *got, const double *want, int64_t n, double rtol, double atol) {
+static bool close_to(const char *what, const float *got, const double *want, int64_t n, double rtol,
+                     double atol) {
     int bad = 0;
     for (int64_t i = 0; i < n; i++)
         if (!(fabs(got[i] - want[i]) <= atol + rtol * fabs(want[i])) && bad++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, (double)got[i], want[i]);
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, (double)got[i],
+                    want[i]);
     if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
     return bad == 0;
 }
@@ -59,8 +63,8 @@ static bool within(const char *what, const float *got, const double *want, const
     int bad = 0;
     for (int64_t i = 0; i < n; i++)
         if (!(fabs(got[i] - want[i]) <= tol[i]) && bad++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (tol %.3g)\n", what, (long long)i, (double)got[i],
-                    want[i], tol[i]);
+            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
+                    (double)got[i], want[i], tol[i]);
     if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
     return bad == 0;
 }
@@ -209,7 +213,8 @@ TEST(layer_norm) {
             var /= (double)D;
             for (int64_t e = 0; e < D; e++) {
                 ry[r * D + e] = (x->data[r * D + e] - mean) / sqrt(var + 1e-5) * w->data[e] + b->data[e];
-                tol[r * D + e] = norm_tol(x->data[r * D + e], mean, 1 / sqrt(var + 1e-5), w->data[e], ry[r * D + e]);
+                tol[r * D + e] = norm_tol(x->data[r * D + e], mean, 1 / sqrt(var + 1e-5), w->data[e],
+                                          ry[r * D + e]);
             }
         }
         CHECK(within(what, y->data, ry, tol, x->numel));
@@ -224,7 +229,9 @@ TEST(layer_norm) {
  * ====================================================================================== */
 
 static bk_tensor *f_gelu(bk_tensor *const *in, int n, void *ud) { return (void)n, (void)ud, bk_gelu(in[0]); }
-static bk_tensor *f_gelu_tanh(bk_tensor *const *in, int n, void *ud) { return (void)n, (void)ud, bk_gelu_tanh(in[0]); }
+static bk_tensor *f_gelu_tanh(bk_tensor *const *in, int n, void *ud) {
+    return (void)n, (void)ud, bk_gelu_tanh(in[0]);
+}
 
 TEST(gelu) {
     for (int t = 0; t < TRIALS; t++) {
@@ -440,7 +447,8 @@ TEST(dropout_gradient_is_the_mask) {
             bad += y->data[i] != x->data[i] * m;                   /* y = x * mask exactly */
             bad += !x->grad || x->grad->data[i] != G->data[i] * m; /* dx = dy * mask exactly */
         }
-        if (bad) fprintf(stderr, "  %s: %lld values or gradients differ from the mask's\n", what, (long long)bad);
+        if (bad)
+            fprintf(stderr, "  %s: %lld values or gradients differ from the mask's\n", what, (long long)bad);
         CHECK(bad == 0);
         if (c.p == 0.0f) CHECK(kept == x->numel);
         if (c.p == 1.0f) CHECK(kept == 0);

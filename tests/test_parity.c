@@ -69,8 +69,7 @@ static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *x) {
     return x;
 }
 
-static const bk_module_class MY_SEQUENTIAL_CLASS = {"MySequential", my_sequential_forward,
-                                                    NULL, NULL};
+static const bk_module_class MY_SEQUENTIAL_CLASS = {"MySequential", my_sequential_forward, NULL, NULL};
 
 static bk_module *my_sequential_new(int n, ...) {
     bk_module *m = bk_module_new(&MY_SEQUENTIAL_CLASS, sizeof(bk_module));
@@ -100,13 +99,13 @@ typedef struct {
     bk_module base;
     bk_tensor *rand_weight; // (20, 20)
     bk_module *linear;
-    int halvings;           // how often the last forward halved X (for the test)
+    int halvings; // how often the last forward halved X (for the test)
 } FixedHiddenMLP;
 
 static bk_tensor *fixed_hidden_mlp_forward(bk_module *self, bk_tensor *x) {
     FixedHiddenMLP *m = (FixedHiddenMLP *)self;
-    x = bk_forward(m->linear, x);                                      // (N, 20)
-    x = bk_relu(bk_add_scalar(bk_matmul(x, m->rand_weight), 1.0f));     // (N, 20)
+    x = bk_forward(m->linear, x);                                   // (N, 20)
+    x = bk_relu(bk_add_scalar(bk_matmul(x, m->rand_weight), 1.0f)); // (N, 20)
     // The same layer again, here in its functional form F.linear(X, W, b): the gradients
     // of both uses accumulate into the one weight and bias.
     x = bk_linear(x, bk_module_get(m->linear, "weight"), bk_module_get(m->linear, "bias"));
@@ -122,15 +121,14 @@ static bk_tensor *fixed_hidden_mlp_forward(bk_module *self, bk_tensor *x) {
         x = bk_div_scalar(x, 2.0f);
         m->halvings++;
     }
-    return bk_sum(x);                                                   // ()
+    return bk_sum(x); // ()
 }
 
-static const bk_module_class FIXED_HIDDEN_MLP_CLASS = {"FixedHiddenMLP",
-                                                       fixed_hidden_mlp_forward, NULL, NULL};
+static const bk_module_class FIXED_HIDDEN_MLP_CLASS = {"FixedHiddenMLP", fixed_hidden_mlp_forward, NULL,
+                                                       NULL};
 
 static bk_module *fixed_hidden_mlp_new(void) {
-    FixedHiddenMLP *m = (FixedHiddenMLP *)bk_module_new(&FIXED_HIDDEN_MLP_CLASS,
-                                                        sizeof(FixedHiddenMLP));
+    FixedHiddenMLP *m = (FixedHiddenMLP *)bk_module_new(&FIXED_HIDDEN_MLP_CLASS, sizeof(FixedHiddenMLP));
     if (!m) return NULL;
     m->rand_weight = bk_module_buffer(&m->base, "rand_weight", BK_SHAPE(20, 20), true);
     m->linear = bk_module_add(&m->base, "linear", bk_nn_linear(20, 20));
@@ -159,8 +157,8 @@ static bk_module *nest_mlp_new(void) {
     NestMLP *m = (NestMLP *)bk_module_new(&NEST_MLP_CLASS, sizeof(NestMLP));
     if (!m) return NULL;
     m->net = bk_module_add(&m->base, "net",
-                           bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(),
-                                            bk_nn_linear(64, 32), bk_nn_relu()));
+                           bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(), bk_nn_linear(64, 32),
+                                            bk_nn_relu()));
     m->linear = bk_module_add(&m->base, "linear", bk_nn_linear(32, 16));
     if (!m->net || !m->linear) {
         bk_module_free(&m->base);
@@ -193,8 +191,7 @@ static bk_module *inner_new(void) {
     Nested *m = (Nested *)bk_module_new(&INNER_CLASS, sizeof(Nested));
     if (!m) return NULL;
     m->net = bk_module_add(&m->base, "net",
-                           bk_nn_sequential(3, bk_nn_linear(32, 24), bk_nn_relu(),
-                                            bk_nn_linear(24, 16)));
+                           bk_nn_sequential(3, bk_nn_linear(32, 24), bk_nn_relu(), bk_nn_linear(24, 16)));
     if (!m->net) {
         bk_module_free(&m->base);
         return NULL;
@@ -223,8 +220,7 @@ static bk_module *build_seq_mlp(void) {
 }
 
 static bk_module *build_my_sequential(void) {
-    return my_sequential_new(4, bk_nn_linear(4, 8), bk_nn_relu(), bk_nn_linear(8, 10),
-                             bk_nn_sigmoid());
+    return my_sequential_new(4, bk_nn_linear(4, 8), bk_nn_relu(), bk_nn_linear(8, 10), bk_nn_sigmoid());
 }
 
 static bk_module *build_chimera(void) {
@@ -239,8 +235,8 @@ static bk_module *build_deep_nest(void) {
 static bk_module *build_shared_seq(void) {
     bk_module *shared = bk_nn_linear(8, 8);
     if (!shared) return NULL;
-    return bk_nn_sequential(7, bk_nn_linear(4, 8), bk_nn_relu(), shared, bk_nn_relu(),
-                            bk_module_ref(shared), bk_nn_relu(), bk_nn_linear(8, 1));
+    return bk_nn_sequential(7, bk_nn_linear(4, 8), bk_nn_relu(), shared, bk_nn_relu(), bk_module_ref(shared),
+                            bk_nn_relu(), bk_nn_linear(8, 1));
 }
 
 /* ======================================================================================
@@ -253,8 +249,8 @@ static parity_stats case_err_;
 /* Compares brick's `got` with torch's `want` within ATOL + 2 E + RTOL |want|, E torch's own
  * float32 error on the tensor (metadata f32err.<what>, capped at F32ERR_CAP; 0 without
  * ref, for the loaded weights). */
-static void compare(const char *case_name, const char *what, const bk_tensor *got,
-                    const bk_tensor *want, const bk_safetensors *ref) {
+static void compare(const char *case_name, const char *what, const bk_tensor *got, const bk_tensor *want,
+                    const bk_safetensors *ref) {
     char label[256];
     snprintf(label, sizeof label, "%s %s", case_name, what);
     parity_compare(label, got, want, RTOL, ATOL + 2 * parity_meta_error(ref, "f32err", what, F32ERR_CAP),
@@ -272,8 +268,7 @@ static bool list_has(const bk_param_list *l, const char *name) {
 static void collect_halvings(const bk_module *m, char *buf, size_t n) {
     if (m->cls == &FIXED_HIDDEN_MLP_CLASS) {
         size_t len = strlen(buf);
-        snprintf(buf + len, n - len, "%s%d", len ? "," : "",
-                 ((const FixedHiddenMLP *)m)->halvings);
+        snprintf(buf + len, n - len, "%s%d", len ? "," : "", ((const FixedHiddenMLP *)m)->halvings);
     }
     for (int i = 0; i < m->n_children; i++) collect_halvings(m->children[i].module, buf, n);
 }
@@ -307,14 +302,13 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
     bk_clear_error();
     CHECK(bk_module_load_from(m, ref, true) < 0);
     const char *err = bk_last_error();
-    bool named = strstr(err, "missing") && strstr(err, state->names[0]) &&
-                 strstr(err, "unexpected") && strstr(err, "input.grad");
-    if (!named) fprintf(stderr, "# %s: strict load error does not name the problem: %s\n",
-                        name, err);
+    bool named = strstr(err, "missing") && strstr(err, state->names[0]) && strstr(err, "unexpected") &&
+                 strstr(err, "input.grad");
+    if (!named) fprintf(stderr, "# %s: strict load error does not name the problem: %s\n", name, err);
     CHECK(named);
     bk_clear_error();
-    CHECK(before && memcmp(before->data, state->tensors[0]->data,
-                           (size_t)before->numel * sizeof(float)) == 0);
+    CHECK(before &&
+          memcmp(before->data, state->tensors[0]->data, (size_t)before->numel * sizeof(float)) == 0);
 
     // The real load, strict: every PyTorch name must exist in brick and vice versa.
     int rc = bk_module_load_from(m, w, true);
@@ -340,8 +334,7 @@ static void run_module_case(const char *name, bk_module *(*build)(void)) {
         char got[64] = "";
         collect_halvings(m, got, sizeof got);
         if (strcmp(got, halvings) != 0)
-            fprintf(stderr, "# %s: FixedHiddenMLP halved %s times, torch %s\n", name, got,
-                    halvings);
+            fprintf(stderr, "# %s: FixedHiddenMLP halved %s times, torch %s\n", name, got, halvings);
         CHECK(strcmp(got, halvings) == 0);
     }
 
@@ -419,8 +412,8 @@ static void run_op_case(const char *name, const char *input_names, op_fn fn) {
     if (!ref) return;
     const char *meta_inputs = bk_safetensors_meta(ref, "inputs");
     if (!meta_inputs || strcmp(meta_inputs, input_names) != 0)
-        fprintf(stderr, "# %s: inputs %s in the file, %s here\n", name,
-                meta_inputs ? meta_inputs : "(none)", input_names);
+        fprintf(stderr, "# %s: inputs %s in the file, %s here\n", name, meta_inputs ? meta_inputs : "(none)",
+                input_names);
     CHECK(meta_inputs && strcmp(meta_inputs, input_names) == 0);
 
     char buf[256], *names[8];

@@ -66,7 +66,8 @@ typedef struct loss_case {
     tolerance out, grad;    /* for the output and for the input gradients */
 } loss_case;
 
-#define DEFAULT_TOL {RTOL, ATOL}, {RTOL, ATOL}
+#define DEFAULT_TOL \
+    {RTOL, ATOL}, { RTOL, ATOL }
 
 /* Cross-entropy with a near tie at 1e4 (the "tie" files' row 0: target logit 1e4, another
  * 1e4 - 1, loss log(1 + e^-1) = 0.31326). At |x| ~ 1e4 the float32 spacing is 2^-10, so a
@@ -81,7 +82,8 @@ typedef struct loss_case {
  * absolute terms, however small the loss (measured: 2.1e-6 on a loss of 0.085, where
  * torch's value was the inexact one). Hence atol 4e-6 for the unreduced output; the
  * gradients (sigmoid(x) - t, -x) and the reduced losses (sums of O(10)) need no more. */
-#define BCE_NONE_TOL {RTOL, 4e-6}, {RTOL, ATOL}
+#define BCE_NONE_TOL \
+    {RTOL, 4e-6}, { RTOL, ATOL }
 
 static const loss_case LOSS_CASES[] = {
     {"loss_ce_mean", L_CE, BK_REDUCTION_MEAN, 0, "x", DEFAULT_TOL},
@@ -163,8 +165,7 @@ static void run_loss_case(const loss_case *lc) {
         char key[32];
         snprintf(key, sizeof key, "%s.grad", names[i]);
         snprintf(label, sizeof label, "%s %s", lc->name, key);
-        parity_compare(label, in[i]->grad, bk_safetensors_get(ref, key), lc->grad.rtol, lc->grad.atol,
-                &st);
+        parity_compare(label, in[i]->grad, bk_safetensors_get(ref, key), lc->grad.rtol, lc->grad.atol, &st);
         CHECK(all_finite(in[i]->grad));
     }
     parity_stats_print(lc->name, &st);
@@ -247,8 +248,7 @@ static void run_optim_case(const optim_case *oc) {
     const char *meta_params = bk_safetensors_meta(ref, "param_names");
     char names[256] = "";
     for (int i = 0; i < params->n; i++)
-        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "",
-                 params->names[i]);
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "", params->names[i]);
     if (!meta_params || strcmp(meta_params, names) != 0)
         fprintf(stderr, "# %s: parameters %s here, torch %s\n", oc->name, names,
                 meta_params ? meta_params : "(none)");
@@ -302,8 +302,8 @@ static void run_optim_case(const optim_case *oc) {
             char key[160], label[200];
             snprintf(key, sizeof key, "step%d.%s", k, params->names[i]);
             snprintf(label, sizeof label, "%s %s", oc->name, key);
-            parity_compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL,
-                    PARAM_ATOL, &st);
+            parity_compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL, PARAM_ATOL,
+                           &st);
         }
         char what[96];
         snprintf(what, sizeof what, "%s step %d", oc->name, k);
@@ -319,10 +319,9 @@ static void run_optim_case(const optim_case *oc) {
     // no "step" for SGD and no momentum_buffer without momentum (None), nor max_exp_avg_sq
     // without amsgrad: only what torch has is compared; brick's step counts must be STEPS.
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s", bk_safetensors_meta(ref, "state_names")
-                                        ? bk_safetensors_meta(ref, "state_names") : "");
-    static const char *const slots[] = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
-                                        "momentum_buffer"};
+    snprintf(buf, sizeof buf, "%s",
+             bk_safetensors_meta(ref, "state_names") ? bk_safetensors_meta(ref, "state_names") : "");
+    static const char *const slots[] = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"};
     parity_stats sst[5] = {{0}};
     int n_torch = 0;
     for (char *name = strtok(buf, ","); name; name = strtok(NULL, ","), n_torch++) {
@@ -344,8 +343,7 @@ static void run_optim_case(const optim_case *oc) {
     }
     // Adam: step, exp_avg, exp_avg_sq (+ max_exp_avg_sq) for 4 parameters; SGD with
     // momentum: momentum_buffer for 4. Guards against an empty or misread list.
-    int want_torch = oc->kind == O_SGD ? (oc->sgd.momentum != 0 ? 4 : 0)
-                                       : 4 * (oc->adam.amsgrad ? 4 : 3);
+    int want_torch = oc->kind == O_SGD ? (oc->sgd.momentum != 0 ? 4 : 0) : 4 * (oc->adam.amsgrad ? 4 : 3);
     CHECK(n_torch == want_torch);
     for (int i = 0; i < bk_optim_state_count(o); i++) {
         const char *name = bk_optim_state_name(o, i);

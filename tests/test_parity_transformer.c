@@ -68,7 +68,8 @@ static bool in_csv(const char *csv, const char *name) {
 static parity_stats err_;
 
 /* torch's `what` from ref vs brick's got within the tolerance; NaN exactly where torch has NaN. */
-static void compare(const char *case_name, const char *what, const bk_tensor *got, const bk_safetensors *ref) {
+static void compare(const char *case_name, const char *what, const bk_tensor *got,
+                    const bk_safetensors *ref) {
     char label[256];
     snprintf(label, sizeof label, "%s %s", case_name, what);
     err_.nan_equal = true;
@@ -76,7 +77,8 @@ static void compare(const char *case_name, const char *what, const bk_tensor *go
                    ATOL + F32ERR_FACTOR * parity_meta_error(ref, "f32err", what, F32ERR_CAP), &err_);
 }
 
-static void check_names(const char *case_name, const char *what, const bk_module *m, int which, const char *csv) {
+static void check_names(const char *case_name, const char *what, const bk_module *m, int which,
+                        const char *csv) {
     bk_param_list *l = bk_module_named(m, which);
     parity_check_names(case_name, what, l, csv);
     bk_param_list_free(l);
@@ -99,7 +101,8 @@ static bk_transformer_config layer_config(const bk_safetensors *ref) {
 
 static bk_module *build(const bk_safetensors *ref, const char *kind) {
     if (!strcmp(kind, "embedding")) {
-        int64_t pad = cfg_int(ref, "padding_idx"), n = cfg_int(ref, "num_embeddings"), d = cfg_int(ref, "embedding_dim");
+        int64_t pad = cfg_int(ref, "padding_idx"), n = cfg_int(ref, "num_embeddings"),
+                d = cfg_int(ref, "embedding_dim");
         return pad < 0 ? bk_nn_embedding(n, d) : bk_nn_embedding_padded(n, d, pad);
     }
     if (!strcmp(kind, "posenc"))
@@ -112,10 +115,13 @@ static bk_module *build(const bk_safetensors *ref, const char *kind) {
     bk_transformer_config c = layer_config(ref);
     if (!strcmp(kind, "encoder_layer")) return bk_nn_transformer_encoder_layer(c);
     if (!strcmp(kind, "decoder_layer")) return bk_nn_transformer_decoder_layer(c);
-    bk_module *norm = cfg_int(ref, "final_norm") ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f) : NULL;
+    bk_module *norm = cfg_int(ref, "final_norm") ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f)
+                                                 : NULL;
     int n = (int)cfg_int(ref, "num_layers");
-    if (!strcmp(kind, "encoder")) return bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), n, norm);
-    if (!strcmp(kind, "decoder")) return bk_nn_transformer_decoder(bk_nn_transformer_decoder_layer(c), n, norm);
+    if (!strcmp(kind, "encoder"))
+        return bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), n, norm);
+    if (!strcmp(kind, "decoder"))
+        return bk_nn_transformer_decoder(bk_nn_transformer_decoder_layer(c), n, norm);
     bk_module_free(norm);
     bk_set_error("unknown kind \"%s\"", kind);
     return NULL;
@@ -166,12 +172,14 @@ static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, ca
         outs[0] = bk_transformer_encoder_forward(m, input(io, "src"), mask(ref, "mask"),
                                                  mask(ref, "src_key_padding_mask"));
     else if (!strcmp(kind, "decoder_layer"))
-        outs[0] = bk_transformer_decoder_layer_forward(m, input(io, "tgt"), input(io, "memory"), mask(ref, "tgt_mask"),
-                                                       mask(ref, "memory_mask"), mask(ref, "tgt_key_padding_mask"),
+        outs[0] = bk_transformer_decoder_layer_forward(m, input(io, "tgt"), input(io, "memory"),
+                                                       mask(ref, "tgt_mask"), mask(ref, "memory_mask"),
+                                                       mask(ref, "tgt_key_padding_mask"),
                                                        mask(ref, "memory_key_padding_mask"));
     else if (!strcmp(kind, "decoder"))
-        outs[0] = bk_transformer_decoder_forward(m, input(io, "tgt"), input(io, "memory"), mask(ref, "tgt_mask"),
-                                                 mask(ref, "memory_mask"), mask(ref, "tgt_key_padding_mask"),
+        outs[0] = bk_transformer_decoder_forward(m, input(io, "tgt"), input(io, "memory"),
+                                                 mask(ref, "tgt_mask"), mask(ref, "memory_mask"),
+                                                 mask(ref, "tgt_key_padding_mask"),
                                                  mask(ref, "memory_key_padding_mask"));
     return 1;
 }
@@ -198,7 +206,8 @@ static void run_case(const char *name) {
     char *repr = n >= 0 ? malloc((size_t)n + 1) : NULL;
     if (repr) bk_module_repr(m, repr, (size_t)n + 1);
     bool same_repr = repr && strcmp(repr, meta(ref, "repr")) == 0;
-    if (!same_repr) fprintf(stderr, "# %s print:\n%s\n# torch:\n%s\n", name, repr ? repr : "?", meta(ref, "repr"));
+    if (!same_repr)
+        fprintf(stderr, "# %s print:\n%s\n# torch:\n%s\n", name, repr ? repr : "?", meta(ref, "repr"));
     CHECK(same_repr);
     free(repr);
 

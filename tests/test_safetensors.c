@@ -53,21 +53,18 @@ static bool same_tensor(const bk_tensor *a, const bk_tensor *b) {
 TEST(round_trip_tensors_and_metadata) {
     const char *path = tpath("round_trip.safetensors");
     bk_tensor *t[6] = {
-        bk_tensor_new(BK_SHAPE(2, 3)),
-        bk_tensor_new(0, NULL), /* rank 0 */
-        bk_tensor_new(BK_SHAPE(0, 5)),
-        bk_tensor_new(BK_SHAPE(7)),
-        bk_tensor_new(BK_SHAPE(2, 1, 3, 2)),
-        bk_tensor_new(BK_SHAPE(1, 2, 1, 2, 1, 2, 1, 2)), /* rank 8 */
+        bk_tensor_new(BK_SHAPE(2, 3)),       bk_tensor_new(0, NULL), /* rank 0 */
+        bk_tensor_new(BK_SHAPE(0, 5)),       bk_tensor_new(BK_SHAPE(7)),
+        bk_tensor_new(BK_SHAPE(2, 1, 3, 2)), bk_tensor_new(BK_SHAPE(1, 2, 1, 2, 1, 2, 1, 2)), /* rank 8 */
     };
     for (int i = 0; i < 6; i++) {
         CHECK(t[i] != NULL);
         if (!t[i]) return;
         fill_bits(t[i], (uint32_t)i);
     }
-    const char *names[6] = {"layer.0.weight", "scalar", "empty",
-                            "quote\" backslash\\ newline\n tab\t ctrl\x01 slash/",
-                            "four_d", "rank8 \xc3\xbcnicode \xe6\x97\xa5\xf0\x9f\x98\x80"};
+    const char *names[6] = {"layer.0.weight", "scalar",
+                            "empty",          "quote\" backslash\\ newline\n tab\t ctrl\x01 slash/",
+                            "four_d",         "rank8 \xc3\xbcnicode \xe6\x97\xa5\xf0\x9f\x98\x80"};
     const char *keys[3] = {"format", "note \"quoted\"", ""};
     const char *values[3] = {"pt", "tab\there \\ \xc3\xa9 \x1f end", ""};
     CHECK(bk_safetensors_save(path, 6, names, (const bk_tensor *const *)t, 3, keys, values) == 0);
@@ -154,11 +151,11 @@ TEST(reads_foreign_layouts) {
     bk_safetensors_free(st);
 
     CHECK(write_st(path,
-             " \t\r\n{ \"caf\\u00e9 \\ud83d\\ude00\\/\" : { \"shape\" : [ ] , \"dtype\" : \"F32\" ,"
-             " \"data_offsets\" : [ 0 , 4 ] } , \"z\":{\"dtype\":\"F32\",\"shape\":[0,3],"
-             "\"data_offsets\":[4,4]}, \"y\":{\"dtype\":\"F32\",\"shape\":[3,0],"
-             "\"data_offsets\":[4,4]}, \"__metadata__\" : { } }\n\t ",
-             4));
+                   " \t\r\n{ \"caf\\u00e9 \\ud83d\\ude00\\/\" : { \"shape\" : [ ] , \"dtype\" : \"F32\" ,"
+                   " \"data_offsets\" : [ 0 , 4 ] } , \"z\":{\"dtype\":\"F32\",\"shape\":[0,3],"
+                   "\"data_offsets\":[4,4]}, \"y\":{\"dtype\":\"F32\",\"shape\":[3,0],"
+                   "\"data_offsets\":[4,4]}, \"__metadata__\" : { } }\n\t ",
+                   4));
     st = bk_safetensors_load(path);
     CHECK(st != NULL);
     if (st) {
@@ -223,8 +220,7 @@ static const bad_case BAD[] = {
      "dtype F16 of tensor 'x' is not supported"},
     {"{\"x\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
      "dtype I64 of tensor 'x' is not supported"},
-    {"{\"a\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-     "dtype of tensor 'a' is not a string"},
+    {"{\"a\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype of tensor 'a' is not a string"},
     /* fields */
     {"{\"a\":1}", 0, "entry 'a' is not an object"},
     {"{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "tensor 'a' is missing field 'shape'"},
@@ -246,8 +242,7 @@ static const bad_case BAD[] = {
     {"{\"a\":" F32("[1]", "4") "}", 4, "data_offsets of tensor 'a' must be two non-negative"},
     {"{\"a\":" F32("[1]", "[8,4]") "}", 8, "data_offsets of tensor 'a' have begin 8 > end 4"},
     /* names and metadata */
-    {"{\"a\":" F32("[1]", "[0,4]") ",\"a\":" F32("[1]", "[4,8]") "}", 8,
-     "duplicate tensor name 'a'"},
+    {"{\"a\":" F32("[1]", "[0,4]") ",\"a\":" F32("[1]", "[4,8]") "}", 8, "duplicate tensor name 'a'"},
     {"{\"__metadata__\":{\"k\":1}}", 0, "metadata value of 'k' is not a string"},
     {"{\"__metadata__\":{\"k\":[\"v\"]}}", 0, "metadata value of 'k' is not a string"},
     {"{\"__metadata__\":\"x\"}", 0, "__metadata__ is not an object of strings"},
@@ -262,8 +257,7 @@ static const bad_case BAD[] = {
      "shape of tensor 'a' overflows: a dimension does not fit in 64 bits"},
     {"{\"a\":" F32("[3074457345618258603]", "[0,4]") "}", 4,
      "shape of tensor 'a' overflows: its byte size does not fit in 64 bits"},
-    {"{\"a\":" F32("[-2]", "[0,4]") "}", 4,
-     "shape of tensor 'a' is not a list of non-negative integers"},
+    {"{\"a\":" F32("[-2]", "[0,4]") "}", 4, "shape of tensor 'a' is not a list of non-negative integers"},
     {"{\"a\":" F32("[2.5]", "[0,4]") "}", 4, "shape of tensor 'a' is not a list of non-negative"},
     {"{\"a\":" F32("\"2\"", "[0,4]") "}", 4, "shape of tensor 'a' is not a list of non-negative"},
     {"{\"a\":" F32("[[1]]", "[0,4]") "}", 4, "shape of tensor 'a' is not a list of non-negative"},
@@ -300,8 +294,8 @@ TEST(rejects_bad_headers) {
         bk_safetensors *st = bk_safetensors_load(path);
         const char *e = bk_last_error();
         if (st || !strstr(e, BAD[i].expect) || strncmp(e, prefix, strlen(prefix)) != 0) {
-            fprintf(stderr, "  FAIL case %zu, header %s\n       expected \"%s\"\n       got %s \"%s\"\n",
-                    i, BAD[i].header, BAD[i].expect, st ? "success and" : "error", e);
+            fprintf(stderr, "  FAIL case %zu, header %s\n       expected \"%s\"\n       got %s \"%s\"\n", i,
+                    BAD[i].header, BAD[i].expect, st ? "success and" : "error", e);
             test_failed_checks_++;
         }
         bk_safetensors_free(st);
@@ -430,8 +424,7 @@ TEST(failed_write_keeps_old_file) {
     fflush(stderr);
     CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
     int rc = save_one(path, "w", large);
-    int err_ok = strstr(bk_last_error(), "File too large") != NULL &&
-                 strstr(bk_last_error(), path) != NULL;
+    int err_ok = strstr(bk_last_error(), "File too large") != NULL && strstr(bk_last_error(), path) != NULL;
     CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
     signal(SIGXFSZ, old_handler);
     CHECK(rc == -1);
@@ -537,8 +530,8 @@ TEST(module_strict_load_lists_every_problem) {
     const char *path_b = tpath("mixed.safetensors");
     const char *names_b[6] = {"0.weight", "0.bias", "foo", "2.weight", "extra.bar", "2.bias"};
     bk_tensor *ts_b[6] = {bk_tensor_new(BK_SHAPE(8, 5)), bk_tensor_new(BK_SHAPE(8)),
-                          bk_tensor_new(BK_SHAPE(3)), bk_tensor_new(BK_SHAPE(2, 8)),
-                          bk_tensor_new(0, NULL), bk_tensor_new(BK_SHAPE(2, 1))};
+                          bk_tensor_new(BK_SHAPE(3)),    bk_tensor_new(BK_SHAPE(2, 8)),
+                          bk_tensor_new(0, NULL),        bk_tensor_new(BK_SHAPE(2, 1))};
     save_state(path_b, 6, names_b, ts_b);
     const char *path_c = tpath("mixed2.safetensors");
     const char *names_c[5] = {"0.weight", "foo", "2.weight", "extra.bar", "2.bias"};
@@ -558,7 +551,8 @@ TEST(module_strict_load_lists_every_problem) {
     /* Non-strict: mis-shaped names still fail, and only they are listed. */
     snprintf(want, sizeof want,
              "load_state_dict: %s: shape mismatch: 0.weight (8, 5) in file vs (8, 4) in model, "
-             "2.bias (2, 1) in file vs (2,) in model", path_b);
+             "2.bias (2, 1) in file vs (2,) in model",
+             path_b);
     CHECK(bk_module_load(net, path_b, false) == -1);
     CHECK(strcmp(bk_last_error(), want) == 0);
     if (strcmp(bk_last_error(), want) != 0) fprintf(stderr, "       want: %s\n", want);

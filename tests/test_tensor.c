@@ -52,7 +52,8 @@ static bool plain_arena_tensor(const bk_tensor *t) {
 /* ---- creation ------------------------------------------------------------------------------ */
 
 TEST(creation) {
-    bk_tensor *z = bk_zeros(BK_SHAPE(2, 3)), *o = bk_ones(BK_SHAPE(4)), *f = bk_full(BK_SHAPE(2, 1, 2), -1.5f);
+    bk_tensor *z = bk_zeros(BK_SHAPE(2, 3)), *o = bk_ones(BK_SHAPE(4)),
+              *f = bk_full(BK_SHAPE(2, 1, 2), -1.5f);
     CHECK(plain_arena_tensor(z) && z->ndim == 2 && z->numel == 6 && all_equal(z, 0));
     CHECK(plain_arena_tensor(o) && o->ndim == 1 && o->shape[0] == 4 && all_equal(o, 1));
     CHECK(plain_arena_tensor(f) && f->numel == 4 && all_equal(f, -1.5f));
@@ -104,7 +105,8 @@ TEST(fill_copy_requires_grad) {
 
 /* pcg32_srandom(42, 54) in O'Neill's pcg32-demo prints these first six numbers. */
 TEST(pcg32_known_answer) {
-    static const uint32_t want[6] = {0xa15c02b7u, 0x7b47f409u, 0xba1d3330u, 0x83d2f293u, 0xbfa4784bu, 0xcbed606eu};
+    static const uint32_t want[6] = {0xa15c02b7u, 0x7b47f409u, 0xba1d3330u,
+                                     0x83d2f293u, 0xbfa4784bu, 0xcbed606eu};
     bk_rng r;
     bk_rng_seed(&r, 42);
     for (int i = 0; i < 6; i++) {
@@ -145,7 +147,7 @@ TEST(rand_and_randn_statistics) {
     }
     double mu = su / N, vu = su2 / N - mu * mu;
     CHECK(lo >= 0 && hi < 1 && lo < 1e-3 && hi > 1 - 1e-3);
-    CHECK_CLOSE(mu, 0.5, 5 * sqrt(1.0 / 12 / N));              /* se of the mean: 0.0009 */
+    CHECK_CLOSE(mu, 0.5, 5 * sqrt(1.0 / 12 / N));                    /* se of the mean: 0.0009 */
     CHECK_CLOSE(vu, 1.0 / 12, 5 * sqrt((1.0 / 80 - 1.0 / 144) / N)); /* se of the variance: 0.00024 */
     double sz = 0, sz2 = 0;
     int tail = 0;
@@ -158,7 +160,7 @@ TEST(rand_and_randn_statistics) {
     }
     double mz = sz / N, sdz = sqrt(sz2 / N - mz * mz), pt = 0.0455003;
     CHECK(finite);
-    CHECK_CLOSE(mz, 0, 5 / sqrt(N));         /* se 0.0032 */
+    CHECK_CLOSE(mz, 0, 5 / sqrt(N));        /* se 0.0032 */
     CHECK_CLOSE(sdz, 1, 5 / sqrt(2.0 * N)); /* se of the std: 0.0022 */
     CHECK_CLOSE((double)tail / N, pt, 5 * sqrt(pt * (1 - pt) / N));
 }
@@ -209,7 +211,8 @@ TEST(item_and_get) {
     bool ok = true;
     for (int64_t i = 0; i < 2; i++)
         for (int64_t j = 0; j < 3; j++)
-            for (int64_t k = 0; k < 4; k++) ok &= bk_get(t, (const int64_t[]){i, j, k}) == (float)(i * 12 + j * 4 + k);
+            for (int64_t k = 0; k < 4; k++)
+                ok &= bk_get(t, (const int64_t[]){i, j, k}) == (float)(i * 12 + j * 4 + k);
     CHECK(ok);
     CHECK(bk_get(bk_scalar(4), NULL) == 4); /* rank 0: no index */
 }
@@ -266,8 +269,10 @@ TEST(heap_tensor_gradient) {
 
 TEST(print_format) {
     float d[4] = {1, 2, 3, 4};
-    CHECK(prints_as(bk_from_data(BK_SHAPE(2, 2), d), "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]], shape=(2, 2))\n"));
-    CHECK(prints_as(bk_from_data(BK_SHAPE(2), (const float[]){1, -2.5f}), "tensor([1.0000, -2.5000], shape=(2,))\n"));
+    CHECK(prints_as(bk_from_data(BK_SHAPE(2, 2), d),
+                    "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]], shape=(2, 2))\n"));
+    CHECK(prints_as(bk_from_data(BK_SHAPE(2), (const float[]){1, -2.5f}),
+                    "tensor([1.0000, -2.5000], shape=(2,))\n"));
     CHECK(prints_as(bk_scalar(3.5f), "tensor(3.5000, shape=())\n"));
     CHECK(prints_as(bk_zeros(BK_SHAPE(0, 3)), "tensor([], shape=(0, 3))\n"));
     bk_tensor *x = bk_requires_grad(bk_from_data(BK_SHAPE(2), d), true);
@@ -275,13 +280,15 @@ TEST(print_format) {
     CHECK(prints_as(bk_mul(x, x), "tensor([1.0000, 4.0000], shape=(2,), grad_fn=<mul>)\n"));
     /* rank 3: nested brackets, one row per line */
     char *s = capture(bk_print, bk_from_data(BK_SHAPE(2, 1, 2), d));
-    CHECK(s && !strncmp(s, "tensor([[[1.0000, 2.0000]],", 27) && strstr(s, "[[3.0000, 4.0000]]], shape=(2, 1, 2))\n"));
+    CHECK(s && !strncmp(s, "tensor([[[1.0000, 2.0000]],", 27) &&
+          strstr(s, "[[3.0000, 4.0000]]], shape=(2, 1, 2))\n"));
     free(s);
     /* long tensors are summarised like torch: first and last three of each long dim */
     bk_tensor *big = bk_zeros(BK_SHAPE(2000));
     for (int i = 0; i < 2000; i++) big->data[i] = (float)i;
     s = capture(bk_print, big);
-    CHECK(s && strstr(s, "tensor([0.0000, 1.0000, 2.0000, ..., 1997.0000, 1998.0000, 1999.0000], shape=(2000,))"));
+    CHECK(s &&
+          strstr(s, "tensor([0.0000, 1.0000, 2.0000, ..., 1997.0000, 1998.0000, 1999.0000], shape=(2000,))"));
     free(s);
     /* stale tensors print a diagnostic instead of garbage */
     bk_arena *a = bk_arena_new(), *prev = bk_arena_use(a);

@@ -16,8 +16,21 @@
 #endif
 
 typedef enum {
-    T_RELU, T_TANH, T_ADD, T_MUL, T_ADD_BCAST, T_MUL_SCALAR, T_MAX_POOL_2X2, T_MAX_POOL_3S2P1,
-    T_AVG_POOL, T_ADAPTIVE, T_BN_TRAIN, T_BN_EVAL, T_BN_1D, T_LAYER_NORM, T_ATTENTION,
+    T_RELU,
+    T_TANH,
+    T_ADD,
+    T_MUL,
+    T_ADD_BCAST,
+    T_MUL_SCALAR,
+    T_MAX_POOL_2X2,
+    T_MAX_POOL_3S2P1,
+    T_AVG_POOL,
+    T_ADAPTIVE,
+    T_BN_TRAIN,
+    T_BN_EVAL,
+    T_BN_1D,
+    T_LAYER_NORM,
+    T_ATTENTION,
     T_COUNT
 } case_kind;
 
@@ -72,19 +85,15 @@ static thr_inputs inputs_new(case_kind k) {
     int64_t C = c->ndim > 1 ? c->shape[1] : 1;
     switch (k) {
     case T_ADD:
-    case T_MUL:
-        t.in[t.n++] = rand_leaf(&rng, c->ndim, c->shape, -2, 2, true);
-        break;
-    case T_ADD_BCAST:
-        t.in[t.n++] = rand_leaf(&rng, 1, &c->shape[1], -2, 2, true);
-        break;
+    case T_MUL: t.in[t.n++] = rand_leaf(&rng, c->ndim, c->shape, -2, 2, true); break;
+    case T_ADD_BCAST: t.in[t.n++] = rand_leaf(&rng, 1, &c->shape[1], -2, 2, true); break;
     case T_BN_TRAIN:
     case T_BN_EVAL:
     case T_BN_1D:
     case T_LAYER_NORM: {
         int64_t F = k == T_LAYER_NORM ? c->shape[1] : C;
-        t.in[t.n++] = rand_leaf(&rng, 1, &F, 0.5f, 1.5f, true);   /* weight */
-        t.in[t.n++] = rand_leaf(&rng, 1, &F, -0.5f, 0.5f, true);  /* bias */
+        t.in[t.n++] = rand_leaf(&rng, 1, &F, 0.5f, 1.5f, true);  /* weight */
+        t.in[t.n++] = rand_leaf(&rng, 1, &F, -0.5f, 0.5f, true); /* bias */
         if (k != T_LAYER_NORM) {
             t.in[t.n++] = rand_leaf(&rng, 1, &F, -0.2f, 0.2f, false); /* running mean */
             t.in[t.n++] = rand_leaf(&rng, 1, &F, 0.5f, 1.5f, false);  /* running var */
@@ -277,8 +286,8 @@ TEST(optim_and_loader_bitwise_across_thread_counts) {
     int saved = omp_get_max_threads();
 #endif
     static const int teams[] = {2, 3};
-    static const char *names[OPT_COUNT] = {"SGD", "SGD momentum + weight decay", "SGD Nesterov",
-                                           "Adam", "AdamW amsgrad"};
+    static const char *names[OPT_COUNT] = {"SGD", "SGD momentum + weight decay", "SGD Nesterov", "Adam",
+                                           "AdamW amsgrad"};
     for (int k = 0; k <= OPT_COUNT; k++) { /* OPT_COUNT: the loader */
         const char *name = k < OPT_COUNT ? names[k] : "loader batches";
         result one = k < OPT_COUNT ? optim_run(k, 1) : loader_run(1);

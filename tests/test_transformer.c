@@ -84,8 +84,10 @@ TEST(embedding_errors) {
     CHECK_ERR(bk_nn_embedding_padded(10, 4, -11), "padding_idx=-11");
     CHECK_ERR(bk_nn_embedding(-1, 4), "num_embeddings=-1");
     CHECK_ERR(bk_embedding(bk_zeros(BK_SHAPE(2)), bk_zeros(BK_SHAPE(4)), -1), "weight must be 2-d");
-    CHECK_ERR(bk_embedding(bk_zeros(BK_SHAPE(2)), bk_zeros(BK_SHAPE(4, 2)), 4), "padding_idx=4 is out of range");
-    CHECK_ERR(bk_embedding(NULL, bk_zeros(BK_SHAPE(4, 2)), -1), "embedding: input 0 is NULL"); /* ids: argument 0 */
+    CHECK_ERR(bk_embedding(bk_zeros(BK_SHAPE(2)), bk_zeros(BK_SHAPE(4, 2)), 4),
+              "padding_idx=4 is out of range");
+    CHECK_ERR(bk_embedding(NULL, bk_zeros(BK_SHAPE(4, 2)), -1),
+              "embedding: input 0 is NULL"); /* ids: argument 0 */
     bk_module_free(e);
 }
 
@@ -153,7 +155,8 @@ TEST(positional_errors) {
     CHECK_ERR(bk_forward(pe, bk_zeros(BK_SHAPE(2, 11, 8))),
               "PositionalEncoding: sequence length 11 of input (2, 11, 8) exceeds max_len=10");
     CHECK_ERR(bk_forward(le, bk_zeros(BK_SHAPE(2, 12, 8))),
-              "in LearnedPositionalEmbedding(max_len=10, num_hiddens=8): LearnedPositionalEmbedding: sequence "
+              "in LearnedPositionalEmbedding(max_len=10, num_hiddens=8): LearnedPositionalEmbedding: "
+              "sequence "
               "length 12 of input (2, 12, 8) exceeds max_len=10");
     CHECK_ERR(bk_forward(le, bk_zeros(BK_SHAPE(2, 3, 7))), "input (2, 3, 7) must be (batch, length, 8)");
     CHECK_ERR(bk_forward(pe, bk_zeros(BK_SHAPE(8))), "input (8,) must be");
@@ -180,7 +183,8 @@ static void naive_weights(const bk_tensor *q, const bk_tensor *k, int64_t H, boo
                 for (int64_t s = 0; s < S; s++) {
                     double dot = 0;
                     for (int64_t d = 0; d < D; d++) {
-                        int64_t iq = bf ? (b * L + l) * E : (l * B + b) * E, ik = bf ? (b * S + s) * E : (s * B + b) * E;
+                        int64_t iq = bf ? (b * L + l) * E : (l * B + b) * E,
+                                ik = bf ? (b * S + s) * E : (s * B + b) * E;
                         dot += (double)q->data[iq + h * D + d] * k->data[ik + h * D + d];
                     }
                     row[s] = dot / sqrt((double)D);
@@ -203,7 +207,8 @@ TEST(attention_weights_values) {
         bk_tensor *am = mask3 ? RANDN(B * H, L, S) : RANDN(L, S);
         bk_tensor *kpm = bk_from_data(BK_SHAPE(B, S), (const float[]){0, 0, 1, 0, 0, 0, 0, 1});
         bk_tensor *P = bk_attention_weights(q, k, H, bf, am, kpm, 0.0f);
-        CHECK(P && P->ndim == 4 && P->shape[0] == B && P->shape[1] == H && P->shape[2] == L && P->shape[3] == S);
+        CHECK(P && P->ndim == 4 && P->shape[0] == B && P->shape[1] == H && P->shape[2] == L &&
+              P->shape[3] == S);
         if (!P) return;
         double ref[2 * 2 * 3 * 4], worst = 0;
         naive_weights(q, k, H, bf, am, kpm, ref);
@@ -234,7 +239,8 @@ static bk_tensor *f_attn_apply(bk_tensor *const *in, int n, void *ud) {
 static bk_tensor *f_attention(bk_tensor *const *in, int n, void *ud) {
     (void)n;
     attn_case *c = ud;
-    return bk_attention_apply(bk_attention_weights(in[0], in[1], c->H, c->bf, c->am, c->kpm, 0.0f), in[2], c->bf);
+    return bk_attention_apply(bk_attention_weights(in[0], in[1], c->H, c->bf, c->am, c->kpm, 0.0f), in[2],
+                              c->bf);
 }
 
 static bk_tensor *f_sdpa(bk_tensor *const *in, int n, void *ud) {
@@ -248,8 +254,8 @@ TEST(attention_gradients) {
         int64_t B = 2, L = 3, S = 4, H = trial < 2 ? 2 : 1, E = 4;
         attn_case c = {H, bf, NULL, NULL};
         /* causal-like additive mask plus padding: every row keeps at least one key */
-        c.am = bk_from_data(BK_SHAPE(L, S), (const float[]){0, -INFINITY, 0.5f, -INFINITY, 0, 0, -1, -INFINITY,
-                                                             0, 0, 0, 0.25f});
+        c.am = bk_from_data(BK_SHAPE(L, S), (const float[]){0, -INFINITY, 0.5f, -INFINITY, 0, 0, -1,
+                                                            -INFINITY, 0, 0, 0, 0.25f});
         c.kpm = trial == 3 ? NULL : bk_from_data(BK_SHAPE(B, S), (const float[]){0, 0, 0, 1, 0, 0, 1, 1});
         bk_tensor *q = LEAF(bf ? RANDN(B, L, E) : RANDN(L, B, E));
         bk_tensor *k = LEAF(bf ? RANDN(B, S, E) : RANDN(S, B, E));
@@ -260,7 +266,8 @@ TEST(attention_gradients) {
         GRADCHECK("attention (q, k, v)", f_attention, &c, q, k, v);
         /* q used as its own key (self-attention on one tensor): both gradients add up */
         c.am = NULL, c.kpm = NULL; /* L = S here */
-        GRADCHECK("attention (q, q, v)", f_attention, &c, q, q, LEAF(bf ? RANDN(B, L, 2 * H) : RANDN(L, B, 2 * H)));
+        GRADCHECK("attention (q, q, v)", f_attention, &c, q, q,
+                  LEAF(bf ? RANDN(B, L, 2 * H) : RANDN(L, B, 2 * H)));
     }
     attn_case c = {1, true, bk_causal_mask(3), NULL};
     GRADCHECK("scaled_dot_product_attention", f_sdpa, &c, LEAF(RANDN(2, 3, 4)), LEAF(RANDN(2, 3, 4)),
@@ -269,8 +276,8 @@ TEST(attention_gradients) {
 
 TEST(attention_masks_and_stability) {
     bk_tensor *cm = bk_causal_mask(3);
-    CHECK(cm && cm->data[0] == 0 && isinf(cm->data[1]) && cm->data[1] < 0 && cm->data[3] == 0 && cm->data[4] == 0 &&
-          isinf(cm->data[5]) && cm->data[8] == 0);
+    CHECK(cm && cm->data[0] == 0 && isinf(cm->data[1]) && cm->data[1] < 0 && cm->data[3] == 0 &&
+          cm->data[4] == 0 && isinf(cm->data[5]) && cm->data[8] == 0);
     bk_tensor *bm = bk_attn_mask_from_bool(bk_from_data(BK_SHAPE(2), (const float[]){1, 0}));
     CHECK(bm && isinf(bm->data[0]) && bm->data[0] < 0 && bm->data[1] == 0);
     /* causal: weights above the diagonal are exactly 0 */
@@ -327,14 +334,17 @@ TEST(attention_softmax_range) {
 
 TEST(attention_errors) {
     bk_tensor *q = bk_zeros(BK_SHAPE(3, 2, 4)), *k = bk_zeros(BK_SHAPE(5, 2, 4));
-    CHECK_ERR(bk_attention_weights(q, k, 3, false, NULL, NULL, 0), "last dim 4 is not divisible by num_heads=3");
+    CHECK_ERR(bk_attention_weights(q, k, 3, false, NULL, NULL, 0),
+              "last dim 4 is not divisible by num_heads=3");
     CHECK_ERR(bk_attention_weights(q, bk_zeros(BK_SHAPE(5, 3, 4)), 2, false, NULL, NULL, 0),
               "key (5, 3, 4) does not fit query (3, 2, 4)");
     CHECK_ERR(bk_attention_weights(q, k, 2, false, bk_zeros(BK_SHAPE(3, 4)), NULL, 0),
-              "attn_mask (3, 4) does not fit: expected (L, S) = (3, 5) or (batch * num_heads, L, S) = (4, 3, 5)");
+              "attn_mask (3, 4) does not fit: expected (L, S) = (3, 5) or (batch * num_heads, L, S) = (4, 3, "
+              "5)");
     CHECK_ERR(bk_attention_weights(q, k, 2, false, NULL, bk_zeros(BK_SHAPE(5, 2)), 0),
               "key_padding_mask (5, 2) does not fit: expected (batch, S) = (2, 5)");
-    CHECK_ERR(bk_attention_weights(bk_zeros(BK_SHAPE(3, 4)), k, 2, false, NULL, NULL, 0), "query must be 3-d");
+    CHECK_ERR(bk_attention_weights(bk_zeros(BK_SHAPE(3, 4)), k, 2, false, NULL, NULL, 0),
+              "query must be 3-d");
     CHECK_ERR(bk_attention_apply(bk_zeros(BK_SHAPE(2, 2, 3, 5)), bk_zeros(BK_SHAPE(4, 2, 4)), false),
               "value (4, 2, 4) does not fit weights (2, 2, 3, 5)");
     CHECK_ERR(bk_attention_apply(bk_zeros(BK_SHAPE(2, 3, 5)), k, false), "weights must be 4-d");
@@ -351,18 +361,23 @@ TEST(mha_structure_and_init) {
     bk_module *nb = bk_nn_multihead_attention(8, 2, 0.0f, false, true);
     CHECK(m && nb);
     if (!m || !nb) goto out;
-    CHECK(names_are(m, BK_STATE,
-                    (const char *const[]){"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}, 4));
+    CHECK(
+        names_are(m, BK_STATE,
+                  (const char *const[]){"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"},
+                  4));
     CHECK(names_are(nb, BK_STATE, (const char *const[]){"in_proj_weight", "out_proj.weight"}, 2));
-    CHECK(repr_is(m, "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=64, "
-                     "out_features=64, bias=True)\n)"));
-    CHECK(repr_is(nb, "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=8, "
-                      "out_features=8, bias=False)\n)"));
+    CHECK(repr_is(m,
+                  "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=64, "
+                  "out_features=64, bias=True)\n)"));
+    CHECK(repr_is(nb,
+                  "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=8, "
+                  "out_features=8, bias=False)\n)"));
     bk_tensor *w = bk_module_get(m, "in_proj_weight"), *ow = bk_module_get(m, "out_proj.weight");
     CHECK(w->shape[0] == 192 && w->shape[1] == 64);
     /* xavier_uniform_: U(-a, a), a = sqrt(6 / (64 + 192)); out_proj: Linear's U(+-1/8) */
     double a = sqrt(6.0 / 256.0), mx = 0, ss = 0;
-    for (int64_t i = 0; i < w->numel; i++) mx = fmax(mx, fabs(w->data[i])), ss += (double)w->data[i] * w->data[i];
+    for (int64_t i = 0; i < w->numel; i++)
+        mx = fmax(mx, fabs(w->data[i])), ss += (double)w->data[i] * w->data[i];
     CHECK(mx <= a && mx > 0.95 * a && fabs(ss / (double)w->numel - a * a / 3) < 0.1 * a * a / 3);
     double mo = 0;
     for (int64_t i = 0; i < ow->numel; i++) mo = fmax(mo, fabs(ow->data[i]));
@@ -398,7 +413,8 @@ TEST(mha_gradients) {
         if (!m) return;
         bk_param_list *ps = bk_module_named(m, BK_PARAMS);
         for (int i = 0; i < ps->n; i++) /* non-zero biases, so that their use is checked */
-            for (int64_t j = 0; j < ps->tensors[i]->numel; j++) ps->tensors[i]->data[j] += 0.3f * bk_rng_normal(&g_rng);
+            for (int64_t j = 0; j < ps->tensors[i]->numel; j++)
+                ps->tensors[i]->data[j] += 0.3f * bk_rng_normal(&g_rng);
         int64_t B = 2, L = 3, S = 4;
         mha_case c = {m, bk_from_data(BK_SHAPE(B, S), (const float[]){0, 0, 1, 0, 0, 0, 0, 1}),
                       trial == 0 ? bk_causal_mask(4) : NULL, trial != 2, trial == 0};
@@ -417,7 +433,8 @@ TEST(mha_gradients) {
 TEST(mha_layouts_agree) {
     /* batch_first and (L, B, E) layers with the same weights give permuted results; an
      * unbatched input gives batch element 0's; bk_forward is self-attention */
-    bk_module *a = bk_nn_multihead_attention(6, 3, 0.0f, true, false), *b = bk_nn_multihead_attention(6, 3, 0.0f, true, true);
+    bk_module *a = bk_nn_multihead_attention(6, 3, 0.0f, true, false),
+              *b = bk_nn_multihead_attention(6, 3, 0.0f, true, true);
     CHECK(a && b);
     if (!a || !b) goto out;
     bk_param_list *pa = bk_module_named(a, BK_PARAMS), *pb = bk_module_named(b, BK_PARAMS);
@@ -431,8 +448,8 @@ TEST(mha_layouts_agree) {
     bk_tensor *kpm = bk_from_data(BK_SHAPE(2, 4), (const float[]){0, 0, 0, 1, 1, 0, 0, 0});
     bk_tensor *wa = NULL, *wb = NULL, *wh = NULL;
     bk_tensor *ya = bk_mha_forward(a, x, mem, mem, kpm, NULL, true, true, &wa);
-    bk_tensor *yb = bk_mha_forward(b, bk_transpose(x, 0, 1), bk_transpose(mem, 0, 1), bk_transpose(mem, 0, 1), kpm,
-                                   NULL, true, false, &wh);
+    bk_tensor *yb = bk_mha_forward(b, bk_transpose(x, 0, 1), bk_transpose(mem, 0, 1), bk_transpose(mem, 0, 1),
+                                   kpm, NULL, true, false, &wh);
     CHECK(ya && yb && wa && wh);
     if (!ya || !yb || !wa || !wh) goto out;
     CHECK(max_abs_diff(ya, bk_transpose(yb, 0, 1)) < 1e-6);
@@ -478,8 +495,8 @@ TEST(mha_errors) {
     char want[512];
     snprintf(want, sizeof want, "%skey_padding_mask (2, 4) should be (batch, source length) = (2, 5)", who);
     CHECK_ERR(bk_mha_forward(m, q, kv, kv, bk_zeros(BK_SHAPE(2, 4)), NULL, false, true, NULL), want);
-    snprintf(want, sizeof want, "%sattn_mask (3, 3) should be (L, S) = (3, 5) or (batch * num_heads, L, S) = (4, 3, 5)",
-             who);
+    snprintf(want, sizeof want,
+             "%sattn_mask (3, 3) should be (L, S) = (3, 5) or (batch * num_heads, L, S) = (4, 3, 5)", who);
     CHECK_ERR(bk_mha_forward(m, q, kv, kv, NULL, bk_zeros(BK_SHAPE(3, 3)), false, true, NULL), want);
     CHECK_ERR(bk_mha_forward(m, q, kv, kv, NULL, bk_zeros(BK_SHAPE(2, 3, 5)), false, true, NULL),
               "attn_mask (2, 3, 5) should be");
@@ -487,11 +504,13 @@ TEST(mha_errors) {
               "key shape (5, 2, 8) does not match value shape (4, 2, 8)");
     CHECK_ERR(bk_mha_forward(m, bk_zeros(BK_SHAPE(3, 2, 6)), kv, kv, NULL, NULL, false, true, NULL),
               "was expecting embedding dimension 8, but query is (3, 2, 6)");
-    CHECK_ERR(bk_mha_forward(m, q, bk_zeros(BK_SHAPE(5, 3, 8)), bk_zeros(BK_SHAPE(5, 3, 8)), NULL, NULL, false, true,
-                             NULL), "different batch sizes");
+    CHECK_ERR(bk_mha_forward(m, q, bk_zeros(BK_SHAPE(5, 3, 8)), bk_zeros(BK_SHAPE(5, 3, 8)), NULL, NULL,
+                             false, true, NULL),
+              "different batch sizes");
     CHECK_ERR(bk_forward(m, bk_zeros(BK_SHAPE(2, 3, 4, 8))), "query should be unbatched 2-d or batched 3-d");
     bk_module *relu = bk_nn_relu();
-    CHECK_ERR(bk_mha_forward(relu, q, q, q, NULL, NULL, false, true, NULL), "expected a MultiheadAttention, got ReLU");
+    CHECK_ERR(bk_mha_forward(relu, q, q, q, NULL, NULL, false, true, NULL),
+              "expected a MultiheadAttention, got ReLU");
     bk_module_free(relu);
     bk_module_free(m);
 }

@@ -28,7 +28,8 @@ static bk_transformer_config small_cfg(bool norm_first, bool batch_first, bk_act
 static void jitter(bk_module *m, float scale) {
     bk_param_list *ps = bk_module_named(m, BK_PARAMS);
     for (int i = 0; ps && i < ps->n; i++)
-        for (int64_t j = 0; j < ps->tensors[i]->numel; j++) ps->tensors[i]->data[j] += scale * bk_rng_normal(&g_rng);
+        for (int64_t j = 0; j < ps->tensors[i]->numel; j++)
+            ps->tensors[i]->data[j] += scale * bk_rng_normal(&g_rng);
     bk_param_list_free(ps);
 }
 
@@ -50,8 +51,8 @@ static bk_tensor *f_decoder_layer(bk_tensor *const *in, int n, void *ud) {
 }
 
 /* gradcheck over the inputs and n_params named parameters of m */
-static void check_layer_grads(const char *what, bk_gradcheck_fn f, layer_case *c, bk_tensor *x, bk_tensor *mem,
-                              const char *const *params, int n_params) {
+static void check_layer_grads(const char *what, bk_gradcheck_fn f, layer_case *c, bk_tensor *x,
+                              bk_tensor *mem, const char *const *params, int n_params) {
     bk_tensor *in[16];
     int n = 0;
     in[n++] = x;
@@ -67,38 +68,48 @@ TEST(encoder_layer_structure) {
     CHECK(m != NULL);
     if (!m) return;
     CHECK(names_are(m, BK_STATE,
-                    (const char *const[]){"self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
-                                          "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight",
-                                          "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"},
+                    (const char *const[]){"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                          "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                          "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
+                                          "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"},
                     12));
-    CHECK(repr_is(m, "TransformerEncoderLayer(\n"
-                     "  (self_attn): MultiheadAttention(\n"
-                     "    (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n"
-                     "  )\n"
-                     "  (linear1): Linear(in_features=8, out_features=16, bias=True)\n"
-                     "  (dropout): Dropout(p=0.1, inplace=False)\n"
-                     "  (linear2): Linear(in_features=16, out_features=8, bias=True)\n"
-                     "  (norm1): LayerNorm((8,), eps=1e-05, elementwise_affine=True)\n"
-                     "  (norm2): LayerNorm((8,), eps=1e-05, elementwise_affine=True)\n"
-                     "  (dropout1): Dropout(p=0.1, inplace=False)\n"
-                     "  (dropout2): Dropout(p=0.1, inplace=False)\n"
-                     ")"));
+    CHECK(
+        repr_is(m,
+                "TransformerEncoderLayer(\n"
+                "  (self_attn): MultiheadAttention(\n"
+                "    (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n"
+                "  )\n"
+                "  (linear1): Linear(in_features=8, out_features=16, bias=True)\n"
+                "  (dropout): Dropout(p=0.1, inplace=False)\n"
+                "  (linear2): Linear(in_features=16, out_features=8, bias=True)\n"
+                "  (norm1): LayerNorm((8,), eps=1e-05, elementwise_affine=True)\n"
+                "  (norm2): LayerNorm((8,), eps=1e-05, elementwise_affine=True)\n"
+                "  (dropout1): Dropout(p=0.1, inplace=False)\n"
+                "  (dropout2): Dropout(p=0.1, inplace=False)\n"
+                ")"));
     bk_module_free(m);
 }
 
 TEST(encoder_layer_gradients) {
     for (int trial = 0; trial < 2; trial++) {
         bool nf = trial == 1, bf = trial == 0;
-        layer_case c = {bk_nn_transformer_encoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)), NULL, NULL, NULL};
+        layer_case c = {bk_nn_transformer_encoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)), NULL, NULL,
+                        NULL};
         CHECK(c.m != NULL);
         if (!c.m) return;
         jitter(c.m, 0.3f);
         c.mask = bk_causal_mask(3);
         c.kpm = bk_from_data(BK_SHAPE(2, 3), (const float[]){0, 0, 1, 0, 0, 0});
         bk_tensor *x = LEAF(bf ? RANDN(2, 3, 4) : RANDN(3, 2, 4));
-        const char *ps[] = {"self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
-                            "linear1.weight", "linear2.bias", "norm1.weight", "norm2.bias"};
-        check_layer_grads(nf ? "encoder layer (norm_first)" : "encoder layer", f_encoder_layer, &c, x, NULL, ps, 7);
+        const char *ps[] = {"self_attn.in_proj_weight",
+                            "self_attn.in_proj_bias",
+                            "self_attn.out_proj.weight",
+                            "linear1.weight",
+                            "linear2.bias",
+                            "norm1.weight",
+                            "norm2.bias"};
+        check_layer_grads(nf ? "encoder layer (norm_first)" : "encoder layer", f_encoder_layer, &c, x, NULL,
+                          ps, 7);
         bk_module_free(c.m);
     }
 }
@@ -111,47 +122,57 @@ TEST(decoder_layer_structure_and_gradients) {
     bk_module *d = bk_nn_transformer_decoder_layer(cfg);
     CHECK(d != NULL);
     if (!d) return;
-    CHECK(repr_is(d, "TransformerDecoderLayer(\n"
-                     "  (self_attn): MultiheadAttention(\n"
-                     "    (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n"
-                     "  )\n"
-                     "  (multihead_attn): MultiheadAttention(\n"
-                     "    (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n"
-                     "  )\n"
-                     "  (linear1): Linear(in_features=8, out_features=16, bias=True)\n"
-                     "  (dropout): Dropout(p=0.0, inplace=False)\n"
-                     "  (linear2): Linear(in_features=16, out_features=8, bias=True)\n"
-                     "  (norm1): LayerNorm((8,), eps=1e-06, elementwise_affine=True)\n"
-                     "  (norm2): LayerNorm((8,), eps=1e-06, elementwise_affine=True)\n"
-                     "  (norm3): LayerNorm((8,), eps=1e-06, elementwise_affine=True)\n"
-                     "  (dropout1): Dropout(p=0.0, inplace=False)\n"
-                     "  (dropout2): Dropout(p=0.0, inplace=False)\n"
-                     "  (dropout3): Dropout(p=0.0, inplace=False)\n"
-                     ")"));
+    CHECK(
+        repr_is(d,
+                "TransformerDecoderLayer(\n"
+                "  (self_attn): MultiheadAttention(\n"
+                "    (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n"
+                "  )\n"
+                "  (multihead_attn): MultiheadAttention(\n"
+                "    (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n"
+                "  )\n"
+                "  (linear1): Linear(in_features=8, out_features=16, bias=True)\n"
+                "  (dropout): Dropout(p=0.0, inplace=False)\n"
+                "  (linear2): Linear(in_features=16, out_features=8, bias=True)\n"
+                "  (norm1): LayerNorm((8,), eps=1e-06, elementwise_affine=True)\n"
+                "  (norm2): LayerNorm((8,), eps=1e-06, elementwise_affine=True)\n"
+                "  (norm3): LayerNorm((8,), eps=1e-06, elementwise_affine=True)\n"
+                "  (dropout1): Dropout(p=0.0, inplace=False)\n"
+                "  (dropout2): Dropout(p=0.0, inplace=False)\n"
+                "  (dropout3): Dropout(p=0.0, inplace=False)\n"
+                ")"));
     CHECK(names_are(d, BK_PARAMS,
-                    (const char *const[]){"self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
-                                          "self_attn.out_proj.bias", "multihead_attn.in_proj_weight",
-                                          "multihead_attn.in_proj_bias", "multihead_attn.out_proj.weight",
-                                          "multihead_attn.out_proj.bias", "linear1.weight", "linear1.bias",
-                                          "linear2.weight", "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight",
-                                          "norm2.bias", "norm3.weight", "norm3.bias"},
+                    (const char *const[]){"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                          "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                          "multihead_attn.in_proj_weight", "multihead_attn.in_proj_bias",
+                                          "multihead_attn.out_proj.weight", "multihead_attn.out_proj.bias",
+                                          "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
+                                          "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+                                          "norm3.weight", "norm3.bias"},
                     18));
     CHECK_ERR(bk_forward(d, bk_zeros(BK_SHAPE(3, 2, 8))),
               "in TransformerDecoderLayer: forward needs the encoder output too");
     bk_module_free(d);
     for (int trial = 0; trial < 2; trial++) {
         bool nf = trial == 0, bf = trial == 1;
-        layer_case c = {bk_nn_transformer_decoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)), NULL, NULL, NULL};
+        layer_case c = {bk_nn_transformer_decoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)), NULL, NULL,
+                        NULL};
         CHECK(c.m != NULL);
         if (!c.m) return;
         jitter(c.m, 0.3f);
         c.mask = bk_causal_mask(3);
         c.kpm = bk_from_data(BK_SHAPE(2, 3), (const float[]){0, 0, 0, 0, 0, 1});
         c.mem_kpm = bk_from_data(BK_SHAPE(2, 4), (const float[]){0, 0, 0, 1, 0, 1, 0, 0});
-        bk_tensor *x = LEAF(bf ? RANDN(2, 3, 4) : RANDN(3, 2, 4)), *mem = LEAF(bf ? RANDN(2, 4, 4) : RANDN(4, 2, 4));
-        const char *ps[] = {"self_attn.in_proj_weight", "multihead_attn.in_proj_weight", "multihead_attn.in_proj_bias",
-                            "multihead_attn.out_proj.bias", "linear1.bias", "norm3.weight"};
-        check_layer_grads(nf ? "decoder layer (norm_first)" : "decoder layer", f_decoder_layer, &c, x, mem, ps, 6);
+        bk_tensor *x = LEAF(bf ? RANDN(2, 3, 4) : RANDN(3, 2, 4)),
+                  *mem = LEAF(bf ? RANDN(2, 4, 4) : RANDN(4, 2, 4));
+        const char *ps[] = {"self_attn.in_proj_weight",
+                            "multihead_attn.in_proj_weight",
+                            "multihead_attn.in_proj_bias",
+                            "multihead_attn.out_proj.bias",
+                            "linear1.bias",
+                            "norm3.weight"};
+        check_layer_grads(nf ? "decoder layer (norm_first)" : "decoder layer", f_decoder_layer, &c, x, mem,
+                          ps, 6);
         bk_module_free(c.m);
     }
 }
@@ -187,39 +208,47 @@ TEST(layers_take_unbatched_input) {
 
 TEST(layer_errors) {
     bk_transformer_config cfg = BK_TRANSFORMER_DEFAULTS(10, 3);
-    CHECK_ERR(bk_nn_transformer_encoder_layer(cfg), "TransformerEncoderLayer: d_model=10 must be divisible by nhead=3");
-    CHECK_ERR(bk_nn_transformer_decoder_layer(cfg), "TransformerDecoderLayer: d_model=10 must be divisible by nhead=3");
+    CHECK_ERR(bk_nn_transformer_encoder_layer(cfg),
+              "TransformerEncoderLayer: d_model=10 must be divisible by nhead=3");
+    CHECK_ERR(bk_nn_transformer_decoder_layer(cfg),
+              "TransformerDecoderLayer: d_model=10 must be divisible by nhead=3");
     cfg = BK_TRANSFORMER_DEFAULTS(8, 2);
     cfg.activation = BK_ACTIVATION_COUNT;
     CHECK_ERR(bk_nn_transformer_encoder_layer(cfg), "unknown activation");
     cfg = BK_TRANSFORMER_DEFAULTS(8, 2);
     cfg.dropout = 2.0f;
-    CHECK_ERR(bk_nn_transformer_encoder_layer(cfg), "dropout probability has to be between 0 and 1, but got 2");
+    CHECK_ERR(bk_nn_transformer_encoder_layer(cfg),
+              "dropout probability has to be between 0 and 1, but got 2");
     cfg = BK_TRANSFORMER_DEFAULTS(8, 2);
     cfg.dim_feedforward = 16;
     bk_module *e = bk_nn_transformer_encoder_layer(cfg), *d = bk_nn_transformer_decoder_layer(cfg);
     CHECK(e && d);
     bk_tensor *src = bk_zeros(BK_SHAPE(4, 2, 8)), *mem = bk_zeros(BK_SHAPE(5, 2, 8));
     CHECK_ERR(bk_transformer_encoder_layer_forward(e, src, bk_zeros(BK_SHAPE(3, 3)), NULL),
-              "in TransformerEncoderLayer(d_model=8, nhead=2): self_attn (src_mask, src_key_padding_mask): in "
+              "in TransformerEncoderLayer(d_model=8, nhead=2): self_attn (src_mask, src_key_padding_mask): "
+              "in "
               "MultiheadAttention(embed_dim=8, num_heads=2): attn_mask (3, 3) should be (L, S) = (4, 4)");
     CHECK_ERR(bk_transformer_encoder_layer_forward(e, src, NULL, bk_zeros(BK_SHAPE(4, 2))),
               "key_padding_mask (4, 2) should be (batch, source length) = (2, 4)");
     CHECK_ERR(bk_forward(e, bk_zeros(BK_SHAPE(4, 2, 6))),
-              "in TransformerEncoderLayer(d_model=8, nhead=2): src (4, 2, 6) should be (length, batch, d_model) or "
+              "in TransformerEncoderLayer(d_model=8, nhead=2): src (4, 2, 6) should be (length, batch, "
+              "d_model) or "
               "unbatched (length, 8)");
     CHECK_ERR(bk_transformer_decoder_layer_forward(d, src, mem, NULL, bk_zeros(BK_SHAPE(4, 4)), NULL, NULL),
-              "in TransformerDecoderLayer(d_model=8, nhead=2): multihead_attn (memory_mask, memory_key_padding_mask): "
+              "in TransformerDecoderLayer(d_model=8, nhead=2): multihead_attn (memory_mask, "
+              "memory_key_padding_mask): "
               "in MultiheadAttention(embed_dim=8, num_heads=2): attn_mask (4, 4) should be (L, S) = (4, 5)");
     CHECK_ERR(bk_transformer_decoder_layer_forward(d, src, mem, NULL, NULL, NULL, bk_zeros(BK_SHAPE(2, 4))),
-              "memory_key_padding_mask): in MultiheadAttention(embed_dim=8, num_heads=2): key_padding_mask (2, 4) "
+              "memory_key_padding_mask): in MultiheadAttention(embed_dim=8, num_heads=2): key_padding_mask "
+              "(2, 4) "
               "should be (batch, source length) = (2, 5)");
     CHECK_ERR(bk_transformer_decoder_layer_forward(d, src, mem, bk_zeros(BK_SHAPE(5, 5)), NULL, NULL, NULL),
               "self_attn (tgt_mask, tgt_key_padding_mask)");
     CHECK_ERR(bk_transformer_decoder_layer_forward(d, src, bk_zeros(BK_SHAPE(5, 8)), NULL, NULL, NULL, NULL),
               "must both be batched (3-d) or both unbatched (2-d)");
-    CHECK_ERR(bk_transformer_encoder_layer_forward(d, src, NULL, NULL), "expected a TransformerEncoderLayer, got "
-                                                                         "TransformerDecoderLayer");
+    CHECK_ERR(bk_transformer_encoder_layer_forward(d, src, NULL, NULL),
+              "expected a TransformerEncoderLayer, got "
+              "TransformerDecoderLayer");
     CHECK_ERR(bk_transformer_encoder_layer_forward(e, NULL, NULL, NULL), "input 0 is NULL");
     bk_module_free(e);
     bk_module_free(d);
@@ -239,12 +268,14 @@ TEST(stacks) {
     for (int i = 0; l && i < 12; i++) /* the copies start equal, as torch's deepcopy */
         CHECK(max_abs_diff(l->tensors[i], l->tensors[12 + i]) == 0 && l->tensors[i] != l->tensors[12 + i]);
     bk_param_list_free(l);
-    CHECK(bk_module_num_params(dec, false) == 3 * bk_module_num_params(bk_module_child(bk_module_child(dec, 0), 0), false));
+    CHECK(bk_module_num_params(dec, false) ==
+          3 * bk_module_num_params(bk_module_child(bk_module_child(dec, 0), 0), false));
     char buf[16384];
     CHECK(bk_module_repr(enc, buf, sizeof buf) > 0);
     const char *head = "TransformerEncoder(\n  (layers): ModuleList(\n    (0): TransformerEncoderLayer(\n";
     CHECK(strncmp(buf, head, strlen(head)) == 0);
-    CHECK(strstr(buf, "\n    (1): TransformerEncoderLayer(\n      (self_attn): MultiheadAttention(\n") != NULL);
+    CHECK(strstr(buf, "\n    (1): TransformerEncoderLayer(\n      (self_attn): MultiheadAttention(\n") !=
+          NULL);
     CHECK(strstr(buf, "\n  )\n  (norm): LayerNorm((4,), eps=1e-05, elementwise_affine=True)\n)") != NULL);
     jitter(enc, 0.3f);
     jitter(dec, 0.3f);
@@ -254,7 +285,8 @@ TEST(stacks) {
     bk_tensor *y = bk_transformer_encoder_forward(enc, x, mask, kpm);
     bk_module *layers = bk_module_child_by_name(enc, "layers");
     bk_tensor *r = x;
-    for (int i = 0; i < 2; i++) r = bk_transformer_encoder_layer_forward(bk_module_child(layers, i), r, mask, kpm);
+    for (int i = 0; i < 2; i++)
+        r = bk_transformer_encoder_layer_forward(bk_module_child(layers, i), r, mask, kpm);
     r = bk_forward(bk_module_child_by_name(enc, "norm"), r);
     CHECK(y && r && max_abs_diff(y, r) == 0);
     bk_tensor *yd = bk_transformer_decoder_forward(dec, x, mem, mask, NULL, kpm, NULL);
@@ -285,8 +317,10 @@ TEST(stack_errors) {
               "TransformerDecoder: num_layers=0 must be positive");
     CHECK_ERR(bk_nn_transformer_encoder(NULL, 2, bk_nn_relu()), "got ?");
     cfg.nhead = 3;
-    CHECK_ERR(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(cfg), 2, NULL), "d_model=4 must be divisible");
-    bk_module *enc = bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(small_cfg(true, true, BK_ACTIVATION_GELU)),
+    CHECK_ERR(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(cfg), 2, NULL),
+              "d_model=4 must be divisible");
+    bk_module *enc = bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(
+                                                   small_cfg(true, true, BK_ACTIVATION_GELU)),
                                                1, NULL);
     CHECK_ERR(bk_transformer_decoder_forward(enc, NULL, NULL, NULL, NULL, NULL, NULL),
               "expected a TransformerDecoder, got TransformerEncoder");

@@ -57,10 +57,18 @@ TEST(every_model_round_trips) {
     for (const char *const *name = bk_model_names(); *name; name++, n++) check_round_trip(*name, canon);
     CHECK(n == 5); /* a new model: add its settings below */
     static const char *const specs[] = {
-        "softmax:bias=false", "softmax:bias=true",
-        "mlp:hidden=8", "mlp:act=gelu", "mlp:act=tanh,dropout=0.1", "mlp:dropout=0.25,hidden=16,act=sigmoid",
-        "mlp:dropout=1e-3", "mlp:dropout=0", "mlp:act=relu,hidden=256",
-        "lenet:act=sigmoid,pool=avg", "lenet:pool=max", "lenet:act=gelu",
+        "softmax:bias=false",
+        "softmax:bias=true",
+        "mlp:hidden=8",
+        "mlp:act=gelu",
+        "mlp:act=tanh,dropout=0.1",
+        "mlp:dropout=0.25,hidden=16,act=sigmoid",
+        "mlp:dropout=1e-3",
+        "mlp:dropout=0",
+        "mlp:act=relu,hidden=256",
+        "lenet:act=sigmoid,pool=avg",
+        "lenet:pool=max",
+        "lenet:act=gelu",
         "resnet:width=4",
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) check_round_trip(specs[i], canon);
@@ -85,7 +93,8 @@ TEST(canonical_specs) {
         char canon[256] = "";
         CHECK(bk_model_num_params(cases[i][0], BK_SHAPE(1, 28, 28), 10, canon, sizeof canon) > 0);
         CHECK(!strcmp(canon, cases[i][1]));
-        if (strcmp(canon, cases[i][1])) fprintf(stderr, "       %s: %s, expected %s\n", cases[i][0], canon, cases[i][1]);
+        if (strcmp(canon, cases[i][1]))
+            fprintf(stderr, "       %s: %s, expected %s\n", cases[i][0], canon, cases[i][1]);
     }
 }
 
@@ -98,7 +107,8 @@ TEST(settings_build_what_they_say) {
     bk_module_free(m);
     m = bk_model_build("lenet:act=sigmoid,pool=avg", BK_SHAPE(1, 28, 28), 10, NULL, 0);
     p = m ? printed(m) : NULL;
-    CHECK(p && strstr(p, "Sigmoid") && strstr(p, "AvgPool2d") && !strstr(p, "MaxPool2d") && !strstr(p, "ReLU"));
+    CHECK(p && strstr(p, "Sigmoid") && strstr(p, "AvgPool2d") && !strstr(p, "MaxPool2d") &&
+          !strstr(p, "ReLU"));
     free(p);
     bk_module_free(m);
     /* no bias: 784 * 10 weights only */
@@ -123,15 +133,18 @@ TEST(bad_values_are_named) {
               "model: mlp:act=swish: act must be one of relu, sigmoid, tanh, gelu, got \"swish\"");
     CHECK_ERR(bk_model_build("mlp:dropout=1.5", IMAGES, 10, NULL, 0),
               "model: mlp:dropout=1.5: dropout must be a number in [0, 1], got \"1.5\"");
-    CHECK_ERR(bk_model_build("mlp:dropout=nan", IMAGES, 10, NULL, 0), "dropout must be a number in [0, 1], got \"nan\"");
-    CHECK_ERR(bk_model_build("mlp:dropout=", IMAGES, 10, NULL, 0), "dropout must be a number in [0, 1], got \"\"");
+    CHECK_ERR(bk_model_build("mlp:dropout=nan", IMAGES, 10, NULL, 0),
+              "dropout must be a number in [0, 1], got \"nan\"");
+    CHECK_ERR(bk_model_build("mlp:dropout=", IMAGES, 10, NULL, 0),
+              "dropout must be a number in [0, 1], got \"\"");
     CHECK_ERR(bk_model_build("mlp:hidden=2.5", IMAGES, 10, NULL, 0),
               "model: mlp:hidden=2.5: hidden must be a positive integer (at most 4294967296), got \"2.5\"");
     CHECK_ERR(bk_model_build("softmax:bias=yes", IMAGES, 10, NULL, 0),
               "model: softmax:bias=yes: bias must be true or false, got \"yes\"");
     CHECK_ERR(bk_model_build("lenet:pool=median,act=relu", IMAGES, 10, NULL, 0),
               "model: lenet:pool=median,act=relu: pool must be one of max, avg, got \"median\"");
-    CHECK_ERR(bk_model_build("googlenet:act=relu", IMAGES, 10, NULL, 0), "model googlenet has no setting \"act\"");
+    CHECK_ERR(bk_model_build("googlenet:act=relu", IMAGES, 10, NULL, 0),
+              "model googlenet has no setting \"act\"");
     /* a value longer than any setting takes */
     char long_spec[200] = "mlp:act=";
     memset(long_spec + 8, 'r', 100);

@@ -55,8 +55,6 @@ static inline double max_abs_diff(const bk_tensor *a, const bk_tensor *b) {
 }
 
 /* Seeds g_rng from $BRICK_TEST_SEED, else $BRICK_SEED, else the clock, and prints the seed. */
-static inline void seed_from_env(const char *test) {
-    bk_rng_seed(&g_rng, test_seed(test));
-}
+static inline void seed_from_env(const char *test) { bk_rng_seed(&g_rng, test_seed(test)); }
 
 #endif /* BRICK_TESTS_TRANSFORMER_UTIL_H */

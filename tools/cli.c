@@ -105,26 +105,19 @@ bool cli_value_parse(const cli_option *o, const char *v, void *out, char *why, s
         bool overflow = o->kind == CLI_F32 && isfinite(x) && !isfinite((float)x);
         if (o->kind == CLI_F32) x = (float)x;
         if (isfinite(x) && x >= o->min && x <= o->max) {
-            if (integer)
-                *(int64_t *)out = i;
-            else
-                *(double *)out = x;
+            if (integer) *(int64_t *)out = i;
+            else *(double *)out = x;
             return true;
         }
         const char *what = integer ? "an integer" : "a number";
-        if (overflow)
-            snprintf(why, n, "must be a number a float holds (at most %g)", (double)FLT_MAX);
+        if (overflow) snprintf(why, n, "must be a number a float holds (at most %g)", (double)FLT_MAX);
         else if (o->max >= (integer ? 9e18 : 1e300))
             snprintf(why, n, "must be %s >= %.*g", what, integer ? 19 : 6, o->min);
-        else if (integer)
-            snprintf(why, n, "must be an integer in %.0f..%.0f", o->min, o->max);
-        else
-            snprintf(why, n, "must be a number in [%g, %g]", o->min, o->max);
+        else if (integer) snprintf(why, n, "must be an integer in %.0f..%.0f", o->min, o->max);
+        else snprintf(why, n, "must be a number in [%g, %g]", o->min, o->max);
         return false;
     }
-    default:
-        snprintf(why, n, "has an unknown kind (internal error)");
-        return false;
+    default: snprintf(why, n, "has an unknown kind (internal error)"); return false;
     }
 }
 
@@ -135,8 +128,8 @@ static int set_value(cli_option *o, const char *v) {
     return cli_usage("%s %s, got '%s'", o->name, why, v);
 }
 
-int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
-              int max_pos, int *n_pos, void (*help)(FILE *f)) {
+int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos, int max_pos, int *n_pos,
+              void (*help)(FILE *f)) {
     bool options_done = false;
     *n_pos = 0;
     for (int i = 1; i < argc; i++) {
@@ -200,8 +193,9 @@ bool cli_is_file(const char *path) {
 
 int cli_need_file(const char *flag, const char *path) {
     struct stat st;
-    const char *why = stat(path, &st) != 0 ? "no such file"
-                    : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+    const char *why = stat(path, &st) != 0   ? "no such file"
+                      : !S_ISREG(st.st_mode) ? "not a regular file"
+                                             : NULL;
     if (!why) return CLI_OK;
     return cli_usage("%s%s%s: %s", flag ? flag : "", flag ? " " : "", path, why);
 }
@@ -355,8 +349,8 @@ bool cli_parse_shape(const char *s, int *ndim, int64_t *shape) {
     return d > 0;
 }
 
-int cli_meta_value(const char *path, const bk_safetensors *st, const char *key,
-                   const cli_option *range, bool required, void *out) {
+int cli_meta_value(const char *path, const bk_safetensors *st, const char *key, const cli_option *range,
+                   bool required, void *out) {
     const char *v = bk_safetensors_meta(st, key);
     if (!v) return required ? cli_fail("%s: metadata %s is missing", path, key) : CLI_OK;
     char why[256];
@@ -372,9 +366,12 @@ int cli_check_finite(const char *path, const bk_safetensors *st) {
         const bk_tensor *t = name ? bk_safetensors_get(st, name) : NULL;
         for (int64_t k = 0; t && k < t->numel; k++)
             if (!isfinite(t->data[k]))
-                return cli_fail("%s: tensor \"%s\" holds a non-finite value (%g at element "
-                                "%" PRId64 "): the file is damaged, or saved from a run that "
-                                "diverged", path, name, (double)t->data[k], k);
+                return cli_fail(
+                    "%s: tensor \"%s\" holds a non-finite value (%g at element "
+                    "%" PRId64
+                    "): the file is damaged, or saved from a run that "
+                    "diverged",
+                    path, name, (double)t->data[k], k);
     }
     return CLI_OK;
 }
@@ -393,14 +390,16 @@ int cli_model_load(const char *path, cli_model *cm) {
     const char *names = bk_safetensors_meta(st, "brick.class_names");
     int64_t nc = 0;
     if (!format || (strcmp(format, CLI_MODEL_FORMAT) && strcmp(format, CLI_CKPT_FORMAT))) {
-        cli_fail("%s: not a brick model file (metadata brick.format is %s%s%s, expected \""
-                 CLI_MODEL_FORMAT "\")", path, format ? "\"" : "missing", format ? format : "",
-                 format ? "\"" : "");
+        cli_fail("%s: not a brick model file (metadata brick.format is %s%s%s, expected \"" CLI_MODEL_FORMAT
+                 "\")",
+                 path, format ? "\"" : "missing", format ? format : "", format ? "\"" : "");
         goto done;
     }
     if (!arch || !in_shape || !n_classes) {
         cli_fail("%s: metadata brick.%s is missing", path,
-                 !arch ? "arch" : !in_shape ? "in_shape" : "n_classes");
+                 !arch       ? "arch"
+                 : !in_shape ? "in_shape"
+                             : "n_classes");
         goto done;
     }
     if (!cli_parse_shape(in_shape, &cm->in_ndim, cm->in_shape)) {
@@ -408,8 +407,7 @@ int cli_model_load(const char *path, cli_model *cm) {
         goto done;
     }
     if (!cli_parse_i64(n_classes, &nc) || nc < 1 || nc > CLI_MAX_CLASSES) {
-        cli_fail("%s: metadata brick.n_classes \"%s\" is not in 1..%d", path, n_classes,
-                 CLI_MAX_CLASSES);
+        cli_fail("%s: metadata brick.n_classes \"%s\" is not in 1..%d", path, n_classes, CLI_MAX_CLASSES);
         goto done;
     }
     /* NaN weights would evaluate to "test loss nan" and exit 0: refuse them, by name */

@@ -60,21 +60,21 @@ int cli_fail(const char *fmt, ...)
 /* ---- options (cli.c) -------------------------------------------------------------------- */
 
 typedef enum cli_kind {
-    CLI_FLAG,   /* bool, no value */
-    CLI_STR,    /* const char * (borrowed from argv) */
-    CLI_INT,    /* int64_t in [min, max] */
-    CLI_FLOAT,  /* double in [min, max], finite */
-    CLI_F32,    /* as CLI_FLOAT, rounded to float32 first (a setting the optimizer uses as a
+    CLI_FLAG,  /* bool, no value */
+    CLI_STR,   /* const char * (borrowed from argv) */
+    CLI_INT,   /* int64_t in [min, max] */
+    CLI_FLOAT, /* double in [min, max], finite */
+    CLI_F32,   /* as CLI_FLOAT, rounded to float32 first (a setting the optimizer uses as a
                  * float: the one place where it is rounded, see cli_value_parse) */
     CLI_KIND_COUNT
 } cli_kind;
 
 typedef struct cli_option {
-    const char *name;  /* "--epochs" */
+    const char *name; /* "--epochs" */
     cli_kind kind;
-    void *out;         /* bool *, const char **, int64_t *, double * (FLOAT, F32) */
-    double min, max;   /* numbers: the accepted range (inclusive) */
-    bool given;        /* set by cli_parse when the option appears */
+    void *out;                  /* bool *, const char **, int64_t *, double * (FLOAT, F32) */
+    double min, max;            /* numbers: the accepted range (inclusive) */
+    bool given;                 /* set by cli_parse when the option appears */
     const char *const *choices; /* CLI_STR: the accepted words, NULL-terminated; NULL: any */
 } cli_option;
 
@@ -82,12 +82,13 @@ typedef struct cli_option {
  * "--name=value" anywhere, "--" ends them; other words go to pos[] (at most max_pos).
  * -h/--help prints help(stdout). Returns CLI_OK, CLI_USAGE (message printed), or -1 after
  * printing the help (the caller exits 0). */
-int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos,
-              int max_pos, int *n_pos, void (*help)(FILE *f));
+int cli_parse(int argc, char **argv, cli_option *opts, int n_opts, const char **pos, int max_pos, int *n_pos,
+              void (*help)(FILE *f));
 /* The number of elements of an array (an option table, the positional words). */
 #define CLI_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 /* --threads T, the same in every command (cli_set_threads when given). */
-#define CLI_OPT_THREADS(out) {"--threads", CLI_INT, (out), 1, 1024, false, NULL}
+#define CLI_OPT_THREADS(out) \
+    { "--threads", CLI_INT, (out), 1, 1024, false, NULL }
 
 /* The option named `name` in opts (for ->given); NULL if absent. */
 cli_option *cli_opt(cli_option *opts, int n_opts, const char *name);
@@ -162,7 +163,7 @@ typedef struct cli_model {
     int64_t in_shape[BK_MAX_DIMS];
     int n_classes;
     char *class_names[CLI_MAX_CLASSES]; /* malloc'ed and escaped (bk_escape), or NULL */
-    char name_buf[CLI_MAX_CLASSES][16];  /* "class 7" fallbacks */
+    char name_buf[CLI_MAX_CLASSES][16]; /* "class 7" fallbacks */
 } cli_model;
 
 /* Rebuilds the model recorded in a model or checkpoint file from its metadata alone and
@@ -175,8 +176,8 @@ const char *cli_class_name(cli_model *cm, int c);
  * that sets it, or a range of its own) into *out, as cli_value_parse. CLI_OK; CLI_OK
  * leaving *out alone when the key is absent and !required; else CLI_RUNTIME with the
  * message printed: "PATH: metadata KEY \"VALUE\" must be ... (as --flag)". */
-int cli_meta_value(const char *path, const bk_safetensors *st, const char *key,
-                   const cli_option *range, bool required, void *out);
+int cli_meta_value(const char *path, const bk_safetensors *st, const char *key, const cli_option *range,
+                   bool required, void *out);
 /* CLI_OK when every tensor of st (the file `path`) is finite; else CLI_RUNTIME naming the
  * first tensor that holds a NaN or an infinity (message printed). */
 int cli_check_finite(const char *path, const bk_safetensors *st);
@@ -200,11 +201,11 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);
 /* ---- the progress bar (progress.c) --------------------------------------------------- */
 
 typedef struct cli_progress {
-    bool tty;            /* draw at all? (stderr is a terminal) */
+    bool tty; /* draw at all? (stderr is a terminal) */
     int epoch, epochs;
-    int64_t batches;     /* per epoch */
+    int64_t batches; /* per epoch */
     double start, last_draw;
-    int drawn;           /* characters on the line now */
+    int drawn; /* characters on the line now */
 } cli_progress;
 
 void cli_progress_init(cli_progress *p, bool tty);
@@ -246,8 +247,7 @@ int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss
  * one's loss sum and correct count into batch_loss[j] and batch_correct[j]; cli_evaluate_sum
  * adds them up in batch order, so that any split gives cli_evaluate's numbers bit for bit. */
 int cli_evaluate_part(bk_module *m, const bk_dataset *ds, int64_t batch, int part, int parts,
-                      double *batch_loss, int64_t *batch_correct, int64_t *confusion,
-                      int n_classes);
+                      double *batch_loss, int64_t *batch_correct, int64_t *confusion, int n_classes);
 void cli_evaluate_sum(const bk_dataset *ds, int64_t batch, const double *batch_loss,
                       const int64_t *batch_correct, double *loss, double *acc);
 
@@ -257,21 +257,21 @@ void cli_evaluate_sum(const bk_dataset *ds, int64_t batch, const double *batch_l
  * micro-batches of one process, or one slice per rank. */
 typedef struct cli_slots {
     int rank, world, accumulate, n_slots;
-    int64_t seed;      /* the run's --seed: dropout streams per (step, slot) */
-    bk_ddp *ddp;       /* NULL with one slot (the classic step: mean loss over the batch) */
-    float *x;          /* the step's batch, copied from the arena */
+    int64_t seed; /* the run's --seed: dropout streams per (step, slot) */
+    bk_ddp *ddp;  /* NULL with one slot (the classic step: mean loss over the batch) */
+    float *x;     /* the step's batch, copied from the arena */
     int64_t *y;
     size_t x_cap, y_cap;
 } cli_slots;
 
 /* What a step over the slots gives, the same on every rank. */
 typedef struct cli_step {
-    double loss_sum;   /* sum of the per-sample losses of the global batch */
+    double loss_sum; /* sum of the per-sample losses of the global batch */
     int64_t correct;
-    int signal;        /* the largest SIGINT/SIGTERM number pending on any rank, or 0 */
-    int failed_rank;   /* -1, or the first rank whose forward or backward failed */
-    bool agreed;       /* every rank knows about the failure (no need to abort the job) */
-    char error[512];   /* this rank's failure message */
+    int signal;      /* the largest SIGINT/SIGTERM number pending on any rank, or 0 */
+    int failed_rank; /* -1, or the first rank whose forward or backward failed */
+    bool agreed;     /* every rank knows about the failure (no need to abort the job) */
+    char error[512]; /* this rank's failure message */
 } cli_step;
 
 /* Slot k of a batch of B: its length, and its first sample in *off. The first B % slots
@@ -288,14 +288,14 @@ void cli_slots_free(cli_slots *s);
  * the ranks too), in every trainable parameter's grad; signal: this rank's pending one.
  * Leaves the optimizer step to the caller. CLI_OK, or CLI_RUNTIME (out says who failed;
  * a message is printed only for a failure of communication, which is never agreed). */
-int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B,
-                   int64_t step, int signal, cli_step *out);
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B, int64_t step,
+                   int signal, cli_step *out);
 /* cli_evaluate with the batches shared among the ranks (rank r takes batch j when
  * j % world == r), the same numbers on every rank, bit for bit those of one process.
  * CLI_OK, or CLI_RUNTIME with *agreed set when every rank knows (the failing rank printed
  * its message). */
-int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss,
-                      double *acc, bool *agreed);
+int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
+                      bool *agreed);
 /* Every rank's rc: the largest, and *agreed set when it is not CLI_OK (every rank then
  * knows and can stop without aborting the job). A world of one returns rc. */
 int cli_dist_agree(int rc, bool *agreed);

@@ -11,8 +11,7 @@
 #include <string.h>
 
 int cli_evaluate_part(bk_module *m, const bk_dataset *ds, int64_t batch, int part, int parts,
-                      double *batch_loss, int64_t *batch_correct, int64_t *confusion,
-                      int n_classes) {
+                      double *batch_loss, int64_t *batch_correct, int64_t *confusion, int n_classes) {
     bk_loader *l = bk_loader_new(ds, batch, false, 0, false);
     if (!l) return -1;
     bool was_training = m->training, prev = bk_set_grad_enabled(false);
@@ -40,8 +39,7 @@ int cli_evaluate_part(bk_module *m, const bk_dataset *ds, int64_t batch, int par
         int64_t correct = 0;
         for (int64_t i = 0; i < B; i++) {
             correct += pred[i] == y[i];
-            if (confusion && y[i] < n_classes && pred[i] < n_classes)
-                confusion[y[i] * n_classes + pred[i]]++;
+            if (confusion && y[i] < n_classes && pred[i] < n_classes) confusion[y[i] * n_classes + pred[i]]++;
         }
         batch_loss[j] = bk_item(L);
         batch_correct[j] = correct;
@@ -117,10 +115,8 @@ static void print_confusion(cli_model *cm, const int64_t *conf) {
                        * split a UTF-8 sequence) */
         printf("%3d %-*s", r, name_w, bk_escape(cli_class_name(cm, r), cut, (size_t)name_w + 1));
         for (int c = 0; c < C; c++) printf(" %5lld", (long long)conf[r * C + c]);
-        if (row)
-            printf("   %.3f\n", (double)conf[r * C + r] / (double)row);
-        else
-            printf("   -\n");
+        if (row) printf("   %.3f\n", (double)conf[r * C + r] / (double)row);
+        else printf("   -\n");
     }
 }
 
@@ -160,15 +156,15 @@ int cmd_eval(int argc, char **argv) {
     bool same = test->ndim == cm.in_ndim && test->n_classes == cm.n_classes;
     for (int d = 0; same && d < test->ndim; d++) same = test->shape[d] == cm.in_shape[d];
     if (!same) {
-        rc = cli_fail("%s: the model takes %d-class inputs of %d dims, but %s holds %d-class "
-                      "samples of %d dims with other sizes", path, cm.n_classes, cm.in_ndim, data,
-                      test->n_classes, test->ndim);
+        rc = cli_fail(
+            "%s: the model takes %d-class inputs of %d dims, but %s holds %d-class "
+            "samples of %d dims with other sizes",
+            path, cm.n_classes, cm.in_ndim, data, test->n_classes, test->ndim);
         goto done;
     }
     conf = calloc((size_t)cm.n_classes * (size_t)cm.n_classes, sizeof *conf);
     double loss, acc;
-    printf("model: %s (%s, %lld parameters)\n", path, cm.arch,
-           (long long)bk_module_num_params(cm.m, false));
+    printf("model: %s (%s, %lld parameters)\n", path, cm.arch, (long long)bk_module_num_params(cm.m, false));
     printf("data:  %s (%s): %lld test images\n", data, why, (long long)test->n);
     if (!conf || cli_evaluate(cm.m, test, batch, &loss, &acc, conf, cm.n_classes) != 0) {
         rc = conf ? cli_fail(NULL) : cli_fail("out of memory");

@@ -77,8 +77,9 @@ static bk_module *lm_build(const lm_hparams *hp) {
                                        : bk_nn_positional_encoding(hp->d_model, 0.0f, hp->context));
     bk_module *layer = bk_nn_transformer_encoder_layer(cfg);
     bk_module *norm = bk_nn_layer_norm(1, (const int64_t[]){hp->d_model}, 1e-5f);
-    m->enc = layer ? bk_module_add(&m->base, "encoder", bk_nn_transformer_encoder(layer, (int)hp->layers, norm))
-                   : NULL;
+    m->enc = layer
+                 ? bk_module_add(&m->base, "encoder", bk_nn_transformer_encoder(layer, (int)hp->layers, norm))
+                 : NULL;
     if (!layer) bk_module_free(norm);
     m->head = bk_module_add(&m->base, "head", bk_nn_linear(hp->d_model, hp->vocab));
     if (!m->tok || !m->pos || !m->enc || !m->head) {
@@ -158,8 +159,8 @@ typedef struct lm_split {
 
 /* Mean validation loss over the non-overlapping full windows of the validation split;
  * *bigram gets the baseline on the same targets. */
-static int evaluate(bk_module *m, const float *val, int64_t n_val, int64_t ctx, const double *logp,
-                    int64_t V, double *loss, double *bigram) {
+static int evaluate(bk_module *m, const float *val, int64_t n_val, int64_t ctx, const double *logp, int64_t V,
+                    double *loss, double *bigram) {
     int64_t windows = (n_val - 1) / ctx;
     if (windows < 1) {
         bk_set_error("the validation split (%" PRId64 " characters) is shorter than the context + 1", n_val);
@@ -205,8 +206,8 @@ static int save_lm(const char *path, bk_module *m, const lm_hparams *hp, const c
     snprintf(v[3], 32, "%" PRId64, hp->heads);
     snprintf(v[4], 32, "%" PRId64, hp->ff);
     snprintf(v[5], 32, "%s", hp->learned ? "learned" : "sinusoidal");
-    const char *keys[] = {"brick.format", "brick.lm.vocab", "brick.lm.context", "brick.lm.d_model",
-                          "brick.lm.layers", "brick.lm.heads", "brick.lm.ff", "brick.lm.positions"};
+    const char *keys[] = {"brick.format",    "brick.lm.vocab", "brick.lm.context", "brick.lm.d_model",
+                          "brick.lm.layers", "brick.lm.heads", "brick.lm.ff",      "brick.lm.positions"};
     const char *vals[] = {LM_FORMAT, vocab, v[0], v[1], v[2], v[3], v[4], v[5]};
     return bk_checkpoint_save(path, m, NULL, 8, keys, vals);
 }
@@ -345,8 +346,9 @@ int cmd_train_lm(int argc, char **argv) {
                 rc = cli_fail(NULL);
                 break;
             }
-            printf("step %6" PRId64 "  train %.4f  val %.4f nats/char  (bigram %.4f)  %.1fs  %.0f tok/s\n", step,
-                   run / (double)run_n, vloss, bigram, cli_now() - t0, (double)(step * batch * ctx) / train_s);
+            printf("step %6" PRId64 "  train %.4f  val %.4f nats/char  (bigram %.4f)  %.1fs  %.0f tok/s\n",
+                   step, run / (double)run_n, vloss, bigram, cli_now() - t0,
+                   (double)(step * batch * ctx) / train_s);
             fflush(stdout);
             run = 0;
             run_n = 0;

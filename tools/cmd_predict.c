@@ -92,8 +92,7 @@ static int pgm_read(const char *path, long want_w, long want_h, float *out) {
 }
 
 /* Prints "<label>: <class> <p>, ..." for the top k of probabilities row p (C values). */
-static void print_top(cli_model *cm, const char *label, const float *p, int C, int k,
-                      int64_t truth) {
+static void print_top(cli_model *cm, const char *label, const float *p, int C, int k, int64_t truth) {
     printf("%s", label);
     if (truth >= 0) printf(" (true: %s)", cli_class_name(cm, (int)truth));
     printf(":");
@@ -174,7 +173,8 @@ int cmd_predict(int argc, char **argv) {
         }
         if (index >= ds->n || count > ds->n - index) {
             rc = cli_usage("--index %" PRId64 " --count %" PRId64 " is past the end of %s (%" PRId64
-                           " images)", index, count, idx, ds->n);
+                           " images)",
+                           index, count, idx, ds->n);
             goto done;
         }
         n = count;
@@ -212,10 +212,8 @@ int cmd_predict(int argc, char **argv) {
         char label[PATH_MAX + 32];
         const float *row = p->data + i * cm.n_classes;
         int64_t truth = ds && ds->y ? ds->y[index + i] : -1;
-        if (idx)
-            snprintf(label, sizeof label, "#%" PRId64, index + i);
-        else
-            snprintf(label, sizeof label, "%s", pos[i + 1]);
+        if (idx) snprintf(label, sizeof label, "#%" PRId64, index + i);
+        else snprintf(label, sizeof label, "%s", pos[i + 1]);
         print_top(&cm, label, row, cm.n_classes, (int)top, truth);
         int best = 0;
         for (int c = 1; c < cm.n_classes; c++)

@@ -144,14 +144,15 @@ static int summarise(bk_module *net, int in_ndim, const int64_t *in_shape, const
     for (int i = 1; i < n; i++) {
         int w = 2 * (rows[i].depth - 1) + (int)strlen(rows[i].name);
         if (w > name_w) name_w = w;
-        if ((int)strlen(bk_module_name(rows[i].m)) > class_w) class_w = (int)strlen(bk_module_name(rows[i].m));
-        if ((int)strlen(spy_find(rows[i].m)->shape) > shape_w) shape_w = (int)strlen(spy_find(rows[i].m)->shape);
+        if ((int)strlen(bk_module_name(rows[i].m)) > class_w)
+            class_w = (int)strlen(bk_module_name(rows[i].m));
+        if ((int)strlen(spy_find(rows[i].m)->shape) > shape_w)
+            shape_w = (int)strlen(spy_find(rows[i].m)->shape);
     }
     if ((int)strlen(bk_module_name(net)) > class_w) class_w = (int)strlen(bk_module_name(net));
     if ((int)strlen(in_str) > shape_w) shape_w = (int)strlen(in_str);
     char num[32];
-    printf("\n%-*s  %-*s  %-*s  %12s\n", name_w, "name", class_w, "class", shape_w, "output shape",
-           "params");
+    printf("\n%-*s  %-*s  %-*s  %12s\n", name_w, "name", class_w, "class", shape_w, "output shape", "params");
     int total_w = name_w + class_w + shape_w + 18;
     for (int i = 0; i < total_w; i++) putchar('-');
     printf("\n%-*s  %-*s  %s\n", name_w, "(input)", class_w, "", in_str);

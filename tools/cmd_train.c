@@ -127,10 +127,10 @@ static int check_data(const run *r) {
         ka += (size_t)snprintf(a + ka, sizeof a - ka, "%s%" PRId64, d ? ", " : "(", tr->shape[d]);
     for (int d = 0; d < te->ndim; d++)
         kb += (size_t)snprintf(b + kb, sizeof b - kb, "%s%" PRId64, d ? ", " : "(", te->shape[d]);
-    return cli_fail("the test images %s are %s) but the training images %s are %s): a model "
-                    "trained on one cannot be evaluated on the other",
-                    images_file(r->c.data, false, fb, sizeof fb), b,
-                    images_file(r->c.data, true, fa, sizeof fa), a);
+    return cli_fail(
+        "the test images %s are %s) but the training images %s are %s): a model "
+        "trained on one cannot be evaluated on the other",
+        images_file(r->c.data, false, fb, sizeof fb), b, images_file(r->c.data, true, fa, sizeof fa), a);
 }
 
 /* Before anything is allocated or trained: the model fits in memory, and every output
@@ -144,9 +144,10 @@ static int check_room(const run *r, int64_t n_params) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
     if (have > 0 && need > have)
-        return cli_fail("%s with %" PRId64 " parameters needs %.1f GiB for its weights, gradients "
-                        "and %s state, more than this machine's %.1f GiB of memory", r->c.model,
-                        n_params, need / 1073741824.0, r->c.optimizer, have / 1073741824.0);
+        return cli_fail("%s with %" PRId64
+                        " parameters needs %.1f GiB for its weights, gradients "
+                        "and %s state, more than this machine's %.1f GiB of memory",
+                        r->c.model, n_params, need / 1073741824.0, r->c.optimizer, have / 1073741824.0);
     int rc;
     if ((rc = cli_check_writable("--out", r->c.out, (int64_t)weights)) ||
         (rc = cli_check_writable("the checkpoint", r->ckpt_path, (int64_t)(weights * (1 + states)))) ||
@@ -175,21 +176,21 @@ static int setup(run *r, const bk_safetensors *resume) {
     }
     int rc = check_data(r);
     if (rc) return rc;
-    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape,
-                                           r->train->n_classes, NULL, 0);
+    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
+                                           NULL, 0);
     if (n_params < 0) return cli_fail(NULL);
     if ((rc = check_room(r, n_params))) return rc;
     char data_safe[512]; /* (a resumed run's --data comes from its checkpoint) */
     printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
-           bk_escape(r->c.data, data_safe, sizeof data_safe), r->data_why, r->train->n, r->test->n, shape, r->train->n_classes);
+           bk_escape(r->c.data, data_safe, sizeof data_safe), r->data_why, r->train->n, r->test->n, shape,
+           r->train->n_classes);
 
     bk_manual_seed((uint64_t)r->c.seed);
-    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
-                          r->arch, sizeof r->arch);
+    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes, r->arch,
+                          sizeof r->arch);
     if (!r->m) return cli_fail(NULL);
     r->o = train_make_optim(&r->c, r->m);
-    r->loader = r->o ? bk_loader_new(r->train, r->c.batch, true, splitmix64((uint64_t)r->c.seed),
-                                     false)
+    r->loader = r->o ? bk_loader_new(r->train, r->c.batch, true, splitmix64((uint64_t)r->c.seed), false)
                      : NULL;
     if (!r->loader) return cli_fail(NULL);
     if (resume) {
@@ -212,22 +213,22 @@ static int setup(run *r, const bk_safetensors *resume) {
     char wd[48] = "", sched[128] = "";
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
     if (r->c.schedule == SCHEDULE_COSINE)
-        snprintf(sched, sizeof sched, ", cosine schedule to %g over %" PRId64 " epochs",
-                 r->c.lr_min, r->c.lr_t_max);
+        snprintf(sched, sizeof sched, ", cosine schedule to %g over %" PRId64 " epochs", r->c.lr_min,
+                 r->c.lr_t_max);
     else if (r->c.schedule == SCHEDULE_STEP)
-        snprintf(sched, sizeof sched, ", step schedule x %g every %" PRId64 " epochs",
-                 r->c.lr_gamma, r->c.lr_step_size);
-    printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64
-           "\n", r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
+        snprintf(sched, sizeof sched, ", step schedule x %g every %" PRId64 " epochs", r->c.lr_gamma,
+                 r->c.lr_step_size);
+    printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64 "\n",
+           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
            r->c.momentum > 0 ? ", momentum" : "", wd, sched, r->c.batch, r->c.seed);
     if (resume && r->resume_mid)
         printf("resuming %s in epoch %d of %" PRId64 ", after batch %" PRId64 " of %" PRId64 "\n",
-               r->c.resume, r->done_epochs + 1, r->c.epochs, r->pos.batch,
-               bk_loader_num_batches(r->loader));
+               r->c.resume, r->done_epochs + 1, r->c.epochs, r->pos.batch, bk_loader_num_batches(r->loader));
     else if (resume)
         printf("resuming %s after epoch %d of %" PRId64 "\n", r->c.resume, r->done_epochs, r->c.epochs);
     if (r->c.schedule == SCHEDULE_COSINE && r->c.epochs > r->c.lr_t_max)
-        printf("note: the cosine schedule anneals over the %" PRId64 " epochs the run started "
+        printf("note: the cosine schedule anneals over the %" PRId64
+               " epochs the run started "
                "with; past them its lr rises again, as torch's CosineAnnealingLR does\n",
                r->c.lr_t_max);
     if (r->c.detect_anomaly) printf("anomaly detection on: every op's output and gradient is checked\n");
@@ -253,7 +254,8 @@ static int dist_begin(run *r, cli_option *opts, int n_opts) {
         if (rank > 0 && !freopen("/dev/null", "w", stdout)) return cli_fail("/dev/null: cannot open");
         if (given && c->accumulate > 1) {
             r->agreed = true; /* every rank has the same flags */
-            return rank == 0 ? cli_usage("--accumulate %" PRId64 " with %d ranks: give one or "
+            return rank == 0 ? cli_usage("--accumulate %" PRId64
+                                         " with %d ranks: give one or "
                                          "the other (each rank takes one slice of a batch)",
                                          c->accumulate, world)
                              : CLI_USAGE;
@@ -269,10 +271,12 @@ static int dist_begin(run *r, cli_option *opts, int n_opts) {
         c->accumulate = r->ckpt_slots; /* a P-rank checkpoint goes on as --accumulate P */
     }
     if (c->resume && r->ckpt_slots != world * c->accumulate)
-        printf("note: %s was trained with %" PRId64 " slots per batch (ranks x --accumulate); "
-               "this run uses %" PRId64 ": the batch stays %" PRId64 ", the steps from here "
-               "are those of --accumulate %" PRId64 "\n", c->resume, r->ckpt_slots,
-               world * c->accumulate, c->batch, world * c->accumulate);
+        printf("note: %s was trained with %" PRId64
+               " slots per batch (ranks x --accumulate); "
+               "this run uses %" PRId64 ": the batch stays %" PRId64
+               ", the steps from here "
+               "are those of --accumulate %" PRId64 "\n",
+               c->resume, r->ckpt_slots, world * c->accumulate, c->batch, world * c->accumulate);
     return CLI_OK;
 }
 
@@ -293,8 +297,15 @@ int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     train_cfg *c = &r.c;
-    *c = (train_cfg){.model = "mlp", .optimizer = "sgd", .lr_schedule = "none", .epochs = 10,
-                     .batch = 256, .lr = 0.1f, .lr_gamma = 0.1f, .max_loss = -1, .accumulate = 1,
+    *c = (train_cfg){.model = "mlp",
+                     .optimizer = "sgd",
+                     .lr_schedule = "none",
+                     .epochs = 10,
+                     .batch = 256,
+                     .lr = 0.1f,
+                     .lr_gamma = 0.1f,
+                     .max_loss = -1,
+                     .accumulate = 1,
                      .reduce = "deterministic"};
     cli_option opts[] = {
         {"--model", CLI_STR, &c->model, 0, 0, false, NULL},
@@ -331,8 +342,9 @@ int cmd_train(int argc, char **argv) {
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01f; /* a float32 setting (CLI_F32) */
     if (c->dist && !bk_dist_mpi_built())
-        return cli_usage("--dist: this brick was built without MPI (build it with make MPI=1, "
-                         "which needs Open MPI: scripts/deps.sh)");
+        return cli_usage(
+            "--dist: this brick was built without MPI (build it with make MPI=1, "
+            "which needs Open MPI: scripts/deps.sh)");
     train_schedule_parse(c->lr_schedule, &c->schedule); /* (one of SCHEDULE_NAMES: cli_parse checked) */
     if (!c->resume) { /* (a resumed run checks them against its checkpoint) */
         bool step_size = cli_opt(opts, n_opts, "--lr-step-size")->given;
@@ -376,8 +388,7 @@ int cmd_train(int argc, char **argv) {
                     c->out = r.owned_out;
                 }
             } else {
-                rc = cli_usage("--resume %s: give --out (the name does not end in %s)", c->resume,
-                               suffix);
+                rc = cli_usage("--resume %s: give --out (the name does not end in %s)", c->resume, suffix);
             }
         }
         if (rc) goto done;
@@ -390,10 +401,8 @@ int cmd_train(int argc, char **argv) {
     char data_buf[PATH_MAX];
     if (!c->data) c->data = cli_default_data(data_buf, sizeof data_buf, &r.data_why);
     if (!cli_is_dir(c->data)) {
-        if (cli_opt(opts, n_opts, "--data")->given)
-            rc = cli_usage("--data %s: no such directory", c->data);
-        else
-            rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
+        if (cli_opt(opts, n_opts, "--data")->given) rc = cli_usage("--data %s: no such directory", c->data);
+        else rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
         goto done;
     }
     if (!cli_has_fashion_mnist(c->data)) {
@@ -415,8 +424,10 @@ int cmd_train(int argc, char **argv) {
         static const char *const what[3] = {"the model file", "the log", "the plot"};
         for (int i = 0; i < 3; i++)
             if (cli_same_file(outs[i], c->resume)) {
-                rc = cli_usage("--out %s: %s %s would replace the checkpoint being resumed; "
-                               "give another --out", c->out, what[i], outs[i]);
+                rc = cli_usage(
+                    "--out %s: %s %s would replace the checkpoint being resumed; "
+                    "give another --out",
+                    c->out, what[i], outs[i]);
                 goto done;
             }
     }

@@ -16,8 +16,8 @@
 void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header) {
     if (header) cli_buf_printf(b, "epoch,train_loss,train_acc,test_loss,test_acc,seconds\n");
     for (int i = 0; i < n; i++)
-        cli_buf_printf(b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", h[i].epoch, h[i].train_loss,
-                       h[i].train_acc, h[i].test_loss, h[i].test_acc, h[i].seconds);
+        cli_buf_printf(b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", h[i].epoch, h[i].train_loss, h[i].train_acc,
+                       h[i].test_loss, h[i].test_acc, h[i].seconds);
 }
 
 int cli_history_parse(const char *s, cli_epoch *h, int max) {
@@ -26,8 +26,8 @@ int cli_history_parse(const char *s, cli_epoch *h, int max) {
         if (n >= max) return -1;
         cli_epoch e;
         int used = 0;
-        if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc,
-                   &e.test_loss, &e.test_acc, &e.seconds, &used) != 6)
+        if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc, &e.test_loss,
+                   &e.test_acc, &e.seconds, &used) != 6)
             return -1;
         h[n++] = e;
         s += used;
@@ -54,14 +54,10 @@ static double nice_step(double range, int target) {
 /* Escapes &, < and > for SVG text. */
 static void text(cli_buf *b, const char *s) {
     for (; *s; s++) {
-        if (*s == '&')
-            cli_buf_printf(b, "&amp;");
-        else if (*s == '<')
-            cli_buf_printf(b, "&lt;");
-        else if (*s == '>')
-            cli_buf_printf(b, "&gt;");
-        else
-            cli_buf_printf(b, "%c", *s);
+        if (*s == '&') cli_buf_printf(b, "&amp;");
+        else if (*s == '<') cli_buf_printf(b, "&lt;");
+        else if (*s == '>') cli_buf_printf(b, "&gt;");
+        else cli_buf_printf(b, "%c", *s);
     }
 }
 
@@ -97,7 +93,7 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
     if (x1 <= x0) x1 = x0 + 1;
     double xstep = x1 - x0 <= 10 ? 1 : nice_step(x1 - x0, 8);
     const double pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
-#define PX(x) (LEFT + ((x) - x0) / (x1 - x0) * pw)
+#define PX(x) (LEFT + ((x)-x0) / (x1 - x0) * pw)
 #define PY(y) (TOP + (hi - (y)) / (hi - lo) * ph)
 
     cli_buf_printf(b,
@@ -107,17 +103,16 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
                    "sans-serif\" font-size=\"11\">\n"
                    "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
                    W, H, W, H);
-    cli_buf_printf(b, "<text x=\"%.1f\" y=\"18\" text-anchor=\"middle\" font-size=\"12\">",
-                   LEFT + pw / 2);
+    cli_buf_printf(b, "<text x=\"%.1f\" y=\"18\" text-anchor=\"middle\" font-size=\"12\">", LEFT + pw / 2);
     text(b, title);
     cli_buf_printf(b, "</text>\n<g stroke=\"#e0e0e0\" stroke-width=\"1\">\n");
     /* grid */
     for (double y = lo; y <= hi + ystep * 1e-6; y += ystep)
-        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", LEFT, PY(y),
-                       LEFT + pw, PY(y));
+        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", LEFT, PY(y), LEFT + pw,
+                       PY(y));
     for (double x = x0; x <= x1 + 1e-9; x += xstep)
-        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x), TOP,
-                       PX(x), TOP + ph);
+        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x), TOP, PX(x),
+                       TOP + ph);
     cli_buf_printf(b, "</g>\n");
     /* axes, ticks and tick labels */
     cli_buf_printf(b,
@@ -125,26 +120,26 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
                    "stroke=\"black\"/>\n<g stroke=\"black\">\n",
                    LEFT, TOP, pw, ph);
     for (double y = lo; y <= hi + ystep * 1e-6; y += ystep)
-        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", LEFT - 4,
-                       PY(y), LEFT, PY(y));
+        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", LEFT - 4, PY(y), LEFT,
+                       PY(y));
     for (double x = x0; x <= x1 + 1e-9; x += xstep)
-        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x),
-                       TOP + ph, PX(x), TOP + ph + 4);
+        cli_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x), TOP + ph, PX(x),
+                       TOP + ph + 4);
     cli_buf_printf(b, "</g>\n<g text-anchor=\"end\">\n");
     int ydigits = ystep >= 1 ? 0 : ystep >= 0.1 - 1e-12 ? 1 : 2;
     for (double y = lo; y <= hi + ystep * 1e-6; y += ystep)
-        cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\">%.*f</text>\n", LEFT - 7, PY(y) + 4,
-                       ydigits, fabs(y) < 1e-12 ? 0.0 : y);
+        cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\">%.*f</text>\n", LEFT - 7, PY(y) + 4, ydigits,
+                       fabs(y) < 1e-12 ? 0.0 : y);
     cli_buf_printf(b, "</g>\n<g text-anchor=\"middle\">\n");
     for (double x = x0; x <= x1 + 1e-9; x += xstep)
         cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\">%.0f</text>\n", PX(x), TOP + ph + 16, x);
-    cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">epoch</text>\n</g>\n",
-                   LEFT + pw / 2, H - 8);
+    cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">epoch</text>\n</g>\n", LEFT + pw / 2,
+                   H - 8);
     /* the curves (with a dot per epoch, so that a single epoch still shows) */
     for (int s = 0; s < 3; s++) {
         cli_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s%s%s points=\"",
-                       S[s].color, S[s].dash ? " stroke-dasharray=\"" : "",
-                       S[s].dash ? S[s].dash : "", S[s].dash ? "\"" : "");
+                       S[s].color, S[s].dash ? " stroke-dasharray=\"" : "", S[s].dash ? S[s].dash : "",
+                       S[s].dash ? "\"" : "");
         for (int i = 0; i < n; i++) {
             double v = value(&h[i], S[s].offset);
             if (isfinite(v)) cli_buf_printf(b, "%s%.1f,%.1f", i ? " " : "", PX(h[i].epoch), PY(v));
@@ -190,8 +185,7 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                        "stroke-width=\"1.8\"%s%s%s/>\n<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
                        lx + 8, y, lx + 36, y, S[s].color, S[s].dash ? " stroke-dasharray=\"" : "",
-                       S[s].dash ? S[s].dash : "", S[s].dash ? "\"" : "", lx + 42, y + 4,
-                       S[s].label);
+                       S[s].dash ? S[s].dash : "", S[s].dash ? "\"" : "", lx + 42, y + 4, S[s].label);
     }
     cli_buf_printf(b, "</svg>\n");
 #undef PX

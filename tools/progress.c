@@ -28,12 +28,9 @@ void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches)
 
 /* "41.2k" for 41234. */
 static void human(char *buf, size_t n, double x) {
-    if (x >= 1e6)
-        snprintf(buf, n, "%.1fM", x / 1e6);
-    else if (x >= 1e4)
-        snprintf(buf, n, "%.1fk", x / 1e3);
-    else
-        snprintf(buf, n, "%.0f", x);
+    if (x >= 1e6) snprintf(buf, n, "%.1fM", x / 1e6);
+    else if (x >= 1e4) snprintf(buf, n, "%.1fk", x / 1e3);
+    else snprintf(buf, n, "%.0f", x);
 }
 
 void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss) {
@@ -52,9 +49,8 @@ void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double 
     long e = (long)(eta + 0.5);
     char line[256];
     int len = snprintf(line, sizeof line,
-                       "epoch %d/%d [%s] %lld/%lld  loss %.4f  %s samples/s  ETA %ld:%02ld",
-                       p->epoch, p->epochs, bar, (long long)done, (long long)p->batches, loss,
-                       speed, e / 60, e % 60);
+                       "epoch %d/%d [%s] %lld/%lld  loss %.4f  %s samples/s  ETA %ld:%02ld", p->epoch,
+                       p->epochs, bar, (long long)done, (long long)p->batches, loss, speed, e / 60, e % 60);
     if (len < 0) return;
     if (len >= (int)sizeof line) len = (int)sizeof line - 1;
     /* Pad with spaces over a longer previous line (no terminal escape codes needed). */

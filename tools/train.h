@@ -32,11 +32,11 @@ typedef struct train_cfg {
 
 /* The epoch in progress: what a checkpoint written inside an epoch holds to go on. */
 typedef struct epoch_pos {
-    bk_rng start_rng;         /* the loader's generator before the epoch's shuffle */
-    int64_t batch;            /* batches done */
-    double loss_sum;          /* sum of loss * batch size over them */
+    bk_rng start_rng; /* the loader's generator before the epoch's shuffle */
+    int64_t batch;    /* batches done */
+    double loss_sum;  /* sum of loss * batch size over them */
     int64_t correct, seen;
-    double seconds;           /* time spent in the epoch before a resume */
+    double seconds; /* time spent in the epoch before a resume */
 } epoch_pos;
 
 /* Everything one run holds. */
@@ -51,17 +51,17 @@ typedef struct run {
     cli_epoch *hist;
     int n_hist, done_epochs;
     int64_t step;
-    epoch_pos pos;            /* of the epoch in progress */
-    bool resume_mid;          /* pos came from a checkpoint written inside an epoch */
+    epoch_pos pos;                /* of the epoch in progress */
+    bool resume_mid;              /* pos came from a checkpoint written inside an epoch */
     bk_rng loader_rng, model_rng; /* a resume's generators (train_resume_settings) */
-    int64_t interrupt_at;     /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
+    int64_t interrupt_at;         /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
     const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
     char *ckpt_path, *csv_path, *svg_path;
-    char *owned_out; /* --out derived from --resume */
-    cli_slots slots;  /* the step's micro-batches or ranks (train_dist.c) */
+    char *owned_out;    /* --out derived from --resume */
+    cli_slots slots;    /* the step's micro-batches or ranks (train_dist.c) */
     int64_t ckpt_slots; /* a resumed run: the checkpoint's world size * accumulate */
-    int agreed_signal; /* under mpirun: the stop signal every rank agreed on */
-    bool agreed;      /* under mpirun: every rank knows why the run stops (no abort) */
+    int agreed_signal;  /* under mpirun: the stop signal every rank agreed on */
+    bool agreed;        /* under mpirun: every rank knows why the run stops (no abort) */
 } run;
 
 /* ---- train_state.c ---------------------------------------------------------------------- */

@@ -77,8 +77,8 @@ static int test_fault(int rank, int64_t step) {
     long long at = 0;
     int who = -1, used = 0;
     char what[8] = "";
-    if (!f || sscanf(f, "%d:%lld:%7[a-z]%n", &who, &at, what, &used) != 3 || f[used] ||
-        who != rank || at != step + 1)
+    if (!f || sscanf(f, "%d:%lld:%7[a-z]%n", &who, &at, what, &used) != 3 || f[used] || who != rank ||
+        at != step + 1)
         return 0;
     return !strcmp(what, "kill") ? 1 : !strcmp(what, "fail") ? 2 : 0;
 }
@@ -91,8 +91,8 @@ typedef struct rank_report {
 } rank_report;
 
 /* The slot's forward and backward; adds to *loss_sum and *correct. 0 or -1 (error set). */
-static int run_slot(cli_slots *s, bk_module *m, int slot, int64_t B, int64_t step,
-                    const int64_t *shape, int ndim, double *loss_sum, int64_t *correct) {
+static int run_slot(cli_slots *s, bk_module *m, int slot, int64_t B, int64_t step, const int64_t *shape,
+                    int ndim, double *loss_sum, int64_t *correct) {
     int64_t off, len = cli_slot_range(B, s->n_slots, slot, &off);
     bk_module_zero_grad(m);
     if (len == 0) return 0;
@@ -104,8 +104,7 @@ static int run_slot(cli_slots *s, bk_module *m, int slot, int64_t B, int64_t ste
     bk_tensor *x = bk_empty(ndim, xshape); /* (len, shape...) */
     if (!x) return -1;
     memcpy(x->data, s->x + off * sample, (size_t)(len * sample) * sizeof(float));
-    bk_rng_seed(bk_default_rng(), mix64(mix64(mix64((uint64_t)s->seed) ^ (uint64_t)step) ^
-                                        (uint64_t)slot));
+    bk_rng_seed(bk_default_rng(), mix64(mix64(mix64((uint64_t)s->seed) ^ (uint64_t)step) ^ (uint64_t)slot));
     const int64_t *y = s->y + off;
     bk_tensor *logits = bk_forward(m, x); /* (len, classes) */
     bk_tensor *loss = bk_cross_entropy(logits, y, len, BK_REDUCTION_SUM);
@@ -117,8 +116,8 @@ static int run_slot(cli_slots *s, bk_module *m, int slot, int64_t B, int64_t ste
     return 0;
 }
 
-int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B,
-                   int64_t step, int signal, cli_step *out) {
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B, int64_t step,
+                   int signal, cli_step *out) {
     memset(out, 0, sizeof *out);
     out->failed_rank = -1;
     /* The batch to the heap, so that each slot's arena can be reset after its backward
@@ -149,8 +148,7 @@ int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, i
     for (int a = 0; a < s->accumulate && !me.failed; a++) {
         int slot = s->rank * s->accumulate + a;
         if (fault == 2) bk_set_error("injected failure (BRICK_TEST_DIST_FAULT)");
-        if (fault == 2 ||
-            run_slot(s, m, slot, B, step, shape, ndim, &me.loss_sum, &me.correct) != 0 ||
+        if (fault == 2 || run_slot(s, m, slot, B, step, shape, ndim, &me.loss_sum, &me.correct) != 0 ||
             (s->world == 1 && slot == 0 && bk_ddp_save_buffers(s->ddp) != 0) ||
             (s->world == 1 && bk_ddp_accumulate(s->ddp) != 0)) {
             me.failed = 1;
@@ -207,13 +205,15 @@ int cli_dist_agree(int rc, bool *agreed) {
     return worst;
 }
 
-int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss,
-                      double *acc, bool *agreed) {
+int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss, double *acc,
+                      bool *agreed) {
     int rank = bk_dist_rank(), world = bk_dist_world_size();
-    if (world == 1)
-        return cli_evaluate(m, ds, batch, loss, acc, NULL, 0) == 0 ? CLI_OK : cli_fail(NULL);
+    if (world == 1) return cli_evaluate(m, ds, batch, loss, acc, NULL, 0) == 0 ? CLI_OK : cli_fail(NULL);
     /* per batch: its loss sum and correct count; the last entry says whether the rank failed */
-    typedef struct { double loss; int64_t correct, failed; } batch_result;
+    typedef struct {
+        double loss;
+        int64_t correct, failed;
+    } batch_result;
     int64_t n_batches = (ds->n + batch - 1) / batch;
     size_t n = (size_t)n_batches + 1;
     double *bl = calloc(n, sizeof *bl);
@@ -240,7 +240,8 @@ int cli_dist_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double 
         if (all[(size_t)r * n + (size_t)n_batches].failed) rc = CLI_RUNTIME;
     if (rc) {
         *agreed = true;
-        if (rank == 0 && !failed) cli_fail("the evaluation failed on another rank (its message is on its stderr)");
+        if (rank == 0 && !failed)
+            cli_fail("the evaluation failed on another rank (its message is on its stderr)");
     } else {
         cli_evaluate_sum(ds, batch, bl, bc, loss, acc);
     }

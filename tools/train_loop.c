@@ -71,8 +71,9 @@ static void on_stop_signal(int sig) {
         clock_gettime(CLOCK_MONOTONIC, &first_signal_at);
         stop_signal = sig;
     } else if (!saving && seconds_since(&first_signal_at) >= STOP_REPEAT_WINDOW) {
-        static const char msg[] = ": stopped at once by a second signal: the step in progress "
-                                  "is not saved; the files saved before are whole\n";
+        static const char msg
+            [] = ": stopped at once by a second signal: the step in progress "
+                 "is not saved; the files saved before are whole\n";
         ssize_t ignored = write(2, cli_prog, strlen(cli_prog));
         ignored = write(2, msg, sizeof msg - 1);
         (void)ignored;
@@ -140,8 +141,10 @@ cli_step_result cli_train_step(bk_module *m, bk_optim *o, bk_tensor *x, const in
 static int step_failed(const run *r, int epoch, int64_t batch) {
     const char *e = bk_last_error();
     if (!strncmp(e, "anomaly: ", 9))
-        return cli_fail("epoch %d, batch %" PRId64 ": %s; stopped (try a smaller --lr than %g); "
-                        "%s", epoch, batch, e, r->c.lr, KEPT_FILES);
+        return cli_fail("epoch %d, batch %" PRId64
+                        ": %s; stopped (try a smaller --lr than %g); "
+                        "%s",
+                        epoch, batch, e, r->c.lr, KEPT_FILES);
     return cli_fail("epoch %d, batch %" PRId64 ": %s", epoch, batch, e[0] ? e : "unknown error");
 }
 
@@ -156,12 +159,15 @@ static int check_loss(const run *r, double l) {
     if (!bad) return CLI_OK;
     if (r->slots.rank != 0) return CLI_RUNTIME;
     char why[96] = "";
-    if (!strcmp(bad, "diverging"))
-        snprintf(why, sizeof why, " (%g > --max-loss %g)", l, r->c.max_loss);
-    return cli_fail("the loss is %s at epoch %d, batch %" PRId64 "%s: stopped; try a "
-                    "smaller --lr than %g%s; %s", bad, r->done_epochs + 1, r->pos.batch + 1, why,
-                    r->c.lr, r->c.detect_anomaly ? "" : " (--detect-anomaly names the op that "
-                                                        "makes a NaN or Inf)", KEPT_FILES);
+    if (!strcmp(bad, "diverging")) snprintf(why, sizeof why, " (%g > --max-loss %g)", l, r->c.max_loss);
+    return cli_fail("the loss is %s at epoch %d, batch %" PRId64
+                    "%s: stopped; try a "
+                    "smaller --lr than %g%s; %s",
+                    bad, r->done_epochs + 1, r->pos.batch + 1, why, r->c.lr,
+                    r->c.detect_anomaly ? ""
+                                        : " (--detect-anomaly names the op that "
+                                          "makes a NaN or Inf)",
+                    KEPT_FILES);
 }
 
 /* One step on the whole batch with its mean loss (cli_train_step). *l: the loss, *ok:
@@ -190,8 +196,10 @@ static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double 
             bk_set_error("%s", st.error);
             step_failed(r, epoch, batch);
         } else if (r->slots.rank == 0) {
-            cli_fail("rank %d failed in epoch %d, batch %" PRId64 " (its message is above): "
-                     "every rank stops; %s", st.failed_rank, epoch, batch, KEPT_FILES);
+            cli_fail("rank %d failed in epoch %d, batch %" PRId64
+                     " (its message is above): "
+                     "every rank stops; %s",
+                     st.failed_rank, epoch, batch, KEPT_FILES);
         }
         return CLI_RUNTIME;
     }
@@ -227,8 +235,10 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     /* The same shuffle as before the interrupt; skip what was done (no copying). */
     for (int64_t k = 0; r->resume_mid && k < ps->batch; k++)
         if (bk_loader_next(r->loader, NULL, NULL, NULL) <= 0)
-            return cli_fail("%s: batch %" PRId64 " of epoch %d is past the %" PRId64 " batches "
-                            "of an epoch (different data?)", r->c.resume, ps->batch, epoch, n_batches);
+            return cli_fail("%s: batch %" PRId64 " of epoch %d is past the %" PRId64
+                            " batches "
+                            "of an epoch (different data?)",
+                            r->c.resume, ps->batch, epoch, n_batches);
     r->resume_mid = false;
     cli_progress_start(pg, epoch, (int)r->c.epochs, n_batches);
     int64_t B;
@@ -282,24 +292,27 @@ static void shell_word(cli_buf *b, const char *w) {
 static int interrupted(run *r, bool in_epoch) {
     int sig = stop_now(r);
     const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
-    saving = 1; /* from here to the exit: a repeated signal waits */
-    r->agreed = true;                          /* under mpirun, every rank stops here */
-    if (r->slots.rank != 0) return 128 + sig;  /* rank 0 saves and tells */
+    saving = 1;                               /* from here to the exit: a repeated signal waits */
+    r->agreed = true;                         /* under mpirun, every rank stops here */
+    if (r->slots.rank != 0) return 128 + sig; /* rank 0 saves and tells */
     if (in_epoch) {
         if (!strcmp(r->interrupt_repeat, "save")) raise_again_after(STOP_REPEAT_WINDOW + 0.1);
         int rc = train_write_checkpoint(r, true);
         if (rc) {
-            fprintf(stderr, "%s: interrupted by %s, and the checkpoint could not be saved (the "
-                    "one of the last finished epoch, if any, is kept)\n", cli_prog, name);
+            fprintf(stderr,
+                    "%s: interrupted by %s, and the checkpoint could not be saved (the "
+                    "one of the last finished epoch, if any, is kept)\n",
+                    cli_prog, name);
             return rc;
         }
-        fprintf(stderr, "%s: interrupted by %s in epoch %d after batch %" PRId64 " of %" PRId64
-                " (step %" PRId64 "): saved the checkpoint %s\n", cli_prog, name,
-                r->done_epochs + 1, r->pos.batch, bk_loader_num_batches(r->loader), r->step,
+        fprintf(stderr,
+                "%s: interrupted by %s in epoch %d after batch %" PRId64 " of %" PRId64 " (step %" PRId64
+                "): saved the checkpoint %s\n",
+                cli_prog, name, r->done_epochs + 1, r->pos.batch, bk_loader_num_batches(r->loader), r->step,
                 r->ckpt_path);
     } else {
-        fprintf(stderr, "%s: interrupted by %s after epoch %d: the checkpoint %s holds it\n",
-                cli_prog, name, r->done_epochs, r->ckpt_path);
+        fprintf(stderr, "%s: interrupted by %s after epoch %d: the checkpoint %s holds it\n", cli_prog, name,
+                r->done_epochs, r->ckpt_path);
     }
     /* The command that goes on: the checkpoint keeps every other setting. */
     cli_buf cmd = {0};
@@ -309,14 +322,15 @@ static int interrupted(run *r, bool in_epoch) {
     static const char ck[] = ".ckpt.safetensors", st[] = ".safetensors";
     size_t len = strlen(r->ckpt_path), stem = len - (sizeof ck - 1);
     bool derived = len > sizeof ck - 1 && !strcmp(r->ckpt_path + stem, ck) &&
-                   strlen(r->c.out) == stem + sizeof st - 1 &&
-                   !strncmp(r->c.out, r->ckpt_path, stem) && !strcmp(r->c.out + stem, st);
+                   strlen(r->c.out) == stem + sizeof st - 1 && !strncmp(r->c.out, r->ckpt_path, stem) &&
+                   !strcmp(r->c.out + stem, st);
     if (!derived) {
         cli_buf_printf(&cmd, " --out");
         shell_word(&cmd, r->c.out);
     }
     if (r->c.detect_anomaly) cli_buf_printf(&cmd, " --detect-anomaly");
-    fprintf(stderr, "%s: to continue: %s\n", cli_prog, cmd.oom || !cmd.p ? "brick train --resume CKPT" : cmd.p);
+    fprintf(stderr, "%s: to continue: %s\n", cli_prog,
+            cmd.oom || !cmd.p ? "brick train --resume CKPT" : cmd.p);
     cli_buf_free(&cmd);
     fflush(stdout);
     return 128 + sig;
@@ -329,10 +343,11 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
     r->done_epochs++;
     char lr[48] = "";
     if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", bk_optim_lr(r->o));
-    printf("epoch %*d/%" PRId64 "  train loss %.4f  train acc %.4f  test loss %.4f  "
+    printf("epoch %*d/%" PRId64
+           "  train loss %.4f  train acc %.4f  test loss %.4f  "
            "test acc %.4f  %.2f s%s\n",
-           r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc,
-           e.test_loss, e.test_acc, e.seconds, lr);
+           r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc, e.test_loss,
+           e.test_acc, e.seconds, lr);
     fflush(stdout);
     saving = 1; /* a repeated signal waits for the files */
     int rc = train_write_outputs(r);
@@ -362,8 +377,7 @@ static int train_loop(run *r) {
          * batch stays in the arena until the reset after it, so a larger evaluation batch
          * would raise the run's peak memory above the training step's. Under mpirun the
          * ranks share the batches. */
-        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc,
-                                    &r->agreed)))
+        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed)))
             return rc;
         /* Rank 0 writes; then every rank learns whether that worked (the files are
          * written once, after every rank finished the epoch). */
@@ -375,8 +389,7 @@ static int train_loop(run *r) {
     if (r->slots.world > 1 && r->step > first_step) /* waiting for slower ranks included */
         printf("gradient reduction: %.3f s in %" PRId64 " steps, %.3f ms per step (%s)\n",
                bk_ddp_comm_seconds(r->slots.ddp), r->step - first_step,
-               1e3 * bk_ddp_comm_seconds(r->slots.ddp) / (double)(r->step - first_step),
-               r->c.reduce);
+               1e3 * bk_ddp_comm_seconds(r->slots.ddp) / (double)(r->step - first_step), r->c.reduce);
     const cli_epoch *last = &r->hist[r->n_hist - 1];
     printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);

@@ -76,8 +76,10 @@ static bool parse_rng(const char *s, bk_rng *r) {
     for (int i = 0; i < 33; i++) {
         if (i == 16) continue;
         char ch = s[i];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                         : -1;
         if (d < 0) return false;
         v[i > 16] = v[i > 16] << 4 | (uint64_t)d;
     }
@@ -95,13 +97,12 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     if (!fmt || strcmp(fmt, CLI_CKPT_FORMAT))
         return cli_fail("%s: not a brick training checkpoint (brick.format is %s)", path,
                         fmt ? fmt : "missing");
-    static const char *const need[] = {"brick.arch", "brick.in_shape", "brick.n_classes",
+    static const char *const need[] = {"brick.arch",       "brick.in_shape",  "brick.n_classes",
                                        "brick.loader_rng", "brick.model_rng", "brick.data"};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-        if (!bk_safetensors_meta(st, need[i]))
-            return cli_fail("%s: metadata %s is missing", path, need[i]);
+        if (!bk_safetensors_meta(st, need[i])) return cli_fail("%s: metadata %s is missing", path, need[i]);
 #define GET(name) bk_safetensors_meta(st, name)
-    /* Every value is parsed by the parser of the flag that set it, with its range (a
+            /* Every value is parsed by the parser of the flag that set it, with its range (a
      * hostile or damaged file cannot hand the run a value that the flag would refuse), or
      * with a range of its own where no flag sets it. */
 #define FLAG(name) cli_opt(opts, n_opts, name)
@@ -125,8 +126,7 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         (rc = cli_meta_value(path, st, "brick.step", &count, true, &r->step)) ||
         (rc = cli_meta_value(path, st, "brick.threads", &threads_range, true, &threads)) ||
         /* the schedule; none in checkpoints written before brick train had one */
-        (rc = cli_meta_value(path, st, "brick.lr_schedule", FLAG("--lr-schedule"), false,
-                             &sched_name)))
+        (rc = cli_meta_value(path, st, "brick.lr_schedule", FLAG("--lr-schedule"), false, &sched_name)))
         return rc;
     schedule_kind sched = SCHEDULE_NONE;
     train_schedule_parse(sched_name, &sched); /* (one of SCHEDULE_NAMES: checked above) */
@@ -137,15 +137,13 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
          (rc = cli_meta_value(path, st, "brick.lr_min", FLAG("--lr-min"), true, &lr_min))))
         return rc;
     if (sched == SCHEDULE_STEP &&
-        ((rc = cli_meta_value(path, st, "brick.lr_step_size", FLAG("--lr-step-size"), true,
-                              &step_size)) ||
+        ((rc = cli_meta_value(path, st, "brick.lr_step_size", FLAG("--lr-step-size"), true, &step_size)) ||
          (rc = cli_meta_value(path, st, "brick.lr_gamma", FLAG("--lr-gamma"), true, &gamma))))
         return rc;
     /* Slots per step (--accumulate, the world size); 1 in checkpoints written before them. */
     static const cli_option world_range = {"", CLI_INT, NULL, 1, 1e6, false, NULL};
     int64_t ck_accumulate = 1, ck_world = 1;
-    if ((rc = cli_meta_value(path, st, "brick.accumulate", FLAG("--accumulate"), false,
-                             &ck_accumulate)) ||
+    if ((rc = cli_meta_value(path, st, "brick.accumulate", FLAG("--accumulate"), false, &ck_accumulate)) ||
         (rc = cli_meta_value(path, st, "brick.world_size", &world_range, false, &ck_world)))
         return rc;
     r->ckpt_slots = ck_accumulate * ck_world;
@@ -159,8 +157,10 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
             (rc = cli_meta_value(path, st, "brick.epoch_seconds", &sum_range, false, &ps->seconds)))
             return rc;
         if (ps->seen < ps->correct)
-            return cli_fail("%s: metadata brick.epoch_correct %" PRId64 " is more than "
-                            "brick.epoch_seen %" PRId64, path, ps->correct, ps->seen);
+            return cli_fail("%s: metadata brick.epoch_correct %" PRId64
+                            " is more than "
+                            "brick.epoch_seen %" PRId64,
+                            path, ps->correct, ps->seen);
         r->resume_mid = ps->batch > 0;
     }
     /* The generators: "state:inc", 16 hex digits each, inc odd (PCG's stream). */
@@ -168,15 +168,21 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     for (int i = 0; i < 2; i++) {
         const char *v = GET(rngs[i]);
         if (!parse_rng(v, i ? &r->model_rng : &r->loader_rng))
-            return cli_fail("%s: metadata %s \"%.64s\" is not a generator state (16 hex digits, "
-                            "':', 16 hex digits with the last one odd)", path, rngs[i], v);
+            return cli_fail(
+                "%s: metadata %s \"%.64s\" is not a generator state (16 hex digits, "
+                "':', 16 hex digits with the last one odd)",
+                path, rngs[i], v);
     }
 #undef FLAG
     /* Non-finite weights or optimizer state would show as "the loss is NaN ... try a
      * smaller --lr": name the tensor instead. */
     if ((rc = cli_check_finite(path, st))) return rc;
     /* A given flag must not contradict the checkpoint (a resumed run keeps its settings). */
-    struct { const char *flag; bool differs; char have[64]; } checks[] = {
+    struct {
+        const char *flag;
+        bool differs;
+        char have[64];
+    } checks[] = {
         {"--optimizer", strcmp(r->c.optimizer, optimizer) != 0, ""},
         {"--lr", r->c.lr != lr, ""},
         {"--momentum", r->c.momentum != mom, ""},
@@ -204,8 +210,10 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     }
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (cli_opt(opts, n_opts, checks[i].flag)->given && checks[i].differs)
-            return cli_usage("%s differs from the checkpoint's %s (a resumed run keeps its "
-                             "settings)", checks[i].flag, checks[i].have);
+            return cli_usage(
+                "%s differs from the checkpoint's %s (a resumed run keeps its "
+                "settings)",
+                checks[i].flag, checks[i].have);
     const char *arch = GET("brick.arch");
     if (cli_opt(opts, n_opts, "--model")->given) {
         /* compare canonical specs: "mlp" is "mlp:hidden=256" */
@@ -217,8 +225,10 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
             bk_model_num_params(r->c.model, in_ndim, in_shape, (int)n_classes, canon, sizeof canon);
         }
         if (strcmp(canon, arch))
-            return cli_usage("--model %s differs from the checkpoint's %s (a resumed run keeps its "
-                             "settings)", r->c.model, arch);
+            return cli_usage(
+                "--model %s differs from the checkpoint's %s (a resumed run keeps its "
+                "settings)",
+                r->c.model, arch);
     }
     r->c.model = arch;
     r->c.optimizer = optimizer;
@@ -244,8 +254,8 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         return cli_usage("--epochs %" PRId64 " is not more than the %" PRId64 " epochs %s has done",
                          r->c.epochs, epoch, path);
     if (r->c.epochs <= epoch)
-        return cli_usage("%s has done all its %" PRId64 " epochs; give a larger --epochs to go on",
-                         path, epoch);
+        return cli_usage("%s has done all its %" PRId64 " epochs; give a larger --epochs to go on", path,
+                         epoch);
     r->hist = calloc((size_t)r->c.epochs, sizeof *r->hist);
     if (!r->hist) return cli_fail("out of memory");
     const char *hist = GET("brick.history");
@@ -262,8 +272,7 @@ bk_optim *train_make_optim(const train_cfg *c, bk_module *m) {
         s.weight_decay = c->weight_decay;
         return bk_optim_sgd(m, s);
     }
-    bk_adam_config a = !strcmp(c->optimizer, "adam") ? BK_ADAM_DEFAULTS(c->lr)
-                                                     : BK_ADAMW_DEFAULTS(c->lr);
+    bk_adam_config a = !strcmp(c->optimizer, "adam") ? BK_ADAM_DEFAULTS(c->lr) : BK_ADAMW_DEFAULTS(c->lr);
     a.weight_decay = c->weight_decay;
     return !strcmp(c->optimizer, "adam") ? bk_optim_adam(m, a) : bk_optim_adamw(m, a);
 }
@@ -328,8 +337,7 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     /* the history is longer than meta_add's buffer */
     md.keys[md.n] = "brick.history";
     md.values[md.n++] = strdup(hist.p ? hist.p : "");
-    int rc = bk_checkpoint_save(r->ckpt_path, r->m, r->o, md.n, md.keys,
-                                (const char *const *)md.values);
+    int rc = bk_checkpoint_save(r->ckpt_path, r->m, r->o, md.n, md.keys, (const char *const *)md.values);
     meta_free(&md);
     cli_buf_free(&hist);
     return rc ? cli_fail(NULL) : CLI_OK;
@@ -340,8 +348,7 @@ int train_write_checkpoint(run *r, bool in_epoch) {
 int train_write_outputs(run *r) {
     meta md = {0};
     common_meta(r, &md, CLI_MODEL_FORMAT);
-    int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys,
-                                (const char *const *)md.values);
+    int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys, (const char *const *)md.values);
     meta_free(&md);
     if (rc) return cli_fail(NULL);
     if ((rc = train_write_checkpoint(r, false))) return rc;
@@ -349,7 +356,9 @@ int train_write_outputs(run *r) {
     cli_buf csv = {0}, svg = {0};
     char title[300];
     snprintf(title, sizeof title, "brick train: %s, %s lr %g%s", r->arch, r->c.optimizer, r->c.lr,
-             r->c.schedule == SCHEDULE_COSINE ? " cosine" : r->c.schedule == SCHEDULE_STEP ? " step" : "");
+             r->c.schedule == SCHEDULE_COSINE ? " cosine"
+             : r->c.schedule == SCHEDULE_STEP ? " step"
+                                              : "");
     cli_history_csv(&csv, r->hist, r->n_hist, true);
     cli_plot_svg(&svg, r->hist, r->n_hist, title);
     rc = cli_write_atomic(r->csv_path, &csv) || cli_write_atomic(r->svg_path, &svg);

@@ -93,8 +93,7 @@ static void owner_of(const bk_tensor *t, char *buf, size_t n) {
     if (where_hooks) where_hooks->owner(t, buf, n);
 }
 
-bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs,
-                              bk_tensor *const *inputs) {
+bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_inputs, bk_tensor *const *inputs) {
     int64_t bad = first_nonfinite(out);
     if (bad < 0) return true;
     char shape[128], at[PATH_MAX_CHARS + 32];
@@ -106,7 +105,8 @@ bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_input
         owner_of(inputs[i], owner, sizeof owner);
         where(at, sizeof at, NULL);
         if (owner[0])
-            bk_set_error("anomaly: op '%s' got %s in its input %d %s at index %" PRId64 ": %s, "
+            bk_set_error("anomaly: op '%s' got %s in its input %d %s at index %" PRId64
+                         ": %s, "
                          "which no op produced (an optimizer step or a load put it there)",
                          op->name, kind_of(inputs[i]->data[ib]), i,
                          bk_shape_str(inputs[i], shape, sizeof shape), ib, owner);
@@ -119,9 +119,8 @@ bool bk__anomaly_check_output(const bk_op *op, const bk_tensor *out, int n_input
         return false;
     }
     where(at, sizeof at, NULL);
-    bk_set_error("anomaly: op '%s' produced %s in its output %s at index %" PRId64 "%s",
-                 op->name, kind_of(out->data[bad]), bk_shape_str(out, shape, sizeof shape), bad,
-                 at);
+    bk_set_error("anomaly: op '%s' produced %s in its output %s at index %" PRId64 "%s", op->name,
+                 kind_of(out->data[bad]), bk_shape_str(out, shape, sizeof shape), bad, at);
     return false;
 }
 
@@ -133,10 +132,10 @@ bool bk__anomaly_check_grads(const bk_node *n) {
         if (bad < 0) continue;
         char shape[128], at[PATH_MAX_CHARS + 32] = "";
         if (n->block) where(at, sizeof at, n->block); /* NULL: recorded with the mode off */
-        bk_set_error("anomaly: op '%s' produced %s in the gradient of its input %d %s at index "
-                     "%" PRId64 " during backward%s",
-                     n->op->name, kind_of(t->grad->data[bad]), i,
-                     bk_shape_str(t->grad, shape, sizeof shape), bad, at);
+        bk_set_error(
+            "anomaly: op '%s' produced %s in the gradient of its input %d %s at index "
+            "%" PRId64 " during backward%s",
+            n->op->name, kind_of(t->grad->data[bad]), i, bk_shape_str(t->grad, shape, sizeof shape), bad, at);
         return false;
     }
     return true;

@@ -44,8 +44,8 @@ bool bk__needs_grad(int n, bk_tensor *const *ts) {
     return false;
 }
 
-bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
-                        bk_tensor *const *inputs, const void *params, size_t params_size) {
+bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs, bk_tensor *const *inputs,
+                        const void *params, size_t params_size) {
     bool op_ok = op && op->name && op->backward;
     if (!out) { /* an op whose forward failed: keep its message */
         if (!bk__error_pending()) bk_set_error("%s: output is NULL", op_ok ? op->name : "op_record");
@@ -59,8 +59,7 @@ bk_tensor *bk_op_record(const bk_op *op, bk_tensor *out, int n_inputs,
         bk_set_error("%s: params is NULL but params_size is %zu", op->name, params_size);
         return NULL;
     }
-    if (!bk__inputs_ok(op->name, 1, &out) || !bk__inputs_ok(op->name, n_inputs, inputs))
-        return NULL;
+    if (!bk__inputs_ok(op->name, 1, &out) || !bk__inputs_ok(op->name, n_inputs, inputs)) return NULL;
     /* Every op's output passes here, recorded or not: the one place to check them all. */
     bool anomaly = anomaly_on;
     if (anomaly && !bk__anomaly_check_output(op, out, n_inputs, inputs)) return NULL;
@@ -200,9 +199,10 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
         return -1;
     }
     if (!grad_root && root->numel != 1) {
-        bk_set_error("backward: grad can be implicitly created only for scalar outputs "
-                     "(got a tensor of shape %s; pass an upstream gradient)",
-                     bk_shape_str(root, s1, sizeof s1));
+        bk_set_error(
+            "backward: grad can be implicitly created only for scalar outputs "
+            "(got a tensor of shape %s; pass an upstream gradient)",
+            bk_shape_str(root, s1, sizeof s1));
         return -1;
     }
     if (grad_root && !bk_same_shape(grad_root, root)) { /* as torch: same shape, not just numel */
@@ -218,9 +218,10 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
         return 0;
     }
     if (root->node->released) {
-        bk_set_error("backward: trying to backward through the graph a second time (its "
-                     "intermediates were released by the first backward); pass "
-                     "retain_graph=true to bk_backward_ex the first time");
+        bk_set_error(
+            "backward: trying to backward through the graph a second time (its "
+            "intermediates were released by the first backward); pass "
+            "retain_graph=true to bk_backward_ex the first time");
         return -1;
     }
     bk_arena *a = root->arena ? root->arena : bk_arena_current();
@@ -229,8 +230,10 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
     if (!order) return -1;
     for (int64_t i = 0; i < n; i++) {
         if (order[i]->released) {
-            bk_set_error("backward: part of this graph (op %s) was already consumed by an "
-                         "earlier backward without retain_graph", order[i]->op->name);
+            bk_set_error(
+                "backward: part of this graph (op %s) was already consumed by an "
+                "earlier backward without retain_graph",
+                order[i]->op->name);
             return -1;
         }
         order[i]->out->grad = NULL; /* interior gradients start from zero */

@@ -16,8 +16,8 @@ static double weighted_sum(const bk_tensor *y, const float *w) {
     return s;
 }
 
-double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud, double eps,
-                    double atol, double rtol, FILE *report) {
+double bk_gradcheck(bk_gradcheck_fn f, bk_tensor *const *inputs, int n, void *ud, double eps, double atol,
+                    double rtol, FILE *report) {
     if (!f || n <= 0 || !inputs || !bk__inputs_ok("gradcheck", n, inputs)) {
         if (!bk__error_pending()) bk_set_error("gradcheck: invalid arguments");
         return -1;

@@ -51,8 +51,7 @@ size_t bk__utf8_next(const unsigned char *s, size_t n, uint32_t *cp_out) {
 
 /* Code points printed as \uNNNN although they are valid UTF-8. */
 static bool escaped_code_point(uint32_t cp) {
-    return (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
-           (cp >= 0x2066 && cp <= 0x2069);
+    return (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
 /* The printed form of the character at p (left bytes remain, left >= 1) into piece (at

@@ -24,8 +24,10 @@ void bk_rng_seed(bk_rng *rng, uint64_t seed) {
  * state. */
 int bk_rng_set_state(bk_rng *rng, uint64_t state, uint64_t inc) {
     if (!(inc & 1)) {
-        bk_set_error("rng_set_state: the increment %016llx is even (a PCG32 state needs an odd "
-                     "one; the state is damaged)", (unsigned long long)inc);
+        bk_set_error(
+            "rng_set_state: the increment %016llx is even (a PCG32 state needs an odd "
+            "one; the state is damaged)",
+            (unsigned long long)inc);
         return -1;
     }
     if (!rng) rng = bk_default_rng();

@@ -32,14 +32,13 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
         return NULL;
     }
     if (ndim > BK_MAX_DIMS - 1) {
-        bk_set_error("%s: a sample of rank %d leaves no room for the batch dim (at most %d)",
-                     who, ndim, BK_MAX_DIMS - 1);
+        bk_set_error("%s: a sample of rank %d leaves no room for the batch dim (at most %d)", who, ndim,
+                     BK_MAX_DIMS - 1);
         return NULL;
     }
     if (!bk__shape_ok(who, ndim, shape, &sample_numel)) return NULL;
     if (!bk__mul_ok(n, sample_numel, &x_numel) || (uint64_t)x_numel > SIZE_MAX / sizeof(float)) {
-        bk_set_error("%s: %" PRId64 " samples of %" PRId64 " elements are too many", who, n,
-                     sample_numel);
+        bk_set_error("%s: %" PRId64 " samples of %" PRId64 " elements are too many", who, n, sample_numel);
         return NULL;
     }
     if (!x && x_numel > 0) {
@@ -53,8 +52,10 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
         }
         for (int64_t i = 0; i < n; i++) {
             if (y[i] < 0 || y[i] >= n_classes) {
-                bk_set_error("%s: label %" PRId64 " at index %" PRId64 " is not a class (expected "
-                             "0..%d)", who, y[i], i, n_classes - 1);
+                bk_set_error("%s: label %" PRId64 " at index %" PRId64
+                             " is not a class (expected "
+                             "0..%d)",
+                             who, y[i], i, n_classes - 1);
                 return NULL;
             }
         }
@@ -69,8 +70,7 @@ bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, co
             return NULL;
         }
     } else if (target_dim != 0) {
-        bk_set_error("%s: target_dim %" PRId64 " given without targets (targets is NULL)", who,
-                     target_dim);
+        bk_set_error("%s: target_dim %" PRId64 " given without targets (targets is NULL)", who, target_dim);
         return NULL;
     }
 
@@ -116,7 +116,8 @@ bool bk__dataset_ok(const bk_dataset *ds, const char *who) {
         snprintf(why, sizeof why, "sample_numel %" PRId64 " is not the product %" PRId64 " of its shape",
                  ds->sample_numel, numel);
     else if (!bk__mul_ok(ds->n, numel, &total) || (uint64_t)total > SIZE_MAX / sizeof(float))
-        snprintf(why, sizeof why, "%" PRId64 " samples of %" PRId64 " values do not fit in memory", ds->n, numel);
+        snprintf(why, sizeof why, "%" PRId64 " samples of %" PRId64 " values do not fit in memory", ds->n,
+                 numel);
     else if (!ds->x && total > 0) snprintf(why, sizeof why, "x NULL with %" PRId64 " samples", ds->n);
     else if (ds->targets && (ds->target_dim < 1 || !bk__mul_ok(ds->n, ds->target_dim, &total)))
         snprintf(why, sizeof why, "target_dim %" PRId64 " with targets", ds->target_dim);
@@ -138,8 +139,10 @@ void bk_dataset_free(bk_dataset *ds) {
 int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {
     if (!bk__dataset_ok(ds, "dataset_normalize")) return -1;
     if (!isfinite(mean) || !isfinite(std) || !(std > 0)) {
-        bk_set_error("dataset_normalize: need a finite mean and a finite std > 0 (got mean %g, "
-                     "std %g)", (double)mean, (double)std);
+        bk_set_error(
+            "dataset_normalize: need a finite mean and a finite std > 0 (got mean %g, "
+            "std %g)",
+            (double)mean, (double)std);
         return -1;
     }
     int64_t numel = ds->n * ds->sample_numel;

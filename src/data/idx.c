@@ -43,10 +43,10 @@
 
 typedef struct idx_source {
     const char *path;
-    FILE *f;        /* plain file, or NULL */
-    gzFile gz;      /* gzip file, or NULL */
-    uint64_t size;  /* plain: bytes on disk */
-    uint64_t pos;   /* bytes delivered so far (decompressed for gzip) */
+    FILE *f;       /* plain file, or NULL */
+    gzFile gz;     /* gzip file, or NULL */
+    uint64_t size; /* plain: bytes on disk */
+    uint64_t pos;  /* bytes delivered so far (decompressed for gzip) */
 } idx_source;
 
 static bool source_open(idx_source *s, const char *path) {
@@ -112,15 +112,19 @@ static int64_t source_read(idx_source *s, void *buf, size_t n) {
                 const char *colon = zmsg && !strncmp(zmsg, "<fd:", 4) ? strstr(zmsg, ": ") : NULL;
                 if (colon) zmsg = colon + 2;
                 idx_fail(s->path, "corrupt gzip stream (%s)",
-                         errnum == Z_ERRNO ? strerror(errno) : zmsg ? zmsg : "unknown error");
+                         errnum == Z_ERRNO ? strerror(errno)
+                         : zmsg            ? zmsg
+                                           : "unknown error");
                 return -1;
             }
             done += (size_t)got;
             if (got == 0) {
                 /* zlib reports a stream cut short as Z_BUF_ERROR at its end. */
                 if (errnum == Z_BUF_ERROR) {
-                    idx_fail(s->path, "truncated gzip stream: it ends after %" PRIu64
-                             " decompressed bytes without its end marker", s->pos + done);
+                    idx_fail(s->path,
+                             "truncated gzip stream: it ends after %" PRIu64
+                             " decompressed bytes without its end marker",
+                             s->pos + done);
                     return -1;
                 }
                 break;
@@ -162,19 +166,23 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
         goto done;
     }
     if (got < 4) {
-        idx_fail(path, "%s is %" PRId64 " bytes, too short for an IDX header (4 bytes of magic)",
-                 what, got);
+        idx_fail(path, "%s is %" PRId64 " bytes, too short for an IDX header (4 bytes of magic)", what, got);
         goto done;
     }
     uint32_t m = (uint32_t)magic[0] << 24 | (uint32_t)magic[1] << 16 | (uint32_t)magic[2] << 8 | magic[3];
     if (magic[0] != 0 || magic[1] != 0) {
-        idx_fail(path, "not an IDX file: magic number 0x%08" PRIx32 " (an IDX file starts with "
-                 "two zero bytes, then the type 0x08, then the number of dims)", m);
+        idx_fail(path,
+                 "not an IDX file: magic number 0x%08" PRIx32
+                 " (an IDX file starts with "
+                 "two zero bytes, then the type 0x08, then the number of dims)",
+                 m);
         goto done;
     }
     if (magic[2] != IDX_TYPE_U8) {
-        idx_fail(path, "IDX element type 0x%02x is not supported (only 0x08, unsigned bytes; "
-                 "magic number 0x%08" PRIx32 ")", magic[2], m);
+        idx_fail(path,
+                 "IDX element type 0x%02x is not supported (only 0x08, unsigned bytes; "
+                 "magic number 0x%08" PRIx32 ")",
+                 magic[2], m);
         goto done;
     }
     int ndim = magic[3];
@@ -182,20 +190,18 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
         /* Name a swapped images/labels file as such: the likeliest mistake. */
         const char *kind = kind_name(ndim);
         char found[64];
-        if (kind)
-            snprintf(found, sizeof found, "%s (%d dim%s)", kind, ndim, ndim == 1 ? "" : "s");
-        else
-            snprintf(found, sizeof found, "%d dim%s", ndim, ndim == 1 ? "" : "s");
-        idx_fail(path, "expected an IDX %s file (%d dim%s), found %s",
-                 want_ndim == 3 ? "images" : "labels", want_ndim, want_ndim == 1 ? "" : "s", found);
+        if (kind) snprintf(found, sizeof found, "%s (%d dim%s)", kind, ndim, ndim == 1 ? "" : "s");
+        else snprintf(found, sizeof found, "%d dim%s", ndim, ndim == 1 ? "" : "s");
+        idx_fail(path, "expected an IDX %s file (%d dim%s), found %s", want_ndim == 3 ? "images" : "labels",
+                 want_ndim, want_ndim == 1 ? "" : "s", found);
         goto done;
     }
     unsigned char raw[12];
     got = source_read(&s, raw, 4 * (size_t)ndim);
     if (got < 0) goto done;
     if (got < 4 * ndim) {
-        idx_fail(path, "%s ends inside the IDX header (%" PRId64 " of %d bytes of dims)", what,
-                 got, 4 * ndim);
+        idx_fail(path, "%s ends inside the IDX header (%" PRId64 " of %d bytes of dims)", what, got,
+                 4 * ndim);
         goto done;
     }
     int64_t count = 1;
@@ -225,12 +231,15 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
         /* Plain: the file size says everything, before allocating. */
         uint64_t have = s.size - header;
         if (have < (uint64_t)count) {
-            idx_fail(path, "file is shorter than its header says: dimensions %s need %" PRId64
-                     " data bytes, the file has %" PRIu64, dims_str, count, have);
+            idx_fail(path,
+                     "file is shorter than its header says: dimensions %s need %" PRId64
+                     " data bytes, the file has %" PRIu64,
+                     dims_str, count, have);
             goto done;
         }
         if (have > (uint64_t)count) {
-            idx_fail(path, "file is longer than its header says: dimensions %s need %" PRId64
+            idx_fail(path,
+                     "file is longer than its header says: dimensions %s need %" PRId64
                      " data bytes, the file has %" PRIu64 " (%" PRIu64 " extra)",
                      dims_str, count, have, have - (uint64_t)count);
             goto done;
@@ -243,8 +252,8 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
         got = source_read(&s, data, (size_t)count);
         if (got < 0) goto done;
         if (got != count) { /* the file changed under us */
-            idx_fail(path, "file is shorter than its header says: read %" PRId64 " of %" PRId64
-                     " data bytes", got, count);
+            idx_fail(path, "file is shorter than its header says: read %" PRId64 " of %" PRId64 " data bytes",
+                     got, count);
             goto done;
         }
     } else {
@@ -272,8 +281,10 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
             cap = next;
         }
         if (have < (size_t)count) {
-            idx_fail(path, "decompressed data is shorter than its header says: dimensions %s need "
-                     "%" PRId64 " data bytes, the file has %zu", dims_str, count, have);
+            idx_fail(path,
+                     "decompressed data is shorter than its header says: dimensions %s need "
+                     "%" PRId64 " data bytes, the file has %zu",
+                     dims_str, count, have);
             goto done;
         }
         /* Anything after the data? (Also makes zlib check the stream's CRC and length.) */
@@ -281,8 +292,10 @@ static bool idx_read(const char *path, int want_ndim, idx_file *out) {
         got = source_read(&s, probe, 1);
         if (got < 0) goto done;
         if (got > 0) {
-            idx_fail(path, "decompressed data is longer than its header says: dimensions %s need "
-                     "%" PRId64 " data bytes, more follow", dims_str, count);
+            idx_fail(path,
+                     "decompressed data is longer than its header says: dimensions %s need "
+                     "%" PRId64 " data bytes, more follow",
+                     dims_str, count);
             goto done;
         }
     }
@@ -312,8 +325,8 @@ bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_
     bk_dataset *ds = NULL;
     if (!idx_read(images_path, 3, &img) || !idx_read(labels_path, 1, &lab)) goto fail;
     if (img.dims[0] != lab.dims[0]) {
-        bk_set_error("idx: %s has %" PRId64 " images but %s has %" PRId64 " labels", images_path,
-                     img.dims[0], labels_path, lab.dims[0]);
+        bk_set_error("idx: %s has %" PRId64 " images but %s has %" PRId64 " labels", images_path, img.dims[0],
+                     labels_path, lab.dims[0]);
         goto fail;
     }
     int64_t n = img.dims[0];
@@ -356,8 +369,7 @@ fail:
 
 /* Fashion-MNIST (github.com/zalandoresearch/fashion-mnist), in label order. */
 static const char *const FASHION_MNIST_CLASSES[10] = {
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot",
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 };
 
 /* Writes dir/name or dir/name.gz (the first that exists, plain preferred) into buf. */
@@ -384,8 +396,8 @@ bk_dataset *bk_fashion_mnist_load(const char *dir, bool train) {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         const char *why = stat(dir, &st) != 0 ? strerror(errno) : "not a directory";
-        bk_set_error("fashion_mnist: %s: %s (looked for %s/%s[.gz] and %s/%s[.gz])", dir, why,
-                     dir, img_name, dir, lab_name);
+        bk_set_error("fashion_mnist: %s: %s (looked for %s/%s[.gz] and %s/%s[.gz])", dir, why, dir, img_name,
+                     dir, lab_name);
         return NULL;
     }
     bool have_img = find_file(dir, img_name, img_path, sizeof img_path);
@@ -396,8 +408,7 @@ bk_dataset *bk_fashion_mnist_load(const char *dir, bool train) {
         if (!have_img)
             k += (size_t)snprintf(looked + k, sizeof looked - k, "%s or %s.gz", img_name, img_name);
         if (!have_lab && k < sizeof looked)
-            snprintf(looked + k, sizeof looked - k, "%s%s or %s.gz", k ? ", and " : "", lab_name,
-                     lab_name);
+            snprintf(looked + k, sizeof looked - k, "%s%s or %s.gz", k ? ", and " : "", lab_name, lab_name);
         bk_set_error("fashion_mnist: the %s set is not in %s: found no %s", split, dir, looked);
         return NULL;
     }

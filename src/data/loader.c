@@ -21,11 +21,11 @@ struct bk_loader {
     const bk_dataset *ds; /* borrowed: must outlive the loader */
     int64_t batch_size;
     bool shuffle, drop_last;
-    bool started;         /* has an epoch been started? */
+    bool started; /* has an epoch been started? */
     bk_rng rng;
-    int64_t pos;          /* next position in order */
-    int64_t *order;       /* (n,) sample indices of this epoch */
-    int64_t *labels;      /* (batch_size,) the current batch's labels */
+    int64_t pos;     /* next position in order */
+    int64_t *order;  /* (n,) sample indices of this epoch */
+    int64_t *labels; /* (batch_size,) the current batch's labels */
 };
 
 /* Uniform integer in [0, bound), bound >= 1, without modulo bias (PCG's bounded rand:

@@ -79,8 +79,7 @@ static int mpi_check(int rc, const char *what) {
 
 /* Was this process started by an MPI launcher? (Open MPI, MPICH/Hydra, PMIx, Slurm's PMI) */
 static bool launched_by_mpi(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE",
-                                       "PMI_RANK"};
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (getenv(vars[i])) return true;
     return false;
@@ -112,8 +111,9 @@ int bk_dist_init(int *argc, char ***argv, bool require_mpi) {
     (void)argc;
     (void)argv;
     if (require_mpi) {
-        bk_set_error("dist_init: this brick was built without MPI (build it with make MPI=1, "
-                     "which needs Open MPI's mpicc)");
+        bk_set_error(
+            "dist_init: this brick was built without MPI (build it with make MPI=1, "
+            "which needs Open MPI's mpicc)");
         return -1;
     }
     (void)launched_by_mpi;
@@ -160,8 +160,8 @@ int bk_dist_allgather(const void *mine, void *all, size_t bytes) {
     }
 #ifdef BK_HAVE_MPI
     if (mpi_on)
-        return mpi_check(MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE,
-                                       MPI_COMM_WORLD), "MPI_Allgather");
+        return mpi_check(MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD),
+                         "MPI_Allgather");
 #endif
     if (bytes) memmove(all, mine, bytes);
     return 0;
@@ -172,8 +172,7 @@ static int broadcast_floats(float *p, int64_t n) {
 #ifdef BK_HAVE_MPI
     for (int64_t off = 0; mpi_on && off < n; off += BUCKET_CHUNK) {
         int64_t len = n - off < BUCKET_CHUNK ? n - off : BUCKET_CHUNK;
-        if (mpi_check(MPI_Bcast(p + off, (int)len, MPI_FLOAT, 0, MPI_COMM_WORLD), "MPI_Bcast"))
-            return -1;
+        if (mpi_check(MPI_Bcast(p + off, (int)len, MPI_FLOAT, 0, MPI_COMM_WORLD), "MPI_Bcast")) return -1;
     }
 #else
     (void)p;
@@ -186,10 +185,10 @@ static int broadcast_floats(float *p, int64_t n) {
 
 /* What every rank tells the others about the model it built. */
 typedef struct model_sig {
-    uint64_t hash;    /* FNV-1a of every state name and shape, params and buffers */
-    int64_t numel;    /* parameters and buffers, in floats */
-    int32_t count;    /* named tensors */
-    char desc[196];   /* the caller's description (e.g. the canonical spec), cut */
+    uint64_t hash;  /* FNV-1a of every state name and shape, params and buffers */
+    int64_t numel;  /* parameters and buffers, in floats */
+    int32_t count;  /* named tensors */
+    char desc[196]; /* the caller's description (e.g. the canonical spec), cut */
 } model_sig;
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
@@ -225,10 +224,8 @@ static void pack(const bk_param_list *l, float *flat, int64_t *off, bool to_flat
     for (int i = 0; i < l->n; i++) {
         bk_tensor *t = l->tensors[i];
         size_t bytes = (size_t)t->numel * sizeof(float);
-        if (to_flat)
-            memcpy(flat + *off, t->data, bytes);
-        else
-            memcpy(t->data, flat + *off, bytes);
+        if (to_flat) memcpy(flat + *off, t->data, bytes);
+        else memcpy(t->data, flat + *off, bytes);
         *off += t->numel;
     }
 }
@@ -254,10 +251,10 @@ static int check_same_model(const bk_param_list *p, const bk_param_list *b, cons
             continue;
         bk_set_error("dist: the ranks built different models: rank 0 built %s (%d tensors, %" PRId64
                      " floats, hash %016llx), rank %d built %s (%d tensors, %" PRId64
-                     " floats, hash %016llx)", all[0].desc[0] ? all[0].desc : "its model",
-                     (int)all[0].count, all[0].numel, (unsigned long long)all[0].hash, r,
-                     all[r].desc[0] ? all[r].desc : "its model", (int)all[r].count, all[r].numel,
-                     (unsigned long long)all[r].hash);
+                     " floats, hash %016llx)",
+                     all[0].desc[0] ? all[0].desc : "its model", (int)all[0].count, all[0].numel,
+                     (unsigned long long)all[0].hash, r, all[r].desc[0] ? all[r].desc : "its model",
+                     (int)all[r].count, all[r].numel, (unsigned long long)all[r].hash);
         rc = -1;
     }
     bk__free(all);
@@ -297,17 +294,17 @@ int bk_dist_broadcast_module(bk_module *m, const char *desc) {
 /* ---- gradients ----------------------------------------------------------------------- */
 
 struct bk_ddp {
-    bk_module *m;          /* borrowed */
+    bk_module *m; /* borrowed */
     bk_dist_mode mode;
     int n_params;
-    bk_tensor **params;    /* trainable parameters, named_parameters order (borrowed) */
-    int64_t numel;         /* their floats */
-    float *flat;           /* (numel + world) gradients, zero-padded for the last bucket */
-    float *recv;           /* (world * chunk) the chunks received in a bucket */
-    float *acc;            /* (numel) accumulation of micro-batches, allocated on first use */
-    int acc_count;         /* micro-batches in acc */
+    bk_tensor **params; /* trainable parameters, named_parameters order (borrowed) */
+    int64_t numel;      /* their floats */
+    float *flat;        /* (numel + world) gradients, zero-padded for the last bucket */
+    float *recv;        /* (world * chunk) the chunks received in a bucket */
+    float *acc;         /* (numel) accumulation of micro-batches, allocated on first use */
+    int acc_count;      /* micro-batches in acc */
     bk_param_list *buffers;
-    float *saved;          /* (buffers' numel) bk_ddp_save_buffers' copy */
+    float *saved; /* (buffers' numel) bk_ddp_save_buffers' copy */
     int64_t buffer_numel;
     double comm_seconds;
 };
@@ -326,10 +323,8 @@ static void grads_to(const bk_ddp *d, float *flat) {
     int64_t off = 0;
     for (int i = 0; i < d->n_params; i++) {
         bk_tensor *t = d->params[i];
-        if (t->grad)
-            memcpy(flat + off, t->grad->data, (size_t)t->numel * sizeof(float));
-        else
-            memset(flat + off, 0, (size_t)t->numel * sizeof(float));
+        if (t->grad) memcpy(flat + off, t->grad->data, (size_t)t->numel * sizeof(float));
+        else memset(flat + off, 0, (size_t)t->numel * sizeof(float));
         off += t->numel;
     }
 }
@@ -433,7 +428,8 @@ static int reduce_fast(bk_ddp *d, float divisor) {
     for (int64_t start = 0; start < d->numel; start += BUCKET_CHUNK) {
         int64_t len = d->numel - start < BUCKET_CHUNK ? d->numel - start : BUCKET_CHUNK;
         if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, d->flat + start, (int)len, MPI_FLOAT, MPI_SUM,
-                                    MPI_COMM_WORLD), "MPI_Allreduce"))
+                                    MPI_COMM_WORLD),
+                      "MPI_Allreduce"))
             return -1;
     }
     divide(d->flat, d->numel, divisor);
@@ -488,8 +484,7 @@ int bk_ddp_finish(bk_ddp *d, float divisor) {
         return -1;
     }
     if (d->acc_count == 0 || !(divisor > 0)) {
-        bk_set_error("ddp_finish: %s", d->acc_count ? "the divisor must be > 0"
-                                                    : "nothing was accumulated");
+        bk_set_error("ddp_finish: %s", d->acc_count ? "the divisor must be > 0" : "nothing was accumulated");
         return -1;
     }
     divide(d->acc, d->numel, divisor);

@@ -57,8 +57,8 @@ static int open_temp(const char *path, char *tmp, size_t tmp_size) {
     static _Thread_local uint64_t counter;
     struct timespec ts = {0, 0};
     timespec_get(&ts, TIME_UTC);
-    uint64_t x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
-                 (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&counter ^ ++counter << 48;
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32 ^
+                 (uint64_t)(uintptr_t)&counter ^ ++counter << 48;
     for (int attempt = 0; attempt < 100; attempt++) {
         x += 0x9E3779B97F4A7C15u; /* splitmix64 */
         uint64_t z = x;
@@ -96,8 +96,7 @@ static void remove_stale_temps(const char *path) {
     }
     for (struct dirent *e; d && (e = readdir(d));) {
         const char *name = e->d_name;
-        if (strncmp(name, base, base_len) != 0 ||
-            strncmp(name + base_len, TEMP_SUFFIX, suffix_len) != 0)
+        if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, TEMP_SUFFIX, suffix_len) != 0)
             continue;
         const char *rnd = name + base_len + suffix_len;
         if (strlen(rnd) != TEMP_RANDOM || strspn(rnd, TEMP_CHARS) != TEMP_RANDOM) continue;
@@ -134,8 +133,8 @@ static void sync_parent_dir(const char *path) {
 /* Records "<who>: <path>: cannot <step> (<tmp>): <reason>" (or without "<who>: "). */
 static void atomic_error(bk__atomic_file *a, const char *step, int err) {
     a->err = err;
-    bk_set_error("%s%s%s: cannot %s (%s): %s", a->who ? a->who : "", a->who ? ": " : "",
-                 a->path, step, a->tmp ? a->tmp : "?", strerror(err));
+    bk_set_error("%s%s%s: cannot %s (%s): %s", a->who ? a->who : "", a->who ? ": " : "", a->path, step,
+                 a->tmp ? a->tmp : "?", strerror(err));
 }
 
 /* Closes the stream and the lock and removes the temporary file (which exists once
@@ -239,8 +238,8 @@ int bk_file_check_writable(const char *path, int64_t bytes) {
     int err = bytes > 0 ? posix_fallocate(a.fd, 0, (off_t)bytes) : 0;
     atomic_discard(&a);
     if (err && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS) {
-        bk_set_error("%s cannot be written: no room for its %.1f MiB: %s", path,
-                     (double)bytes / 1048576.0, strerror(err));
+        bk_set_error("%s cannot be written: no room for its %.1f MiB: %s", path, (double)bytes / 1048576.0,
+                     strerror(err));
         return -1;
     }
     return 0;

@@ -30,10 +30,10 @@
  * its public state interface, bk_optim_state_*). */
 typedef struct ckpt_list {
     bk_param_list *model;
-    int n;                /* model + optimizer tensors */
-    const char **names;   /* borrowed from model, or optim_names */
-    bk_tensor **tensors;  /* borrowed */
-    char **optim_names;   /* owned "optim.<state name>" */
+    int n;               /* model + optimizer tensors */
+    const char **names;  /* borrowed from model, or optim_names */
+    bk_tensor **tensors; /* borrowed */
+    char **optim_names;  /* owned "optim.<state name>" */
     int n_optim;
 } ckpt_list;
 
@@ -91,13 +91,15 @@ int bk_checkpoint_save(const char *path, const bk_module *m, const bk_optim *o, 
     if (ckpt_list_make(&c, "checkpoint_save", path, m, o) != 0) goto done;
     for (int i = 0; i < c.model->n; i++) {
         if (!strncmp(c.names[i], OPTIM_PREFIX, strlen(OPTIM_PREFIX))) {
-            bk_set_error("checkpoint_save: %s: the model's state name \"%s\" clashes with the "
-                         "optimizer prefix \"" OPTIM_PREFIX "\"", path, c.names[i]);
+            bk_set_error(
+                "checkpoint_save: %s: the model's state name \"%s\" clashes with the "
+                "optimizer prefix \"" OPTIM_PREFIX "\"",
+                path, c.names[i]);
             goto done;
         }
     }
-    rc = bk_safetensors_save(path, c.n, c.names, (const bk_tensor *const *)c.tensors, n_meta,
-                             meta_keys, meta_values);
+    rc = bk_safetensors_save(path, c.n, c.names, (const bk_tensor *const *)c.tensors, n_meta, meta_keys,
+                             meta_values);
 done:
     ckpt_list_free(&c);
     return rc;
@@ -134,8 +136,7 @@ int bk_checkpoint_load_from(const bk_safetensors *st, bk_module *m, bk_optim *o)
 
     /* 1. Match everything; change nothing yet. Every tensor of the file must be used,
      * except the optimizer's when none is given. */
-    if (bk__safetensors_match(st, c.n, c.names, c.tensors, "", o ? NULL : OPTIM_PREFIX, src,
-                              &r) != 0) {
+    if (bk__safetensors_match(st, c.n, c.names, c.tensors, "", o ? NULL : OPTIM_PREFIX, src, &r) != 0) {
         bk__error_prefix("checkpoint_load");
         goto done;
     }
@@ -143,17 +144,19 @@ int bk_checkpoint_load_from(const bk_safetensors *st, bk_module *m, bk_optim *o)
         char what[64] = "";
         if (o) snprintf(what, sizeof what, " and %s optimizer", bk_optim_name(o));
         if (r.missing.oom || r.unexpected.oom || r.mismatch.oom)
-            bk_set_error("checkpoint_load: %s does not match the %s model%s (out of memory "
-                         "while listing the differences)", path, bk_module_name(m), what);
+            bk_set_error(
+                "checkpoint_load: %s does not match the %s model%s (out of memory "
+                "while listing the differences)",
+                path, bk_module_name(m), what);
         else
             bk_set_error("checkpoint_load: %s does not match the %s model%s:%s%s%s%s%s%s", path,
                          bk_module_name(m), what, r.n_missing ? " missing: " : "",
                          r.n_missing ? r.missing.p : "",
                          r.n_unexpected ? (r.n_missing ? "; unexpected: " : " unexpected: ") : "",
                          r.n_unexpected ? r.unexpected.p : "",
-                         r.n_mismatch ? (r.n_missing || r.n_unexpected ? "; shape mismatch: "
-                                                                       : " shape mismatch: ")
-                                      : "",
+                         r.n_mismatch
+                             ? (r.n_missing || r.n_unexpected ? "; shape mismatch: " : " shape mismatch: ")
+                             : "",
                          r.n_mismatch ? r.mismatch.p : "");
         goto done;
     }

@@ -19,10 +19,8 @@ void bk__json_ws(bk__json *j) {
 static bool json_fail(bk__json *j, const char *what) {
     const char *text = j->what ? j->what : "the text";
     if (!j->err[0]) {
-        if (j->pos >= j->n)
-            snprintf(j->err, sizeof j->err, "%s at the end of %s", what, text);
-        else
-            snprintf(j->err, sizeof j->err, "%s at byte %zu of %s", what, j->pos, text);
+        if (j->pos >= j->n) snprintf(j->err, sizeof j->err, "%s at the end of %s", what, text);
+        else snprintf(j->err, sizeof j->err, "%s at byte %zu of %s", what, j->pos, text);
     }
     return false;
 }
@@ -69,8 +67,7 @@ static bool json_unicode_escape(bk__json *j) {
     if (cp < 0x80) {
         ok = json_put(j, (unsigned char)cp);
     } else if (cp < 0x800) {
-        ok = json_put(j, (unsigned char)(0xC0 | cp >> 6)) &&
-             json_put(j, (unsigned char)(0x80 | (cp & 0x3F)));
+        ok = json_put(j, (unsigned char)(0xC0 | cp >> 6)) && json_put(j, (unsigned char)(0x80 | (cp & 0x3F)));
     } else if (cp < 0x10000) {
         ok = json_put(j, (unsigned char)(0xE0 | cp >> 12)) &&
              json_put(j, (unsigned char)(0x80 | (cp >> 6 & 0x3F))) &&
@@ -104,7 +101,9 @@ bool bk__json_string(bk__json *j, size_t *off) {
         c = (unsigned char)j->s[j->pos++];
         bool ok;
         switch (c) {
-        case '"': case '\\': case '/': ok = json_put(j, c); break;
+        case '"':
+        case '\\':
+        case '/': ok = json_put(j, c); break;
         case 'b': ok = json_put(j, '\b'); break;
         case 'f': ok = json_put(j, '\f'); break;
         case 'n': ok = json_put(j, '\n'); break;
@@ -280,8 +279,12 @@ void bk__json_quote(bk__str *b, const char *s) {
             esc[0] = '\\', esc[1] = (char)c;
             bk__str_putn(b, esc, 2);
         } else if (c < 0x20) {
-            const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
-                              : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+            const char *named = c == '\n'   ? "\\n"
+                                : c == '\t' ? "\\t"
+                                : c == '\r' ? "\\r"
+                                : c == '\b' ? "\\b"
+                                : c == '\f' ? "\\f"
+                                            : NULL;
             if (named) {
                 bk__str_puts(b, named);
             } else {

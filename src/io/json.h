@@ -26,12 +26,12 @@
 typedef struct bk__json {
     const char *s;
     size_t n, pos;
-    const char *what;  /* names the text in messages ("the header") */
-    char *pool;        /* NULL in the syntax pass */
+    const char *what; /* names the text in messages ("the header") */
+    char *pool;       /* NULL in the syntax pass */
     size_t pool_used, pool_cap;
-    bool too_deep;     /* the syntax error is nesting beyond BK_JSON_MAX_DEPTH */
-    size_t top_keys;   /* syntax pass: members of the top-level object */
-    char err[160];     /* what is wrong, and where ("... at byte 12 of the header") */
+    bool too_deep;   /* the syntax error is nesting beyond BK_JSON_MAX_DEPTH */
+    size_t top_keys; /* syntax pass: members of the top-level object */
+    char err[160];   /* what is wrong, and where ("... at byte 12 of the header") */
 } bk__json;
 
 /* The byte at pos, or -1 at the end. */

@@ -50,9 +50,9 @@
 
 /* One tensor of a loaded file. */
 typedef struct st_entry {
-    size_t name_off;   /* into the string pool while parsing */
-    const char *name;  /* set once the pool is final */
-    int order;         /* position of its key in the header */
+    size_t name_off;  /* into the string pool while parsing */
+    const char *name; /* set once the pool is final */
+    int order;        /* position of its key in the header */
     int ndim;
     int64_t shape[BK_MAX_DIMS];
     uint64_t begin, end; /* data_offsets */
@@ -66,12 +66,12 @@ typedef struct st_meta {
 
 struct bk_safetensors {
     char *path;
-    char *pool;           /* every decoded string of the header, NUL-terminated */
+    char *pool; /* every decoded string of the header, NUL-terminated */
     int n;
-    st_entry *entries;    /* in data order (= writing order for files brick wrote) */
-    st_entry **by_name;   /* the same entries sorted by name, for lookups */
+    st_entry *entries;  /* in data order (= writing order for files brick wrote) */
+    st_entry **by_name; /* the same entries sorted by name, for lookups */
     int n_meta, cap_meta;
-    st_meta *meta;        /* sorted by key */
+    st_meta *meta; /* sorted by key */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -111,53 +111,62 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
 
 /* dtypes of the safetensors format that brick recognises but cannot read. */
 static const char *const OTHER_DTYPES[] = {
-    "BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F64", "I64", "U64",
-    "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64",
+    "BOOL", "U8",  "I8",      "I16",     "U16",     "F16", "BF16",    "I32",     "U32", "F64",
+    "I64",  "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64",
 };
 
 static bool check_dtype(const char *path, const char *name, const char *dtype) {
     if (strcmp(dtype, "F32") == 0) return true;
     for (size_t k = 0; k < sizeof OTHER_DTYPES / sizeof *OTHER_DTYPES; k++)
         if (strcmp(dtype, OTHER_DTYPES[k]) == 0)
-            return st_fail(path, "dtype %s of tensor '%s' is not supported (brick reads F32)",
-                           dtype, name);
+            return st_fail(path, "dtype %s of tensor '%s' is not supported (brick reads F32)", dtype, name);
     return st_fail(path, "unknown dtype '%s' of tensor '%s'", dtype, name);
 }
 
 /* Checks a tensor's parsed shape and offsets against each other and the data size. */
-static bool check_entry(const char *path, st_entry *e, const char *name, const uint64_t *dims,
-                        long ndim, const uint64_t *offs, long n_offs, uint64_t data_size) {
+static bool check_entry(const char *path, st_entry *e, const char *name, const uint64_t *dims, long ndim,
+                        const uint64_t *offs, long n_offs, uint64_t data_size) {
     if (ndim < 0) return st_fail(path, "shape of tensor '%s' is not a list of non-negative integers", name);
     if (ndim > BK_MAX_DIMS)
-        return st_fail(path, "tensor '%s' has %ld dimensions; brick supports at most %d", name,
-                       ndim, BK_MAX_DIMS);
+        return st_fail(path, "tensor '%s' has %ld dimensions; brick supports at most %d", name, ndim,
+                       BK_MAX_DIMS);
     int64_t numel = 1, bytes;
     e->ndim = (int)ndim;
     for (int i = 0; i < e->ndim; i++) {
         if (dims[i] > (uint64_t)INT64_MAX || !bk__mul_ok(numel, (int64_t)dims[i], &numel))
-            return st_fail(path, "shape of tensor '%s' overflows: its element count does not "
-                           "fit in 64 bits", name);
+            return st_fail(path,
+                           "shape of tensor '%s' overflows: its element count does not "
+                           "fit in 64 bits",
+                           name);
         e->shape[i] = (int64_t)dims[i];
     }
     if (!bk__mul_ok(numel, (int64_t)sizeof(float), &bytes))
-        return st_fail(path, "shape of tensor '%s' overflows: its byte size does not fit in "
-                       "64 bits", name);
+        return st_fail(path,
+                       "shape of tensor '%s' overflows: its byte size does not fit in "
+                       "64 bits",
+                       name);
     if (n_offs != 2)
-        return st_fail(path, "data_offsets of tensor '%s' must be two non-negative integers "
-                       "[begin, end]", name);
+        return st_fail(path,
+                       "data_offsets of tensor '%s' must be two non-negative integers "
+                       "[begin, end]",
+                       name);
     e->begin = offs[0], e->end = offs[1];
     if (e->begin > e->end)
-        return st_fail(path, "data_offsets of tensor '%s' have begin %" PRIu64 " > end %" PRIu64,
-                       name, e->begin, e->end);
+        return st_fail(path, "data_offsets of tensor '%s' have begin %" PRIu64 " > end %" PRIu64, name,
+                       e->begin, e->end);
     if (e->end > data_size)
-        return st_fail(path, "data_offsets [%" PRIu64 ", %" PRIu64 "] of tensor '%s' go past "
+        return st_fail(path,
+                       "data_offsets [%" PRIu64 ", %" PRIu64
+                       "] of tensor '%s' go past "
                        "the end of the file (its data section has %" PRIu64 " bytes)",
                        e->begin, e->end, name, data_size);
     if (e->end - e->begin != (uint64_t)bytes) {
         char s[256];
-        return st_fail(path, "tensor '%s' of shape %s and dtype F32 needs %" PRId64 " bytes, but "
-                       "its data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64, name,
-                       bk__shape_fmt(e->ndim, e->shape, s, sizeof s), bytes, e->begin, e->end,
+        return st_fail(path,
+                       "tensor '%s' of shape %s and dtype F32 needs %" PRId64
+                       " bytes, but "
+                       "its data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64,
+                       name, bk__shape_fmt(e->ndim, e->shape, s, sizeof s), bytes, e->begin, e->end,
                        e->end - e->begin);
     }
     return true;
@@ -167,8 +176,10 @@ static bool check_entry(const char *path, st_entry *e, const char *name, const u
 static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint64_t data_size) {
     const char *path = st->path, *name = j->pool + name_off;
     if (bk__json_peek(j) != '{')
-        return st_fail(path, "entry '%s' is not an object {\"dtype\", \"shape\", "
-                       "\"data_offsets\"}", name);
+        return st_fail(path,
+                       "entry '%s' is not an object {\"dtype\", \"shape\", "
+                       "\"data_offsets\"}",
+                       name);
     st_entry *e = &st->entries[st->n];
     memset(e, 0, sizeof *e);
     e->name_off = name_off;
@@ -179,36 +190,41 @@ static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint6
     long ndim = -1, n_offs = -1;
 
     if (bk__json_object_open(j)) do {
-        size_t key_off;
-        if (!bk__json_key(j, &key_off)) return false;
-        const char *key = j->pool + key_off;
-        int f = 0;
-        while (f < 3 && strcmp(key, fields[f]) != 0) f++;
-        if (f == 3) return st_fail(path, "tensor '%s' has unexpected field '%s'", name, key);
-        if (seen[f]) return st_fail(path, "tensor '%s' has field '%s' twice", name, key);
-        seen[f] = true;
-        if (f == 0) {
-            size_t dtype_off;
-            if (bk__json_peek(j) != '"') return st_fail(path, "dtype of tensor '%s' is not a string", name);
-            if (!bk__json_string(j, &dtype_off)) return false;
-            if (!check_dtype(path, name, j->pool + dtype_off)) return false;
-        } else if (f == 1) {
-            ndim = bk__json_uint_array(j, dims, BK_MAX_DIMS);
-            if (ndim == -2)
-                return st_fail(path, "shape of tensor '%s' overflows: a dimension does not fit "
-                               "in 64 bits", name);
-            if (ndim < 0)
-                return st_fail(path, "shape of tensor '%s' is not a list of non-negative integers", name);
-        } else {
-            n_offs = bk__json_uint_array(j, offs, 2);
-            if (n_offs == -2)
-                return st_fail(path, "data_offsets of tensor '%s' do not fit in 64 bits", name);
-            if (n_offs != 2)
-                return st_fail(path, "data_offsets of tensor '%s' must be two non-negative "
-                               "integers [begin, end]", name);
-        }
-        j->pool_used = key_off; /* the field name and dtype are not kept */
-    } while (bk__json_object_more(j));
+            size_t key_off;
+            if (!bk__json_key(j, &key_off)) return false;
+            const char *key = j->pool + key_off;
+            int f = 0;
+            while (f < 3 && strcmp(key, fields[f]) != 0) f++;
+            if (f == 3) return st_fail(path, "tensor '%s' has unexpected field '%s'", name, key);
+            if (seen[f]) return st_fail(path, "tensor '%s' has field '%s' twice", name, key);
+            seen[f] = true;
+            if (f == 0) {
+                size_t dtype_off;
+                if (bk__json_peek(j) != '"')
+                    return st_fail(path, "dtype of tensor '%s' is not a string", name);
+                if (!bk__json_string(j, &dtype_off)) return false;
+                if (!check_dtype(path, name, j->pool + dtype_off)) return false;
+            } else if (f == 1) {
+                ndim = bk__json_uint_array(j, dims, BK_MAX_DIMS);
+                if (ndim == -2)
+                    return st_fail(path,
+                                   "shape of tensor '%s' overflows: a dimension does not fit "
+                                   "in 64 bits",
+                                   name);
+                if (ndim < 0)
+                    return st_fail(path, "shape of tensor '%s' is not a list of non-negative integers", name);
+            } else {
+                n_offs = bk__json_uint_array(j, offs, 2);
+                if (n_offs == -2)
+                    return st_fail(path, "data_offsets of tensor '%s' do not fit in 64 bits", name);
+                if (n_offs != 2)
+                    return st_fail(path,
+                                   "data_offsets of tensor '%s' must be two non-negative "
+                                   "integers [begin, end]",
+                                   name);
+            }
+            j->pool_used = key_off; /* the field name and dtype are not kept */
+        } while (bk__json_object_more(j));
     for (int f = 0; f < 3; f++)
         if (!seen[f]) return st_fail(path, "tensor '%s' is missing field '%s'", name, fields[f]);
     if (!check_entry(path, e, name, dims, ndim, offs, n_offs, data_size)) return false;
@@ -220,16 +236,16 @@ static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint6
 static bool parse_metadata(bk_safetensors *st, bk__json *j) {
     if (bk__json_peek(j) != '{') return st_fail(st->path, "__metadata__ is not an object of strings");
     if (bk__json_object_open(j)) do {
-        size_t key_off, value_off;
-        if (!bk__json_key(j, &key_off)) return false;
-        if (bk__json_peek(j) != '"')
-            return st_fail(st->path, "metadata value of '%s' is not a string", j->pool + key_off);
-        if (!bk__json_string(j, &value_off)) return false;
-        /* (at most one entry per 6 header bytes, so the count fits in an int) */
-        if (!bk__grow((void **)&st->meta, st->n_meta, &st->cap_meta, sizeof *st->meta, 8))
-            return st_fail(st->path, "out of memory");
-        st->meta[st->n_meta++] = (st_meta){key_off, value_off, NULL, NULL};
-    } while (bk__json_object_more(j));
+            size_t key_off, value_off;
+            if (!bk__json_key(j, &key_off)) return false;
+            if (bk__json_peek(j) != '"')
+                return st_fail(st->path, "metadata value of '%s' is not a string", j->pool + key_off);
+            if (!bk__json_string(j, &value_off)) return false;
+            /* (at most one entry per 6 header bytes, so the count fits in an int) */
+            if (!bk__grow((void **)&st->meta, st->n_meta, &st->cap_meta, sizeof *st->meta, 8))
+                return st_fail(st->path, "out of memory");
+            st->meta[st->n_meta++] = (st_meta){key_off, value_off, NULL, NULL};
+        } while (bk__json_object_more(j));
     return true;
 }
 
@@ -237,17 +253,17 @@ static bool parse_metadata(bk_safetensors *st, bk__json *j) {
 static bool parse_header(bk_safetensors *st, bk__json *j, uint64_t data_size) {
     bool seen_meta = false;
     if (bk__json_object_open(j)) do {
-        size_t key_off;
-        if (!bk__json_key(j, &key_off)) return false;
-        if (strcmp(j->pool + key_off, "__metadata__") == 0) {
-            if (seen_meta) return st_fail(st->path, "duplicate key '__metadata__'");
-            seen_meta = true;
-            j->pool_used = key_off;
-            if (!parse_metadata(st, j)) return false;
-        } else if (!parse_tensor(st, j, key_off, data_size)) {
-            return false;
-        }
-    } while (bk__json_object_more(j));
+            size_t key_off;
+            if (!bk__json_key(j, &key_off)) return false;
+            if (strcmp(j->pool + key_off, "__metadata__") == 0) {
+                if (seen_meta) return st_fail(st->path, "duplicate key '__metadata__'");
+                seen_meta = true;
+                j->pool_used = key_off;
+                if (!parse_metadata(st, j)) return false;
+            } else if (!parse_tensor(st, j, key_off, data_size)) {
+                return false;
+            }
+        } while (bk__json_object_more(j));
     return true;
 }
 
@@ -303,19 +319,26 @@ static bool finish_header(bk_safetensors *st, bk__json *j, uint64_t data_size) {
         const st_entry *e = &st->entries[i];
         if (e->begin < covered) {
             const st_entry *prev = &st->entries[i - 1];
-            return st_fail(path, "tensor '%s' (data_offsets [%" PRIu64 ", %" PRIu64 "]) overlaps "
-                           "tensor '%s' (data_offsets [%" PRIu64 ", %" PRIu64 "])", e->name,
-                           e->begin, e->end, prev->name, prev->begin, prev->end);
+            return st_fail(path,
+                           "tensor '%s' (data_offsets [%" PRIu64 ", %" PRIu64
+                           "]) overlaps "
+                           "tensor '%s' (data_offsets [%" PRIu64 ", %" PRIu64 "])",
+                           e->name, e->begin, e->end, prev->name, prev->begin, prev->end);
         }
         if (e->begin > covered)
-            return st_fail(path, "data_offsets leave a gap of %" PRIu64 " bytes before tensor "
-                           "'%s' (data_offsets [%" PRIu64 ", %" PRIu64 "])", e->begin - covered,
-                           e->name, e->begin, e->end);
+            return st_fail(path,
+                           "data_offsets leave a gap of %" PRIu64
+                           " bytes before tensor "
+                           "'%s' (data_offsets [%" PRIu64 ", %" PRIu64 "])",
+                           e->begin - covered, e->name, e->begin, e->end);
         covered = e->end;
     }
     if (covered != data_size)
-        return st_fail(path, "%" PRIu64 " bytes after the last tensor (the tensors end at data "
-                       "byte %" PRIu64 " of %" PRIu64 ")", data_size - covered, covered, data_size);
+        return st_fail(path,
+                       "%" PRIu64
+                       " bytes after the last tensor (the tensors end at data "
+                       "byte %" PRIu64 " of %" PRIu64 ")",
+                       data_size - covered, covered, data_size);
     return true;
 }
 
@@ -363,8 +386,8 @@ bk_safetensors *bk_safetensors_load(const char *path) {
         goto fail;
     }
     if (hlen > size - 8) {
-        st_fail(path, "header length %" PRIu64 " goes past the end of the file (%" PRIu64 " bytes)",
-                hlen, size);
+        st_fail(path, "header length %" PRIu64 " goes past the end of the file (%" PRIu64 " bytes)", hlen,
+                size);
         goto fail;
     }
     uint64_t data_size = size - 8 - hlen;
@@ -385,8 +408,7 @@ bk_safetensors *bk_safetensors_load(const char *path) {
     if (!bk__json_check(&j)) {
         if (j.too_deep)
             st_fail(path, "header is nested deeper than %d levels (%s)", BK_JSON_MAX_DEPTH, j.err);
-        else
-            st_fail(path, "header is not valid JSON: %s", j.err);
+        else st_fail(path, "header is not valid JSON: %s", j.err);
         goto fail;
     }
     j.pos = 0;
@@ -477,9 +499,9 @@ const char *bk_safetensors_name(const bk_safetensors *st, int i) {
 static st_entry *find_entry(const bk_safetensors *st, const char *name) {
     st_entry key, *pkey = &key;
     key.name = name;
-    st_entry **hit = st->n > 0 ? bsearch(&pkey, st->by_name, (size_t)st->n, sizeof *st->by_name,
-                                         cmp_entry_name)
-                               : NULL;
+    st_entry **hit = st->n > 0
+                         ? bsearch(&pkey, st->by_name, (size_t)st->n, sizeof *st->by_name, cmp_entry_name)
+                         : NULL;
     return hit ? *hit : NULL;
 }
 
@@ -502,15 +524,14 @@ const char *bk_safetensors_meta(const bk_safetensors *st, const char *key) {
         return NULL;
     }
     st_meta k = {.key = key};
-    const st_meta *hit = st->n_meta > 0 ? bsearch(&k, st->meta, (size_t)st->n_meta,
-                                                  sizeof *st->meta, cmp_meta_key)
-                                        : NULL;
+    const st_meta *hit = st->n_meta > 0
+                             ? bsearch(&k, st->meta, (size_t)st->n_meta, sizeof *st->meta, cmp_meta_key)
+                             : NULL;
     return hit ? hit->value : NULL;
 }
 
-int bk__safetensors_match(const bk_safetensors *st, int n, const char *const *names,
-                          bk_tensor *const *want, const char *vs, const char *skip_prefix,
-                          bk_tensor **found, bk__st_report *r) {
+int bk__safetensors_match(const bk_safetensors *st, int n, const char *const *names, bk_tensor *const *want,
+                          const char *vs, const char *skip_prefix, bk_tensor **found, bk__st_report *r) {
     bool *used = bk__calloc((size_t)st->n + 1, sizeof *used);
     if (!used) {
         bk_set_error("%s: out of memory", st->path);
@@ -565,8 +586,7 @@ static int cmp_str_ptr(const void *pa, const void *pb) {
 
 /* Names, keys or values are valid UTF-8 (so that readers accept the file) and, if
  * `unique`, all different. */
-static bool check_names(const char *path, int n, const char *const *names, const char *what,
-                        bool unique) {
+static bool check_names(const char *path, int n, const char *const *names, const char *what, bool unique) {
     for (int i = 0; i < n; i++) {
         if (!names[i]) return st_fail(path, "%s %d is NULL", what, i);
         size_t len = strlen(names[i]);
@@ -627,8 +647,8 @@ static bool build_header(bk__str *h, const char *path, int n, const char *const 
     while (!h->oom && h->len % 8 != 0) bk__str_puts(h, " ");
     if (h->oom) return st_fail(path, "out of memory building the header");
     if (h->len > ST_MAX_HEADER)
-        return st_fail(path, "header would be %zu bytes, over the %u-byte limit of readers",
-                       h->len, ST_MAX_HEADER);
+        return st_fail(path, "header would be %zu bytes, over the %u-byte limit of readers", h->len,
+                       ST_MAX_HEADER);
     *data_bytes = offset;
     return true;
 }
@@ -648,9 +668,8 @@ static bool write_f32(FILE *f, const float *x, size_t n) {
     return true;
 }
 
-int bk_safetensors_save(const char *path, int n, const char *const *names,
-                        const bk_tensor *const *tensors, int n_meta,
-                        const char *const *meta_keys, const char *const *meta_values) {
+int bk_safetensors_save(const char *path, int n, const char *const *names, const bk_tensor *const *tensors,
+                        int n_meta, const char *const *meta_keys, const char *const *meta_values) {
     if (!path) {
         bk_set_error("safetensors: save: path is NULL");
         return -1;

@@ -114,8 +114,9 @@ static inline float sum8(__m256 v) {
 #endif
 #endif
 
-typedef void dconv_run_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
-                          const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work);
+typedef void dconv_run_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img,
+                          const float *wp, const float *bias, float *dst, int64_t dst_img, bool accumulate,
+                          float *work);
 typedef void dconv_dw_fn(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *dy,
                          int64_t dy_img, float *dw, bool accumulate, float *work);
 
@@ -181,12 +182,10 @@ void bk__dconv_pack(const bk__dconv *d, const float *w, bool transposed, float *
                 for (int64_t kw = 0; kw < KW; kw++)
                     for (int64_t i = 0; i < OB; i++, wp++) {
                         int64_t o = ob * OB + i;
-                        if (o >= d->O)
-                            *wp = 0.0f;
+                        if (o >= d->O) *wp = 0.0f;
                         else if (transposed) /* w is (C, O, KH, KW) in d's names */
                             *wp = w[((c * d->O + o) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
-                        else
-                            *wp = w[((o * d->C + c) * KH + kh) * KW + kw];
+                        else *wp = w[((o * d->C + c) * KH + kh) * KW + kw];
                     }
 }
 

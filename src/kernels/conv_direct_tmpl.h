@@ -11,9 +11,9 @@
 
 /* for each (o, i) of an OB x NI tile of registers with i < n, the loops unrolled so that the
  * tile stays in registers (n and NI are constants where the tile is inlined) */
-#define TILE_FOR(o, i, NI, n)                                                                  \
-    _Pragma("GCC unroll 8") for (int o = 0; o < OB; o++)                                       \
-    _Pragma("GCC unroll 8") for (int i = 0; i < (NI); i++) if (i < (n))
+#define TILE_FOR(o, i, NI, n)                            \
+    _Pragma("GCC unroll 8") for (int o = 0; o < OB; o++) \
+        _Pragma("GCC unroll 8") for (int i = 0; i < (NI); i++) if (i < (n))
 
 /* The planes of a chunk (layout at the top of conv_direct.c): zeros everywhere but the
  * images' rows. Rows are short (4 to 30 floats), so vector loops rather than calls (omp
@@ -40,7 +40,8 @@ static void FN(fill_planes)(const bk__dconv *d, int64_t nimg, const float *src, 
 /* dy of a chunk (nimg images of O channels of OH x OW, images dy_img apart) in the wide
  * layout of the outputs: yw[o][(j rows + oh) Wp + ow], zero at every junk q < Q and for the
  * channels past O, so the weight gradient may sum over all q. */
-static void FN(fill_wide)(const bk__dconv *d, int64_t nimg, const float *dy, int64_t dy_img, int64_t Q, float *yw) {
+static void FN(fill_wide)(const bk__dconv *d, int64_t nimg, const float *dy, int64_t dy_img, int64_t Q,
+                          float *yw) {
     int64_t OW = d->OW, Wp = d->Wp;
     for (int64_t o = 0; o < d->Opad; o++) {
         float *r = yw + o * Q, *end = r + Q;
@@ -62,8 +63,8 @@ static void FN(fill_wide)(const bk__dconv *d, int64_t nimg, const float *dy, int
  * for o < OB, p < np: OB x np vectors held in registers (np is a constant where it is
  * inlined). The sum runs over c, then t, in increasing order, for every output. */
 static inline __attribute__((always_inline)) void FN(tile)(const float *x, int64_t plane, int64_t C,
-                                                         const int64_t *offs, int64_t KK, const float *wp,
-                                                         float *y, int64_t ldy, int np) {
+                                                           const int64_t *offs, int64_t KK, const float *wp,
+                                                           float *y, int64_t ldy, int np) {
     V acc[OB][PV];
     TILE_FOR(o, p, PV, PV) acc[o][p] = VZERO();
     for (int64_t c = 0; c < C; c++, x += plane)
@@ -112,10 +113,10 @@ static void FN(compute)(const bk__dconv *d, int64_t Q, const float *xp, const in
 /* offs[t]: where tap t = kh KW + kw reads the planes, from a wide index q (the layout at the
  * top of conv_direct.c). (A macro: as a function, even an always-inline one, it changed
  * GCC 12's register allocation of the weight gradient's loops.) */
-#define TAP_OFFSETS(d, offs)                                                                   \
-    for (int64_t kh = 0; kh < (d)->KH; kh++)                                                   \
-        for (int64_t kw = 0; kw < (d)->KW; kw++)                                               \
-            (offs)[kh * (d)->KW + kw] = (d)->lead + kh * (d)->dh * (d)->Wp + kw * (d)->dw - (d)->pw
+#define TAP_OFFSETS(d, offs)                     \
+    for (int64_t kh = 0; kh < (d)->KH; kh++)     \
+        for (int64_t kw = 0; kw < (d)->KW; kw++) \
+    (offs)[kh * (d)->KW + kw] = (d)->lead + kh * (d)->dh * (d)->Wp + kw * (d)->dw - (d)->pw
 
 static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t src_img, const float *wp,
                     const float *bias, float *dst, int64_t dst_img, bool accumulate, float *work) {
@@ -147,8 +148,8 @@ static void FN(run)(const bk__dconv *d, int64_t nimg, const float *src, int64_t 
 /* out[o TB + t] = sum over q < Q of dy[o ldy + q] x[offs[t] + q], for o < OB, t < tb: the
  * weight gradient of OB output channels and tb taps of one input channel. Each lane sums
  * its q in increasing order, then VSUM adds the lanes in a fixed order. */
-static inline __attribute__((always_inline)) void FN(wtile)(const float *dy, int64_t ldy, const float *x,
-                                                          const int64_t *offs, int64_t Q, float *out, int tb) {
+static inline __attribute__((always_inline)) void
+FN(wtile)(const float *dy, int64_t ldy, const float *x, const int64_t *offs, int64_t Q, float *out, int tb) {
     V acc[OB][TB];
     TILE_FOR(o, t, TB, TB) acc[o][t] = VZERO();
     for (int64_t q = 0; q < Q; q += VL) {

@@ -45,11 +45,11 @@
 #include <omp.h>
 #endif
 
-#define SMALL_MNK 512               /* below this M*N*K, the unpacked loop (measured: */
-                                    /* packing wins from about 8 x 8 x 8 up) */
-#define PARALLEL_MIN_MNK (1 << 20)  /* below this M*N*K, one thread (measured: 2 threads */
-                                    /* lose at 64^3, win at 100^3) */
-#define B_DIRECT_MAX_M 12           /* up to this M, a non-transposed B is read in place */
+#define SMALL_MNK 512              /* below this M*N*K, the unpacked loop (measured: */
+                                   /* packing wins from about 8 x 8 x 8 up) */
+#define PARALLEL_MIN_MNK (1 << 20) /* below this M*N*K, one thread (measured: 2 threads */
+                                   /* lose at 64^3, win at 100^3) */
+#define B_DIRECT_MAX_M 12          /* up to this M, a non-transposed B is read in place */
 
 #if defined(__GNUC__)
 #define BK_ALWAYS_INLINE __attribute__((always_inline))
@@ -76,8 +76,8 @@ static inline v4f v4f_load(const float *p) {
 
 static inline void v4f_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 
-static void micro_portable(int64_t kc, const float *a, const float *b, int64_t bs, float alpha,
-                           float beta, float *c, int64_t ldc) {
+static void micro_portable(int64_t kc, const float *a, const float *b, int64_t bs, float alpha, float beta,
+                           float *c, int64_t ldc) {
     /* rows spelled out: GCC -O2 would keep an array of accumulators in memory */
     v4f c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
     for (int64_t k = 0; k < kc; k++, a += PMR, b += bs) {
@@ -110,23 +110,26 @@ static void micro_portable(int64_t kc, const float *a, const float *b, int64_t b
 }
 #else
 /* Plain C for other compilers. */
-static void micro_portable(int64_t kc, const float *a, const float *b, int64_t bs, float alpha,
-                           float beta, float *c, int64_t ldc) {
+static void micro_portable(int64_t kc, const float *a, const float *b, int64_t bs, float alpha, float beta,
+                           float *c, int64_t ldc) {
     float acc[PMR][PNR] = {{0}};
     for (int64_t k = 0; k < kc; k++)
         for (int i = 0; i < PMR; i++)
             for (int j = 0; j < PNR; j++) acc[i][j] += a[k * PMR + i] * b[k * bs + j];
     for (int i = 0; i < PMR; i++)
         for (int j = 0; j < PNR; j++)
-            c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j]
-                                          : alpha * acc[i][j] + beta * c[i * ldc + j];
+            c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
 }
 #endif
 
 static const bk__gemm_kernel KERNEL_PORTABLE = {
-    .name = "portable 4x8", .key = "portable",
-    .mr = PMR, .nr = PNR,                 /* register tile */
-    .mc = 128, .kc = 256, .nc = 4096,     /* cache blocks */
+    .name = "portable 4x8",
+    .key = "portable",
+    .mr = PMR,
+    .nr = PNR, /* register tile */
+    .mc = 128,
+    .kc = 256,
+    .nc = 4096, /* cache blocks */
     .micro = micro_portable,
 };
 
@@ -140,9 +143,9 @@ static const bk__gemm_kernel KERNEL_PORTABLE = {
 /* Packs rows [r0, r0+rows) x k in [k0, k0+kc) of X (element (r, k) at X[r*rs + k*ks],
  * rs == 1 or ks == 1) into micro-panels of height w, zero-padding the last one; panel p
  * starts at dst + p*ps (ps >= w*kc). */
-static inline BK_ALWAYS_INLINE void pack_panels_w(int w, const float *X, int64_t rs, int64_t ks,
-                                                  int64_t r0, int64_t rows, int64_t k0,
-                                                  int64_t kc, float *dst, int64_t ps) {
+static inline BK_ALWAYS_INLINE void pack_panels_w(int w, const float *X, int64_t rs, int64_t ks, int64_t r0,
+                                                  int64_t rows, int64_t k0, int64_t kc, float *dst,
+                                                  int64_t ps) {
     const int64_t full = rows / w, h = rows - full * w; /* whole panels, rows in the last */
     if (rs == 1) {
         /* each k is a contiguous run over the rows: read it once, scatter to the panels */
@@ -174,11 +177,9 @@ static inline BK_ALWAYS_INLINE void pack_panels_w(int w, const float *X, int64_t
 }
 
 /* The same, with the common panel widths made compile-time constants. */
-static void pack_panels(const bk__gemm_kernel *kern, int w, const float *X, int64_t rs,
-                        int64_t ks, int64_t r0, int64_t rows, int64_t k0, int64_t kc,
-                        float *dst, int64_t ps) {
-    if (ks == 1 && rs != 1 && kern->pack_rows &&
-        kern->pack_rows(w, X + r0 * rs + k0, rs, rows, kc, dst, ps))
+static void pack_panels(const bk__gemm_kernel *kern, int w, const float *X, int64_t rs, int64_t ks,
+                        int64_t r0, int64_t rows, int64_t k0, int64_t kc, float *dst, int64_t ps) {
+    if (ks == 1 && rs != 1 && kern->pack_rows && kern->pack_rows(w, X + r0 * rs + k0, rs, rows, kc, dst, ps))
         return; /* the kernel's own, vectorised gather */
     switch (w) {
     case 4: pack_panels_w(4, X, rs, ks, r0, rows, k0, kc, dst, ps); break;
@@ -196,9 +197,8 @@ static void pack_panels(const bk__gemm_kernel *kern, int w, const float *X, int6
 
 /* Straight loops, k innermost per element and in increasing order. Also the fallback when
  * the packing buffers cannot be allocated. */
-static void gemm_small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                       float *C, int64_t ldc) {
+static void gemm_small(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
     int64_t bks = tb ? 1 : ldb, bcs = tb ? ldb : 1; /* op(B)[k, j] = B[k*bks + j*bcs] */
     enum { JB = 16 };
@@ -239,12 +239,12 @@ typedef struct gemm_plan {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    int64_t kc, nc;    /* K and N block sizes for this call (<= kern->kc, kern->nc) */
-    bool b_direct;     /* the kernel reads op(B) = B in place (not transposed, few rows of C) */
-    float *bpack[2];   /* packed B panels (unless b_direct): 2 buffers of nc + threads */
-                       /* micro-panels of kc x nr; see gemm_thread */
-    float *tbuf;       /* per thread t: tbuf + t * tstride: its A block (mc x kc), then a */
-    int64_t tstride;   /*   kc x nr micro-panel for B's partial edge panel when b_direct */
+    int64_t kc, nc;  /* K and N block sizes for this call (<= kern->kc, kern->nc) */
+    bool b_direct;   /* the kernel reads op(B) = B in place (not transposed, few rows of C) */
+    float *bpack[2]; /* packed B panels (unless b_direct): 2 buffers of nc + threads */
+                     /* micro-panels of kc x nr; see gemm_thread */
+    float *tbuf;     /* per thread t: tbuf + t * tstride: its A block (mc x kc), then a */
+    int64_t tstride; /*   kc x nr micro-panel for B's partial edge panel when b_direct */
 } gemm_plan;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -280,9 +280,8 @@ static void thread_grid(const gemm_plan *p, int T, int *tm, int *tn) {
 /* Updates the tiles of C in rows [ic, ic+mcur) x micro-panels [q0, q1) of the column block
  * at jc, for the K slice at pc, from the packed A block and B: packed (micro-panel q at
  * bq0 + (q - q0) * nr * kc), or in place. */
-static void macro_kernel(const gemm_plan *p, const float *apack, const float *bq0,
-                         int64_t ic, int64_t mcur, int64_t jc, int64_t q0, int64_t q1,
-                         int64_t pc, int64_t kcur, float *bedge) {
+static void macro_kernel(const gemm_plan *p, const float *apack, const float *bq0, int64_t ic, int64_t mcur,
+                         int64_t jc, int64_t q0, int64_t q1, int64_t pc, int64_t kcur, float *bedge) {
     const bk__gemm_kernel *kern = p->kern;
     const int mr = kern->mr, nr = kern->nr;
     const float beta = pc == 0 ? p->beta : 1.0f; /* later K slices accumulate */
@@ -304,8 +303,7 @@ static void macro_kernel(const gemm_plan *p, const float *apack, const float *bq
             const float *ap = apack + ir * p->kc;
             const int64_t rows = min64(mr, mcur - ir);
             float *c = p->C + (ic + ir) * p->ldc + col;
-            bk__gemm_micro_fn *micro =
-                rows <= mr / 2 && kern->micro_half ? kern->micro_half : kern->micro;
+            bk__gemm_micro_fn *micro = rows <= mr / 2 && kern->micro_half ? kern->micro_half : kern->micro;
             if (rows == mr && cols == nr) {
                 micro(kcur, ap, bp, bs, p->alpha, beta, c, p->ldc);
                 continue;
@@ -368,17 +366,16 @@ static void gemm_thread(const gemm_plan *p, int t, int T) {
                 float *bpack = p->bpack[block & 1];
                 const int64_t q0 = npan * t / T, q1 = npan * (t + 1) / T; /* my packing share */
                 if (q1 > q0)
-                    pack_panels(kern, nr, p->B, bjs, bks, jc + q0 * nr,
-                                min64(ncur, q1 * nr) - q0 * nr, pc, kcur, bpack + q0 * panel,
-                                panel);
+                    pack_panels(kern, nr, p->B, bjs, bks, jc + q0 * nr, min64(ncur, q1 * nr) - q0 * nr, pc,
+                                kcur, bpack + q0 * panel, panel);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
                 bq0 = bpack + j0 * panel;
             } else if (!p->b_direct) {
                 if (j1 > j0)
-                    pack_panels(kern, nr, p->B, bjs, bks, jc + j0 * nr,
-                                min64(ncur, j1 * nr) - j0 * nr, pc, kcur, bown, panel);
+                    pack_panels(kern, nr, p->B, bjs, bks, jc + j0 * nr, min64(ncur, j1 * nr) - j0 * nr, pc,
+                                kcur, bown, panel);
                 bq0 = bown;
             }
             for (int64_t ic = m0; ic < m1 && j1 > j0; ic += mc) {
@@ -399,22 +396,20 @@ static void gemm_thread(const gemm_plan *p, int t, int T) {
  * reduction per 16 outputs: they won only with K >= 8 and few rows of C (4x256x256 10.8
  * against 28.1 us; 256x20x2 lost, 7.4 against 1.7 us) or few columns (the MLP's 10 outputs:
  * 256x10x256). A^T @ B^T always packs. */
-static bool small_product(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t M, int64_t N,
-                          int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                          int64_t ldb, float beta, float *C, int64_t ldc) {
+static bool small_product(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
     if (!kern->small_nn || (double)K * (double)N > 65536.0) return false;
-    if (!tb)
-        kern->small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (!tb) kern->small_nn(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (!ta && K >= 8 && (M <= 8 || N <= 16))
         kern->small_nt(false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        return false;
+    else return false;
     return true;
 }
 
-static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t M, int64_t N,
-                         int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                         int64_t ldb, float beta, float *C, int64_t ldc) {
+static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
@@ -423,15 +418,26 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
     /* one thread's worth: the kernel's unpacked path where it says that is faster; tiny
      * ones: plain loops */
     const double mnk = (double)M * (double)N * (double)K;
-    if (mnk < PARALLEL_MIN_MNK &&
-        small_product(kern, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    if (mnk < PARALLEL_MIN_MNK && small_product(kern, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
     if (mnk < SMALL_MNK) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    gemm_plan p = {.kern = kern, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = alpha,
-                   .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C};
+    gemm_plan p = {.kern = kern,
+                   .ta = ta,
+                   .tb = tb,
+                   .M = M,
+                   .N = N,
+                   .K = K,
+                   .alpha = alpha,
+                   .beta = beta,
+                   .A = A,
+                   .B = B,
+                   .lda = lda,
+                   .ldb = ldb,
+                   .ldc = ldc,
+                   .C = C};
     /* K in equal slices (the slicing fixes the summation order: it depends on K only) */
     p.kc = ceil_div(K, ceil_div(K, kern->kc));
     /* N in equal blocks of whole micro-panels */
@@ -452,8 +458,8 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
      * when threads share them; room for a partial band per thread when they do not), then
      * each thread's A block and edge panel */
     const int64_t mc_max = min64(kern->mc, ceil_div(M, kern->mr) * kern->mr);
-    const size_t bfloats =
-        p.b_direct ? 0 : (size_t)((p.nc / kern->nr + nth) * kern->nr * p.kc + 15) / 16 * 16;
+    const size_t bfloats = p.b_direct ? 0
+                                      : (size_t)((p.nc / kern->nr + nth) * kern->nr * p.kc + 15) / 16 * 16;
     const size_t nbuf = nth > 1 ? 2 : 1;
     p.tstride = (mc_max * p.kc + p.kc * kern->nr + 15) / 16 * 16;
     size_t bytes = (nbuf * bfloats + (size_t)p.tstride * (size_t)nth) * sizeof(float);
@@ -518,11 +524,15 @@ static const bk__gemm_kernel *choose_kernel(void) {
     const bk__gemm_kernel *k = kernel_named(want);
     if (k) return k;
     if (!strcmp(want, "avx512") || !strcmp(want, "avx2"))
-        fprintf(stderr, "brick: BRICK_GEMM_KERNEL=%s, but this CPU or build has no such kernel: "
-                        "using the %s kernel\n", want, best->name);
+        fprintf(stderr,
+                "brick: BRICK_GEMM_KERNEL=%s, but this CPU or build has no such kernel: "
+                "using the %s kernel\n",
+                want, best->name);
     else
-        fprintf(stderr, "brick: BRICK_GEMM_KERNEL='%s' is not auto, avx512, avx2 or portable: "
-                        "using the %s kernel\n", want, best->name);
+        fprintf(stderr,
+                "brick: BRICK_GEMM_KERNEL='%s' is not auto, avx512, avx2 or portable: "
+                "using the %s kernel\n",
+                want, best->name);
     return best;
 }
 
@@ -537,18 +547,17 @@ static const bk__gemm_kernel *best_kernel(void) {
     return k;
 }
 
-void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-               int64_t ldc) {
+void bk__sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     gemm_blocked(best_kernel(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* bk__sgemm with one kernel forced: one function per kernel of the table. */
-#define BK_SGEMM_WITH(i)                                                                     \
-    static void sgemm_with_##i(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, \
-                               const float *A, int64_t lda, const float *B, int64_t ldb,    \
-                               float beta, float *C, int64_t ldc) {                         \
-        gemm_blocked(kernel_table(i), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); \
+#define BK_SGEMM_WITH(i)                                                                             \
+    static void sgemm_with_##i(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,       \
+                               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, \
+                               float *C, int64_t ldc) {                                              \
+        gemm_blocked(kernel_table(i), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);         \
     }
 BK_SGEMM_WITH(0)
 BK_SGEMM_WITH(1)

@@ -23,21 +23,20 @@
  * row stride of op(B) when the driver lets the kernel read B where it lies (b is then not
  * aligned). beta == 0: c is only written (not read, so a NaN already in c does not
  * propagate), as in BLAS. */
-typedef void bk__gemm_micro_fn(int64_t kc, const float *a, const float *b, int64_t bs,
-                               float alpha, float beta, float *c, int64_t ldc);
+typedef void bk__gemm_micro_fn(int64_t kc, const float *a, const float *b, int64_t bs, float alpha,
+                               float beta, float *c, int64_t ldc);
 
 /* C = alpha * op(A) @ op(B) + beta * C over the whole product, unpacked (small_nn: op(B) = B;
  * small_nt: op(A) = A, op(B) = B^T). beta == 0: C is only written. */
-typedef void bk__gemm_small_fn(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
-                               const float *A, int64_t lda, const float *B, int64_t ldb,
-                               float beta, float *C, int64_t ldc);
+typedef void bk__gemm_small_fn(bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 typedef struct bk__gemm_kernel {
-    const char *name;    /* for bk_gemm_kernel(), e.g. "avx2-fma 6x16" */
-    const char *key;     /* its BRICK_GEMM_KERNEL value: "portable", "avx2", "avx512" */
+    const char *name;     /* for bk_gemm_kernel(), e.g. "avx2-fma 6x16" */
+    const char *key;      /* its BRICK_GEMM_KERNEL value: "portable", "avx2", "avx512" */
     bool (*usable)(void); /* whether this CPU and OS can run it (NULL: always) */
-    int mr, nr;          /* register tile; mr <= BK_GEMM_MR_MAX, nr <= BK_GEMM_NR_MAX */
-    int64_t mc, kc, nc;  /* cache blocks (upper bounds): mc % mr == 0, nc % nr == 0 */
+    int mr, nr;           /* register tile; mr <= BK_GEMM_MR_MAX, nr <= BK_GEMM_NR_MAX */
+    int64_t mc, kc, nc;   /* cache blocks (upper bounds): mc % mr == 0, nc % nr == 0 */
     bk__gemm_micro_fn *micro;
     /* Optional: micro for a tile of at most mr/2 rows (the rows past them are not computed
      * and not stored). It reads the same mr-tall A micro-panel and must do the same
@@ -47,8 +46,7 @@ typedef struct bk__gemm_kernel {
      * contiguous in k (element (r, k) at X[r*rs + k], k < kc), into micro-panels of height
      * w as described above, panel p at dst + p*ps, zero-padding the last. Returns false,
      * having done nothing, for a w it does not handle. */
-    bool (*pack_rows)(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst,
-                      int64_t ps);
+    bool (*pack_rows)(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst, int64_t ps);
     /* Optional (both or neither): the whole product read where the operands lie, no
      * packing, no allocation: small_nn for op(A) @ B (A transposed when ta), small_nt for
      * A @ B^T. The driver decides when they beat packing (gemm.c, small_product) and calls
@@ -68,8 +66,8 @@ extern const bk__gemm_kernel bk__gemm_kernel_avx2;
 extern const bk__gemm_kernel bk__gemm_kernel_avx512;
 /* The AVX2 kernel's pack_rows (gemm_avx2.c), for panel heights that are 6 or a multiple of
  * 8 up to BK_GEMM_NR_MAX; the AVX-512 kernel packs with it too. */
-bool bk__gemm_pack_rows_avx2(int w, const float *X, int64_t rs, int64_t rows, int64_t kc,
-                             float *dst, int64_t ps);
+bool bk__gemm_pack_rows_avx2(int w, const float *X, int64_t rs, int64_t rows, int64_t kc, float *dst,
+                             int64_t ps);
 #endif
 
 #endif /* BRICK_KERNELS_GEMM_H */

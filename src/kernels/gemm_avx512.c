@@ -30,14 +30,13 @@
 /* c = alpha * sum_k a[k*MR + i] * b[k*bs + j] (+ beta * c) for rows i < mr of the tile. With
  * mr a constant and the loops unrolled, acc[] lives in mr zmm registers. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-micro_rows(const int mr, int64_t kc, const float *a, const float *b, int64_t bs, float alpha,
-           float beta, float *c, int64_t ldc) {
+micro_rows(const int mr, int64_t kc, const float *a, const float *b, int64_t bs, float alpha, float beta,
+           float *c, int64_t ldc) {
     __m512 acc[MR];
     BK_UNROLL for (int i = 0; i < mr; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; k++, a += MR, b += bs) {
         const __m512 bk = _mm512_loadu_ps(b);
-        BK_UNROLL for (int i = 0; i < mr; i++)
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bk, acc[i]);
+        BK_UNROLL for (int i = 0; i < mr; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bk, acc[i]);
     }
     /* c = alpha * acc + beta * c; beta == 0 never reads c */
     const __m512 va = _mm512_set1_ps(alpha);
@@ -53,16 +52,14 @@ micro_rows(const int mr, int64_t kc, const float *a, const float *b, int64_t bs,
     }
 }
 
-__attribute__((target("avx512f"))) static void micro_16x16(int64_t kc, const float *a,
-                                                           const float *b, int64_t bs,
-                                                           float alpha, float beta, float *c,
+__attribute__((target("avx512f"))) static void micro_16x16(int64_t kc, const float *a, const float *b,
+                                                           int64_t bs, float alpha, float beta, float *c,
                                                            int64_t ldc) {
     micro_rows(16, kc, a, b, bs, alpha, beta, c, ldc);
 }
 
-__attribute__((target("avx512f"))) static void micro_8x16(int64_t kc, const float *a,
-                                                          const float *b, int64_t bs,
-                                                          float alpha, float beta, float *c,
+__attribute__((target("avx512f"))) static void micro_8x16(int64_t kc, const float *a, const float *b,
+                                                          int64_t bs, float alpha, float beta, float *c,
                                                           int64_t ldc) {
     micro_rows(8, kc, a, b, bs, alpha, beta, c, ldc);
 }
@@ -83,12 +80,11 @@ __attribute__((target("avx512f"))) static inline __mmask16 lanes(int64_t n) {
  * of B: acc[r][v] += op(A)[i0 + r, k] * B[k, j + 16v ..], k in increasing order (the same
  * arithmetic for an element whatever mr). m: the lanes of each vector inside N. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float *a,
-         int64_t ars, int64_t aks, const float *bj, int64_t ldb, float alpha, float beta,
-         float *cij, int64_t ldc) {
+nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float *a, int64_t ars, int64_t aks,
+         const float *bj, int64_t ldb, float alpha, float beta, float *cij, int64_t ldc) {
     __m512 acc[4][4];
-    BK_UNROLL for (int r = 0; r < mr; r++)
-        BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+    BK_UNROLL for (int r = 0; r < mr; r++) BK_UNROLL for (int v = 0; v < nv; v++)
+        acc[r][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++, a += aks, bj += ldb) {
         __m512 b[4];
         BK_UNROLL for (int v = 0; v < nv; v++) b[v] = _mm512_maskz_loadu_ps(m[v], bj + 16 * v);
@@ -97,14 +93,12 @@ nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float 
             BK_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, b[v], acc[r][v]);
         }
     }
-    BK_UNROLL for (int r = 0; r < mr; r++)
-        BK_UNROLL for (int v = 0; v < nv; v++) {
-            float *c = cij + r * ldc + 16 * v;
-            __m512 x = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r][v]);
-            if (beta != 0.0f)
-                x = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m[v], c), x);
-            _mm512_mask_storeu_ps(c, m[v], x);
-        }
+    BK_UNROLL for (int r = 0; r < mr; r++) BK_UNROLL for (int v = 0; v < nv; v++) {
+        float *c = cij + r * ldc + 16 * v;
+        __m512 x = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r][v]);
+        if (beta != 0.0f) x = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m[v], c), x);
+        _mm512_mask_storeu_ps(c, m[v], x);
+    }
 }
 
 /* the template's nn_rows: nn_block, the edge masked like the rest (masked stores cost
@@ -134,8 +128,8 @@ __attribute__((target("avx512f"))) static inline __m512 sum_lanes16(const __m512
  * of acc holds row 4 * (s % 4) + s / 4 of the group (see sum_lanes16); `full` (nj == 16)
  * drops the test for rows past N. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb,
-         float alpha, float beta, float *cij) {
+nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb, float alpha,
+         float beta, float *cij) {
     __m512 acc[16];
     BK_UNROLL for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
@@ -150,8 +144,7 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
     const __mmask16 mj = lanes(nj);
     __m512 r = sum_lanes16(acc);
     if (alpha != 1.0f) r = _mm512_mul_ps(_mm512_set1_ps(alpha), r);
-    if (beta != 0.0f)
-        r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, cij), r);
+    if (beta != 0.0f) r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, cij), r);
     _mm512_mask_storeu_ps(cij, mj, r);
 }
 
@@ -169,14 +162,19 @@ static bool usable(void) {
 }
 
 const bk__gemm_kernel bk__gemm_kernel_avx512 = {
-    .name = "avx512 16x16", .key = "avx512",
+    .name = "avx512 16x16",
+    .key = "avx512",
     .usable = usable,
-    .mr = MR, .nr = NR,                   /* register tile */
-    .mc = 192, .kc = 256, .nc = 4096,     /* cache blocks */
+    .mr = MR,
+    .nr = NR, /* register tile */
+    .mc = 192,
+    .kc = 256,
+    .nc = 4096, /* cache blocks */
     .micro = micro_16x16,
     .micro_half = micro_8x16,
     .pack_rows = bk__gemm_pack_rows_avx2,
-    .small_nn = small_nn, .small_nt = small_nt, /* gemm_small_tmpl.h */
+    .small_nn = small_nn,
+    .small_nt = small_nt, /* gemm_small_tmpl.h */
 };
 
 #else

@@ -18,8 +18,8 @@
 /* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 3) x VW nv
  * columns, the rows sharing each load of B. */
 __attribute__((target(KTARGET), always_inline)) static inline void
-small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+           const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1; /* op(A)[i, k] = A[i*ars + k*aks] */
     for (int64_t j = 0; j < N; j += VW * nv) {
         MASK m[4];
@@ -29,8 +29,7 @@ small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, 
 #endif
         int64_t i = 0;
         for (; i + 4 <= M; i += 4)
-            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta,
-                    C + i * ldc + j, ldc);
+            nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j, ldc);
         const float *a = A + i * ars; /* the last 1 to 3 rows */
         float *c = C + i * ldc + j;
         if (M - i == 3) nn_rows(3, nv, full, m, K, a, ars, aks, B + j, ldb, alpha, beta, c, ldc);
@@ -40,31 +39,24 @@ small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, 
 }
 
 /* small_nn_v with as many vectors as N needs: 1, 2, else NV_MAX */
-__attribute__((target(KTARGET))) static void small_nn(bool ta, int64_t M, int64_t N, int64_t K,
-                                                      float alpha, const float *A, int64_t lda,
-                                                      const float *B, int64_t ldb, float beta,
-                                                      float *C, int64_t ldc) {
-    if (N <= VW)
-        small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (N <= 2 * VW)
-        small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        small_nn_v(NV_MAX, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+__attribute__((target(KTARGET))) static void small_nn(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
+                                                      const float *A, int64_t lda, const float *B,
+                                                      int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (N <= VW) small_nn_v(1, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (N <= 2 * VW) small_nn_v(2, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else small_nn_v(NV_MAX, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* A @ B^T a row of C at a time, in groups of VW columns (the last one 1 to VW) */
-__attribute__((target(KTARGET))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K,
-                                                      float alpha, const float *A, int64_t lda,
-                                                      const float *B, int64_t ldb, float beta,
-                                                      float *C, int64_t ldc) {
+__attribute__((target(KTARGET))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
+                                                      const float *A, int64_t lda, const float *B,
+                                                      int64_t ldb, float beta, float *C, int64_t ldc) {
     (void)ta; /* (always false: A @ B^T) */
     for (int64_t i = 0; i < M; i++) {
         int64_t j0 = 0;
         for (; j0 + VW <= N; j0 += VW)
             nt_group(true, VW, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
-        if (j0 < N)
-            nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta,
-                     C + i * ldc + j0);
+        if (j0 < N) nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
     }
 }
 

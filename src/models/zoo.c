@@ -84,7 +84,9 @@ static double arg(const zoo_args *a, const char *key) {
 static int64_t arg_int(const zoo_args *a, const char *key) { return (int64_t)arg(a, key); }
 
 /* The activation block named by setting `key`. */
-static bk_module *arg_activation(const zoo_args *a, const char *key) { return ACTIVATION_NEW[arg_int(a, key)](); }
+static bk_module *arg_activation(const zoo_args *a, const char *key) {
+    return ACTIVATION_NEW[arg_int(a, key)]();
+}
 
 /* Parameters of the layers, as src/nn builds them (weights and biases; BatchNorm's running
  * statistics are buffers, not parameters). */
@@ -103,7 +105,8 @@ static double mlp_params(const zoo_args *a, const zoo_input *in, int n_classes) 
 
 /* Flatten -> Linear(in, classes) (bias: with a bias): softmax regression (D2L 3.6) */
 static bk_module *build_softmax(const zoo_args *a, const zoo_input *in, int n_classes) {
-    return bk_nn_sequential(2, bk_nn_flatten(1, -1), bk_nn_linear_ex(in->numel, n_classes, arg(a, "bias") != 0));
+    return bk_nn_sequential(2, bk_nn_flatten(1, -1),
+                            bk_nn_linear_ex(in->numel, n_classes, arg(a, "bias") != 0));
 }
 
 /* Flatten -> Linear(in, hidden) -> act -> [Dropout(dropout)] -> Linear(hidden, classes)
@@ -115,8 +118,8 @@ static bk_module *build_mlp(const zoo_args *a, const zoo_input *in, int n_classe
     if (p > 0)
         return bk_nn_sequential(5, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden),
                                 arg_activation(a, "act"), bk_nn_dropout((float)p), head);
-    return bk_nn_sequential(4, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden), arg_activation(a, "act"),
-                            head);
+    return bk_nn_sequential(4, bk_nn_flatten(1, -1), bk_nn_linear(in->numel, hidden),
+                            arg_activation(a, "act"), head);
 }
 
 /* ---- CNNs: C = in channels, H x W = image size, taken from the input shape (C, H, W) -- */
@@ -124,7 +127,8 @@ static bk_module *build_mlp(const zoo_args *a, const zoo_input *in, int n_classe
 static bool image_input(const zoo_input *in) {
     char s[128];
     if (in->ndim != 3) {
-        bk_set_error("expects image inputs of shape (C, H, W), got %s", bk__shape_fmt(in->ndim, in->shape, s, sizeof s));
+        bk_set_error("expects image inputs of shape (C, H, W), got %s",
+                     bk__shape_fmt(in->ndim, in->shape, s, sizeof s));
         return false;
     }
     if (in->numel == 0) {
@@ -168,8 +172,9 @@ static bk_module *build_lenet(const zoo_args *a, const zoo_input *in, int n_clas
 /* D2L's resnet_block: two Residual blocks; all but the first stage halve H and W and
  * change the width through a 1x1 convolution in their first block. */
 static bk_module *resnet_stage(int64_t in_channels, int64_t channels, bool first_stage) {
-    return bk_nn_sequential(2, first_stage ? bk_nn_residual(in_channels, channels, false, 1)
-                                           : bk_nn_residual(in_channels, channels, true, 2),
+    return bk_nn_sequential(2,
+                            first_stage ? bk_nn_residual(in_channels, channels, false, 1)
+                                        : bk_nn_residual(in_channels, channels, true, 2),
                             bk_nn_residual(channels, channels, false, 1));
 }
 
@@ -196,10 +201,13 @@ static double resnet_params(const zoo_args *a, const zoo_input *in, int n_classe
 
 static bk_module *build_resnet(const zoo_args *a, const zoo_input *in, int n_classes) {
     int64_t C = in->shape[0], w = arg_int(a, "width");
-    return bk_nn_sequential(8, bk_nn_sequential(3, bk_nn_conv2d(C, w, 3, 1, 1), bk_nn_batch_norm2d(w), bk_nn_relu()),
+    return bk_nn_sequential(8,
+                            bk_nn_sequential(3, bk_nn_conv2d(C, w, 3, 1, 1), bk_nn_batch_norm2d(w),
+                                             bk_nn_relu()),
                             resnet_stage(w, w, true), resnet_stage(w, 2 * w, false),
                             resnet_stage(2 * w, 4 * w, false), resnet_stage(4 * w, 8 * w, false),
-                            bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1), bk_nn_linear(8 * w, n_classes));
+                            bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1),
+                            bk_nn_linear(8 * w, n_classes));
 }
 
 /* A small GoogLeNet (D2L 8.4) for 28 x 28 inputs: D2L's stages with about a quarter of
@@ -224,22 +232,32 @@ static double googlenet_params(const zoo_args *a, const zoo_input *in, int n_cla
 static bk_module *build_googlenet(const zoo_args *a, const zoo_input *in, int n_classes) {
     (void)a;
     int64_t C = in->shape[0];
-    bk_module *b1 = bk_nn_sequential(3, bk_nn_conv2d(C, 32, 3, 1, 1), bk_nn_relu(), bk_nn_max_pool2d(3, 2, 1));
-    bk_module *b2 = bk_nn_sequential(3, bk_nn_inception(32, 16, (const int64_t[2]){24, 32}, (const int64_t[2]){4, 8}, 8),
-                                     bk_nn_inception(64, 32, (const int64_t[2]){32, 48}, (const int64_t[2]){8, 24}, 16),
+    bk_module *b1 = bk_nn_sequential(3, bk_nn_conv2d(C, 32, 3, 1, 1), bk_nn_relu(),
                                      bk_nn_max_pool2d(3, 2, 1));
-    bk_module *b3 = bk_nn_sequential(4, bk_nn_inception(120, 48, (const int64_t[2]){24, 52}, (const int64_t[2]){4, 12}, 16),
-                                     bk_nn_inception(128, 64, (const int64_t[2]){40, 80}, (const int64_t[2]){8, 32}, 32),
+    bk_module *b2 = bk_nn_sequential(3,
+                                     bk_nn_inception(32, 16, (const int64_t[2]){24, 32},
+                                                     (const int64_t[2]){4, 8}, 8),
+                                     bk_nn_inception(64, 32, (const int64_t[2]){32, 48},
+                                                     (const int64_t[2]){8, 24}, 16),
+                                     bk_nn_max_pool2d(3, 2, 1));
+    bk_module *b3 = bk_nn_sequential(4,
+                                     bk_nn_inception(120, 48, (const int64_t[2]){24, 52},
+                                                     (const int64_t[2]){4, 12}, 16),
+                                     bk_nn_inception(128, 64, (const int64_t[2]){40, 80},
+                                                     (const int64_t[2]){8, 32}, 32),
                                      bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1));
     return bk_nn_sequential(4, b1, b2, b3, bk_nn_linear(208, n_classes));
 }
 
 /* The settings of the models. A size (hidden, width) goes up to 2^32: BK_MODEL_MAX_PARAMS
  * refuses the large ones with a better message. */
-#define ZOO_SIZE(key, def) {key, ZOO_INT, def, 1, 4294967296.0, NULL, false}
-#define ZOO_ACT {"act", ZOO_WORD, 0, 0, 0, ACTIVATIONS, true} /* default relu */
+#define ZOO_SIZE(key, def) \
+    { key, ZOO_INT, def, 1, 4294967296.0, NULL, false }
+#define ZOO_ACT \
+    { "act", ZOO_WORD, 0, 0, 0, ACTIVATIONS, true } /* default relu */
 static const zoo_setting SOFTMAX_SETTINGS[] = {{"bias", ZOO_BOOL, 1, 0, 1, NULL, true}};
-static const zoo_setting MLP_SETTINGS[] = {ZOO_SIZE("hidden", 256), ZOO_ACT,
+static const zoo_setting MLP_SETTINGS[] = {ZOO_SIZE("hidden", 256),
+                                           ZOO_ACT,
                                            {"dropout", ZOO_FLOAT, 0, 0, 1, NULL, true}};
 static const zoo_setting LENET_SETTINGS[] = {ZOO_ACT, {"pool", ZOO_WORD, 0, 0, 0, POOLS, true}};
 static const zoo_setting RESNET_SETTINGS[] = {ZOO_SIZE("width", 32)};
@@ -288,10 +306,8 @@ static bool setting_parse(const zoo_setting *st, const char *v, double *out, cha
             *out = (double)x;
             return true;
         }
-        if (st->min == 1)
-            snprintf(why, n, "must be a positive integer (at most %.0f)", st->max);
-        else
-            snprintf(why, n, "must be an integer in %.0f..%.0f", st->min, st->max);
+        if (st->min == 1) snprintf(why, n, "must be a positive integer (at most %.0f)", st->max);
+        else snprintf(why, n, "must be an integer in %.0f..%.0f", st->min, st->max);
         return false;
     }
     case ZOO_FLOAT: {
@@ -354,8 +370,8 @@ static void canonical_spec(const zoo_entry *e, const zoo_args *a, char *out, siz
 /* Parses spec for the input and classes into *e and *a, writes the canonical spec and
  * counts the parameters (checked against BK_MODEL_MAX_PARAMS). -1 with an error. */
 static int64_t model_check(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
-                           char *canonical, size_t canonical_size, const zoo_entry **entry,
-                           zoo_args *args, zoo_input *input) {
+                           char *canonical, size_t canonical_size, const zoo_entry **entry, zoo_args *args,
+                           zoo_input *input) {
     if (!spec) {
         bk_set_error("model: spec is NULL");
         return -1;
@@ -395,7 +411,8 @@ static int64_t model_check(const char *spec, int in_ndim, const int64_t *in_shap
         }
         int k = -1;
         for (int i = 0; i < a.n_keys; i++)
-            if (strlen(a.settings[i].key) == (size_t)(eq - p) && !strncmp(a.settings[i].key, p, (size_t)(eq - p)))
+            if (strlen(a.settings[i].key) == (size_t)(eq - p) &&
+                !strncmp(a.settings[i].key, p, (size_t)(eq - p)))
                 k = i;
         if (k < 0) {
             bk_set_error("model: %s: model %s has no setting \"%.*s\"", spec, e->name, (int)(eq - p), p);
@@ -419,9 +436,10 @@ static int64_t model_check(const char *spec, int in_ndim, const int64_t *in_shap
         return -1;
     }
     if (params > (double)BK_MODEL_MAX_PARAMS) {
-        bk_set_error("model %s: %s has %.4g parameters (%.3g GiB of float32 weights), more than "
-                     "the %" PRId64 " (BK_MODEL_MAX_PARAMS) a model may have", e->name, spec,
-                     params, params * 4 / 1073741824.0, (int64_t)BK_MODEL_MAX_PARAMS);
+        bk_set_error(
+            "model %s: %s has %.4g parameters (%.3g GiB of float32 weights), more than "
+            "the %" PRId64 " (BK_MODEL_MAX_PARAMS) a model may have",
+            e->name, spec, params, params * 4 / 1073741824.0, (int64_t)BK_MODEL_MAX_PARAMS);
         return -1;
     }
     *entry = e;

@@ -30,8 +30,8 @@ static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
     char s[128];
     bool rank_ok = self->spatial_dims == 1 ? (x->ndim == 2 || x->ndim == 3) : x->ndim == 4;
     if (!rank_ok) {
-        bk_set_error("%s: expected %s input (got %dD input %s)", name, self->spatial_dims == 1 ? "2D or 3D" : "4D",
-                     x->ndim, bk_shape_str(x, s, sizeof s));
+        bk_set_error("%s: expected %s input (got %dD input %s)", name,
+                     self->spatial_dims == 1 ? "2D or 3D" : "4D", x->ndim, bk_shape_str(x, s, sizeof s));
         return NULL;
     }
     if (x->shape[1] != self->num_features) {
@@ -50,8 +50,8 @@ static void batch_norm_repr(const bk_module *m, char *buf, size_t n) {
     char eps[32], momentum[32];
     py_float_repr(self->eps, eps, sizeof eps);
     py_float_repr(self->momentum, momentum, sizeof momentum);
-    snprintf(buf, n, "%" PRId64 ", eps=%s, momentum=%s, affine=True, track_running_stats=True", self->num_features,
-             eps, momentum);
+    snprintf(buf, n, "%" PRId64 ", eps=%s, momentum=%s, affine=True, track_running_stats=True",
+             self->num_features, eps, momentum);
 }
 
 static const bk_module_class BATCH_NORM1D = {"BatchNorm1d", batch_norm_forward, batch_norm_repr, NULL};
@@ -59,7 +59,8 @@ static const bk_module_class BATCH_NORM2D = {"BatchNorm2d", batch_norm_forward, 
 
 bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected) {
     if (ndim_expected != 1 && ndim_expected != 2) {
-        bk_set_error("BatchNorm: ndim_expected must be 1 (BatchNorm1d) or 2 (BatchNorm2d), got %d", ndim_expected);
+        bk_set_error("BatchNorm: ndim_expected must be 1 (BatchNorm1d) or 2 (BatchNorm2d), got %d",
+                     ndim_expected);
         return NULL;
     }
     const bk_module_class *cls = ndim_expected == 1 ? &BATCH_NORM1D : &BATCH_NORM2D;
@@ -68,8 +69,8 @@ bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, 
         return NULL;
     }
     if (!(eps >= 0.0f && eps < INFINITY) || !(momentum >= 0.0f && momentum <= 1.0f)) {
-        bk_set_error("%s: eps=%g must be finite and non-negative and momentum=%g in [0, 1]", cls->name, (double)eps,
-                     (double)momentum);
+        bk_set_error("%s: eps=%g must be finite and non-negative and momentum=%g in [0, 1]", cls->name,
+                     (double)eps, (double)momentum);
         return NULL;
     }
     batch_norm *self = (batch_norm *)bk_module_new(cls, sizeof(batch_norm));
@@ -84,7 +85,8 @@ bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, 
     self->running_mean = bk_module_buffer(m, "running_mean", BK_SHAPE(num_features), true);
     self->running_var = bk_module_buffer(m, "running_var", BK_SHAPE(num_features), true);
     self->num_batches_tracked = bk_module_buffer(m, "num_batches_tracked", 0, NULL, true);
-    if (!self->weight || !self->bias || !self->running_mean || !self->running_var || !self->num_batches_tracked) {
+    if (!self->weight || !self->bias || !self->running_mean || !self->running_var ||
+        !self->num_batches_tracked) {
         bk_module_free(m);
         return NULL;
     }
@@ -93,5 +95,9 @@ bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, 
     return m;
 }
 
-bk_module *bk_nn_batch_norm1d(int64_t num_features) { return bk_nn_batch_norm_ex(num_features, 1e-5f, 0.1f, 1); }
-bk_module *bk_nn_batch_norm2d(int64_t num_features) { return bk_nn_batch_norm_ex(num_features, 1e-5f, 0.1f, 2); }
+bk_module *bk_nn_batch_norm1d(int64_t num_features) {
+    return bk_nn_batch_norm_ex(num_features, 1e-5f, 0.1f, 1);
+}
+bk_module *bk_nn_batch_norm2d(int64_t num_features) {
+    return bk_nn_batch_norm_ex(num_features, 1e-5f, 0.1f, 2);
+}

@@ -42,8 +42,8 @@ static void block_path(char *buf, size_t n) {
         }
         const bk_module *m = block_stack[i];
         const char *name = i ? child_name(block_stack[i - 1], m) : NULL;
-        int w = snprintf(buf + k, n - k, "%s%s%s%s", i ? "/" : "", name ? name : "",
-                         name ? ":" : "", bk_module_name(m));
+        int w = snprintf(buf + k, n - k, "%s%s%s%s", i ? "/" : "", name ? name : "", name ? ":" : "",
+                         bk_module_name(m));
         if (w < 0) break;
         k += (size_t)w;
     }

@@ -30,10 +30,12 @@ static bk_tensor *conv2d_forward(bk_module *m, bk_tensor *x) {
 static void conv2d_repr(const bk_module *m, char *buf, size_t n) {
     const conv2d *self = (const conv2d *)m;
     const bk_conv2d_opts *o = &self->opts;
-    int k = snprintf(buf, n, "%" PRId64 ", %" PRId64 ", kernel_size=(%" PRId64 ", %" PRId64 "), stride=(%" PRId64
-                     ", %" PRId64 ")", self->in_channels, self->out_channels, self->kernel[0], self->kernel[1],
-                     o->stride[0], o->stride[1]);
-#define APPEND(...)                                                                        \
+    int k = snprintf(buf, n,
+                     "%" PRId64 ", %" PRId64 ", kernel_size=(%" PRId64 ", %" PRId64 "), stride=(%" PRId64
+                     ", %" PRId64 ")",
+                     self->in_channels, self->out_channels, self->kernel[0], self->kernel[1], o->stride[0],
+                     o->stride[1]);
+#define APPEND(...) \
     if (k >= 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, __VA_ARGS__)
     if (o->padding[0] != 0 || o->padding[1] != 0)
         APPEND(", padding=(%" PRId64 ", %" PRId64 ")", o->padding[0], o->padding[1]);
@@ -58,7 +60,8 @@ bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int6
         return NULL;
     }
     if (kernel[0] <= 0 || kernel[1] <= 0) {
-        bk_set_error("Conv2d(%" PRId64 ", %" PRId64 "): kernel_size (%" PRId64 ", %" PRId64 ") must be positive",
+        bk_set_error("Conv2d(%" PRId64 ", %" PRId64 "): kernel_size (%" PRId64 ", %" PRId64
+                     ") must be positive",
                      in_channels, out_channels, kernel[0], kernel[1]);
         return NULL;
     }
@@ -68,7 +71,8 @@ bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int6
         return NULL;
     }
     if (o.padding[0] < 0 || o.padding[1] < 0) {
-        bk_set_error("Conv2d(%" PRId64 ", %" PRId64 "): padding (%" PRId64 ", %" PRId64 ") must be non-negative",
+        bk_set_error("Conv2d(%" PRId64 ", %" PRId64 "): padding (%" PRId64 ", %" PRId64
+                     ") must be non-negative",
                      in_channels, out_channels, o.padding[0], o.padding[1]);
         return NULL;
     }

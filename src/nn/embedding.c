@@ -30,7 +30,8 @@ static const bk_module_class EMBEDDING = {"Embedding", embedding_forward, embedd
 
 static bk_module *embedding_new(int64_t num, int64_t dim, bool padded, int64_t padding_idx) {
     if (num < 0 || dim < 0) {
-        bk_set_error("Embedding: num_embeddings=%" PRId64 " and embedding_dim=%" PRId64 " must be non-negative",
+        bk_set_error("Embedding: num_embeddings=%" PRId64 " and embedding_dim=%" PRId64
+                     " must be non-negative",
                      num, dim);
         return NULL;
     }

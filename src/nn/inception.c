@@ -26,7 +26,7 @@
 
 enum { P1_1, P2_1, P2_2, P3_1, P3_2, P4_1, P4_2, INCEPTION_CHILD_COUNT };
 static const char *const CHILD_NAMES[INCEPTION_CHILD_COUNT] = {"p1_1", "p2_1", "p2_2", "p3_1",
-                                                              "p3_2", "p4_1", "p4_2"};
+                                                               "p3_2", "p4_1", "p4_2"};
 
 typedef struct inception {
     bk_module base;
@@ -38,16 +38,19 @@ static bk_tensor *inception_forward(bk_module *m, bk_tensor *x) {
     bk_tensor *paths[4];
     /* Each path starts from x, so a failed path must end the forward: the next one would
      * run on the valid x and replace the first error message. */
-    if (!(paths[0] = bk_relu(bk_forward(p[P1_1], x)))) return NULL;                              // (N, c1, H, W)
-    if (!(paths[1] = bk_relu(bk_forward(p[P2_2], bk_relu(bk_forward(p[P2_1], x)))))) return NULL; // (N, c2[1], H, W)
-    if (!(paths[2] = bk_relu(bk_forward(p[P3_2], bk_relu(bk_forward(p[P3_1], x)))))) return NULL; // (N, c3[1], H, W)
-    if (!(paths[3] = bk_relu(bk_forward(p[P4_2], bk_forward(p[P4_1], x))))) return NULL;          // (N, c4, H, W)
-    return bk_concat(4, paths, 1);                                                               // (N, sum, H, W)
+    if (!(paths[0] = bk_relu(bk_forward(p[P1_1], x)))) return NULL; // (N, c1, H, W)
+    if (!(paths[1] = bk_relu(bk_forward(p[P2_2], bk_relu(bk_forward(p[P2_1], x))))))
+        return NULL; // (N, c2[1], H, W)
+    if (!(paths[2] = bk_relu(bk_forward(p[P3_2], bk_relu(bk_forward(p[P3_1], x))))))
+        return NULL;                                                                     // (N, c3[1], H, W)
+    if (!(paths[3] = bk_relu(bk_forward(p[P4_2], bk_forward(p[P4_1], x))))) return NULL; // (N, c4, H, W)
+    return bk_concat(4, paths, 1);                                                       // (N, sum, H, W)
 }
 
 static const bk_module_class INCEPTION = {"Inception", inception_forward, NULL, NULL};
 
-bk_module *bk_nn_inception(int64_t in_channels, int64_t c1, const int64_t c2[2], const int64_t c3[2], int64_t c4) {
+bk_module *bk_nn_inception(int64_t in_channels, int64_t c1, const int64_t c2[2], const int64_t c3[2],
+                           int64_t c4) {
     if (!c2 || !c3) {
         bk_set_error("Inception: c2 and c3 must be pairs of channel counts (got NULL)");
         return NULL;

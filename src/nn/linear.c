@@ -26,15 +26,16 @@ static void linear_repr(const bk_module *m, char *buf, size_t n) {
 
 static const bk_module_class LINEAR = {"Linear", linear_forward, linear_repr, NULL};
 /* the same layer under the class name torch gives MultiheadAttention's out_proj */
-static const bk_module_class OUT_PROJ = {"NonDynamicallyQuantizableLinear", linear_forward, linear_repr, NULL};
+static const bk_module_class OUT_PROJ = {"NonDynamicallyQuantizableLinear", linear_forward, linear_repr,
+                                         NULL};
 
 /* A Linear of class cls; init_bias false leaves the bias zero (out_proj, which
  * MultiheadAttention zeroes: it draws nothing from the generator for it). */
 static bk_module *linear_new(const bk_module_class *cls, int64_t in_features, int64_t out_features, bool bias,
                              bool init_bias) {
     if (in_features < 0 || out_features < 0) {
-        bk_set_error("%s: in_features=%" PRId64 " and out_features=%" PRId64 " must be non-negative", cls->name,
-                     in_features, out_features);
+        bk_set_error("%s: in_features=%" PRId64 " and out_features=%" PRId64 " must be non-negative",
+                     cls->name, in_features, out_features);
         return NULL;
     }
     linear *self = (linear *)bk_module_new(cls, sizeof(linear));

@@ -28,8 +28,10 @@ bk_module *bk_module_new(const bk_module_class *cls, size_t size) {
         return NULL;
     }
     if (size < sizeof(bk_module)) {
-        bk_set_error("module_new: %s: size %zu is smaller than bk_module (%zu); embed bk_module "
-                     "as the first member", cls->name, size, sizeof(bk_module));
+        bk_set_error(
+            "module_new: %s: size %zu is smaller than bk_module (%zu); embed bk_module "
+            "as the first member",
+            cls->name, size, sizeof(bk_module));
         return NULL;
     }
     bk_module *m = bk__calloc(1, size);
@@ -96,7 +98,9 @@ static bool grow(void **arr, int n, int *cap, size_t elem) { return bk__grow(arr
 bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child) {
     if (!child) {
         if (!bk__error_pending()) bk_set_error("module_add: child \"%s\" is NULL", name ? name : "?");
-        else bk__error_prefix("%s: child \"%s\"", m && m->cls ? bk_module_name(m) : "module_add", name ? name : "?");
+        else
+            bk__error_prefix("%s: child \"%s\"", m && m->cls ? bk_module_name(m) : "module_add",
+                             name ? name : "?");
         return NULL;
     }
     if (!bk__module_ok(child, "module_add")) { /* not ours to free */
@@ -125,8 +129,8 @@ fail:
     return NULL;
 }
 
-static bk_tensor *add_tensor(bk_module *m, const char *what, const char *name, int ndim,
-                             const int64_t *shape, bool is_param, bool persistent) {
+static bk_tensor *add_tensor(bk_module *m, const char *what, const char *name, int ndim, const int64_t *shape,
+                             bool is_param, bool persistent) {
     if (!bk__module_ok(m, what)) return NULL;
     if (!name_ok(m, what, name)) return NULL;
     bk_named_tensor **arr = is_param ? &m->params : &m->buffers;
@@ -156,8 +160,7 @@ bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64
     return add_tensor(m, "register_parameter", name, ndim, shape, true, true);
 }
 
-bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape,
-                            bool persistent) {
+bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape, bool persistent) {
     return add_tensor(m, "register_buffer", name, ndim, shape, false, persistent);
 }
 
@@ -345,7 +348,9 @@ static bk_param_list *module_named(const bk_module *m, bk_named_kind which, cons
     return l;
 }
 
-bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which) { return module_named(m, which, "module_named"); }
+bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which) {
+    return module_named(m, which, "module_named");
+}
 
 void bk_param_list_free(bk_param_list *l) {
     if (!l) return;

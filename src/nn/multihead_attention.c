@@ -80,8 +80,9 @@ static bool mha_check(const mha *self, const bk_tensor *q, const bk_tensor *k, c
     int64_t B = *batched ? q->shape[bd] : 1, L = *batched ? q->shape[ld] : q->shape[0];
     int64_t S = *batched ? k->shape[ld] : k->shape[0];
     if (*batched && k->shape[bd] != B) {
-        bk_set_error("query %s and key %s have different batch sizes (%s layout)", bk_shape_str(q, s1, sizeof s1),
-                     bk_shape_str(k, s2, sizeof s2), self->batch_first ? "batch_first (B, L, E)" : "(L, B, E)");
+        bk_set_error("query %s and key %s have different batch sizes (%s layout)",
+                     bk_shape_str(q, s1, sizeof s1), bk_shape_str(k, s2, sizeof s2),
+                     self->batch_first ? "batch_first (B, L, E)" : "(L, B, E)");
         return false;
     }
     if (kpm) {
@@ -89,7 +90,8 @@ static bool mha_check(const mha *self, const bk_tensor *q, const bk_tensor *k, c
                            : (kpm->ndim == 1 && kpm->shape[0] == S);
         if (!ok) {
             if (*batched)
-                bk_set_error("key_padding_mask %s should be (batch, source length) = (%" PRId64 ", %" PRId64 ")",
+                bk_set_error("key_padding_mask %s should be (batch, source length) = (%" PRId64 ", %" PRId64
+                             ")",
                              bk_shape_str(kpm, s1, sizeof s1), B, S);
             else
                 bk_set_error("key_padding_mask %s should be (source length) = (%" PRId64 ")",
@@ -101,7 +103,8 @@ static bool mha_check(const mha *self, const bk_tensor *q, const bk_tensor *k, c
         bool ok = (am->ndim == 2 && am->shape[0] == L && am->shape[1] == S) ||
                   (am->ndim == 3 && am->shape[0] == B * H && am->shape[1] == L && am->shape[2] == S);
         if (!ok) {
-            bk_set_error("attn_mask %s should be (L, S) = (%" PRId64 ", %" PRId64 ") or (batch * num_heads, L, S) = "
+            bk_set_error("attn_mask %s should be (L, S) = (%" PRId64 ", %" PRId64
+                         ") or (batch * num_heads, L, S) = "
                          "(%" PRId64 ", %" PRId64 ", %" PRId64 ")",
                          bk_shape_str(am, s1, sizeof s1), L, S, B * H, L, S);
             return false;
@@ -141,9 +144,9 @@ bk_tensor *bk_mha_forward(bk_module *m, bk_tensor *query, bk_tensor *key, bk_ten
         v = value == key ? k : bk_reshape(value, BK_SHAPE(1, value->shape[0], value->shape[1]));
         if (kpm) kpm = bk_reshape(kpm, BK_SHAPE(1, kpm->shape[0]));
     }
-    q = project(self, q, 0); // like query
-    k = project(self, k, 1); // like key
-    v = project(self, v, 2); // like value
+    q = project(self, q, 0);                                                              // like query
+    k = project(self, k, 1);                                                              // like key
+    v = project(self, v, 2);                                                              // like value
     bk_tensor *P = bk_attention_weights(q, k, self->num_heads, bf, attn_mask, kpm, 0.0f); // (B, H, L, S)
     P = bk_dropout(P, self->dropout, m->training, NULL);
     bk_tensor *out = bk_forward(self->out_proj, bk_attention_apply(P, v, bf)); // like query
@@ -172,7 +175,8 @@ bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float
                                      bool batch_first) {
     if (embed_dim < 1 || num_heads < 1 || embed_dim % num_heads != 0) {
         bk_set_error("MultiheadAttention: embed_dim=%" PRId64 " must be divisible by num_heads=%" PRId64
-                     " (both positive)", embed_dim, num_heads);
+                     " (both positive)",
+                     embed_dim, num_heads);
         return NULL;
     }
     if (embed_dim > INT64_MAX / 3) { /* in_proj_weight is (3 * embed_dim, embed_dim) */
@@ -180,7 +184,8 @@ bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float
         return NULL;
     }
     if (!(dropout >= 0.0f && dropout <= 1.0f)) {
-        bk_set_error("MultiheadAttention: dropout probability has to be between 0 and 1, but got %g", (double)dropout);
+        bk_set_error("MultiheadAttention: dropout probability has to be between 0 and 1, but got %g",
+                     (double)dropout);
         return NULL;
     }
     mha *self = (mha *)bk_module_new(&MULTIHEAD_ATTENTION, sizeof(mha));
@@ -192,7 +197,8 @@ bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float
     self->dropout = dropout;
     self->batch_first = batch_first;
     self->in_proj_weight = bk_module_param(m, "in_proj_weight", BK_SHAPE(3 * E, E));
-    if (self->in_proj_weight && bias) self->in_proj_bias = bk_module_param(m, "in_proj_bias", BK_SHAPE(3 * E));
+    if (self->in_proj_weight && bias)
+        self->in_proj_bias = bk_module_param(m, "in_proj_bias", BK_SHAPE(3 * E));
     if (self->in_proj_weight && (!bias || self->in_proj_bias))
         self->out_proj = bk_module_add(m, "out_proj", bk__nn_out_proj(E, bias));
     if (!self->out_proj) {

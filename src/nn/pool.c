@@ -34,7 +34,8 @@ static bk_tensor *adaptive_avg_pool_forward(bk_module *m, bk_tensor *x) {
 /* torch prints the settings as given; brick's are always single ints here */
 static void max_pool_repr(const bk_module *m, char *buf, size_t n) {
     const pool2d *p = (const pool2d *)m;
-    snprintf(buf, n, "kernel_size=%" PRId64 ", stride=%" PRId64 ", padding=%" PRId64 ", dilation=1, ceil_mode=False",
+    snprintf(buf, n,
+             "kernel_size=%" PRId64 ", stride=%" PRId64 ", padding=%" PRId64 ", dilation=1, ceil_mode=False",
              p->kernel, p->stride, p->padding);
 }
 
@@ -62,8 +63,8 @@ static bk_module *pool_new(const bk_module_class *cls, int64_t kernel, int64_t s
         return NULL;
     }
     if (padding > kernel / 2) { /* 2 * padding > kernel, without overflow */
-        bk_set_error("%s: padding=%" PRId64 " should be at most half of kernel_size=%" PRId64, cls->name, padding,
-                     kernel);
+        bk_set_error("%s: padding=%" PRId64 " should be at most half of kernel_size=%" PRId64, cls->name,
+                     padding, kernel);
         return NULL;
     }
     pool2d *p = (pool2d *)bk_module_new(cls, sizeof(pool2d));
@@ -84,7 +85,8 @@ bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding
 
 bk_module *bk_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
     if (out_h <= 0 || out_w <= 0) {
-        bk_set_error("AdaptiveAvgPool2d: output_size (%" PRId64 ", %" PRId64 ") must be positive", out_h, out_w);
+        bk_set_error("AdaptiveAvgPool2d: output_size (%" PRId64 ", %" PRId64 ") must be positive", out_h,
+                     out_w);
         return NULL;
     }
     pool2d *p = (pool2d *)bk_module_new(&ADAPTIVE_AVG_POOL2D, sizeof(pool2d));

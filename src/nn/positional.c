@@ -45,8 +45,8 @@ static int64_t seq_len(const positional *self, const bk_tensor *x) {
  * yet; NULL with the error set for bad sizes. */
 static positional *positional_new(const bk_module_class *cls, int64_t num_hiddens, int64_t max_len) {
     if (num_hiddens < 1 || max_len < 0) {
-        bk_set_error("%s: num_hiddens=%" PRId64 " must be positive and max_len=%" PRId64 " non-negative", cls->name,
-                     num_hiddens, max_len);
+        bk_set_error("%s: num_hiddens=%" PRId64 " must be positive and max_len=%" PRId64 " non-negative",
+                     cls->name, num_hiddens, max_len);
         return NULL;
     }
     positional *self = (positional *)bk_module_new(cls, sizeof(positional));
@@ -63,7 +63,7 @@ static bk_tensor *sinusoidal_forward(bk_module *m, bk_tensor *x) {
     int64_t T = seq_len(self, x);
     if (T < 0) return NULL;
     bk_tensor *P = bk__tensor_view(self->table, 2, (const int64_t[]){T, self->d}); // (T, d): P[0, :T]
-    return bk_forward(self->dropout, bk_add(x, P)); // like x
+    return bk_forward(self->dropout, bk_add(x, P));                                // like x
 }
 
 static const bk_module_class POSITIONAL_ENCODING = {"PositionalEncoding", sinusoidal_forward, NULL, NULL};
@@ -100,8 +100,8 @@ static void learned_repr(const bk_module *m, char *buf, size_t n) {
     snprintf(buf, n, "max_len=%" PRId64 ", num_hiddens=%" PRId64, self->max_len, self->d);
 }
 
-static const bk_module_class LEARNED_POSITIONAL = {"LearnedPositionalEmbedding", learned_forward, learned_repr,
-                                                   NULL};
+static const bk_module_class LEARNED_POSITIONAL = {"LearnedPositionalEmbedding", learned_forward,
+                                                   learned_repr, NULL};
 
 bk_module *bk_nn_learned_positional_embedding(int64_t max_len, int64_t num_hiddens) {
     positional *self = positional_new(&LEARNED_POSITIONAL, num_hiddens, max_len);

@@ -17,8 +17,10 @@
 
 static inline void py_float_repr(float v, char *buf, size_t n) {
     if (isnan(v) || isinf(v) || v == 0.0f) {
-        snprintf(buf, n, "%s", isnan(v) ? "nan" : isinf(v) ? (v < 0 ? "-inf" : "inf")
-                                                  : (signbit(v) ? "-0.0" : "0.0"));
+        snprintf(buf, n, "%s",
+                 isnan(v)   ? "nan"
+                 : isinf(v) ? (v < 0 ? "-inf" : "inf")
+                            : (signbit(v) ? "-0.0" : "0.0"));
         return;
     }
     char sci[32];
@@ -48,8 +50,7 @@ static inline void py_float_repr(float v, char *buf, size_t n) {
             out[k++] = '.';
             if (nd > e + 1)
                 for (int i = e + 1; i < nd; i++) out[k++] = digits[i];
-            else
-                out[k++] = '0';
+            else out[k++] = '0';
         }
         out[k] = '\0';
     } else {

@@ -32,12 +32,13 @@ static bk_tensor *residual_forward(bk_module *m, bk_tensor *X) {
     bk_tensor *Y = bk_relu(bk_forward(self->bn1, bk_forward(self->conv1, X))); // (N, K, H/s, W/s)
     Y = bk_forward(self->bn2, bk_forward(self->conv2, Y));                     // (N, K, H/s, W/s)
     if (!Y) return NULL; /* stop here: conv3 would run on X and replace the first error */
-    bk_tensor *shortcut = self->conv3 ? bk_forward(self->conv3, X) : X;         // (N, K, H/s, W/s)
+    bk_tensor *shortcut = self->conv3 ? bk_forward(self->conv3, X) : X; // (N, K, H/s, W/s)
     if (shortcut && !bk_same_shape(Y, shortcut)) {
         char s1[128], s2[128];
-        bk_set_error("Residual: the convolutions give %s but the shortcut (the input, no 1x1 conv) is %s; "
-                     "without use_1x1conv the input needs num_channels channels and strides 1",
-                     bk_shape_str(Y, s1, sizeof s1), bk_shape_str(shortcut, s2, sizeof s2));
+        bk_set_error(
+            "Residual: the convolutions give %s but the shortcut (the input, no 1x1 conv) is %s; "
+            "without use_1x1conv the input needs num_channels channels and strides 1",
+            bk_shape_str(Y, s1, sizeof s1), bk_shape_str(shortcut, s2, sizeof s2));
         return NULL;
     }
     return bk_relu(bk_add(Y, shortcut));
@@ -47,15 +48,16 @@ static const bk_module_class RESIDUAL = {"Residual", residual_forward, NULL, NUL
 
 bk_module *bk_nn_residual(int64_t input_channels, int64_t num_channels, bool use_1x1conv, int64_t strides) {
     if (strides <= 0) { /* checked here too so that the message names the block */
-        bk_set_error("Residual(%" PRId64 ", %" PRId64 "): strides=%" PRId64 " must be positive", input_channels,
-                     num_channels, strides);
+        bk_set_error("Residual(%" PRId64 ", %" PRId64 "): strides=%" PRId64 " must be positive",
+                     input_channels, num_channels, strides);
         return NULL;
     }
     residual *self = (residual *)bk_module_new(&RESIDUAL, sizeof(residual));
     if (!self) return NULL;
     bk_module *m = &self->base;
     self->conv1 = bk_module_add(m, "conv1", bk_nn_conv2d(input_channels, num_channels, 3, strides, 1));
-    self->conv2 = self->conv1 ? bk_module_add(m, "conv2", bk_nn_conv2d(num_channels, num_channels, 3, 1, 1)) : NULL;
+    self->conv2 = self->conv1 ? bk_module_add(m, "conv2", bk_nn_conv2d(num_channels, num_channels, 3, 1, 1))
+                              : NULL;
     bool ok = self->conv2 != NULL;
     if (ok && use_1x1conv) {
         self->conv3 = bk_module_add(m, "conv3", bk_nn_conv2d(input_channels, num_channels, 1, strides, 0));

@@ -48,8 +48,8 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
         goto done;
     }
     /* Match every name of the module against the file; nothing is changed yet. */
-    if (bk__safetensors_match(st, l->n, (const char *const *)l->names, l->tensors, " in model",
-                              NULL, found, &r) != 0) {
+    if (bk__safetensors_match(st, l->n, (const char *const *)l->names, l->tensors, " in model", NULL, found,
+                              &r) != 0) {
         bk__error_prefix("load_state_dict");
         goto done;
     }
@@ -66,10 +66,11 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
             bk__str_puts(&msg, parts[p]->p ? parts[p]->p : "");
         }
         if (r.missing.oom || r.unexpected.oom || r.mismatch.oom || msg.oom)
-            bk_set_error("load_state_dict: %s: the state dict does not match the module (out of "
-                         "memory while listing the differences)", path);
-        else
-            bk_set_error("%s", msg.p);
+            bk_set_error(
+                "load_state_dict: %s: the state dict does not match the module (out of "
+                "memory while listing the differences)",
+                path);
+        else bk_set_error("%s", msg.p);
         goto done;
     }
 

@@ -28,15 +28,17 @@ typedef struct tlayer {
     bk_transformer_config cfg;
     bk_module *self_attn, *multihead_attn; /* multihead_attn: decoder only */
     bk_module *linear1, *dropout, *linear2;
-    bk_module *norm1, *norm2, *norm3;      /* norm3: decoder only */
+    bk_module *norm1, *norm2, *norm3; /* norm3: decoder only */
     bk_module *dropout1, *dropout2, *dropout3;
 } tlayer;
 
 static bk_tensor *encoder_layer_module_forward(bk_module *m, bk_tensor *src);
 static bk_tensor *decoder_layer_module_forward(bk_module *m, bk_tensor *tgt);
 
-static const bk_module_class ENCODER_LAYER = {"TransformerEncoderLayer", encoder_layer_module_forward, NULL, NULL};
-static const bk_module_class DECODER_LAYER = {"TransformerDecoderLayer", decoder_layer_module_forward, NULL, NULL};
+static const bk_module_class ENCODER_LAYER = {"TransformerEncoderLayer", encoder_layer_module_forward, NULL,
+                                              NULL};
+static const bk_module_class DECODER_LAYER = {"TransformerDecoderLayer", decoder_layer_module_forward, NULL,
+                                              NULL};
 
 /* "in TransformerEncoderLayer(d_model=16, nhead=4)": errors inside a layer start with this. */
 static void layer_error_prefix(const tlayer *t, const char *where) {
@@ -49,7 +51,8 @@ static bool input_ok(const tlayer *t, const char *what, const bk_tensor *x) {
     if ((x->ndim == 2 || x->ndim == 3) && x->shape[x->ndim - 1] == t->cfg.d_model) return true;
     char s[128];
     bk_set_error("%s %s should be %s or unbatched (length, %" PRId64 ")", what, bk_shape_str(x, s, sizeof s),
-                 t->cfg.batch_first ? "(batch, length, d_model)" : "(length, batch, d_model)", t->cfg.d_model);
+                 t->cfg.batch_first ? "(batch, length, d_model)" : "(length, batch, d_model)",
+                 t->cfg.d_model);
     layer_error_prefix(t, NULL);
     return false;
 }
@@ -92,8 +95,8 @@ bk_tensor *bk_transformer_encoder_layer_forward(bk_module *m, bk_tensor *src, bk
         x = bk_add(x, attn_block(t, t->self_attn, sa, h, h, src_mask, src_key_padding_mask, t->dropout1));
         x = bk_add(x, ff_block(t, bk_forward(t->norm2, x), t->dropout2));
     } else {
-        x = bk_forward(t->norm1, bk_add(x, attn_block(t, t->self_attn, sa, x, x, src_mask, src_key_padding_mask,
-                                                      t->dropout1)));
+        x = bk_forward(t->norm1, bk_add(x, attn_block(t, t->self_attn, sa, x, x, src_mask,
+                                                      src_key_padding_mask, t->dropout1)));
         x = bk_forward(t->norm2, bk_add(x, ff_block(t, x, t->dropout2)));
     }
     return x; // like src
@@ -126,8 +129,8 @@ bk_tensor *bk_transformer_decoder_layer_forward(bk_module *m, bk_tensor *tgt, bk
                                  memory_key_padding_mask, t->dropout2));
         x = bk_add(x, ff_block(t, bk_forward(t->norm3, x), t->dropout3));
     } else {
-        x = bk_forward(t->norm1, bk_add(x, attn_block(t, t->self_attn, sa, x, x, tgt_mask, tgt_key_padding_mask,
-                                                      t->dropout1)));
+        x = bk_forward(t->norm1, bk_add(x, attn_block(t, t->self_attn, sa, x, x, tgt_mask,
+                                                      tgt_key_padding_mask, t->dropout1)));
         x = bk_forward(t->norm2, bk_add(x, attn_block(t, t->multihead_attn, ca, x, memory, memory_mask,
                                                       memory_key_padding_mask, t->dropout2)));
         x = bk_forward(t->norm3, bk_add(x, ff_block(t, x, t->dropout3)));
@@ -141,7 +144,8 @@ static bk_tensor *encoder_layer_module_forward(bk_module *m, bk_tensor *src) {
 
 /* bk_forward of a decoder, which needs the encoder output too: names the call to make */
 static bk_tensor *needs_memory(const bk_module *m, const char *call) {
-    bk_set_error("in %s: forward needs the encoder output too; call %s(m, tgt, memory, ...)", m->cls->name, call);
+    bk_set_error("in %s: forward needs the encoder output too; call %s(m, tgt, memory, ...)", m->cls->name,
+                 call);
     return NULL;
 }
 
@@ -161,11 +165,13 @@ static bool config_ok(const char *who, const bk_transformer_config *c) {
         return false;
     }
     if (!(c->dropout >= 0.0f && c->dropout <= 1.0f)) {
-        bk_set_error("%s: dropout probability has to be between 0 and 1, but got %g", who, (double)c->dropout);
+        bk_set_error("%s: dropout probability has to be between 0 and 1, but got %g", who,
+                     (double)c->dropout);
         return false;
     }
     if ((int)c->activation < 0 || c->activation >= BK_ACTIVATION_COUNT) {
-        bk_set_error("%s: unknown activation %d (BK_ACTIVATION_RELU or BK_ACTIVATION_GELU)", who, (int)c->activation);
+        bk_set_error("%s: unknown activation %d (BK_ACTIVATION_RELU or BK_ACTIVATION_GELU)", who,
+                     (int)c->activation);
         return false;
     }
     if (!(c->layer_norm_eps >= 0.0f && c->layer_norm_eps < INFINITY)) {
@@ -188,8 +194,8 @@ static bk_module *layer_new(const bk_module_class *cls, bk_transformer_config c)
     t->cfg = c;
     bool dec = cls == &DECODER_LAYER;
     const int64_t E[1] = {c.d_model};
-    bool ok = add(t, &t->self_attn, "self_attn", bk_nn_multihead_attention(c.d_model, c.nhead, c.dropout, true,
-                                                                          c.batch_first));
+    bool ok = add(t, &t->self_attn, "self_attn",
+                  bk_nn_multihead_attention(c.d_model, c.nhead, c.dropout, true, c.batch_first));
     if (ok && dec)
         ok = add(t, &t->multihead_attn, "multihead_attn",
                  bk_nn_multihead_attention(c.d_model, c.nhead, c.dropout, true, c.batch_first));
@@ -209,8 +215,12 @@ static bk_module *layer_new(const bk_module_class *cls, bk_transformer_config c)
     return &t->base;
 }
 
-bk_module *bk_nn_transformer_encoder_layer(bk_transformer_config cfg) { return layer_new(&ENCODER_LAYER, cfg); }
-bk_module *bk_nn_transformer_decoder_layer(bk_transformer_config cfg) { return layer_new(&DECODER_LAYER, cfg); }
+bk_module *bk_nn_transformer_encoder_layer(bk_transformer_config cfg) {
+    return layer_new(&ENCODER_LAYER, cfg);
+}
+bk_module *bk_nn_transformer_decoder_layer(bk_transformer_config cfg) {
+    return layer_new(&DECODER_LAYER, cfg);
+}
 
 /* A new layer with the same settings, parameter values and mode (torch's deepcopy). */
 static bk_module *layer_clone(const bk_module *src) {
@@ -270,7 +280,8 @@ static bk_module *stack_new(const bk_module_class *cls, const bk_module_class *l
     }
     if (!layer || layer->cls != layer_cls) {
         if (layer || !bk__error_pending())
-            bk_set_error("%s: the layer must be a %s, got %s", cls->name, layer_cls->name, bk_module_name(layer));
+            bk_set_error("%s: the layer must be a %s, got %s", cls->name, layer_cls->name,
+                         bk_module_name(layer));
         goto fail;
     }
     if (num_layers < 1) {
@@ -327,7 +338,8 @@ bk_tensor *bk_transformer_encoder_forward(bk_module *m, bk_tensor *src, bk_tenso
     bool had_error = bk__error_pending();
     bk_tensor *x = src;
     for (int i = 0; i < s->num_layers && x; i++)
-        x = bk_transformer_encoder_layer_forward(s->layers->children[i].module, x, mask, src_key_padding_mask);
+        x = bk_transformer_encoder_layer_forward(s->layers->children[i].module, x, mask,
+                                                 src_key_padding_mask);
     return stack_finish(s, x, had_error); // like src
 }
 
@@ -342,8 +354,8 @@ bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tenso
     bool had_error = bk__error_pending();
     bk_tensor *x = tgt;
     for (int i = 0; i < s->num_layers && x; i++)
-        x = bk_transformer_decoder_layer_forward(s->layers->children[i].module, x, memory, tgt_mask, memory_mask,
-                                                 tgt_key_padding_mask, memory_key_padding_mask);
+        x = bk_transformer_decoder_layer_forward(s->layers->children[i].module, x, memory, tgt_mask,
+                                                 memory_mask, tgt_key_padding_mask, memory_key_padding_mask);
     return stack_finish(s, x, had_error); // like tgt
 }
 

@@ -147,11 +147,11 @@ static void weights_backward(bk_node *n) {
         }
         int64_t oq = head_off(p, b, h, p->L, p->D), ok = head_off(p, b, h, p->S, p->D);
         if (DQ) /* (L, S) @ (S, D) */
-            be->sgemm(false, false, p->L, p->D, p->S, p->scale, dSb, p->S, k->data + ok, ldq, 1.0f,
-                      DQ + oq, ldq);
+            be->sgemm(false, false, p->L, p->D, p->S, p->scale, dSb, p->S, k->data + ok, ldq, 1.0f, DQ + oq,
+                      ldq);
         if (DK) /* (S, L) @ (L, D) */
-            be->sgemm(true, false, p->S, p->D, p->L, p->scale, dSb, p->S, q->data + oq, ldq, 1.0f,
-                      DK + ok, ldq);
+            be->sgemm(true, false, p->S, p->D, p->L, p->scale, dSb, p->S, q->data + oq, ldq, 1.0f, DK + ok,
+                      ldq);
     }
 }
 
@@ -207,9 +207,10 @@ bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, b
             return NULL;
         }
     }
-    if (key_padding_mask &&
-        !(key_padding_mask->ndim == 2 && key_padding_mask->shape[0] == p.B && key_padding_mask->shape[1] == p.S)) {
-        bk_set_error("attention: key_padding_mask %s does not fit: expected (batch, S) = (%" PRId64 ", %" PRId64 ")",
+    if (key_padding_mask && !(key_padding_mask->ndim == 2 && key_padding_mask->shape[0] == p.B &&
+                              key_padding_mask->shape[1] == p.S)) {
+        bk_set_error("attention: key_padding_mask %s does not fit: expected (batch, S) = (%" PRId64
+                     ", %" PRId64 ")",
                      bk_shape_str(key_padding_mask, s1, sizeof s1), p.B, p.S);
         return NULL;
     }
@@ -221,7 +222,8 @@ bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, b
     }
     const bk_backend *be = bk__backend();
     int64_t LS = p.L * p.S, nb = p.B * p.H, ld = row_stride(&p, p.D);
-    const float *AM = attn_mask ? attn_mask->data : NULL, *KPM = key_padding_mask ? key_padding_mask->data : NULL;
+    const float *AM = attn_mask ? attn_mask->data : NULL,
+                *KPM = key_padding_mask ? key_padding_mask->data : NULL;
     bool mask3 = attn_mask && attn_mask->ndim == 3;
 #pragma omp parallel for schedule(static) if (blocks_parallel(&p, p.D))
     for (int64_t bh = 0; bh < nb; bh++) {
@@ -283,9 +285,11 @@ static void apply_backward(bk_node *n) {
         int64_t b = bh / p->H, h = bh % p->H;
         int64_t oo = head_off(p, b, h, p->L, p->Dv), ov = head_off(p, b, h, p->S, p->Dv);
         if (DP) /* (L, Dv) @ (Dv, S) */
-            be->sgemm(false, true, p->L, p->S, p->Dv, 1.0f, G + oo, ld, v->data + ov, ld, 1.0f, DP + bh * LS, p->S);
+            be->sgemm(false, true, p->L, p->S, p->Dv, 1.0f, G + oo, ld, v->data + ov, ld, 1.0f, DP + bh * LS,
+                      p->S);
         if (DV) /* (S, L) @ (L, Dv) */
-            be->sgemm(true, false, p->S, p->Dv, p->L, 1.0f, P->data + bh * LS, p->S, G + oo, ld, 1.0f, DV + ov, ld);
+            be->sgemm(true, false, p->S, p->Dv, p->L, 1.0f, P->data + bh * LS, p->S, G + oo, ld, 1.0f,
+                      DV + ov, ld);
     }
 }
 
@@ -321,7 +325,8 @@ bk_tensor *bk_attention_apply(bk_tensor *weights, bk_tensor *v, bool batch_first
     for (int64_t bh = 0; bh < nb; bh++) {
         int64_t b = bh / p.H, h = bh % p.H;
         be->sgemm(false, false, p.L, p.Dv, p.S, 1.0f, weights->data + bh * LS, p.S,
-                  v->data + head_off(&p, b, h, p.S, p.Dv), ld, 0.0f, y->data + head_off(&p, b, h, p.L, p.Dv), ld);
+                  v->data + head_off(&p, b, h, p.S, p.Dv), ld, 0.0f, y->data + head_off(&p, b, h, p.L, p.Dv),
+                  ld);
     }
     return bk_op_record(&OP_ATTENTION_APPLY, y, 2, in, &p, sizeof p);
 }

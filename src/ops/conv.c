@@ -31,16 +31,16 @@
 #include <omp.h>
 #endif
 
-#define MIN_COLS 256                       /* output pixels per chunk, when images are small */
-#define COL_BUDGET ((int64_t)1 << 20)      /* floats of one chunk's column matrix (4 MiB) */
-#define PARTIAL_BUDGET ((int64_t)8 << 20)  /* floats of dW's per-slice sums (32 MiB) */
+#define MIN_COLS 256                      /* output pixels per chunk, when images are small */
+#define COL_BUDGET ((int64_t)1 << 20)     /* floats of one chunk's column matrix (4 MiB) */
+#define PARTIAL_BUDGET ((int64_t)8 << 20) /* floats of dW's per-slice sums (32 MiB) */
 #define MAX_SLICES 64
 
 typedef struct conv_params {
     int64_t N, C, H, W, O, KH, KW, OH, OW;
     int64_t sh, sw, ph, pw, dh, dw, groups;
-    int64_t Cg, Og, K; /* per-group in/out channels; K = Cg KH KW */
-    int64_t chunk;     /* images per chunk */
+    int64_t Cg, Og, K;        /* per-group in/out channels; K = Cg KH KW */
+    int64_t chunk;            /* images per chunk */
     int64_t nchunks, nslices; /* chunks of the batch; slices of chunks for dW's sums */
     int64_t per_slice;        /* chunks per slice (the last slice may have fewer, never none) */
 } conv_params;
@@ -66,7 +66,7 @@ static int thread_num(void) {
  * test: padding becomes two runs of zeros, the interior one memcpy (stride 1) or one
  * strided gather. */
 static void valid_cols(const conv_params *p, int64_t kw, int64_t *lo, int64_t *hi) {
-    int64_t a = p->pw - kw * p->dw;        /* ow SW >= a  */
+    int64_t a = p->pw - kw * p->dw;            /* ow SW >= a  */
     int64_t b = p->W - 1 + p->pw - kw * p->dw; /* ow SW <= b */
     *lo = a <= 0 ? 0 : (a + p->sw - 1) / p->sw;
     *hi = b < 0 ? 0 : b / p->sw + 1;
@@ -143,7 +143,8 @@ static const float *grad_block(const conv_params *p, const float *G, int64_t n0,
     }
     for (int64_t o = 0; o < p->Og; o++)
         for (int64_t j = 0; j < nimg; j++)
-            memcpy(buf + o * cols + j * L, G + ((n0 + j) * p->O + g * p->Og + o) * L, sizeof(float) * (size_t)L);
+            memcpy(buf + o * cols + j * L, G + ((n0 + j) * p->O + g * p->Og + o) * L,
+                   sizeof(float) * (size_t)L);
     *ld = cols;
     return buf;
 }
@@ -208,8 +209,9 @@ static void conv2d_backward(bk_node *node) {
             for (int64_t g = 0; g < p->groups; g++) {
                 if (direct) /* dx (+)= conv(dY, W_g transposed and flipped) */
                     bk__dconv_run(&dd, nimg, G + (n0 * p->O + g * p->Og) * L, p->O * L,
-                                  wpack + g * bk__dconv_wsize(&dd), NULL, dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
-                                  p->C * p->H * p->W, true, dcol);
+                                  wpack + g * bk__dconv_wsize(&dd), NULL,
+                                  dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W, p->C * p->H * p->W, true,
+                                  dcol);
                 if (direct_w) /* dW_g (+)= the correlation of dY_g with X_g */
                     bk__dconv_dweights(&fd, nimg, x->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
                                        p->C * p->H * p->W, G + (n0 * p->O + g * p->Og) * L, p->O * L,
@@ -223,8 +225,8 @@ static void conv2d_backward(bk_node *node) {
                                      ch == sl * per_slice ? 0.0f : 1.0f, dw_sl + g * p->Og * p->K, p->K);
                 }
                 if (dx && !direct) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
-                    be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, w->data + g * p->Og * p->K, p->K, gy,
-                                     ldg, 0.0f, dcol, cols);
+                    be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, w->data + g * p->Og * p->K, p->K,
+                                     gy, ldg, 0.0f, dcol, cols);
                     col2im(p, dcol, n0, nimg, g * p->Cg, dx->data);
                 }
             }
@@ -259,8 +261,9 @@ static bool conv_sizes_ok(const conv_params *p, const bk_tensor *x, const bk_ten
              bk__mul_ok(l, k > p->Og ? k : p->Og, &lk);
     if (!ok) {
         bk_set_error("conv2d: padding (%" PRId64 ", %" PRId64 ") and dilation (%" PRId64 ", %" PRId64
-                     ") with input %s and weight %s give sizes too large to compute", p->ph, p->pw, p->dh, p->dw,
-                     bk_shape_str(x, s1, sizeof s1), bk_shape_str(w, s2, sizeof s2));
+                     ") with input %s and weight %s give sizes too large to compute",
+                     p->ph, p->pw, p->dh, p->dw, bk_shape_str(x, s1, sizeof s1),
+                     bk_shape_str(w, s2, sizeof s2));
     }
     return ok;
 }
@@ -270,12 +273,15 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     if (!bk__inputs_ok("conv2d", b ? 3 : 2, in)) return NULL;
     char s1[128], s2[128];
     if (x->ndim != 4) {
-        bk_set_error("conv2d: expected a 4-d input (N, C, H, W), got %s (a 3-d input needs a batch "
-                     "dimension: reshape to (1, C, H, W))", bk_shape_str(x, s1, sizeof s1));
+        bk_set_error(
+            "conv2d: expected a 4-d input (N, C, H, W), got %s (a 3-d input needs a batch "
+            "dimension: reshape to (1, C, H, W))",
+            bk_shape_str(x, s1, sizeof s1));
         return NULL;
     }
     if (w->ndim != 4) {
-        bk_set_error("conv2d: expected a 4-d weight (O, C/groups, KH, KW), got %s", bk_shape_str(w, s2, sizeof s2));
+        bk_set_error("conv2d: expected a 4-d weight (O, C/groups, KH, KW), got %s",
+                     bk_shape_str(w, s2, sizeof s2));
         return NULL;
     }
     conv_params p;
@@ -287,23 +293,27 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     if (p.sh <= 0 || p.sw <= 0 || p.dh <= 0 || p.dw <= 0 || p.ph < 0 || p.pw < 0 || p.groups <= 0) {
         bk_set_error("conv2d: stride (%" PRId64 ", %" PRId64 ") and dilation (%" PRId64 ", %" PRId64
                      ") must be positive, padding (%" PRId64 ", %" PRId64 ") non-negative and groups %" PRId64
-                     " positive", p.sh, p.sw, p.dh, p.dw, p.ph, p.pw, p.groups);
+                     " positive",
+                     p.sh, p.sw, p.dh, p.dw, p.ph, p.pw, p.groups);
         return NULL;
     }
     if (p.C % p.groups || p.O % p.groups) {
-        bk_set_error("conv2d: groups=%" PRId64 " must divide both in_channels=%" PRId64 " and out_channels=%" PRId64,
+        bk_set_error("conv2d: groups=%" PRId64 " must divide both in_channels=%" PRId64
+                     " and out_channels=%" PRId64,
                      p.groups, p.C, p.O);
         return NULL;
     }
     p.Cg = p.C / p.groups, p.Og = p.O / p.groups;
     if (w->shape[1] != p.Cg) {
         bk_set_error("conv2d: weight %s expects %" PRId64 " input channels per group (%" PRId64
-                     " in all), but input %s has %" PRId64 " channels", bk_shape_str(w, s2, sizeof s2),
-                     w->shape[1], w->shape[1] * p.groups, bk_shape_str(x, s1, sizeof s1), p.C);
+                     " in all), but input %s has %" PRId64 " channels",
+                     bk_shape_str(w, s2, sizeof s2), w->shape[1], w->shape[1] * p.groups,
+                     bk_shape_str(x, s1, sizeof s1), p.C);
         return NULL;
     }
     if (b && (b->ndim != 1 || b->shape[0] != p.O)) {
-        bk_set_error("conv2d: bias %s does not match out_channels=%" PRId64, bk_shape_str(b, s1, sizeof s1), p.O);
+        bk_set_error("conv2d: bias %s does not match out_channels=%" PRId64, bk_shape_str(b, s1, sizeof s1),
+                     p.O);
         return NULL;
     }
     if (!conv_sizes_ok(&p, x, w)) return NULL;
@@ -319,7 +329,8 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     p.K = p.Cg * p.KH * p.KW;
     int64_t L = p.OH * p.OW;
     p.chunk = L >= MIN_COLS ? 1 : (MIN_COLS + L - 1) / L;
-    if (p.chunk > 1 && p.K * p.chunk * L > COL_BUDGET) p.chunk = COL_BUDGET / (p.K * L) > 1 ? COL_BUDGET / (p.K * L) : 1;
+    if (p.chunk > 1 && p.K * p.chunk * L > COL_BUDGET)
+        p.chunk = COL_BUDGET / (p.K * L) > 1 ? COL_BUDGET / (p.K * L) : 1;
     if (p.chunk > p.N) p.chunk = p.N > 0 ? p.N : 1;
     p.nchunks = p.N > 0 ? (p.N + p.chunk - 1) / p.chunk : 0;
     int64_t WK = p.O * p.K;
@@ -337,11 +348,13 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
     const bk_backend *be = bk__backend();
     bk__dconv dd;
     bool direct = p.sh == 1 && p.sw == 1 &&
-                  bk__dconv_plan(&dd, p.Cg, p.H, p.W, p.Og, p.KH, p.KW, p.ph, p.pw, p.dh, p.dw, p.chunk, false);
+                  bk__dconv_plan(&dd, p.Cg, p.H, p.W, p.Og, p.KH, p.KW, p.ph, p.pw, p.dh, p.dw, p.chunk,
+                                 false);
     /* per thread: the direct kernel's buffers, or the columns (K x chunk L) and, for
      * several images, the output block */
     int64_t ccols = p.chunk * L;
-    int64_t per_thread = direct ? (int64_t)bk__dconv_work(&dd) : p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
+    int64_t per_thread = direct ? (int64_t)bk__dconv_work(&dd)
+                                : p.K * ccols + (p.chunk > 1 ? p.Og * ccols : 0);
     per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
@@ -358,16 +371,14 @@ bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts o)
             float *yg = y->data + (n0 * p.O + g * p.Og) * L;
             if (direct) { /* Y_g = conv(X_g, W_g) + b_g, no columns */
                 bk__dconv_run(&dd, nimg, x->data + (n0 * p.C + g * p.Cg) * p.H * p.W, p.C * p.H * p.W,
-                              wpack + g * bk__dconv_wsize(&dd), b ? b->data + g * p.Og : NULL, yg, p.O * L, false,
-                              col);
+                              wpack + g * bk__dconv_wsize(&dd), b ? b->data + g * p.Og : NULL, yg, p.O * L,
+                              false, col);
                 continue;
             }
             im2col(&p, x->data, n0, nimg, g * p.Cg, col);
             /* Y_g (Og, cols) = W_g (Og, K) @ col (K, cols): straight into y for one image */
-            if (nimg == 1)
-                be->sgemm_serial(false, false, p.Og, L, p.K, 1.0f, wg, p.K, col, L, 0.0f, yg, L);
-            else
-                be->sgemm_serial(false, false, p.Og, cols, p.K, 1.0f, wg, p.K, col, cols, 0.0f, ycol, cols);
+            if (nimg == 1) be->sgemm_serial(false, false, p.Og, L, p.K, 1.0f, wg, p.K, col, L, 0.0f, yg, L);
+            else be->sgemm_serial(false, false, p.Og, cols, p.K, 1.0f, wg, p.K, col, cols, 0.0f, ycol, cols);
             for (int64_t oc = 0; oc < p.Og; oc++) {
                 float bias = b ? b->data[g * p.Og + oc] : 0.0f;
                 for (int64_t j = 0; j < nimg; j++) {

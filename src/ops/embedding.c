@@ -33,7 +33,7 @@ static const bk_op OP_EMBEDDING = {"embedding", embedding_backward};
 bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx) {
     bk_tensor *args[2] = {ids, weight}; /* checked in argument order, for the message */
     if (!bk__inputs_ok("embedding", 2, args)) return NULL;
-    bk_tensor *in[2] = {weight, ids};   /* recorded weight first (see embedding_backward) */
+    bk_tensor *in[2] = {weight, ids}; /* recorded weight first (see embedding_backward) */
     char s1[128], s2[128];
     if (weight->ndim != 2) {
         bk_set_error("embedding: weight must be 2-d (num_embeddings, embedding_dim), got %s",
@@ -54,9 +54,11 @@ bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx) 
     for (int64_t i = 0; i < ids->numel; i++) {
         float v = ids->data[i];
         if (!(v >= 0.0f && v < (float)num) || v != floorf(v)) {
-            bk_set_error("embedding: id %g (element %" PRId64 " of ids %s) is out of range: ids must be "
-                         "integers in [0, %" PRId64 ") for weight %s", (double)v, i,
-                         bk_shape_str(ids, s1, sizeof s1), num, bk_shape_str(weight, s2, sizeof s2));
+            bk_set_error("embedding: id %g (element %" PRId64
+                         " of ids %s) is out of range: ids must be "
+                         "integers in [0, %" PRId64 ") for weight %s",
+                         (double)v, i, bk_shape_str(ids, s1, sizeof s1), num,
+                         bk_shape_str(weight, s2, sizeof s2));
             return NULL;
         }
     }

@@ -48,7 +48,8 @@ static void softmax_backward(bk_node *node) {
                     dx->data[k] += G[k] - expf(Y[k]) * (float)s;
                 }
             } else { /* dx = y * (dy - sum(dy * y)) */
-                for (int64_t j = 0; j < p->n; j++) s += (double)G[base + j * p->inner] * Y[base + j * p->inner];
+                for (int64_t j = 0; j < p->n; j++)
+                    s += (double)G[base + j * p->inner] * Y[base + j * p->inner];
                 for (int64_t j = 0; j < p->n; j++) {
                     int64_t k = base + j * p->inner;
                     dx->data[k] += Y[k] * (G[k] - (float)s);
@@ -128,14 +129,15 @@ bk_tensor *bk_cross_entropy(bk_tensor *logits, const int64_t *target, int64_t n,
     }
     ce_params p = {logits->shape[0], logits->shape[1], NULL, NULL};
     if (!target || n != p.N) {
-        bk_set_error("cross_entropy: %" PRId64 " targets for logits %s (expected %" PRId64 ")", target ? n : 0,
-                     bk_shape_str(logits, s, sizeof s), p.N);
+        bk_set_error("cross_entropy: %" PRId64 " targets for logits %s (expected %" PRId64 ")",
+                     target ? n : 0, bk_shape_str(logits, s, sizeof s), p.N);
         return NULL;
     }
     for (int64_t i = 0; i < n; i++)
         if (target[i] < 0 || target[i] >= p.C) {
             bk_set_error("cross_entropy: target %" PRId64 " at position %" PRId64
-                         " is out of bounds for %" PRId64 " classes", target[i], i, p.C);
+                         " is out of bounds for %" PRId64 " classes",
+                         target[i], i, p.C);
             return NULL;
         }
     bk_arena *a = bk_arena_current();
@@ -168,8 +170,8 @@ bk_tensor *bk_cross_entropy(bk_tensor *logits, const int64_t *target, int64_t n,
 static bool same_shapes(const char *who, const bk_tensor *a, const bk_tensor *b) {
     if (bk_same_shape(a, b)) return true;
     char s1[128], s2[128];
-    bk_set_error("%s: input %s and target %s must have the same shape", who,
-                 bk_shape_str(a, s1, sizeof s1), bk_shape_str(b, s2, sizeof s2));
+    bk_set_error("%s: input %s and target %s must have the same shape", who, bk_shape_str(a, s1, sizeof s1),
+                 bk_shape_str(b, s2, sizeof s2));
     return false;
 }
 
@@ -229,7 +231,8 @@ static bool metric_logits_ok(const bk_tensor *logits, const char *who) {
         return false;
     }
     if (logits->shape[1] == 0 && logits->shape[0] > 0) {
-        bk_set_error("%s: logits %s have no columns to take the maximum of", who, bk_shape_str(logits, s, sizeof s));
+        bk_set_error("%s: logits %s have no columns to take the maximum of", who,
+                     bk_shape_str(logits, s, sizeof s));
         return false;
     }
     return true;
@@ -254,7 +257,8 @@ int64_t bk_count_correct(const bk_tensor *logits, const int64_t *target, int64_t
         return -1;
     }
     if (n != logits->shape[0]) {
-        bk_set_error("count_correct: %" PRId64 " targets for logits %s", n, bk_shape_str(logits, s, sizeof s));
+        bk_set_error("count_correct: %" PRId64 " targets for logits %s", n,
+                     bk_shape_str(logits, s, sizeof s));
         return -1;
     }
     int64_t C = logits->shape[1], correct = 0;

@@ -9,8 +9,8 @@
 #include <inttypes.h>
 
 typedef struct mm_params {
-    int bnd;                      /* number of batch dims of the output */
-    int64_t bshape[BK_MAX_DIMS];  /* output batch shape */
+    int bnd;                                  /* number of batch dims of the output */
+    int64_t bshape[BK_MAX_DIMS];              /* output batch shape */
     int64_t sa[BK_MAX_DIMS], sb[BK_MAX_DIMS]; /* batch strides of a and b (0: broadcast) */
     int64_t M, N, K;
 } mm_params;
@@ -39,8 +39,8 @@ typedef struct mm_data {
 
 static void mm_fwd(const mm_params *p, int64_t b, int64_t oa, int64_t ob, void *ud) {
     mm_data *d = ud;
-    bk__backend()->sgemm(false, false, p->M, p->N, p->K, 1.0f, d->A + oa, p->K, d->B + ob, p->N,
-                         0.0f, d->C + b * p->M * p->N, p->N);
+    bk__backend()->sgemm(false, false, p->M, p->N, p->K, 1.0f, d->A + oa, p->K, d->B + ob, p->N, 0.0f,
+                         d->C + b * p->M * p->N, p->N);
 }
 
 /* dA = dC @ B^T, dB = A^T @ dC; both accumulate (beta = 1), which also sums over
@@ -49,18 +49,18 @@ static void mm_bwd(const mm_params *p, int64_t b, int64_t oa, int64_t ob, void *
     mm_data *d = ud;
     const float *g = d->G + b * p->M * p->N;
     if (d->DA)
-        bk__backend()->sgemm(false, true, p->M, p->K, p->N, 1.0f, g, p->N, d->B + ob, p->N, 1.0f,
-                             d->DA + oa, p->K);
+        bk__backend()->sgemm(false, true, p->M, p->K, p->N, 1.0f, g, p->N, d->B + ob, p->N, 1.0f, d->DA + oa,
+                             p->K);
     if (d->DB)
-        bk__backend()->sgemm(true, false, p->K, p->N, p->M, 1.0f, d->A + oa, p->K, g, p->N, 1.0f,
-                             d->DB + ob, p->N);
+        bk__backend()->sgemm(true, false, p->K, p->N, p->M, 1.0f, d->A + oa, p->K, g, p->N, 1.0f, d->DB + ob,
+                             p->N);
 }
 
 static void matmul_backward(bk_node *n) {
     const mm_params *p = bk_node_params(n);
     bk_tensor *da = bk_node_grad_input(n, 0), *db = bk_node_grad_input(n, 1);
-    mm_data d = {bk_node_input(n, 0)->data, bk_node_input(n, 1)->data, bk_node_grad_output(n)->data,
-                 NULL, da ? da->data : NULL, db ? db->data : NULL};
+    mm_data d = {bk_node_input(n, 0)->data, bk_node_input(n, 1)->data, bk_node_grad_output(n)->data, NULL,
+                 da ? da->data : NULL,      db ? db->data : NULL};
     mm_batches(p, mm_bwd, &d);
 }
 
@@ -118,8 +118,8 @@ bk_tensor *bk_matmul(bk_tensor *a, bk_tensor *b) {
     bk_tensor *in[2] = {a, b};
     if (!bk__inputs_ok("matmul", 2, in)) return NULL;
     if (a->ndim == 0 || b->ndim == 0) {
-        bk_set_error("matmul: both arguments need at least 1 dimension, but got %dD and %dD tensors",
-                     a->ndim, b->ndim);
+        bk_set_error("matmul: both arguments need at least 1 dimension, but got %dD and %dD tensors", a->ndim,
+                     b->ndim);
         return NULL;
     }
     if (a->ndim >= 2 && b->ndim >= 2) return matmul_nd(a, b);
@@ -160,8 +160,10 @@ static void linear_backward(bk_node *n) {
     bk_tensor *dx, *dw, *db;
     const float *G = bk__xwb_grads(n, &dx, &dw, &db);
     const bk_backend *be = bk__backend();
-    if (dx) be->sgemm(false, false, p->M, p->in, p->out, 1.0f, G, p->out, w->data, p->in, 1.0f, dx->data, p->in);
-    if (dw) be->sgemm(true, false, p->out, p->in, p->M, 1.0f, G, p->out, x->data, p->in, 1.0f, dw->data, p->in);
+    if (dx)
+        be->sgemm(false, false, p->M, p->in, p->out, 1.0f, G, p->out, w->data, p->in, 1.0f, dx->data, p->in);
+    if (dw)
+        be->sgemm(true, false, p->out, p->in, p->M, 1.0f, G, p->out, x->data, p->in, 1.0f, dw->data, p->in);
     if (db) /* row by row, vectorized (GCC -O2 alone leaves this loop scalar); same sums */
         for (int64_t i = 0; i < p->M; i++) {
             float *D = db->data;
@@ -184,10 +186,11 @@ bk_tensor *bk_linear(bk_tensor *x, bk_tensor *w, bk_tensor *b) {
     }
     lin_params p = {0, w->shape[1], w->shape[0]};
     if (x->shape[x->ndim - 1] != p.in) {
-        bk_set_error("linear: input %s has %" PRId64 " features in its last dimension, but the "
+        bk_set_error("linear: input %s has %" PRId64
+                     " features in its last dimension, but the "
                      "weight %s expects in_features=%" PRId64,
-                     bk_shape_str(x, s1, sizeof s1), x->shape[x->ndim - 1],
-                     bk_shape_str(w, s2, sizeof s2), p.in);
+                     bk_shape_str(x, s1, sizeof s1), x->shape[x->ndim - 1], bk_shape_str(w, s2, sizeof s2),
+                     p.in);
         return NULL;
     }
     if (b && (b->ndim != 1 || b->shape[0] != p.out)) {
@@ -207,7 +210,7 @@ bk_tensor *bk_linear(bk_tensor *x, bk_tensor *w, bk_tensor *b) {
     if (!y) return NULL;
     if (b) /* y = 1 x b, then y += x w^T */
         for (int64_t i = 0; i < p.M; i++) memcpy(y->data + i * p.out, b->data, sizeof(float) * (size_t)p.out);
-    bk__backend()->sgemm(false, true, p.M, p.out, p.in, 1.0f, x->data, p.in, w->data, p.in,
-                         b ? 1.0f : 0.0f, y->data, p.out);
+    bk__backend()->sgemm(false, true, p.M, p.out, p.in, 1.0f, x->data, p.in, w->data, p.in, b ? 1.0f : 0.0f,
+                         y->data, p.out);
     return bk_op_record(&OP_LINEAR, y, b ? 3 : 2, in, &p, sizeof p);
 }

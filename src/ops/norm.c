@@ -94,8 +94,8 @@ static inline void sumv_sqdev(sumv *a, const float *x, int64_t n, double mu) {
 
 /* a += g[k] w[k], b += g[k] w[k] xhat[k] with xhat = (x - mu) is in float, as the forward
  * has it; w == NULL: a weight of 1 (batch norm applies its weight to the totals) */
-static inline void sumv_dxhat(sumv *a, sumv *b, const float *g, const float *w, const float *x, int64_t n, float mu,
-                              float is) {
+static inline void sumv_dxhat(sumv *a, sumv *b, const float *g, const float *w, const float *x, int64_t n,
+                              float mu, float is) {
     int64_t k = 0;
     v8d alo = a->lo, ahi = a->hi, blo = b->lo, bhi = b->hi;
     for (; k + LANES <= n; k += LANES) {
@@ -142,8 +142,8 @@ typedef struct bn_params {
 } bn_params;
 
 /* Channel c of the backward. */
-SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const float *X, const float *G, float wv,
-                                            float *dx, float *dw, float *db) {
+SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const float *X, const float *G,
+                                            float wv, float *dx, float *dw, float *db) {
     int64_t n = p->N * p->S, S = p->S;
     const float mu = p->mean[c], is = p->invstd[c];
     /* sum dy and sum dy xhat; dxhat = dy weight, so sum dxhat = weight sum dy and
@@ -183,15 +183,16 @@ static void bn_backward(bk_node *node) {
     const float *G = bk__xwb_grads(node, &dx, &dw, &db);
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
-        bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, dw ? dw->data : NULL, db ? db->data : NULL);
+        bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, dw ? dw->data : NULL,
+                            db ? db->data : NULL);
 }
 
 static const bk_op OP_BATCH_NORM = {"batch_norm", bn_backward};
 
 /* Channel c of the forward: its statistics (or the fixed ones), then y. */
-SIMD_CLONES static void bn_forward_channel(bn_params *p, int64_t c, const float *X, float *Y, float wv, float bv,
-                                           const float *fixed_mean, const float *fixed_var, float eps,
-                                           double *var_out) {
+SIMD_CLONES static void bn_forward_channel(bn_params *p, int64_t c, const float *X, float *Y, float wv,
+                                           float bv, const float *fixed_mean, const float *fixed_var,
+                                           float eps, double *var_out) {
     double mu, var;
     if (fixed_mean) {
         mu = fixed_mean[c], var = fixed_var[c];
@@ -225,7 +226,8 @@ static bk_tensor *bn_forward(bn_params *p, bk_tensor *x, bk_tensor *w, bk_tensor
     if (!y) return NULL;
 #pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
-        bn_forward_channel(p, c, x->data, y->data, w->data[c], b->data[c], fixed_mean, fixed_var, eps, var_out);
+        bn_forward_channel(p, c, x->data, y->data, w->data[c], b->data[c], fixed_mean, fixed_var, eps,
+                           var_out);
     bk_tensor *in[3] = {x, w, b};
     return bk_op_record(&OP_BATCH_NORM, y, 3, in, p, sizeof *p);
 }
@@ -268,7 +270,7 @@ static void ln_backward(bk_node *node) {
         for (int64_t r = 0; r < R; r++) ln_backward_row(p, r, X, G, Wt, dx->data);
     }
     if (!dw && !db) return;
-    /* dweight[e] = sum over rows of dy xhat, dbias[e] = sum of dy, in float, rows in order
+        /* dweight[e] = sum over rows of dy xhat, dbias[e] = sum of dy, in float, rows in order
      * (as torch); each thread takes a block of columns */
 #pragma omp parallel if (par)
     {
@@ -323,8 +325,8 @@ static bk_tensor *ln_forward(ln_params *p, bk_tensor *x, bk_tensor *w, bk_tensor
     return bk_op_record(&OP_LAYER_NORM, y, 3, in, p, sizeof *p);
 }
 
-bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var,
-                         bk_tensor *weight, bk_tensor *bias, bool training, float momentum, float eps) {
+bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var, bk_tensor *weight,
+                         bk_tensor *bias, bool training, float momentum, float eps) {
     bk_tensor *args[5] = {x, running_mean, running_var, weight, bias}; /* numbered as in the call */
     if (!bk__inputs_ok("batch_norm", 5, args)) return NULL;
     bk_tensor *in[5] = {x, weight, bias, running_mean, running_var};
@@ -339,7 +341,10 @@ bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *runni
         if (in[i]->ndim != 1 || in[i]->shape[0] != C) {
             bk_set_error("batch_norm: input %s has %" PRId64 " channels, but %s has shape %s",
                          bk_shape_str(x, s1, sizeof s1), C,
-                         i == 1 ? "weight" : i == 2 ? "bias" : i == 3 ? "running_mean" : "running_var",
+                         i == 1   ? "weight"
+                         : i == 2 ? "bias"
+                         : i == 3 ? "running_mean"
+                                  : "running_var",
                          bk_shape_str(in[i], s2, sizeof s2));
             return NULL;
         }
@@ -362,7 +367,8 @@ bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *runni
         double unbias = (double)n / (double)(n - 1);
         for (int64_t c = 0; c < C; c++) {
             running_mean->data[c] = (1.0f - momentum) * running_mean->data[c] + momentum * p.mean[c];
-            running_var->data[c] = (1.0f - momentum) * running_var->data[c] + momentum * (float)(var[c] * unbias);
+            running_var->data[c] = (1.0f - momentum) * running_var->data[c] +
+                                   momentum * (float)(var[c] * unbias);
         }
     }
     return y;
@@ -381,11 +387,13 @@ bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_te
     for (int i = x->ndim - n_norm_dims; i < x->ndim; i++) D *= x->shape[i];
     for (int i = 1; i < 3; i++) {
         bool ok = in[i]->ndim == n_norm_dims;
-        for (int k = 0; ok && k < n_norm_dims; k++) ok = in[i]->shape[k] == x->shape[x->ndim - n_norm_dims + k];
+        for (int k = 0; ok && k < n_norm_dims; k++)
+            ok = in[i]->shape[k] == x->shape[x->ndim - n_norm_dims + k];
         if (!ok) {
-            bk_set_error("layer_norm: %s %s does not match the normalized shape (the last %d dims) of input %s",
-                         i == 1 ? "weight" : "bias", bk_shape_str(in[i], s2, sizeof s2), n_norm_dims,
-                         bk_shape_str(x, s1, sizeof s1));
+            bk_set_error(
+                "layer_norm: %s %s does not match the normalized shape (the last %d dims) of input %s",
+                i == 1 ? "weight" : "bias", bk_shape_str(in[i], s2, sizeof s2), n_norm_dims,
+                bk_shape_str(x, s1, sizeof s1));
             return NULL;
         }
     }

@@ -47,7 +47,8 @@ typedef struct pool_params {
 static inline int64_t ad_start(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
 static inline int64_t ad_end(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
 
-static void axis_windows(pool_kind kind, int64_t in, int64_t out, int64_t k, int64_t s, int64_t pad, axis_win *w) {
+static void axis_windows(pool_kind kind, int64_t in, int64_t out, int64_t k, int64_t s, int64_t pad,
+                         axis_win *w) {
     for (int64_t i = 0; i < out; i++) {
         if (kind == POOL_ADAPTIVE) {
             w[i].start = ad_start(i, out, in), w[i].end = ad_end(i, out, in);
@@ -98,7 +99,8 @@ static void max_plane(const pool_params *p, const float *x, float *y, int32_t *a
  * plane index of the first window's top-left element. Without branches: v replaces the
  * running maximum m when !(v <= m) (v > m, or v is NaN) and m is not NaN, so the first
  * maximum, or the first NaN, wins, as in max_plane. */
-static inline void max_2x2_x4(const float *r0, const float *r1, int32_t at, int32_t W, float *y, int32_t *am) {
+static inline void max_2x2_x4(const float *r0, const float *r1, int32_t at, int32_t W, float *y,
+                              int32_t *am) {
     __m128 lo = _mm_loadu_ps(r0), hi = _mm_loadu_ps(r0 + 4);
     const __m128 b = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)); /* top right */
     __m128 m = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));       /* top left */
@@ -205,7 +207,8 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
     if (!bk__inputs_ok(op->name, 1, &x)) return NULL;
     if (p.kind != POOL_ADAPTIVE && ((p.kh > 0 && p.ph > p.kh / 2) || (p.kw > 0 && p.pw > p.kw / 2))) {
         /* misuse guard: checked here, before 2 * padding is formed below, so that it cannot overflow */
-        bk_set_error("%s: padding (%" PRId64 ", %" PRId64 ") should be at most half of kernel (%" PRId64 ", %" PRId64 ")",
+        bk_set_error("%s: padding (%" PRId64 ", %" PRId64 ") should be at most half of kernel (%" PRId64
+                     ", %" PRId64 ")",
                      op->name, p.ph, p.pw, p.kh, p.kw);
         return NULL;
     }
@@ -224,13 +227,14 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
         }
         if (2 * p.ph > p.kh || 2 * p.pw > p.kw) {
             bk_set_error("%s: padding (%" PRId64 ", %" PRId64 ") should be at most half of kernel (%" PRId64
-                         ", %" PRId64 ")", op->name, p.ph, p.pw, p.kh, p.kw);
+                         ", %" PRId64 ")",
+                         op->name, p.ph, p.pw, p.kh, p.kw);
             return NULL;
         }
         if (p.H + 2 * p.ph < p.kh || p.W + 2 * p.pw < p.kw) {
             bk_set_error("%s: kernel (%" PRId64 ", %" PRId64 ") is larger than the padded input (%" PRId64
-                         ", %" PRId64 ") of %s", op->name, p.kh, p.kw, p.H + 2 * p.ph, p.W + 2 * p.pw,
-                         bk_shape_str(x, s, sizeof s));
+                         ", %" PRId64 ") of %s",
+                         op->name, p.kh, p.kw, p.H + 2 * p.ph, p.W + 2 * p.pw, bk_shape_str(x, s, sizeof s));
             return NULL;
         }
         p.OH = (p.H + 2 * p.ph - p.kh) / p.sh + 1;
@@ -241,14 +245,16 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
         return NULL;
     }
     if (p.kind == POOL_MAX && p.H * p.W > INT32_MAX) { /* argmax is an int32 index into a plane */
-        bk_set_error("%s: input %s has planes of more than 2^31 - 1 elements", op->name, bk_shape_str(x, s, sizeof s));
+        bk_set_error("%s: input %s has planes of more than 2^31 - 1 elements", op->name,
+                     bk_shape_str(x, s, sizeof s));
         return NULL;
     }
     bk_arena *a = bk_arena_current();
     bk_tensor *y = bk__tensor_arena(4, (int64_t[]){p.N, p.C, p.OH, p.OW}, false);
     p.rows = bk__arena_alloc(a, sizeof(axis_win) * (size_t)p.OH);
     p.cols = bk__arena_alloc(a, sizeof(axis_win) * (size_t)p.OW);
-    if (p.kind == POOL_MAX) p.argmax = bk__arena_alloc(a, sizeof(int32_t) * (size_t)(y && y->numel ? y->numel : 1));
+    if (p.kind == POOL_MAX)
+        p.argmax = bk__arena_alloc(a, sizeof(int32_t) * (size_t)(y && y->numel ? y->numel : 1));
     if (!y || !p.rows || !p.cols || (p.kind == POOL_MAX && !p.argmax)) return NULL;
     axis_windows(p.kind, p.H, p.OH, p.kh, p.sh, p.ph, p.rows);
     axis_windows(p.kind, p.W, p.OW, p.kw, p.sw, p.pw, p.cols);
@@ -266,22 +272,49 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
             }
 #endif
             max_plane(&p, xs, ys, p.argmax + nc * OHW);
-        }
-        else if (fast) avg_plane_2x2(&p, xs, ys);
+        } else if (fast) avg_plane_2x2(&p, xs, ys);
         else avg_plane(&p, xs, ys);
     }
     return bk_op_record(op, y, 1, &x, &p, sizeof p);
 }
 
 bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts o) {
-    pool_params p = {POOL_MAX, 0, 0, 0, 0, 0, 0, o.kernel[0], o.kernel[1], o.stride[0], o.stride[1],
-                     o.padding[0], o.padding[1], NULL, NULL, NULL};
+    pool_params p = {POOL_MAX,
+                     0,
+                     0,
+                     0,
+                     0,
+                     0,
+                     0,
+                     o.kernel[0],
+                     o.kernel[1],
+                     o.stride[0],
+                     o.stride[1],
+                     o.padding[0],
+                     o.padding[1],
+                     NULL,
+                     NULL,
+                     NULL};
     return pool(p, x);
 }
 
 bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts o) {
-    pool_params p = {POOL_AVG, 0, 0, 0, 0, 0, 0, o.kernel[0], o.kernel[1], o.stride[0], o.stride[1],
-                     o.padding[0], o.padding[1], NULL, NULL, NULL};
+    pool_params p = {POOL_AVG,
+                     0,
+                     0,
+                     0,
+                     0,
+                     0,
+                     0,
+                     o.kernel[0],
+                     o.kernel[1],
+                     o.stride[0],
+                     o.stride[1],
+                     o.padding[0],
+                     o.padding[1],
+                     NULL,
+                     NULL,
+                     NULL};
     return pool(p, x);
 }
 

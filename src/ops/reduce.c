@@ -22,9 +22,7 @@ static const bk_op OP_SUM = {"sum", reduce_backward};
 static const bk_op OP_MEAN = {"mean", reduce_backward};
 static const bk_op OP_MAX = {"max", reduce_backward};
 
-static const bk_op *red_op(red_kind k) {
-    return k == RED_SUM ? &OP_SUM : k == RED_MEAN ? &OP_MEAN : &OP_MAX;
-}
+static const bk_op *red_op(red_kind k) { return k == RED_SUM ? &OP_SUM : k == RED_MEAN ? &OP_MEAN : &OP_MAX; }
 
 static bk_tensor *reduce(red_kind k, bk_tensor *x, int dim, bool all, bool keepdim) {
     const bk_op *op = red_op(k);
@@ -46,8 +44,7 @@ static bk_tensor *reduce(red_kind k, bk_tensor *x, int dim, bool all, bool keepd
     }
     if (k == RED_MAX && p.n == 0) {
         char s[128];
-        bk_set_error("max: cannot reduce over an empty dimension (input %s)",
-                     bk_shape_str(x, s, sizeof s));
+        bk_set_error("max: cannot reduce over an empty dimension (input %s)", bk_shape_str(x, s, sizeof s));
         return NULL;
     }
     bk_tensor *y = bk__tensor_arena(ndim, shape, false);
@@ -92,7 +89,8 @@ static void reduce_backward(bk_node *node) {
                 float m = y->data[o * p->inner + i];
                 if (p->dim >= 0) {
                     for (int64_t j = 0; j < p->n; j++)
-                        if (x->data[base + j * p->inner] == m || (isnan(m) && isnan(x->data[base + j * p->inner]))) {
+                        if (x->data[base + j * p->inner] == m ||
+                            (isnan(m) && isnan(x->data[base + j * p->inner]))) {
                             dx->data[base + j * p->inner] += g;
                             break;
                         }
@@ -100,7 +98,8 @@ static void reduce_backward(bk_node *node) {
                     int64_t ties = 0;
                     for (int64_t j = 0; j < p->n; j++) ties += x->data[base + j * p->inner] == m;
                     for (int64_t j = 0; j < p->n && ties; j++)
-                        if (x->data[base + j * p->inner] == m) dx->data[base + j * p->inner] += g / (float)ties;
+                        if (x->data[base + j * p->inner] == m)
+                            dx->data[base + j * p->inner] += g / (float)ties;
                 }
             }
         }
@@ -111,5 +110,7 @@ bk_tensor *bk_sum(bk_tensor *a) { return reduce(RED_SUM, a, 0, true, false); }
 bk_tensor *bk_mean(bk_tensor *a) { return reduce(RED_MEAN, a, 0, true, false); }
 bk_tensor *bk_max(bk_tensor *a) { return reduce(RED_MAX, a, 0, true, false); }
 bk_tensor *bk_sum_dim(bk_tensor *a, int dim, bool keepdim) { return reduce(RED_SUM, a, dim, false, keepdim); }
-bk_tensor *bk_mean_dim(bk_tensor *a, int dim, bool keepdim) { return reduce(RED_MEAN, a, dim, false, keepdim); }
+bk_tensor *bk_mean_dim(bk_tensor *a, int dim, bool keepdim) {
+    return reduce(RED_MEAN, a, dim, false, keepdim);
+}
 bk_tensor *bk_max_dim(bk_tensor *a, int dim, bool keepdim) { return reduce(RED_MAX, a, dim, false, keepdim); }

@@ -90,8 +90,8 @@ typedef struct perm_params {
 } perm_params;
 
 /* y[i_0..i_n] = x[j] where j_{dims[k]} = i_k. Iterates over y in order. add: y += x. */
-static void permute_copy(const bk_tensor *x, const int *dims, const int64_t *yshape, float *Y,
-                         const float *X, bool scatter_add) {
+static void permute_copy(const bk_tensor *x, const int *dims, const int64_t *yshape, float *Y, const float *X,
+                         bool scatter_add) {
     int nd = x->ndim;
     int64_t st[BK_MAX_DIMS], idx[BK_MAX_DIMS] = {0}, total = 1;
     for (int k = 0; k < nd; k++) {
@@ -100,10 +100,8 @@ static void permute_copy(const bk_tensor *x, const int *dims, const int64_t *ysh
     }
     int64_t off = 0;
     for (int64_t i = 0; i < total; i++) {
-        if (scatter_add)
-            Y[off] += X[i]; /* here Y is dx (x's layout) and X is dy (y's layout) */
-        else
-            Y[i] = X[off];
+        if (scatter_add) Y[off] += X[i]; /* here Y is dx (x's layout) and X is dy (y's layout) */
+        else Y[i] = X[off];
         for (int k = nd - 1; k >= 0; k--) {
             idx[k]++;
             off += st[k];
@@ -199,8 +197,8 @@ bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end) {
     int64_t n = a->shape[d];
     if (start < 0 || end < start || end > n) {
         char s[128];
-        bk_set_error("slice: range [%" PRId64 ", %" PRId64 ") is outside dimension %d of %s",
-                     start, end, dim, bk_shape_str(a, s, sizeof s));
+        bk_set_error("slice: range [%" PRId64 ", %" PRId64 ") is outside dimension %d of %s", start, end, dim,
+                     bk_shape_str(a, s, sizeof s));
         return NULL;
     }
     slice_params p = {d, start, end - start, n, 1, 1};
@@ -271,9 +269,10 @@ bk_tensor *bk_concat(int n, bk_tensor *const *ts, int dim) {
             if (i != d && t->shape[i] != a->shape[i]) ok = false;
         if (!ok) {
             char s1[128], s2[128];
-            bk_set_error("concat: tensor %d of shape %s does not match tensor 0 of shape %s "
-                         "outside dimension %d", k, bk_shape_str(t, s1, sizeof s1),
-                         bk_shape_str(a, s2, sizeof s2), dim);
+            bk_set_error(
+                "concat: tensor %d of shape %s does not match tensor 0 of shape %s "
+                "outside dimension %d",
+                k, bk_shape_str(t, s1, sizeof s1), bk_shape_str(a, s2, sizeof s2), dim);
             return NULL;
         }
         p.total += t->shape[d];

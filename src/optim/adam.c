@@ -23,10 +23,8 @@ static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g
     bool amsgrad = c->amsgrad;
     BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
         float gi = G[i];
-        if (decoupled)
-            P[i] *= decay;
-        else if (wd != 0.0f)
-            gi += wd * P[i];
+        if (decoupled) P[i] *= decay;
+        else if (wd != 0.0f) gi += wd * P[i];
         M[i] = M[i] * b1 + nb1 * gi;
         V[i] = V[i] * b2 + nb2 * gi * gi;
         float v = V[i];
@@ -47,14 +45,18 @@ static void adamw_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk
 }
 
 static const optim_class ADAM = {"Adam", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adam_update};
-static const optim_class ADAMW = {"AdamW", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adamw_update};
+static const optim_class ADAMW = {"AdamW",
+                                  4,
+                                  {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+                                  adamw_update};
 
 static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config cfg) {
     if (!(cfg.lr >= 0.0) || !(cfg.eps >= 0.0) || !(cfg.beta1 >= 0.0 && cfg.beta1 < 1.0) ||
         !(cfg.beta2 >= 0.0 && cfg.beta2 < 1.0) || !(cfg.weight_decay >= 0.0)) {
-        bk_set_error("%s: invalid settings lr=%g betas=(%g, %g) eps=%g weight_decay=%g (betas in "
-                     "[0, 1), the others >= 0)", cls->name, cfg.lr, cfg.beta1,
-                     cfg.beta2, cfg.eps, cfg.weight_decay);
+        bk_set_error(
+            "%s: invalid settings lr=%g betas=(%g, %g) eps=%g weight_decay=%g (betas in "
+            "[0, 1), the others >= 0)",
+            cls->name, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
         return NULL;
     }
     if (!bk__module_ok(m, cls->name)) return NULL;

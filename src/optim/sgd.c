@@ -43,8 +43,8 @@ static const optim_class SGD = {"SGD", 2, {"step", "momentum_buffer"}, sgd_updat
 
 bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg) {
     if (!(cfg.lr >= 0.0) || !(cfg.momentum >= 0.0) || !(cfg.weight_decay >= 0.0)) {
-        bk_set_error("SGD: invalid settings lr=%g momentum=%g weight_decay=%g (each must be >= 0)",
-                     cfg.lr, cfg.momentum, cfg.weight_decay);
+        bk_set_error("SGD: invalid settings lr=%g momentum=%g weight_decay=%g (each must be >= 0)", cfg.lr,
+                     cfg.momentum, cfg.weight_decay);
         return NULL;
     }
     if (cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0)) {

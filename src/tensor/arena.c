@@ -20,10 +20,10 @@ typedef struct chunk {
 } chunk;
 
 struct bk_arena {
-    chunk *head;        /* chunk being filled */
-    chunk *full;        /* chunks filled since the last reset */
-    size_t used;        /* bytes handed out since the last reset */
-    size_t high_water;  /* max of used over the arena's life */
+    chunk *head;       /* chunk being filled */
+    chunk *full;       /* chunks filled since the last reset */
+    size_t used;       /* bytes handed out since the last reset */
+    size_t high_water; /* max of used over the arena's life */
     uint64_t mallocs;
     bk_tensor **tensors; /* tensors handed out since the last reset (for poisoning) */
     size_t n_tensors, cap_tensors;
@@ -194,7 +194,11 @@ float *bk__scratch(int slot, size_t count) {
     if (count > scratch_cap[slot]) {
         bk__free(scratch[slot]);
         scratch_cap[slot] = 0;
-        scratch[slot] = count > SIZE_MAX / sizeof(float) ? NULL : bk__aligned_alloc(ARENA_ALIGN, ((count * sizeof(float) + ARENA_ALIGN - 1) / ARENA_ALIGN) * ARENA_ALIGN);
+        scratch[slot] = count > SIZE_MAX / sizeof(float)
+                            ? NULL
+                            : bk__aligned_alloc(ARENA_ALIGN,
+                                                ((count * sizeof(float) + ARENA_ALIGN - 1) / ARENA_ALIGN) *
+                                                    ARENA_ALIGN);
         if (!scratch[slot]) {
             bk_set_error("scratch: out of memory for %zu floats", count);
             return NULL;

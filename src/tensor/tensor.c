@@ -100,8 +100,8 @@ void bk_tensor_free(bk_tensor *t) {
     if (!t) return;
     if (t->magic != BK_TENSOR_MAGIC || t->arena) {
         /* Freeing an arena tensor would corrupt the arena; refuse and say so. */
-        bk_set_error("tensor_free: %s", t->arena ? "arena tensors are released by bk_arena_reset"
-                                                 : "not a live heap tensor");
+        bk_set_error("tensor_free: %s",
+                     t->arena ? "arena tensors are released by bk_arena_reset" : "not a live heap tensor");
         return;
     }
     bk_tensor_free(t->grad);
@@ -190,8 +190,8 @@ int bk_copy(bk_tensor *dst, const bk_tensor *src) {
     if (!bk_tensor_ok(dst, "copy") || !bk_tensor_ok(src, "copy")) return -1;
     if (dst->numel != src->numel) {
         char a[128], b[128];
-        bk_set_error("copy: destination %s and source %s differ in size",
-                     bk_shape_str(dst, a, sizeof a), bk_shape_str(src, b, sizeof b));
+        bk_set_error("copy: destination %s and source %s differ in size", bk_shape_str(dst, a, sizeof a),
+                     bk_shape_str(src, b, sizeof b));
         return -1;
     }
     if (src->numel) memmove(dst->data, src->data, (size_t)src->numel * sizeof(float));
@@ -201,8 +201,10 @@ int bk_copy(bk_tensor *dst, const bk_tensor *src) {
 bk_tensor *bk_requires_grad(bk_tensor *t, bool on) {
     if (!bk_tensor_ok(t, "requires_grad")) return NULL;
     if (t->node) {
-        bk_set_error("requires_grad: only leaf tensors can change requires_grad "
-                     "(this one was made by %s); use bk_detach first", t->node->op->name);
+        bk_set_error(
+            "requires_grad: only leaf tensors can change requires_grad "
+            "(this one was made by %s); use bk_detach first",
+            t->node->op->name);
         return NULL;
     }
     t->requires_grad = on;
@@ -235,8 +237,8 @@ float bk_item(const bk_tensor *t) {
     if (!bk_tensor_ok(t, "item")) return NAN;
     if (t->numel != 1) {
         char s[128];
-        bk_set_error("item: a tensor with %" PRId64 " elements %s cannot be converted to a scalar",
-                     t->numel, bk_shape_str(t, s, sizeof s));
+        bk_set_error("item: a tensor with %" PRId64 " elements %s cannot be converted to a scalar", t->numel,
+                     bk_shape_str(t, s, sizeof s));
         return NAN;
     }
     return t->data[0];
@@ -246,15 +248,16 @@ float bk_get(const bk_tensor *t, const int64_t *index) {
     if (!bk_tensor_ok(t, "get")) return NAN;
     if (!index && t->ndim > 0) {
         char s[128];
-        bk_set_error("get: index is NULL (a tensor %s needs %d indices)", bk_shape_str(t, s, sizeof s), t->ndim);
+        bk_set_error("get: index is NULL (a tensor %s needs %d indices)", bk_shape_str(t, s, sizeof s),
+                     t->ndim);
         return NAN;
     }
     int64_t off = 0;
     for (int i = 0; i < t->ndim; i++) {
         if (index[i] < 0 || index[i] >= t->shape[i]) {
             char s[128];
-            bk_set_error("get: index %" PRId64 " is out of range for dimension %d of %s",
-                         index[i], i, bk_shape_str(t, s, sizeof s));
+            bk_set_error("get: index %" PRId64 " is out of range for dimension %d of %s", index[i], i,
+                         bk_shape_str(t, s, sizeof s));
             return NAN;
         }
         off += index[i] * t->stride[i];
@@ -276,10 +279,8 @@ static void print_rec(const bk_tensor *t, FILE *f, int dim, int64_t off, int ind
                 for (int k = 0; k < indent + 1; k++) fputc(' ', f);
             continue;
         }
-        if (dim == t->ndim - 1)
-            fprintf(f, "%.4f", (double)t->data[off + i * t->stride[dim]]);
-        else
-            print_rec(t, f, dim + 1, off + i * t->stride[dim], indent + 1);
+        if (dim == t->ndim - 1) fprintf(f, "%.4f", (double)t->data[off + i * t->stride[dim]]);
+        else print_rec(t, f, dim + 1, off + i * t->stride[dim], indent + 1);
         if (i + 1 < n) {
             if (dim == t->ndim - 1) {
                 fputs(", ", f);
@@ -300,17 +301,12 @@ void bk_print(const bk_tensor *t, FILE *f) {
     }
     char s[128];
     fputs("tensor(", f);
-    if (t->ndim == 0)
-        fprintf(f, "%.4f", (double)t->data[0]);
-    else if (t->numel == 0)
-        fputs("[]", f);
-    else
-        print_rec(t, f, 0, 0, 7);
+    if (t->ndim == 0) fprintf(f, "%.4f", (double)t->data[0]);
+    else if (t->numel == 0) fputs("[]", f);
+    else print_rec(t, f, 0, 0, 7);
     fprintf(f, ", shape=%s", bk_shape_str(t, s, sizeof s));
-    if (t->node)
-        fprintf(f, ", grad_fn=<%s>", t->node->op->name);
-    else if (t->requires_grad)
-        fprintf(f, ", requires_grad=True");
+    if (t->node) fprintf(f, ", grad_fn=<%s>", t->node->op->name);
+    else if (t->requires_grad) fprintf(f, ", requires_grad=True");
     fputs(")\n", f);
 }
 
@@ -324,9 +320,8 @@ bool bk__inputs_report(const char *op, int n, bk_tensor *const *ts) {
         }
         if (ts[i]->magic != BK_TENSOR_MAGIC) {
             bk_set_error("%s: input %d is not a live tensor (%s)", op, i,
-                         ts[i]->magic == BK_TENSOR_DEAD
-                             ? "its arena was reset, so it was released"
-                             : "freed or not a brick tensor");
+                         ts[i]->magic == BK_TENSOR_DEAD ? "its arena was reset, so it was released"
+                                                        : "freed or not a brick tensor");
             return false;
         }
     }

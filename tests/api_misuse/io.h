@@ -26,7 +26,8 @@ TEST(safetensors_files) {
 
     MISUSE(bk_safetensors_save(NULL, 2, names, ts, 0, NULL, NULL), "safetensors", "path is NULL");
     const char *p = in_tmp("x.safetensors");
-    MISUSE(bk_safetensors_save(p, -1, names, ts, 0, NULL, NULL), "safetensors", "negative tensor or metadata count");
+    MISUSE(bk_safetensors_save(p, -1, names, ts, 0, NULL, NULL), "safetensors",
+           "negative tensor or metadata count");
     MISUSE(bk_safetensors_save(p, 2, names, ts, -1, keys, values), "safetensors", "negative");
     MISUSE(bk_safetensors_save(p, 2, NULL, ts, 0, NULL, NULL), "safetensors", "names or tensors is NULL");
     MISUSE(bk_safetensors_save(p, 2, names, NULL, 0, NULL, NULL), "safetensors", "names or tensors is NULL");
@@ -35,9 +36,12 @@ TEST(safetensors_files) {
     MISUSE(bk_safetensors_save(p, 1, names, foreign, 0, NULL, NULL), "safetensors", "not a live tensor");
     MISUSE(bk_safetensors_save(p, 2, dup, ts, 0, NULL, NULL), "safetensors", "duplicate");
     MISUSE(bk_safetensors_save(p, 1, reserved, ts, 0, NULL, NULL), "safetensors", "reserved");
-    MISUSE(bk_safetensors_save(p, 2, names, ts, 1, NULL, values), "safetensors", "metadata keys or values is NULL");
-    MISUSE(bk_safetensors_save(p, 2, names, ts, 1, keys, NULL), "safetensors", "metadata keys or values is NULL");
-    MISUSE(bk_safetensors_save(in_tmp("no/such/dir/x"), 2, names, ts, 0, NULL, NULL), "safetensors", "No such file");
+    MISUSE(bk_safetensors_save(p, 2, names, ts, 1, NULL, values), "safetensors",
+           "metadata keys or values is NULL");
+    MISUSE(bk_safetensors_save(p, 2, names, ts, 1, keys, NULL), "safetensors",
+           "metadata keys or values is NULL");
+    MISUSE(bk_safetensors_save(in_tmp("no/such/dir/x"), 2, names, ts, 0, NULL, NULL), "safetensors",
+           "No such file");
 
     MISUSE(bk_safetensors_load(NULL), "safetensors", "path is NULL");
     MISUSE(bk_safetensors_load(in_tmp("missing.safetensors")), "safetensors", "cannot open");
@@ -64,7 +68,8 @@ TEST(safetensors_files) {
     MISUSE(bk_safetensors_get(st, "c"), "safetensors", "no tensor named 'c'");
     MISUSE(bk_safetensors_meta(NULL, "k"), "safetensors_meta", "file is NULL");
     MISUSE(bk_safetensors_meta(st, NULL), "safetensors_meta", "key is NULL");
-    ACCEPTS(bk_safetensors_meta(st, "absent") == NULL && !bk_last_error()[0], "an absent key is NULL without an error (documented)");
+    ACCEPTS(bk_safetensors_meta(st, "absent") == NULL && !bk_last_error()[0],
+            "an absent key is NULL without an error (documented)");
 
     bk_module *lin = bk_nn_linear(2, 3), *other = bk_nn_linear(3, 3);
     EACH_BAD_MODULE("module_save", bk_module_save(M, in_tmp("m.safetensors")));
@@ -74,7 +79,8 @@ TEST(safetensors_files) {
     MISUSE(bk_module_load(lin, in_tmp("missing"), false), "safetensors", "cannot open");
     EACH_BAD_MODULE("load_state_dict", bk_module_load_from(M, st, true));
     MISUSE(bk_module_load_from(lin, NULL, true), "load_state_dict", "file is NULL");
-    MISUSE(bk_module_load_from(lin, st, true), "load_state_dict", "missing: weight, bias", "unexpected: a, b");
+    MISUSE(bk_module_load_from(lin, st, true), "load_state_dict", "missing: weight, bias",
+           "unexpected: a, b");
     CHECK(bk_module_save(lin, in_tmp("lin.safetensors")) == 0);
     MISUSE(bk_module_load(other, in_tmp("lin.safetensors"), false), "load_state_dict", "shape mismatch");
     bk_safetensors_free(st);
@@ -260,7 +266,8 @@ TEST(models_and_checkpoints) {
     MISUSE(bk_model_build("nonet", 3, in, 10, canon, sizeof canon), "model", "unknown model \"nonet\"");
     MISUSE(bk_model_build("mlp:depth=2", 3, in, 10, canon, sizeof canon), "model", "no setting \"depth\"");
     MISUSE(bk_model_build("mlp:hidden=-2", 3, in, 10, canon, sizeof canon), "model", "positive integer");
-    MISUSE(bk_model_build("mlp:hidden=99999999999", 3, in, 10, canon, sizeof canon), "model", "positive integer");
+    MISUSE(bk_model_build("mlp:hidden=99999999999", 3, in, 10, canon, sizeof canon), "model",
+           "positive integer");
     MISUSE(bk_model_build("mlp", -1, in, 10, canon, sizeof canon), "model", "rank -1");
     MISUSE(bk_model_build("mlp", 0, in, 10, canon, sizeof canon), "model", "at least one dimension");
     MISUSE(bk_model_build("mlp", 9, in, 10, canon, sizeof canon), "model", "rank 9");
@@ -268,12 +275,14 @@ TEST(models_and_checkpoints) {
     MISUSE(bk_model_build("mlp", 3, neg, 10, canon, sizeof canon), "model", "negative dimension -4");
     MISUSE(bk_model_build("mlp", 3, in, 0, canon, sizeof canon), "model", "classes");
     MISUSE(bk_model_build("mlp", 3, in, -10, canon, sizeof canon), "model", "-10");
-    MISUSE(bk_model_build("mlp:hidden=4294967296", 3, in, 10, canon, sizeof canon), "model", "BK_MODEL_MAX_PARAMS");
+    MISUSE(bk_model_build("mlp:hidden=4294967296", 3, in, 10, canon, sizeof canon), "model",
+           "BK_MODEL_MAX_PARAMS");
     MISUSE(bk_model_num_params(NULL, 3, in, 10, canon, sizeof canon), "model", "spec is NULL");
     MISUSE(bk_model_num_params("nonet", 3, in, 10, canon, sizeof canon), "model", "unknown model");
     MISUSE(bk_model_num_params("mlp", 3, NULL, 10, canon, sizeof canon), "model", "shape is NULL");
     MISUSE(bk_model_num_params("mlp", 3, in, 0, canon, sizeof canon), "model", "classes");
-    MISUSE(bk_model_num_params("resnet:width=65536", 3, in, 10, canon, sizeof canon), "model", "BK_MODEL_MAX_PARAMS");
+    MISUSE(bk_model_num_params("resnet:width=65536", 3, in, 10, canon, sizeof canon), "model",
+           "BK_MODEL_MAX_PARAMS");
     ACCEPTS(bk_model_num_params("mlp:hidden=8", 3, in, 10, NULL, 0) == 16 * 8 + 8 + 8 * 10 + 10,
             "canonical NULL: not written");
     bk_module *m = NULL;

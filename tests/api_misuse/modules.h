@@ -19,7 +19,8 @@ static void count_block(bk_module *m, void *ud) {
 }
 
 TEST(module_base) {
-    static const bk_module_class nameless = {NULL, id_forward, NULL, NULL}, no_forward = {"X", NULL, NULL, NULL};
+    static const bk_module_class nameless = {NULL, id_forward, NULL, NULL},
+                                 no_forward = {"X", NULL, NULL, NULL};
     MISUSE(bk_module_new(NULL, sizeof(bk_module)), "module_new", "class");
     MISUSE(bk_module_new(&nameless, sizeof(bk_module)), "module_new", "name");
     MISUSE(bk_module_new(&no_forward, sizeof(bk_module)), "module_new", "forward");
@@ -242,12 +243,14 @@ TEST(attention_layers) {
     MISUSE(bk_nn_multihead_attention(8, -2, 0, true, false), "MultiheadAttention", "num_heads=-2");
     MISUSE(bk_nn_multihead_attention(-8, 2, 0, true, false), "MultiheadAttention", "embed_dim=-8");
     MISUSE(bk_nn_multihead_attention(8, 2, -0.1f, true, false), "MultiheadAttention", "dropout");
-    MISUSE(bk_nn_multihead_attention(INT64_MAX - 1, 2, 0, true, false), "MultiheadAttention", "too many elements");
+    MISUSE(bk_nn_multihead_attention(INT64_MAX - 1, 2, 0, true, false), "MultiheadAttention",
+           "too many elements");
 
     bk_module *mha = bk_nn_multihead_attention(4, 2, 0, true, true), *lin = bk_nn_linear(4, 4);
     bk_tensor *q = bk_rand(BK_SHAPE(2, 3, 4)), *kv = bk_rand(BK_SHAPE(2, 5, 4)), *w = NULL;
     EACH_BAD_MODULE("multihead_attention", bk_mha_forward(M, q, kv, kv, NULL, NULL, false, true, NULL));
-    MISUSE(bk_mha_forward(lin, q, kv, kv, NULL, NULL, false, true, NULL), "multihead_attention", "got Linear");
+    MISUSE(bk_mha_forward(lin, q, kv, kv, NULL, NULL, false, true, NULL), "multihead_attention",
+           "got Linear");
     EACH_BAD_TENSOR("MultiheadAttention", bk_mha_forward(mha, T, kv, kv, NULL, NULL, false, true, NULL));
     EACH_BAD_TENSOR("MultiheadAttention", bk_mha_forward(mha, q, T, kv, NULL, NULL, false, true, NULL));
     EACH_BAD_TENSOR("MultiheadAttention", bk_mha_forward(mha, q, kv, T, NULL, NULL, false, true, NULL));
@@ -255,12 +258,13 @@ TEST(attention_layers) {
     MISUSE(bk_mha_forward(mha, q, kv, kv, T, NULL, false, true, NULL), "key_padding_mask", "arena was reset");
     MISUSE(bk_mha_forward(mha, q, kv, kv, NULL, T, false, true, NULL), "attn_mask", "arena was reset");
     T = &FOREIGN;
-    MISUSE(bk_mha_forward(mha, q, kv, kv, T, NULL, false, true, NULL), "key_padding_mask", "not a brick tensor");
+    MISUSE(bk_mha_forward(mha, q, kv, kv, T, NULL, false, true, NULL), "key_padding_mask",
+           "not a brick tensor");
     MISUSE(bk_mha_forward(mha, q, kv, kv, NULL, T, false, true, NULL), "attn_mask", "not a brick tensor");
-    MISUSE(bk_mha_forward(mha, q, bk_rand(BK_SHAPE(2, 5, 3)), kv, NULL, NULL, false, true, NULL), "MultiheadAttention",
-           "embedding dimension 4");
-    MISUSE(bk_mha_forward(mha, q, kv, kv, bk_zeros(BK_SHAPE(2, 4)), NULL, false, true, NULL), "MultiheadAttention",
-           "key_padding_mask (2, 4)");
+    MISUSE(bk_mha_forward(mha, q, bk_rand(BK_SHAPE(2, 5, 3)), kv, NULL, NULL, false, true, NULL),
+           "MultiheadAttention", "embedding dimension 4");
+    MISUSE(bk_mha_forward(mha, q, kv, kv, bk_zeros(BK_SHAPE(2, 4)), NULL, false, true, NULL),
+           "MultiheadAttention", "key_padding_mask (2, 4)");
     ACCEPTS(bk_mha_forward(mha, q, kv, kv, NULL, NULL, true, true, NULL) != NULL,
             "attn_weights NULL: the weights are not returned");
     ACCEPTS(bk_mha_forward(mha, q, kv, kv, NULL, NULL, true, false, &w) != NULL && w != NULL,
@@ -271,64 +275,84 @@ TEST(attention_layers) {
     bk_transformer_config bad[7] = {c, c, c, c, c, c, c};
     bad[0].d_model = 0, bad[1].nhead = -2, bad[2].nhead = 3, bad[3].dim_feedforward = -1;
     bad[4].dropout = 1.5f, bad[5].activation = (bk_activation)7, bad[6].layer_norm_eps = -1;
-    const char *why[7] = {"d_model=0", "nhead=-2", "nhead=3", "dim_feedforward=-1", "dropout", "activation 7", "eps"};
+    const char *why[7] = {"d_model=0", "nhead=-2",     "nhead=3", "dim_feedforward=-1",
+                          "dropout",   "activation 7", "eps"};
     for (int i = 0; i < 7; i++) {
         MISUSE(bk_nn_transformer_encoder_layer(bad[i]), "TransformerEncoderLayer", why[i]);
         MISUSE(bk_nn_transformer_decoder_layer(bad[i]), "TransformerDecoderLayer", why[i]);
     }
-    bk_module *enc_layer = bk_nn_transformer_encoder_layer(c), *dec_layer = bk_nn_transformer_decoder_layer(c);
+    bk_module *enc_layer = bk_nn_transformer_encoder_layer(c),
+              *dec_layer = bk_nn_transformer_decoder_layer(c);
     bk_tensor *src = bk_rand(BK_SHAPE(3, 2, 4)), *mem = bk_rand(BK_SHAPE(5, 2, 4));
-    EACH_BAD_MODULE("transformer_encoder_layer_forward", bk_transformer_encoder_layer_forward(M, src, NULL, NULL));
-    MISUSE(bk_transformer_encoder_layer_forward(dec_layer, src, NULL, NULL), "transformer_encoder_layer_forward",
-           "got TransformerDecoderLayer");
-    EACH_BAD_TENSOR("TransformerEncoderLayer", bk_transformer_encoder_layer_forward(enc_layer, T, NULL, NULL));
+    EACH_BAD_MODULE("transformer_encoder_layer_forward",
+                    bk_transformer_encoder_layer_forward(M, src, NULL, NULL));
+    MISUSE(bk_transformer_encoder_layer_forward(dec_layer, src, NULL, NULL),
+           "transformer_encoder_layer_forward", "got TransformerDecoderLayer");
+    EACH_BAD_TENSOR("TransformerEncoderLayer",
+                    bk_transformer_encoder_layer_forward(enc_layer, T, NULL, NULL));
     T = STALE;
     MISUSE(bk_transformer_encoder_layer_forward(enc_layer, src, T, NULL), "attn_mask", "arena was reset");
-    MISUSE(bk_transformer_encoder_layer_forward(enc_layer, src, NULL, T), "key_padding_mask", "arena was reset");
+    MISUSE(bk_transformer_encoder_layer_forward(enc_layer, src, NULL, T), "key_padding_mask",
+           "arena was reset");
     MISUSE(bk_transformer_encoder_layer_forward(enc_layer, bk_rand(BK_SHAPE(3, 2, 5)), NULL, NULL),
            "TransformerEncoderLayer", "(3, 2, 5)");
     EACH_BAD_MODULE("transformer_decoder_layer_forward",
                     bk_transformer_decoder_layer_forward(M, src, mem, NULL, NULL, NULL, NULL));
     MISUSE(bk_transformer_decoder_layer_forward(enc_layer, src, mem, NULL, NULL, NULL, NULL),
            "transformer_decoder_layer_forward", "got TransformerEncoderLayer");
-    EACH_BAD_TENSOR("TransformerDecoderLayer", bk_transformer_decoder_layer_forward(dec_layer, T, mem, NULL, NULL, NULL, NULL));
-    EACH_BAD_TENSOR("TransformerDecoderLayer", bk_transformer_decoder_layer_forward(dec_layer, src, T, NULL, NULL, NULL, NULL));
+    EACH_BAD_TENSOR("TransformerDecoderLayer",
+                    bk_transformer_decoder_layer_forward(dec_layer, T, mem, NULL, NULL, NULL, NULL));
+    EACH_BAD_TENSOR("TransformerDecoderLayer",
+                    bk_transformer_decoder_layer_forward(dec_layer, src, T, NULL, NULL, NULL, NULL));
     T = STALE;
-    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, T, NULL, NULL, NULL), "attn_mask", "arena was reset");
-    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, NULL, T, NULL, NULL), "attn_mask", "arena was reset");
-    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, NULL, NULL, T, NULL), "key_padding_mask", "arena was reset");
-    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, NULL, NULL, NULL, T), "key_padding_mask", "arena was reset");
+    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, T, NULL, NULL, NULL), "attn_mask",
+           "arena was reset");
+    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, NULL, T, NULL, NULL), "attn_mask",
+           "arena was reset");
+    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, NULL, NULL, T, NULL), "key_padding_mask",
+           "arena was reset");
+    MISUSE(bk_transformer_decoder_layer_forward(dec_layer, src, mem, NULL, NULL, NULL, T), "key_padding_mask",
+           "arena was reset");
     MISUSE(bk_forward(dec_layer, src), "forward needs the encoder output");
 
     /* the stacks take ownership of the layer and the norm, also on failure */
     MISUSE(bk_nn_transformer_encoder(NULL, 2, NULL), "TransformerEncoder", "got ?");
     MISUSE(bk_nn_transformer_encoder(bk_nn_linear(2, 2), 2, NULL), "TransformerEncoder", "got Linear");
-    MISUSE(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), 0, NULL), "TransformerEncoder", "num_layers=0");
-    MISUSE(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), -1, bk_nn_layer_norm(BK_SHAPE(4), 1e-5f)),
+    MISUSE(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), 0, NULL), "TransformerEncoder",
+           "num_layers=0");
+    MISUSE(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), -1,
+                                     bk_nn_layer_norm(BK_SHAPE(4), 1e-5f)),
            "TransformerEncoder", "num_layers=-1");
     MISUSE(bk_nn_transformer_encoder(&FOREIGN_M, 1, NULL), "TransformerEncoder", "not a live module");
-    MISUSE(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), 1, &FOREIGN_M), "TransformerEncoder", "norm",
-           "not a live module");
+    MISUSE(bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), 1, &FOREIGN_M), "TransformerEncoder",
+           "norm", "not a live module");
     MISUSE(bk_nn_transformer_decoder(NULL, 2, NULL), "TransformerDecoder", "got ?");
     MISUSE(bk_nn_transformer_decoder(bk_nn_transformer_encoder_layer(c), 2, NULL), "TransformerDecoder",
            "got TransformerEncoderLayer");
-    MISUSE(bk_nn_transformer_decoder(bk_nn_transformer_decoder_layer(c), INT32_MIN, NULL), "TransformerDecoder",
-           "num_layers=-2147483648");
-    bk_module *enc = bk_nn_transformer_encoder(enc_layer, 1, NULL), *dec = bk_nn_transformer_decoder(dec_layer, 1, NULL);
+    MISUSE(bk_nn_transformer_decoder(bk_nn_transformer_decoder_layer(c), INT32_MIN, NULL),
+           "TransformerDecoder", "num_layers=-2147483648");
+    bk_module *enc = bk_nn_transformer_encoder(enc_layer, 1, NULL),
+              *dec = bk_nn_transformer_decoder(dec_layer, 1, NULL);
     EACH_BAD_MODULE("transformer_encoder_forward", bk_transformer_encoder_forward(M, src, NULL, NULL));
-    MISUSE(bk_transformer_encoder_forward(dec, src, NULL, NULL), "transformer_encoder_forward", "got TransformerDecoder");
+    MISUSE(bk_transformer_encoder_forward(dec, src, NULL, NULL), "transformer_encoder_forward",
+           "got TransformerDecoder");
     EACH_BAD_TENSOR("TransformerEncoder", bk_transformer_encoder_forward(enc, T, NULL, NULL));
     T = STALE;
     MISUSE(bk_transformer_encoder_forward(enc, src, T, NULL), "attn_mask", "arena was reset");
     MISUSE(bk_transformer_encoder_forward(enc, src, NULL, T), "key_padding_mask", "arena was reset");
-    EACH_BAD_MODULE("transformer_decoder_forward", bk_transformer_decoder_forward(M, src, mem, NULL, NULL, NULL, NULL));
-    MISUSE(bk_transformer_decoder_forward(enc, src, mem, NULL, NULL, NULL, NULL), "transformer_decoder_forward",
-           "got TransformerEncoder");
-    EACH_BAD_TENSOR("TransformerDecoder", bk_transformer_decoder_forward(dec, T, mem, NULL, NULL, NULL, NULL));
-    EACH_BAD_TENSOR("TransformerDecoder", bk_transformer_decoder_forward(dec, src, T, NULL, NULL, NULL, NULL));
+    EACH_BAD_MODULE("transformer_decoder_forward",
+                    bk_transformer_decoder_forward(M, src, mem, NULL, NULL, NULL, NULL));
+    MISUSE(bk_transformer_decoder_forward(enc, src, mem, NULL, NULL, NULL, NULL),
+           "transformer_decoder_forward", "got TransformerEncoder");
+    EACH_BAD_TENSOR("TransformerDecoder",
+                    bk_transformer_decoder_forward(dec, T, mem, NULL, NULL, NULL, NULL));
+    EACH_BAD_TENSOR("TransformerDecoder",
+                    bk_transformer_decoder_forward(dec, src, T, NULL, NULL, NULL, NULL));
     T = &FOREIGN;
-    MISUSE(bk_transformer_decoder_forward(dec, src, mem, T, NULL, NULL, NULL), "attn_mask", "not a brick tensor");
-    MISUSE(bk_transformer_decoder_forward(dec, src, mem, NULL, NULL, NULL, T), "key_padding_mask", "not a brick tensor");
+    MISUSE(bk_transformer_decoder_forward(dec, src, mem, T, NULL, NULL, NULL), "attn_mask",
+           "not a brick tensor");
+    MISUSE(bk_transformer_decoder_forward(dec, src, mem, NULL, NULL, NULL, T), "key_padding_mask",
+           "not a brick tensor");
     bk_module_free(enc);
     bk_module_free(dec);
     bk_module_free(mha);

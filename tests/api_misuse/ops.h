@@ -13,10 +13,10 @@
  * function pointers: each call is spelled out, here by these macros, one per row. */
 #define UNARY(fn, who) EACH_BAD_TENSOR(who, fn(T))
 #define SCALAR(fn, who) EACH_BAD_TENSOR(who, fn(T, 2.0f))
-#define BINARY(fn, who)                                                                   \
-    do {                                                                                  \
-        EACH_BAD_TENSOR(who, fn(T, x));                                                   \
-        EACH_BAD_TENSOR(who, fn(x, T));                                                   \
+#define BINARY(fn, who)                                                                    \
+    do {                                                                                   \
+        EACH_BAD_TENSOR(who, fn(T, x));                                                    \
+        EACH_BAD_TENSOR(who, fn(x, T));                                                    \
         MISUSE(fn(x, bk_rand(BK_SHAPE(4))), who, "(2, 3)", "(4,)", "cannot be broadcast"); \
     } while (0)
 
@@ -125,7 +125,8 @@ TEST(shape_ops) {
 }
 
 TEST(cnn_ops) {
-    bk_tensor *x = bk_rand(BK_SHAPE(1, 2, 5, 5)), *w = bk_rand(BK_SHAPE(4, 2, 3, 3)), *b = bk_rand(BK_SHAPE(4));
+    bk_tensor *x = bk_rand(BK_SHAPE(1, 2, 5, 5)), *w = bk_rand(BK_SHAPE(4, 2, 3, 3)),
+              *b = bk_rand(BK_SHAPE(4));
     bk_conv2d_opts o = BK_CONV2D_DEFAULTS;
     EACH_BAD_TENSOR("conv2d", bk_conv2d(T, w, b, o));
     EACH_BAD_TENSOR("conv2d", bk_conv2d(x, T, b, o));
@@ -166,9 +167,9 @@ TEST(cnn_ops) {
     MISUSE(bk_avg_pool2d(bk_rand(BK_SHAPE(5, 5)), po), "avg_pool2d", "4-d input");
     MISUSE(bk_adaptive_avg_pool2d(bk_rand(BK_SHAPE(5)), 1, 1), "adaptive_avg_pool2d", "4-d input");
     const bk_pool2d_opts bad_pools[] = {
-        {{0, 2}, {2, 2}, {0, 0}}, {{2, -2}, {2, 2}, {0, 0}}, {{2, 2}, {0, 2}, {0, 0}},
-        {{2, 2}, {2, -1}, {0, 0}}, {{2, 2}, {2, 2}, {-1, 0}}, {{2, 2}, {2, 2}, {2, 0}},
-        {{9, 9}, {1, 1}, {0, 0}}, {{2, 2}, {2, 2}, {0, INT64_MAX}}, {{INT64_MAX, 2}, {1, 1}, {0, 0}},
+        {{0, 2}, {2, 2}, {0, 0}},         {{2, -2}, {2, 2}, {0, 0}},        {{2, 2}, {0, 2}, {0, 0}},
+        {{2, 2}, {2, -1}, {0, 0}},        {{2, 2}, {2, 2}, {-1, 0}},        {{2, 2}, {2, 2}, {2, 0}},
+        {{9, 9}, {1, 1}, {0, 0}},         {{2, 2}, {2, 2}, {0, INT64_MAX}}, {{INT64_MAX, 2}, {1, 1}, {0, 0}},
         {{INT64_MIN, 2}, {1, 1}, {0, 0}},
     };
     for (size_t i = 0; i < sizeof bad_pools / sizeof *bad_pools; i++) {
@@ -181,7 +182,8 @@ TEST(cnn_ops) {
     MISUSE(bk_adaptive_avg_pool2d(x, 1, -1), "adaptive_avg_pool2d", "must be positive");
     MISUSE(bk_adaptive_avg_pool2d(bk_rand(BK_SHAPE(1, 1, 0, 3)), 1, 1), "adaptive_avg_pool2d", "non-empty");
 
-    bk_tensor *rm = bk_zeros(BK_SHAPE(2)), *rv = bk_ones(BK_SHAPE(2)), *g = bk_ones(BK_SHAPE(2)), *be = bk_zeros(BK_SHAPE(2));
+    bk_tensor *rm = bk_zeros(BK_SHAPE(2)), *rv = bk_ones(BK_SHAPE(2)), *g = bk_ones(BK_SHAPE(2)),
+              *be = bk_zeros(BK_SHAPE(2));
     bk_tensor *x2 = bk_rand(BK_SHAPE(3, 2));
     EACH_BAD_TENSOR("batch_norm", bk_batch_norm(T, rm, rv, g, be, true, 0.1f, 1e-5f));
     EACH_BAD_TENSOR("batch_norm", bk_batch_norm(x2, T, rv, g, be, true, 0.1f, 1e-5f));
@@ -191,9 +193,12 @@ TEST(cnn_ops) {
     T = NULL; /* the message numbers the argument as it comes in the call */
     MISUSE(bk_batch_norm(x2, T, rv, g, be, true, 0.1f, 1e-5f), "batch_norm", "input 1 is NULL");
     MISUSE(bk_batch_norm(x2, rm, rv, g, T, true, 0.1f, 1e-5f), "batch_norm", "input 4 is NULL");
-    MISUSE(bk_batch_norm(bk_rand(BK_SHAPE(3)), rm, rv, g, be, true, 0.1f, 1e-5f), "batch_norm", "at least 2 dimensions");
-    MISUSE(bk_batch_norm(bk_rand(BK_SHAPE(3, 5)), rm, rv, g, be, true, 0.1f, 1e-5f), "batch_norm", "5 channels");
-    MISUSE(bk_batch_norm(bk_rand(BK_SHAPE(1, 2)), rm, rv, g, be, true, 0.1f, 1e-5f), "batch_norm", "more than 1 value");
+    MISUSE(bk_batch_norm(bk_rand(BK_SHAPE(3)), rm, rv, g, be, true, 0.1f, 1e-5f), "batch_norm",
+           "at least 2 dimensions");
+    MISUSE(bk_batch_norm(bk_rand(BK_SHAPE(3, 5)), rm, rv, g, be, true, 0.1f, 1e-5f), "batch_norm",
+           "5 channels");
+    MISUSE(bk_batch_norm(bk_rand(BK_SHAPE(1, 2)), rm, rv, g, be, true, 0.1f, 1e-5f), "batch_norm",
+           "more than 1 value");
 
     bk_tensor *ln_w = bk_ones(BK_SHAPE(2)), *ln_b = bk_zeros(BK_SHAPE(2));
     EACH_BAD_TENSOR("layer_norm", bk_layer_norm(T, 1, ln_w, ln_b, 1e-5f));
@@ -226,25 +231,35 @@ TEST(attention_ops) {
     MISUSE(bk_embedding(bk_from_data(BK_SHAPE(1), (const float[]){1.5f}), weight, -1), "embedding", "id 1.5");
     MISUSE(bk_embedding(bk_from_data(BK_SHAPE(1), (const float[]){NAN}), weight, -1), "embedding", "nan");
 
-    bk_tensor *q = bk_rand(BK_SHAPE(2, 3, 4)), *k = bk_rand(BK_SHAPE(2, 5, 4)), *v = bk_rand(BK_SHAPE(2, 5, 6));
+    bk_tensor *q = bk_rand(BK_SHAPE(2, 3, 4)), *k = bk_rand(BK_SHAPE(2, 5, 4)),
+              *v = bk_rand(BK_SHAPE(2, 5, 6));
     EACH_BAD_TENSOR("attention_weights", bk_attention_weights(T, k, 2, true, NULL, NULL, 0));
     EACH_BAD_TENSOR("attention_weights", bk_attention_weights(q, T, 2, true, NULL, NULL, 0));
     T = STALE;
-    MISUSE(bk_attention_weights(q, k, 2, true, T, NULL, 0), "attention_weights", "attn_mask", "arena was reset");
-    MISUSE(bk_attention_weights(q, k, 2, true, NULL, T, 0), "attention_weights", "key_padding_mask", "arena was reset");
+    MISUSE(bk_attention_weights(q, k, 2, true, T, NULL, 0), "attention_weights", "attn_mask",
+           "arena was reset");
+    MISUSE(bk_attention_weights(q, k, 2, true, NULL, T, 0), "attention_weights", "key_padding_mask",
+           "arena was reset");
     T = &FOREIGN;
-    MISUSE(bk_attention_weights(q, k, 2, true, T, NULL, 0), "attention_weights", "attn_mask", "not a brick tensor");
-    ACCEPTS(bk_attention_weights(q, k, 2, true, NULL, NULL, 0) != NULL, "masks NULL: no masks; scale 0: 1/sqrt(D)");
+    MISUSE(bk_attention_weights(q, k, 2, true, T, NULL, 0), "attention_weights", "attn_mask",
+           "not a brick tensor");
+    ACCEPTS(bk_attention_weights(q, k, 2, true, NULL, NULL, 0) != NULL,
+            "masks NULL: no masks; scale 0: 1/sqrt(D)");
     const int64_t heads[4] = {0, -2, 3, INT64_MAX};
     for (int i = 0; i < 4; i++)
         MISUSE(bk_attention_weights(q, k, heads[i], true, NULL, NULL, 0), "attention", "num_heads");
-    MISUSE(bk_attention_weights(bk_rand(BK_SHAPE(2, 0)), bk_rand(BK_SHAPE(2, 0)), INT64_MAX, true, NULL, NULL, 0),
+    MISUSE(bk_attention_weights(bk_rand(BK_SHAPE(2, 0)), bk_rand(BK_SHAPE(2, 0)), INT64_MAX, true, NULL, NULL,
+                                0),
            "attention", "3-d");
-    MISUSE(bk_attention_weights(bk_rand(BK_SHAPE(2, 2, 0)), bk_rand(BK_SHAPE(2, 2, 0)), INT64_MAX, true, NULL, NULL, 0),
+    MISUSE(bk_attention_weights(bk_rand(BK_SHAPE(2, 2, 0)), bk_rand(BK_SHAPE(2, 2, 0)), INT64_MAX, true, NULL,
+                                NULL, 0),
            "attention_weights", "num_heads", "too many elements");
-    MISUSE(bk_attention_weights(q, bk_rand(BK_SHAPE(3, 5, 4)), 2, true, NULL, NULL, 0), "attention", "key (3, 5, 4)");
-    MISUSE(bk_attention_weights(q, k, 2, true, bk_zeros(BK_SHAPE(3, 4)), NULL, 0), "attention", "attn_mask (3, 4)");
-    MISUSE(bk_attention_weights(q, k, 2, true, NULL, bk_zeros(BK_SHAPE(2, 4)), 0), "attention", "key_padding_mask (2, 4)");
+    MISUSE(bk_attention_weights(q, bk_rand(BK_SHAPE(3, 5, 4)), 2, true, NULL, NULL, 0), "attention",
+           "key (3, 5, 4)");
+    MISUSE(bk_attention_weights(q, k, 2, true, bk_zeros(BK_SHAPE(3, 4)), NULL, 0), "attention",
+           "attn_mask (3, 4)");
+    MISUSE(bk_attention_weights(q, k, 2, true, NULL, bk_zeros(BK_SHAPE(2, 4)), 0), "attention",
+           "key_padding_mask (2, 4)");
 
     bk_tensor *P = bk_attention_weights(q, k, 2, true, NULL, NULL, 0);
     EACH_BAD_TENSOR("attention_apply", bk_attention_apply(T, v, true));
@@ -254,14 +269,18 @@ TEST(attention_ops) {
     MISUSE(bk_attention_apply(P, bk_rand(BK_SHAPE(2, 5, 5)), true), "attention", "divisible");
     MISUSE(bk_attention_apply(bk_rand(BK_SHAPE(2, 0, 3, 5)), v, true), "attention", "heads");
 
-    EACH_BAD_TENSOR("scaled_dot_product_attention", bk_scaled_dot_product_attention(T, k, v, NULL, 0, false, NULL));
-    EACH_BAD_TENSOR("scaled_dot_product_attention", bk_scaled_dot_product_attention(q, T, v, NULL, 0, false, NULL));
-    EACH_BAD_TENSOR("scaled_dot_product_attention", bk_scaled_dot_product_attention(q, k, T, NULL, 0, false, NULL));
+    EACH_BAD_TENSOR("scaled_dot_product_attention",
+                    bk_scaled_dot_product_attention(T, k, v, NULL, 0, false, NULL));
+    EACH_BAD_TENSOR("scaled_dot_product_attention",
+                    bk_scaled_dot_product_attention(q, T, v, NULL, 0, false, NULL));
+    EACH_BAD_TENSOR("scaled_dot_product_attention",
+                    bk_scaled_dot_product_attention(q, k, T, NULL, 0, false, NULL));
     T = STALE;
     MISUSE(bk_scaled_dot_product_attention(q, k, v, T, 0, false, NULL), "attn_mask", "arena was reset");
     MISUSE(bk_scaled_dot_product_attention(q, k, v, NULL, 1.5f, true, NULL), "dropout", "between 0 and 1");
     MISUSE(bk_scaled_dot_product_attention(q, k, v, NULL, -1, false, NULL), "dropout", "between 0 and 1");
-    ACCEPTS(bk_scaled_dot_product_attention(q, k, v, NULL, 0.5f, true, NULL) != NULL, "rng NULL: the default generator");
+    ACCEPTS(bk_scaled_dot_product_attention(q, k, v, NULL, 0.5f, true, NULL) != NULL,
+            "rng NULL: the default generator");
 
     MISUSE(bk_causal_mask(-1), "causal_mask", "-1");
     MISUSE(bk_causal_mask(INT64_MIN), "causal_mask", "non-negative");

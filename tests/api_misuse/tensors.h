@@ -70,20 +70,20 @@ TEST(tensor_creation) {
     MISUSE_VOID(bk_tensor_free(&FOREIGN), "tensor_free", "not a live heap tensor");
 
     /* every arena creation function goes through the same shape check */
-#define BAD_SHAPES(who, CALL_NDIM_SHAPE)                                                  \
-    do {                                                                                  \
-        int nd_;                                                                          \
-        const int64_t *sh_;                                                               \
-        nd_ = 2, sh_ = NULL;                                                              \
-        MISUSE(CALL_NDIM_SHAPE, who, "shape is NULL");                                    \
-        nd_ = -1, sh_ = fine;                                                             \
-        MISUSE(CALL_NDIM_SHAPE, who, "rank -1");                                          \
-        nd_ = BK_MAX_DIMS + 1, sh_ = nine;                                                \
-        MISUSE(CALL_NDIM_SHAPE, who, "rank 9");                                           \
-        nd_ = 2, sh_ = neg;                                                               \
-        MISUSE(CALL_NDIM_SHAPE, who, "negative dimension -3");                            \
-        nd_ = 2, sh_ = huge;                                                              \
-        MISUSE(CALL_NDIM_SHAPE, who, "too many elements");                                \
+#define BAD_SHAPES(who, CALL_NDIM_SHAPE)                       \
+    do {                                                       \
+        int nd_;                                               \
+        const int64_t *sh_;                                    \
+        nd_ = 2, sh_ = NULL;                                   \
+        MISUSE(CALL_NDIM_SHAPE, who, "shape is NULL");         \
+        nd_ = -1, sh_ = fine;                                  \
+        MISUSE(CALL_NDIM_SHAPE, who, "rank -1");               \
+        nd_ = BK_MAX_DIMS + 1, sh_ = nine;                     \
+        MISUSE(CALL_NDIM_SHAPE, who, "rank 9");                \
+        nd_ = 2, sh_ = neg;                                    \
+        MISUSE(CALL_NDIM_SHAPE, who, "negative dimension -3"); \
+        nd_ = 2, sh_ = huge;                                   \
+        MISUSE(CALL_NDIM_SHAPE, who, "too many elements");     \
     } while (0)
     BAD_SHAPES("tensor", bk_empty(nd_, sh_));
     BAD_SHAPES("tensor", bk_zeros(nd_, sh_));
@@ -159,7 +159,8 @@ TEST(arenas) {
     CANNOT_FAIL(bk_arena_current() != NULL, "no arguments (out of memory aside)");
     bk_tensor *t = bk_ones(BK_SHAPE(1000));
     (void)t;
-    ACCEPTS(bk_arena_bytes_used(NULL) == bk_arena_bytes_used(bk_arena_current()) && bk_arena_bytes_used(NULL) > 0,
+    ACCEPTS(bk_arena_bytes_used(NULL) == bk_arena_bytes_used(bk_arena_current()) &&
+                bk_arena_bytes_used(NULL) > 0,
             "NULL means the thread's current arena, as for bk_arena_reset");
     ACCEPTS(bk_arena_bytes_reserved(NULL) == bk_arena_bytes_reserved(bk_arena_current()),
             "NULL means the thread's current arena");
@@ -167,7 +168,8 @@ TEST(arenas) {
             "NULL means the thread's current arena");
     bk_arena_free(a);
     /* bk_thread_cleanup is called by test_summary at the end (it frees the default arena) */
-    CANNOT_FAIL((bk_thread_cleanup(), bk_arena_current() != NULL), "no arguments; a later call makes a new default arena");
+    CANNOT_FAIL((bk_thread_cleanup(), bk_arena_current() != NULL),
+                "no arguments; a later call makes a new default arena");
 }
 
 /* ---- autograd ------------------------------------------------------------------------------------ */
@@ -198,13 +200,14 @@ TEST(autograd) {
 
     bk_tensor *y2 = bk_mul_scalar(w, 3);
     EACH_BAD_TENSOR("backward", bk_backward_ex(T, NULL, false));
-    MISUSE(bk_backward_ex(y2, STALE, false), "backward", "arena was reset");   /* grad_root NULL: */
+    MISUSE(bk_backward_ex(y2, STALE, false), "backward", "arena was reset");       /* grad_root NULL: */
     MISUSE(bk_backward_ex(y2, &FOREIGN, false), "backward", "not a brick tensor"); /* implicit (below) */
     MISUSE(bk_backward_ex(y2, NULL, false), "backward", "only for scalar outputs");
     MISUSE(bk_backward_ex(y2, bk_ones(BK_SHAPE(3, 2)), false), "backward", "(3, 2)", "(2, 3)");
     MISUSE(bk_backward_ex(y2, bk_ones(BK_SHAPE(6)), false), "backward", "(6,)", "(2, 3)");
     CHECK(bk_backward_ex(y2, bk_ones(BK_SHAPE(2, 3)), true) == 0);
-    ACCEPTS(bk_backward_ex(y2, bk_ones(BK_SHAPE(2, 3)), false) == 0, "retain_graph: a second backward is fine");
+    ACCEPTS(bk_backward_ex(y2, bk_ones(BK_SHAPE(2, 3)), false) == 0,
+            "retain_graph: a second backward is fine");
     MISUSE(bk_backward_ex(y2, bk_ones(BK_SHAPE(2, 3)), false), "backward", "second time");
     EACH_BAD_TENSOR("detach", bk_detach(T));
 
@@ -220,9 +223,11 @@ TEST(autograd) {
     MISUSE(bk_op_record(&ok_op, bk_empty(BK_SHAPE(2, 3)), 2, in, NULL, 0), "user", "input 1 is NULL");
     MISUSE(bk_op_record(&ok_op, NULL, 1, in, NULL, 0), "user", "output is NULL");
     in[1] = STALE;
-    MISUSE(bk_op_record(&ok_op, bk_empty(BK_SHAPE(2, 3)), 2, in, NULL, 0), "user", "input 1", "arena was reset");
+    MISUSE(bk_op_record(&ok_op, bk_empty(BK_SHAPE(2, 3)), 2, in, NULL, 0), "user", "input 1",
+           "arena was reset");
     in[1] = &FOREIGN;
-    MISUSE(bk_op_record(&ok_op, bk_empty(BK_SHAPE(2, 3)), 2, in, NULL, 0), "user", "input 1", "not a brick tensor");
+    MISUSE(bk_op_record(&ok_op, bk_empty(BK_SHAPE(2, 3)), 2, in, NULL, 0), "user", "input 1",
+           "not a brick tensor");
     MISUSE(bk_op_record(&ok_op, STALE, 1, in, NULL, 0), "user", "arena was reset");
     MISUSE(bk_op_record(&ok_op, &FOREIGN, 1, in, NULL, 0), "user", "not a brick tensor");
     bk_tensor *heap = bk_tensor_new(BK_SHAPE(2, 3));

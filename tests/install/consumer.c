@@ -10,8 +10,7 @@
 #include <stdio.h>
 
 int main(void) {
-    bk_module *net = bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(),
-                                      bk_nn_linear(256, 10));
+    bk_module *net = bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(), bk_nn_linear(256, 10));
     if (!net) {
         fprintf(stderr, "consumer: building the network failed: %s\n", bk_last_error());
         return 1;
@@ -27,8 +26,7 @@ int main(void) {
 
     char shape[64];
     int64_t n_params = bk_module_num_params(net, false);
-    printf("output shape %s, %lld parameters\n", bk_shape_str(y, shape, sizeof shape),
-           (long long)n_params);
+    printf("output shape %s, %lld parameters\n", bk_shape_str(y, shape, sizeof shape), (long long)n_params);
     int ok = y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 10 && n_params == 7946;
     if (!ok) fprintf(stderr, "consumer: expected shape (2, 10) and 7946 parameters\n");
 
