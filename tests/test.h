@@ -63,6 +63,24 @@ static const char *test_current_;
         bk_clear_error();                                                                                  \
     } while (0)
 
+/* expr must fail and leave an error containing every one of the substrings. */
+#define CHECK_ERRS(expr, ...)                                                                           \
+    do {                                                                                                \
+        bk_clear_error();                                                                               \
+        int failed_ = !(expr);                                                                          \
+        const char *subs_[] = {__VA_ARGS__};                                                            \
+        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                                  \
+            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                                      \
+                fprintf(stderr, "# FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
+                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],                            \
+                        failed_ ? "error" : "success and", bk_last_error());                            \
+                test_failed_checks_++;                                                                  \
+                break;                                                                                  \
+            }                                                                                           \
+        }                                                                                               \
+        bk_clear_error();                                                                               \
+    } while (0)
+
 #define CHECK_FAILS_INT(expr, substr) CHECK_ERR((expr) >= 0 ? 1 : 0, substr)
 
 /* Runs one test under `name` (RUN(fn) is test_run("fn", fn)): clears the error state, calls
