@@ -127,6 +127,14 @@ static inline int test_summary(const char *suite) {
     return test_failed_ ? 1 : 0;
 }
 
+/* True when every element of t equals v (false for NULL). */
+static inline bool all_equal(const bk_tensor *t, float v) {
+    if (!t) return false;
+    for (int64_t i = 0; i < t->numel; i++)
+        if (t->data[i] != v) return false;
+    return true;
+}
+
 /* max |a - b| / (atol + rtol * |b|) over all elements: <= 1 means allclose. Prints the
  * first few mismatches and the max abs / rel error under `what`. */
 static inline double test_compare(const char *what, const bk_tensor *a, const bk_tensor *b, double rtol,

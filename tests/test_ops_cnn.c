@@ -433,9 +433,7 @@ TEST(conv2d_direct_vs_im2col) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    uint64_t seed = test_seed("test_ops_cnn");
-    bk_rng_seed(&g_rng, seed);
-    bk_manual_seed(seed);
+    op_refs_seed("test_ops_cnn");
     RUN(conv2d_gradcheck);
     RUN(conv2d_values);
     RUN(conv2d_threads_bitwise);

@@ -418,8 +418,7 @@ TEST(dropout_gradient_is_the_mask) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    uint64_t seed = test_seed("test_ops_norm_act");
-    bk_rng_seed(&g_rng, seed);
+    op_refs_seed("test_ops_norm_act");
     RUN(batch_norm);
     RUN(layer_norm);
     RUN(gelu);

@@ -344,9 +344,7 @@ TEST(adaptive_avg_pool2d) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    uint64_t seed = test_seed("test_ops_pool");
-    bk_rng_seed(&g_rng, seed);
-    bk_manual_seed(seed);
+    op_refs_seed("test_ops_pool");
     RUN(max_pool2d_ties_torch);
     RUN(max_pool2d_ties_random);
     RUN(max_pool2d_nan_inf_ties);
