@@ -676,6 +676,18 @@ TEST(gradcheck_fixed_hidden_mlp) {
     bk_module_free(net);
 }
 
+/* An input whose |X|.sum() stays inf: the halving loop stops after 1000 rounds with an
+ * error instead of spinning forever. */
+TEST(fixed_hidden_mlp_inf_stops) {
+    bk_module *net = fixed_hidden_mlp_new();
+    CHECK(net != NULL);
+    if (!net) return;
+    CHECK(bk_fill(bk_module_get(net, "linear.weight"), 1.0f) == 0); // inf stays inf, never inf - inf
+    CHECK_ERR(bk_forward(net, bk_full(BK_SHAPE(1, 20), INFINITY)), "still > 1 after 1000 halvings");
+    CHECK(((FixedHiddenMLP *)net)->iterations == 1000);
+    bk_module_free(net);
+}
+
 TEST(gradcheck_chimera_input) {
     // the whole nested network with respect to its input, and a few parameters deep inside
     bk_manual_seed(11);
@@ -713,6 +725,7 @@ int main(void) {
     RUN(gradcheck_custom_mlp);
     RUN(gradcheck_my_sequential);
     RUN(gradcheck_fixed_hidden_mlp);
+    RUN(fixed_hidden_mlp_inf_stops);
     RUN(gradcheck_chimera_input);
     return test_summary("test_module");
 }

@@ -159,6 +159,21 @@ TEST(max_pool2d_ties_torch) {
           z->grad->data[3] == 0);
 }
 
+/* y = max_pool2d(x) (CHECKed), then its backward (CHECKed) for an upstream gradient *G of
+ * y's shape: N(0, 1) from g_rng, or (exact) the integers 1..97, whose sums float32 holds
+ * exactly. NULL when the forward failed. */
+static bk_tensor *max_pool_fwd_bwd(const pool_case *p, bk_tensor *x, bool exact, bk_tensor **G) {
+    bk_tensor *y = bk_max_pool2d(x, p->o);
+    CHECK(y != NULL);
+    if (!y) return NULL;
+    *G = bk_empty(y->ndim, y->shape);
+    if (exact)
+        for (int64_t o = 0; o < y->numel; o++) (*G)->data[o] = (float)(o % 97 + 1);
+    else bk_fill_normal(*G, &g_rng, 0, 1);
+    CHECK(bk_backward_ex(y, *G, false) == 0);
+    return y;
+}
+
 TEST(max_pool2d_ties_random) {
     /* values in {0, 1, 2}: ties in almost every window; overlapping k3 s2 p1 first */
     for (int t = 0; t < 2 * TRIALS; t++) {
@@ -168,12 +183,8 @@ TEST(max_pool2d_ties_random) {
         for (int64_t i = 0; i < x->numel; i++) x->data[i] = (float)rand_int(0, 2);
         char what[256];
         pool_desc("max_pool2d ties", &p, x, what, sizeof what);
-        bk_tensor *y = bk_max_pool2d(x, p.o);
-        CHECK(y != NULL);
+        bk_tensor *G, *y = max_pool_fwd_bwd(&p, x, false, &G);
         if (!y) continue;
-        bk_tensor *G = bk_empty(y->ndim, y->shape);
-        bk_fill_normal(G, &g_rng, 0, 1);
-        CHECK(bk_backward_ex(y, G, false) == 0);
         double *ry = calloc((size_t)y->numel, 8), *rdx = calloc((size_t)x->numel, 8);
         max_pool_naive(&p, x, G->data, ry, rdx);
         CHECK(close_to(what, y->data, ry, y->numel, 0, 0));
@@ -215,12 +226,8 @@ TEST(max_pool2d_nan_inf_ties) {
             }
             char what[256];
             pool_desc("max_pool2d nan/inf/ties", &p, x, what, sizeof what);
-            bk_tensor *y = bk_max_pool2d(x, p.o);
-            CHECK(y != NULL);
+            bk_tensor *G, *y = max_pool_fwd_bwd(&p, x, true, &G);
             if (!y) continue;
-            bk_tensor *G = bk_empty(y->ndim, y->shape);
-            for (int64_t o = 0; o < y->numel; o++) G->data[o] = (float)(o % 97 + 1); /* exact sums */
-            CHECK(bk_backward_ex(y, G, false) == 0);
             int64_t NC = shape[0] * shape[1], H = shape[2], W = shape[3], OH = y->shape[2], OW = y->shape[3];
             float *rdx = calloc((size_t)x->numel, sizeof(float));
             int bad = 0;
