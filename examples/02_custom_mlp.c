@@ -23,45 +23,23 @@
  *   Y = net(X)                  # (2, 10)
  *   Y.sum().backward()
  *
- * In C a block is a struct that embeds bk_module as its FIRST member (that is the
+ * The block is in blocks.h (tests/test_module.c and tests/test_parity.c check that very
+ * code): in C a block is a struct that embeds bk_module as its FIRST member (the
  * "subclass"), a bk_module_class that names it and points at its forward (the "class"),
- * and a constructor that registers the sub-blocks by name (the "__init__"). Registering
- * them with bk_module_add is what makes named_parameters, printing, zero_grad and
- * checkpoints see them, and what makes bk_module_free free them.
+ * and a constructor that registers the sub-blocks by name with bk_module_add (the
+ * "__init__"), which is what makes named_parameters, printing, zero_grad and checkpoints
+ * see them, and bk_module_free free them.
  */
 #include "brick.h"
 
+#include "blocks.h" // MLP
 #include "common.h"
-
-typedef struct {
-    bk_module base;          // nn.Module
-    bk_module *hidden, *out; // borrowed: registered in base, freed with it
-} MLP;
-
-static bk_tensor *mlp_forward(bk_module *self, bk_tensor *X) {
-    MLP *m = (MLP *)self;
-    return bk_forward(m->out, bk_relu(bk_forward(m->hidden, X))); // (N, 20) -> (N, 10)
-}
-
-static const bk_module_class MLP_CLASS = {"MLP", mlp_forward, NULL, NULL};
-
-static bk_module *mlp_new(void) {
-    MLP *self = (MLP *)bk_module_new(&MLP_CLASS, sizeof(MLP)); // super().__init__()
-    if (!self) return NULL;
-    self->hidden = bk_module_add(&self->base, "hidden", bk_nn_linear(20, 256)); // hidden layer
-    self->out = bk_module_add(&self->base, "out", bk_nn_linear(256, 10));       // output layer
-    if (!self->hidden || !self->out) {
-        bk_module_free(&self->base);
-        return NULL;
-    }
-    return &self->base;
-}
 
 int main(void) {
     int status = 1;
     bk_manual_seed(0);
 
-    bk_module *net = mlp_new();
+    bk_module *net = mlp_new(20, 256, 10); // MLP()
     if (!net) goto done;
 
     bk_tensor *X = bk_rand(BK_SHAPE(2, 20)); // (2, 20)

@@ -1,6 +1,7 @@
 /* 03_my_sequential.c - writing Sequential yourself (D2L 5.1, "the sequential block").
  *
- * The PyTorch code it mirrors:
+ * The PyTorch code it mirrors (MySequential is written in C in blocks.h, which
+ * tests/test_module.c and tests/test_parity.c check):
  *
  *   import torch
  *   import torch.nn as nn
@@ -32,38 +33,8 @@
  */
 #include "brick.h"
 
+#include "blocks.h" // MySequential
 #include "common.h"
-
-#include <stdarg.h>
-
-static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *X) {
-    for (int i = 0; i < self->n_children; i++)       // for block in self._modules.values():
-        X = bk_forward(self->children[i].module, X); //     X = block(X)
-    return X;
-}
-
-static const bk_module_class MY_SEQUENTIAL = {"MySequential", my_sequential_forward, NULL, NULL};
-
-/* MySequential(*args): takes ownership of the n blocks, also when it fails. */
-static bk_module *my_sequential_new(int n, ...) {
-    bk_module *self = bk_module_new(&MY_SEQUENTIAL, sizeof(bk_module)); // super().__init__()
-    bool ok = self != NULL;
-    va_list args;
-    va_start(args, n);
-    for (int idx = 0; idx < n; idx++) { // for idx, module in enumerate(args):
-        bk_module *module = va_arg(args, bk_module *);
-        char name[16];
-        snprintf(name, sizeof name, "%d", idx);
-        if (ok) ok = bk_module_add(self, name, module) != NULL; // self._modules[str(idx)] = module
-        else bk_module_free(module);
-    }
-    va_end(args);
-    if (!ok) {
-        bk_module_free(self);
-        return NULL;
-    }
-    return self;
-}
 
 int main(void) {
     int status = 1;

@@ -1,6 +1,7 @@
 /* 05_nested_blocks.c - blocks inside blocks: D2L's NestMLP and "chimera" (D2L 5.1).
  *
- * The PyTorch code it mirrors (FixedHiddenMLP is the block of 04, in blocks.h):
+ * The PyTorch code it mirrors (NestMLP and FixedHiddenMLP, the block of 04, are written
+ * in C in blocks.h):
  *
  *   import torch
  *   from torch import nn
@@ -29,34 +30,8 @@
  */
 #include "brick.h"
 
-#include "blocks.h"
+#include "blocks.h" // NestMLP, FixedHiddenMLP
 #include "common.h"
-
-typedef struct {
-    bk_module base;
-    bk_module *net, *linear;
-} NestMLP;
-
-static bk_tensor *nest_mlp_forward(bk_module *self, bk_tensor *X) {
-    NestMLP *m = (NestMLP *)self;
-    return bk_forward(m->linear, bk_forward(m->net, X)); // (N, 20) -> (N, 32) -> (N, 16)
-}
-
-static const bk_module_class NEST_MLP = {"NestMLP", nest_mlp_forward, NULL, NULL};
-
-static bk_module *nest_mlp_new(void) {
-    NestMLP *self = (NestMLP *)bk_module_new(&NEST_MLP, sizeof(NestMLP)); // super().__init__()
-    if (!self) return NULL;
-    self->net = bk_module_add(&self->base, "net",
-                              bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(), bk_nn_linear(64, 32),
-                                               bk_nn_relu()));
-    self->linear = bk_module_add(&self->base, "linear", bk_nn_linear(32, 16));
-    if (!self->net || !self->linear) {
-        bk_module_free(&self->base);
-        return NULL;
-    }
-    return &self->base;
-}
 
 int main(void) {
     int status = 1;

@@ -63,6 +63,24 @@ static const char *test_current_;
         bk_clear_error();                                                                                  \
     } while (0)
 
+/* expr must fail and leave an error containing every one of the substrings. */
+#define CHECK_ERRS(expr, ...)                                                                           \
+    do {                                                                                                \
+        bk_clear_error();                                                                               \
+        int failed_ = !(expr);                                                                          \
+        const char *subs_[] = {__VA_ARGS__};                                                            \
+        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                                  \
+            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                                      \
+                fprintf(stderr, "# FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
+                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],                            \
+                        failed_ ? "error" : "success and", bk_last_error());                            \
+                test_failed_checks_++;                                                                  \
+                break;                                                                                  \
+            }                                                                                           \
+        }                                                                                               \
+        bk_clear_error();                                                                               \
+    } while (0)
+
 #define CHECK_FAILS_INT(expr, substr) CHECK_ERR((expr) >= 0 ? 1 : 0, substr)
 
 /* Runs one test under `name` (RUN(fn) is test_run("fn", fn)): clears the error state, calls
@@ -107,6 +125,14 @@ static inline int test_summary(const char *suite) {
     if (test_skipped_) printf(", %d skipped", test_skipped_);
     printf("\n");
     return test_failed_ ? 1 : 0;
+}
+
+/* True when every element of t equals v (false for NULL). */
+static inline bool all_equal(const bk_tensor *t, float v) {
+    if (!t) return false;
+    for (int64_t i = 0; i < t->numel; i++)
+        if (t->data[i] != v) return false;
+    return true;
 }
 
 /* max |a - b| / (atol + rtol * |b|) over all elements: <= 1 means allclose. Prints the

@@ -30,6 +30,7 @@
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 
 #include "test.h"
+#include "files.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -289,11 +290,7 @@ int main(void) {
     STALE = bk_ones(BK_SHAPE(2, 3));
     bk_arena_use(prev);
     bk_arena_reset(dead_arena);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/brick-misuse-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!files_init("misuse", NULL)) return 1;
 
     RUN(errors_threads_rng);
     RUN(tensor_creation);
@@ -317,8 +314,6 @@ int main(void) {
     RUN(sweep_is_complete);
 
     bk_arena_free(dead_arena);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    files_cleanup();
     return test_summary("test_api_misuse");
 }

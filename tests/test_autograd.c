@@ -31,14 +31,6 @@ static double max_diff(const bk_tensor *a, const bk_tensor *b, double scale) {
     return m;
 }
 
-/* True when every element of t equals v. */
-static bool all_equal(const bk_tensor *t, float v) {
-    if (!t) return false;
-    for (int64_t i = 0; i < t->numel; i++)
-        if (t->data[i] != v) return false;
-    return true;
-}
-
 /* Heap copies of every parameter's gradient of m (NULL entries for params without one). */
 typedef struct grads {
     int n;

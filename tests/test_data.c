@@ -8,6 +8,7 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp, clock_gettime */
 
 #include "test.h"
+#include "files.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
@@ -20,15 +21,14 @@
 
 /* ---- scratch files --------------------------------------------------------------------- */
 
-static char tmp_root[64];
-static char tmp_paths[128][512]; /* paths handed out: stable until the end of the run */
+/* Paths in the test's directory (files.h's tmpdir, removed whole at the end), stable until
+ * the end of the run: a test keeps them in its data sets. */
+static char tmp_paths[128][512];
 static int tmp_n_paths;
-static const char *tmp_made[128]; /* every file and directory made, removed in reverse order */
-static int tmp_n;
 
 static const char *tmp_path(const char *name) {
     char want[512];
-    snprintf(want, sizeof want, "%s/%s", tmp_root, name);
+    snprintf(want, sizeof want, "%s/%s", tmpdir, name);
     for (int i = 0; i < tmp_n_paths; i++)
         if (strcmp(tmp_paths[i], want) == 0) return tmp_paths[i];
     if (tmp_n_paths == 128) {
@@ -39,24 +39,15 @@ static const char *tmp_path(const char *name) {
     return tmp_paths[tmp_n_paths++];
 }
 
-static void tmp_remember(const char *path) {
-    for (int i = 0; i < tmp_n; i++)
-        if (tmp_made[i] == path) return;
-    tmp_made[tmp_n++] = path;
-}
-
 static const char *tmp_dir(const char *name) {
     const char *p = tmp_path(name);
-    if (mkdir(p, 0700) == 0) tmp_remember(p);
+    mkdir(p, 0700);
     return p;
 }
 
 static const char *write_plain(const char *name, const void *bytes, size_t n) {
     const char *p = tmp_path(name);
-    FILE *f = fopen(p, "wb");
-    if (!f || fwrite(bytes, 1, n, f) != n) fprintf(stderr, "  cannot write %s\n", p);
-    if (f) fclose(f);
-    tmp_remember(p);
+    if (!write_file(p, bytes, n)) fprintf(stderr, "  cannot write %s\n", p);
     return p;
 }
 
@@ -65,14 +56,7 @@ static const char *write_gz(const char *name, const void *bytes, size_t n) {
     gzFile g = gzopen(p, "wb");
     if (!g || (n && gzwrite(g, bytes, (unsigned)n) != (int)n)) fprintf(stderr, "  cannot write %s\n", p);
     if (g) gzclose(g);
-    tmp_remember(p);
     return p;
-}
-
-static void tmp_cleanup(void) {
-    for (int i = tmp_n - 1; i >= 0; i--) remove(tmp_made[i]);
-    tmp_n = 0;
-    if (tmp_root[0]) rmdir(tmp_root);
 }
 
 /* Reads a whole file (gzip or plain, via zlib's transparent mode) into a malloc'ed block. */
@@ -681,11 +665,7 @@ TEST(full_fashion_mnist) {
 }
 
 int main(void) {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/brick-test-data-XXXXXX");
-    if (!mkdtemp(tmp_root)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!files_init("data", NULL)) return 1;
     RUN(subset_train);
     RUN(subset_test);
     RUN(plain_equals_gzip);
@@ -700,6 +680,6 @@ int main(void) {
     RUN(loader_allocates_nothing_per_batch);
     RUN(loader_targets);
     RUN(full_fashion_mnist);
-    tmp_cleanup();
+    files_cleanup();
     return test_summary("test_data");
 }

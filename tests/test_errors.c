@@ -6,24 +6,6 @@
 
 #include <stdint.h>
 
-/* expr must fail and leave an error containing every one of the substrings. */
-#define CHECK_ERRS(expr, ...)                                                                           \
-    do {                                                                                                \
-        bk_clear_error();                                                                               \
-        int failed_ = !(expr);                                                                          \
-        const char *subs_[] = {__VA_ARGS__};                                                            \
-        for (size_t k_ = 0; k_ < sizeof subs_ / sizeof *subs_; k_++) {                                  \
-            if (!failed_ || !strstr(bk_last_error(), subs_[k_])) {                                      \
-                fprintf(stderr, "  FAIL %s:%d [%s]: %s: expected failure with \"%s\", got %s \"%s\"\n", \
-                        __FILE__, __LINE__, test_current_, #expr, subs_[k_],                            \
-                        failed_ ? "error" : "success and", bk_last_error());                            \
-                test_failed_checks_++;                                                                  \
-                break;                                                                                  \
-            }                                                                                           \
-        }                                                                                               \
-        bk_clear_error();                                                                               \
-    } while (0)
-
 /* expr must fail with exactly this message. */
 #define CHECK_ERR_EXACT(expr, msg)                                                                          \
     do {                                                                                                    \

@@ -3,100 +3,13 @@
  * written the way the examples write them (the built-in layers: test_module_layers.c).
  *
  * Expected strings and name lists come from PyTorch (1.13, /usr/bin/python3):
- * print(net), [n for n, _ in net.named_parameters()], list(net.state_dict()). The
- * FixedHiddenMLP here is the examples' own (examples/blocks.h), so the examples' block is
- * what gets gradient-checked.
+ * print(net), [n for n, _ in net.named_parameters()], list(net.state_dict()). The blocks
+ * (MLP, MySequential, NestMLP, FixedHiddenMLP) are the examples' own (examples/blocks.h),
+ * so the examples' blocks are what gets gradient-checked.
  */
 #include "test.h"
 
 #include "../examples/blocks.h"
-
-#include <stdarg.h>
-
-/* ======================================================================================
- * Blocks under test, written as a user writes them (see examples/02, 03 and 05).
- * ====================================================================================== */
-
-/* class MLP: hidden = Linear(in, hidden), out = Linear(hidden, out); out(relu(hidden(X))). */
-typedef struct {
-    bk_module base;
-    bk_module *hidden, *out;
-} MLP;
-
-static bk_tensor *mlp_forward(bk_module *self, bk_tensor *X) {
-    MLP *m = (MLP *)self;
-    return bk_forward(m->out, bk_relu(bk_forward(m->hidden, X)));
-}
-
-static const bk_module_class MLP_CLASS = {"MLP", mlp_forward, NULL, NULL};
-
-static bk_module *mlp_new(int64_t in, int64_t hidden, int64_t out) {
-    MLP *self = (MLP *)bk_module_new(&MLP_CLASS, sizeof(MLP));
-    if (!self) return NULL;
-    self->hidden = bk_module_add(&self->base, "hidden", bk_nn_linear(in, hidden));
-    self->out = bk_module_add(&self->base, "out", bk_nn_linear(hidden, out));
-    if (!self->hidden || !self->out) {
-        bk_module_free(&self->base);
-        return NULL;
-    }
-    return &self->base;
-}
-
-/* MySequential(*args): children "0", "1", ... run in order. */
-static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *X) {
-    for (int i = 0; i < self->n_children; i++) X = bk_forward(self->children[i].module, X);
-    return X;
-}
-
-static const bk_module_class MY_SEQUENTIAL = {"MySequential", my_sequential_forward, NULL, NULL};
-
-static bk_module *my_sequential_new(int n, ...) {
-    bk_module *self = bk_module_new(&MY_SEQUENTIAL, sizeof(bk_module));
-    bool ok = self != NULL;
-    va_list args;
-    va_start(args, n);
-    for (int idx = 0; idx < n; idx++) {
-        bk_module *module = va_arg(args, bk_module *);
-        char name[16];
-        snprintf(name, sizeof name, "%d", idx);
-        if (ok) ok = bk_module_add(self, name, module) != NULL;
-        else bk_module_free(module);
-    }
-    va_end(args);
-    if (!ok) {
-        bk_module_free(self);
-        return NULL;
-    }
-    return self;
-}
-
-/* NestMLP: net = Sequential(Linear(20, 64), ReLU(), Linear(64, 32), ReLU()),
- * linear = Linear(32, 16). */
-typedef struct {
-    bk_module base;
-    bk_module *net, *linear;
-} NestMLP;
-
-static bk_tensor *nest_mlp_forward(bk_module *self, bk_tensor *X) {
-    NestMLP *m = (NestMLP *)self;
-    return bk_forward(m->linear, bk_forward(m->net, X));
-}
-
-static const bk_module_class NEST_MLP = {"NestMLP", nest_mlp_forward, NULL, NULL};
-
-static bk_module *nest_mlp_new(void) {
-    NestMLP *self = (NestMLP *)bk_module_new(&NEST_MLP, sizeof(NestMLP));
-    if (!self) return NULL;
-    self->net = bk_module_add(&self->base, "net",
-                              bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(), bk_nn_linear(64, 32),
-                                               bk_nn_relu()));
-    self->linear = bk_module_add(&self->base, "linear", bk_nn_linear(32, 16));
-    if (!self->net || !self->linear) {
-        bk_module_free(&self->base);
-        return NULL;
-    }
-    return &self->base;
-}
 
 /* chimera = nn.Sequential(NestMLP(), nn.Linear(16, 20), FixedHiddenMLP()) */
 static bk_module *chimera_new(void) {
@@ -763,6 +676,18 @@ TEST(gradcheck_fixed_hidden_mlp) {
     bk_module_free(net);
 }
 
+/* An input whose |X|.sum() stays inf: the halving loop stops after 1000 rounds with an
+ * error instead of spinning forever. */
+TEST(fixed_hidden_mlp_inf_stops) {
+    bk_module *net = fixed_hidden_mlp_new();
+    CHECK(net != NULL);
+    if (!net) return;
+    CHECK(bk_fill(bk_module_get(net, "linear.weight"), 1.0f) == 0); // inf stays inf, never inf - inf
+    CHECK_ERR(bk_forward(net, bk_full(BK_SHAPE(1, 20), INFINITY)), "still > 1 after 1000 halvings");
+    CHECK(((FixedHiddenMLP *)net)->iterations == 1000);
+    bk_module_free(net);
+}
+
 TEST(gradcheck_chimera_input) {
     // the whole nested network with respect to its input, and a few parameters deep inside
     bk_manual_seed(11);
@@ -800,6 +725,7 @@ int main(void) {
     RUN(gradcheck_custom_mlp);
     RUN(gradcheck_my_sequential);
     RUN(gradcheck_fixed_hidden_mlp);
+    RUN(fixed_hidden_mlp_inf_stops);
     RUN(gradcheck_chimera_input);
     return test_summary("test_module");
 }

@@ -17,58 +17,12 @@
  */
 #include "test.h"
 #include "gradcheck.h"
+#include "op_refs.h"
 #include "ops/fastmath.h"
 
 #include <float.h>
 #include <stdint.h>
 #include <time.h>
-
-#define TRIALS 6 /* random cases per check */
-
-/* float32 unit roundoff, for the rounding bounds of the naive references */
-#define U32 (1.0 / 16777216.0)
-
-static bk_rng g_rng; /* the test's own stream: shapes, settings, values */
-
-static int64_t rand_int(int64_t lo, int64_t hi) {
-    return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1));
-}
-static float rand_float(float lo, float hi) { return lo + (hi - lo) * bk_rng_uniform(&g_rng); }
-
-/* A leaf that requires grad, N(mean, std^2). */
-static bk_tensor *leaf_normal(int nd, const int64_t *shape, float mean, float std) {
-    bk_tensor *t = bk_empty(nd, shape);
-    if (!t) return NULL;
-    bk_fill_normal(t, &g_rng, mean, std);
-    return bk_requires_grad(t, true);
-}
-
-static const char *shape_s(const bk_tensor *t, char *buf) { return bk_shape_str(t, buf, 64); }
-
-/* got must equal want (double, n values) within atol + rtol |want|; prints the first
- * mismatches. */
-static bool close_to(const char *what, const float *got, const double *want, int64_t n, double rtol,
-                     double atol) {
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!(fabs(got[i] - want[i]) <= atol + rtol * fabs(want[i])) && bad++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g\n", what, (long long)i, (double)got[i],
-                    want[i]);
-    if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
-    return bad == 0;
-}
-
-/* |got - want| <= tol elementwise (tol per element); prints the first mismatches. */
-static bool within(const char *what, const float *got, const double *want, const double *tol, int64_t n) {
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!(fabs(got[i] - want[i]) <= tol[i]) && bad++ < 5)
-            fprintf(stderr, "    %s[%lld]: got %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
-                    (double)got[i], want[i], tol[i]);
-    if (bad) fprintf(stderr, "  %s: %d of %lld values differ\n", what, bad, (long long)n);
-    return bad == 0;
-}
-
 
 /* ======================================================================================
  * Batch norm and layer norm
@@ -464,8 +418,7 @@ TEST(dropout_gradient_is_the_mask) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    uint64_t seed = test_seed("test_ops_norm_act");
-    bk_rng_seed(&g_rng, seed);
+    op_refs_seed("test_ops_norm_act");
     RUN(batch_norm);
     RUN(layer_norm);
     RUN(gelu);

@@ -15,7 +15,7 @@
  */
 #include "parity.h"
 
-#include <stdarg.h>
+#include "../examples/blocks.h"
 
 /* Tolerances, as torch.allclose: |brick - torch| <= ATOL + RTOL * |torch|.
  * RTOL: both sides compute in float32 (eps 6e-8) but sum in different orders (brick's
@@ -35,137 +35,9 @@
 #define F32ERR_CAP 1e-5
 
 /* ======================================================================================
- * The blocks, written the way the brick documentation tells a user to write them.
+ * The blocks, written the way the brick documentation tells a user to write them: MLP,
+ * MySequential, FixedHiddenMLP and NestMLP are the examples' own (examples/blocks.h).
  * ====================================================================================== */
-
-/* class MLP: hidden = Linear(20, 256), out = Linear(256, 10); out(relu(hidden(X))). */
-typedef struct {
-    bk_module base;
-    bk_module *hidden, *out;
-} MLP;
-
-static bk_tensor *mlp_forward(bk_module *self, bk_tensor *x) {
-    MLP *m = (MLP *)self;
-    return bk_forward(m->out, bk_relu(bk_forward(m->hidden, x))); // (N, 20) -> (N, 10)
-}
-
-static const bk_module_class MLP_CLASS = {"MLP", mlp_forward, NULL, NULL};
-
-static bk_module *mlp_new(void) {
-    MLP *m = (MLP *)bk_module_new(&MLP_CLASS, sizeof(MLP));
-    if (!m) return NULL;
-    m->hidden = bk_module_add(&m->base, "hidden", bk_nn_linear(20, 256));
-    m->out = bk_module_add(&m->base, "out", bk_nn_linear(256, 10));
-    if (!m->hidden || !m->out) {
-        bk_module_free(&m->base);
-        return NULL;
-    }
-    return &m->base;
-}
-
-/* class MySequential: children "0", "1", ... run in order. */
-static bk_tensor *my_sequential_forward(bk_module *self, bk_tensor *x) {
-    for (int i = 0; i < self->n_children; i++) x = bk_forward(self->children[i].module, x);
-    return x;
-}
-
-static const bk_module_class MY_SEQUENTIAL_CLASS = {"MySequential", my_sequential_forward, NULL, NULL};
-
-static bk_module *my_sequential_new(int n, ...) {
-    bk_module *m = bk_module_new(&MY_SEQUENTIAL_CLASS, sizeof(bk_module));
-    va_list ap;
-    va_start(ap, n);
-    bool ok = m != NULL;
-    for (int i = 0; i < n; i++) {
-        bk_module *child = va_arg(ap, bk_module *);
-        char name[16];
-        snprintf(name, sizeof name, "%d", i);
-        if (!m) bk_module_free(child);
-        else if (!bk_module_add(m, name, child)) ok = false; /* add frees child on failure */
-    }
-    va_end(ap);
-    if (!ok) {
-        bk_module_free(m);
-        return NULL;
-    }
-    return m;
-}
-
-/* class FixedHiddenMLP: a constant random weight (a buffer: saved, never trained), one
- * Linear(20, 20) used twice, and a data-dependent loop:
- *   X = linear(X); X = relu(X @ rand_weight + 1); X = linear(X);
- *   while |X|.sum() > 1: X /= 2;  return X.sum() */
-typedef struct {
-    bk_module base;
-    bk_tensor *rand_weight; // (20, 20)
-    bk_module *linear;
-    int halvings; // how often the last forward halved X (for the test)
-} FixedHiddenMLP;
-
-static bk_tensor *fixed_hidden_mlp_forward(bk_module *self, bk_tensor *x) {
-    FixedHiddenMLP *m = (FixedHiddenMLP *)self;
-    x = bk_forward(m->linear, x);                                   // (N, 20)
-    x = bk_relu(bk_add_scalar(bk_matmul(x, m->rand_weight), 1.0f)); // (N, 20)
-    // The same layer again, here in its functional form F.linear(X, W, b): the gradients
-    // of both uses accumulate into the one weight and bias.
-    x = bk_linear(x, bk_module_get(m->linear, "weight"), bk_module_get(m->linear, "bias"));
-    m->halvings = 0;
-    for (;;) {
-        bk_tensor *s = bk_sum(bk_abs(x));
-        if (!s) return NULL;
-        if (!(bk_item(s) > 1.0f)) break;
-        if (m->halvings == 1000) { // inf never gets small: stop instead of spinning
-            bk_set_error("FixedHiddenMLP: |X|.sum() still > 1 after 1000 halvings");
-            return NULL;
-        }
-        x = bk_div_scalar(x, 2.0f);
-        m->halvings++;
-    }
-    return bk_sum(x); // ()
-}
-
-static const bk_module_class FIXED_HIDDEN_MLP_CLASS = {"FixedHiddenMLP", fixed_hidden_mlp_forward, NULL,
-                                                       NULL};
-
-static bk_module *fixed_hidden_mlp_new(void) {
-    FixedHiddenMLP *m = (FixedHiddenMLP *)bk_module_new(&FIXED_HIDDEN_MLP_CLASS, sizeof(FixedHiddenMLP));
-    if (!m) return NULL;
-    m->rand_weight = bk_module_buffer(&m->base, "rand_weight", BK_SHAPE(20, 20), true);
-    m->linear = bk_module_add(&m->base, "linear", bk_nn_linear(20, 20));
-    if (!m->rand_weight || !m->linear || bk_fill_uniform(m->rand_weight, NULL, 0, 1) != 0) {
-        bk_module_free(&m->base);
-        return NULL;
-    }
-    return &m->base;
-}
-
-/* class NestMLP: net = Sequential(Linear(20, 64), ReLU, Linear(64, 32), ReLU),
- * linear = Linear(32, 16); linear(net(X)). */
-typedef struct {
-    bk_module base;
-    bk_module *net, *linear;
-} NestMLP;
-
-static bk_tensor *nest_mlp_forward(bk_module *self, bk_tensor *x) {
-    NestMLP *m = (NestMLP *)self;
-    return bk_forward(m->linear, bk_forward(m->net, x)); // (N, 20) -> (N, 16)
-}
-
-static const bk_module_class NEST_MLP_CLASS = {"NestMLP", nest_mlp_forward, NULL, NULL};
-
-static bk_module *nest_mlp_new(void) {
-    NestMLP *m = (NestMLP *)bk_module_new(&NEST_MLP_CLASS, sizeof(NestMLP));
-    if (!m) return NULL;
-    m->net = bk_module_add(&m->base, "net",
-                           bk_nn_sequential(4, bk_nn_linear(20, 64), bk_nn_relu(), bk_nn_linear(64, 32),
-                                            bk_nn_relu()));
-    m->linear = bk_module_add(&m->base, "linear", bk_nn_linear(32, 16));
-    if (!m->net || !m->linear) {
-        bk_module_free(&m->base);
-        return NULL;
-    }
-    return &m->base;
-}
 
 /* Inner: net = Sequential(Linear(32, 24), ReLU, Linear(24, 16)); net(X).
  * Outer: net = Sequential(Linear(20, 32), Tanh, Inner, Sigmoid), out = Linear(16, 16);
@@ -219,6 +91,8 @@ static bk_module *build_seq_mlp(void) {
     return bk_nn_sequential(3, bk_nn_linear(20, 256), bk_nn_relu(), bk_nn_linear(256, 10));
 }
 
+static bk_module *build_custom_mlp(void) { return mlp_new(20, 256, 10); }
+
 static bk_module *build_my_sequential(void) {
     return my_sequential_new(4, bk_nn_linear(4, 8), bk_nn_relu(), bk_nn_linear(8, 10), bk_nn_sigmoid());
 }
@@ -266,9 +140,9 @@ static bool list_has(const bk_param_list *l, const char *name) {
 /* Appends the halving counts of every FixedHiddenMLP in the tree, in torch's modules()
  * order (pre-order), as "4" or "4,7". */
 static void collect_halvings(const bk_module *m, char *buf, size_t n) {
-    if (m->cls == &FIXED_HIDDEN_MLP_CLASS) {
+    if (m->cls == &FIXED_HIDDEN_MLP) {
         size_t len = strlen(buf);
-        snprintf(buf + len, n - len, "%s%d", len ? "," : "", ((const FixedHiddenMLP *)m)->halvings);
+        snprintf(buf + len, n - len, "%s%d", len ? "," : "", ((const FixedHiddenMLP *)m)->iterations);
     }
     for (int i = 0; i < m->n_children; i++) collect_halvings(m->children[i].module, buf, n);
 }
@@ -449,7 +323,7 @@ done:
     TEST(name) { run_op_case(#name, inputs, fn); }
 
 MODULE_CASE(seq_mlp, build_seq_mlp)
-MODULE_CASE(custom_mlp, mlp_new)
+MODULE_CASE(custom_mlp, build_custom_mlp)
 MODULE_CASE(my_sequential, build_my_sequential)
 MODULE_CASE(fixed_hidden_mlp, fixed_hidden_mlp_new)
 MODULE_CASE(fixed_hidden_mlp_big, fixed_hidden_mlp_new)

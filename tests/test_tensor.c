@@ -36,13 +36,6 @@ static bool prints_as(const bk_tensor *t, const char *want) {
     return ok;
 }
 
-static bool all_equal(const bk_tensor *t, float v) {
-    if (!t) return false;
-    for (int64_t i = 0; i < t->numel; i++)
-        if (t->data[i] != v) return false;
-    return true;
-}
-
 /* A fresh arena tensor of the current arena, no autograd state. */
 static bool plain_arena_tensor(const bk_tensor *t) {
     return t && t->magic == BK_TENSOR_MAGIC && t->arena == bk_arena_current() && !t->requires_grad &&

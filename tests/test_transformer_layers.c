@@ -38,6 +38,19 @@ typedef struct layer_case {
     bk_tensor *mask, *kpm, *mem_kpm;
 } layer_case;
 
+/* The case of a layer's gradient check: the layer m (NULL fails the check), its weights
+ * jittered off their init, a causal mask over 3 positions and the (2, 3) key padding mask
+ * kpm. */
+static bool layer_case_init(layer_case *c, bk_module *m, const float kpm[6]) {
+    *c = (layer_case){m, NULL, NULL, NULL};
+    CHECK(m != NULL);
+    if (!m) return false;
+    jitter(m, 0.3f);
+    c->mask = bk_causal_mask(3);
+    c->kpm = bk_from_data(BK_SHAPE(2, 3), kpm);
+    return true;
+}
+
 static bk_tensor *f_encoder_layer(bk_tensor *const *in, int n, void *ud) {
     (void)n;
     layer_case *c = ud;
@@ -93,13 +106,10 @@ TEST(encoder_layer_structure) {
 TEST(encoder_layer_gradients) {
     for (int trial = 0; trial < 2; trial++) {
         bool nf = trial == 1, bf = trial == 0;
-        layer_case c = {bk_nn_transformer_encoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)), NULL, NULL,
-                        NULL};
-        CHECK(c.m != NULL);
-        if (!c.m) return;
-        jitter(c.m, 0.3f);
-        c.mask = bk_causal_mask(3);
-        c.kpm = bk_from_data(BK_SHAPE(2, 3), (const float[]){0, 0, 1, 0, 0, 0});
+        layer_case c;
+        if (!layer_case_init(&c, bk_nn_transformer_encoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)),
+                             (const float[]){0, 0, 1, 0, 0, 0}))
+            return;
         bk_tensor *x = LEAF(bf ? RANDN(2, 3, 4) : RANDN(3, 2, 4));
         const char *ps[] = {"self_attn.in_proj_weight",
                             "self_attn.in_proj_bias",
@@ -155,13 +165,10 @@ TEST(decoder_layer_structure_and_gradients) {
     bk_module_free(d);
     for (int trial = 0; trial < 2; trial++) {
         bool nf = trial == 0, bf = trial == 1;
-        layer_case c = {bk_nn_transformer_decoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)), NULL, NULL,
-                        NULL};
-        CHECK(c.m != NULL);
-        if (!c.m) return;
-        jitter(c.m, 0.3f);
-        c.mask = bk_causal_mask(3);
-        c.kpm = bk_from_data(BK_SHAPE(2, 3), (const float[]){0, 0, 0, 0, 0, 1});
+        layer_case c;
+        if (!layer_case_init(&c, bk_nn_transformer_decoder_layer(small_cfg(nf, bf, BK_ACTIVATION_GELU)),
+                             (const float[]){0, 0, 0, 0, 0, 1}))
+            return;
         c.mem_kpm = bk_from_data(BK_SHAPE(2, 4), (const float[]){0, 0, 0, 1, 0, 1, 0, 0});
         bk_tensor *x = LEAF(bf ? RANDN(2, 3, 4) : RANDN(3, 2, 4)),
                   *mem = LEAF(bf ? RANDN(2, 4, 4) : RANDN(4, 2, 4));

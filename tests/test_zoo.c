@@ -129,22 +129,23 @@ TEST(settings_build_what_they_say) {
 
 /* Bad values: the message names the spec, the setting and the value. */
 TEST(bad_values_are_named) {
-    CHECK_ERR(bk_model_build("mlp:act=swish", IMAGES, 10, NULL, 0),
-              "model: mlp:act=swish: act must be one of relu, sigmoid, tanh, gelu, got \"swish\"");
-    CHECK_ERR(bk_model_build("mlp:dropout=1.5", IMAGES, 10, NULL, 0),
-              "model: mlp:dropout=1.5: dropout must be a number in [0, 1], got \"1.5\"");
-    CHECK_ERR(bk_model_build("mlp:dropout=nan", IMAGES, 10, NULL, 0),
-              "dropout must be a number in [0, 1], got \"nan\"");
-    CHECK_ERR(bk_model_build("mlp:dropout=", IMAGES, 10, NULL, 0),
-              "dropout must be a number in [0, 1], got \"\"");
-    CHECK_ERR(bk_model_build("mlp:hidden=2.5", IMAGES, 10, NULL, 0),
-              "model: mlp:hidden=2.5: hidden must be a positive integer (at most 4294967296), got \"2.5\"");
-    CHECK_ERR(bk_model_build("softmax:bias=yes", IMAGES, 10, NULL, 0),
-              "model: softmax:bias=yes: bias must be true or false, got \"yes\"");
-    CHECK_ERR(bk_model_build("lenet:pool=median,act=relu", IMAGES, 10, NULL, 0),
-              "model: lenet:pool=median,act=relu: pool must be one of max, avg, got \"median\"");
-    CHECK_ERR(bk_model_build("googlenet:act=relu", IMAGES, 10, NULL, 0),
-              "model googlenet has no setting \"act\"");
+    static const struct {
+        const char *spec, *err;
+    } cases[] = {
+        {"mlp:act=swish",
+         "model: mlp:act=swish: act must be one of relu, sigmoid, tanh, gelu, got \"swish\""},
+        {"mlp:dropout=1.5", "model: mlp:dropout=1.5: dropout must be a number in [0, 1], got \"1.5\""},
+        {"mlp:dropout=nan", "dropout must be a number in [0, 1], got \"nan\""},
+        {"mlp:dropout=", "dropout must be a number in [0, 1], got \"\""},
+        {"mlp:hidden=2.5",
+         "model: mlp:hidden=2.5: hidden must be a positive integer (at most 4294967296), got \"2.5\""},
+        {"softmax:bias=yes", "model: softmax:bias=yes: bias must be true or false, got \"yes\""},
+        {"lenet:pool=median,act=relu",
+         "model: lenet:pool=median,act=relu: pool must be one of max, avg, got \"median\""},
+        {"googlenet:act=relu", "model googlenet has no setting \"act\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK_ERR(bk_model_build(cases[i].spec, IMAGES, 10, NULL, 0), cases[i].err);
     /* a value longer than any setting takes */
     char long_spec[200] = "mlp:act=";
     memset(long_spec + 8, 'r', 100);

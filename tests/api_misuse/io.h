@@ -8,12 +8,6 @@
 
 /* ---- files ------------------------------------------------------------------------------------------ */
 
-static char tmpdir[64];
-static char path_in_tmp[128];
-static const char *in_tmp(const char *name) {
-    snprintf(path_in_tmp, sizeof path_in_tmp, "%s/%s", tmpdir, name);
-    return path_in_tmp;
-}
 
 TEST(safetensors_files) {
     bk_tensor *t = bk_ones(BK_SHAPE(2));
@@ -21,11 +15,11 @@ TEST(safetensors_files) {
     const bk_tensor *ts[2] = {t, t}, *with_null[2] = {t, NULL}, *stale[1] = {STALE}, *foreign[1] = {&FOREIGN};
     const char *keys[1] = {"k"}, *values[1] = {"v"};
     char good[128];
-    snprintf(good, sizeof good, "%s", in_tmp("good.safetensors"));
+    snprintf(good, sizeof good, "%s", tpath("good.safetensors"));
     CHECK(bk_safetensors_save(good, 2, names, ts, 1, keys, values) == 0);
 
     MISUSE(bk_safetensors_save(NULL, 2, names, ts, 0, NULL, NULL), "safetensors", "path is NULL");
-    const char *p = in_tmp("x.safetensors");
+    const char *p = tpath("x.safetensors");
     MISUSE(bk_safetensors_save(p, -1, names, ts, 0, NULL, NULL), "safetensors",
            "negative tensor or metadata count");
     MISUSE(bk_safetensors_save(p, 2, names, ts, -1, keys, values), "safetensors", "negative");
@@ -40,22 +34,22 @@ TEST(safetensors_files) {
            "metadata keys or values is NULL");
     MISUSE(bk_safetensors_save(p, 2, names, ts, 1, keys, NULL), "safetensors",
            "metadata keys or values is NULL");
-    MISUSE(bk_safetensors_save(in_tmp("no/such/dir/x"), 2, names, ts, 0, NULL, NULL), "safetensors",
+    MISUSE(bk_safetensors_save(tpath("no/such/dir/x"), 2, names, ts, 0, NULL, NULL), "safetensors",
            "No such file");
 
     MISUSE(bk_safetensors_load(NULL), "safetensors", "path is NULL");
-    MISUSE(bk_safetensors_load(in_tmp("missing.safetensors")), "safetensors", "cannot open");
+    MISUSE(bk_safetensors_load(tpath("missing.safetensors")), "safetensors", "cannot open");
     MISUSE(bk_safetensors_load(tmpdir), "safetensors", tmpdir);
     MISUSE(bk_file_open_read(NULL), "file_open_read", "path is NULL");
     MISUSE(bk_file_open_read(tmpdir), tmpdir, "not a regular file (a directory)");
-    MISUSE(bk_file_open_read(in_tmp("missing")), "missing", "cannot open");
+    MISUSE(bk_file_open_read(tpath("missing")), "missing", "cannot open");
     MISUSE(bk_file_write_atomic(NULL, "x", 1), "file_write_atomic", "path is NULL");
-    MISUSE(bk_file_write_atomic(in_tmp("w.txt"), NULL, 1), "file_write_atomic", "data is NULL");
-    MISUSE(bk_file_write_atomic(in_tmp("no/such/dir/w"), "x", 1), "no/such/dir/w", "No such file");
+    MISUSE(bk_file_write_atomic(tpath("w.txt"), NULL, 1), "file_write_atomic", "data is NULL");
+    MISUSE(bk_file_write_atomic(tpath("no/such/dir/w"), "x", 1), "no/such/dir/w", "No such file");
     MISUSE(bk_file_write_atomic(tmpdir, "x", 1), tmpdir, "cannot rename");
-    ACCEPTS(bk_file_write_atomic(in_tmp("w.txt"), NULL, 0) == 0, "no data with n 0: an empty file");
+    ACCEPTS(bk_file_write_atomic(tpath("w.txt"), NULL, 0) == 0, "no data with n 0: an empty file");
     MISUSE(bk_file_check_writable(NULL, 1), "file_check_writable", "path is NULL");
-    MISUSE(bk_file_check_writable(in_tmp("no/such/dir/w"), 1), "no/such/dir/w", "cannot create a file there");
+    MISUSE(bk_file_check_writable(tpath("no/such/dir/w"), 1), "no/such/dir/w", "cannot create a file there");
     bk_safetensors *st = bk_safetensors_load(good);
     CHECK(st != NULL);
     ACCEPTS((bk_safetensors_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
@@ -72,17 +66,17 @@ TEST(safetensors_files) {
             "an absent key is NULL without an error (documented)");
 
     bk_module *lin = bk_nn_linear(2, 3), *other = bk_nn_linear(3, 3);
-    EACH_BAD_MODULE("module_save", bk_module_save(M, in_tmp("m.safetensors")));
+    EACH_BAD_MODULE("module_save", bk_module_save(M, tpath("m.safetensors")));
     MISUSE(bk_module_save(lin, NULL), "safetensors", "path is NULL");
     EACH_BAD_MODULE("load_state_dict", bk_module_load(M, good, true));
     MISUSE(bk_module_load(lin, NULL, true), "safetensors", "path is NULL");
-    MISUSE(bk_module_load(lin, in_tmp("missing"), false), "safetensors", "cannot open");
+    MISUSE(bk_module_load(lin, tpath("missing"), false), "safetensors", "cannot open");
     EACH_BAD_MODULE("load_state_dict", bk_module_load_from(M, st, true));
     MISUSE(bk_module_load_from(lin, NULL, true), "load_state_dict", "file is NULL");
     MISUSE(bk_module_load_from(lin, st, true), "load_state_dict", "missing: weight, bias",
            "unexpected: a, b");
-    CHECK(bk_module_save(lin, in_tmp("lin.safetensors")) == 0);
-    MISUSE(bk_module_load(other, in_tmp("lin.safetensors"), false), "load_state_dict", "shape mismatch");
+    CHECK(bk_module_save(lin, tpath("lin.safetensors")) == 0);
+    MISUSE(bk_module_load(other, tpath("lin.safetensors"), false), "load_state_dict", "shape mismatch");
     bk_safetensors_free(st);
     bk_module_free(lin);
     bk_module_free(other);
@@ -152,9 +146,9 @@ TEST(data_sets_and_loaders) {
     MISUSE(bk_idx_load("i", "l", 0), "idx", "n_classes 0");
     MISUSE(bk_idx_load("i", "l", 257), "idx", "n_classes 257");
     MISUSE(bk_idx_load("i", "l", -1), "idx", "n_classes -1");
-    MISUSE(bk_idx_load(in_tmp("missing-images"), in_tmp("missing-labels"), 10), "idx", "missing-images");
+    MISUSE(bk_idx_load(tpath("missing-images"), tpath("missing-labels"), 10), "idx", "missing-images");
     MISUSE(bk_fashion_mnist_load(NULL, true), "fashion_mnist", "NULL");
-    MISUSE(bk_fashion_mnist_load(in_tmp("nowhere"), false), "fashion_mnist", "nowhere");
+    MISUSE(bk_fashion_mnist_load(tpath("nowhere"), false), "fashion_mnist", "nowhere");
     MISUSE(bk_fashion_mnist_load(tmpdir, true), "fashion_mnist", "found no");
 
     const int64_t shape[2] = {1, 2}, neg[2] = {1, -2};
@@ -293,7 +287,7 @@ TEST(models_and_checkpoints) {
     bk_module_free(m2);
 
     char ck[128];
-    snprintf(ck, sizeof ck, "%s", in_tmp("m.ckpt"));
+    snprintf(ck, sizeof ck, "%s", tpath("m.ckpt"));
     bk_optim *o = bk_optim_adam(m, BK_ADAM_DEFAULTS(1e-3));
     const char *keys[1] = {"k"}, *values[1] = {"v"};
     MISUSE(bk_checkpoint_save(NULL, m, o, 0, NULL, NULL), "checkpoint_save", "path is NULL");
@@ -303,7 +297,7 @@ TEST(models_and_checkpoints) {
     ACCEPTS(bk_checkpoint_save(ck, m, NULL, 1, keys, values) == 0, "optimizer NULL: the model only");
     MISUSE(bk_checkpoint_load(NULL, m, o), "checkpoint_load", "path is NULL");
     EACH_BAD_MODULE("checkpoint_load", bk_checkpoint_load(ck, M, o));
-    MISUSE(bk_checkpoint_load(in_tmp("missing.ckpt"), m, NULL), "safetensors", "cannot open");
+    MISUSE(bk_checkpoint_load(tpath("missing.ckpt"), m, NULL), "safetensors", "cannot open");
     MISUSE(bk_checkpoint_load(ck, m, o), "checkpoint_load", "missing");
     ACCEPTS(bk_checkpoint_load(ck, m, NULL) == 0, "optimizer NULL: the model only");
     bk_safetensors *ck_st = bk_safetensors_load(ck);
