@@ -163,13 +163,21 @@ TEST(op_concat) {
     }
 }
 
+/* A leaf of random shape (rank 1 to 4) and a random dim of it: p->dim as the op takes it
+ * (negative half of the time), q->dim the same dim counted from 0 for the reference. */
+static bk_tensor *leaf_along_axis(args *p, args *q) {
+    bk_tensor *x = leaf(rand_shape(1, 4), -1, 1);
+    *p = (args){0};
+    p->dim = rand_axis(x->ndim);
+    *q = *p;
+    q->dim = (p->dim + x->ndim) % x->ndim;
+    return x;
+}
+
 TEST(op_slice) {
     for (int t = 0; t < 2 * TRIALS; t++) {
-        bk_tensor *x = leaf(rand_shape(1, 4), -1, 1);
-        args p = {0};
-        p.dim = rand_axis(x->ndim);
-        args q = p;
-        q.dim = (p.dim + x->ndim) % x->ndim;
+        args p, q;
+        bk_tensor *x = leaf_along_axis(&p, &q);
         q.start = p.start = rand_int(0, (int)x->shape[q.dim]); /* empty ranges included */
         p.end = rand_int((int)p.start, (int)x->shape[q.dim]);
         shp want = shape_of(x);
@@ -183,11 +191,8 @@ TEST(op_slice) {
 
 TEST(op_select) {
     for (int t = 0; t < 2 * TRIALS; t++) {
-        bk_tensor *x = leaf(rand_shape(1, 4), -1, 1);
-        args p = {0};
-        p.dim = rand_axis(x->ndim);
-        args q = p;
-        q.dim = (p.dim + x->ndim) % x->ndim;
+        args p, q;
+        bk_tensor *x = leaf_along_axis(&p, &q);
         q.start = rand_int(0, (int)x->shape[q.dim] - 1);
         p.start = rand_int(0, 1) ? q.start - x->shape[q.dim] : q.start; /* negative: from the end */
         shp want = {0, {0}};
