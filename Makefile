@@ -71,6 +71,9 @@ WERROR   ?= -Werror
 NOBUILD_GOALS := clean help uninstall
 BUILDING := $(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all))
 
+# $(call check_01,NAME): the error for a value of the option NAME other than auto, 0 or 1.
+check_01 = $(if $(filter-out auto 0 1,$($1))$(filter-out 1,$(words $($1))),$(error $1 must be auto, 0 or 1 (got '$($1)')))
+
 # OpenMP: a real compile-and-link probe, since `-fopenmp` alone can be accepted by a compiler
 # whose runtime (libgomp/libomp) is missing.
 ifeq ($(OPENMP),auto)
@@ -100,6 +103,7 @@ ifneq ($(BUILDING),)
 else
   HAVE_OPENBLAS := 0
 endif
+$(call check_01,BLAS)
 ifeq ($(BLAS),auto)
   BLAS := $(HAVE_OPENBLAS)
 else ifeq ($(BLAS),1)
@@ -108,8 +112,6 @@ else ifeq ($(BLAS),1)
       $(error BLAS=1 but `$(PKG_CONFIG) --exists openblas` fails: install libopenblas-dev (scripts/deps.sh --blas) or use BLAS=0)
     endif
   endif
-else ifneq ($(BLAS),0)
-  $(error BLAS must be auto, 0 or 1 (got '$(BLAS)'))
 endif
 ifeq ($(BLAS),1)
   BLAS_CFLAGS := -DBK_HAVE_OPENBLAS $(shell $(PKG_CONFIG) --cflags openblas)
@@ -122,6 +124,7 @@ endif
 # Open MPI: found through its compiler wrapper (Debian: openmpi-bin libopenmpi-dev). Its
 # include directories go in as -isystem, so that -Wpedantic judges brick's code, not mpi.h.
 MPICC ?= mpicc
+$(call check_01,MPI)
 ifeq ($(MPI),auto)
   ifneq ($(BUILDING),)
     MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && $(MPICC) --showme:link >/dev/null 2>&1 && echo 1 || echo 0)
@@ -134,8 +137,6 @@ else ifeq ($(MPI),1)
       $(error MPI=1 but $(MPICC) is not found: install openmpi-bin libopenmpi-dev (scripts/deps.sh) or use MPI=0)
     endif
   endif
-else ifneq ($(MPI),0)
-  $(error MPI must be auto, 0 or 1 (got '$(MPI)'))
 endif
 ifeq ($(MPI),1)
   MPI_CFLAGS := -DBK_HAVE_MPI $(patsubst -I%,-isystem %,$(shell $(MPICC) --showme:compile))

@@ -1,4 +1,5 @@
-/* bench_timing.h - the clocks and the median that the programs in bench/ time with.
+/* bench_timing.h - the clocks and the median that the programs in bench/ time with, and
+ * their choice of cases by name.
  * Header-only (static inline): each bench/NAME.c is its own program, linked alone with
  * libbrick.a by the Makefile. Include after defining _POSIX_C_SOURCE 200809L.
  */
@@ -35,6 +36,14 @@ static inline int cmp_double(const void *a, const void *b) {
 static inline double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Whether the case called name is chosen by the filters[0..n) given on the command line
+ * (any of them a substring of name; with none, every case is). */
+static inline bool bench_selected(const char *name, const char *const *filters, int n) {
+    for (int f = 0; f < n; f++)
+        if (strstr(name, filters[f])) return true;
+    return n == 0;
 }
 
 /* The options of a bench that times repeats of ~`seconds` each: -r N (repeats, 1..128),

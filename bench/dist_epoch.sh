@@ -31,12 +31,10 @@ cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 model= runs= data=data/fashion-mnist-subset torch=1
 while [ $# -gt 0 ]; do
+    bench_opt "data" "$@" && { shift 2; continue; }
     case $1 in
-        --data) data=$2; shift 2 ;;
         --no-torch) torch=0; shift ;;
-        -h|--help) bench_usage; exit 0 ;;
-        -*) echo "dist_epoch.sh: unknown option '$1'" >&2; exit 2 ;;
-        *) if [ -z "$model" ]; then model=$1; elif [ -z "$runs" ]; then runs=$1; else bench_usage >&2; exit 2; fi; shift ;;
+        *) bench_arg "$1" model runs; shift ;;
     esac
 done
 [ -n "$model" ] || { bench_usage >&2; exit 2; }

@@ -20,11 +20,9 @@ cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 runs=3 threads=1 torch=0 data=/usr/share/datasets/fashion-mnist bricks=()
 while [ $# -gt 0 ]; do
+    bench_opt "runs threads data" "$@" && { shift 2; continue; }
     case $1 in
-        --runs) runs=$2; shift 2 ;;
-        --threads) threads=$2; shift 2 ;;
         --torch) torch=1; shift ;;
-        --data) data=$2; shift 2 ;;
         -h|--help) bench_usage; exit 0 ;;
         *) bricks+=("$1"); shift ;;
     esac

@@ -216,10 +216,7 @@ int main(int argc, char **argv) {
 
     for (size_t i = 0; i < N_SHAPES; i++) {
         const shape *s = &SHAPES[i];
-        bool keep = n_filters == 0;
-        for (int f = 0; f < n_filters; f++)
-            if (strstr(s->name, filters[f])) keep = true;
-        if (!keep) continue;
+        if (!bench_selected(s->name, filters, n_filters)) continue;
         float *A = random_floats(s->M * s->K), *B = random_floats(s->K * s->N);
         float *C = random_floats(s->M * s->N);
         const double flop = 2.0 * (double)s->M * (double)s->N * (double)s->K;

@@ -4,6 +4,43 @@
 # The script's manual: its opening comment (line 2 up to `set ...`), without the '# '.
 bench_usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
 
+# bench_opt "NAME..." ARGS...: when ARGS starts with --NAME VALUE for one of the NAMEs, sets
+# the variable NAME (dashes as underscores) to VALUE and returns 0 (the caller shifts 2);
+# returns 1 for any other argument. A missing VALUE exits 2 with a message.
+bench_opt() {
+    local names=$1 n
+    shift
+    for n in $names; do
+        if [ "$1" = "--$n" ]; then
+            [ $# -ge 2 ] || { echo "$(basename "$0"): $1 needs a value" >&2; exit 2; }
+            printf -v "${n//-/_}" '%s' "$2"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# bench_arg ARG NAME...: an argument that is not an option with a value (bench_opt): -h or
+# --help prints the manual and exits 0; another -X exits 2 (unknown option); anything else
+# is positional: it sets the first of the variables NAME... that is empty, or exits 2 when
+# none is.
+bench_arg() {
+    local arg=$1 n
+    shift
+    case $arg in
+        -h | --help) bench_usage; exit 0 ;;
+        -*) echo "$(basename "$0"): unknown option '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+    for n in "$@"; do
+        if [ -z "${!n}" ]; then
+            printf -v "$n" '%s' "$arg"
+            return 0
+        fi
+    done
+    echo "$(basename "$0"): too many arguments at '$arg' (see --help)" >&2
+    exit 2
+}
+
 # The median of the numbers on stdin (one or more per line, separated by blanks).
 median() {
     tr -s ' \t' '\n\n' | grep . | sort -g |
@@ -52,4 +89,32 @@ load_report() {
     load_mean=$(awk '{s += $1} END {printf "%.2f", s / NR}' "$1")
     printf 'load average (1 min) before the runs: mean %s, min %s, max %s; at the end %s\n' "$load_mean" \
         "$(sort -g "$1" | head -n 1)" "$(sort -g "$1" | tail -n 1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# best_threads ARRAY CMP SIDE: the thread count in $threads whose ARRAY[SIDE-t] is best: with
+# CMP '<' the smallest (seconds), with '>' the largest (a rate); the first of equals.
+best_threads() {
+    local -n of=$1
+    local best='' t
+    for t in $threads; do
+        if [ -z "$best" ] || awk "BEGIN {exit !(${of[$3-$t]} $2 ${of[$3-$best]})}"; then
+            best=$t
+        fi
+    done
+    echo "$best"
+}
+
+# repro_check A B WHAT: two runs' model files. Sets repro_result to identical or DIFFERENT,
+# and says so (WHAT: the runs' settings), when B exists; otherwise sets it to skipped and
+# returns 1.
+repro_check() {
+    repro_result=skipped
+    [ -e "$2" ] || return 1
+    if cmp -s "$1" "$2"; then
+        repro_result=identical
+        echo "reproducible: two brick runs ($3) wrote identical model files"
+    else
+        repro_result=DIFFERENT
+        echo "NOT REPRODUCIBLE: $1 and $2 differ: $(cmp "$1" "$2" 2>&1)"
+    fi
 }

@@ -46,21 +46,13 @@ cd "$(dirname "$0")/.." || exit 2
 steps= runs= threads="1 2" own_init=0 keep= passive=1
 extra=()
 while [ $# -gt 0 ]; do
+    bench_opt "threads keep" "$@" && { shift 2; continue; }
     case $1 in
-        --threads) threads=$2; shift 2 ;;
         --own-init) own_init=1; shift ;;
         --passive) passive=1; shift ;;
         --spin) passive=0; shift ;;
-        --keep) keep=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) bench_usage; exit 0 ;;
-        -*) echo "lm_tokens.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-        *)
-            if [ -z "$steps" ]; then steps=$1
-            elif [ -z "$runs" ]; then runs=$1
-            else echo "lm_tokens.sh: too many arguments at '$1' (see --help)" >&2; exit 2
-            fi
-            shift ;;
+        *) bench_arg "$1" steps runs; shift ;;
     esac
 done
 steps=${steps:-200}
@@ -148,16 +140,12 @@ done
 
 echo
 printf '%-8s %-8s %20s %18s\n' side threads "tokens/s (median)" "val loss (nats)"
-declare -A best
 for side in brick torch; do
     for t in $threads; do
         printf '%-8s %-8s %20.0f %18s\n' "$side" "$t" "${tps_of[$side-$t]}" "${val_of[$side-$t]}"
-        if [ -z "${best[$side]:-}" ] || awk "BEGIN {exit !(${tps_of[$side-$t]} > ${tps_of[$side-${best[$side]}]})}"; then
-            best[$side]=$t
-        fi
     done
 done
-bt=${best[brick]} tt=${best[torch]}
+bt=$(best_threads tps_of '>' brick) tt=$(best_threads tps_of '>' torch)
 tb=${tps_of[brick-$bt]} ttorch=${tps_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
 vb=${val_of[brick-$bt]} vt=${val_of[torch-$tt]}
@@ -171,19 +159,10 @@ printf 'ratio brick/torch (tokens/s): %s; validation losses differ by %s nats/ch
 load_report "$tmp/loads"
 
 # Reproducibility: the same seed and threads twice -> identical model files.
-repro_result=skipped
 t1=$(cut -d' ' -f1 <<<"$threads")
 a=$tmp_keep/brick-t$t1-r1.safetensors
 b=$tmp_keep/brick-t$t1-r2.safetensors
-if [ -e "$b" ]; then
-    if cmp -s "$a" "$b"; then
-        repro_result=identical
-        echo "reproducible: two brick runs (threads $t1) wrote identical model files"
-    else
-        repro_result=DIFFERENT
-        echo "NOT REPRODUCIBLE: $a and $b differ: $(cmp "$a" "$b" 2>&1)"
-    fi
-fi
+repro_check "$a" "$b" "threads $t1"
 echo "SUMMARY steps=$steps runs=$runs brick_tps=$tb brick_threads=$bt brick_val=$vb torch_tps=$ttorch" \
     "torch_threads=$tt torch_val=$vt ratio=$ratio val_diff=$vdiff same_init=$((1 - own_init)) brick_passive=$passive" \
     "load_mean=$load_mean repro=$repro_result"

@@ -294,10 +294,7 @@ int main(int argc, char **argv) {
     printf(" | %s\n", "hash");
     for (size_t i = 0; i < N_CASES; i++) {
         const bench_case *c = &CASES[i];
-        bool keep = n_filters == 0;
-        for (int f = 0; f < n_filters; f++)
-            if (strstr(c->name, filters[f])) keep = true;
-        if (!keep) continue;
+        if (!bench_selected(c->name, filters, n_filters)) continue;
         char shape[64];
         bk__shape_fmt(c->ndim, c->shape, shape, sizeof shape);
         printf("%-24s %-18s", c->name, shape);

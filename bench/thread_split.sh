@@ -20,11 +20,8 @@ cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 runs=2 model=mlp epochs=3 data=/usr/share/datasets/fashion-mnist bricks=()
 while [ $# -gt 0 ]; do
+    bench_opt "runs model epochs data" "$@" && { shift 2; continue; }
     case $1 in
-        --runs) runs=$2; shift 2 ;;
-        --model) model=$2; shift 2 ;;
-        --epochs) epochs=$2; shift 2 ;;
-        --data) data=$2; shift 2 ;;
         -h|--help) bench_usage; exit 0 ;;
         *) bricks+=("$1"); shift ;;
     esac

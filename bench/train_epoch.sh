@@ -43,30 +43,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 . bench/lib.sh
 model= epochs= runs= data= threads="1 2" repro=0 keep=
-lr= batch= optimizer= momentum=
+lr= batch_size= optimizer= momentum=
 extra=() # recipe flags passed as they are to both sides when given
 while [ $# -gt 0 ]; do
+    bench_opt "data threads lr batch-size optimizer momentum keep" "$@" && { shift 2; continue; }
     case $1 in
-        --data) data=$2; shift 2 ;;
-        --threads) threads=$2; shift 2 ;;
         --repro) repro=1; shift ;;
-        --lr) lr=$2; shift 2 ;;
-        --batch-size) batch=$2; shift 2 ;;
-        --optimizer) optimizer=$2; shift 2 ;;
-        --momentum) momentum=$2; shift 2 ;;
         --weight-decay|--lr-schedule|--lr-min|--lr-step-size|--lr-gamma)
             [ $# -ge 2 ] || { echo "train_epoch.sh: $1 needs a value" >&2; exit 2; }
             extra+=("$1" "$2"); shift 2 ;;
-        --keep) keep=$2; shift 2 ;;
-        -h|--help) bench_usage; exit 0 ;;
-        -*) echo "train_epoch.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-        *)
-            if [ -z "$model" ]; then model=$1
-            elif [ -z "$epochs" ]; then epochs=$1
-            elif [ -z "$runs" ]; then runs=$1
-            else echo "train_epoch.sh: too many arguments at '$1' (see --help)" >&2; exit 2
-            fi
-            shift ;;
+        *) bench_arg "$1" model epochs runs; shift ;;
     esac
 done
 [ -n "$model" ] || { bench_usage >&2; exit 2; }
@@ -77,11 +63,11 @@ for v in "$epochs" "$runs"; do
 done
 [ "$model" = resnet ] && model=resnet:width=8
 case ${model%%:*} in
-    mlp|softmax) : "${lr:=0.1}" "${batch:=256}" "${optimizer:=sgd}" "${momentum:=0}" ;;
-    lenet|resnet|googlenet) : "${lr:=0.02}" "${batch:=128}" "${optimizer:=sgd}" "${momentum:=0.9}" ;;
+    mlp|softmax) : "${lr:=0.1}" "${batch_size:=256}" "${optimizer:=sgd}" "${momentum:=0}" ;;
+    lenet|resnet|googlenet) : "${lr:=0.02}" "${batch_size:=128}" "${optimizer:=sgd}" "${momentum:=0.9}" ;;
     *) echo "train_epoch.sh: unknown model '$model' (mlp, softmax, lenet, resnet[:width=N], googlenet)" >&2; exit 2 ;;
 esac
-recipe=(--model "$model" --epochs "$epochs" --lr "$lr" --batch-size "$batch" --optimizer "$optimizer"
+recipe=(--model "$model" --epochs "$epochs" --lr "$lr" --batch-size "$batch_size" --optimizer "$optimizer"
         --seed 0 ${extra[@]+"${extra[@]}"})
 # brick train refuses --momentum for Adam and AdamW (it has no meaning there)
 [ "$optimizer" = sgd ] && recipe+=(--momentum "$momentum")
@@ -105,7 +91,7 @@ run_timed() {
 }
 rss_mib() { awk '/^[0-9]+$/ {kb = $1} END {printf "%.1f\n", kb / 1024}' "$1"; }
 
-echo "model: $model; recipe: $optimizer lr $lr$([ "$optimizer" = sgd ] && echo " momentum $momentum"), batch $batch, seed 0${extra[*]:+, ${extra[*]}}"
+echo "model: $model; recipe: $optimizer lr $lr$([ "$optimizer" = sgd ] && echo " momentum $momentum"), batch $batch_size, seed 0${extra[*]:+, ${extra[*]}}"
 echo "data: $data, $epochs epochs, $runs runs per configuration, threads: $threads"
 echo "machine: $(nproc) CPUs ($(cpu_model)), $(uname -m), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$("$brick" --version); PyTorch $("$python" -c 'import torch; print(torch.__version__)')"
@@ -158,16 +144,12 @@ done
 
 echo
 printf '%-8s %-8s %18s %15s %14s\n' side threads "epoch median (s)" "final test acc" "max RSS (MiB)"
-declare -A best
 for side in brick torch; do
     for t in $threads; do
         printf '%-8s %-8s %18.3f %15.4f %14.1f\n' "$side" "$t" "${time_of[$side-$t]}" "${acc_of[$side-$t]}" "${rss_of[$side-$t]}"
-        if [ -z "${best[$side]:-}" ] || awk "BEGIN {exit !(${time_of[$side-$t]} < ${time_of[$side-${best[$side]}]})}"; then
-            best[$side]=$t
-        fi
     done
 done
-bt=${best[brick]} tt=${best[torch]}
+bt=$(best_threads time_of '<' brick) tt=$(best_threads time_of '<' torch)
 tb=${time_of[brick-$bt]} ttorch=${time_of[torch-$tt]}
 ratio=$(awk "BEGIN {printf \"%.2f\", $tb / $ttorch}")
 echo
@@ -178,24 +160,14 @@ printf 'ratio brick/torch: %s\n' "$ratio"
 load_report "$tmp/loads"
 
 # Reproducibility: the same seed and threads twice -> identical model files.
-repro_result=skipped
 t1=$(cut -d' ' -f1 <<<"$threads")
 a=$tmp_keep/brick-t$t1-r1.safetensors
 b=$tmp_keep/brick-t$t1-r2.safetensors
 if [ "$runs" -lt 2 ] && [ "$repro" = 1 ]; then
     "$brick" train "${recipe[@]}" --data "$data" --threads "$t1" --out "$b" >/dev/null 2>&1
 fi
-if [ -e "$b" ]; then
-    if cmp -s "$a" "$b"; then
-        repro_result=identical
-        echo "reproducible: two brick runs (seed 0, threads $t1) wrote identical model files"
-    else
-        repro_result=DIFFERENT
-        echo "NOT REPRODUCIBLE: $a and $b differ: $(cmp "$a" "$b" 2>&1)"
-    fi
-else
+repro_check "$a" "$b" "seed 0, threads $t1" ||
     echo "reproducibility not checked (one run; pass --repro to add a second brick run)"
-fi
 echo "SUMMARY model=$model epochs=$epochs runs=$runs brick_s=$tb brick_threads=$bt brick_acc=${acc_of[brick-$bt]}" \
     "brick_rss_mib=${rss_of[brick-$bt]} torch_s=$ttorch torch_threads=$tt torch_acc=${acc_of[torch-$tt]}" \
     "torch_rss_mib=${rss_of[torch-$tt]} ratio=$ratio load_mean=$load_mean repro=$repro_result"

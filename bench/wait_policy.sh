@@ -28,11 +28,8 @@ policies="passive spin300000 active"
 brick=${BRICK:-build/brick}
 pos=0
 while [ $# -gt 0 ]; do
+    bench_opt "threads data policies brick" "$@" && { shift 2; continue; }
     case $1 in
-        --threads) threads=$2; shift 2 ;;
-        --data) data=$2; shift 2 ;;
-        --policies) policies=$2; shift 2 ;;
-        --brick) brick=$2; shift 2 ;;
         -h|--help) bench_usage; exit 0 ;;
         *)
             case $pos in 0) model=$1 ;; 1) epochs=$1 ;; 2) runs=$1 ;; *) echo "wait_policy.sh: too many arguments" >&2; exit 2 ;; esac

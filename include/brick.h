@@ -59,6 +59,14 @@ extern "C" {
 
 #define BK_MAX_DIMS 8 /* rank limit of a tensor */
 
+/* After a printf-like function's declaration: argument fmt is its format and the values
+ * start at argument first, so that GCC and Clang check the calls (other compilers: nothing). */
+#if defined(__GNUC__)
+#define BK_PRINTF_FORMAT(fmt, first) __attribute__((format(printf, fmt, first)))
+#else
+#define BK_PRINTF_FORMAT(fmt, first)
+#endif
+
 /* ------------------------------------------------------------------------------------ */
 /* Errors                                                                               */
 /* ------------------------------------------------------------------------------------ */
@@ -70,11 +78,7 @@ void bk_clear_error(void);
 /* Records a failure message (printf-style), as brick's own functions do. For user ops.
  * A NULL fmt records "set_error: format is NULL". The message is stored escaped
  * (bk_escape), so bk_last_error() never holds a control character or invalid UTF-8. */
-void bk_set_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+void bk_set_error(const char *fmt, ...) BK_PRINTF_FORMAT(1, 2);
 /* Makes s (a name or value read from a file) safe to print on a terminal: control
  * characters become \n, \r, \t or \xNN, C1 controls and bidirectional overrides
  * \uNNNN, bytes that are not valid UTF-8 \xNN; everything else is copied, backslashes

@@ -20,17 +20,9 @@
 bool bk__error_pending(void);
 /* Records "<who>: <path>: <message>", the form of every file reader's and writer's
  * messages. Always returns false, for `return bk__file_error(...)`. */
-bool bk__file_error(const char *who, const char *path, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+bool bk__file_error(const char *who, const char *path, const char *fmt, ...) BK_PRINTF_FORMAT(3, 4);
 /* Prefixes the current error message with "prefix: " (used to add context). */
-void bk__error_prefix(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+void bk__error_prefix(const char *fmt, ...) BK_PRINTF_FORMAT(1, 2);
 /* For public functions taking a block: false, with "<who>: module is NULL" or "<who>: not
  * a live module (...)", unless m is a block made by bk_module_new and not yet freed (as far
  * as can be told without a magic number: a class and a positive reference count, which

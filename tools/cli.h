@@ -44,18 +44,10 @@ int cli_main(int argc, char **argv);
 extern bool cli_parse_only;
 
 /* Prints "<cli_prog>: <message>" on stderr and returns CLI_USAGE (2). */
-int cli_usage(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+int cli_usage(const char *fmt, ...) BK_PRINTF_FORMAT(1, 2);
 /* Prints "<cli_prog>: <message>" on stderr and returns CLI_RUNTIME (1). With fmt NULL the
  * message is bk_last_error(). */
-int cli_fail(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+int cli_fail(const char *fmt, ...) BK_PRINTF_FORMAT(1, 2);
 
 /* ---- options (cli.c) -------------------------------------------------------------------- */
 
@@ -136,11 +128,7 @@ typedef struct cli_buf {
     size_t len, cap;
     bool oom;
 } cli_buf;
-void cli_buf_printf(cli_buf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+void cli_buf_printf(cli_buf *b, const char *fmt, ...) BK_PRINTF_FORMAT(2, 3);
 void cli_buf_free(cli_buf *b);
 /* Writes the buffer to path atomically (bk_file_write_atomic: temporary file, fsync,
  * rename; leftovers of killed runs removed). 0, or -1 with an error set. */

@@ -122,16 +122,15 @@ static void micro_portable(int64_t kc, const float *a, const float *b, int64_t b
 }
 #endif
 
+/* the fields grouped by what they are (clang-format would write one a line) */
+/* clang-format off */
 static const bk__gemm_kernel KERNEL_PORTABLE = {
-    .name = "portable 4x8",
-    .key = "portable",
-    .mr = PMR,
-    .nr = PNR, /* register tile */
-    .mc = 128,
-    .kc = 256,
-    .nc = 4096, /* cache blocks */
+    .name = "portable 4x8", .key = "portable",
+    .mr = PMR, .nr = PNR,                 /* register tile */
+    .mc = 128, .kc = 256, .nc = 4096,     /* cache blocks */
     .micro = micro_portable,
 };
+/* clang-format on */
 
 /* ---- packing ---------------------------------------------------------------------------
  * op(X)[r, k] is X[r*ld + k] when not transposed, X[k*ld + r] when transposed; op(A) is
@@ -424,20 +423,11 @@ static void gemm_blocked(const bk__gemm_kernel *kern, bool ta, bool tb, int64_t 
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    gemm_plan p = {.kern = kern,
-                   .ta = ta,
-                   .tb = tb,
-                   .M = M,
-                   .N = N,
-                   .K = K,
-                   .alpha = alpha,
-                   .beta = beta,
-                   .A = A,
-                   .B = B,
-                   .lda = lda,
-                   .ldb = ldb,
-                   .ldc = ldc,
-                   .C = C};
+    /* the call (clang-format would write one field a line) */
+    /* clang-format off */
+    gemm_plan p = {.kern = kern, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                   .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C};
+    /* clang-format on */
     /* K in equal slices (the slicing fixes the summation order: it depends on K only) */
     p.kc = ceil_div(K, ceil_div(K, kern->kc));
     /* N in equal blocks of whole micro-panels */

@@ -239,20 +239,16 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
 
 static bool usable(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
+/* the fields grouped by what they are (clang-format would write one a line) */
+/* clang-format off */
 const bk__gemm_kernel bk__gemm_kernel_avx2 = {
-    .name = "avx2-fma 6x16",
-    .key = "avx2",
-    .usable = usable,
-    .mr = MR,
-    .nr = NR, /* register tile */
-    .mc = 144,
-    .kc = 256,
-    .nc = 4080, /* cache blocks */
-    .micro = micro_6x16,
-    .pack_rows = bk__gemm_pack_rows_avx2,
-    .small_nn = small_nn,
-    .small_nt = small_nt, /* gemm_small_tmpl.h */
+    .name = "avx2-fma 6x16", .key = "avx2", .usable = usable,
+    .mr = MR, .nr = NR,                   /* register tile */
+    .mc = 144, .kc = 256, .nc = 4080,     /* cache blocks */
+    .micro = micro_6x16, .pack_rows = bk__gemm_pack_rows_avx2,
+    .small_nn = small_nn, .small_nt = small_nt, /* gemm_small_tmpl.h */
 };
+/* clang-format on */
 
 #else
 /* ISO C forbids an empty translation unit. */

@@ -161,21 +161,16 @@ static bool usable(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2");
 }
 
+/* the fields grouped by what they are (clang-format would write one a line) */
+/* clang-format off */
 const bk__gemm_kernel bk__gemm_kernel_avx512 = {
-    .name = "avx512 16x16",
-    .key = "avx512",
-    .usable = usable,
-    .mr = MR,
-    .nr = NR, /* register tile */
-    .mc = 192,
-    .kc = 256,
-    .nc = 4096, /* cache blocks */
-    .micro = micro_16x16,
-    .micro_half = micro_8x16,
-    .pack_rows = bk__gemm_pack_rows_avx2,
-    .small_nn = small_nn,
-    .small_nt = small_nt, /* gemm_small_tmpl.h */
+    .name = "avx512 16x16", .key = "avx512", .usable = usable,
+    .mr = MR, .nr = NR,                   /* register tile */
+    .mc = 192, .kc = 256, .nc = 4096,     /* cache blocks */
+    .micro = micro_16x16, .micro_half = micro_8x16, .pack_rows = bk__gemm_pack_rows_avx2,
+    .small_nn = small_nn, .small_nt = small_nt, /* gemm_small_tmpl.h */
 };
+/* clang-format on */
 
 #else
 /* ISO C forbids an empty translation unit. */

@@ -213,20 +213,35 @@ static bk_module *build_resnet(const zoo_args *a, const zoo_input *in, int n_cla
 /* A small GoogLeNet (D2L 8.4) for 28 x 28 inputs: D2L's stages with about a quarter of
  * the channels, a single 3x3 stem convolution and two Inception stages.
  * (C, 28, 28) -> 32 x 14 x 14 -> 64 -> 120 x 7 x 7 -> 128 -> 208 x 7 x 7 -> 208 -> classes. */
-static double inception_params(double in, double c1, const double c2[2], const double c3[2], double c4) {
-    return conv_params(in, c1, 1) + conv_params(in, c2[0], 1) + conv_params(c2[0], c2[1], 3) +
-           conv_params(in, c3[0], 1) + conv_params(c3[0], c3[1], 5) + conv_params(in, c4, 1);
+typedef struct inception_cfg {
+    int64_t in, c1, c2[2], c3[2], c4; /* bk_nn_inception's arguments */
+} inception_cfg;
+
+/* The four Inception blocks, two a stage: googlenet_params counts what build_googlenet builds. */
+static const inception_cfg GOOGLENET_INCEPTION[4] = {
+    {32, 16, {24, 32}, {4, 8}, 8},
+    {64, 32, {32, 48}, {8, 24}, 16},
+    {120, 48, {24, 52}, {4, 12}, 16},
+    {128, 64, {40, 80}, {8, 32}, 32},
+};
+
+static double inception_params(const inception_cfg *c) {
+    return conv_params(c->in, c->c1, 1) + conv_params(c->in, c->c2[0], 1) +
+           conv_params(c->c2[0], c->c2[1], 3) + conv_params(c->in, c->c3[0], 1) +
+           conv_params(c->c3[0], c->c3[1], 5) + conv_params(c->in, c->c4, 1);
 }
 
 static double googlenet_params(const zoo_args *a, const zoo_input *in, int n_classes) {
     (void)a;
     if (!image_input(in)) return -1;
-    return conv_params((double)in->shape[0], 32, 3) +
-           inception_params(32, 16, (const double[2]){24, 32}, (const double[2]){4, 8}, 8) +
-           inception_params(64, 32, (const double[2]){32, 48}, (const double[2]){8, 24}, 16) +
-           inception_params(120, 48, (const double[2]){24, 52}, (const double[2]){4, 12}, 16) +
-           inception_params(128, 64, (const double[2]){40, 80}, (const double[2]){8, 32}, 32) +
-           linear_params(208, n_classes);
+    double n = conv_params((double)in->shape[0], 32, 3);
+    for (int i = 0; i < 4; i++) n += inception_params(&GOOGLENET_INCEPTION[i]);
+    return n + linear_params(208, n_classes);
+}
+
+static bk_module *inception(int i) {
+    const inception_cfg *c = &GOOGLENET_INCEPTION[i];
+    return bk_nn_inception(c->in, c->c1, c->c2, c->c3, c->c4);
 }
 
 static bk_module *build_googlenet(const zoo_args *a, const zoo_input *in, int n_classes) {
@@ -234,18 +249,9 @@ static bk_module *build_googlenet(const zoo_args *a, const zoo_input *in, int n_
     int64_t C = in->shape[0];
     bk_module *b1 = bk_nn_sequential(3, bk_nn_conv2d(C, 32, 3, 1, 1), bk_nn_relu(),
                                      bk_nn_max_pool2d(3, 2, 1));
-    bk_module *b2 = bk_nn_sequential(3,
-                                     bk_nn_inception(32, 16, (const int64_t[2]){24, 32},
-                                                     (const int64_t[2]){4, 8}, 8),
-                                     bk_nn_inception(64, 32, (const int64_t[2]){32, 48},
-                                                     (const int64_t[2]){8, 24}, 16),
-                                     bk_nn_max_pool2d(3, 2, 1));
-    bk_module *b3 = bk_nn_sequential(4,
-                                     bk_nn_inception(120, 48, (const int64_t[2]){24, 52},
-                                                     (const int64_t[2]){4, 12}, 16),
-                                     bk_nn_inception(128, 64, (const int64_t[2]){40, 80},
-                                                     (const int64_t[2]){8, 32}, 32),
-                                     bk_nn_adaptive_avg_pool2d(1, 1), bk_nn_flatten(1, -1));
+    bk_module *b2 = bk_nn_sequential(3, inception(0), inception(1), bk_nn_max_pool2d(3, 2, 1));
+    bk_module *b3 = bk_nn_sequential(4, inception(2), inception(3), bk_nn_adaptive_avg_pool2d(1, 1),
+                                     bk_nn_flatten(1, -1));
     return bk_nn_sequential(4, b1, b2, b3, bk_nn_linear(208, n_classes));
 }
 

@@ -4,43 +4,28 @@
  */
 #include "internal.h"
 
-static bk_tensor *relu_forward(bk_module *m, bk_tensor *x) {
-    (void)m;
-    return bk_relu(x);
-}
-static bk_tensor *sigmoid_forward(bk_module *m, bk_tensor *x) {
-    (void)m;
-    return bk_sigmoid(x);
-}
-static bk_tensor *tanh_forward(bk_module *m, bk_tensor *x) {
-    (void)m;
-    return bk_tanh(x);
-}
-static bk_tensor *identity_forward(bk_module *m, bk_tensor *x) {
-    (void)m;
-    return x;
-}
+static bk_tensor *identity(bk_tensor *x) { return x; }
 
-static const bk_module_class RELU = {"ReLU", relu_forward, NULL, NULL};
-static const bk_module_class SIGMOID = {"Sigmoid", sigmoid_forward, NULL, NULL};
-static const bk_module_class TANH = {"Tanh", tanh_forward, NULL, NULL};
-static const bk_module_class IDENTITY = {"Identity", identity_forward, NULL, NULL};
-
-bk_module *bk_nn_relu(void) { return bk_module_new(&RELU, sizeof(bk_module)); }
-bk_module *bk_nn_sigmoid(void) { return bk_module_new(&SIGMOID, sizeof(bk_module)); }
-bk_module *bk_nn_tanh(void) { return bk_module_new(&TANH, sizeof(bk_module)); }
-bk_module *bk_nn_identity(void) { return bk_module_new(&IDENTITY, sizeof(bk_module)); }
-
-static bk_tensor *gelu_forward(bk_module *m, bk_tensor *x) {
-    (void)m;
-    return bk_gelu(x);
-}
 static void gelu_repr(const bk_module *m, char *buf, size_t n) {
     (void)m;
     snprintf(buf, n, "approximate='none'");
 }
-static const bk_module_class GELU = {"GELU", gelu_forward, gelu_repr, NULL};
-bk_module *bk_nn_gelu(void) { return bk_module_new(&GELU, sizeof(bk_module)); }
+
+/* One activation block: its class (torch's name, a forward that applies op, repr) and its
+ * constructor bk_nn_<name>. */
+#define ACTIVATION(name, cls_name, op, repr)                                            \
+    static bk_tensor *name##_forward(bk_module *m, bk_tensor *x) {                      \
+        (void)m;                                                                        \
+        return op(x);                                                                   \
+    }                                                                                   \
+    static const bk_module_class name##_class = {cls_name, name##_forward, repr, NULL}; \
+    bk_module *bk_nn_##name(void) { return bk_module_new(&name##_class, sizeof(bk_module)); }
+
+ACTIVATION(relu, "ReLU", bk_relu, NULL)
+ACTIVATION(sigmoid, "Sigmoid", bk_sigmoid, NULL)
+ACTIVATION(tanh, "Tanh", bk_tanh, NULL)
+ACTIVATION(identity, "Identity", identity, NULL)
+ACTIVATION(gelu, "GELU", bk_gelu, gelu_repr)
 
 /* Softmax and LogSoftmax keep their dim (negative counts from the end, checked per input). */
 typedef struct softmax {

@@ -278,47 +278,23 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
     return bk_op_record(op, y, 1, &x, &p, sizeof p);
 }
 
-bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts o) {
-    pool_params p = {POOL_MAX,
-                     0,
-                     0,
-                     0,
-                     0,
-                     0,
-                     0,
-                     o.kernel[0],
-                     o.kernel[1],
-                     o.stride[0],
-                     o.stride[1],
-                     o.padding[0],
-                     o.padding[1],
-                     NULL,
-                     NULL,
-                     NULL};
+/* max_pool2d and avg_pool2d: a window kind with the caller's kernel, stride and padding */
+static bk_tensor *window_pool(pool_kind kind, bk_tensor *x, bk_pool2d_opts o) {
+    pool_params p = {.kind = kind,
+                     .kh = o.kernel[0],
+                     .kw = o.kernel[1],
+                     .sh = o.stride[0],
+                     .sw = o.stride[1],
+                     .ph = o.padding[0],
+                     .pw = o.padding[1]};
     return pool(p, x);
 }
 
-bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts o) {
-    pool_params p = {POOL_AVG,
-                     0,
-                     0,
-                     0,
-                     0,
-                     0,
-                     0,
-                     o.kernel[0],
-                     o.kernel[1],
-                     o.stride[0],
-                     o.stride[1],
-                     o.padding[0],
-                     o.padding[1],
-                     NULL,
-                     NULL,
-                     NULL};
-    return pool(p, x);
-}
+bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts o) { return window_pool(POOL_MAX, x, o); }
+
+bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts o) { return window_pool(POOL_AVG, x, o); }
 
 bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w) {
-    pool_params p = {POOL_ADAPTIVE, 0, 0, 0, 0, out_h, out_w, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL};
+    pool_params p = {.kind = POOL_ADAPTIVE, .OH = out_h, .OW = out_w};
     return pool(p, x);
 }
