@@ -223,13 +223,20 @@ void bk__block_pop(void);
 bk_module *bk__nn_out_proj(int64_t E, bool bias);
 
 /* ---- ops y = f(x, w[, b]) (linear, conv2d, batch_norm, layer_norm) --------------------- */
-/* For their backward: dL/dy, and where to add the gradients, *dx, *dw and *db, each NULL
- * when not wanted (*db also when there is no bias). */
-static inline const float *bk__xwb_grads(bk_node *n, bk_tensor **dx, bk_tensor **dw, bk_tensor **db) {
-    *dx = bk_node_grad_input(n, 0);
-    *dw = bk_node_grad_input(n, 1);
-    *db = bk_node_num_inputs(n) > 2 ? bk_node_grad_input(n, 2) : NULL;
-    return bk_node_grad_output(n)->data;
+/* For their backward: the inputs x and w, dL/dy, and where to add the gradients, dx, dw and
+ * db, each NULL when not wanted (db also when there is no bias). */
+typedef struct bk__xwb {
+    const bk_tensor *x, *w;
+    bk_tensor *dx, *dw, *db;
+    const float *dy;
+} bk__xwb;
+static inline bk__xwb bk__xwb_grads(bk_node *n) {
+    return (bk__xwb){bk_node_input(n, 0),
+                     bk_node_input(n, 1),
+                     bk_node_grad_input(n, 0),
+                     bk_node_grad_input(n, 1),
+                     bk_node_num_inputs(n) > 2 ? bk_node_grad_input(n, 2) : NULL,
+                     bk_node_grad_output(n)->data};
 }
 
 /* ---- the compute backend --------------------------------------------------------------

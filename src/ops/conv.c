@@ -151,15 +151,13 @@ static const float *grad_block(const conv_params *p, const float *G, int64_t n0,
 
 static void conv2d_backward(bk_node *node) {
     const conv_params *p = bk_node_params(node);
-    const bk_tensor *x = bk_node_input(node, 0), *w = bk_node_input(node, 1);
-    bk_tensor *dx, *dw, *db;
-    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
+    bk__xwb io = bk__xwb_grads(node);
     const bk_backend *be = bk__backend();
     int64_t L = p->OH * p->OW;
-    if (db) /* 16 running sums per plane (i mod 16), added pairwise: a fixed order that vectorises */
+    if (io.db) /* 16 running sums per plane (i mod 16), added pairwise: a fixed order that vectorises */
         for (int64_t n = 0; n < p->N; n++)
             for (int64_t o = 0; o < p->O; o++) {
-                const float *g = G + (n * p->O + o) * L;
+                const float *g = io.dy + (n * p->O + o) * L;
                 float s[16] = {0};
                 int64_t i = 0;
                 for (; i + 16 <= L; i += 16)
@@ -167,77 +165,77 @@ static void conv2d_backward(bk_node *node) {
                 for (int k = 0; i < L; i++, k++) s[k] += g[i];
                 for (int half = 8; half >= 1; half /= 2)
                     for (int k = 0; k < half; k++) s[k] += s[k + half];
-                db->data[o] += s[0];
+                io.db->data[o] += s[0];
             }
-    if ((!dx && !dw) || p->nchunks == 0) return; /* an empty batch adds nothing to dx or dW */
+    if ((!io.dx && !io.dw) || p->nchunks == 0) return; /* an empty batch adds nothing to dx or dW */
     /* dx and dW by the direct kernel where it applies (stride 1), else GEMMs with im2col
      * and col2im */
     bk__dconv dd, fd;
-    bool direct = dx && p->sh == 1 && p->sw == 1 &&
+    bool direct = io.dx && p->sh == 1 && p->sw == 1 &&
                   bk__dconv_plan(&dd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
                                  p->chunk, true);
-    bool direct_w = dw && p->sh == 1 && p->sw == 1 &&
+    bool direct_w = io.dw && p->sh == 1 && p->sw == 1 &&
                     bk__dconv_plan(&fd, p->Cg, p->H, p->W, p->Og, p->KH, p->KW, p->ph, p->pw, p->dh, p->dw,
                                    p->chunk, false);
     /* per thread: for dW the direct kernel's buffers or the columns (K x chunk L); for dx
      * the direct kernel's buffers or the columns' gradient (K x chunk L); gathered dY
      * (Og x chunk L) */
     int64_t ccols = p->chunk * L, WK = p->O * p->K;
-    int64_t n_col = !dw ? 0 : direct_w ? (int64_t)bk__dconv_work(&fd) : p->K * ccols;
-    int64_t n_dcol = !dx ? 0 : direct ? (int64_t)bk__dconv_work(&dd) : p->K * ccols;
+    int64_t n_col = !io.dw ? 0 : direct_w ? (int64_t)bk__dconv_work(&fd) : p->K * ccols;
+    int64_t n_dcol = !io.dx ? 0 : direct ? (int64_t)bk__dconv_work(&dd) : p->K * ccols;
     n_col = (n_col + 15) / 16 * 16;
-    int64_t per_thread = n_col + n_dcol + (p->chunk > 1 && dw && !direct_w ? p->Og * ccols : 0);
+    int64_t per_thread = n_col + n_dcol + (p->chunk > 1 && io.dw && !direct_w ? p->Og * ccols : 0);
     per_thread = (per_thread + 15) / 16 * 16; /* each thread's buffers 64-byte aligned */
     int T = max_threads();
     float *work = bk__scratch(0, (size_t)(per_thread * T));
-    float *partial = dw ? bk__scratch(1, (size_t)(WK * p->nslices)) : NULL;
+    float *partial = io.dw ? bk__scratch(1, (size_t)(WK * p->nslices)) : NULL;
     float *wpack = direct ? bk__scratch(2, bk__dconv_wsize(&dd) * (size_t)p->groups) : NULL;
-    if (!work || (dw && !partial) || (direct && !wpack)) {
+    if (!work || (io.dw && !partial) || (direct && !wpack)) {
         bk__backward_fail();
         return;
     }
     for (int64_t g = 0; direct && g < p->groups; g++)
-        bk__dconv_pack(&dd, w->data + g * p->Og * p->K, true, wpack + g * bk__dconv_wsize(&dd));
+        bk__dconv_pack(&dd, io.w->data + g * p->Og * p->K, true, wpack + g * bk__dconv_wsize(&dd));
     int64_t per_slice = p->per_slice;
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && p->nslices > 1)
     for (int64_t sl = 0; sl < p->nslices; sl++) {
         float *col = work + per_thread * thread_num(), *dcol = col + n_col, *gbuf = dcol + n_dcol;
-        float *dw_sl = dw ? partial + sl * WK : NULL;
+        float *dw_sl = io.dw ? partial + sl * WK : NULL;
         int64_t c_end = (sl + 1) * per_slice < p->nchunks ? (sl + 1) * per_slice : p->nchunks;
         for (int64_t ch = sl * per_slice; ch < c_end; ch++) {
             int64_t n0 = ch * p->chunk, nimg = p->N - n0 < p->chunk ? p->N - n0 : p->chunk, cols = nimg * L;
             for (int64_t g = 0; g < p->groups; g++) {
                 if (direct) /* dx (+)= conv(dY, W_g transposed and flipped) */
-                    bk__dconv_run(&dd, nimg, G + (n0 * p->O + g * p->Og) * L, p->O * L,
+                    bk__dconv_run(&dd, nimg, io.dy + (n0 * p->O + g * p->Og) * L, p->O * L,
                                   wpack + g * bk__dconv_wsize(&dd), NULL,
-                                  dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W, p->C * p->H * p->W, true,
-                                  dcol);
+                                  io.dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W, p->C * p->H * p->W,
+                                  true, dcol);
                 if (direct_w) /* dW_g (+)= the correlation of dY_g with X_g */
-                    bk__dconv_dweights(&fd, nimg, x->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
-                                       p->C * p->H * p->W, G + (n0 * p->O + g * p->Og) * L, p->O * L,
+                    bk__dconv_dweights(&fd, nimg, io.x->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
+                                       p->C * p->H * p->W, io.dy + (n0 * p->O + g * p->Og) * L, p->O * L,
                                        dw_sl + g * p->Og * p->K, ch != sl * per_slice, col);
-                if ((!dw || direct_w) && (!dx || direct)) continue;
+                if ((!io.dw || direct_w) && (!io.dx || direct)) continue;
                 int64_t ldg;
-                const float *gy = grad_block(p, G, n0, nimg, g, gbuf, &ldg);
-                if (dw && !direct_w) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
-                    im2col(p, x->data, n0, nimg, g * p->Cg, col);
+                const float *gy = grad_block(p, io.dy, n0, nimg, g, gbuf, &ldg);
+                if (io.dw && !direct_w) { /* dW_g (Og, K) (+)= dY (Og, cols) @ col^T */
+                    im2col(p, io.x->data, n0, nimg, g * p->Cg, col);
                     be->sgemm_serial(false, true, p->Og, p->K, cols, 1.0f, gy, ldg, col, cols,
                                      ch == sl * per_slice ? 0.0f : 1.0f, dw_sl + g * p->Og * p->K, p->K);
                 }
-                if (dx && !direct) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
-                    be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, w->data + g * p->Og * p->K, p->K,
-                                     gy, ldg, 0.0f, dcol, cols);
-                    col2im(p, dcol, n0, nimg, g * p->Cg, dx->data);
+                if (io.dx && !direct) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
+                    be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, io.w->data + g * p->Og * p->K,
+                                     p->K, gy, ldg, 0.0f, dcol, cols);
+                    col2im(p, dcol, n0, nimg, g * p->Cg, io.dx->data);
                 }
             }
         }
     }
-    if (dw) /* the slices' sums, added in slice order */
+    if (io.dw) /* the slices' sums, added in slice order */
 #pragma omp parallel for schedule(static) if (WK * p->nslices > 65536)
         for (int64_t i = 0; i < WK; i++) {
-            float s = dw->data[i];
+            float s = io.dw->data[i];
             for (int64_t sl = 0; sl < p->nslices; sl++) s += partial[sl * WK + i];
-            dw->data[i] = s;
+            io.dw->data[i] = s;
         }
 }
 

@@ -156,18 +156,18 @@ typedef struct lin_params {
 /* dx = dy w; dw += dy^T x; db += sum over rows of dy */
 static void linear_backward(bk_node *n) {
     const lin_params *p = bk_node_params(n);
-    const bk_tensor *x = bk_node_input(n, 0), *w = bk_node_input(n, 1);
-    bk_tensor *dx, *dw, *db;
-    const float *G = bk__xwb_grads(n, &dx, &dw, &db);
+    bk__xwb io = bk__xwb_grads(n);
     const bk_backend *be = bk__backend();
-    if (dx)
-        be->sgemm(false, false, p->M, p->in, p->out, 1.0f, G, p->out, w->data, p->in, 1.0f, dx->data, p->in);
-    if (dw)
-        be->sgemm(true, false, p->out, p->in, p->M, 1.0f, G, p->out, x->data, p->in, 1.0f, dw->data, p->in);
-    if (db) /* row by row, vectorized (GCC -O2 alone leaves this loop scalar); same sums */
+    if (io.dx)
+        be->sgemm(false, false, p->M, p->in, p->out, 1.0f, io.dy, p->out, io.w->data, p->in, 1.0f,
+                  io.dx->data, p->in);
+    if (io.dw)
+        be->sgemm(true, false, p->out, p->in, p->M, 1.0f, io.dy, p->out, io.x->data, p->in, 1.0f, io.dw->data,
+                  p->in);
+    if (io.db) /* row by row, vectorized (GCC -O2 alone leaves this loop scalar); same sums */
         for (int64_t i = 0; i < p->M; i++) {
-            float *D = db->data;
-            const float *g = G + i * p->out;
+            float *D = io.db->data;
+            const float *g = io.dy + i * p->out;
 #pragma omp simd
             for (int64_t j = 0; j < p->out; j++) D[j] += g[j];
         }

@@ -178,13 +178,12 @@ SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const
 
 static void bn_backward(bk_node *node) {
     const bn_params *p = bk_node_params(node);
-    const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data;
-    bk_tensor *dx, *dw, *db;
-    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
+    bk__xwb io = bk__xwb_grads(node);
+    const float *X = io.x->data, *Wt = io.w->data, *G = io.dy;
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
-        bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, dw ? dw->data : NULL,
-                            db ? db->data : NULL);
+        bn_backward_channel(p, c, X, G, Wt[c], io.dx ? io.dx->data : NULL, io.dw ? io.dw->data : NULL,
+                            io.db ? io.db->data : NULL);
 }
 
 static const bk_op OP_BATCH_NORM = {"batch_norm", bn_backward};
@@ -259,17 +258,16 @@ SIMD_CLONES static void ln_backward_row(const ln_params *p, int64_t r, const flo
 
 static void ln_backward(bk_node *node) {
     const ln_params *p = bk_node_params(node);
-    const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data;
-    bk_tensor *dx, *dw, *db;
-    const float *G = bk__xwb_grads(node, &dx, &dw, &db);
+    bk__xwb io = bk__xwb_grads(node);
+    const float *X = io.x->data, *Wt = io.w->data, *G = io.dy;
     int64_t R = p->R, D = p->D;
     bool par = R * D >= PARALLEL_MIN;
     (void)par; /* only the OpenMP pragmas read it */
-    if (dx) {
+    if (io.dx) {
 #pragma omp parallel for schedule(static) if (par)
-        for (int64_t r = 0; r < R; r++) ln_backward_row(p, r, X, G, Wt, dx->data);
+        for (int64_t r = 0; r < R; r++) ln_backward_row(p, r, X, G, Wt, io.dx->data);
     }
-    if (!dw && !db) return;
+    if (!io.dw && !io.db) return;
         /* dweight[e] = sum over rows of dy xhat, dbias[e] = sum of dy, in float, rows in order
      * (as torch); each thread takes a block of columns */
 #pragma omp parallel if (par)
@@ -282,13 +280,13 @@ static void ln_backward(bk_node *node) {
         for (int64_t r = 0; r < R; r++) {
             const float *x = X + r * D, *g = G + r * D;
             const float mu = p->mean[r], is = p->invstd[r];
-            if (dw) {
-                float *w = dw->data;
+            if (io.dw) {
+                float *w = io.dw->data;
 #pragma omp simd
                 for (int64_t e = e0; e < e1; e++) w[e] += g[e] * ((x[e] - mu) * is);
             }
-            if (db) {
-                float *bb = db->data;
+            if (io.db) {
+                float *bb = io.db->data;
 #pragma omp simd
                 for (int64_t e = e0; e < e1; e++) bb[e] += g[e];
             }
