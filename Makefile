@@ -164,6 +164,8 @@ TEST_SRCS    := $(sort $(wildcard tests/test_*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 BENCH_SRCS   := $(sort $(wildcard bench/*.c))
 TOOL_SRCS    := $(sort $(wildcard tools/*.c))
+# brick.h's parts, installed beside it in brick/
+PUBLIC_PARTS := $(sort $(wildcard include/brick/*.h))
 
 LIB_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A        := $(BUILD)/libbrick.a
@@ -379,7 +381,7 @@ $(BUILD)/fuzz/cli $(BUILD)/fuzz/ckpt: LDLIBS += $(LIB_A)
 # ---- install ----------------------------------------------------------------------------
 
 install: $(LIB_A) $(LIB_SO) $(PC_FILE) $(TOOL_BIN)
-	install -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PCDIR)'
+	install -d '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)/brick' '$(DESTDIR)$(PCDIR)'
 ifneq ($(TOOL_BIN),)
 	install -d '$(DESTDIR)$(BINDIR)'
 	install -m 755 $(TOOL_BIN) '$(DESTDIR)$(BINDIR)/brick'
@@ -389,6 +391,7 @@ endif
 	ln -sf libbrick.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION_MAJOR)'
 	ln -sf libbrick.so.$(VERSION_MAJOR) '$(DESTDIR)$(LIBDIR)/libbrick.so'
 	install -m 644 include/brick.h '$(DESTDIR)$(INCLUDEDIR)/brick.h'
+	install -m 644 $(PUBLIC_PARTS) '$(DESTDIR)$(INCLUDEDIR)/brick/'
 	install -m 644 $(PC_FILE) '$(DESTDIR)$(PCDIR)/brick.pc'
 	@# Refresh the loader cache for a real system install (not for staged or private prefixes).
 	@if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null \
@@ -398,7 +401,9 @@ uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/brick' '$(DESTDIR)$(LIBDIR)/libbrick.a' '$(DESTDIR)$(LIBDIR)/libbrick.so' \
 	      '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION_MAJOR)' \
 	      '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION)' \
-	      '$(DESTDIR)$(INCLUDEDIR)/brick.h' '$(DESTDIR)$(PCDIR)/brick.pc'
+	      '$(DESTDIR)$(INCLUDEDIR)/brick.h' '$(DESTDIR)$(PCDIR)/brick.pc' \
+	      $(addprefix '$(DESTDIR)$(INCLUDEDIR)/,$(addsuffix ',$(PUBLIC_PARTS:include/%=%)))
+	-rmdir '$(DESTDIR)$(INCLUDEDIR)/brick' 2>/dev/null
 
 # ---- housekeeping -----------------------------------------------------------------------
 

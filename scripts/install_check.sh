@@ -32,7 +32,7 @@ if ! make -s install PREFIX="$prefix" >"$tmp/install.log" 2>&1; then
 fi
 version=$(sed -n 's/^#define BK_VERSION_STRING "\(.*\)"/\1/p' include/brick.h)
 for f in lib/libbrick.a "lib/libbrick.so.$version" lib/libbrick.so.0 lib/libbrick.so \
-         include/brick.h lib/pkgconfig/brick.pc; do
+         include/brick.h include/brick/tensor.h include/brick/dist.h lib/pkgconfig/brick.pc; do
     [ -e "$prefix/$f" ] || fail "make install did not install $f"
 done
 if [ -n "$(ls tools/*.c 2>/dev/null)" ]; then

@@ -1,7 +1,7 @@
 /* test_api_misuse.c - API misuse, swept over every public function (issue 6).
  *
- * Every function declared in include/brick.h is called here the way a careless caller
- * would call it: NULL for each pointer argument, negative sizes and ranks, huge sizes,
+ * Every function declared in include/brick.h (in its parts, include/brick/<area>.h) is
+ * called here the way a careless caller would call it: NULL for each pointer argument, negative sizes and ranks, huge sizes,
  * out-of-range indices and dims, a tensor whose arena was reset ("stale", see
  * bk_arena_reset), a struct brick never made ("foreign": zeroed memory, which is what a
  * freed heap block or an uninitialised struct most often looks like) and a block of the
@@ -18,8 +18,8 @@
  *   CANNOT_FAIL(cond, "why")      nothing to misuse (no arguments, or any value is valid).
  *
  * Completeness: each of these macros records the function its expression starts with.
- * sweep_is_complete, the last test, reads include/brick.h, lists every function declared
- * there, and fails naming each one that no check here called. So a public function added to
+ * sweep_is_complete, the last test, reads include/brick.h and its parts, lists every
+ * function declared there, and fails naming each one that no check here called. So a public function added to
  * brick.h fails this test until its misuse is swept too. The counts it prints are the ones
  * docs/reliability.md quotes.
  *
@@ -33,6 +33,7 @@
 #include "files.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <stdint.h>
 
 /* ---- the harness ------------------------------------------------------------------------ */
@@ -193,7 +194,7 @@ static bk_tensor *leaf(int ndim, const int64_t *shape) {
 /* The functions declared in the header: comments and preprocessor lines removed, every
  * identifier bk_... directly followed by '(' (a function pointer type is "(*name)(", so its
  * name is followed by ')'). */
-static int header_functions(const char *path, char names[][64], int max) {
+static int header_functions(const char *path, char names[][64], int count, int max) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     static char src[1 << 17];
@@ -220,7 +221,6 @@ static int header_functions(const char *path, char names[][64], int max) {
         if (src[i] == '\n') line_start = true;
         else if (!isspace((unsigned char)src[i])) line_start = false;
     }
-    int count = 0;
     for (size_t i = 0; i + 3 < n; i++) {
         if (strncmp(src + i, "bk_", 3) != 0 ||
             (i > 0 && (isalnum((unsigned char)src[i - 1]) || src[i - 1] == '_')))
@@ -245,11 +245,21 @@ static int header_functions(const char *path, char names[][64], int max) {
 
 TEST(sweep_is_complete) {
     static char names[512][64];
+    /* brick.h and its parts, include/brick/<area>.h (BRICK_HEADER: one header instead) */
     const char *header = getenv("BRICK_HEADER") ? getenv("BRICK_HEADER") : "include/brick.h";
-    int n = header_functions(header, names, 512);
+    int n = header_functions(header, names, 0, 512);
+    DIR *parts = getenv("BRICK_HEADER") ? NULL : opendir("include/brick");
+    for (struct dirent *e; n >= 0 && parts && (e = readdir(parts));) {
+        size_t len = strlen(e->d_name);
+        char path[512];
+        if (len < 3 || strcmp(e->d_name + len - 2, ".h")) continue;
+        snprintf(path, sizeof path, "include/brick/%s", e->d_name);
+        n = header_functions(path, names, n, 512);
+    }
+    if (parts) closedir(parts);
     CHECK(n > 0); /* run from the repository root (run_tests.sh does), or set BRICK_HEADER */
     if (n <= 0) {
-        fprintf(stderr, "  cannot read the functions of %s\n", header);
+        fprintf(stderr, "  cannot read the functions of %s and its parts\n", header);
         return;
     }
     int missing = 0, with_misuse = 0;
@@ -267,7 +277,8 @@ TEST(sweep_is_complete) {
         }
         if (!kind) {
             fprintf(stderr,
-                    "  FAIL [%s]: %s is declared in %s but not swept here: add its misuse checks "
+                    "  FAIL [%s]: %s is declared in %s or its parts but not swept here: add its misuse "
+                    "checks "
                     "(or ACCEPTS / CANNOT_FAIL with the reason)\n",
                     test_current_, names[i], header);
             missing++;

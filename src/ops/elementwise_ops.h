@@ -2,7 +2,7 @@
  *
  * A row is all there is to an element-wise op. src/ops/elementwise.c makes from it the
  * forward loop, the backward loop, the op descriptor (its name in errors and anomaly
- * reports) and the public function bk_<name>, which include/brick.h declares. The tests
+ * reports) and the public function bk_<name>, which include/brick/ops.h declares. The tests
  * include this file too: tests/test_ops.c value-checks each row against its double
  * reference and gradchecks it on its input domain, and tests/test_api_misuse.c calls each
  * bk_<name> with NULL, stale and foreign tensors. docs/design.md, "How to add an op".

@@ -1,0 +1,102 @@
+/* brick/data.h - part of brick.h: data sets, loaders and models by name.
+ * Include <brick.h>, which includes every part in order and states the ownership and
+ * error rules once at its top. */
+#ifndef BRICK_PART_DATA_H
+#define BRICK_PART_DATA_H
+
+#ifndef BRICK_H
+#error "include <brick.h>, not <brick/data.h>"
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Data                                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* An in-memory labelled data set: n samples of shape `shape` (ndim dims), float32, and
+ * integer labels in [0, n_classes) (or n_classes = 0 and no labels for regression
+ * targets in `targets`, each of target_dim floats). */
+typedef struct bk_dataset {
+    int64_t n;
+    int ndim;
+    int64_t shape[BK_MAX_DIMS - 1];
+    int64_t sample_numel;
+    float *x;       /* n * sample_numel */
+    int64_t *y;     /* n labels, or NULL */
+    float *targets; /* n * target_dim regression targets, or NULL */
+    int64_t target_dim;
+    int n_classes;
+    const char *const *class_names; /* static strings or NULL */
+} bk_dataset;
+
+/* Reads an IDX images file (magic 0x00000803, u8) and labels file (0x00000801, u8), plain
+ * or gzip-compressed (detected from the content), validating every header field against
+ * the file size. Pixels are scaled to [0, 1]; samples have shape (1, rows, cols). Labels
+ * must be < n_classes (1..256). Free with bk_dataset_free. NULL with an error
+ * "idx: <path>: <problem>" on a bad or inconsistent file. */
+bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_classes);
+/* The standard Fashion-MNIST file names in dir (each optionally .gz, plain preferred);
+ * train: train-*, else t10k-*. Sets the class names and n_classes = 10. A missing
+ * directory or file gives an error listing what was looked for. */
+bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
+/* Copies user arrays into a data set (y or targets may be NULL; n_classes must be 0
+ * without y and target_dim 0 without targets). Labels are checked to be in range. */
+bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,
+                                   const int64_t *y, int n_classes, const float *targets, int64_t target_dim);
+/* Frees the data set and its arrays. NULL is fine. */
+void bk_dataset_free(bk_dataset *ds);
+/* In place: x = (x - mean) / std (std > 0). A data set filled in by hand must be
+ * consistent (shape product = sample_numel, x for every sample, ...), here and for
+ * bk_loader_new, else "malformed data set" is the error. */
+int bk_dataset_normalize(bk_dataset *ds, float mean, float std);
+
+/* Mini-batches over a data set, reshuffled each epoch from its own generator (seeded with
+ * `seed`: the same seed gives the same orders). Borrows ds, which must outlive the loader.
+ * Allocates everything up front; a batch allocates only its arena tensors. */
+typedef struct bk_loader bk_loader;
+bk_loader *bk_loader_new(const bk_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed,
+                         bool drop_last);
+void bk_loader_free(bk_loader *l);
+/* Starts an epoch: the order restarts from 0..n-1 and is shuffled if asked, so it depends
+ * only on the generator state at this call. bk_loader_next on a loader never started
+ * starts the first epoch itself. */
+void bk_loader_start(bk_loader *l);
+/* The next batch: *x an arena tensor (B, shape...), *y borrowed labels (valid until the
+ * next call), *targets borrowed regression targets; returns the batch size, 0 at the end
+ * of the epoch, -1 on error. Any of the out pointers may be NULL. */
+int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor **targets);
+/* Batches per epoch: ceil(n / batch_size), or floor with drop_last. */
+int64_t bk_loader_num_batches(const bk_loader *l);
+/* The generator state, for resuming with the same shuffles: save it before an epoch's
+ * bk_loader_start; a loader given it by bk_loader_set_rng then starts the same epochs.
+ * (For a NULL loader: an error, and bk_loader_rng gives a zero state.) */
+bk_rng bk_loader_rng(const bk_loader *l);
+/* 0, or -1 with an error and the loader unchanged for a state bk_rng_set_state refuses (an
+ * even increment). */
+int bk_loader_set_rng(bk_loader *l, bk_rng rng);
+
+/* ------------------------------------------------------------------------------------ */
+/* Models by name (what the CLI trains and what checkpoints record)                     */
+/* ------------------------------------------------------------------------------------ */
+
+/* Builds a model from a spec "name" or "name:key=value,key=value" (e.g. "mlp",
+ * "mlp:hidden=512,act=gelu,dropout=0.1", "softmax:bias=false"; a setting is an integer, a
+ * number, true/false or a word from a list: docs/cli.md "Models"), for inputs of shape
+ * in_shape (e.g. (1, 28, 28)) and n_classes outputs. The canonical spec, which builds the
+ * same model, is written to *canonical (may be NULL) so that it can be stored in a
+ * checkpoint. A bad value: NULL with an error naming the spec, the setting and the value. */
+bk_module *bk_model_build(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
+                          char *canonical, size_t canonical_size);
+/* The most parameters a model of the zoo may have: 2^30, 4 GiB of float32 weights (with
+ * gradients and Adam's two moments, 16 GiB to train). bk_model_build and
+ * bk_model_num_params refuse a spec beyond it before allocating anything. */
+#define BK_MODEL_MAX_PARAMS (INT64_C(1) << 30)
+/* The number of parameters bk_model_build(spec, ...) would allocate, computed from the
+ * spec alone (nothing is allocated), after the same checks (the spec, the input shape, the
+ * classes, BK_MODEL_MAX_PARAMS); the canonical spec goes to *canonical as there. -1 with
+ * an error if bk_model_build would refuse the spec. */
+int64_t bk_model_num_params(const char *spec, int in_ndim, const int64_t *in_shape, int n_classes,
+                            char *canonical, size_t canonical_size);
+/* Names of the models bk_model_build knows, NULL-terminated. */
+const char *const *bk_model_names(void);
+
+#endif /* BRICK_PART_DATA_H */

@@ -1,0 +1,186 @@
+/* brick/nn.h - part of brick.h: modules (blocks) and the layers of torch.nn.
+ * Include <brick.h>, which includes every part in order and states the ownership and
+ * error rules once at its top. */
+#ifndef BRICK_PART_NN_H
+#define BRICK_PART_NN_H
+
+#ifndef BRICK_H
+#error "include <brick.h>, not <brick/nn.h>"
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Modules (blocks)                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+/* What makes a kind of block: its name (as print(net) shows it), its forward, and
+ * optionally a description of its settings and a destructor for extra state. */
+typedef struct bk_module_class {
+    const char *name;
+    bk_tensor *(*forward)(bk_module *self, bk_tensor *x);
+    /* Writes e.g. "in_features=20, out_features=256, bias=True" (may be NULL). */
+    void (*extra_repr)(const bk_module *self, char *buf, size_t n);
+    /* Frees what the block allocated itself (not params/children; may be NULL). */
+    void (*destroy)(bk_module *self);
+} bk_module_class;
+
+typedef struct bk_named_tensor {
+    char *name; /* local name ("weight") */
+    bk_tensor *tensor;
+    bool trainable;  /* parameters: true unless frozen; buffers: false */
+    bool persistent; /* saved in the state dict */
+} bk_named_tensor;
+
+typedef struct bk_named_module {
+    char *name;
+    bk_module *module;
+} bk_named_module;
+
+/* The base of every block. User blocks embed it as their FIRST member:
+ *     typedef struct { bk_module base; bk_module *hidden, *out; } MLP;
+ * Fields are readable; change them through the API. */
+struct bk_module {
+    const bk_module_class *cls;
+    bk_named_module *children;
+    int n_children, cap_children;
+    bk_named_tensor *params;
+    int n_params, cap_params;
+    bk_named_tensor *buffers;
+    int n_buffers, cap_buffers;
+    bool training;
+    int refcount;
+};
+
+/* Allocates a zeroed block of `size` bytes (>= sizeof(bk_module)) whose base is set up
+ * for cls. Returns NULL on error. Free with bk_module_free. */
+bk_module *bk_module_new(const bk_module_class *cls, size_t size);
+/* Drops one reference; at zero frees params, buffers, children (recursively) and itself.
+ * NULL is fine; what is not a live block is refused with an error (freeing it would
+ * corrupt memory). */
+void bk_module_free(bk_module *m);
+/* Adds a reference (to register one block under two parents). Returns m, or NULL with an
+ * error for NULL or what is not a live block. */
+bk_module *bk_module_ref(bk_module *m);
+
+/* Registers child under name (ordered). Takes ownership of `child` in every case: on
+ * failure (NULL parent, duplicate name, NULL child) the child is freed and NULL returned.
+ * Returns child. (A child that is not a live block is refused and left alone.) */
+bk_module *bk_module_add(bk_module *m, const char *name, bk_module *child);
+/* Creates a zero-filled trainable parameter owned by m (nn.Parameter). Borrowed. */
+bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64_t *shape);
+/* Creates a zero-filled constant owned by m: never trained, no gradient; saved in the
+ * state dict when persistent (register_buffer). Borrowed. */
+bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape, bool persistent);
+/* Freezes or unfreezes a parameter (requires_grad_). */
+int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
+
+/* Runs the block: m->cls->forward(m, x). NULL in, NULL out. On failure the error is
+ * prefixed with the innermost failing block's class name (except anomaly-mode messages,
+ * which already name the whole chain of blocks). */
+bk_tensor *bk_forward(bk_module *m, bk_tensor *x);
+
+/* Children by position or name (borrowed; NULL if absent). */
+bk_module *bk_module_child(const bk_module *m, int index);
+bk_module *bk_module_child_by_name(const bk_module *m, const char *name);
+/* Parameter or buffer by dotted name ("0.net.2.weight"); borrowed. */
+bk_tensor *bk_module_get(const bk_module *m, const char *dotted);
+
+/* Iterating a block tree. bk_named_params lists every parameter under its dotted name,
+ * in registration order, each shared parameter once (named_parameters()). */
+typedef struct bk_param_list {
+    int n;
+    char **names;        /* dotted names, owned by the list */
+    bk_tensor **tensors; /* borrowed from the modules */
+    bool *trainable;
+} bk_param_list;
+/* Which tensors of a block tree to list: BK_PARAMS (parameters), BK_BUFFERS (buffers),
+ * BK_STATE (state dict order: per module its params then its persistent buffers, then its
+ * children; duplicates kept under every name, as torch's state_dict); any other value is
+ * an error. (The values are bits: BK_STATE = BK_PARAMS | BK_BUFFERS.) Free the list with
+ * bk_param_list_free (NULL is fine). */
+typedef enum bk_named_kind { BK_PARAMS = 1, BK_BUFFERS = 2, BK_STATE = 3 } bk_named_kind;
+bk_param_list *bk_module_named(const bk_module *m, bk_named_kind which);
+void bk_param_list_free(bk_param_list *l);
+
+int64_t bk_module_num_params(const bk_module *m, bool trainable_only);
+/* Sets training mode recursively (train(True) / eval()). */
+void bk_module_train(bk_module *m, bool training);
+/* Sets every parameter's gradient to zero (keeps the buffers). */
+void bk_module_zero_grad(bk_module *m);
+/* Calls fn on every descendant (children first, depth-first) and then on m, like
+ * torch's apply(). */
+void bk_module_apply(bk_module *m, void (*fn)(bk_module *m, void *ud), void *ud);
+/* Writes the block tree the way print(net) does. Returns bytes written (as snprintf: buf
+ * NULL with n 0 measures). */
+int bk_module_repr(const bk_module *m, char *buf, size_t n);
+void bk_module_print(const bk_module *m, FILE *f);
+/* The class name ("Linear"), or "?" for NULL. */
+const char *bk_module_name(const bk_module *m);
+
+/* ------------------------------------------------------------------------------------ */
+/* Layers and blocks (torch.nn). Constructors return NULL with an error on bad input.  */
+/* ------------------------------------------------------------------------------------ */
+
+/* nn.Linear: weight (out, in) and bias (out,), both U(-1/sqrt(in), 1/sqrt(in)) from the
+ * thread's default rng, as PyTorch initialises them. */
+bk_module *bk_nn_linear(int64_t in_features, int64_t out_features);
+bk_module *bk_nn_linear_ex(int64_t in_features, int64_t out_features, bool bias);
+bk_module *bk_nn_relu(void);
+bk_module *bk_nn_sigmoid(void);
+bk_module *bk_nn_tanh(void);
+bk_module *bk_nn_identity(void);
+/* nn.Flatten(start_dim=1, end_dim=-1). */
+bk_module *bk_nn_flatten(int start_dim, int end_dim);
+
+/* nn.Conv2d(in, out, kernel_size, stride, padding, dilation, groups, bias): weight
+ * (out, in/groups, kh, kw) and bias (out) initialised as torch does (U(+-1/sqrt(fan_in))). */
+bk_module *bk_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
+                        int64_t padding);
+bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
+                           bk_conv2d_opts opts, bool bias);
+/* nn.MaxPool2d / nn.AvgPool2d (stride 0 means stride = kernel, as torch's default). */
+bk_module *bk_nn_max_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
+bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
+bk_module *bk_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.BatchNorm1d / nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1): weight 1, bias 0,
+ * buffers running_mean 0, running_var 1, num_batches_tracked 0 (a float counter here). */
+bk_module *bk_nn_batch_norm1d(int64_t num_features);
+bk_module *bk_nn_batch_norm2d(int64_t num_features);
+/* ndim_expected: 1 for BatchNorm1d (input (N, C) or (N, C, L)), 2 for BatchNorm2d ((N, C, H, W)). */
+bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected);
+/* nn.LayerNorm(normalized_shape, eps=1e-5), weight 1 and bias 0. */
+bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps);
+/* nn.Dropout(p): uses the thread's default generator (seed with bk_manual_seed). */
+bk_module *bk_nn_dropout(float p);
+bk_module *bk_nn_gelu(void);
+bk_module *bk_nn_softmax(int dim);
+bk_module *bk_nn_log_softmax(int dim);
+
+/* D2L's ResNet block ("Residual Networks"), class Residual(input_channels, num_channels,
+ * use_1x1conv, strides): children conv1 = Conv2d(in, num, 3, padding=1, stride=strides),
+ * conv2 = Conv2d(num, num, 3, padding=1), conv3 = Conv2d(in, num, 1, stride=strides) (only
+ * with use_1x1conv), bn1, bn2 = BatchNorm2d(num), registered in that order.
+ *   Y = relu(bn1(conv1(X))); Y = bn2(conv2(Y)); return relu(Y + (conv3 ? conv3(X) : X))
+ * (N, in, H, W) -> (N, num, (H - 1) / strides + 1, (W - 1) / strides + 1). Without
+ * use_1x1conv the input must already have that shape (in == num, strides 1), else forward
+ * fails naming both shapes. */
+bk_module *bk_nn_residual(int64_t input_channels, int64_t num_channels, bool use_1x1conv, int64_t strides);
+/* D2L's GoogLeNet block ("Multi-Branch Networks"), class Inception(in_channels, c1, c2, c3,
+ * c4): four paths, each conv followed by a ReLU, concatenated on the channels:
+ *   p1_1 = Conv2d(in, c1, 1);
+ *   p2_1 = Conv2d(in, c2[0], 1), p2_2 = Conv2d(c2[0], c2[1], 3, padding=1);
+ *   p3_1 = Conv2d(in, c3[0], 1), p3_2 = Conv2d(c3[0], c3[1], 5, padding=2);
+ *   p4_1 = MaxPool2d(3, stride=1, padding=1), p4_2 = Conv2d(in, c4, 1).
+ * (N, in, H, W) -> (N, c1 + c2[1] + c3[1] + c4, H, W). */
+bk_module *bk_nn_inception(int64_t in_channels, int64_t c1, const int64_t c2[2], const int64_t c3[2],
+                           int64_t c4);
+
+/* nn.Sequential of n blocks (takes ownership of all of them, also on failure), named
+ * "0", "1", ... */
+bk_module *bk_nn_sequential(int n, ...);
+bk_module *bk_nn_sequential_from(int n, bk_module *const *blocks);
+/* Appends a block under the next index name. Returns 0 or -1. */
+int bk_nn_sequential_append(bk_module *seq, bk_module *block);
+int bk_nn_sequential_len(const bk_module *seq);
+bk_module *bk_nn_sequential_get(const bk_module *seq, int index); /* negative counts from end */
+
+#endif /* BRICK_PART_NN_H */

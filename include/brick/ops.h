@@ -1,0 +1,238 @@
+/* brick/ops.h - part of brick.h: ops: element-wise, reductions, shapes, matmul, convolution, pooling, normalisation, dropout, attention.
+ * Include <brick.h>, which includes every part in order and states the ownership and
+ * error rules once at its top. */
+#ifndef BRICK_PART_OPS_H
+#define BRICK_PART_OPS_H
+
+#ifndef BRICK_H
+#error "include <brick.h>, not <brick/ops.h>"
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Ops. Each returns an arena tensor with autograd history, or NULL with an error.      */
+/* Binary elementwise ops broadcast as PyTorch does.                                    */
+/* ------------------------------------------------------------------------------------ */
+
+bk_tensor *bk_add(bk_tensor *a, bk_tensor *b);    /* a + b */
+bk_tensor *bk_sub(bk_tensor *a, bk_tensor *b);    /* a - b */
+bk_tensor *bk_mul(bk_tensor *a, bk_tensor *b);    /* a * b */
+bk_tensor *bk_div(bk_tensor *a, bk_tensor *b);    /* a / b */
+bk_tensor *bk_add_scalar(bk_tensor *a, float s);  /* a + s */
+bk_tensor *bk_mul_scalar(bk_tensor *a, float s);  /* a * s */
+bk_tensor *bk_div_scalar(bk_tensor *a, float s);  /* a / s */
+bk_tensor *bk_rsub_scalar(bk_tensor *a, float s); /* s - a */
+bk_tensor *bk_neg(bk_tensor *a);                  /* -a */
+bk_tensor *bk_abs(bk_tensor *a);                  /* |a|, d/da = sign(a) (0 at 0) */
+bk_tensor *bk_exp(bk_tensor *a);                  /* e^a */
+bk_tensor *bk_log(bk_tensor *a);                  /* ln a */
+bk_tensor *bk_sqrt(bk_tensor *a);                 /* sqrt a */
+bk_tensor *bk_pow_scalar(bk_tensor *a, float p);  /* a^p, d/da = p a^(p-1) */
+bk_tensor *bk_pow(bk_tensor *a, bk_tensor *b);    /* a^b (a > 0 for d/db) */
+bk_tensor *bk_relu(bk_tensor *a);                 /* max(a, 0), d/da = [a > 0] */
+bk_tensor *bk_sigmoid(bk_tensor *a);              /* 1 / (1 + e^-a) */
+bk_tensor *bk_tanh(bk_tensor *a);                 /* tanh a */
+bk_tensor *bk_gelu(bk_tensor *a);                 /* x Phi(x), exact (erf) */
+bk_tensor *bk_gelu_tanh(bk_tensor *a);            /* GELU, tanh approximation */
+bk_tensor *bk_silu(bk_tensor *a);                 /* a sigmoid(a) (SiLU, swish) */
+
+/* (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-d operands are
+ * promoted as in torch.matmul. */
+bk_tensor *bk_matmul(bk_tensor *a, bk_tensor *b);
+/* torch.nn.functional.linear: x (..., in) @ w(out, in)^T + b(out) -> (..., out). b may be NULL. */
+bk_tensor *bk_linear(bk_tensor *x, bk_tensor *w, bk_tensor *b);
+
+/* Reductions. dim may be negative (counts from the end). */
+bk_tensor *bk_sum(bk_tensor *a); /* all -> rank 0 */
+bk_tensor *bk_mean(bk_tensor *a);
+bk_tensor *bk_max(bk_tensor *a); /* ties share the gradient evenly, as torch's max() */
+bk_tensor *bk_sum_dim(bk_tensor *a, int dim, bool keepdim);
+bk_tensor *bk_mean_dim(bk_tensor *a, int dim, bool keepdim);
+bk_tensor *bk_max_dim(bk_tensor *a, int dim, bool keepdim); /* grad to the first maximum */
+
+/* Comparisons: 1.0 where true, 0.0 elsewhere; no gradient. Broadcasting. */
+bk_tensor *bk_gt(bk_tensor *a, bk_tensor *b);
+bk_tensor *bk_lt(bk_tensor *a, bk_tensor *b);
+bk_tensor *bk_eq(bk_tensor *a, bk_tensor *b);
+
+/* Shapes. reshape/view/flatten share storage with their input; one -1 is inferred.
+ * transpose/permute return a contiguous copy. */
+bk_tensor *bk_reshape(bk_tensor *a, int ndim, const int64_t *shape);
+bk_tensor *bk_flatten(bk_tensor *a, int start_dim, int end_dim);
+bk_tensor *bk_transpose(bk_tensor *a, int dim0, int dim1);
+bk_tensor *bk_permute(bk_tensor *a, const int *dims); /* dims has a->ndim entries */
+bk_tensor *bk_concat(int n, bk_tensor *const *ts, int dim);
+/* Elements start..end-1 along dim (torch's narrow / a[..., start:end]). */
+bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end);
+/* Index i along dim, which is removed (a[i] for dim 0). */
+bk_tensor *bk_select(bk_tensor *a, int dim, int64_t index);
+bk_tensor *bk_clone(bk_tensor *a);
+
+/* ------------------------------------------------------------------------------------ */
+/* Convolution, pooling, normalisation, dropout (NCHW)                                  */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct bk_conv2d_opts {
+    int64_t stride[2], padding[2], dilation[2], groups;
+} bk_conv2d_opts;
+#define BK_CONV2D_DEFAULTS ((bk_conv2d_opts){{1, 1}, {0, 0}, {1, 1}, 1})
+
+/* F.conv2d: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
+bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts opts);
+
+typedef struct bk_pool2d_opts {
+    int64_t kernel[2], stride[2], padding[2];
+} bk_pool2d_opts;
+/* F.max_pool2d / F.avg_pool2d (floor mode; avg counts padding, torch's defaults). */
+bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+/* F.adaptive_avg_pool2d to (out_h, out_w). */
+bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w);
+
+/* F.batch_norm over channel dim 1 of x (N, C, ...). training: batch statistics, and the
+ * running stats are updated in place (running = (1 - momentum) running + momentum stat,
+ * variance unbiased); otherwise the running stats are used. */
+bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var, bk_tensor *weight,
+                         bk_tensor *bias, bool training, float momentum, float eps);
+/* F.layer_norm over the last n_norm_dims dims; weight and bias have those dims' shape. */
+bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_tensor *bias, float eps);
+/* F.dropout: in training, zeroes each element with probability p (from rng, NULL = the
+ * thread's default) and scales the rest by 1 / (1 - p); otherwise returns x. */
+bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);
+
+/* ------------------------------------------------------------------------------------ */
+/* Attention and Transformers                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+/* B = batch, L = target (query) length, S = source (key) length, E = embed_dim,
+ * H = heads, D = E / H. Sequences are (L, B, E), torch's default, or (B, L, E) with
+ * batch_first. Masks are float tensors that never get a gradient:
+ *   attn_mask (L, S) or (B*H, L, S) (block b*H + h), ADDITIVE: 0 lets a query see a key,
+ *     -inf forbids it (other values are added to the scores). A boolean mask (nonzero =
+ *     forbidden, torch's True) converts with bk_attn_mask_from_bool; bk_causal_mask makes
+ *     the causal one.
+ *   key_padding_mask (B, S), BOOLEAN: a nonzero entry marks a padding key that no query
+ *     sees (torch's True).
+ * The softmax subtracts the row maximum, so it stays finite for any finite scores. A query
+ * that may see no key at all (its whole row masked) gets NaN weights, and NaN outputs and
+ * gradients follow from them, exactly as in PyTorch 1.13's nn.MultiheadAttention (which
+ * gives NaN there in training and in eval mode; only TransformerEncoder's eval-mode
+ * nested-tensor fast path returns 0 for padded positions). */
+
+/* F.embedding: out[..., :] = weight[ids[...], :]. ids (any shape) holds integer ids as
+ * floats, each in [0, num_embeddings); weight (num_embeddings, dim) -> (*ids.shape, dim).
+ * padding_idx in [0, num_embeddings), or -1 for none: that row gets no gradient. ids get
+ * no gradient. An id out of range or not an integer is an error naming it. */
+bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx);
+
+/* Multi-head attention weights (nn.MultiheadAttention's softmax), one fused op:
+ *   P[b, h] = softmax(scale * Q_bh K_bh^T + attn_mask_bh, -inf at padding keys)  (rows of S)
+ * q (B, L, H*D) and k (B, S, H*D) with batch_first, else (L, B, H*D) and (S, B, H*D);
+ * Q_bh is head h's columns h*D .. h*D+D-1 of batch b (read in place, no copy).
+ * scale 0 means 1/sqrt(D). Returns P (B, H, L, S). Masks may be NULL. */
+bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, bool batch_first,
+                                bk_tensor *attn_mask, bk_tensor *key_padding_mask, float scale);
+/* The weighted values: O_bh = P[b, h] V_bh, written into head h's columns of O.
+ * weights (B, H, L, S), v (B, S, H*Dv) or (S, B, H*Dv) -> (B, L, H*Dv) or (L, B, H*Dv). */
+bk_tensor *bk_attention_apply(bk_tensor *weights, bk_tensor *v, bool batch_first);
+/* Single-head scaled dot-product attention, softmax(q k^T / sqrt(D) + attn_mask) v with
+ * dropout on the weights: q (B, L, D), k (B, S, D), v (B, S, Dv), attn_mask (L, S) or
+ * (B, L, S) additive or NULL -> (B, L, Dv). */
+bk_tensor *bk_scaled_dot_product_attention(bk_tensor *q, bk_tensor *k, bk_tensor *v, bk_tensor *attn_mask,
+                                           float dropout_p, bool training, bk_rng *rng);
+/* The causal mask (size, size): 0 on and below the diagonal, -inf above
+ * (nn.Transformer.generate_square_subsequent_mask). Arena tensor. */
+bk_tensor *bk_causal_mask(int64_t size);
+/* A boolean mask (nonzero = forbidden) as an additive one (-inf / 0). Arena tensor. */
+bk_tensor *bk_attn_mask_from_bool(bk_tensor *mask);
+
+/* nn.Embedding(num_embeddings, embedding_dim): weight N(0, 1). bk_forward(m, ids) looks
+ * the ids up (see bk_embedding). The _padded form is nn.Embedding(..., padding_idx):
+ * negative padding_idx counts from the end, as in torch; that row starts at zero and gets
+ * no gradient. */
+bk_module *bk_nn_embedding(int64_t num_embeddings, int64_t embedding_dim);
+bk_module *bk_nn_embedding_padded(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+/* D2L's PositionalEncoding(num_hiddens, dropout, max_len) ("Attention is all you need"):
+ *   P[pos, 2i] = sin(pos / 10000^(2i / d)),  P[pos, 2i + 1] = cos(pos / 10000^(2i / d))
+ * kept as a non-persistent buffer "P" (1, max_len, d) (computed in double, rounded once);
+ * forward(X) = dropout(X + P[:, :T]) for X (B, T, d) or (T, d). Child "dropout".
+ * T > max_len is an error. */
+bk_module *bk_nn_positional_encoding(int64_t num_hiddens, float dropout, int64_t max_len);
+/* A learned positional embedding: parameter "weight" (max_len, d), N(0, 1) (as an
+ * nn.Embedding over positions); forward(X) = X + weight[:T] for X (B, T, d) or (T, d).
+ * T > max_len is an error naming both. */
+bk_module *bk_nn_learned_positional_embedding(int64_t max_len, int64_t num_hiddens);
+
+/* nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first) with
+ * kdim = vdim = embed_dim: parameters in_proj_weight (3E, E) (xavier_uniform_),
+ * in_proj_bias (3E) (zeros; absent without bias) and child out_proj, a
+ * NonDynamicallyQuantizableLinear(E, E) (Linear's init, bias zero), as torch names them.
+ * embed_dim must be divisible by num_heads. bk_forward(m, x) is self-attention without
+ * masks. dropout applies to the attention weights in training mode. */
+bk_module *bk_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, float dropout, bool bias,
+                                     bool batch_first);
+/* MultiheadAttention.forward(query, key, value, key_padding_mask, need_weights, attn_mask,
+ * average_attn_weights): query (L, B, E) / (B, L, E), key and value (S, B, E) / (B, S, E)
+ * (or unbatched (L, E), (S, E)); masks as described at the top of this section, or NULL.
+ * Returns the output, shaped like query. attn_weights may be NULL; otherwise it is set to
+ * NULL, or with need_weights to the attention weights (after dropout, with autograd
+ * history, as torch returns them): averaged over heads (B, L, S) or per head (B, H, L, S)
+ * (unbatched: (L, S), (H, L, S)). key_padding_mask is boolean only (torch 1.13 also takes
+ * an additive float one; put that in a (B*H, L, S) attn_mask instead). Errors name the
+ * layer and the shapes. */
+bk_tensor *bk_mha_forward(bk_module *m, bk_tensor *query, bk_tensor *key, bk_tensor *value,
+                          bk_tensor *key_padding_mask, bk_tensor *attn_mask, bool need_weights,
+                          bool average_attn_weights, bk_tensor **attn_weights);
+
+typedef enum bk_activation {
+    BK_ACTIVATION_RELU = 0, /* torch's default, F.relu */
+    BK_ACTIVATION_GELU,     /* F.gelu, exact (erf) */
+    BK_ACTIVATION_COUNT
+} bk_activation;
+
+/* The arguments of nn.TransformerEncoderLayer / nn.TransformerDecoderLayer. */
+typedef struct bk_transformer_config {
+    int64_t d_model, nhead, dim_feedforward;
+    float dropout;
+    bk_activation activation;
+    float layer_norm_eps;
+    bool batch_first, norm_first;
+} bk_transformer_config;
+/* torch's defaults: dim_feedforward 2048, dropout 0.1, relu, eps 1e-5, (L, B, E), post-norm */
+#define BK_TRANSFORMER_DEFAULTS(d_model_, nhead_) \
+    ((bk_transformer_config){(d_model_), (nhead_), 2048, 0.1f, BK_ACTIVATION_RELU, 1e-5f, false, false})
+
+/* nn.TransformerEncoderLayer: children self_attn (MultiheadAttention), linear1 (d_model ->
+ * dim_feedforward), dropout, linear2, norm1, norm2 (LayerNorm), dropout1, dropout2, each
+ * initialised as torch does. With x the input:
+ *   post-norm: x = norm1(x + dropout1(sa(x))); x = norm2(x + dropout2(ff(x)))
+ *   norm_first: x = x + dropout1(sa(norm1(x))); x = x + dropout2(ff(norm2(x)))
+ * ff(x) = linear2(dropout(act(linear1(x)))). bk_forward(m, src) runs it without masks. */
+bk_module *bk_nn_transformer_encoder_layer(bk_transformer_config cfg);
+bk_tensor *bk_transformer_encoder_layer_forward(bk_module *m, bk_tensor *src, bk_tensor *src_mask,
+                                                bk_tensor *src_key_padding_mask);
+/* nn.TransformerDecoderLayer: children self_attn, multihead_attn, linear1, dropout,
+ * linear2, norm1, norm2, norm3, dropout1, dropout2, dropout3:
+ *   post-norm: x = norm1(x + sa(x)); x = norm2(x + mha(x, memory)); x = norm3(x + ff(x))
+ *   norm_first: x = x + sa(norm1(x)); x = x + mha(norm2(x), memory); x = x + ff(norm3(x))
+ * (each block followed by its dropout). It needs the memory, so bk_forward fails on it. */
+bk_module *bk_nn_transformer_decoder_layer(bk_transformer_config cfg);
+bk_tensor *bk_transformer_decoder_layer_forward(bk_module *m, bk_tensor *tgt, bk_tensor *memory,
+                                                bk_tensor *tgt_mask, bk_tensor *memory_mask,
+                                                bk_tensor *tgt_key_padding_mask,
+                                                bk_tensor *memory_key_padding_mask);
+/* nn.TransformerEncoder(encoder_layer, num_layers, norm) / nn.TransformerDecoder: child
+ * "layers", a ModuleList "0" .. "num_layers-1" of copies of the layer (same settings and
+ * parameter values, like torch's deepcopy; the given layer itself becomes layers.0), then
+ * "norm" when norm is not NULL (applied to the last layer's output). Takes ownership of
+ * the layer and of norm, also on failure. The layer must come from the matching
+ * bk_nn_transformer_*_layer. */
+bk_module *bk_nn_transformer_encoder(bk_module *encoder_layer, int num_layers, bk_module *norm);
+bk_tensor *bk_transformer_encoder_forward(bk_module *m, bk_tensor *src, bk_tensor *mask,
+                                          bk_tensor *src_key_padding_mask);
+bk_module *bk_nn_transformer_decoder(bk_module *decoder_layer, int num_layers, bk_module *norm);
+bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tensor *memory,
+                                          bk_tensor *tgt_mask, bk_tensor *memory_mask,
+                                          bk_tensor *tgt_key_padding_mask,
+                                          bk_tensor *memory_key_padding_mask);
+
+#endif /* BRICK_PART_OPS_H */
