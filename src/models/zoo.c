@@ -64,7 +64,7 @@ typedef struct zoo_input {
 
 typedef struct zoo_entry {
     const char *name;
-    const char *doc;
+    const char *doc; /* what it builds; its settings, their words and ranges are in settings */
     int n_settings;
     const zoo_setting *settings;
     /* The parameter count the build will allocate, from the settings alone: in double, so
@@ -270,16 +270,16 @@ static const zoo_setting RESNET_SETTINGS[] = {ZOO_SIZE("width", 32)};
 #define ZOO_SETTINGS(list) (int)(sizeof list / sizeof list[0]), list
 
 static const zoo_entry MODELS[] = {
-    {"softmax", "softmax regression: Flatten, Linear(in, classes); bias=true|false",
-     ZOO_SETTINGS(SOFTMAX_SETTINGS), softmax_params, build_softmax},
+    {"softmax", "softmax regression: Flatten, Linear(in, classes)", ZOO_SETTINGS(SOFTMAX_SETTINGS),
+     softmax_params, build_softmax},
     {"mlp",
      "multilayer perceptron: Flatten, Linear(in, hidden), act, [Dropout(dropout) when dropout > 0], "
-     "Linear(hidden, classes); act=relu|sigmoid|tanh|gelu, dropout in [0, 1]",
+     "Linear(hidden, classes)",
      ZOO_SETTINGS(MLP_SETTINGS), mlp_params, build_mlp},
     {"lenet",
      "LeNet (ReLU, max-pool): Conv2d(C, 6, 5, padding=2), MaxPool2d(2), Conv2d(6, 16, 5), MaxPool2d(2), "
-     "Linear(400, 120), Linear(120, 84), Linear(84, classes); needs (C, H, W) inputs; "
-     "act=relu|sigmoid|tanh|gelu, pool=max|avg (act=sigmoid,pool=avg: D2L's original)",
+     "Linear(400, 120), Linear(120, 84), Linear(84, classes); needs (C, H, W) inputs "
+     "(act=sigmoid,pool=avg: D2L's original)",
      ZOO_SETTINGS(LENET_SETTINGS), lenet_params, build_lenet},
     {"resnet",
      "ResNet-18 for small images: 3x3 stem Conv2d(C, width) + BatchNorm2d + ReLU, four stages of two "
