@@ -11,7 +11,8 @@
 # file byte-identical to an uninterrupted 2-epoch run, and so does resuming a run with a
 # cosine or step lr schedule stopped inside an epoch (with the torch lr of every epoch);
 # the progress bar under a terminal; model specs with an activation, a dropout rate or a
-# boolean (summary, errors, and the canonical spec through the files and --resume).
+# boolean (summary, errors, and the canonical spec through the files and --resume); the zoo
+# as `brick models` and `brick train --model help` list it (counts equal to summary's).
 # Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -421,6 +422,40 @@ if command -v script >/dev/null 2>&1; then
 else
     skip "progress bar test" "no util-linux script"
 fi
+
+# ---- the zoo on the command line: brick models, brick train --model help ------------------
+expect "models --help" 0 "^usage: brick models \[NAME\]" "$brick" models --help
+expect "brick --help lists models" 0 "^  models " "$brick" --help
+run "$brick" models
+models_out=$out
+check "models: exit 0, every model once, with its description" \
+    '[ "$rc" -eq 0 ] && [ -z "$err" ] && [ "$(grep -c "^model " <<<"$models_out")" -eq 5 ] &&
+     grep -q "^  multilayer perceptron: " <<<"$models_out"'
+check "models: every setting with its type, default and values" \
+    'grep -qx "  setting hidden=256: integer, 1..4294967296" <<<"$models_out" &&
+     grep -qx "  setting act=relu: word, relu|sigmoid|tanh|gelu" <<<"$models_out" &&
+     grep -qx "  setting dropout=0: number, 0..1" <<<"$models_out" &&
+     grep -qx "  setting bias=true: boolean, true|false" <<<"$models_out" &&
+     grep -qx "  setting pool=max: word, max|avg" <<<"$models_out" &&
+     grep -qx "  setting width=32: integer, 1..4294967296" <<<"$models_out"'
+# the parameter counts are those `brick summary --model NAME` totals
+for name in softmax mlp lenet resnet googlenet; do
+    listed=$(sed -n "s/^model $name: \([0-9]*\) parameters (input 1,28,28, 10 classes, default settings)$/\1/p" <<<"$models_out")
+    summed=$("$brick" summary --model "$name" | sed -n 's/^total parameters: \([0-9,]*\) .*/\1/p' | tr -d ,)
+    check "models: $name has the $summed parameters of summary" '[ -n "$listed" ] && [ "$listed" = "$summed" ]'
+done
+run "$brick" models mlp
+check "models mlp: that model alone" \
+    '[ "$rc" -eq 0 ] && [ "$(grep -c "^model " <<<"$out")" -eq 1 ] && grep -q "^model mlp: 203530 parameters" <<<"$out"'
+expect "models googlenet: no settings" 0 "^  \(no settings\)$" "$brick" models googlenet
+usage "models: an unknown name lists the known ones" "brick models" \
+    'unknown model "nope" \(known: softmax, mlp, lenet, resnet, googlenet\)' "$brick" models nope
+usage "models: a spec is not a name" "brick models" 'unknown model "mlp:hidden=8"' "$brick" models mlp:hidden=8
+usage "models: one name at most" "brick models" "unexpected argument" "$brick" models mlp lenet
+usage "models: no options but --help" "brick models" "unknown option" "$brick" models --all
+run "$brick" train --model help
+check "train --model help: the same list, exit 0, nothing trained" \
+    '[ "$rc" -eq 0 ] && [ "$out" = "$models_out" ] && [ ! -e model.safetensors ]'
 
 # ---- model specs with settings that are not integers (docs/cli.md "Models") ------------
 expect "spec: an activation and a dropout rate" 0 "^mlp:hidden=32,act=gelu,dropout=0.1$" \

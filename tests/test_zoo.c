@@ -152,10 +152,78 @@ TEST(bad_values_are_named) {
     CHECK_ERR(bk_model_build(long_spec, IMAGES, 10, NULL, 0), "act is too long");
 }
 
+/* bk_model_describe and bk_model_setting_info: every model has a description; every
+ * setting a key, a type, a default and what it accepts; "name:key=default" builds the
+ * model at its defaults (the same canonical spec as "name"), and "name:key=V" for the
+ * ends of a range and every word builds too. */
+TEST(every_model_is_described) {
+    static const char *const TYPES[] = {"integer", "number", "boolean", "word"};
+    int n_models = 0, n_described = 0;
+    for (const char *const *name = bk_model_names(); *name; name++, n_models++) {
+        int n = -1;
+        const char *doc = bk_model_describe(*name, &n);
+        CHECK(doc && strlen(doc) > 20 && n >= 0);
+        if (!doc) continue;
+        n_described++;
+        char plain[256] = "", spec[512];
+        CHECK(bk_model_num_params(*name, IMAGES, 10, plain, sizeof plain) > 0);
+        int k = snprintf(spec, sizeof spec, "%s", *name);
+        for (int i = 0; i < n; i++) {
+            bk_model_setting st;
+            CHECK(bk_model_setting_info(*name, i, &st) == 0);
+            bool typed = false;
+            for (size_t t = 0; t < 4; t++) typed |= !strcmp(st.type, TYPES[t]);
+            CHECK(typed && st.key[0] && st.def[0] && st.values[0]);
+            k += snprintf(spec + k, sizeof spec - (size_t)k, "%c%s=%s", i ? ',' : ':', st.key, st.def);
+            /* each end of a range, or each word, is a value the setting takes */
+            char one[160], copy[96];
+            snprintf(copy, sizeof copy, "%s", st.values);
+            const char *sep = strchr(st.type, 'w') || st.type[0] == 'b' ? "|" : "..";
+            for (char *v = copy, *next; v; v = next) {
+                next = strstr(v, sep);
+                if (next) {
+                    *next = '\0';
+                    next += strlen(sep);
+                }
+                /* (the top of a size is refused by BK_MODEL_MAX_PARAMS, not by the setting) */
+                snprintf(one, sizeof one, "%s:%s=%s", *name, st.key, v);
+                bk_module *m = bk_model_build(one, BK_SHAPE(4), 2, NULL, 0);
+                CHECK(m || (strstr(bk_last_error(), "BK_MODEL_MAX_PARAMS") && !next) ||
+                      strstr(bk_last_error(), "image inputs"));
+                if (!m) m = bk_model_build(one, IMAGES, 10, NULL, 0);
+                CHECK(m || (strstr(bk_last_error(), "BK_MODEL_MAX_PARAMS") && !next));
+                if (!m && !strstr(bk_last_error(), "BK_MODEL_MAX_PARAMS"))
+                    fprintf(stderr, "       %s: %s\n", one, bk_last_error());
+                bk_module_free(m);
+            }
+        }
+        CHECK(bk_model_setting_info(*name, n, &(bk_model_setting){0}) < 0);
+        /* the defaults, written out, build the model the plain name builds */
+        char canon[256] = "";
+        bk_module *m = bk_model_build(spec, IMAGES, 10, canon, sizeof canon);
+        CHECK(m && !strcmp(canon, plain));
+        if (!m || strcmp(canon, plain))
+            fprintf(stderr, "       %s -> %s, %s -> %s\n", spec, canon, *name, plain);
+        bk_module_free(m);
+    }
+    CHECK(n_models == 5 && n_described == n_models);
+    /* what the CLI's list shows for the mlp */
+    bk_model_setting st;
+    CHECK(bk_model_setting_info("mlp", 0, &st) == 0 && !strcmp(st.key, "hidden") &&
+          !strcmp(st.type, "integer") && !strcmp(st.def, "256") && !strcmp(st.values, "1..4294967296"));
+    CHECK(bk_model_setting_info("mlp", 1, &st) == 0 && !strcmp(st.def, "relu") &&
+          !strcmp(st.values, "relu|sigmoid|tanh|gelu"));
+    CHECK(bk_model_setting_info("mlp", 2, &st) == 0 && !strcmp(st.type, "number") && !strcmp(st.def, "0") &&
+          !strcmp(st.values, "0..1"));
+    CHECK(bk_model_setting_info("softmax", 0, &st) == 0 && !strcmp(st.type, "boolean") &&
+          !strcmp(st.def, "true") && !strcmp(st.values, "true|false"));
+}
+
 int main(void) {
     RUN(every_model_round_trips);
     RUN(canonical_specs);
     RUN(settings_build_what_they_say);
     RUN(bad_values_are_named);
+    RUN(every_model_is_described);
     return test_summary("test_zoo");
 }

@@ -5,6 +5,7 @@
  *   brick summary  block tree and per-block shapes and parameters (cmd_summary.c)
  *   brick predict  top-k classes of PGM or IDX images (cmd_predict.c)
  *   brick train-lm, brick generate  character-level language model (cmd_lm.c)
+ *   brick models   the models of the zoo, their settings and defaults (cmd_models.c)
  *
  * Exit statuses: 0 success, 1 runtime failure, 2 usage error (see cli.h).
  */
@@ -25,6 +26,7 @@ static const command COMMANDS[] = {
     {"predict", "brick predict", "top classes of PGM or IDX images", cmd_predict},
     {"train-lm", "brick train-lm", "train a character-level Transformer language model", cmd_train_lm},
     {"generate", "brick generate", "sample text from a train-lm model", cmd_generate},
+    {"models", "brick models", "the models, their parameters, settings and defaults", cmd_models},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -296,5 +296,10 @@ int cmd_summary(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_train_lm(int argc, char **argv); /* cmd_lm.c */
 int cmd_generate(int argc, char **argv); /* cmd_lm.c */
+int cmd_models(int argc, char **argv);
+/* `brick models [NAME]`'s list on stdout: every model of the zoo, or the model `name`
+ * (NULL: all). CLI_OK, or CLI_USAGE for an unknown name (message printed). For
+ * `brick train --model help`. */
+int cli_models_print(const char *name);
 
 #endif

@@ -40,6 +40,7 @@ static void help(FILE *f) {
             "  --model SPEC        model name or name:key=value,... (default mlp); models: ");
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : "\n");
     fprintf(f,
+            "                      (--model help, or brick models, lists their settings)\n"
             "  --data DIR          Fashion-MNIST IDX files (plain or .gz); default: $BRICK_DATA,\n"
             "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
             "                      else the bundled data/fashion-mnist-subset\n"
@@ -335,6 +336,7 @@ int cmd_train(int argc, char **argv) {
     int n_pos;
     int rc = cli_parse(argc, argv, opts, n_opts, pos, 0, &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
+    if (!strcmp(c->model, "help")) return cli_parse_only ? CLI_OK : cli_models_print(NULL); /* brick models */
 
     /* Checks that need no file. */
     if (strcmp(c->optimizer, "sgd") && cli_opt(opts, n_opts, "--momentum")->given)

@@ -98,5 +98,22 @@ int64_t bk_model_num_params(const char *spec, int in_ndim, const int64_t *in_sha
                             char *canonical, size_t canonical_size);
 /* Names of the models bk_model_build knows, NULL-terminated. */
 const char *const *bk_model_names(void);
+/* What model `name` (a name of bk_model_names, no settings) builds: a static sentence
+ * such as "multilayer perceptron: Flatten, Linear(in, hidden), ...", and its number of
+ * settings in *n_settings (may be NULL). NULL with an error for a NULL or unknown name
+ * (the error lists the known names, as bk_model_build's does). */
+const char *bk_model_describe(const char *name, int *n_settings);
+/* One setting of a model, in the order a canonical spec names them. Its texts are what a
+ * spec writes: "key=def" builds the model at its default. */
+typedef struct bk_model_setting {
+    const char *key;  /* "hidden" (static) */
+    const char *type; /* "integer", "number", "boolean" or "word" (static) */
+    char def[32];     /* the default: "256", "0", "true", "relu" */
+    char values[96];  /* what it accepts: "1..4294967296" or "0..1" (integers and numbers,
+                       * bounds included), "true|false", "relu|sigmoid|tanh|gelu" (words) */
+} bk_model_setting;
+/* Setting i (0 <= i < n_settings of bk_model_describe) of model `name` into *out. 0, or -1
+ * with an error (a NULL name or out, an unknown model, i out of range), *out untouched. */
+int bk_model_setting_info(const char *name, int i, bk_model_setting *out);
 
 #endif /* BRICK_PART_DATA_H */

@@ -356,6 +356,14 @@ static void number_print(double x, char *buf, size_t n) {
     }
 }
 
+/* The value v of setting st as a spec writes it (setting_parse reads it back). */
+static void setting_print(const zoo_setting *st, double v, char *buf, size_t n) {
+    if (st->kind == ZOO_INT) snprintf(buf, n, "%.0f", v);
+    else if (st->kind == ZOO_FLOAT) number_print(v, buf, n);
+    else if (st->kind == ZOO_BOOL) snprintf(buf, n, "%s", v ? "true" : "false");
+    else snprintf(buf, n, "%s", st->words[(int)v]);
+}
+
 /* name, then ":key=value" for each setting a canonical spec names (see the top). */
 static void canonical_spec(const zoo_entry *e, const zoo_args *a, char *out, size_t size) {
     size_t k = (size_t)snprintf(out, size, "%s", e->name);
@@ -363,14 +371,68 @@ static void canonical_spec(const zoo_entry *e, const zoo_args *a, char *out, siz
         const zoo_setting *st = &a->settings[i];
         double v = a->values[i];
         if (st->optional && v == st->def) continue;
-        char num[32];
-        const char *text = num;
-        if (st->kind == ZOO_INT) snprintf(num, sizeof num, "%.0f", v);
-        else if (st->kind == ZOO_FLOAT) number_print(v, num, sizeof num);
-        else if (st->kind == ZOO_BOOL) text = v ? "true" : "false";
-        else text = st->words[(int)v];
+        char text[64];
+        setting_print(st, v, text, sizeof text);
         k += (size_t)snprintf(out + k, size - k, "%c%s=%s", named++ ? ',' : ':', st->key, text);
     }
+}
+
+/* The model called name[0..len), or NULL with the error that lists the known names. */
+static const zoo_entry *model_find(const char *name, size_t len) {
+    for (size_t i = 0; i < N_MODELS; i++)
+        if (strlen(MODELS[i].name) == len && !strncmp(MODELS[i].name, name, len)) return &MODELS[i];
+    char known[256] = "";
+    for (size_t i = 0; i < N_MODELS; i++) {
+        strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+        strncat(known, MODELS[i].name, sizeof known - strlen(known) - 1);
+    }
+    bk_set_error("model: unknown model \"%.*s\" (known: %s)", (int)len, name, known);
+    return NULL;
+}
+
+const char *bk_model_describe(const char *name, int *n_settings) {
+    if (!name) {
+        bk_set_error("model_describe: name is NULL");
+        return NULL;
+    }
+    const zoo_entry *e = model_find(name, strlen(name));
+    if (e && n_settings) *n_settings = e->n_settings;
+    return e ? e->doc : NULL;
+}
+
+int bk_model_setting_info(const char *name, int i, bk_model_setting *out) {
+    if (!name || !out) {
+        bk_set_error("model_setting_info: %s is NULL", name ? "out" : "name");
+        return -1;
+    }
+    const zoo_entry *e = model_find(name, strlen(name));
+    if (!e) return -1;
+    if (i < 0 || i >= e->n_settings) {
+        bk_set_error("model %s: setting index %d is out of range (%d settings)", e->name, i, e->n_settings);
+        return -1;
+    }
+    static const char *const TYPES[ZOO_KIND_COUNT] = {"integer", "number", "boolean", "word"};
+    const zoo_setting *st = &e->settings[i];
+    out->key = st->key;
+    out->type = TYPES[st->kind];
+    setting_print(st, st->def, out->def, sizeof out->def);
+    if (st->kind == ZOO_INT) {
+        snprintf(out->values, sizeof out->values, "%.0f..%.0f", st->min, st->max);
+    } else if (st->kind == ZOO_FLOAT) {
+        char lo[32], hi[32];
+        number_print(st->min, lo, sizeof lo);
+        number_print(st->max, hi, sizeof hi);
+        snprintf(out->values, sizeof out->values, "%s..%s", lo, hi);
+    } else if (st->kind == ZOO_BOOL) {
+        snprintf(out->values, sizeof out->values, "true|false");
+    } else {
+        size_t k = 0;
+        out->values[0] = '\0';
+        for (int w = 0; st->words[w] && k < sizeof out->values; w++)
+            k += (size_t)snprintf(out->values + k, sizeof out->values - k, "%s%s", w ? "|" : "",
+                                  st->words[w]);
+    }
+    return 0;
 }
 
 /* Parses spec for the input and classes into *e and *a, writes the canonical spec and
@@ -394,18 +456,8 @@ static int64_t model_check(const char *spec, int in_ndim, const int64_t *in_shap
     }
     const char *colon = strchr(spec, ':');
     size_t name_len = colon ? (size_t)(colon - spec) : strlen(spec);
-    const zoo_entry *e = NULL;
-    for (size_t i = 0; i < N_MODELS; i++)
-        if (strlen(MODELS[i].name) == name_len && !strncmp(MODELS[i].name, spec, name_len)) e = &MODELS[i];
-    if (!e) {
-        char known[256] = "";
-        for (size_t i = 0; i < N_MODELS; i++) {
-            strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
-            strncat(known, MODELS[i].name, sizeof known - strlen(known) - 1);
-        }
-        bk_set_error("model: unknown model \"%.*s\" (known: %s)", (int)name_len, spec, known);
-        return -1;
-    }
+    const zoo_entry *e = model_find(spec, name_len);
+    if (!e) return -1;
     zoo_args a = {e->n_settings, e->settings, {0}};
     for (int i = 0; i < a.n_keys; i++) a.values[i] = a.settings[i].def;
     for (const char *p = colon ? colon + 1 : NULL; p && *p;) {

@@ -256,6 +256,18 @@ TEST(models_and_checkpoints) {
     const int64_t in[3] = {1, 4, 4}, neg[3] = {1, -4, 4};
     char canon[64];
     CANNOT_FAIL(bk_model_names() != NULL && bk_model_names()[0] != NULL, "no arguments");
+    int n_settings = -1;
+    bk_model_setting st;
+    MISUSE(bk_model_describe(NULL, &n_settings), "model_describe", "name is NULL");
+    MISUSE(bk_model_describe("nonet", &n_settings), "model", "unknown model \"nonet\" (known: softmax, mlp");
+    MISUSE(bk_model_describe("mlp:hidden=8", NULL), "model", "unknown model \"mlp:hidden=8\"");
+    ACCEPTS(bk_model_describe("mlp", NULL) != NULL, "n_settings NULL: not written");
+    MISUSE(bk_model_setting_info(NULL, 0, &st), "model_setting_info", "name is NULL");
+    MISUSE(bk_model_setting_info("mlp", 0, NULL), "model_setting_info", "out is NULL");
+    MISUSE(bk_model_setting_info("nonet", 0, &st), "model", "unknown model \"nonet\"");
+    MISUSE(bk_model_setting_info("mlp", 3, &st), "model mlp", "setting index 3 is out of range (3 settings)");
+    MISUSE(bk_model_setting_info("mlp", -1, &st), "model mlp", "setting index -1");
+    MISUSE(bk_model_setting_info("googlenet", 0, &st), "model googlenet", "(0 settings)");
     MISUSE(bk_model_build(NULL, 3, in, 10, canon, sizeof canon), "model", "spec is NULL");
     MISUSE(bk_model_build("nonet", 3, in, 10, canon, sizeof canon), "model", "unknown model \"nonet\"");
     MISUSE(bk_model_build("mlp:depth=2", 3, in, 10, canon, sizeof canon), "model", "no setting \"depth\"");
