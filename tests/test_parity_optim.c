@@ -238,12 +238,15 @@ static const optim_case OPTIM_CASES[] = {
  * parameter ~10 times amplified, more with momentum. torch's own float32 run differs from
  * its float64 run by as much: 9.1e-6 (seed 43, momentum_wd) and 4.0e-6 (seed 40,
  * centered_momentum_wd) on parameters of ~0.1, where brick differed from torch's float32 by
- * 2.1e-6 and 5.5e-6 (ATOL failed both). So RMSprop's parameters get an atol of
- * lr * 2e-3 (2e-5 at lr 1e-2), and its momentum_buffer, the step divided by the lr, that
- * divided by the lr (2e-3, on buffers of O(1 .. 10)). Its square_avg and grad_avg are
- * sums of the gradients at those parameters, so their atol grows by the same factor as
- * the parameters' (20 at lr 1e-2; seed 40's square_avg was 1.22 of the unscaled one). */
-#define RMSPROP_PARAM_ATOL(lr) ((lr)*2e-3)
+ * 2.1e-6 and 5.5e-6 (ATOL failed both); at seed 63 torch's float32 and float64 runs
+ * differ by 1.6e-5 and brick's by 1.53e-5 from torch's float32 (0.6 of an atol of 2e-5,
+ * the worst over 70 seeds). So RMSprop's parameters get an atol of lr * 4e-3 (4e-5 at lr
+ * 1e-2: 4e-4 of one step of ~lr * 10; a wrong formula is off by a good part of a step),
+ * and its momentum_buffer, the step divided by the lr, that divided by the lr (4e-3, on
+ * buffers of O(1 .. 10)). Its square_avg and grad_avg are sums of the gradients at those
+ * parameters, so their atol grows by the same factor as the parameters' (40 at lr 1e-2;
+ * seed 40's square_avg was 1.22 of the unscaled one). */
+#define RMSPROP_PARAM_ATOL(lr) ((lr)*4e-3)
 #define RMSPROP_BUF_ATOL(lr) (RMSPROP_PARAM_ATOL(lr) / (lr))
 
 static double max_abs_of(const bk_tensor *t) {
