@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/train_torch.py [--model mlp|softmax|lenet|resnet|googlenet]
         [--hidden 256] [--width 32] [--data DIR] [--epochs 10] [--batch-size 256] [--lr 0.1]
-        [--optimizer sgd|adam|adamw] [--momentum 0] [--weight-decay W]
+        [--optimizer sgd|adam|adamw|rmsprop|adagrad] [--momentum 0] [--weight-decay W]
         [--lr-schedule none|cosine|step] [--lr-step-size N] [--lr-gamma 0.1] [--lr-min 0]
         [--threads T] [--seed 0]
 
@@ -140,7 +140,11 @@ def make_optimizer(a, params):
     if a.optimizer == "adamw":
         wd = 0.01 if a.weight_decay is None else a.weight_decay
         return torch.optim.AdamW(params, lr=a.lr, weight_decay=wd)
-    sys.exit(f"train_torch.py: unknown optimizer '{a.optimizer}' (sgd, adam, adamw)")
+    if a.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay or 0.0)
+    if a.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=a.lr, weight_decay=a.weight_decay or 0.0)
+    sys.exit(f"train_torch.py: unknown optimizer '{a.optimizer}' (sgd, adam, adamw, rmsprop, adagrad)")
 
 
 def make_scheduler(a, opt):

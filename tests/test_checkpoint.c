@@ -1,6 +1,7 @@
 /* test_checkpoint.c - bk_checkpoint_save / bk_checkpoint_load.
  *
- *   - resuming is exact: train two steps (SGD with momentum and weight decay; Adam), save,
+ *   - resuming is exact: train two steps (SGD with momentum and weight decay; Adam; RMSprop
+ *     centered with momentum; Adagrad with lr_decay and an initial accumulator), save,
  *     load into a fresh model and optimizer, take one more step in both: the weights and
  *     the optimizer state are bitwise identical;
  *   - the file layout: state dict names, "optim.<state name>", the caller's metadata, and a
@@ -40,12 +41,26 @@ static bk_optim *make_optim(bk_module *m, int kind) {
         c.weight_decay = 1e-3f;
         return bk_optim_sgd(m, c);
     }
+    if (kind == 2) { /* every RMSprop slot in use: square_avg, momentum_buffer, grad_avg */
+        bk_rmsprop_config c = BK_RMSPROP_DEFAULTS(0.01);
+        c.momentum = 0.9;
+        c.centered = true;
+        return bk_optim_rmsprop(m, c);
+    }
+    if (kind == 3) { /* the step count drives lr_decay; sum starts away from 0 */
+        bk_adagrad_config c = BK_ADAGRAD_DEFAULTS(0.1);
+        c.lr_decay = 0.5;
+        c.initial_accumulator_value = 0.1;
+        return bk_optim_adagrad(m, c);
+    }
     return bk_optim_adam(m, BK_ADAM_DEFAULTS(0.01f));
 }
 
 /* Train 2 steps, save, load into fresh copies, one more step in both: identical. */
 static void check_resume(int kind) {
-    const char *path = tpath(kind == 0 ? "sgd.safetensors" : "adam.safetensors");
+    static const char *const files[] = {"sgd.safetensors", "adam.safetensors", "rmsprop.safetensors",
+                                        "adagrad.safetensors"};
+    const char *path = tpath(files[kind]);
     bk_module *a = small_mlp(1);
     bk_optim *oa = make_optim(a, kind);
     train_step(a, oa);
@@ -71,6 +86,8 @@ static void check_resume(int kind) {
 
 TEST(resume_sgd_momentum_is_exact) { check_resume(0); }
 TEST(resume_adam_is_exact) { check_resume(1); }
+TEST(resume_rmsprop_is_exact) { check_resume(2); }
+TEST(resume_adagrad_is_exact) { check_resume(3); }
 
 TEST(file_layout_and_model_only_load) {
     const char *path = tpath("layout.safetensors");
@@ -223,6 +240,8 @@ int main(void) {
     if (!files_init("ckpt", NULL)) return 1;
     RUN(resume_sgd_momentum_is_exact);
     RUN(resume_adam_is_exact);
+    RUN(resume_rmsprop_is_exact);
+    RUN(resume_adagrad_is_exact);
     RUN(file_layout_and_model_only_load);
     RUN(failed_load_changes_nothing);
     RUN(failed_save_leaves_no_file);

@@ -97,7 +97,7 @@ usage "train: non-numeric lr" "brick train" "--lr" "$brick" train --lr fast
 usage "train: lr=nan" "brick train" "--lr" "$brick" train --lr=nan
 usage "train: zero batch" "brick train" "--batch-size" "$brick" train --batch-size 0
 usage "train: missing value" "brick train" "--seed needs a value" "$brick" train --seed
-usage "train: unknown optimizer" "brick train" "--optimizer must be one of sgd, adam, adamw, got 'rmsprop'" "$brick" train --optimizer rmsprop
+usage "train: unknown optimizer" "brick train" "--optimizer must be one of sgd, adam, adamw, rmsprop, adagrad, got 'lbfgs'" "$brick" train --optimizer lbfgs
 usage "train: unknown model" "brick train" "unknown model \"nosuchnet\"" "$brick" train --model nosuchnet
 usage "train: bad model setting" "brick train" "hidden" "$brick" train --model mlp:hidden=-4
 usage "train: momentum with adam" "brick train" "momentum" "$brick" train --optimizer adam --momentum 0.9
@@ -209,6 +209,21 @@ usage "resume with nothing left to do" "brick train" "not more than" "$brick" tr
 # Each schedule: 3 epochs uninterrupted, and 3 epochs stopped inside epoch 2 (step 30 of 24
 # batches per epoch) and resumed without repeating the schedule's flags: the same model file.
 
+# stopped_and_resumed NAME FIRST_RC U I TRAIN_ARGS...: `brick train TRAIN_ARGS --out I` stopped at
+# step 30 (inside epoch 2 of 24 batches) and resumed gives the bytes of the uninterrupted U.
+stopped_and_resumed() {
+    local name=$1 first=$2 u=$3 i=$4
+    shift 4
+    run env BRICK_TEST_INTERRUPT_AT_STEP=30 "$brick" train "$@" --out "$i"
+    local stopped=$rc
+    run "$brick" train --resume "${i%.safetensors}.ckpt.safetensors"
+    if [ "$first" -eq 0 ] && [ "$stopped" -eq 130 ] && [ "$rc" -eq 0 ] && grep -q "resuming" <<<"$out" &&
+        same_file "$u" "$i"; then
+        ok "$name: stopped inside epoch 2 and resumed = uninterrupted (byte-identical model files)"
+    else
+        bad "$name: resume equivalence" "exits $first, $stopped, $rc; cmp: $(cmp "$u" "$i" 2>&1)" "${err:0:300}"
+    fi
+}
 sched_case() {
     local name=$1 lrs=$2
     shift 2
@@ -222,17 +237,17 @@ sched_case() {
     else
         bad "$name: lr per epoch" "exit $first; got '$got', want '$lrs'" "${out:0:400}" "${err:0:300}"
     fi
-    run env BRICK_TEST_INTERRUPT_AT_STEP=30 "$brick" train --model mlp --data "$data" --epochs 3 \
-        --momentum 0.9 --weight-decay 5e-4 --seed 3 --out "$i" "$@"
-    local stopped=$rc
-    run "$brick" train --resume "${i%.safetensors}.ckpt.safetensors"
-    if [ "$first" -eq 0 ] && [ "$stopped" -eq 130 ] && [ "$rc" -eq 0 ] && grep -q "resuming" <<<"$out" &&
-        same_file "$u" "$i"; then
-        ok "$name: stopped inside epoch 2 and resumed = uninterrupted (byte-identical model files)"
-    else
-        bad "$name: resume equivalence" "exits $first, $stopped, $rc; cmp: $(cmp "$u" "$i" 2>&1)" "${err:0:300}"
-    fi
+    stopped_and_resumed "$name" "$first" "$u" "$i" --model mlp --data "$data" --epochs 3 --momentum 0.9 \
+        --weight-decay 5e-4 --seed 3 "$@"
 }
+# RMSprop (with momentum: every state slot in use) and Adagrad: the checkpoint holds their
+# whole state.
+for opt in "rmsprop --momentum 0.5" "adagrad --weight-decay 1e-4"; do
+    # shellcheck disable=SC2206 # $opt is the optimizer and its flags
+    args=(--model softmax --optimizer $opt --lr 0.01 --data "$data" --epochs 2 --seed 3)
+    run "$brick" train "${args[@]}" --out "$tmp/${opt%% *}-u.safetensors"
+    stopped_and_resumed "${opt%% *}" "$rc" "$tmp/${opt%% *}-u.safetensors" "$tmp/${opt%% *}-i.safetensors" "${args[@]}"
+done
 # CosineAnnealingLR(T_max=3): 0.1 (1 + cos(pi e / 3)) / 2; StepLR(2, 0.5): 0.1 0.5^floor(e / 2)
 sched_case "cosine schedule" "0.1 0.075 0.025 " --lr-schedule cosine
 sched_case "step schedule" "0.1 0.1 0.05 " --lr-schedule step --lr-step-size 2 --lr-gamma 0.5
@@ -296,8 +311,8 @@ if "$py" -c '' 2>/dev/null; then
         brick.lr_schedule=step brick.lr_step_size=4294967296 brick.lr_gamma=0.1
     refused "resume: lr_gamma missing" "metadata brick.lr_gamma is missing" \
         brick.lr_schedule=step brick.lr_step_size=1
-    refused "resume: unknown optimizer (was AdamW)" "$ck brick.optimizer \"rmsprop\" must be one of sgd, adam, adamw" \
-        brick.optimizer=rmsprop
+    refused "resume: unknown optimizer (was AdamW)" "$ck brick.optimizer \"lbfgs\" must be one of sgd, adam, adamw, rmsprop, adagrad" \
+        brick.optimizer=lbfgs
     refused "resume: unknown lr schedule" "$ck brick.lr_schedule \"linear\" must be one of none, cosine, step" \
         brick.lr_schedule=linear
     refused "resume: threads 100000" "$ck brick.threads \"100000\" must be an integer in 0..1024" brick.threads=100000

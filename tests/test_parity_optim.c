@@ -7,6 +7,9 @@
  *   optim_<case>.ref.safetensors  initial weights, a batch, the parameters after each of 5
  *                                 steps of zero_grad / cross-entropy / backward / step, and
  *                                 the optimizer's state_dict() after the last step;
+ *   clip_<case>.ref.safetensors   one backward of that model, then clip_grad_norm_ (orders
+ *                                 2, inf, 1, 3) or clip_grad_value_: the norm and the
+ *                                 clipped gradients (bk_clip_grad_norm, bk_clip_grad_value);
  *   sched_<case>.ref.safetensors  the lr of each of 25 epochs under CosineAnnealingLR or
  *                                 StepLR, stepped once per epoch (bk_lr_cosine,
  *                                 bk_lr_step_decay).
@@ -178,13 +181,15 @@ done:
  * Optimizers (OPTIM_CASES in gen_losses_optim.py)
  * ====================================================================================== */
 
-typedef enum { O_SGD, O_ADAM, O_ADAMW } optim_kind;
+typedef enum { O_SGD, O_ADAM, O_ADAMW, O_RMSPROP, O_ADAGRAD } optim_kind;
 
 typedef struct optim_case {
     const char *name;
     optim_kind kind;
     bk_sgd_config sgd;
     bk_adam_config adam;
+    bk_rmsprop_config rmsprop;
+    bk_adagrad_config adagrad;
 } optim_case;
 
 static const optim_case OPTIM_CASES[] = {
@@ -195,6 +200,12 @@ static const optim_case OPTIM_CASES[] = {
     {"optim_adam", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 0, false}},
     {"optim_adam_wd_amsgrad", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-2, true}},
     {"optim_adamw", O_ADAMW, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-1, false}},
+    {"optim_rmsprop", O_RMSPROP, .rmsprop = {1e-2, 0.99, 1e-8, 0, 0, false}},
+    {"optim_rmsprop_momentum_wd", O_RMSPROP, .rmsprop = {1e-2, 0.99, 1e-8, 1e-2, 0.9, false}},
+    {"optim_rmsprop_centered", O_RMSPROP, .rmsprop = {1e-2, 0.9, 1e-8, 0, 0, true}},
+    {"optim_rmsprop_centered_momentum_wd", O_RMSPROP, .rmsprop = {1e-2, 0.95, 1e-6, 1e-2, 0.5, true}},
+    {"optim_adagrad", O_ADAGRAD, .adagrad = {0.1, 0, 0, 0, 1e-10}},
+    {"optim_adagrad_decay_wd_init", O_ADAGRAD, .adagrad = {0.1, 0.1, 1e-2, 0.1, 1e-8}},
 };
 #define N_OPTIM_CASES (int)(sizeof OPTIM_CASES / sizeof OPTIM_CASES[0])
 
@@ -221,6 +232,22 @@ static const optim_case OPTIM_CASES[] = {
 #define STATE_RTOL RTOL
 #define STATE_ATOL ATOL
 #define EXP_AVG_SQ_RTOL RTOL
+/* RMSprop moves a parameter by lr g / rms(g) (times up to 1 / (1 - momentum) with
+ * momentum): scale-free in the gradient like Adam's step, but up to 1 / sqrt(1 - alpha)
+ * = 10 times larger, so a small gradient's relative float32 rounding error reaches the
+ * parameter ~10 times amplified, more with momentum. torch's own float32 run differs from
+ * its float64 run by as much: 9.1e-6 (seed 43, momentum_wd) and 4.0e-6 (seed 40,
+ * centered_momentum_wd) on parameters of ~0.1, where brick differed from torch's float32 by
+ * 2.1e-6 and 5.5e-6 (ATOL failed both); at seed 63 torch's float32 and float64 runs
+ * differ by 1.6e-5 and brick's by 1.53e-5 from torch's float32 (0.6 of an atol of 2e-5,
+ * the worst over 70 seeds). So RMSprop's parameters get an atol of lr * 4e-3 (4e-5 at lr
+ * 1e-2: 4e-4 of one step of ~lr * 10; a wrong formula is off by a good part of a step),
+ * and its momentum_buffer, the step divided by the lr, that divided by the lr (4e-3, on
+ * buffers of O(1 .. 10)). Its square_avg and grad_avg are sums of the gradients at those
+ * parameters, so their atol grows by the same factor as the parameters' (40 at lr 1e-2;
+ * seed 40's square_avg was 1.22 of the unscaled one). */
+#define RMSPROP_PARAM_ATOL(lr) ((lr)*4e-3)
+#define RMSPROP_BUF_ATOL(lr) (RMSPROP_PARAM_ATOL(lr) / (lr))
 
 static double max_abs_of(const bk_tensor *t) {
     double m = 0;
@@ -235,22 +262,16 @@ static int find_state(const bk_optim *o, const char *name) {
     return -1;
 }
 
-static void run_optim_case(const optim_case *oc) {
-    bk_safetensors *ref = open_case(oc->name);
-    bk_module *m = bk_nn_sequential(3, bk_nn_linear(6, 8), bk_nn_tanh(), bk_nn_linear(8, 3));
-    bk_param_list *params = m ? bk_module_named(m, BK_PARAMS) : NULL;
-    bk_optim *o = NULL;
-    bk_tensor *X = NULL;
-    int64_t *y = NULL;
-    CHECK(ref && m && params);
-    if (!ref || !m || !params) goto done;
-
+/* Sets the model to the case's starting weights and reads its batch (X, y): 0, or -1 after
+ * a failed CHECK. The model is the generator's Sequential(Linear(6, 8), Tanh, Linear(8, 3)). */
+static int load_model_case(const char *case_name, bk_safetensors *ref, const bk_param_list *params,
+                           bk_tensor **X, int64_t **y) {
     const char *meta_params = bk_safetensors_meta(ref, "param_names");
     char names[256] = "";
     for (int i = 0; i < params->n; i++)
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? "," : "", params->names[i]);
     if (!meta_params || strcmp(meta_params, names) != 0)
-        fprintf(stderr, "# %s: parameters %s here, torch %s\n", oc->name, names,
+        fprintf(stderr, "# %s: parameters %s here, torch %s\n", case_name, names,
                 meta_params ? meta_params : "(none)");
     CHECK(meta_params && strcmp(meta_params, names) == 0);
 
@@ -260,21 +281,37 @@ static void run_optim_case(const optim_case *oc) {
         snprintf(key, sizeof key, "init.%s", params->names[i]);
         const bk_tensor *w = bk_safetensors_get(ref, key);
         CHECK(w && bk_copy(params->tensors[i], w) == 0);
-        if (!w) goto done;
+        if (!w) return -1;
     }
     const bk_tensor *Xref = bk_safetensors_get(ref, "X"), *yref = bk_safetensors_get(ref, "y");
+    CHECK(Xref && yref);
+    if (!Xref || !yref) return -1;
+    *X = bk_tensor_clone_owned(Xref);
+    *y = labels_from(yref);
+    CHECK(*X && *y);
+    return *X && *y ? 0 : -1;
+}
+
+static void run_optim_case(const optim_case *oc) {
+    bk_safetensors *ref = open_case(oc->name);
+    bk_module *m = bk_nn_sequential(3, bk_nn_linear(6, 8), bk_nn_tanh(), bk_nn_linear(8, 3));
+    bk_param_list *params = m ? bk_module_named(m, BK_PARAMS) : NULL;
+    bk_optim *o = NULL;
+    bk_tensor *X = NULL;
+    int64_t *y = NULL;
+    CHECK(ref && m && params);
+    if (!ref || !m || !params) goto done;
+    if (load_model_case(oc->name, ref, params, &X, &y) != 0) goto done;
     const bk_tensor *loss_ref = bk_safetensors_get(ref, "loss");
-    CHECK(Xref && yref && loss_ref && loss_ref->numel == STEPS);
-    if (!Xref || !yref || !loss_ref || loss_ref->numel != STEPS) goto done;
-    X = bk_tensor_clone_owned(Xref);
-    y = labels_from(yref);
-    CHECK(X && y);
-    if (!X || !y) goto done;
+    CHECK(loss_ref && loss_ref->numel == STEPS);
+    if (!loss_ref || loss_ref->numel != STEPS) goto done;
 
     switch (oc->kind) {
     case O_SGD: o = bk_optim_sgd(m, oc->sgd); break;
     case O_ADAM: o = bk_optim_adam(m, oc->adam); break;
     case O_ADAMW: o = bk_optim_adamw(m, oc->adam); break;
+    case O_RMSPROP: o = bk_optim_rmsprop(m, oc->rmsprop); break;
+    case O_ADAGRAD: o = bk_optim_adagrad(m, oc->adagrad); break;
     }
     CHECK(o != NULL);
     if (!o) goto done;
@@ -302,8 +339,8 @@ static void run_optim_case(const optim_case *oc) {
             char key[160], label[200];
             snprintf(key, sizeof key, "step%d.%s", k, params->names[i]);
             snprintf(label, sizeof label, "%s %s", oc->name, key);
-            parity_compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL, PARAM_ATOL,
-                           &st);
+            double atol = oc->kind == O_RMSPROP ? RMSPROP_PARAM_ATOL(oc->rmsprop.lr) : PARAM_ATOL;
+            parity_compare(label, params->tensors[i], bk_safetensors_get(ref, key), PARAM_RTOL, atol, &st);
         }
         char what[96];
         snprintf(what, sizeof what, "%s step %d", oc->name, k);
@@ -321,8 +358,11 @@ static void run_optim_case(const optim_case *oc) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s",
              bk_safetensors_meta(ref, "state_names") ? bk_safetensors_meta(ref, "state_names") : "");
-    static const char *const slots[] = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"};
-    parity_stats sst[5] = {{0}};
+    static const char *const slots[] =
+        {"step",       "exp_avg",  "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
+         "square_avg", "grad_avg", "sum"};
+    enum { N_SLOTS = (int)(sizeof slots / sizeof slots[0]) };
+    parity_stats sst[N_SLOTS] = {{0}};
     int n_torch = 0;
     for (char *name = strtok(buf, ","); name; name = strtok(NULL, ","), n_torch++) {
         char key[200];
@@ -333,17 +373,29 @@ static void run_optim_case(const optim_case *oc) {
         CHECK(at >= 0);
         if (at < 0) continue;
         const char *dot = strrchr(name, '.');
-        for (int j = 0; j < 5; j++)
+        for (int j = 0; j < N_SLOTS; j++)
             if (strcmp(dot + 1, slots[j]) == 0) slot = j;
         const bk_tensor *want = bk_safetensors_get(ref, key);
-        bool squares = slot == 2 || slot == 3; /* exp_avg_sq, max_exp_avg_sq */
+        /* exp_avg_sq, max_exp_avg_sq, square_avg, sum: sums of squares */
+        bool squares = slot == 2 || slot == 3 || slot == 5 || slot == 7;
         double rtol = squares ? EXP_AVG_SQ_RTOL : STATE_RTOL;
         double atol = squares && max_abs_of(want) > 0 ? STATE_ATOL * max_abs_of(want) : STATE_ATOL;
+        if (oc->kind == O_RMSPROP)
+            atol = slot == 4 ? RMSPROP_BUF_ATOL(oc->rmsprop.lr)
+                             : atol * RMSPROP_PARAM_ATOL(oc->rmsprop.lr) / PARAM_ATOL;
         parity_compare(label, bk_optim_state_tensor(o, at), want, rtol, atol, &sst[slot]);
     }
-    // Adam: step, exp_avg, exp_avg_sq (+ max_exp_avg_sq) for 4 parameters; SGD with
-    // momentum: momentum_buffer for 4. Guards against an empty or misread list.
-    int want_torch = oc->kind == O_SGD ? (oc->sgd.momentum != 0 ? 4 : 0) : 4 * (oc->adam.amsgrad ? 4 : 3);
+    // Per parameter (4): Adam step, exp_avg, exp_avg_sq (+ max_exp_avg_sq); SGD with
+    // momentum: momentum_buffer; RMSprop step, square_avg (+ momentum_buffer with momentum,
+    // + grad_avg when centered); Adagrad step, sum. Guards against an empty or misread list.
+    int want_torch = 0;
+    switch (oc->kind) {
+    case O_SGD: want_torch = oc->sgd.momentum != 0 ? 4 : 0; break;
+    case O_ADAM:
+    case O_ADAMW: want_torch = 4 * (oc->adam.amsgrad ? 4 : 3); break;
+    case O_RMSPROP: want_torch = 4 * (2 + (oc->rmsprop.momentum > 0) + oc->rmsprop.centered); break;
+    case O_ADAGRAD: want_torch = 4 * 2; break;
+    }
     CHECK(n_torch == want_torch);
     for (int i = 0; i < bk_optim_state_count(o); i++) {
         const char *name = bk_optim_state_name(o, i);
@@ -355,13 +407,70 @@ static void run_optim_case(const optim_case *oc) {
             CHECK(bk_item(bk_optim_state_tensor(o, i)) == (float)STEPS);
         }
     }
-    for (int j = 0; j < 5; j++) {
+    for (int j = 0; j < N_SLOTS; j++) {
         snprintf(label, sizeof label, "%s state %s", oc->name, slots[j]);
         if (sst[j].compared) parity_stats_print(label, &sst[j]);
     }
 
 done:
     bk_optim_free(o);
+    bk_param_list_free(params);
+    bk_module_free(m);
+    bk_tensor_free(X);
+    free(y);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
+ * Gradient clipping (CLIP_CASES in gen_losses_optim.py)
+ * ====================================================================================== */
+
+typedef struct clip_case {
+    const char *name;
+    bool value;       /* bk_clip_grad_value, else bk_clip_grad_norm */
+    double limit;     /* max_norm or clip_value */
+    double norm_type; /* bk_clip_grad_norm's */
+} clip_case;
+
+static const clip_case CLIP_CASES[] = {
+    {"clip_norm2", false, 0.1, 2.0},     {"clip_norm_inf", false, 0.02, INFINITY},
+    {"clip_norm1", false, 0.1, 1.0},     {"clip_norm3", false, 0.1, 3.0},
+    {"clip_norm_none", false, 1e3, 2.0}, {"clip_value", true, 0.02, 0},
+};
+#define N_CLIP_CASES (int)(sizeof CLIP_CASES / sizeof CLIP_CASES[0])
+
+/* The gradients differ from torch's by float32 rounding (as in the optimizer cases), the
+ * norm is a sum of their squares (or powers) with no cancellation, and the clip multiplies
+ * by a factor < 1 or clamps: the default tolerances. */
+static void run_clip_case(const clip_case *cc) {
+    bk_safetensors *ref = open_case(cc->name);
+    bk_module *m = bk_nn_sequential(3, bk_nn_linear(6, 8), bk_nn_tanh(), bk_nn_linear(8, 3));
+    bk_param_list *params = m ? bk_module_named(m, BK_PARAMS) : NULL;
+    bk_tensor *X = NULL, *norm = NULL;
+    int64_t *y = NULL;
+    CHECK(ref && m && params);
+    if (!ref || !m || !params || load_model_case(cc->name, ref, params, &X, &y) != 0) goto done;
+    bk_tensor *loss = bk_cross_entropy(bk_forward(m, X), y, X->shape[0], BK_REDUCTION_MEAN);
+    CHECK(loss && bk_backward(loss) == 0);
+    bk_arena_reset(NULL);
+    norm = bk_tensor_new(1, (int64_t[]){1});
+    CHECK(norm != NULL);
+    if (!norm) goto done;
+    if (cc->value) CHECK(bk_clip_grad_value(m, cc->limit) == 0);
+    else norm->data[0] = (float)bk_clip_grad_norm(m, cc->limit, cc->norm_type, true);
+    parity_stats st = {0};
+    char label[200];
+    snprintf(label, sizeof label, "%s norm", cc->name);
+    parity_compare(label, norm, bk_safetensors_get(ref, "norm"), RTOL, ATOL, &st);
+    for (int i = 0; i < params->n; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", params->names[i]);
+        snprintf(label, sizeof label, "%s %s", cc->name, key);
+        parity_compare(label, params->tensors[i]->grad, bk_safetensors_get(ref, key), RTOL, ATOL, &st);
+    }
+    parity_stats_print(cc->name, &st);
+done:
+    bk_tensor_free(norm);
     bk_param_list_free(params);
     bk_module_free(m);
     bk_tensor_free(X);
@@ -421,9 +530,11 @@ static void run_sched_case(const sched_case *sc) {
 static const loss_case *loss_case_;
 static const optim_case *optim_case_;
 static const sched_case *sched_case_;
+static const clip_case *clip_case_;
 TEST(run_current_loss_case) { run_loss_case(loss_case_); }
 TEST(run_current_optim_case) { run_optim_case(optim_case_); }
 TEST(run_current_sched_case) { run_sched_case(sched_case_); }
+TEST(run_current_clip_case) { run_clip_case(clip_case_); }
 
 int main(void) {
     if (parity_skip_all("test_parity_optim", "gen_losses_optim.py"))
@@ -435,6 +546,10 @@ int main(void) {
     for (int i = 0; i < N_OPTIM_CASES; i++) {
         optim_case_ = &OPTIM_CASES[i];
         parity_run(optim_case_->name, run_current_optim_case, false);
+    }
+    for (int i = 0; i < N_CLIP_CASES; i++) {
+        clip_case_ = &CLIP_CASES[i];
+        parity_run(clip_case_->name, run_current_clip_case, false);
     }
     for (int i = 0; i < N_SCHED_CASES; i++) {
         sched_case_ = &SCHED_CASES[i];

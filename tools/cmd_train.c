@@ -52,8 +52,8 @@ static void help(FILE *f) {
             "                      their gradients summed in order (default 1; a resumed run:\n"
             "                      the checkpoint's); the same bits as mpirun -np N\n"
             "  --lr LR             learning rate (default 0.1)\n"
-            "  --optimizer NAME    sgd, adam or adamw (default sgd)\n"
-            "  --momentum M        SGD momentum (default 0)\n"
+            "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default sgd)\n"
+            "  --momentum M        SGD or RMSprop momentum (default 0)\n"
             "  --weight-decay W    weight decay (default 0; adamw: 0.01)\n"
             "  --lr-schedule S     none, cosine or step (default none); the lr is set before\n"
             "                      every epoch, as torch's scheduler.step() once per epoch:\n"
@@ -97,7 +97,7 @@ static void help(FILE *f) {
             "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n");
 }
 
-static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", NULL};
+static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", NULL};
 static const char *const REDUCE_NAMES[] = {"deterministic", "fast", NULL}; /* --reduce */
 
 static uint64_t splitmix64(uint64_t x) {
@@ -137,9 +137,14 @@ static int check_data(const run *r) {
 /* Before anything is allocated or trained: the model fits in memory, and every output
  * can be written with room for it (a read-only directory or a full disk shows now, not
  * after the first epoch). Sizes from the parameter count: float32 weights; training also
- * holds their gradients and the optimizer's state (SGD momentum: 1, Adam: 2 per weight). */
+ * holds their gradients and the optimizer's state (SGD momentum: 1, Adam: 2, RMSprop: 3
+ * (square_avg, momentum_buffer, grad_avg), Adagrad: 1 per weight). */
 static int check_room(const run *r, int64_t n_params) {
-    int states = !strcmp(r->c.optimizer, "sgd") ? (r->c.momentum > 0) : 2;
+    const char *o = r->c.optimizer;
+    int states = !strcmp(o, "sgd")       ? (r->c.momentum > 0)
+                 : !strcmp(o, "rmsprop") ? 3
+                 : !strcmp(o, "adagrad") ? 1
+                                         : 2;
     double weights = 4.0 * (double)n_params;
     double need = weights * (2 + states);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -339,8 +344,9 @@ int cmd_train(int argc, char **argv) {
     if (!strcmp(c->model, "help")) return cli_parse_only ? CLI_OK : cli_models_print(NULL); /* brick models */
 
     /* Checks that need no file. */
-    if (strcmp(c->optimizer, "sgd") && cli_opt(opts, n_opts, "--momentum")->given)
-        return cli_usage("--momentum is for --optimizer sgd only");
+    if (strcmp(c->optimizer, "sgd") && strcmp(c->optimizer, "rmsprop") &&
+        cli_opt(opts, n_opts, "--momentum")->given)
+        return cli_usage("--momentum is for --optimizer sgd or rmsprop only");
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01f; /* a float32 setting (CLI_F32) */
     if (c->dist && !bk_dist_mpi_built())

@@ -272,6 +272,17 @@ bk_optim *train_make_optim(const train_cfg *c, bk_module *m) {
         s.weight_decay = c->weight_decay;
         return bk_optim_sgd(m, s);
     }
+    if (!strcmp(c->optimizer, "rmsprop")) { /* torch's defaults but the lr, momentum, weight decay */
+        bk_rmsprop_config r = BK_RMSPROP_DEFAULTS(c->lr);
+        r.momentum = c->momentum;
+        r.weight_decay = c->weight_decay;
+        return bk_optim_rmsprop(m, r);
+    }
+    if (!strcmp(c->optimizer, "adagrad")) {
+        bk_adagrad_config g = BK_ADAGRAD_DEFAULTS(c->lr);
+        g.weight_decay = c->weight_decay;
+        return bk_optim_adagrad(m, g);
+    }
     bk_adam_config a = !strcmp(c->optimizer, "adam") ? BK_ADAM_DEFAULTS(c->lr) : BK_ADAMW_DEFAULTS(c->lr);
     a.weight_decay = c->weight_decay;
     return !strcmp(c->optimizer, "adam") ? bk_optim_adam(m, a) : bk_optim_adamw(m, a);

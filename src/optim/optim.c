@@ -1,5 +1,6 @@
 /* optim.c - the optimizer frame: parameter collection, state slots, step loop, learning
- * rate access and schedules. The algorithms live in sgd.c and adam.c.
+ * rate access and schedules. The algorithms live in sgd.c, adam.c, rmsprop.c and adagrad.c;
+ * gradient clipping in clip.c.
  */
 #include "optim.h"
 

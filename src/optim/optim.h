@@ -25,7 +25,7 @@ typedef struct optim_class {
     void (*update)(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots);
 } optim_class;
 
-/* An algorithm's settings: those of bk_sgd_config and bk_adam_config but the lr, which
+/* An algorithm's settings: those of its bk_<name>_config but the lr, which
  * lives in bk_optim.lr alone (schedules change it; a copy here would go stale). */
 typedef struct optim_sgd {
     double momentum, dampening, weight_decay;
@@ -37,12 +37,23 @@ typedef struct optim_adam {
     bool amsgrad;
 } optim_adam;
 
+typedef struct optim_rmsprop {
+    double alpha, eps, weight_decay, momentum;
+    bool centered;
+} optim_rmsprop;
+
+typedef struct optim_adagrad {
+    double lr_decay, weight_decay, eps;
+} optim_adagrad;
+
 struct bk_optim {
     const optim_class *cls;
     double lr; /* the learning rate of the next step (bk_optim_set_lr changes it) */
     union {
         optim_sgd sgd;
         optim_adam adam;
+        optim_rmsprop rmsprop;
+        optim_adagrad adagrad;
     } cfg;
     int n;                 /* parameters */
     bk_param_list *params; /* trainable parameters only */

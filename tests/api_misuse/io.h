@@ -109,6 +109,51 @@ TEST(optimizers) {
     MISUSE(bk_optim_adamw(lin, a), "AdamW", "eps=-1");
     a = BK_ADAMW_DEFAULTS(1e-3), a.weight_decay = NAN;
     MISUSE(bk_optim_adamw(lin, a), "AdamW", "weight_decay=nan");
+    EACH_BAD_MODULE("RMSprop", bk_optim_rmsprop(M, BK_RMSPROP_DEFAULTS(1e-2)));
+    bk_rmsprop_config r = BK_RMSPROP_DEFAULTS(-1);
+    MISUSE(bk_optim_rmsprop(lin, r), "RMSprop", "lr=-1");
+    r = BK_RMSPROP_DEFAULTS(1e-2), r.alpha = -0.5;
+    MISUSE(bk_optim_rmsprop(lin, r), "RMSprop", "alpha=-0.5");
+    r = BK_RMSPROP_DEFAULTS(1e-2), r.eps = NAN;
+    MISUSE(bk_optim_rmsprop(lin, r), "RMSprop", "eps=nan");
+    r = BK_RMSPROP_DEFAULTS(1e-2), r.weight_decay = -1;
+    MISUSE(bk_optim_rmsprop(lin, r), "RMSprop", "weight_decay=-1");
+    r = BK_RMSPROP_DEFAULTS(1e-2), r.momentum = -0.9;
+    MISUSE(bk_optim_rmsprop(lin, r), "RMSprop", "momentum=-0.9");
+    EACH_BAD_MODULE("Adagrad", bk_optim_adagrad(M, BK_ADAGRAD_DEFAULTS(1e-2)));
+    bk_adagrad_config ag = BK_ADAGRAD_DEFAULTS(NAN);
+    MISUSE(bk_optim_adagrad(lin, ag), "Adagrad", "lr=nan");
+    ag = BK_ADAGRAD_DEFAULTS(1e-2), ag.lr_decay = -1;
+    MISUSE(bk_optim_adagrad(lin, ag), "Adagrad", "lr_decay=-1");
+    ag = BK_ADAGRAD_DEFAULTS(1e-2), ag.weight_decay = -2;
+    MISUSE(bk_optim_adagrad(lin, ag), "Adagrad", "weight_decay=-2");
+    ag = BK_ADAGRAD_DEFAULTS(1e-2), ag.initial_accumulator_value = -0.1;
+    MISUSE(bk_optim_adagrad(lin, ag), "Adagrad", "initial_accumulator_value=-0.1");
+    ag = BK_ADAGRAD_DEFAULTS(1e-2), ag.eps = -1e-10;
+    MISUSE(bk_optim_adagrad(lin, ag), "Adagrad", "eps=-1e-10");
+
+    EACH_BAD_MODULE("clip_grad_norm", bk_clip_grad_norm(M, 1.0, 2.0, false));
+    MISUSE(bk_clip_grad_norm(lin, -1.0, 2.0, false), "clip_grad_norm", "max_norm=-1");
+    MISUSE(bk_clip_grad_norm(lin, NAN, 2.0, false), "clip_grad_norm", "max_norm=nan");
+    MISUSE(bk_clip_grad_norm(lin, 1.0, 0.0, false), "clip_grad_norm", "norm_type=0");
+    MISUSE(bk_clip_grad_norm(lin, 1.0, NAN, false), "clip_grad_norm", "norm_type=nan");
+    ACCEPTS(bk_clip_grad_norm(lin, 1.0, 2.0, true) == 0.0, "no gradients yet: norm 0, as torch");
+    /* a NaN gradient: refused with error_if_nonfinite (the gradients unchanged), else the
+     * NaN norm is returned and the gradients scaled by it, as torch */
+    CHECK(bk_backward(bk_sum(bk_forward(lin, bk_full(BK_SHAPE(1, 2), 1.0f)))) == 0);
+    bk_tensor *wg = bk_module_get(lin, "weight")->grad;
+    wg->data[0] = NAN;
+    float g1 = wg->data[1];
+    MISUSE(bk_clip_grad_norm(lin, 1e-3, 2.0, true), "clip_grad_norm", "norm of order 2", "is nan",
+           "unchanged");
+    CHECK(wg->data[1] == g1);
+    MISUSE(bk_clip_grad_norm(lin, 1e-3, INFINITY, true), "clip_grad_norm", "norm of order inf", "is nan");
+    ACCEPTS(isnan(bk_clip_grad_norm(lin, 1e-3, 2.0, false)) && isnan(wg->data[1]),
+            "error_if_nonfinite=false");
+    bk_arena_reset(NULL);
+    EACH_BAD_MODULE("clip_grad_value", bk_clip_grad_value(M, 1.0));
+    MISUSE(bk_clip_grad_value(lin, -0.5), "clip_grad_value", "clip_value=-0.5");
+    MISUSE(bk_clip_grad_value(lin, NAN), "clip_grad_value", "clip_value=nan");
 
     bk_optim *o = bk_optim_sgd(lin, BK_SGD_DEFAULTS(0.1));
     ACCEPTS((bk_optim_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");

@@ -21,6 +21,10 @@ Writes into --out, next to gen_reference.py's files:
                                 Metadata: case, seed, torch, param_names, state_names
                                 (the "<param>.<slot>" names present), steps, optimizer,
                                 min_abs_grad and redraws (see ADAM_MIN_GRAD).
+  clip_<case>.ref.safetensors   one backward of the same model, then clip_grad_norm_ or
+                                clip_grad_value_: "init.<param>", "X", "y", "norm" (1,)
+                                and "grad.<param>" (after clipping). Metadata: case, seed,
+                                torch, param_names, clip, limit, norm_type.
   sched_<case>.ref.safetensors  a learning-rate scheduler stepped once per epoch, as brick
                                 train steps it: "lr" (SCHED_EPOCHS,), the lr of each epoch
                                 (param_groups[0]["lr"] before it; torch's recursive
@@ -33,7 +37,9 @@ the same plus one row with a near tie at 1e4 ("tie"), and with -inf in non-targe
 classes ("neginf"); MSE and BCE with logits (|x| up to 100) with mean/sum/none and the
 target's gradient; log_softmax and softmax along dims 0, 1 of (7, 5) and -1 of (3, 4, 5);
 SGD (plain, momentum, dampening + weight decay, Nesterov), Adam, Adam with weight decay
-and amsgrad, AdamW; CosineAnnealingLR (eta_min 0 and > 0, run past T_max, where the lr
+and amsgrad, AdamW, RMSprop (plain, momentum + weight decay, centered, all three),
+Adagrad (plain; lr_decay + weight decay + initial accumulator); clip_grad_norm_ (orders 2,
+inf, 1, 3; one not clipping) and clip_grad_value_; CosineAnnealingLR (eta_min 0 and > 0, run past T_max, where the lr
 rises again) and StepLR.
 
 Every case draws from its own stream (case_seed of gen_reference.py), so adding cases
@@ -173,6 +179,15 @@ OPTIM_CASES = {
     "optim_adam_wd_amsgrad": lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-2,
                                                         amsgrad=True),
     "optim_adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-1),
+    "optim_rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-2),
+    "optim_rmsprop_momentum_wd": lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.9,
+                                                               weight_decay=1e-2),
+    "optim_rmsprop_centered": lambda p: torch.optim.RMSprop(p, lr=1e-2, alpha=0.9, centered=True),
+    "optim_rmsprop_centered_momentum_wd": lambda p: torch.optim.RMSprop(
+        p, lr=1e-2, alpha=0.95, eps=1e-6, momentum=0.5, centered=True, weight_decay=1e-2),
+    "optim_adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1),
+    "optim_adagrad_decay_wd_init": lambda p: torch.optim.Adagrad(
+        p, lr=0.1, lr_decay=0.1, weight_decay=1e-2, initial_accumulator_value=0.1, eps=1e-8),
 }
 
 
@@ -184,7 +199,10 @@ OPTIM_CASES = {
 # as from brick's). No float32 implementation can be compared at rtol 1e-5 on such data, so
 # a draw whose effective gradients come within ADAM_MIN_GRAD of zero at any step is drawn
 # again. With |g| >= 1e-5 the effect is below lr * eps * 3e-8 / 1e-10 = 3e-8.
+# RMSprop and Adagrad divide by a root mean square of the gradients too (their first step
+# is lr g / (sqrt(c) |g| + eps)), so the same holds for them and they are redrawn the same way.
 ADAM_MIN_GRAD = 1e-5
+SCALE_FREE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad)
 
 
 def run_optim(make_opt):
@@ -216,7 +234,7 @@ def make_optim_case(name, make_opt, seed):
     torch.manual_seed(case_seed(seed, name))
     for redraws in range(100):
         ref, opt, names, min_g = run_optim(make_opt)
-        if not isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)) or min_g >= ADAM_MIN_GRAD:
+        if not isinstance(opt, SCALE_FREE) or min_g >= ADAM_MIN_GRAD:
             break
     else:
         raise RuntimeError(f"{name}: no draw with every |gradient| >= {ADAM_MIN_GRAD}")
@@ -237,6 +255,52 @@ def make_optim_case(name, make_opt, seed):
             "param_names": ",".join(names), "state_names": ",".join(state_names),
             "steps": str(STEPS), "optimizer": repr(opt).replace("\n", " "),
             "min_abs_grad": repr(min_g), "redraws": str(redraws)}
+    return ref, meta
+
+
+# ---------------------------------------------------------------------------------------
+# Gradient clipping cases (brick's bk_clip_grad_norm, bk_clip_grad_value)
+# ---------------------------------------------------------------------------------------
+
+# Keep in step with CLIP_CASES in tests/test_parity_optim.c: (kind, max_norm or clip_value,
+# norm_type). The limits are below the gradients' norms (about 0.3 to 3 here), so every
+# case clips (checked below), except "clip_norm_none", whose limit is far above.
+CLIP_CASES = {
+    "clip_norm2": ("norm", 0.1, 2.0),
+    "clip_norm_inf": ("norm", 0.02, math.inf),
+    "clip_norm1": ("norm", 0.1, 1.0),
+    "clip_norm3": ("norm", 0.1, 3.0),
+    "clip_norm_none": ("norm", 1e3, 2.0),
+    "clip_value": ("value", 0.02, None),
+}
+
+
+def make_clip_case(name, spec, seed):
+    """One backward of the optimizer cases' model and batch, then the clip: "init.<param>",
+    "X", "y", "norm" (1,: clip_grad_norm_'s result; 0 for clip_grad_value_) and
+    "grad.<param>" (the gradients after clipping)."""
+    kind, limit, norm_type = spec
+    torch.manual_seed(case_seed(seed, name))
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    X = torch.randn(16, 6)
+    y = torch.randint(0, 3, (16,))
+    ref = {"init." + n: p.detach().clone() for n, p in model.named_parameters()}
+    ref["X"], ref["y"] = X, y.float()
+    F.cross_entropy(model(X), y).backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    if kind == "norm":
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit, norm_type)
+        assert (norm > limit) == (name != "clip_norm_none"), (name, norm)
+    else:
+        torch.nn.utils.clip_grad_value_(model.parameters(), limit)
+        norm = torch.tensor(0.0)
+        assert any((b.abs() > limit).any() for b in before), name
+    ref["norm"] = norm.reshape(1).float()
+    for n, p in model.named_parameters():
+        ref["grad." + n] = p.grad.clone()
+    meta = {"case": name, "kind": "clip", "seed": str(seed), "torch": torch.__version__,
+            "param_names": ",".join(n for n, _ in model.named_parameters()),
+            "clip": kind, "limit": repr(limit), "norm_type": repr(norm_type)}
     return ref, meta
 
 
@@ -274,13 +338,16 @@ def make_sched_case(name, spec, seed):
 def main():
     args = generator_args(__doc__)
     count = 0
-    for name, spec in list(LOSS_CASES.items()) + list(OPTIM_CASES.items()) + list(SCHED_CASES.items()):
+    cases = [LOSS_CASES, OPTIM_CASES, CLIP_CASES, SCHED_CASES]
+    for name, spec in [item for table in cases for item in table.items()]:
         if not args.wanted(name):
             continue
         if name.startswith("loss_"):
             ref, meta = make_loss_case(name, spec, args.seed)
         elif name.startswith("sched_"):
             ref, meta = make_sched_case(name, spec, args.seed)
+        elif name.startswith("clip_"):
+            ref, meta = make_clip_case(name, spec, args.seed)
         else:
             ref, meta = make_optim_case(name, spec, args.seed)
         write_case(args.out, name, ref, meta)
