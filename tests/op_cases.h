@@ -1,5 +1,5 @@
-/* op_cases.h - the random shapes, values and checks of test_ops.c and test_ops_shape.c: a
- * PCG32 stream (g_rng, seeded by the test's main from test_seed), shapes of rank 0..4 with
+/* op_cases.h - the random shapes, values and checks of test_ops.c and test_ops_shape.c: the
+ * test's stream (test_rng.h: main calls test_rng_seed), shapes of rank 0..4 with
  * size-1 dims and broadcasting pairs, leaves over a range, the comparison of a result with a
  * reference computed in double (values_ok), and one function per op under gradcheck (f_<op>,
  * its non-tensor arguments in an `args`). Tolerances: test_ops.c's header comment.
@@ -10,20 +10,12 @@
 #include "test.h"
 
 #include "gradcheck.h"
+#include "test_rng.h"
 #include "ops/elementwise_ops.h" /* the element-wise ops' rows: one f_<name> each */
 
 #include <stdint.h>
 
 #define TRIALS 4 /* random cases per op */
-
-static bk_rng g_rng; /* the test's own stream: shapes, values, op arguments */
-
-/* ---- random draws -------------------------------------------------------------------- */
-
-static inline int rand_int(int lo, int hi) {
-    return lo + (int)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1));
-}
-static inline float rand_float(float lo, float hi) { return lo + (hi - lo) * bk_rng_uniform(&g_rng); }
 
 typedef struct shp {
     int nd;

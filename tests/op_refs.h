@@ -1,13 +1,14 @@
 /* op_refs.h - what the op tests that check against naive references in double share
  * (test_ops_cnn.c, test_ops_pool.c, test_ops_norm_act.c): the test's own random stream and
- * its draws, and the comparisons of a float32 result with a double reference that print
- * the first mismatches. main calls op_refs_seed first.
+ * its draws (test_rng.h: main calls test_rng_seed first), and the comparisons of a float32
+ * result with a double reference that print the first mismatches.
  */
 #ifndef BRICK_TEST_OP_REFS_H
 #define BRICK_TEST_OP_REFS_H
 
 #include "test.h"
 #include "gradcheck.h"
+#include "test_rng.h"
 
 #include <stdint.h>
 
@@ -15,21 +16,6 @@
 
 /* float32 unit roundoff, for the rounding bounds of the naive references */
 #define U32 (1.0 / 16777216.0)
-
-static bk_rng g_rng; /* the test's own stream: shapes, settings, values */
-
-/* Reads and prints the run's seed (test_seed) and seeds both streams with it: the test's
- * own g_rng and the global one the ops draw from (dropout, fills without a stream). */
-static inline void op_refs_seed(const char *suite) {
-    uint64_t seed = test_seed(suite);
-    bk_rng_seed(&g_rng, seed);
-    bk_manual_seed(seed);
-}
-
-static inline int64_t rand_int(int64_t lo, int64_t hi) {
-    return lo + (int64_t)(bk_rng_u32(&g_rng) % (uint32_t)(hi - lo + 1));
-}
-static inline float rand_float(float lo, float hi) { return lo + (hi - lo) * bk_rng_uniform(&g_rng); }
 
 /* A leaf that requires grad, N(mean, std^2). */
 static inline bk_tensor *leaf_normal(int nd, const int64_t *shape, float mean, float std) {

@@ -413,9 +413,7 @@ out:
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    uint64_t seed = test_seed("test_ops");
-    bk_rng_seed(&g_rng, seed);
-    bk_manual_seed(seed);
+    test_rng_seed("test_ops");
     /* one RUN per op, so that a failure names it */
 #define X_RUN(name, ...) RUN(op_##name);
     BK_BINARY_OPS(X_RUN)

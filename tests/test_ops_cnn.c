@@ -433,7 +433,7 @@ TEST(conv2d_direct_vs_im2col) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    op_refs_seed("test_ops_cnn");
+    test_rng_seed("test_ops_cnn");
     RUN(conv2d_gradcheck);
     RUN(conv2d_values);
     RUN(conv2d_threads_bitwise);

@@ -418,7 +418,7 @@ TEST(dropout_gradient_is_the_mask) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    op_refs_seed("test_ops_norm_act");
+    test_rng_seed("test_ops_norm_act");
     RUN(batch_norm);
     RUN(layer_norm);
     RUN(gelu);

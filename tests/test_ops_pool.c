@@ -351,7 +351,7 @@ TEST(adaptive_avg_pool2d) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    op_refs_seed("test_ops_pool");
+    test_rng_seed("test_ops_pool");
     RUN(max_pool2d_ties_torch);
     RUN(max_pool2d_ties_random);
     RUN(max_pool2d_nan_inf_ties);

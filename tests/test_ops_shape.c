@@ -257,9 +257,7 @@ TEST(gradcheck_rejects_a_wrong_backward) {
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
-    uint64_t seed = test_seed("test_ops_shape");
-    bk_rng_seed(&g_rng, seed);
-    bk_manual_seed(seed);
+    test_rng_seed("test_ops_shape");
     RUN(op_reshape);
     RUN(op_flatten);
     RUN(op_transpose);
