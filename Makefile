@@ -350,8 +350,8 @@ demo: examples $(TOOL_BIN)
 	done; echo "demo: all $(words $(EXAMPLE_BINS)) examples ran"
 ifneq ($(TOOL_BIN),)
 	@mkdir -p $(BUILD)/demo
-	@echo "==> $(TOOL_BIN) train --model mlp --out $(BUILD)/demo/mlp.safetensors $(DEMO_ARGS)"
-	@$(TOOL_BIN) train --model mlp --out $(BUILD)/demo/mlp.safetensors $(DEMO_ARGS)
+	@echo "==> $(TOOL_BIN) train --model mlp --force --out $(BUILD)/demo/mlp.safetensors $(DEMO_ARGS)"
+	@$(TOOL_BIN) train --model mlp --force --out $(BUILD)/demo/mlp.safetensors $(DEMO_ARGS)
 endif
 
 # ---- fuzzing ----------------------------------------------------------------------------

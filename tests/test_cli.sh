@@ -131,15 +131,15 @@ if [[ $out$err != *$'\r'* ]]; then ok "train: no progress bar when not a termina
 for f in m.safetensors m.ckpt.safetensors m.csv m.svg; do
     if [ -s "$tmp/$f" ]; then ok "train wrote $f"; else bad "train wrote $f" "missing or empty"; fi
 done
-if [ "$(head -n 1 "$tmp/m.csv")" = "epoch,train_loss,train_acc,test_loss,test_acc,seconds" ] &&
-    [ "$(wc -l <"$tmp/m.csv")" -eq 3 ] && grep -Eq '^2,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$' "$tmp/m.csv"; then
-    ok "CSV log: header and one row per epoch"
+if [ "$(head -n 1 "$tmp/m.csv")" = "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" ] &&
+    [ "$(wc -l <"$tmp/m.csv")" -eq 3 ] && grep -Eq '^2,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,0\.1,[0-9.]+$' "$tmp/m.csv"; then
+    ok "CSV log: header and one row per epoch, with the lr"
 else
     bad "CSV log" "$(cat "$tmp/m.csv")"
 fi
 if grep -q '<svg' "$tmp/m.svg" && grep -q 'train loss' "$tmp/m.svg" && grep -q 'test acc' "$tmp/m.svg" &&
-    [ "$(grep -c '<polyline' "$tmp/m.svg")" -eq 3 ] && tail -n 1 "$tmp/m.svg" | grep -q '</svg>'; then
-    ok "SVG plot: three curves and a legend"
+    grep -q 'test loss' "$tmp/m.svg" && [ "$(grep -c '<polyline' "$tmp/m.svg")" -eq 4 ] && tail -n 1 "$tmp/m.svg" | grep -q '</svg>'; then
+    ok "SVG plot: four curves (train/test loss and accuracy) and a legend"
 else
     bad "SVG plot" "$(head -c 300 "$tmp/m.svg")"
 fi
@@ -149,6 +149,34 @@ if grep -aq '"brick.arch":"mlp:hidden=256"' "$m" && grep -aq '"brick.format":"br
 else
     bad "model file metadata" "$(head -c 600 "$m" | tr -c '[:print:]' .)"
 fi
+
+# An earlier run's files are not replaced by a new run unless --force is given.
+cp "$m" "$tmp/m.before"
+usage "train: --out of an earlier run" "brick train" "m.safetensors exists .*--force.*--resume .*m.ckpt.safetensors" \
+    "$brick" train --model mlp --data "$data" --epochs 1 --out "$m"
+if cmp -s "$m" "$tmp/m.before"; then ok "the refused run left the earlier model file alone"; else bad "refused run changed $m"; fi
+rm -f "$tmp/m.before"
+
+# --keep-best: STEM.best.safetensors holds the epoch of the highest test accuracy.
+kb=$tmp/kb.safetensors
+run "$brick" train --model mlp --data "$data" --epochs 3 --batch-size 256 --lr 0.5 --seed 3 --keep-best --out "$kb"
+best_row=$(tail -n +2 "$tmp/kb.csv" | sort -t, -k5,5gr -k1,1n | head -n 1)
+best_epoch=${best_row%%,*}
+if [ "$rc" -eq 0 ] && [ -s "$tmp/kb.best.safetensors" ] &&
+    grep -q "^best epoch $best_epoch (test acc " <<<"$out" &&
+    grep -aq "\"brick.epoch\":\"$best_epoch\"" "$tmp/kb.best.safetensors"; then
+    ok "--keep-best: kb.best.safetensors is epoch $best_epoch, the best of the log"
+else
+    bad "--keep-best" "exit $rc, best row $best_row" "stdout: ${out:0:600}" "stderr: ${err:0:300}"
+fi
+run "$brick" eval "$tmp/kb.best.safetensors" --data "$data"
+if [ "$rc" -eq 0 ] && grep -q "test accuracy $(cut -d, -f5 <<<"$best_row" | cut -c1-6)" <<<"$out"; then
+    ok "--keep-best: the best model evaluates to the logged accuracy"
+else
+    bad "--keep-best eval" "exit $rc, want $best_row" "${out:0:300}" "${err:0:300}"
+fi
+run "$brick" train --model mlp --data "$data" --epochs 1 --batch-size 256 --seed 3 --force --out "$kb"
+if [ "$rc" -eq 0 ]; then ok "train --force replaces an earlier run's files"; else bad "--force" "exit $rc: ${err:0:300}"; fi
 
 # ---- eval, summary, predict ---------------------------------------------------------------
 

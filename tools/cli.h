@@ -176,14 +176,18 @@ bool cli_parse_shape(const char *s, int *ndim, int64_t *shape);
 
 typedef struct cli_epoch {
     int epoch; /* 1-based */
-    double train_loss, train_acc, test_loss, test_acc, seconds;
+    double train_loss, train_acc, test_loss, test_acc;
+    double lr; /* the epoch's learning rate (NaN in rows of checkpoints older than the column) */
+    double seconds;
 } cli_epoch;
 
-/* "epoch,train_loss,train_acc,test_loss,test_acc,seconds" and one row per epoch. */
+/* "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" and one row per epoch. */
 void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header);
-/* Parses rows written by cli_history_csv(header false); returns the count or -1. */
+/* Parses rows written by cli_history_csv(header false), with or without the lr column
+ * (checkpoints written before it had none); returns the count or -1. */
 int cli_history_parse(const char *s, cli_epoch *h, int max);
-/* An SVG line plot of train loss, train acc and test acc against epoch (like D2L's). */
+/* An SVG line plot of train loss, train acc, test loss and test acc against epoch (like
+ * D2L's). */
 void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);
 
 /* ---- the progress bar (progress.c) --------------------------------------------------- */

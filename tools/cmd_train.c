@@ -61,40 +61,50 @@ static void help(FILE *f) {
             "                      step: StepLR(step_size=--lr-step-size, gamma=--lr-gamma)\n"
             "  --lr-min LR         cosine: the lr it anneals to (default 0)\n"
             "  --lr-step-size N    step: multiply the lr by --lr-gamma every N epochs\n"
-            "  --lr-gamma G        step: the factor (default 0.1)\n"
-            "  --seed S            seed of the model init and the shuffling (default 0)\n"
-            "  --out FILE          the model file (default model.safetensors)\n"
-            "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
-            "                      the new total (default: the checkpoint's; a cosine schedule\n"
-            "                      keeps the T_max it started with)\n"
-            "  --threads T         compute threads (default: the library's); results are\n"
-            "                      reproducible bit for bit for a fixed thread count\n"
-            "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
-            "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
-            "                      a NaN or infinite loss stops it)\n"
-            "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
-            "                      name the first op (and block) that makes one (slower)\n"
-            "  --dist              data-parallel training on MPI even outside mpirun (under\n"
-            "                      mpirun it is on by itself): `mpirun -np P brick train`\n"
-            "                      gives each rank 1/P of every batch (docs/distributed.md)\n"
-            "  --reduce MODE       how the ranks' gradients are summed: deterministic (the\n"
-            "                      default: bitwise equal to --accumulate P) or fast\n"
-            "                      (MPI_Allreduce: not bitwise reproducible)\n"
-            "  -h, --help          this help\n"
-            "\n"
-            "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
-            "train loss, train accuracy, test loss, test accuracy, its time (and its lr, with\n"
-            "a schedule). The test split is evaluated in batches of --batch-size.\n"
-            "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
-            "the position in the epoch and exits; --resume continues to the same weights as an\n"
-            "uninterrupted run. A second Ctrl-C (a second or more after the first) stops at\n"
-            "once, unless files are being saved (the last saved files stay whole).\n"
-            "Before training it checks that the test images have the training images'\n"
-            "shape, that the model fits in memory and that every output can be written.\n"
-            "Exit status: 0 done, 1 runtime failure (a file that fails to load or holds bad\n"
-            "values, a model too large for the memory, an output that cannot be written, a\n"
-            "NaN or diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
-            "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n");
+            "  --lr-gamma G        step: the factor (default 0.1)\n");
+    /* (in parts: C11 compilers need to support string literals of only 4095 characters) */
+    fputs(
+        "  --seed S            seed of the model init and the shuffling (default 0)\n"
+        "  --out FILE          the model file (default model.safetensors); a new run\n"
+        "                      refuses to replace FILE or STEM.ckpt.safetensors of an\n"
+        "                      earlier one unless --force is given\n"
+        "  --force             replace an earlier run's files\n"
+        "  --keep-best         also keep the model of the epoch with the highest test\n"
+        "                      accuracy so far in STEM.best.safetensors\n"
+        "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
+        "                      the new total (default: the checkpoint's; a cosine schedule\n"
+        "                      keeps the T_max it started with)\n"
+        "  --threads T         compute threads (default: the library's); results are\n"
+        "                      reproducible bit for bit for a fixed thread count\n"
+        "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
+        "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
+        "                      a NaN or infinite loss stops it)\n"
+        "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
+        "                      name the first op (and block) that makes one (slower)\n"
+        "  --dist              data-parallel training on MPI even outside mpirun (under\n"
+        "                      mpirun it is on by itself): `mpirun -np P brick train`\n"
+        "                      gives each rank 1/P of every batch (docs/distributed.md)\n"
+        "  --reduce MODE       how the ranks' gradients are summed: deterministic (the\n"
+        "                      default: bitwise equal to --accumulate P) or fast\n"
+        "                      (MPI_Allreduce: not bitwise reproducible)\n"
+        "  -h, --help          this help\n",
+        f);
+    fputs(
+        "\n"
+        "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
+        "train loss, train accuracy, test loss, test accuracy, its time (and its lr, with\n"
+        "a schedule). The test split is evaluated in batches of --batch-size.\n"
+        "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
+        "the position in the epoch and exits; --resume continues to the same weights as an\n"
+        "uninterrupted run. A second Ctrl-C (a second or more after the first) stops at\n"
+        "once, unless files are being saved (the last saved files stay whole).\n"
+        "Before training it checks that the test images have the training images'\n"
+        "shape, that the model fits in memory and that every output can be written.\n"
+        "Exit status: 0 done, 1 runtime failure (a file that fails to load or holds bad\n"
+        "values, a model too large for the memory, an output that cannot be written, a\n"
+        "NaN or diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
+        "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n",
+        f);
 }
 
 static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", NULL};
@@ -158,7 +168,8 @@ static int check_room(const run *r, int64_t n_params) {
     if ((rc = cli_check_writable("--out", r->c.out, (int64_t)weights)) ||
         (rc = cli_check_writable("the checkpoint", r->ckpt_path, (int64_t)(weights * (1 + states)))) ||
         (rc = cli_check_writable("the log", r->csv_path, 0)) ||
-        (rc = cli_check_writable("the plot", r->svg_path, 0)))
+        (rc = cli_check_writable("the plot", r->svg_path, 0)) ||
+        (r->c.keep_best && (rc = cli_check_writable("the best model", r->best_path, (int64_t)weights))))
         return rc;
     return CLI_OK;
 }
@@ -328,6 +339,8 @@ int cmd_train(int argc, char **argv) {
         {"--lr-gamma", CLI_F32, &c->lr_gamma, 0, 1e300, false, NULL},
         {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false, NULL},
         {"--out", CLI_STR, &c->out, 0, 0, false, NULL},
+        {"--force", CLI_FLAG, &c->force, 0, 0, false, NULL},
+        {"--keep-best", CLI_FLAG, &c->keep_best, 0, 0, false, NULL},
         {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
         CLI_OPT_THREADS(&c->threads),
         {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
@@ -421,8 +434,19 @@ int cmd_train(int argc, char **argv) {
     r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
     r.csv_path = cli_sibling(c->out, ".csv");
     r.svg_path = cli_sibling(c->out, ".svg");
-    if (!r.ckpt_path || !r.csv_path || !r.svg_path) {
+    r.best_path = cli_sibling(c->out, ".best.safetensors");
+    if (!r.ckpt_path || !r.csv_path || !r.svg_path || !r.best_path) {
         rc = cli_fail("out of memory");
+        goto done;
+    }
+    /* A new run does not silently replace an earlier one's weights (a resumed run
+     * continues its own files). */
+    const char *earlier = cli_is_file(c->out) ? c->out : cli_is_file(r.ckpt_path) ? r.ckpt_path : NULL;
+    if (!c->resume && !c->force && earlier) {
+        rc = cli_usage(
+            "%s exists (an earlier run's?): give --force to replace it, --resume %s to continue "
+            "that run, or another --out",
+            earlier, r.ckpt_path);
         goto done;
     }
     if (c->resume) {
@@ -459,5 +483,6 @@ done:
     free(r.ckpt_path);
     free(r.csv_path);
     free(r.svg_path);
+    free(r.best_path);
     return dist_end(&r, rc);
 }
