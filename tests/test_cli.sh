@@ -462,6 +462,18 @@ if command -v script >/dev/null 2>&1; then
     else
         bad "progress bar on a terminal" "exit $rc: $(head -c 300 "$tmp/tty" | tr '\r' '|')"
     fi
+    # a 50-column terminal: no drawn line is wider than 49 columns (a wrapped line cannot
+    # be redrawn; the bar goes first), and the evaluation shows
+    script -qec "stty cols 50; $brick train --model softmax --data $data --epochs 1 --batch-size 64 --force --out $tmp/p.safetensors" \
+        /dev/null >"$tmp/tty" 2>&1 </dev/null
+    rc=$?
+    widest=$(tr '\r' '\n' <"$tmp/tty" | grep -aE '^epoch 1/1 .*(samples/s|evaluating)' | awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }')
+    if [ "$rc" -eq 0 ] && [ "$widest" -gt 0 ] && [ "$widest" -le 49 ] &&
+        grep -aq 'epoch 1/1 evaluating 1000 test images' "$tmp/tty"; then
+        ok "progress bar in a 50-column terminal: lines of at most 49 columns ($widest), evaluation shown"
+    else
+        bad "progress bar in a 50-column terminal" "exit $rc, widest $widest: $(head -c 400 "$tmp/tty" | tr '\r' '|')"
+    fi
 else
     skip "progress bar test" "no util-linux script"
 fi

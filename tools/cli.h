@@ -206,6 +206,10 @@ void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches)
 void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss);
 /* Erases the bar (so that the epoch's summary line can take its place). */
 void cli_progress_clear(cli_progress *p);
+/* A status line in place of the bar ("epoch 3/10 WHAT"), until the next update or clear. */
+void cli_progress_note(cli_progress *p, const char *what);
+/* The width of the terminal on stderr ($COLUMNS, else 80, when it has none). */
+int cli_terminal_columns(void);
 
 /* ---- one optimizer step (train_loop.c): brick train and brick train-lm ---------------- */
 

@@ -378,8 +378,12 @@ static int train_loop(run *r) {
          * batch stays in the arena until the reset after it, so a larger evaluation batch
          * would raise the run's peak memory above the training step's. Under mpirun the
          * ranks share the batches. */
-        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed)))
-            return rc;
+        char note[64];
+        snprintf(note, sizeof note, "evaluating %" PRId64 " test images", r->test->n);
+        cli_progress_note(&pg, note);
+        rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed);
+        cli_progress_clear(&pg);
+        if (rc) return rc;
         /* Rank 0 writes; then every rank learns whether that worked (the files are
          * written once, after every rank finished the epoch). */
         rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
