@@ -511,6 +511,20 @@ usage "models: no options but --help" "brick models" "unknown option" "$brick" m
 run "$brick" train --model help
 check "train --model help: the same list, exit 0, nothing trained" \
     '[ "$rc" -eq 0 ] && [ "$out" = "$models_out" ] && [ ! -e model.safetensors ]'
+check "models: every model has a recipe" \
+    '[ "$(grep -c "^  recipe: " <<<"$models_out")" -eq 5 ] &&
+     grep -qx "  recipe: SGD lr 0.02, momentum 0.9, cosine schedule, batch 128" <<<"$models_out"'
+# brick train takes the recipe for what its flags leave open; another optimizer takes its
+# plain defaults
+run "$brick" train --model lenet --data "$data" --epochs 1 --force --out "$tmp/r.safetensors"
+check "train: lenet's recipe by default" \
+    '[ "$rc" -eq 0 ] && grep -q "^model: lenet (61706 parameters), SGD lr 0.02, momentum 0.9, cosine schedule to 0 over 1 epochs, batch 128," <<<"$out"'
+run "$brick" train --model lenet --data "$data" --epochs 1 --lr 0.01 --batch-size 500 --force --out "$tmp/r.safetensors"
+check "train: flags override their part of the recipe" \
+    '[ "$rc" -eq 0 ] && grep -q "^model: lenet (61706 parameters), SGD lr 0.01, momentum 0.9, cosine schedule to 0 over 1 epochs, batch 500," <<<"$out"'
+run "$brick" train --model lenet --data "$data" --epochs 1 --optimizer adam --lr-schedule none --lr 0.001 --force --out "$tmp/r.safetensors"
+check "train: another --optimizer leaves the recipe's optimizer settings" \
+    '[ "$rc" -eq 0 ] && grep -q "^model: lenet (61706 parameters), Adam lr 0.001, batch 128," <<<"$out"'
 
 # ---- model specs with settings that are not integers (docs/cli.md "Models") ------------
 expect "spec: an activation and a dropout rate" 0 "^mlp:hidden=32,act=gelu,dropout=0.1$" \

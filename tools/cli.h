@@ -310,4 +310,16 @@ int cmd_models(int argc, char **argv);
  * `brick train --model help`. */
 int cli_models_print(const char *name);
 
+/* What `brick train` uses for a model when its flags do not say otherwise: settings that
+ * train the model well on Fashion-MNIST in 10 epochs (README's table). */
+typedef struct cli_recipe {
+    const char *model, *optimizer, *schedule; /* schedule: a SCHEDULE_NAMES word */
+    double lr, momentum, weight_decay;
+    int64_t batch;
+} cli_recipe;
+/* The recipe of the model a spec names ("resnet:width=8": resnet's), or NULL. */
+const cli_recipe *cli_recipe_for(const char *spec);
+/* "SGD lr 0.02, momentum 0.9, cosine schedule, batch 128" into buf. */
+void cli_recipe_describe(const cli_recipe *r, char *buf, size_t n);
+
 #endif

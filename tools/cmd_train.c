@@ -36,6 +36,11 @@ static void help(FILE *f) {
             "checkpoint STEM.ckpt.safetensors, a log STEM.csv and a plot STEM.svg, where STEM\n"
             "is FILE without its .safetensors suffix. They are rewritten after every epoch.\n"
             "\n"
+            "Each model has a recipe (brick models lists it): the optimizer and its lr,\n"
+            "momentum and weight decay, the lr schedule and the batch size that train it\n"
+            "well; a flag overrides its part (another --optimizer: that optimizer's plain\n"
+            "defaults, lr 0.1). mlp: SGD lr 0.1, batch 256.\n"
+            "\n"
             "options:\n"
             "  --model SPEC        model name or name:key=value,... (default mlp); models: ");
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : "\n");
@@ -45,17 +50,17 @@ static void help(FILE *f) {
             "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
             "                      else the bundled data/fashion-mnist-subset\n"
             "  --epochs N          epochs to train in all (default 10)\n"
-            "  --batch-size B      mini-batch size (default 256): the global batch of one\n"
+            "  --batch-size B      mini-batch size (default: the recipe's): the global batch of one\n"
             "                      optimizer step, also with --accumulate and under mpirun\n"
             "  --accumulate N      split every batch into N micro-batches (the first B %% N\n"
             "                      get one sample more), each its own forward and backward,\n"
             "                      their gradients summed in order (default 1; a resumed run:\n"
             "                      the checkpoint's); the same bits as mpirun -np N\n"
-            "  --lr LR             learning rate (default 0.1)\n"
-            "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default sgd)\n"
-            "  --momentum M        SGD or RMSprop momentum (default 0)\n"
-            "  --weight-decay W    weight decay (default 0; adamw: 0.01)\n"
-            "  --lr-schedule S     none, cosine or step (default none); the lr is set before\n"
+            "  --lr LR             learning rate (default: the recipe's)\n"
+            "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default: the recipe's)\n"
+            "  --momentum M        SGD or RMSprop momentum (default: the recipe's, else 0)\n"
+            "  --weight-decay W    weight decay (default: the recipe's, else 0; adamw: 0.01)\n"
+            "  --lr-schedule S     none, cosine or step (default: the recipe's); the lr is set before\n"
             "                      every epoch, as torch's scheduler.step() once per epoch:\n"
             "                      cosine: CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min)\n"
             "                      step: StepLR(step_size=--lr-step-size, gamma=--lr-gamma)\n"
@@ -227,7 +232,8 @@ static int setup(run *r, const bk_safetensors *resume) {
         r->agreed = !strncmp(e, "dist: the ranks built different models", 38);
         return r->agreed && r->slots.rank != 0 ? CLI_RUNTIME : cli_fail(NULL);
     }
-    char wd[48] = "", sched[128] = "";
+    char mom[48] = "", wd[48] = "", sched[128] = "";
+    if (r->c.momentum > 0) snprintf(mom, sizeof mom, ", momentum %g", r->c.momentum);
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
     if (r->c.schedule == SCHEDULE_COSINE)
         snprintf(sched, sizeof sched, ", cosine schedule to %g over %" PRId64 " epochs", r->c.lr_min,
@@ -236,8 +242,8 @@ static int setup(run *r, const bk_safetensors *resume) {
         snprintf(sched, sizeof sched, ", step schedule x %g every %" PRId64 " epochs", r->c.lr_gamma,
                  r->c.lr_step_size);
     printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64 "\n",
-           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
-           r->c.momentum > 0 ? ", momentum" : "", wd, sched, r->c.batch, r->c.seed);
+           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr, mom, wd, sched,
+           r->c.batch, r->c.seed);
     if (resume && r->resume_mid)
         printf("resuming %s in epoch %d of %" PRId64 ", after batch %" PRId64 " of %" PRId64 "\n",
                r->c.resume, r->done_epochs + 1, r->c.epochs, r->pos.batch, bk_loader_num_batches(r->loader));
@@ -310,6 +316,23 @@ static int dist_end(run *r, int rc) {
     return rc;
 }
 
+/* The model's recipe (cli_recipe_for) for what the flags leave open. The optimizer's
+ * settings come with the recipe's optimizer: another --optimizer keeps the plain defaults. */
+static void apply_recipe(train_cfg *c, cli_option *opts, int n_opts) {
+    const cli_recipe *rc = cli_recipe_for(c->model);
+    if (!rc) return;
+#define GIVEN(flag) (cli_opt(opts, n_opts, flag)->given)
+    if (!GIVEN("--optimizer") || !strcmp(c->optimizer, rc->optimizer)) {
+        c->optimizer = rc->optimizer;
+        if (!GIVEN("--lr")) c->lr = (float)rc->lr; /* float32 settings, as CLI_F32 gives */
+        if (!GIVEN("--momentum")) c->momentum = (float)rc->momentum;
+        if (!GIVEN("--weight-decay")) c->weight_decay = (float)rc->weight_decay;
+    }
+    if (!GIVEN("--batch-size")) c->batch = rc->batch;
+    if (!GIVEN("--lr-schedule")) c->lr_schedule = rc->schedule;
+#undef GIVEN
+}
+
 int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
@@ -356,6 +379,7 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (!strcmp(c->model, "help")) return cli_parse_only ? CLI_OK : cli_models_print(NULL); /* brick models */
 
+    if (!c->resume) apply_recipe(c, opts, n_opts);
     /* Checks that need no file. */
     if (strcmp(c->optimizer, "sgd") && strcmp(c->optimizer, "rmsprop") &&
         cli_opt(opts, n_opts, "--momentum")->given)
