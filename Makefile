@@ -237,6 +237,10 @@ BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PCDIR      ?= $(LIBDIR)/pkgconfig
+DATADIR    ?= $(PREFIX)/share/brick
+# what ships with the CLI (found from <prefix>/bin/brick as <prefix>/share/brick, tools/cli.c)
+DATA_FILES := $(wildcard data/fashion-mnist-subset/*.gz data/fashion-mnist-subset/README.md) \
+              data/text/fortunes-sample.txt data/text/README.md
 
 # Written on every make run that needs it (PREFIX may differ from the last run); the
 # prerequisite-free FORCE keeps it simple and it costs one sed.
@@ -385,6 +389,8 @@ install: $(LIB_A) $(LIB_SO) $(PC_FILE) $(TOOL_BIN)
 ifneq ($(TOOL_BIN),)
 	install -d '$(DESTDIR)$(BINDIR)'
 	install -m 755 $(TOOL_BIN) '$(DESTDIR)$(BINDIR)/brick'
+	install -d '$(DESTDIR)$(DATADIR)/fashion-mnist-subset' '$(DESTDIR)$(DATADIR)/text'
+	$(foreach f,$(DATA_FILES),install -m 644 $(f) '$(DESTDIR)$(DATADIR)/$(f:data/%=%)' &&) true
 endif
 	install -m 644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/libbrick.a'
 	install -m 755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libbrick.so.$(VERSION)'
@@ -404,6 +410,8 @@ uninstall:
 	      '$(DESTDIR)$(INCLUDEDIR)/brick.h' '$(DESTDIR)$(PCDIR)/brick.pc' \
 	      $(addprefix '$(DESTDIR)$(INCLUDEDIR)/,$(addsuffix ',$(PUBLIC_PARTS:include/%=%)))
 	-rmdir '$(DESTDIR)$(INCLUDEDIR)/brick' 2>/dev/null
+	rm -f $(foreach f,$(DATA_FILES),'$(DESTDIR)$(DATADIR)/$(f:data/%=%)')
+	-rmdir '$(DESTDIR)$(DATADIR)/fashion-mnist-subset' '$(DESTDIR)$(DATADIR)/text' '$(DESTDIR)$(DATADIR)' 2>/dev/null
 
 # ---- housekeeping -----------------------------------------------------------------------
 

@@ -109,9 +109,14 @@ bool cli_parent_is_dir(const char *path);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
 bool cli_has_fashion_mnist(const char *dir);
 /* The default data directory: $BRICK_DATA, else /usr/share/datasets/fashion-mnist when it
- * holds the files, else <binary>/../../data/fashion-mnist-subset, else
- * ./data/fashion-mnist-subset. Writes it to buf; *why says which rule picked it. */
+ * holds the files, else the bundled subset (cli_bundled), else ./data/fashion-mnist-subset.
+ * Writes it to buf; *why says which rule picked it. */
 const char *cli_default_data(char *buf, size_t n, const char **why);
+/* A file or directory that ships with brick, `rel` under data/: in the source tree
+ * (<tree>/data/REL beside <tree>/build/brick) or installed (<prefix>/share/brick/REL beside
+ * <prefix>/bin/brick, as make install puts it). Writes the first readable one to buf;
+ * false when there is none. */
+bool cli_bundled(const char *rel, char *buf, size_t n);
 
 /* Whether a and b name the same file: the same device and inode when both exist, else
  * the same string. */

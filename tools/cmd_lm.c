@@ -24,6 +24,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,8 @@ static void help_train(FILE *f) {
             "validation loss (nats/char) and the add-one bigram baseline on the same split.\n"
             "\n"
             "options:\n"
-            "  --text FILE         the training text (default data/text/fortunes-sample.txt)\n"
+            "  --text FILE         the training text (default: brick's data/text/fortunes-sample.txt,\n"
+            "                      in the source tree or installed under PREFIX/share/brick)\n"
             "  --context N         context length in characters (default 64)\n"
             "  --d-model N         model width (default 64)\n"
             "  --layers N          Transformer layers (default 2)\n"
@@ -242,6 +244,10 @@ int cmd_train_lm(int argc, char **argv) {
         return cli_usage("--positions must be learned or sinusoidal (got '%s')", positions);
     if (d % heads) return cli_usage("--d-model %" PRId64 " is not divisible by --heads %" PRId64, d, heads);
     if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
+    char bundled[PATH_MAX]; /* the default text from any directory, in the tree or installed */
+    if (!cli_opt(opts, n_opts, "--text")->given &&
+        cli_bundled("text/fortunes-sample.txt", bundled, sizeof bundled))
+        text = bundled;
     if ((rc = cli_need_file("--text", text))) return rc;
     if (cli_parse_only) return CLI_OK;
     if (cli_opt(opts, n_opts, "--threads")->given) cli_set_threads((int)threads);
