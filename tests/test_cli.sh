@@ -193,6 +193,13 @@ expect "summary FILE shows block shapes" 0 "^1 +Linear +\(1, 256\) +200,960" "$b
 expect "summary --model mlp" 0 "total parameters: 203,530" "$brick" summary --model mlp
 expect "summary --model softmax" 0 "^1 +Linear +\(1, 10\) +7,850" "$brick" summary --model softmax
 expect "summary --model mlp:hidden=32" 0 "^\(total\) +Sequential +\(1, 10\) +25,450" "$brick" summary --model mlp:hidden=32
+# multiply-adds: LeNet's first conv 6*25 weights at 28*28 positions, 416,520 in all (as
+# torchinfo counts them); activations at batch 128: 15,002 floats a sample = 7.3 MiB
+expect "summary: a conv's multiply-adds" 0 "^0 +Conv2d +\(1, 6, 28, 28\) +156 +117,600$" "$brick" summary --model lenet
+expect "summary: multiply-adds per sample" 0 "^multiply-adds per sample: 416,520 " "$brick" summary --model lenet
+expect "summary: the memory of a training batch" 0 \
+    "^memory for a batch of 128 \(float32\): parameters 241.0 KiB, gradients 241.0 KiB, activations 7.3 MiB, total 7.8 MiB$" \
+    "$brick" summary --model lenet --batch-size 128
 
 # A PGM: the first test image, cut out of the IDX file (16-byte header).
 pgm=$tmp/first.pgm
