@@ -197,6 +197,34 @@ TEST(shapes_and_errors) {
     bk_arena_reset(NULL);
 }
 
+/* From the second identical step on, a bidirectional LSTM's forward and backward through
+ * time (with lengths) makes no arena allocation. */
+TEST(warm_step_allocates_nothing) {
+    bk_arena *a = bk_arena_new();
+    bk_arena *prev = bk_arena_use(a);
+    bk_rnn_config c = BK_RNN_DEFAULTS(BK_LSTM, 5, 8);
+    c.num_layers = 2;
+    c.bidirectional = true;
+    bk_module *m = bk_nn_rnn(c);
+    bk_tensor *x = bk_tensor_new(BK_SHAPE(7, 3, 5));
+    CHECK(m && x);
+    uint64_t allocs[4] = {0};
+    for (int s = 0; m && x && s < 4; s++) {
+        bk_fill_normal(x, &g_rng, 0, 1);
+        bk_tensor *hn = NULL;
+        bk_tensor *y = bk_rnn_forward(m, x, NULL, NULL, (const int64_t[]){7, 2, 5}, &hn, NULL);
+        CHECK(y && bk_backward(bk_add(bk_sum(y), bk_sum(hn))) == 0);
+        bk_module_zero_grad(m);
+        bk_arena_reset(a);
+        allocs[s] = bk_arena_allocations(a);
+    }
+    CHECK(allocs[2] == allocs[1] && allocs[3] == allocs[1]);
+    bk_tensor_free(x);
+    bk_module_free(m);
+    bk_arena_use(prev);
+    bk_arena_free(a);
+}
+
 int main(void) {
     test_rng_seed("test_rnn");
     RUN(cell_gradchecks);
@@ -204,5 +232,6 @@ int main(void) {
     RUN(lengths_keep_the_state);
     RUN(dropout_between_layers);
     RUN(shapes_and_errors);
+    RUN(warm_step_allocates_nothing);
     return test_summary("test_rnn");
 }

@@ -416,7 +416,9 @@ bk_tensor *bk_rnn_forward(bk_module *m, bk_tensor *x, bk_tensor *h0, bk_tensor *
         if (c0) c0 = bk_reshape(c0, BK_SHAPE(LD, 1, H));
     }
     // ys: T step outputs; hs, cs: the final states (1, B, H) of each layer and direction
-    bk_tensor **ys = (bk_tensor **)bk__malloc(((size_t)T + 2 * (size_t)LD) * sizeof(bk_tensor *));
+    // (in the arena: a warmed-up step allocates nothing)
+    bk_tensor **ys = (bk_tensor **)bk__arena_alloc(bk_arena_current(),
+                                                   ((size_t)T + 2 * (size_t)LD) * sizeof(bk_tensor *));
     if (!ys) return NULL;
     bk_tensor **hs = ys + T, **cs = hs + LD;
     for (int64_t l = 0; l < cfg->num_layers && in; l++) {
@@ -434,7 +436,6 @@ bk_tensor *bk_rnn_forward(bk_module *m, bk_tensor *x, bk_tensor *h0, bk_tensor *
     }
     bk_tensor *out = in, *hn = in ? bk_concat((int)LD, hs, 0) : NULL, *cn = NULL;
     if (lstm && hn) cn = bk_concat((int)LD, cs, 0);
-    bk__free(ys);
     if (out && !batched) {
         out = bk_reshape(out, BK_SHAPE(T, D * H));
         hn = bk_reshape(hn, BK_SHAPE(LD, H));
