@@ -76,6 +76,27 @@ static bk_module *b_conv_nobias(void) { return conv_ex(3, 4, 2, 3, 2, 1, 1, 0, 1
 static bk_module *b_conv_mixed(void) { return conv_ex(6, 9, 3, 2, 1, 2, 2, 1, 1, 3, 3, true); }
 static bk_module *b_conv_depthwise(void) { return conv_ex(4, 8, 3, 3, 2, 2, 0, 0, 1, 1, 4, false); }
 static bk_module *b_conv_1x1(void) { return bk_nn_conv2d(5, 3, 1, 1, 0); }
+static bk_module *b_conv1d(void) { return bk_nn_conv1d(3, 5, 3, (bk_conv1d_opts){1, 1, 1, 1}, true); }
+static bk_module *b_conv1d_mixed(void) { return bk_nn_conv1d(4, 6, 3, (bk_conv1d_opts){2, 2, 2, 2}, false); }
+static bk_module *convt2d(int64_t in, int64_t out, int64_t kh, int64_t kw, bk_conv_transpose2d_opts o,
+                          bool bias) {
+    return bk_nn_conv_transpose2d(in, out, (const int64_t[2]){kh, kw}, o, bias);
+}
+static bk_module *b_convt2d(void) {
+    return convt2d(3, 4, 3, 3, (bk_conv_transpose2d_opts){{2, 2}, {1, 1}, {1, 1}, {1, 1}, 1}, true);
+}
+static bk_module *b_convt2d_k4s2(void) {
+    return convt2d(8, 4, 4, 4, (bk_conv_transpose2d_opts){{2, 2}, {1, 1}, {0, 0}, {1, 1}, 1}, true);
+}
+static bk_module *b_convt2d_mixed(void) {
+    return convt2d(4, 6, 3, 2, (bk_conv_transpose2d_opts){{1, 2}, {2, 0}, {0, 1}, {2, 1}, 2}, false);
+}
+static bk_module *b_convt1d(void) {
+    return bk_nn_conv_transpose1d(4, 6, 3, (bk_conv_transpose1d_opts){3, 1, 2, 1, 2}, true);
+}
+static bk_module *b_convt1d_dilation3(void) {
+    return bk_nn_conv_transpose1d(3, 2, 2, (bk_conv_transpose1d_opts){1, 0, 1, 3, 1}, true);
+}
 static bk_module *b_maxpool_k3s2p1(void) { return bk_nn_max_pool2d(3, 2, 1); }
 static bk_module *b_maxpool_k2(void) { return bk_nn_max_pool2d(2, 0, 0); }
 static bk_module *b_maxpool_k3s1p1(void) { return bk_nn_max_pool2d(3, 1, 1); }
@@ -122,6 +143,13 @@ static const cnn_case CASES[] = {
     {"cnn_conv_mixed", b_conv_mixed},
     {"cnn_conv_depthwise", b_conv_depthwise},
     {"cnn_conv_1x1", b_conv_1x1},
+    {"cnn_conv1d", b_conv1d},
+    {"cnn_conv1d_mixed", b_conv1d_mixed},
+    {"cnn_convt2d", b_convt2d},
+    {"cnn_convt2d_k4s2", b_convt2d_k4s2},
+    {"cnn_convt2d_mixed", b_convt2d_mixed},
+    {"cnn_convt1d", b_convt1d},
+    {"cnn_convt1d_dilation3", b_convt1d_dilation3},
     {"cnn_maxpool_k3s2p1", b_maxpool_k3s2p1},
     {"cnn_maxpool_k2", b_maxpool_k2},
     {"cnn_maxpool_k3s1p1", b_maxpool_k3s1p1},

@@ -137,6 +137,18 @@ bk_module *bk_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kerne
                         int64_t padding);
 bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
                            bk_conv2d_opts opts, bool bias);
+/* nn.Conv1d(in, out, kernel_size, stride, padding, dilation, groups, bias): weight
+ * (out, in/groups, k), bias (out), U(+-1/sqrt(in/groups k)) as torch. BK_CONV1D_DEFAULTS
+ * are torch's defaults. */
+bk_module *bk_nn_conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, bk_conv1d_opts opts,
+                        bool bias);
+/* nn.ConvTranspose1d / nn.ConvTranspose2d(in, out, kernel_size, stride, padding,
+ * output_padding, groups, bias, dilation): weight (in, out/groups, k...) and bias (out),
+ * U(+-1/sqrt(out/groups prod(k))) as torch (fan_in is the weight's dim 1 times the kernel). */
+bk_module *bk_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+                                  bk_conv_transpose1d_opts opts, bool bias);
+bk_module *bk_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
+                                  bk_conv_transpose2d_opts opts, bool bias);
 /* nn.MaxPool2d / nn.AvgPool2d (stride 0 means stride = kernel, as torch's default). */
 bk_module *bk_nn_max_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
 bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);

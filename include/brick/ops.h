@@ -79,6 +79,27 @@ typedef struct bk_conv2d_opts {
 /* F.conv2d: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
 bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts opts);
 
+/* F.conv_transpose2d: x (N, C, H, W), w (C, O/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW),
+ *   OH = (H - 1) SH - 2 PH + DH (KH - 1) + OPH + 1 (likewise OW); output_padding must be
+ * smaller than stride or dilation (per dim), as in torch. */
+typedef struct bk_conv_transpose2d_opts {
+    int64_t stride[2], padding[2], output_padding[2], dilation[2], groups;
+} bk_conv_transpose2d_opts;
+#define BK_CONV_TRANSPOSE2D_DEFAULTS ((bk_conv_transpose2d_opts){{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1})
+bk_tensor *bk_conv_transpose2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_transpose2d_opts opts);
+/* F.conv1d and F.conv_transpose1d on (N, C, L): the 2-d ops on a height-1 view, weights
+ * (O, C/groups, K) and (C, O/groups, K). */
+typedef struct bk_conv1d_opts {
+    int64_t stride, padding, dilation, groups;
+} bk_conv1d_opts;
+#define BK_CONV1D_DEFAULTS ((bk_conv1d_opts){1, 0, 1, 1})
+bk_tensor *bk_conv1d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv1d_opts opts);
+typedef struct bk_conv_transpose1d_opts {
+    int64_t stride, padding, output_padding, dilation, groups;
+} bk_conv_transpose1d_opts;
+#define BK_CONV_TRANSPOSE1D_DEFAULTS ((bk_conv_transpose1d_opts){1, 0, 0, 1, 1})
+bk_tensor *bk_conv_transpose1d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_transpose1d_opts opts);
+
 typedef struct bk_pool2d_opts {
     int64_t kernel[2], stride[2], padding[2];
 } bk_pool2d_opts;

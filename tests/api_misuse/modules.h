@@ -156,6 +156,21 @@ TEST(layers) {
     MISUSE(bk_nn_conv2d_ex(2, 4, (const int64_t[2]){3, 3}, g0, true), "Conv2d", "groups=0");
     MISUSE(bk_nn_conv2d_ex(2, 4, (const int64_t[2]){3, 3}, g3, false), "Conv2d", "groups=3");
 
+    bk_conv1d_opts c1 = BK_CONV1D_DEFAULTS;
+    bk_conv_transpose1d_opts t1 = BK_CONV_TRANSPOSE1D_DEFAULTS, t1op = t1;
+    bk_conv_transpose2d_opts t2 = BK_CONV_TRANSPOSE2D_DEFAULTS, t2g = t2;
+    t1op.output_padding = 1, t2g.groups = 3;
+    MISUSE(bk_nn_conv1d(0, 4, 3, c1, true), "Conv1d", "in_channels=0");
+    MISUSE(bk_nn_conv1d(2, 4, 0, c1, true), "Conv1d(2, 4)", "kernel_size (0,)");
+    MISUSE(bk_nn_conv1d(2, 4, INT64_MAX, c1, true), "Conv1d", "too many elements");
+    MISUSE(bk_nn_conv_transpose1d(2, 4, 3, t1op, true), "ConvTranspose1d(2, 4)", "output_padding (1,)");
+    MISUSE(bk_nn_conv_transpose2d(2, 4, NULL, t2, true), "ConvTranspose2d", "kernel_size is NULL");
+    MISUSE(bk_nn_conv_transpose2d(2, 4, (const int64_t[2]){3, 3}, t2g, true), "ConvTranspose2d", "groups=3");
+    bk_module *ct = bk_nn_conv_transpose2d(2, 4, (const int64_t[2]){3, 3}, t2, true);
+    MISUSE(bk_forward(ct, bk_rand(BK_SHAPE(1, 3, 4, 4))), "ConvTranspose2d", "conv_transpose2d",
+           "(1, 3, 4, 4)");
+    bk_module_free(ct);
+
     MISUSE(bk_nn_max_pool2d(0, 0, 0), "MaxPool2d", "kernel_size=0");
     MISUSE(bk_nn_max_pool2d(2, -1, 0), "MaxPool2d", "stride=-1");
     MISUSE(bk_nn_max_pool2d(2, 2, -1), "MaxPool2d", "padding=-1");

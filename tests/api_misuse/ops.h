@@ -216,6 +216,36 @@ TEST(cnn_ops) {
     ACCEPTS(bk_dropout(x2, 0.5f, true, NULL) != NULL, "rng NULL: the thread's default generator");
 }
 
+TEST(layer_ops) {
+    bk_tensor *x = bk_rand(BK_SHAPE(1, 2, 3, 3)), *w = bk_rand(BK_SHAPE(2, 3, 2, 2)),
+              *b = bk_rand(BK_SHAPE(3));
+    bk_conv_transpose2d_opts o = BK_CONV_TRANSPOSE2D_DEFAULTS;
+    EACH_BAD_TENSOR("conv_transpose2d", bk_conv_transpose2d(T, w, b, o));
+    EACH_BAD_TENSOR("conv_transpose2d", bk_conv_transpose2d(x, T, b, o));
+    ACCEPTS(bk_conv_transpose2d(x, w, NULL, o) != NULL, "bias NULL: no bias");
+    MISUSE(bk_conv_transpose2d(bk_rand(BK_SHAPE(2, 3, 3)), w, b, o), "conv_transpose2d", "4-d input",
+           "(2, 3, 3)");
+    MISUSE(bk_conv_transpose2d(x, w, bk_rand(BK_SHAPE(2)), o), "conv_transpose2d", "bias (2,)");
+    MISUSE(bk_conv_transpose2d(bk_rand(BK_SHAPE(1, 3, 3, 3)), w, b, o), "conv_transpose2d", "(1, 3, 3, 3)",
+           "(2, 3, 2, 2)");
+    bk_conv_transpose2d_opts s = o, op = o, hp = o, hs = o, g = o;
+    s.stride[0] = 0, op.output_padding[1] = 1, hp.padding[0] = INT64_MAX, hs.stride[1] = INT64_MAX,
+    g.groups = 3;
+    MISUSE(bk_conv_transpose2d(x, w, b, s), "conv_transpose2d", "stride (0, 1)");
+    MISUSE(bk_conv_transpose2d(x, w, b, op), "conv_transpose2d", "output_padding (0, 1)", "smaller");
+    MISUSE(bk_conv_transpose2d(x, w, b, hp), "conv_transpose2d", "no valid output size");
+    MISUSE(bk_conv_transpose2d(x, w, b, hs), "conv_transpose2d", "no valid output size");
+    MISUSE(bk_conv_transpose2d(x, w, b, g), "conv_transpose2d", "groups=3");
+    bk_tensor *x3 = bk_rand(BK_SHAPE(1, 2, 5)), *w3 = bk_rand(BK_SHAPE(2, 3, 2));
+    EACH_BAD_TENSOR("conv_transpose1d", bk_conv_transpose1d(T, w3, b, BK_CONV_TRANSPOSE1D_DEFAULTS));
+    EACH_BAD_TENSOR("conv1d", bk_conv1d(x3, T, NULL, BK_CONV1D_DEFAULTS));
+    MISUSE(bk_conv1d(x, w3, NULL, BK_CONV1D_DEFAULTS), "conv1d", "3-d input", "(1, 2, 3, 3)");
+    MISUSE(bk_conv_transpose1d(x3, w, b, BK_CONV_TRANSPOSE1D_DEFAULTS), "conv_transpose1d", "3-d weight");
+    MISUSE(bk_conv1d(x3, bk_rand(BK_SHAPE(3, 2, 9)), NULL, BK_CONV1D_DEFAULTS), "conv1d", "conv2d", "kernel");
+    MISUSE(bk_conv_transpose1d(x3, w3, b, (bk_conv_transpose1d_opts){1, 0, 1, 1, 1}), "conv_transpose1d",
+           "output_padding");
+}
+
 TEST(attention_ops) {
     bk_tensor *weight = bk_rand(BK_SHAPE(5, 4)), *ids = bk_from_data(BK_SHAPE(3), (const float[]){0, 4, 2});
     EACH_BAD_TENSOR("embedding", bk_embedding(T, weight, -1));
