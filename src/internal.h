@@ -222,6 +222,11 @@ void bk__block_pop(void);
  * NonDynamicallyQuantizableLinear, its weight initialised as Linear's, its bias zero. */
 bk_module *bk__nn_out_proj(int64_t E, bool bias);
 
+/* ---- interpolation (ops/upsample.c) ----------------------------------------------------- */
+/* The checks of bk_interpolate's settings alone (mode, size or scale factor), for nn.Upsample's
+ * constructor: false with "<who>: ..." */
+bool bk__interp_opts_ok(const char *who, bk_interp_opts o);
+
 /* ---- ops y = f(x, w[, b]) (linear, conv2d, batch_norm, layer_norm) --------------------- */
 /* For their backward: the inputs x and w, dL/dy, and where to add the gradients, dx, dw and
  * db, each NULL when not wanted (db also when there is no bias). */

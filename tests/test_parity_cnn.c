@@ -107,6 +107,16 @@ static bk_module *b_adaptive_7to3(void) { return bk_nn_adaptive_avg_pool2d(3, 3)
 static bk_module *b_adaptive_to1(void) { return bk_nn_adaptive_avg_pool2d(1, 1); }
 static bk_module *b_adaptive_7x5to3x2(void) { return bk_nn_adaptive_avg_pool2d(3, 2); }
 static bk_module *b_adaptive_up(void) { return bk_nn_adaptive_avg_pool2d(5, 4); }
+static bk_module *ups(int64_t oh, int64_t ow, double sh, double sw, bk_interp_mode mode, bool align) {
+    return bk_nn_upsample((bk_interp_opts){{oh, ow}, {sh, sw}, mode, align});
+}
+static bk_module *b_upsample_nearest2(void) { return ups(0, 0, 2, 2, BK_INTERP_NEAREST, false); }
+static bk_module *b_upsample_nearest_size(void) { return ups(7, 4, 0, 0, BK_INTERP_NEAREST, false); }
+static bk_module *b_upsample_nearest_1p7(void) { return ups(0, 0, 1.7, 1.7, BK_INTERP_NEAREST, false); }
+static bk_module *b_upsample_bilinear2(void) { return ups(0, 0, 2, 2, BK_INTERP_BILINEAR, false); }
+static bk_module *b_upsample_bilinear_ac(void) { return ups(5, 9, 0, 0, BK_INTERP_BILINEAR, true); }
+static bk_module *b_upsample_bilinear_mixed(void) { return ups(0, 0, 0.6, 1.5, BK_INTERP_BILINEAR, false); }
+static bk_module *b_upsample_bilinear_down_ac(void) { return ups(3, 4, 0, 0, BK_INTERP_BILINEAR, true); }
 static bk_module *b_bn1d_5(void) { return bk_nn_batch_norm1d(5); }
 static bk_module *b_bn1d_4(void) { return bk_nn_batch_norm1d(4); }
 static bk_module *b_bn2d_3(void) { return bk_nn_batch_norm2d(3); }
@@ -160,6 +170,13 @@ static const cnn_case CASES[] = {
     {"cnn_adaptive_to1", b_adaptive_to1},
     {"cnn_adaptive_7x5to3x2", b_adaptive_7x5to3x2},
     {"cnn_adaptive_up", b_adaptive_up},
+    {"cnn_upsample_nearest2", b_upsample_nearest2},
+    {"cnn_upsample_nearest_size", b_upsample_nearest_size},
+    {"cnn_upsample_nearest_1p7", b_upsample_nearest_1p7},
+    {"cnn_upsample_bilinear2", b_upsample_bilinear2},
+    {"cnn_upsample_bilinear_ac", b_upsample_bilinear_ac},
+    {"cnn_upsample_bilinear_mixed", b_upsample_bilinear_mixed},
+    {"cnn_upsample_bilinear_down_ac", b_upsample_bilinear_down_ac},
     {"cnn_bn1d_2d_train", b_bn1d_5},
     {"cnn_bn1d_2d_eval", b_bn1d_5},
     {"cnn_bn1d_3d_train", b_bn1d_4},

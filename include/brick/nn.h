@@ -153,6 +153,9 @@ bk_module *bk_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, con
 bk_module *bk_nn_max_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
 bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
 bk_module *bk_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.Upsample(size or scale_factor, mode, align_corners) on (N, C, H, W): bk_interpolate
+ * with these settings (checked here). No parameters. */
+bk_module *bk_nn_upsample(bk_interp_opts opts);
 /* nn.BatchNorm1d / nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1): weight 1, bias 0,
  * buffers running_mean 0, running_var 1, num_batches_tracked 0 (a float counter here). */
 bk_module *bk_nn_batch_norm1d(int64_t num_features);

@@ -106,6 +106,19 @@ typedef struct bk_pool2d_opts {
 /* F.max_pool2d / F.avg_pool2d (floor mode; avg counts padding, torch's defaults). */
 bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts opts);
 bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+/* F.interpolate on x (N, C, H, W) -> (N, C, OH, OW): to size (OH, OW) when size is given
+ * (both > 0, scale_factor {0, 0}), else by scale_factor (both > 0, size {0, 0}):
+ * OH = floor(H scale_factor[0]), and the source coordinates use 1 / scale_factor, as torch
+ * does (recompute_scale_factor=None). mode nearest (torch's 'nearest', floor) or bilinear;
+ * align_corners only with bilinear. */
+typedef enum bk_interp_mode { BK_INTERP_NEAREST = 0, BK_INTERP_BILINEAR, BK_INTERP_COUNT } bk_interp_mode;
+typedef struct bk_interp_opts {
+    int64_t size[2];
+    double scale_factor[2];
+    bk_interp_mode mode;
+    bool align_corners;
+} bk_interp_opts;
+bk_tensor *bk_interpolate(bk_tensor *x, bk_interp_opts opts);
 /* F.adaptive_avg_pool2d to (out_h, out_w). */
 bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w);
 

@@ -170,6 +170,13 @@ TEST(layers) {
     MISUSE(bk_forward(ct, bk_rand(BK_SHAPE(1, 3, 4, 4))), "ConvTranspose2d", "conv_transpose2d",
            "(1, 3, 4, 4)");
     bk_module_free(ct);
+    MISUSE(bk_nn_upsample((bk_interp_opts){{0, 0}, {0, 0}, BK_INTERP_NEAREST, false}), "Upsample",
+           "give either");
+    MISUSE(bk_nn_upsample((bk_interp_opts){{0, 0}, {2, 2}, BK_INTERP_NEAREST, true}), "Upsample",
+           "align_corners");
+    bk_module *up = bk_nn_upsample((bk_interp_opts){{0, 0}, {0.5, 0.5}, BK_INTERP_NEAREST, false});
+    MISUSE(bk_forward(up, bk_rand(BK_SHAPE(1, 1, 1, 3))), "Upsample", "interpolate", "empty");
+    bk_module_free(up);
 
     MISUSE(bk_nn_max_pool2d(0, 0, 0), "MaxPool2d", "kernel_size=0");
     MISUSE(bk_nn_max_pool2d(2, -1, 0), "MaxPool2d", "stride=-1");

@@ -244,6 +244,17 @@ TEST(layer_ops) {
     MISUSE(bk_conv1d(x3, bk_rand(BK_SHAPE(3, 2, 9)), NULL, BK_CONV1D_DEFAULTS), "conv1d", "conv2d", "kernel");
     MISUSE(bk_conv_transpose1d(x3, w3, b, (bk_conv_transpose1d_opts){1, 0, 1, 1, 1}), "conv_transpose1d",
            "output_padding");
+    bk_interp_opts io = {{0, 0}, {2, 2}, BK_INTERP_BILINEAR, false}, bad_mode = io, no_size = io, both = io;
+    bad_mode.mode = BK_INTERP_COUNT, no_size.scale_factor[1] = 0, both.size[0] = both.size[1] = 4;
+    EACH_BAD_TENSOR("interpolate", bk_interpolate(T, io));
+    MISUSE(bk_interpolate(bk_rand(BK_SHAPE(2, 3, 3)), io), "interpolate", "4-d input", "(2, 3, 3)");
+    MISUSE(bk_interpolate(x, bad_mode), "interpolate", "unknown mode");
+    MISUSE(bk_interpolate(x, no_size), "interpolate", "give either");
+    MISUSE(bk_interpolate(x, both), "interpolate", "not both");
+    MISUSE(bk_interpolate(x, (bk_interp_opts){{0, 0}, {1e30, 1}, BK_INTERP_NEAREST, false}), "interpolate",
+           "too large");
+    MISUSE(bk_interpolate(x, (bk_interp_opts){{INT64_MAX, INT64_MAX}, {0, 0}, BK_INTERP_NEAREST, false}),
+           "interpolate", "too many elements");
 }
 
 TEST(attention_ops) {

@@ -165,6 +165,18 @@ CASES = {
     "adaptive_to1": (lambda: nn.AdaptiveAvgPool2d((1, 1)), randn(2, 4, 5, 6), ONE, 0, False),
     "adaptive_7x5to3x2": (lambda: nn.AdaptiveAvgPool2d((3, 2)), randn(2, 3, 7, 5), ONE, 0, False),
     "adaptive_up": (lambda: nn.AdaptiveAvgPool2d((5, 4)), randn(2, 2, 3, 3), ONE, 0, False),
+    # nn.Upsample (F.interpolate)
+    "upsample_nearest2": (lambda: nn.Upsample(scale_factor=2), randn(2, 3, 4, 5), ONE, 0, False),
+    "upsample_nearest_size": (lambda: nn.Upsample(size=(7, 4)), randn(2, 2, 3, 5), ONE, 0, False),
+    "upsample_nearest_1p7": (lambda: nn.Upsample(scale_factor=1.7), randn(1, 2, 5, 6), ONE, 0, False),
+    "upsample_bilinear2": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), randn(2, 3, 4, 5), ONE, 0,
+                           False),
+    "upsample_bilinear_ac": (lambda: nn.Upsample(size=(5, 9), mode="bilinear", align_corners=True),
+                             randn(2, 2, 3, 4), ONE, 0, False),
+    "upsample_bilinear_mixed": (lambda: nn.Upsample(scale_factor=(0.6, 1.5), mode="bilinear"),
+                                randn(2, 2, 7, 5), ONE, 0, False),
+    "upsample_bilinear_down_ac": (lambda: nn.Upsample(size=(3, 4), mode="bilinear", align_corners=True),
+                                  randn(1, 3, 7, 9), ONE, 0, False),
     # normalisation
     "bn1d_2d": (lambda: nn.BatchNorm1d(5), randn(8, 5, scale=2.0, shift=1.0), BOTH, 2, False),
     "bn1d_3d": (lambda: nn.BatchNorm1d(4), randn(3, 4, 6, scale=1.5, shift=-0.5), BOTH, 2, False),
