@@ -1,7 +1,8 @@
 /* test_parity_cnn.c - brick's CNN layers, blocks and models against PyTorch 1.13.
  *
  * tests/parity/gen_cnn.py builds each case with torch.nn (Conv2d in several settings,
- * MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Softmax,
+ * Conv1d, ConvTranspose1d/2d, Upsample, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+ * BatchNorm1d/2d (also with their options), GroupNorm, InstanceNorm2d, LayerNorm, GELU, Softmax,
  * LogSoftmax, Dropout, D2L's Residual and Inception, and the zoo's lenet, resnet:width=8
  * and googlenet), randomises the normalisation parameters and running statistics, and
  * writes <case>.safetensors (the state dict before any pass) and <case>.ref.safetensors
@@ -123,6 +124,22 @@ static bk_module *b_bn2d_3(void) { return bk_nn_batch_norm2d(3); }
 static bk_module *b_layernorm_64(void) { return bk_nn_layer_norm(1, (const int64_t[]){64}, 1e-5f); }
 static bk_module *b_layernorm_1(void) { return bk_nn_layer_norm(1, (const int64_t[]){8}, 1e-5f); }
 static bk_module *b_layernorm_2(void) { return bk_nn_layer_norm(2, (const int64_t[]){4, 6}, 1e-5f); }
+static bk_module *b_layernorm_noaffine(void) {
+    return bk_nn_layer_norm_ex(2, (const int64_t[]){4, 6}, 1e-5f, false);
+}
+static bk_module *bn_opts(int64_t c, int dims, bool none, bool affine, bool track) {
+    return bk_nn_batch_norm_opts(c, dims, (bk_norm_opts){1e-5f, 0.1f, none, affine, track});
+}
+static bk_module *b_bn2d_noaffine(void) { return bn_opts(3, 2, false, false, true); }
+static bk_module *b_bn1d_notrack(void) { return bn_opts(5, 1, false, true, false); }
+static bk_module *b_bn2d_cma(void) { return bn_opts(3, 2, true, true, true); }
+static bk_module *b_groupnorm(void) { return bk_nn_group_norm(2, 6, 1e-5f, true); }
+static bk_module *b_groupnorm_1group_2d(void) { return bk_nn_group_norm(1, 8, 1e-5f, true); }
+static bk_module *b_groupnorm_noaffine_3d(void) { return bk_nn_group_norm(3, 3, 1e-5f, false); }
+static bk_module *b_instnorm(void) { return bk_nn_instance_norm2d(3, BK_INSTANCE_NORM_DEFAULTS); }
+static bk_module *b_instnorm_affine_track(void) {
+    return bk_nn_instance_norm2d(4, (bk_norm_opts){1e-5f, 0.1f, false, true, true});
+}
 static bk_module *b_gelu(void) { return bk_nn_gelu(); }
 static bk_module *b_softmax_dim1(void) { return bk_nn_softmax(1); }
 static bk_module *b_softmax_last(void) { return bk_nn_softmax(-1); }
@@ -188,6 +205,19 @@ static const cnn_case CASES[] = {
     {"cnn_layernorm_big", b_layernorm_64},
     {"cnn_layernorm_1", b_layernorm_1},
     {"cnn_layernorm_2", b_layernorm_2},
+    {"cnn_layernorm_noaffine", b_layernorm_noaffine},
+    {"cnn_bn2d_noaffine_train", b_bn2d_noaffine},
+    {"cnn_bn2d_noaffine_eval", b_bn2d_noaffine},
+    {"cnn_bn1d_notrack_train", b_bn1d_notrack},
+    {"cnn_bn1d_notrack_eval", b_bn1d_notrack},
+    {"cnn_bn2d_cma_train", b_bn2d_cma},
+    {"cnn_bn2d_cma_eval", b_bn2d_cma},
+    {"cnn_groupnorm", b_groupnorm},
+    {"cnn_groupnorm_1group_2d", b_groupnorm_1group_2d},
+    {"cnn_groupnorm_noaffine_3d", b_groupnorm_noaffine_3d},
+    {"cnn_instnorm", b_instnorm},
+    {"cnn_instnorm_affine_track_train", b_instnorm_affine_track},
+    {"cnn_instnorm_affine_track_eval", b_instnorm_affine_track},
     {"cnn_gelu", b_gelu},
     {"cnn_softmax_dim1", b_softmax_dim1},
     {"cnn_softmax_last", b_softmax_last},

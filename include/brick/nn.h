@@ -162,8 +162,29 @@ bk_module *bk_nn_batch_norm1d(int64_t num_features);
 bk_module *bk_nn_batch_norm2d(int64_t num_features);
 /* ndim_expected: 1 for BatchNorm1d (input (N, C) or (N, C, L)), 2 for BatchNorm2d ((N, C, H, W)). */
 bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected);
+/* The options of torch's norm layers (BatchNorm, InstanceNorm): momentum_none is
+ * momentum=None (a cumulative average of the batches' statistics; BatchNorm only); affine
+ * false: no weight and bias; track_running_stats false: no running_mean, running_var and
+ * num_batches_tracked, and the batch's own statistics in eval mode too. */
+typedef struct bk_norm_opts {
+    float eps, momentum;
+    bool momentum_none, affine, track_running_stats;
+} bk_norm_opts;
+#define BK_BATCH_NORM_DEFAULTS ((bk_norm_opts){1e-5f, 0.1f, false, true, true})
+#define BK_INSTANCE_NORM_DEFAULTS ((bk_norm_opts){1e-5f, 0.1f, false, false, false})
+bk_module *bk_nn_batch_norm_opts(int64_t num_features, int ndim_expected, bk_norm_opts opts);
+/* nn.InstanceNorm2d(num_features, eps, momentum, affine=False, track_running_stats=False)
+ * on (N, C, H, W): each sample's channel normalised over its H W positions; with
+ * track_running_stats, training updates the running statistics with the mean over the
+ * batch of the per-sample ones (as torch) and eval mode normalises with them. */
+bk_module *bk_nn_instance_norm2d(int64_t num_features, bk_norm_opts opts);
+/* nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True): bk_group_norm with weight
+ * (C) = 1 and bias (C) = 0 (absent without affine). */
+bk_module *bk_nn_group_norm(int64_t num_groups, int64_t num_channels, float eps, bool affine);
 /* nn.LayerNorm(normalized_shape, eps=1e-5), weight 1 and bias 0. */
 bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps);
+/* elementwise_affine false: no weight and bias. */
+bk_module *bk_nn_layer_norm_ex(int ndim, const int64_t *normalized_shape, float eps, bool elementwise_affine);
 /* nn.Dropout(p): uses the thread's default generator (seed with bk_manual_seed). */
 bk_module *bk_nn_dropout(float p);
 bk_module *bk_nn_gelu(void);

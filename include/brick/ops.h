@@ -129,6 +129,10 @@ bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *runni
                          bk_tensor *bias, bool training, float momentum, float eps);
 /* F.layer_norm over the last n_norm_dims dims; weight and bias have those dims' shape. */
 bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_tensor *bias, float eps);
+/* F.group_norm: x (N, C, *) normalised over each of num_groups groups of C / num_groups
+ * channels (and all positions), per sample; then weight[c] xhat + bias[c] (weight and bias
+ * (C) may be NULL: no affine; bias needs weight). C % num_groups must be 0. */
+bk_tensor *bk_group_norm(bk_tensor *x, int64_t num_groups, bk_tensor *weight, bk_tensor *bias, float eps);
 /* F.dropout: in training, zeroes each element with probability p (from rng, NULL = the
  * thread's default) and scales the rest by 1 / (1 - p); otherwise returns x. */
 bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);

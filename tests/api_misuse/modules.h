@@ -170,6 +170,26 @@ TEST(layers) {
     MISUSE(bk_forward(ct, bk_rand(BK_SHAPE(1, 3, 4, 4))), "ConvTranspose2d", "conv_transpose2d",
            "(1, 3, 4, 4)");
     bk_module_free(ct);
+    bk_norm_opts bno = BK_BATCH_NORM_DEFAULTS, bad_m = bno, none = bno;
+    bad_m.momentum = 2.0f, none.momentum_none = true, none.momentum = NAN; /* ignored with momentum_none */
+    MISUSE(bk_nn_batch_norm_opts(0, 2, bno), "BatchNorm2d", "num_features=0");
+    MISUSE(bk_nn_batch_norm_opts(4, 3, bno), "BatchNorm", "ndim_expected");
+    MISUSE(bk_nn_batch_norm_opts(4, 1, bad_m), "BatchNorm1d", "momentum=2");
+    bk_module *bn_none;
+    ACCEPTS((bn_none = bk_nn_batch_norm_opts(4, 2, none)) != NULL,
+            "momentum_none: the momentum field is not read");
+    bk_module_free(bn_none);
+    MISUSE(bk_nn_instance_norm2d(-1, BK_INSTANCE_NORM_DEFAULTS), "InstanceNorm2d", "num_features=-1");
+    MISUSE(bk_nn_instance_norm2d(3, none), "InstanceNorm2d", "momentum=None");
+    bk_module *in2 = bk_nn_instance_norm2d(3, BK_INSTANCE_NORM_DEFAULTS);
+    MISUSE(bk_forward(in2, bk_rand(BK_SHAPE(2, 4, 5, 5))), "InstanceNorm2d", "(N, 3, H, W)", "(2, 4, 5, 5)");
+    MISUSE(bk_forward(in2, bk_rand(BK_SHAPE(2, 3, 1, 1))), "batch_norm", "more than 1 value");
+    bk_module_free(in2);
+    MISUSE(bk_nn_group_norm(4, 6, 1e-5f, true), "GroupNorm", "num_groups=4", "num_channels=6");
+    MISUSE(bk_nn_group_norm(0, 6, 1e-5f, true), "GroupNorm", "num_groups=0");
+    MISUSE(bk_nn_group_norm(2, 6, INFINITY, false), "GroupNorm", "eps=inf");
+    MISUSE(bk_nn_layer_norm_ex(0, (const int64_t[]){4}, 1e-5f, false), "LayerNorm", "1 to 8 dims");
+    MISUSE(bk_nn_layer_norm_ex(1, NULL, 1e-5f, false), "LayerNorm", "shape NULL");
     MISUSE(bk_nn_upsample((bk_interp_opts){{0, 0}, {0, 0}, BK_INTERP_NEAREST, false}), "Upsample",
            "give either");
     MISUSE(bk_nn_upsample((bk_interp_opts){{0, 0}, {2, 2}, BK_INTERP_NEAREST, true}), "Upsample",

@@ -248,6 +248,16 @@ TEST(layer_ops) {
     bad_mode.mode = BK_INTERP_COUNT, no_size.scale_factor[1] = 0, both.size[0] = both.size[1] = 4;
     EACH_BAD_TENSOR("interpolate", bk_interpolate(T, io));
     MISUSE(bk_interpolate(bk_rand(BK_SHAPE(2, 3, 3)), io), "interpolate", "4-d input", "(2, 3, 3)");
+    bk_tensor *gx = bk_rand(BK_SHAPE(2, 4, 3)), *gw = bk_rand(BK_SHAPE(4));
+    EACH_BAD_TENSOR("group_norm", bk_group_norm(T, 2, gw, gw, 1e-5f));
+    EACH_BAD_TENSOR("group_norm", bk_group_norm(gx, 2, T, gw, 1e-5f));
+    ACCEPTS(bk_group_norm(gx, 2, NULL, NULL, 1e-5f) != NULL, "weight and bias NULL: no affine");
+    MISUSE(bk_group_norm(gx, 3, gw, gw, 1e-5f), "group_norm", "num_groups=3", "(2, 4, 3)");
+    MISUSE(bk_group_norm(gx, 0, NULL, NULL, 1e-5f), "group_norm", "num_groups=0");
+    MISUSE(bk_group_norm(gx, 2, NULL, gw, 1e-5f), "group_norm", "weight is NULL but bias is not");
+    MISUSE(bk_group_norm(gx, 2, gw, bk_rand(BK_SHAPE(3)), 1e-5f), "group_norm", "bias has shape (3,)");
+    MISUSE(bk_group_norm(bk_rand(BK_SHAPE(4)), 2, NULL, NULL, 1e-5f), "group_norm", "at least 2 dimensions");
+    MISUSE(bk_group_norm(gx, 2, NULL, NULL, -1.0f), "group_norm", "eps=-1");
     MISUSE(bk_interpolate(x, bad_mode), "interpolate", "unknown mode");
     MISUSE(bk_interpolate(x, no_size), "interpolate", "give either");
     MISUSE(bk_interpolate(x, both), "interpolate", "not both");
