@@ -104,6 +104,21 @@ static bk_module *b_maxpool_k3s1p1(void) { return bk_nn_max_pool2d(3, 1, 1); }
 static bk_module *b_avgpool_k3s2p1(void) { return bk_nn_avg_pool2d(3, 2, 1); }
 static bk_module *b_avgpool_k2(void) { return bk_nn_avg_pool2d(2, 0, 0); }
 static bk_module *b_avgpool_k3s1p1(void) { return bk_nn_avg_pool2d(3, 1, 1); }
+static bk_module *b_maxpool_rect_dil_ceil(void) {
+    return bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {2, 1}, {1, 1}}, (const int64_t[2]){2, 2}, true);
+}
+static bk_module *b_maxpool_ceil(void) {
+    return bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 3}, {2, 2}, {0, 0}}, (const int64_t[2]){1, 1}, true);
+}
+static bk_module *b_avgpool_rect_ceil_nopad(void) {
+    return bk_nn_avg_pool2d_ex((bk_pool2d_opts){{3, 2}, {2, 1}, {1, 1}}, true, false);
+}
+static bk_module *b_avgpool_ceil_pad(void) {
+    return bk_nn_avg_pool2d_ex((bk_pool2d_opts){{3, 3}, {2, 2}, {1, 1}}, true, true);
+}
+static bk_module *b_maxpool1d(void) { return bk_nn_max_pool1d(3, 2, 1, 2, true); }
+static bk_module *b_maxpool1d_k2(void) { return bk_nn_max_pool1d(2, 0, 0, 1, false); }
+static bk_module *b_avgpool1d(void) { return bk_nn_avg_pool1d(3, 2, 1, true, false); }
 static bk_module *b_adaptive_7to3(void) { return bk_nn_adaptive_avg_pool2d(3, 3); }
 static bk_module *b_adaptive_to1(void) { return bk_nn_adaptive_avg_pool2d(1, 1); }
 static bk_module *b_adaptive_7x5to3x2(void) { return bk_nn_adaptive_avg_pool2d(3, 2); }
@@ -183,6 +198,13 @@ static const cnn_case CASES[] = {
     {"cnn_avgpool_k3s2p1", b_avgpool_k3s2p1},
     {"cnn_avgpool_k2", b_avgpool_k2},
     {"cnn_avgpool_k3s1p1", b_avgpool_k3s1p1},
+    {"cnn_maxpool_rect_dil_ceil", b_maxpool_rect_dil_ceil},
+    {"cnn_maxpool_ceil", b_maxpool_ceil},
+    {"cnn_avgpool_rect_ceil_nopad", b_avgpool_rect_ceil_nopad},
+    {"cnn_avgpool_ceil_pad", b_avgpool_ceil_pad},
+    {"cnn_maxpool1d", b_maxpool1d},
+    {"cnn_maxpool1d_k2", b_maxpool1d_k2},
+    {"cnn_avgpool1d", b_avgpool1d},
     {"cnn_adaptive_7to3", b_adaptive_7to3},
     {"cnn_adaptive_to1", b_adaptive_to1},
     {"cnn_adaptive_7x5to3x2", b_adaptive_7x5to3x2},

@@ -152,6 +152,16 @@ bk_module *bk_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, con
 /* nn.MaxPool2d / nn.AvgPool2d (stride 0 means stride = kernel, as torch's default). */
 bk_module *bk_nn_max_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
 bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
+/* The same with every setting of torch's (bk_max_pool2d_ex, bk_avg_pool2d_ex): per-dim
+ * kernel, stride (0: = kernel) and padding; dilation and ceil_mode; ceil_mode and
+ * count_include_pad (torch's defaults: dilation 1, false, true). */
+bk_module *bk_nn_max_pool2d_ex(bk_pool2d_opts opts, const int64_t dilation[2], bool ceil_mode);
+bk_module *bk_nn_avg_pool2d_ex(bk_pool2d_opts opts, bool ceil_mode, bool count_include_pad);
+/* nn.MaxPool1d / nn.AvgPool1d on (N, C, L): the 2-d ops on (N, C, 1, L). */
+bk_module *bk_nn_max_pool1d(int64_t kernel_size, int64_t stride, int64_t padding, int64_t dilation,
+                            bool ceil_mode);
+bk_module *bk_nn_avg_pool1d(int64_t kernel_size, int64_t stride, int64_t padding, bool ceil_mode,
+                            bool count_include_pad);
 bk_module *bk_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 /* nn.Upsample(size or scale_factor, mode, align_corners) on (N, C, H, W): bk_interpolate
  * with these settings (checked here). No parameters. */

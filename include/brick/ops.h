@@ -106,6 +106,13 @@ typedef struct bk_pool2d_opts {
 /* F.max_pool2d / F.avg_pool2d (floor mode; avg counts padding, torch's defaults). */
 bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts opts);
 bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+/* F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) and F.avg_pool2d(x, kernel,
+ * stride, padding, ceil_mode, count_include_pad): ceil_mode rounds the output size up (a
+ * last window may then hang over the padded input; it is dropped if it would start past the
+ * input and its left padding); dilation spaces max pooling's taps; count_include_pad false
+ * divides by the window's values inside the input only. */
+bk_tensor *bk_max_pool2d_ex(bk_tensor *x, bk_pool2d_opts opts, const int64_t dilation[2], bool ceil_mode);
+bk_tensor *bk_avg_pool2d_ex(bk_tensor *x, bk_pool2d_opts opts, bool ceil_mode, bool count_include_pad);
 /* F.interpolate on x (N, C, H, W) -> (N, C, OH, OW): to size (OH, OW) when size is given
  * (both > 0, scale_factor {0, 0}), else by scale_factor (both > 0, size {0, 0}):
  * OH = floor(H scale_factor[0]), and the source coordinates use 1 / scale_factor, as torch

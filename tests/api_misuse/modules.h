@@ -170,6 +170,22 @@ TEST(layers) {
     MISUSE(bk_forward(ct, bk_rand(BK_SHAPE(1, 3, 4, 4))), "ConvTranspose2d", "conv_transpose2d",
            "(1, 3, 4, 4)");
     bk_module_free(ct);
+    MISUSE(bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {0, 0}, {1, 2}}, (const int64_t[2]){1, 1}, false),
+           "MaxPool2d", "padding=2", "kernel_size=2");
+    MISUSE(bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {0, 0}, {1, 1}}, NULL, false), "MaxPool2d",
+           "dilation is NULL");
+    MISUSE(bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {0, 0}, {1, 1}}, (const int64_t[2]){1, 0}, true),
+           "MaxPool2d", "dilation=0");
+    MISUSE(bk_nn_avg_pool2d_ex((bk_pool2d_opts){{3, 0}, {0, 0}, {1, 0}}, true, false), "AvgPool2d",
+           "kernel_size=0");
+    MISUSE(bk_nn_max_pool1d(0, 0, 0, 1, false), "MaxPool1d", "kernel_size=0");
+    MISUSE(bk_nn_max_pool1d(3, 1, 1, -2, false), "MaxPool1d", "dilation=-2");
+    MISUSE(bk_nn_avg_pool1d(2, -1, 0, false, true), "AvgPool1d", "stride=-1");
+    MISUSE(bk_nn_avg_pool1d(2, 1, 2, false, true), "AvgPool1d", "at most half");
+    bk_module *mp1 = bk_nn_max_pool1d(3, 2, 0, 1, true);
+    MISUSE(bk_forward(mp1, bk_rand(BK_SHAPE(2, 3, 4, 4))), "MaxPool1d", "3-d input", "(2, 3, 4, 4)");
+    MISUSE(bk_forward(mp1, bk_rand(BK_SHAPE(2, 3, 2))), "MaxPool1d", "max_pool2d", "larger than");
+    bk_module_free(mp1);
     bk_norm_opts bno = BK_BATCH_NORM_DEFAULTS, bad_m = bno, none = bno;
     bad_m.momentum = 2.0f, none.momentum_none = true, none.momentum = NAN; /* ignored with momentum_none */
     MISUSE(bk_nn_batch_norm_opts(0, 2, bno), "BatchNorm2d", "num_features=0");

@@ -248,6 +248,16 @@ TEST(layer_ops) {
     bad_mode.mode = BK_INTERP_COUNT, no_size.scale_factor[1] = 0, both.size[0] = both.size[1] = 4;
     EACH_BAD_TENSOR("interpolate", bk_interpolate(T, io));
     MISUSE(bk_interpolate(bk_rand(BK_SHAPE(2, 3, 3)), io), "interpolate", "4-d input", "(2, 3, 3)");
+    bk_pool2d_opts pk = {{3, 2}, {2, 1}, {1, 1}};
+    const int64_t dil[2] = {2, 1};
+    EACH_BAD_TENSOR("max_pool2d", bk_max_pool2d_ex(T, pk, dil, true));
+    EACH_BAD_TENSOR("avg_pool2d", bk_avg_pool2d_ex(T, pk, true, false));
+    MISUSE(bk_max_pool2d_ex(x, pk, NULL, false), "max_pool2d", "dilation is NULL");
+    MISUSE(bk_max_pool2d_ex(x, pk, (const int64_t[2]){0, 1}, false), "max_pool2d", "dilation (0, 1)");
+    MISUSE(bk_max_pool2d_ex(x, pk, (const int64_t[2]){INT64_MAX, 1}, false), "max_pool2d", "too large");
+    MISUSE(bk_avg_pool2d_ex(x, (bk_pool2d_opts){{3, 3}, {1, 1}, {2, 2}}, true, false), "avg_pool2d",
+           "at most half");
+    MISUSE(bk_avg_pool2d_ex(bk_rand(BK_SHAPE(3, 3)), pk, true, true), "avg_pool2d", "4-d input");
     bk_tensor *gx = bk_rand(BK_SHAPE(2, 4, 3)), *gw = bk_rand(BK_SHAPE(4));
     EACH_BAD_TENSOR("group_norm", bk_group_norm(T, 2, gw, gw, 1e-5f));
     EACH_BAD_TENSOR("group_norm", bk_group_norm(gx, 2, T, gw, 1e-5f));

@@ -25,7 +25,8 @@ Cases (CASES below; tests/test_parity_cnn.c has the same table): Conv2d with pad
 stride 2, groups 2, dilation 2, no bias, mixed per-dim settings with groups 3, depthwise,
 1x1; Conv1d, ConvTranspose1d and ConvTranspose2d (stride, padding, output_padding,
 dilation, groups); Upsample (nearest and bilinear, by size or factor, align_corners);
-MaxPool2d and AvgPool2d (k3 s2 p1, k2, k3 s1 p1); AdaptiveAvgPool2d (7 -> 3, -> 1,
+MaxPool2d and AvgPool2d (k3 s2 p1, k2, k3 s1 p1; rectangular, dilated, ceil_mode,
+count_include_pad=False), MaxPool1d and AvgPool1d; AdaptiveAvgPool2d (7 -> 3, -> 1,
 7x5 -> 3x2, 3 -> 5x4); BatchNorm1d on (N, C) and (N, C, L), BatchNorm2d, and one at a
 realistic size (16, 3, 28, 28), BatchNorm with affine=False, track_running_stats=False and
 momentum=None; GroupNorm, InstanceNorm2d (plain, and affine with running statistics);
@@ -164,6 +165,17 @@ CASES = {
     "avgpool_k3s2p1": (lambda: nn.AvgPool2d(3, 2, 1), randn(2, 3, 9, 9), ONE, 0, False),
     "avgpool_k2": (lambda: nn.AvgPool2d(2), randn(2, 3, 8, 7), ONE, 0, False),
     "avgpool_k3s1p1": (lambda: nn.AvgPool2d(3, 1, 1), randn(2, 2, 5, 6), ONE, 0, False),
+    # rectangular kernels, dilation, ceil_mode, count_include_pad; MaxPool1d, AvgPool1d
+    "maxpool_rect_dil_ceil": (lambda: nn.MaxPool2d((3, 2), stride=(2, 1), padding=1, dilation=2, ceil_mode=True),
+                              randn(2, 3, 9, 8), ONE, 0, False),
+    "maxpool_ceil": (lambda: nn.MaxPool2d(3, 2, ceil_mode=True), randn(2, 2, 8, 8), ONE, 0, False),
+    "avgpool_rect_ceil_nopad": (lambda: nn.AvgPool2d((3, 2), stride=(2, 1), padding=1, ceil_mode=True,
+                                                     count_include_pad=False), randn(2, 3, 8, 7), ONE, 0, False),
+    "avgpool_ceil_pad": (lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True), randn(2, 2, 8, 8), ONE, 0, False),
+    "maxpool1d": (lambda: nn.MaxPool1d(3, 2, 1, dilation=2, ceil_mode=True), randn(2, 3, 11), ONE, 0, False),
+    "maxpool1d_k2": (lambda: nn.MaxPool1d(2), randn(2, 4, 9), ONE, 0, False),
+    "avgpool1d": (lambda: nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), randn(2, 3, 10), ONE,
+                  0, False),
     "adaptive_7to3": (lambda: nn.AdaptiveAvgPool2d((3, 3)), randn(2, 3, 7, 7), ONE, 0, False),
     "adaptive_to1": (lambda: nn.AdaptiveAvgPool2d((1, 1)), randn(2, 4, 5, 6), ONE, 0, False),
     "adaptive_7x5to3x2": (lambda: nn.AdaptiveAvgPool2d((3, 2)), randn(2, 3, 7, 5), ONE, 0, False),
@@ -251,29 +263,38 @@ def case_names():
 # ---------------------------------------------------------------------------------------
 
 class Recorder:
-    """Within `with Recorder() as r:`, F.relu and F.max_pool2d (which nn.ReLU and
-    nn.MaxPool2d call) append ("relu", input) / ("pool", input, k, s, p) to r.calls."""
+    """Within `with Recorder() as r:`, F.relu, F.max_pool2d and F.max_pool1d (which nn.ReLU,
+    nn.MaxPool2d and nn.MaxPool1d call) append ("relu", input) / ("pool", input, k, s, p,
+    dilation, ceil_mode) to r.calls (a 1-d pool as a 2-d one of height 1)."""
 
     def __init__(self):
         self.calls = []
 
     def __enter__(self):
-        self.relu, self.pool = F.relu, F.max_pool2d
+        self.relu, self.pool, self.pool1d = F.relu, F.max_pool2d, F.max_pool1d
         rec = self
 
         def relu(x, *a, **kw):
             rec.calls.append(("relu", x.detach().clone()))
             return rec.relu(x, *a, **kw)
 
-        def max_pool2d(x, kernel_size, stride=None, padding=0, *a, **kw):
-            rec.calls.append(("pool", x.detach().clone(), kernel_size, stride or kernel_size, padding))
-            return rec.pool(x, kernel_size, stride, padding, *a, **kw)
+        def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, **kw):
+            rec.calls.append(("pool", x.detach().clone(), kernel_size, stride or kernel_size, padding, dilation,
+                              ceil_mode))
+            return rec.pool(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, **kw)
 
-        F.relu, F.max_pool2d = relu, max_pool2d
+        def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, **kw):
+            one = lambda v: v[0] if isinstance(v, (tuple, list)) else v  # noqa: E731
+            k, st = one(kernel_size), one(stride or kernel_size)
+            rec.calls.append(("pool", x.detach().clone().unsqueeze(2), (1, k), (1, st), (0, one(padding)),
+                              (1, one(dilation)), ceil_mode))
+            return rec.pool1d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, **kw)
+
+        F.relu, F.max_pool2d, F.max_pool1d = relu, max_pool2d, max_pool1d
         return self
 
     def __exit__(self, *exc):
-        F.relu, F.max_pool2d = self.relu, self.pool
+        F.relu, F.max_pool2d, F.max_pool1d = self.relu, self.pool, self.pool1d
         return False
 
 
@@ -281,13 +302,26 @@ def pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def window_gap(x, k, s, p):
+def pool_out(n, k, s, p, d, ceil_mode):
+    """torch's pooling_output_shape"""
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (o - 1) * s >= n + p:
+        o -= 1
+    return o
+
+
+def window_gap(x, k, s, p, d=1, ceil_mode=False):
     """Per pooling window of x (N, C, H, W) (padding -inf): (max, max - the largest value
     below the max), the gap inf when the whole window ties."""
-    (kh, kw), (sh, sw), (ph, pw) = pair(k), pair(s), pair(p)
-    xp = F.pad(x, (pw, pw, ph, ph), value=-float("inf"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(k), pair(s), pair(p), pair(d)
+    # the right / bottom padding that ceil_mode's last windows reach
+    need = [(pool_out(n, kk, ss, pp, dd, ceil_mode) - 1) * ss + dd * (kk - 1) + 1 - n - pp
+            for n, kk, ss, pp, dd in ((x.shape[2], kh, sh, ph, dh), (x.shape[3], kw, sw, pw, dw))]
+    xp = F.pad(x, (pw, max(pw, need[1]), ph, max(ph, need[0])), value=-float("inf"))
     n, c = x.shape[:2]
-    cols = F.unfold(xp.reshape(n * c, 1, *xp.shape[2:]), (kh, kw), stride=(sh, sw))  # (NC, k, L)
+    cols = F.unfold(xp.reshape(n * c, 1, *xp.shape[2:]), (kh, kw), dilation=(dh, dw),
+                    stride=(sh, sw))  # (NC, k, L)
     top = cols.max(dim=1, keepdim=True).values
     below = cols.masked_fill(cols == top, -float("inf")).max(dim=1).values
     return top.squeeze(1), top.squeeze(1) - below
