@@ -208,6 +208,52 @@ TEST(conv_transpose2d_values) {
     }
 }
 
+/* FNV-1a over the bits of the output and every input gradient */
+static uint64_t result_hash(const bk_tensor *y, bk_tensor *const *in, int n) {
+    uint64_t h = 1469598103934665603ull;
+    const bk_tensor *ts[4] = {y, n > 0 ? in[0]->grad : NULL, n > 1 ? in[1]->grad : NULL,
+                              n > 2 ? in[2]->grad : NULL};
+    for (int k = 0; k < 4; k++)
+        for (int64_t i = 0; ts[k] && i < ts[k]->numel; i++) {
+            uint32_t u;
+            memcpy(&u, &ts[k]->data[i], 4);
+            h = (h ^ u) * 1099511628211ull;
+        }
+    return h;
+}
+
+/* The forward and backward give the same bits with 1, 2 and 3 threads (forward: images
+ * split over the threads; backward: images in order, threads inside the GEMMs). Sizes large
+ * enough for the GEMMs and the image loop to use every thread. */
+TEST(conv_transpose2d_threads_bitwise) {
+    convt_case c = {7, 12, 9, 11, 10, 3, 3, 0, 0, {{2, 2}, {1, 1}, {1, 1}, {1, 1}, 2}, true};
+    c.OH = (c.H - 1) * 2 - 2 + 2 + 1 + 1, c.OW = (c.W - 1) * 2 - 2 + 2 + 1 + 1;
+    bk_tensor *in[3] = {bk_tensor_new(BK_SHAPE(7, 12, 9, 11)), bk_tensor_new(BK_SHAPE(12, 5, 3, 3)),
+                        bk_tensor_new(BK_SHAPE(10))};
+    for (int i = 0; i < 3; i++) bk_fill_normal(in[i], &g_rng, 0, 1), bk_requires_grad(in[i], true);
+    int saved = bk_get_num_threads();
+    uint64_t first = 0;
+    for (int threads = 1; threads <= 3; threads++) {
+        bk_set_num_threads(threads);
+        for (int i = 0; i < 3; i++)
+            if (in[i]->grad) bk_fill(in[i]->grad, 0.0f);
+        bk_tensor *y = f_convt2d(in, 3, &c);
+        CHECK(y != NULL);
+        if (!y) break;
+        bk_tensor *G = bk_empty(y->ndim, y->shape);
+        bk_rng gr;
+        bk_rng_seed(&gr, 42);
+        bk_fill_normal(G, &gr, 0, 1);
+        CHECK(bk_backward_ex(y, G, false) == 0);
+        uint64_t h = result_hash(y, in, 3);
+        if (threads == 1) first = h;
+        else CHECK(h == first);
+        bk_arena_reset(NULL);
+    }
+    bk_set_num_threads(saved);
+    for (int i = 0; i < 3; i++) bk_tensor_free(in[i]);
+}
+
 /* Bad settings: messages name the op, the settings and the shapes. */
 TEST(conv_transpose2d_errors) {
     bk_tensor *x = bk_randn(BK_SHAPE(1, 2, 3, 3)), *w = bk_randn(BK_SHAPE(2, 3, 2, 2));
@@ -234,6 +280,7 @@ int main(void) {
     RUN(conv_transpose2d_gradcheck);
     RUN(conv1d_gradcheck);
     RUN(conv_transpose2d_values);
+    RUN(conv_transpose2d_threads_bitwise);
     RUN(conv_transpose2d_errors);
     return test_summary("test_ops_conv_transpose");
 }
