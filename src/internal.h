@@ -222,6 +222,27 @@ void bk__block_pop(void);
  * NonDynamicallyQuantizableLinear, its weight initialised as Linear's, its bias zero. */
 bk_module *bk__nn_out_proj(int64_t E, bool bias);
 
+/* ---- interpolation (ops/upsample.c) ----------------------------------------------------- */
+/* The checks of bk_interpolate's settings alone (mode, size or scale factor), for nn.Upsample's
+ * constructor: false with "<who>: ..." */
+bool bk__interp_opts_ok(const char *who, bk_interp_opts o);
+
+/* ---- per-channel affine (ops/group_norm.c) ------------------------------------------------ */
+/* y (N, C, *) * weight[c] + bias[c] by broadcasting ops (GroupNorm's, InstanceNorm's and
+ * BatchNorm's affine step where the normalisation ran without one). weight NULL: y itself;
+ * bias may be NULL. */
+bk_tensor *bk__channel_affine(bk_tensor *y, bk_tensor *weight, bk_tensor *bias);
+
+/* ---- norm blocks' options (nn/batchnorm.c; InstanceNorm shares them) ------------------------ */
+/* torch's _NormBase extra_repr. */
+void bk__norm_repr(int64_t num_features, const bk_norm_opts *o, char *buf, size_t n);
+/* num_features, eps and momentum checked for `who`: false with an error. */
+bool bk__norm_opts_ok(const char *who, int64_t num_features, const bk_norm_opts *o);
+/* Registers weight, bias (affine) and running_mean, running_var, num_batches_tracked
+ * (track_running_stats) on m, initialised as torch does; false on failure (free m). */
+bool bk__norm_register(bk_module *m, int64_t C, const bk_norm_opts *o, bk_tensor **weight, bk_tensor **bias,
+                       bk_tensor **running_mean, bk_tensor **running_var, bk_tensor **num_batches_tracked);
+
 /* ---- ops y = f(x, w[, b]) (linear, conv2d, batch_norm, layer_norm) --------------------- */
 /* For their backward: the inputs x and w, dL/dy, and where to add the gradients, dx, dw and
  * db, each NULL when not wanted (db also when there is no bias). */

@@ -312,6 +312,7 @@ int main(void) {
     RUN(matmul_reduce_ops);
     RUN(shape_ops);
     RUN(cnn_ops);
+    RUN(layer_ops);
     RUN(attention_ops);
     RUN(loss_ops);
     RUN(module_base);

@@ -350,6 +350,109 @@ TEST(adaptive_avg_pool2d) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
+/* ======================================================================================
+ * max_pool2d_ex / avg_pool2d_ex: dilation, ceil_mode, count_include_pad
+ * ====================================================================================== */
+
+typedef struct pool_ex_case {
+    bk_pool2d_opts o;
+    int64_t d[2];
+    bool max, ceil_mode, count_include_pad;
+} pool_ex_case;
+
+static bk_tensor *f_pool_ex(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    const pool_ex_case *c = ud;
+    return c->max ? bk_max_pool2d_ex(in[0], c->o, c->d, c->ceil_mode)
+                  : bk_avg_pool2d_ex(in[0], c->o, c->ceil_mode, c->count_include_pad);
+}
+
+/* torch's pooling_output_shape, written out independently of pool.c */
+static int64_t ref_out(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+    double v = (double)(n + 2 * p - d * (k - 1) - 1) / (double)s;
+    int64_t o = (int64_t)(ceil_mode ? ceil(v) : floor(v)) + 1;
+    if (ceil_mode && (o - 1) * s >= n + p) o--;
+    return o;
+}
+
+/* Random settings with dilation (max), ceil_mode and count_include_pad, on a random
+ * (N, C, H, W) just large enough; forward values against a naive reference (taps at
+ * i s - p + j d; an average divides by the taps in the input, or by the padded window
+ * clipped to the input plus its padding), and a gradcheck on distinct values. */
+TEST(pool2d_ex) {
+    for (int t = 0; t < 4 * TRIALS; t++) {
+        pool_ex_case c;
+        memset(&c, 0, sizeof c);
+        c.max = t % 2 == 0, c.ceil_mode = rand_int(0, 1), c.count_include_pad = rand_int(0, 1);
+        int64_t in[2];
+        for (int k = 0; k < 2; k++) {
+            c.o.kernel[k] = rand_int(1, 3), c.o.stride[k] = rand_int(1, 3);
+            c.o.padding[k] = rand_int(0, c.o.kernel[k] / 2), c.d[k] = c.max ? rand_int(1, 2) : 1;
+            in[k] = c.d[k] * (c.o.kernel[k] - 1) + 1 - 2 * c.o.padding[k];
+            in[k] = (in[k] < 1 ? 1 : in[k]) + rand_int(0, 4);
+        }
+        int64_t N = rand_int(1, 2), C = rand_int(1, 2), H = in[0], W = in[1];
+        bk_tensor *x = leaf_distinct(4, (int64_t[]){N, C, H, W});
+        char what[200];
+        snprintf(what, sizeof what,
+                 "%s x (%lld, %lld, %lld, %lld) k (%lld, %lld) s (%lld, %lld) p (%lld, %lld) d (%lld, "
+                 "%lld)%s%s",
+                 c.max ? "max_pool2d_ex" : "avg_pool2d_ex", (long long)N, (long long)C, (long long)H,
+                 (long long)W, (long long)c.o.kernel[0], (long long)c.o.kernel[1], (long long)c.o.stride[0],
+                 (long long)c.o.stride[1], (long long)c.o.padding[0], (long long)c.o.padding[1],
+                 (long long)c.d[0], (long long)c.d[1], c.ceil_mode ? " ceil_mode" : "",
+                 c.count_include_pad ? "" : " exclude pad");
+        bk_tensor *y = f_pool_ex(&x, 1, &c);
+        int64_t OH = ref_out(H, c.o.kernel[0], c.o.stride[0], c.o.padding[0], c.d[0], c.ceil_mode);
+        int64_t OW = ref_out(W, c.o.kernel[1], c.o.stride[1], c.o.padding[1], c.d[1], c.ceil_mode);
+        CHECK(shape_is(y, 4, (int64_t[]){N, C, OH, OW}));
+        if (!shape_is(y, 4, (int64_t[]){N, C, OH, OW})) {
+            fprintf(stderr, "  %s: %s\n", what, y ? "wrong shape" : bk_last_error());
+            continue;
+        }
+        int bad = 0;
+        for (int64_t pl = 0; pl < N * C; pl++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    double m = -INFINITY, sum = 0;
+                    int64_t inside = 0;
+                    for (int64_t i = 0; i < c.o.kernel[0]; i++)
+                        for (int64_t j = 0; j < c.o.kernel[1]; j++) {
+                            int64_t h = oh * c.o.stride[0] - c.o.padding[0] + i * c.d[0];
+                            int64_t w = ow * c.o.stride[1] - c.o.padding[1] + j * c.d[1];
+                            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                            double v = x->data[(pl * H + h) * W + w];
+                            m = v > m ? v : m, sum += v, inside++;
+                        }
+                    int64_t h0 = oh * c.o.stride[0] - c.o.padding[0],
+                            w0 = ow * c.o.stride[1] - c.o.padding[1];
+                    int64_t h1 = h0 + c.o.kernel[0] < H + c.o.padding[0] ? h0 + c.o.kernel[0]
+                                                                         : H + c.o.padding[0];
+                    int64_t w1 = w0 + c.o.kernel[1] < W + c.o.padding[1] ? w0 + c.o.kernel[1]
+                                                                         : W + c.o.padding[1];
+                    double want = c.max
+                                      ? m
+                                      : sum / (double)(c.count_include_pad ? (h1 - h0) * (w1 - w0) : inside);
+                    float got = y->data[(pl * OH + oh) * OW + ow];
+                    if (!(got == want || fabs(got - want) <= 1e-6 * (1 + fabs(want))) && bad++ < 3)
+                        fprintf(stderr, "  %s: y[%lld, %lld, %lld] = %.8g, want %.8g\n", what, (long long)pl,
+                                (long long)oh, (long long)ow, (double)got, want);
+                }
+        CHECK(bad == 0);
+        bool all_padding = false; /* a max window whose taps all fall in the padding: -inf, no gradient */
+        for (int64_t i = 0; i < y->numel; i++) all_padding |= isinf(y->data[i]);
+        if (!all_padding) CHECK(gradcheck_ok(what, f_pool_ex, &x, 1, &c));
+        bk_arena_reset(NULL);
+    }
+    /* torch's rules: avg has no dilation (the _ex form takes none); kernels must fit */
+    bk_tensor *x = bk_randn(BK_SHAPE(1, 1, 4, 4));
+    CHECK(bk_max_pool2d_ex(x, (bk_pool2d_opts){{3, 3}, {1, 1}, {0, 0}}, (const int64_t[2]){2, 2}, false) ==
+          NULL);
+    CHECK(strstr(bk_last_error(), "dilation (2, 2)") && strstr(bk_last_error(), "(1, 1, 4, 4)"));
+    CHECK(bk_max_pool2d_ex(x, (bk_pool2d_opts){{2, 2}, {1, 1}, {0, 0}}, NULL, false) == NULL);
+    bk_arena_reset(NULL);
+}
+
 int main(void) {
     test_rng_seed("test_ops_pool");
     RUN(max_pool2d_ties_torch);
@@ -358,5 +461,6 @@ int main(void) {
     RUN(max_pool2d_gradcheck);
     RUN(avg_pool2d);
     RUN(adaptive_avg_pool2d);
+    RUN(pool2d_ex);
     return test_summary("test_ops_pool");
 }

@@ -1,7 +1,8 @@
 /* test_parity_cnn.c - brick's CNN layers, blocks and models against PyTorch 1.13.
  *
  * tests/parity/gen_cnn.py builds each case with torch.nn (Conv2d in several settings,
- * MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Softmax,
+ * Conv1d, ConvTranspose1d/2d, Upsample, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+ * BatchNorm1d/2d (also with their options), GroupNorm, InstanceNorm2d, LayerNorm, GELU, Softmax,
  * LogSoftmax, Dropout, D2L's Residual and Inception, and the zoo's lenet, resnet:width=8
  * and googlenet), randomises the normalisation parameters and running statistics, and
  * writes <case>.safetensors (the state dict before any pass) and <case>.ref.safetensors
@@ -76,22 +77,84 @@ static bk_module *b_conv_nobias(void) { return conv_ex(3, 4, 2, 3, 2, 1, 1, 0, 1
 static bk_module *b_conv_mixed(void) { return conv_ex(6, 9, 3, 2, 1, 2, 2, 1, 1, 3, 3, true); }
 static bk_module *b_conv_depthwise(void) { return conv_ex(4, 8, 3, 3, 2, 2, 0, 0, 1, 1, 4, false); }
 static bk_module *b_conv_1x1(void) { return bk_nn_conv2d(5, 3, 1, 1, 0); }
+static bk_module *b_conv1d(void) { return bk_nn_conv1d(3, 5, 3, (bk_conv1d_opts){1, 1, 1, 1}, true); }
+static bk_module *b_conv1d_mixed(void) { return bk_nn_conv1d(4, 6, 3, (bk_conv1d_opts){2, 2, 2, 2}, false); }
+static bk_module *convt2d(int64_t in, int64_t out, int64_t kh, int64_t kw, bk_conv_transpose2d_opts o,
+                          bool bias) {
+    return bk_nn_conv_transpose2d(in, out, (const int64_t[2]){kh, kw}, o, bias);
+}
+static bk_module *b_convt2d(void) {
+    return convt2d(3, 4, 3, 3, (bk_conv_transpose2d_opts){{2, 2}, {1, 1}, {1, 1}, {1, 1}, 1}, true);
+}
+static bk_module *b_convt2d_k4s2(void) {
+    return convt2d(8, 4, 4, 4, (bk_conv_transpose2d_opts){{2, 2}, {1, 1}, {0, 0}, {1, 1}, 1}, true);
+}
+static bk_module *b_convt2d_mixed(void) {
+    return convt2d(4, 6, 3, 2, (bk_conv_transpose2d_opts){{1, 2}, {2, 0}, {0, 1}, {2, 1}, 2}, false);
+}
+static bk_module *b_convt1d(void) {
+    return bk_nn_conv_transpose1d(4, 6, 3, (bk_conv_transpose1d_opts){3, 1, 2, 1, 2}, true);
+}
+static bk_module *b_convt1d_dilation3(void) {
+    return bk_nn_conv_transpose1d(3, 2, 2, (bk_conv_transpose1d_opts){1, 0, 1, 3, 1}, true);
+}
 static bk_module *b_maxpool_k3s2p1(void) { return bk_nn_max_pool2d(3, 2, 1); }
 static bk_module *b_maxpool_k2(void) { return bk_nn_max_pool2d(2, 0, 0); }
 static bk_module *b_maxpool_k3s1p1(void) { return bk_nn_max_pool2d(3, 1, 1); }
 static bk_module *b_avgpool_k3s2p1(void) { return bk_nn_avg_pool2d(3, 2, 1); }
 static bk_module *b_avgpool_k2(void) { return bk_nn_avg_pool2d(2, 0, 0); }
 static bk_module *b_avgpool_k3s1p1(void) { return bk_nn_avg_pool2d(3, 1, 1); }
+static bk_module *b_maxpool_rect_dil_ceil(void) {
+    return bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {2, 1}, {1, 1}}, (const int64_t[2]){2, 2}, true);
+}
+static bk_module *b_maxpool_ceil(void) {
+    return bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 3}, {2, 2}, {0, 0}}, (const int64_t[2]){1, 1}, true);
+}
+static bk_module *b_avgpool_rect_ceil_nopad(void) {
+    return bk_nn_avg_pool2d_ex((bk_pool2d_opts){{3, 2}, {2, 1}, {1, 1}}, true, false);
+}
+static bk_module *b_avgpool_ceil_pad(void) {
+    return bk_nn_avg_pool2d_ex((bk_pool2d_opts){{3, 3}, {2, 2}, {1, 1}}, true, true);
+}
+static bk_module *b_maxpool1d(void) { return bk_nn_max_pool1d(3, 2, 1, 2, true); }
+static bk_module *b_maxpool1d_k2(void) { return bk_nn_max_pool1d(2, 0, 0, 1, false); }
+static bk_module *b_avgpool1d(void) { return bk_nn_avg_pool1d(3, 2, 1, true, false); }
 static bk_module *b_adaptive_7to3(void) { return bk_nn_adaptive_avg_pool2d(3, 3); }
 static bk_module *b_adaptive_to1(void) { return bk_nn_adaptive_avg_pool2d(1, 1); }
 static bk_module *b_adaptive_7x5to3x2(void) { return bk_nn_adaptive_avg_pool2d(3, 2); }
 static bk_module *b_adaptive_up(void) { return bk_nn_adaptive_avg_pool2d(5, 4); }
+static bk_module *ups(int64_t oh, int64_t ow, double sh, double sw, bk_interp_mode mode, bool align) {
+    return bk_nn_upsample((bk_interp_opts){{oh, ow}, {sh, sw}, mode, align});
+}
+static bk_module *b_upsample_nearest2(void) { return ups(0, 0, 2, 2, BK_INTERP_NEAREST, false); }
+static bk_module *b_upsample_nearest_size(void) { return ups(7, 4, 0, 0, BK_INTERP_NEAREST, false); }
+static bk_module *b_upsample_nearest_1p7(void) { return ups(0, 0, 1.7, 1.7, BK_INTERP_NEAREST, false); }
+static bk_module *b_upsample_bilinear2(void) { return ups(0, 0, 2, 2, BK_INTERP_BILINEAR, false); }
+static bk_module *b_upsample_bilinear_ac(void) { return ups(5, 9, 0, 0, BK_INTERP_BILINEAR, true); }
+static bk_module *b_upsample_bilinear_mixed(void) { return ups(0, 0, 0.6, 1.5, BK_INTERP_BILINEAR, false); }
+static bk_module *b_upsample_bilinear_down_ac(void) { return ups(3, 4, 0, 0, BK_INTERP_BILINEAR, true); }
 static bk_module *b_bn1d_5(void) { return bk_nn_batch_norm1d(5); }
 static bk_module *b_bn1d_4(void) { return bk_nn_batch_norm1d(4); }
 static bk_module *b_bn2d_3(void) { return bk_nn_batch_norm2d(3); }
 static bk_module *b_layernorm_64(void) { return bk_nn_layer_norm(1, (const int64_t[]){64}, 1e-5f); }
 static bk_module *b_layernorm_1(void) { return bk_nn_layer_norm(1, (const int64_t[]){8}, 1e-5f); }
 static bk_module *b_layernorm_2(void) { return bk_nn_layer_norm(2, (const int64_t[]){4, 6}, 1e-5f); }
+static bk_module *b_layernorm_noaffine(void) {
+    return bk_nn_layer_norm_ex(2, (const int64_t[]){4, 6}, 1e-5f, false);
+}
+static bk_module *bn_opts(int64_t c, int dims, bool none, bool affine, bool track) {
+    return bk_nn_batch_norm_opts(c, dims, (bk_norm_opts){1e-5f, 0.1f, none, affine, track});
+}
+static bk_module *b_bn2d_noaffine(void) { return bn_opts(3, 2, false, false, true); }
+static bk_module *b_bn1d_notrack(void) { return bn_opts(5, 1, false, true, false); }
+static bk_module *b_bn2d_cma(void) { return bn_opts(3, 2, true, true, true); }
+static bk_module *b_groupnorm(void) { return bk_nn_group_norm(2, 6, 1e-5f, true); }
+static bk_module *b_groupnorm_1group_2d(void) { return bk_nn_group_norm(1, 8, 1e-5f, true); }
+static bk_module *b_groupnorm_noaffine_3d(void) { return bk_nn_group_norm(3, 3, 1e-5f, false); }
+static bk_module *b_instnorm(void) { return bk_nn_instance_norm2d(3, BK_INSTANCE_NORM_DEFAULTS); }
+static bk_module *b_instnorm_affine_track(void) {
+    return bk_nn_instance_norm2d(4, (bk_norm_opts){1e-5f, 0.1f, false, true, true});
+}
 static bk_module *b_gelu(void) { return bk_nn_gelu(); }
 static bk_module *b_softmax_dim1(void) { return bk_nn_softmax(1); }
 static bk_module *b_softmax_last(void) { return bk_nn_softmax(-1); }
@@ -122,16 +185,37 @@ static const cnn_case CASES[] = {
     {"cnn_conv_mixed", b_conv_mixed},
     {"cnn_conv_depthwise", b_conv_depthwise},
     {"cnn_conv_1x1", b_conv_1x1},
+    {"cnn_conv1d", b_conv1d},
+    {"cnn_conv1d_mixed", b_conv1d_mixed},
+    {"cnn_convt2d", b_convt2d},
+    {"cnn_convt2d_k4s2", b_convt2d_k4s2},
+    {"cnn_convt2d_mixed", b_convt2d_mixed},
+    {"cnn_convt1d", b_convt1d},
+    {"cnn_convt1d_dilation3", b_convt1d_dilation3},
     {"cnn_maxpool_k3s2p1", b_maxpool_k3s2p1},
     {"cnn_maxpool_k2", b_maxpool_k2},
     {"cnn_maxpool_k3s1p1", b_maxpool_k3s1p1},
     {"cnn_avgpool_k3s2p1", b_avgpool_k3s2p1},
     {"cnn_avgpool_k2", b_avgpool_k2},
     {"cnn_avgpool_k3s1p1", b_avgpool_k3s1p1},
+    {"cnn_maxpool_rect_dil_ceil", b_maxpool_rect_dil_ceil},
+    {"cnn_maxpool_ceil", b_maxpool_ceil},
+    {"cnn_avgpool_rect_ceil_nopad", b_avgpool_rect_ceil_nopad},
+    {"cnn_avgpool_ceil_pad", b_avgpool_ceil_pad},
+    {"cnn_maxpool1d", b_maxpool1d},
+    {"cnn_maxpool1d_k2", b_maxpool1d_k2},
+    {"cnn_avgpool1d", b_avgpool1d},
     {"cnn_adaptive_7to3", b_adaptive_7to3},
     {"cnn_adaptive_to1", b_adaptive_to1},
     {"cnn_adaptive_7x5to3x2", b_adaptive_7x5to3x2},
     {"cnn_adaptive_up", b_adaptive_up},
+    {"cnn_upsample_nearest2", b_upsample_nearest2},
+    {"cnn_upsample_nearest_size", b_upsample_nearest_size},
+    {"cnn_upsample_nearest_1p7", b_upsample_nearest_1p7},
+    {"cnn_upsample_bilinear2", b_upsample_bilinear2},
+    {"cnn_upsample_bilinear_ac", b_upsample_bilinear_ac},
+    {"cnn_upsample_bilinear_mixed", b_upsample_bilinear_mixed},
+    {"cnn_upsample_bilinear_down_ac", b_upsample_bilinear_down_ac},
     {"cnn_bn1d_2d_train", b_bn1d_5},
     {"cnn_bn1d_2d_eval", b_bn1d_5},
     {"cnn_bn1d_3d_train", b_bn1d_4},
@@ -143,6 +227,19 @@ static const cnn_case CASES[] = {
     {"cnn_layernorm_big", b_layernorm_64},
     {"cnn_layernorm_1", b_layernorm_1},
     {"cnn_layernorm_2", b_layernorm_2},
+    {"cnn_layernorm_noaffine", b_layernorm_noaffine},
+    {"cnn_bn2d_noaffine_train", b_bn2d_noaffine},
+    {"cnn_bn2d_noaffine_eval", b_bn2d_noaffine},
+    {"cnn_bn1d_notrack_train", b_bn1d_notrack},
+    {"cnn_bn1d_notrack_eval", b_bn1d_notrack},
+    {"cnn_bn2d_cma_train", b_bn2d_cma},
+    {"cnn_bn2d_cma_eval", b_bn2d_cma},
+    {"cnn_groupnorm", b_groupnorm},
+    {"cnn_groupnorm_1group_2d", b_groupnorm_1group_2d},
+    {"cnn_groupnorm_noaffine_3d", b_groupnorm_noaffine_3d},
+    {"cnn_instnorm", b_instnorm},
+    {"cnn_instnorm_affine_track_train", b_instnorm_affine_track},
+    {"cnn_instnorm_affine_track_eval", b_instnorm_affine_track},
     {"cnn_gelu", b_gelu},
     {"cnn_softmax_dim1", b_softmax_dim1},
     {"cnn_softmax_last", b_softmax_last},

@@ -137,18 +137,64 @@ bk_module *bk_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kerne
                         int64_t padding);
 bk_module *bk_nn_conv2d_ex(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
                            bk_conv2d_opts opts, bool bias);
+/* nn.Conv1d(in, out, kernel_size, stride, padding, dilation, groups, bias): weight
+ * (out, in/groups, k), bias (out), U(+-1/sqrt(in/groups k)) as torch. BK_CONV1D_DEFAULTS
+ * are torch's defaults. */
+bk_module *bk_nn_conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, bk_conv1d_opts opts,
+                        bool bias);
+/* nn.ConvTranspose1d / nn.ConvTranspose2d(in, out, kernel_size, stride, padding,
+ * output_padding, groups, bias, dilation): weight (in, out/groups, k...) and bias (out),
+ * U(+-1/sqrt(out/groups prod(k))) as torch (fan_in is the weight's dim 1 times the kernel). */
+bk_module *bk_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+                                  bk_conv_transpose1d_opts opts, bool bias);
+bk_module *bk_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, const int64_t kernel[2],
+                                  bk_conv_transpose2d_opts opts, bool bias);
 /* nn.MaxPool2d / nn.AvgPool2d (stride 0 means stride = kernel, as torch's default). */
 bk_module *bk_nn_max_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
 bk_module *bk_nn_avg_pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
+/* The same with every setting of torch's (bk_max_pool2d_ex, bk_avg_pool2d_ex): per-dim
+ * kernel, stride (0: = kernel) and padding; dilation and ceil_mode; ceil_mode and
+ * count_include_pad (torch's defaults: dilation 1, false, true). */
+bk_module *bk_nn_max_pool2d_ex(bk_pool2d_opts opts, const int64_t dilation[2], bool ceil_mode);
+bk_module *bk_nn_avg_pool2d_ex(bk_pool2d_opts opts, bool ceil_mode, bool count_include_pad);
+/* nn.MaxPool1d / nn.AvgPool1d on (N, C, L): the 2-d ops on (N, C, 1, L). */
+bk_module *bk_nn_max_pool1d(int64_t kernel_size, int64_t stride, int64_t padding, int64_t dilation,
+                            bool ceil_mode);
+bk_module *bk_nn_avg_pool1d(int64_t kernel_size, int64_t stride, int64_t padding, bool ceil_mode,
+                            bool count_include_pad);
 bk_module *bk_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.Upsample(size or scale_factor, mode, align_corners) on (N, C, H, W): bk_interpolate
+ * with these settings (checked here). No parameters. */
+bk_module *bk_nn_upsample(bk_interp_opts opts);
 /* nn.BatchNorm1d / nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1): weight 1, bias 0,
  * buffers running_mean 0, running_var 1, num_batches_tracked 0 (a float counter here). */
 bk_module *bk_nn_batch_norm1d(int64_t num_features);
 bk_module *bk_nn_batch_norm2d(int64_t num_features);
 /* ndim_expected: 1 for BatchNorm1d (input (N, C) or (N, C, L)), 2 for BatchNorm2d ((N, C, H, W)). */
 bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected);
+/* The options of torch's norm layers (BatchNorm, InstanceNorm): momentum_none is
+ * momentum=None (a cumulative average of the batches' statistics; BatchNorm only); affine
+ * false: no weight and bias; track_running_stats false: no running_mean, running_var and
+ * num_batches_tracked, and the batch's own statistics in eval mode too. */
+typedef struct bk_norm_opts {
+    float eps, momentum;
+    bool momentum_none, affine, track_running_stats;
+} bk_norm_opts;
+#define BK_BATCH_NORM_DEFAULTS ((bk_norm_opts){1e-5f, 0.1f, false, true, true})
+#define BK_INSTANCE_NORM_DEFAULTS ((bk_norm_opts){1e-5f, 0.1f, false, false, false})
+bk_module *bk_nn_batch_norm_opts(int64_t num_features, int ndim_expected, bk_norm_opts opts);
+/* nn.InstanceNorm2d(num_features, eps, momentum, affine=False, track_running_stats=False)
+ * on (N, C, H, W): each sample's channel normalised over its H W positions; with
+ * track_running_stats, training updates the running statistics with the mean over the
+ * batch of the per-sample ones (as torch) and eval mode normalises with them. */
+bk_module *bk_nn_instance_norm2d(int64_t num_features, bk_norm_opts opts);
+/* nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True): bk_group_norm with weight
+ * (C) = 1 and bias (C) = 0 (absent without affine). */
+bk_module *bk_nn_group_norm(int64_t num_groups, int64_t num_channels, float eps, bool affine);
 /* nn.LayerNorm(normalized_shape, eps=1e-5), weight 1 and bias 0. */
 bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps);
+/* elementwise_affine false: no weight and bias. */
+bk_module *bk_nn_layer_norm_ex(int ndim, const int64_t *normalized_shape, float eps, bool elementwise_affine);
 /* nn.Dropout(p): uses the thread's default generator (seed with bk_manual_seed). */
 bk_module *bk_nn_dropout(float p);
 bk_module *bk_nn_gelu(void);

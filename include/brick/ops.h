@@ -79,12 +79,53 @@ typedef struct bk_conv2d_opts {
 /* F.conv2d: x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW). */
 bk_tensor *bk_conv2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv2d_opts opts);
 
+/* F.conv_transpose2d: x (N, C, H, W), w (C, O/groups, KH, KW), b (O) or NULL -> (N, O, OH, OW),
+ *   OH = (H - 1) SH - 2 PH + DH (KH - 1) + OPH + 1 (likewise OW); output_padding must be
+ * smaller than stride or dilation (per dim), as in torch. */
+typedef struct bk_conv_transpose2d_opts {
+    int64_t stride[2], padding[2], output_padding[2], dilation[2], groups;
+} bk_conv_transpose2d_opts;
+#define BK_CONV_TRANSPOSE2D_DEFAULTS ((bk_conv_transpose2d_opts){{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1})
+bk_tensor *bk_conv_transpose2d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_transpose2d_opts opts);
+/* F.conv1d and F.conv_transpose1d on (N, C, L): the 2-d ops on a height-1 view, weights
+ * (O, C/groups, K) and (C, O/groups, K). */
+typedef struct bk_conv1d_opts {
+    int64_t stride, padding, dilation, groups;
+} bk_conv1d_opts;
+#define BK_CONV1D_DEFAULTS ((bk_conv1d_opts){1, 0, 1, 1})
+bk_tensor *bk_conv1d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv1d_opts opts);
+typedef struct bk_conv_transpose1d_opts {
+    int64_t stride, padding, output_padding, dilation, groups;
+} bk_conv_transpose1d_opts;
+#define BK_CONV_TRANSPOSE1D_DEFAULTS ((bk_conv_transpose1d_opts){1, 0, 0, 1, 1})
+bk_tensor *bk_conv_transpose1d(bk_tensor *x, bk_tensor *w, bk_tensor *b, bk_conv_transpose1d_opts opts);
+
 typedef struct bk_pool2d_opts {
     int64_t kernel[2], stride[2], padding[2];
 } bk_pool2d_opts;
 /* F.max_pool2d / F.avg_pool2d (floor mode; avg counts padding, torch's defaults). */
 bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts opts);
 bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts opts);
+/* F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) and F.avg_pool2d(x, kernel,
+ * stride, padding, ceil_mode, count_include_pad): ceil_mode rounds the output size up (a
+ * last window may then hang over the padded input; it is dropped if it would start past the
+ * input and its left padding); dilation spaces max pooling's taps; count_include_pad false
+ * divides by the window's values inside the input only. */
+bk_tensor *bk_max_pool2d_ex(bk_tensor *x, bk_pool2d_opts opts, const int64_t dilation[2], bool ceil_mode);
+bk_tensor *bk_avg_pool2d_ex(bk_tensor *x, bk_pool2d_opts opts, bool ceil_mode, bool count_include_pad);
+/* F.interpolate on x (N, C, H, W) -> (N, C, OH, OW): to size (OH, OW) when size is given
+ * (both > 0, scale_factor {0, 0}), else by scale_factor (both > 0, size {0, 0}):
+ * OH = floor(H scale_factor[0]), and the source coordinates use 1 / scale_factor, as torch
+ * does (recompute_scale_factor=None). mode nearest (torch's 'nearest', floor) or bilinear;
+ * align_corners only with bilinear. */
+typedef enum bk_interp_mode { BK_INTERP_NEAREST = 0, BK_INTERP_BILINEAR, BK_INTERP_COUNT } bk_interp_mode;
+typedef struct bk_interp_opts {
+    int64_t size[2];
+    double scale_factor[2];
+    bk_interp_mode mode;
+    bool align_corners;
+} bk_interp_opts;
+bk_tensor *bk_interpolate(bk_tensor *x, bk_interp_opts opts);
 /* F.adaptive_avg_pool2d to (out_h, out_w). */
 bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w);
 
@@ -95,6 +136,10 @@ bk_tensor *bk_batch_norm(bk_tensor *x, bk_tensor *running_mean, bk_tensor *runni
                          bk_tensor *bias, bool training, float momentum, float eps);
 /* F.layer_norm over the last n_norm_dims dims; weight and bias have those dims' shape. */
 bk_tensor *bk_layer_norm(bk_tensor *x, int n_norm_dims, bk_tensor *weight, bk_tensor *bias, float eps);
+/* F.group_norm: x (N, C, *) normalised over each of num_groups groups of C / num_groups
+ * channels (and all positions), per sample; then weight[c] xhat + bias[c] (weight and bias
+ * (C) may be NULL: no affine; bias needs weight). C % num_groups must be 0. */
+bk_tensor *bk_group_norm(bk_tensor *x, int64_t num_groups, bk_tensor *weight, bk_tensor *bias, float eps);
 /* F.dropout: in training, zeroes each element with probability p (from rng, NULL = the
  * thread's default) and scales the rest by 1 / (1 - p); otherwise returns x. */
 bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);

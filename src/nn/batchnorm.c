@@ -10,6 +10,11 @@
  * running_var (C) = 1 and num_batches_tracked () = 0: PyTorch's names and order, so state
  * dicts load both ways. torch keeps num_batches_tracked as an int64 scalar; brick tensors
  * are float32 only, so here it is a float32 scalar (exact up to 2^24 batches).
+ * Options (bk_norm_opts), as torch's: affine=False has no weight and bias (the op gets
+ * constant ones and zeros); track_running_stats=False has no buffers and normalises with
+ * the batch's statistics in eval mode too; momentum=None (momentum_none) updates the running
+ * statistics as a cumulative average, momentum = 1 / num_batches_tracked (after counting
+ * the batch).
  */
 #include "internal.h"
 #include "nn/pyrepr.h"
@@ -19,9 +24,11 @@
 typedef struct batch_norm {
     bk_module base;
     int64_t num_features;
-    float eps, momentum;
+    bk_norm_opts opts;
     int spatial_dims; /* 1: BatchNorm1d, 2: BatchNorm2d */
-    bk_tensor *weight, *bias, *running_mean, *running_var, *num_batches_tracked; /* borrowed */
+    /* borrowed; weight and bias NULL without affine, the buffers NULL without
+     * track_running_stats */
+    bk_tensor *weight, *bias, *running_mean, *running_var, *num_batches_tracked;
 } batch_norm;
 
 static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
@@ -39,60 +46,98 @@ static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
                      self->num_features, x->shape[1], bk_shape_str(x, s, sizeof s));
         return NULL;
     }
-    bk_tensor *y = bk_batch_norm(x, self->running_mean, self->running_var, self->weight, self->bias,
-                                 m->training, self->momentum, self->eps); // same shape as x
-    if (y && m->training) self->num_batches_tracked->data[0] += 1.0f;
+    const bk_norm_opts *o = &self->opts;
+    int64_t C = self->num_features;
+    bk_tensor *w = o->affine ? self->weight : bk_ones(BK_SHAPE(C));
+    bk_tensor *b = o->affine ? self->bias : bk_zeros(BK_SHAPE(C));
+    bool track = o->track_running_stats, update = m->training && track;
+    bk_tensor *mean = track ? self->running_mean : bk_zeros(BK_SHAPE(C)); /* unused or scratch */
+    bk_tensor *var = track ? self->running_var : bk_ones(BK_SHAPE(C));
+    float momentum = o->momentum;
+    if (update && o->momentum_none) momentum = 1.0f / (self->num_batches_tracked->data[0] + 1.0f);
+    bk_tensor *y = bk_batch_norm(x, mean, var, w, b, m->training || !track, momentum,
+                                 o->eps); // same shape as x
+    if (y && update) self->num_batches_tracked->data[0] += 1.0f;
     return y;
 }
 
 static void batch_norm_repr(const bk_module *m, char *buf, size_t n) {
     const batch_norm *self = (const batch_norm *)m;
-    char eps[32], momentum[32];
-    py_float_repr(self->eps, eps, sizeof eps);
-    py_float_repr(self->momentum, momentum, sizeof momentum);
-    snprintf(buf, n, "%" PRId64 ", eps=%s, momentum=%s, affine=True, track_running_stats=True",
-             self->num_features, eps, momentum);
+    bk__norm_repr(self->num_features, &self->opts, buf, n);
 }
 
 static const bk_module_class BATCH_NORM1D = {"BatchNorm1d", batch_norm_forward, batch_norm_repr, NULL};
 static const bk_module_class BATCH_NORM2D = {"BatchNorm2d", batch_norm_forward, batch_norm_repr, NULL};
 
-bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected) {
+/* "6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True", torch's _NormBase */
+void bk__norm_repr(int64_t num_features, const bk_norm_opts *o, char *buf, size_t n) {
+    char eps[32], momentum[32];
+    py_float_repr(o->eps, eps, sizeof eps);
+    if (o->momentum_none) snprintf(momentum, sizeof momentum, "None");
+    else py_float_repr(o->momentum, momentum, sizeof momentum);
+    snprintf(buf, n, "%" PRId64 ", eps=%s, momentum=%s, affine=%s, track_running_stats=%s", num_features, eps,
+             momentum, o->affine ? "True" : "False", o->track_running_stats ? "True" : "False");
+}
+
+bool bk__norm_opts_ok(const char *who, int64_t num_features, const bk_norm_opts *o) {
+    if (num_features <= 0) {
+        bk_set_error("%s: num_features=%" PRId64 " must be positive", who, num_features);
+        return false;
+    }
+    if (!(o->eps >= 0.0f && o->eps < INFINITY) ||
+        (!o->momentum_none && !(o->momentum >= 0.0f && o->momentum <= 1.0f))) {
+        bk_set_error("%s: eps=%g must be finite and non-negative and momentum=%g in [0, 1]", who,
+                     (double)o->eps, (double)o->momentum);
+        return false;
+    }
+    return true;
+}
+
+/* The parameters and buffers of a norm block with these options, under torch's names
+ * and order, initialised as torch does. false (with an error) on failure. */
+bool bk__norm_register(bk_module *m, int64_t C, const bk_norm_opts *o, bk_tensor **weight, bk_tensor **bias,
+                       bk_tensor **running_mean, bk_tensor **running_var, bk_tensor **num_batches_tracked) {
+    if (o->affine) {
+        *weight = bk_module_param(m, "weight", BK_SHAPE(C));
+        *bias = bk_module_param(m, "bias", BK_SHAPE(C));
+        if (!*weight || !*bias) return false;
+        bk_fill(*weight, 1.0f);
+    }
+    if (o->track_running_stats) {
+        *running_mean = bk_module_buffer(m, "running_mean", BK_SHAPE(C), true);
+        *running_var = bk_module_buffer(m, "running_var", BK_SHAPE(C), true);
+        *num_batches_tracked = bk_module_buffer(m, "num_batches_tracked", 0, NULL, true);
+        if (!*running_mean || !*running_var || !*num_batches_tracked) return false;
+        bk_fill(*running_var, 1.0f);
+    }
+    return true;
+}
+
+bk_module *bk_nn_batch_norm_opts(int64_t num_features, int ndim_expected, bk_norm_opts o) {
     if (ndim_expected != 1 && ndim_expected != 2) {
         bk_set_error("BatchNorm: ndim_expected must be 1 (BatchNorm1d) or 2 (BatchNorm2d), got %d",
                      ndim_expected);
         return NULL;
     }
     const bk_module_class *cls = ndim_expected == 1 ? &BATCH_NORM1D : &BATCH_NORM2D;
-    if (num_features <= 0) {
-        bk_set_error("%s: num_features=%" PRId64 " must be positive", cls->name, num_features);
-        return NULL;
-    }
-    if (!(eps >= 0.0f && eps < INFINITY) || !(momentum >= 0.0f && momentum <= 1.0f)) {
-        bk_set_error("%s: eps=%g must be finite and non-negative and momentum=%g in [0, 1]", cls->name,
-                     (double)eps, (double)momentum);
-        return NULL;
-    }
+    if (!bk__norm_opts_ok(cls->name, num_features, &o)) return NULL;
     batch_norm *self = (batch_norm *)bk_module_new(cls, sizeof(batch_norm));
     if (!self) return NULL;
     self->num_features = num_features;
-    self->eps = eps;
-    self->momentum = momentum;
+    self->opts = o;
     self->spatial_dims = ndim_expected;
-    bk_module *m = &self->base;
-    self->weight = bk_module_param(m, "weight", BK_SHAPE(num_features));
-    self->bias = bk_module_param(m, "bias", BK_SHAPE(num_features));
-    self->running_mean = bk_module_buffer(m, "running_mean", BK_SHAPE(num_features), true);
-    self->running_var = bk_module_buffer(m, "running_var", BK_SHAPE(num_features), true);
-    self->num_batches_tracked = bk_module_buffer(m, "num_batches_tracked", 0, NULL, true);
-    if (!self->weight || !self->bias || !self->running_mean || !self->running_var ||
-        !self->num_batches_tracked) {
-        bk_module_free(m);
+    if (!bk__norm_register(&self->base, num_features, &o, &self->weight, &self->bias, &self->running_mean,
+                           &self->running_var, &self->num_batches_tracked)) {
+        bk_module_free(&self->base);
         return NULL;
     }
-    bk_fill(self->weight, 1.0f);
-    bk_fill(self->running_var, 1.0f);
-    return m;
+    return &self->base;
+}
+
+bk_module *bk_nn_batch_norm_ex(int64_t num_features, float eps, float momentum, int ndim_expected) {
+    bk_norm_opts o = BK_BATCH_NORM_DEFAULTS;
+    o.eps = eps, o.momentum = momentum;
+    return bk_nn_batch_norm_opts(num_features, ndim_expected, o);
 }
 
 bk_module *bk_nn_batch_norm1d(int64_t num_features) {

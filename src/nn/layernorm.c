@@ -3,7 +3,8 @@
  *
  *   x (..., D1, ..., Dk), normalized_shape (D1, ..., Dk): y = (x - mean) / sqrt(var + eps)
  *   * weight + bias, mean and (biased) var over the trailing k dims.
- * Parameters weight = 1 and bias = 0, both of shape normalized_shape (PyTorch's names).
+ * Parameters weight = 1 and bias = 0, both of shape normalized_shape (PyTorch's names);
+ * none with elementwise_affine=False (the op then gets constant ones and zeros).
  * The same computation in training and eval mode.
  */
 #include "internal.h"
@@ -21,7 +22,9 @@ typedef struct layer_norm {
 
 static bk_tensor *layer_norm_forward(bk_module *m, bk_tensor *x) {
     layer_norm *self = (layer_norm *)m;
-    return bk_layer_norm(x, self->ndim, self->weight, self->bias, self->eps); // same shape as x
+    bk_tensor *w = self->weight ? self->weight : bk_ones(self->ndim, self->shape);
+    bk_tensor *b = self->bias ? self->bias : bk_zeros(self->ndim, self->shape);
+    return bk_layer_norm(x, self->ndim, w, b, self->eps); // same shape as x
 }
 
 /* torch prints normalized_shape as a Python tuple: "(8,)" or "(4, 8)" */
@@ -31,12 +34,13 @@ static void layer_norm_repr(const bk_module *m, char *buf, size_t n) {
     bk__shape_fmt(self->ndim, self->shape, shape, sizeof shape);
     if (self->ndim == 1) snprintf(shape, sizeof shape, "(%" PRId64 ",)", self->shape[0]);
     py_float_repr(self->eps, eps, sizeof eps);
-    snprintf(buf, n, "%s, eps=%s, elementwise_affine=True", shape, eps);
+    snprintf(buf, n, "%s, eps=%s, elementwise_affine=%s", shape, eps, self->weight ? "True" : "False");
 }
 
 static const bk_module_class LAYER_NORM = {"LayerNorm", layer_norm_forward, layer_norm_repr, NULL};
 
-bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps) {
+bk_module *bk_nn_layer_norm_ex(int ndim, const int64_t *normalized_shape, float eps,
+                               bool elementwise_affine) {
     if (ndim < 1 || ndim > BK_MAX_DIMS || !normalized_shape) {
         bk_set_error("LayerNorm: normalized_shape needs 1 to %d dims (got %d%s)", BK_MAX_DIMS, ndim,
                      normalized_shape ? "" : ", shape NULL");
@@ -58,6 +62,7 @@ bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps
     self->ndim = ndim;
     memcpy(self->shape, normalized_shape, sizeof(int64_t) * (size_t)ndim);
     self->eps = eps;
+    if (!elementwise_affine) return &self->base;
     self->weight = bk_module_param(&self->base, "weight", ndim, normalized_shape);
     self->bias = bk_module_param(&self->base, "bias", ndim, normalized_shape);
     if (!self->weight || !self->bias) {
@@ -66,4 +71,8 @@ bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps
     }
     bk_fill(self->weight, 1.0f);
     return &self->base;
+}
+
+bk_module *bk_nn_layer_norm(int ndim, const int64_t *normalized_shape, float eps) {
+    return bk_nn_layer_norm_ex(ndim, normalized_shape, eps, true);
 }

@@ -1,8 +1,10 @@
-/* pool.c - 2-d pooling over NCHW: max_pool2d, avg_pool2d (count_include_pad, as torch's
- * default) and adaptive_avg_pool2d.
+/* pool.c - 2-d pooling over NCHW: max_pool2d (with dilation), avg_pool2d (counting the
+ * padding, torch's default, or not: exclude_pad) and adaptive_avg_pool2d.
  *
  * N = batch, C = channels, H x W the input plane, OH x OW the output plane.
- * Out size: OH = (H + 2 PH - KH) / SH + 1 (floor, torch's ceil_mode=False). Max pooling
+ * Out size: OH = (H + 2 PH - DH (KH - 1) - 1) / SH + 1, rounded down, or up with ceil_mode
+ * (then one less if the last window would start past the input and its left padding, as
+ * torch's pooling_output_shape). Max pooling
  * remembers the argmax of each window (first maximum in row-major order on ties, as torch's
  * CPU kernel; a NaN is the maximum, the first one if there are several, where torch 1.13
  * takes the last) so the backward routes each gradient to exactly one input.
@@ -33,12 +35,13 @@ typedef enum { POOL_MAX, POOL_AVG, POOL_ADAPTIVE } pool_kind;
 /* The windows along one axis: output index i reads inputs [start, end); an average divides
  * by count (avg_pool2d: the window clipped to the padded input; adaptive: end - start). */
 typedef struct axis_win {
-    int64_t start, end, count;
+    int64_t start, end, count, step; /* step: the dilation (max pooling), else 1 */
 } axis_win;
 
 typedef struct pool_params {
     pool_kind kind;
-    int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
+    int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
+    bool ceil_mode, exclude_pad;
     axis_win *rows, *cols; /* OH and OW windows (arena) */
     int32_t *argmax;       /* max: flat index into the H*W plane per output element (arena) */
 } pool_params;
@@ -47,24 +50,32 @@ typedef struct pool_params {
 static inline int64_t ad_start(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
 static inline int64_t ad_end(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
 
-static void axis_windows(pool_kind kind, int64_t in, int64_t out, int64_t k, int64_t s, int64_t pad,
-                         axis_win *w) {
+/* The windows of one axis. A window of k taps d apart from lo = i s - pad reads
+ * lo, lo + d, ..., lo + (k - 1) d, those inside [0, in): start is the first of them, end
+ * one past the last, step d. An average divides by the padded window clipped to in + pad
+ * (torch's count_include_pad) or, with exclude_pad, by the taps inside the input. */
+static void axis_windows(const pool_params *p, int64_t in, int64_t out, int64_t k, int64_t s, int64_t pad,
+                         int64_t d, axis_win *w) {
     for (int64_t i = 0; i < out; i++) {
-        if (kind == POOL_ADAPTIVE) {
+        w[i].step = 1;
+        if (p->kind == POOL_ADAPTIVE) {
             w[i].start = ad_start(i, out, in), w[i].end = ad_end(i, out, in);
             w[i].count = w[i].end - w[i].start;
             continue;
         }
-        int64_t lo = i * s - pad, hi = lo + k;
-        w[i].count = (hi < in + pad ? hi : in + pad) - lo; /* torch counts the padded window */
-        w[i].start = lo > 0 ? lo : 0;
-        w[i].end = hi < in ? hi : in;
+        int64_t lo = i * s - pad, last = lo + (k - 1) * d;
+        w[i].start = lo >= 0 ? lo : lo + (-lo + d - 1) / d * d;
+        w[i].end = last < in ? last + 1 : in;
+        if (w[i].start > w[i].end) w[i].start = w[i].end;
+        w[i].step = d;
+        if (p->exclude_pad) w[i].count = w[i].end - w[i].start; /* d is 1 for averages */
+        else w[i].count = (lo + k < in + pad ? lo + k : in + pad) - lo;
     }
 }
 
 static bool is_2x2(const pool_params *p) {
     return p->kind != POOL_ADAPTIVE && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 &&
-           p->pw == 0;
+           p->pw == 0 && p->dh == 1 && p->dw == 1 && 2 * p->OH <= p->H && 2 * p->OW <= p->W;
 }
 
 /* ---- one (n, c) plane: x (H, W) -> y (OH, OW) ------------------------------------------- */
@@ -76,9 +87,10 @@ static void max_plane(const pool_params *p, const float *x, float *y, int32_t *a
         for (int64_t ow = 0; ow < p->OW; ow++) {
             const axis_win c = p->cols[ow];
             float m = -INFINITY;
-            int64_t at = r.start * W + c.start; /* all -inf: the first */
-            for (int64_t h = r.start; h < r.end; h++)
-                for (int64_t w = c.start; w < c.end; w++) {
+            /* all -inf: the first (an empty window, all padding, points at a valid element) */
+            int64_t at = (r.start < p->H ? r.start : p->H - 1) * W + (c.start < W ? c.start : W - 1);
+            for (int64_t h = r.start; h < r.end; h += r.step)
+                for (int64_t w = c.start; w < c.end; w += c.step) {
                     float v = x[h * W + w];
                     if (!(v <= m)) { /* v > m, or v is NaN (m never is here) */
                         m = v;
@@ -172,7 +184,7 @@ static void avg_plane_backward(const pool_params *p, const float *g, float *d) {
         const axis_win r = p->rows[oh];
         for (int64_t ow = 0; ow < p->OW; ow++) {
             const axis_win c = p->cols[ow];
-            float v = g[oh * p->OW + ow] / (float)(r.count * c.count);
+            float v = g[oh * p->OW + ow] / (float)(r.count * c.count); /* count 0: no term */
             for (int64_t h = r.start; h < r.end; h++)
                 for (int64_t w = c.start; w < c.end; w++) d[h * p->W + w] += v;
         }
@@ -199,6 +211,19 @@ static void pool_backward(bk_node *node) {
 }
 
 static const bk_op OP_MAXPOOL = {"max_pool2d", pool_backward};
+
+/* torch's pooling_output_shape: (in + 2 pad - ext - 1) / s + 1, ext = d (k - 1), rounded
+ * down or (ceil_mode) up, then one less if the last window starts past in + pad. False if
+ * that is below 1 (the kernel does not fit). in, ext and pad are below INT64_MAX / 8, and
+ * nothing multiplies the stride, which may be anything positive. */
+static bool pool_out_size(int64_t in, int64_t ext, int64_t s, int64_t pad, bool ceil_mode, int64_t *out) {
+    int64_t span = in + 2 * pad - ext - 1;
+    if (span < 0) return false;
+    int64_t o = span / s + 1 + (ceil_mode && span % s != 0);               /* no s - 1 added: s may be huge */
+    if (ceil_mode && o - 1 >= (in + pad) / s + ((in + pad) % s != 0)) o--; /* (o - 1) s >= in + pad */
+    *out = o;
+    return o >= 1;
+}
 static const bk_op OP_AVGPOOL = {"avg_pool2d", pool_backward};
 static const bk_op OP_ADAPTIVE = {"adaptive_avg_pool2d", pool_backward};
 
@@ -219,10 +244,12 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
     }
     p.N = x->shape[0], p.C = x->shape[1], p.H = x->shape[2], p.W = x->shape[3];
     if (p.kind != POOL_ADAPTIVE) {
-        if (p.kh <= 0 || p.kw <= 0 || p.sh <= 0 || p.sw <= 0 || p.ph < 0 || p.pw < 0) {
-            bk_set_error("%s: kernel (%" PRId64 ", %" PRId64 ") and stride (%" PRId64 ", %" PRId64
-                         ") must be positive and padding (%" PRId64 ", %" PRId64 ") non-negative",
-                         op->name, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw);
+        if (p.kh <= 0 || p.kw <= 0 || p.sh <= 0 || p.sw <= 0 || p.ph < 0 || p.pw < 0 || p.dh <= 0 ||
+            p.dw <= 0) {
+            bk_set_error("%s: kernel (%" PRId64 ", %" PRId64 "), stride (%" PRId64 ", %" PRId64
+                         ") and dilation (%" PRId64 ", %" PRId64 ") must be positive and padding (%" PRId64
+                         ", %" PRId64 ") non-negative",
+                         op->name, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw, p.ph, p.pw);
             return NULL;
         }
         if (2 * p.ph > p.kh || 2 * p.pw > p.kw) {
@@ -231,14 +258,27 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
                          op->name, p.ph, p.pw, p.kh, p.kw);
             return NULL;
         }
-        if (p.H + 2 * p.ph < p.kh || p.W + 2 * p.pw < p.kw) {
-            bk_set_error("%s: kernel (%" PRId64 ", %" PRId64 ") is larger than the padded input (%" PRId64
-                         ", %" PRId64 ") of %s",
-                         op->name, p.kh, p.kw, p.H + 2 * p.ph, p.W + 2 * p.pw, bk_shape_str(x, s, sizeof s));
+        int64_t eh, ew;                    /* the dilated kernel's extent, less 1 */
+        const int64_t big = INT64_MAX / 8; /* pool_out_size's sums stay below INT64_MAX */
+        if (!bk__mul_ok(p.dh, p.kh - 1, &eh) || !bk__mul_ok(p.dw, p.kw - 1, &ew) || eh > big || ew > big ||
+            p.H > big || p.W > big || p.ph > big || p.pw > big) {
+            bk_set_error("%s: kernel (%" PRId64 ", %" PRId64 ") with dilation (%" PRId64 ", %" PRId64
+                         ") and padding (%" PRId64 ", %" PRId64
+                         ") on input %s give sizes too large to compute",
+                         op->name, p.kh, p.kw, p.dh, p.dw, p.ph, p.pw, bk_shape_str(x, s, sizeof s));
             return NULL;
         }
-        p.OH = (p.H + 2 * p.ph - p.kh) / p.sh + 1;
-        p.OW = (p.W + 2 * p.pw - p.kw) / p.sw + 1;
+        if (!pool_out_size(p.H, eh, p.sh, p.ph, p.ceil_mode, &p.OH) ||
+            !pool_out_size(p.W, ew, p.sw, p.pw, p.ceil_mode, &p.OW)) {
+            char dil[64] = "";
+            if (p.dh != 1 || p.dw != 1)
+                snprintf(dil, sizeof dil, " with dilation (%" PRId64 ", %" PRId64 ")", p.dh, p.dw);
+            bk_set_error("%s: kernel (%" PRId64 ", %" PRId64 ")%s is larger than the padded input (%" PRId64
+                         ", %" PRId64 ") of %s",
+                         op->name, p.kh, p.kw, dil, p.H + 2 * p.ph, p.W + 2 * p.pw,
+                         bk_shape_str(x, s, sizeof s));
+            return NULL;
+        }
     } else if (p.OH <= 0 || p.OW <= 0 || p.H == 0 || p.W == 0) {
         bk_set_error("%s: output size (%" PRId64 ", %" PRId64 ") must be positive and the input %s non-empty",
                      op->name, p.OH, p.OW, bk_shape_str(x, s, sizeof s));
@@ -256,8 +296,8 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
     if (p.kind == POOL_MAX)
         p.argmax = bk__arena_alloc(a, sizeof(int32_t) * (size_t)(y && y->numel ? y->numel : 1));
     if (!y || !p.rows || !p.cols || (p.kind == POOL_MAX && !p.argmax)) return NULL;
-    axis_windows(p.kind, p.H, p.OH, p.kh, p.sh, p.ph, p.rows);
-    axis_windows(p.kind, p.W, p.OW, p.kw, p.sw, p.pw, p.cols);
+    axis_windows(&p, p.H, p.OH, p.kh, p.sh, p.ph, p.dh, p.rows);
+    axis_windows(&p, p.W, p.OW, p.kw, p.sw, p.pw, p.dw, p.cols);
     int64_t HW = p.H * p.W, OHW = p.OH * p.OW;
     bool fast = is_2x2(&p);
 #pragma omp parallel for schedule(static) if (p.N * p.C * HW >= PARALLEL_MIN)
@@ -278,23 +318,47 @@ static bk_tensor *pool(pool_params p, bk_tensor *x) {
     return bk_op_record(op, y, 1, &x, &p, sizeof p);
 }
 
-/* max_pool2d and avg_pool2d: a window kind with the caller's kernel, stride and padding */
-static bk_tensor *window_pool(pool_kind kind, bk_tensor *x, bk_pool2d_opts o) {
+/* max_pool2d and avg_pool2d: a window kind with the caller's kernel, stride, padding,
+ * dilation (max only) and rounding */
+static bk_tensor *window_pool(pool_kind kind, bk_tensor *x, bk_pool2d_opts o, const int64_t dilation[2],
+                              bool ceil_mode, bool count_include_pad) {
+    if (!dilation) {
+        bk_set_error("max_pool2d: dilation is NULL");
+        return NULL;
+    }
     pool_params p = {.kind = kind,
                      .kh = o.kernel[0],
                      .kw = o.kernel[1],
                      .sh = o.stride[0],
                      .sw = o.stride[1],
                      .ph = o.padding[0],
-                     .pw = o.padding[1]};
+                     .pw = o.padding[1],
+                     .dh = dilation[0],
+                     .dw = dilation[1],
+                     .ceil_mode = ceil_mode,
+                     .exclude_pad = !count_include_pad};
     return pool(p, x);
 }
 
-bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts o) { return window_pool(POOL_MAX, x, o); }
+static const int64_t NO_DILATION[2] = {1, 1};
 
-bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts o) { return window_pool(POOL_AVG, x, o); }
+bk_tensor *bk_max_pool2d(bk_tensor *x, bk_pool2d_opts o) {
+    return window_pool(POOL_MAX, x, o, NO_DILATION, false, true);
+}
+
+bk_tensor *bk_avg_pool2d(bk_tensor *x, bk_pool2d_opts o) {
+    return window_pool(POOL_AVG, x, o, NO_DILATION, false, true);
+}
+
+bk_tensor *bk_max_pool2d_ex(bk_tensor *x, bk_pool2d_opts o, const int64_t dilation[2], bool ceil_mode) {
+    return window_pool(POOL_MAX, x, o, dilation, ceil_mode, true);
+}
+
+bk_tensor *bk_avg_pool2d_ex(bk_tensor *x, bk_pool2d_opts o, bool ceil_mode, bool count_include_pad) {
+    return window_pool(POOL_AVG, x, o, NO_DILATION, ceil_mode, count_include_pad);
+}
 
 bk_tensor *bk_adaptive_avg_pool2d(bk_tensor *x, int64_t out_h, int64_t out_w) {
-    pool_params p = {.kind = POOL_ADAPTIVE, .OH = out_h, .OW = out_w};
+    pool_params p = {.kind = POOL_ADAPTIVE, .OH = out_h, .OW = out_w, .dh = 1, .dw = 1};
     return pool(p, x);
 }

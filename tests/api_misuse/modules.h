@@ -156,6 +156,64 @@ TEST(layers) {
     MISUSE(bk_nn_conv2d_ex(2, 4, (const int64_t[2]){3, 3}, g0, true), "Conv2d", "groups=0");
     MISUSE(bk_nn_conv2d_ex(2, 4, (const int64_t[2]){3, 3}, g3, false), "Conv2d", "groups=3");
 
+    bk_conv1d_opts c1 = BK_CONV1D_DEFAULTS;
+    bk_conv_transpose1d_opts t1 = BK_CONV_TRANSPOSE1D_DEFAULTS, t1op = t1;
+    bk_conv_transpose2d_opts t2 = BK_CONV_TRANSPOSE2D_DEFAULTS, t2g = t2;
+    t1op.output_padding = 1, t2g.groups = 3;
+    MISUSE(bk_nn_conv1d(0, 4, 3, c1, true), "Conv1d", "in_channels=0");
+    MISUSE(bk_nn_conv1d(2, 4, 0, c1, true), "Conv1d(2, 4)", "kernel_size (0,)");
+    MISUSE(bk_nn_conv1d(2, 4, INT64_MAX, c1, true), "Conv1d", "too many elements");
+    MISUSE(bk_nn_conv_transpose1d(2, 4, 3, t1op, true), "ConvTranspose1d(2, 4)", "output_padding (1,)");
+    MISUSE(bk_nn_conv_transpose2d(2, 4, NULL, t2, true), "ConvTranspose2d", "kernel_size is NULL");
+    MISUSE(bk_nn_conv_transpose2d(2, 4, (const int64_t[2]){3, 3}, t2g, true), "ConvTranspose2d", "groups=3");
+    bk_module *ct = bk_nn_conv_transpose2d(2, 4, (const int64_t[2]){3, 3}, t2, true);
+    MISUSE(bk_forward(ct, bk_rand(BK_SHAPE(1, 3, 4, 4))), "ConvTranspose2d", "conv_transpose2d",
+           "(1, 3, 4, 4)");
+    bk_module_free(ct);
+    MISUSE(bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {0, 0}, {1, 2}}, (const int64_t[2]){1, 1}, false),
+           "MaxPool2d", "padding=2", "kernel_size=2");
+    MISUSE(bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {0, 0}, {1, 1}}, NULL, false), "MaxPool2d",
+           "dilation is NULL");
+    MISUSE(bk_nn_max_pool2d_ex((bk_pool2d_opts){{3, 2}, {0, 0}, {1, 1}}, (const int64_t[2]){1, 0}, true),
+           "MaxPool2d", "dilation=0");
+    MISUSE(bk_nn_avg_pool2d_ex((bk_pool2d_opts){{3, 0}, {0, 0}, {1, 0}}, true, false), "AvgPool2d",
+           "kernel_size=0");
+    MISUSE(bk_nn_max_pool1d(0, 0, 0, 1, false), "MaxPool1d", "kernel_size=0");
+    MISUSE(bk_nn_max_pool1d(3, 1, 1, -2, false), "MaxPool1d", "dilation=-2");
+    MISUSE(bk_nn_avg_pool1d(2, -1, 0, false, true), "AvgPool1d", "stride=-1");
+    MISUSE(bk_nn_avg_pool1d(2, 1, 2, false, true), "AvgPool1d", "at most half");
+    bk_module *mp1 = bk_nn_max_pool1d(3, 2, 0, 1, true);
+    MISUSE(bk_forward(mp1, bk_rand(BK_SHAPE(2, 3, 4, 4))), "MaxPool1d", "3-d input", "(2, 3, 4, 4)");
+    MISUSE(bk_forward(mp1, bk_rand(BK_SHAPE(2, 3, 2))), "MaxPool1d", "max_pool2d", "larger than");
+    bk_module_free(mp1);
+    bk_norm_opts bno = BK_BATCH_NORM_DEFAULTS, bad_m = bno, none = bno;
+    bad_m.momentum = 2.0f, none.momentum_none = true, none.momentum = NAN; /* ignored with momentum_none */
+    MISUSE(bk_nn_batch_norm_opts(0, 2, bno), "BatchNorm2d", "num_features=0");
+    MISUSE(bk_nn_batch_norm_opts(4, 3, bno), "BatchNorm", "ndim_expected");
+    MISUSE(bk_nn_batch_norm_opts(4, 1, bad_m), "BatchNorm1d", "momentum=2");
+    bk_module *bn_none;
+    ACCEPTS((bn_none = bk_nn_batch_norm_opts(4, 2, none)) != NULL,
+            "momentum_none: the momentum field is not read");
+    bk_module_free(bn_none);
+    MISUSE(bk_nn_instance_norm2d(-1, BK_INSTANCE_NORM_DEFAULTS), "InstanceNorm2d", "num_features=-1");
+    MISUSE(bk_nn_instance_norm2d(3, none), "InstanceNorm2d", "momentum=None");
+    bk_module *in2 = bk_nn_instance_norm2d(3, BK_INSTANCE_NORM_DEFAULTS);
+    MISUSE(bk_forward(in2, bk_rand(BK_SHAPE(2, 4, 5, 5))), "InstanceNorm2d", "(N, 3, H, W)", "(2, 4, 5, 5)");
+    MISUSE(bk_forward(in2, bk_rand(BK_SHAPE(2, 3, 1, 1))), "batch_norm", "more than 1 value");
+    bk_module_free(in2);
+    MISUSE(bk_nn_group_norm(4, 6, 1e-5f, true), "GroupNorm", "num_groups=4", "num_channels=6");
+    MISUSE(bk_nn_group_norm(0, 6, 1e-5f, true), "GroupNorm", "num_groups=0");
+    MISUSE(bk_nn_group_norm(2, 6, INFINITY, false), "GroupNorm", "eps=inf");
+    MISUSE(bk_nn_layer_norm_ex(0, (const int64_t[]){4}, 1e-5f, false), "LayerNorm", "1 to 8 dims");
+    MISUSE(bk_nn_layer_norm_ex(1, NULL, 1e-5f, false), "LayerNorm", "shape NULL");
+    MISUSE(bk_nn_upsample((bk_interp_opts){{0, 0}, {0, 0}, BK_INTERP_NEAREST, false}), "Upsample",
+           "give either");
+    MISUSE(bk_nn_upsample((bk_interp_opts){{0, 0}, {2, 2}, BK_INTERP_NEAREST, true}), "Upsample",
+           "align_corners");
+    bk_module *up = bk_nn_upsample((bk_interp_opts){{0, 0}, {0.5, 0.5}, BK_INTERP_NEAREST, false});
+    MISUSE(bk_forward(up, bk_rand(BK_SHAPE(1, 1, 1, 3))), "Upsample", "interpolate", "empty");
+    bk_module_free(up);
+
     MISUSE(bk_nn_max_pool2d(0, 0, 0), "MaxPool2d", "kernel_size=0");
     MISUSE(bk_nn_max_pool2d(2, -1, 0), "MaxPool2d", "stride=-1");
     MISUSE(bk_nn_max_pool2d(2, 2, -1), "MaxPool2d", "padding=-1");

@@ -216,6 +216,67 @@ TEST(cnn_ops) {
     ACCEPTS(bk_dropout(x2, 0.5f, true, NULL) != NULL, "rng NULL: the thread's default generator");
 }
 
+TEST(layer_ops) {
+    bk_tensor *x = bk_rand(BK_SHAPE(1, 2, 3, 3)), *w = bk_rand(BK_SHAPE(2, 3, 2, 2)),
+              *b = bk_rand(BK_SHAPE(3));
+    bk_conv_transpose2d_opts o = BK_CONV_TRANSPOSE2D_DEFAULTS;
+    EACH_BAD_TENSOR("conv_transpose2d", bk_conv_transpose2d(T, w, b, o));
+    EACH_BAD_TENSOR("conv_transpose2d", bk_conv_transpose2d(x, T, b, o));
+    ACCEPTS(bk_conv_transpose2d(x, w, NULL, o) != NULL, "bias NULL: no bias");
+    MISUSE(bk_conv_transpose2d(bk_rand(BK_SHAPE(2, 3, 3)), w, b, o), "conv_transpose2d", "4-d input",
+           "(2, 3, 3)");
+    MISUSE(bk_conv_transpose2d(x, w, bk_rand(BK_SHAPE(2)), o), "conv_transpose2d", "bias (2,)");
+    MISUSE(bk_conv_transpose2d(bk_rand(BK_SHAPE(1, 3, 3, 3)), w, b, o), "conv_transpose2d", "(1, 3, 3, 3)",
+           "(2, 3, 2, 2)");
+    bk_conv_transpose2d_opts s = o, op = o, hp = o, hs = o, g = o;
+    s.stride[0] = 0, op.output_padding[1] = 1, hp.padding[0] = INT64_MAX, hs.stride[1] = INT64_MAX,
+    g.groups = 3;
+    MISUSE(bk_conv_transpose2d(x, w, b, s), "conv_transpose2d", "stride (0, 1)");
+    MISUSE(bk_conv_transpose2d(x, w, b, op), "conv_transpose2d", "output_padding (0, 1)", "smaller");
+    MISUSE(bk_conv_transpose2d(x, w, b, hp), "conv_transpose2d", "no valid output size");
+    MISUSE(bk_conv_transpose2d(x, w, b, hs), "conv_transpose2d", "no valid output size");
+    MISUSE(bk_conv_transpose2d(x, w, b, g), "conv_transpose2d", "groups=3");
+    bk_tensor *x3 = bk_rand(BK_SHAPE(1, 2, 5)), *w3 = bk_rand(BK_SHAPE(2, 3, 2));
+    EACH_BAD_TENSOR("conv_transpose1d", bk_conv_transpose1d(T, w3, b, BK_CONV_TRANSPOSE1D_DEFAULTS));
+    EACH_BAD_TENSOR("conv1d", bk_conv1d(x3, T, NULL, BK_CONV1D_DEFAULTS));
+    MISUSE(bk_conv1d(x, w3, NULL, BK_CONV1D_DEFAULTS), "conv1d", "3-d input", "(1, 2, 3, 3)");
+    MISUSE(bk_conv_transpose1d(x3, w, b, BK_CONV_TRANSPOSE1D_DEFAULTS), "conv_transpose1d", "3-d weight");
+    MISUSE(bk_conv1d(x3, bk_rand(BK_SHAPE(3, 2, 9)), NULL, BK_CONV1D_DEFAULTS), "conv1d", "conv2d", "kernel");
+    MISUSE(bk_conv_transpose1d(x3, w3, b, (bk_conv_transpose1d_opts){1, 0, 1, 1, 1}), "conv_transpose1d",
+           "output_padding");
+    bk_interp_opts io = {{0, 0}, {2, 2}, BK_INTERP_BILINEAR, false}, bad_mode = io, no_size = io, both = io;
+    bad_mode.mode = BK_INTERP_COUNT, no_size.scale_factor[1] = 0, both.size[0] = both.size[1] = 4;
+    EACH_BAD_TENSOR("interpolate", bk_interpolate(T, io));
+    MISUSE(bk_interpolate(bk_rand(BK_SHAPE(2, 3, 3)), io), "interpolate", "4-d input", "(2, 3, 3)");
+    bk_pool2d_opts pk = {{3, 2}, {2, 1}, {1, 1}};
+    const int64_t dil[2] = {2, 1};
+    EACH_BAD_TENSOR("max_pool2d", bk_max_pool2d_ex(T, pk, dil, true));
+    EACH_BAD_TENSOR("avg_pool2d", bk_avg_pool2d_ex(T, pk, true, false));
+    MISUSE(bk_max_pool2d_ex(x, pk, NULL, false), "max_pool2d", "dilation is NULL");
+    MISUSE(bk_max_pool2d_ex(x, pk, (const int64_t[2]){0, 1}, false), "max_pool2d", "dilation (0, 1)");
+    MISUSE(bk_max_pool2d_ex(x, pk, (const int64_t[2]){INT64_MAX, 1}, false), "max_pool2d", "too large");
+    MISUSE(bk_avg_pool2d_ex(x, (bk_pool2d_opts){{3, 3}, {1, 1}, {2, 2}}, true, false), "avg_pool2d",
+           "at most half");
+    MISUSE(bk_avg_pool2d_ex(bk_rand(BK_SHAPE(3, 3)), pk, true, true), "avg_pool2d", "4-d input");
+    bk_tensor *gx = bk_rand(BK_SHAPE(2, 4, 3)), *gw = bk_rand(BK_SHAPE(4));
+    EACH_BAD_TENSOR("group_norm", bk_group_norm(T, 2, gw, gw, 1e-5f));
+    EACH_BAD_TENSOR("group_norm", bk_group_norm(gx, 2, T, gw, 1e-5f));
+    ACCEPTS(bk_group_norm(gx, 2, NULL, NULL, 1e-5f) != NULL, "weight and bias NULL: no affine");
+    MISUSE(bk_group_norm(gx, 3, gw, gw, 1e-5f), "group_norm", "num_groups=3", "(2, 4, 3)");
+    MISUSE(bk_group_norm(gx, 0, NULL, NULL, 1e-5f), "group_norm", "num_groups=0");
+    MISUSE(bk_group_norm(gx, 2, NULL, gw, 1e-5f), "group_norm", "weight is NULL but bias is not");
+    MISUSE(bk_group_norm(gx, 2, gw, bk_rand(BK_SHAPE(3)), 1e-5f), "group_norm", "bias has shape (3,)");
+    MISUSE(bk_group_norm(bk_rand(BK_SHAPE(4)), 2, NULL, NULL, 1e-5f), "group_norm", "at least 2 dimensions");
+    MISUSE(bk_group_norm(gx, 2, NULL, NULL, -1.0f), "group_norm", "eps=-1");
+    MISUSE(bk_interpolate(x, bad_mode), "interpolate", "unknown mode");
+    MISUSE(bk_interpolate(x, no_size), "interpolate", "give either");
+    MISUSE(bk_interpolate(x, both), "interpolate", "not both");
+    MISUSE(bk_interpolate(x, (bk_interp_opts){{0, 0}, {1e30, 1}, BK_INTERP_NEAREST, false}), "interpolate",
+           "too large");
+    MISUSE(bk_interpolate(x, (bk_interp_opts){{INT64_MAX, INT64_MAX}, {0, 0}, BK_INTERP_NEAREST, false}),
+           "interpolate", "too many elements");
+}
+
 TEST(attention_ops) {
     bk_tensor *weight = bk_rand(BK_SHAPE(5, 4)), *ids = bk_from_data(BK_SHAPE(3), (const float[]){0, 4, 2});
     EACH_BAD_TENSOR("embedding", bk_embedding(T, weight, -1));

@@ -43,29 +43,38 @@ MAX_DRAWS = 200
 
 
 class Recorder:
-    """Within `with Recorder() as r:`, F.relu and F.max_pool2d (which nn.ReLU and
-    nn.MaxPool2d call) append ("relu", input) / ("pool", input, k, s, p) to r.calls."""
+    """Within `with Recorder() as r:`, F.relu, F.max_pool2d and F.max_pool1d (which nn.ReLU,
+    nn.MaxPool2d and nn.MaxPool1d call) append ("relu", input) / ("pool", input, k, s, p,
+    dilation, ceil_mode) to r.calls (a 1-d pool as a 2-d one of height 1)."""
 
     def __init__(self):
         self.calls = []
 
     def __enter__(self):
-        self.relu, self.pool = F.relu, F.max_pool2d
+        self.relu, self.pool, self.pool1d = F.relu, F.max_pool2d, F.max_pool1d
         rec = self
 
         def relu(x, *a, **kw):
             rec.calls.append(("relu", x.detach().clone()))
             return rec.relu(x, *a, **kw)
 
-        def max_pool2d(x, kernel_size, stride=None, padding=0, *a, **kw):
-            rec.calls.append(("pool", x.detach().clone(), kernel_size, stride or kernel_size, padding))
-            return rec.pool(x, kernel_size, stride, padding, *a, **kw)
+        def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, **kw):
+            rec.calls.append(("pool", x.detach().clone(), kernel_size, stride or kernel_size, padding, dilation,
+                              ceil_mode))
+            return rec.pool(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, **kw)
 
-        F.relu, F.max_pool2d = relu, max_pool2d
+        def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, **kw):
+            one = lambda v: v[0] if isinstance(v, (tuple, list)) else v  # noqa: E731
+            k, st = one(kernel_size), one(stride or kernel_size)
+            rec.calls.append(("pool", x.detach().clone().unsqueeze(2), (1, k), (1, st), (0, one(padding)),
+                              (1, one(dilation)), ceil_mode))
+            return rec.pool1d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, **kw)
+
+        F.relu, F.max_pool2d, F.max_pool1d = relu, max_pool2d, max_pool1d
         return self
 
     def __exit__(self, *exc):
-        F.relu, F.max_pool2d = self.relu, self.pool
+        F.relu, F.max_pool2d, F.max_pool1d = self.relu, self.pool, self.pool1d
         return False
 
 
@@ -73,13 +82,26 @@ def pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def window_gap(x, k, s, p):
+def pool_out(n, k, s, p, d, ceil_mode):
+    """torch's pooling_output_shape"""
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (o - 1) * s >= n + p:
+        o -= 1
+    return o
+
+
+def window_gap(x, k, s, p, d=1, ceil_mode=False):
     """Per pooling window of x (N, C, H, W) (padding -inf): (max, max - the largest value
     below the max), the gap inf when the whole window ties."""
-    (kh, kw), (sh, sw), (ph, pw) = pair(k), pair(s), pair(p)
-    xp = F.pad(x, (pw, pw, ph, ph), value=-float("inf"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(k), pair(s), pair(p), pair(d)
+    # the right / bottom padding that ceil_mode's last windows reach
+    need = [(pool_out(n, kk, ss, pp, dd, ceil_mode) - 1) * ss + dd * (kk - 1) + 1 - n - pp
+            for n, kk, ss, pp, dd in ((x.shape[2], kh, sh, ph, dh), (x.shape[3], kw, sw, pw, dw))]
+    xp = F.pad(x, (pw, max(pw, need[1]), ph, max(ph, need[0])), value=-float("inf"))
     n, c = x.shape[:2]
-    cols = F.unfold(xp.reshape(n * c, 1, *xp.shape[2:]), (kh, kw), stride=(sh, sw))  # (NC, k, L)
+    cols = F.unfold(xp.reshape(n * c, 1, *xp.shape[2:]), (kh, kw), dilation=(dh, dw),
+                    stride=(sh, sw))  # (NC, k, L)
     top = cols.max(dim=1, keepdim=True).values
     below = cols.masked_fill(cols == top, -float("inf")).max(dim=1).values
     return top.squeeze(1), top.squeeze(1) - below

@@ -23,10 +23,14 @@ with "cnn_"):
 
 Cases (CASES below; tests/test_parity_cnn.c has the same table): Conv2d with padding,
 stride 2, groups 2, dilation 2, no bias, mixed per-dim settings with groups 3, depthwise,
-1x1; MaxPool2d and AvgPool2d (k3 s2 p1, k2, k3 s1 p1); AdaptiveAvgPool2d (7 -> 3, -> 1,
+1x1; Conv1d, ConvTranspose1d and ConvTranspose2d (stride, padding, output_padding,
+dilation, groups); Upsample (nearest and bilinear, by size or factor, align_corners);
+MaxPool2d and AvgPool2d (k3 s2 p1, k2, k3 s1 p1; rectangular, dilated, ceil_mode,
+count_include_pad=False), MaxPool1d and AvgPool1d; AdaptiveAvgPool2d (7 -> 3, -> 1,
 7x5 -> 3x2, 3 -> 5x4); BatchNorm1d on (N, C) and (N, C, L), BatchNorm2d, and one at a
-realistic size (16, 3, 28, 28); LayerNorm over 1 and 2 dims and over 64 features of 4096
-rows; GELU; Softmax / LogSoftmax (dim 1, -1, over channels of a 4-d input); Dropout(0) in
+realistic size (16, 3, 28, 28), BatchNorm with affine=False, track_running_stats=False and
+momentum=None; GroupNorm, InstanceNorm2d (plain, and affine with running statistics);
+LayerNorm over 1 and 2 dims, over 64 features of 4096 rows and without affine; GELU; Softmax / LogSoftmax (dim 1, -1, over channels of a 4-d input); Dropout(0) in
 training and Dropout(0.5) in eval (bit for bit); D2L's Residual (with and without the 1x1
 conv, strides 2) and Inception; the zoo's lenet, googlenet and resnet:width=8 for
 (1, 28, 28) inputs. Where the mode matters, train mode runs two warm-up training passes
@@ -137,6 +141,21 @@ CASES = {
     "conv_depthwise": (lambda: nn.Conv2d(4, 8, 3, stride=2, groups=4, bias=False), randn(2, 4, 9, 9),
                        ONE, 0, False),
     "conv_1x1": (lambda: nn.Conv2d(5, 3, 1), randn(2, 5, 4, 4), ONE, 0, False),
+    # nn.Conv1d, nn.ConvTranspose1d / 2d
+    "conv1d": (lambda: nn.Conv1d(3, 5, 3, padding=1), randn(2, 3, 11), ONE, 0, False),
+    "conv1d_mixed": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2, bias=False),
+                     randn(3, 4, 13), ONE, 0, False),
+    "convt2d": (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), randn(2, 3, 5, 6),
+                ONE, 0, False),
+    "convt2d_k4s2": (lambda: nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), randn(2, 8, 7, 7), ONE, 0,
+                     False),
+    "convt2d_mixed": (lambda: nn.ConvTranspose2d(4, 6, (3, 2), stride=(1, 2), padding=(2, 0),
+                                                 output_padding=(0, 1), groups=2, bias=False, dilation=(2, 1)),
+                      randn(2, 4, 6, 5), ONE, 0, False),
+    "convt1d": (lambda: nn.ConvTranspose1d(4, 6, 3, stride=3, padding=1, output_padding=2, groups=2),
+                randn(2, 4, 7), ONE, 0, False),
+    "convt1d_dilation3": (lambda: nn.ConvTranspose1d(3, 2, 2, output_padding=1, dilation=3), randn(2, 3, 5),
+                          ONE, 0, False),
     # pooling
     "maxpool_k3s2p1": (lambda: nn.MaxPool2d(3, 2, 1), randn(2, 3, 9, 9), ONE, 0, False),
     "maxpool_k2": (lambda: nn.MaxPool2d(2), randn(2, 3, 8, 7), ONE, 0, False),
@@ -144,10 +163,33 @@ CASES = {
     "avgpool_k3s2p1": (lambda: nn.AvgPool2d(3, 2, 1), randn(2, 3, 9, 9), ONE, 0, False),
     "avgpool_k2": (lambda: nn.AvgPool2d(2), randn(2, 3, 8, 7), ONE, 0, False),
     "avgpool_k3s1p1": (lambda: nn.AvgPool2d(3, 1, 1), randn(2, 2, 5, 6), ONE, 0, False),
+    # rectangular kernels, dilation, ceil_mode, count_include_pad; MaxPool1d, AvgPool1d
+    "maxpool_rect_dil_ceil": (lambda: nn.MaxPool2d((3, 2), stride=(2, 1), padding=1, dilation=2, ceil_mode=True),
+                              randn(2, 3, 9, 8), ONE, 0, False),
+    "maxpool_ceil": (lambda: nn.MaxPool2d(3, 2, ceil_mode=True), randn(2, 2, 8, 8), ONE, 0, False),
+    "avgpool_rect_ceil_nopad": (lambda: nn.AvgPool2d((3, 2), stride=(2, 1), padding=1, ceil_mode=True,
+                                                     count_include_pad=False), randn(2, 3, 8, 7), ONE, 0, False),
+    "avgpool_ceil_pad": (lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True), randn(2, 2, 8, 8), ONE, 0, False),
+    "maxpool1d": (lambda: nn.MaxPool1d(3, 2, 1, dilation=2, ceil_mode=True), randn(2, 3, 11), ONE, 0, False),
+    "maxpool1d_k2": (lambda: nn.MaxPool1d(2), randn(2, 4, 9), ONE, 0, False),
+    "avgpool1d": (lambda: nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), randn(2, 3, 10), ONE,
+                  0, False),
     "adaptive_7to3": (lambda: nn.AdaptiveAvgPool2d((3, 3)), randn(2, 3, 7, 7), ONE, 0, False),
     "adaptive_to1": (lambda: nn.AdaptiveAvgPool2d((1, 1)), randn(2, 4, 5, 6), ONE, 0, False),
     "adaptive_7x5to3x2": (lambda: nn.AdaptiveAvgPool2d((3, 2)), randn(2, 3, 7, 5), ONE, 0, False),
     "adaptive_up": (lambda: nn.AdaptiveAvgPool2d((5, 4)), randn(2, 2, 3, 3), ONE, 0, False),
+    # nn.Upsample (F.interpolate)
+    "upsample_nearest2": (lambda: nn.Upsample(scale_factor=2), randn(2, 3, 4, 5), ONE, 0, False),
+    "upsample_nearest_size": (lambda: nn.Upsample(size=(7, 4)), randn(2, 2, 3, 5), ONE, 0, False),
+    "upsample_nearest_1p7": (lambda: nn.Upsample(scale_factor=1.7), randn(1, 2, 5, 6), ONE, 0, False),
+    "upsample_bilinear2": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), randn(2, 3, 4, 5), ONE, 0,
+                           False),
+    "upsample_bilinear_ac": (lambda: nn.Upsample(size=(5, 9), mode="bilinear", align_corners=True),
+                             randn(2, 2, 3, 4), ONE, 0, False),
+    "upsample_bilinear_mixed": (lambda: nn.Upsample(scale_factor=(0.6, 1.5), mode="bilinear"),
+                                randn(2, 2, 7, 5), ONE, 0, False),
+    "upsample_bilinear_down_ac": (lambda: nn.Upsample(size=(3, 4), mode="bilinear", align_corners=True),
+                                  randn(1, 3, 7, 9), ONE, 0, False),
     # normalisation
     "bn1d_2d": (lambda: nn.BatchNorm1d(5), randn(8, 5, scale=2.0, shift=1.0), BOTH, 2, False),
     "bn1d_3d": (lambda: nn.BatchNorm1d(4), randn(3, 4, 6, scale=1.5, shift=-0.5), BOTH, 2, False),
@@ -157,6 +199,23 @@ CASES = {
     "layernorm_big": (lambda: nn.LayerNorm(64), randn(64, 64, 64, scale=2.0, shift=1.0), ONE, 0, False),
     "layernorm_1": (lambda: nn.LayerNorm(8), randn(3, 4, 8, scale=2.0, shift=1.0), ONE, 0, False),
     "layernorm_2": (lambda: nn.LayerNorm((4, 6)), randn(2, 3, 4, 6), ONE, 0, False),
+    "layernorm_noaffine": (lambda: nn.LayerNorm((4, 6), elementwise_affine=False), randn(2, 3, 4, 6, scale=2.0),
+                           ONE, 0, False),
+    # BatchNorm's options: affine=False, track_running_stats=False (batch statistics in eval
+    # too), momentum=None (cumulative average from a random num_batches_tracked)
+    "bn2d_noaffine": (lambda: nn.BatchNorm2d(3, affine=False), randn(4, 3, 5, 5, scale=0.7, shift=0.3), BOTH, 2,
+                      False),
+    "bn1d_notrack": (lambda: nn.BatchNorm1d(5, track_running_stats=False), randn(8, 5, scale=2.0, shift=1.0),
+                     BOTH, 2, False),
+    "bn2d_cma": (lambda: nn.BatchNorm2d(3, momentum=None), randn(4, 3, 5, 5, scale=0.7, shift=0.3), BOTH, 2,
+                 False),
+    # GroupNorm, InstanceNorm2d
+    "groupnorm": (lambda: nn.GroupNorm(2, 6), randn(3, 6, 4, 5, scale=1.5, shift=0.5), ONE, 0, False),
+    "groupnorm_1group_2d": (lambda: nn.GroupNorm(1, 8), randn(5, 8, scale=2.0, shift=-1.0), ONE, 0, False),
+    "groupnorm_noaffine_3d": (lambda: nn.GroupNorm(3, 3, affine=False), randn(4, 3, 7), ONE, 0, False),
+    "instnorm": (lambda: nn.InstanceNorm2d(3), randn(2, 3, 5, 6, scale=1.5, shift=0.5), ONE, 0, False),
+    "instnorm_affine_track": (lambda: nn.InstanceNorm2d(4, affine=True, track_running_stats=True),
+                              randn(3, 4, 5, 4, scale=1.5, shift=0.5), BOTH, 2, False),
     # activations, softmax, dropout
     "gelu": (lambda: nn.GELU(), randn(3, 17, scale=3.0), ONE, 0, False),
     "softmax_dim1": (lambda: nn.Softmax(dim=1), randn(4, 7, scale=2.0), ONE, 0, False),
@@ -205,10 +264,11 @@ def randomize(model, g_scale=0.5):
     """Batch norm / layer norm: random affine parameters and running statistics."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+            norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm2d)
+            if isinstance(m, norms) and m.weight is not None:
                 m.weight.copy_(1 + g_scale * torch.randn(m.weight.shape))
                 m.bias.copy_(g_scale * torch.randn(m.bias.shape))
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)) and m.running_mean is not None:
                 m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape))
                 m.running_var.copy_(0.5 + torch.rand(m.running_var.shape))
                 m.num_batches_tracked.fill_(int(torch.randint(1, 100, ()).item()))
@@ -229,7 +289,7 @@ def noise_hooks(model, noise):
     kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
     handles = []
     for mname, m in model.named_modules():
-        if not isinstance(m, kinds):
+        if not isinstance(m, kinds) or m.weight is None:
             continue
         prefix = "grad." + (mname + "." if mname else "")
 
@@ -241,7 +301,7 @@ def noise_hooks(model, noise):
                 dims = [d for d in range(x.dim()) if d != 1]
                 view = [1] * x.dim()
                 view[1] = -1
-                if mod.training:
+                if mod.training or mod.running_mean is None:  # batch statistics
                     mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
                 else:
                     mean, var = mod.running_mean.double(), mod.running_var.double()
