@@ -37,8 +37,9 @@ bk_tensor *bk_silu(bk_tensor *a);                 /* a sigmoid(a) (SiLU, swish) 
 bk_tensor *bk_mish(bk_tensor *a);                 /* a tanh(softplus(a)) (Mish) */
 bk_tensor *bk_hardswish(bk_tensor *a);            /* a relu6(a + 3) / 6 */
 bk_tensor *bk_hardsigmoid(bk_tensor *a);          /* relu6(a + 3) / 6 */
-bk_tensor *bk_leaky_relu(bk_tensor *a, float negative_slope); /* a > 0 ? a : slope a */
-bk_tensor *bk_elu(bk_tensor *a, float alpha);     /* a > 0 ? a : alpha (e^a - 1) */
+/* F.leaky_relu: a > 0 ? a : negative_slope a; F.elu: a > 0 ? a : alpha (e^a - 1) */
+bk_tensor *bk_leaky_relu(bk_tensor *a, float negative_slope);
+bk_tensor *bk_elu(bk_tensor *a, float alpha);
 /* F.softplus: ln(1 + e^(beta a)) / beta, or a where beta a > threshold (torch: 1, 20) */
 bk_tensor *bk_softplus(bk_tensor *a, float beta, float threshold);
 /* torch.clamp: min(max(a, lo), hi) (NaN stays NaN); d/da = [lo <= a <= hi]. One side only:
@@ -105,10 +106,11 @@ int bk_split(bk_tensor *x, int64_t split_size, int dim, bk_tensor **out, int max
 int bk_chunk(bk_tensor *x, int chunks, int dim, bk_tensor **out, int max_out);
 
 /* More reductions along dim. Sums run in double. */
-bk_tensor *bk_cumsum(bk_tensor *x, int dim);                       /* torch.cumsum */
-bk_tensor *bk_logsumexp(bk_tensor *x, int dim, bool keepdim);      /* ln sum e^x, stable */
-bk_tensor *bk_norm(bk_tensor *x, float p);                         /* (sum |x|^p)^(1/p), all -> rank 0 */
-bk_tensor *bk_norm_dim(bk_tensor *x, float p, int dim, bool keepdim); /* torch.norm(x, p, dim) */
+bk_tensor *bk_cumsum(bk_tensor *x, int dim);                  /* torch.cumsum */
+bk_tensor *bk_logsumexp(bk_tensor *x, int dim, bool keepdim); /* ln sum e^x, stable */
+/* torch.norm(x, p) over all elements (rank 0), or over dim: (sum |x|^p)^(1/p), p > 0 */
+bk_tensor *bk_norm(bk_tensor *x, float p);
+bk_tensor *bk_norm_dim(bk_tensor *x, float p, int dim, bool keepdim);
 /* torch.argmax / argmin over dim: the first extreme (NaN counts as largest), as float
  * indices; no gradient. */
 bk_tensor *bk_argmax(bk_tensor *x, int dim, bool keepdim);
