@@ -61,6 +61,22 @@ static inline float bk__mish_dydx(float x) {
     return t + x * sg * (1.0f - t * t);
 }
 
+/* min(max(x + 3, 0), 6), NaN staying NaN: Hardswish's and Hardsigmoid's ramp, as torch
+ * computes it. Selects, not ?: (fastmath.h's bk__select: GCC does not if-convert a ?: with
+ * float arithmetic on one side, and the loop then branches on every element's sign). */
+static inline float bk__relu6_shift(float x) {
+    float t = x + 3.0f;
+    t = bk__select(t < 0.0f, 0.0f, t);
+    return bk__select(t > 6.0f, 6.0f, t);
+}
+
+/* what one element adds into Hardswish's dx: 0 below -3, g (x / 3 + 1 / 2) up to 3, g
+ * above, as torch's hardswish_backward (NaN x: g) */
+static inline float bk__hardswish_dx(float x, float g) {
+    float mid = g * (x / 3.0f + 0.5f);
+    return bk__select(x < -3.0f, 0.0f, bk__select(x <= 3.0f, mid, g));
+}
+
 /* clang-format off */
 #define BK_UNARY_OPS(X)                                                                                     \
     X(neg, CHEAP, -x, g * -1.0f, -x, IN(-1, 1))                                                             \
@@ -90,12 +106,10 @@ static inline float bk__mish_dydx(float x) {
     /* Mish: x tanh(softplus(x)), as torch: x tanh(ln(1 + e^x)) */                                          \
     X(mish, COSTLY, x * tanhf(log1pf(expf(x))), g * bk__mish_dydx(x), x * tanh(log1p(exp(x))), IN(-4, 4))  \
     /* x relu6(x + 3) / 6 in torch's order of operations; kinks at -3 and 3 (tests stay inside) */         \
-    X(hardswish, CHEAP, x <= -3.0f ? 0.0f : (x >= 3.0f ? x : x * (x + 3.0f) / 6.0f),                        \
-      x < -3.0f ? 0.0f : (x <= 3.0f ? g * (x / 3.0f + 0.5f) : g),                                           \
+    X(hardswish, CHEAP, x * bk__relu6_shift(x) / 6.0f, bk__hardswish_dx(x, g),                              \
       x <= -3 ? 0 : (x >= 3 ? x : x * (x + 3) / 6), IN(-2.9, 2.9))                                          \
     /* relu6(x + 3) / 6; dx: g / 6 strictly inside (-3, 3), as torch */                                     \
-    X(hardsigmoid, CHEAP, x <= -3.0f ? 0.0f : (x >= 3.0f ? 1.0f : (x + 3.0f) / 6.0f),                       \
-      x > -3.0f && x < 3.0f ? g * (1.0f / 6.0f) : 0.0f,                                                     \
+    X(hardsigmoid, CHEAP, bk__relu6_shift(x) / 6.0f, bk__select(x > -3.0f && x < 3.0f, g * (1.0f / 6.0f), 0.0f), \
       x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), IN(-2.9, 2.9))
 
 #define BK_SCALAR_OPS(X)                                                                                    \
@@ -106,11 +120,14 @@ static inline float bk__mish_dydx(float x) {
     X(pow_scalar, COSTLY, powf(x, s), g * (s == 0.0f ? 0.0f : s * powf(x, s - 1.0f)), pow(x, s),           \
       IN(0.5, 1.5), IN(-2, 3))                                                                              \
     /* LeakyReLU(negative_slope = s): x > 0 ? x : s x, dx as torch's: g where x > 0, else s g */            \
-    X(leaky_relu, CHEAP, x > 0.0f ? x : x * s, x > 0.0f ? g : g * s, x > 0 ? x : x * s,                     \
-      PLUS_MINUS(0.1, 1), IN(0, 0.5))                                                                       \
-    /* ELU(alpha = s): x > 0 ? x : s (e^x - 1) (expm1: exact near 0); dx: s e^x g for x <= 0 */             \
-    X(elu, COSTLY, x > 0.0f ? x : s * expm1f(x), x > 0.0f ? g : g * (s * expf(x)), x > 0 ? x : s * expm1(x), \
-      PLUS_MINUS(0.1, 2), IN(0.5, 2))
+    /* (x times 1 or s: the product is made for every element, so the loop needs no branch) */            \
+    X(leaky_relu, CHEAP, x * bk__select(x > 0.0f, 1.0f, s), g * bk__select(x > 0.0f, 1.0f, s),              \
+      x > 0 ? x : x * s, PLUS_MINUS(0.1, 1), IN(0, 0.5))                                                    \
+    /* ELU(alpha = s): x > 0 ? x : s (e^x - 1) with torch's e^x - 1 (within 1e-7 of expm1 near 0), */       \
+    /* e^x from fastmath.h on min(x, 0) (NaN stays NaN); dx: s e^x g for x <= 0 */                          \
+    X(elu, COSTLY, bk__select(x > 0.0f, x, s * (bk__expf_nonpos(bk__select(x > 0.0f, 0.0f, x)) - 1.0f)),    \
+      g * bk__select(x > 0.0f, 1.0f, s * bk__expf_nonpos(bk__select(x > 0.0f, 0.0f, x))),                  \
+      x > 0 ? x : s * expm1(x), PLUS_MINUS(0.1, 2), IN(0.5, 2))
 
 /* Softplus(beta = s, threshold = t): ln(1 + e^(s x)) / s, or x where s x > t (torch's form);
  * dx = g sigmoid(s x) below the threshold, g above. The jump at the threshold is
@@ -118,7 +135,8 @@ static inline float bk__mish_dydx(float x) {
  * clamp(min = s, max = t): min(max(x, s), t) (NaN stays NaN; s > t gives t everywhere, as
  * torch); dx = g where s <= x <= t, as torch. Its tests keep every x away from s and t. */
 #define BK_SCALAR2_OPS(X)                                                                                   \
-    X(softplus, COSTLY, x * s > t ? x : log1pf(expf(x * s)) / s, x * s > t ? g : g / (1.0f + expf(-x * s)), \
+    X(softplus, COSTLY, bk__select(x * s > t, x, log1pf(expf(x * s)) / s),                                  \
+      bk__select(x * s > t, g, g / (1.0f + expf(-x * s))),                                                  \
       x * s > t ? x : log1p(exp(x * s)) / s, IN(-4, 12), IN(1, 2), IN(15, 20))                             \
     X(clamp, CHEAP, (x < s ? s : x) > t ? t : (x < s ? s : x), x >= s && x <= t ? g : 0.0f,                \
       (x < s ? s : x) > t ? t : (x < s ? s : x), PLUS_MINUS(0.6, 1.4), IN(-2, -1.6), IN(0.3, 0.5))
@@ -133,14 +151,14 @@ static inline float bk__mish_dydx(float x) {
       a == 0.0f && b >= 0.0f ? 0.0f : g * y * logf(a), pow(a, b), IN(0.5, 1.5), IN(-1.5, 1.5))            \
     /* torch.maximum / minimum: NaN wins; a tie splits g in halves, as torch. The tests */                 \
     /* keep |a| > |b| so that no pair is near a tie */                                                      \
-    X(maximum, CHEAP, a > b || a != a ? a : b, a == b ? 0.5f * g : (a < b ? 0.0f : g),                      \
-      a == b ? 0.5f * g : (a > b ? 0.0f : g), a > b ? a : b, PLUS_MINUS(0.55, 1), IN(-0.45, 0.45))          \
-    X(minimum, CHEAP, a < b || a != a ? a : b, a == b ? 0.5f * g : (a > b ? 0.0f : g),                      \
-      a == b ? 0.5f * g : (a < b ? 0.0f : g), a < b ? a : b, PLUS_MINUS(0.55, 1), IN(-0.45, 0.45))          \
+    X(maximum, CHEAP, a > b || a != a ? a : b, bk__select(a == b, 0.5f * g, a < b ? 0.0f : g),              \
+      bk__select(a == b, 0.5f * g, a > b ? 0.0f : g), a > b ? a : b, PLUS_MINUS(0.55, 1), IN(-0.45, 0.45))  \
+    X(minimum, CHEAP, a < b || a != a ? a : b, bk__select(a == b, 0.5f * g, a > b ? 0.0f : g),              \
+      bk__select(a == b, 0.5f * g, a < b ? 0.0f : g), a < b ? a : b, PLUS_MINUS(0.55, 1), IN(-0.45, 0.45))  \
     /* PReLU: a > 0 ? a : b a with the slopes b broadcast (F.prelu's weight (C) must be shaped */          \
     /* (C, 1, ..., 1) against (N, C, ...): nn.PReLU does it) */                                             \
-    X(prelu, CHEAP, a > 0.0f ? a : b * a, a > 0.0f ? g : g * b, a > 0.0f ? 0.0f : g * a, a > 0 ? a : b * a, \
-      PLUS_MINUS(0.1, 1), IN(0.05, 0.5))
+    X(prelu, CHEAP, a * bk__select(a > 0.0f, 1.0f, b), g * bk__select(a > 0.0f, 1.0f, b),                   \
+      bk__select(a > 0.0f, 0.0f, g * a), a > 0 ? a : b * a, PLUS_MINUS(0.1, 1), IN(0.05, 0.5))
 
 /* 1 where it holds, else 0; not differentiable (the result never requires grad) */
 #define BK_COMPARE_OPS(X)                                                                                   \
