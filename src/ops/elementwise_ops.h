@@ -53,11 +53,29 @@ static inline float bk__silu_dydx(float x) {
     return sg * (1.0f + x * (1.0f - sg));
 }
 
-/* d/dx of Mish, x tanh(softplus(x)), with t = tanh(ln(1 + e^x)): t + x s(x) (1 - t^2), as
+/* tanh(softplus(x)) = tanh(ln(1 + e^x)) = (n^2 + 2n) / (n^2 + 2n + 2) with n = e^x, written
+ * with m = e^-|x| <= 1 so that nothing overflows: for x > 0, divided by n^2,
+ * (1 + 2m) / (1 + 2m + 2m^2). All terms are positive (no cancellation), e^-|x| is
+ * fastmath.h's, and both sides are computed and selected, so Mish's loops vectorise where
+ * torch's formula takes three libm calls per element. NaN stays NaN. */
+static inline float bk__tanh_softplus(float x, float *sigmoid) {
+    float m = bk__expf_nonpos(-fabsf(x));
+    float num = bk__select(x > 0.0f, 1.0f + 2.0f * m, m * m + 2.0f * m);
+    float den = num + bk__select(x > 0.0f, 2.0f * m * m, 2.0f);
+    *sigmoid = bk__select(x > 0.0f, 1.0f, m) / (1.0f + m); /* 1 / (1 + e^-x) */
+    return num / den;
+}
+
+static inline float bk__mish(float x) {
+    float sg;
+    return x * bk__tanh_softplus(x, &sg);
+}
+
+/* d/dx of Mish, x tanh(softplus(x)), with t = tanh(softplus(x)): t + x s(x) (1 - t^2), as
  * torch's mish_backward */
 static inline float bk__mish_dydx(float x) {
-    float t = tanhf(log1pf(expf(x)));
-    float sg = 1.0f / (1.0f + expf(-x));
+    float sg;
+    float t = bk__tanh_softplus(x, &sg);
     return t + x * sg * (1.0f - t * t);
 }
 
@@ -103,8 +121,8 @@ static inline float bk__hardswish_dx(float x, float g) {
       0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))), IN(-3, 3))     \
     /* SiLU (swish): x s(x) = x / (1 + e^-x), as torch computes it */                                       \
     X(silu, COSTLY, x / (1.0f + expf(-x)), g * bk__silu_dydx(x), x / (1 + exp(-x)), IN(-4, 4))             \
-    /* Mish: x tanh(softplus(x)), as torch: x tanh(ln(1 + e^x)) */                                          \
-    X(mish, COSTLY, x * tanhf(log1pf(expf(x))), g * bk__mish_dydx(x), x * tanh(log1p(exp(x))), IN(-4, 4))  \
+    /* Mish: x tanh(softplus(x)) = x tanh(ln(1 + e^x)) */                                                   \
+    X(mish, COSTLY, bk__mish(x), g * bk__mish_dydx(x), x * tanh(log1p(exp(x))), IN(-4, 4))                  \
     /* x relu6(x + 3) / 6 in torch's order of operations; kinks at -3 and 3 (tests stay inside) */         \
     X(hardswish, CHEAP, x * bk__relu6_shift(x) / 6.0f, bk__hardswish_dx(x, g),                              \
       x <= -3 ? 0 : (x >= 3 ? x : x * (x + 3) / 6), IN(-2.9, 2.9))                                          \
