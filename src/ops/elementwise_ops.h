@@ -127,7 +127,7 @@ static inline float bk__hardswish_dx(float x, float g) {
     X(hardswish, CHEAP, x * bk__relu6_shift(x) / 6.0f, bk__hardswish_dx(x, g),                              \
       x <= -3 ? 0 : (x >= 3 ? x : x * (x + 3) / 6), IN(-2.9, 2.9))                                          \
     /* relu6(x + 3) / 6; dx: g / 6 strictly inside (-3, 3), as torch */                                     \
-    X(hardsigmoid, CHEAP, bk__relu6_shift(x) / 6.0f, bk__select(x > -3.0f && x < 3.0f, g * (1.0f / 6.0f), 0.0f), \
+    X(hardsigmoid, CHEAP, bk__relu6_shift(x) / 6.0f, bk__select((x > -3.0f) & (x < 3.0f), g * (1.0f / 6.0f), 0.0f), \
       x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), IN(-2.9, 2.9))
 
 #define BK_SCALAR_OPS(X)                                                                                    \
