@@ -138,7 +138,7 @@ typedef struct args { /* the non-tensor arguments of the op under test */
     int dim, dim1, nd, perm[BK_MAX_DIMS];
     bool keepdim;
     int64_t start, end, shape[BK_MAX_DIMS];
-    float s;
+    float s, t;
 } args;
 
 #define FN(name, expr)                                                    \
@@ -157,6 +157,9 @@ BK_UNARY_OPS(X_FN)
 #undef X_FN
 #define X_FN(name, ...) FN(f_##name, bk_##name(x[0], p->s))
 BK_SCALAR_OPS(X_FN)
+#undef X_FN
+#define X_FN(name, ...) FN(f_##name, bk_##name(x[0], p->s, p->t))
+BK_SCALAR2_OPS(X_FN)
 #undef X_FN
 FN(f_matmul, bk_matmul(x[0], x[1]))
 FN(f_linear, bk_linear(x[0], x[1], n > 2 ? x[2] : NULL))

@@ -311,6 +311,7 @@ int main(void) {
     RUN(elementwise_ops);
     RUN(matmul_reduce_ops);
     RUN(shape_ops);
+    RUN(index_ops);
     RUN(cnn_ops);
     RUN(layer_ops);
     RUN(attention_ops);

@@ -41,9 +41,10 @@ static bk_tensor *leaf_in(shp s, domain d) {
 
 /* the rows' references, in double */
 #define X_REF(name, cost, fwd, grad, ref, ...) \
-    static double r_##name(double x, double s) { return (void)x, (void)s, (ref); }
+    static double r_##name(double x, double s, double t) { return (void)x, (void)s, (void)t, (ref); }
 BK_UNARY_OPS(X_REF)
 BK_SCALAR_OPS(X_REF)
+BK_SCALAR2_OPS(X_REF)
 #undef X_REF
 #define X_REF(name, cost, fwd, grad_a, grad_b, ref, ...) \
     static double r_##name(double a, double b) { return (ref); }
@@ -129,16 +130,20 @@ BK_COMPARE_OPS(X_TEST)
 typedef struct unary_row {
     const char *name;
     bk_gradcheck_fn fn;
-    double (*ref)(double x, double s);
-    domain x, s; /* s: the scalar argument's */
+    double (*ref)(double x, double s, double t);
+    domain x, s, t; /* s, t: the scalar arguments' */
 } unary_row;
 
 static const unary_row UNARY[] = {
-#define X_ROW(name, cost, fwd, grad, ref, x_dom) {#name, f_##name, r_##name, x_dom, IN(0, 0)},
+#define X_ROW(name, cost, fwd, grad, ref, x_dom) {#name, f_##name, r_##name, x_dom, IN(0, 0), IN(0, 0)},
     BK_UNARY_OPS(X_ROW)
 #undef X_ROW
-#define X_ROW(name, cost, fwd, grad, ref, x_dom, s_dom) {#name, f_##name, r_##name, x_dom, s_dom},
+#define X_ROW(name, cost, fwd, grad, ref, x_dom, s_dom) {#name, f_##name, r_##name, x_dom, s_dom, IN(0, 0)},
         BK_SCALAR_OPS(X_ROW)
+#undef X_ROW
+#define X_ROW(name, cost, fwd, grad, ref, x_dom, s_dom, t_dom) \
+    {#name, f_##name, r_##name, x_dom, s_dom, t_dom},
+            BK_SCALAR2_OPS(X_ROW)
 #undef X_ROW
 };
 
@@ -151,10 +156,13 @@ static void check_unary(const char *name) {
         args p = {0};
         p.s = rand_float(u->s.lo, u->s.hi);
         if (u->s.plus_minus && rand_int(0, 1)) p.s = -p.s;
+        p.t = rand_float(u->t.lo, u->t.hi);
+        if (u->t.plus_minus && rand_int(0, 1)) p.t = -p.t;
         char what[160], sh[64];
-        snprintf(what, sizeof what, "%s %s (s = %g)", u->name, bk_shape_str(x, sh, 64), (double)p.s);
+        snprintf(what, sizeof what, "%s %s (s = %g, t = %g)", u->name, bk_shape_str(x, sh, 64), (double)p.s,
+                 (double)p.t);
         float *ref = malloc(sizeof(float) * (size_t)(x->numel + 1));
-        for (int64_t i = 0; i < x->numel; i++) ref[i] = (float)u->ref(x->data[i], p.s);
+        for (int64_t i = 0; i < x->numel; i++) ref[i] = (float)u->ref(x->data[i], p.s, p.t);
         CHECK(values_ok(what, u->fn(&x, 1, &p), x->ndim, x->shape, ref));
         free(ref);
         GRADCHECK(what, u->fn, &p, x);
@@ -166,6 +174,7 @@ static void check_unary(const char *name) {
     TEST(op_##name) { check_unary(#name); }
 BK_UNARY_OPS(X_TEST)
 BK_SCALAR_OPS(X_TEST)
+BK_SCALAR2_OPS(X_TEST)
 #undef X_TEST
 
 /* ReLU on the values where "max(x, 0)" is ambiguous, against what torch 1.13 prints:
@@ -419,6 +428,7 @@ int main(void) {
     BK_BINARY_OPS(X_RUN)
     BK_COMPARE_OPS(X_RUN)
     BK_SCALAR_OPS(X_RUN)
+    BK_SCALAR2_OPS(X_RUN)
     BK_UNARY_OPS(X_RUN)
 #undef X_RUN
     RUN(op_matmul);

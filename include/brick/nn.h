@@ -200,6 +200,22 @@ bk_module *bk_nn_dropout(float p);
 bk_module *bk_nn_gelu(void);
 bk_module *bk_nn_softmax(int dim);
 bk_module *bk_nn_log_softmax(int dim);
+/* nn.GELU(approximate='tanh'), nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid. */
+bk_module *bk_nn_gelu_tanh(void);
+bk_module *bk_nn_silu(void);
+bk_module *bk_nn_mish(void);
+bk_module *bk_nn_hardswish(void);
+bk_module *bk_nn_hardsigmoid(void);
+/* nn.LeakyReLU(negative_slope=0.01), nn.ELU(alpha=1.0), nn.Softplus(beta=1, threshold=20)
+ * (beta must be nonzero). */
+bk_module *bk_nn_leaky_relu(float negative_slope);
+bk_module *bk_nn_elu(float alpha);
+bk_module *bk_nn_softplus(float beta, float threshold);
+/* nn.Softmax2d: softmax over dim -3 of a (C, H, W) or (N, C, H, W) input. */
+bk_module *bk_nn_softmax2d(void);
+/* nn.PReLU(num_parameters=1, init=0.25): parameter "weight" (num_parameters), one slope per
+ * channel (dim 1 of the input; num_parameters 1 shares one slope). */
+bk_module *bk_nn_prelu(int64_t num_parameters, float init);
 
 /* D2L's ResNet block ("Residual Networks"), class Residual(input_channels, num_channels,
  * use_1x1conv, strides): children conv1 = Conv2d(in, num, 3, padding=1, stride=strides),

@@ -34,6 +34,22 @@ bk_tensor *bk_tanh(bk_tensor *a);                 /* tanh a */
 bk_tensor *bk_gelu(bk_tensor *a);                 /* x Phi(x), exact (erf) */
 bk_tensor *bk_gelu_tanh(bk_tensor *a);            /* GELU, tanh approximation */
 bk_tensor *bk_silu(bk_tensor *a);                 /* a sigmoid(a) (SiLU, swish) */
+bk_tensor *bk_mish(bk_tensor *a);                 /* a tanh(softplus(a)) (Mish) */
+bk_tensor *bk_hardswish(bk_tensor *a);            /* a relu6(a + 3) / 6 */
+bk_tensor *bk_hardsigmoid(bk_tensor *a);          /* relu6(a + 3) / 6 */
+/* F.leaky_relu: a > 0 ? a : negative_slope a; F.elu: a > 0 ? a : alpha (e^a - 1) */
+bk_tensor *bk_leaky_relu(bk_tensor *a, float negative_slope);
+bk_tensor *bk_elu(bk_tensor *a, float alpha);
+/* F.softplus: ln(1 + e^(beta a)) / beta, or a where beta a > threshold (torch: 1, 20) */
+bk_tensor *bk_softplus(bk_tensor *a, float beta, float threshold);
+/* torch.clamp: min(max(a, lo), hi) (NaN stays NaN); d/da = [lo <= a <= hi]. One side only:
+ * pass -INFINITY or INFINITY for the other. */
+bk_tensor *bk_clamp(bk_tensor *a, float lo, float hi);
+bk_tensor *bk_maximum(bk_tensor *a, bk_tensor *b); /* torch.maximum: NaN wins, a tie halves g */
+bk_tensor *bk_minimum(bk_tensor *a, bk_tensor *b); /* torch.minimum */
+/* a > 0 ? a : w a, w broadcast as any binary op: F.prelu(x (N, C, ...), w (C)) is
+ * bk_prelu(x, w reshaped to (C, 1, ..., 1)) (nn.PReLU, bk_nn_prelu, does it) */
+bk_tensor *bk_prelu(bk_tensor *a, bk_tensor *w);
 
 /* (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-d operands are
  * promoted as in torch.matmul. */
@@ -66,6 +82,44 @@ bk_tensor *bk_slice(bk_tensor *a, int dim, int64_t start, int64_t end);
 /* Index i along dim, which is removed (a[i] for dim 0). */
 bk_tensor *bk_select(bk_tensor *a, int dim, int64_t index);
 bk_tensor *bk_clone(bk_tensor *a);
+
+/* Indexing. Indices are float tensors holding integers (as bk_embedding's ids), never given
+ * a gradient; one that is not an integer in range is an error naming it. */
+/* torch.gather: y[c] = x[c with c_dim = index[c]]; index has x's rank and is no larger than
+ * x in any dim but dim; y has index's shape. */
+bk_tensor *bk_gather(bk_tensor *x, int dim, bk_tensor *index);
+/* torch.scatter_add (out of place): y = x, then y[c with c_dim = index[c]] += src[c] for
+ * every c of index (index has x's rank, no larger than src anywhere nor than x but in dim). */
+bk_tensor *bk_scatter_add(bk_tensor *x, int dim, bk_tensor *index, bk_tensor *src);
+/* torch.index_select: the entries index[j] (index 1-d) along dim. */
+bk_tensor *bk_index_select(bk_tensor *x, int dim, bk_tensor *index);
+/* torch.where: cond != 0 ? a : b, all three broadcast together; cond gets no gradient. */
+bk_tensor *bk_where(bk_tensor *cond, bk_tensor *a, bk_tensor *b);
+/* torch.masked_fill: mask != 0 ? value : x; mask broadcasts to x's shape. */
+bk_tensor *bk_masked_fill(bk_tensor *x, bk_tensor *mask, float value);
+/* torch.stack: n tensors of one shape joined along a new dim (0 .. rank). */
+bk_tensor *bk_stack(int n, bk_tensor *const *ts, int dim);
+/* torch.split(x, split_size, dim) / torch.chunk(x, chunks, dim): pieces along dim (each a
+ * copy with autograd history) into out[0..]; the last may be smaller. Returns how many, or
+ * -1 with an error (also when they would be more than max_out). */
+int bk_split(bk_tensor *x, int64_t split_size, int dim, bk_tensor **out, int max_out);
+int bk_chunk(bk_tensor *x, int chunks, int dim, bk_tensor **out, int max_out);
+
+/* More reductions along dim. Sums run in double. */
+bk_tensor *bk_cumsum(bk_tensor *x, int dim);                  /* torch.cumsum */
+bk_tensor *bk_logsumexp(bk_tensor *x, int dim, bool keepdim); /* ln sum e^x, stable */
+/* torch.norm(x, p) over all elements (rank 0), or over dim: (sum |x|^p)^(1/p), p > 0 */
+bk_tensor *bk_norm(bk_tensor *x, float p);
+bk_tensor *bk_norm_dim(bk_tensor *x, float p, int dim, bool keepdim);
+/* torch.argmax / argmin over dim: the first extreme (NaN counts as largest), as float
+ * indices; no gradient. */
+bk_tensor *bk_argmax(bk_tensor *x, int dim, bool keepdim);
+bk_tensor *bk_argmin(bk_tensor *x, int dim, bool keepdim);
+/* torch.min(x, dim).values: gradient to the first minimum (indices: bk_argmin). */
+bk_tensor *bk_min_dim(bk_tensor *x, int dim, bool keepdim);
+/* torch.topk(x, k, dim, largest, sorted=True): the values (gradient to the chosen
+ * elements); *indices (if not NULL) gets their float indices. Ties keep index order. */
+bk_tensor *bk_topk(bk_tensor *x, int64_t k, int dim, bool largest, bk_tensor **indices);
 
 /* ------------------------------------------------------------------------------------ */
 /* Convolution, pooling, normalisation, dropout (NCHW)                                  */

@@ -208,14 +208,14 @@ static void binary_backward(bk_node *n) {
 /* ---- unary and scalar ops -------------------------------------------------------------------- */
 
 /* The rows are in elementwise_ops.h; a row's expressions see the element's x (and y, g in
- * the gradient) as local floats, and the scalar s. */
+ * the gradient) as local floats, and the scalars s and t. */
 #define X_ENUM(name, ...) UN_##name,
-typedef enum { BK_UNARY_OPS(X_ENUM) BK_SCALAR_OPS(X_ENUM) } un_kind;
+typedef enum { BK_UNARY_OPS(X_ENUM) BK_SCALAR_OPS(X_ENUM) BK_SCALAR2_OPS(X_ENUM) } un_kind;
 #undef X_ENUM
 
 typedef struct un_params {
     un_kind kind;
-    float s; /* the scalar of the scalar ops */
+    float s, t; /* the scalars of the scalar ops (t: of the two-scalar ones) */
 } un_params;
 
 static void unary_backward(bk_node *n) {
@@ -225,22 +225,23 @@ static void unary_backward(bk_node *n) {
     if (!dx) return;
     const float *X = tx->data, *Y = ty->data, *G = dy->data;
     float *D = dx->data;
-    float s = p->s;
+    float s = p->s, t = p->t;
     int64_t N = tx->numel;
 #define X_CASE(name, cost, fwd, grad, ...)                                                               \
     case UN_##name:                                                                                      \
         BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; float y = Y[i]; float g = G[i]; (void)x; (void)y; \
                D[i] += (grad));                                                                          \
         break;
-    switch (p->kind) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) }
+    switch (p->kind) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) BK_SCALAR2_OPS(X_CASE) }
+    (void)s, (void)t;
 #undef X_CASE
 }
 
 #define X_DESC(name, ...) [UN_##name] = {#name, unary_backward},
-static const bk_op UNARY_DESC[] = {BK_UNARY_OPS(X_DESC) BK_SCALAR_OPS(X_DESC)};
+static const bk_op UNARY_DESC[] = {BK_UNARY_OPS(X_DESC) BK_SCALAR_OPS(X_DESC) BK_SCALAR2_OPS(X_DESC)};
 #undef X_DESC
 
-static bk_tensor *unary(un_kind k, bk_tensor *tx, float s) {
+static bk_tensor *unary(un_kind k, bk_tensor *tx, float s, float t) {
     const bk_op *op = &UNARY_DESC[k];
     if (!bk__inputs_ok(op->name, 1, &tx)) return NULL;
     bk_tensor *ty = bk__tensor_arena(tx->ndim, tx->shape, false);
@@ -250,9 +251,9 @@ static bk_tensor *unary(un_kind k, bk_tensor *tx, float s) {
     int64_t N = tx->numel;
 #define X_CASE(name, cost, fwd, ...) \
     case UN_##name: BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; Y[i] = (fwd)); break;
-    switch (k) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) }
+    switch (k) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) BK_SCALAR2_OPS(X_CASE) }
 #undef X_CASE
-    un_params p = {k, s};
+    un_params p = {k, s, t};
     return bk_op_record(op, ty, 1, &tx, &p, sizeof p);
 }
 
@@ -264,10 +265,14 @@ BK_BINARY_OPS(X_FN)
 BK_COMPARE_OPS(X_FN)
 #undef X_FN
 #define X_FN(name, ...) \
-    bk_tensor *bk_##name(bk_tensor *a) { return unary(UN_##name, a, 0); }
+    bk_tensor *bk_##name(bk_tensor *a) { return unary(UN_##name, a, 0, 0); }
 BK_UNARY_OPS(X_FN)
 #undef X_FN
 #define X_FN(name, ...) \
-    bk_tensor *bk_##name(bk_tensor *a, float s) { return unary(UN_##name, a, s); }
+    bk_tensor *bk_##name(bk_tensor *a, float s) { return unary(UN_##name, a, s, 0); }
 BK_SCALAR_OPS(X_FN)
+#undef X_FN
+#define X_FN(name, ...) \
+    bk_tensor *bk_##name(bk_tensor *a, float s, float t) { return unary(UN_##name, a, s, t); }
+BK_SCALAR2_OPS(X_FN)
 #undef X_FN

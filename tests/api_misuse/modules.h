@@ -125,6 +125,21 @@ TEST(layers) {
     CANNOT_FAIL(freed(bk_nn_tanh()), "no arguments");
     CANNOT_FAIL(freed(bk_nn_identity()), "no arguments");
     CANNOT_FAIL(freed(bk_nn_gelu()), "no arguments");
+    CANNOT_FAIL(freed(bk_nn_gelu_tanh()), "no arguments");
+    CANNOT_FAIL(freed(bk_nn_silu()), "no arguments");
+    CANNOT_FAIL(freed(bk_nn_mish()), "no arguments");
+    CANNOT_FAIL(freed(bk_nn_hardswish()), "no arguments");
+    CANNOT_FAIL(freed(bk_nn_hardsigmoid()), "no arguments");
+    CANNOT_FAIL(freed(bk_nn_softmax2d()), "no arguments");
+    ACCEPTS(freed(bk_nn_leaky_relu(-2.0f)), "any slope, as torch");
+    ACCEPTS(freed(bk_nn_elu(0.0f)), "any alpha, as torch");
+    MISUSE(bk_nn_softplus(0.0f, 20.0f), "Softplus", "beta=0");
+    MISUSE(bk_nn_prelu(0, 0.25f), "PReLU", "num_parameters=0");
+    bk_module *s2d = bk_nn_softmax2d(), *pr = bk_nn_prelu(3, 0.25f);
+    MISUSE(bk_forward(s2d, bk_rand(BK_SHAPE(2, 3))), "Softmax2d", "(2, 3)", "3-d");
+    MISUSE(bk_forward(pr, bk_rand(BK_SHAPE(2, 4))), "PReLU", "(2, 4)", "num_parameters=3");
+    bk_module_free(s2d);
+    bk_module_free(pr);
     /* dims are checked against each input, as torch does (negative dims count from the end) */
     bk_module *fl, *sm, *lsm;
     ACCEPTS((fl = bk_nn_flatten(3, -1)) != NULL, "dims are checked per input");

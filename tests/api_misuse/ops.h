@@ -13,6 +13,7 @@
  * function pointers: each call is spelled out, here by these macros, one per row. */
 #define UNARY(fn, who) EACH_BAD_TENSOR(who, fn(T))
 #define SCALAR(fn, who) EACH_BAD_TENSOR(who, fn(T, 2.0f))
+#define SCALAR2(fn, who) EACH_BAD_TENSOR(who, fn(T, 1.0f, 2.0f))
 #define BINARY(fn, who)                                                                    \
     do {                                                                                   \
         EACH_BAD_TENSOR(who, fn(T, x));                                                    \
@@ -27,13 +28,16 @@ TEST(elementwise_ops) {
 #define X_BINARY(name, ...) BINARY(bk_##name, #name);
 #define X_SCALAR(name, ...) SCALAR(bk_##name, #name);
 #define X_UNARY(name, ...) UNARY(bk_##name, #name);
+#define X_SCALAR2(name, ...) SCALAR2(bk_##name, #name);
     BK_BINARY_OPS(X_BINARY)
     BK_COMPARE_OPS(X_BINARY)
     BK_SCALAR_OPS(X_SCALAR)
     BK_UNARY_OPS(X_UNARY)
+    BK_SCALAR2_OPS(X_SCALAR2)
 #undef X_BINARY
 #undef X_SCALAR
 #undef X_UNARY
+#undef X_SCALAR2
 }
 
 TEST(matmul_reduce_ops) {
@@ -122,6 +126,68 @@ TEST(shape_ops) {
     MISUSE(bk_select(a, 0, -3), "select", "out of range");
     MISUSE(bk_select(a, 0, INT64_MIN), "select", "out of range");
     EACH_BAD_TENSOR("clone", bk_clone(T));
+}
+
+/* gather, scatter_add, index_select, where, masked_fill, stack, split, chunk (index.c) and
+ * cumsum, logsumexp, norm, argmax, argmin, min over a dim, topk (reduce_ext.c) */
+TEST(index_ops) {
+    bk_tensor *x = bk_rand(BK_SHAPE(2, 3)), *i2 = bk_zeros(BK_SHAPE(2, 2)),
+              *bad = bk_full(BK_SHAPE(2, 2), 3.0f);
+    EACH_BAD_TENSOR("gather", bk_gather(T, 1, i2));
+    EACH_BAD_TENSOR("gather", bk_gather(x, 1, T));
+    MISUSE(bk_gather(x, 2, i2), "gather", "dimension 2");
+    MISUSE(bk_gather(x, 1, bk_zeros(BK_SHAPE(3, 1))), "gather", "index (3, 1)", "(2, 3)");
+    MISUSE(bk_gather(x, 1, bad), "gather", "index 3", "(2, 2)", "(2, 3)");
+    MISUSE(bk_gather(x, 1, bk_full(BK_SHAPE(2, 2), 0.5f)), "gather", "index 0.5");
+    EACH_BAD_TENSOR("scatter_add", bk_scatter_add(T, 1, i2, x));
+    EACH_BAD_TENSOR("scatter_add", bk_scatter_add(x, 1, T, x));
+    EACH_BAD_TENSOR("scatter_add", bk_scatter_add(x, 1, i2, T));
+    MISUSE(bk_scatter_add(x, 1, i2, bk_rand(BK_SHAPE(2, 1))), "scatter_add", "index (2, 2)", "src (2, 1)");
+    MISUSE(bk_scatter_add(x, 1, bad, x), "scatter_add", "index 3", "(2, 3)");
+    EACH_BAD_TENSOR("index_select", bk_index_select(T, 0, bk_zeros(BK_SHAPE(2))));
+    EACH_BAD_TENSOR("index_select", bk_index_select(x, 0, T));
+    MISUSE(bk_index_select(x, 0, i2), "index_select", "(2, 2)", "must be 1-d");
+    MISUSE(bk_index_select(x, 0, bk_full(BK_SHAPE(1), -1.0f)), "index_select", "index -1", "(2, 3)");
+    EACH_BAD_TENSOR("where", bk_where(T, x, x));
+    EACH_BAD_TENSOR("where", bk_where(x, T, x));
+    EACH_BAD_TENSOR("where", bk_where(x, x, T));
+    MISUSE(bk_where(x, i2, x), "where", "(2, 3)", "(2, 2)", "cannot be broadcast");
+    EACH_BAD_TENSOR("masked_fill", bk_masked_fill(T, x, 0.0f));
+    EACH_BAD_TENSOR("masked_fill", bk_masked_fill(x, T, 0.0f));
+    MISUSE(bk_masked_fill(bk_rand(BK_SHAPE(3)), x, 0.0f), "masked_fill", "mask (2, 3)", "input (3,)");
+    bk_tensor *pair[2] = {x, x};
+    EACH_BAD_TENSOR("stack", (pair[1] = T, bk_stack(2, pair, 0)));
+    pair[1] = i2;
+    MISUSE(bk_stack(2, pair, 0), "stack", "tensor 1 of shape (2, 2)", "(2, 3)");
+    MISUSE(bk_stack(0, pair, 0), "stack", "non-empty");
+    MISUSE(bk_stack(1, pair, 3), "stack", "dimension 3");
+    bk_tensor *out[4];
+    EACH_BAD_TENSOR("split", bk_split(T, 1, 0, out, 4));
+    MISUSE(bk_split(x, 0, 0, out, 4), "split", "split_size=0");
+    MISUSE(bk_split(x, 1, 1, out, 2), "split", "3 pieces", "(2, 3)", "max_out=2");
+    MISUSE(bk_split(x, 1, 2, out, 2), "split", "dimension 2");
+    EACH_BAD_TENSOR("chunk", bk_chunk(T, 2, 0, out, 4));
+    MISUSE(bk_chunk(x, 0, 0, out, 4), "chunk", "chunks=0");
+    MISUSE(bk_chunk(x, 3, 1, NULL, 0), "split", "3 pieces");
+
+    EACH_BAD_TENSOR("cumsum", bk_cumsum(T, 0));
+    MISUSE(bk_cumsum(x, -3), "cumsum", "dimension -3");
+    EACH_BAD_TENSOR("logsumexp", bk_logsumexp(T, 0, false));
+    MISUSE(bk_logsumexp(x, 2, true), "logsumexp", "dimension 2");
+    EACH_BAD_TENSOR("norm", bk_norm(T, 2.0f));
+    MISUSE(bk_norm(x, 0.0f), "norm", "p=0");
+    EACH_BAD_TENSOR("norm", bk_norm_dim(T, 2.0f, 0, false));
+    MISUSE(bk_norm_dim(x, INFINITY, 0, false), "norm", "p=inf");
+    MISUSE(bk_norm_dim(x, 1.0f, 5, false), "norm", "dimension 5");
+    EACH_BAD_TENSOR("argmax", bk_argmax(T, 0, false));
+    MISUSE(bk_argmax(bk_zeros(BK_SHAPE(2, 0)), 1, false), "argmax", "empty dimension", "(2, 0)");
+    EACH_BAD_TENSOR("argmin", bk_argmin(T, 0, false));
+    MISUSE(bk_argmin(x, 2, false), "argmin", "dimension 2");
+    EACH_BAD_TENSOR("min", bk_min_dim(T, 0, false));
+    MISUSE(bk_min_dim(bk_zeros(BK_SHAPE(0, 2)), 0, false), "min", "empty dimension", "(0, 2)");
+    EACH_BAD_TENSOR("topk", bk_topk(T, 1, 0, true, NULL));
+    MISUSE(bk_topk(x, 4, 1, true, NULL), "topk", "k=4", "(2, 3)");
+    MISUSE(bk_topk(x, 1, 2, false, NULL), "topk", "dimension 2");
 }
 
 TEST(cnn_ops) {
