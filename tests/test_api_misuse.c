@@ -317,6 +317,7 @@ int main(void) {
     RUN(module_base);
     RUN(layers);
     RUN(attention_layers);
+    RUN(parameter_init);
     RUN(safetensors_files);
     RUN(optimizers);
     RUN(data_sets_and_loaders);
