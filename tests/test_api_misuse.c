@@ -320,6 +320,7 @@ int main(void) {
     RUN(parameter_init);
     RUN(safetensors_files);
     RUN(optimizers);
+    RUN(lr_schedules);
     RUN(data_sets_and_loaders);
     RUN(models_and_checkpoints);
     RUN(distributed);
