@@ -55,14 +55,22 @@ static void help(FILE *f) {
             "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default sgd)\n"
             "  --momentum M        SGD or RMSprop momentum (default 0)\n"
             "  --weight-decay W    weight decay (default 0; adamw: 0.01)\n"
-            "  --lr-schedule S     none, cosine or step (default none); the lr is set before\n"
-            "                      every epoch, as torch's scheduler.step() once per epoch:\n"
+            "  --lr-schedule S     none, cosine, step, onecycle or plateau (default none); the\n"
+            "                      lr is set before every epoch, as torch's scheduler.step()\n"
+            "                      once per epoch:\n"
             "                      cosine: CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min)\n"
             "                      step: StepLR(step_size=--lr-step-size, gamma=--lr-gamma)\n"
+            "                      plateau: ReduceLROnPlateau(factor=--lr-gamma, patience=\n"
+            "                      --lr-patience) on the test loss, after every epoch\n"
+            "                      or before every step: onecycle: OneCycleLR(max_lr=--lr,\n"
+            "                      total_steps=--epochs x batches per epoch), torch's defaults\n"
             "  --lr-min LR         cosine: the lr it anneals to (default 0)\n"
             "  --lr-step-size N    step: multiply the lr by --lr-gamma every N epochs\n"
-            "  --lr-gamma G        step: the factor (default 0.1)\n"
-            "  --seed S            seed of the model init and the shuffling (default 0)\n"
+            "  --lr-gamma G        step, plateau: the factor (default 0.1)\n"
+            "  --lr-patience N     plateau: epochs without a better test loss before a cut\n"
+            "                      (default 10)\n"
+            "  --seed S            seed of the model init and the shuffling (default 0)\n");
+    fprintf(f, /* (two strings: C99 compilers need only take 4095 bytes) */
             "  --out FILE          the model file (default model.safetensors)\n"
             "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
             "                      the new total (default: the checkpoint's; a cosine schedule\n"
@@ -224,6 +232,11 @@ static int setup(run *r, const bk_safetensors *resume) {
     else if (r->c.schedule == SCHEDULE_STEP)
         snprintf(sched, sizeof sched, ", step schedule x %g every %" PRId64 " epochs", r->c.lr_gamma,
                  r->c.lr_step_size);
+    else if (r->c.schedule == SCHEDULE_ONECYCLE)
+        snprintf(sched, sizeof sched, ", one-cycle schedule over %" PRId64 " epochs", r->c.lr_t_max);
+    else if (r->c.schedule == SCHEDULE_PLATEAU)
+        snprintf(sched, sizeof sched, ", plateau schedule x %g after %" PRId64 " epochs without progress",
+                 r->c.lr_gamma, r->c.lr_patience);
     printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64 "\n",
            r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
            r->c.momentum > 0 ? ", momentum" : "", wd, sched, r->c.batch, r->c.seed);
@@ -310,6 +323,7 @@ int cmd_train(int argc, char **argv) {
                      .batch = 256,
                      .lr = 0.1f,
                      .lr_gamma = 0.1f,
+                     .lr_patience = 10,
                      .max_loss = -1,
                      .accumulate = 1,
                      .reduce = "deterministic"};
@@ -326,6 +340,7 @@ int cmd_train(int argc, char **argv) {
         {"--lr-min", CLI_F32, &c->lr_min, 0, 1e300, false, NULL},
         {"--lr-step-size", CLI_INT, &c->lr_step_size, 1, 1e6, false, NULL},
         {"--lr-gamma", CLI_F32, &c->lr_gamma, 0, 1e300, false, NULL},
+        {"--lr-patience", CLI_INT, &c->lr_patience, 0, 1e6, false, NULL},
         {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false, NULL},
         {"--out", CLI_STR, &c->out, 0, 0, false, NULL},
         {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
@@ -358,8 +373,17 @@ int cmd_train(int argc, char **argv) {
         bool step_size = cli_opt(opts, n_opts, "--lr-step-size")->given;
         if (c->schedule == SCHEDULE_STEP && !step_size)
             return cli_usage("--lr-schedule step needs --lr-step-size N (decay every N epochs)");
-        if (c->schedule != SCHEDULE_STEP && (step_size || cli_opt(opts, n_opts, "--lr-gamma")->given))
-            return cli_usage("--lr-step-size and --lr-gamma are for --lr-schedule step");
+        if (c->schedule != SCHEDULE_STEP && step_size)
+            return cli_usage("--lr-step-size is for --lr-schedule step");
+        if (c->schedule != SCHEDULE_STEP && c->schedule != SCHEDULE_PLATEAU &&
+            cli_opt(opts, n_opts, "--lr-gamma")->given)
+            return cli_usage("--lr-gamma is for --lr-schedule step or plateau");
+        if (c->schedule != SCHEDULE_PLATEAU && cli_opt(opts, n_opts, "--lr-patience")->given)
+            return cli_usage("--lr-patience is for --lr-schedule plateau");
+        if (c->schedule == SCHEDULE_PLATEAU && !(c->lr_gamma < 1))
+            return cli_usage("--lr-schedule plateau needs --lr-gamma below 1, got %g", c->lr_gamma);
+        if (c->schedule == SCHEDULE_PLATEAU && train_plateau_init(c) != 0)
+            return cli_usage("%s", bk_last_error());
         if (c->schedule != SCHEDULE_COSINE && cli_opt(opts, n_opts, "--lr-min")->given)
             return cli_usage("--lr-min is for --lr-schedule cosine");
         c->lr_t_max = c->epochs; /* kept by a resume, whatever its --epochs */

@@ -220,10 +220,12 @@ static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double 
 static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     epoch_pos *ps = &r->pos;
     int epoch = r->done_epochs + 1;
-    /* A function of the epoch alone, so a resume inside the epoch sets the same lr. With
+    int64_t n_batches = bk_loader_num_batches(r->loader);
+    /* A function of the epoch alone (plateau: of the state the checkpoint holds), so a
+     * resume inside the epoch sets the same lr; onecycle's is set before every step. With
      * no schedule the optimizer keeps the lr it was made with. */
-    if (r->c.schedule != SCHEDULE_NONE) {
-        double lr = train_schedule_lr(&r->c, r->done_epochs);
+    if (r->c.schedule != SCHEDULE_NONE && r->c.schedule != SCHEDULE_ONECYCLE) {
+        double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches);
         if (isnan(lr)) return cli_fail("epoch %d: the lr schedule: %s", epoch, bk_last_error());
         bk_optim_set_lr(r->o, lr);
     }
@@ -231,7 +233,6 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
     ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
     bk_loader_start(r->loader);
-    int64_t n_batches = bk_loader_num_batches(r->loader);
     /* The same shuffle as before the interrupt; skip what was done (no copying). */
     for (int64_t k = 0; r->resume_mid && k < ps->batch; k++)
         if (bk_loader_next(r->loader, NULL, NULL, NULL) <= 0)
@@ -247,6 +248,12 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
         double l = 0;
         int64_t ok = 0;
+        if (r->c.schedule == SCHEDULE_ONECYCLE) { /* a function of the step count alone */
+            double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches);
+            if (isnan(lr))
+                return cli_fail("step %" PRId64 ": the lr schedule: %s", r->step + 1, bk_last_error());
+            bk_optim_set_lr(r->o, lr);
+        }
         int rc = r->slots.ddp ? step_slots(r, x, y, B, &l, &ok) : step_whole(r, x, y, B, &l, &ok);
         bk_arena_reset(NULL);
         if (rc) {
@@ -342,7 +349,7 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
     r->hist[r->n_hist++] = e;
     r->done_epochs++;
     char lr[48] = "";
-    if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", bk_optim_lr(r->o));
+    if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", r->epoch_lr);
     printf("epoch %*d/%" PRId64
            "  train loss %.4f  train acc %.4f  test loss %.4f  "
            "test acc %.4f  %.2f s%s\n",
@@ -379,6 +386,11 @@ static int train_loop(run *r) {
          * ranks share the batches. */
         if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed)))
             return rc;
+        /* plateau: the test loss decides the next epoch's lr (every rank has the same), and
+         * the state goes into this epoch's checkpoint */
+        r->epoch_lr = bk_optim_lr(r->o);
+        if (r->c.schedule == SCHEDULE_PLATEAU)
+            r->c.lr_now = bk_lr_plateau_step(&r->c.plateau, e.test_loss, r->c.lr_now);
         /* Rank 0 writes; then every rank learns whether that worked (the files are
          * written once, after every rank finished the epoch). */
         rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
