@@ -321,6 +321,7 @@ int main(void) {
     RUN(safetensors_files);
     RUN(optimizers);
     RUN(lr_schedules);
+    RUN(param_groups);
     RUN(data_sets_and_loaders);
     RUN(models_and_checkpoints);
     RUN(distributed);

@@ -194,6 +194,7 @@ typedef struct optim_case {
     bk_adam_config adam;
     bk_rmsprop_config rmsprop;
     bk_adagrad_config adagrad;
+    bool groups; /* the biases in a group of their own: no weight decay, lr x 0.5 */
 } optim_case;
 
 static const optim_case OPTIM_CASES[] = {
@@ -210,6 +211,9 @@ static const optim_case OPTIM_CASES[] = {
     {"optim_rmsprop_centered_momentum_wd", O_RMSPROP, .rmsprop = {1e-2, 0.95, 1e-6, 1e-2, 0.5, true}},
     {"optim_adagrad", O_ADAGRAD, .adagrad = {0.1, 0, 0, 0, 1e-10}},
     {"optim_adagrad_decay_wd_init", O_ADAGRAD, .adagrad = {0.1, 0.1, 1e-2, 0.1, 1e-8}},
+    {"optim_groups_sgd", O_SGD, .sgd = {0.1, 0.9, 0, 0.1, false}, .groups = true},
+    {"optim_groups_adamw", O_ADAMW, .adam = {1e-2, 0.9, 0.999, 1e-8, 0.1, false}, .groups = true},
+    {"optim_groups_adam", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-2, false}, .groups = true},
 };
 #define N_OPTIM_CASES (int)(sizeof OPTIM_CASES / sizeof OPTIM_CASES[0])
 
@@ -319,6 +323,8 @@ static void run_optim_case(const optim_case *oc) {
     }
     CHECK(o != NULL);
     if (!o) goto done;
+    /* torch: [{'params': weights}, {'params': biases, 'weight_decay': 0, 'lr': lr / 2}] */
+    if (oc->groups) CHECK(bk_optim_add_group(o, bk_param_is_bias_or_norm, NULL, 0.0, 0.5) == 2);
 
     // The loop of the PyTorch script: zero_grad, loss, backward, step; then compare every
     // parameter with torch's after the same step.

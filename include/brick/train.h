@@ -92,6 +92,21 @@ void bk_optim_zero_grad(bk_optim *o);
 double bk_optim_lr(const bk_optim *o); /* NaN with an error for NULL */
 /* lr must be >= 0 (else an error, and the lr is unchanged). */
 void bk_optim_set_lr(bk_optim *o, double lr);
+/* Parameter groups (torch's param_groups, for the settings recipes split on): the trainable
+ * parameters that match(name, tensor, ud) accepts (dotted names, as bk_module_named gives
+ * them) get their own weight decay and an lr of lr_scale times the optimizer's, so that
+ * schedules, which set the optimizer's lr, move every group in proportion (as torch's
+ * schedulers scale each group's initial lr). The other parameters keep the optimizer's
+ * settings. Returns how many parameters the group has (0: no group is made), or -1 with an
+ * error for a NULL optimizer or match, a weight_decay or lr_scale negative, infinite or NaN,
+ * or a parameter already in a group (as torch refuses one in two groups; nothing changes).
+ * torch's [{'params': decay}, {'params': no_decay, 'weight_decay': 0}] is
+ *     bk_optim_add_group(o, bk_param_is_bias_or_norm, NULL, 0.0, 1.0); */
+int bk_optim_add_group(bk_optim *o, bool (*match)(const char *name, const bk_tensor *p, void *ud), void *ud,
+                       double weight_decay, double lr_scale);
+/* The usual no-decay rule: true for parameters of rank <= 1 (biases, and the weights and
+ * biases of BatchNorm and LayerNorm); false for NULL. name and ud are unused. */
+bool bk_param_is_bias_or_norm(const char *name, const bk_tensor *p, void *ud);
 /* "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"; "?" for NULL */
 const char *bk_optim_name(const bk_optim *o);
 /* Optimizer state as named tensors (for checkpoints) under torch's state names, like

@@ -183,6 +183,30 @@ TEST(optimizers) {
     bk_module_free(lin);
 }
 
+static bool match_all(const char *name, const bk_tensor *p, void *ud) {
+    return (void)name, (void)p, (void)ud, true;
+}
+static bool match_none(const char *name, const bk_tensor *p, void *ud) {
+    return (void)name, (void)p, (void)ud, false;
+}
+
+TEST(param_groups) {
+    bk_module *lin = bk_nn_linear(3, 2);
+    bk_optim *o = bk_optim_sgd(lin, BK_SGD_DEFAULTS(0.1));
+    MISUSE(bk_optim_add_group(NULL, match_all, NULL, 0, 1), "optim_add_group", "NULL");
+    MISUSE(bk_optim_add_group(o, NULL, NULL, 0, 1), "optim_add_group", "SGD", "match is NULL");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, -1, 1), "optim_add_group", "weight_decay=-1");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, 0, NAN), "optim_add_group", "lr_scale=nan");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, INFINITY, 1), "optim_add_group", "weight_decay=inf");
+    ACCEPTS(bk_optim_add_group(o, match_none, NULL, 0, 1) == 0, "no parameter matched: no group, 0");
+    ACCEPTS(bk_optim_add_group(o, bk_param_is_bias_or_norm, NULL, 0, 0.5) == 1, "the bias: a group of one");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, 0, 1), "optim_add_group",
+           "parameter bias is already in group 1");
+    ACCEPTS(!bk_param_is_bias_or_norm(NULL, NULL, NULL), "NULL tensor: false (no rank to read)");
+    bk_optim_free(o);
+    bk_module_free(lin);
+}
+
 static double lambda_half(int64_t step, void *ud) { return (void)step, (void)ud, 0.5; }
 static double lambda_nan(int64_t step, void *ud) { return (void)step, (void)ud, NAN; }
 

@@ -44,7 +44,8 @@ classes ("neginf"); MSE and BCE with logits (|x| up to 100) with mean/sum/none a
 target's gradient; log_softmax and softmax along dims 0, 1 of (7, 5) and -1 of (3, 4, 5);
 SGD (plain, momentum, dampening + weight decay, Nesterov), Adam, Adam with weight decay
 and amsgrad, AdamW, RMSprop (plain, momentum + weight decay, centered, all three),
-Adagrad (plain; lr_decay + weight decay + initial accumulator); clip_grad_norm_ (orders 2,
+Adagrad (plain; lr_decay + weight decay + initial accumulator); two param groups (the
+biases without weight decay at half the lr) with SGD momentum, Adam and AdamW; clip_grad_norm_ (orders 2,
 inf, 1, 3; one not clipping) and clip_grad_value_; CosineAnnealingLR (eta_min 0 and > 0, run past T_max, where the lr
 rises again) and StepLR; per step: LinearLR (defaults, a warmup, a decay), LambdaLR,
 OneCycleLR (defaults with SGD momentum cycling; linear three-phase with Adam's beta1; epochs
@@ -197,7 +198,20 @@ OPTIM_CASES = {
     "optim_adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1),
     "optim_adagrad_decay_wd_init": lambda p: torch.optim.Adagrad(
         p, lr=0.1, lr_decay=0.1, weight_decay=1e-2, initial_accumulator_value=0.1, eps=1e-8),
+    # two param groups: the weights (rank 2) with the optimizer's settings, the biases (rank 1)
+    # without weight decay and at half the lr (bk_optim_add_group with bk_param_is_bias_or_norm,
+    # lr_scale 0.5)
+    "optim_groups_sgd": lambda p: torch.optim.SGD(_two_groups(p, 0.1), lr=0.1, momentum=0.9,
+                                                  weight_decay=0.1),
+    "optim_groups_adamw": lambda p: torch.optim.AdamW(_two_groups(p, 1e-2), lr=1e-2, weight_decay=0.1),
+    "optim_groups_adam": lambda p: torch.optim.Adam(_two_groups(p, 1e-2), lr=1e-2, weight_decay=1e-2),
 }
+
+
+def _two_groups(params, lr):
+    ps = list(params)
+    return [{"params": [p for p in ps if p.dim() > 1]},
+            {"params": [p for p in ps if p.dim() <= 1], "weight_decay": 0.0, "lr": lr * 0.5}]
 
 
 # Adam divides by sqrt(v) + eps, so its step is lr * g / (|g| + eps) at step 1: scale-free
@@ -215,11 +229,12 @@ SCALE_FREE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.op
 
 
 def run_optim(make_opt):
-    """One draw: weights, batch, STEPS steps. Returns (ref, opt, names, min |g_eff|)."""
+    """One draw: weights, batch, STEPS steps. Returns (ref, opt, named_parameters, min |g_eff|)."""
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
     X = torch.randn(16, 6)
     y = torch.randint(0, 3, (16,))
-    names = [n for n, _ in model.named_parameters()]
+    named = list(model.named_parameters())
+    names = [n for n, _ in named]
     ref = {"init." + n: p.detach().clone() for n, p in model.named_parameters()}
     ref["X"], ref["y"] = X, y.float()
     opt = make_opt(model.parameters())
@@ -236,24 +251,23 @@ def run_optim(make_opt):
         for n, p in model.named_parameters():
             ref[f"step{k}.{n}"] = p.detach().clone()
     ref["loss"] = torch.tensor(losses, dtype=torch.float32)
-    return ref, opt, names, min_g
+    return ref, opt, named, min_g
 
 
 def make_optim_case(name, make_opt, seed):
     torch.manual_seed(case_seed(seed, name))
     for redraws in range(100):
-        ref, opt, names, min_g = run_optim(make_opt)
+        ref, opt, named, min_g = run_optim(make_opt)
         if not isinstance(opt, SCALE_FREE) or min_g >= ADAM_MIN_GRAD:
             break
     else:
         raise RuntimeError(f"{name}: no draw with every |gradient| >= {ADAM_MIN_GRAD}")
-    # state_dict()["state"] is keyed by the parameter's index in the param group, which
-    # here is named_parameters order.
-    sd = opt.state_dict()
-    assert sd["param_groups"][0]["params"] == list(range(len(names)))
+    # The state of each parameter (state_dict()["state"] holds the same values, keyed by
+    # the parameter's index over the groups in order).
+    names = [n for n, _ in named]
     state_names = []
-    for i, n in enumerate(names):
-        for slot, v in sd["state"].get(i, {}).items():
+    for n, p in named:
+        for slot, v in opt.state.get(p, {}).items():
             if v is None:  # SGD without momentum keeps momentum_buffer = None
                 continue
             v = torch.as_tensor(v, dtype=torch.float32)
