@@ -80,6 +80,10 @@ static void help(FILE *f) {
             "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
             "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
             "                      a NaN or infinite loss stops it)\n"
+            "  --early-stop N      stop when the test loss (or --early-stop-on acc: the test\n"
+            "                      accuracy) has not improved for N epochs (default 0: off);\n"
+            "                      the files are the last epoch's\n"
+            "  --early-stop-on M   loss (default) or acc\n"
             "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
             "                      name the first op (and block) that makes one (slower)\n"
             "  --dist              data-parallel training on MPI even outside mpirun (under\n"
@@ -107,6 +111,7 @@ static void help(FILE *f) {
 
 static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", NULL};
 static const char *const REDUCE_NAMES[] = {"deterministic", "fast", NULL}; /* --reduce */
+static const char *const EARLY_STOP_NAMES[] = {"loss", "acc", NULL};       /* --early-stop-on */
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15u;
@@ -325,6 +330,7 @@ int cmd_train(int argc, char **argv) {
                      .lr_gamma = 0.1f,
                      .lr_patience = 10,
                      .max_loss = -1,
+                     .early_stop_on = "loss",
                      .accumulate = 1,
                      .reduce = "deterministic"};
     cli_option opts[] = {
@@ -346,6 +352,8 @@ int cmd_train(int argc, char **argv) {
         {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
         CLI_OPT_THREADS(&c->threads),
         {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
+        {"--early-stop", CLI_INT, &c->early_stop, 0, 1e6, false, NULL},
+        {"--early-stop-on", CLI_STR, &c->early_stop_on, 0, 0, false, EARLY_STOP_NAMES},
         {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false, NULL},
         {"--accumulate", CLI_INT, &c->accumulate, 1, 1e6, false, NULL},
         {"--dist", CLI_FLAG, &c->dist, 0, 0, false, NULL},
@@ -364,6 +372,8 @@ int cmd_train(int argc, char **argv) {
         return cli_usage("--momentum is for --optimizer sgd or rmsprop only");
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01f; /* a float32 setting (CLI_F32) */
+    if (cli_opt(opts, n_opts, "--early-stop-on")->given && !c->early_stop)
+        return cli_usage("--early-stop-on needs --early-stop N");
     if (c->dist && !bk_dist_mpi_built())
         return cli_usage(
             "--dist: this brick was built without MPI (build it with make MPI=1, "

@@ -29,13 +29,15 @@ typedef struct train_cfg {
     int64_t epochs, batch, seed, threads;
     double lr, momentum, weight_decay; /* float32 values (CLI_F32), as lr_gamma, lr_min */
     schedule_kind schedule;
-    int64_t lr_t_max;        /* cosine, onecycle: the epochs it anneals over (--epochs of the first run) */
-    int64_t lr_step_size;    /* step: epochs between decays (0: not given) */
-    double lr_gamma, lr_min; /* lr_gamma: step's factor, and plateau's */
-    int64_t lr_patience;     /* plateau: epochs without improvement before a cut */
-    bk_lr_plateau plateau;   /* plateau: its state, saved in the checkpoint */
-    double lr_now;           /* plateau: the lr in use (the state's other half) */
-    double max_loss;         /* < 0: the default, 1000 ln(classes) */
+    int64_t lr_t_max;          /* cosine, onecycle: the epochs it anneals over (--epochs of the first run) */
+    int64_t lr_step_size;      /* step: epochs between decays (0: not given) */
+    double lr_gamma, lr_min;   /* lr_gamma: step's factor, and plateau's */
+    int64_t lr_patience;       /* plateau: epochs without improvement before a cut */
+    bk_lr_plateau plateau;     /* plateau: its state, saved in the checkpoint */
+    double lr_now;             /* plateau: the lr in use (the state's other half) */
+    double max_loss;           /* < 0: the default, 1000 ln(classes) */
+    int64_t early_stop;        /* --early-stop: epochs without a better test metric (0: off) */
+    const char *early_stop_on; /* --early-stop-on: "loss" or "acc" */
     bool detect_anomaly;
     int64_t accumulate; /* micro-batches per step (--accumulate) */
     bool dist;          /* --dist: MPI even outside mpirun */
@@ -62,7 +64,9 @@ typedef struct run {
     bk_loader *loader;
     cli_epoch *hist;
     int n_hist, done_epochs;
-    double epoch_lr; /* the lr the last epoch ended with (printed) */
+    double epoch_lr;   /* the lr the last epoch ended with (printed) */
+    double es_best;    /* --early-stop: the best test metric so far (loss: lowest, acc: highest) */
+    int es_best_epoch; /* and its epoch (1-based; 0: none yet) */
     int64_t step;
     epoch_pos pos;                /* of the epoch in progress */
     bool resume_mid;              /* pos came from a checkpoint written inside an epoch */

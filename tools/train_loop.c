@@ -362,6 +362,19 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
     return rc;
 }
 
+/* --early-stop: takes the test metric of epoch e (1-based) into the best so far; true when
+ * the last early_stop epochs brought no improvement (strictly better counts). Every rank
+ * sees the same metrics, so every rank decides the same. */
+static bool early_stop_now(run *r, int e, double test_loss, double test_acc) {
+    bool on_acc = !strcmp(r->c.early_stop_on, "acc");
+    double v = on_acc ? -test_acc : test_loss; /* lower is better */
+    if (r->es_best_epoch == 0 || v < r->es_best) {
+        r->es_best = v;
+        r->es_best_epoch = e;
+    }
+    return r->c.early_stop > 0 && e - r->es_best_epoch >= r->c.early_stop;
+}
+
 static int train_loop(run *r) {
     cli_progress pg;
     cli_progress_init(&pg, isatty(2) && r->slots.rank == 0);
@@ -370,7 +383,11 @@ static int train_loop(run *r) {
     r->interrupt_repeat = getenv("BRICK_TEST_INTERRUPT_REPEAT");
     if (!r->interrupt_repeat) r->interrupt_repeat = "";
     int64_t first_step = r->step;
-    while (r->done_epochs < r->c.epochs) {
+    r->es_best_epoch = 0; /* a resumed run: the epochs it has done count (their history) */
+    bool stop_early = false;
+    for (int i = 0; i < r->n_hist && !stop_early; i++)
+        stop_early = early_stop_now(r, r->hist[i].epoch, r->hist[i].test_loss, r->hist[i].test_acc);
+    while (r->done_epochs < r->c.epochs && !stop_early) {
         if (stop_now(r)) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
         cli_epoch e = {r->done_epochs + 1, 0, 0, 0, 0, 0};
@@ -396,7 +413,12 @@ static int train_loop(run *r) {
         rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
         if ((rc = cli_dist_agree(rc, &r->agreed))) return rc;
         if (r->slots.rank != 0) r->done_epochs++;
+        stop_early = early_stop_now(r, e.epoch, e.test_loss, e.test_acc);
     }
+    if (stop_early && r->slots.rank == 0)
+        printf("early stop: the test %s has not improved for %" PRId64 " epochs (best %.4f, epoch %d)\n",
+               strcmp(r->c.early_stop_on, "acc") ? "loss" : "accuracy", r->c.early_stop,
+               strcmp(r->c.early_stop_on, "acc") ? r->es_best : -r->es_best, r->es_best_epoch);
     if (r->slots.rank != 0) return CLI_OK;
     if (r->slots.world > 1 && r->step > first_step) /* waiting for slower ranks included */
         printf("gradient reduction: %.3f s in %" PRId64 " steps, %.3f ms per step (%s)\n",
