@@ -318,6 +318,7 @@ int main(void) {
     RUN(layers);
     RUN(attention_layers);
     RUN(parameter_init);
+    RUN(containers);
     RUN(safetensors_files);
     RUN(optimizers);
     RUN(lr_schedules);

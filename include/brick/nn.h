@@ -183,6 +183,21 @@ int bk_nn_sequential_append(bk_module *seq, bk_module *block);
 int bk_nn_sequential_len(const bk_module *seq);
 bk_module *bk_nn_sequential_get(const bk_module *seq, int index); /* negative counts from end */
 
+/* nn.ModuleList / nn.ModuleDict: containers of blocks with no forward of their own (forward
+ * fails saying so); their children are registered, so named_parameters ("0.weight",
+ * "enc.bias"), state dicts, train/eval, apply and print(net) include them. Read them with
+ * bk_module_child / bk_module_child_by_name and n_children.
+ *   bk_nn_module_list_append: adds block under the next index name ("0", "1", ...).
+ *   bk_nn_module_dict_set: adds block under key (a valid block name: not empty, no '.'), or
+ *     replaces the child under an existing key in place (the old one is freed), as torch's
+ *     dict[key] = block.
+ * Both take ownership of block in every case (freed on failure, as bk_module_add) and
+ * return 0, or -1 with an error for a container of another kind, a NULL block or a bad key. */
+bk_module *bk_nn_module_list(void);
+bk_module *bk_nn_module_dict(void);
+int bk_nn_module_list_append(bk_module *list, bk_module *block);
+int bk_nn_module_dict_set(bk_module *dict, const char *key, bk_module *block);
+
 
 /* ------------------------------------------------------------------------------------ */
 /* Parameter initialisation (torch.nn.init)                                             */

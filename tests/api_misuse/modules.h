@@ -408,3 +408,30 @@ TEST(parameter_init) {
     ACCEPTS(bk_init_trunc_normal(w, NULL, 0, 1, -INFINITY, INFINITY) == 0 && isfinite(w->data[0]),
             "infinite bounds: an untruncated normal");
 }
+
+/* ---- containers (ModuleList, ModuleDict) ------------------------------------------------------------ */
+
+TEST(containers) {
+    bk_module *l = bk_nn_module_list(), *d = bk_nn_module_dict();
+    CANNOT_FAIL(freed(bk_nn_module_list()), "no arguments (out of memory aside)");
+    CANNOT_FAIL(freed(bk_nn_module_dict()), "no arguments (out of memory aside)");
+    EACH_BAD_MODULE("ModuleList.append", bk_nn_module_list_append(M, bk_nn_relu()));
+    MISUSE(bk_nn_module_list_append(d, bk_nn_relu()), "ModuleList.append",
+           "expected a ModuleList, got ModuleDict");
+    MISUSE(bk_nn_module_list_append(l, NULL), "child \"0\" is NULL");
+    MISUSE(bk_nn_module_list_append(l, &FOREIGN_M), "child \"0\"", "not a live module");
+    EACH_BAD_MODULE("ModuleDict.set", bk_nn_module_dict_set(M, "k", bk_nn_relu()));
+    MISUSE(bk_nn_module_dict_set(l, "k", bk_nn_relu()), "ModuleDict.set",
+           "expected a ModuleDict, got ModuleList");
+    MISUSE(bk_nn_module_dict_set(d, NULL, bk_nn_relu()), "ModuleDict", "invalid name");
+    MISUSE(bk_nn_module_dict_set(d, "a.b", bk_nn_relu()), "ModuleDict", "invalid name \"a.b\"");
+    MISUSE(bk_nn_module_dict_set(d, "k", NULL), "child \"k\" is NULL");
+    CHECK(bk_nn_module_dict_set(d, "k", bk_nn_relu()) == 0);
+    MISUSE(bk_nn_module_dict_set(d, "k", &FOREIGN_M), "ModuleDict.set", "not a live module");
+    ACCEPTS(bk_nn_module_dict_set(d, "k", bk_nn_tanh()) == 0 &&
+                !strcmp(bk_module_name(bk_module_child(d, 0)), "Tanh"),
+            "an existing key: replaced in place, as torch's dict[key] = block");
+    MISUSE(bk_forward(l, ones(BK_SHAPE(2))), "ModuleList has no forward");
+    bk_module_free(l);
+    bk_module_free(d);
+}
