@@ -319,6 +319,7 @@ int main(void) {
     RUN(attention_layers);
     RUN(parameter_init);
     RUN(containers);
+    RUN(forward_hooks);
     RUN(safetensors_files);
     RUN(optimizers);
     RUN(lr_schedules);

@@ -48,6 +48,7 @@ struct bk_module {
     int n_buffers, cap_buffers;
     bool training;
     int refcount;
+    struct bk_module_hooks *hooks; /* forward (pre-)hooks; NULL without (bk_module_add_*_hook) */
 };
 
 /* Allocates a zeroed block of `size` bytes (>= sizeof(bk_module)) whose base is set up
@@ -72,6 +73,25 @@ bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64
 bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape, bool persistent);
 /* Freezes or unfreezes a parameter (requires_grad_). */
 int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
+
+/* Forward hooks (torch's register_forward_pre_hook / register_forward_hook), run by
+ * bk_forward in the order they were added:
+ *   pre-hook: before the block's forward, returns the input to give it (x itself, or
+ *     another tensor: torch's "return a modified input");
+ *   hook: after it, given the input and the output y, returns the output to pass on (y, or
+ *     a replacement).
+ * A hook that returns NULL fails the forward (leave a message with bk_set_error; without
+ * one the message names the hook). Hooks see every call, also under no-grad; ud is the
+ * caller's. Each add returns a handle (>= 0) for bk_module_remove_hook, or -1 with an error
+ * for a bad block, a NULL fn or out of memory. The block frees its hooks, not ud.
+ * Activation statistics, feature extraction: examples/11_hooks.c. */
+typedef bk_tensor *(*bk_forward_pre_hook)(bk_module *m, bk_tensor *x, void *ud);
+typedef bk_tensor *(*bk_forward_hook)(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud);
+int bk_module_add_forward_pre_hook(bk_module *m, bk_forward_pre_hook fn, void *ud);
+int bk_module_add_forward_hook(bk_module *m, bk_forward_hook fn, void *ud);
+/* Removes the hook with that handle (handle.remove()). 0, or -1 with an error when m has
+ * no such hook. */
+int bk_module_remove_hook(bk_module *m, int handle);
 
 /* Runs the block: m->cls->forward(m, x). NULL in, NULL out. On failure the error is
  * prefixed with the innermost failing block's class name (except anomaly-mode messages,

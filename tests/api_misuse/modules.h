@@ -435,3 +435,26 @@ TEST(containers) {
     bk_module_free(l);
     bk_module_free(d);
 }
+
+/* ---- forward hooks ------------------------------------------------------------------------------------ */
+
+static bk_tensor *pre_same(bk_module *m, bk_tensor *x, void *ud) { return (void)m, (void)ud, x; }
+static bk_tensor *post_same(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud) {
+    return (void)m, (void)x, (void)ud, y;
+}
+
+TEST(forward_hooks) {
+    bk_module *lin = bk_nn_linear(2, 2);
+    EACH_BAD_MODULE("module_add_forward_pre_hook", bk_module_add_forward_pre_hook(M, pre_same, NULL));
+    MISUSE(bk_module_add_forward_pre_hook(lin, NULL, NULL), "module_add_forward_pre_hook", "Linear",
+           "fn is NULL");
+    EACH_BAD_MODULE("module_add_forward_hook", bk_module_add_forward_hook(M, post_same, NULL));
+    MISUSE(bk_module_add_forward_hook(lin, NULL, NULL), "module_add_forward_hook", "fn is NULL");
+    ACCEPTS(bk_module_add_forward_hook(lin, post_same, NULL) == 0, "ud NULL: the hook's business");
+    EACH_BAD_MODULE("module_remove_hook", bk_module_remove_hook(M, 0));
+    MISUSE(bk_module_remove_hook(lin, 7), "module_remove_hook", "Linear has no hook 7");
+    MISUSE(bk_module_remove_hook(lin, -1), "module_remove_hook", "no hook -1");
+    CHECK(bk_module_remove_hook(lin, 0) == 0);
+    MISUSE(bk_module_remove_hook(lin, 0), "module_remove_hook", "no hook 0");
+    bk_module_free(lin);
+}
