@@ -155,7 +155,8 @@ double bk_lr_cosine(double base_lr, int epoch, int total_epochs, double min_lr);
  *     [0, 1] (torch's ranges).
  *   bk_lr_lambda: LambdaLR(lr_lambda): base_lr fn(step, ud). NaN with an error for a NULL
  *     fn, step < 0, or a factor fn returns that is NaN or infinite. */
-double bk_lr_linear(double base_lr, int64_t step, int64_t total_iters, double start_factor, double end_factor);
+double bk_lr_linear(double base_lr, int64_t step, int64_t total_iters, double start_factor,
+                    double end_factor);
 double bk_lr_lambda(double base_lr, int64_t step, double (*fn)(int64_t step, void *ud), void *ud);
 
 /* OneCycleLR (Smith's 1cycle): from max_lr / div_factor up to max_lr over the first
