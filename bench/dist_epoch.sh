@@ -59,7 +59,7 @@ configs=("brick 1x1" "brick 1x2" "brick 2x1" "brick 4x1")
 declare -A times comm cpu
 run_one() { # CONFIG -> appends the epoch seconds (and the reduction ms per step)
     local c=$1 out=$tmp/run.out secs ms
-    local b=(/usr/bin/time -o "$tmp/cpu" -f "%U %S" "$brick" train --model "$model" --data "$data" --epochs 1 "${recipe[@]}" --out "$tmp/m.safetensors")
+    local b=(/usr/bin/time -o "$tmp/cpu" -f "%U %S" "$brick" train --model "$model" --data "$data" --epochs 1 "${recipe[@]}" --force --out "$tmp/m.safetensors")
     local mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1
                -x OMP_WAIT_POLICY)
     case $c in

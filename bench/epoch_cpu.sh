@@ -52,7 +52,7 @@ per_epoch() {
 echo "MLP epoch CPU time, $threads thread(s), $runs rounds; $(nproc) CPUs ($(cpu_model)); $(date -u '+%Y-%m-%d %H:%M UTC')"
 for r in $(seq 1 "$runs"); do
     for i in "${!bricks[@]}"; do
-        per_epoch "brick$i" "${bricks[$i]}" train "${recipe[@]}" --out "$tmp/m.safetensors"
+        per_epoch "brick$i" "${bricks[$i]}" train "${recipe[@]}" --force --out "$tmp/m.safetensors"
     done
     if [ "$torch" = 1 ]; then
         per_epoch torch env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \

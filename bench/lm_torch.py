@@ -3,7 +3,7 @@
 loop (tools/cmd_lm.c, docs/text.md) rebuilt with torch.nn.
 
     OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/lm_torch.py
-        [--text data/text/fortunes-sample.txt] [--context 64] [--d-model 64] [--layers 2]
+        [--text data/text/fortunes-sample.txt] [--arch transformer|lstm|gru] [--context 64] [--d-model 64] [--layers 2]
         [--heads 4] [--ff 256] [--positions learned|sinusoidal] [--steps 2000]
         [--batch-size 32] [--lr 3e-3] [--eval-every 250] [--seed 0] [--threads T]
         [--init FILE]
@@ -16,6 +16,10 @@ The model, module for module and with brick's state-dict names:
             batch_first, norm_first) x layers, norm=LayerNorm(d)), run with the additive
             causal mask (-inf above the diagonal); torch deep-copies the layer, as brick does
   head      Linear(d, V) -> logits (B*T, V)
+or, with --arch lstm | gru, D2L's RNNModel (train-lm's CharRNN):
+  rnn       LSTM / GRU(V, d, num_layers=layers, batch_first=True) on one-hot ids (B, T, V),
+            from zero states
+  head      Linear(d, V) on every step -> logits (B*T, V)
 PyTorch's default init everywhere (the distributions brick's init follows; the values
 differ, the generators being different). --init FILE starts from the weights of a brick
 model file instead (`brick train-lm --steps 0 --out FILE` writes its initial weights), so
@@ -115,6 +119,19 @@ class CharGPT(nn.Module):
         return self.head(h.reshape(b * t, h.shape[2]))
 
 
+class CharRNN(nn.Module):
+    def __init__(self, vocab, d, layers, arch):
+        super().__init__()
+        self.vocab = vocab
+        self.rnn = (nn.LSTM if arch == "lstm" else nn.GRU)(vocab, d, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, ids):  # ids (B, T) int64 -> logits (B*T, V)
+        b, t = ids.shape
+        h, _ = self.rnn(F.one_hot(ids, self.vocab).float())
+        return self.head(h.reshape(b * t, h.shape[2]))
+
+
 def st_read(path):
     """The F32 tensors of a safetensors file (Debian has no safetensors package)."""
     with open(path, "rb") as f:
@@ -151,6 +168,7 @@ def evaluate(model, val, ctx):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--text", default="data/text/fortunes-sample.txt")
+    ap.add_argument("--arch", choices=["transformer", "lstm", "gru"], default="transformer")
     ap.add_argument("--context", type=int, default=64)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
@@ -189,7 +207,10 @@ def main():
     bigram = -logp[tv_in, tv_out].sum() / (windows * ctx)
 
     torch.manual_seed(a.seed)
-    model = CharGPT(V, ctx, a.d_model, a.layers, a.heads, a.ff, a.positions == "learned")
+    if a.arch == "transformer":
+        model = CharGPT(V, ctx, a.d_model, a.layers, a.heads, a.ff, a.positions == "learned")
+    else:
+        model = CharRNN(V, a.d_model, a.layers, a.arch)
     if a.init:
         model.load_state_dict(st_read(a.init), strict=True)
     params = sum(p.numel() for p in model.parameters())
@@ -199,8 +220,10 @@ def main():
     train_t = torch.from_numpy(train)
     offs = torch.arange(ctx)
     print(f"text {a.text}: {n} characters, vocabulary {V}; train {n_train}, validation {n - n_train}")
-    print(f"model: context {ctx}, d_model {a.d_model}, {a.layers} layers, {a.heads} heads, ff {a.ff}, "
-          f"{a.positions} positions, {params} parameters; torch {torch.__version__}, "
+    desc = (f"context {ctx}, d_model {a.d_model}, {a.layers} layers, {a.heads} heads, ff {a.ff}, "
+            f"{a.positions} positions" if a.arch == "transformer" else
+            f"{a.arch}, context {ctx}, hidden {a.d_model}, {a.layers} layers, one-hot inputs")
+    print(f"model: {desc}, {params} parameters; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads{', init from ' + a.init if a.init else ''}")
     sys.stdout.flush()
     t0 = time.perf_counter()

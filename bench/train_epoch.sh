@@ -105,7 +105,7 @@ for t in $threads; do
     for r in $(seq 1 "$runs"); do
         load1 >>"$tmp/loads"
         out=$tmp_keep/brick-t$t-r$r.safetensors
-        if ! OMP_WAIT_POLICY=PASSIVE run_timed "$tmp/rss" "$brick" train "${recipe[@]}" --data "$data" --threads "$t" --out "$out" \
+        if ! OMP_WAIT_POLICY=PASSIVE run_timed "$tmp/rss" "$brick" train "${recipe[@]}" --data "$data" --threads "$t" --force --out "$out" \
             >"$tmp_keep/brick-t$t-r$r.log" 2>&1; then
             echo "train_epoch.sh: brick train failed:" >&2
             cat "$tmp_keep/brick-t$t-r$r.log" >&2
@@ -164,7 +164,7 @@ t1=$(cut -d' ' -f1 <<<"$threads")
 a=$tmp_keep/brick-t$t1-r1.safetensors
 b=$tmp_keep/brick-t$t1-r2.safetensors
 if [ "$runs" -lt 2 ] && [ "$repro" = 1 ]; then
-    "$brick" train "${recipe[@]}" --data "$data" --threads "$t1" --out "$b" >/dev/null 2>&1
+    "$brick" train "${recipe[@]}" --data "$data" --threads "$t1" --force --out "$b" >/dev/null 2>&1
 fi
 repro_check "$a" "$b" "seed 0, threads $t1" ||
     echo "reproducibility not checked (one run; pass --repro to add a second brick run)"

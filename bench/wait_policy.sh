@@ -58,7 +58,7 @@ for r in $(seq 1 "$runs"); do
         cut -d' ' -f1 /proc/loadavg >>"$tmp/$p.load"
         if ! env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$e" /usr/bin/time -f '%U %S' -o "$tmp/time" \
             "$brick" train --model "$model" --epochs "$epochs" --lr 0.1 --batch-size 256 --seed 0 \
-            --data "$data" --threads "$threads" --out "$tmp/m.safetensors" >"$tmp/log" 2>&1; then
+            --data "$data" --threads "$threads" --force --out "$tmp/m.safetensors" >"$tmp/log" 2>&1; then
             echo "wait_policy.sh: brick train failed under $e:" >&2
             cat "$tmp/log" >&2
             exit 1

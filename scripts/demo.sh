@@ -15,5 +15,5 @@ bash scripts/deps.sh --build-only
 make -j"${JOBS:-2}" tools
 mkdir -p build/demo
 build/brick train --model mlp --epochs 10 --batch-size 256 --lr 0.1 --optimizer sgd --seed 0 \
-    --out build/demo/mlp.safetensors "$@"
+    --force --out build/demo/mlp.safetensors "$@"
 echo "model, log and plot: build/demo/mlp.safetensors, build/demo/mlp.csv, build/demo/mlp.svg"

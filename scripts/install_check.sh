@@ -43,6 +43,26 @@ if [ -n "$(ls tools/*.c 2>/dev/null)" ]; then
         sed 's/^/    | /' "$tmp/brick.out"
     fi
 fi
+if [ -x "$prefix/bin/brick" ]; then
+    # The installed CLI finds what ships with it (<prefix>/share/brick) from any directory.
+    if (cd "$tmp" && "$prefix/bin/brick" train-lm --steps 0 --out "$tmp/lm.safetensors") >"$tmp/lm.out" 2>&1 &&
+        grep -q "^text $prefix/share/brick/text/fortunes-sample.txt: " "$tmp/lm.out"; then
+        pass "installed CLI: train-lm finds its default text from another directory"
+    else
+        fail "installed CLI: train-lm's default text"
+        sed 's/^/    | /' "$tmp/lm.out"
+    fi
+    if [ -e /usr/share/datasets/fashion-mnist ]; then
+        echo "SKIP  installed CLI: the bundled data set (the full one in /usr/share/datasets comes first)"
+    elif (cd "$tmp" && env -u BRICK_DATA "$prefix/bin/brick" train --model softmax --epochs 1 \
+        --out "$tmp/s.safetensors") >"$tmp/train.out" 2>&1 &&
+        grep -q "^data: $prefix/share/brick/fashion-mnist-subset (the bundled subset" "$tmp/train.out"; then
+        pass "installed CLI: train finds the bundled data set from another directory"
+    else
+        fail "installed CLI: train's bundled data set"
+        sed 's/^/    | /' "$tmp/train.out"
+    fi
+fi
 echo "installed into $prefix:" $(cd "$prefix" && find . -type f -o -type l | sort)
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig

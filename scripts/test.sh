@@ -13,7 +13,8 @@
 #   5. scripts/install_check.sh      (make install to a temporary prefix + consumer program)
 #   6. scripts/format_check.sh       (every C file as .clang-format says; skipped with a
 #                                     warning when clang-format is not installed)
-#   7. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
+#   7. make CC=clang BUILD=build-clang (the tree builds with clang's warnings as errors too)
+#   8. fuzz/run.sh all $FUZZ_SECONDS (each libFuzzer target for FUZZ_SECONDS, default 60;
 #                                     only when clang can link a libFuzzer program here)
 # The last line is "N passed, M failed", summed over the stages' own counts (a stage that
 # fails before reporting counts as one failure). Exit status 1 on any failure.
@@ -82,6 +83,15 @@ if command -v clang-format >/dev/null; then
         { echo "0 passed, 1 failed"; exit 1; }'
 else
     echo; echo "=== format check: skipped (clang-format is not installed; scripts/deps.sh installs it)"
+fi
+if command -v clang >/dev/null; then
+    # the whole tree with clang's warnings as errors (a user's compiler too; gcc's build
+    # above is the one that runs the tests)
+    stage "clang build (-Werror)" bash -c 'make -j"$1" CC=clang BUILD=build-clang >/dev/null &&
+        echo "1 passed, 0 failed" || { make CC=clang BUILD=build-clang 2>&1 | grep -E "error|warning" | head -n 20;
+        echo "0 passed, 1 failed"; exit 1; }' _ "$jobs"
+else
+    echo; echo "=== clang build: skipped (clang is not installed; scripts/deps.sh installs it)"
 fi
 
 # clang with libFuzzer: can it link a fuzz target?

@@ -149,6 +149,23 @@ static inline int parity_backward(bk_tensor *y, const bk_safetensors *ref) {
     return rc;
 }
 
+/* The loss of several named outputs: L = sum over i of sum(outs[i] * ref's
+ * "<names[i]>.upstream"). NULL when an output or an upstream is missing. */
+static inline bk_tensor *parity_outputs_loss(const bk_safetensors *ref, int n, char *const *names,
+                                             bk_tensor *const *outs) {
+    bk_tensor *loss = NULL;
+    for (int i = 0; i < n; i++) {
+        char up[128];
+        snprintf(up, sizeof up, "%s.upstream", names[i]);
+        const bk_tensor *u = bk_safetensors_get(ref, up);
+        bk_tensor *term = u && outs[i] ? bk_sum(bk_mul(outs[i], bk_from_data(u->ndim, u->shape, u->data)))
+                                       : NULL;
+        if (!term) return NULL;
+        loss = i == 0 ? term : bk_add(loss, term);
+    }
+    return loss;
+}
+
 /* Worst errors over a group of comparisons (a case, or one optimizer step), and how a
  * group compares: exact (bit for bit, up to the sign of zero) or nan_equal (a NaN in
  * torch's tensor must be a NaN in brick's; otherwise a NaN never passes). */

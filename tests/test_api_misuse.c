@@ -320,6 +320,7 @@ int main(void) {
     RUN(parameter_init);
     RUN(containers);
     RUN(forward_hooks);
+    RUN(recurrent_layers);
     RUN(safetensors_files);
     RUN(optimizers);
     RUN(lr_schedules);

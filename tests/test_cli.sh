@@ -133,15 +133,15 @@ if [[ $out$err != *$'\r'* ]]; then ok "train: no progress bar when not a termina
 for f in m.safetensors m.ckpt.safetensors m.csv m.svg; do
     if [ -s "$tmp/$f" ]; then ok "train wrote $f"; else bad "train wrote $f" "missing or empty"; fi
 done
-if [ "$(head -n 1 "$tmp/m.csv")" = "epoch,train_loss,train_acc,test_loss,test_acc,seconds" ] &&
-    [ "$(wc -l <"$tmp/m.csv")" -eq 3 ] && grep -Eq '^2,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+$' "$tmp/m.csv"; then
-    ok "CSV log: header and one row per epoch"
+if [ "$(head -n 1 "$tmp/m.csv")" = "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" ] &&
+    [ "$(wc -l <"$tmp/m.csv")" -eq 3 ] && grep -Eq '^2,[0-9.]+,[0-9.]+,[0-9.]+,[0-9.]+,0\.1,[0-9.]+$' "$tmp/m.csv"; then
+    ok "CSV log: header and one row per epoch, with the lr"
 else
     bad "CSV log" "$(cat "$tmp/m.csv")"
 fi
 if grep -q '<svg' "$tmp/m.svg" && grep -q 'train loss' "$tmp/m.svg" && grep -q 'test acc' "$tmp/m.svg" &&
-    [ "$(grep -c '<polyline' "$tmp/m.svg")" -eq 3 ] && tail -n 1 "$tmp/m.svg" | grep -q '</svg>'; then
-    ok "SVG plot: three curves and a legend"
+    grep -q 'test loss' "$tmp/m.svg" && [ "$(grep -c '<polyline' "$tmp/m.svg")" -eq 4 ] && tail -n 1 "$tmp/m.svg" | grep -q '</svg>'; then
+    ok "SVG plot: four curves (train/test loss and accuracy) and a legend"
 else
     bad "SVG plot" "$(head -c 300 "$tmp/m.svg")"
 fi
@@ -151,6 +151,34 @@ if grep -aq '"brick.arch":"mlp:hidden=256"' "$m" && grep -aq '"brick.format":"br
 else
     bad "model file metadata" "$(head -c 600 "$m" | tr -c '[:print:]' .)"
 fi
+
+# An earlier run's files are not replaced by a new run unless --force is given.
+cp "$m" "$tmp/m.before"
+usage "train: --out of an earlier run" "brick train" "m.safetensors exists .*--force.*--resume .*m.ckpt.safetensors" \
+    "$brick" train --model mlp --data "$data" --epochs 1 --out "$m"
+if cmp -s "$m" "$tmp/m.before"; then ok "the refused run left the earlier model file alone"; else bad "refused run changed $m"; fi
+rm -f "$tmp/m.before"
+
+# --keep-best: STEM.best.safetensors holds the epoch of the highest test accuracy.
+kb=$tmp/kb.safetensors
+run "$brick" train --model mlp --data "$data" --epochs 3 --batch-size 256 --lr 0.5 --seed 3 --keep-best --out "$kb"
+best_row=$(tail -n +2 "$tmp/kb.csv" | sort -t, -k5,5gr -k1,1n | head -n 1)
+best_epoch=${best_row%%,*}
+if [ "$rc" -eq 0 ] && [ -s "$tmp/kb.best.safetensors" ] &&
+    grep -q "^best epoch $best_epoch (test acc " <<<"$out" &&
+    grep -aq "\"brick.epoch\":\"$best_epoch\"" "$tmp/kb.best.safetensors"; then
+    ok "--keep-best: kb.best.safetensors is epoch $best_epoch, the best of the log"
+else
+    bad "--keep-best" "exit $rc, best row $best_row" "stdout: ${out:0:600}" "stderr: ${err:0:300}"
+fi
+run "$brick" eval "$tmp/kb.best.safetensors" --data "$data"
+if [ "$rc" -eq 0 ] && grep -q "test accuracy $(cut -d, -f5 <<<"$best_row" | cut -c1-6)" <<<"$out"; then
+    ok "--keep-best: the best model evaluates to the logged accuracy"
+else
+    bad "--keep-best eval" "exit $rc, want $best_row" "${out:0:300}" "${err:0:300}"
+fi
+run "$brick" train --model mlp --data "$data" --epochs 1 --batch-size 256 --seed 3 --force --out "$kb"
+if [ "$rc" -eq 0 ]; then ok "train --force replaces an earlier run's files"; else bad "--force" "exit $rc: ${err:0:300}"; fi
 
 # ---- eval, summary, predict ---------------------------------------------------------------
 
@@ -167,6 +195,13 @@ expect "summary FILE shows block shapes" 0 "^1 +Linear +\(1, 256\) +200,960" "$b
 expect "summary --model mlp" 0 "total parameters: 203,530" "$brick" summary --model mlp
 expect "summary --model softmax" 0 "^1 +Linear +\(1, 10\) +7,850" "$brick" summary --model softmax
 expect "summary --model mlp:hidden=32" 0 "^\(total\) +Sequential +\(1, 10\) +25,450" "$brick" summary --model mlp:hidden=32
+# multiply-adds: LeNet's first conv 6*25 weights at 28*28 positions, 416,520 in all (as
+# torchinfo counts them); activations at batch 128: 15,002 floats a sample = 7.3 MiB
+expect "summary: a conv's multiply-adds" 0 "^0 +Conv2d +\(1, 6, 28, 28\) +156 +117,600$" "$brick" summary --model lenet
+expect "summary: multiply-adds per sample" 0 "^multiply-adds per sample: 416,520 " "$brick" summary --model lenet
+expect "summary: the memory of a training batch" 0 \
+    "^memory for a batch of 128 \(float32\): parameters 241.0 KiB, gradients 241.0 KiB, activations 7.3 MiB, total 7.8 MiB$" \
+    "$brick" summary --model lenet --batch-size 128
 
 # A PGM: the first test image, cut out of the IDX file (16-byte header).
 pgm=$tmp/first.pgm
@@ -464,6 +499,18 @@ if command -v script >/dev/null 2>&1; then
     else
         bad "progress bar on a terminal" "exit $rc: $(head -c 300 "$tmp/tty" | tr '\r' '|')"
     fi
+    # a 50-column terminal: no drawn line is wider than 49 columns (a wrapped line cannot
+    # be redrawn; the bar goes first), and the evaluation shows
+    script -qec "stty cols 50; $brick train --model softmax --data $data --epochs 1 --batch-size 64 --force --out $tmp/p.safetensors" \
+        /dev/null >"$tmp/tty" 2>&1 </dev/null
+    rc=$?
+    widest=$(tr '\r' '\n' <"$tmp/tty" | grep -aE '^epoch 1/1 .*(samples/s|evaluating)' | awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }')
+    if [ "$rc" -eq 0 ] && [ "$widest" -gt 0 ] && [ "$widest" -le 49 ] &&
+        grep -aq 'epoch 1/1 evaluating 1000 test images' "$tmp/tty"; then
+        ok "progress bar in a 50-column terminal: lines of at most 49 columns ($widest), evaluation shown"
+    else
+        bad "progress bar in a 50-column terminal" "exit $rc, widest $widest: $(head -c 400 "$tmp/tty" | tr '\r' '|')"
+    fi
 else
     skip "progress bar test" "no util-linux script"
 fi
@@ -501,6 +548,20 @@ usage "models: no options but --help" "brick models" "unknown option" "$brick" m
 run "$brick" train --model help
 check "train --model help: the same list, exit 0, nothing trained" \
     '[ "$rc" -eq 0 ] && [ "$out" = "$models_out" ] && [ ! -e model.safetensors ]'
+check "models: every model has a recipe" \
+    '[ "$(grep -c "^  recipe: " <<<"$models_out")" -eq 5 ] &&
+     grep -qx "  recipe: SGD lr 0.02, momentum 0.9, cosine schedule, batch 128" <<<"$models_out"'
+# brick train takes the recipe for what its flags leave open; another optimizer takes its
+# plain defaults
+run "$brick" train --model lenet --data "$data" --epochs 1 --force --out "$tmp/r.safetensors"
+check "train: lenet's recipe by default" \
+    '[ "$rc" -eq 0 ] && grep -q "^model: lenet (61706 parameters), SGD lr 0.02, momentum 0.9, cosine schedule to 0 over 1 epochs, batch 128," <<<"$out"'
+run "$brick" train --model lenet --data "$data" --epochs 1 --lr 0.01 --batch-size 500 --force --out "$tmp/r.safetensors"
+check "train: flags override their part of the recipe" \
+    '[ "$rc" -eq 0 ] && grep -q "^model: lenet (61706 parameters), SGD lr 0.01, momentum 0.9, cosine schedule to 0 over 1 epochs, batch 500," <<<"$out"'
+run "$brick" train --model lenet --data "$data" --epochs 1 --optimizer adam --lr-schedule none --lr 0.001 --force --out "$tmp/r.safetensors"
+check "train: another --optimizer leaves the recipe's optimizer settings" \
+    '[ "$rc" -eq 0 ] && grep -q "^model: lenet (61706 parameters), Adam lr 0.001, batch 128," <<<"$out"'
 
 # ---- model specs with settings that are not integers (docs/cli.md "Models") ------------
 expect "spec: an activation and a dropout rate" 0 "^mlp:hidden=32,act=gelu,dropout=0.1$" \

@@ -30,7 +30,7 @@ if ! "$py" scripts/make_subset.py --src data/fashion-mnist-subset --out "$tmp/da
     bad "make_subset.py" "$(tail -3 "$tmp/subset.log")"
     bk_done
 fi
-common=(--data "$tmp/data" --epochs 1 --batch-size 50 --threads 1)
+common=(--data "$tmp/data" --epochs 1 --batch-size 50 --threads 1 --force) # (the loops below write the same --out again)
 
 # ---- one process ---------------------------------------------------------------------
 

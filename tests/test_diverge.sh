@@ -40,7 +40,7 @@ cp "$tmp/m.ckpt.safetensors" "$tmp/ckpt.saved"
 
 # ---- --lr 1e6: a finite loss that explodes ----------------------------------------------
 
-run "$brick" train "${common[@]}" --epochs 2 --lr 1e6 --out "$m"
+run "$brick" train "${common[@]}" --epochs 2 --lr 1e6 --force --out "$m"
 one_line_fail "--lr 1e6: exit 1, one line" \
     "^brick train: the loss is diverging at epoch 1, batch [0-9]+ \([0-9.e+]+ > --max-loss 2302.59\): stopped; try a smaller --lr than 1e\+06"
 if ! grep -Eq 'train loss|nan|inf' <<<"$out"; then ok "--lr 1e6: no epoch line with a NaN or huge loss"; else bad "--lr 1e6 printed losses" "${out:0:300}"; fi

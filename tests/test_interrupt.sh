@@ -233,7 +233,7 @@ fi
 h=$tmp/hang.safetensors
 cp "$ref" "$h" # files of an earlier save, which must stay whole
 cp "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"
-BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train "${mlp[@]}" --out "$h" >"$tmp/out" 2>"$tmp/err" &
+BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train "${mlp[@]}" --force --out "$h" >"$tmp/out" 2>"$tmp/err" &
 bg_pid=$!
 wait_for 'test hook: hanging' "$tmp/err"
 sent=0

@@ -8,7 +8,7 @@
 # Checks: a small model trained for 400 steps ends with a validation loss below the
 # add-one bigram baseline printed next to it; generate prints the prompt followed by
 # exactly N sampled characters (and a newline), the same for the same seed; greedy
-# decoding (temperature 0) works; bad flags exit 2 with exactly one line on stderr; a file
+# decoding (temperature 0) works; --arch lstm also beats the baseline and generates; bad flags exit 2 with exactly one line on stderr; a file
 # that is not a language model exits 1. Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -36,6 +36,21 @@ if grep -q '^step *200 .*val [0-9.]* nats/char  (bigram' "$tmp/out"; then
 else
     bad "no periodic validation line at step 200" "$out"
 fi
+
+# ---- --arch lstm: D2L's recurrent model also beats the baseline, and generates ----------
+rmodel=$tmp/lstm.safetensors
+run "$brick" train-lm --arch lstm --text "$text" --context 32 --d-model 64 --layers 1 --batch-size 16 \
+    --lr 1e-2 --steps 300 --eval-every 0 --threads 1 --seed 1 --out "$rmodel"
+rfinal=$(grep '^final:' "$tmp/out")
+read -r rval rbigram < <(echo "$rfinal" | sed -n 's/^final: val loss \([0-9.]*\) nats\/char, bigram baseline \([0-9.]*\).*/\1 \2/p')
+if [ "$rc" -eq 0 ] && grep -q '^model: lstm, ' "$tmp/out" && [ -n "${rval:-}" ] &&
+    awk -v v="$rval" -v b="$rbigram" 'BEGIN { exit !(v < b) }'; then
+    ok "train-lm --arch lstm: validation loss $rval < bigram baseline $rbigram nats/char"
+else
+    bad "train-lm --arch lstm (exit $rc)" "$out" "$err"
+fi
+run "$brick" generate "$rmodel" --prompt "Q:" --length 30 --temperature 0.8 --seed 2
+if [ "$rc" -eq 0 ] && [ ${#out} -eq 32 ]; then ok "generate from an LSTM model"; else bad "generate from an LSTM model (exit $rc)" "$out" "$err"; fi
 
 # ---- generate --------------------------------------------------------------------------
 prompt="The meaning of life is"
@@ -75,6 +90,7 @@ usage_case "bad number" train-lm --steps abc
 usage_case "heads not dividing d-model" train-lm --d-model 30 --heads 4 --steps 1
 usage_case "missing text" train-lm --text "$tmp/nope.txt" --steps 1
 usage_case "bad positions" train-lm --positions rotary
+usage_case "bad arch" train-lm --arch mamba
 usage_case "generate without a file" generate
 usage_case "negative temperature" generate "$model" --temperature -1
 usage_case "generate unknown flag" generate "$model" --frobnicate

@@ -231,15 +231,8 @@ static void run_case(const char *name) {
     int n_out = parity_split_csv(meta(ref, "outputs"), obuf, sizeof obuf, onames, 4);
     bk_tensor *outs[4] = {0};
     CHECK(forward(ref, kind, m, &io, outs) == n_out);
-    bk_tensor *loss = NULL;
-    for (int i = 0; i < n_out; i++) {
-        compare(name, onames[i], outs[i], ref);
-        char up[64];
-        snprintf(up, sizeof up, "%s.upstream", onames[i]);
-        const bk_tensor *u = bk_safetensors_get(ref, up);
-        bk_tensor *term = u ? bk_sum(bk_mul(outs[i], bk_from_data(u->ndim, u->shape, u->data))) : NULL;
-        loss = i == 0 ? term : bk_add(loss, term);
-    }
+    for (int i = 0; i < n_out; i++) compare(name, onames[i], outs[i], ref);
+    bk_tensor *loss = parity_outputs_loss(ref, n_out, onames, outs);
     CHECK(loss != NULL);
     if (!loss) goto done;
     CHECK(bk_backward(loss) == 0);

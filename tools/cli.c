@@ -224,6 +224,23 @@ bool cli_has_fashion_mnist(const char *dir) {
     return true;
 }
 
+bool cli_bundled(const char *rel, char *buf, size_t n) {
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return false;
+    exe[len] = '\0';
+    for (int up = 0; up < 2; up++) { /* <repo>/build/brick or <prefix>/bin/brick */
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+    }
+    static const char *const dirs[] = {"data", "share/brick"};
+    for (int i = 0; i < 2; i++) {
+        int k = snprintf(buf, n, "%s/%s/%s", exe, dirs[i], rel);
+        if (k > 0 && (size_t)k < n && access(buf, R_OK) == 0) return true;
+    }
+    return false;
+}
+
 const char *cli_default_data(char *buf, size_t n, const char **why) {
     const char *env = getenv("BRICK_DATA");
     if (env && *env) {
@@ -236,20 +253,9 @@ const char *cli_default_data(char *buf, size_t n, const char **why) {
         snprintf(buf, n, "/usr/share/datasets/fashion-mnist");
         return buf;
     }
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        /* <repo>/build/brick -> <repo>/data/fashion-mnist-subset */
-        for (int up = 0; up < 2; up++) {
-            char *slash = strrchr(exe, '/');
-            if (slash) *slash = '\0';
-        }
-        snprintf(buf, n, "%s/data/fashion-mnist-subset", exe);
-        if (cli_has_fashion_mnist(buf)) {
-            *why = "the bundled subset (no /usr/share/datasets/fashion-mnist)";
-            return buf;
-        }
+    if (cli_bundled("fashion-mnist-subset", buf, n) && cli_has_fashion_mnist(buf)) {
+        *why = "the bundled subset (no /usr/share/datasets/fashion-mnist)";
+        return buf;
     }
     *why = "the bundled subset, from the current directory";
     snprintf(buf, n, "data/fashion-mnist-subset");

@@ -109,9 +109,14 @@ bool cli_parent_is_dir(const char *path);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
 bool cli_has_fashion_mnist(const char *dir);
 /* The default data directory: $BRICK_DATA, else /usr/share/datasets/fashion-mnist when it
- * holds the files, else <binary>/../../data/fashion-mnist-subset, else
- * ./data/fashion-mnist-subset. Writes it to buf; *why says which rule picked it. */
+ * holds the files, else the bundled subset (cli_bundled), else ./data/fashion-mnist-subset.
+ * Writes it to buf; *why says which rule picked it. */
 const char *cli_default_data(char *buf, size_t n, const char **why);
+/* A file or directory that ships with brick, `rel` under data/: in the source tree
+ * (<tree>/data/REL beside <tree>/build/brick) or installed (<prefix>/share/brick/REL beside
+ * <prefix>/bin/brick, as make install puts it). Writes the first readable one to buf;
+ * false when there is none. */
+bool cli_bundled(const char *rel, char *buf, size_t n);
 
 /* Whether a and b name the same file: the same device and inode when both exist, else
  * the same string. */
@@ -176,14 +181,18 @@ bool cli_parse_shape(const char *s, int *ndim, int64_t *shape);
 
 typedef struct cli_epoch {
     int epoch; /* 1-based */
-    double train_loss, train_acc, test_loss, test_acc, seconds;
+    double train_loss, train_acc, test_loss, test_acc;
+    double lr; /* the epoch's learning rate (NaN in rows of checkpoints older than the column) */
+    double seconds;
 } cli_epoch;
 
-/* "epoch,train_loss,train_acc,test_loss,test_acc,seconds" and one row per epoch. */
+/* "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" and one row per epoch. */
 void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header);
-/* Parses rows written by cli_history_csv(header false); returns the count or -1. */
+/* Parses rows written by cli_history_csv(header false), with or without the lr column
+ * (checkpoints written before it had none); returns the count or -1. */
 int cli_history_parse(const char *s, cli_epoch *h, int max);
-/* An SVG line plot of train loss, train acc and test acc against epoch (like D2L's). */
+/* An SVG line plot of train loss, train acc, test loss and test acc against epoch (like
+ * D2L's). */
 void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);
 
 /* ---- the progress bar (progress.c) --------------------------------------------------- */
@@ -202,6 +211,10 @@ void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches)
 void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss);
 /* Erases the bar (so that the epoch's summary line can take its place). */
 void cli_progress_clear(cli_progress *p);
+/* A status line in place of the bar ("epoch 3/10 WHAT"), until the next update or clear. */
+void cli_progress_note(cli_progress *p, const char *what);
+/* The width of the terminal on stderr ($COLUMNS, else 80, when it has none). */
+int cli_terminal_columns(void);
 
 /* ---- one optimizer step (train_loop.c): brick train and brick train-lm ---------------- */
 
@@ -301,5 +314,17 @@ int cmd_models(int argc, char **argv);
  * (NULL: all). CLI_OK, or CLI_USAGE for an unknown name (message printed). For
  * `brick train --model help`. */
 int cli_models_print(const char *name);
+
+/* What `brick train` uses for a model when its flags do not say otherwise: settings that
+ * train the model well on Fashion-MNIST in 10 epochs (README's table). */
+typedef struct cli_recipe {
+    const char *model, *optimizer, *schedule; /* schedule: a SCHEDULE_NAMES word */
+    double lr, momentum, weight_decay;
+    int64_t batch;
+} cli_recipe;
+/* The recipe of the model a spec names ("resnet:width=8": resnet's), or NULL. */
+const cli_recipe *cli_recipe_for(const char *spec);
+/* "SGD lr 0.02, momentum 0.9, cosine schedule, batch 128" into buf. */
+void cli_recipe_describe(const cli_recipe *r, char *buf, size_t n);
 
 #endif

@@ -1,9 +1,12 @@
-/* cmd_lm.c - `brick train-lm` and `brick generate`: a character-level, decoder-only
- * Transformer language model (docs/text.md).
+/* cmd_lm.c - `brick train-lm` and `brick generate`: a character-level language model,
+ * a decoder-only Transformer or D2L's recurrent one (docs/text.md).
  *
- * The model ("char-gpt"): token Embedding(V, d) + positions (learned, or the sinusoidal
- * PositionalEncoding) -> TransformerEncoder of N norm_first layers run with the causal
- * mask, its final LayerNorm(d) -> Linear(d, V). Dropout is 0.
+ * --arch transformer ("char-gpt", the default): token Embedding(V, d) + positions (learned,
+ * or the sinusoidal PositionalEncoding) -> TransformerEncoder of N norm_first layers run
+ * with the causal mask, its final LayerNorm(d) -> Linear(d, V). Dropout is 0.
+ * --arch lstm | gru (D2L's RNNModel, "Concise Implementation of Recurrent Neural
+ * Networks"): one-hot ids (B, T, V) -> LSTM / GRU(V, d, N layers, batch_first) from zero
+ * states -> Linear(d, V) on every step.
  *
  * train-lm reads a text file (bytes >= 128, '\r' and NUL are dropped, so the vocabulary is
  * ASCII), splits it 90/10 by position into train and validation, trains with AdamW on
@@ -14,8 +17,9 @@
  *
  * The model file is a safetensors state dict with metadata "brick.format" = "brick-lm-1",
  * "brick.lm.vocab" (the vocabulary, as one string in id order) and the hyperparameters
- * ("brick.lm.context", "brick.lm.d_model", "brick.lm.layers", "brick.lm.heads",
- * "brick.lm.ff", "brick.lm.positions"), so that generate rebuilds it from the file alone.
+ * ("brick.lm.arch" (absent in files older than it: transformer), "brick.lm.context",
+ * "brick.lm.d_model", "brick.lm.layers", "brick.lm.heads", "brick.lm.ff",
+ * "brick.lm.positions"), so that generate rebuilds it from the file alone.
  *
  * Exit statuses as every command: 0, 1 runtime failure, 2 usage error (one line).
  */
@@ -24,6 +28,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +38,21 @@
 
 /* ---- the model ------------------------------------------------------------------------ */
 
+/* --arch, in the order of LM_ARCHS */
+typedef enum { LM_TRANSFORMER, LM_LSTM, LM_GRU, LM_ARCH_COUNT } lm_arch;
+static const char *const LM_ARCHS[LM_ARCH_COUNT] = {"transformer", "lstm", "gru"};
+
 typedef struct lm_hparams {
     int64_t vocab, context, d_model, layers, heads, ff;
     bool learned; /* learned positions, else sinusoidal */
+    lm_arch arch;
 } lm_hparams;
+
+static int lm_arch_of(const char *name) {
+    for (int i = 0; i < LM_ARCH_COUNT; i++)
+        if (!strcmp(name, LM_ARCHS[i])) return i;
+    return -1;
+}
 
 typedef struct lm_model {
     bk_module base;
@@ -62,7 +78,56 @@ static bk_tensor *lm_forward(bk_module *self, bk_tensor *x) {
 
 static const bk_module_class LM_CLASS = {"CharGPT", lm_forward, NULL, NULL};
 
+/* D2L's RNNModel: one-hot ids -> LSTM / GRU -> Linear on every step. */
+typedef struct lm_rnn {
+    bk_module base;
+    bk_module *rnn, *head;
+    int64_t vocab;
+} lm_rnn;
+
+/* x: ids (B, T) as floats -> logits (B*T, V). */
+static bk_tensor *lm_rnn_forward(bk_module *self, bk_tensor *x) {
+    lm_rnn *m = (lm_rnn *)self;
+    if (!x || x->ndim != 2) {
+        bk_set_error("char-rnn: expected ids (B, T)");
+        return NULL;
+    }
+    int64_t b = x->shape[0], t = x->shape[1], V = m->vocab;
+    bk_tensor *onehot = bk_zeros(BK_SHAPE(b, t, V)); /* F.one_hot(x, V), batch first */
+    if (!onehot) return NULL;
+    for (int64_t i = 0; i < b * t; i++) {
+        float id = x->data[i];
+        if (!(id >= 0 && id < (float)V)) {
+            bk_set_error("char-rnn: id %g is outside the vocabulary of %" PRId64, (double)id, V);
+            return NULL;
+        }
+        onehot->data[i * V + (int64_t)id] = 1.0f;
+    }
+    bk_tensor *h = bk_rnn_forward(m->rnn, onehot, NULL, NULL, NULL, NULL, NULL); // (B, T, d)
+    if (!h) return NULL;
+    return bk_forward(m->head, bk_reshape(h, BK_SHAPE(b * t, h->shape[2])));
+}
+
+static const bk_module_class LM_RNN_CLASS = {"CharRNN", lm_rnn_forward, NULL, NULL};
+
+static bk_module *lm_rnn_build(const lm_hparams *hp) {
+    lm_rnn *m = (lm_rnn *)bk_module_new(&LM_RNN_CLASS, sizeof(lm_rnn));
+    if (!m) return NULL;
+    m->vocab = hp->vocab;
+    bk_rnn_config cfg = BK_RNN_DEFAULTS(hp->arch == LM_LSTM ? BK_LSTM : BK_GRU, hp->vocab, hp->d_model);
+    cfg.num_layers = hp->layers;
+    cfg.batch_first = true;
+    m->rnn = bk_module_add(&m->base, "rnn", bk_nn_rnn(cfg));
+    m->head = bk_module_add(&m->base, "head", bk_nn_linear(hp->d_model, hp->vocab));
+    if (!m->rnn || !m->head) {
+        bk_module_free(&m->base);
+        return NULL;
+    }
+    return &m->base;
+}
+
 static bk_module *lm_build(const lm_hparams *hp) {
+    if (hp->arch != LM_TRANSFORMER) return lm_rnn_build(hp);
     lm_model *m = (lm_model *)bk_module_new(&LM_CLASS, sizeof(lm_model));
     if (!m) return NULL;
     bk_transformer_config cfg = BK_TRANSFORMER_DEFAULTS(hp->d_model, hp->heads);
@@ -130,18 +195,21 @@ static void help_train(FILE *f) {
     fprintf(f,
             "usage: brick train-lm [options]\n"
             "\n"
-            "Trains a character-level decoder-only Transformer language model on a text file\n"
-            "(90%% train / 10%% validation by position) and writes it to FILE. Prints the\n"
-            "validation loss (nats/char) and the add-one bigram baseline on the same split.\n"
+            "Trains a character-level language model (a decoder-only Transformer, or D2L's\n"
+            "LSTM / GRU model) on a text file (90%% train / 10%% validation by position) and\n"
+            "writes it to FILE. Prints the validation loss (nats/char) and the add-one bigram\n"
+            "baseline on the same split.\n"
             "\n"
             "options:\n"
-            "  --text FILE         the training text (default data/text/fortunes-sample.txt)\n"
+            "  --text FILE         the training text (default: brick's data/text/fortunes-sample.txt,\n"
+            "                      in the source tree or installed under PREFIX/share/brick)\n"
+            "  --arch ARCH         transformer, lstm or gru (default transformer)\n"
             "  --context N         context length in characters (default 64)\n"
-            "  --d-model N         model width (default 64)\n"
-            "  --layers N          Transformer layers (default 2)\n"
-            "  --heads N           attention heads, dividing --d-model (default 4)\n"
-            "  --ff N              feed-forward width (default 256)\n"
-            "  --positions KIND    learned or sinusoidal (default learned)\n"
+            "  --d-model N         model width; the hidden size of an LSTM / GRU (default 64)\n"
+            "  --layers N          Transformer or recurrent layers (default 2)\n"
+            "  --heads N           attention heads, dividing --d-model (default 4; transformer)\n"
+            "  --ff N              feed-forward width (default 256; transformer)\n"
+            "  --positions KIND    learned or sinusoidal (default learned; transformer)\n"
             "  --steps N           optimizer steps (default 2000)\n"
             "  --batch-size B      windows per step (default 32)\n"
             "  --lr LR             AdamW peak learning rate, cosine-decayed to LR/10 (default 3e-3)\n"
@@ -199,26 +267,30 @@ static int evaluate(bk_module *m, const float *val, int64_t n_val, int64_t ctx, 
 }
 
 static int save_lm(const char *path, bk_module *m, const lm_hparams *hp, const char *vocab) {
-    char v[6][32];
+    char v[7][32];
     snprintf(v[0], 32, "%" PRId64, hp->context);
     snprintf(v[1], 32, "%" PRId64, hp->d_model);
     snprintf(v[2], 32, "%" PRId64, hp->layers);
     snprintf(v[3], 32, "%" PRId64, hp->heads);
     snprintf(v[4], 32, "%" PRId64, hp->ff);
     snprintf(v[5], 32, "%s", hp->learned ? "learned" : "sinusoidal");
-    const char *keys[] = {"brick.format",    "brick.lm.vocab", "brick.lm.context", "brick.lm.d_model",
-                          "brick.lm.layers", "brick.lm.heads", "brick.lm.ff",      "brick.lm.positions"};
-    const char *vals[] = {LM_FORMAT, vocab, v[0], v[1], v[2], v[3], v[4], v[5]};
-    return bk_checkpoint_save(path, m, NULL, 8, keys, vals);
+    snprintf(v[6], 32, "%s", LM_ARCHS[hp->arch]);
+    const char *keys[] = {"brick.format",     "brick.lm.vocab",     "brick.lm.context",
+                          "brick.lm.d_model", "brick.lm.layers",    "brick.lm.heads",
+                          "brick.lm.ff",      "brick.lm.positions", "brick.lm.arch"};
+    const char *vals[] = {LM_FORMAT, vocab, v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    return bk_checkpoint_save(path, m, NULL, 9, keys, vals);
 }
 
 int cmd_train_lm(int argc, char **argv) {
-    const char *text = "data/text/fortunes-sample.txt", *out = "lm.safetensors", *positions = "learned";
+    const char *text = "data/text/fortunes-sample.txt", *out = "lm.safetensors", *positions = "learned",
+               *arch_name = "transformer";
     int64_t ctx = 64, d = 64, layers = 2, heads = 4, ff = 256, steps = 2000, batch = 32, seed = 0,
             every = 250, threads = 0;
     double lr = 3e-3;
     cli_option opts[] = {
         {"--text", CLI_STR, &text, 0, 0, false, NULL},
+        {"--arch", CLI_STR, &arch_name, 0, 0, false, NULL},
         {"--context", CLI_INT, &ctx, 1, 4096, false, NULL},
         {"--d-model", CLI_INT, &d, 1, 4096, false, NULL},
         {"--layers", CLI_INT, &layers, 1, 64, false, NULL},
@@ -240,8 +312,14 @@ int cmd_train_lm(int argc, char **argv) {
     bool learned = !strcmp(positions, "learned");
     if (!learned && strcmp(positions, "sinusoidal"))
         return cli_usage("--positions must be learned or sinusoidal (got '%s')", positions);
+    int arch = lm_arch_of(arch_name);
+    if (arch < 0) return cli_usage("--arch must be transformer, lstm or gru (got '%s')", arch_name);
     if (d % heads) return cli_usage("--d-model %" PRId64 " is not divisible by --heads %" PRId64, d, heads);
     if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
+    char bundled[PATH_MAX]; /* the default text from any directory, in the tree or installed */
+    if (!cli_opt(opts, n_opts, "--text")->given &&
+        cli_bundled("text/fortunes-sample.txt", bundled, sizeof bundled))
+        text = bundled;
     if ((rc = cli_need_file("--text", text))) return rc;
     if (cli_parse_only) return CLI_OK;
     if (cli_opt(opts, n_opts, "--threads")->given) cli_set_threads((int)threads);
@@ -287,7 +365,7 @@ int cmd_train_lm(int argc, char **argv) {
         }
     }
 
-    lm_hparams hp = {V, ctx, d, layers, heads, ff, learned};
+    lm_hparams hp = {V, ctx, d, layers, heads, ff, learned, (lm_arch)arch};
     bk_manual_seed((uint64_t)seed);
     bk_module *m = lm_build(&hp);
     bk_optim *o = m ? bk_optim_adamw(m, BK_ADAMW_DEFAULTS(lr)) : NULL;
@@ -300,9 +378,14 @@ int cmd_train_lm(int argc, char **argv) {
     bk_rng_seed(&rng, (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1);
     printf("text %s: %" PRId64 " characters, vocabulary %d; train %" PRId64 ", validation %" PRId64 "\n",
            text, n, V, n_train, n_val);
-    printf("model: context %" PRId64 ", d_model %" PRId64 ", %" PRId64 " layers, %" PRId64
-           " heads, ff %" PRId64 ", %s positions, %" PRId64 " parameters\n",
-           ctx, d, layers, heads, ff, learned ? "learned" : "sinusoidal", bk_module_num_params(m, true));
+    if (arch == LM_TRANSFORMER)
+        printf("model: context %" PRId64 ", d_model %" PRId64 ", %" PRId64 " layers, %" PRId64
+               " heads, ff %" PRId64 ", %s positions, %" PRId64 " parameters\n",
+               ctx, d, layers, heads, ff, learned ? "learned" : "sinusoidal", bk_module_num_params(m, true));
+    else
+        printf("model: %s, context %" PRId64 ", hidden %" PRId64 ", %" PRId64
+               " layers, one-hot inputs, %" PRId64 " parameters\n",
+               LM_ARCHS[arch], ctx, d, layers, bk_module_num_params(m, true));
     fflush(stdout);
     /* train_s: the time of the steps alone (forward, backward, optimizer step), without the
      * sampling of windows and the evaluations, for the tokens/s figure */
@@ -423,11 +506,13 @@ int cmd_generate(int argc, char **argv) {
     const char *fmt = bk_safetensors_meta(st, "brick.format");
     const char *vocab = bk_safetensors_meta(st, "brick.lm.vocab");
     const char *posk = bk_safetensors_meta(st, "brick.lm.positions");
+    const char *archk = bk_safetensors_meta(st, "brick.lm.arch");
+    int arch = archk ? lm_arch_of(archk) : LM_TRANSFORMER;
     lm_hparams hp = {0};
     if (!fmt || strcmp(fmt, LM_FORMAT) || !vocab || strlen(vocab) < 2 || strlen(vocab) > 128 || !posk ||
         !meta_i64(st, "brick.lm.context", &hp.context) || !meta_i64(st, "brick.lm.d_model", &hp.d_model) ||
         !meta_i64(st, "brick.lm.layers", &hp.layers) || !meta_i64(st, "brick.lm.heads", &hp.heads) ||
-        !meta_i64(st, "brick.lm.ff", &hp.ff) || hp.d_model % hp.heads || hp.layers > 64) {
+        !meta_i64(st, "brick.lm.ff", &hp.ff) || hp.d_model % hp.heads || hp.layers > 64 || arch < 0) {
         /* (the message first: fmt belongs to st) */
         rc = cli_fail("%s: not a language model written by brick train-lm (format %s)", pos[0],
                       fmt ? fmt : "missing");
@@ -436,6 +521,7 @@ int cmd_generate(int argc, char **argv) {
     }
     hp.vocab = (int64_t)strlen(vocab);
     hp.learned = !strcmp(posk, "learned");
+    hp.arch = (lm_arch)arch;
     char vocab_buf[129]; /* the metadata string dies with st */
     memcpy(vocab_buf, vocab, (size_t)hp.vocab + 1);
     vocab = vocab_buf;

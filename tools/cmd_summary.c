@@ -1,5 +1,13 @@
 /* cmd_summary.c - `brick summary FILE | --model SPEC`: the block tree as print(net) shows
- * it, then a table of every block: dotted name, class, output shape, parameter count.
+ * it, then a table of every block: dotted name, class, output shape, parameter count,
+ * multiply-adds; then what the model costs: multiply-adds per sample and the memory of
+ * parameters, gradients and activations for a batch (as torchinfo reports them).
+ *
+ * Multiply-adds are counted as torchinfo counts them: a Linear or convolution block's
+ * weight elements times the output positions each is used at (weight numel x output numel
+ * / output channels), per call; other blocks (norms, activations, pooling, attention's
+ * score products) count 0. A block's figure includes its children's. Activations: the
+ * output of every block without children, all kept for the backward pass.
  *
  * Output shapes come from one forward pass of a zero batch of 1 (grad off, eval mode)
  * during which every block of the tree is "spied on": its class pointer is swapped for a
@@ -18,11 +26,15 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: brick summary FILE\n"
-            "       brick summary --model SPEC [--in-shape 1,28,28] [--classes 10]\n"
+            "usage: brick summary FILE [--batch-size B]\n"
+            "       brick summary --model SPEC [--in-shape 1,28,28] [--classes 10] [--batch-size B]\n"
             "\n"
             "Prints a model's block tree (as PyTorch's print(net)) and a table of its\n"
-            "blocks: dotted name, class, output shape for a batch of 1, parameter count.\n"
+            "blocks: dotted name, class, output shape for a batch of 1, parameter count,\n"
+            "multiply-adds per sample (a Linear or convolution block's weight elements times\n"
+            "the output positions, with its children's, as torchinfo counts them); then the\n"
+            "memory of parameters, gradients and activations (every output of a block\n"
+            "without children) for a training batch of B.\n"
             "FILE is a model file or checkpoint written by `brick train`; SPEC is a model\n"
             "name or name:key=value,... (models: ");
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : ")\n");
@@ -32,6 +44,7 @@ static void help(FILE *f) {
             "  --model SPEC      summarise a model from the zoo instead of a file\n"
             "  --in-shape DIMS   its input shape without the batch (default 1,28,28)\n"
             "  --classes N       its number of classes (default 10)\n"
+            "  --batch-size B    the batch of the memory estimate (default 1)\n"
             "  -h, --help        this help\n");
 }
 
@@ -40,6 +53,8 @@ typedef struct spy {
     const bk_module_class *orig;
     bk_module_class cls; /* orig with forward = spy_forward */
     char shape[96];
+    int64_t out_numel; /* of the last call, batch 1 */
+    int64_t macs;      /* its own multiply-adds, summed over its calls */
 } spy;
 
 typedef struct row {
@@ -60,7 +75,12 @@ static spy *spy_find(const bk_module *m) {
 static bk_tensor *spy_forward(bk_module *self, bk_tensor *x) {
     spy *s = spy_find(self);
     bk_tensor *y = s->orig->forward(self, x);
-    if (y) bk_shape_str(y, s->shape, sizeof s->shape);
+    if (!y) return y;
+    bk_shape_str(y, s->shape, sizeof s->shape);
+    s->out_numel = y->numel;
+    const char *cls = bk_module_name(self);
+    bk_tensor *w = !strcmp(cls, "Linear") || !strncmp(cls, "Conv", 4) ? bk_module_get(self, "weight") : NULL;
+    if (w && w->ndim >= 2 && w->shape[0] > 0) s->macs += w->numel * (y->numel / w->shape[0]);
     return y;
 }
 
@@ -84,6 +104,7 @@ static bool collect(bk_module *m, const char *name, int depth, row **rows, int *
         s->cls = *m->cls;
         s->cls.forward = spy_forward;
         snprintf(s->shape, sizeof s->shape, "-");
+        s->out_numel = s->macs = 0;
     }
     for (int i = 0; i < m->n_children; i++) {
         size_t len = strlen(name) + strlen(m->children[i].name) + 2;
@@ -110,7 +131,23 @@ static const char *grouped(int64_t v, char *buf, size_t n) {
     return buf;
 }
 
-static int summarise(bk_module *net, int in_ndim, const int64_t *in_shape, const char *title) {
+/* m's multiply-adds with its descendants'. */
+static int64_t macs_of(const bk_module *m) {
+    int64_t total = spy_find(m)->macs;
+    for (int i = 0; i < m->n_children; i++) total += macs_of(m->children[i].module);
+    return total;
+}
+
+/* "1.5 MiB" */
+static const char *bytes(double b, char *buf, size_t n) {
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, u++;
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", b, unit[u]);
+    return buf;
+}
+
+static int summarise(bk_module *net, int in_ndim, const int64_t *in_shape, int64_t batch, const char *title) {
     row *rows = NULL;
     int n = 0, cap = 0, rc = CLI_OK;
     spies = NULL;
@@ -151,22 +188,40 @@ static int summarise(bk_module *net, int in_ndim, const int64_t *in_shape, const
     }
     if ((int)strlen(bk_module_name(net)) > class_w) class_w = (int)strlen(bk_module_name(net));
     if ((int)strlen(in_str) > shape_w) shape_w = (int)strlen(in_str);
-    char num[32];
-    printf("\n%-*s  %-*s  %-*s  %12s\n", name_w, "name", class_w, "class", shape_w, "output shape", "params");
-    int total_w = name_w + class_w + shape_w + 18;
+    char num[32], num2[32];
+    printf("\n%-*s  %-*s  %-*s  %12s  %14s\n", name_w, "name", class_w, "class", shape_w, "output shape",
+           "params", "mult-adds");
+    int total_w = name_w + class_w + shape_w + 34;
     for (int i = 0; i < total_w; i++) putchar('-');
     printf("\n%-*s  %-*s  %s\n", name_w, "(input)", class_w, "", in_str);
     for (int i = 1; i < n; i++) {
         int indent = 2 * (rows[i].depth - 1);
-        printf("%*s%-*s  %-*s  %-*s  %12s\n", indent, "", name_w - indent, rows[i].name, class_w,
+        printf("%*s%-*s  %-*s  %-*s  %12s  %14s\n", indent, "", name_w - indent, rows[i].name, class_w,
                bk_module_name(rows[i].m), shape_w, spy_find(rows[i].m)->shape,
-               grouped(bk_module_num_params(rows[i].m, false), num, sizeof num));
+               grouped(bk_module_num_params(rows[i].m, false), num, sizeof num),
+               grouped(macs_of(rows[i].m), num2, sizeof num2));
     }
     for (int i = 0; i < total_w; i++) putchar('-');
-    printf("\n%-*s  %-*s  %-*s  %12s\n", name_w, "(total)", class_w, bk_module_name(net), shape_w,
-           spy_find(net)->shape, grouped(bk_module_num_params(net, false), num, sizeof num));
+    printf("\n%-*s  %-*s  %-*s  %12s  %14s\n", name_w, "(total)", class_w, bk_module_name(net), shape_w,
+           spy_find(net)->shape, grouped(bk_module_num_params(net, false), num, sizeof num),
+           grouped(macs_of(net), num2, sizeof num2));
     printf("total parameters: %s", grouped(bk_module_num_params(net, false), num, sizeof num));
     printf(" (trainable %s)\n", grouped(bk_module_num_params(net, true), num, sizeof num));
+    /* the cost: per sample, then the memory of one training step on a batch */
+    int64_t acts = 0; /* outputs of the blocks without children, per sample */
+    for (int i = 0; i < n; i++)
+        if (rows[i].m->n_children == 0) acts += spy_find(rows[i].m)->out_numel;
+    if (n == 1) acts = spy_find(net)->out_numel;
+    printf("multiply-adds per sample: %s (Linear and convolution weights)\n",
+           grouped(macs_of(net), num, sizeof num));
+    double p = 4.0 * (double)bk_module_num_params(net, false),
+           g = 4.0 * (double)bk_module_num_params(net, true);
+    double a = 4.0 * (double)acts * (double)batch;
+    char pb[32], gb[32], ab[32], tb[32];
+    printf("memory for a batch of %" PRId64
+           " (float32): parameters %s, gradients %s, activations %s, total %s\n",
+           batch, bytes(p, pb, sizeof pb), bytes(g, gb, sizeof gb), bytes(a, ab, sizeof ab),
+           bytes(p + g + a, tb, sizeof tb));
 done:
     for (int i = 0; i < n; i++) free(rows[i].name);
     free(rows);
@@ -178,11 +233,12 @@ done:
 
 int cmd_summary(int argc, char **argv) {
     const char *model = NULL, *in_shape_s = "1,28,28";
-    int64_t classes = 10;
+    int64_t classes = 10, batch = 1;
     cli_option opts[] = {
         {"--model", CLI_STR, &model, 0, 0, false, NULL},
         {"--in-shape", CLI_STR, &in_shape_s, 0, 0, false, NULL},
         {"--classes", CLI_INT, &classes, 1, CLI_MAX_CLASSES, false, NULL},
+        {"--batch-size", CLI_INT, &batch, 1, 1e9, false, NULL},
     };
     const char *pos[1];
     int n_pos;
@@ -199,7 +255,7 @@ int cmd_summary(int argc, char **argv) {
         if ((rc = cli_model_load(pos[0], &cm))) return rc;
         char title[512];
         snprintf(title, sizeof title, "%s: %s", pos[0], cm.arch);
-        rc = summarise(cm.m, cm.in_ndim, cm.in_shape, title);
+        rc = summarise(cm.m, cm.in_ndim, cm.in_shape, batch, title);
         cli_model_free(&cm);
         return rc;
     }
@@ -214,7 +270,7 @@ int cmd_summary(int argc, char **argv) {
     if (cli_parse_only) return CLI_OK;
     bk_module *net = bk_model_build(model, in_ndim, in_shape, (int)classes, NULL, 0);
     if (!net) return cli_fail(NULL);
-    rc = summarise(net, in_ndim, in_shape, canon);
+    rc = summarise(net, in_ndim, in_shape, batch, canon);
     bk_module_free(net);
     return rc;
 }

@@ -36,6 +36,11 @@ static void help(FILE *f) {
             "checkpoint STEM.ckpt.safetensors, a log STEM.csv and a plot STEM.svg, where STEM\n"
             "is FILE without its .safetensors suffix. They are rewritten after every epoch.\n"
             "\n"
+            "Each model has a recipe (brick models lists it): the optimizer and its lr,\n"
+            "momentum and weight decay, the lr schedule and the batch size that train it\n"
+            "well; a flag overrides its part (another --optimizer: that optimizer's plain\n"
+            "defaults, lr 0.1). mlp: SGD lr 0.1, batch 256.\n"
+            "\n"
             "options:\n"
             "  --model SPEC        model name or name:key=value,... (default mlp); models: ");
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : "\n");
@@ -45,19 +50,19 @@ static void help(FILE *f) {
             "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
             "                      else the bundled data/fashion-mnist-subset\n"
             "  --epochs N          epochs to train in all (default 10)\n"
-            "  --batch-size B      mini-batch size (default 256): the global batch of one\n"
+            "  --batch-size B      mini-batch size (default: the recipe's): the global batch of one\n"
             "                      optimizer step, also with --accumulate and under mpirun\n"
             "  --accumulate N      split every batch into N micro-batches (the first B %% N\n"
             "                      get one sample more), each its own forward and backward,\n"
             "                      their gradients summed in order (default 1; a resumed run:\n"
             "                      the checkpoint's); the same bits as mpirun -np N\n"
-            "  --lr LR             learning rate (default 0.1)\n"
-            "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default sgd)\n"
-            "  --momentum M        SGD or RMSprop momentum (default 0)\n"
-            "  --weight-decay W    weight decay (default 0; adamw: 0.01)\n"
-            "  --lr-schedule S     none, cosine, step, onecycle or plateau (default none); the\n"
-            "                      lr is set before every epoch, as torch's scheduler.step()\n"
-            "                      once per epoch:\n"
+            "  --lr LR             learning rate (default: the recipe's)\n"
+            "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default: the recipe's)\n"
+            "  --momentum M        SGD or RMSprop momentum (default: the recipe's, else 0)\n"
+            "  --weight-decay W    weight decay (default: the recipe's, else 0; adamw: 0.01)\n"
+            "  --lr-schedule S     none, cosine, step, onecycle or plateau (default: the\n"
+            "                      recipe's); the lr is set before every epoch, as torch's\n"
+            "                      scheduler.step() once per epoch:\n"
             "                      cosine: CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min)\n"
             "                      step: StepLR(step_size=--lr-step-size, gamma=--lr-gamma)\n"
             "                      plateau: ReduceLROnPlateau(factor=--lr-gamma, patience=\n"
@@ -68,45 +73,54 @@ static void help(FILE *f) {
             "  --lr-step-size N    step: multiply the lr by --lr-gamma every N epochs\n"
             "  --lr-gamma G        step, plateau: the factor (default 0.1)\n"
             "  --lr-patience N     plateau: epochs without a better test loss before a cut\n"
-            "                      (default 10)\n"
-            "  --seed S            seed of the model init and the shuffling (default 0)\n");
-    fprintf(f, /* (two strings: C99 compilers need only take 4095 bytes) */
-            "  --out FILE          the model file (default model.safetensors)\n"
-            "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
-            "                      the new total (default: the checkpoint's; a cosine schedule\n"
-            "                      keeps the T_max it started with)\n"
-            "  --threads T         compute threads (default: the library's); results are\n"
-            "                      reproducible bit for bit for a fixed thread count\n"
-            "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
-            "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
-            "                      a NaN or infinite loss stops it)\n"
-            "  --early-stop N      stop when the test loss (or --early-stop-on acc: the test\n"
-            "                      accuracy) has not improved for N epochs (default 0: off);\n"
-            "                      the files are the last epoch's\n"
-            "  --early-stop-on M   loss (default) or acc\n"
-            "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
-            "                      name the first op (and block) that makes one (slower)\n"
-            "  --dist              data-parallel training on MPI even outside mpirun (under\n"
-            "                      mpirun it is on by itself): `mpirun -np P brick train`\n"
-            "                      gives each rank 1/P of every batch (docs/distributed.md)\n"
-            "  --reduce MODE       how the ranks' gradients are summed: deterministic (the\n"
-            "                      default: bitwise equal to --accumulate P) or fast\n"
-            "                      (MPI_Allreduce: not bitwise reproducible)\n"
-            "  -h, --help          this help\n"
-            "\n"
-            "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
-            "train loss, train accuracy, test loss, test accuracy, its time (and its lr, with\n"
-            "a schedule). The test split is evaluated in batches of --batch-size.\n"
-            "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
-            "the position in the epoch and exits; --resume continues to the same weights as an\n"
-            "uninterrupted run. A second Ctrl-C (a second or more after the first) stops at\n"
-            "once, unless files are being saved (the last saved files stay whole).\n"
-            "Before training it checks that the test images have the training images'\n"
-            "shape, that the model fits in memory and that every output can be written.\n"
-            "Exit status: 0 done, 1 runtime failure (a file that fails to load or holds bad\n"
-            "values, a model too large for the memory, an output that cannot be written, a\n"
-            "NaN or diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
-            "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n");
+            "                      (default 10)\n");
+    /* (in parts: C11 compilers need to support string literals of only 4095 characters) */
+    fputs(
+        "  --seed S            seed of the model init and the shuffling (default 0)\n"
+        "  --out FILE          the model file (default model.safetensors); a new run\n"
+        "                      refuses to replace FILE or STEM.ckpt.safetensors of an\n"
+        "                      earlier one unless --force is given\n"
+        "  --force             replace an earlier run's files\n"
+        "  --keep-best         also keep the model of the epoch with the highest test\n"
+        "                      accuracy so far in STEM.best.safetensors\n"
+        "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
+        "                      the new total (default: the checkpoint's; a cosine schedule\n"
+        "                      keeps the T_max it started with)\n"
+        "  --threads T         compute threads (default: the library's); results are\n"
+        "                      reproducible bit for bit for a fixed thread count\n"
+        "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
+        "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
+        "                      a NaN or infinite loss stops it)\n"
+        "  --early-stop N      stop when the test loss (or --early-stop-on acc: the test\n"
+        "                      accuracy) has not improved for N epochs (default 0: off);\n"
+        "                      the files are the last epoch's\n"
+        "  --early-stop-on M   loss (default) or acc\n"
+        "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
+        "                      name the first op (and block) that makes one (slower)\n"
+        "  --dist              data-parallel training on MPI even outside mpirun (under\n"
+        "                      mpirun it is on by itself): `mpirun -np P brick train`\n"
+        "                      gives each rank 1/P of every batch (docs/distributed.md)\n"
+        "  --reduce MODE       how the ranks' gradients are summed: deterministic (the\n"
+        "                      default: bitwise equal to --accumulate P) or fast\n"
+        "                      (MPI_Allreduce: not bitwise reproducible)\n"
+        "  -h, --help          this help\n",
+        f);
+    fputs(
+        "\n"
+        "A progress bar is drawn when stderr is a terminal; each epoch prints one line:\n"
+        "train loss, train accuracy, test loss, test accuracy, its time (and its lr, with\n"
+        "a schedule). The test split is evaluated in batches of --batch-size.\n"
+        "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the checkpoint with\n"
+        "the position in the epoch and exits; --resume continues to the same weights as an\n"
+        "uninterrupted run. A second Ctrl-C (a second or more after the first) stops at\n"
+        "once, unless files are being saved (the last saved files stay whole).\n"
+        "Before training it checks that the test images have the training images'\n"
+        "shape, that the model fits in memory and that every output can be written.\n"
+        "Exit status: 0 done, 1 runtime failure (a file that fails to load or holds bad\n"
+        "values, a model too large for the memory, an output that cannot be written, a\n"
+        "NaN or diverging loss: the files of the last finished epoch are kept), 2 bad usage,\n"
+        "130 (SIGINT) or 143 (SIGTERM) interrupted after saving the checkpoint.\n",
+        f);
 }
 
 static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", NULL};
@@ -171,7 +185,8 @@ static int check_room(const run *r, int64_t n_params) {
     if ((rc = cli_check_writable("--out", r->c.out, (int64_t)weights)) ||
         (rc = cli_check_writable("the checkpoint", r->ckpt_path, (int64_t)(weights * (1 + states)))) ||
         (rc = cli_check_writable("the log", r->csv_path, 0)) ||
-        (rc = cli_check_writable("the plot", r->svg_path, 0)))
+        (rc = cli_check_writable("the plot", r->svg_path, 0)) ||
+        (r->c.keep_best && (rc = cli_check_writable("the best model", r->best_path, (int64_t)weights))))
         return rc;
     return CLI_OK;
 }
@@ -229,7 +244,8 @@ static int setup(run *r, const bk_safetensors *resume) {
         r->agreed = !strncmp(e, "dist: the ranks built different models", 38);
         return r->agreed && r->slots.rank != 0 ? CLI_RUNTIME : cli_fail(NULL);
     }
-    char wd[48] = "", sched[128] = "";
+    char mom[48] = "", wd[48] = "", sched[128] = "";
+    if (r->c.momentum > 0) snprintf(mom, sizeof mom, ", momentum %g", r->c.momentum);
     if (r->c.weight_decay > 0) snprintf(wd, sizeof wd, ", weight decay %g", r->c.weight_decay);
     if (r->c.schedule == SCHEDULE_COSINE)
         snprintf(sched, sizeof sched, ", cosine schedule to %g over %" PRId64 " epochs", r->c.lr_min,
@@ -243,8 +259,8 @@ static int setup(run *r, const bk_safetensors *resume) {
         snprintf(sched, sizeof sched, ", plateau schedule x %g after %" PRId64 " epochs without progress",
                  r->c.lr_gamma, r->c.lr_patience);
     printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64 "\n",
-           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr,
-           r->c.momentum > 0 ? ", momentum" : "", wd, sched, r->c.batch, r->c.seed);
+           r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr, mom, wd, sched,
+           r->c.batch, r->c.seed);
     if (resume && r->resume_mid)
         printf("resuming %s in epoch %d of %" PRId64 ", after batch %" PRId64 " of %" PRId64 "\n",
                r->c.resume, r->done_epochs + 1, r->c.epochs, r->pos.batch, bk_loader_num_batches(r->loader));
@@ -317,6 +333,23 @@ static int dist_end(run *r, int rc) {
     return rc;
 }
 
+/* The model's recipe (cli_recipe_for) for what the flags leave open. The optimizer's
+ * settings come with the recipe's optimizer: another --optimizer keeps the plain defaults. */
+static void apply_recipe(train_cfg *c, cli_option *opts, int n_opts) {
+    const cli_recipe *rc = cli_recipe_for(c->model);
+    if (!rc) return;
+#define GIVEN(flag) (cli_opt(opts, n_opts, flag)->given)
+    if (!GIVEN("--optimizer") || !strcmp(c->optimizer, rc->optimizer)) {
+        c->optimizer = rc->optimizer;
+        if (!GIVEN("--lr")) c->lr = (float)rc->lr; /* float32 settings, as CLI_F32 gives */
+        if (!GIVEN("--momentum")) c->momentum = (float)rc->momentum;
+        if (!GIVEN("--weight-decay")) c->weight_decay = (float)rc->weight_decay;
+    }
+    if (!GIVEN("--batch-size")) c->batch = rc->batch;
+    if (!GIVEN("--lr-schedule")) c->lr_schedule = rc->schedule;
+#undef GIVEN
+}
+
 int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
@@ -349,6 +382,8 @@ int cmd_train(int argc, char **argv) {
         {"--lr-patience", CLI_INT, &c->lr_patience, 0, 1e6, false, NULL},
         {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false, NULL},
         {"--out", CLI_STR, &c->out, 0, 0, false, NULL},
+        {"--force", CLI_FLAG, &c->force, 0, 0, false, NULL},
+        {"--keep-best", CLI_FLAG, &c->keep_best, 0, 0, false, NULL},
         {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
         CLI_OPT_THREADS(&c->threads),
         {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
@@ -366,6 +401,7 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (!strcmp(c->model, "help")) return cli_parse_only ? CLI_OK : cli_models_print(NULL); /* brick models */
 
+    if (!c->resume) apply_recipe(c, opts, n_opts);
     /* Checks that need no file. */
     if (strcmp(c->optimizer, "sgd") && strcmp(c->optimizer, "rmsprop") &&
         cli_opt(opts, n_opts, "--momentum")->given)
@@ -455,8 +491,19 @@ int cmd_train(int argc, char **argv) {
     r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
     r.csv_path = cli_sibling(c->out, ".csv");
     r.svg_path = cli_sibling(c->out, ".svg");
-    if (!r.ckpt_path || !r.csv_path || !r.svg_path) {
+    r.best_path = cli_sibling(c->out, ".best.safetensors");
+    if (!r.ckpt_path || !r.csv_path || !r.svg_path || !r.best_path) {
         rc = cli_fail("out of memory");
+        goto done;
+    }
+    /* A new run does not silently replace an earlier one's weights (a resumed run
+     * continues its own files). */
+    const char *earlier = cli_is_file(c->out) ? c->out : cli_is_file(r.ckpt_path) ? r.ckpt_path : NULL;
+    if (!c->resume && !c->force && earlier) {
+        rc = cli_usage(
+            "%s exists (an earlier run's?): give --force to replace it, --resume %s to continue "
+            "that run, or another --out",
+            earlier, r.ckpt_path);
         goto done;
     }
     if (c->resume) {
@@ -493,5 +540,6 @@ done:
     free(r.ckpt_path);
     free(r.csv_path);
     free(r.svg_path);
+    free(r.best_path);
     return dist_end(&r, rc);
 }

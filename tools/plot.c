@@ -1,8 +1,8 @@
 /* plot.c - the training history as CSV and as an SVG chart.
  *
  * The chart follows the plots of D2L's train_ch3 (d2l.Animator): x = epoch from 1 to the
- * last one, one y axis shared by train loss (solid blue), train acc (dashed magenta) and
- * test acc (dash-dot green), a grid, ticks at "nice" steps and a legend. It is hand-written
+ * last one, one y axis shared by train loss (solid blue), train acc (dashed magenta), test
+ * loss (dotted orange) and test acc (dash-dot green), a grid, ticks at "nice" steps and a legend. It is hand-written
  * SVG 1.1: a browser shows it, and so does any image viewer that reads SVG.
  */
 #include "cli.h"
@@ -14,10 +14,10 @@
 /* ---- CSV ------------------------------------------------------------------------------- */
 
 void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header) {
-    if (header) cli_buf_printf(b, "epoch,train_loss,train_acc,test_loss,test_acc,seconds\n");
+    if (header) cli_buf_printf(b, "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds\n");
     for (int i = 0; i < n; i++)
-        cli_buf_printf(b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", h[i].epoch, h[i].train_loss, h[i].train_acc,
-                       h[i].test_loss, h[i].test_acc, h[i].seconds);
+        cli_buf_printf(b, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", h[i].epoch, h[i].train_loss, h[i].train_acc,
+                       h[i].test_loss, h[i].test_acc, h[i].lr, h[i].seconds);
 }
 
 int cli_history_parse(const char *s, cli_epoch *h, int max) {
@@ -26,9 +26,15 @@ int cli_history_parse(const char *s, cli_epoch *h, int max) {
         if (n >= max) return -1;
         cli_epoch e;
         int used = 0;
-        if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc, &e.test_loss,
-                   &e.test_acc, &e.seconds, &used) != 6)
-            return -1;
+        if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc, &e.test_loss,
+                   &e.test_acc, &e.lr, &e.seconds, &used) != 7) {
+            used = 0; /* a row without the lr column */
+            e.lr = NAN;
+            if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc, &e.test_loss,
+                       &e.test_acc, &e.seconds, &used) != 6 ||
+                (s[used] != '\n' && s[used] != '\r' && s[used] != '\0'))
+                return -1;
+        }
         h[n++] = e;
         s += used;
         while (*s == '\n' || *s == '\r') s++;
@@ -73,15 +79,17 @@ static double value(const cli_epoch *e, size_t offset) {
 }
 
 void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
-    static const series S[3] = {
+    static const series S[] = {
         {"train loss", "#1f77b4", NULL, offsetof(cli_epoch, train_loss)},
         {"train acc", "#bf00bf", "6,4", offsetof(cli_epoch, train_acc)},
+        {"test loss", "#ff7f0e", "2,3", offsetof(cli_epoch, test_loss)},
         {"test acc", "#008000", "8,3,2,3", offsetof(cli_epoch, test_acc)},
     };
+    enum { NS = sizeof S / sizeof S[0], LEGEND_H = 7 + 17 * NS };
     /* y range: [0, 1] widened to hold every value, in whole steps */
     double lo = 0, hi = 1;
     for (int i = 0; i < n; i++)
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < NS; s++) {
             double v = value(&h[i], S[s].offset);
             if (isfinite(v) && v > hi) hi = v;
             if (isfinite(v) && v < lo) lo = v;
@@ -136,7 +144,7 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
     cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">epoch</text>\n</g>\n", LEFT + pw / 2,
                    H - 8);
     /* the curves (with a dot per epoch, so that a single epoch still shows) */
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < NS; s++) {
         cli_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s%s%s points=\"",
                        S[s].color, S[s].dash ? " stroke-dasharray=\"" : "", S[s].dash ? S[s].dash : "",
                        S[s].dash ? "\"" : "");
@@ -159,15 +167,17 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
     int best = -1;
     for (int c = 0; c < 6; c++) {
         double x = at[c][0] ? LEFT + pw - 108 : LEFT + 8;
-        double y = at[c][1] == 1 ? TOP + ph - 66 : at[c][1] == 0 ? TOP + 8 : TOP + ph / 2 - 30;
+        double y = at[c][1] == 1   ? TOP + ph - 8 - LEGEND_H
+                   : at[c][1] == 0 ? TOP + 8
+                                   : TOP + ph / 2 - LEGEND_H / 2;
         int covered = 0;
-        for (int s = 0; s < 3; s++)
+        for (int s = 0; s < NS; s++)
             for (int i = 0; i + 1 < n; i++)
                 for (int k = 0; k <= 16; k++) {
                     double v0 = value(&h[i], S[s].offset), v1 = value(&h[i + 1], S[s].offset);
                     double px = PX(h[i].epoch + (h[i + 1].epoch - h[i].epoch) * k / 16.0);
                     double py = PY(v0 + (v1 - v0) * k / 16.0);
-                    covered += px >= x - 4 && px <= x + 104 && py >= y - 4 && py <= y + 62;
+                    covered += px >= x - 4 && px <= x + 104 && py >= y - 4 && py <= y + LEGEND_H + 4;
                 }
         if (best < 0 || covered < best) {
             best = covered;
@@ -176,10 +186,10 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title) {
         }
     }
     cli_buf_printf(b,
-                   "<rect x=\"%.1f\" y=\"%.1f\" width=\"100\" height=\"58\" fill=\"white\" "
+                   "<rect x=\"%.1f\" y=\"%.1f\" width=\"100\" height=\"%d\" fill=\"white\" "
                    "fill-opacity=\"0.85\" stroke=\"#bbbbbb\"/>\n",
-                   lx, ly);
-    for (int s = 0; s < 3; s++) {
+                   lx, ly, (int)LEGEND_H);
+    for (int s = 0; s < NS; s++) {
         double y = ly + 14 + 17 * s;
         cli_buf_printf(b,
                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "

@@ -2,15 +2,27 @@
  *
  *   epoch 3/10 [#########...........] 120/235  loss 0.5123  41.2k samples/s  ETA 0:03
  *
+ * and, while the test split is evaluated after the epoch, "epoch 3/10 evaluating ..."
+ * (cli_progress_note);
  * redrawn in place with "\r" at most ten times a second (and on the last batch), and
  * erased before the epoch's summary line is printed. When stderr is not a terminal
  * nothing is drawn: the caller prints one plain line per epoch.
+ *
+ * The line fits the terminal's width (TIOCGWINSZ, read at every redraw so that a resized
+ * window is followed; else $COLUMNS; else 80): the bar shrinks from 24 columns to 8, then
+ * goes, and what still does not fit is cut, so that the line never wraps (a wrapped line
+ * cannot be redrawn with "\r").
  */
 #include "cli.h"
 
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #define BAR_WIDTH 24
+#define BAR_MIN 8
 #define REDRAW_S 0.1
 
 void cli_progress_init(cli_progress *p, bool tty) {
@@ -33,6 +45,23 @@ static void human(char *buf, size_t n, double x) {
     else snprintf(buf, n, "%.0f", x);
 }
 
+/* Draws the line over the previous one, cut to cols - 1 characters (never wrapping). */
+static void draw(cli_progress *p, int cols, const char *fmt, ...) {
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (len < 0) return;
+    if (len >= (int)sizeof line) len = (int)sizeof line - 1;
+    if (len > cols - 1) len = cols > 1 ? cols - 1 : 0;
+    line[len] = '\0';
+    /* Pad with spaces over a longer previous line (no terminal escape codes needed). */
+    fprintf(stderr, "\r%s%*s", line, p->drawn > len ? p->drawn - len : 0, "");
+    fflush(stderr);
+    p->drawn = len;
+}
+
 void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss) {
     if (!p->tty) return;
     double now = cli_now();
@@ -41,22 +70,29 @@ void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double 
     double elapsed = now - p->start;
     double rate = elapsed > 0 ? (double)samples / elapsed : 0;
     double eta = done > 0 ? elapsed * (double)(p->batches - done) / (double)done : 0;
-    int filled = p->batches > 0 ? (int)(BAR_WIDTH * done / p->batches) : BAR_WIDTH;
-    char bar[BAR_WIDTH + 1], speed[32];
-    for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < filled ? '#' : '.';
-    bar[BAR_WIDTH] = '\0';
+    char speed[32];
     human(speed, sizeof speed, rate);
     long e = (long)(eta + 0.5);
-    char line[256];
-    int len = snprintf(line, sizeof line,
-                       "epoch %d/%d [%s] %lld/%lld  loss %.4f  %s samples/s  ETA %ld:%02ld", p->epoch,
-                       p->epochs, bar, (long long)done, (long long)p->batches, loss, speed, e / 60, e % 60);
-    if (len < 0) return;
-    if (len >= (int)sizeof line) len = (int)sizeof line - 1;
-    /* Pad with spaces over a longer previous line (no terminal escape codes needed). */
-    fprintf(stderr, "\r%s%*s", line, p->drawn > len ? p->drawn - len : 0, "");
-    fflush(stderr);
-    p->drawn = len;
+    /* the line without its bar first: the bar gets what the terminal has left */
+    char head[64], tail[160], bar[BAR_WIDTH + 4] = "";
+    snprintf(head, sizeof head, "epoch %d/%d ", p->epoch, p->epochs);
+    snprintf(tail, sizeof tail, "%lld/%lld  loss %.4f  %s samples/s  ETA %ld:%02ld", (long long)done,
+             (long long)p->batches, loss, speed, e / 60, e % 60);
+    int cols = cli_terminal_columns(), room = cols - 1 - (int)strlen(head) - (int)strlen(tail) - 3;
+    int width = room < BAR_WIDTH ? room : BAR_WIDTH;
+    if (width >= BAR_MIN) {
+        int filled = p->batches > 0 ? (int)(width * done / p->batches) : width;
+        bar[0] = '[';
+        for (int i = 0; i < width; i++) bar[1 + i] = i < filled ? '#' : '.';
+        bar[width + 1] = ']';
+        bar[width + 2] = ' ';
+        bar[width + 3] = '\0';
+    }
+    draw(p, cols, "%s%s%s", head, bar, tail);
+}
+
+void cli_progress_note(cli_progress *p, const char *what) {
+    if (p->tty) draw(p, cli_terminal_columns(), "epoch %d/%d %s", p->epoch, p->epochs, what);
 }
 
 void cli_progress_clear(cli_progress *p) {
@@ -64,4 +100,13 @@ void cli_progress_clear(cli_progress *p) {
     fprintf(stderr, "\r%*s\r", p->drawn, "");
     fflush(stderr);
     p->drawn = 0;
+}
+
+int cli_terminal_columns(void) {
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int64_t n;
+    if (c && cli_parse_i64(c, &n) && n > 0 && n < 10000) return (int)n;
+    return 80;
 }

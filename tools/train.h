@@ -39,6 +39,8 @@ typedef struct train_cfg {
     int64_t early_stop;        /* --early-stop: epochs without a better test metric (0: off) */
     const char *early_stop_on; /* --early-stop-on: "loss" or "acc" */
     bool detect_anomaly;
+    bool force;         /* --force: replace an earlier run's model file and checkpoint */
+    bool keep_best;     /* --keep-best: also write STEM.best.safetensors, the best epoch's model */
     int64_t accumulate; /* micro-batches per step (--accumulate) */
     bool dist;          /* --dist: MPI even outside mpirun */
     const char *reduce; /* --reduce */
@@ -64,7 +66,6 @@ typedef struct run {
     bk_loader *loader;
     cli_epoch *hist;
     int n_hist, done_epochs;
-    double epoch_lr;   /* the lr the last epoch ended with (printed) */
     double es_best;    /* --early-stop: the best test metric so far (loss: lowest, acc: highest) */
     int es_best_epoch; /* and its epoch (1-based; 0: none yet) */
     int64_t step;
@@ -73,7 +74,7 @@ typedef struct run {
     bk_rng loader_rng, model_rng; /* a resume's generators (train_resume_settings) */
     int64_t interrupt_at;         /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
     const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
-    char *ckpt_path, *csv_path, *svg_path;
+    char *ckpt_path, *csv_path, *svg_path, *best_path;
     char *owned_out;    /* --out derived from --resume */
     cli_slots slots;    /* the step's micro-batches or ranks (train_dist.c) */
     int64_t ckpt_slots; /* a resumed run: the checkpoint's world size * accumulate */
@@ -98,8 +99,10 @@ bk_optim *train_make_optim(const train_cfg *c, bk_module *m);
 /* The checkpoint (in_epoch: at r->pos, inside the epoch after done_epochs); then CLI_OK or
  * CLI_RUNTIME (message printed). */
 int train_write_checkpoint(run *r, bool in_epoch);
-/* After an epoch: the model file, the checkpoint, the CSV and the SVG. */
+/* After an epoch: the model file, the checkpoint, the CSV and the SVG (and the best model). */
 int train_write_outputs(run *r);
+/* Has the last epoch the highest test accuracy of the history (the first of equals)? */
+bool train_last_is_best(const run *r);
 
 /* ---- train_loop.c ----------------------------------------------------------------------- */
 

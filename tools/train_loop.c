@@ -229,6 +229,7 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
         if (isnan(lr)) return cli_fail("epoch %d: the lr schedule: %s", epoch, bk_last_error());
         bk_optim_set_lr(r->o, lr);
     }
+    e->lr = bk_optim_lr(r->o);
     bk_module_train(r->m, true);
     if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
     ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
@@ -349,7 +350,7 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
     r->hist[r->n_hist++] = e;
     r->done_epochs++;
     char lr[48] = "";
-    if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", r->epoch_lr);
+    if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", e.lr);
     printf("epoch %*d/%" PRId64
            "  train loss %.4f  train acc %.4f  test loss %.4f  "
            "test acc %.4f  %.2f s%s\n",
@@ -390,7 +391,7 @@ static int train_loop(run *r) {
     while (r->done_epochs < r->c.epochs && !stop_early) {
         if (stop_now(r)) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
-        cli_epoch e = {r->done_epochs + 1, 0, 0, 0, 0, 0};
+        cli_epoch e = {.epoch = r->done_epochs + 1};
         int rc = train_epoch(r, &pg, &e);
         if (rc == TRAIN_INTERRUPTED) {
             r->pos.seconds = cli_now() - t0;
@@ -401,11 +402,16 @@ static int train_loop(run *r) {
          * batch stays in the arena until the reset after it, so a larger evaluation batch
          * would raise the run's peak memory above the training step's. Under mpirun the
          * ranks share the batches. */
-        if ((rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed)))
-            return rc;
-        /* plateau: the test loss decides the next epoch's lr (every rank has the same), and
-         * the state goes into this epoch's checkpoint */
-        r->epoch_lr = bk_optim_lr(r->o);
+        char note[64];
+        snprintf(note, sizeof note, "evaluating %" PRId64 " test images", r->test->n);
+        cli_progress_note(&pg, note);
+        rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed);
+        cli_progress_clear(&pg);
+        if (rc) return rc;
+        /* the lr the epoch ended with (onecycle: its last step's); then plateau: the test
+         * loss decides the next epoch's lr (every rank has the same), and the state goes
+         * into this epoch's checkpoint */
+        e.lr = bk_optim_lr(r->o);
         if (r->c.schedule == SCHEDULE_PLATEAU)
             r->c.lr_now = bk_lr_plateau_step(&r->c.plateau, e.test_loss, r->c.lr_now);
         /* Rank 0 writes; then every rank learns whether that worked (the files are
@@ -427,6 +433,12 @@ static int train_loop(run *r) {
     const cli_epoch *last = &r->hist[r->n_hist - 1];
     printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
+    if (r->c.keep_best) { /* the first epoch of the highest accuracy, as train_last_is_best chose */
+        int b = 0;
+        for (int j = 1; j < r->n_hist; j++)
+            if (r->hist[j].test_acc > r->hist[b].test_acc) b = j;
+        printf("best epoch %d (test acc %.4f): %s\n", r->hist[b].epoch, r->hist[b].test_acc, r->best_path);
+    }
     return CLI_OK;
 }
 

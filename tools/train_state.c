@@ -297,6 +297,7 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     r->done_epochs = (int)epoch;
     if (!cli_opt(opts, n_opts, "--epochs")->given) r->c.epochs = epochs;
     if (!cli_opt(opts, n_opts, "--threads")->given) r->c.threads = threads;
+    if (GET("brick.keep_best")) r->c.keep_best = true; /* (--keep-best can turn it on) */
     if (!cli_opt(opts, n_opts, "--data")->given) {
         r->c.data = GET("brick.data");
         r->data_why = "the checkpoint's";
@@ -397,6 +398,7 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     meta_add(&md, "brick.accumulate", "%" PRId64, r->c.accumulate);
     meta_add(&md, "brick.world_size", "%d", r->slots.world);
     meta_add(&md, "brick.data", "%s", r->c.data);
+    if (r->c.keep_best) meta_add(&md, "brick.keep_best", "1");
     if (in_epoch) {
         meta_add(&md, "brick.batch", "%" PRId64, r->pos.batch);
         meta_add(&md, "brick.epoch_loss_sum", "%a", r->pos.loss_sum); /* exact */
@@ -413,12 +415,26 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     return rc ? cli_fail(NULL) : CLI_OK;
 }
 
-/* Writes the model file, the checkpoint, the CSV and the SVG after an epoch. CLI_OK or
+/* Is the last epoch of the history the best so far: a test accuracy above every earlier
+ * epoch's (the first of equals wins)? The best is read off the history, so a resumed run
+ * goes on comparing with the epochs before the interrupt. */
+bool train_last_is_best(const run *r) {
+    if (r->n_hist == 0) return false;
+    const cli_epoch *last = &r->hist[r->n_hist - 1];
+    for (int i = 0; i + 1 < r->n_hist; i++)
+        if (!(last->test_acc > r->hist[i].test_acc)) return false;
+    return true;
+}
+
+/* Writes the model file, the checkpoint, the CSV and the SVG after an epoch (and, with
+ * --keep-best, STEM.best.safetensors when the epoch is the best so far). CLI_OK or
  * CLI_RUNTIME. */
 int train_write_outputs(run *r) {
     meta md = {0};
     common_meta(r, &md, CLI_MODEL_FORMAT);
     int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys, (const char *const *)md.values);
+    if (!rc && r->c.keep_best && train_last_is_best(r))
+        rc = bk_checkpoint_save(r->best_path, r->m, NULL, md.n, md.keys, (const char *const *)md.values);
     meta_free(&md);
     if (rc) return cli_fail(NULL);
     if ((rc = train_write_checkpoint(r, false))) return rc;

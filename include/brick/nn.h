@@ -84,7 +84,7 @@ int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
  * one the message names the hook). Hooks see every call, also under no-grad; ud is the
  * caller's. Each add returns a handle (>= 0) for bk_module_remove_hook, or -1 with an error
  * for a bad block, a NULL fn or out of memory. The block frees its hooks, not ud.
- * Activation statistics, feature extraction: examples/11_hooks.c. */
+ * Activation statistics, feature extraction: examples/12_hooks.c. */
 typedef bk_tensor *(*bk_forward_pre_hook)(bk_module *m, bk_tensor *x, void *ud);
 typedef bk_tensor *(*bk_forward_hook)(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud);
 int bk_module_add_forward_pre_hook(bk_module *m, bk_forward_pre_hook fn, void *ud);
@@ -229,7 +229,7 @@ int bk_nn_module_dict_set(bk_module *dict, const char *key, bk_module *block);
  * distributions are torch's). Settings are doubles; each value is rounded to float32 once.
  * A tensor with no elements is left alone (torch warns and does the same). Each returns 0,
  * or -1 with an error naming the function and the bad value or shape (t is then left as
- * it was). Over a block tree, call them from bk_module_apply (examples/10_param_init.c:
+ * it was). Over a block tree, call them from bk_module_apply (examples/11_param_init.c:
  * D2L's init_normal, init_constant, init_xavier and a custom init).
  *   uniform_(a, b): U(a, b), a <= b.       normal_(mean, std): N(mean, std^2), std >= 0.
  *   constant_(value), zeros_, ones_. */
@@ -267,5 +267,56 @@ int bk_init_orthogonal(bk_tensor *t, bk_rng *rng, double gain);
 /* trunc_normal_(mean, std, a, b): N(mean, std^2) conditioned on [a, b] (torch's defaults
  * 0, 1, -2, 2), drawn by the inverse CDF as torch does. std > 0 and a < b. */
 int bk_init_trunc_normal(bk_tensor *t, bk_rng *rng, double mean, double std, double a, double b);
+/* ---- Recurrent layers (torch.nn.RNN / LSTM / GRU and their cells; src/nn/rnn.c) ------- */
+
+/* Which recurrence: nn.RNN(nonlinearity='tanh' | 'relu'), nn.LSTM, nn.GRU. With x the
+ * input, h the state, and W_i* / W_h* the row blocks of weight_ih / weight_hh in
+ * PyTorch's gate order (same for the biases b_i*, b_h*):
+ *   RNN:  h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
+ *   LSTM: i, f, g, o = sig, sig, tanh, sig(x W_i*^T + b_i* + h W_h*^T + b_h*)
+ *         c' = f c + i g,  h' = o tanh(c')
+ *   GRU:  r, z = sig(x W_i*^T + b_i* + h W_h*^T + b_h*)
+ *         n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)),  h' = (1 - z) n + z h */
+typedef enum bk_rnn_mode { BK_RNN_TANH = 0, BK_RNN_RELU, BK_LSTM, BK_GRU, BK_RNN_MODE_COUNT } bk_rnn_mode;
+
+/* nn.RNNCell(input_size, hidden_size, bias, nonlinearity) (mode BK_RNN_TANH / BK_RNN_RELU),
+ * nn.LSTMCell or nn.GRUCell: parameters weight_ih (G H, input_size), weight_hh (G H, H),
+ * bias_ih and bias_hh (G H; absent without bias), G = 1, 4 (i, f, g, o) or 3 (r, z, n),
+ * all U(-1/sqrt(H), 1/sqrt(H)) as torch. bk_forward(cell, x) is one step from a zero state
+ * and returns h'. */
+bk_module *bk_nn_rnn_cell(bk_rnn_mode mode, int64_t input_size, int64_t hidden_size, bool bias);
+/* One step of a cell: x (B, input_size) or unbatched (input_size); h (and c, LSTMCell only)
+ * shaped (B, H) / (H), or NULL for zeros. Returns h'; for an LSTMCell *c_out (if not NULL)
+ * gets c' (else NULL). A c for another cell, or a shape that does not fit, is an error
+ * naming the cell and the shapes. */
+bk_tensor *bk_rnn_cell_forward(bk_module *cell, bk_tensor *x, bk_tensor *h, bk_tensor *c, bk_tensor **c_out);
+
+/* The arguments of nn.RNN / nn.LSTM / nn.GRU. */
+typedef struct bk_rnn_config {
+    bk_rnn_mode mode;
+    int64_t input_size, hidden_size, num_layers;
+    bool bias, batch_first, bidirectional;
+    float dropout; /* on the outputs of every layer but the last, in training mode */
+} bk_rnn_config;
+/* torch's defaults: one layer, biases, (T, B, input_size), one direction, no dropout */
+#define BK_RNN_DEFAULTS(mode_, input_size_, hidden_size_) \
+    ((bk_rnn_config){(mode_), (input_size_), (hidden_size_), 1, true, false, false, 0.0f})
+/* nn.RNN / nn.LSTM / nn.GRU: for layer k and direction suffix s ("" or "_reverse"), the
+ * parameters weight_ih_l{k}{s} (G H, layer input: input_size, then D H), weight_hh_l{k}{s}
+ * (G H, H), bias_ih_l{k}{s}, bias_hh_l{k}{s}, in torch's order and init (as the cells).
+ * D = 2 with bidirectional, else 1. bk_forward(m, x) runs bk_rnn_forward from zero states
+ * and returns the output. */
+bk_module *bk_nn_rnn(bk_rnn_config cfg);
+/* The layer's forward: x (T, B, input_size), (B, T, input_size) with batch_first, or
+ * unbatched (T, input_size); h0 and c0 (LSTM only) (num_layers D, B, H) or unbatched
+ * (num_layers D, H), NULL for zeros. lengths (B entries, each in [1, T]; NULL: all T) gives
+ * each sequence's length, as pack_padded_sequence(enforce_sorted=False): its outputs past
+ * it are 0 and its final states are those of its last valid step (the reverse direction
+ * starts there). Returns the output (T, B, D H) or (B, T, D H) (the last layer's h at
+ * every step, directions concatenated; T steps, where torch's pad_packed_sequence gives
+ * max(lengths) unless total_length=T); *h_n and *c_n (if not NULL) get the final states
+ * (num_layers D, B, H), c_n NULL but for an LSTM. Errors name the layer and the shapes. */
+bk_tensor *bk_rnn_forward(bk_module *m, bk_tensor *x, bk_tensor *h0, bk_tensor *c0, const int64_t *lengths,
+                          bk_tensor **h_n, bk_tensor **c_n);
 
 #endif /* BRICK_PART_NN_H */

@@ -458,3 +458,43 @@ TEST(forward_hooks) {
     MISUSE(bk_module_remove_hook(lin, 0), "module_remove_hook", "no hook 0");
     bk_module_free(lin);
 }
+
+TEST(recurrent_layers) {
+    MISUSE(bk_nn_rnn_cell(BK_LSTM, 0, 4, true), "LSTMCell", "input_size=0");
+    MISUSE(bk_nn_rnn_cell(BK_GRU, 3, -1, true), "GRUCell", "hidden_size=-1");
+    MISUSE(bk_nn_rnn_cell((bk_rnn_mode)9, 3, 4, true), "rnn_cell", "unknown mode 9");
+    MISUSE(bk_nn_rnn_cell(BK_RNN_TANH, 3, INT64_MAX / 2, true), "RNNCell", "not huge");
+    bk_rnn_config c = BK_RNN_DEFAULTS(BK_LSTM, 3, 4);
+    bk_rnn_config bad[4] = {c, c, c, c};
+    bad[0].num_layers = 0, bad[1].dropout = 1.5f, bad[2].input_size = -3, bad[3].mode = (bk_rnn_mode)-1;
+    const char *why[4] = {"num_layers=0", "dropout", "input_size=-3", "unknown mode -1"};
+    for (int i = 0; i < 4; i++) MISUSE(bk_nn_rnn(bad[i]), i < 3 ? "LSTM" : "rnn", why[i]);
+
+    bk_module *cell = bk_nn_rnn_cell(BK_LSTM, 3, 4, true), *lstm = bk_nn_rnn(c), *lin = bk_nn_linear(3, 4);
+    bk_tensor *x = bk_rand(BK_SHAPE(2, 3)), *h = bk_zeros(BK_SHAPE(2, 4)), *c_out = NULL;
+    EACH_BAD_MODULE("rnn_cell", bk_rnn_cell_forward(M, x, h, h, &c_out));
+    MISUSE(bk_rnn_cell_forward(lin, x, h, h, &c_out), "rnn_cell", "got Linear");
+    EACH_BAD_TENSOR("LSTMCell(3, 4)", bk_rnn_cell_forward(cell, T, h, h, &c_out));
+    T = STALE;
+    MISUSE(bk_rnn_cell_forward(cell, x, T, h, &c_out), "rnn_cell: h", "arena was reset");
+    MISUSE(bk_rnn_cell_forward(cell, x, h, T, &c_out), "rnn_cell: c", "arena was reset");
+    MISUSE(bk_rnn_cell_forward(cell, bk_rand(BK_SHAPE(2, 5)), h, h, &c_out), "LSTMCell(3, 4)",
+           "input (2, 5)");
+    ACCEPTS(bk_rnn_cell_forward(cell, x, NULL, NULL, NULL) != NULL, "h, c NULL: zero states; c_out NULL");
+
+    bk_tensor *seq = bk_rand(BK_SHAPE(5, 2, 3)), *h0 = bk_zeros(BK_SHAPE(1, 2, 4)), *hn = NULL, *cn = NULL;
+    EACH_BAD_MODULE("rnn", bk_rnn_forward(M, seq, h0, h0, NULL, &hn, &cn));
+    MISUSE(bk_rnn_forward(cell, seq, h0, h0, NULL, &hn, &cn), "rnn", "got LSTMCell");
+    EACH_BAD_TENSOR("LSTM(3, 4)", bk_rnn_forward(lstm, T, h0, h0, NULL, &hn, &cn));
+    T = STALE;
+    MISUSE(bk_rnn_forward(lstm, seq, T, h0, NULL, &hn, &cn), "rnn: h0", "arena was reset");
+    MISUSE(bk_rnn_forward(lstm, seq, h0, T, NULL, &hn, &cn), "rnn: c0", "arena was reset");
+    MISUSE(bk_rnn_forward(lstm, seq, h, h0, NULL, &hn, &cn), "LSTM(3, 4)", "h0 (2, 4)");
+    MISUSE(bk_rnn_forward(lstm, seq, NULL, NULL, (const int64_t[]){0, 5}, &hn, &cn), "LSTM(3, 4)",
+           "lengths[0]=0");
+    ACCEPTS(bk_rnn_forward(lstm, seq, NULL, NULL, NULL, NULL, NULL) != NULL,
+            "states, lengths, h_n, c_n NULL: zero states, full length, not returned");
+    bk_module_free(cell);
+    bk_module_free(lstm);
+    bk_module_free(lin);
+}

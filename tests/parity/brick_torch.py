@@ -7,6 +7,8 @@
   (make_op_case), the command line (generator_args), writing a case and reading it back
   (write_case), and the check that the weight file alone reproduces the output
   (check_reload);
+- the kink check (Recorder, kinks_ok): inputs too close to a ReLU's 0 or a max pool's tie
+  for float32 to decide like float64 are drawn again;
 - D2L's Residual and Inception blocks, as brick's src/nn/residual.c and inception.c (same
   child names, so the same state dict), for the CNN parity cases and the benchmarks' zoo;
 - the benchmarks' timing loop (time_steps) and training options (add_training_args).
@@ -29,6 +31,80 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# ---------------------------------------------------------------------------------------
+# Kink margins: every F.relu and F.max_pool2d call, recorded in call order
+# ---------------------------------------------------------------------------------------
+
+# An input is redrawn when a ReLU input or a pooling window's runner-up is within MARGIN x
+# torch's float32 error of the kink; MAX_DRAWS bounds the redraws.
+MARGIN = 5.0
+MAX_DRAWS = 200
+
+
+class Recorder:
+    """Within `with Recorder() as r:`, F.relu and F.max_pool2d (which nn.ReLU and
+    nn.MaxPool2d call) append ("relu", input) / ("pool", input, k, s, p) to r.calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __enter__(self):
+        self.relu, self.pool = F.relu, F.max_pool2d
+        rec = self
+
+        def relu(x, *a, **kw):
+            rec.calls.append(("relu", x.detach().clone()))
+            return rec.relu(x, *a, **kw)
+
+        def max_pool2d(x, kernel_size, stride=None, padding=0, *a, **kw):
+            rec.calls.append(("pool", x.detach().clone(), kernel_size, stride or kernel_size, padding))
+            return rec.pool(x, kernel_size, stride, padding, *a, **kw)
+
+        F.relu, F.max_pool2d = relu, max_pool2d
+        return self
+
+    def __exit__(self, *exc):
+        F.relu, F.max_pool2d = self.relu, self.pool
+        return False
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def window_gap(x, k, s, p):
+    """Per pooling window of x (N, C, H, W) (padding -inf): (max, max - the largest value
+    below the max), the gap inf when the whole window ties."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(k), pair(s), pair(p)
+    xp = F.pad(x, (pw, pw, ph, ph), value=-float("inf"))
+    n, c = x.shape[:2]
+    cols = F.unfold(xp.reshape(n * c, 1, *xp.shape[2:]), (kh, kw), stride=(sh, sw))  # (NC, k, L)
+    top = cols.max(dim=1, keepdim=True).values
+    below = cols.masked_fill(cols == top, -float("inf")).max(dim=1).values
+    return top.squeeze(1), top.squeeze(1) - below
+
+
+def kinks_ok(calls32, calls64):
+    """True when no ReLU input or pooling window is within MARGIN x torch's float32 error
+    of a kink (see gen_cnn.py's docstring). Different call sequences (an input near a
+    branch such as FixedHiddenMLP's loop test) are not OK either."""
+    if len(calls32) != len(calls64):
+        return False
+    for c32, c64 in zip(calls32, calls64):
+        x32, x64 = c32[1].double(), c64[1]
+        rms = x64.pow(2).mean().sqrt().item()
+        err = (x32 - x64).abs().max().item()
+        slack = MARGIN * err + 1e-9 * rms
+        if c32[0] == "relu":
+            if x64.numel() and x64.abs().min().item() <= slack:
+                return False
+        else:
+            _, gap = window_gap(x64, *c64[2:])
+            if (gap <= slack).any():
+                return False
+    return True
+
 
 # ---------------------------------------------------------------------------------------
 # safetensors, by hand

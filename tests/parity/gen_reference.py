@@ -14,7 +14,8 @@ inputs, and writes for every case two safetensors files into --out:
   <case>.ref.safetensors  "input" (X), "output", "upstream" (R, for vector outputs),
                           "input.grad" and "grad.<param>" for every named parameter; the
                           metadata holds case, seed, torch version, param_names,
-                          state_names and, where a FixedHiddenMLP runs, "halvings".
+                          state_names, "redraws" (inputs drawn again near a kink or a branch: see
+                          make_module_case) and, where a FixedHiddenMLP runs, "halvings".
   Op cases have no state dict: their ref file holds the inputs "a", "b", ..., their
   gradients "a.grad", ..., and metadata "inputs" = "a,b,...".
 
@@ -35,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from brick_torch import (case_seed, check_reload, f32_errors, generator_args, loss_of,  # noqa: E402
-                         report, write_case, write_op_cases)
+from brick_torch import (MAX_DRAWS, Recorder, case_seed, check_reload, f32_errors,  # noqa: E402
+                         generator_args, kinks_ok, loss_of, report, write_case, write_op_cases)
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,15 +243,24 @@ def make_module_case(name, builder, seed):
     torch.manual_seed(case_seed(seed, name))
     model, make_input = builder()
     model = model.float()
-    # The loop count of FixedHiddenMLP is a float comparison; an input whose abs-sum lands
-    # within 1e-4 (relative) of the threshold could be decided differently by brick's
-    # float32 sums, so such an input is drawn again (this essentially never happens).
-    for _ in range(100):
+    # An input is drawn again when float32 could decide a branch differently from exact
+    # arithmetic: FixedHiddenMLP's loop test (an abs-sum within 1e-4, relative, of the
+    # threshold) or a ReLU input within rounding error of 0 (kinks_ok: the case run in
+    # float32 and float64 with every F.relu recorded; a near-zero ReLU input flips a
+    # gradient by O(1), as at seed 3326486905, where custom_mlp had an input of 1.5e-8 in
+    # torch's float32 and -1.3e-8 exactly).
+    model64 = copy.deepcopy(model).double()
+    redraws = 0
+    while True:
         X = make_input()
-        with torch.no_grad():
+        with Recorder() as r32, torch.no_grad():
             model(X)
-        if all(b.margin > 1e-4 for b in fixed_blocks(model)):
+        with Recorder() as r64, torch.no_grad():
+            model64(X.double())
+        if all(b.margin > 1e-4 for b in fixed_blocks(model)) and kinks_ok(r32.calls, r64.calls):
             break
+        redraws += 1
+        assert redraws < MAX_DRAWS, f"{name}: no input away from the kinks in {MAX_DRAWS} draws"
     X = X.clone().requires_grad_(True)
     output = model(X)
     loss, upstream = loss_of(output)
@@ -267,6 +277,7 @@ def make_module_case(name, builder, seed):
         ref["grad." + pname] = p.grad
     meta = {"case": name, "kind": "module", "seed": str(seed),
             "case_seed": str(case_seed(seed, name)), "torch": torch.__version__,
+            "redraws": str(redraws),
             "param_names": ",".join(n for n, _ in params),
             "state_names": ",".join(state.keys()),
             "buffer_names": ",".join(n for n, _ in model.named_buffers())}
@@ -276,7 +287,6 @@ def make_module_case(name, builder, seed):
 
     # The same case in float64 (same float32 values of weights, input and upstream): how
     # far torch's own float32 results are from the exact ones.
-    model64 = copy.deepcopy(model).double()
     model64.zero_grad(set_to_none=True)
     X64 = X.detach().double().requires_grad_(True)
     out64 = model64(X64)

@@ -1,4 +1,4 @@
-/* 10_param_init.c - parameter initialisation with torch.nn.init and apply (D2L 5.2).
+/* 11_param_init.c - parameter initialisation with torch.nn.init and apply (D2L 5.2).
  *
  * The PyTorch code it mirrors:
  *
@@ -128,5 +128,5 @@ int main(void) {
 
 done:
     bk_module_free(net);
-    return example_exit("10_param_init", status);
+    return example_exit("11_param_init", status);
 }

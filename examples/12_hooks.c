@@ -1,4 +1,4 @@
-/* 11_hooks.c - forward hooks: activation statistics of every layer of an MLP, and a
+/* 12_hooks.c - forward hooks: activation statistics of every layer of an MLP, and a
  * pre-hook that changes a block's input.
  *
  * The PyTorch code it mirrors:
@@ -96,5 +96,5 @@ int main(void) {
 
 done:
     bk_module_free(net);
-    return example_exit("11_hooks", status);
+    return example_exit("12_hooks", status);
 }
