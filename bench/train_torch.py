@@ -4,7 +4,8 @@
     /usr/bin/python3 bench/train_torch.py [--model mlp|softmax|lenet|resnet|googlenet]
         [--hidden 256] [--width 32] [--data DIR] [--epochs 10] [--batch-size 256] [--lr 0.1]
         [--optimizer sgd|adam|adamw|rmsprop|adagrad] [--momentum 0] [--weight-decay W]
-        [--lr-schedule none|cosine|step] [--lr-step-size N] [--lr-gamma 0.1] [--lr-min 0]
+        [--lr-schedule none|cosine|step|onecycle|plateau] [--lr-step-size N] [--lr-gamma 0.1]
+        [--lr-min 0] [--lr-patience 10]
         [--threads T] [--seed 0]
 
 --model also takes brick's spec form, e.g. `resnet:width=8` or `mlp:hidden=128`. The
@@ -147,8 +148,9 @@ def make_optimizer(a, params):
     sys.exit(f"train_torch.py: unknown optimizer '{a.optimizer}' (sgd, adam, adamw, rmsprop, adagrad)")
 
 
-def make_scheduler(a, opt):
-    """brick train's --lr-schedule: a torch.optim.lr_scheduler stepped once per epoch, or None."""
+def make_scheduler(a, opt, steps_per_epoch):
+    """brick train's --lr-schedule: a torch.optim.lr_scheduler (OneCycleLR: stepped after every
+    batch; ReduceLROnPlateau: with the test loss; the others once per epoch), or None."""
     if a.lr_schedule == "none":
         return None
     if a.lr_schedule == "cosine":
@@ -157,7 +159,12 @@ def make_scheduler(a, opt):
         if a.lr_step_size is None or a.lr_step_size < 1:
             sys.exit("train_torch.py: --lr-schedule step needs --lr-step-size N (N >= 1)")
         return torch.optim.lr_scheduler.StepLR(opt, step_size=a.lr_step_size, gamma=a.lr_gamma)
-    sys.exit(f"train_torch.py: unknown --lr-schedule '{a.lr_schedule}' (none, cosine, step)")
+    if a.lr_schedule == "onecycle":  # brick's optimizers keep their momentum: no cycling
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, epochs=a.epochs,
+                                                   steps_per_epoch=steps_per_epoch, cycle_momentum=False)
+    if a.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=a.lr_gamma, patience=a.lr_patience)
+    sys.exit(f"train_torch.py: unknown --lr-schedule '{a.lr_schedule}' (none, cosine, step, onecycle, plateau)")
 
 
 def main():
@@ -170,6 +177,7 @@ def main():
     ap.add_argument("--lr-step-size", type=int, default=None)
     ap.add_argument("--lr-gamma", type=float, default=0.1)
     ap.add_argument("--lr-min", type=float, default=0.0)
+    ap.add_argument("--lr-patience", type=int, default=10)
     a = ap.parse_args()
     parse_spec(a)
 
@@ -180,9 +188,10 @@ def main():
     net = build(a.model, a.hidden, a.width)
     loss_fn = nn.CrossEntropyLoss()
     opt = make_optimizer(a, net.parameters())
-    sched = make_scheduler(a, opt)
     gen = torch.Generator().manual_seed(a.seed)
     n = xtr.shape[0]
+    sched = make_scheduler(a, opt, (n + a.batch_size - 1) // a.batch_size)
+    per_step = a.lr_schedule == "onecycle"
     times, test_acc = [], 0.0
     for epoch in range(1, a.epochs + 1):
         t0 = time.perf_counter()
@@ -198,6 +207,10 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if per_step:
+                lr = opt.param_groups[0]["lr"]  # (printed: the lr of the epoch's last step)
+                if sched.last_epoch < sched.total_steps:  # brick keeps the last lr past the end
+                    sched.step()
             total += loss.item() * len(idx)
             correct += (out.argmax(1) == y).sum().item()
         net.eval()
@@ -207,7 +220,9 @@ def main():
                 out = net(xte[i:i + a.batch_size])
                 test_total += F.cross_entropy(out, yte[i:i + a.batch_size], reduction="sum").item()
                 test_correct += (out.argmax(1) == yte[i:i + a.batch_size]).sum().item()
-        if sched is not None:
+        if a.lr_schedule == "plateau":
+            sched.step(test_total / xte.shape[0])
+        elif sched is not None and not per_step:
             sched.step()
         secs = time.perf_counter() - t0
         times.append(secs)

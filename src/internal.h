@@ -28,6 +28,11 @@ void bk__error_prefix(const char *fmt, ...) BK_PRINTF_FORMAT(1, 2);
  * as can be told without a magic number: a class and a positive reference count, which
  * zeroed or freed-and-reused memory does not have). */
 bool bk__module_ok(const bk_module *m, const char *who);
+/* nn/hooks.c: bk_forward's hooks (x or y itself when m has none; NULL on failure), and
+ * bk_module_free's clean-up. */
+bk_tensor *bk__forward_pre_hooks(bk_module *m, bk_tensor *x);
+bk_tensor *bk__forward_hooks(bk_module *m, bk_tensor *x, bk_tensor *y);
+void bk__hooks_free(bk_module *m);
 /* For public functions taking a data set (a public struct, so possibly filled in by hand):
  * false, with "<who>: malformed data set (...)", unless its fields are consistent (ranks,
  * shape product = sample_numel, x present, sizes that fit in memory). */

@@ -319,9 +319,14 @@ int main(void) {
     RUN(module_base);
     RUN(layers);
     RUN(attention_layers);
+    RUN(parameter_init);
+    RUN(containers);
+    RUN(forward_hooks);
     RUN(recurrent_layers);
     RUN(safetensors_files);
     RUN(optimizers);
+    RUN(lr_schedules);
+    RUN(param_groups);
     RUN(data_sets_and_loaders);
     RUN(models_and_checkpoints);
     RUN(distributed);

@@ -111,9 +111,11 @@ usage "eval: no file" "brick eval" "expected a model FILE" "$brick" eval
 usage "summary: nothing to summarise" "brick summary" "expected a model FILE or --model" "$brick" summary
 usage "summary: unknown model" "brick summary" "unknown model" "$brick" summary --model nope
 usage "predict: no images" "brick predict" "expected IMAGE" "$brick" predict "$tmp/x"
-usage "train: unknown lr schedule" "brick train" "--lr-schedule must be one of none, cosine, step, got 'linear'" "$brick" train --lr-schedule linear
+usage "train: unknown lr schedule" "brick train" "--lr-schedule must be one of none, cosine, step, onecycle, plateau, got 'linear'" "$brick" train --lr-schedule linear
 usage "train: step schedule without a step size" "brick train" "needs --lr-step-size" "$brick" train --lr-schedule step
 usage "train: --lr-gamma without the step schedule" "brick train" "for --lr-schedule step" "$brick" train --lr-schedule cosine --lr-gamma 0.5
+usage "train: --lr-patience without the plateau schedule" "brick train" "for --lr-schedule plateau" "$brick" train --lr-schedule step --lr-step-size 2 --lr-patience 3
+usage "train: plateau with a factor of 1" "brick train" "needs --lr-gamma below 1, got 1" "$brick" train --lr-schedule plateau --lr-gamma 1
 usage "train: --lr-min without the cosine schedule" "brick train" "for --lr-schedule cosine" "$brick" train --lr-min 0.001
 usage "train: zero step size" "brick train" "--lr-step-size" "$brick" train --lr-schedule step --lr-step-size 0
 
@@ -286,6 +288,13 @@ done
 # CosineAnnealingLR(T_max=3): 0.1 (1 + cos(pi e / 3)) / 2; StepLR(2, 0.5): 0.1 0.5^floor(e / 2)
 sched_case "cosine schedule" "0.1 0.075 0.025 " --lr-schedule cosine
 sched_case "step schedule" "0.1 0.1 0.05 " --lr-schedule step --lr-step-size 2 --lr-gamma 0.5
+# OneCycleLR(max_lr=0.1, total_steps=72): the lr of each epoch's last step (23, 47, 71), torch's
+sched_case "onecycle schedule" "0.0994415 0.0462637 4e-07 " --lr-schedule onecycle
+# ReduceLROnPlateau(factor=0.5, patience=0): at lr 1 the test loss rises after epoch 2 (2.13 to
+# 2.59 on the subset), so epoch 3 trains at 0.5; the resume goes on from the saved state
+sched_case "plateau schedule" "1 1 0.5 " --lr 1 --lr-schedule plateau --lr-patience 0 --lr-gamma 0.5
+usage "resume with a contradicting --lr-patience" "brick train" "--lr-patience differs from the checkpoint's 0" \
+    "$brick" train --resume "$tmp/plateau schedule-i.ckpt.safetensors" --epochs 4 --lr-patience 2
 usage "resume with a contradicting --lr-schedule" "brick train" "--lr-schedule differs from the checkpoint's cosine" \
     "$brick" train --resume "$tmp/cosine schedule-i.ckpt.safetensors" --epochs 4 --lr-schedule step --lr-step-size 1
 usage "resume with a contradicting --lr-gamma" "brick train" "--lr-gamma differs" \
@@ -296,6 +305,21 @@ if [ "$rc" -eq 0 ] && grep -q "rises again" <<<"$out" && grep -q "^epoch 4/4 .* 
 else
     bad "cosine past T_max" "exit $rc" "${out:0:500}" "${err:0:300}"
 fi
+
+# ---- early stopping ---------------------------------------------------------------------------
+# At lr 1 the test loss rises after epoch 1 (2.13 to 2.59 on the subset) and the accuracy falls
+# (0.269 to 0.210): --early-stop 1 stops after epoch 2 of 6, exit 0, on either metric.
+usage "train: --early-stop-on without --early-stop" "brick train" "needs --early-stop N" "$brick" train --early-stop-on acc
+for on in loss acc; do
+    run "$brick" train --model mlp --data "$data" --epochs 6 --momentum 0.9 --weight-decay 5e-4 --seed 3 --lr 1 \
+        --early-stop 1 --early-stop-on $on --out "$tmp/es-$on.safetensors"
+    if [ "$rc" -eq 0 ] && grep -q "^early stop: the test .* has not improved for 1 epochs (best .*, epoch 1)$" <<<"$out" &&
+        grep -q "^epoch 2/6" <<<"$out" && ! grep -q "^epoch 3/6" <<<"$out"; then
+        ok "--early-stop 1 on the test $on: stops after epoch 2 of 6, exit 0"
+    else
+        bad "--early-stop on $on" "exit $rc" "${out:0:500}" "${err:0:300}"
+    fi
+done
 
 # ---- runtime errors: exit 1 ---------------------------------------------------------------
 
@@ -350,6 +374,12 @@ if "$py" -c '' 2>/dev/null; then
         brick.optimizer=lbfgs
     refused "resume: unknown lr schedule" "$ck brick.lr_schedule \"linear\" must be one of none, cosine, step" \
         brick.lr_schedule=linear
+    refused "resume: plateau state with a NaN best" "$ck brick.lr_plateau \"0x1p-3,nan,0,0,1\" is not a plateau state" \
+        brick.lr_schedule=plateau brick.lr_gamma=0.5 brick.lr_patience=1 brick.lr_plateau=0x1p-3,nan,0,0,1
+    refused "resume: plateau state missing" "$ck brick.lr_plateau \"\(missing\)\"" \
+        brick.lr_schedule=plateau brick.lr_gamma=0.5 brick.lr_patience=1
+    refused "resume: plateau factor 1.5" "brick.lr_gamma or brick.lr_patience: lr_plateau_init: needs 0 <= factor < 1" \
+        brick.lr_schedule=plateau brick.lr_gamma=1.5 brick.lr_patience=1 brick.lr_plateau=0x1p-3,inf,0,0,1
     refused "resume: threads 100000" "$ck brick.threads \"100000\" must be an integer in 0..1024" brick.threads=100000
     refused "resume: epoch_loss_sum nan" "$ck brick.epoch_loss_sum \"nan\"" \
         brick.batch=1 brick.epoch_loss_sum=nan brick.epoch_correct=0 brick.epoch_seen=0

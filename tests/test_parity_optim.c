@@ -12,7 +12,11 @@
  *                                 clipped gradients (bk_clip_grad_norm, bk_clip_grad_value);
  *   sched_<case>.ref.safetensors  the lr of each of 25 epochs under CosineAnnealingLR or
  *                                 StepLR, stepped once per epoch (bk_lr_cosine,
- *                                 bk_lr_step_decay).
+ *                                 bk_lr_step_decay);
+ *   lrs_<case>.ref.safetensors    the lr and momentum of every step under LinearLR, LambdaLR,
+ *                                 OneCycleLR or ReduceLROnPlateau (given metrics), stepped
+ *                                 once per optimizer step, as exact doubles (bk_lr_linear,
+ *                                 bk_lr_lambda, bk_lr_one_cycle, bk_lr_plateau_step).
  * This file makes the same calls with brick and compares. The file layout is described at
  * the top of gen_losses_optim.py; the approach is that of test_parity.c (tests/parity/).
  *
@@ -190,6 +194,7 @@ typedef struct optim_case {
     bk_adam_config adam;
     bk_rmsprop_config rmsprop;
     bk_adagrad_config adagrad;
+    bool groups; /* the biases in a group of their own: no weight decay, lr x 0.5 */
 } optim_case;
 
 static const optim_case OPTIM_CASES[] = {
@@ -206,6 +211,9 @@ static const optim_case OPTIM_CASES[] = {
     {"optim_rmsprop_centered_momentum_wd", O_RMSPROP, .rmsprop = {1e-2, 0.95, 1e-6, 1e-2, 0.5, true}},
     {"optim_adagrad", O_ADAGRAD, .adagrad = {0.1, 0, 0, 0, 1e-10}},
     {"optim_adagrad_decay_wd_init", O_ADAGRAD, .adagrad = {0.1, 0.1, 1e-2, 0.1, 1e-8}},
+    {"optim_groups_sgd", O_SGD, .sgd = {0.1, 0.9, 0, 0.1, false}, .groups = true},
+    {"optim_groups_adamw", O_ADAMW, .adam = {1e-2, 0.9, 0.999, 1e-8, 0.1, false}, .groups = true},
+    {"optim_groups_adam", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-2, false}, .groups = true},
 };
 #define N_OPTIM_CASES (int)(sizeof OPTIM_CASES / sizeof OPTIM_CASES[0])
 
@@ -315,6 +323,8 @@ static void run_optim_case(const optim_case *oc) {
     }
     CHECK(o != NULL);
     if (!o) goto done;
+    /* torch: [{'params': weights}, {'params': biases, 'weight_decay': 0, 'lr': lr / 2}] */
+    if (oc->groups) CHECK(bk_optim_add_group(o, bk_param_is_bias_or_norm, NULL, 0.0, 0.5) == 2);
 
     // The loop of the PyTorch script: zero_grad, loss, backward, step; then compare every
     // parameter with torch's after the same step.
@@ -524,6 +534,132 @@ static void run_sched_case(const sched_case *sc) {
 }
 
 /* ======================================================================================
+ * Per-step schedules (STEP_SCHED_CASES in gen_losses_optim.py)
+ * ====================================================================================== */
+
+typedef enum { L_LINEAR, L_LAMBDA, L_ONE_CYCLE, L_PLATEAU } step_sched_kind;
+
+/* Keep in step with STEP_SCHED_CASES in gen_losses_optim.py. momentum: the optimizer's own
+ * (SGD's momentum, Adam's beta1), which only OneCycleLR changes. */
+typedef struct step_sched_case {
+    const char *name;
+    step_sched_kind kind;
+    double lr, momentum;
+    int64_t total_iters;                    /* linear */
+    double start_factor, end_factor;        /* linear */
+    bk_one_cycle_config (*one_cycle)(void); /* one cycle: its settings */
+    bk_lr_plateau (*plateau)(void);         /* plateau: its settings */
+} step_sched_case;
+
+static bk_one_cycle_config one_cycle_defaults(void) { return BK_ONE_CYCLE_DEFAULTS(0.1, 1000); }
+
+static bk_one_cycle_config one_cycle_linear3(void) {
+    bk_one_cycle_config c = BK_ONE_CYCLE_DEFAULTS(0.01, 250);
+    c.pct_start = 0.25;
+    c.anneal = BK_ANNEAL_LINEAR;
+    c.three_phase = true;
+    c.div_factor = 10;
+    c.final_div_factor = 100;
+    return c;
+}
+
+static bk_one_cycle_config one_cycle_epochs(void) {
+    bk_one_cycle_config c = BK_ONE_CYCLE_DEFAULTS(0.5, 7 * 13); /* epochs x steps_per_epoch */
+    c.pct_start = 0.4;
+    c.base_momentum = 0.8;
+    c.max_momentum = 0.9;
+    return c;
+}
+
+static bk_lr_plateau plateau_min(void) {
+    bk_lr_plateau p = BK_LR_PLATEAU_DEFAULTS;
+    p.patience = 3;
+    p.factor = 0.5;
+    p.cooldown = 2;
+    p.min_lr = 1e-3;
+    return p;
+}
+
+static bk_lr_plateau plateau_max_abs(void) {
+    bk_lr_plateau p = BK_LR_PLATEAU_DEFAULTS;
+    p.mode_max = true;
+    p.threshold_abs = true;
+    p.threshold = 0.01;
+    p.patience = 2;
+    p.factor = 0.3;
+    return p;
+}
+
+static double decay_097(int64_t step, void *ud) { /* lambda k: 0.97 ** k */
+    (void)ud;
+    return pow(0.97, (double)step);
+}
+
+/* The per-step parity is in double: the lrs are repr() strings in the file. Closed forms
+ * against torch's recursions (LinearLR) agree to a few double ulps per step. */
+#define STEP_SCHED_RTOL 1e-12
+
+static const step_sched_case STEP_SCHED_CASES[] = {
+    {"lrs_linear_defaults", L_LINEAR, 0.1, 0.9, 5, 1.0 / 3, 1.0, NULL, NULL},
+    {"lrs_linear_warmup", L_LINEAR, 0.1, 0.9, 50, 0.01, 1.0, NULL, NULL},
+    {"lrs_linear_decay", L_LINEAR, 3e-3, 0.9, 30, 1.0, 0.25, NULL, NULL},
+    {"lrs_lambda", L_LAMBDA, 0.05, 0.9, 0, 0, 0, NULL, NULL},
+    {"lrs_onecycle", L_ONE_CYCLE, 0.1, 0.9, 0, 0, 0, one_cycle_defaults, NULL},
+    {"lrs_onecycle_linear3", L_ONE_CYCLE, 0.01, 0.9, 0, 0, 0, one_cycle_linear3, NULL},
+    {"lrs_onecycle_epochs", L_ONE_CYCLE, 0.5, 0.9, 0, 0, 0, one_cycle_epochs, NULL},
+    {"lrs_plateau", L_PLATEAU, 0.1, 0.9, 0, 0, 0, NULL, plateau_min},
+    {"lrs_plateau_max_abs", L_PLATEAU, 0.02, 0.9, 0, 0, 0, NULL, plateau_max_abs},
+};
+#define N_STEP_SCHED_CASES (int)(sizeof STEP_SCHED_CASES / sizeof STEP_SCHED_CASES[0])
+
+/* Parses the comma-separated doubles of metadata key into out (at most cap); the count, or
+ * -1. */
+static int parse_doubles(const bk_safetensors *ref, const char *key, double *out, int cap) {
+    const char *s = bk_safetensors_meta(ref, key);
+    int n = 0;
+    while (s && *s && n < cap) {
+        char *end;
+        out[n++] = strtod(s, &end);
+        if (end == s) return -1;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return s && !*s ? n : -1;
+}
+
+static void run_step_sched_case(const step_sched_case *sc) {
+    bk_one_cycle_config one_cycle = sc->one_cycle ? sc->one_cycle() : BK_ONE_CYCLE_DEFAULTS(0, 0);
+    bk_lr_plateau plateau = sc->plateau ? sc->plateau() : BK_LR_PLATEAU_DEFAULTS;
+    bk_safetensors *ref = open_case(sc->name);
+    enum { CAP = 4096 };
+    static double want_lr[CAP], want_m[CAP];
+    int n = ref ? parse_doubles(ref, "lr", want_lr, CAP) : -1;
+    CHECK(n > 0 && parse_doubles(ref, "momentum", want_m, CAP) == n);
+    const bk_tensor *metric = ref ? bk_safetensors_get(ref, "metric") : NULL;
+    CHECK(sc->kind != L_PLATEAU || (metric && metric->numel == n));
+    if (sc->kind == L_PLATEAU) CHECK(bk_lr_plateau_init(&plateau) == 0);
+    double worst = 0, lr = sc->lr;
+    int bad = 0;
+    for (int k = 0; k < n && (sc->kind != L_PLATEAU || metric); k++) {
+        double m = sc->momentum;
+        switch (sc->kind) {
+        case L_LINEAR: lr = bk_lr_linear(sc->lr, k, sc->total_iters, sc->start_factor, sc->end_factor); break;
+        case L_LAMBDA: lr = bk_lr_lambda(sc->lr, k, decay_097, NULL); break;
+        case L_ONE_CYCLE: lr = bk_lr_one_cycle(&one_cycle, k, &m); break;
+        case L_PLATEAU: break; /* lr: the one in use, cut after an epoch's metric (below) */
+        }
+        double err = fmax(fabs(lr - want_lr[k]) / fabs(want_lr[k]), fabs(m - want_m[k]) / fabs(want_m[k]));
+        worst = fmax(worst, err);
+        if (!(err <= STEP_SCHED_RTOL) && bad++ < 5)
+            fprintf(stderr, "#   %s step %d: lr %.17g momentum %.17g, torch %.17g %.17g\n", sc->name, k, lr,
+                    m, want_lr[k], want_m[k]);
+        if (sc->kind == L_PLATEAU) lr = bk_lr_plateau_step(&plateau, metric->data[k], lr);
+    }
+    CHECK(bad == 0);
+    if (parity_verbose()) printf("# == %s: %d steps, max rel error %.3g\n", sc->name, n, worst);
+    bk_safetensors_free(ref);
+}
+
+/* ======================================================================================
  * Tests
  * ====================================================================================== */
 
@@ -531,10 +667,12 @@ static const loss_case *loss_case_;
 static const optim_case *optim_case_;
 static const sched_case *sched_case_;
 static const clip_case *clip_case_;
+static const step_sched_case *step_sched_case_;
 TEST(run_current_loss_case) { run_loss_case(loss_case_); }
 TEST(run_current_optim_case) { run_optim_case(optim_case_); }
 TEST(run_current_sched_case) { run_sched_case(sched_case_); }
 TEST(run_current_clip_case) { run_clip_case(clip_case_); }
+TEST(run_current_step_sched_case) { run_step_sched_case(step_sched_case_); }
 
 int main(void) {
     if (parity_skip_all("test_parity_optim", "gen_losses_optim.py"))
@@ -554,6 +692,10 @@ int main(void) {
     for (int i = 0; i < N_SCHED_CASES; i++) {
         sched_case_ = &SCHED_CASES[i];
         parity_run(sched_case_->name, run_current_sched_case, false);
+    }
+    for (int i = 0; i < N_STEP_SCHED_CASES; i++) {
+        step_sched_case_ = &STEP_SCHED_CASES[i];
+        parity_run(step_sched_case_->name, run_current_step_sched_case, false);
     }
     return test_summary("test_parity_optim");
 }

@@ -60,13 +60,20 @@ static void help(FILE *f) {
             "  --optimizer NAME    sgd, adam, adamw, rmsprop or adagrad (default: the recipe's)\n"
             "  --momentum M        SGD or RMSprop momentum (default: the recipe's, else 0)\n"
             "  --weight-decay W    weight decay (default: the recipe's, else 0; adamw: 0.01)\n"
-            "  --lr-schedule S     none, cosine or step (default: the recipe's); the lr is set before\n"
-            "                      every epoch, as torch's scheduler.step() once per epoch:\n"
+            "  --lr-schedule S     none, cosine, step, onecycle or plateau (default: the\n"
+            "                      recipe's); the lr is set before every epoch, as torch's\n"
+            "                      scheduler.step() once per epoch:\n"
             "                      cosine: CosineAnnealingLR(T_max=--epochs, eta_min=--lr-min)\n"
             "                      step: StepLR(step_size=--lr-step-size, gamma=--lr-gamma)\n"
+            "                      plateau: ReduceLROnPlateau(factor=--lr-gamma, patience=\n"
+            "                      --lr-patience) on the test loss, after every epoch\n"
+            "                      or before every step: onecycle: OneCycleLR(max_lr=--lr,\n"
+            "                      total_steps=--epochs x batches per epoch), torch's defaults\n"
             "  --lr-min LR         cosine: the lr it anneals to (default 0)\n"
             "  --lr-step-size N    step: multiply the lr by --lr-gamma every N epochs\n"
-            "  --lr-gamma G        step: the factor (default 0.1)\n");
+            "  --lr-gamma G        step, plateau: the factor (default 0.1)\n"
+            "  --lr-patience N     plateau: epochs without a better test loss before a cut\n"
+            "                      (default 10)\n");
     /* (in parts: C11 compilers need to support string literals of only 4095 characters) */
     fputs(
         "  --seed S            seed of the model init and the shuffling (default 0)\n"
@@ -84,6 +91,10 @@ static void help(FILE *f) {
         "  --max-loss L        stop (exit 1) when a batch's loss exceeds L: the run has\n"
         "                      diverged (default 1000 ln(classes), about 2303; 0: only\n"
         "                      a NaN or infinite loss stops it)\n"
+        "  --early-stop N      stop when the test loss (or --early-stop-on acc: the test\n"
+        "                      accuracy) has not improved for N epochs (default 0: off);\n"
+        "                      the files are the last epoch's\n"
+        "  --early-stop-on M   loss (default) or acc\n"
         "  --detect-anomaly    check every op's output and gradient for NaN and Inf and\n"
         "                      name the first op (and block) that makes one (slower)\n"
         "  --dist              data-parallel training on MPI even outside mpirun (under\n"
@@ -114,6 +125,7 @@ static void help(FILE *f) {
 
 static const char *const OPTIMIZER_NAMES[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", NULL};
 static const char *const REDUCE_NAMES[] = {"deterministic", "fast", NULL}; /* --reduce */
+static const char *const EARLY_STOP_NAMES[] = {"loss", "acc", NULL};       /* --early-stop-on */
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15u;
@@ -241,6 +253,11 @@ static int setup(run *r, const bk_safetensors *resume) {
     else if (r->c.schedule == SCHEDULE_STEP)
         snprintf(sched, sizeof sched, ", step schedule x %g every %" PRId64 " epochs", r->c.lr_gamma,
                  r->c.lr_step_size);
+    else if (r->c.schedule == SCHEDULE_ONECYCLE)
+        snprintf(sched, sizeof sched, ", one-cycle schedule over %" PRId64 " epochs", r->c.lr_t_max);
+    else if (r->c.schedule == SCHEDULE_PLATEAU)
+        snprintf(sched, sizeof sched, ", plateau schedule x %g after %" PRId64 " epochs without progress",
+                 r->c.lr_gamma, r->c.lr_patience);
     printf("model: %s (%" PRId64 " parameters), %s lr %g%s%s%s, batch %" PRId64 ", seed %" PRId64 "\n",
            r->arch, bk_module_num_params(r->m, false), bk_optim_name(r->o), r->c.lr, mom, wd, sched,
            r->c.batch, r->c.seed);
@@ -344,7 +361,9 @@ int cmd_train(int argc, char **argv) {
                      .batch = 256,
                      .lr = 0.1f,
                      .lr_gamma = 0.1f,
+                     .lr_patience = 10,
                      .max_loss = -1,
+                     .early_stop_on = "loss",
                      .accumulate = 1,
                      .reduce = "deterministic"};
     cli_option opts[] = {
@@ -360,6 +379,7 @@ int cmd_train(int argc, char **argv) {
         {"--lr-min", CLI_F32, &c->lr_min, 0, 1e300, false, NULL},
         {"--lr-step-size", CLI_INT, &c->lr_step_size, 1, 1e6, false, NULL},
         {"--lr-gamma", CLI_F32, &c->lr_gamma, 0, 1e300, false, NULL},
+        {"--lr-patience", CLI_INT, &c->lr_patience, 0, 1e6, false, NULL},
         {"--seed", CLI_INT, &c->seed, 0, 9.2e18, false, NULL},
         {"--out", CLI_STR, &c->out, 0, 0, false, NULL},
         {"--force", CLI_FLAG, &c->force, 0, 0, false, NULL},
@@ -367,6 +387,8 @@ int cmd_train(int argc, char **argv) {
         {"--resume", CLI_STR, &c->resume, 0, 0, false, NULL},
         CLI_OPT_THREADS(&c->threads),
         {"--max-loss", CLI_FLOAT, &c->max_loss, 0, 1e300, false, NULL},
+        {"--early-stop", CLI_INT, &c->early_stop, 0, 1e6, false, NULL},
+        {"--early-stop-on", CLI_STR, &c->early_stop_on, 0, 0, false, EARLY_STOP_NAMES},
         {"--detect-anomaly", CLI_FLAG, &c->detect_anomaly, 0, 0, false, NULL},
         {"--accumulate", CLI_INT, &c->accumulate, 1, 1e6, false, NULL},
         {"--dist", CLI_FLAG, &c->dist, 0, 0, false, NULL},
@@ -386,6 +408,8 @@ int cmd_train(int argc, char **argv) {
         return cli_usage("--momentum is for --optimizer sgd or rmsprop only");
     if (!strcmp(c->optimizer, "adamw") && !cli_opt(opts, n_opts, "--weight-decay")->given)
         c->weight_decay = 0.01f; /* a float32 setting (CLI_F32) */
+    if (cli_opt(opts, n_opts, "--early-stop-on")->given && !c->early_stop)
+        return cli_usage("--early-stop-on needs --early-stop N");
     if (c->dist && !bk_dist_mpi_built())
         return cli_usage(
             "--dist: this brick was built without MPI (build it with make MPI=1, "
@@ -395,8 +419,17 @@ int cmd_train(int argc, char **argv) {
         bool step_size = cli_opt(opts, n_opts, "--lr-step-size")->given;
         if (c->schedule == SCHEDULE_STEP && !step_size)
             return cli_usage("--lr-schedule step needs --lr-step-size N (decay every N epochs)");
-        if (c->schedule != SCHEDULE_STEP && (step_size || cli_opt(opts, n_opts, "--lr-gamma")->given))
-            return cli_usage("--lr-step-size and --lr-gamma are for --lr-schedule step");
+        if (c->schedule != SCHEDULE_STEP && step_size)
+            return cli_usage("--lr-step-size is for --lr-schedule step");
+        if (c->schedule != SCHEDULE_STEP && c->schedule != SCHEDULE_PLATEAU &&
+            cli_opt(opts, n_opts, "--lr-gamma")->given)
+            return cli_usage("--lr-gamma is for --lr-schedule step or plateau");
+        if (c->schedule != SCHEDULE_PLATEAU && cli_opt(opts, n_opts, "--lr-patience")->given)
+            return cli_usage("--lr-patience is for --lr-schedule plateau");
+        if (c->schedule == SCHEDULE_PLATEAU && !(c->lr_gamma < 1))
+            return cli_usage("--lr-schedule plateau needs --lr-gamma below 1, got %g", c->lr_gamma);
+        if (c->schedule == SCHEDULE_PLATEAU && train_plateau_init(c) != 0)
+            return cli_usage("%s", bk_last_error());
         if (c->schedule != SCHEDULE_COSINE && cli_opt(opts, n_opts, "--lr-min")->given)
             return cli_usage("--lr-min is for --lr-schedule cosine");
         c->lr_t_max = c->epochs; /* kept by a resume, whatever its --epochs */

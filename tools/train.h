@@ -11,19 +11,33 @@
 
 #include "cli.h"
 
-/* --lr-schedule */
-typedef enum { SCHEDULE_NONE, SCHEDULE_COSINE, SCHEDULE_STEP, SCHEDULE_COUNT } schedule_kind;
-extern const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1]; /* "none", "cosine", "step", NULL */
+/* --lr-schedule: cosine and step set the lr per epoch, onecycle per step, plateau after an
+ * epoch's test loss */
+typedef enum {
+    SCHEDULE_NONE,
+    SCHEDULE_COSINE,
+    SCHEDULE_STEP,
+    SCHEDULE_ONECYCLE,
+    SCHEDULE_PLATEAU,
+    SCHEDULE_COUNT
+} schedule_kind;
+/* "none", "cosine", "step", "onecycle", "plateau", NULL */
+extern const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1];
 
 typedef struct train_cfg {
     const char *model, *data, *optimizer, *out, *resume, *lr_schedule;
     int64_t epochs, batch, seed, threads;
     double lr, momentum, weight_decay; /* float32 values (CLI_F32), as lr_gamma, lr_min */
     schedule_kind schedule;
-    int64_t lr_t_max;     /* cosine: the epochs it anneals over (--epochs of the first run) */
-    int64_t lr_step_size; /* step: epochs between decays (0: not given) */
-    double lr_gamma, lr_min;
-    double max_loss; /* < 0: the default, 1000 ln(classes) */
+    int64_t lr_t_max;          /* cosine, onecycle: the epochs it anneals over (--epochs of the first run) */
+    int64_t lr_step_size;      /* step: epochs between decays (0: not given) */
+    double lr_gamma, lr_min;   /* lr_gamma: step's factor, and plateau's */
+    int64_t lr_patience;       /* plateau: epochs without improvement before a cut */
+    bk_lr_plateau plateau;     /* plateau: its state, saved in the checkpoint */
+    double lr_now;             /* plateau: the lr in use (the state's other half) */
+    double max_loss;           /* < 0: the default, 1000 ln(classes) */
+    int64_t early_stop;        /* --early-stop: epochs without a better test metric (0: off) */
+    const char *early_stop_on; /* --early-stop-on: "loss" or "acc" */
     bool detect_anomaly;
     bool force;         /* --force: replace an earlier run's model file and checkpoint */
     bool keep_best;     /* --keep-best: also write STEM.best.safetensors, the best epoch's model */
@@ -52,6 +66,8 @@ typedef struct run {
     bk_loader *loader;
     cli_epoch *hist;
     int n_hist, done_epochs;
+    double es_best;    /* --early-stop: the best test metric so far (loss: lowest, acc: highest) */
+    int es_best_epoch; /* and its epoch (1-based; 0: none yet) */
     int64_t step;
     epoch_pos pos;                /* of the epoch in progress */
     bool resume_mid;              /* pos came from a checkpoint written inside an epoch */
@@ -70,8 +86,11 @@ typedef struct run {
 
 /* The schedule named `name` (one of SCHEDULE_NAMES) in *kind; false if none is. */
 bool train_schedule_parse(const char *name, schedule_kind *kind);
-/* The lr of epoch `epoch` (0-based); NaN with the library's error. */
-double train_schedule_lr(const train_cfg *c, int epoch);
+/* The lr of epoch `epoch` (0-based) and step `step` (the optimizer steps before this one,
+ * from the start of the run; used by onecycle); NaN with the library's error. */
+double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t batches_per_epoch);
+/* plateau: the torch settings of c (gamma, patience) with a fresh state; -1 with an error. */
+int train_plateau_init(train_cfg *c);
 /* Reads the settings of the checkpoint st (r->c.resume) into r->c, checking the flags given
  * in opts against them. CLI_OK or an exit status (message printed). */
 int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, int n_opts);

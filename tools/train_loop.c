@@ -220,10 +220,12 @@ static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double 
 static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     epoch_pos *ps = &r->pos;
     int epoch = r->done_epochs + 1;
-    /* A function of the epoch alone, so a resume inside the epoch sets the same lr. With
+    int64_t n_batches = bk_loader_num_batches(r->loader);
+    /* A function of the epoch alone (plateau: of the state the checkpoint holds), so a
+     * resume inside the epoch sets the same lr; onecycle's is set before every step. With
      * no schedule the optimizer keeps the lr it was made with. */
-    if (r->c.schedule != SCHEDULE_NONE) {
-        double lr = train_schedule_lr(&r->c, r->done_epochs);
+    if (r->c.schedule != SCHEDULE_NONE && r->c.schedule != SCHEDULE_ONECYCLE) {
+        double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches);
         if (isnan(lr)) return cli_fail("epoch %d: the lr schedule: %s", epoch, bk_last_error());
         bk_optim_set_lr(r->o, lr);
     }
@@ -232,7 +234,6 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     if (!r->resume_mid) memset(ps, 0, sizeof *ps); /* a resume set the rest of pos */
     ps->start_rng = bk_loader_rng(r->loader);      /* (setup restored it on a resume) */
     bk_loader_start(r->loader);
-    int64_t n_batches = bk_loader_num_batches(r->loader);
     /* The same shuffle as before the interrupt; skip what was done (no copying). */
     for (int64_t k = 0; r->resume_mid && k < ps->batch; k++)
         if (bk_loader_next(r->loader, NULL, NULL, NULL) <= 0)
@@ -248,6 +249,12 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
         double l = 0;
         int64_t ok = 0;
+        if (r->c.schedule == SCHEDULE_ONECYCLE) { /* a function of the step count alone */
+            double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches);
+            if (isnan(lr))
+                return cli_fail("step %" PRId64 ": the lr schedule: %s", r->step + 1, bk_last_error());
+            bk_optim_set_lr(r->o, lr);
+        }
         int rc = r->slots.ddp ? step_slots(r, x, y, B, &l, &ok) : step_whole(r, x, y, B, &l, &ok);
         bk_arena_reset(NULL);
         if (rc) {
@@ -356,6 +363,19 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
     return rc;
 }
 
+/* --early-stop: takes the test metric of epoch e (1-based) into the best so far; true when
+ * the last early_stop epochs brought no improvement (strictly better counts). Every rank
+ * sees the same metrics, so every rank decides the same. */
+static bool early_stop_now(run *r, int e, double test_loss, double test_acc) {
+    bool on_acc = !strcmp(r->c.early_stop_on, "acc");
+    double v = on_acc ? -test_acc : test_loss; /* lower is better */
+    if (r->es_best_epoch == 0 || v < r->es_best) {
+        r->es_best = v;
+        r->es_best_epoch = e;
+    }
+    return r->c.early_stop > 0 && e - r->es_best_epoch >= r->c.early_stop;
+}
+
 static int train_loop(run *r) {
     cli_progress pg;
     cli_progress_init(&pg, isatty(2) && r->slots.rank == 0);
@@ -364,7 +384,11 @@ static int train_loop(run *r) {
     r->interrupt_repeat = getenv("BRICK_TEST_INTERRUPT_REPEAT");
     if (!r->interrupt_repeat) r->interrupt_repeat = "";
     int64_t first_step = r->step;
-    while (r->done_epochs < r->c.epochs) {
+    r->es_best_epoch = 0; /* a resumed run: the epochs it has done count (their history) */
+    bool stop_early = false;
+    for (int i = 0; i < r->n_hist && !stop_early; i++)
+        stop_early = early_stop_now(r, r->hist[i].epoch, r->hist[i].test_loss, r->hist[i].test_acc);
+    while (r->done_epochs < r->c.epochs && !stop_early) {
         if (stop_now(r)) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
         cli_epoch e = {.epoch = r->done_epochs + 1};
@@ -384,12 +408,23 @@ static int train_loop(run *r) {
         rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed);
         cli_progress_clear(&pg);
         if (rc) return rc;
+        /* the lr the epoch ended with (onecycle: its last step's); then plateau: the test
+         * loss decides the next epoch's lr (every rank has the same), and the state goes
+         * into this epoch's checkpoint */
+        e.lr = bk_optim_lr(r->o);
+        if (r->c.schedule == SCHEDULE_PLATEAU)
+            r->c.lr_now = bk_lr_plateau_step(&r->c.plateau, e.test_loss, r->c.lr_now);
         /* Rank 0 writes; then every rank learns whether that worked (the files are
          * written once, after every rank finished the epoch). */
         rc = r->slots.rank == 0 ? end_epoch(r, e, t0) : CLI_OK;
         if ((rc = cli_dist_agree(rc, &r->agreed))) return rc;
         if (r->slots.rank != 0) r->done_epochs++;
+        stop_early = early_stop_now(r, e.epoch, e.test_loss, e.test_acc);
     }
+    if (stop_early && r->slots.rank == 0)
+        printf("early stop: the test %s has not improved for %" PRId64 " epochs (best %.4f, epoch %d)\n",
+               strcmp(r->c.early_stop_on, "acc") ? "loss" : "accuracy", r->c.early_stop,
+               strcmp(r->c.early_stop_on, "acc") ? r->es_best : -r->es_best, r->es_best_epoch);
     if (r->slots.rank != 0) return CLI_OK;
     if (r->slots.world > 1 && r->step > first_step) /* waiting for slower ranks included */
         printf("gradient reduction: %.3f s in %" PRId64 " steps, %.3f ms per step (%s)\n",

@@ -13,12 +13,15 @@
 #include "train.h"
 
 #include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_META 40
 
-const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1] = {"none", "cosine", "step", NULL};
+const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1] = {"none",     "cosine",  "step",
+                                                        "onecycle", "plateau", NULL};
 
 /* Metadata being assembled: keys are static strings, values owned. */
 typedef struct meta {
@@ -57,15 +60,48 @@ bool train_schedule_parse(const char *name, schedule_kind *kind) {
     return false;
 }
 
-/* The lr of epoch `epoch` (0-based), torch's scheduler after `epoch` steps. From the
- * settings as float32 values (CLI_F32), which the checkpoint holds exactly (%.9g), so that a
- * resumed run sets the same lr bit for bit. */
-double train_schedule_lr(const train_cfg *c, int epoch) {
+/* The lr of epoch `epoch` (0-based), torch's scheduler after `epoch` steps (onecycle: after
+ * `step` optimizer steps). From the settings as float32 values (CLI_F32), which the
+ * checkpoint holds exactly (%.9g), so that a resumed run sets the same lr bit for bit. */
+double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t batches_per_epoch) {
     switch (c->schedule) {
     case SCHEDULE_COSINE: return bk_lr_cosine(c->lr, epoch, (int)c->lr_t_max, c->lr_min);
     case SCHEDULE_STEP: return bk_lr_step_decay(c->lr, epoch, (int)c->lr_step_size, c->lr_gamma);
+    case SCHEDULE_ONECYCLE: {
+        /* OneCycleLR(max_lr=--lr, total_steps=T_max epochs of batches), torch's defaults;
+         * past its end (a resume with more --epochs) the last lr is kept */
+        bk_one_cycle_config oc = BK_ONE_CYCLE_DEFAULTS(c->lr, c->lr_t_max * batches_per_epoch);
+        return bk_lr_one_cycle(&oc, step < oc.total_steps ? step : oc.total_steps, NULL);
+    }
+    case SCHEDULE_PLATEAU: return c->lr_now;
     default: return c->lr;
     }
+}
+
+int train_plateau_init(train_cfg *c) {
+    c->plateau = BK_LR_PLATEAU_DEFAULTS;
+    c->plateau.factor = c->lr_gamma;
+    c->plateau.patience = c->lr_patience;
+    c->lr_now = c->lr;
+    return bk_lr_plateau_init(&c->plateau);
+}
+
+/* "lr,best,bad,cooldown,epochs" as common_meta writes brick.lr_plateau (doubles in %a), into
+ * c's plateau state (its settings already set by train_plateau_init). */
+static bool parse_plateau(const char *s, train_cfg *c) {
+    double lr, best;
+    long long bad, cool, last;
+    char tail;
+    if (!s || sscanf(s, "%la,%la,%lld,%lld,%lld%c", &lr, &best, &bad, &cool, &last, &tail) != 5) return false;
+    if (!(lr >= 0 && lr < 1e300) || isnan(best) || bad < 0 || cool < 0 || last < 0 || bad > 1000000 ||
+        cool > 1000000 || last > 1000000)
+        return false;
+    c->lr_now = lr;
+    c->plateau.best = best;
+    c->plateau.num_bad_epochs = bad;
+    c->plateau.cooldown_counter = cool;
+    c->plateau.last_epoch = last;
+    return true;
 }
 
 /* "state:inc" as train_write_checkpoint writes it: exactly 16 hex digits, ':', 16 hex digits,
@@ -130,8 +166,15 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         return rc;
     schedule_kind sched = SCHEDULE_NONE;
     train_schedule_parse(sched_name, &sched); /* (one of SCHEDULE_NAMES: checked above) */
-    int64_t t_max = 0, step_size = 0;
+    int64_t t_max = 0, step_size = 0, patience = 10;
     double lr_min = 0, gamma = 0.1;
+    if (sched == SCHEDULE_ONECYCLE &&
+        (rc = cli_meta_value(path, st, "brick.lr_t_max", FLAG("--epochs"), true, &t_max)))
+        return rc;
+    if (sched == SCHEDULE_PLATEAU &&
+        ((rc = cli_meta_value(path, st, "brick.lr_gamma", FLAG("--lr-gamma"), true, &gamma)) ||
+         (rc = cli_meta_value(path, st, "brick.lr_patience", FLAG("--lr-patience"), true, &patience))))
+        return rc;
     if (sched == SCHEDULE_COSINE &&
         ((rc = cli_meta_value(path, st, "brick.lr_t_max", FLAG("--epochs"), true, &t_max)) ||
          (rc = cli_meta_value(path, st, "brick.lr_min", FLAG("--lr-min"), true, &lr_min))))
@@ -192,7 +235,8 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         {"--lr-schedule", strcmp(r->c.lr_schedule, SCHEDULE_NAMES[sched]) != 0, ""},
         {"--lr-min", sched != SCHEDULE_COSINE || r->c.lr_min != lr_min, ""},
         {"--lr-step-size", r->c.lr_step_size != step_size, ""},
-        {"--lr-gamma", sched != SCHEDULE_STEP || r->c.lr_gamma != gamma, ""},
+        {"--lr-gamma", (sched != SCHEDULE_STEP && sched != SCHEDULE_PLATEAU) || r->c.lr_gamma != gamma, ""},
+        {"--lr-patience", sched != SCHEDULE_PLATEAU || r->c.lr_patience != patience, ""},
     };
     snprintf(checks[0].have, 64, "%s", optimizer);
     snprintf(checks[1].have, 64, "%g", lr);
@@ -201,13 +245,12 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     snprintf(checks[4].have, 64, "%" PRId64, batch);
     snprintf(checks[5].have, 64, "%" PRId64, seed);
     snprintf(checks[6].have, 64, "%s", SCHEDULE_NAMES[sched]);
-    for (int i = 7; i <= 9; i++) /* settings of a schedule the checkpoint may not have */
+    for (int i = 7; i <= 10; i++) /* settings of a schedule the checkpoint may not have */
         snprintf(checks[i].have, 64, "none (lr schedule %s)", SCHEDULE_NAMES[sched]);
     if (sched == SCHEDULE_COSINE) snprintf(checks[7].have, 64, "%g", lr_min);
-    if (sched == SCHEDULE_STEP) {
-        snprintf(checks[8].have, 64, "%" PRId64, step_size);
-        snprintf(checks[9].have, 64, "%g", gamma);
-    }
+    if (sched == SCHEDULE_STEP) snprintf(checks[8].have, 64, "%" PRId64, step_size);
+    if (sched == SCHEDULE_STEP || sched == SCHEDULE_PLATEAU) snprintf(checks[9].have, 64, "%g", gamma);
+    if (sched == SCHEDULE_PLATEAU) snprintf(checks[10].have, 64, "%" PRId64, patience);
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (cli_opt(opts, n_opts, checks[i].flag)->given && checks[i].differs)
             return cli_usage(
@@ -243,6 +286,14 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     r->c.lr_min = lr_min;
     r->c.lr_step_size = step_size;
     r->c.lr_gamma = gamma;
+    r->c.lr_patience = patience;
+    if (sched == SCHEDULE_PLATEAU && train_plateau_init(&r->c) != 0)
+        return cli_fail("%s: metadata brick.lr_gamma or brick.lr_patience: %s", path, bk_last_error());
+    if (sched == SCHEDULE_PLATEAU && !parse_plateau(GET("brick.lr_plateau"), &r->c))
+        return cli_fail(
+            "%s: metadata brick.lr_plateau \"%.80s\" is not a plateau state (lr, best, bad epochs, "
+            "cooldown, epochs: two hex doubles and three counts)",
+            path, GET("brick.lr_plateau") ? GET("brick.lr_plateau") : "(missing)");
     r->done_epochs = (int)epoch;
     if (!cli_opt(opts, n_opts, "--epochs")->given) r->c.epochs = epochs;
     if (!cli_opt(opts, n_opts, "--threads")->given) r->c.threads = threads;
@@ -310,6 +361,14 @@ static void common_meta(const run *r, meta *md, const char *format) {
     } else if (r->c.schedule == SCHEDULE_STEP) {
         meta_add(md, "brick.lr_step_size", "%" PRId64, r->c.lr_step_size);
         meta_add(md, "brick.lr_gamma", "%.9g", r->c.lr_gamma);
+    } else if (r->c.schedule == SCHEDULE_ONECYCLE) {
+        meta_add(md, "brick.lr_t_max", "%" PRId64, r->c.lr_t_max);
+    } else if (r->c.schedule == SCHEDULE_PLATEAU) {
+        const bk_lr_plateau *p = &r->c.plateau;
+        meta_add(md, "brick.lr_gamma", "%.9g", r->c.lr_gamma);
+        meta_add(md, "brick.lr_patience", "%" PRId64, r->c.lr_patience);
+        meta_add(md, "brick.lr_plateau", "%a,%a,%" PRId64 ",%" PRId64 ",%" PRId64, r->c.lr_now, p->best,
+                 p->num_bad_epochs, p->cooldown_counter, p->last_epoch);
     }
     meta_add(md, "brick.batch_size", "%" PRId64, r->c.batch);
     meta_add(md, "brick.seed", "%" PRId64, r->c.seed);
@@ -382,10 +441,9 @@ int train_write_outputs(run *r) {
 
     cli_buf csv = {0}, svg = {0};
     char title[300];
-    snprintf(title, sizeof title, "brick train: %s, %s lr %g%s", r->arch, r->c.optimizer, r->c.lr,
-             r->c.schedule == SCHEDULE_COSINE ? " cosine"
-             : r->c.schedule == SCHEDULE_STEP ? " step"
-                                              : "");
+    snprintf(title, sizeof title, "brick train: %s, %s lr %g%s%s", r->arch, r->c.optimizer, r->c.lr,
+             r->c.schedule == SCHEDULE_NONE ? "" : " ",
+             r->c.schedule == SCHEDULE_NONE ? "" : SCHEDULE_NAMES[r->c.schedule]);
     cli_history_csv(&csv, r->hist, r->n_hist, true);
     cli_plot_svg(&svg, r->hist, r->n_hist, title);
     rc = cli_write_atomic(r->csv_path, &csv) || cli_write_atomic(r->svg_path, &svg);

@@ -48,6 +48,7 @@ struct bk_module {
     int n_buffers, cap_buffers;
     bool training;
     int refcount;
+    struct bk_module_hooks *hooks; /* forward (pre-)hooks; NULL without (bk_module_add_*_hook) */
 };
 
 /* Allocates a zeroed block of `size` bytes (>= sizeof(bk_module)) whose base is set up
@@ -72,6 +73,25 @@ bk_tensor *bk_module_param(bk_module *m, const char *name, int ndim, const int64
 bk_tensor *bk_module_buffer(bk_module *m, const char *name, int ndim, const int64_t *shape, bool persistent);
 /* Freezes or unfreezes a parameter (requires_grad_). */
 int bk_module_set_trainable(bk_module *m, const char *name, bool trainable);
+
+/* Forward hooks (torch's register_forward_pre_hook / register_forward_hook), run by
+ * bk_forward in the order they were added:
+ *   pre-hook: before the block's forward, returns the input to give it (x itself, or
+ *     another tensor: torch's "return a modified input");
+ *   hook: after it, given the input and the output y, returns the output to pass on (y, or
+ *     a replacement).
+ * A hook that returns NULL fails the forward (leave a message with bk_set_error; without
+ * one the message names the hook). Hooks see every call, also under no-grad; ud is the
+ * caller's. Each add returns a handle (>= 0) for bk_module_remove_hook, or -1 with an error
+ * for a bad block, a NULL fn or out of memory. The block frees its hooks, not ud.
+ * Activation statistics, feature extraction: examples/12_hooks.c. */
+typedef bk_tensor *(*bk_forward_pre_hook)(bk_module *m, bk_tensor *x, void *ud);
+typedef bk_tensor *(*bk_forward_hook)(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud);
+int bk_module_add_forward_pre_hook(bk_module *m, bk_forward_pre_hook fn, void *ud);
+int bk_module_add_forward_hook(bk_module *m, bk_forward_hook fn, void *ud);
+/* Removes the hook with that handle (handle.remove()). 0, or -1 with an error when m has
+ * no such hook. */
+int bk_module_remove_hook(bk_module *m, int handle);
 
 /* Runs the block: m->cls->forward(m, x). NULL in, NULL out. On failure the error is
  * prefixed with the innermost failing block's class name (except anomaly-mode messages,
@@ -245,6 +265,70 @@ int bk_nn_sequential_append(bk_module *seq, bk_module *block);
 int bk_nn_sequential_len(const bk_module *seq);
 bk_module *bk_nn_sequential_get(const bk_module *seq, int index); /* negative counts from end */
 
+/* nn.ModuleList / nn.ModuleDict: containers of blocks with no forward of their own (forward
+ * fails saying so); their children are registered, so named_parameters ("0.weight",
+ * "enc.bias"), state dicts, train/eval, apply and print(net) include them. Read them with
+ * bk_module_child / bk_module_child_by_name and n_children.
+ *   bk_nn_module_list_append: adds block under the next index name ("0", "1", ...).
+ *   bk_nn_module_dict_set: adds block under key (a valid block name: not empty, no '.'), or
+ *     replaces the child under an existing key in place (the old one is freed), as torch's
+ *     dict[key] = block.
+ * Both take ownership of block in every case (freed on failure, as bk_module_add) and
+ * return 0, or -1 with an error for a container of another kind, a NULL block or a bad key. */
+bk_module *bk_nn_module_list(void);
+bk_module *bk_nn_module_dict(void);
+int bk_nn_module_list_append(bk_module *list, bk_module *block);
+int bk_nn_module_dict_set(bk_module *dict, const char *key, bk_module *block);
+
+
+/* ------------------------------------------------------------------------------------ */
+/* Parameter initialisation (torch.nn.init)                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* Fill any tensor in place (a parameter from bk_module_get / bk_module_named, a buffer, a
+ * user's tensor), with no autograd, as torch.nn.init's functions under no_grad. rng NULL
+ * means the thread's default generator (values differ from torch's generator; the
+ * distributions are torch's). Settings are doubles; each value is rounded to float32 once.
+ * A tensor with no elements is left alone (torch warns and does the same). Each returns 0,
+ * or -1 with an error naming the function and the bad value or shape (t is then left as
+ * it was). Over a block tree, call them from bk_module_apply (examples/11_param_init.c:
+ * D2L's init_normal, init_constant, init_xavier and a custom init).
+ *   uniform_(a, b): U(a, b), a <= b.       normal_(mean, std): N(mean, std^2), std >= 0.
+ *   constant_(value), zeros_, ones_. */
+int bk_init_uniform(bk_tensor *t, bk_rng *rng, double a, double b);
+int bk_init_normal(bk_tensor *t, bk_rng *rng, double mean, double std);
+int bk_init_constant(bk_tensor *t, double value);
+int bk_init_zeros(bk_tensor *t);
+int bk_init_ones(bk_tensor *t);
+/* torch's _calculate_fan_in_and_fan_out for a weight of rank >= 2 (out, in, k...):
+ * fan_in = in * prod(k), fan_out = out * prod(k), so Linear (out, in) gives (in, out) and
+ * Conv2d (out, in/groups, kh, kw) gives (in/groups kh kw, out kh kw). -1 with an error for
+ * rank < 2 or NULL outputs. */
+int bk_init_fans(const bk_tensor *t, int64_t *fan_in, int64_t *fan_out);
+/* calculate_gain(nonlinearity, param): 1 for "linear", "conv1d", "conv2d", "conv3d",
+ * "conv_transpose1d/2d/3d", "sigmoid"; 5/3 for "tanh"; sqrt(2) for "relu"; 3/4 for "selu";
+ * sqrt(2 / (1 + slope^2)) for "leaky_relu" with slope param (NaN: torch's None, 0.01).
+ * NaN with an error for NULL or another name. */
+double bk_init_gain(const char *nonlinearity, double param);
+/* xavier_uniform_ / xavier_normal_(gain >= 0): std = gain sqrt(2 / (fan_in + fan_out)); the
+ * uniform one draws U(-sqrt(3) std, sqrt(3) std). Rank >= 2. */
+int bk_init_xavier_uniform(bk_tensor *t, bk_rng *rng, double gain);
+int bk_init_xavier_normal(bk_tensor *t, bk_rng *rng, double gain);
+/* kaiming_uniform_ / kaiming_normal_(a, mode, nonlinearity): std = gain / sqrt(fan) with
+ * gain = bk_init_gain(nonlinearity, a) and fan = fan_in or fan_out by mode; the uniform one
+ * draws U(-sqrt(3) std, sqrt(3) std). torch's defaults: a 0, BK_FAN_IN, "leaky_relu" (so
+ * std = sqrt(2 / fan_in)); nn.Linear's own init is a = sqrt(5). Rank >= 2. */
+typedef enum bk_fan_mode { BK_FAN_IN = 0, BK_FAN_OUT, BK_FAN_MODE_COUNT } bk_fan_mode;
+int bk_init_kaiming_uniform(bk_tensor *t, bk_rng *rng, double a, bk_fan_mode mode, const char *nonlinearity);
+int bk_init_kaiming_normal(bk_tensor *t, bk_rng *rng, double a, bk_fan_mode mode, const char *nonlinearity);
+/* orthogonal_(gain): t viewed as (rows = shape[0], cols = numel / rows) becomes gain times
+ * a (semi-)orthogonal matrix: orthonormal columns if rows >= cols, else orthonormal rows
+ * (W^T W = I or W W^T = I), uniformly distributed (the Q of a Gaussian matrix with R's
+ * diagonal made positive, as torch does; here by Gram-Schmidt, twice, in double). Rank >= 2. */
+int bk_init_orthogonal(bk_tensor *t, bk_rng *rng, double gain);
+/* trunc_normal_(mean, std, a, b): N(mean, std^2) conditioned on [a, b] (torch's defaults
+ * 0, 1, -2, 2), drawn by the inverse CDF as torch does. std > 0 and a < b. */
+int bk_init_trunc_normal(bk_tensor *t, bk_rng *rng, double mean, double std, double a, double b);
 /* ---- Recurrent layers (torch.nn.RNN / LSTM / GRU and their cells; src/nn/rnn.c) ------- */
 
 /* Which recurrence: nn.RNN(nonlinearity='tanh' | 'relu'), nn.LSTM, nn.GRU. With x the

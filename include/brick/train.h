@@ -92,6 +92,21 @@ void bk_optim_zero_grad(bk_optim *o);
 double bk_optim_lr(const bk_optim *o); /* NaN with an error for NULL */
 /* lr must be >= 0 (else an error, and the lr is unchanged). */
 void bk_optim_set_lr(bk_optim *o, double lr);
+/* Parameter groups (torch's param_groups, for the settings recipes split on): the trainable
+ * parameters that match(name, tensor, ud) accepts (dotted names, as bk_module_named gives
+ * them) get their own weight decay and an lr of lr_scale times the optimizer's, so that
+ * schedules, which set the optimizer's lr, move every group in proportion (as torch's
+ * schedulers scale each group's initial lr). The other parameters keep the optimizer's
+ * settings. Returns how many parameters the group has (0: no group is made), or -1 with an
+ * error for a NULL optimizer or match, a weight_decay or lr_scale negative, infinite or NaN,
+ * or a parameter already in a group (as torch refuses one in two groups; nothing changes).
+ * torch's [{'params': decay}, {'params': no_decay, 'weight_decay': 0}] is
+ *     bk_optim_add_group(o, bk_param_is_bias_or_norm, NULL, 0.0, 1.0); */
+int bk_optim_add_group(bk_optim *o, bool (*match)(const char *name, const bk_tensor *p, void *ud), void *ud,
+                       double weight_decay, double lr_scale);
+/* The usual no-decay rule: true for parameters of rank <= 1 (biases, and the weights and
+ * biases of BatchNorm and LayerNorm); false for NULL. name and ud are unused. */
+bool bk_param_is_bias_or_norm(const char *name, const bk_tensor *p, void *ud);
 /* "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"; "?" for NULL */
 const char *bk_optim_name(const bk_optim *o);
 /* Optimizer state as named tensors (for checkpoints) under torch's state names, like
@@ -126,5 +141,69 @@ int bk_clip_grad_value(bk_module *m, double clip_value);
  * Both return NaN with an error for a negative epoch or a step_size / total_epochs below 1. */
 double bk_lr_step_decay(double base_lr, int epoch, int step_size, double gamma);
 double bk_lr_cosine(double base_lr, int epoch, int total_epochs, double min_lr);
+
+
+/* Per-step schedules (torch.optim.lr_scheduler stepped once per batch, or per epoch: the
+ * step is whatever the caller counts). Each gives the lr after `step` calls of
+ * scheduler.step() (step 0: the lr torch sets when the scheduler is made); set it with
+ * bk_optim_set_lr before that step's update. In double, equal to torch's to rounding
+ * (1e-12 relative, tests/test_parity_optim.c).
+ *   bk_lr_linear: LinearLR(start_factor, end_factor, total_iters): base_lr (start_factor +
+ *     (end_factor - start_factor) min(step, total_iters) / total_iters). A linear warmup is
+ *     start_factor < 1 with end_factor 1 (torch's defaults 1/3, 1, 5). NaN with an error
+ *     for step < 0, total_iters < 1, start_factor outside (0, 1] or end_factor outside
+ *     [0, 1] (torch's ranges).
+ *   bk_lr_lambda: LambdaLR(lr_lambda): base_lr fn(step, ud). NaN with an error for a NULL
+ *     fn, step < 0, or a factor fn returns that is NaN or infinite. */
+double bk_lr_linear(double base_lr, int64_t step, int64_t total_iters, double start_factor,
+                    double end_factor);
+double bk_lr_lambda(double base_lr, int64_t step, double (*fn)(int64_t step, void *ud), void *ud);
+
+/* OneCycleLR (Smith's 1cycle): from max_lr / div_factor up to max_lr over the first
+ * pct_start of total_steps, then down to max_lr / (div_factor final_div_factor) (three_phase:
+ * back to the initial lr over as many steps, then down to the minimum), cosine or linear.
+ * Momentum cycles the other way, max_momentum -> base_momentum -> max_momentum (torch sets
+ * it as SGD's momentum or Adam's beta1 when cycle_momentum). BK_ONE_CYCLE_DEFAULTS has
+ * torch's defaults. */
+typedef enum bk_anneal { BK_ANNEAL_COS = 0, BK_ANNEAL_LINEAR, BK_ANNEAL_COUNT } bk_anneal;
+typedef struct bk_one_cycle_config {
+    double max_lr;
+    int64_t total_steps;
+    double pct_start, div_factor, final_div_factor;
+    bk_anneal anneal;
+    bool three_phase;
+    double base_momentum, max_momentum;
+} bk_one_cycle_config;
+#define BK_ONE_CYCLE_DEFAULTS(max_lr_, total_steps_) \
+    ((bk_one_cycle_config){(max_lr_), (total_steps_), 0.3, 25.0, 1e4, BK_ANNEAL_COS, false, 0.85, 0.95})
+/* The lr after `step` steps, 0 <= step <= total_steps (torch allows one step past the last
+ * one); *momentum (if not NULL) gets the momentum of that step. NaN with an error for a
+ * NULL config, a step out of range, total_steps < 1, pct_start outside [0, 1], a
+ * non-positive max_lr, div_factor or final_div_factor, or an anneal out of range. */
+double bk_lr_one_cycle(const bk_one_cycle_config *c, int64_t step, double *momentum);
+
+/* ReduceLROnPlateau: after each epoch, given the metric (a validation loss, or an accuracy
+ * with max mode), multiplies the lr by factor once the metric has not improved for more than
+ * patience epochs, then waits cooldown epochs; never below min_lr, and a cut smaller than
+ * eps is skipped. "Improved": below best (1 - threshold) (rel) or best - threshold (abs) in
+ * min mode; above best (1 + threshold) or best + threshold in max mode. A NaN metric never
+ * improves. The struct is plain data: settings and state (write it to a checkpoint as
+ * numbers, read it back, go on). */
+typedef struct bk_lr_plateau {
+    bool mode_max, threshold_abs; /* torch's mode 'max', threshold_mode 'abs' */
+    double factor, threshold, min_lr, eps;
+    int64_t patience, cooldown;
+    double best; /* state: bk_lr_plateau_init sets +inf (min mode) or -inf (max mode) */
+    int64_t num_bad_epochs, cooldown_counter, last_epoch;
+} bk_lr_plateau;
+/* torch's defaults: mode min, factor 0.1, patience 10, threshold 1e-4 rel, cooldown 0,
+ * min_lr 0, eps 1e-8 (then call bk_lr_plateau_init). */
+#define BK_LR_PLATEAU_DEFAULTS ((bk_lr_plateau){false, false, 0.1, 1e-4, 0.0, 1e-8, 10, 0, 0.0, 0, 0, 0})
+/* Checks the settings (0 <= factor < 1, patience, cooldown, threshold, min_lr, eps >= 0)
+ * and sets the state to its start (best = -inf in max mode). 0, or -1 with an error. */
+int bk_lr_plateau_init(bk_lr_plateau *p);
+/* One epoch's metric and the lr in use: returns the lr for the next epoch (lr, or the cut
+ * one) and updates p's state. NaN with an error for a NULL p or a negative lr. */
+double bk_lr_plateau_step(bk_lr_plateau *p, double metric, double lr);
 
 #endif /* BRICK_PART_TRAIN_H */

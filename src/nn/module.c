@@ -71,6 +71,7 @@ void bk_module_free(bk_module *m) {
     bk__free(m->children);
     bk__free(m->params);
     bk__free(m->buffers);
+    bk__hooks_free(m);
     bk__free(m);
 }
 
@@ -191,7 +192,9 @@ bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
     if (!bk__inputs_ok(m->cls->name, 1, &x)) return NULL;
     bool had_error = bk__error_pending();
     bk__block_push(m); /* names the block in anomaly messages */
-    bk_tensor *y = m->cls->forward(m, x);
+    bk_tensor *in = m->hooks ? bk__forward_pre_hooks(m, x) : x;
+    bk_tensor *y = in ? m->cls->forward(m, in) : NULL;
+    if (y && m->hooks) y = bk__forward_hooks(m, in, y);
     bk__block_pop();
     if (!y) {
         /* Name the innermost block only: outer blocks see a message that already has it

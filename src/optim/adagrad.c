@@ -8,13 +8,14 @@
 
 #include <math.h>
 
-static void adagrad_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
+static void adagrad_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
+                           bk_tensor **slots) {
     const optim_adagrad *c = &o->cfg.adagrad;
     float *P = p->data, *SUM = slots[1]->data;
     const float *G = g->data;
     double t = slots[0]->data[0];
-    float clr = (float)(o->lr / (1.0 + (t - 1.0) * c->lr_decay));
-    float wd = (float)c->weight_decay, eps = (float)c->eps;
+    float clr = (float)(h->lr / (1.0 + (t - 1.0) * c->lr_decay));
+    float wd = (float)h->weight_decay, eps = (float)c->eps;
     BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
         float gi = G[i];
         if (wd != 0.0f) gi += wd * P[i];
@@ -38,7 +39,8 @@ bk_optim *bk_optim_adagrad(bk_module *m, bk_adagrad_config cfg) {
     if (!bk__module_ok(m, "Adagrad")) return NULL;
     bk_optim *o = bk__optim_new(&ADAGRAD, m);
     if (!o) return NULL;
-    o->cfg.adagrad = (optim_adagrad){cfg.lr_decay, cfg.weight_decay, cfg.eps};
+    o->cfg.adagrad = (optim_adagrad){cfg.lr_decay, cfg.eps};
+    o->weight_decay = cfg.weight_decay;
     o->lr = cfg.lr;
     /* torch fills "sum" with initial_accumulator_value when it builds the optimizer; a
      * checkpoint restores it by overwriting the tensor, as any other slot */

@@ -8,18 +8,18 @@
 
 #include <math.h>
 
-static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots,
-                             bool decoupled) {
+static void adam_update_impl(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
+                             bk_tensor **slots, bool decoupled) {
     const optim_adam *c = &o->cfg.adam;
     float *P = p->data, *M = slots[1]->data, *V = slots[2]->data, *VMAX = slots[3]->data;
     const float *G = g->data;
     double t = slots[0]->data[0];
-    float step_size = (float)(o->lr / (1.0 - pow(c->beta1, t)));
+    float step_size = (float)(h->lr / (1.0 - pow(c->beta1, t)));
     float bc2_sqrt = (float)sqrt(1.0 - pow(c->beta2, t));
     /* torch rounds each Python-float factor to float32 once: beta, 1 - beta, eps, ... */
-    float b1 = (float)c->beta1, b2 = (float)c->beta2, wd = (float)c->weight_decay, eps = (float)c->eps;
+    float b1 = (float)c->beta1, b2 = (float)c->beta2, wd = (float)h->weight_decay, eps = (float)c->eps;
     float nb1 = (float)(1.0 - c->beta1), nb2 = (float)(1.0 - c->beta2);
-    float decay = decoupled ? (float)(1.0 - o->lr * c->weight_decay) : 1.0f;
+    float decay = decoupled ? (float)(1.0 - h->lr * h->weight_decay) : 1.0f;
     bool amsgrad = c->amsgrad;
     BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
         float gi = G[i];
@@ -37,11 +37,13 @@ static void adam_update_impl(const bk_optim *o, bk_tensor *p, const bk_tensor *g
     });
 }
 
-static void adam_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
-    adam_update_impl(o, p, g, slots, false);
+static void adam_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
+                        bk_tensor **slots) {
+    adam_update_impl(o, h, p, g, slots, false);
 }
-static void adamw_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
-    adam_update_impl(o, p, g, slots, true);
+static void adamw_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
+                         bk_tensor **slots) {
+    adam_update_impl(o, h, p, g, slots, true);
 }
 
 static const optim_class ADAM = {"Adam", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adam_update};
@@ -62,7 +64,8 @@ static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config c
     if (!bk__module_ok(m, cls->name)) return NULL;
     bk_optim *o = bk__optim_new(cls, m);
     if (o) {
-        o->cfg.adam = (optim_adam){cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.amsgrad};
+        o->cfg.adam = (optim_adam){cfg.beta1, cfg.beta2, cfg.eps, cfg.amsgrad};
+        o->weight_decay = cfg.weight_decay;
         o->lr = cfg.lr;
     }
     return o;

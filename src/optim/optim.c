@@ -33,7 +33,10 @@ bk_optim *bk__optim_new(const optim_class *cls, bk_module *m) {
     size_t n_state = (size_t)k * (size_t)cls->n_slots;
     o->state = bk__calloc(n_state ? n_state : 1, sizeof *o->state);
     o->state_names = bk__calloc(n_state ? n_state : 1, sizeof *o->state_names);
-    if (!o->state || !o->state_names) goto oom;
+    o->group = bk__calloc(k ? (size_t)k : 1, sizeof *o->group);
+    o->group_lr_scale = bk__calloc((size_t)k + 1, sizeof *o->group_lr_scale);
+    o->group_weight_decay = bk__calloc((size_t)k + 1, sizeof *o->group_weight_decay);
+    if (!o->state || !o->state_names || !o->group || !o->group_lr_scale || !o->group_weight_decay) goto oom;
     for (int i = 0; i < k; i++)
         for (int s = 0; s < cls->n_slots; s++) {
             size_t at = (size_t)i * (size_t)cls->n_slots + (size_t)s;
@@ -59,6 +62,9 @@ void bk_optim_free(bk_optim *o) {
     for (size_t i = 0; o->state_names && i < n_state; i++) bk__free(o->state_names[i]);
     bk__free(o->state);
     bk__free(o->state_names);
+    bk__free(o->group);
+    bk__free(o->group_lr_scale);
+    bk__free(o->group_weight_decay);
     bk_param_list_free(o->params);
     bk__free(o);
 }
@@ -75,7 +81,10 @@ int bk_optim_step(bk_optim *o) {
         if (!p->grad) continue; /* torch skips parameters whose grad is None */
         bk_tensor **slots = o->state + (size_t)i * (size_t)o->cls->n_slots;
         slots[0]->data[0] += 1.0f; /* step count (exact in float up to 2^24 steps) */
-        o->cls->update(o, p, p->grad, slots);
+        int gi = o->group[i];
+        optim_hyper h = {gi ? o->lr * o->group_lr_scale[gi] : o->lr,
+                         gi ? o->group_weight_decay[gi] : o->weight_decay};
+        o->cls->update(o, &h, p, p->grad, slots);
     }
     return 0;
 }
@@ -98,6 +107,45 @@ void bk_optim_set_lr(bk_optim *o, double lr) {
 }
 
 const char *bk_optim_name(const bk_optim *o) { return o ? o->cls->name : "?"; }
+
+int bk_optim_add_group(bk_optim *o, bool (*match)(const char *name, const bk_tensor *p, void *ud), void *ud,
+                       double weight_decay, double lr_scale) {
+    if (!optim_ok(o, "optim_add_group")) return -1;
+    if (!match) {
+        bk_set_error("optim_add_group: %s: match is NULL", o->cls->name);
+        return -1;
+    }
+    if (!(weight_decay >= 0) || !(lr_scale >= 0) || isinf(weight_decay) || isinf(lr_scale)) {
+        bk_set_error("optim_add_group: %s: weight_decay=%g and lr_scale=%g must be finite and >= 0",
+                     o->cls->name, weight_decay, lr_scale);
+        return -1;
+    }
+    int g = o->n_groups + 1, count = 0;
+    for (int i = 0; i < o->n; i++) /* check all first: a refused group changes nothing */
+        if (match(o->params->names[i], o->params->tensors[i], ud) && o->group[i]) {
+            bk_set_error(
+                "optim_add_group: %s: parameter %s is already in group %d (a parameter can be in one "
+                "group only)",
+                o->cls->name, o->params->names[i], o->group[i]);
+            return -1;
+        }
+    for (int i = 0; i < o->n; i++)
+        if (match(o->params->names[i], o->params->tensors[i], ud)) {
+            o->group[i] = g;
+            count++;
+        }
+    if (!count) return 0; /* no group without parameters: at most n groups */
+    o->n_groups = g;
+    o->group_weight_decay[g] = weight_decay;
+    o->group_lr_scale[g] = lr_scale;
+    return count;
+}
+
+bool bk_param_is_bias_or_norm(const char *name, const bk_tensor *p, void *ud) {
+    (void)name;
+    (void)ud;
+    return p && p->ndim <= 1;
+}
 
 static int state_count(const bk_optim *o) { return o->n * o->cls->n_slots; }
 

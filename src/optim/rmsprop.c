@@ -12,13 +12,14 @@
 
 #include <math.h>
 
-static void rmsprop_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
+static void rmsprop_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
+                           bk_tensor **slots) {
     const optim_rmsprop *c = &o->cfg.rmsprop;
     float *P = p->data, *SQ = slots[1]->data, *BUF = slots[2]->data, *GA = slots[3]->data;
     const float *G = g->data;
     /* torch rounds each Python-float factor to float32 once: alpha, 1 - alpha, eps, ... */
-    float lr = (float)o->lr, alpha = (float)c->alpha, nalpha = (float)(1.0 - c->alpha);
-    float eps = (float)c->eps, wd = (float)c->weight_decay, mom = (float)c->momentum;
+    float lr = (float)h->lr, alpha = (float)c->alpha, nalpha = (float)(1.0 - c->alpha);
+    float eps = (float)c->eps, wd = (float)h->weight_decay, mom = (float)c->momentum;
     bool centered = c->centered;
     BK_MAP(p->numel, OPTIM_PARALLEL_MIN, {
         float gi = G[i];
@@ -58,7 +59,8 @@ bk_optim *bk_optim_rmsprop(bk_module *m, bk_rmsprop_config cfg) {
     if (!bk__module_ok(m, "RMSprop")) return NULL;
     bk_optim *o = bk__optim_new(&RMSPROP, m);
     if (o) {
-        o->cfg.rmsprop = (optim_rmsprop){cfg.alpha, cfg.eps, cfg.weight_decay, cfg.momentum, cfg.centered};
+        o->cfg.rmsprop = (optim_rmsprop){cfg.alpha, cfg.eps, cfg.momentum, cfg.centered};
+        o->weight_decay = cfg.weight_decay;
         o->lr = cfg.lr;
     }
     return o;

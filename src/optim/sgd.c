@@ -6,13 +6,14 @@
  */
 #include "optim.h"
 
-static void sgd_update(const bk_optim *o, bk_tensor *p, const bk_tensor *g, bk_tensor **slots) {
+static void sgd_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
+                       bk_tensor **slots) {
     const optim_sgd *c = &o->cfg.sgd;
     float *P = p->data, *buf = slots[1]->data;
     const float *G = g->data;
     bool first = slots[0]->data[0] == 1.0f;
     /* torch rounds each Python-float factor to float32 once */
-    float lr = (float)o->lr, wd = (float)c->weight_decay, mom = (float)c->momentum;
+    float lr = (float)h->lr, wd = (float)h->weight_decay, mom = (float)c->momentum;
     float keep = (float)(1.0 - c->dampening);
     bool nesterov = c->nesterov;
     /* The common cases get loops of their own, which vectorise; the general one tests
@@ -54,7 +55,8 @@ bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg) {
     if (!bk__module_ok(m, "SGD")) return NULL;
     bk_optim *o = bk__optim_new(&SGD, m);
     if (o) {
-        o->cfg.sgd = (optim_sgd){cfg.momentum, cfg.dampening, cfg.weight_decay, cfg.nesterov};
+        o->cfg.sgd = (optim_sgd){cfg.momentum, cfg.dampening, cfg.nesterov};
+        o->weight_decay = cfg.weight_decay;
         o->lr = cfg.lr;
     }
     return o;

@@ -183,6 +183,83 @@ TEST(optimizers) {
     bk_module_free(lin);
 }
 
+static bool match_all(const char *name, const bk_tensor *p, void *ud) {
+    return (void)name, (void)p, (void)ud, true;
+}
+static bool match_none(const char *name, const bk_tensor *p, void *ud) {
+    return (void)name, (void)p, (void)ud, false;
+}
+
+TEST(param_groups) {
+    bk_module *lin = bk_nn_linear(3, 2);
+    bk_optim *o = bk_optim_sgd(lin, BK_SGD_DEFAULTS(0.1));
+    MISUSE(bk_optim_add_group(NULL, match_all, NULL, 0, 1), "optim_add_group", "NULL");
+    MISUSE(bk_optim_add_group(o, NULL, NULL, 0, 1), "optim_add_group", "SGD", "match is NULL");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, -1, 1), "optim_add_group", "weight_decay=-1");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, 0, NAN), "optim_add_group", "lr_scale=nan");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, INFINITY, 1), "optim_add_group", "weight_decay=inf");
+    ACCEPTS(bk_optim_add_group(o, match_none, NULL, 0, 1) == 0, "no parameter matched: no group, 0");
+    ACCEPTS(bk_optim_add_group(o, bk_param_is_bias_or_norm, NULL, 0, 0.5) == 1, "the bias: a group of one");
+    MISUSE(bk_optim_add_group(o, match_all, NULL, 0, 1), "optim_add_group",
+           "parameter bias is already in group 1");
+    ACCEPTS(!bk_param_is_bias_or_norm(NULL, NULL, NULL), "NULL tensor: false (no rank to read)");
+    bk_optim_free(o);
+    bk_module_free(lin);
+}
+
+static double lambda_half(int64_t step, void *ud) { return (void)step, (void)ud, 0.5; }
+static double lambda_nan(int64_t step, void *ud) { return (void)step, (void)ud, NAN; }
+
+TEST(lr_schedules) {
+    MISUSE(bk_lr_linear(0.1, -1, 5, 0.5, 1), "lr_linear", "step -1");
+    MISUSE(bk_lr_linear(0.1, 0, 0, 0.5, 1), "lr_linear", "total_iters 0");
+    MISUSE(bk_lr_linear(0.1, 0, 5, 0, 1), "lr_linear", "start_factor 0");
+    MISUSE(bk_lr_linear(0.1, 0, 5, 1.5, 1), "lr_linear", "start_factor 1.5");
+    MISUSE(bk_lr_linear(0.1, 0, 5, 0.5, -0.1), "lr_linear", "end_factor -0.1");
+    MISUSE(bk_lr_linear(0.1, 0, 5, NAN, 1), "lr_linear", "start_factor nan");
+    ACCEPTS(bk_lr_linear(0.1, 99, 5, 0.5, 1) == 0.1, "past total_iters: end_factor base_lr, as torch");
+    MISUSE(bk_lr_lambda(0.1, 0, NULL, NULL), "lr_lambda", "fn is NULL");
+    MISUSE(bk_lr_lambda(0.1, -1, lambda_half, NULL), "lr_lambda", "step must be >= 0");
+    MISUSE(bk_lr_lambda(0.1, 3, lambda_nan, NULL), "lr_lambda", "factor of step 3 is nan");
+    ACCEPTS(bk_lr_lambda(0.1, 3, lambda_half, NULL) == 0.05, "ud NULL: the callback's business");
+    bk_one_cycle_config c = BK_ONE_CYCLE_DEFAULTS(0.1, 100);
+    MISUSE(bk_lr_one_cycle(NULL, 0, NULL), "lr_one_cycle", "config is NULL");
+    MISUSE(bk_lr_one_cycle(&c, 101, NULL), "lr_one_cycle", "step 101", "total_steps 100");
+    MISUSE(bk_lr_one_cycle(&c, -1, NULL), "lr_one_cycle", "step -1");
+    ACCEPTS(bk_lr_one_cycle(&c, 100, NULL) > 0, "step == total_steps: allowed, as torch");
+    c.pct_start = 1.5;
+    MISUSE(bk_lr_one_cycle(&c, 0, NULL), "lr_one_cycle", "pct_start 1.5");
+    c = BK_ONE_CYCLE_DEFAULTS(0.1, 0);
+    MISUSE(bk_lr_one_cycle(&c, 0, NULL), "lr_one_cycle", "total_steps 0");
+    c = BK_ONE_CYCLE_DEFAULTS(-0.1, 10);
+    MISUSE(bk_lr_one_cycle(&c, 0, NULL), "lr_one_cycle", "max_lr -0.1");
+    c = BK_ONE_CYCLE_DEFAULTS(0.1, 10);
+    c.div_factor = 0;
+    MISUSE(bk_lr_one_cycle(&c, 0, NULL), "lr_one_cycle", "div_factor 0");
+    c = BK_ONE_CYCLE_DEFAULTS(0.1, 10);
+    c.anneal = BK_ANNEAL_COUNT;
+    MISUSE(bk_lr_one_cycle(&c, 0, NULL), "lr_one_cycle", "anneal 2");
+    c = BK_ONE_CYCLE_DEFAULTS(0.1, 10);
+    c.pct_start = 0.1; /* phase 1 ends at step 0, where it starts: torch divides by zero */
+    MISUSE(bk_lr_one_cycle(&c, 0, NULL), "lr_one_cycle", "phase 1 has no steps");
+    bk_lr_plateau p = BK_LR_PLATEAU_DEFAULTS;
+    MISUSE(bk_lr_plateau_init(NULL), "lr_plateau_init", "NULL");
+    p.factor = 1;
+    MISUSE(bk_lr_plateau_init(&p), "lr_plateau_init", "factor 1");
+    p = BK_LR_PLATEAU_DEFAULTS;
+    p.patience = -1;
+    MISUSE(bk_lr_plateau_init(&p), "lr_plateau_init", "patience -1");
+    p = BK_LR_PLATEAU_DEFAULTS;
+    p.threshold = NAN;
+    MISUSE(bk_lr_plateau_init(&p), "lr_plateau_init", "threshold nan");
+    p = BK_LR_PLATEAU_DEFAULTS;
+    CHECK(bk_lr_plateau_init(&p) == 0);
+    MISUSE(bk_lr_plateau_step(NULL, 1.0, 0.1), "lr_plateau_step", "NULL");
+    MISUSE(bk_lr_plateau_step(&p, 1.0, -0.1), "lr_plateau_step", "lr must be >= 0");
+    ACCEPTS(bk_lr_plateau_step(&p, NAN, 0.1) == 0.1 && p.num_bad_epochs == 1,
+            "a NaN metric: a bad epoch, as torch");
+}
+
 /* ---- data ------------------------------------------------------------------------------------------------- */
 
 TEST(data_sets_and_loaders) {

@@ -432,6 +432,106 @@ TEST(attention_layers) {
     bk_module_free(lin);
 }
 
+/* ---- parameter initialisation (torch.nn.init) ----------------------------------------------------- */
+
+TEST(parameter_init) {
+    bk_tensor *w = bk_rand(BK_SHAPE(4, 3)), *v = bk_rand(BK_SHAPE(3));
+    int64_t fi, fo;
+    EACH_BAD_TENSOR("init_uniform", bk_init_uniform(T, NULL, 0, 1));
+    MISUSE(bk_init_uniform(w, NULL, 1, 0), "init_uniform", "a=1 > b=0");
+    MISUSE(bk_init_uniform(w, NULL, 0, INFINITY), "init_uniform", "b=inf", "finite");
+    ACCEPTS(bk_init_uniform(w, NULL, 2, 2) == 0 && all_equal(w, 2), "a == b: the constant a");
+    EACH_BAD_TENSOR("init_normal", bk_init_normal(T, NULL, 0, 1));
+    MISUSE(bk_init_normal(w, NULL, 0, -1), "init_normal", "std=-1");
+    MISUSE(bk_init_normal(w, NULL, NAN, 1), "init_normal", "mean=nan");
+    ACCEPTS(bk_init_normal(w, NULL, 3, 0) == 0 && all_equal(w, 3), "std 0: the mean");
+    EACH_BAD_TENSOR("init_constant", bk_init_constant(T, 1));
+    ACCEPTS(bk_init_constant(w, NAN) == 0 && isnan(w->data[0]), "any value, as torch's constant_");
+    EACH_BAD_TENSOR("init_zeros", bk_init_zeros(T));
+    EACH_BAD_TENSOR("init_ones", bk_init_ones(T));
+    EACH_BAD_TENSOR("init_fans", bk_init_fans(T, &fi, &fo));
+    MISUSE(bk_init_fans(v, &fi, &fo), "init_fans", "2 or more dimensions", "(3,)");
+    MISUSE(bk_init_fans(w, NULL, &fo), "init_fans", "NULL");
+    MISUSE(bk_init_fans(w, &fi, NULL), "init_fans", "NULL");
+    MISUSE(bk_init_gain(NULL, NAN), "init_gain", "nonlinearity is NULL");
+    MISUSE(bk_init_gain("Relu", NAN), "init_gain", "unsupported nonlinearity 'Relu'");
+    MISUSE(bk_init_gain("leaky_relu", INFINITY), "init_gain", "negative_slope=inf");
+    ACCEPTS(bk_init_gain("relu", 7) == sqrt(2.0), "param is read for leaky_relu only, as torch");
+    EACH_BAD_TENSOR("xavier_uniform", bk_init_xavier_uniform(T, NULL, 1));
+    MISUSE(bk_init_xavier_uniform(v, NULL, 1), "xavier_uniform", "2 or more dimensions", "(3,)");
+    MISUSE(bk_init_xavier_uniform(w, NULL, -1), "xavier_uniform", "gain=-1");
+    EACH_BAD_TENSOR("xavier_normal", bk_init_xavier_normal(T, NULL, 1));
+    MISUSE(bk_init_xavier_normal(v, NULL, 1), "xavier_normal", "(3,)");
+    MISUSE(bk_init_xavier_normal(w, NULL, NAN), "xavier_normal", "gain=nan");
+    EACH_BAD_TENSOR("kaiming_uniform", bk_init_kaiming_uniform(T, NULL, 0, BK_FAN_IN, "relu"));
+    MISUSE(bk_init_kaiming_uniform(v, NULL, 0, BK_FAN_IN, "relu"), "kaiming_uniform", "(3,)");
+    MISUSE(bk_init_kaiming_uniform(w, NULL, 0, BK_FAN_MODE_COUNT, "relu"), "kaiming_uniform", "mode 2");
+    MISUSE(bk_init_kaiming_uniform(w, NULL, 0, BK_FAN_IN, NULL), "kaiming_uniform", "nonlinearity is NULL");
+    EACH_BAD_TENSOR("kaiming_normal", bk_init_kaiming_normal(T, NULL, 0, BK_FAN_OUT, "relu"));
+    MISUSE(bk_init_kaiming_normal(w, NULL, 0, (bk_fan_mode)-1, "relu"), "kaiming_normal", "mode -1");
+    MISUSE(bk_init_kaiming_normal(w, NULL, 0, BK_FAN_IN, "gelu"), "kaiming_normal", "unsupported", "'gelu'");
+    EACH_BAD_TENSOR("orthogonal", bk_init_orthogonal(T, NULL, 1));
+    MISUSE(bk_init_orthogonal(v, NULL, 1), "orthogonal", "2 or more dimensions", "(3,)");
+    MISUSE(bk_init_orthogonal(w, NULL, INFINITY), "orthogonal", "gain=inf");
+    EACH_BAD_TENSOR("trunc_normal", bk_init_trunc_normal(T, NULL, 0, 1, -2, 2));
+    MISUSE(bk_init_trunc_normal(w, NULL, 0, 0, -2, 2), "trunc_normal", "std > 0", "std=0");
+    MISUSE(bk_init_trunc_normal(w, NULL, 0, 1, 2, 2), "trunc_normal", "a < b", "a=2, b=2");
+    MISUSE(bk_init_trunc_normal(w, NULL, 0, 1, NAN, 2), "trunc_normal", "a=nan");
+    MISUSE(bk_init_trunc_normal(w, NULL, INFINITY, 1, -2, 2), "trunc_normal", "mean=inf");
+    ACCEPTS(bk_init_trunc_normal(w, NULL, 0, 1, -INFINITY, INFINITY) == 0 && isfinite(w->data[0]),
+            "infinite bounds: an untruncated normal");
+}
+
+/* ---- containers (ModuleList, ModuleDict) ------------------------------------------------------------ */
+
+TEST(containers) {
+    bk_module *l = bk_nn_module_list(), *d = bk_nn_module_dict();
+    CANNOT_FAIL(freed(bk_nn_module_list()), "no arguments (out of memory aside)");
+    CANNOT_FAIL(freed(bk_nn_module_dict()), "no arguments (out of memory aside)");
+    EACH_BAD_MODULE("ModuleList.append", bk_nn_module_list_append(M, bk_nn_relu()));
+    MISUSE(bk_nn_module_list_append(d, bk_nn_relu()), "ModuleList.append",
+           "expected a ModuleList, got ModuleDict");
+    MISUSE(bk_nn_module_list_append(l, NULL), "child \"0\" is NULL");
+    MISUSE(bk_nn_module_list_append(l, &FOREIGN_M), "child \"0\"", "not a live module");
+    EACH_BAD_MODULE("ModuleDict.set", bk_nn_module_dict_set(M, "k", bk_nn_relu()));
+    MISUSE(bk_nn_module_dict_set(l, "k", bk_nn_relu()), "ModuleDict.set",
+           "expected a ModuleDict, got ModuleList");
+    MISUSE(bk_nn_module_dict_set(d, NULL, bk_nn_relu()), "ModuleDict", "invalid name");
+    MISUSE(bk_nn_module_dict_set(d, "a.b", bk_nn_relu()), "ModuleDict", "invalid name \"a.b\"");
+    MISUSE(bk_nn_module_dict_set(d, "k", NULL), "child \"k\" is NULL");
+    CHECK(bk_nn_module_dict_set(d, "k", bk_nn_relu()) == 0);
+    MISUSE(bk_nn_module_dict_set(d, "k", &FOREIGN_M), "ModuleDict.set", "not a live module");
+    ACCEPTS(bk_nn_module_dict_set(d, "k", bk_nn_tanh()) == 0 &&
+                !strcmp(bk_module_name(bk_module_child(d, 0)), "Tanh"),
+            "an existing key: replaced in place, as torch's dict[key] = block");
+    MISUSE(bk_forward(l, ones(BK_SHAPE(2))), "ModuleList has no forward");
+    bk_module_free(l);
+    bk_module_free(d);
+}
+
+/* ---- forward hooks ------------------------------------------------------------------------------------ */
+
+static bk_tensor *pre_same(bk_module *m, bk_tensor *x, void *ud) { return (void)m, (void)ud, x; }
+static bk_tensor *post_same(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud) {
+    return (void)m, (void)x, (void)ud, y;
+}
+
+TEST(forward_hooks) {
+    bk_module *lin = bk_nn_linear(2, 2);
+    EACH_BAD_MODULE("module_add_forward_pre_hook", bk_module_add_forward_pre_hook(M, pre_same, NULL));
+    MISUSE(bk_module_add_forward_pre_hook(lin, NULL, NULL), "module_add_forward_pre_hook", "Linear",
+           "fn is NULL");
+    EACH_BAD_MODULE("module_add_forward_hook", bk_module_add_forward_hook(M, post_same, NULL));
+    MISUSE(bk_module_add_forward_hook(lin, NULL, NULL), "module_add_forward_hook", "fn is NULL");
+    ACCEPTS(bk_module_add_forward_hook(lin, post_same, NULL) == 0, "ud NULL: the hook's business");
+    EACH_BAD_MODULE("module_remove_hook", bk_module_remove_hook(M, 0));
+    MISUSE(bk_module_remove_hook(lin, 7), "module_remove_hook", "Linear has no hook 7");
+    MISUSE(bk_module_remove_hook(lin, -1), "module_remove_hook", "no hook -1");
+    CHECK(bk_module_remove_hook(lin, 0) == 0);
+    MISUSE(bk_module_remove_hook(lin, 0), "module_remove_hook", "no hook 0");
+    bk_module_free(lin);
+}
+
 TEST(recurrent_layers) {
     MISUSE(bk_nn_rnn_cell(BK_LSTM, 0, 4, true), "LSTMCell", "input_size=0");
     MISUSE(bk_nn_rnn_cell(BK_GRU, 3, -1, true), "GRUCell", "hidden_size=-1");

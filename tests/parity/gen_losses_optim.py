@@ -30,6 +30,12 @@ Writes into --out, next to gen_reference.py's files:
                                 (param_groups[0]["lr"] before it; torch's recursive
                                 formulas, in double, stored as float32).
                                 Metadata: case, seed, torch, scheduler.
+  lrs_<case>.ref.safetensors    a scheduler stepped once per optimizer step (LinearLR,
+                                LambdaLR, OneCycleLR; ReduceLROnPlateau given "metric",
+                                float32 (steps,), one value per step): metadata "lr" and
+                                "momentum" (SGD's momentum or Adam's beta1), the values in
+                                use at each step as repr() doubles, comma-separated.
+                                Metadata also: case, seed, torch, scheduler.
 
 Cases (the tables LOSS_CASES and OPTIM_CASES; tests/test_parity_optim.c has the same
 names): cross-entropy on (7, 5) logits with mean/sum/none, on logits in +-1e4 ("big"),
@@ -38,9 +44,13 @@ classes ("neginf"); MSE and BCE with logits (|x| up to 100) with mean/sum/none a
 target's gradient; log_softmax and softmax along dims 0, 1 of (7, 5) and -1 of (3, 4, 5);
 SGD (plain, momentum, dampening + weight decay, Nesterov), Adam, Adam with weight decay
 and amsgrad, AdamW, RMSprop (plain, momentum + weight decay, centered, all three),
-Adagrad (plain; lr_decay + weight decay + initial accumulator); clip_grad_norm_ (orders 2,
+Adagrad (plain; lr_decay + weight decay + initial accumulator); two param groups (the
+biases without weight decay at half the lr) with SGD momentum, Adam and AdamW; clip_grad_norm_ (orders 2,
 inf, 1, 3; one not clipping) and clip_grad_value_; CosineAnnealingLR (eta_min 0 and > 0, run past T_max, where the lr
-rises again) and StepLR.
+rises again) and StepLR; per step: LinearLR (defaults, a warmup, a decay), LambdaLR,
+OneCycleLR (defaults with SGD momentum cycling; linear three-phase with Adam's beta1; epochs
+x steps_per_epoch), ReduceLROnPlateau (min rel with cooldown and min_lr; max abs, a NaN
+metric).
 
 Every case draws from its own stream (case_seed of gen_reference.py), so adding cases
 changes no other. The safetensors writer is gen_reference.py's.
@@ -188,7 +198,20 @@ OPTIM_CASES = {
     "optim_adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1),
     "optim_adagrad_decay_wd_init": lambda p: torch.optim.Adagrad(
         p, lr=0.1, lr_decay=0.1, weight_decay=1e-2, initial_accumulator_value=0.1, eps=1e-8),
+    # two param groups: the weights (rank 2) with the optimizer's settings, the biases (rank 1)
+    # without weight decay and at half the lr (bk_optim_add_group with bk_param_is_bias_or_norm,
+    # lr_scale 0.5)
+    "optim_groups_sgd": lambda p: torch.optim.SGD(_two_groups(p, 0.1), lr=0.1, momentum=0.9,
+                                                  weight_decay=0.1),
+    "optim_groups_adamw": lambda p: torch.optim.AdamW(_two_groups(p, 1e-2), lr=1e-2, weight_decay=0.1),
+    "optim_groups_adam": lambda p: torch.optim.Adam(_two_groups(p, 1e-2), lr=1e-2, weight_decay=1e-2),
 }
+
+
+def _two_groups(params, lr):
+    ps = list(params)
+    return [{"params": [p for p in ps if p.dim() > 1]},
+            {"params": [p for p in ps if p.dim() <= 1], "weight_decay": 0.0, "lr": lr * 0.5}]
 
 
 # Adam divides by sqrt(v) + eps, so its step is lr * g / (|g| + eps) at step 1: scale-free
@@ -206,11 +229,12 @@ SCALE_FREE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.op
 
 
 def run_optim(make_opt):
-    """One draw: weights, batch, STEPS steps. Returns (ref, opt, names, min |g_eff|)."""
+    """One draw: weights, batch, STEPS steps. Returns (ref, opt, named_parameters, min |g_eff|)."""
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
     X = torch.randn(16, 6)
     y = torch.randint(0, 3, (16,))
-    names = [n for n, _ in model.named_parameters()]
+    named = list(model.named_parameters())
+    names = [n for n, _ in named]
     ref = {"init." + n: p.detach().clone() for n, p in model.named_parameters()}
     ref["X"], ref["y"] = X, y.float()
     opt = make_opt(model.parameters())
@@ -227,24 +251,23 @@ def run_optim(make_opt):
         for n, p in model.named_parameters():
             ref[f"step{k}.{n}"] = p.detach().clone()
     ref["loss"] = torch.tensor(losses, dtype=torch.float32)
-    return ref, opt, names, min_g
+    return ref, opt, named, min_g
 
 
 def make_optim_case(name, make_opt, seed):
     torch.manual_seed(case_seed(seed, name))
     for redraws in range(100):
-        ref, opt, names, min_g = run_optim(make_opt)
+        ref, opt, named, min_g = run_optim(make_opt)
         if not isinstance(opt, SCALE_FREE) or min_g >= ADAM_MIN_GRAD:
             break
     else:
         raise RuntimeError(f"{name}: no draw with every |gradient| >= {ADAM_MIN_GRAD}")
-    # state_dict()["state"] is keyed by the parameter's index in the param group, which
-    # here is named_parameters order.
-    sd = opt.state_dict()
-    assert sd["param_groups"][0]["params"] == list(range(len(names)))
+    # The state of each parameter (state_dict()["state"] holds the same values, keyed by
+    # the parameter's index over the groups in order).
+    names = [n for n, _ in named]
     state_names = []
-    for i, n in enumerate(names):
-        for slot, v in sd["state"].get(i, {}).items():
+    for n, p in named:
+        for slot, v in opt.state.get(p, {}).items():
             if v is None:  # SGD without momentum keeps momentum_buffer = None
                 continue
             v = torch.as_tensor(v, dtype=torch.float32)
@@ -335,15 +358,83 @@ def make_sched_case(name, spec, seed):
     return ref, meta
 
 
+# ---------------------------------------------------------------------------------------
+# Per-step schedule cases (bk_lr_linear, bk_lr_lambda, bk_lr_one_cycle, bk_lr_plateau)
+# ---------------------------------------------------------------------------------------
+
+def _plateau_metrics(seed, n):
+    """A validation loss that falls, then wanders on a plateau (float32 values, so that the
+    file holds them exactly), with a NaN at epoch 40."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n, dtype=torch.float64)
+    loss = 2.0 * torch.exp(-t / 8) + 0.3 + 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
+    loss = loss.float()
+    loss[40] = float("nan")
+    return loss
+
+
+SGD_M = lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)
+ADAM = lambda p, lr: torch.optim.Adam(p, lr=lr)
+S = torch.optim.lr_scheduler
+
+# Keep in step with STEP_SCHED_CASES in tests/test_parity_optim.c:
+# (optimizer, base lr, scheduler, steps, metric kind or None).
+STEP_SCHED_CASES = {
+    "lrs_linear_defaults": (SGD_M, 0.1, lambda o: S.LinearLR(o), 12, None),
+    "lrs_linear_warmup": (SGD_M, 0.1, lambda o: S.LinearLR(o, start_factor=0.01, total_iters=50), 80, None),
+    "lrs_linear_decay": (ADAM, 3e-3, lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.25,
+                                                         total_iters=30), 40, None),
+    "lrs_lambda": (SGD_M, 0.05, lambda o: S.LambdaLR(o, lambda k: 0.97 ** k), 100, None),
+    "lrs_onecycle": (SGD_M, 0.1, lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=1000), 1000, None),
+    "lrs_onecycle_linear3": (ADAM, 0.01, lambda o: S.OneCycleLR(
+        o, max_lr=0.01, total_steps=250, pct_start=0.25, anneal_strategy="linear", three_phase=True,
+        div_factor=10.0, final_div_factor=100.0), 250, None),
+    "lrs_onecycle_epochs": (SGD_M, 0.5, lambda o: S.OneCycleLR(
+        o, max_lr=0.5, epochs=7, steps_per_epoch=13, pct_start=0.4, base_momentum=0.8,
+        max_momentum=0.9), 91, None),
+    "lrs_plateau": (SGD_M, 0.1, lambda o: S.ReduceLROnPlateau(o, patience=3, factor=0.5, cooldown=2,
+                                                              min_lr=1e-3), 80, "min"),
+    "lrs_plateau_max_abs": (ADAM, 0.02, lambda o: S.ReduceLROnPlateau(
+        o, mode="max", threshold_mode="abs", threshold=0.01, patience=2, factor=0.3), 80, "max"),
+}
+
+
+def make_step_sched_case(name, spec, seed):
+    """The lr (and momentum: SGD's, or Adam's beta1) in use at each step, as repr() strings
+    in the metadata: exact doubles, compared at 1e-12."""
+    make_opt, base_lr, make_sched, steps, metric_kind = spec
+    p = torch.zeros(1, requires_grad=True)
+    opt = make_opt([p], base_lr)
+    sched = make_sched(opt)
+    metrics = _plateau_metrics(seed, steps) if metric_kind else None
+    if metric_kind == "max":
+        metrics = 3.0 - metrics  # an accuracy-like metric that rises
+    lrs, moms = [], []
+    for k in range(steps):
+        g = opt.param_groups[0]
+        lrs.append(g["lr"])
+        moms.append(g["betas"][0] if "betas" in g else g["momentum"])
+        opt.step()
+        sched.step(float(metrics[k])) if metric_kind else sched.step()
+    ref = {"metric": metrics if metrics is not None else torch.zeros(0)}
+    meta = {"case": name, "kind": "step_sched", "seed": str(seed), "torch": torch.__version__,
+            "lr": ",".join(repr(float(v)) for v in lrs),
+            "momentum": ",".join(repr(float(v)) for v in moms),
+            "scheduler": type(sched).__name__}
+    return ref, meta
+
+
 def main():
     args = generator_args(__doc__)
     count = 0
-    cases = [LOSS_CASES, OPTIM_CASES, CLIP_CASES, SCHED_CASES]
+    cases = [LOSS_CASES, OPTIM_CASES, CLIP_CASES, SCHED_CASES, STEP_SCHED_CASES]
     for name, spec in [item for table in cases for item in table.items()]:
         if not args.wanted(name):
             continue
         if name.startswith("loss_"):
             ref, meta = make_loss_case(name, spec, args.seed)
+        elif name.startswith("lrs_"):
+            ref, meta = make_step_sched_case(name, spec, args.seed)
         elif name.startswith("sched_"):
             ref, meta = make_sched_case(name, spec, args.seed)
         elif name.startswith("clip_"):
