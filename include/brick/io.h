@@ -38,7 +38,11 @@ int bk_file_check_writable(const char *path, int64_t bytes);
 /* safetensors files                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
-/* A loaded safetensors file: named float32 tensors (F32 only for now) and metadata. */
+/* A loaded safetensors file: named float32 tensors and metadata. Tensors stored as F64,
+ * F16, BF16, I64 or I32 (what PyTorch writes: a half-precision checkpoint, BatchNorm's
+ * int64 num_batches_tracked) are converted to float32 as they are read: F16 and BF16
+ * exactly, F64 rounded to nearest, integers exactly up to 2^24. Other dtypes are refused,
+ * by name. */
 typedef struct bk_safetensors bk_safetensors;
 
 /* Reads and validates the whole file (a regular file only: see bk_file_open_read). NULL
@@ -56,6 +60,9 @@ const char *bk_safetensors_name(const bk_safetensors *st, int i);
 /* Borrowed heap tensor owned by st (valid until bk_safetensors_free(st)), or NULL (with an
  * error) if absent. */
 bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name);
+/* The dtype tensor `name` had in the file ("F32", "F16", ...: static, do not free), before
+ * its conversion to float32. NULL with an error if absent. */
+const char *bk_safetensors_dtype(const bk_safetensors *st, const char *name);
 /* Metadata value, or NULL (without an error) when the key is absent. Like a name: decoded
  * UTF-8, borrowed from st, valid until bk_safetensors_free(st), do not free. */
 const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
@@ -77,6 +84,20 @@ int bk_module_save(const bk_module *m, const char *path);
  * unexpected and mis-shaped name. */
 int bk_module_load(bk_module *m, const char *path, bool strict);
 int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict);
+/* What a load skipped, as torch's load_state_dict returns it: the module's names the file
+ * lacks (missing, left as they were) and the file's names the module lacks (unexpected,
+ * ignored), each a ", "-separated list in state-dict and file order (NULL when there are
+ * none; heap strings owned by the report: free it with bk_load_report_free). */
+typedef struct bk_load_report {
+    int n_missing, n_unexpected;
+    char *missing, *unexpected;
+} bk_load_report;
+/* bk_module_load_from that also fills *report (may be NULL) when it succeeds: with strict
+ * false, a file of another model loads what matches and says what did not. On failure
+ * *report is empty. */
+int bk_module_load_report(bk_module *m, const bk_safetensors *st, bool strict, bk_load_report *report);
+/* Frees the report's lists and zeroes it. NULL is fine. */
+void bk_load_report_free(bk_load_report *report);
 
 /* ------------------------------------------------------------------------------------ */
 /* Checkpoints                                                                          */
