@@ -310,7 +310,7 @@ $(EXAMPLE_TAPS): $(TEST_LOGS)/%.tap: $(BUILD)/% $(RUN_TESTS)
 	@bash $(RUN_TESTS) run example $< $@
 # A script runs brick, the examples, the benchmarks and the Python helpers of the tree.
 $(SCRIPT_TAPS): $(TEST_LOGS)/%.tap: % tests/lib.sh $(RUN_TESTS) scripts/wrap_brick.sh $(TOOL_BIN) \
-                $(EXAMPLE_BINS) $(BENCH_BINS) $(wildcard tests/*.py tests/parity/*.py bench/*.py scripts/*.py)
+                $(EXAMPLE_BINS) $(BENCH_BINS) $(wildcard tests/*.py tests/parity/*.py bench/*.py scripts/*.py examples/*.py)
 	@BRICK_BUILD=$(BUILD) bash $(RUN_TESTS) run script $< $@
 
 test: all

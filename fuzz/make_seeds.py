@@ -86,7 +86,14 @@ put("safetensors", "near_miss_overlap",
     raw_header('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
                '"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', 12))
 put("safetensors", "near_miss_dtype",
-    raw_header('{"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', 4))
+    raw_header('{"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', 2))
+# the dtypes read by conversion (PyTorch's state dicts): F64, F16, BF16, I64, I32
+put("safetensors", "converted_dtypes",
+    raw_header('{"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},'
+               '"h":{"dtype":"F16","shape":[2],"data_offsets":[8,12]},'
+               '"b":{"dtype":"BF16","shape":[2],"data_offsets":[12,16]},'
+               '"l":{"dtype":"I64","shape":[],"data_offsets":[16,24]},'
+               '"i":{"dtype":"I32","shape":[1],"data_offsets":[24,28]}}', 28))
 
 # ---- IDX: [n_classes - 1][images length, u16 LE][images][labels] --------------------------
 

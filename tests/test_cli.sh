@@ -504,4 +504,60 @@ usage "spec: resume with another activation is refused" "brick train" \
     "--model mlp:hidden=16,act=relu,dropout=0.2 differs from the checkpoint's $spec" \
     "$brick" train --resume "$tmp/spec.ckpt.safetensors" --epochs 3 --model "mlp:hidden=16,act=relu,dropout=0.2"
 
+# ---- plain state dicts: PyTorch's weights without brick's metadata (issue 14) -------------
+# $m's tensors rewritten as PyTorch would save them (F64 here, no metadata), with an extra
+# int64 buffer in one copy, a truncated copy and one of a dtype brick does not read.
+"$py" - "$m" "$tmp" <<'PY'
+import json, struct, sys
+src, tmp = sys.argv[1], sys.argv[2]
+buf = open(src, "rb").read()
+(n,) = struct.unpack("<Q", buf[:8])
+head = json.loads(buf[8:8 + n]); head.pop("__metadata__", None)
+data = buf[8 + n:]
+def write(path, tensors):
+    h, blobs, off = {}, [], 0
+    for name, (dtype, shape, raw) in tensors.items():
+        h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw); off += len(raw)
+    hj = json.dumps(h).encode(); hj += b" " * (-len(hj) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+t = {}
+for name, info in head.items():
+    b, e = info["data_offsets"]
+    vals = struct.unpack("<%df" % ((e - b) // 4), data[b:e])
+    t[name] = ("F64", info["shape"], struct.pack("<%dd" % len(vals), *vals))
+write(tmp + "/plain.safetensors", t)
+write(tmp + "/plain-extra.safetensors", dict(t, **{"extra.num_batches_tracked": ("I64", [], struct.pack("<q", 7))}))
+write(tmp + "/plain-u8.safetensors", dict(t, **{"mask": ("U8", [2], b"\x01\x00")}))
+raw = open(tmp + "/plain.safetensors", "rb").read()
+open(tmp + "/plain-cut.safetensors", "wb").write(raw[:len(raw) - 100])
+PY
+check "plain state dicts written (python3)" '[ -s "$tmp/plain.safetensors" ] && [ -s "$tmp/plain-cut.safetensors" ]'
+plain=$tmp/plain.safetensors
+want=$("$brick" eval "$m" --data "$data" | grep '^test loss')
+expect "eval --model mlp PLAIN (F64): the model file's numbers" 0 "^${want//(/\\(}" "$brick" eval --model mlp "$plain" --data "$data"
+expect "eval --model: class names from the data set" 0 "Ankle boot" "$brick" eval --model mlp "$plain" --data "$data"
+expect "summary --model mlp PLAIN" 0 "total parameters: 203,530" "$brick" summary --model mlp "$plain"
+expect "predict --model mlp PLAIN --idx" 0 "^#2 \(true: class 1\): " "$brick" predict --model mlp "$plain" --idx "$data/t10k-images-idx3-ubyte.gz" --index 1 --count 3
+expect "predict --model --class-names" 0 "^#1 \(true: c\): " "$brick" predict --model mlp --class-names a,b,c,d,e,f,g,h,i,j "$plain" --idx "$data/t10k-images-idx3-ubyte.gz" --index 1
+expect "strict: an unexpected name is an error naming it (exit 1)" 1 "plain-extra.safetensors: unexpected: extra.num_batches_tracked.*--non-strict" "$brick" eval --model mlp "$tmp/plain-extra.safetensors" --data "$data"
+expect "--non-strict loads and lists what it skipped" 0 "1 unexpected \(ignored\): extra.num_batches_tracked" "$brick" eval --model mlp --non-strict "$tmp/plain-extra.safetensors" --data "$data"
+expect "another model: shape mismatch named, exit 1" 1 "shape mismatch: 1.weight \(256, 784\) in file vs \(64, 784\) in model" "$brick" eval --model mlp:hidden=64 "$plain" --data "$data"
+expect "a truncated plain file: exit 1 naming the file" 1 "safetensors: $tmp/plain-cut.safetensors: .*go past the end of the file" "$brick" eval --model mlp "$tmp/plain-cut.safetensors" --data "$data"
+expect "a U8 tensor: exit 1 naming the dtype and file" 1 "plain-u8.safetensors: dtype U8 of tensor 'mask' is not supported" "$brick" eval --model mlp "$tmp/plain-u8.safetensors" --data "$data"
+imp=$tmp/imported.safetensors
+expect "import PLAIN --out: a brick model file" 0 "imported .*\(F64 x 4, converted to float32\)" "$brick" import --model mlp "$plain" --out "$imp" --class-names a,b,c,d,e,f,g,h,i,j
+expect "the imported file evaluates with no flags, as the original" 0 "^${want//(/\\(}" "$brick" eval "$imp" --data "$data"
+expect "the imported file keeps its class names" 0 "^#0 \(true: j\): j " "$brick" predict "$imp" --idx "$data/t10k-images-idx3-ubyte.gz" --top 1
+usage "import: an existing --out is refused" "brick import" "exists \(--force replaces it\)" "$brick" import --model mlp "$plain" --out "$imp"
+expect "import --force replaces it" 0 "wrote " "$brick" import --model mlp "$plain" --out "$imp" --force
+usage "import: --model is required" "brick import" "--model SPEC is required" "$brick" import "$plain" --out "$tmp/x.safetensors"
+usage "import: --out is required" "brick import" "--out FILE is required" "$brick" import --model mlp "$plain"
+usage "import: --out is the input" "brick import" "is the input file" "$brick" import --model mlp "$plain" --out "$plain"
+usage "import: a bad spec" "brick import" "unknown model" "$brick" import --model nope "$plain" --out "$tmp/x.safetensors"
+usage "eval: --in-shape needs --model" "brick eval" "--in-shape goes with --model" "$brick" eval "$m" --in-shape 1,28,28
+usage "eval: --non-strict needs --model" "brick eval" "--non-strict goes with --model" "$brick" eval "$m" --non-strict
+usage "predict: a bad --in-shape" "brick predict" "--in-shape must be positive sizes" "$brick" predict --model mlp --in-shape 1,x "$plain" "$pgm"
+usage "summary: --non-strict needs a PLAIN file" "brick summary" "--non-strict goes with a PLAIN file" "$brick" summary --model mlp --non-strict
+
 bk_done

@@ -32,7 +32,7 @@ static void help(FILE *f) {
             "  --labels LABELS   its labels (default: the file next to it named\n"
             "                    *-labels-idx1-ubyte[.gz]); shows the true class and accuracy\n"
             "  --index I         the first image of the IDX file (default 0)\n"
-            "  --count N         how many images (default 1)\n"
+            "  --count N         how many images (default 1)\n" CLI_PLAIN_HELP
             "  -h, --help        this help\n");
 }
 
@@ -119,12 +119,14 @@ static char *labels_for(const char *images) {
 int cmd_predict(int argc, char **argv) {
     const char *idx = NULL, *labels = NULL;
     int64_t top = 3, index = 0, count = 1;
+    cli_plain plain = CLI_PLAIN_DEFAULTS;
     cli_option opts[] = {
         {"--top", CLI_INT, &top, 1, CLI_MAX_CLASSES, false, NULL},
         {"--idx", CLI_STR, &idx, 0, 0, false, NULL},
         {"--labels", CLI_STR, &labels, 0, 0, false, NULL},
         {"--index", CLI_INT, &index, 0, 9e18, false, NULL},
         {"--count", CLI_INT, &count, 1, 1e6, false, NULL},
+        CLI_OPTS_PLAIN(&plain),
     };
     const char *pos[256];
     int n_pos;
@@ -135,6 +137,7 @@ int cmd_predict(int argc, char **argv) {
     if (idx && n_pos > 1) return cli_usage("give either IMAGE files or --idx, not both");
     if (!idx && (opts[2].given || opts[3].given || opts[4].given))
         return cli_usage("--labels, --index and --count go with --idx");
+    if ((rc = cli_plain_check(&plain, opts, CLI_COUNT(opts)))) return rc;
     if (cli_parse_only) return CLI_OK;
     for (int i = 0; i < n_pos; i++)
         if ((rc = cli_need_file(NULL, pos[i]))) return rc;
@@ -150,7 +153,7 @@ int cmd_predict(int argc, char **argv) {
     if (labels && (rc = cli_need_file("--labels", labels))) return rc;
 
     cli_model cm;
-    if ((rc = cli_model_load(pos[0], &cm))) {
+    if ((rc = cli_model_open(pos[0], &plain, &cm))) {
         free(derived);
         return rc;
     }
