@@ -318,6 +318,7 @@ int main(void) {
     RUN(layers);
     RUN(attention_layers);
     RUN(safetensors_files);
+    RUN(images);
     RUN(optimizers);
     RUN(data_sets_and_loaders);
     RUN(models_and_checkpoints);

@@ -560,4 +560,36 @@ usage "eval: --non-strict needs --model" "brick eval" "--non-strict goes with --
 usage "predict: a bad --in-shape" "brick predict" "--in-shape must be positive sizes" "$brick" predict --model mlp --in-shape 1,x "$plain" "$pgm"
 usage "summary: --non-strict needs a PLAIN file" "brick summary" "--non-strict goes with a PLAIN file" "$brick" summary --model mlp --non-strict
 
+# ---- images for predict: PNG, JPEG, PGM P2/P5 8/16-bit, any size (issue 14) ----------------
+# From the first test image ($pgm): a P2 twice its size, a 16-bit P5, an inverted copy, an
+# RGB PNG (written with python's zlib) and a corrupt PNG.
+"$py" - "$pgm" "$tmp" <<'PY'
+import struct, sys, zlib
+src, tmp = sys.argv[1], sys.argv[2]
+px = open(src, "rb").read()[-784:]
+big = [px[(y // 2) * 28 + x // 2] for y in range(56) for x in range(56)]
+open(tmp + "/big.pgm", "w").write("P2\n56 56\n255\n" + " ".join(map(str, big)) + "\n")
+open(tmp + "/wide.pgm", "wb").write(b"P5 28 28 65535\n" + b"".join(struct.pack(">H", v * 257) for v in px))
+open(tmp + "/inverted.pgm", "wb").write(b"P5 28 28 255\n" + bytes(255 - v for v in px))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+rows = b"".join(b"\0" + bytes(c for v in px[y * 28:(y + 1) * 28] for c in (v, v, v)) for y in range(28))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 2, 0, 0, 0)) + \
+    chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+open(tmp + "/rgb.png", "wb").write(png)
+open(tmp + "/corrupt.png", "wb").write(png[:60] + b"\xff" * 20 + png[80:])
+PY
+first=$("$brick" predict "$m" "$pgm" --top 1 | sed 's/.*: //')
+expect "predict a 16-bit PGM: the 8-bit one's answer" 0 "wide.pgm: ${first}$" "$brick" predict "$m" "$tmp/wide.pgm" --top 1
+expect "predict a P2 PGM of 56x56: says it resized" 0 "big.pgm: PGM 56x56 grey 8-bit -> resized to 28x28 \(bilinear, antialiased: torchvision Resize\)" "$brick" predict "$m" "$tmp/big.pgm"
+expect "predict an inverted image: a warning" 0 "inverted.pgm: warning: the image looks inverted" "$brick" predict "$m" "$tmp/inverted.pgm"
+expect "predict --invert: the original's answer" 0 "inverted.pgm: ${first}$" "$brick" predict "$m" "$tmp/inverted.pgm" --invert --top 1
+if "$brick" --version | grep -q "PNG/JPEG"; then
+    expect "predict an RGB PNG: made grey, said" 0 "rgb.png: PNG 28x28 RGB 8-bit -> grey \(torchvision Grayscale\)" "$brick" predict "$m" "$tmp/rgb.png"
+    expect "predict a corrupt PNG: exit 1 naming it" 1 "image: $tmp/corrupt.png: (not a valid|cannot decode the) PNG image" "$brick" predict "$m" "$tmp/corrupt.png"
+else
+    expect "predict a PNG without libstb: exit 1 saying what to install" 1 "rgb.png: a PNG image, but this brick was built without an image decoder: install libstb-dev" "$brick" predict "$m" "$tmp/rgb.png"
+fi
+usage "predict: --invert goes with IMAGE files" "brick predict" "--invert goes with IMAGE files" "$brick" predict "$m" --idx "$data/t10k-images-idx3-ubyte.gz" --invert
+
 bk_done

@@ -67,6 +67,9 @@ static void version(void) {
     else printf(", OpenMP wait policy default");
 #endif
     if (bk_dist_mpi_built()) printf(", MPI");
+#ifdef BK_HAVE_STB
+    printf(", PNG/JPEG images (stb_image)");
+#endif
     printf(")\n");
 }
 

@@ -35,6 +35,29 @@ int bk_file_write_atomic(const char *path, const void *data, size_t n);
 int bk_file_check_writable(const char *path, int64_t bytes);
 
 /* ------------------------------------------------------------------------------------ */
+/* Images                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* What bk_image_load read and did. */
+typedef struct bk_image_info {
+    char format[8];        /* "PNG", "JPEG" or "PGM" */
+    int64_t height, width; /* as stored */
+    int channels;          /* as stored: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA */
+    int bits;              /* bits per sample as stored: 8 or 16 */
+    double border_mean;    /* mean of the result's outermost pixels, in [0, 1]: near 1 is a
+                            * light background (an inverted image for data sets with dark
+                            * ones, such as Fashion-MNIST) */
+} bk_image_info;
+/* Reads an image file (PNG or JPEG, decoded by stb_image when brick is built with libstb;
+ * PGM P2 or P5, 8 or 16 bit, always) into a (channels, height, width) float32 heap tensor
+ * in [0, 1] that the caller frees: alpha dropped, grey copied to RGB or RGB made grey as
+ * torchvision's Grayscale does (0.2989 R + 0.587 G + 0.114 B), then resized as its
+ * Resize((height, width)) does on tensors (bilinear, antialiased: src/io/image.c). The
+ * format comes from the file's first bytes. channels: 1 or 3; height, width: 1..65536.
+ * info (may be NULL) says what was read. NULL with the error "image: <path>: <problem>". */
+bk_tensor *bk_image_load(const char *path, int channels, int64_t height, int64_t width, bk_image_info *info);
+
+/* ------------------------------------------------------------------------------------ */
 /* safetensors files                                                                    */
 /* ------------------------------------------------------------------------------------ */
 

@@ -91,6 +91,15 @@ TEST(safetensors_files) {
     bk_module_free(other);
 }
 
+TEST(images) {
+    bk_image_info info;
+    MISUSE(bk_image_load(NULL, 1, 2, 2, &info), "image", "path is NULL");
+    MISUSE(bk_image_load(tpath("absent.png"), 1, 2, 2, &info), "image", "cannot open");
+    MISUSE(bk_image_load(tpath("absent.png"), 4, 2, 2, NULL), "image", "channels 4: 1 (grey) or 3 (RGB)");
+    MISUSE(bk_image_load(tpath("absent.png"), 1, -1, 2, NULL), "image", "each side must be in 1..65536");
+    MISUSE(bk_image_load(tpath("absent.png"), 1, 2, 65537, NULL), "image", "each side must be in 1..65536");
+}
+
 /* ---- optimizers ---------------------------------------------------------------------------------------- */
 
 TEST(optimizers) {
