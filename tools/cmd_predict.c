@@ -63,7 +63,7 @@ static int image_read(const char *path, int C, int64_t H, int64_t W, bool invert
         fprintf(stderr, "\n");
     }
     double border = invert ? 1.0 - info.border_mean : info.border_mean;
-    if (border > 0.5)
+    if (C == 1 && border > 0.5) /* grey models: trained on (Fashion-)MNIST-like data */
         fprintf(stderr,
                 "%s: %s: warning: the image looks inverted relative to the training data: its border is "
                 "light (mean %.2f) where Fashion-MNIST's backgrounds are dark; --invert flips it (x -> 1 - "
