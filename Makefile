@@ -18,6 +18,10 @@
 #   MPI=auto|0|1     data-parallel training on Open MPI (src/dist/dist.c, docs/distributed.md).
 #                    auto (default): used when `mpicc --showme:link` works; without it the
 #                    bk_dist_* calls work on a world of one process.
+#   IMAGES=auto|0|1  PNG and JPEG images (bk_image_load, `brick predict`) through stb_image
+#                    (Debian: libstb-dev, found with `pkg-config --exists stb`). auto
+#                    (default): used when found; without it PGM images are still read and
+#                    PNG/JPEG files are refused with a message saying what to install.
 #   SAN=1            AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/.
 #   BUILD=dir        build directory (default build, or build-san with SAN=1).
 #   CC, CFLAGS, LDFLAGS, WERROR, PREFIX, LIBDIR, INCLUDEDIR, DESTDIR: as usual. CFLAGS only
@@ -151,13 +155,39 @@ else
   MPI_LIBS   :=
 endif
 
-ALL_CPPFLAGS = $(strip -Iinclude -Isrc $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CPPFLAGS))
+# stb_image (Debian: libstb-dev): PNG and JPEG decoding in src/io/image.c. Its headers go
+# in as -isystem, as MPI's do.
+IMAGES ?= auto
+$(call check_01,IMAGES)
+ifneq ($(BUILDING),)
+  HAVE_STB := $(shell $(PKG_CONFIG) --exists stb 2>/dev/null && echo 1 || echo 0)
+else
+  HAVE_STB := 0
+endif
+ifeq ($(IMAGES),auto)
+  IMAGES := $(HAVE_STB)
+else ifeq ($(IMAGES),1)
+  ifeq ($(HAVE_STB),0)
+    ifneq ($(BUILDING),)
+      $(error IMAGES=1 but `$(PKG_CONFIG) --exists stb` fails: install libstb-dev (scripts/deps.sh) or use IMAGES=0)
+    endif
+  endif
+endif
+ifeq ($(IMAGES),1)
+  STB_CFLAGS := -DBK_HAVE_STB $(patsubst -I%,-isystem %,$(shell $(PKG_CONFIG) --cflags stb))
+  STB_LIBS   := $(shell $(PKG_CONFIG) --libs stb)
+else
+  STB_CFLAGS :=
+  STB_LIBS   :=
+endif
+
+ALL_CPPFLAGS = $(strip -Iinclude -Isrc $(BLAS_CFLAGS) $(MPI_CFLAGS) $(STB_CFLAGS) $(CPPFLAGS))
 ALL_CFLAGS   = $(strip -std=c11 $(CFLAGS) -fPIC $(WARNINGS) $(WERROR) $(OMP_CFLAGS) $(SAN_FLAGS))
 ALL_LDFLAGS  = $(strip $(SAN_FLAGS) $(LDFLAGS))
 # zlib: src/data reads gzip-compressed IDX files (Debian: zlib1g-dev).
 SYS_LIBS     := -lz -lm
-# MPI's last: LDLIBS may add libbrick.a itself (test_fuzz_replay), which needs it.
-LIBS         = $(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS) $(LDLIBS) $(MPI_LIBS))
+# stb and MPI last: LDLIBS may add libbrick.a itself (test_fuzz_replay), which needs them.
+LIBS         = $(strip $(BLAS_LIBS) $(SYS_LIBS) $(OMP_FLAGS) $(LDLIBS) $(STB_LIBS) $(MPI_LIBS))
 # The shared library must resolve every symbol itself (catches a missing -l early); the
 # sanitizer runtimes are an exception, they come from the executable.
 SO_LDFLAGS   = -shared -Wl,-soname,libbrick.so.$(VERSION_MAJOR) $(if $(SAN_FLAGS),,-Wl,-z,defs)
@@ -255,7 +285,7 @@ $(PC_FILE): brick.pc.in FORCE
 	     -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
 	     -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
 	     -e 's|@VERSION@|$(VERSION)|g' \
-	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) $(MPI_LIBS) $(SYS_LIBS) $(OMP_FLAGS))|g' \
+	     -e 's|@LIBS_PRIVATE@|$(strip $(BLAS_LIBS) $(STB_LIBS) $(MPI_LIBS) $(SYS_LIBS) $(OMP_FLAGS))|g' \
 	     $< > $@.tmp && mv $@.tmp $@
 
 FORCE:
@@ -319,7 +349,7 @@ $(EXAMPLE_TAPS): $(TEST_LOGS)/%.tap: $(BUILD)/% $(RUN_TESTS)
 	@bash $(RUN_TESTS) run example $< $@
 # A script runs brick, the examples, the benchmarks and the Python helpers of the tree.
 $(SCRIPT_TAPS): $(TEST_LOGS)/%.tap: % tests/lib.sh $(RUN_TESTS) scripts/wrap_brick.sh $(TOOL_BIN) \
-                $(EXAMPLE_BINS) $(BENCH_BINS) $(wildcard tests/*.py tests/parity/*.py bench/*.py scripts/*.py)
+                $(EXAMPLE_BINS) $(BENCH_BINS) $(wildcard tests/*.py tests/parity/*.py bench/*.py scripts/*.py examples/*.py)
 	@BRICK_BUILD=$(BUILD) bash $(RUN_TESTS) run script $< $@
 
 test: all

@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import struct
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -86,7 +87,41 @@ put("safetensors", "near_miss_overlap",
     raw_header('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
                '"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', 12))
 put("safetensors", "near_miss_dtype",
-    raw_header('{"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', 4))
+    raw_header('{"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', 2))
+# the dtypes read by conversion (PyTorch's state dicts): F64, F16, BF16, I64, I32
+put("safetensors", "converted_dtypes",
+    raw_header('{"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},'
+               '"h":{"dtype":"F16","shape":[2],"data_offsets":[8,12]},'
+               '"b":{"dtype":"BF16","shape":[2],"data_offsets":[12,16]},'
+               '"l":{"dtype":"I64","shape":[],"data_offsets":[16,24]},'
+               '"i":{"dtype":"I32","shape":[1],"data_offsets":[24,28]}}', 28))
+
+# ---- images: [channels byte][height byte][width byte][the file] ---------------------------
+
+def png(w, h, colour_type, samples):
+    """A PNG of 8-bit samples (rows of w * channels bytes), written with zlib."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    per = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type] * w
+    rows = b"".join(b"\0" + bytes(samples[y * per:(y + 1) * per]) for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+put("image", "pgm_p5", b"\x00\x08\x08" + b"P5 4 4 255\n" + bytes(range(0, 256, 16)))
+put("image", "pgm_p5_16", b"\x01\x03\x05" + b"P5 2 2 65535\n" + bytes(range(8)))
+put("image", "pgm_p2", b"\x00\x02\x02" + b"P2\n# c\n3 2\n9\n0 1 2 3 4 9\n")
+put("image", "png_grey", b"\x00\x05\x05" + png(4, 3, 0, range(12)))
+put("image", "png_rgba", b"\x01\x02\x07" + png(3, 2, 6, range(0, 240, 10)))
+put("image", "jpeg_grey", b"\x00\x04\x04" + bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300100b0c0e0c0a100e0d0e1211101318281a18161618"
+    "3123251d283a333d3c3933383740485c4e404457453738506d51575f626768673e4d71797064785c656763ffc000"
+    "0b080004000401011100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc400"
+    "b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c1"
+    "1552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a63"
+    "6465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6"
+    "b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008"
+    "010100003f00dab4f0c697e42fee2bffd9"))
 
 # ---- IDX: [n_classes - 1][images length, u16 LE][images][labels] --------------------------
 

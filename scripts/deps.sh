@@ -3,9 +3,10 @@
 #
 #   scripts/deps.sh [--build-only] [--blas] [--dataset]
 #
-#   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev, perl
+#   (default)     build tools and test tools: build-essential pkg-config zlib1g-dev libstb-dev
+#                 (stb_image: PNG and JPEG for `brick predict`; optional, the build finds it), perl
 #                 (`prove`, which runs the tests for `make test`), python3-torch
-#                 python3-numpy libopenblas0-pthread valgrind, and clang libclang-rt-14-dev
+#                 python3-numpy python3-pil libopenblas0-pthread valgrind, and clang libclang-rt-14-dev
 #                 (clang with libFuzzer, for `make fuzz` and the fuzzing stage of
 #                 scripts/test.sh). libopenblas0-pthread is for PyTorch, not for
 #                 brick: Debian's python3-torch calls whatever libblas.so.3 is installed, and
@@ -16,6 +17,7 @@
 #                 data-parallel training; tests/test_dist.sh runs mpirun)
 #                 clang-format (the format stage of scripts/test.sh: scripts/format_check.sh)
 #   --build-only  only what `make` and `make demo` need: build-essential pkg-config zlib1g-dev
+#                 libstb-dev
 #   --blas        also libopenblas-dev (optional: the build finds it and uses it for gemm)
 #   --dataset     also dataset-fashion-mnist (optional: `brick train` and the demo then use
 #                 the full data set instead of the subset bundled in data/)
@@ -40,9 +42,9 @@ for arg in "$@"; do
     esac
 done
 
-pkgs=(build-essential pkg-config zlib1g-dev)
+pkgs=(build-essential pkg-config zlib1g-dev libstb-dev)
 if [ "$build_only" = 0 ]; then
-    pkgs+=(perl python3-torch python3-numpy libopenblas0-pthread valgrind clang libclang-rt-14-dev
+    pkgs+=(perl python3-torch python3-numpy python3-pil libopenblas0-pthread valgrind clang libclang-rt-14-dev
            openmpi-bin libopenmpi-dev clang-format)
 fi
 if [ "$blas" = 1 ]; then

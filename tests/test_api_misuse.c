@@ -324,6 +324,7 @@ int main(void) {
     RUN(forward_hooks);
     RUN(recurrent_layers);
     RUN(safetensors_files);
+    RUN(images);
     RUN(optimizers);
     RUN(lr_schedules);
     RUN(param_groups);

@@ -595,4 +595,92 @@ usage "spec: resume with another activation is refused" "brick train" \
     "--model mlp:hidden=16,act=relu,dropout=0.2 differs from the checkpoint's $spec" \
     "$brick" train --resume "$tmp/spec.ckpt.safetensors" --epochs 3 --model "mlp:hidden=16,act=relu,dropout=0.2"
 
+# ---- plain state dicts: PyTorch's weights without brick's metadata (issue 14) -------------
+# $m's tensors rewritten as PyTorch would save them (F64 here, no metadata), with an extra
+# int64 buffer in one copy, a truncated copy and one of a dtype brick does not read.
+"$py" - "$m" "$tmp" <<'PY'
+import json, struct, sys
+src, tmp = sys.argv[1], sys.argv[2]
+buf = open(src, "rb").read()
+(n,) = struct.unpack("<Q", buf[:8])
+head = json.loads(buf[8:8 + n]); head.pop("__metadata__", None)
+data = buf[8 + n:]
+def write(path, tensors):
+    h, blobs, off = {}, [], 0
+    for name, (dtype, shape, raw) in tensors.items():
+        h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw); off += len(raw)
+    hj = json.dumps(h).encode(); hj += b" " * (-len(hj) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+t = {}
+for name, info in head.items():
+    b, e = info["data_offsets"]
+    vals = struct.unpack("<%df" % ((e - b) // 4), data[b:e])
+    t[name] = ("F64", info["shape"], struct.pack("<%dd" % len(vals), *vals))
+write(tmp + "/plain.safetensors", t)
+write(tmp + "/plain-extra.safetensors", dict(t, **{"extra.num_batches_tracked": ("I64", [], struct.pack("<q", 7))}))
+write(tmp + "/plain-u8.safetensors", dict(t, **{"mask": ("U8", [2], b"\x01\x00")}))
+raw = open(tmp + "/plain.safetensors", "rb").read()
+open(tmp + "/plain-cut.safetensors", "wb").write(raw[:len(raw) - 100])
+PY
+check "plain state dicts written (python3)" '[ -s "$tmp/plain.safetensors" ] && [ -s "$tmp/plain-cut.safetensors" ]'
+plain=$tmp/plain.safetensors
+want=$("$brick" eval "$m" --data "$data" | grep '^test loss')
+expect "eval --model mlp PLAIN (F64): the model file's numbers" 0 "^${want//(/\\(}" "$brick" eval --model mlp "$plain" --data "$data"
+expect "eval --model: class names from the data set" 0 "Ankle boot" "$brick" eval --model mlp "$plain" --data "$data"
+expect "summary --model mlp PLAIN" 0 "total parameters: 203,530" "$brick" summary --model mlp "$plain"
+expect "predict --model mlp PLAIN --idx" 0 "^#2 \(true: class 1\): " "$brick" predict --model mlp "$plain" --idx "$data/t10k-images-idx3-ubyte.gz" --index 1 --count 3
+expect "predict --model --class-names" 0 "^#1 \(true: c\): " "$brick" predict --model mlp --class-names a,b,c,d,e,f,g,h,i,j "$plain" --idx "$data/t10k-images-idx3-ubyte.gz" --index 1
+expect "strict: an unexpected name is an error naming it (exit 1)" 1 "plain-extra.safetensors: unexpected: extra.num_batches_tracked.*--non-strict" "$brick" eval --model mlp "$tmp/plain-extra.safetensors" --data "$data"
+expect "--non-strict loads and lists what it skipped" 0 "1 unexpected \(ignored\): extra.num_batches_tracked" "$brick" eval --model mlp --non-strict "$tmp/plain-extra.safetensors" --data "$data"
+expect "another model: shape mismatch named, exit 1" 1 "shape mismatch: 1.weight \(256, 784\) in file vs \(64, 784\) in model" "$brick" eval --model mlp:hidden=64 "$plain" --data "$data"
+expect "a truncated plain file: exit 1 naming the file" 1 "safetensors: $tmp/plain-cut.safetensors: .*go past the end of the file" "$brick" eval --model mlp "$tmp/plain-cut.safetensors" --data "$data"
+expect "a U8 tensor: exit 1 naming the dtype and file" 1 "plain-u8.safetensors: dtype U8 of tensor 'mask' is not supported" "$brick" eval --model mlp "$tmp/plain-u8.safetensors" --data "$data"
+imp=$tmp/imported.safetensors
+expect "import PLAIN --out: a brick model file" 0 "imported .*\(F64 x 4, converted to float32\)" "$brick" import --model mlp "$plain" --out "$imp" --class-names a,b,c,d,e,f,g,h,i,j
+expect "the imported file evaluates with no flags, as the original" 0 "^${want//(/\\(}" "$brick" eval "$imp" --data "$data"
+expect "the imported file keeps its class names" 0 "^#0 \(true: j\): j " "$brick" predict "$imp" --idx "$data/t10k-images-idx3-ubyte.gz" --top 1
+usage "import: an existing --out is refused" "brick import" "exists \(--force replaces it\)" "$brick" import --model mlp "$plain" --out "$imp"
+expect "import --force replaces it" 0 "wrote " "$brick" import --model mlp "$plain" --out "$imp" --force
+usage "import: --model is required" "brick import" "--model SPEC is required" "$brick" import "$plain" --out "$tmp/x.safetensors"
+usage "import: --out is required" "brick import" "--out FILE is required" "$brick" import --model mlp "$plain"
+usage "import: --out is the input" "brick import" "is the input file" "$brick" import --model mlp "$plain" --out "$plain"
+usage "import: a bad spec" "brick import" "unknown model" "$brick" import --model nope "$plain" --out "$tmp/x.safetensors"
+usage "eval: --in-shape needs --model" "brick eval" "--in-shape goes with --model" "$brick" eval "$m" --in-shape 1,28,28
+usage "eval: --non-strict needs --model" "brick eval" "--non-strict goes with --model" "$brick" eval "$m" --non-strict
+usage "predict: a bad --in-shape" "brick predict" "--in-shape must be positive sizes" "$brick" predict --model mlp --in-shape 1,x "$plain" "$pgm"
+usage "summary: --non-strict needs a PLAIN file" "brick summary" "--non-strict goes with a PLAIN file" "$brick" summary --model mlp --non-strict
+
+# ---- images for predict: PNG, JPEG, PGM P2/P5 8/16-bit, any size (issue 14) ----------------
+# From the first test image ($pgm): a P2 twice its size, a 16-bit P5, an inverted copy, an
+# RGB PNG (written with python's zlib) and a corrupt PNG.
+"$py" - "$pgm" "$tmp" <<'PY'
+import struct, sys, zlib
+src, tmp = sys.argv[1], sys.argv[2]
+px = open(src, "rb").read()[-784:]
+big = [px[(y // 2) * 28 + x // 2] for y in range(56) for x in range(56)]
+open(tmp + "/big.pgm", "w").write("P2\n56 56\n255\n" + " ".join(map(str, big)) + "\n")
+open(tmp + "/wide.pgm", "wb").write(b"P5 28 28 65535\n" + b"".join(struct.pack(">H", v * 257) for v in px))
+open(tmp + "/inverted.pgm", "wb").write(b"P5 28 28 255\n" + bytes(255 - v for v in px))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+rows = b"".join(b"\0" + bytes(c for v in px[y * 28:(y + 1) * 28] for c in (v, v, v)) for y in range(28))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 2, 0, 0, 0)) + \
+    chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+open(tmp + "/rgb.png", "wb").write(png)
+open(tmp + "/corrupt.png", "wb").write(png[:60] + b"\xff" * 20 + png[80:])
+PY
+first=$("$brick" predict "$m" "$pgm" --top 1 | sed 's/.*: //')
+expect "predict a 16-bit PGM: the 8-bit one's answer" 0 "wide.pgm: ${first}$" "$brick" predict "$m" "$tmp/wide.pgm" --top 1
+expect "predict a P2 PGM of 56x56: says it resized" 0 "big.pgm: PGM 56x56 grey 8-bit -> resized to 28x28 \(bilinear, antialiased: torchvision Resize\)" "$brick" predict "$m" "$tmp/big.pgm"
+expect "predict an inverted image: a warning" 0 "inverted.pgm: warning: the image looks inverted" "$brick" predict "$m" "$tmp/inverted.pgm"
+expect "predict --invert: the original's answer" 0 "inverted.pgm: ${first}$" "$brick" predict "$m" "$tmp/inverted.pgm" --invert --top 1
+if "$brick" --version | grep -q "PNG/JPEG"; then
+    expect "predict an RGB PNG: made grey, said" 0 "rgb.png: PNG 28x28 RGB 8-bit -> grey \(torchvision Grayscale\)" "$brick" predict "$m" "$tmp/rgb.png"
+    expect "predict a corrupt PNG: exit 1 naming it" 1 "image: $tmp/corrupt.png: (not a valid|cannot decode the) PNG image" "$brick" predict "$m" "$tmp/corrupt.png"
+else
+    expect "predict a PNG without libstb: exit 1 saying what to install" 1 "rgb.png: a PNG image, but this brick was built without an image decoder: install libstb-dev" "$brick" predict "$m" "$tmp/rgb.png"
+fi
+usage "predict: --invert goes with IMAGE files" "brick predict" "--invert goes with IMAGE files" "$brick" predict "$m" --idx "$data/t10k-images-idx3-ubyte.gz" --invert
+
 bk_done

@@ -13,7 +13,7 @@
  *     file, and a training step (batch, forward, cross-entropy, backward, SGD step) leaves
  *     the parameters and the optimizer state as they were; it fails before the optimizer
  *     runs, because bk_optim_step allocates nothing.
- * Operations: checkpoint load and save (MLP + Adam), bk_safetensors_load, bk_idx_load
+ * Operations: checkpoint load and save (MLP + Adam), bk_safetensors_load, bk_image_load, bk_idx_load
  * (plain and gzip), a cold training step (fresh arena, no gradients yet), building a
  * model and an optimizer. Sweep sizes are printed ("N failure points").
  *
@@ -220,6 +220,7 @@ typedef struct reader_ctx {
     const char *path, *labels;
     bk_safetensors *st;
     bk_dataset *ds;
+    bk_tensor *img;
 } reader_ctx;
 
 static int st_run(void *p) {
@@ -254,6 +255,30 @@ TEST(safetensors_load_out_of_memory) {
     sweep_ops ops = {"safetensors_load", NULL, st_run, st_check, NULL, c.path};
     sweep_count n = sweep(&ops, &c);
     CHECK(n.points > 5 && n.failed > 0);
+}
+
+static int image_run(void *p) {
+    reader_ctx *c = p;
+    c->img = bk_image_load(c->path, 3, 3, 5, NULL); /* grey 4x6 -> RGB 3x5: every step */
+    return c->img ? 0 : -1;
+}
+static void image_check(void *p, int rc) {
+    reader_ctx *c = p;
+    if (rc != 0) return;
+    CHECK(c->img->numel == 45 && c->img->data[0] == c->img->data[15]);
+    bk_tensor_free(c->img);
+    c->img = NULL;
+}
+
+TEST(image_load_out_of_memory) {
+    reader_ctx c = {.path = tpath("small.pgm")};
+    CHECK(write_file(c.path,
+                     "P5 6 4 255\n"
+                     "abcdefghijklmnopqrstuvwx",
+                     35));
+    sweep_ops ops = {"image_load", NULL, image_run, image_check, NULL, c.path};
+    sweep_count n = sweep(&ops, &c);
+    CHECK(n.points >= 4 && n.failed > 0);
 }
 
 /* An IDX file: 0 0 8 ndim, big-endian dims, then the bytes. */
@@ -591,6 +616,7 @@ int main(void) {
     RUN(checkpoint_save_out_of_memory);
     RUN(safetensors_load_out_of_memory);
     RUN(idx_load_out_of_memory);
+    RUN(image_load_out_of_memory);
     RUN(training_step_out_of_memory);
     RUN(model_and_optimizer_out_of_memory);
     printf("    %ld failure points in all\n", sweep_total);

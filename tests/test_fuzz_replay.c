@@ -19,6 +19,7 @@
 #include "../fuzz/fuzz_cli.c"
 #include "../fuzz/fuzz_escape.c"
 #include "../fuzz/fuzz_idx.c"
+#include "../fuzz/fuzz_image.c"
 #include "../fuzz/fuzz_model_spec.c"
 #include "../fuzz/fuzz_safetensors.c"
 
@@ -36,6 +37,7 @@ static const replay_target TARGETS[] = {
     {"cli", fuzz_cli},
     {"ckpt", fuzz_ckpt},
     {"escape", fuzz_escape},
+    {"image", fuzz_image},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
@@ -106,6 +108,7 @@ TEST(replay_model_spec) { replay(&TARGETS[2]); }
 TEST(replay_cli) { replay(&TARGETS[3]); }
 TEST(replay_ckpt) { replay(&TARGETS[4]); }
 TEST(replay_escape) { replay(&TARGETS[5]); }
+TEST(replay_image) { replay(&TARGETS[6]); }
 
 int main(void) {
     RUN(replay_safetensors);
@@ -114,6 +117,7 @@ int main(void) {
     RUN(replay_cli);
     RUN(replay_ckpt);
     RUN(replay_escape);
+    RUN(replay_image);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }

@@ -3,11 +3,14 @@
  *   - round trips are bit-exact (NaN payloads, -0, infinities, subnormals) for rank 0,
  *     zero-element and rank-8 tensors, with escaped names and metadata;
  *   - files laid out as the Python writer lays them out load, in any header key order;
+ *   - F64, F16, BF16, I64 and I32 tensors read as float32 (subnormals, infinities, NaNs,
+ *     rounding of large integers);
  *   - one crafted file per rule the reader enforces, each checked by its message;
  *   - saving is atomic: a missing directory, replacing a file, a write that fails half-way
  *     (RLIMIT_FSIZE, so it works as root too) and a read-only directory (non-root only);
  *   - bk_module_save / bk_module_load round trip an MLP, and strict loading lists every
- *     missing, unexpected and mis-shaped name while changing nothing.
+ *     missing, unexpected and mis-shaped name while changing nothing; a non-strict load
+ *     reports what it skipped (bk_module_load_report).
  * Files go to a mkdtemp directory under /tmp, removed at the end.
  */
 #define _XOPEN_SOURCE 700 /* mkdtemp, setrlimit, opendir, lstat, umask */
@@ -174,6 +177,89 @@ TEST(reads_foreign_layouts) {
     bk_safetensors_free(st);
 }
 
+/* ---- the dtypes PyTorch writes, converted to float32 ---------------------------------- */
+
+/* Appends the n-byte little-endian value v to buf at *at. */
+static void put_le(unsigned char *buf, size_t *at, uint64_t v, int n) {
+    for (int k = 0; k < n; k++) buf[(*at)++] = (unsigned char)(v >> (8 * k));
+}
+
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+TEST(reads_other_dtypes) {
+    const char *path = tpath("dtypes.safetensors");
+    /* F64 (3): 0.1 (rounds), -1e300 (-inf), 2^-149 (the smallest float subnormal);
+     * F16 (8): 1, -0, 65504, 2^-24 (subnormal), 3 * 2^-24, +inf, a NaN, -2.5;
+     * BF16 (3): 1, -inf, 0x4049 (3.140625); I64 (3): -3, 2^24 + 1 (rounds to 2^24), 2^40;
+     * I32 (2): -7, 2147483647 (rounds to 2^31); an empty F16 tensor. */
+    static const char header
+        [] = "{\"d\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]},"
+             "\"h\":{\"dtype\":\"F16\",\"shape\":[2,4],\"data_offsets\":[24,40]},"
+             "\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[40,46]},"
+             "\"e\":{\"dtype\":\"F16\",\"shape\":[0],\"data_offsets\":[46,46]},"
+             "\"l\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[46,70]},"
+             "\"i\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[70,78]}}";
+    unsigned char buf[512];
+    size_t at = 0, hlen = sizeof header - 1;
+    put_le(buf, &at, hlen, 8);
+    memcpy(buf + at, header, hlen);
+    at += hlen;
+    const double d[3] = {0.1, -1e300, 0x1p-149};
+    for (int k = 0; k < 3; k++) {
+        uint64_t u;
+        memcpy(&u, &d[k], 8);
+        put_le(buf, &at, u, 8);
+    }
+    const uint16_t h[8] = {0x3c00, 0x8000, 0x7bff, 0x0001, 0x0003, 0x7c00, 0x7e00, 0xc100};
+    for (int k = 0; k < 8; k++) put_le(buf, &at, h[k], 2);
+    const uint16_t b[3] = {0x3f80, 0xff80, 0x4049};
+    for (int k = 0; k < 3; k++) put_le(buf, &at, b[k], 2);
+    const int64_t l[3] = {-3, (1 << 24) + 1, INT64_C(1) << 40};
+    for (int k = 0; k < 3; k++) put_le(buf, &at, (uint64_t)l[k], 8);
+    const int32_t i32[2] = {-7, 2147483647};
+    for (int k = 0; k < 2; k++) put_le(buf, &at, (uint32_t)i32[k], 4);
+    CHECK(write_file(path, buf, at));
+
+    bk_safetensors *st = bk_safetensors_load(path);
+    CHECK(st != NULL);
+    if (!st) {
+        fprintf(stderr, "       %s\n", bk_last_error());
+        return;
+    }
+    const bk_tensor *td = bk_safetensors_get(st, "d"), *th = bk_safetensors_get(st, "h"),
+                    *tb = bk_safetensors_get(st, "b"), *te = bk_safetensors_get(st, "e"),
+                    *tl = bk_safetensors_get(st, "l"), *ti = bk_safetensors_get(st, "i");
+    CHECK(td && th && tb && te && tl && ti);
+    if (!(td && th && tb && te && tl && ti)) return;
+    CHECK(td->data[0] == 0.1f && isinf(td->data[1]) && td->data[1] < 0 && td->data[2] == 0x1p-149f);
+    CHECK(th->ndim == 2 && th->shape[0] == 2 && th->shape[1] == 4);
+    CHECK(th->data[0] == 1.0f && bits_of(th->data[1]) == 0x80000000u && th->data[2] == 65504.0f);
+    CHECK(th->data[3] == 0x1p-24f && th->data[4] == 3 * 0x1p-24f);
+    CHECK(isinf(th->data[5]) && th->data[5] > 0 && isnan(th->data[6]) && th->data[7] == -2.5f);
+    CHECK(tb->data[0] == 1.0f && isinf(tb->data[1]) && tb->data[1] < 0 && tb->data[2] == 3.140625f);
+    CHECK(te->numel == 0);
+    CHECK(tl->data[0] == -3.0f && tl->data[1] == 16777216.0f && tl->data[2] == 0x1p40f);
+    CHECK(ti->data[0] == -7.0f && ti->data[1] == 2147483648.0f);
+    static const char *const names[6] = {"d", "h", "b", "e", "l", "i"};
+    static const char *const want[6] = {"F64", "F16", "BF16", "F16", "I64", "I32"};
+    for (int k = 0; k < 6; k++) {
+        const char *got = bk_safetensors_dtype(st, names[k]);
+        CHECK(got && !strcmp(got, want[k]));
+    }
+    CHECK(bk_safetensors_dtype(st, "zz") == NULL && strstr(bk_last_error(), "no tensor named 'zz'"));
+    bk_safetensors_free(st);
+
+    /* A file that ends inside a converted tensor says which tensor. */
+    CHECK(write_file(path, buf, at - 5));
+    bk_clear_error();
+    CHECK(bk_safetensors_load(path) == NULL);
+    CHECK(strstr(bk_last_error(), "data_offsets [70, 78] of tensor 'i' go past the end of the file") != NULL);
+}
+
 /* ---- what the reader rejects ----------------------------------------------------------- */
 
 #define F32(shape, offs) "{\"dtype\":\"F32\",\"shape\":" shape ",\"data_offsets\":" offs "}"
@@ -212,14 +298,17 @@ static const bad_case BAD[] = {
     /* dtypes */
     {"{\"a\":{\"dtype\":\"Q7\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
      "unknown dtype 'Q7' of tensor 'a'"},
-    {"{\"x\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
-     "dtype F64 of tensor 'x' is not supported (brick reads F32)"},
-    {"{\"x\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
-     "dtype BF16 of tensor 'x' is not supported (brick reads F32)"},
-    {"{\"x\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
-     "dtype F16 of tensor 'x' is not supported"},
-    {"{\"x\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
-     "dtype I64 of tensor 'x' is not supported"},
+    {"{\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+     "dtype U8 of tensor 'x' is not supported (brick reads F32, F64, F16, BF16, I64 and I32)"},
+    {"{\"x\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+     "dtype I16 of tensor 'x' is not supported"},
+    {"{\"x\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+     "tensor 'x' of shape (2,) and dtype F16 needs 4 bytes, but its data_offsets [0, 8] hold 8"},
+    {"{\"x\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+     "tensor 'x' of shape (1,) and dtype I64 needs 8 bytes, but its data_offsets [0, 4] hold 4"},
+    {"{\"x\":{\"dtype\":\"BF16\",\"shape\":[4611686018427387904],"
+     "\"data_offsets\":[0,4]}}",
+     4, "shape of tensor 'x' overflows: its byte size does not fit in 64 bits"},
     {"{\"a\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype of tensor 'a' is not a string"},
     /* fields */
     {"{\"a\":1}", 0, "entry 'a' is not an object"},
@@ -565,6 +654,39 @@ TEST(module_strict_load_lists_every_problem) {
     CHECK(!memcmp(bk_module_get(net, "0.bias")->data, before + 32, 8 * sizeof(float)));
     CHECK(!memcmp(bk_module_get(net, "2.weight")->data, before + 40, 16 * sizeof(float)));
 
+    /* The report of a non-strict load: torch's missing_keys and unexpected_keys. */
+    bk_safetensors *st_a = bk_safetensors_load(path_a), *st_c = bk_safetensors_load(path_c);
+    CHECK(st_a && st_c);
+    bk_load_report rep;
+    CHECK(bk_module_load_report(net, st_a, false, &rep) == 0);
+    CHECK(rep.n_missing == 3 && rep.n_unexpected == 0 && rep.unexpected == NULL);
+    CHECK(rep.missing && !strcmp(rep.missing, "0.bias, 2.weight, 2.bias"));
+    bk_load_report_free(&rep);
+    CHECK(rep.missing == NULL && rep.n_missing == 0);
+    /* a failed load (a shape mismatch, or strict) leaves the report empty */
+    CHECK(bk_module_load_report(net, st_c, false, &rep) == -1);
+    CHECK(rep.n_missing == 0 && rep.missing == NULL && rep.unexpected == NULL);
+    CHECK(bk_module_load_report(net, st_a, true, &rep) == -1);
+    CHECK(rep.n_missing == 0 && rep.missing == NULL);
+    bk_load_report_free(&rep);
+    bk_load_report_free(NULL);
+    /* unexpected names: a file with every name plus two more */
+    const char *path_d = tpath("extra.safetensors");
+    const char *names_d[6] = {"0.weight", "0.bias", "zz.first", "2.weight", "2.bias", "aa.last"};
+    bk_tensor *ts_d[6] = {bk_tensor_new(BK_SHAPE(8, 4)), bk_tensor_new(BK_SHAPE(8)),
+                          bk_tensor_new(BK_SHAPE(1)),    bk_tensor_new(BK_SHAPE(2, 8)),
+                          bk_tensor_new(BK_SHAPE(2)),    bk_tensor_new(BK_SHAPE(3))};
+    save_state(path_d, 6, names_d, ts_d);
+    bk_safetensors *st_d = bk_safetensors_load(path_d);
+    CHECK(bk_module_load_report(net, st_d, false, &rep) == 0);
+    CHECK(rep.n_missing == 0 && rep.missing == NULL && rep.n_unexpected == 2);
+    CHECK(rep.unexpected && !strcmp(rep.unexpected, "zz.first, aa.last")); /* file order */
+    bk_load_report_free(&rep);
+    CHECK(bk_module_load_report(net, st_d, false, NULL) == 0);
+    bk_safetensors_free(st_a);
+    bk_safetensors_free(st_c);
+    bk_safetensors_free(st_d);
+
     /* Load errors of the file itself come through unchanged. */
     CHECK_FAILS_INT(bk_module_load(net, tpath("absent.safetensors"), true), "cannot open");
     CHECK_FAILS_INT(bk_module_load(NULL, path_a, true), "module is NULL");
@@ -581,6 +703,7 @@ int main(void) {
     RUN(round_trip_tensors_and_metadata);
     RUN(round_trip_no_tensors);
     RUN(reads_foreign_layouts);
+    RUN(reads_other_dtypes);
     RUN(rejects_bad_headers);
     RUN(rejects_bad_files);
     RUN(save_to_missing_directory_fails);

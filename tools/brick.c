@@ -6,6 +6,7 @@
  *   brick predict  top-k classes of PGM or IDX images (cmd_predict.c)
  *   brick train-lm, brick generate  character-level language model (cmd_lm.c)
  *   brick models   the models of the zoo, their settings and defaults (cmd_models.c)
+ *   brick import   a plain PyTorch state dict to a brick model file (cmd_import.c)
  *
  * Exit statuses: 0 success, 1 runtime failure, 2 usage error (see cli.h).
  */
@@ -27,6 +28,7 @@ static const command COMMANDS[] = {
     {"train-lm", "brick train-lm", "train a character-level Transformer language model", cmd_train_lm},
     {"generate", "brick generate", "sample text from a train-lm model", cmd_generate},
     {"models", "brick models", "the models, their parameters, settings and defaults", cmd_models},
+    {"import", "brick import", "a plain PyTorch state dict (safetensors) to a brick model file", cmd_import},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -65,6 +67,9 @@ static void version(void) {
     else printf(", OpenMP wait policy default");
 #endif
     if (bk_dist_mpi_built()) printf(", MPI");
+#ifdef BK_HAVE_STB
+    printf(", PNG/JPEG images (stb_image)");
+#endif
     printf(")\n");
 }
 

@@ -382,6 +382,18 @@ int cli_check_finite(const char *path, const bk_safetensors *st) {
     return CLI_OK;
 }
 
+/* Fills cm->class_names from "a,b,c" (escaped: they are printed). */
+static void set_class_names(cli_model *cm, const char *names) {
+    for (int c = 0; names && *names && c < cm->n_classes; c++) {
+        const char *comma = strchr(names, ',');
+        size_t len = comma ? (size_t)(comma - names) : strlen(names);
+        char raw[256], safe[256];
+        snprintf(raw, sizeof raw, "%.*s", (int)(len < sizeof raw ? len : sizeof raw - 1), names);
+        cm->class_names[c] = strdup(bk_escape(raw, safe, sizeof safe));
+        names = comma ? comma + 1 : names + len;
+    }
+}
+
 int cli_model_load(const char *path, cli_model *cm) {
     memset(cm, 0, sizeof *cm);
     /* Read once: the metadata rebuilds the model and the same tensors fill it (reading the
@@ -421,14 +433,7 @@ int cli_model_load(const char *path, cli_model *cm) {
     cm->n_classes = (int)nc;
     /* What is printed (the arch, the class names) is kept escaped: it comes from the file. */
     bk_escape(arch, cm->arch, sizeof cm->arch);
-    for (int c = 0; names && *names && c < cm->n_classes; c++) {
-        const char *comma = strchr(names, ',');
-        size_t len = comma ? (size_t)(comma - names) : strlen(names);
-        char raw[256], safe[256];
-        snprintf(raw, sizeof raw, "%.*s", (int)(len < sizeof raw ? len : sizeof raw - 1), names);
-        cm->class_names[c] = strdup(bk_escape(raw, safe, sizeof safe));
-        names = comma ? comma + 1 : names + len;
-    }
+    set_class_names(cm, names);
     cm->m = bk_model_build(arch, cm->in_ndim, cm->in_shape, cm->n_classes, NULL, 0);
     if (!cm->m) {
         cli_fail("%s: cannot rebuild its model: %s", path, bk_last_error());
@@ -440,6 +445,84 @@ int cli_model_load(const char *path, cli_model *cm) {
     }
     rc = CLI_OK;
 done:
+    bk_safetensors_free(st);
+    if (rc) cli_model_free(cm);
+    return rc;
+}
+
+/* "F32 x 60, I64 x 20": how many tensors of each dtype st holds, in the order met. */
+static void dtype_counts(const bk_safetensors *st, char *out, size_t n) {
+    const char *seen[16];
+    int count[16], k = 0;
+    for (int i = 0; i < bk_safetensors_count(st); i++) {
+        const char *d = bk_safetensors_dtype(st, bk_safetensors_name(st, i));
+        int j = 0;
+        while (j < k && strcmp(seen[j], d) != 0) j++;
+        if (j == k && k < 16) seen[k] = d, count[k++] = 0;
+        if (j < k) count[j]++;
+    }
+    size_t len = 0;
+    out[0] = '\0';
+    for (int j = 0; j < k && len < n; j++)
+        len += (size_t)snprintf(out + len, n - len, "%s%s x %d", j ? ", " : "", seen[j], count[j]);
+}
+
+int cli_plain_check(cli_plain *p, cli_option *opts, int n_opts) {
+    static const char *const need_model[] = {"--in-shape", "--classes", "--class-names", "--non-strict"};
+    for (int i = 0; i < 4; i++) {
+        cli_option *o = cli_opt(opts, n_opts, need_model[i]);
+        if (o && o->given && !p->model)
+            return cli_usage("%s goes with --model (a brick model file records it)", need_model[i]);
+    }
+    if (!p->model) return CLI_OK;
+    if (!cli_parse_shape(p->in_shape, &p->in_ndim, p->shape) || p->in_ndim >= BK_MAX_DIMS)
+        return cli_usage("--in-shape must be positive sizes like 1,28,28, got '%s'", p->in_shape);
+    /* a bad spec (or one over BK_MODEL_MAX_PARAMS) is usage */
+    if (bk_model_num_params(p->model, p->in_ndim, p->shape, (int)p->classes, NULL, 0) < 0)
+        return cli_usage("%s", bk_last_error());
+    return CLI_OK;
+}
+
+int cli_model_open(const char *path, const cli_plain *p, cli_model *cm) {
+    if (!p || !p->model) return cli_model_load(path, cm);
+    memset(cm, 0, sizeof *cm);
+    bk_safetensors *st = bk_safetensors_load(path);
+    if (!st) return cli_fail(NULL);
+    int rc = CLI_RUNTIME;
+    bk_load_report rep = {0};
+    if (cli_check_finite(path, st)) goto done;
+    cm->in_ndim = p->in_ndim;
+    memcpy(cm->in_shape, p->shape, sizeof cm->in_shape);
+    cm->n_classes = (int)p->classes;
+    char canon[256];
+    cm->m = bk_model_build(p->model, p->in_ndim, p->shape, cm->n_classes, canon, sizeof canon);
+    if (!cm->m) {
+        cli_fail(NULL);
+        goto done;
+    }
+    bk_escape(canon, cm->arch, sizeof cm->arch);
+    set_class_names(cm, p->class_names);
+    dtype_counts(st, cm->dtypes, sizeof cm->dtypes);
+    if (bk_module_load_report(cm->m, st, !p->non_strict, &rep) != 0) {
+        cli_fail("%s (the file does not hold --model %s's state dict%s)", bk_last_error(), cm->arch,
+                 p->non_strict ? "" : "; --non-strict loads what matches");
+        goto done;
+    }
+    if (rep.n_missing || rep.n_unexpected) {
+        char *lists[2] = {rep.missing, rep.unexpected};
+        const char *what[2] = {"missing (left as initialised)", "unexpected (ignored)"};
+        int counts[2] = {rep.n_missing, rep.n_unexpected};
+        for (int k = 0; k < 2; k++)
+            if (counts[k]) {
+                char *safe = malloc(strlen(lists[k]) * 4 + 1); /* bk_escape grows it at most 4x */
+                fprintf(stderr, "%s: %s: --non-strict: %d %s: %s\n", cli_prog, path, counts[k], what[k],
+                        safe ? bk_escape(lists[k], safe, strlen(lists[k]) * 4 + 1) : "(out of memory)");
+                free(safe);
+            }
+    }
+    rc = CLI_OK;
+done:
+    bk_load_report_free(&rep);
     bk_safetensors_free(st);
     if (rc) cli_model_free(cm);
     return rc;

@@ -157,12 +157,52 @@ typedef struct cli_model {
     int n_classes;
     char *class_names[CLI_MAX_CLASSES]; /* malloc'ed and escaped (bk_escape), or NULL */
     char name_buf[CLI_MAX_CLASSES][16]; /* "class 7" fallbacks */
+    char dtypes[128]; /* a plain state dict's dtypes as read ("F32 x 60, I64 x 20"), or "" */
 } cli_model;
 
 /* Rebuilds the model recorded in a model or checkpoint file from its metadata alone and
  * loads its weights. Returns CLI_OK, or CLI_RUNTIME with the message printed. */
 int cli_model_load(const char *path, cli_model *cm);
 void cli_model_free(cli_model *cm);
+/* A plain state dict (PyTorch's, as safetensors: no brick metadata) and the model of the
+ * zoo it belongs to, from the options --model SPEC [--in-shape DIMS] [--classes N]
+ * [--class-names A,B,...] [--non-strict] (CLI_OPTS_PLAIN), shared by eval, predict,
+ * summary and import. */
+typedef struct cli_plain {
+    const char *model, *in_shape, *class_names;
+    int64_t classes;
+    bool non_strict;
+    int in_ndim; /* in_shape parsed by cli_plain_check */
+    int64_t shape[BK_MAX_DIMS];
+} cli_plain;
+#define CLI_PLAIN_DEFAULTS                         \
+    {                                              \
+        NULL, "1,28,28", NULL, 10, false, 0, { 0 } \
+    }
+#define CLI_OPTS_PLAIN(p)                                                       \
+    {"--model", CLI_STR, &(p)->model, 0, 0, false, NULL},                       \
+        {"--in-shape", CLI_STR, &(p)->in_shape, 0, 0, false, NULL},             \
+        {"--classes", CLI_INT, &(p)->classes, 1, CLI_MAX_CLASSES, false, NULL}, \
+        {"--class-names", CLI_STR, &(p)->class_names, 0, 0, false, NULL}, {     \
+        "--non-strict", CLI_FLAG, &(p)->non_strict, 0, 0, false, NULL           \
+    }
+#define CLI_PLAIN_HELP                                                                  \
+    "  --model SPEC      FILE is a plain state dict (a PyTorch model's, no brick\n"     \
+    "                    metadata) of this model of the zoo (docs/pytorch.md)\n"        \
+    "  --in-shape DIMS   its input shape without the batch (default 1,28,28)\n"         \
+    "  --classes N       its number of classes (default 10)\n"                          \
+    "  --class-names L   its class names, comma-separated (default: class 0, ...)\n"    \
+    "  --non-strict      load what matches and list the missing and unexpected names\n" \
+    "                    (load_state_dict(strict=False)); default: all must match\n"
+/* Usage checks of the plain options in opts (CLI_OPTS_PLAIN's rows): --in-shape,
+ * --classes, --class-names and --non-strict need --model; the shape and the spec must be
+ * valid. CLI_OK or CLI_USAGE (message printed). */
+int cli_plain_check(cli_plain *p, cli_option *opts, int n_opts);
+/* Loads FILE: with p->model NULL a brick model file (cli_model_load); else builds p's
+ * model and loads FILE's state dict into it, strictly unless p->non_strict (then the
+ * skipped names are printed on stderr). Returns CLI_OK, or CLI_RUNTIME with the message
+ * printed. */
+int cli_model_open(const char *path, const cli_plain *p, cli_model *cm);
 /* The class name of index c (the file's, or "class c"). Do not free. */
 const char *cli_class_name(cli_model *cm, int c);
 /* Reads the metadata `key` of st (the file `path`) with the range of `range` (the flag
@@ -310,6 +350,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_train_lm(int argc, char **argv); /* cmd_lm.c */
 int cmd_generate(int argc, char **argv); /* cmd_lm.c */
 int cmd_models(int argc, char **argv);
+int cmd_import(int argc, char **argv); /* cmd_import.c */
 /* `brick models [NAME]`'s list on stdout: every model of the zoo, or the model `name`
  * (NULL: all). CLI_OK, or CLI_USAGE for an unknown name (message printed). For
  * `brick train --model help`. */

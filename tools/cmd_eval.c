@@ -1,5 +1,6 @@
 /* cmd_eval.c - `brick eval FILE [--data DIR]`: rebuilds the model from FILE's metadata
- * alone, then reports test loss, accuracy and a confusion matrix with class names.
+ * alone (or, with --model SPEC, from the spec, FILE being a plain PyTorch state dict), then
+ * reports test loss, accuracy and a confusion matrix with class names.
  * Also home of cli_evaluate, which `brick train` uses after every epoch.
  */
 #define _XOPEN_SOURCE 700 /* PATH_MAX */
@@ -83,16 +84,18 @@ int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss
 static void help(FILE *f) {
     fprintf(f,
             "usage: brick eval FILE [--data DIR] [--batch-size B] [--threads T]\n"
+            "       brick eval --model SPEC [--in-shape DIMS] [--classes N] PLAIN.safetensors\n"
             "\n"
             "Evaluates a model file written by `brick train` (or its training checkpoint) on\n"
             "the test split of DIR: test loss, accuracy and the confusion matrix. The model is\n"
             "rebuilt from the file's metadata alone (brick.arch, brick.in_shape,\n"
-            "brick.n_classes, brick.class_names).\n"
+            "brick.n_classes, brick.class_names), or from --model SPEC for a plain state\n"
+            "dict saved from PyTorch.\n"
             "\n"
             "options:\n"
             "  --data DIR        Fashion-MNIST IDX files (default as for `brick train`)\n"
             "  --batch-size B    evaluation batch size (default 256; memory grows with it)\n"
-            "  --threads T       compute threads (default: the library's)\n"
+            "  --threads T       compute threads (default: the library's)\n" CLI_PLAIN_HELP
             "  -h, --help        this help\n");
 }
 
@@ -125,16 +128,19 @@ int cmd_eval(int argc, char **argv) {
     /* Not larger: with grad off a batch's intermediates still stay in the arena until the
      * reset after it, so memory grows with B (resnet:width=8: 790 MiB at 1000, 225 at 256). */
     int64_t batch = 256, threads = 0;
+    cli_plain plain = CLI_PLAIN_DEFAULTS;
     cli_option opts[] = {
         {"--data", CLI_STR, &data, 0, 0, false, NULL},
         {"--batch-size", CLI_INT, &batch, 1, 1e9, false, NULL},
         CLI_OPT_THREADS(&threads),
+        CLI_OPTS_PLAIN(&plain),
     };
     const char *pos[1];
     int n_pos;
     int rc = cli_parse(argc, argv, opts, CLI_COUNT(opts), pos, 1, &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos != 1) return cli_usage("expected a model FILE (see --help)");
+    if ((rc = cli_plain_check(&plain, opts, CLI_COUNT(opts)))) return rc;
     if (cli_parse_only) return CLI_OK;
     const char *path = pos[0];
     if ((rc = cli_need_file(NULL, path))) return rc;
@@ -145,7 +151,7 @@ int cmd_eval(int argc, char **argv) {
     if (threads) cli_set_threads((int)threads);
 
     cli_model cm;
-    rc = cli_model_load(path, &cm);
+    rc = cli_model_open(path, &plain, &cm);
     if (rc) return rc;
     bk_dataset *test = bk_fashion_mnist_load(data, false);
     int64_t *conf = NULL;
@@ -162,6 +168,9 @@ int cmd_eval(int argc, char **argv) {
             path, cm.n_classes, cm.in_ndim, data, test->n_classes, test->ndim);
         goto done;
     }
+    bool unnamed = !cm.class_names[0]; /* a plain file names none: the data set's then */
+    for (int c = 0; unnamed && test->class_names && c < cm.n_classes; c++)
+        cm.class_names[c] = strdup(test->class_names[c]);
     conf = calloc((size_t)cm.n_classes * (size_t)cm.n_classes, sizeof *conf);
     double loss, acc;
     printf("model: %s (%s, %lld parameters)\n", path, cm.arch, (long long)bk_module_num_params(cm.m, false));

@@ -1,9 +1,11 @@
-/* cmd_predict.c - `brick predict FILE IMAGE...` (binary PGM images) or
+/* cmd_predict.c - `brick predict FILE IMAGE...` (PNG, JPEG, PGM) or
  * `brick predict FILE --idx IMAGES [--index I] [--count N]`: the top-k classes of each
  * image with their softmax probabilities.
  *
- * Pixels are scaled to [0, 1] by the image's maxval, as bk_idx_load scales IDX bytes by
- * 255, so a PGM cut out of the data set gives exactly the training inputs.
+ * Images go through bk_image_load (src/io/image.c): pixels scaled to [0, 1] by the
+ * format's maxval, as bk_idx_load scales IDX bytes by 255, so a PGM cut out of the data set
+ * gives exactly the training inputs; other sizes and colours are converted as torchvision's
+ * Grayscale and Resize do, and predict says so on stderr.
  */
 #define _XOPEN_SOURCE 700 /* strdup */
 
@@ -14,17 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PGM_MAX_BYTES (64u << 20)
-
 static void help(FILE *f) {
     fprintf(f,
-            "usage: brick predict FILE IMAGE.pgm...\n"
+            "usage: brick predict FILE IMAGE...\n"
             "       brick predict FILE --idx IMAGES [--labels LABELS] [--index I] [--count N]\n"
             "\n"
             "Classifies images with a model file written by `brick train` and prints the top\n"
-            "classes with their probabilities (softmax). Images are binary PGM files (P5,\n"
-            "8-bit, the model's width and height: 28x28 for Fashion-MNIST), or images of an\n"
-            "IDX file (plain or .gz).\n"
+            "classes with their probabilities (softmax). Images are PNG or JPEG (with\n"
+            "libstb at build time) or PGM (P2, P5; 8 or 16 bit) files of any size, grey or\n"
+            "colour: converted to the model's channels and resized to its input as\n"
+            "torchvision's Grayscale + Resize do (said on stderr); or images of an IDX file.\n"
             "\n"
             "options:\n"
             "  --top K           how many classes to show per image (default 3)\n"
@@ -33,62 +34,42 @@ static void help(FILE *f) {
             "                    *-labels-idx1-ubyte[.gz]); shows the true class and accuracy\n"
             "  --index I         the first image of the IDX file (default 0)\n"
             "  --count N         how many images (default 1)\n"
-            "  -h, --help        this help\n");
+            "  --invert          use 1 - x for each pixel (a dark object on a light "
+            "background)\n" CLI_PLAIN_HELP "  -h, --help        this help\n");
 }
 
-/* Skips whitespace and # comments of a PGM header. */
-static size_t pgm_space(const unsigned char *p, size_t n, size_t i) {
-    for (;;) {
-        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
-        if (i < n && p[i] == '#') {
-            while (i < n && p[i] != '\n') i++;
-            continue;
-        }
-        return i;
+static const char *const CHANNEL_NAMES[5] = {"", "grey", "grey+alpha", "RGB", "RGBA"};
+
+/* Reads image `path` as the model's input (C, H, W) into out (C*H*W floats), says on stderr
+ * what it converted, and warns when it looks inverted against dark-background training
+ * data. 0, or -1 with the library's error. */
+static int image_read(const char *path, int C, int64_t H, int64_t W, bool invert, float *out) {
+    bk_image_info info;
+    bk_tensor *t = bk_image_load(path, C, H, W, &info);
+    if (!t) return -1;
+    int64_t n = t->numel;
+    for (int64_t k = 0; k < n; k++) out[k] = invert ? 1.0f - t->data[k] : t->data[k];
+    bk_tensor_free(t);
+    bool recolour = (C == 1) != (info.channels <= 2) || info.channels == 2 || info.channels == 4;
+    bool resized = info.height != H || info.width != W;
+    if (recolour || resized) {
+        fprintf(stderr, "%s: %s: %s %" PRId64 "x%" PRId64 " %s %d-bit ->", cli_prog, path, info.format,
+                info.width, info.height, CHANNEL_NAMES[info.channels], info.bits);
+        if (recolour)
+            fprintf(stderr, " %s%s", C == 1 ? "grey (torchvision Grayscale)" : "RGB", resized ? "," : "");
+        if (resized)
+            fprintf(stderr, " resized to %" PRId64 "x%" PRId64 " (bilinear, antialiased: torchvision Resize)",
+                    W, H);
+        fprintf(stderr, "\n");
     }
-}
-
-static bool pgm_int(const unsigned char *p, size_t n, size_t *i, long *out) {
-    *i = pgm_space(p, n, *i);
-    long v = 0;
-    size_t start = *i;
-    while (*i < n && p[*i] >= '0' && p[*i] <= '9' && v < 100000) v = v * 10 + (p[(*i)++] - '0');
-    *out = v;
-    return *i > start && v > 0 && v < 100000;
-}
-
-/* Reads a P5 PGM of exactly w x h pixels into out (w*h floats in [0, 1]). 0, or -1 with
- * a message naming the file. */
-static int pgm_read(const char *path, long want_w, long want_h, float *out) {
-    FILE *f = bk_file_open_read(path); /* a regular file only: a FIFO would block */
-    if (!f) return -1;
-    unsigned char *buf = malloc(PGM_MAX_BYTES);
-    size_t n = buf ? fread(buf, 1, PGM_MAX_BYTES, f) : 0;
-    bool read_error = ferror(f);
-    fclose(f);
-    int rc = -1;
-    long w, h, maxval;
-    size_t i = 2;
-    if (!buf || read_error) {
-        bk_set_error("%s: %s", path, buf ? "read error" : "out of memory");
-    } else if (n < 2 || buf[0] != 'P' || buf[1] != '5') {
-        bk_set_error("%s: not a binary PGM image (it must start with \"P5\")", path);
-    } else if (!pgm_int(buf, n, &i, &w) || !pgm_int(buf, n, &i, &h) || !pgm_int(buf, n, &i, &maxval) ||
-               i >= n) {
-        bk_set_error("%s: malformed PGM header (width, height, maxval)", path);
-    } else if (maxval > 255) {
-        bk_set_error("%s: maxval %ld: only 8-bit PGM images are read", path, maxval);
-    } else if (w != want_w || h != want_h) {
-        bk_set_error("%s: the image is %ldx%ld but the model takes %ldx%ld", path, w, h, want_w, want_h);
-    } else if (n - i - 1 < (size_t)(w * h)) {
-        bk_set_error("%s: truncated: %zu pixel bytes of %ld", path, n - i - 1, w * h);
-    } else {
-        const unsigned char *px = buf + i + 1; /* one whitespace byte ends the header */
-        for (long k = 0; k < w * h; k++) out[k] = (float)px[k] / (float)maxval;
-        rc = 0;
-    }
-    free(buf);
-    return rc;
+    double border = invert ? 1.0 - info.border_mean : info.border_mean;
+    if (C == 1 && border > 0.5) /* grey models: trained on (Fashion-)MNIST-like data */
+        fprintf(stderr,
+                "%s: %s: warning: the image looks inverted relative to the training data: its border is "
+                "light (mean %.2f) where Fashion-MNIST's backgrounds are dark; --invert flips it (x -> 1 - "
+                "x)\n",
+                cli_prog, path, border);
+    return 0;
 }
 
 /* Prints "<label>: <class> <p>, ..." for the top k of probabilities row p (C values). */
@@ -119,12 +100,16 @@ static char *labels_for(const char *images) {
 int cmd_predict(int argc, char **argv) {
     const char *idx = NULL, *labels = NULL;
     int64_t top = 3, index = 0, count = 1;
+    bool invert = false;
+    cli_plain plain = CLI_PLAIN_DEFAULTS;
     cli_option opts[] = {
         {"--top", CLI_INT, &top, 1, CLI_MAX_CLASSES, false, NULL},
         {"--idx", CLI_STR, &idx, 0, 0, false, NULL},
         {"--labels", CLI_STR, &labels, 0, 0, false, NULL},
         {"--index", CLI_INT, &index, 0, 9e18, false, NULL},
         {"--count", CLI_INT, &count, 1, 1e6, false, NULL},
+        {"--invert", CLI_FLAG, &invert, 0, 0, false, NULL},
+        CLI_OPTS_PLAIN(&plain),
     };
     const char *pos[256];
     int n_pos;
@@ -135,6 +120,8 @@ int cmd_predict(int argc, char **argv) {
     if (idx && n_pos > 1) return cli_usage("give either IMAGE files or --idx, not both");
     if (!idx && (opts[2].given || opts[3].given || opts[4].given))
         return cli_usage("--labels, --index and --count go with --idx");
+    if (idx && invert) return cli_usage("--invert goes with IMAGE files");
+    if ((rc = cli_plain_check(&plain, opts, CLI_COUNT(opts)))) return rc;
     if (cli_parse_only) return CLI_OK;
     for (int i = 0; i < n_pos; i++)
         if ((rc = cli_need_file(NULL, pos[i]))) return rc;
@@ -150,7 +137,7 @@ int cmd_predict(int argc, char **argv) {
     if (labels && (rc = cli_need_file("--labels", labels))) return rc;
 
     cli_model cm;
-    if ((rc = cli_model_load(pos[0], &cm))) {
+    if ((rc = cli_model_open(pos[0], &plain, &cm))) {
         free(derived);
         return rc;
     }
@@ -180,8 +167,10 @@ int cmd_predict(int argc, char **argv) {
         n = count;
     } else {
         n = n_pos - 1;
-        if (cm.in_ndim < 2) {
-            rc = cli_fail("%s: the model takes inputs of rank %d, not images", pos[0], cm.in_ndim);
+        int C = cm.in_ndim == 3 ? (int)cm.in_shape[0] : cm.in_ndim == 2 ? 1 : 0;
+        if (C != 1 && C != 3) {
+            rc = cli_fail("%s: the model takes inputs of shape (%s), not grey or RGB images", pos[0],
+                          cm.in_ndim == 3 ? "C != 1, 3, H, W" : "not (C, H, W)");
             goto done;
         }
         x = malloc((size_t)(n * numel) * sizeof *x);
@@ -189,9 +178,9 @@ int cmd_predict(int argc, char **argv) {
             rc = cli_fail("out of memory");
             goto done;
         }
-        long W = (long)cm.in_shape[cm.in_ndim - 1], H = (long)cm.in_shape[cm.in_ndim - 2];
+        int64_t W = cm.in_shape[cm.in_ndim - 1], H = cm.in_shape[cm.in_ndim - 2];
         for (int64_t i = 0; i < n; i++)
-            if (pgm_read(pos[i + 1], W, H, x + i * numel) != 0) {
+            if (image_read(pos[i + 1], C, H, W, invert, x + i * numel) != 0) {
                 rc = cli_fail(NULL);
                 goto done;
             }

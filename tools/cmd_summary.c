@@ -27,7 +27,7 @@
 static void help(FILE *f) {
     fprintf(f,
             "usage: brick summary FILE [--batch-size B]\n"
-            "       brick summary --model SPEC [--in-shape 1,28,28] [--classes 10] [--batch-size B]\n"
+            "       brick summary --model SPEC [--in-shape 1,28,28] [--classes 10] [--batch-size B] [PLAIN]\n"
             "\n"
             "Prints a model's block tree (as PyTorch's print(net)) and a table of its\n"
             "blocks: dotted name, class, output shape for a batch of 1, parameter count,\n"
@@ -36,7 +36,8 @@ static void help(FILE *f) {
             "memory of parameters, gradients and activations (every output of a block\n"
             "without children) for a training batch of B.\n"
             "FILE is a model file or checkpoint written by `brick train`; SPEC is a model\n"
-            "name or name:key=value,... (models: ");
+            "name or name:key=value,..., with PLAIN its weights as a plain state dict saved\n"
+            "from PyTorch (checked against the model; docs/pytorch.md) (models: ");
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : ")\n");
     fprintf(f,
             "\n"
@@ -45,6 +46,7 @@ static void help(FILE *f) {
             "  --in-shape DIMS   its input shape without the batch (default 1,28,28)\n"
             "  --classes N       its number of classes (default 10)\n"
             "  --batch-size B    the batch of the memory estimate (default 1)\n"
+            "  --non-strict      with PLAIN: load what matches, list the other names\n"
             "  -h, --help        this help\n");
 }
 
@@ -232,45 +234,34 @@ done:
 }
 
 int cmd_summary(int argc, char **argv) {
-    const char *model = NULL, *in_shape_s = "1,28,28";
-    int64_t classes = 10, batch = 1;
-    cli_option opts[] = {
-        {"--model", CLI_STR, &model, 0, 0, false, NULL},
-        {"--in-shape", CLI_STR, &in_shape_s, 0, 0, false, NULL},
-        {"--classes", CLI_INT, &classes, 1, CLI_MAX_CLASSES, false, NULL},
-        {"--batch-size", CLI_INT, &batch, 1, 1e9, false, NULL},
-    };
+    cli_plain plain = CLI_PLAIN_DEFAULTS;
+    int64_t batch = 1;
+    cli_option opts[] = {CLI_OPTS_PLAIN(&plain), {"--batch-size", CLI_INT, &batch, 1, 1e9, false, NULL}};
     const char *pos[1];
     int n_pos;
     int rc = cli_parse(argc, argv, opts, CLI_COUNT(opts), pos, 1, &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
-    if ((n_pos == 1) == (model != NULL))
-        return cli_usage("expected a model FILE or --model SPEC (one of them; see --help)");
+    if (n_pos == 0 && !plain.model) return cli_usage("expected a model FILE or --model SPEC (see --help)");
+    if (cli_opt(opts, CLI_COUNT(opts), "--class-names")->given)
+        return cli_usage("--class-names goes with eval, predict and import");
+    if (n_pos == 0 && plain.non_strict) return cli_usage("--non-strict goes with a PLAIN file");
+    if ((rc = cli_plain_check(&plain, opts, CLI_COUNT(opts)))) return rc;
+    if (cli_parse_only) return CLI_OK;
     if (n_pos == 1) {
-        if (opts[1].given || opts[2].given)
-            return cli_usage("--in-shape and --classes go with --model (a file records them)");
-        if (cli_parse_only) return CLI_OK;
         if ((rc = cli_need_file(NULL, pos[0]))) return rc;
         cli_model cm;
-        if ((rc = cli_model_load(pos[0], &cm))) return rc;
+        if ((rc = cli_model_open(pos[0], &plain, &cm))) return rc;
         char title[512];
         snprintf(title, sizeof title, "%s: %s", pos[0], cm.arch);
         rc = summarise(cm.m, cm.in_ndim, cm.in_shape, batch, title);
         cli_model_free(&cm);
         return rc;
     }
-    int in_ndim;
-    int64_t in_shape[BK_MAX_DIMS];
-    if (!cli_parse_shape(in_shape_s, &in_ndim, in_shape) || in_ndim >= BK_MAX_DIMS)
-        return cli_usage("--in-shape must be positive sizes like 1,28,28, got '%s'", in_shape_s);
     char canon[256];
-    /* a bad spec (or one over BK_MODEL_MAX_PARAMS) is usage; then only memory can fail */
-    if (bk_model_num_params(model, in_ndim, in_shape, (int)classes, canon, sizeof canon) < 0)
-        return cli_usage("%s", bk_last_error());
-    if (cli_parse_only) return CLI_OK;
-    bk_module *net = bk_model_build(model, in_ndim, in_shape, (int)classes, NULL, 0);
+    bk_module *net = bk_model_build(plain.model, plain.in_ndim, plain.shape, (int)plain.classes, canon,
+                                    sizeof canon);
     if (!net) return cli_fail(NULL);
-    rc = summarise(net, in_ndim, in_shape, batch, canon);
+    rc = summarise(net, plain.in_ndim, plain.shape, batch, canon);
     bk_module_free(net);
     return rc;
 }

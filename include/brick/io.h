@@ -35,10 +35,37 @@ int bk_file_write_atomic(const char *path, const void *data, size_t n);
 int bk_file_check_writable(const char *path, int64_t bytes);
 
 /* ------------------------------------------------------------------------------------ */
+/* Images                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* What bk_image_load read and did. */
+typedef struct bk_image_info {
+    char format[8];        /* "PNG", "JPEG" or "PGM" */
+    int64_t height, width; /* as stored */
+    int channels;          /* as stored: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA */
+    int bits;              /* bits per sample as stored: 8 or 16 */
+    double border_mean;    /* mean of the result's outermost pixels, in [0, 1]: near 1 is a
+                            * light background (an inverted image for data sets with dark
+                            * ones, such as Fashion-MNIST) */
+} bk_image_info;
+/* Reads an image file (PNG or JPEG, decoded by stb_image when brick is built with libstb;
+ * PGM P2 or P5, 8 or 16 bit, always) into a (channels, height, width) float32 heap tensor
+ * in [0, 1] that the caller frees: alpha dropped, grey copied to RGB or RGB made grey as
+ * torchvision's Grayscale does (0.2989 R + 0.587 G + 0.114 B), then resized as its
+ * Resize((height, width)) does on tensors (bilinear, antialiased: src/io/image.c). The
+ * format comes from the file's first bytes. channels: 1 or 3; height, width: 1..65536.
+ * info (may be NULL) says what was read. NULL with the error "image: <path>: <problem>". */
+bk_tensor *bk_image_load(const char *path, int channels, int64_t height, int64_t width, bk_image_info *info);
+
+/* ------------------------------------------------------------------------------------ */
 /* safetensors files                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
-/* A loaded safetensors file: named float32 tensors (F32 only for now) and metadata. */
+/* A loaded safetensors file: named float32 tensors and metadata. Tensors stored as F64,
+ * F16, BF16, I64 or I32 (what PyTorch writes: a half-precision checkpoint, BatchNorm's
+ * int64 num_batches_tracked) are converted to float32 as they are read: F16 and BF16
+ * exactly, F64 rounded to nearest, integers exactly up to 2^24. Other dtypes are refused,
+ * by name. */
 typedef struct bk_safetensors bk_safetensors;
 
 /* Reads and validates the whole file (a regular file only: see bk_file_open_read). NULL
@@ -56,6 +83,9 @@ const char *bk_safetensors_name(const bk_safetensors *st, int i);
 /* Borrowed heap tensor owned by st (valid until bk_safetensors_free(st)), or NULL (with an
  * error) if absent. */
 bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name);
+/* The dtype tensor `name` had in the file ("F32", "F16", ...: static, do not free), before
+ * its conversion to float32. NULL with an error if absent. */
+const char *bk_safetensors_dtype(const bk_safetensors *st, const char *name);
 /* Metadata value, or NULL (without an error) when the key is absent. Like a name: decoded
  * UTF-8, borrowed from st, valid until bk_safetensors_free(st), do not free. */
 const char *bk_safetensors_meta(const bk_safetensors *st, const char *key);
@@ -77,6 +107,20 @@ int bk_module_save(const bk_module *m, const char *path);
  * unexpected and mis-shaped name. */
 int bk_module_load(bk_module *m, const char *path, bool strict);
 int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict);
+/* What a load skipped, as torch's load_state_dict returns it: the module's names the file
+ * lacks (missing, left as they were) and the file's names the module lacks (unexpected,
+ * ignored), each a ", "-separated list in state-dict and file order (NULL when there are
+ * none; heap strings owned by the report: free it with bk_load_report_free). */
+typedef struct bk_load_report {
+    int n_missing, n_unexpected;
+    char *missing, *unexpected;
+} bk_load_report;
+/* bk_module_load_from that also fills *report (may be NULL) when it succeeds: with strict
+ * false, a file of another model loads what matches and says what did not. On failure
+ * *report is empty. */
+int bk_module_load_report(bk_module *m, const bk_safetensors *st, bool strict, bk_load_report *report);
+/* Frees the report's lists and zeroes it. NULL is fine. */
+void bk_load_report_free(bk_load_report *report);
 
 /* ------------------------------------------------------------------------------------ */
 /* Checkpoints                                                                          */

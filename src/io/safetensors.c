@@ -10,6 +10,13 @@
  * key "__metadata__" maps to an object of string values. Data is little-endian, row-major.
  * Writers pad the header with spaces so that the data starts at a multiple of 8.
  *
+ * brick writes F32 only. It reads F32 and the dtypes PyTorch's state dicts hold, each
+ * converted to float32 as it is read: F64 (rounded to nearest; beyond float's range it
+ * becomes an infinity), F16 and BF16 (exactly: every value, subnormals, infinities and
+ * NaNs included, is a float32), I64 and I32 (integer buffers such as BatchNorm's
+ * num_batches_tracked; exact up to 2^24 in magnitude, rounded to nearest beyond).
+ * bk_safetensors_dtype tells what a tensor was in the file.
+ *
  * Reading trusts nothing in the file:
  *   - the header length is checked against the file size (and a 100 MB cap, the reference
  *     implementation's) before the header is allocated;
@@ -42,6 +49,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,7 +63,8 @@ typedef struct st_entry {
     int order;        /* position of its key in the header */
     int ndim;
     int64_t shape[BK_MAX_DIMS];
-    uint64_t begin, end; /* data_offsets */
+    const struct st_dtype *dtype; /* what the file holds; read as float32 */
+    uint64_t begin, end;          /* data_offsets */
     bk_tensor *t;
 } st_entry;
 
@@ -109,18 +118,81 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
-/* dtypes of the safetensors format that brick recognises but cannot read. */
-static const char *const OTHER_DTYPES[] = {
-    "BOOL", "U8",  "I8",      "I16",     "U16",     "F16", "BF16",    "I32",     "U32", "F64",
-    "I64",  "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64",
+/* The dtypes brick reads, each converted to float32 (see the top of the file). */
+typedef enum st_kind { ST_F32, ST_F64, ST_F16, ST_BF16, ST_I64, ST_I32, ST_KIND_COUNT } st_kind;
+typedef struct st_dtype {
+    const char *name;
+    st_kind kind;
+    int size; /* bytes per element */
+} st_dtype;
+static const st_dtype DTYPES[] = {
+    {"F32", ST_F32, 4},   {"F64", ST_F64, 8}, {"F16", ST_F16, 2},
+    {"BF16", ST_BF16, 2}, {"I64", ST_I64, 8}, {"I32", ST_I32, 4},
 };
 
-static bool check_dtype(const char *path, const char *name, const char *dtype) {
-    if (strcmp(dtype, "F32") == 0) return true;
+/* dtypes of the safetensors format that brick recognises but cannot read. */
+static const char *const OTHER_DTYPES[] = {
+    "BOOL",    "U8",      "I8",      "I16", "U16",     "U32",     "U64",
+    "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64",
+};
+
+static const st_dtype *check_dtype(const char *path, const char *name, const char *dtype) {
+    for (size_t k = 0; k < sizeof DTYPES / sizeof *DTYPES; k++)
+        if (strcmp(dtype, DTYPES[k].name) == 0) return &DTYPES[k];
     for (size_t k = 0; k < sizeof OTHER_DTYPES / sizeof *OTHER_DTYPES; k++)
         if (strcmp(dtype, OTHER_DTYPES[k]) == 0)
-            return st_fail(path, "dtype %s of tensor '%s' is not supported (brick reads F32)", dtype, name);
-    return st_fail(path, "unknown dtype '%s' of tensor '%s'", dtype, name);
+            return st_fail(path,
+                           "dtype %s of tensor '%s' is not supported (brick reads F32, F64, F16, BF16, "
+                           "I64 and I32)",
+                           dtype, name),
+                   NULL;
+    return st_fail(path, "unknown dtype '%s' of tensor '%s'", dtype, name), NULL;
+}
+
+/* IEEE half precision to float: exact (every half is a float). */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | mant << 13; /* infinity, NaN (payload kept) */
+    } else if (exp != 0) {
+        bits = sign | (exp + 112) << 23 | mant << 13; /* normal: rebias 15 -> 127 */
+    } else {
+        float v = ldexpf((float)mant, -24); /* zero or subnormal: mant * 2^-24 */
+        return sign ? -v : v;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* n little-endian elements of dtype d at raw to float32. */
+static void convert_to_f32(const st_dtype *d, const unsigned char *raw, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++, raw += d->size) {
+        uint64_t u = 0;
+        for (int k = d->size - 1; k >= 0; k--) u = u << 8 | raw[k];
+        switch (d->kind) {
+        case ST_F64: {
+            double v;
+            memcpy(&v, &u, 8);
+            out[i] = (float)v;
+            break;
+        }
+        case ST_F16: out[i] = half_to_float((uint16_t)u); break;
+        case ST_BF16: {
+            uint32_t bits = (uint32_t)u << 16;
+            memcpy(&out[i], &bits, 4);
+            break;
+        }
+        case ST_I64: out[i] = (float)(int64_t)u; break;
+        case ST_I32: out[i] = (float)(int32_t)(uint32_t)u; break;
+        case ST_F32: {
+            uint32_t bits = (uint32_t)u;
+            memcpy(&out[i], &bits, 4);
+            break;
+        }
+        default: out[i] = NAN; break;
+        }
+    }
 }
 
 /* Checks a tensor's parsed shape and offsets against each other and the data size. */
@@ -140,7 +212,7 @@ static bool check_entry(const char *path, st_entry *e, const char *name, const u
                            name);
         e->shape[i] = (int64_t)dims[i];
     }
-    if (!bk__mul_ok(numel, (int64_t)sizeof(float), &bytes))
+    if (!bk__mul_ok(numel, (int64_t)e->dtype->size, &bytes))
         return st_fail(path,
                        "shape of tensor '%s' overflows: its byte size does not fit in "
                        "64 bits",
@@ -163,11 +235,11 @@ static bool check_entry(const char *path, st_entry *e, const char *name, const u
     if (e->end - e->begin != (uint64_t)bytes) {
         char s[256];
         return st_fail(path,
-                       "tensor '%s' of shape %s and dtype F32 needs %" PRId64
+                       "tensor '%s' of shape %s and dtype %s needs %" PRId64
                        " bytes, but "
                        "its data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64,
-                       name, bk__shape_fmt(e->ndim, e->shape, s, sizeof s), bytes, e->begin, e->end,
-                       e->end - e->begin);
+                       name, bk__shape_fmt(e->ndim, e->shape, s, sizeof s), e->dtype->name, bytes, e->begin,
+                       e->end, e->end - e->begin);
     }
     return true;
 }
@@ -203,7 +275,7 @@ static bool parse_tensor(bk_safetensors *st, bk__json *j, size_t name_off, uint6
                 if (bk__json_peek(j) != '"')
                     return st_fail(path, "dtype of tensor '%s' is not a string", name);
                 if (!bk__json_string(j, &dtype_off)) return false;
-                if (!check_dtype(path, name, j->pool + dtype_off)) return false;
+                if (!(e->dtype = check_dtype(path, name, j->pool + dtype_off))) return false;
             } else if (f == 1) {
                 ndim = bk__json_uint_array(j, dims, BK_MAX_DIMS);
                 if (ndim == -2)
@@ -454,8 +526,19 @@ bk_safetensors *bk_safetensors_load(const char *path) {
         }
         char what[300];
         snprintf(what, sizeof what, "tensor '%s'", e->name);
-        if (!read_exact(f, e->t->data, (size_t)(e->end - e->begin), path, what)) goto fail;
-        if (!host_is_little_endian()) swap32(e->t->data, (size_t)e->t->numel);
+        if (e->dtype->kind == ST_F32) {
+            if (!read_exact(f, e->t->data, (size_t)(e->end - e->begin), path, what)) goto fail;
+            if (!host_is_little_endian()) swap32(e->t->data, (size_t)e->t->numel);
+            continue;
+        }
+        /* another dtype: converted a chunk at a time (no second copy of the tensor) */
+        unsigned char chunk[8192];
+        size_t per = sizeof chunk / (size_t)e->dtype->size;
+        for (int64_t k = 0; k < e->t->numel; k += (int64_t)per) {
+            size_t m = (size_t)(e->t->numel - k) < per ? (size_t)(e->t->numel - k) : per;
+            if (!read_exact(f, chunk, m * (size_t)e->dtype->size, path, what)) goto fail;
+            convert_to_f32(e->dtype, chunk, e->t->data + k, m);
+        }
     }
     fclose(f);
     return st;
@@ -516,6 +599,19 @@ bk_tensor *bk_safetensors_get(const bk_safetensors *st, const char *name) {
         return NULL;
     }
     return e->t;
+}
+
+const char *bk_safetensors_dtype(const bk_safetensors *st, const char *name) {
+    if (!st || !name) {
+        bk_set_error("safetensors_dtype: %s is NULL", st ? "name" : "file");
+        return NULL;
+    }
+    st_entry *e = find_entry(st, name);
+    if (!e) {
+        bk_set_error("safetensors: %s: no tensor named '%s'", st->path, name);
+        return NULL;
+    }
+    return e->dtype->name;
 }
 
 const char *bk_safetensors_meta(const bk_safetensors *st, const char *key) {

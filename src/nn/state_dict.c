@@ -6,7 +6,8 @@
  * children. Saving writes them in that order with the metadata "format": "pt" (what
  * transformers' loaders look for in a PyTorch checkpoint). Loading checks the whole file
  * first (bk__safetensors_match) and copies only when everything matches, so a failed load
- * changes nothing; strict = false allows missing and unexpected names, never another shape.
+ * changes nothing; strict = false allows missing and unexpected names, never another shape,
+ * and bk_module_load_report hands the skipped names back (torch's _IncompatibleKeys).
  */
 #include "internal.h"
 
@@ -31,6 +32,18 @@ int bk_module_load(bk_module *m, const char *path, bool strict) {
 }
 
 int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
+    return bk_module_load_report(m, st, strict, NULL);
+}
+
+void bk_load_report_free(bk_load_report *report) {
+    if (!report) return;
+    bk__free(report->missing);
+    bk__free(report->unexpected);
+    memset(report, 0, sizeof *report);
+}
+
+int bk_module_load_report(bk_module *m, const bk_safetensors *st, bool strict, bk_load_report *report) {
+    if (report) memset(report, 0, sizeof *report);
     if (!bk__module_ok(m, "load_state_dict")) return -1;
     if (!st) {
         bk_set_error("load_state_dict: file is NULL");
@@ -75,9 +88,17 @@ int bk_module_load_from(bk_module *m, const bk_safetensors *st, bool strict) {
     }
 
     /* Everything matches: copy. */
+    if (report && (r.missing.oom || r.unexpected.oom)) {
+        bk_set_error("load_state_dict: %s: out of memory while listing the skipped names", path);
+        goto done;
+    }
     for (int i = 0; i < l->n; i++)
         if (found[i] && l->tensors[i]->numel > 0)
             memcpy(l->tensors[i]->data, found[i]->data, (size_t)l->tensors[i]->numel * sizeof(float));
+    if (report) { /* the lists move to the report */
+        *report = (bk_load_report){r.n_missing, r.n_unexpected, r.missing.p, r.unexpected.p};
+        r.missing = r.unexpected = (bk__str){0};
+    }
     rc = 0;
 
 done:

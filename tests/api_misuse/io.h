@@ -64,6 +64,9 @@ TEST(safetensors_files) {
     MISUSE(bk_safetensors_meta(st, NULL), "safetensors_meta", "key is NULL");
     ACCEPTS(bk_safetensors_meta(st, "absent") == NULL && !bk_last_error()[0],
             "an absent key is NULL without an error (documented)");
+    MISUSE(bk_safetensors_dtype(NULL, "a"), "safetensors_dtype", "file is NULL");
+    MISUSE(bk_safetensors_dtype(st, NULL), "safetensors_dtype", "name is NULL");
+    MISUSE(bk_safetensors_dtype(st, "c"), "safetensors", "no tensor named 'c'");
 
     bk_module *lin = bk_nn_linear(2, 3), *other = bk_nn_linear(3, 3);
     EACH_BAD_MODULE("module_save", bk_module_save(M, tpath("m.safetensors")));
@@ -75,11 +78,26 @@ TEST(safetensors_files) {
     MISUSE(bk_module_load_from(lin, NULL, true), "load_state_dict", "file is NULL");
     MISUSE(bk_module_load_from(lin, st, true), "load_state_dict", "missing: weight, bias",
            "unexpected: a, b");
+    bk_load_report rep;
+    EACH_BAD_MODULE("load_state_dict", bk_module_load_report(M, st, false, &rep));
+    MISUSE(bk_module_load_report(lin, NULL, false, &rep), "load_state_dict", "file is NULL");
+    MISUSE(bk_module_load_report(lin, st, true, &rep), "load_state_dict", "missing: weight, bias");
+    ACCEPTS(bk_module_load_report(lin, st, false, NULL) == 0, "the report is optional (documented)");
+    ACCEPTS((bk_load_report_free(NULL), !bk_last_error()[0]), "NULL is fine, as for free()");
     CHECK(bk_module_save(lin, tpath("lin.safetensors")) == 0);
     MISUSE(bk_module_load(other, tpath("lin.safetensors"), false), "load_state_dict", "shape mismatch");
     bk_safetensors_free(st);
     bk_module_free(lin);
     bk_module_free(other);
+}
+
+TEST(images) {
+    bk_image_info info;
+    MISUSE(bk_image_load(NULL, 1, 2, 2, &info), "image", "path is NULL");
+    MISUSE(bk_image_load(tpath("absent.png"), 1, 2, 2, &info), "image", "cannot open");
+    MISUSE(bk_image_load(tpath("absent.png"), 4, 2, 2, NULL), "image", "channels 4: 1 (grey) or 3 (RGB)");
+    MISUSE(bk_image_load(tpath("absent.png"), 1, -1, 2, NULL), "image", "each side must be in 1..65536");
+    MISUSE(bk_image_load(tpath("absent.png"), 1, 2, 65537, NULL), "image", "each side must be in 1..65536");
 }
 
 /* ---- optimizers ---------------------------------------------------------------------------------------- */
