@@ -4,7 +4,8 @@
  *   VW          floats per vector (8, 16); NV_MAX: most vectors per block of columns (3, 4)
  *   KTARGET     the target attribute's string ("avx2,fma", "avx512f")
  *   MASK        the type of a lane mask, LANES(n): the mask of lanes [0, n) of a vector
- * and two always-inline functions for their vectors:
+ * and two always-inline functions for their vectors (and optionally NN_FLAT(ta, M, N, K, alpha,
+ * A, lda, B, ldb, beta, C, ldc): a whole small_nn for the shapes it takes, true when it did):
  *   nn_rows(mr, nv, full, m, K, a, ars, aks, bj, ldb, alpha, beta, cij, ldc):
  *     C[i0 .. i0+mr, j .. j+VW nv) = alpha * op(A) @ B (+ beta * C), op(A)[i0 + r, k] at
  *     a[r*ars + k*aks], B's columns from bj; m: each vector's lanes inside N, full: all are
@@ -48,6 +49,9 @@ small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, 
 __attribute__((target(KTARGET))) static void small_nn(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
                                                       const float *A, int64_t lda, const float *B,
                                                       int64_t ldb, float beta, float *C, int64_t ldc) {
+#ifdef NN_FLAT /* the ISA's flat pass for the shapes it takes */
+    if (NN_FLAT(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+#endif
     const int64_t nfull = N / VW * VW, nwide = nfull / (VW * NV_MAX) * (VW * NV_MAX);
     if (nwide > 0) small_nn_v(NV_MAX, ta, M, nwide, K, alpha, A, lda, B, ldb, beta, C, ldc);
     const int64_t rest = (nfull - nwide) / VW; /* 0 .. NV_MAX-1 whole vectors */
