@@ -4,12 +4,15 @@
  * the cost of allocating outputs, recording the tape, dispatching blocks and checking
  * arguments. bench/seed_mlp_torch.py times the same steps in PyTorch.
  *
- *   make bench && build/bench/seed_mlp [-r REPEATS] [-n ITERS] [-c]
+ *   make bench && build/bench/seed_mlp [-r REPEATS] [-n ITERS] [-c] [-g]
  *     -r N   timed repeats (default 21; the median and the fastest are reported)
  *     -n N   iterations per repeat (default 20000)
  *     -c     time with the process's CPU time instead of the wall clock: on a machine
  *            loaded by other work, the time the process waits for a core is not counted
  *            (with more than 1 thread it counts every thread's time)
+ *     -g     also time the seed MLP's five matrix products alone (the backend's sgemm on
+ *            its shapes, with the beta its layers use: the forward adds into the bias
+ *            copied into Y, the backward into gradients), µs per call
  *
  * Cases, each timed as a loop a real program would run (the parameters and the input X
  * (2, 20) are owned tensors made once; everything else lives in the arena):
@@ -24,7 +27,7 @@
  * the seed MLP's output and gradients so that two builds can be compared.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include "brick.h"
+#include "internal.h"           /* bk__backend, for -g */
 #include "bench_timing.h"
 
 #include <stdio.h>
@@ -55,15 +58,50 @@ static bool step(case_kind k, bk_module *net, bk_tensor *X) {
     return ok;
 }
 
+/* -g: each product of the seed MLP's step called back to back, as bk_linear and its backward
+ * call it (op(A) @ op(B), M x N x K; beta 1: C accumulates); the median and fastest of the
+ * repeats, µs per call. Inputs are fixed values; C grows, which does not change the time. */
+static void time_products(int repeats, long iters, double *t) {
+    static const struct {
+        const char *name;
+        bool ta, tb;
+        int64_t M, N, K;
+    } P[] = {{"fc1 fwd x W1^T", false, true, 2, 256, 20},
+             {"fc2 fwd h W2^T", false, true, 2, 10, 256},
+             {"fc2 dX dy W2", false, false, 2, 256, 10},
+             {"fc2 dW dy^T h", true, false, 10, 256, 2},
+             {"fc1 dW dy^T x", true, false, 256, 20, 2}};
+    static _Alignas(64) float A[256 * 20], B[256 * 20],
+        C[256 * 20]; /* (alignment fixed: it moves the times) */
+    for (int i = 0; i < 256 * 20; i++) A[i] = (float)(i % 13) * 0.01f, B[i] = (float)(i % 7) * 0.02f;
+    printf("products (sgemm alone, beta 1)   median       best\n");
+    for (size_t p = 0; p < sizeof P / sizeof P[0]; p++) {
+        const int64_t lda = P[p].ta ? P[p].M : P[p].K, ldb = P[p].tb ? P[p].K : P[p].N;
+        for (int r = 0; r < repeats; r++) {
+            double t0 = now();
+            for (long i = 0; i < iters; i++)
+                bk__backend()->sgemm(P[p].ta, P[p].tb, P[p].M, P[p].N, P[p].K, 1.0f, A, lda, B, ldb, 1.0f, C,
+                                     P[p].N);
+            t[r] = (now() - t0) / (double)iters * 1e6;
+        }
+        qsort(t, (size_t)repeats, sizeof *t, cmp_double);
+        printf("%-14s %3lldx%3lldx%3lld %s%s %10.3f %10.3f\n", P[p].name, (long long)P[p].M,
+               (long long)P[p].N, (long long)P[p].K, P[p].ta ? "T" : "N", P[p].tb ? "T" : "N", t[repeats / 2],
+               t[0]);
+    }
+}
+
 int main(int argc, char **argv) {
     int repeats = 21;
     long iters = 20000;
+    bool products = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-r") && i + 1 < argc) repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) iters = atol(argv[++i]);
         else if (!strcmp(argv[i], "-c")) cpu_clock = true;
+        else if (!strcmp(argv[i], "-g")) products = true;
         else {
-            fprintf(stderr, "usage: %s [-r REPEATS] [-n ITERS] [-c]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-r REPEATS] [-n ITERS] [-c] [-g]\n", argv[0]);
             return 2;
         }
     }
@@ -115,6 +153,7 @@ int main(int argc, char **argv) {
             printf("%-18s %10.3f %10.3f\n", cases[c].name, t[repeats / 2], t[0]);
         }
     }
+    if (products) time_products(repeats, iters, t);
     /* checksum: one forward and backward from zero gradients */
     bk_module_zero_grad(net);
     bk_tensor *Y = bk_forward(net, X);

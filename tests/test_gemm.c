@@ -235,7 +235,9 @@ TEST(test_gemm_kernel_edges) {
     /* one row, one column, the seed MLP's tiny products (Linear(20,256), Linear(256,10) at
      * batch 2 and their backward shapes) and others on either side of the unpacked path's
      * limits (the MLP's 10-wide layer, M*N*K around 1Mi: 17x300x250 packs, with a last
-     * panel of 1 row), tails of every tile, a huge K (many cache slices); each kernel
+     * panel of 1 row), tails of every tile (and of the unpacked path's passes: whole
+     * blocks, 1 to 3 vectors left, an edge of N % 16 columns; AVX-512's flat pass for A^T @ B
+     * with K <= 8: whole and partial periods, 1 to 9 vectors a period), a huge K (many cache slices); each kernel
      * against the double reference and against the portable kernel */
     static const int64_t shapes[][3] = {{1, 1, 1},      {1, 300, 77},   {300, 1, 77},  {1, 1, 5000},
                                         {2, 256, 20},   {2, 10, 256},   {2, 256, 10},  {10, 256, 2},
@@ -243,7 +245,10 @@ TEST(test_gemm_kernel_edges) {
                                         {33, 31, 33},   {17, 65, 9},    {9, 15, 17},   {40, 40, 20},
                                         {23, 45, 4097}, {16, 16, 16},   {8, 100, 64},  {24, 130, 31},
                                         {10, 256, 256}, {256, 10, 256}, {7, 33, 1000}, {17, 300, 250},
-                                        {8, 520, 300},  {25, 200, 260}};
+                                        {8, 520, 300},  {25, 200, 260}, {5, 56, 7},    {9, 85, 3},
+                                        {6, 112, 2},    {3, 37, 5},     {300, 20, 2},  {301, 20, 3},
+                                        {77, 12, 4},    {50, 10, 1},    {40, 24, 8},   {45, 36, 2},
+                                        {70, 1, 3},     {17, 20, 8}};
     static const float alphas[] = {1.0f, 0.5f, -2.0f};
     static const float betas[] = {0.0f, 1.0f, -0.5f};
     int failures = 0;

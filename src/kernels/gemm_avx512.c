@@ -148,6 +148,91 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
     _mm512_mask_storeu_ps(cij, mj, r);
 }
 
+#define FLAT_MAX_K 8
+#define FLAT_MAX_V 16
+/* nn_flat's whole periods for rows [0, M) (M a multiple of R), V a constant */
+__attribute__((target("avx512f"), always_inline)) static inline void
+flat_periods(const int V, int64_t M, int64_t R, int64_t N, int64_t K, float alpha, const float *A,
+             int64_t lda, const __m512 *bp, const __m512i *idx, float beta, float *C) {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __mmask16 mr = lanes(R);
+    for (int64_t i0 = 0; i0 < M; i0 += R) {
+        __m512 acc[FLAT_MAX_V];
+        BK_UNROLL for (int v = 0; v < V; v++) acc[v] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k++) {
+            const __m512 a = _mm512_maskz_loadu_ps(mr, A + k * lda + i0);
+            BK_UNROLL for (int v = 0; v < V; v++)
+                acc[v] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx[v], a), bp[k * FLAT_MAX_V + v], acc[v]);
+        }
+        float *c = C + i0 * N;
+        BK_UNROLL for (int v = 0; v < V; v++) {
+            __m512 x = alpha == 1.0f ? acc[v] : _mm512_mul_ps(va, acc[v]);
+            if (beta != 0.0f) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + 16 * v), x);
+            _mm512_storeu_ps(c + 16 * v, x);
+        }
+    }
+}
+
+/* A^T @ B with few k (a weight gradient dy^T x at a small batch) into a C whose rows are
+ * contiguous (ldc == N) and whose N is not a multiple of 16: C's rows seen as one flat
+ * array, in periods of R = 16 / gcd(N, 16) rows = V = N / gcd(N, 16) whole vectors (N = 20:
+ * 4 rows in 5 vectors). Lane l of vector v of a period is C[i0 + r, j] with
+ * 16 v + l = r N + j; its product term for k is A^T[i0 + r, k] (A[k, i0 ..] loaded once and
+ * permuted into place) times B[k, j] (a period of B's row k, built once per call). The
+ * row-wise blocks store each row as 1-2 vectors, the last one masked and mostly split
+ * across cache lines: 256 x 20 x 2 took 0.6 us that way. Each element's sum is nn_block's
+ * (k increasing from zero, then alpha, then beta C), so the bits are the same. Returns
+ * false, having done nothing, outside these shapes. */
+__attribute__((target("avx512f"))) static bool nn_flat(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
+                                                       const float *A, int64_t lda, const float *B,
+                                                       int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t g = N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : N % 4 == 0 ? 4 : N % 2 == 0 ? 2 : 1;
+    const int64_t R = 16 / g, V = N / g; /* rows and vectors of a period */
+    if (!ta || ldc != N || g == 16 || K < 1 || K > FLAT_MAX_K || V > FLAT_MAX_V || M < R) return false;
+    __m512 bp[FLAT_MAX_K][FLAT_MAX_V]; /* bp[k][v] lane l: B[k, (16 v + l) % N] */
+    __m512i idx[FLAT_MAX_V];           /* idx[v] lane l: (16 v + l) / N, the row in the period */
+    float lane[FLAT_MAX_K][16];
+    int32_t row[16];
+    for (int64_t v = 0, r = 0, col = 0; v < V; v++) { /* (16 v + l) = r N + col, counted */
+        for (int l = 0; l < 16; l++) {
+            for (int64_t k = 0; k < K; k++) lane[k][l] = B[k * ldb + col];
+            row[l] = (int32_t)r;
+            if (++col == N) col = 0, r++;
+        }
+        for (int64_t k = 0; k < K; k++) bp[k][v] = _mm512_loadu_ps(lane[k]);
+        idx[v] = _mm512_loadu_si512(row);
+    }
+    /* the whole periods, their V accumulators in registers (V <= 8) */
+    const int64_t i0 = V <= 8 ? M / R * R : 0;
+    const __m512 *bq = &bp[0][0];
+    if (V == 1) flat_periods(1, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 2) flat_periods(2, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 3) flat_periods(3, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 4) flat_periods(4, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 5) flat_periods(5, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 6) flat_periods(6, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 7) flat_periods(7, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    else if (V == 8) flat_periods(8, i0, R, N, K, alpha, A, lda, bq, idx, beta, C);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int64_t i = i0; i < M; i += R) { /* the rest (every period when V > 8), a vector at a time */
+        const int64_t rows = M - i < R ? M - i : R, n = rows * N; /* floats of this period */
+        __m512 a[FLAT_MAX_K];
+        for (int64_t k = 0; k < K; k++) a[k] = _mm512_maskz_loadu_ps(lanes(rows), A + k * lda + i);
+        float *c = C + i * N;
+        for (int64_t v = 0; v < V && 16 * v < n; v++) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k++)
+                acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx[v], a[k]), bp[k][v], acc);
+            const __mmask16 m = lanes(n - 16 * v);
+            __m512 x = alpha == 1.0f ? acc : _mm512_mul_ps(va, acc);
+            if (beta != 0.0f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + 16 * v), x);
+            _mm512_mask_storeu_ps(c + 16 * v, m, x);
+        }
+    }
+    return true;
+}
+#define NN_FLAT(...) nn_flat(__VA_ARGS__)
+
 #define VW 16
 #define NV_MAX 4
 #define KTARGET "avx512f"
@@ -155,6 +240,7 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
 #define LANES(n) lanes(n)
 #include "gemm_small_tmpl.h"
 #undef nn_rows
+#undef NN_FLAT
 
 static bool usable(void) {
     /* the packing uses AVX2 (every AVX-512 CPU has it) */
