@@ -173,6 +173,10 @@ bk_tensor *bk__tensor_arena(int ndim, const int64_t *shape, bool zero);
 bk_tensor *bk__tensor_view(const bk_tensor *src, int ndim, const int64_t *shape);
 /* A zero-filled gradient tensor for t: in t's arena, or on the heap for owned tensors. */
 bk_tensor *bk__grad_for(bk_tensor *t);
+/* The same for a caller that writes the whole gradient: when t had none yet, *fresh = true
+ * and the new buffer is NOT zero-filled (every element must be assigned, not added to);
+ * else *fresh = false and the caller adds into it as usual. */
+bk_tensor *bk__grad_for_write(bk_tensor *t, bool *fresh);
 
 /* A per-thread temporary of count floats (slot 0..3), valid until the next call with the
  * same slot; freed by bk_thread_cleanup. NULL (with an error) on out of memory. */
@@ -192,6 +196,10 @@ struct bk_node {
 /* A backward function calls this when it cannot finish (out of memory), after setting
  * the error; bk_backward then fails instead of returning partial gradients. */
 void bk__backward_fail(void);
+/* bk_node_grad_input for a backward that writes all of input i's gradient: *fresh = true
+ * when the buffer is new and not zero-filled (assign every element), false when it already
+ * holds other consumers' gradients (add into it). See bk__grad_for_write. */
+bk_tensor *bk__node_grad_input_write(bk_node *n, int i, bool *fresh);
 /* Should an op with these inputs record history? (grad mode on and any input needs it) */
 bool bk__needs_grad(int n, bk_tensor *const *ts);
 

@@ -74,6 +74,80 @@ TEST(grads_accumulate_until_zeroed) {
     bk_module_free(net);
 }
 
+/* ---- gradients written, not added, by the first consumer ------------------------------
+ * A backward that writes all of an input's gradient gets a new buffer unfilled and assigns
+ * it (no memset per gradient); a later consumer of the same tensor adds. For each such op
+ * f, and x used by f once, twice, and by f and a plain x * S in either order: the gradient
+ * of x from an unfilled start (x->grad NULL) equals, bit for bit, the one added into a
+ * zero-filled gradient given beforehand (the accumulate path everywhere). */
+static bk_tensor *fw_conv_w, *fw_bn_rm, *fw_bn_rv, *fw_bn_w, *fw_bn_b, *fw_row;
+static bk_tensor *fw_relu(bk_tensor *x) { return bk_relu(x); }
+static bk_tensor *fw_add_a(bk_tensor *x) { return bk_add(x, fw_row); }
+static bk_tensor *fw_add_b(bk_tensor *x) { return bk_sub(fw_row, x); }
+static bk_tensor *fw_add_self(bk_tensor *x) { return bk_add(x, x); }
+static bk_tensor *fw_mul_bcast(bk_tensor *x) { return bk_mul(x, fw_row); }
+static bk_tensor *fw_bn(bk_tensor *x) {
+    return bk_batch_norm(x, fw_bn_rm, fw_bn_rv, fw_bn_w, fw_bn_b, true, 0.1f, 1e-5f);
+}
+static bk_tensor *fw_conv_direct(bk_tensor *x) {
+    return bk_conv2d(x, fw_conv_w, NULL, (bk_conv2d_opts){{1, 1}, {1, 1}, {1, 1}, 1});
+}
+static bk_tensor *fw_conv_im2col(bk_tensor *x) {
+    return bk_conv2d(x, fw_conv_w, NULL, (bk_conv2d_opts){{2, 2}, {1, 1}, {1, 1}, 1});
+}
+static bk_tensor *fw_maxpool(bk_tensor *x) {
+    return bk_max_pool2d(x, (bk_pool2d_opts){{2, 2}, {2, 2}, {0, 0}});
+}
+static bk_tensor *fw_avgpool(bk_tensor *x) {
+    return bk_avg_pool2d(x, (bk_pool2d_opts){{3, 3}, {1, 1}, {1, 1}});
+}
+
+/* x's gradient of scenario k (0: f once, 1: twice, 2 and 3: with x * S after or before),
+ * from x->grad = start (NULL: none yet) */
+static bk_tensor *fw_grad(bk_tensor *(*f)(bk_tensor *), bk_tensor *x, bk_tensor *R, bk_tensor *S, int k,
+                          bk_tensor *start) {
+    x->grad = start;
+    bk_tensor *a = bk_sum(bk_mul(f(x), R)), *b = k == 1 ? bk_sum(bk_mul(f(x), R)) : bk_sum(bk_mul(x, S));
+    bk_tensor *loss = k == 0 ? a : k == 3 ? bk_add(b, a) : bk_add(a, b);
+    return bk_backward(loss) == 0 ? x->grad : NULL;
+}
+
+TEST(first_gradient_write_assigns) {
+    struct {
+        const char *name;
+        bk_tensor *(*f)(bk_tensor *);
+    } ops[] = {{"relu", fw_relu},
+               {"add (a)", fw_add_a},
+               {"sub (b)", fw_add_b},
+               {"add (x, x)", fw_add_self},
+               {"mul broadcast", fw_mul_bcast},
+               {"batch_norm", fw_bn},
+               {"conv2d direct", fw_conv_direct},
+               {"conv2d im2col", fw_conv_im2col},
+               {"max_pool2d", fw_maxpool},
+               {"avg_pool2d", fw_avgpool}};
+    const int64_t shape[4] = {3, 4, 6, 6};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        fw_conv_w = bk_randn(BK_SHAPE(4, 4, 3, 3));
+        fw_bn_rm = bk_zeros(BK_SHAPE(4)), fw_bn_rv = bk_ones(BK_SHAPE(4));
+        fw_bn_w = bk_randn(BK_SHAPE(4)), fw_bn_b = bk_randn(BK_SHAPE(4));
+        fw_row = bk_randn(BK_SHAPE(6));
+        bk_tensor *x = bk_requires_grad(bk_randn(4, shape), true), *S = bk_randn(4, shape);
+        bk_tensor *y0 = ops[k].f(x);
+        CHECK(y0 != NULL);
+        if (!y0) continue;
+        bk_tensor *R = bk_randn(y0->ndim, y0->shape);
+        for (int sc = 0; sc < 4; sc++) {
+            bk_tensor *got = fw_grad(ops[k].f, x, R, S, sc, NULL);
+            bk_tensor *want = fw_grad(ops[k].f, x, R, S, sc, bk_zeros(4, shape));
+            bool same = got && want && got != want && max_diff(got, want, 1.0) == 0;
+            CHECK(same);
+            if (!same) fprintf(stderr, "# %s, scenario %d: the gradient differs\n", ops[k].name, sc);
+        }
+        bk_arena_reset(NULL);
+    }
+}
+
 /* A layer registered twice (bk_module_ref, D2L's shared layer) gets the sum of the gradients
  * of both uses: compare with two independent copies holding the same weights. */
 TEST(shared_layer_accumulates_both_uses) {
@@ -380,6 +454,7 @@ int main(void) {
     bk_manual_seed(seed);
     RUN(grads_accumulate_until_zeroed);
     RUN(shared_layer_accumulates_both_uses);
+    RUN(first_gradient_write_assigns);
     RUN(no_grad_records_nothing);
     RUN(detach_stops_gradient);
     RUN(backward_twice_needs_retain_graph);

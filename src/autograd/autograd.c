@@ -135,6 +135,16 @@ bk_tensor *bk_node_grad_input(bk_node *n, int i) {
     return g;
 }
 
+bk_tensor *bk__node_grad_input_write(bk_node *n, int i, bool *fresh) {
+    *fresh = false;
+    if (!node_index_ok(n, i, "node_grad_input")) return NULL;
+    bk_tensor *t = n->inputs[i];
+    if (!t->requires_grad) return NULL;
+    bk_tensor *g = bk__grad_for_write(t, fresh);
+    if (!g) backward_failed = true;
+    return g;
+}
+
 /* Nodes reachable from root, in an order where every node comes after the nodes that
  * consume its output (reverse postorder of a DFS over inputs). */
 static bk_node **topo_order(bk_arena *a, bk_node *root, int64_t *count) {

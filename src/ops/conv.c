@@ -149,25 +149,67 @@ static const float *grad_block(const conv_params *p, const float *G, int64_t n0,
     return buf;
 }
 
+/* dbs[n O + o] = the sum of dY's plane (n, o): 16 running sums (i mod 16), added pairwise,
+ * a fixed order that vectorises. The 16 sums are four vectors of 4 (GCC's vector extension,
+ * SSE registers in the baseline build) that stay in registers: as a float[16], GCC 12
+ * loaded and stored the array every 16 floats, and one vector of 16 went through the stack
+ * as well. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi" /* the vectors never cross a call */
+typedef float v4f __attribute__((vector_size(16)));
+static void db_image(const conv_params *p, const float *dy, int64_t n, float *dbs) {
+    int64_t L = p->OH * p->OW;
+    for (int64_t o = 0; o < p->O; o++) {
+        const float *g = dy + (n * p->O + o) * L;
+        v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v0, v1, v2, v3;
+        int64_t i = 0;
+        for (; i + 16 <= L; i += 16) {
+            memcpy(&v0, g + i, sizeof v0), memcpy(&v1, g + i + 4, sizeof v1);
+            memcpy(&v2, g + i + 8, sizeof v2), memcpy(&v3, g + i + 12, sizeof v3);
+            a0 += v0, a1 += v1, a2 += v2, a3 += v3;
+        }
+        float s[16];
+        memcpy(s, &a0, sizeof a0), memcpy(s + 4, &a1, sizeof a1);
+        memcpy(s + 8, &a2, sizeof a2), memcpy(s + 12, &a3, sizeof a3);
+        for (int k = 0; i < L; i++, k++) s[k] += g[i];
+        for (int half = 8; half >= 1; half /= 2)
+            for (int k = 0; k < half; k++) s[k] += s[k + half];
+        dbs[n * p->O + o] = s[0];
+    }
+}
+#pragma GCC diagnostic pop
+
+/* db += the images' plane sums, image by image */
+static void db_add(const conv_params *p, const float *dbs, bk_tensor *db) {
+    for (int64_t n = 0; db && n < p->N; n++)
+        for (int64_t o = 0; o < p->O; o++) db->data[o] += dbs[n * p->O + o];
+}
+
 static void conv2d_backward(bk_node *node) {
     const conv_params *p = bk_node_params(node);
+    /* dx first: each element is written by one group and chunk, so a new buffer is left
+     * unfilled (fresh) and those writes assign instead of adding; bk__xwb_grads then
+     * finds it */
+    bool fresh;
+    bk__node_grad_input_write(node, 0, &fresh);
     bk__xwb io = bk__xwb_grads(node);
     const bk_backend *be = bk__backend();
     int64_t L = p->OH * p->OW;
-    if (io.db) /* 16 running sums per plane (i mod 16), added pairwise: a fixed order that vectorises */
-        for (int64_t n = 0; n < p->N; n++)
-            for (int64_t o = 0; o < p->O; o++) {
-                const float *g = io.dy + (n * p->O + o) * L;
-                float s[16] = {0};
-                int64_t i = 0;
-                for (; i + 16 <= L; i += 16)
-                    for (int k = 0; k < 16; k++) s[k] += g[i + k];
-                for (int k = 0; i < L; i++, k++) s[k] += g[i];
-                for (int half = 8; half >= 1; half /= 2)
-                    for (int k = 0; k < half; k++) s[k] += s[k + half];
-                io.db->data[o] += s[0];
-            }
-    if ((!io.dx && !io.dw) || p->nchunks == 0) return; /* an empty batch adds nothing to dx or dW */
+    /* db: each image's plane sums (db_image) go to dbs, computed by the thread that has the
+     * image's chunk below, then added into db image by image: the same order for any
+     * thread count, and no serial pass over dY */
+    float *dbs = io.db ? bk__arena_alloc(bk_arena_current(), sizeof(float) * (size_t)(p->N * p->O + 1))
+                       : NULL;
+    if (io.db && !dbs) {
+        bk__backward_fail();
+        return;
+    }
+    if (io.db && ((!io.dx && !io.dw) || p->nchunks == 0))
+        for (int64_t n = 0; n < p->N; n++) db_image(p, io.dy, n, dbs);
+    if ((!io.dx && !io.dw) || p->nchunks == 0) { /* an empty batch adds nothing to dx or dW */
+        db_add(p, dbs, io.db);
+        return;
+    }
     /* dx and dW by the direct kernel where it applies (stride 1), else GEMMs with im2col
      * and col2im */
     bk__dconv dd, fd;
@@ -204,12 +246,13 @@ static void conv2d_backward(bk_node *node) {
         int64_t c_end = (sl + 1) * per_slice < p->nchunks ? (sl + 1) * per_slice : p->nchunks;
         for (int64_t ch = sl * per_slice; ch < c_end; ch++) {
             int64_t n0 = ch * p->chunk, nimg = p->N - n0 < p->chunk ? p->N - n0 : p->chunk, cols = nimg * L;
+            for (int64_t j = 0; dbs && j < nimg; j++) db_image(p, io.dy, n0 + j, dbs);
             for (int64_t g = 0; g < p->groups; g++) {
                 if (direct) /* dx (+)= conv(dY, W_g transposed and flipped) */
                     bk__dconv_run(&dd, nimg, io.dy + (n0 * p->O + g * p->Og) * L, p->O * L,
                                   wpack + g * bk__dconv_wsize(&dd), NULL,
                                   io.dx->data + (n0 * p->C + g * p->Cg) * p->H * p->W, p->C * p->H * p->W,
-                                  true, dcol);
+                                  !fresh, dcol);
                 if (direct_w) /* dW_g (+)= the correlation of dY_g with X_g */
                     bk__dconv_dweights(&fd, nimg, io.x->data + (n0 * p->C + g * p->Cg) * p->H * p->W,
                                        p->C * p->H * p->W, io.dy + (n0 * p->O + g * p->Og) * L, p->O * L,
@@ -225,11 +268,15 @@ static void conv2d_backward(bk_node *node) {
                 if (io.dx && !direct) { /* dcol (K, cols) = W_g^T @ dY, then scatter-add into dx */
                     be->sgemm_serial(true, false, p->K, cols, p->Og, 1.0f, io.w->data + g * p->Og * p->K,
                                      p->K, gy, ldg, 0.0f, dcol, cols);
+                    for (int64_t j = 0; fresh && j < nimg; j++) /* col2im adds */
+                        memset(io.dx->data + ((n0 + j) * p->C + g * p->Cg) * p->H * p->W, 0,
+                               sizeof(float) * (size_t)(p->Cg * p->H * p->W));
                     col2im(p, dcol, n0, nimg, g * p->Cg, io.dx->data);
                 }
             }
         }
     }
+    db_add(p, dbs, io.db);
     if (io.dw) /* the slices' sums, added in slice order */
 #pragma omp parallel for schedule(static) if (WK * p->nslices > 65536)
         for (int64_t i = 0; i < WK; i++) {

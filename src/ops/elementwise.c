@@ -161,7 +161,11 @@ static void binary_backward(bk_node *n) {
     const bin_params *p = bk_node_params(n);
     const bk_tensor *ta = bk_node_input(n, 0), *tb = bk_node_input(n, 1);
     const bk_tensor *ty = bk_node_output(n), *dy = bk_node_grad_output(n);
-    bk_tensor *da = bk_node_grad_input(n, 0), *db = bk_node_grad_input(n, 1);
+    /* new gradients are not zero-filled (fresh): the same-shape loops assign them, the
+     * broadcast loop adds, so it zeroes them first. da is asked for first: for bk_add(x, x)
+     * db is then the same buffer, not fresh, and its loop runs after da's. */
+    bool fa, fb;
+    bk_tensor *da = bk__node_grad_input_write(n, 0, &fa), *db = bk__node_grad_input_write(n, 1, &fb);
     bcast bc;
     if (!bcast_init("backward", ta, tb, &bc)) return;
     const float *A = ta->data, *B = tb->data, *Y = ty->data, *G = dy->data;
@@ -170,10 +174,16 @@ static void binary_backward(bk_node *n) {
     if (bk_same_shape(ta, tb)) { /* (da and db may be one buffer: bk_add(x, x)) */
 #define X_CASE(name, cost, fwd, grad_a, grad_b, ...)                                                         \
     case BIN_##name:                                                                                         \
-        if (DA)                                                                                              \
+        if (DA && fa)                                                                                        \
+            BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float g = G[i]; (void)a; (void)b; \
+                   DA[i] = (grad_a));                                                                        \
+        else if (DA)                                                                                         \
             BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float g = G[i]; (void)a; (void)b; \
                    DA[i] += (grad_a));                                                                       \
-        if (DB)                                                                                              \
+        if (DB && fb)                                                                                        \
+            BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float y = Y[i]; float g = G[i];   \
+                   (void)a; (void)b; (void)y; DB[i] = (grad_b));                                             \
+        else if (DB)                                                                                         \
             BK_MAP(N, PARALLEL_MIN_##cost, float a = A[i]; float b = B[i]; float y = Y[i]; float g = G[i];   \
                    (void)a; (void)b; (void)y; DB[i] += (grad_b));                                            \
         break;
@@ -186,6 +196,8 @@ static void binary_backward(bk_node *n) {
     }
     /* broadcast: a stretched input's gradient sums over the stretched dims, so one
      * thread walks the elements in order */
+    if (DA && fa) memset(DA, 0, sizeof(float) * (size_t)ta->numel);
+    if (DB && fb) memset(DB, 0, sizeof(float) * (size_t)tb->numel);
 #define X_CASE(name, cost, fwd, grad_a, grad_b, ...) \
     case BIN_##name:                                 \
         BCAST_LOOP(&bc, N, {                         \
@@ -221,16 +233,21 @@ typedef struct un_params {
 static void unary_backward(bk_node *n) {
     const un_params *p = bk_node_params(n);
     const bk_tensor *tx = bk_node_input(n, 0), *ty = bk_node_output(n), *dy = bk_node_grad_output(n);
-    bk_tensor *dx = bk_node_grad_input(n, 0);
+    bool fresh; /* dx new and not zero-filled: assign rather than add */
+    bk_tensor *dx = bk__node_grad_input_write(n, 0, &fresh);
     if (!dx) return;
     const float *X = tx->data, *Y = ty->data, *G = dy->data;
     float *D = dx->data;
     float s = p->s, t = p->t;
     int64_t N = tx->numel;
-#define X_CASE(name, cost, fwd, grad, ...)                                                               \
-    case UN_##name:                                                                                      \
-        BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; float y = Y[i]; float g = G[i]; (void)x; (void)y; \
-               D[i] += (grad));                                                                          \
+#define X_CASE(name, cost, fwd, grad, ...)                                                                   \
+    case UN_##name:                                                                                          \
+        if (fresh)                                                                                           \
+            BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; float y = Y[i]; float g = G[i]; (void)x; (void)y; \
+                   D[i] = (grad));                                                                           \
+        else                                                                                                 \
+            BK_MAP(N, PARALLEL_MIN_##cost, float x = X[i]; float y = Y[i]; float g = G[i]; (void)x; (void)y; \
+                   D[i] += (grad));                                                                          \
         break;
     switch (p->kind) { BK_UNARY_OPS(X_CASE) BK_SCALAR_OPS(X_CASE) BK_SCALAR2_OPS(X_CASE) }
     (void)s, (void)t;

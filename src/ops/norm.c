@@ -143,7 +143,7 @@ typedef struct bn_params {
 
 /* Channel c of the backward. */
 SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const float *X, const float *G,
-                                            float wv, float *dx, float *dw, float *db) {
+                                            float wv, float *dx, bool dx_fresh, float *dw, float *db) {
     int64_t n = p->N * p->S, S = p->S;
     const float mu = p->mean[c], is = p->invstd[c];
     /* sum dy and sum dy xhat; dxhat = dy weight, so sum dxhat = weight sum dy and
@@ -163,12 +163,21 @@ SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const
     for (int64_t i = 0; i < p->N; i++) {
         const float *x = X + (i * p->C + c) * S, *g = G + (i * p->C + c) * S;
         float *d = dx + (i * p->C + c) * S;
-        if (p->use_batch_stats) {
+        if (p->use_batch_stats && dx_fresh) { /* dx new, not zero-filled: assign */
+#pragma omp simd
+            for (int64_t k = 0; k < S; k++) {
+                float dxh = g[k] * wv, xh = (x[k] - mu) * is;
+                d[k] = is * (dxh - m1 - xh * m2);
+            }
+        } else if (p->use_batch_stats) {
 #pragma omp simd
             for (int64_t k = 0; k < S; k++) {
                 float dxh = g[k] * wv, xh = (x[k] - mu) * is;
                 d[k] += is * (dxh - m1 - xh * m2);
             }
+        } else if (dx_fresh) {
+#pragma omp simd
+            for (int64_t k = 0; k < S; k++) d[k] = is * (g[k] * wv);
         } else { /* eval: mean and var are constants */
 #pragma omp simd
             for (int64_t k = 0; k < S; k++) d[k] += is * (g[k] * wv);
@@ -178,12 +187,15 @@ SIMD_CLONES static void bn_backward_channel(const bn_params *p, int64_t c, const
 
 static void bn_backward(bk_node *node) {
     const bn_params *p = bk_node_params(node);
-    bk__xwb io = bk__xwb_grads(node);
-    const float *X = io.x->data, *Wt = io.w->data, *G = io.dy;
+    bool fresh; /* dx new and not zero-filled: every element is assigned */
+    bk_tensor *dx = bk__node_grad_input_write(node, 0, &fresh), *dw = bk_node_grad_input(node, 1),
+              *db = bk_node_grad_input(node, 2);
+    const float *X = bk_node_input(node, 0)->data, *Wt = bk_node_input(node, 1)->data,
+                *G = bk_node_grad_output(node)->data;
 #pragma omp parallel for schedule(static) if (p->N * p->C * p->S >= PARALLEL_MIN)
     for (int64_t c = 0; c < p->C; c++)
-        bn_backward_channel(p, c, X, G, Wt[c], io.dx ? io.dx->data : NULL, io.dw ? io.dw->data : NULL,
-                            io.db ? io.db->data : NULL);
+        bn_backward_channel(p, c, X, G, Wt[c], dx ? dx->data : NULL, fresh, dw ? dw->data : NULL,
+                            db ? db->data : NULL);
 }
 
 static const bk_op OP_BATCH_NORM = {"batch_norm", bn_backward};

@@ -194,13 +194,15 @@ static void avg_plane_backward(const pool_params *p, const float *g, float *d) {
 static void pool_backward(bk_node *node) {
     const pool_params *p = bk_node_params(node);
     const float *G = bk_node_grad_output(node)->data;
-    bk_tensor *dx = bk_node_grad_input(node, 0);
+    bool fresh; /* dx new, not zero-filled: each thread zeroes its planes before adding */
+    bk_tensor *dx = bk__node_grad_input_write(node, 0, &fresh);
     if (!dx) return;
     int64_t HW = p->H * p->W, OHW = p->OH * p->OW;
 #pragma omp parallel for schedule(static) if (p->N * p->C * HW >= PARALLEL_MIN)
     for (int64_t nc = 0; nc < p->N * p->C; nc++) {
         float *d = dx->data + nc * HW;
         const float *g = G + nc * OHW;
+        if (fresh) memset(d, 0, sizeof(float) * (size_t)HW);
         if (p->kind == POOL_MAX) {
             const int32_t *am = p->argmax + nc * OHW;
             for (int64_t o = 0; o < OHW; o++) d[am[o]] += g[o];
