@@ -38,6 +38,9 @@ TEST(cross_entropy_gradcheck) {
         red = (bk_reduction)r;
         bk_tensor *x = bk_randn(BK_SHAPE(5, 4));
         gc("cross_entropy", f_ce, 1, &x);
+        /* 37 classes: two whole blocks of 16 of the vectorised row loops, and a tail */
+        bk_tensor *x37 = bk_randn(BK_SHAPE(5, 37));
+        gc("cross_entropy, 37 classes", f_ce, 1, &x37);
     }
 }
 

@@ -31,6 +31,7 @@ typedef enum {
     T_BN_1D,
     T_LAYER_NORM,
     T_ATTENTION,
+    T_CROSS_ENTROPY,
     T_COUNT
 } case_kind;
 
@@ -58,6 +59,7 @@ static const thr_case CASES[T_COUNT] = {
     [T_BN_1D] = {"batch_norm (N, C)", 2, {10099, 13}},
     [T_LAYER_NORM] = {"layer_norm", 2, {1031, 129}},
     [T_ATTENTION] = {"scaled_dot_product_attention", 3, {8, 33, 16}},
+    [T_CROSS_ENTROPY] = {"cross_entropy (no reduction)", 2, {1031, 131}}, /* rows split from 2^17 logits */
 };
 
 #define MAX_IN 5
@@ -131,6 +133,11 @@ static bk_tensor *forward(case_kind k, bk_tensor **in) {
     case T_BN_EVAL: return bk_batch_norm(in[0], in[3], in[4], in[1], in[2], false, 0.1f, 1e-5f);
     case T_LAYER_NORM: return bk_layer_norm(in[0], 1, in[1], in[2], 1e-5f);
     case T_ATTENTION: return bk_scaled_dot_product_attention(in[0], in[1], in[2], NULL, 0.0f, false, NULL);
+    case T_CROSS_ENTROPY: {
+        static int64_t target[1031];
+        for (int64_t i = 0; i < 1031; i++) target[i] = i * 7 % 131;
+        return bk_cross_entropy(in[0], target, 1031, BK_REDUCTION_NONE);
+    }
     default: return NULL;
     }
 }

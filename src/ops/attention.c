@@ -26,6 +26,8 @@
  */
 #include "internal.h"
 
+#include "simd_sum.h"
+
 #include <inttypes.h>
 #include <math.h>
 
@@ -100,6 +102,49 @@ static inline float key_float(uint32_t k) {
     return x;
 }
 
+/* Row r (S scores) of the weights: r += a (the additive mask; NULL: none), -inf where
+ * kpm[s] != 0 (NULL: none), then the softmax with the max subtracted. As torch, a row with
+ * a NaN score comes out NaN (whether or not the max picks the NaN: hence the count), and so
+ * does an all -inf row: its x are -inf - -inf = NaN, whose e^x is NaN or 0, and 0 * (1 / 0)
+ * is NaN too. The sum of the exponentials is a sumv (simd_sum.h): the same bits from every
+ * clone. */
+SIMD_CLONES static void softmax_row(float *r, int64_t S, const float *a, const float *kpm) {
+    if (a) {
+#pragma omp simd
+        for (int64_t s = 0; s < S; s++) r[s] += a[s];
+    }
+    if (kpm)
+        for (int64_t s = 0; s < S; s++)
+            if (kpm[s] != 0.0f) r[s] = -INFINITY;
+    int nans = 0;
+    uint32_t mkey = 0; /* the max as an ordered integer: see float_key */
+#pragma omp simd reduction(max : mkey) reduction(+ : nans)
+    for (int64_t s = 0; s < S; s++) {
+        uint32_t key = float_key(r[s]);
+        mkey = key > mkey ? key : mkey;
+        nans += r[s] != r[s];
+    }
+    float m = key_float(mkey);
+#pragma omp simd
+    for (int64_t s = 0; s < S; s++) r[s] = exp_nonpositive(r[s] - m);
+    sumv sum;
+    sumv_zero(&sum);
+    sumv_row(&sum, r, S);
+    float inv = nans ? NAN : (float)(1.0 / sumv_total(&sum));
+#pragma omp simd
+    for (int64_t s = 0; s < S; s++) r[s] *= inv;
+}
+
+/* Row of the weights' backward: d = p * (g - dot(g, p)), the dot a sumv. */
+SIMD_CLONES static void softmax_row_backward(float *d, const float *p, const float *g, int64_t S) {
+    sumv dot;
+    sumv_zero(&dot);
+    sumv_dot(&dot, g, p, S);
+    float fd = (float)sumv_total(&dot);
+#pragma omp simd
+    for (int64_t s = 0; s < S; s++) d[s] = p[s] * (g[s] - fd);
+}
+
 /* Parallel over the (b, h) blocks when one block's GEMMs are too small for the GEMM to
  * thread itself (and so that nested threading never happens), but only when all the blocks
  * together are worth a parallel region: about 2^20 multiply-adds, ~50-100 us on one core.
@@ -135,16 +180,8 @@ static void weights_backward(bk_node *n) {
         int64_t b = bh / p->H, h = bh % p->H;
         const float *Pb = P + bh * LS, *Gb = G + bh * LS;
         float *dSb = dS + bh * LS;
-        for (int64_t l = 0; l < p->L; l++) {
-            const float *pr = Pb + l * p->S, *gr = Gb + l * p->S;
-            float *dr = dSb + l * p->S;
-            double dot = 0;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t s = 0; s < p->S; s++) dot += (double)gr[s] * pr[s];
-            float fd = (float)dot;
-#pragma omp simd
-            for (int64_t s = 0; s < p->S; s++) dr[s] = pr[s] * (gr[s] - fd);
-        }
+        for (int64_t l = 0; l < p->L; l++)
+            softmax_row_backward(dSb + l * p->S, Pb + l * p->S, Gb + l * p->S, p->S);
         int64_t oq = head_off(p, b, h, p->L, p->D), ok = head_off(p, b, h, p->S, p->D);
         if (DQ) /* (L, S) @ (S, D) */
             be->sgemm(false, false, p->L, p->D, p->S, p->scale, dSb, p->S, k->data + ok, ldq, 1.0f, DQ + oq,
@@ -232,39 +269,7 @@ bk_tensor *bk_attention_weights(bk_tensor *q, bk_tensor *k, int64_t num_heads, b
         be->sgemm(false, true, p.L, p.S, p.D, p.scale, q->data + head_off(&p, b, h, p.L, p.D), ld,
                   k->data + head_off(&p, b, h, p.S, p.D), ld, 0.0f, Y, p.S);
         const float *am = AM ? AM + (mask3 ? bh * LS : 0) : NULL, *kpm = KPM ? KPM + b * p.S : NULL;
-        for (int64_t l = 0; l < p.L; l++) {
-            float *r = Y + l * p.S;
-            if (am) {
-                const float *a = am + l * p.S;
-#pragma omp simd
-                for (int64_t s = 0; s < p.S; s++) r[s] += a[s];
-            }
-            if (kpm)
-                for (int64_t s = 0; s < p.S; s++)
-                    if (kpm[s] != 0.0f) r[s] = -INFINITY;
-            /* softmax with the max subtracted. As torch, a row with a NaN score comes out NaN
-             * (whether or not the max picks the NaN: hence the count), and so does an all
-             * -inf row: its x are -inf - -inf = NaN, whose e^x is NaN or 0, and 0 * (1 / 0)
-             * is NaN too. */
-            int nans = 0;
-            uint32_t mkey = 0; /* the max as an ordered integer: see float_key */
-#pragma omp simd reduction(max : mkey) reduction(+ : nans)
-            for (int64_t s = 0; s < p.S; s++) {
-                uint32_t key = float_key(r[s]);
-                mkey = key > mkey ? key : mkey;
-                nans += r[s] != r[s];
-            }
-            float m = key_float(mkey);
-            double sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t s = 0; s < p.S; s++) {
-                r[s] = exp_nonpositive(r[s] - m);
-                sum += r[s];
-            }
-            float inv = nans ? NAN : (float)(1.0 / sum);
-#pragma omp simd
-            for (int64_t s = 0; s < p.S; s++) r[s] *= inv;
-        }
+        for (int64_t l = 0; l < p.L; l++) softmax_row(Y + l * p.S, p.S, am ? am + l * p.S : NULL, kpm);
     }
     return bk_op_record(&OP_ATTENTION_WEIGHTS, y, 2, in, &p, sizeof p);
 }
