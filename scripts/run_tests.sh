@@ -87,7 +87,18 @@ cli_check() {
     for f in "$1"/valgrind.*.log; do
         [ -e "$f" ] || continue
         n=$((n + 1))
-        grep -q 'ERROR SUMMARY: 0 errors' "$f" || bad+=("$f")
+        grep -q 'ERROR SUMMARY: 0 errors' "$f" && continue
+        # A run killed by a signal's default action (a test's SIGTERM that came before brick
+        # set its handlers, while it loaded data) frees nothing on the way out: its leaks are
+        # not bugs, its other errors are. So there only the leak records may be errors (the
+        # first such run: test_interrupt.sh's `timeout -s TERM 1.5` on a loaded CI machine).
+        if grep -q 'Process terminating with default action of signal' "$f"; then
+            local errs leaks
+            errs=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) errors.*/\1/p' "$f" | tail -n 1)
+            leaks=$(grep -c 'lost in loss record' "$f")
+            [ -n "$errs" ] && [ "$errs" -le "$leaks" ] && continue
+        fi
+        bad+=("$f")
     done
     if [ "$n" -eq 0 ]; then
         echo "started no brick under valgrind (does it run \$BRICK_CLI?)"
