@@ -101,8 +101,8 @@ bk_optim *train_make_optim(const train_cfg *c, bk_module *m);
 int train_write_checkpoint(run *r, bool in_epoch);
 /* After an epoch: the model file, the checkpoint, the CSV and the SVG (and the best model). */
 int train_write_outputs(run *r);
-/* Has the last epoch the highest test accuracy of the history (the first of equals)? */
-bool train_last_is_best(const run *r);
+/* The index in the history of the highest test accuracy (the first of equals), or -1. */
+int train_best_epoch(const run *r);
 
 /* ---- train_loop.c ----------------------------------------------------------------------- */
 

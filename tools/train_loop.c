@@ -433,10 +433,8 @@ static int train_loop(run *r) {
     const cli_epoch *last = &r->hist[r->n_hist - 1];
     printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
-    if (r->c.keep_best) { /* the first epoch of the highest accuracy, as train_last_is_best chose */
-        int b = 0;
-        for (int j = 1; j < r->n_hist; j++)
-            if (r->hist[j].test_acc > r->hist[b].test_acc) b = j;
+    if (r->c.keep_best) {
+        int b = train_best_epoch(r);
         printf("best epoch %d (test acc %.4f): %s\n", r->hist[b].epoch, r->hist[b].test_acc, r->best_path);
     }
     return CLI_OK;

@@ -415,15 +415,14 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     return rc ? cli_fail(NULL) : CLI_OK;
 }
 
-/* Is the last epoch of the history the best so far: a test accuracy above every earlier
- * epoch's (the first of equals wins)? The best is read off the history, so a resumed run
- * goes on comparing with the epochs before the interrupt. */
-bool train_last_is_best(const run *r) {
-    if (r->n_hist == 0) return false;
-    const cli_epoch *last = &r->hist[r->n_hist - 1];
-    for (int i = 0; i + 1 < r->n_hist; i++)
-        if (!(last->test_acc > r->hist[i].test_acc)) return false;
-    return true;
+/* The history's best epoch: the index of the highest test accuracy, the first of equals
+ * (-1 for an empty history). Read off the history, so a resumed run goes on comparing with
+ * the epochs before the interrupt. */
+int train_best_epoch(const run *r) {
+    int b = r->n_hist ? 0 : -1;
+    for (int j = 1; j < r->n_hist; j++)
+        if (r->hist[j].test_acc > r->hist[b].test_acc) b = j;
+    return b;
 }
 
 /* Writes the model file, the checkpoint, the CSV and the SVG after an epoch (and, with
@@ -433,7 +432,7 @@ int train_write_outputs(run *r) {
     meta md = {0};
     common_meta(r, &md, CLI_MODEL_FORMAT);
     int rc = bk_checkpoint_save(r->c.out, r->m, NULL, md.n, md.keys, (const char *const *)md.values);
-    if (!rc && r->c.keep_best && train_last_is_best(r))
+    if (!rc && r->c.keep_best && r->n_hist && train_best_epoch(r) == r->n_hist - 1)
         rc = bk_checkpoint_save(r->best_path, r->m, NULL, md.n, md.keys, (const char *const *)md.values);
     meta_free(&md);
     if (rc) return cli_fail(NULL);
