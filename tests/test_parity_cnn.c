@@ -40,9 +40,9 @@
 #define ATOL 1e-6
 #define E_K 3.0
 #define F32ERR_CAP 1e-4
-/* Plus NOISE_K * S for the gradients of the weights and biases of Conv2d, Linear,
- * BatchNorm and LayerNorm, where S = 2^-24 max |terms| (metadata f32noise.grad.<param>,
- * recorded by the generator) is the largest sum of |terms| that one element of that
+/* Plus NOISE_K * S for the gradients of the weights and biases of every convolution (1d,
+ * 2d, transposed), Linear, BatchNorm and LayerNorm, where S = 2^-24 max |terms| (metadata
+ * f32noise.grad.<param>, recorded by the generator) is the largest sum of |terms| that one element of that
  * gradient adds up over the batch and positions (sum |dy| for a bias, sum |dy| |x| for a
  * conv / linear weight, sum |dy| |xhat| for a norm weight): the size of float32 rounding
  * in such a sum. It matters where the sum cancels, around train-mode batch norms. The

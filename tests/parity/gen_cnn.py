@@ -275,18 +275,20 @@ def randomize(model, g_scale=0.5):
 
 
 def noise_hooks(model, noise):
-    """Hooks that fill noise["grad.<param>"] for the weight and bias of every Conv2d,
-    Linear, BatchNorm and LayerNorm with S = 2^-24 max |terms|: the largest sum of |terms|
-    that one element of that gradient adds up over the batch (and positions): sum |dL/dy|
-    for a bias, sum |dL/dy| |x| for a Conv2d / Linear weight, sum |dL/dy| |xhat| for a norm
-    weight. That is the size of float32 rounding noise in the gradient, and it matters
+    """Hooks that fill noise["grad.<param>"] for the weight and bias of every convolution
+    (1d, 2d, transposed), Linear, BatchNorm and LayerNorm with S = 2^-24 max |terms|: the
+    largest sum of |terms| that one element of that gradient adds up over the batch (and
+    positions): sum |dL/dy| for a bias, sum |dL/dy| |x| for a convolution / Linear weight
+    (the gradient of sum(|dL/dy| * layer(|x|)) with respect to the weight, since the layer
+    is linear in it), sum |dL/dy| |xhat| for a norm weight. That is the size of float32 rounding noise in the gradient, and it matters
     where the sum cancels: a Conv2d feeding a train-mode batch norm has a bias gradient of
     exactly 0 and a weight gradient that nearly cancels (the norm subtracts the batch
     mean), and the parameters upstream of a train-mode batch norm inherit the noise of its
     backward. Both libraries return rounding noise of size ~S there, two independent
     samples, of which E (torch's one sample) says little. Returns the hook handles."""
     u = 2.0 ** -24
-    kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+    convs = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+    kinds = convs + (nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
     handles = []
     for mname, m in model.named_modules():
         if not isinstance(m, kinds) or m.weight is None:
@@ -316,11 +318,15 @@ def noise_hooks(model, noise):
 
             def save(g):
                 g = g.detach().double().abs()
-                if isinstance(mod, nn.Conv2d):
-                    terms = torch.nn.grad.conv2d_weight(x, mod.weight.shape, g, stride=mod.stride,
-                                                        padding=mod.padding, dilation=mod.dilation,
-                                                        groups=mod.groups)
-                    bias_terms = g.sum(dim=(0, 2, 3))
+                if isinstance(mod, convs):
+                    w = mod.weight.detach().double().requires_grad_()
+                    with torch.enable_grad():
+                        y = (mod._conv_forward(x, w, None) if isinstance(mod, (nn.Conv1d, nn.Conv2d)) else
+                             (F.conv_transpose1d if isinstance(mod, nn.ConvTranspose1d) else F.conv_transpose2d)(
+                                 x, w, None, mod.stride, mod.padding, mod.output_padding, mod.groups,
+                                 mod.dilation))
+                        terms, = torch.autograd.grad((y * g).sum(), w)
+                    bias_terms = g.sum(dim=[d for d in range(g.dim()) if d != 1])
                 elif isinstance(mod, nn.Linear):
                     terms = g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
                     bias_terms = g.reshape(-1, g.shape[-1]).sum(dim=0)
