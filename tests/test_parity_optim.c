@@ -195,7 +195,19 @@ typedef struct optim_case {
     bk_rmsprop_config rmsprop;
     bk_adagrad_config adagrad;
     bool groups; /* the biases in a group of their own: no weight decay, lr x 0.5 */
+    /* OneCycleLR (total_steps > 0): before step k, the lr and momentum of step k - 1 */
+    bk_one_cycle_config one_cycle;
 } optim_case;
+
+/* gen_losses_optim.py's ONE_CYCLE_STEPS, and its three OneCycleLR settings (torch's defaults
+ * but the anneal, and the momenta of the RMSprop case) */
+#define ONE_CYCLE_STEPS 8
+#define ONE_CYCLE_SGD \
+    { 0.1, ONE_CYCLE_STEPS, 0.3, 25.0, 1e4, BK_ANNEAL_COS, false, 0.85, 0.95 }
+#define ONE_CYCLE_ADAM \
+    { 1e-2, ONE_CYCLE_STEPS, 0.3, 25.0, 1e4, BK_ANNEAL_LINEAR, false, 0.85, 0.95 }
+#define ONE_CYCLE_RMSPROP \
+    { 1e-2, ONE_CYCLE_STEPS, 0.3, 25.0, 1e4, BK_ANNEAL_COS, false, 0.5, 0.8 }
 
 static const optim_case OPTIM_CASES[] = {
     {"optim_sgd", O_SGD, .sgd = {0.1, 0, 0, 0, false}},
@@ -214,6 +226,10 @@ static const optim_case OPTIM_CASES[] = {
     {"optim_groups_sgd", O_SGD, .sgd = {0.1, 0.9, 0, 0.1, false}, .groups = true},
     {"optim_groups_adamw", O_ADAMW, .adam = {1e-2, 0.9, 0.999, 1e-8, 0.1, false}, .groups = true},
     {"optim_groups_adam", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 1e-2, false}, .groups = true},
+    {"optim_sgd_onecycle", O_SGD, .sgd = {0.1, 0.9, 0, 0, false}, .one_cycle = ONE_CYCLE_SGD},
+    {"optim_adam_onecycle", O_ADAM, .adam = {1e-2, 0.9, 0.999, 1e-8, 0, false}, .one_cycle = ONE_CYCLE_ADAM},
+    {"optim_rmsprop_onecycle", O_RMSPROP, .rmsprop = {1e-2, 0.99, 1e-8, 0, 0.5, false},
+     .one_cycle = ONE_CYCLE_RMSPROP},
 };
 #define N_OPTIM_CASES (int)(sizeof OPTIM_CASES / sizeof OPTIM_CASES[0])
 
@@ -332,6 +348,11 @@ static void run_optim_case(const optim_case *oc) {
     CHECK(losses != NULL);
     if (!losses) goto done;
     for (int k = 1; k <= STEPS; k++) {
+        if (oc->one_cycle.total_steps > 0) { /* torch's OneCycleLR, stepped after each step */
+            double momentum = NAN, lr = bk_lr_one_cycle(&oc->one_cycle, k - 1, &momentum);
+            bk_optim_set_lr(o, lr);
+            CHECK(bk_optim_set_momentum(o, momentum) == 0);
+        }
         bk_optim_zero_grad(o);
         bk_tensor *loss = bk_cross_entropy(bk_forward(m, X), y, X->shape[0], BK_REDUCTION_MEAN);
         CHECK(loss != NULL);

@@ -92,6 +92,13 @@ void bk_optim_zero_grad(bk_optim *o);
 double bk_optim_lr(const bk_optim *o); /* NaN with an error for NULL */
 /* lr must be >= 0 (else an error, and the lr is unchanged). */
 void bk_optim_set_lr(bk_optim *o, double lr);
+/* Sets the momentum of the next steps, as torch's OneCycleLR does with cycle_momentum: SGD's
+ * and RMSprop's momentum, Adam's and AdamW's beta1 (its bias correction uses the current
+ * beta1, as torch's). 0, or -1 with an error (and no change) for a momentum outside [0, 1),
+ * an optimizer without one (Adagrad), Nesterov SGD set to 0, or an SGD or RMSprop whose
+ * momentum is 0 and would turn on after it has stepped (torch starts their momentum buffer
+ * at a step with momentum; brick's starts at the first step). */
+int bk_optim_set_momentum(bk_optim *o, double momentum);
 /* Parameter groups (torch's param_groups, for the settings recipes split on): the trainable
  * parameters that match(name, tensor, ud) accepts (dotted names, as bk_module_named gives
  * them) get their own weight decay and an lr of lr_scale times the optimizer's, so that

@@ -24,7 +24,7 @@ static void adagrad_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p
     });
 }
 
-static const optim_class ADAGRAD = {"Adagrad", 2, {"step", "sum"}, adagrad_update};
+static const optim_class ADAGRAD = {"Adagrad", 2, {"step", "sum"}, adagrad_update, NULL}; /* no momentum */
 
 bk_optim *bk_optim_adagrad(bk_module *m, bk_adagrad_config cfg) {
     /* torch's checks: each setting >= 0 (NaN fails them here, as it should) */

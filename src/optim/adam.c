@@ -46,11 +46,22 @@ static void adamw_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, 
     adam_update_impl(o, h, p, g, slots, true);
 }
 
-static const optim_class ADAM = {"Adam", 4, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, adam_update};
+/* beta1, whose bias correction 1 - beta1^t uses the current value, as torch's */
+static double *adam_momentum(bk_optim *o, double to) {
+    (void)to;
+    return &o->cfg.adam.beta1;
+}
+
+static const optim_class ADAM = {"Adam",
+                                 4,
+                                 {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+                                 adam_update,
+                                 adam_momentum};
 static const optim_class ADAMW = {"AdamW",
                                   4,
                                   {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-                                  adamw_update};
+                                  adamw_update,
+                                  adam_momentum};
 
 static bk_optim *adam_new(const optim_class *cls, bk_module *m, bk_adam_config cfg) {
     if (!(cfg.lr >= 0.0) || !(cfg.eps >= 0.0) || !(cfg.beta1 >= 0.0 && cfg.beta1 < 1.0) ||

@@ -106,6 +106,31 @@ void bk_optim_set_lr(bk_optim *o, double lr) {
     o->lr = lr;
 }
 
+bool bk__optim_stepped(const bk_optim *o) {
+    for (int i = 0; i < o->n; i++)
+        if (o->state[(size_t)i * o->cls->n_slots]->data[0] > 0.0f) return true;
+    return false;
+}
+
+int bk_optim_set_momentum(bk_optim *o, double momentum) {
+    if (!optim_ok(o, "optim_set_momentum")) return -1;
+    if (!o->cls->momentum) {
+        bk_set_error(
+            "optim_set_momentum: %s has no momentum (torch's OneCycleLR refuses it too with "
+            "cycle_momentum=True)",
+            o->cls->name);
+        return -1;
+    }
+    if (!(momentum >= 0.0 && momentum < 1.0)) { /* torch's range for beta1 */
+        bk_set_error("optim_set_momentum: %s: momentum %g must be in [0, 1)", o->cls->name, momentum);
+        return -1;
+    }
+    double *setting = o->cls->momentum(o, momentum);
+    if (!setting) return -1;
+    *setting = momentum;
+    return 0;
+}
+
 const char *bk_optim_name(const bk_optim *o) { return o ? o->cls->name : "?"; }
 
 int bk_optim_add_group(bk_optim *o, bool (*match)(const char *name, const bk_tensor *p, void *ud), void *ud,

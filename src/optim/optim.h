@@ -30,7 +30,13 @@ typedef struct optim_class {
     /* updates parameter p (with gradient g) using its slots and its group's settings h */
     void (*update)(const bk_optim *o, const optim_hyper *h, bk_tensor *p, const bk_tensor *g,
                    bk_tensor **slots);
+    /* the setting bk_optim_set_momentum may change to `to` (SGD's momentum, Adam's beta1),
+     * or NULL with an error when this optimizer cannot take it; NULL here: no momentum */
+    double *(*momentum)(bk_optim *o, double to);
 } optim_class;
+
+/* Whether any parameter has taken a step (its "step" slot counts them). */
+bool bk__optim_stepped(const bk_optim *o);
 
 /* An algorithm's settings: those of its bk_<name>_config but the lr and the weight decay,
  * which live in bk_optim (schedules change the lr, groups both; a copy here would go stale). */

@@ -42,10 +42,23 @@ static void rmsprop_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p
     });
 }
 
+static double *rmsprop_momentum(bk_optim *o, double to) {
+    double *m = &o->cfg.rmsprop.momentum;
+    /* torch makes its momentum_buffer at the first step if the momentum is > 0 then */
+    if (*m == 0.0 && to != 0.0 && bk__optim_stepped(o)) {
+        bk_set_error(
+            "optim_set_momentum: RMSprop: momentum can only be turned on before the first step "
+            "(this one has stepped without momentum)");
+        return NULL;
+    }
+    return m;
+}
+
 static const optim_class RMSPROP = {"RMSprop",
                                     4,
                                     {"step", "square_avg", "momentum_buffer", "grad_avg"},
-                                    rmsprop_update};
+                                    rmsprop_update,
+                                    rmsprop_momentum};
 
 bk_optim *bk_optim_rmsprop(bk_module *m, bk_rmsprop_config cfg) {
     /* torch's checks: each setting >= 0 (NaN fails them here, as it should) */

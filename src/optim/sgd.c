@@ -40,7 +40,24 @@ static void sgd_update(const bk_optim *o, const optim_hyper *h, bk_tensor *p, co
     }
 }
 
-static const optim_class SGD = {"SGD", 2, {"step", "momentum_buffer"}, sgd_update};
+static double *sgd_momentum(bk_optim *o, double to) {
+    optim_sgd *c = &o->cfg.sgd;
+    /* torch's buffer starts at the first step taken with momentum, brick's at the
+     * parameter's first step: the two agree only if the momentum was on from the start */
+    if (c->momentum == 0.0 && to != 0.0 && bk__optim_stepped(o)) {
+        bk_set_error(
+            "optim_set_momentum: SGD: momentum can only be turned on before the first step "
+            "(this one has stepped without momentum)");
+        return NULL;
+    }
+    if (c->nesterov && to == 0.0) {
+        bk_set_error("optim_set_momentum: SGD: Nesterov momentum needs a momentum > 0");
+        return NULL;
+    }
+    return &c->momentum;
+}
+
+static const optim_class SGD = {"SGD", 2, {"step", "momentum_buffer"}, sgd_update, sgd_momentum};
 
 bk_optim *bk_optim_sgd(bk_module *m, bk_sgd_config cfg) {
     if (!(cfg.lr >= 0.0) || !(cfg.momentum >= 0.0) || !(cfg.weight_decay >= 0.0)) {

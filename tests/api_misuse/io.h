@@ -182,6 +182,34 @@ TEST(optimizers) {
     MISUSE_VOID(bk_optim_set_lr(o, -0.1), "optim_set_lr", "lr=-0.1");
     MISUSE_VOID(bk_optim_set_lr(o, NAN), "optim_set_lr", "lr=nan");
     CHECK(bk_optim_lr(o) == 0.1); /* unchanged by the refused calls */
+    MISUSE(bk_optim_set_momentum(NULL, 0.9), "optim_set_momentum", "NULL");
+    MISUSE(bk_optim_set_momentum(o, 1.0), "optim_set_momentum", "SGD", "momentum 1 must be in [0, 1)");
+    MISUSE(bk_optim_set_momentum(o, -0.5), "optim_set_momentum", "momentum -0.5");
+    MISUSE(bk_optim_set_momentum(o, NAN), "optim_set_momentum", "momentum nan");
+    {
+        /* momentum 0 through a step, then on: torch would start its buffer there, brick did
+         * at the first step; Nesterov without momentum; Adagrad has none */
+        bk_module *l2 = bk_nn_linear(2, 1);
+        bk_optim *o2 = bk_optim_sgd(l2, BK_SGD_DEFAULTS(0.1));
+        bk_optim *on = bk_optim_sgd(l2, (bk_sgd_config){0.1, 0.9, 0.0, 0.0, true});
+        bk_optim *og = bk_optim_adagrad(l2, BK_ADAGRAD_DEFAULTS(0.1));
+        bk_optim *orms = bk_optim_rmsprop(l2, BK_RMSPROP_DEFAULTS(0.1));
+        CHECK(l2 && o2 && on && og && orms);
+        ACCEPTS(bk_optim_set_momentum(o2, 0.0) == 0 && bk_optim_set_momentum(orms, 0.0) == 0, "0 stays 0");
+        CHECK(bk_backward(bk_sum(bk_forward(l2, bk_full(BK_SHAPE(1, 2), 1.0f)))) == 0);
+        CHECK(bk_optim_step(o2) == 0 && bk_optim_step(orms) == 0);
+        MISUSE(bk_optim_set_momentum(o2, 0.9), "optim_set_momentum", "SGD", "before the first step");
+        MISUSE(bk_optim_set_momentum(orms, 0.5), "optim_set_momentum", "RMSprop", "before the first step");
+        MISUSE(bk_optim_set_momentum(on, 0.0), "optim_set_momentum", "Nesterov");
+        ACCEPTS(bk_optim_set_momentum(on, 0.5) == 0, "Nesterov momentum changed, kept > 0");
+        MISUSE(bk_optim_set_momentum(og, 0.9), "optim_set_momentum", "Adagrad has no momentum");
+        bk_arena_reset(NULL);
+        bk_optim_free(o2);
+        bk_optim_free(on);
+        bk_optim_free(og);
+        bk_optim_free(orms);
+        bk_module_free(l2);
+    }
     ACCEPTS(!strcmp(bk_optim_name(NULL), "?"), "\"?\" for NULL, as bk_module_name");
     MISUSE(bk_optim_state_count(NULL), "optim_state_count", "NULL");
     MISUSE(bk_optim_state_name(NULL, 0), "optim_state_name", "NULL");

@@ -45,7 +45,8 @@ target's gradient; log_softmax and softmax along dims 0, 1 of (7, 5) and -1 of (
 SGD (plain, momentum, dampening + weight decay, Nesterov), Adam, Adam with weight decay
 and amsgrad, AdamW, RMSprop (plain, momentum + weight decay, centered, all three),
 Adagrad (plain; lr_decay + weight decay + initial accumulator); two param groups (the
-biases without weight decay at half the lr) with SGD momentum, Adam and AdamW; clip_grad_norm_ (orders 2,
+biases without weight decay at half the lr) with SGD momentum, Adam and AdamW; SGD, Adam and
+RMSprop under OneCycleLR, its momentum cycling included; clip_grad_norm_ (orders 2,
 inf, 1, 3; one not clipping) and clip_grad_value_; CosineAnnealingLR (eta_min 0 and > 0, run past T_max, where the lr
 rises again) and StepLR; per step: LinearLR (defaults, a warmup, a decay), LambdaLR,
 OneCycleLR (defaults with SGD momentum cycling; linear three-phase with Adam's beta1; epochs
@@ -68,6 +69,8 @@ from brick_torch import backward_case, case_seed, generator_args, report, write_
 
 N, C = 7, 5  # cross-entropy batch and classes
 STEPS = 5
+ONE_CYCLE_STEPS = 8  # OneCycleLR's total_steps in the optimizer cases (as in the C test)
+ONE_CYCLE = torch.optim.lr_scheduler.OneCycleLR
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,6 +208,17 @@ OPTIM_CASES = {
                                                   weight_decay=0.1),
     "optim_groups_adamw": lambda p: torch.optim.AdamW(_two_groups(p, 1e-2), lr=1e-2, weight_decay=0.1),
     "optim_groups_adam": lambda p: torch.optim.Adam(_two_groups(p, 1e-2), lr=1e-2, weight_decay=1e-2),
+    # (optimizer, scheduler stepped after each step): OneCycleLR over ONE_CYCLE_STEPS steps,
+    # whose momentum cycling (cycle_momentum, the default) sets SGD's and RMSprop's momentum
+    # and Adam's beta1 at each step (bk_optim_set_momentum)
+    "optim_sgd_onecycle": (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+                           lambda o: ONE_CYCLE(o, max_lr=0.1, total_steps=ONE_CYCLE_STEPS)),
+    "optim_adam_onecycle": (lambda p: torch.optim.Adam(p, lr=1e-2),
+                            lambda o: ONE_CYCLE(o, max_lr=1e-2, total_steps=ONE_CYCLE_STEPS,
+                                                anneal_strategy="linear")),
+    "optim_rmsprop_onecycle": (lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.5),
+                               lambda o: ONE_CYCLE(o, max_lr=1e-2, total_steps=ONE_CYCLE_STEPS,
+                                                   base_momentum=0.5, max_momentum=0.8)),
 }
 
 
@@ -228,8 +242,9 @@ ADAM_MIN_GRAD = 1e-5
 SCALE_FREE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad)
 
 
-def run_optim(make_opt):
-    """One draw: weights, batch, STEPS steps. Returns (ref, opt, named_parameters, min |g_eff|)."""
+def run_optim(make_opt, make_sched=None):
+    """One draw: weights, batch, STEPS steps (each followed by a step of the scheduler
+    make_sched(opt), if given). Returns (ref, opt, named_parameters, min |g_eff|)."""
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
     X = torch.randn(16, 6)
     y = torch.randint(0, 3, (16,))
@@ -238,6 +253,7 @@ def run_optim(make_opt):
     ref = {"init." + n: p.detach().clone() for n, p in model.named_parameters()}
     ref["X"], ref["y"] = X, y.float()
     opt = make_opt(model.parameters())
+    sched = make_sched(opt) if make_sched else None
     coupled_wd = 0.0 if isinstance(opt, torch.optim.AdamW) else opt.defaults["weight_decay"]
     losses, min_g = [], math.inf
     for k in range(1, STEPS + 1):
@@ -247,6 +263,8 @@ def run_optim(make_opt):
         for p in model.parameters():
             min_g = min(min_g, (p.grad + coupled_wd * p).abs().min().item())
         opt.step()
+        if sched:
+            sched.step()
         losses.append(loss.item())
         for n, p in model.named_parameters():
             ref[f"step{k}.{n}"] = p.detach().clone()
@@ -254,10 +272,11 @@ def run_optim(make_opt):
     return ref, opt, named, min_g
 
 
-def make_optim_case(name, make_opt, seed):
+def make_optim_case(name, spec, seed):
+    make_opt, make_sched = spec if isinstance(spec, tuple) else (spec, None)
     torch.manual_seed(case_seed(seed, name))
     for redraws in range(100):
-        ref, opt, named, min_g = run_optim(make_opt)
+        ref, opt, named, min_g = run_optim(make_opt, make_sched)
         if not isinstance(opt, SCALE_FREE) or min_g >= ADAM_MIN_GRAD:
             break
     else:
