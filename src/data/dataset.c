@@ -153,9 +153,15 @@ int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {
     return 0;
 }
 
-/* Samples (C, rest...): channel c of sample i is the `plane` floats at (i * C + c) * plane. */
-static bool channels_ok(const bk_dataset *ds, const char *who, int64_t *plane) {
+/* Samples (C, rest...): channel c of sample i is the `plane` floats at (i * C + c) * plane.
+ * Checks the data set and the per-channel arrays mean and std. */
+static bool channels_ok(const bk_dataset *ds, const char *who, const float *mean, const float *std,
+                        int64_t *plane) {
     if (!bk__dataset_ok(ds, who)) return false;
+    if (!mean || !std) {
+        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
+        return false;
+    }
     if (ds->ndim < 1 || ds->shape[0] < 1) {
         bk_set_error("%s: samples of rank %d have no channel dimension", who, ds->ndim);
         return false;
@@ -167,11 +173,7 @@ static bool channels_ok(const bk_dataset *ds, const char *who, int64_t *plane) {
 int bk_dataset_channel_stats(const bk_dataset *ds, float *mean, float *std) {
     const char *who = "dataset_channel_stats";
     int64_t plane;
-    if (!channels_ok(ds, who, &plane)) return -1;
-    if (!mean || !std) {
-        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
-        return -1;
-    }
+    if (!channels_ok(ds, who, mean, std, &plane)) return -1;
     if (ds->n == 0 || plane == 0) {
         bk_set_error("%s: no values to average (%" PRId64 " samples)", who, ds->n);
         return -1;
@@ -199,11 +201,7 @@ int bk_dataset_channel_stats(const bk_dataset *ds, float *mean, float *std) {
 int bk_dataset_normalize_channels(bk_dataset *ds, const float *mean, const float *std) {
     const char *who = "dataset_normalize_channels";
     int64_t plane;
-    if (!channels_ok(ds, who, &plane)) return -1;
-    if (!mean || !std) {
-        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
-        return -1;
-    }
+    if (!channels_ok(ds, who, mean, std, &plane)) return -1;
     int64_t C = ds->shape[0];
     for (int64_t c = 0; c < C; c++) {
         if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0)) {
