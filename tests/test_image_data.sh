@@ -113,4 +113,11 @@ expect "an undecodable image is named" 1 "e3/train/red/img005.png: not a PNG, JP
 cp -r "$tmp/f" "$tmp/e4" && mv "$tmp/e4/test/red" "$tmp/e4/test/purple"
 expect "a test class not in training" 1 "class folder \"purple\" is not one of the 3 classes of the training split" \
     "$brick" train --data "$tmp/e4" --out "$tmp/x.safetensors"
+"$py" tests/craft_safetensors.py "$m" "$tmp/bad-norm.safetensors" brick.normalize=0.5,0.5/0.2,0.2
+expect "a model file whose brick.normalize does not fit its channels" 1 \
+    "metadata brick.normalize \"0.5,0.5/0.2,0.2\" has 2 values per statistic" \
+    "$brick" predict "$tmp/bad-norm.safetensors" "$tmp/f/test/red/img000.png"
+"$py" tests/craft_safetensors.py "$m" "$tmp/bad-aug.safetensors" brick.augment=spin
+expect "a model file with a bad brick.augment" 1 "metadata brick.augment \"spin\"" \
+    "$brick" eval "$tmp/bad-aug.safetensors" --data "$tmp/c"
 bk_done

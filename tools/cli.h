@@ -178,8 +178,9 @@ void cli_prep_format(const cli_prep *p, char *norm, size_t nn, char *aug, size_t
 /* Normalises ds (what: its name for messages) as p says (nothing when p has none). CLI_OK or
  * an exit status (message printed). */
 int cli_prep_normalize(const cli_prep *p, bk_dataset *ds, const char *what);
-/* p from the metadata of st (the file path): zero when absent. CLI_OK or CLI_RUNTIME. */
-int cli_prep_from_meta(const char *path, const bk_safetensors *st, cli_prep *p);
+/* p from the metadata of st (the file path): zero when absent; per-channel values must
+ * match the channels of in_shape (its brick.in_shape). CLI_OK or CLI_RUNTIME. */
+int cli_prep_from_meta(const char *path, const bk_safetensors *st, const char *in_shape, cli_prep *p);
 
 /* ---- models from files (cli.c) ------------------------------------------------------- */
 

@@ -172,14 +172,22 @@ int cli_prep_normalize(const cli_prep *p, bk_dataset *ds, const char *what) {
     return bk_dataset_normalize_channels(ds, mean, std) ? cli_fail(NULL) : CLI_OK;
 }
 
-int cli_prep_from_meta(const char *path, const bk_safetensors *st, cli_prep *p) {
+int cli_prep_from_meta(const char *path, const bk_safetensors *st, const char *in_shape, cli_prep *p) {
     memset(p, 0, sizeof *p);
+    int ndim = 0;
+    int64_t shape[BK_MAX_DIMS];
     const char *norm = bk_safetensors_meta(st, "brick.normalize");
     const char *aug = bk_safetensors_meta(st, "brick.augment");
     if (norm && cli_prep_parse_normalize(norm, p) != 0)
         return cli_fail(
             "%s: metadata brick.normalize \"%.80s\" is not MEANS/STDS (e.g. 0.5,0.5,0.5/0.25,0.25,0.25)",
             path, norm);
+    if (p->n_norm > 1 &&
+        (!in_shape || !cli_parse_shape(in_shape, &ndim, shape) || ndim < 1 || shape[0] != p->n_norm))
+        return cli_fail(
+            "%s: metadata brick.normalize \"%.80s\" has %d values per statistic, but the samples "
+            "(brick.in_shape %.40s) have another number of channels",
+            path, norm, p->n_norm, in_shape ? in_shape : "missing");
     if (aug && cli_prep_parse_augment(aug, p) != 0)
         return cli_fail("%s: metadata brick.augment \"%.80s\" is not crop[=P],flip or none", path, aug);
     return CLI_OK;

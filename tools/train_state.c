@@ -303,7 +303,7 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         r->data_why = "the checkpoint's";
     }
     /* the data as it was prepared: an image folder at its size, the same normalisation */
-    if ((rc = cli_prep_from_meta(path, st, &r->prep))) return rc;
+    if ((rc = cli_prep_from_meta(path, st, GET("brick.in_shape"), &r->prep))) return rc;
     int in_ndim;
     int64_t in_shape[BK_MAX_DIMS];
     const char *format = cli_data_format(r->c.data);
