@@ -215,3 +215,27 @@ for name, size, text in [
     ("empty", 0, b""),
 ]:
     put("escape", name, bytes([size]) + text)
+
+# ---- CIFAR-10: [crop | flip << 3 | no names << 4][batch length, u16 LE][test_batch.bin][names]
+
+def cifar_records(labels):
+    return b"".join(bytes([lab]) + bytes((i * 7 + k) % 256 for k in range(3072)) for i, lab in enumerate(labels))
+
+
+TEN_NAMES = b"\n".join(b"c%d" % i for i in range(10)) + b"\n\n"
+two = cifar_records([3, 9])
+put("cifar", "two_records_crop_flip", bytes([4 | 8]) + struct.pack("<H", len(two)) + two + TEN_NAMES)
+put("cifar", "one_record_no_names", bytes([16]) + struct.pack("<H", 3073) + cifar_records([0]))
+put("cifar", "bad_label", bytes([16]) + struct.pack("<H", 3073) + cifar_records([10]))
+put("cifar", "short_record", bytes([16]) + struct.pack("<H", 3000) + cifar_records([1])[:3000])
+put("cifar", "nine_names", bytes([0]) + struct.pack("<H", 3073) + cifar_records([2]) + b"a\nb\nc\nd\ne\nf\ng\nh\ni\n")
+
+# ---- image folders: [settings][a/1.pgm length, u16 LE][a/1.pgm][2.png] -------------------
+
+pgm = b"P5 4 3 255\n" + bytes(range(0, 240, 20))
+rgb = png(3, 2, 2, range(0, 180, 10))
+put("image_folder", "two_classes", bytes([0]) + struct.pack("<H", len(pgm)) + pgm + rgb)
+put("image_folder", "rgb_size5_one_class", bytes([2 | 5 << 2 | 32]) + struct.pack("<H", len(pgm)) + pgm + rgb)
+put("image_folder", "given_classes_grey", bytes([1 | 3 << 2 | 128]) + struct.pack("<H", len(pgm)) + pgm + rgb)
+put("image_folder", "empty_class", bytes([64]) + struct.pack("<H", len(pgm)) + pgm + rgb)
+put("image_folder", "not_an_image", bytes([0]) + struct.pack("<H", len(pgm)) + pgm + b"garbage")

@@ -19,38 +19,6 @@ source "$(dirname "$0")/lib.sh"
 bk_setup
 data=data/fashion-mnist-subset
 
-# expect NAME STATUS PATTERN CMD...: exit status STATUS and stdout+stderr matching PATTERN
-# (an extended regex; "" matches anything).
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 3
-    run "$@"
-    if [ "$rc" -ne "$want" ]; then
-        bad "$name" "exit $rc, expected $want: $*" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
-    elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" <<<"$out$err"; then
-        bad "$name" "output does not match /$pattern/: $*" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
-    else
-        ok "$name"
-    fi
-}
-
-# usage NAME PREFIX PATTERN CMD...: exit 2, nothing on stdout, ONE stderr line
-# "PREFIX: ..." matching PATTERN.
-usage() {
-    local name=$1 prefix=$2 pattern=$3
-    shift 3
-    run "$@"
-    local lines
-    lines=$(printf '%s' "$err" | grep -c '')
-    if [ "$rc" -ne 2 ] || [ -n "$out" ] || [ "$lines" -ne 1 ] || [[ $err != "$prefix: "* ]] ||
-        ! grep -Eq -- "$pattern" <<<"$err"; then
-        bad "$name" "expected exit 2 and one line '$prefix: ...' matching /$pattern/: $*" \
-            "got exit $rc, $lines stderr lines: ${err:0:300}" "stdout: ${out:0:200}"
-    else
-        ok "$name"
-    fi
-}
-
 # same_tensors A B: the two safetensors files hold the same tensor bytes. The files are
 # meant to be byte-identical (the model file has no time-dependent metadata), so cmp.
 same_file() { cmp -s "$1" "$2"; }
@@ -102,7 +70,7 @@ usage "train: unknown model" "brick train" "unknown model \"nosuchnet\"" "$brick
 usage "train: bad model setting" "brick train" "hidden" "$brick" train --model mlp:hidden=-4
 usage "train: momentum with adam" "brick train" "momentum" "$brick" train --optimizer adam --momentum 0.9
 usage "train: missing data dir" "brick train" "$tmp/nope" "$brick" train --data "$tmp/nope"
-usage "train: data dir without files" "brick train" "no Fashion-MNIST files" "$brick" train --data "$tmp"
+usage "train: data dir without files" "brick train" "no data set there: expected Fashion-MNIST IDX files" "$brick" train --data "$tmp"
 usage "train: out dir missing" "brick train" "directory does not exist" "$brick" train --data "$data" --out "$tmp/no/m.safetensors"
 usage "train: missing checkpoint" "brick train" "no such file" "$brick" train --resume "$tmp/none.ckpt.safetensors"
 usage "train: stray argument" "brick train" "extra" "$brick" train extra

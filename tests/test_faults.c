@@ -14,7 +14,7 @@
  *     the parameters and the optimizer state as they were; it fails before the optimizer
  *     runs, because bk_optim_step allocates nothing.
  * Operations: checkpoint load and save (MLP + Adam), bk_safetensors_load, bk_image_load, bk_idx_load
- * (plain and gzip), a cold training step (fresh arena, no gradients yet), building a
+ * (plain and gzip), bk_cifar10_load, bk_image_folder_load, an augmented loader's batch, a cold training step (fresh arena, no gradients yet), building a
  * model and an optimizer. Sweep sizes are printed ("N failure points").
  *
  * Disk errors, saving a checkpoint over a previous one: a full file system (a 64 KiB
@@ -329,6 +329,74 @@ TEST(idx_load_out_of_memory) {
     CHECK(k.points >= 4 && k.failed > 0);
 }
 
+/* CIFAR-10's test split (two records and a names file) and an image folder (two classes,
+ * a PGM each, read as RGB at another size): every allocation of the readers, and of an
+ * augmented loader's first batch. */
+static int cifar_run(void *p) {
+    reader_ctx *c = p;
+    c->ds = bk_cifar10_load(c->path, false);
+    return c->ds ? 0 : -1;
+}
+static int folder_run(void *p) {
+    reader_ctx *c = p;
+    c->ds = bk_image_folder_load(c->path, NULL, 0, 3, 3, 5);
+    return c->ds ? 0 : -1;
+}
+static void data_check(void *p, int rc) {
+    reader_ctx *c = p;
+    if (rc != 0) return;
+    CHECK(c->ds->n == 2 && c->ds->shape[0] == 3 && c->ds->class_names && c->ds->class_names[1]);
+    bk_dataset_free(c->ds);
+    c->ds = NULL;
+}
+/* the batch in an arena of its own, set up and freed unarmed (an arena keeps its chunks) */
+static bk_arena *augment_arena, *augment_prev;
+static void augment_setup(void *p) {
+    (void)p;
+    augment_arena = bk_arena_new();
+    augment_prev = bk_arena_use(augment_arena);
+}
+static void augment_teardown(void *p) {
+    (void)p;
+    bk_arena_use(augment_prev);
+    bk_arena_free(augment_arena);
+}
+static int augment_run(void *p) {
+    reader_ctx *c = p;
+    bk_loader *l = bk_loader_new(c->ds, 2, true, 3, false);
+    bk_tensor *x = NULL;
+    int rc = l && bk_loader_set_augment(l, 2, true, NULL) == 0 && bk_loader_next(l, &x, NULL, NULL) == 2 ? 0
+                                                                                                         : -1;
+    bk_loader_free(l);
+    return rc;
+}
+
+TEST(image_data_out_of_memory) {
+    unsigned char rec[2 * 3073];
+    for (size_t i = 0; i < sizeof rec; i++) rec[i] = (unsigned char)(i % 3073 == 0 ? i / 3073 : i % 251);
+    CHECK(mkdir(tpath("cifar"), 0700) == 0 && write_file(tpath("cifar/test_batch.bin"), rec, sizeof rec));
+    CHECK(write_file(tpath("cifar/batches.meta.txt"), "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n", 20));
+    reader_ctx c = {.path = tpath("cifar")};
+    sweep_ops ops = {"cifar10_load", NULL, cifar_run, data_check, NULL, "cifar10: "};
+    sweep_count n = sweep(&ops, &c);
+    CHECK(n.points >= 4 && n.failed > 0);
+    static const char pgm[] = "P5 4 2 255\nabcdefgh";
+    CHECK(mkdir(tpath("folder"), 0700) == 0 && mkdir(tpath("folder/x"), 0700) == 0 &&
+          mkdir(tpath("folder/y"), 0700) == 0);
+    CHECK(write_file(tpath("folder/x/1.pgm"), pgm, sizeof pgm - 1) &&
+          write_file(tpath("folder/y/2.pgm"), pgm, sizeof pgm - 1));
+    c.path = tpath("folder");
+    sweep_ops fops = {"image_folder_load", NULL, folder_run, data_check, NULL, "image_folder: "};
+    n = sweep(&fops, &c);
+    CHECK(n.points >= 8 && n.failed > 0);
+    c.ds = bk_cifar10_load(tpath("cifar"), false);
+    CHECK(c.ds != NULL);
+    sweep_ops aops = {"augmented batch", augment_setup, augment_run, NULL, augment_teardown, NULL};
+    n = sweep(&aops, &c);
+    CHECK(n.points >= 3 && n.failed > 0);
+    bk_dataset_free(c.ds);
+}
+
 /* ---- a training step --------------------------------------------------------------------- */
 
 typedef struct step_ctx {
@@ -617,6 +685,7 @@ int main(void) {
     RUN(safetensors_load_out_of_memory);
     RUN(idx_load_out_of_memory);
     RUN(image_load_out_of_memory);
+    RUN(image_data_out_of_memory);
     RUN(training_step_out_of_memory);
     RUN(model_and_optimizer_out_of_memory);
     printf("    %ld failure points in all\n", sweep_total);

@@ -15,11 +15,13 @@
 
 #include "test.h"
 
+#include "../fuzz/fuzz_cifar.c"
 #include "../fuzz/fuzz_ckpt.c"
 #include "../fuzz/fuzz_cli.c"
 #include "../fuzz/fuzz_escape.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_image.c"
+#include "../fuzz/fuzz_image_folder.c"
 #include "../fuzz/fuzz_model_spec.c"
 #include "../fuzz/fuzz_safetensors.c"
 
@@ -38,6 +40,8 @@ static const replay_target TARGETS[] = {
     {"ckpt", fuzz_ckpt},
     {"escape", fuzz_escape},
     {"image", fuzz_image},
+    {"cifar", fuzz_cifar},
+    {"image_folder", fuzz_image_folder},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
@@ -109,6 +113,8 @@ TEST(replay_cli) { replay(&TARGETS[3]); }
 TEST(replay_ckpt) { replay(&TARGETS[4]); }
 TEST(replay_escape) { replay(&TARGETS[5]); }
 TEST(replay_image) { replay(&TARGETS[6]); }
+TEST(replay_cifar) { replay(&TARGETS[7]); }
+TEST(replay_image_folder) { replay(&TARGETS[8]); }
 
 int main(void) {
     RUN(replay_safetensors);
@@ -118,6 +124,8 @@ int main(void) {
     RUN(replay_ckpt);
     RUN(replay_escape);
     RUN(replay_image);
+    RUN(replay_cifar);
+    RUN(replay_image_folder);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }

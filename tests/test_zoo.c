@@ -219,8 +219,29 @@ TEST(every_model_is_described) {
           !strcmp(st.def, "true") && !strcmp(st.values, "true|false"));
 }
 
+/* CIFAR-10's and image folders' inputs: every model of the zoo builds for (3, 32, 32), its
+ * first layer takes 3 channels (the parameter count says so), and a forward pass of a
+ * batch of 2 gives (2, 10). */
+TEST(every_model_takes_rgb_32x32) {
+    for (const char *const *name = bk_model_names(); *name; name++) {
+        bk_module *m = bk_model_build(*name, BK_SHAPE(3, 32, 32), 10, NULL, 0);
+        CHECK(m != NULL);
+        if (!m) continue;
+        CHECK(bk_module_num_params(m, false) == bk_model_num_params(*name, BK_SHAPE(3, 32, 32), 10, NULL, 0));
+        CHECK(bk_model_num_params(*name, BK_SHAPE(3, 32, 32), 10, NULL, 0) >
+              bk_model_num_params(*name, BK_SHAPE(1, 32, 32), 10, NULL, 0));
+        bk_module_train(m, false);
+        bk_tensor *y = bk_forward(m, bk_full(BK_SHAPE(2, 3, 32, 32), 0.5f));
+        CHECK(y && y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 10);
+        if (!y || y->shape[1] != 10) fprintf(stderr, "       %s: %s\n", *name, bk_last_error());
+        bk_arena_reset(NULL);
+        bk_module_free(m);
+    }
+}
+
 int main(void) {
     RUN(every_model_round_trips);
+    RUN(every_model_takes_rgb_32x32);
     RUN(canonical_specs);
     RUN(settings_build_what_they_say);
     RUN(bad_values_are_named);

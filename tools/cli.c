@@ -430,6 +430,7 @@ int cli_model_load(const char *path, cli_model *cm) {
     }
     /* NaN weights would evaluate to "test loss nan" and exit 0: refuse them, by name */
     if (cli_check_finite(path, st)) goto done;
+    if (cli_prep_from_meta(path, st, in_shape, &cm->prep)) goto done;
     cm->n_classes = (int)nc;
     /* What is printed (the arch, the class names) is kept escaped: it comes from the file. */
     bk_escape(arch, cm->arch, sizeof cm->arch);

@@ -147,6 +147,41 @@ double cli_now(void); /* seconds, monotonic */
 /* Sets the compute threads (OpenBLAS and OpenMP, whichever the build uses). */
 void cli_set_threads(int n);
 
+/* ---- data sets and their preparation (cli_data.c) ------------------------------------ */
+
+#define CLI_NORM_MAX 16 /* channels a normalisation names */
+/* How samples are prepared (--normalize, --augment); in files as brick.normalize
+ * ("M1,M2/S1,S2", the --normalize syntax) and brick.augment ("crop=P,flip"). */
+typedef struct cli_prep {
+    int n_norm; /* 0: none; 1: one mean and std for every channel; else one per channel */
+    float mean[CLI_NORM_MAX], std[CLI_NORM_MAX];
+    int64_t crop_padding; /* random crop from the sample padded by this (0: off) */
+    bool hflip;           /* random horizontal flip */
+} cli_prep;
+
+/* What --data dir holds: "fashion-mnist", "cifar10", "image-folder" (train/, test/), or NULL. */
+const char *cli_data_format(const char *dir);
+/* Loads the training split into *train (train NULL: the test split alone) and the test
+ * split into *test. channels, height, width: 0 for the data's own (image folders only;
+ * otherwise 0 when train is given). classes: an image folder's classes when train is NULL
+ * (the model's). CLI_OK, or an exit status with the message printed and nothing loaded. */
+int cli_data_load(const char *dir, int channels, int64_t height, int64_t width, const char *const *classes,
+                  int n_classes, bk_dataset **train, bk_dataset **test);
+/* "M1,M2,.../S1,S2,..." (as many means as stds, at most CLI_NORM_MAX, stds > 0) into p;
+ * -1 if malformed (p unchanged). */
+int cli_prep_parse_normalize(const char *s, cli_prep *p);
+/* "none" or a comma list of crop, crop=P (1..1024; crop alone: 4) and flip into p; -1 if
+ * malformed. */
+int cli_prep_parse_augment(const char *s, cli_prep *p);
+/* p's metadata texts: norm "" when there is no normalisation, aug "none" when no augmentation. */
+void cli_prep_format(const cli_prep *p, char *norm, size_t nn, char *aug, size_t na);
+/* Normalises ds (what: its name for messages) as p says (nothing when p has none). CLI_OK or
+ * an exit status (message printed). */
+int cli_prep_normalize(const cli_prep *p, bk_dataset *ds, const char *what);
+/* p from the metadata of st (the file path): zero when absent; per-channel values must
+ * match the channels of in_shape (its brick.in_shape). CLI_OK or CLI_RUNTIME. */
+int cli_prep_from_meta(const char *path, const bk_safetensors *st, const char *in_shape, cli_prep *p);
+
 /* ---- models from files (cli.c) ------------------------------------------------------- */
 
 typedef struct cli_model {
@@ -158,6 +193,7 @@ typedef struct cli_model {
     char *class_names[CLI_MAX_CLASSES]; /* malloc'ed and escaped (bk_escape), or NULL */
     char name_buf[CLI_MAX_CLASSES][16]; /* "class 7" fallbacks */
     char dtypes[128]; /* a plain state dict's dtypes as read ("F32 x 60, I64 x 20"), or "" */
+    cli_prep prep;    /* brick.normalize (applied to its inputs) and brick.augment */
 } cli_model;
 
 /* Rebuilds the model recorded in a model or checkpoint file from its metadata alone and

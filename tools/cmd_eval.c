@@ -93,7 +93,9 @@ static void help(FILE *f) {
             "dict saved from PyTorch.\n"
             "\n"
             "options:\n"
-            "  --data DIR        Fashion-MNIST IDX files (default as for `brick train`)\n"
+            "  --data DIR        its test split: Fashion-MNIST, CIFAR-10 or an image folder\n"
+            "                    (DIR/test/<class>/, read at the model's size and classes;\n"
+            "                    default as for `brick train`); normalised as in training\n"
             "  --batch-size B    evaluation batch size (default 256; memory grows with it)\n"
             "  --threads T       compute threads (default: the library's)\n" CLI_PLAIN_HELP
             "  -h, --help        this help\n");
@@ -153,12 +155,15 @@ int cmd_eval(int argc, char **argv) {
     cli_model cm;
     rc = cli_model_open(path, &plain, &cm);
     if (rc) return rc;
-    bk_dataset *test = bk_fashion_mnist_load(data, false);
+    /* an image folder is read at the model's size, with the model's classes */
+    bk_dataset *test = NULL;
     int64_t *conf = NULL;
-    if (!test) {
-        rc = cli_fail(NULL);
-        goto done;
-    }
+    bool image = cm.in_ndim == 3 && cm.in_shape[0] <= 3;
+    rc = cli_data_load(data, image ? (int)cm.in_shape[0] : 0, image ? cm.in_shape[1] : 0,
+                       image ? cm.in_shape[2] : 0,
+                       cm.class_names[0] ? (const char *const *)cm.class_names : NULL, cm.n_classes, NULL,
+                       &test);
+    if (rc || (rc = cli_prep_normalize(&cm.prep, test, path))) goto done;
     bool same = test->ndim == cm.in_ndim && test->n_classes == cm.n_classes;
     for (int d = 0; same && d < test->ndim; d++) same = test->shape[d] == cm.in_shape[d];
     if (!same) {

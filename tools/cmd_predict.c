@@ -186,6 +186,12 @@ int cmd_predict(int argc, char **argv) {
             }
     }
     shape[0] = n;
+    if (cm.prep.n_norm) { /* the training's normalisation (brick.normalize), on the inputs */
+        bk_dataset view = {.n = n, .ndim = cm.in_ndim, .sample_numel = numel};
+        view.x = x ? x : ds->x + index * numel;
+        memcpy(view.shape, cm.in_shape, (size_t)cm.in_ndim * sizeof *view.shape);
+        if ((rc = cli_prep_normalize(&cm.prep, &view, pos[0]))) goto done;
+    }
     bool prev = bk_set_grad_enabled(false);
     bk_module_train(cm.m, false);
     bk_tensor *in = bk_from_data(cm.in_ndim + 1, shape, x ? x : ds->x + index * numel);

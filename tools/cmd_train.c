@@ -46,9 +46,19 @@ static void help(FILE *f) {
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : "\n");
     fprintf(f,
             "                      (--model help, or brick models, lists their settings)\n"
-            "  --data DIR          Fashion-MNIST IDX files (plain or .gz); default: $BRICK_DATA,\n"
-            "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
-            "                      else the bundled data/fashion-mnist-subset\n"
+            "  --data DIR          Fashion-MNIST IDX files (plain or .gz), CIFAR-10 batches\n"
+            "                      (data_batch_1..5.bin, test_batch.bin) or an image folder\n"
+            "                      (DIR/train/<class>/*.png|jpg|pgm, DIR/test/<class>/...);\n"
+            "                      default: $BRICK_DATA, else /usr/share/datasets/fashion-mnist\n"
+            "                      if it holds them, else the bundled data/fashion-mnist-subset\n"
+            "  --channels C        image folders: 1 (grey) or 3 (RGB) (default: the first image's)\n"
+            "  --image-size N      image folders: resize to N x N as torchvision's Resize\n"
+            "                      (default: the first image's size)\n"
+            "  --normalize N       auto (each channel's mean and std on the training split) or\n"
+            "                      MEANS/STDS (0.49,0.48,0.45/0.25,0.24,0.26; one value: every\n"
+            "                      channel): x = (x - mean) / std, also in eval and predict\n"
+            "  --augment A         training batches: crop (random crop, padding 4), crop=P,\n"
+            "                      flip (horizontal, p 1/2), crop,flip or none (default)\n"
             "  --epochs N          epochs to train in all (default 10)\n"
             "  --batch-size B      mini-batch size (default: the recipe's): the global batch of one\n"
             "                      optimizer step, also with --accumulate and under mpirun\n"
@@ -143,7 +153,8 @@ static const char *images_file(const char *dir, bool train, char *buf, size_t n)
 }
 
 /* The test split must hold what the model is trained on: checked before training, not
- * found by the evaluation after a whole epoch (or never, by a model that pools). */
+ * found by the evaluation after a whole epoch (or never, by a model that pools). (An image
+ * folder's or CIFAR-10's test split is loaded at the training split's shape.) */
 static int check_data(const run *r) {
     const bk_dataset *tr = r->train, *te = r->test;
     bool same = tr->ndim == te->ndim;
@@ -191,12 +202,51 @@ static int check_room(const run *r, int64_t n_params) {
     return CLI_OK;
 }
 
+/* --normalize (a resumed run: the checkpoint's values, in r->prep already), applied to both
+ * splits; --augment's settings. */
+static int setup_prep(run *r) {
+    const char *n = r->c.normalize;
+    if (n && !strcmp(n, "auto")) {
+        int64_t C = r->train->ndim ? r->train->shape[0] : 0;
+        if (C < 1 || C > CLI_NORM_MAX)
+            return cli_usage("--normalize auto: samples of %" PRId64 " channels (1..%d)", C, CLI_NORM_MAX);
+        if (bk_dataset_channel_stats(r->train, r->prep.mean, r->prep.std) != 0) return cli_fail(NULL);
+        r->prep.n_norm = (int)C;
+    } else if (n) {
+        cli_prep_parse_normalize(n, &r->prep); /* (check_prep_flags parsed it) */
+    }
+    if (r->c.augment) cli_prep_parse_augment(r->c.augment, &r->prep);
+    int rc = cli_prep_normalize(&r->prep, r->train, "--normalize");
+    return rc ? rc : cli_prep_normalize(&r->prep, r->test, "--normalize");
+}
+
+/* The data flags, before any file is read. */
+static int check_prep_flags(train_cfg *c, cli_option *opts, int n_opts) {
+    static const char *const flags[] = {"--channels", "--image-size", "--normalize", "--augment"};
+    for (int i = 0; c->resume && i < 4; i++)
+        if (cli_opt(opts, n_opts, flags[i])->given)
+            return cli_usage(
+                "%s: a resumed run keeps its checkpoint's data settings (brick.in_shape, "
+                "brick.normalize, brick.augment)",
+                flags[i]);
+    if (c->channels == 2) return cli_usage("--channels 2: 1 (grey) or 3 (RGB)");
+    c->height = c->width = c->image_size;
+    cli_prep scratch = {0};
+    if (c->normalize && strcmp(c->normalize, "auto") && cli_prep_parse_normalize(c->normalize, &scratch) != 0)
+        return cli_usage(
+            "--normalize %s: auto or MEANS/STDS, as many of each, stds > 0 (0.5,0.5,0.5/0.2,0.2,0.2)",
+            c->normalize);
+    if (c->augment && cli_prep_parse_augment(c->augment, &scratch) != 0)
+        return cli_usage("--augment %s: none or a list of crop, crop=P (P in 1..1024) and flip", c->augment);
+    return CLI_OK;
+}
+
 /* Data, model, optimizer and loader for a fresh or resumed run. */
 static int setup(run *r, const bk_safetensors *resume) {
     if (r->c.threads) cli_set_threads((int)r->c.threads);
-    r->train = bk_fashion_mnist_load(r->c.data, true);
-    r->test = r->train ? bk_fashion_mnist_load(r->c.data, false) : NULL;
-    if (!r->test) return cli_fail(NULL);
+    int rc = cli_data_load(r->c.data, (int)r->c.channels, r->c.height, r->c.width, NULL, 0, &r->train,
+                           &r->test);
+    if (rc || (rc = setup_prep(r))) return rc;
     char shape[80];
     size_t k = 0;
     for (int d = 0; d < r->train->ndim; d++)
@@ -208,8 +258,7 @@ static int setup(run *r, const bk_safetensors *resume) {
         snprintf(r->class_names + len, sizeof r->class_names - len, "%s%s", c ? "," : "",
                  r->train->class_names[c]);
     }
-    int rc = check_data(r);
-    if (rc) return rc;
+    if ((rc = check_data(r))) return rc;
     int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
                                            NULL, 0);
     if (n_params < 0) return cli_fail(NULL);
@@ -227,6 +276,19 @@ static int setup(run *r, const bk_safetensors *resume) {
     r->loader = r->o ? bk_loader_new(r->train, r->c.batch, true, splitmix64((uint64_t)r->c.seed), false)
                      : NULL;
     if (!r->loader) return cli_fail(NULL);
+    if (r->prep.crop_padding || r->prep.hflip) {
+        /* the padding black in the images' own values, as RandomCrop before Normalize */
+        float fill[CLI_NORM_MAX] = {0};
+        for (int64_t ch = 0; ch < r->train->shape[0] && ch < CLI_NORM_MAX && r->prep.n_norm; ch++) {
+            int s = r->prep.n_norm == 1 ? 0 : (int)ch;
+            fill[ch] = -r->prep.mean[s] / r->prep.std[s];
+        }
+        if (r->train->shape[0] > CLI_NORM_MAX)
+            return cli_usage("--augment: %" PRId64 " channels, more than %d", r->train->shape[0],
+                             CLI_NORM_MAX);
+        if (bk_loader_set_augment(r->loader, r->prep.crop_padding, r->prep.hflip, fill) != 0)
+            return cli_fail("--augment: %s", bk_last_error());
+    }
     if (resume) {
         const char *arch = bk_safetensors_meta(resume, "brick.arch");
         if (strcmp(arch, r->arch))
@@ -393,6 +455,10 @@ int cmd_train(int argc, char **argv) {
         {"--accumulate", CLI_INT, &c->accumulate, 1, 1e6, false, NULL},
         {"--dist", CLI_FLAG, &c->dist, 0, 0, false, NULL},
         {"--reduce", CLI_STR, &c->reduce, 0, 0, false, REDUCE_NAMES},
+        {"--channels", CLI_INT, &c->channels, 1, 3, false, NULL},
+        {"--image-size", CLI_INT, &c->image_size, 1, 4096, false, NULL},
+        {"--normalize", CLI_STR, &c->normalize, 0, 0, false, NULL},
+        {"--augment", CLI_STR, &c->augment, 0, 0, false, NULL},
     };
     const int n_opts = CLI_COUNT(opts);
     const char *pos[1];
@@ -410,6 +476,7 @@ int cmd_train(int argc, char **argv) {
         c->weight_decay = 0.01f; /* a float32 setting (CLI_F32) */
     if (cli_opt(opts, n_opts, "--early-stop-on")->given && !c->early_stop)
         return cli_usage("--early-stop-on needs --early-stop N");
+    if ((rc = check_prep_flags(c, opts, n_opts))) return rc;
     if (c->dist && !bk_dist_mpi_built())
         return cli_usage(
             "--dist: this brick was built without MPI (build it with make MPI=1, "
@@ -483,11 +550,7 @@ int cmd_train(int argc, char **argv) {
         else rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
         goto done;
     }
-    if (!cli_has_fashion_mnist(c->data)) {
-        rc = cli_usage("--data %s: no Fashion-MNIST files there (train-images-idx3-ubyte[.gz], ...)",
-                       c->data);
-        goto done;
-    }
+
     r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
     r.csv_path = cli_sibling(c->out, ".csv");
     r.svg_path = cli_sibling(c->out, ".svg");

@@ -39,11 +39,15 @@ typedef struct train_cfg {
     int64_t early_stop;        /* --early-stop: epochs without a better test metric (0: off) */
     const char *early_stop_on; /* --early-stop-on: "loss" or "acc" */
     bool detect_anomaly;
-    bool force;         /* --force: replace an earlier run's model file and checkpoint */
-    bool keep_best;     /* --keep-best: also write STEM.best.safetensors, the best epoch's model */
-    int64_t accumulate; /* micro-batches per step (--accumulate) */
-    bool dist;          /* --dist: MPI even outside mpirun */
-    const char *reduce; /* --reduce */
+    bool force;                   /* --force: replace an earlier run's model file and checkpoint */
+    bool keep_best;               /* --keep-best: also write STEM.best.safetensors, the best epoch's model */
+    int64_t accumulate;           /* micro-batches per step (--accumulate) */
+    bool dist;                    /* --dist: MPI even outside mpirun */
+    const char *reduce;           /* --reduce */
+    int64_t channels, image_size; /* --channels, --image-size: image folders (0: the data's) */
+    int64_t height, width;        /* the image folder size to load (--image-size, or a resume's) */
+    const char *normalize;        /* --normalize: "auto" or MEANS/STDS (NULL: off) */
+    const char *augment;          /* --augment: crop[=P],flip or none (NULL: none) */
 } train_cfg;
 
 /* The epoch in progress: what a checkpoint written inside an epoch holds to go on. */
@@ -64,6 +68,7 @@ typedef struct run {
     bk_module *m;
     bk_optim *o;
     bk_loader *loader;
+    cli_prep prep; /* --normalize's values and --augment's settings, or the checkpoint's */
     cli_epoch *hist;
     int n_hist, done_epochs;
     double es_best;    /* --early-stop: the best test metric so far (loss: lowest, acc: highest) */

@@ -302,6 +302,18 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         r->c.data = GET("brick.data");
         r->data_why = "the checkpoint's";
     }
+    /* the data as it was prepared: an image folder at its size, the same normalisation */
+    if ((rc = cli_prep_from_meta(path, st, GET("brick.in_shape"), &r->prep))) return rc;
+    int in_ndim;
+    int64_t in_shape[BK_MAX_DIMS];
+    const char *format = cli_data_format(r->c.data);
+    if (format && !strcmp(format, "image-folder") &&
+        cli_parse_shape(GET("brick.in_shape"), &in_ndim, in_shape) && in_ndim == 3 && in_shape[0] <= 3 &&
+        in_shape[1] <= 65536 && in_shape[2] <= 65536) {
+        r->c.channels = in_shape[0];
+        r->c.height = in_shape[1];
+        r->c.width = in_shape[2];
+    }
     if (r->c.epochs <= epoch && cli_opt(opts, n_opts, "--epochs")->given)
         return cli_usage("--epochs %" PRId64 " is not more than the %" PRId64 " epochs %s has done",
                          r->c.epochs, epoch, path);
@@ -372,6 +384,10 @@ static void common_meta(const run *r, meta *md, const char *format) {
     }
     meta_add(md, "brick.batch_size", "%" PRId64, r->c.batch);
     meta_add(md, "brick.seed", "%" PRId64, r->c.seed);
+    char norm[512], aug[64];
+    cli_prep_format(&r->prep, norm, sizeof norm, aug, sizeof aug);
+    if (norm[0]) meta_add(md, "brick.normalize", "%s", norm);
+    if (strcmp(aug, "none")) meta_add(md, "brick.augment", "%s", aug);
     if (last) {
         meta_add(md, "brick.test_loss", "%.6f", last->test_loss);
         meta_add(md, "brick.test_acc", "%.6f", last->test_acc);

@@ -25,7 +25,8 @@ typedef struct bk_dataset {
     float *targets; /* n * target_dim regression targets, or NULL */
     int64_t target_dim;
     int n_classes;
-    const char *const *class_names; /* static strings or NULL */
+    const char *const *class_names; /* n_classes names or NULL: static strings, or in `owned` */
+    void *owned; /* one block the data set owns besides its arrays (names read from files) */
 } bk_dataset;
 
 /* Reads an IDX images file (magic 0x00000803, u8) and labels file (0x00000801, u8), plain
@@ -38,6 +39,27 @@ bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_
  * train: train-*, else t10k-*. Sets the class names and n_classes = 10. A missing
  * directory or file gives an error listing what was looked for. */
 bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
+/* CIFAR-10's binary version in dir: the training split is data_batch_1.bin ..
+ * data_batch_5.bin (all five), the test split test_batch.bin; each file is records of 3073
+ * bytes, a label 0..9 then 3 x 32 x 32 pixel bytes (channels, rows, columns). Samples (3,
+ * 32, 32) scaled to [0, 1]. Class names: batches.meta.txt (ten non-empty lines) when dir
+ * holds it, else CIFAR-10's own. NULL with "cifar10: <path>: <problem>" for a missing file,
+ * a size that is not a whole number of records, a label over 9 or a bad names file. */
+bk_dataset *bk_cifar10_load(const char *dir, bool train);
+/* The most classes bk_image_folder_load accepts. */
+#define BK_IMAGE_FOLDER_MAX_CLASSES 4096
+/* An image folder as torchvision's ImageFolder reads one: dir holds one sub-directory per
+ * class (hidden ones skipped), each holding PNG, JPEG or PGM files (.png, .jpg, .jpeg,
+ * .pgm, any case; other files skipped; not recursive), read by bk_image_load. Classes are
+ * the folder names in byte order, labels their indices; files are read in byte order.
+ * classes (n_classes names, borrowed) fixes the classes instead, as the training split's do
+ * for its test split: each folder must then name one of them (not every class needs a
+ * folder). channels 0: 3 if the first image is colour, else 1; height and width 0: the
+ * first image's size. Samples (channels, height, width) in [0, 1]. NULL with an error
+ * naming the folder or file: no class folders, an empty one, an undecodable image, a
+ * folder not in classes, more than BK_IMAGE_FOLDER_MAX_CLASSES classes. */
+bk_dataset *bk_image_folder_load(const char *dir, const char *const *classes, int n_classes, int channels,
+                                 int64_t height, int64_t width);
 /* Copies user arrays into a data set (y or targets may be NULL; n_classes must be 0
  * without y and target_dim 0 without targets). Labels are checked to be in range. */
 bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,
@@ -48,6 +70,15 @@ void bk_dataset_free(bk_dataset *ds);
  * consistent (shape product = sample_numel, x for every sample, ...), here and for
  * bk_loader_new, else "malformed data set" is the error. */
 int bk_dataset_normalize(bk_dataset *ds, float mean, float std);
+
+/* Per-channel statistics of samples (C, ...): mean[c] and std[c] (population: the root of
+ * the mean squared deviation, as numpy's std) over every sample and position of channel c,
+ * summed in double. mean and std hold shape[0] floats. 0, or -1 with an error (a data set of
+ * rank 0 or with no samples). */
+int bk_dataset_channel_stats(const bk_dataset *ds, float *mean, float *std);
+/* In place, as torchvision's Normalize(mean, std): x[c] = (x[c] - mean[c]) / std[c] for
+ * each channel c of samples (C, ...); mean and std hold C = shape[0] values, finite, std > 0. */
+int bk_dataset_normalize_channels(bk_dataset *ds, const float *mean, const float *std);
 
 /* Mini-batches over a data set, reshuffled each epoch from its own generator (seeded with
  * `seed`: the same seed gives the same orders). Borrows ds, which must outlive the loader.
@@ -66,6 +97,16 @@ void bk_loader_start(bk_loader *l);
 int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor **targets);
 /* Batches per epoch: ceil(n / batch_size), or floor with drop_last. */
 int64_t bk_loader_num_batches(const bk_loader *l);
+/* Random augmentation of every batch the loader yields, as torchvision's
+ * RandomCrop((H, W), padding=crop_padding, fill) then RandomHorizontalFlip(0.5): each sample
+ * (C, H, W) is padded by crop_padding pixels on every side with fill[c] (C values, copied;
+ * NULL: zeros), an H x W window at a uniform random offset is kept, and it is flipped left to
+ * right with probability 1/2 when hflip. The draws come from the loader's generator, after
+ * the epoch's shuffle, and are made for every sample bk_loader_next passes over (x NULL
+ * included), so the same seed gives the same bytes and a resume replays them. crop_padding
+ * 0 and hflip false: off (the default). 0, or -1 with an error (samples not of rank 3,
+ * crop_padding outside 0..65536, a fill that is not finite), the loader unchanged. */
+int bk_loader_set_augment(bk_loader *l, int64_t crop_padding, bool hflip, const float *fill);
 /* The generator state, for resuming with the same shuffles: save it before an epoch's
  * bk_loader_start; a loader given it by bk_loader_set_rng then starts the same epochs.
  * (For a NULL loader: an error, and bk_loader_rng gives a zero state.) */

@@ -1,8 +1,9 @@
 /* dataset.c - in-memory data sets: built from user arrays, normalised, freed.
  *
- * A bk_dataset and its three arrays (x, y, targets) are separate heap blocks owned by the
- * data set; bk_dataset_free releases all of them, whoever made the data set (this file or
- * idx.c). class_names always points at static strings and is never freed.
+ * A bk_dataset, its three arrays (x, y, targets) and `owned` are separate heap blocks owned
+ * by the data set; bk_dataset_free releases all of them, whoever made the data set (this
+ * file, idx.c, cifar.c, image_folder.c). class_names points at static strings or into
+ * `owned` (names read from a file or a directory), and is never freed by itself.
  */
 #include "internal.h"
 
@@ -133,6 +134,7 @@ void bk_dataset_free(bk_dataset *ds) {
     bk__free(ds->x);
     bk__free(ds->y);
     bk__free(ds->targets);
+    bk__free(ds->owned);
     bk__free(ds);
 }
 
@@ -148,5 +150,72 @@ int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {
     int64_t numel = ds->n * ds->sample_numel;
     /* A division, not a multiply by 1/std, to match torchvision's Normalize bit for bit. */
     for (int64_t i = 0; i < numel; i++) ds->x[i] = (ds->x[i] - mean) / std;
+    return 0;
+}
+
+/* Samples (C, rest...): channel c of sample i is the `plane` floats at (i * C + c) * plane.
+ * Checks the data set and the per-channel arrays mean and std. */
+static bool channels_ok(const bk_dataset *ds, const char *who, const float *mean, const float *std,
+                        int64_t *plane) {
+    if (!bk__dataset_ok(ds, who)) return false;
+    if (!mean || !std) {
+        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
+        return false;
+    }
+    if (ds->ndim < 1 || ds->shape[0] < 1) {
+        bk_set_error("%s: samples of rank %d have no channel dimension", who, ds->ndim);
+        return false;
+    }
+    *plane = ds->sample_numel / ds->shape[0];
+    return true;
+}
+
+int bk_dataset_channel_stats(const bk_dataset *ds, float *mean, float *std) {
+    const char *who = "dataset_channel_stats";
+    int64_t plane;
+    if (!channels_ok(ds, who, mean, std, &plane)) return -1;
+    if (ds->n == 0 || plane == 0) {
+        bk_set_error("%s: no values to average (%" PRId64 " samples)", who, ds->n);
+        return -1;
+    }
+    int64_t C = ds->shape[0];
+    double count = (double)ds->n * (double)plane;
+    for (int64_t c = 0; c < C; c++) {
+        /* two passes: the mean, then the squared deviations (no cancellation) */
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < ds->n; i++) {
+            const float *p = ds->x + (i * C + c) * plane;
+            for (int64_t k = 0; k < plane; k++) sum += p[k];
+        }
+        double m = sum / count;
+        for (int64_t i = 0; i < ds->n; i++) {
+            const float *p = ds->x + (i * C + c) * plane;
+            for (int64_t k = 0; k < plane; k++) sq += ((double)p[k] - m) * ((double)p[k] - m);
+        }
+        mean[c] = (float)m;
+        std[c] = (float)sqrt(sq / count);
+    }
+    return 0;
+}
+
+int bk_dataset_normalize_channels(bk_dataset *ds, const float *mean, const float *std) {
+    const char *who = "dataset_normalize_channels";
+    int64_t plane;
+    if (!channels_ok(ds, who, mean, std, &plane)) return -1;
+    int64_t C = ds->shape[0];
+    for (int64_t c = 0; c < C; c++) {
+        if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0)) {
+            bk_set_error("%s: channel %" PRId64
+                         " needs a finite mean and a finite std > 0 (got mean %g, std %g)",
+                         who, c, (double)mean[c], (double)std[c]);
+            return -1;
+        }
+    }
+    for (int64_t i = 0; i < ds->n; i++)
+        for (int64_t c = 0; c < C; c++) {
+            float *p = ds->x + (i * C + c) * plane;
+            /* a division, as bk_dataset_normalize and torchvision's Normalize */
+            for (int64_t k = 0; k < plane; k++) p[k] = (p[k] - mean[c]) / std[c];
+        }
     return 0;
 }

@@ -6,12 +6,18 @@
  *     unbiased bounded draws) from the loader's own bk_rng. So saving bk_loader_rng()
  *     between epochs and restoring it with bk_loader_set_rng() into a fresh loader
  *     reproduces every later epoch exactly.
- *   - Everything is allocated in bk_loader_new; a batch only allocates its x (and targets)
- *     tensor in the current arena, and its labels go to a buffer the loader owns.
+ *   - Everything is allocated in bk_loader_new (and bk_loader_set_augment); a batch only
+ *     allocates its x (and targets) tensor in the current arena, and its labels go to a
+ *     buffer the loader owns.
+ *   - Augmentation (bk_loader_set_augment) draws, for each sample of a batch in order, a
+ *     crop offset (top, then left, each uniform in 0..2 * padding) and then a flip bit,
+ *     from the same generator, after the shuffle; the draws do not depend on whether x is
+ *     asked for, so skipping batches (a resume) consumes the same ones.
  */
 #include "internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 
 /* Batches of at least this many floats are copied by the threads. */
@@ -26,6 +32,11 @@ struct bk_loader {
     int64_t pos;     /* next position in order */
     int64_t *order;  /* (n,) sample indices of this epoch */
     int64_t *labels; /* (batch_size,) the current batch's labels */
+    /* augmentation: off when pad == 0 and !hflip */
+    int64_t pad;
+    bool hflip;
+    float *fill;    /* (C,) the padding's value per channel */
+    int64_t *draws; /* (batch_size, 3): top, left, flip of each sample of the batch */
 };
 
 /* Uniform integer in [0, bound), bound >= 1, without modulo bias (PCG's bounded rand:
@@ -80,7 +91,66 @@ void bk_loader_free(bk_loader *l) {
     if (!l) return;
     bk__free(l->order);
     bk__free(l->labels);
+    bk__free(l->fill);
+    bk__free(l->draws);
     bk__free(l);
+}
+
+int bk_loader_set_augment(bk_loader *l, int64_t crop_padding, bool hflip, const float *fill) {
+    const char *who = "loader_set_augment";
+    if (!l) {
+        bk_set_error("%s: loader is NULL", who);
+        return -1;
+    }
+    const bk_dataset *ds = l->ds;
+    if (ds->ndim != 3) {
+        bk_set_error("%s: crops and flips take samples (C, H, W), not samples of rank %d", who, ds->ndim);
+        return -1;
+    }
+    if (crop_padding < 0 || crop_padding > 65536) {
+        bk_set_error("%s: crop_padding %" PRId64 " is outside 0..65536", who, crop_padding);
+        return -1;
+    }
+    int64_t C = ds->shape[0];
+    for (int64_t c = 0; fill && c < C; c++)
+        if (!isfinite(fill[c])) {
+            bk_set_error("%s: fill[%" PRId64 "] is %g, not a finite number", who, c, (double)fill[c]);
+            return -1;
+        }
+    int64_t cap = l->batch_size < ds->n ? l->batch_size : ds->n;
+    float *f = bk__calloc((size_t)C, sizeof *f);
+    int64_t *draws = bk__malloc((size_t)(cap > 0 ? cap : 1) * 3 * sizeof *draws);
+    if (!f || !draws) {
+        bk__free(f);
+        bk__free(draws);
+        bk_set_error("%s: out of memory", who);
+        return -1;
+    }
+    if (fill) memcpy(f, fill, (size_t)C * sizeof *f);
+    bk__free(l->fill);
+    bk__free(l->draws);
+    l->fill = f;
+    l->draws = draws;
+    l->pad = crop_padding;
+    l->hflip = hflip;
+    return 0;
+}
+
+/* Sample `src` (C, H, W) cropped at (top, left) of its padded self and maybe flipped,
+ * into dst (C, H, W): dst[c, y, x] = padded[c, top + y, left + x'] with x' = W - 1 - x when
+ * flipped, where padded[c, i, j] = src[c, i - pad, j - pad] inside src, else fill[c]. */
+static void augment_sample(const bk_loader *l, const float *src, float *dst, const int64_t *draw) {
+    const bk_dataset *ds = l->ds;
+    int64_t C = ds->shape[0], H = ds->shape[1], W = ds->shape[2];
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t y = 0; y < H; y++) {
+            int64_t sy = draw[0] + y - l->pad;
+            float *out = dst + (c * H + y) * W;
+            for (int64_t x = 0; x < W; x++) {
+                int64_t sx = draw[1] + (draw[2] ? W - 1 - x : x) - l->pad;
+                out[x] = sy >= 0 && sy < H && sx >= 0 && sx < W ? src[(c * H + sy) * W + sx] : l->fill[c];
+            }
+        }
 }
 
 void bk_loader_start(bk_loader *l) {
@@ -119,6 +189,13 @@ int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor
         return 0;
     }
     const int64_t *idx = l->order + l->pos;
+    bool augment = l->pad > 0 || l->hflip;
+    for (int64_t b = 0; augment && b < B; b++) {
+        int64_t *d = l->draws + 3 * b;
+        d[0] = l->pad ? (int64_t)rng_below(&l->rng, (uint64_t)(2 * l->pad + 1)) : l->pad;
+        d[1] = l->pad ? (int64_t)rng_below(&l->rng, (uint64_t)(2 * l->pad + 1)) : l->pad;
+        d[2] = l->hflip ? (int64_t)rng_below(&l->rng, 2) : 0;
+    }
 
     if (x) {
         int64_t shape[BK_MAX_DIMS];
@@ -130,8 +207,12 @@ int64_t bk_loader_next(bk_loader *l, bk_tensor **x, const int64_t **y, bk_tensor
         /* A gather of rows from all over the data set (a shuffled Fashion-MNIST batch of
          * 256: 800 KB from 188 MB), bound by memory latency: the threads share it. */
 #pragma omp parallel for schedule(static) if ((int64_t)B * ds->sample_numel >= LOADER_PARALLEL_MIN)
-        for (int64_t b = 0; b < B; b++)
-            memcpy(xb->data + b * ds->sample_numel, ds->x + idx[b] * ds->sample_numel, row);
+        for (int64_t b = 0; b < B; b++) {
+            if (augment)
+                augment_sample(l, ds->x + idx[b] * ds->sample_numel, xb->data + b * ds->sample_numel,
+                               l->draws + 3 * b);
+            else memcpy(xb->data + b * ds->sample_numel, ds->x + idx[b] * ds->sample_numel, row);
+        }
         *x = xb;
     }
     if (targets && ds->targets) {

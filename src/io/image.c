@@ -33,6 +33,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifdef BK_HAVE_STB
 #include <stb_image.h>
@@ -252,8 +253,15 @@ bk_tensor *bk_image_load(const char *path, int channels, int64_t height, int64_t
         img_fail(path, "%s", why);
         return NULL;
     }
-    unsigned char *buf = bk__malloc(IMG_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, IMG_MAX_BYTES + 1, f) : 0;
+    /* the buffer sized by the file (one byte more, to see one that grew past the limit),
+     * not the limit: a folder of images reads each into a buffer of its own size, and
+     * under the fuzz targets' 16 MiB allocation cap a small image still gets decoded */
+    struct stat st;
+    size_t cap = fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (uintmax_t)st.st_size < IMG_MAX_BYTES
+                     ? (size_t)st.st_size + 1
+                     : IMG_MAX_BYTES + 1;
+    unsigned char *buf = bk__malloc(cap);
+    size_t n = buf ? fread(buf, 1, cap, f) : 0;
     bool read_error = ferror(f);
     fclose(f);
     img im = {0};
@@ -265,6 +273,8 @@ bk_tensor *bk_image_load(const char *path, int channels, int64_t height, int64_t
         img_fail(path, "cannot read: %s", strerror(errno));
     } else if (n > IMG_MAX_BYTES) {
         img_fail(path, "larger than the %u MiB brick reads", IMG_MAX_BYTES >> 20);
+    } else if (n == cap) {
+        img_fail(path, "grew while it was read (more than the %zu bytes it had)", cap - 1);
     } else if (n >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8)) {
         snprintf(info->format, sizeof info->format, "PNG");
         ok = stb_decode(path, buf, n, "PNG", &im, info);

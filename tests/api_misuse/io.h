@@ -318,6 +318,20 @@ TEST(data_sets_and_loaders) {
     MISUSE(bk_fashion_mnist_load(NULL, true), "fashion_mnist", "NULL");
     MISUSE(bk_fashion_mnist_load(tpath("nowhere"), false), "fashion_mnist", "nowhere");
     MISUSE(bk_fashion_mnist_load(tmpdir, true), "fashion_mnist", "found no");
+    MISUSE(bk_cifar10_load(NULL, true), "cifar10", "directory is NULL");
+    MISUSE(bk_cifar10_load(tpath("nowhere"), false), "cifar10", "nowhere/test_batch.bin", "cannot open");
+    const char *imf = "image_folder";
+    static const char *const one_class[1] = {"a"}, *const null_class[1] = {NULL};
+    MISUSE(bk_image_folder_load(NULL, NULL, 0, 0, 0, 0), imf, "directory is NULL");
+    MISUSE(bk_image_folder_load(tmpdir, NULL, 0, 2, 0, 0), imf, "channels 2");
+    MISUSE(bk_image_folder_load(tmpdir, NULL, 0, 0, 0, 8), imf, "size 0x8");
+    MISUSE(bk_image_folder_load(tmpdir, NULL, 0, 0, -1, -1), imf, "size -1x-1");
+    MISUSE(bk_image_folder_load(tmpdir, NULL, 0, 0, 70000, 70000), imf, "size 70000x70000");
+    MISUSE(bk_image_folder_load(tmpdir, one_class, 0, 0, 0, 0), imf, "n_classes 0");
+    MISUSE(bk_image_folder_load(tmpdir, one_class, BK_IMAGE_FOLDER_MAX_CLASSES + 1, 0, 0, 0), imf,
+           "n_classes 4097");
+    MISUSE(bk_image_folder_load(tmpdir, null_class, 1, 0, 0, 0), imf, "class name 0 is NULL");
+    MISUSE(bk_image_folder_load(tpath("nowhere"), NULL, 0, 0, 0, 0), imf, "cannot open the directory");
 
     const int64_t shape[2] = {1, 2}, neg[2] = {1, -2};
     const float x[6] = {0, 1, 2, 3, 4, 5}, t[3] = {1, 2, 3};
@@ -359,6 +373,18 @@ TEST(data_sets_and_loaders) {
     MISUSE(bk_dataset_normalize(&hand, 0, 1), "dataset_normalize", "malformed", "x NULL");
     MISUSE(bk_dataset_normalize(&bad_numel, 0, 1), "dataset_normalize", "malformed");
     MISUSE(bk_dataset_normalize(&bad_n, 0, 1), "dataset_normalize", "malformed");
+    float cm[2] = {0, 0}, cs[2] = {1, 1}, czero[2] = {0, 1}, cnan[2] = {NAN, 0};
+    const char *dcs = "dataset_channel_stats", *dnc = "dataset_normalize_channels";
+    MISUSE(bk_dataset_channel_stats(NULL, cm, cs), dcs, "NULL");
+    MISUSE(bk_dataset_channel_stats(ds, NULL, cs), dcs, "mean is NULL");
+    MISUSE(bk_dataset_channel_stats(ds, cm, NULL), dcs, "std is NULL");
+    MISUSE(bk_dataset_channel_stats(&hand, cm, cs), dcs, "malformed");
+    MISUSE(bk_dataset_normalize_channels(NULL, cm, cs), dnc, "NULL");
+    MISUSE(bk_dataset_normalize_channels(ds, NULL, cs), dnc, "mean is NULL");
+    MISUSE(bk_dataset_normalize_channels(ds, cm, NULL), dnc, "std is NULL");
+    MISUSE(bk_dataset_normalize_channels(ds, cm, czero), dnc, "channel 0", "std 0");
+    MISUSE(bk_dataset_normalize_channels(ds, cnan, cs), dnc, "channel 0", "mean nan");
+    MISUSE(bk_dataset_normalize_channels(&bad_numel, cm, cs), dnc, "malformed");
 
     MISUSE(bk_loader_new(NULL, 2, false, 0, false), "loader_new", "data set is NULL");
     MISUSE(bk_loader_new(ds, 0, false, 0, false), "loader_new", "batch_size 0");
@@ -382,6 +408,17 @@ TEST(data_sets_and_loaders) {
     MISUSE_VOID(bk_loader_rng(NULL), "loader_rng", "NULL");
     MISUSE(bk_loader_set_rng(NULL, *bk_default_rng()), "loader_set_rng", "NULL");
     MISUSE(bk_loader_set_rng(l, (bk_rng){0, 0}), "loader_set_rng", "even");
+    MISUSE(bk_loader_set_augment(NULL, 1, true, NULL), "loader_set_augment", "NULL");
+    MISUSE(bk_loader_set_augment(l, 1, true, NULL), "loader_set_augment", "not samples of rank 2");
+    bk_dataset *img = bk_dataset_from_arrays(3, 3, (const int64_t[]){1, 1, 2}, x, y, 2, NULL, 0);
+    bk_loader *li = img ? bk_loader_new(img, 2, true, 1, false) : NULL;
+    const float fnan[1] = {NAN};
+    CHECK(li != NULL);
+    MISUSE(bk_loader_set_augment(li, -1, true, NULL), "loader_set_augment", "crop_padding -1");
+    MISUSE(bk_loader_set_augment(li, 70000, true, NULL), "loader_set_augment", "crop_padding 70000");
+    MISUSE(bk_loader_set_augment(li, 1, true, fnan), "loader_set_augment", "fill[0] is nan");
+    bk_loader_free(li);
+    bk_dataset_free(img);
     bk_loader_free(l);
     bk_dataset_free(ds);
 }
