@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# test_lm_interrupt.sh - `brick train-lm` has brick train's outer loop (tools/loop.c): Ctrl-C
+# and SIGTERM finish the step, save the checkpoint and exit 128 + signal; --resume ends with
+# a model file byte-identical to an uninterrupted run's; a new run refuses an earlier run's
+# files without --force; a resumed run keeps its settings; the progress bar on a terminal.
+#
+#   bash tests/test_lm_interrupt.sh   (scripts/run_tests.sh runs it; BRICK_BUILD=dir picks
+#                                      the build, default build/)
+#
+# Deterministic interrupts use the hidden BRICK_TEST_INTERRUPT_AT_STEP=N (SIGINT raised in
+# the process after step N), as tests/test_interrupt.sh does for brick train: inside a
+# stretch between validations, and at a validation (whose files already hold the run).
+# Then a real `kill -TERM` from outside. Every resume runs the "to continue:" command the
+# interrupted run printed. Speaks TAP (tests/lib.sh); exits 1 on any failure.
+set -u
+source "$(dirname "$0")/lib.sh"
+bk_setup
+text=data/text/fortunes-sample.txt
+bg_pid=
+bk_on_exit='[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null'
+
+# One small recipe: 30 steps, validation (and files) every 10.
+lm=(--text "$text" --context 32 --d-model 32 --layers 1 --heads 2 --ff 64 --batch-size 16 --lr 1e-2
+    --steps 30 --eval-every 10 --threads 1 --seed 1)
+
+# continue_run NAME: runs the "to continue: brick train-lm ..." command printed in $err.
+continue_run() {
+    local name=$1 line
+    line=$(grep -o 'to continue: brick train-lm .*' <<<"$err" | head -n 1)
+    if [ -z "$line" ]; then
+        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
+        return
+    fi
+    eval "run \"\$brick\" ${line#to continue: brick }"
+    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q '^final: val loss' <<<"$out"; then
+        ok "$name: '${line#to continue: }' finished"
+    else
+        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+    fi
+}
+
+# same_model NAME A B: byte-identical model files.
+same_model() {
+    if cmp -s "$2" "$3"; then
+        ok "$1: the model file is byte-identical to the uninterrupted run's"
+    else
+        bad "$1: model file differs from the uninterrupted run's" "$(cmp "$2" "$3" 2>&1)"
+    fi
+}
+
+# ---- the reference: 30 uninterrupted steps ------------------------------------------------
+
+ref=$tmp/ref.safetensors
+run "$brick" train-lm "${lm[@]}" --out "$ref"
+if [ "$rc" -eq 0 ] && [ -s "$ref" ] && [ -s "$tmp/ref.ckpt.safetensors" ] &&
+    grep -q "^wrote $ref, $tmp/ref.ckpt.safetensors$" <<<"$out"; then
+    ok "reference run: the model file and its checkpoint"
+else
+    bad "reference run" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+fi
+ref_out=$out
+
+# ---- SIGINT between validations (after step 14) ---------------------------------------------
+
+a=$tmp/a.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=14 "$brick" train-lm "${lm[@]}" --out "$a"
+if [ "$rc" -eq 130 ] &&
+    grep -q "interrupted by SIGINT after step 14 of 30: saved the checkpoint $tmp/a.ckpt.safetensors" <<<"$err" &&
+    grep -q "to continue: brick train-lm --resume $tmp/a.ckpt.safetensors$" <<<"$err"; then
+    ok "SIGINT after step 14: exit 130, says where the checkpoint is and how to resume"
+else
+    bad "SIGINT after step 14 (exit $rc, expected 130)" "stderr: ${err:0:600}"
+fi
+if grep -aq '"brick.step":"14"' "$tmp/a.ckpt.safetensors" && grep -aq '"brick.format":"brick-lm-checkpoint-1"' "$tmp/a.ckpt.safetensors"; then
+    ok "the checkpoint holds step 14"
+else
+    bad "checkpoint contents" "$(head -c 600 "$tmp/a.ckpt.safetensors" | tr -c '[:print:]' .)"
+fi
+continue_run "resume after step 14"
+if grep -q "resuming $tmp/a.ckpt.safetensors after step 14 of 30" <<<"$out" &&
+    [ "$(grep '^step ' <<<"$out" | cut -c1-60)" = "$(grep '^step  *[23]0 ' <<<"$ref_out" | cut -c1-60)" ]; then
+    ok "the resumed run prints the uninterrupted run's validation lines"
+else
+    bad "resumed run's lines" "stdout: ${out:0:500}" "reference: ${ref_out:0:500}"
+fi
+same_model "resume after step 14" "$ref" "$a"
+
+# ---- SIGINT at a validation (step 20): its files already hold the run ------------------------
+
+b=$tmp/b.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=20 "$brick" train-lm "${lm[@]}" --out "$b"
+if [ "$rc" -eq 130 ] && grep -q "interrupted by SIGINT after step 20 of 30: the checkpoint $tmp/b.ckpt.safetensors holds it" <<<"$err"; then
+    ok "SIGINT at a validation: exit 130, the checkpoint of that validation holds it"
+else
+    bad "SIGINT at step 20 (exit $rc)" "stderr: ${err:0:400}"
+fi
+continue_run "resume after step 20"
+same_model "resume after step 20" "$ref" "$b"
+
+# ---- a new run does not replace an earlier one's files; --force does -------------------------
+
+run "$brick" train-lm "${lm[@]}" --out "$ref"
+if [ "$rc" -eq 2 ] && [ "$(grep -c . <<<"$err")" -eq 1 ] &&
+    grep -q "$ref exists (an earlier run's?): give --force to replace it, --resume $tmp/ref.ckpt.safetensors" <<<"$err"; then
+    ok "an existing --out is refused (exit 2, one line naming --force and --resume)"
+else
+    bad "existing --out (exit $rc)" "stderr: ${err:0:400}"
+fi
+rm -f "$tmp/c.safetensors"
+touch "$tmp/c.ckpt.safetensors"
+run "$brick" train-lm "${lm[@]}" --out "$tmp/c.safetensors"
+if [ "$rc" -eq 2 ] && grep -q "c.ckpt.safetensors exists" <<<"$err"; then ok "an existing checkpoint alone is refused too"; else bad "existing checkpoint (exit $rc)" "stderr: ${err:0:400}"; fi
+run "$brick" train-lm "${lm[@]}" --steps 3 --out "$ref" --force
+if [ "$rc" -eq 0 ] && grep -q '^final: ' <<<"$out"; then ok "--force replaces it"; else bad "--force (exit $rc)" "stderr: ${err:0:400}"; fi
+
+# ---- a resumed run keeps its settings ----------------------------------------------------------
+
+run env BRICK_TEST_INTERRUPT_AT_STEP=5 "$brick" train-lm "${lm[@]}" --out "$tmp/d.safetensors"
+usage_case() { # usage_case DESC PATTERN ARGS...: exit 2, one line matching PATTERN
+    local desc=$1 pat=$2
+    shift 2
+    run "$brick" "$@"
+    if [ "$rc" -eq 2 ] && [ "$(grep -c . <<<"$err")" -eq 1 ] && grep -q -- "$pat" <<<"$err"; then
+        ok "resume: $desc (exit 2)"
+    else
+        bad "resume: $desc (exit $rc)" "stderr: ${err:0:400}"
+    fi
+}
+ck=$tmp/d.ckpt.safetensors
+usage_case "another --lr" "--lr differs from the checkpoint's 0.01" train-lm --resume "$ck" --lr 0.5
+usage_case "another --context" "--context differs from the checkpoint's 32" train-lm --resume "$ck" --context 16
+usage_case "another --arch" "--arch differs from the checkpoint's transformer" train-lm --resume "$ck" --arch gru
+usage_case "--steps not above the steps done" "--steps 4 is not more than the 5 steps" train-lm --resume "$ck" --steps 4
+cp "$ck" "$tmp/e.bin"
+usage_case "a checkpoint name without --out" "give --out" train-lm --resume "$tmp/e.bin"
+run "$brick" train-lm --resume "$ref"
+if [ "$rc" -eq 1 ] && grep -q "not a brick train-lm checkpoint (brick.format is brick-lm-1)" <<<"$err"; then
+    ok "resume: a model file is not a checkpoint (exit 1)"
+else
+    bad "resume from a model file (exit $rc)" "stderr: ${err:0:400}"
+fi
+run "$brick" train-lm --resume "$ck" --steps 12 --eval-every 0
+if [ "$rc" -eq 0 ] && grep -q "resuming $ck after step 5 of 12" <<<"$out" && grep -q '^training: 12 steps' <<<"$out"; then
+    ok "resume: --steps may grow and --eval-every change"
+else
+    bad "resume with more --steps (exit $rc)" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+fi
+
+# ---- a real SIGTERM from outside ------------------------------------------------------------------
+
+long=("${lm[@]}")
+long[${#long[@]}]=--steps
+long[${#long[@]}]=1000000
+"$brick" train-lm "${long[@]}" --out "$tmp/t.model" >"$tmp/out" 2>"$tmp/err" &
+bg_pid=$!
+for _ in $(seq 1 3000); do # until the first validation's line (training has begun), 300 s at most
+    grep -q '^step  *10 ' "$tmp/out" 2>/dev/null && break
+    kill -0 "$bg_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -TERM "$bg_pid" 2>/dev/null
+wait "$bg_pid"
+rc=$?
+bg_pid=
+err=$(cat "$tmp/err")
+if [ "$rc" -eq 143 ] && grep -Eq "interrupted by SIGTERM after step [0-9]+ of 1000000: (saved the checkpoint|the checkpoint .* holds it)" <<<"$err" &&
+    grep -q "to continue: brick train-lm --resume $tmp/t.model.ckpt.safetensors --out $tmp/t.model$" <<<"$err"; then
+    ok "kill -TERM: exit 143, checkpoint saved, the printed command carries --out"
+else
+    bad "kill -TERM (exit $rc, expected 143)" "stderr: ${err:0:400}"
+fi
+done_steps=$(grep -o 'after step [0-9]*' <<<"$err" | grep -o '[0-9]*$')
+run "$brick" train-lm --resume "$tmp/t.model.ckpt.safetensors" --out "$tmp/t.model" --steps $((${done_steps:-0} + 2)) --eval-every 0
+if [ "$rc" -eq 0 ] && grep -q '^final: ' <<<"$out"; then ok "kill -TERM: the checkpoint resumes"; else bad "resume after kill -TERM (exit $rc)" "stderr: ${err:0:400}"; fi
+
+# ---- the progress bar under a terminal (when util-linux `script` exists) -----------------------
+
+if command -v script >/dev/null 2>&1; then
+    script -qec "$brick train-lm ${lm[*]} --steps 12 --eval-every 6 --out $tmp/p.safetensors" /dev/null >"$tmp/tty" 2>&1 </dev/null
+    rc=$?
+    if [ "$rc" -eq 0 ] && grep -q $'\r' "$tmp/tty" && grep -aq 'steps 7-12/12 .*tokens/s' "$tmp/tty" && grep -q '\[####' "$tmp/tty"; then
+        ok "progress bar on a terminal (steps 7-12/12, tokens/s)"
+    else
+        bad "progress bar on a terminal" "exit $rc: $(head -c 400 "$tmp/tty" | tr '\r' '|')"
+    fi
+else
+    skip "progress bar test" "no util-linux script"
+fi
+run "$brick" train-lm "${lm[@]}" --steps 3 --out "$tmp/q.safetensors"
+if [[ $out$err != *$'\r'* ]]; then ok "no progress bar when not a terminal"; else bad "\\r in non-tty output"; fi
+
+bk_done
