@@ -1,9 +1,12 @@
 /* cli.h - what the files of the `brick` command-line tool share. Private to tools/.
  *
- * Exit statuses, everywhere: 0 success; 1 a runtime failure (a file that fails to load or
- * holds values its flags would refuse, memory or disk that is short: a resource, a
- * loss that turns NaN: the library's message is printed); 2 a usage error (bad flag,
- * value or path: ONE line "brick <cmd>: <reason>" on stderr).
+ * Exit statuses, everywhere (the same mistake, the same status in every command:
+ * tests/test_cli_status.sh): 0 success; 1 a runtime failure (a file that is there but
+ * fails to load or holds values its flags would refuse, memory or disk that is short: a
+ * resource, a loss that turns NaN: the library's message is printed); 2 a usage error
+ * (bad flag, value or path: missing, a directory for a file, a data directory without the
+ * files the command reads, an --out that exists or is a directory: ONE line
+ * "brick <cmd>: <reason>" on stderr); 128 + signal for a training run interrupted.
  *
  * Files the tool writes (docs/cli.md):
  *   model file   a safetensors state dict + metadata "brick.format" = "brick-model-1",
@@ -108,6 +111,11 @@ int cli_need_file(const char *flag, const char *path);
 bool cli_parent_is_dir(const char *path);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
 bool cli_has_fashion_mnist(const char *dir);
+/* Before a command reads the data directory dir: it exists and holds the Fashion-MNIST
+ * files the command reads (train: all four; else the two t10k files). CLI_OK, or CLI_USAGE
+ * (the same mistake, the same status in every command) with one line naming dir (why:
+ * how it was picked, NULL for --data) and every missing file. */
+int cli_need_fashion_mnist(const char *dir, const char *why, bool train);
 /* The default data directory: $BRICK_DATA, else /usr/share/datasets/fashion-mnist when it
  * holds the files, else the bundled subset (cli_bundled), else ./data/fashion-mnist-subset.
  * Writes it to buf; *why says which rule picked it. */

@@ -462,16 +462,8 @@ int cmd_train(int argc, char **argv) {
 
     char data_buf[PATH_MAX];
     if (!c->data) c->data = cli_default_data(data_buf, sizeof data_buf, &r.data_why);
-    if (!cli_is_dir(c->data)) {
-        if (cli_opt(opts, n_opts, "--data")->given) rc = cli_usage("--data %s: no such directory", c->data);
-        else rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
-        goto done;
-    }
-    if (!cli_has_fashion_mnist(c->data)) {
-        rc = cli_usage("--data %s: no Fashion-MNIST files there (train-images-idx3-ubyte[.gz], ...)",
-                       c->data);
-        goto done;
-    }
+    rc = cli_need_fashion_mnist(c->data, cli_opt(opts, n_opts, "--data")->given ? NULL : r.data_why, true);
+    if (rc) goto done;
     r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
     r.csv_path = cli_sibling(c->out, ".csv");
     r.svg_path = cli_sibling(c->out, ".svg");
