@@ -4,6 +4,7 @@
 #   bk_setup NAME [NEEDS_BRICK]     (cd to the repository root, $build, $brick, $py, $tmp)
 #   ok "what held"; bad "what failed" "detail line"...; check "name" 'shell condition'
 #   run CMD...                      ($rc, $out, $err)
+#   continue_run NAME [STDERR]      (an interrupted run's "to continue:" command)
 #   bk_done                         (the TAP plan, the summary line, the exit status)
 #
 # The scripts speak TAP (https://testanything.org), like the test binaries (tests/test.h):
@@ -55,6 +56,26 @@ run() {
     rc=$?
     out=$(cat "$tmp/out")
     err=$(cat "$tmp/err")
+}
+
+# continue_run NAME [STDERR]: runs the "to continue: brick $continue_cmd ..." command that an
+# interrupted training run printed in STDERR (default: $err) with this build's brick, and
+# checks that it resumed (a "resuming ..." line) and finished (stdout matches
+# $continue_done). The script sets continue_cmd (train, train-lm) and continue_done.
+continue_run() {
+    local name=$1 line
+    line=$(grep -o "to continue: brick $continue_cmd .*" <<<"${2-$err}" | head -n 1)
+    if [ -z "$line" ]; then
+        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
+        rc=1
+        return
+    fi
+    eval "run \"\$brick\" ${line#to continue: brick }"
+    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q "$continue_done" <<<"$out"; then
+        ok "$name: '${line#to continue: }' finished"
+    else
+        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+    fi
 }
 
 bk_done() {

@@ -23,24 +23,10 @@ bk_on_exit='[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null'
 # One recipe for every run: 24 batches of 256 per epoch on the 6000-image subset.
 mlp=(--model mlp --data "$data" --epochs 2 --batch-size 256 --lr 0.05 --momentum 0.9 --seed 5 --threads 1)
 
-# continue_run NAME [STDERR]: runs the "to continue: brick train ..." command printed in
-# STDERR (default: the last $err) with this build's brick, and checks that it resumed and
-# finished.
-continue_run() {
-    local name=$1 line
-    line=$(grep -o 'to continue: brick train .*' <<<"${2-$err}" | head -n 1)
-    if [ -z "$line" ]; then
-        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
-        rc=1
-        return
-    fi
-    eval "run \"\$brick\" ${line#to continue: brick }"
-    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q 'final test accuracy' <<<"$out"; then
-        ok "$name: '${line#to continue: }' finished"
-    else
-        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
-    fi
-}
+# continue_run (lib.sh): the "to continue:" command of brick train, finished when stdout
+# has this line.
+continue_cmd=train
+continue_done='final test accuracy'
 
 # same_model NAME A B: byte-identical model files, and the CSV logs agree but for the times.
 same_model() {

@@ -23,28 +23,23 @@ bk_on_exit='[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null'
 lm=(--text "$text" --context 32 --d-model 32 --layers 1 --heads 2 --ff 64 --batch-size 16 --lr 1e-2
     --steps 30 --eval-every 10 --threads 1 --seed 1)
 
-# continue_run NAME: runs the "to continue: brick train-lm ..." command printed in $err.
-continue_run() {
-    local name=$1 line
-    line=$(grep -o 'to continue: brick train-lm .*' <<<"$err" | head -n 1)
-    if [ -z "$line" ]; then
-        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
-        return
-    fi
-    eval "run \"\$brick\" ${line#to continue: brick }"
-    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q '^final: val loss' <<<"$out"; then
-        ok "$name: '${line#to continue: }' finished"
-    else
-        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
-    fi
-}
+# continue_run (lib.sh): the "to continue:" command of brick train-lm, finished when stdout
+# has this line.
+continue_cmd=train-lm
+continue_done='^final: val loss'
 
-# same_model NAME A B: byte-identical model files.
+# same_model NAME A B: byte-identical model files, and the CSV logs agree but for the times.
 same_model() {
     if cmp -s "$2" "$3"; then
         ok "$1: the model file is byte-identical to the uninterrupted run's"
     else
         bad "$1: model file differs from the uninterrupted run's" "$(cmp "$2" "$3" 2>&1)"
+    fi
+    local c2=${2%.safetensors}.csv c3=${3%.safetensors}.csv
+    if [ "$(cut -d, -f1-5 "$c2" 2>&1)" = "$(cut -d, -f1-5 "$c3" 2>&1)" ] && [ "$(wc -l <"$c2")" -eq 4 ]; then
+        ok "$1: the CSV log equals the uninterrupted one (all but the times)"
+    else
+        bad "$1: CSV logs differ" "$(diff <(cut -d, -f1-5 "$c2") <(cut -d, -f1-5 "$c3") 2>&1 | head -n 6)"
     fi
 }
 
@@ -53,8 +48,10 @@ same_model() {
 ref=$tmp/ref.safetensors
 run "$brick" train-lm "${lm[@]}" --out "$ref"
 if [ "$rc" -eq 0 ] && [ -s "$ref" ] && [ -s "$tmp/ref.ckpt.safetensors" ] &&
-    grep -q "^wrote $ref, $tmp/ref.ckpt.safetensors$" <<<"$out"; then
-    ok "reference run: the model file and its checkpoint"
+    grep -q "^wrote $ref, $tmp/ref.ckpt.safetensors, $tmp/ref.csv$" <<<"$out" &&
+    [ "$(head -n 1 "$tmp/ref.csv")" = "step,train_loss,val_loss,bigram_loss,lr,train_seconds" ] &&
+    [ "$(tail -n +2 "$tmp/ref.csv" | awk -F, '{ printf "%d,%.4f ", $1, $3 }')" = "$(grep '^step ' <<<"$out" | awk '{ printf "%d,%s ", $2, $6 }')" ]; then
+    ok "reference run: the model file, its checkpoint, and a CSV row per validation"
 else
     bad "reference run" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
 fi
@@ -127,6 +124,7 @@ usage_case() { # usage_case DESC PATTERN ARGS...: exit 2, one line matching PATT
     fi
 }
 ck=$tmp/d.ckpt.safetensors
+cp "$ck" "$tmp/d5.ckpt.safetensors" # (step 5 of 30, for the hostile copies below)
 usage_case "another --lr" "--lr differs from the checkpoint's 0.01" train-lm --resume "$ck" --lr 0.5
 usage_case "another --context" "--context differs from the checkpoint's 32" train-lm --resume "$ck" --context 16
 usage_case "another --arch" "--arch differs from the checkpoint's transformer" train-lm --resume "$ck" --arch gru
@@ -144,6 +142,44 @@ if [ "$rc" -eq 0 ] && grep -q "resuming $ck after step 5 of 12" <<<"$out" && gre
     ok "resume: --steps may grow and --eval-every change"
 else
     bad "resume with more --steps (exit $rc)" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+fi
+
+# ---- a hostile checkpoint: every value checked, refused (exit 1) with the key -------------------
+# (crafted from d's checkpoint after step 5 with tests/craft_safetensors.py: plain python3,
+# skipped without it)
+
+if "$py" -c '' 2>/dev/null; then
+    refused() { # refused NAME PATTERN EDIT...: a copy of $ck with EDITs is refused, nothing written
+        local name=$1 pat=$2
+        shift 2
+        rm -f "$tmp/h.safetensors"
+        "$py" tests/craft_safetensors.py "$tmp/d5.ckpt.safetensors" "$tmp/h.ckpt.safetensors" "$@" || {
+            bad "$name" "craft failed"
+            return
+        }
+        run "$brick" train-lm --resume "$tmp/h.ckpt.safetensors"
+        if [ "$rc" -eq 1 ] && [ "$(grep -c . <<<"$err")" -eq 1 ] && grep -q -- "$pat" <<<"$err" && [ ! -e "$tmp/h.safetensors" ]; then
+            ok "hostile checkpoint: $name (exit 1)"
+        else
+            bad "hostile checkpoint: $name (exit $rc)" "stderr: ${err:0:400}"
+        fi
+    }
+    "$py" tests/craft_safetensors.py "$tmp/d5.ckpt.safetensors" "$tmp/same.ckpt.safetensors"
+    run "$brick" train-lm --resume "$tmp/same.ckpt.safetensors" --steps 6
+    check "an unchanged rewritten checkpoint resumes (the crafting keeps it valid)" '[ "$rc" -eq 0 ]'
+    refused "batch size 2^61" 'metadata brick.batch_size "2305843009213693952" must be an integer in 1..65536 (as --batch-size)' \
+        brick.batch_size=2305843009213693952
+    refused "an unknown arch" 'metadata brick.lm.arch "mamba" must be one of transformer, lstm, gru' brick.lm.arch=mamba
+    refused "a generator state that is not one" 'metadata brick.lm.window_rng "zz" is not a generator state' brick.lm.window_rng=zz
+    refused "step past steps" 'metadata brick.step 40 is more than brick.steps 30' brick.step=40
+    refused "heads not dividing d_model" 'brick.lm.d_model 32 is not divisible by brick.lm.heads 3' brick.lm.heads=3
+    refused "an escape sequence in the log" 'metadata brick.lm.log "\\x1b\[31m" is not rows of the log' $'brick.lm.log=\e[31m'
+    refused "an escape sequence in the text's path" 'metadata brick.lm.text ".*\\x1b.*" is not a plain path' $'brick.lm.text=a\e[31m.txt'
+    refused "a model file's format" 'not a brick train-lm checkpoint (brick.format is brick-lm-1)' brick.format=brick-lm-1
+    refused "another vocabulary" 'trained on .* characters of another vocabulary or length' brick.lm.text_chars=12
+    refused "a NaN weight" 'holds a non-finite value' nan:head.weight
+else
+    skip "hostile train-lm checkpoints" "no python3"
 fi
 
 # ---- a real SIGTERM from outside ------------------------------------------------------------------

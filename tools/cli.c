@@ -222,6 +222,12 @@ static bool has_fashion_file(const char *dir, int i) {
     return cli_is_file(p) || cli_is_file(gz);
 }
 
+int cli_need_out(const char *out) {
+    if (cli_is_dir(out)) return cli_usage("--out %s is a directory (give a file name)", out);
+    if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
+    return CLI_OK;
+}
+
 bool cli_has_fashion_mnist(const char *dir) {
     if (!cli_is_dir(dir)) return false;
     for (int i = 0; i < 4; i++)

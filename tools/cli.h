@@ -109,6 +109,9 @@ bool cli_is_file(const char *path);
 int cli_need_file(const char *flag, const char *path);
 /* True when dir's parent directory exists (so that a file can be created there). */
 bool cli_parent_is_dir(const char *path);
+/* --out FILE before anything is read: not a directory, in a directory that exists.
+ * CLI_OK or CLI_USAGE (message printed). */
+int cli_need_out(const char *out);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
 bool cli_has_fashion_mnist(const char *dir);
 /* Before a command reads the data directory dir: it exists and holds the Fashion-MNIST

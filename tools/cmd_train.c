@@ -442,8 +442,7 @@ int cmd_train(int argc, char **argv) {
             return cli_usage("%s", bk_last_error());
     }
     if (cli_parse_only) return CLI_OK;
-    if (c->out && !cli_parent_is_dir(c->out))
-        return cli_usage("--out %s: its directory does not exist", c->out);
+    if (c->out && (rc = cli_need_out(c->out))) return rc;
 
     /* Resuming: the checkpoint's settings. */
     bk_safetensors *resume = NULL;

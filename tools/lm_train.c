@@ -11,7 +11,9 @@
  * --eval-every steps), Ctrl-C / SIGTERM finish the step, save the checkpoint and exit
  * 128 + signal, --resume continues bit for bit, a new run refuses to replace an earlier
  * one's files without --force. At every validation (every --eval-every steps and at the
- * end) it writes the model file and STEM.ckpt.safetensors: the model, AdamW's state and
+ * end) it writes the model file, STEM.csv (a row per validation: the step, the train loss
+ * since the row before, the validation and bigram losses, the lr, the seconds of training)
+ * and STEM.ckpt.safetensors: the model, AdamW's state and
  * metadata "brick.format" = "brick-lm-checkpoint-1" with the model file's keys plus every
  * setting, the step, the window sampler's generator and the running sums of the printed
  * lines, so that a resumed run samples the same windows with the same lr and ends with a
@@ -58,8 +60,8 @@ static void help_train(FILE *f) {
             "  --seed S            seed of the init and the sampling of windows (default 0)\n"
             "  --threads T         compute threads (default: the library's)\n"
             "  --out FILE          the model file (default lm.safetensors); the checkpoint is\n"
-            "                      STEM.ckpt.safetensors. A new run refuses to replace an\n"
-            "                      earlier one's unless --force is given\n"
+            "                      STEM.ckpt.safetensors, the log STEM.csv. A new run refuses\n"
+            "                      to replace an earlier one's unless --force is given\n"
             "  --force             replace an earlier run's files\n"
             "  --resume CKPT       continue the run of CKPT (a STEM.ckpt.safetensors) bit for\n"
             "                      bit; its settings are kept (--steps may grow; the lr\n"
@@ -94,7 +96,8 @@ typedef struct lm_run {
     int64_t run_n;
     double train_s; /* the time of the steps alone (for tokens/s) */
     double vloss, bigram;
-    char *ckpt_path, *owned_out;
+    cli_buf log; /* the CSV log's rows so far (the checkpoint holds them too) */
+    char *ckpt_path, *csv_path, *owned_out;
     cli_loop loop;
 } lm_run;
 
@@ -167,19 +170,38 @@ static int write_checkpoint(void *ctx) {
     lm_meta_add(&md, "brick.lm.train_seconds", "%.3f", r->train_s);
     lm_meta_add(&md, "brick.lm.text", "%s", ""); /* (a path: longer than val[]) */
     md.vals[md.n - 1] = r->text;
+    lm_meta_add(&md, "brick.lm.log", "%s", ""); /* (the log's rows: longer too) */
+    md.vals[md.n - 1] = r->log.p ? r->log.p : "";
     if (bk_checkpoint_save(r->ckpt_path, r->m, r->o, md.n, md.keys, md.vals)) return cli_fail(NULL);
     return CLI_OK;
 }
 
-/* After a validation: the model file, then the checkpoint. */
+/* After a validation: the model file, the checkpoint, then the CSV log. */
 static int write_outputs(lm_run *r) {
     lm_meta md = {0};
     lm_meta_model(&md, LM_FORMAT, &r->hp, r->vocab);
     cli_loop_saving(true); /* a repeated signal waits for the files */
     int rc = bk_checkpoint_save(r->out, r->m, NULL, md.n, md.keys, md.vals) ? cli_fail(NULL)
                                                                             : write_checkpoint(r);
+    if (!rc) {
+        cli_buf csv = {0};
+        cli_buf_printf(&csv, "step,train_loss,val_loss,bigram_loss,lr,train_seconds\n%s",
+                       r->log.p ? r->log.p : "");
+        if (csv.oom || r->log.oom) rc = cli_fail("out of memory");
+        else if (cli_write_atomic(r->csv_path, &csv)) rc = cli_fail(NULL);
+        cli_buf_free(&csv);
+    }
     cli_loop_saving(false);
     return rc;
+}
+
+/* The log's rows of a checkpoint (metadata brick.lm.log, written by print_eval): digits,
+ * signs, '.', ',', "nan", "inf", newlines only, so that a damaged or hostile file puts no
+ * other text into the CSV. */
+static bool log_rows_ok(const char *s) {
+    for (; *s; s++)
+        if (!strchr("0123456789+-.,einaf\n", *s)) return false;
+    return true;
 }
 
 /* Reads the settings of the checkpoint st (r->resume) into r; a flag given in opts must
@@ -188,9 +210,10 @@ static int write_outputs(lm_run *r) {
  * printed). */
 static int resume_settings(lm_run *r, const bk_safetensors *st, cli_option *opts, int n_opts) {
     const char *path = r->resume, *fmt = bk_safetensors_meta(st, "brick.format");
+    char esc[80]; /* what a message quotes from the file, escaped (bk_escape) */
     if (!fmt || strcmp(fmt, LM_CKPT_FORMAT))
-        return cli_fail("%s: not a brick train-lm checkpoint (brick.format is %.64s)", path,
-                        fmt ? fmt : "missing");
+        return cli_fail("%s: not a brick train-lm checkpoint (brick.format is %s)", path,
+                        fmt ? bk_escape(fmt, esc, sizeof esc) : "missing");
 #define FLAG(name) cli_opt(opts, n_opts, name)
     /* Each value with the parser and range of the flag that sets it (cli_meta_value). */
     struct {
@@ -254,15 +277,26 @@ static int resume_settings(lm_run *r, const bk_safetensors *st, cli_option *opts
         (rc = cli_meta_value(path, st, "brick.threads", &threads, true, &thr)))
         return rc;
     if (!FLAG("--threads")->given) r->threads = thr;
+    bool text_given = FLAG("--text")->given;
 #undef FLAG
+    const char *log = bk_safetensors_meta(st, "brick.lm.log");
+    if (log && !log_rows_ok(log))
+        return cli_fail("%s: metadata brick.lm.log \"%s\" is not rows of the log (numbers, ',', newlines)",
+                        path, bk_escape(log, esc, sizeof esc));
+    /* the text's path: printed, so plain (what bk_escape leaves as it is) */
+    char plain[PATH_MAX];
+    if (!text_given && strcmp(bk_escape(r->text, plain, sizeof plain), r->text))
+        return cli_fail("%s: metadata brick.lm.text \"%s\" is not a plain path (give --text)", path,
+                        bk_escape(r->text, esc, sizeof esc));
+    if (log) cli_buf_printf(&r->log, "%s", log); /* (absent: the log restarts) */
     static const char *const rngs[2] = {"brick.lm.window_rng", "brick.model_rng"};
     for (int i = 0; i < 2; i++) {
         const char *v = bk_safetensors_meta(st, rngs[i]);
         if (!cli_rng_parse(v, i ? bk_default_rng() : &r->rng))
             return cli_fail(
-                "%s: metadata %s \"%.64s\" is not a generator state (16 hex digits, ':', 16 hex "
+                "%s: metadata %s \"%s\" is not a generator state (16 hex digits, ':', 16 hex "
                 "digits with the last one odd)",
-                path, rngs[i], v ? v : "(missing)");
+                path, rngs[i], v ? bk_escape(v, esc, sizeof esc) : "(missing)");
     }
     if (r->step >= r->steps && cli_opt(opts, n_opts, "--steps")->given)
         return cli_usage("--steps %" PRId64 " is not more than the %" PRId64 " steps %s has done", r->steps,
@@ -343,12 +377,14 @@ static double lm_lr(const lm_run *r, int64_t step) {
     return r->lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * frac)));
 }
 
-/* After a validation: its line (the train loss since the last line). */
+/* After a validation: its line (the train loss since the last line) and the log's row. */
 static void print_eval(lm_run *r, double t0) {
+    double train = r->run_n ? r->run_sum / (double)r->run_n : NAN;
     printf("step %6" PRId64 "  train %.4f  val %.4f nats/char  (bigram %.4f)  %.1fs  %.0f tok/s\n", r->step,
-           r->run_n ? r->run_sum / (double)r->run_n : NAN, r->vloss, r->bigram, cli_now() - t0,
-           (double)(r->step * r->batch * r->ctx) / r->train_s);
+           train, r->vloss, r->bigram, cli_now() - t0, (double)(r->step * r->batch * r->ctx) / r->train_s);
     fflush(stdout);
+    cli_buf_printf(&r->log, "%" PRId64 ",%.6f,%.6f,%.6f,%.6g,%.3f\n", r->step, train, r->vloss, r->bigram,
+                   bk_optim_lr(r->o), r->train_s);
     r->run_sum = 0;
     r->run_n = 0;
 }
@@ -438,7 +474,8 @@ static int run_lm(lm_run *r, const bk_safetensors *st) {
     /* every output can be written, before the first step (model, AdamW's two states) */
     double weights = 4.0 * (double)bk_module_num_params(r->m, false);
     if ((rc = cli_check_writable("--out", r->out, (int64_t)weights)) ||
-        (rc = cli_check_writable("the checkpoint", r->ckpt_path, (int64_t)(3 * weights))))
+        (rc = cli_check_writable("the checkpoint", r->ckpt_path, (int64_t)(3 * weights))) ||
+        (rc = cli_check_writable("the log", r->csv_path, 0)))
         return rc;
     printf("text %s: %" PRId64 " characters, vocabulary %" PRId64 "; train %" PRId64 ", validation %" PRId64
            "\n",
@@ -466,7 +503,7 @@ static int run_lm(lm_run *r, const bk_safetensors *st) {
     if (r->steps > 0)
         printf("training: %" PRId64 " steps, %" PRId64 " tokens in %.2f s: %.0f tokens/s\n", r->steps,
                r->steps * r->batch * r->ctx, r->train_s, (double)(r->steps * r->batch * r->ctx) / r->train_s);
-    printf("wrote %s, %s\n", r->out, r->ckpt_path);
+    printf("wrote %s, %s, %s\n", r->out, r->ckpt_path, r->csv_path);
     return CLI_OK;
 }
 
@@ -508,7 +545,7 @@ int cmd_train_lm(int argc, char **argv) {
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (r.d % r.heads)
         return cli_usage("--d-model %" PRId64 " is not divisible by --heads %" PRId64, r.d, r.heads);
-    if (r.out && !cli_parent_is_dir(r.out)) return cli_usage("--out %s: its directory does not exist", r.out);
+    if (r.out && (rc = cli_need_out(r.out))) return rc;
     if (r.resume && (rc = cli_need_file("--resume", r.resume))) return rc;
     char bundled[PATH_MAX]; /* the default text from any directory, in the tree or installed */
     if (!r.resume && !cli_opt(opts, n_opts, "--text")->given &&
@@ -532,14 +569,15 @@ int cmd_train_lm(int argc, char **argv) {
     if (!r.out) r.out = "lm.safetensors";
     if (!r.resume) r.sched_steps = r.steps; /* kept by a resume, whatever its --steps */
     r.ckpt_path = cli_sibling(r.out, ".ckpt.safetensors");
-    if (!r.ckpt_path) {
+    r.csv_path = cli_sibling(r.out, ".csv");
+    if (!r.ckpt_path || !r.csv_path) {
         rc = cli_fail("out of memory");
         goto done;
     }
     {
-        const char *outs[1] = {r.out};
-        static const char *const what[1] = {"the model file"};
-        if ((rc = cli_outputs_check(r.resume, r.force, r.ckpt_path, 1, outs, what))) goto done;
+        const char *outs[2] = {r.out, r.csv_path};
+        static const char *const what[2] = {"the model file", "the log"};
+        if ((rc = cli_outputs_check(r.resume, r.force, r.ckpt_path, 2, outs, what))) goto done;
     }
     if (r.threads) cli_set_threads((int)r.threads);
     rc = run_lm(&r, st);
@@ -549,7 +587,9 @@ done:
     bk_module_free(r.m);
     free(r.ids), free(r.logp), free(r.tgt);
     free(r.ckpt_path);
+    free(r.csv_path);
     free(r.owned_out);
+    cli_buf_free(&r.log);
     bk_arena_reset(NULL);
     return rc;
 }
