@@ -292,7 +292,8 @@ static int resume_settings(lm_run *r, const bk_safetensors *st, cli_option *opts
     static const char *const rngs[2] = {"brick.lm.window_rng", "brick.model_rng"};
     for (int i = 0; i < 2; i++) {
         const char *v = bk_safetensors_meta(st, rngs[i]);
-        if (!cli_rng_parse(v, i ? bk_default_rng() : &r->rng))
+        bk_rng g;
+        if (!cli_rng_parse(v, &g) || bk_rng_set_state(i ? NULL : &r->rng, g.state, g.inc))
             return cli_fail(
                 "%s: metadata %s \"%s\" is not a generator state (16 hex digits, ':', 16 hex "
                 "digits with the last one odd)",
