@@ -10,8 +10,9 @@
 # Deterministic interrupts use the hidden BRICK_TEST_INTERRUPT_AT_STEP=N (SIGINT raised in
 # the process after step N), as tests/test_interrupt.sh does for brick train: inside a
 # stretch between validations, and at a validation (whose files already hold the run).
-# Then a real `kill -TERM` from outside. Every resume runs the "to continue:" command the
-# interrupted run printed. Speaks TAP (tests/lib.sh); exits 1 on any failure.
+# Then repeated signals (at once, during the save, to a run that hangs) and a real `kill
+# -TERM` from outside. Every resume runs the "to continue:" command the interrupted run
+# printed. Speaks TAP (tests/lib.sh); exits 1 on any failure.
 set -u
 source "$(dirname "$0")/lib.sh"
 bk_setup
@@ -93,6 +94,54 @@ else
 fi
 continue_run "resume after step 20"
 same_model "resume after step 20" "$ref" "$b"
+
+# ---- repeated signals (the hooks of tools/loop.c, which brick train's tests also use) ---------
+
+e=$tmp/e.safetensors
+run env BRICK_TEST_INTERRUPT_AT_STEP=14 BRICK_TEST_INTERRUPT_REPEAT=now "$brick" train-lm "${lm[@]}" --out "$e"
+if [ "$rc" -eq 130 ] && grep -q "after step 14 of 30: saved the checkpoint" <<<"$err"; then
+    ok "two signals at once: one request, the checkpoint saved, exit 130"
+else
+    bad "two signals at once (exit $rc)" "stderr: ${err:0:400}"
+fi
+continue_run "resume after two signals at once"
+same_model "two signals at once" "$ref" "$e"
+run env BRICK_TEST_INTERRUPT_AT_STEP=14 BRICK_TEST_INTERRUPT_REPEAT=save "$brick" train-lm "${lm[@]}" --out "$tmp/f.safetensors"
+if [ "$rc" -eq 130 ] && grep -q "after step 14 of 30: saved the checkpoint" <<<"$err" && ! grep -q "stopped at once" <<<"$err" &&
+    grep -aq '"brick.step":"14"' "$tmp/f.ckpt.safetensors"; then
+    ok "a second signal 1.1 s later, during the save, waits for it: checkpoint saved, exit 130"
+else
+    bad "a second signal during the save (exit $rc)" "stderr: ${err:0:400}"
+fi
+# A run that hangs after step 14 (never reaching its check) stops at once on a later
+# signal; the files of its validation at step 10 stay whole. Signals every 0.5 s until it
+# exits (those within 1 s of the hook's own count as the same request), 240 s at most.
+BRICK_TEST_INTERRUPT_AT_STEP=14 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train-lm "${lm[@]}" --out "$tmp/g.safetensors" \
+    >"$tmp/out" 2>"$tmp/err" &
+bg_pid=$!
+for _ in $(seq 1 3000); do # until the hook hangs, 300 s at most
+    grep -q 'test hook: hanging' "$tmp/err" 2>/dev/null && break
+    kill -0 "$bg_pid" 2>/dev/null || break
+    sleep 0.1
+done
+cp "$tmp/g.safetensors" "$tmp/g10.safetensors" 2>/dev/null
+sent=0
+for _ in $(seq 1 480); do
+    kill -0 "$bg_pid" 2>/dev/null || break
+    kill -INT "$bg_pid" 2>/dev/null && sent=$((sent + 1))
+    sleep 0.5
+done
+kill -KILL "$bg_pid" 2>/dev/null
+wait "$bg_pid"
+rc=$?
+bg_pid=
+err=$(cat "$tmp/err")
+if [ "$rc" -eq 130 ] && grep -q "brick train-lm: stopped at once by a second signal" <<<"$err" &&
+    cmp -s "$tmp/g.safetensors" "$tmp/g10.safetensors" && grep -aq '"brick.step":"10"' "$tmp/g.ckpt.safetensors"; then
+    ok "a hung run stops on a later signal: exit 130 at once ($sent sent), step 10's files untouched"
+else
+    bad "a hung run and a second signal" "exit $rc after $sent signals" "stderr: ${err:0:400}"
+fi
 
 # ---- a new run does not replace an earlier one's files; --force does -------------------------
 
