@@ -125,16 +125,7 @@ same_model "Adam" "$tmp/adam-ref.safetensors" "$tmp/adam.safetensors"
 
 # ---- real signals from outside ------------------------------------------------------------
 
-# wait_for PATTERN FILE: waits until FILE has a line matching PATTERN, or $bg_pid has
-# exited, 300 s at most (data loading under valgrind is slow).
-wait_for() {
-    for _ in $(seq 1 3000); do
-        grep -q "$1" "$2" 2>/dev/null && return 0
-        kill -0 "$bg_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+# (wait_for, interrupt_until_gone: lib.sh)
 
 # killed_run NAME SIGNAL STATUS OUT: starts a 3-epoch run in the background, sends SIGNAL
 # once training has begun, and expects exit STATUS. Sets $rc, $out, $err.
@@ -222,17 +213,7 @@ cp "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"
 BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train "${mlp[@]}" --force --out "$h" >"$tmp/out" 2>"$tmp/err" &
 bg_pid=$!
 wait_for 'test hook: hanging' "$tmp/err"
-sent=0
-for _ in $(seq 1 480); do
-    kill -0 "$bg_pid" 2>/dev/null || break
-    kill -INT "$bg_pid" 2>/dev/null && sent=$((sent + 1))
-    sleep 0.5
-done
-kill -KILL "$bg_pid" 2>/dev/null
-wait "$bg_pid"
-rc=$?
-bg_pid=
-err=$(cat "$tmp/err")
+interrupt_until_gone
 if [ "$rc" -eq 130 ] && grep -q "stopped at once by a second signal" <<<"$err" &&
     cmp -s "$ref" "$h" && cmp -s "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"; then
     ok "a hung run stops on a later signal: exit 130 at once ($sent sent), the earlier files untouched"

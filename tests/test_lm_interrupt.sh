@@ -119,23 +119,9 @@ fi
 BRICK_TEST_INTERRUPT_AT_STEP=14 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train-lm "${lm[@]}" --out "$tmp/g.safetensors" \
     >"$tmp/out" 2>"$tmp/err" &
 bg_pid=$!
-for _ in $(seq 1 3000); do # until the hook hangs, 300 s at most
-    grep -q 'test hook: hanging' "$tmp/err" 2>/dev/null && break
-    kill -0 "$bg_pid" 2>/dev/null || break
-    sleep 0.1
-done
+wait_for 'test hook: hanging' "$tmp/err" # (lib.sh)
 cp "$tmp/g.safetensors" "$tmp/g10.safetensors" 2>/dev/null
-sent=0
-for _ in $(seq 1 480); do
-    kill -0 "$bg_pid" 2>/dev/null || break
-    kill -INT "$bg_pid" 2>/dev/null && sent=$((sent + 1))
-    sleep 0.5
-done
-kill -KILL "$bg_pid" 2>/dev/null
-wait "$bg_pid"
-rc=$?
-bg_pid=
-err=$(cat "$tmp/err")
+interrupt_until_gone
 if [ "$rc" -eq 130 ] && grep -q "brick train-lm: stopped at once by a second signal" <<<"$err" &&
     cmp -s "$tmp/g.safetensors" "$tmp/g10.safetensors" && grep -aq '"brick.step":"10"' "$tmp/g.ckpt.safetensors"; then
     ok "a hung run stops on a later signal: exit 130 at once ($sent sent), step 10's files untouched"
@@ -238,11 +224,7 @@ long[${#long[@]}]=--steps
 long[${#long[@]}]=1000000
 "$brick" train-lm "${long[@]}" --out "$tmp/t.model" >"$tmp/out" 2>"$tmp/err" &
 bg_pid=$!
-for _ in $(seq 1 3000); do # until the first validation's line (training has begun), 300 s at most
-    grep -q '^step  *10 ' "$tmp/out" 2>/dev/null && break
-    kill -0 "$bg_pid" 2>/dev/null || break
-    sleep 0.1
-done
+wait_for '^step  *10 ' "$tmp/out" # the first validation's line: training has begun
 kill -TERM "$bg_pid" 2>/dev/null
 wait "$bg_pid"
 rc=$?
