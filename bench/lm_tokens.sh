@@ -77,7 +77,7 @@ bench_keep "$keep"
 # The initial weights both sides start from.
 init=()
 if [ "$own_init" = 0 ]; then
-    if ! "$brick" train-lm --steps 0 "${extra[@]}" --threads 1 --out "$tmp_keep/init.safetensors" \
+    if ! "$brick" train-lm --steps 0 "${extra[@]}" --threads 1 --force --out "$tmp_keep/init.safetensors" \
         >"$tmp_keep/init.log" 2>&1; then
         echo "lm_tokens.sh: brick train-lm --steps 0 failed:" >&2
         cat "$tmp_keep/init.log" >&2
@@ -99,7 +99,7 @@ echo
 run_brick() {
     local t=$1 r=$2 log=$tmp_keep/brick-t$1-r$2.log
     load1 >>"$tmp/loads"
-    if ! env "${brick_env[@]}" "$brick" train-lm "${common[@]}" --threads "$t" \
+    if ! env "${brick_env[@]}" "$brick" train-lm "${common[@]}" --threads "$t" --force \
         --out "$tmp_keep/brick-t$t-r$r.safetensors" >"$log" 2>&1; then
         echo "lm_tokens.sh: brick train-lm failed:" >&2
         cat "$log" >&2

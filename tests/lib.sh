@@ -5,6 +5,8 @@
 #   ok "what held"; bad "what failed" "detail line"...; check "name" 'shell condition'
 #   run CMD...                      ($rc, $out, $err)
 #   expect NAME STATUS PATTERN CMD...; usage NAME PREFIX PATTERN CMD...
+#   continue_run NAME [STDERR]      (an interrupted run's "to continue:" command)
+#   wait_for PATTERN FILE; interrupt_until_gone   (a run in the background, $bg_pid)
 #   bk_done                         (the TAP plan, the summary line, the exit status)
 #
 # The scripts speak TAP (https://testanything.org), like the test binaries (tests/test.h):
@@ -88,6 +90,54 @@ usage() {
     else
         ok "$name"
     fi
+}
+
+# continue_run NAME [STDERR]: runs the "to continue: brick $continue_cmd ..." command that an
+# interrupted training run printed in STDERR (default: $err) with this build's brick, and
+# checks that it resumed (a "resuming ..." line) and finished (stdout matches
+# $continue_done). The script sets continue_cmd (train, train-lm) and continue_done.
+continue_run() {
+    local name=$1 line
+    line=$(grep -o "to continue: brick $continue_cmd .*" <<<"${2-$err}" | head -n 1)
+    if [ -z "$line" ]; then
+        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
+        rc=1
+        return
+    fi
+    eval "run \"\$brick\" ${line#to continue: brick }"
+    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q "$continue_done" <<<"$out"; then
+        ok "$name: '${line#to continue: }' finished"
+    else
+        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
+    fi
+}
+
+# wait_for PATTERN FILE: waits until FILE has a line matching PATTERN, or $bg_pid (a run in
+# the background) has exited, 300 s at most (data loading under valgrind is slow).
+wait_for() {
+    for _ in $(seq 1 3000); do
+        grep -q "$1" "$2" 2>/dev/null && return 0
+        kill -0 "$bg_pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# interrupt_until_gone: sends SIGINT to $bg_pid every 0.5 s until it exits (240 s at most,
+# then SIGKILL), for a run that hangs; $rc is its status, $sent the signals sent, $err its
+# stderr ($tmp/err).
+interrupt_until_gone() {
+    sent=0
+    for _ in $(seq 1 480); do
+        kill -0 "$bg_pid" 2>/dev/null || break
+        kill -INT "$bg_pid" 2>/dev/null && sent=$((sent + 1))
+        sleep 0.5
+    done
+    kill -KILL "$bg_pid" 2>/dev/null
+    wait "$bg_pid"
+    rc=$?
+    bg_pid=
+    err=$(cat "$tmp/err")
 }
 
 bk_done() {

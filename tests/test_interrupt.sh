@@ -23,24 +23,10 @@ bk_on_exit='[ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null'
 # One recipe for every run: 24 batches of 256 per epoch on the 6000-image subset.
 mlp=(--model mlp --data "$data" --epochs 2 --batch-size 256 --lr 0.05 --momentum 0.9 --seed 5 --threads 1)
 
-# continue_run NAME [STDERR]: runs the "to continue: brick train ..." command printed in
-# STDERR (default: the last $err) with this build's brick, and checks that it resumed and
-# finished.
-continue_run() {
-    local name=$1 line
-    line=$(grep -o 'to continue: brick train .*' <<<"${2-$err}" | head -n 1)
-    if [ -z "$line" ]; then
-        bad "$name: the message says how to continue" "stderr: ${err:0:400}"
-        rc=1
-        return
-    fi
-    eval "run \"\$brick\" ${line#to continue: brick }"
-    if [ "$rc" -eq 0 ] && grep -q '^resuming ' <<<"$out" && grep -q 'final test accuracy' <<<"$out"; then
-        ok "$name: '${line#to continue: }' finished"
-    else
-        bad "$name: '${line#to continue: }'" "exit $rc" "stdout: ${out:0:400}" "stderr: ${err:0:400}"
-    fi
-}
+# continue_run (lib.sh): the "to continue:" command of brick train, finished when stdout
+# has this line.
+continue_cmd=train
+continue_done='final test accuracy'
 
 # same_model NAME A B: byte-identical model files, and the CSV logs agree but for the times.
 same_model() {
@@ -139,16 +125,7 @@ same_model "Adam" "$tmp/adam-ref.safetensors" "$tmp/adam.safetensors"
 
 # ---- real signals from outside ------------------------------------------------------------
 
-# wait_for PATTERN FILE: waits until FILE has a line matching PATTERN, or $bg_pid has
-# exited, 300 s at most (data loading under valgrind is slow).
-wait_for() {
-    for _ in $(seq 1 3000); do
-        grep -q "$1" "$2" 2>/dev/null && return 0
-        kill -0 "$bg_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+# (wait_for, interrupt_until_gone: lib.sh)
 
 # killed_run NAME SIGNAL STATUS OUT: starts a 3-epoch run in the background, sends SIGNAL
 # once training has begun, and expects exit STATUS. Sets $rc, $out, $err.
@@ -236,17 +213,7 @@ cp "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"
 BRICK_TEST_INTERRUPT_AT_STEP=10 BRICK_TEST_INTERRUPT_REPEAT=hang "$brick" train "${mlp[@]}" --force --out "$h" >"$tmp/out" 2>"$tmp/err" &
 bg_pid=$!
 wait_for 'test hook: hanging' "$tmp/err"
-sent=0
-for _ in $(seq 1 480); do
-    kill -0 "$bg_pid" 2>/dev/null || break
-    kill -INT "$bg_pid" 2>/dev/null && sent=$((sent + 1))
-    sleep 0.5
-done
-kill -KILL "$bg_pid" 2>/dev/null
-wait "$bg_pid"
-rc=$?
-bg_pid=
-err=$(cat "$tmp/err")
+interrupt_until_gone
 if [ "$rc" -eq 130 ] && grep -q "stopped at once by a second signal" <<<"$err" &&
     cmp -s "$ref" "$h" && cmp -s "${ref%.safetensors}.ckpt.safetensors" "$tmp/hang.ckpt.safetensors"; then
     ok "a hung run stops on a later signal: exit 130 at once ($sent sent), the earlier files untouched"

@@ -211,17 +211,52 @@ bool cli_parent_is_dir(const char *path) {
     return cli_is_dir(dir);
 }
 
-bool cli_has_fashion_mnist(const char *dir) {
-    static const char *const files[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+static const char *const FASHION_FILES[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+
+/* Whether dir holds FASHION_FILES[i], plain or .gz. */
+static bool has_fashion_file(const char *dir, int i) {
+    char p[PATH_MAX], gz[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", dir, FASHION_FILES[i]);
+    snprintf(gz, sizeof gz, "%s/%s.gz", dir, FASHION_FILES[i]);
+    return cli_is_file(p) || cli_is_file(gz);
+}
+
+int cli_need_out(const char *out) {
+    if (cli_is_dir(out)) return cli_usage("--out %s is a directory (give a file name)", out);
+    if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
+    return CLI_OK;
+}
+
+bool cli_has_fashion_file(const char *dir) {
     if (!cli_is_dir(dir)) return false;
-    for (int i = 0; i < 4; i++) {
-        char p[PATH_MAX], gz[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
-        snprintf(gz, sizeof gz, "%s/%s.gz", dir, files[i]);
-        if (!cli_is_file(p) && !cli_is_file(gz)) return false;
-    }
+    for (int i = 0; i < 4; i++)
+        if (has_fashion_file(dir, i)) return true;
+    return false;
+}
+
+bool cli_has_fashion_mnist(const char *dir) {
+    if (!cli_is_dir(dir)) return false;
+    for (int i = 0; i < 4; i++)
+        if (!has_fashion_file(dir, i)) return false;
     return true;
+}
+
+int cli_need_fashion_mnist(const char *dir, const char *why, bool train) {
+    if (!cli_is_dir(dir)) {
+        if (!why) return cli_usage("--data %s: no such directory", dir);
+        return cli_usage("data directory %s (%s): no such directory", dir, why);
+    }
+    char missing[256] = "";
+    size_t k = 0;
+    int n_missing = 0;
+    for (int i = train ? 0 : 2; i < 4; i++)
+        if (!has_fashion_file(dir, i) && k < sizeof missing)
+            k += (size_t)snprintf(missing + k, sizeof missing - k, "%s%s[.gz]", n_missing++ ? ", " : "",
+                                  FASHION_FILES[i]);
+    if (!n_missing) return CLI_OK;
+    return cli_usage("--data %s: no Fashion-MNIST files there: %s %s missing", dir, missing,
+                     n_missing > 1 ? "are" : "is");
 }
 
 bool cli_bundled(const char *rel, char *buf, size_t n) {

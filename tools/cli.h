@@ -1,9 +1,12 @@
 /* cli.h - what the files of the `brick` command-line tool share. Private to tools/.
  *
- * Exit statuses, everywhere: 0 success; 1 a runtime failure (a file that fails to load or
- * holds values its flags would refuse, memory or disk that is short: a resource, a
- * loss that turns NaN: the library's message is printed); 2 a usage error (bad flag,
- * value or path: ONE line "brick <cmd>: <reason>" on stderr).
+ * Exit statuses, everywhere (the same mistake, the same status in every command:
+ * tests/test_cli_status.sh): 0 success; 1 a runtime failure (a file that is there but
+ * fails to load or holds values its flags would refuse, memory or disk that is short: a
+ * resource, a loss that turns NaN: the library's message is printed); 2 a usage error
+ * (bad flag, value or path: missing, a directory for a file, a data directory without the
+ * files the command reads, an --out that exists or is a directory: ONE line
+ * "brick <cmd>: <reason>" on stderr); 128 + signal for a training run interrupted.
  *
  * Files the tool writes (docs/cli.md):
  *   model file   a safetensors state dict + metadata "brick.format" = "brick-model-1",
@@ -106,8 +109,17 @@ bool cli_is_file(const char *path);
 int cli_need_file(const char *flag, const char *path);
 /* True when dir's parent directory exists (so that a file can be created there). */
 bool cli_parent_is_dir(const char *path);
-/* True when dir holds the four Fashion-MNIST files (each plain or .gz). */
+/* --out FILE before anything is read: not a directory, in a directory that exists.
+ * CLI_OK or CLI_USAGE (message printed). */
+int cli_need_out(const char *out);
+/* True when dir holds the four Fashion-MNIST files (each plain or .gz); _file: any of them. */
 bool cli_has_fashion_mnist(const char *dir);
+bool cli_has_fashion_file(const char *dir);
+/* Before a command reads the IDX data directory dir: it exists and holds the Fashion-MNIST
+ * files the command reads (train: all four; else the two t10k files). CLI_OK, or CLI_USAGE
+ * (the same mistake, the same status in every command) with one line naming dir (why:
+ * how it was picked, NULL for --data) and every missing file. */
+int cli_need_fashion_mnist(const char *dir, const char *why, bool train);
 /* The default data directory: $BRICK_DATA, else /usr/share/datasets/fashion-mnist when it
  * holds the files, else the bundled subset (cli_bundled), else ./data/fashion-mnist-subset.
  * Writes it to buf; *why says which rule picked it. */
@@ -161,6 +173,11 @@ typedef struct cli_prep {
 
 /* What --data dir holds: "fashion-mnist", "cifar10", "image-folder" (train/, test/), or NULL. */
 const char *cli_data_format(const char *dir);
+/* Before a command reads the data directory dir (train: both splits; else the test split):
+ * it exists and holds a data set cli_data_format knows, and an IDX set has the files the
+ * command reads (cli_need_fashion_mnist). CLI_OK, or CLI_USAGE with one line naming dir
+ * (why: how it was picked, NULL for --data). cli_data_load checks it too. */
+int cli_need_data(const char *dir, const char *why, bool train);
 /* Loads the training split into *train (train NULL: the test split alone) and the test
  * split into *test. channels, height, width: 0 for the data's own (image folders only;
  * otherwise 0 when train is given). classes: an image folder's classes when train is NULL
@@ -274,15 +291,19 @@ void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);
 /* ---- the progress bar (progress.c) --------------------------------------------------- */
 
 typedef struct cli_progress {
-    bool tty; /* draw at all? (stderr is a terminal) */
-    int epoch, epochs;
-    int64_t batches; /* per epoch */
+    bool tty;         /* draw at all? (stderr is a terminal) */
+    char head[72];    /* "epoch 3/10" (train), "steps 251-500/2000" (train-lm) */
+    const char *unit; /* what a batch's `samples` count: "samples" (train), "tokens" */
+    int64_t batches;  /* per epoch (or part of a run) */
     double start, last_draw;
     int drawn; /* characters on the line now */
 } cli_progress;
 
 void cli_progress_init(cli_progress *p, bool tty);
+/* An epoch of `batches` batches begins: "epoch EPOCH/EPOCHS" heads the line. */
 void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches);
+/* The same with any head (at most 71 characters) and unit ("tokens"). */
+void cli_progress_start_named(cli_progress *p, const char *head, const char *unit, int64_t batches);
 /* After batch `done` (1-based) of the epoch: `samples` seen so far, running mean loss. */
 void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double loss);
 /* Erases the bar (so that the epoch's summary line can take its place). */
@@ -291,6 +312,54 @@ void cli_progress_clear(cli_progress *p);
 void cli_progress_note(cli_progress *p, const char *what);
 /* The width of the terminal on stderr ($COLUMNS, else 80, when it has none). */
 int cli_terminal_columns(void);
+
+/* ---- the outer loop of brick train and brick train-lm (loop.c) ------------------------ */
+
+/* What a training command holds while it runs: its progress bar and the test hooks. Between
+ * cli_loop_begin and cli_loop_end, SIGINT and SIGTERM only set the flag cli_loop_signal
+ * reads (a repeat: loop.c's header). One at a time (the handlers are the process's). */
+typedef struct cli_loop {
+    const char *cmd;              /* "brick train": how the "to continue" line starts */
+    cli_progress pg;              /* drawn when asked and stderr is a terminal */
+    int64_t interrupt_at;         /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
+    const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
+    bool prev_anomaly;            /* restored by cli_loop_end */
+} cli_loop;
+
+/* Installs the stop handlers, reads the test hooks, sets the anomaly mode (restored by
+ * cli_loop_end) and the progress bar (draw: this process draws one, e.g. MPI rank 0). */
+void cli_loop_begin(cli_loop *L, const char *cmd, bool draw, bool detect_anomaly);
+void cli_loop_end(cli_loop *L);
+/* The first stop signal's number since cli_loop_begin, or 0. */
+int cli_loop_signal(void);
+/* While on, a repeated signal waits (the command is writing its files). */
+void cli_loop_saving(bool on);
+/* After optimizer step `step` (1-based, from the run's start): the test hooks. */
+void cli_loop_after_step(const cli_loop *L, int64_t step);
+/* After stop signal sig: save(ctx) writes the checkpoint (NULL: the last one already holds
+ * the run), then "interrupted by SIGINT WHERE: saved the checkpoint CKPT" and "to continue:
+ * CMD --resume CKPT [--out OUT] [EXTRA]" on stderr. 128 + sig, or save's status. */
+int cli_loop_interrupted(cli_loop *L, int sig, const char *where, const char *ckpt, const char *out,
+                         const char *extra, int (*save)(void *ctx), void *ctx);
+
+/* The model file a checkpoint STEM.ckpt.safetensors belongs to, STEM.safetensors
+ * (malloc'ed); NULL for another name (or no memory). */
+char *cli_resume_out_name(const char *ckpt);
+/* The same for --resume without --out: CLI_OK, or CLI_USAGE for another name ("give
+ * --out"), CLI_RUNTIME without memory (message printed). */
+int cli_resume_out(const char *ckpt, char **out);
+/* A run's outputs before it starts. paths[0..n) are its files (paths[0]: the model file,
+ * --out), what[i] names each ("the log"); ckpt is its checkpoint. A new run (resume NULL)
+ * is refused when the model file or the checkpoint exists, unless force; a resumed run
+ * when one of paths is the checkpoint being resumed (the same file by inode). CLI_OK or
+ * CLI_USAGE (message printed). */
+int cli_outputs_check(const char *resume, bool force, const char *ckpt, int n, const char *const *paths,
+                      const char *const *what);
+/* A generator's state in metadata: "state:inc", 16 hex digits each (33 characters + NUL). */
+#define CLI_RNG_CHARS 34
+void cli_rng_format(char buf[CLI_RNG_CHARS], const bk_rng *r);
+/* The reverse, strictly: exactly that form, and inc odd (a PCG stream needs it). */
+bool cli_rng_parse(const char *s, bk_rng *r);
 
 /* ---- one optimizer step (train_loop.c): brick train and brick train-lm ---------------- */
 

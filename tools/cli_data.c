@@ -22,7 +22,7 @@
 
 const char *cli_data_format(const char *dir) {
     char path[4096];
-    if (cli_has_fashion_mnist(dir)) return "fashion-mnist";
+    if (cli_has_fashion_file(dir)) return "fashion-mnist"; /* cli_need_data names any missing */
     snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
     if (cli_is_file(path)) return "cifar10";
     snprintf(path, sizeof path, "%s/test_batch.bin", dir);
@@ -34,18 +34,29 @@ const char *cli_data_format(const char *dir) {
     return NULL;
 }
 
-int cli_data_load(const char *dir, int channels, int64_t height, int64_t width, const char *const *classes,
-                  int n_classes, bk_dataset **train, bk_dataset **test) {
+int cli_need_data(const char *dir, const char *why, bool train) {
+    if (!cli_is_dir(dir)) {
+        if (!why) return cli_usage("--data %s: no such directory", dir);
+        return cli_usage("data directory %s (%s): no such directory", dir, why);
+    }
     const char *format = cli_data_format(dir);
-    if (train) *train = NULL;
-    *test = NULL;
     if (!format)
         return cli_usage(
             "--data %s: no data set there: expected Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], "
             "...), CIFAR-10 batches (data_batch_1.bin, ..., test_batch.bin) or an image folder "
-            "(train/<class>/, "
-            "test/<class>/)",
+            "(train/<class>/, test/<class>/)",
             dir);
+    if (!strcmp(format, "fashion-mnist")) return cli_need_fashion_mnist(dir, why, train);
+    return CLI_OK; /* the other readers name what they miss */
+}
+
+int cli_data_load(const char *dir, int channels, int64_t height, int64_t width, const char *const *classes,
+                  int n_classes, bk_dataset **train, bk_dataset **test) {
+    if (train) *train = NULL;
+    *test = NULL;
+    int need = cli_need_data(dir, NULL, train != NULL);
+    if (need) return need;
+    const char *format = cli_data_format(dir);
     bool folder = !strcmp(format, "image-folder");
     if (!folder && train && (channels || height))
         return cli_usage("--channels and --image-size are for image folders; %s holds %s", dir, format);

@@ -148,8 +148,9 @@ int cmd_eval(int argc, char **argv) {
     if ((rc = cli_need_file(NULL, path))) return rc;
     char buf[PATH_MAX];
     const char *why = "from --data";
-    if (!data) data = cli_default_data(buf, sizeof buf, &why);
-    if (!cli_is_dir(data)) return cli_usage("--data %s: no such directory", data);
+    bool given = data != NULL;
+    if (!given) data = cli_default_data(buf, sizeof buf, &why);
+    if ((rc = cli_need_data(data, given ? NULL : why, false))) return rc;
     if (threads) cli_set_threads((int)threads);
 
     cli_model cm;

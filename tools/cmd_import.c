@@ -51,9 +51,8 @@ int cmd_import(int argc, char **argv) {
     const char *path = pos[0];
     if ((rc = cli_need_file(NULL, path))) return rc;
     if (cli_same_file(path, out)) return cli_usage("--out %s is the input file", out);
-    if (cli_is_dir(out)) return cli_usage("--out %s is a directory (give a file name)", out);
+    if ((rc = cli_need_out(out))) return rc;
     if (!force && cli_is_file(out)) return cli_usage("--out %s exists (--force replaces it)", out);
-    if (!cli_parent_is_dir(out)) return cli_usage("--out %s: its directory does not exist", out);
 
     cli_model cm;
     if ((rc = cli_model_open(path, &plain, &cm))) return rc;

@@ -509,8 +509,7 @@ int cmd_train(int argc, char **argv) {
             return cli_usage("%s", bk_last_error());
     }
     if (cli_parse_only) return CLI_OK;
-    if (c->out && !cli_parent_is_dir(c->out))
-        return cli_usage("--out %s: its directory does not exist", c->out);
+    if (c->out && (rc = cli_need_out(c->out))) return rc;
 
     /* Resuming: the checkpoint's settings. */
     bk_safetensors *resume = NULL;
@@ -519,23 +518,7 @@ int cmd_train(int argc, char **argv) {
         if ((rc = cli_need_file("--resume", c->resume))) return rc;
         resume = bk_safetensors_load(c->resume);
         rc = resume ? train_resume_settings(&r, resume, opts, n_opts) : cli_fail(NULL);
-        if (!rc && !c->out) {
-            /* STEM.ckpt.safetensors -> STEM.safetensors */
-            static const char suffix[] = ".ckpt.safetensors";
-            size_t len = strlen(c->resume), sl = strlen(suffix);
-            if (len > sl && !strcmp(c->resume + len - sl, suffix)) {
-                r.owned_out = malloc(len + 1);
-                if (!r.owned_out) {
-                    rc = cli_fail("out of memory");
-                } else {
-                    memcpy(r.owned_out, c->resume, len - sl);
-                    strcpy(r.owned_out + len - sl, ".safetensors");
-                    c->out = r.owned_out;
-                }
-            } else {
-                rc = cli_usage("--resume %s: give --out (the name does not end in %s)", c->resume, suffix);
-            }
-        }
+        if (!rc && !c->out && !(rc = cli_resume_out(c->resume, &r.owned_out))) c->out = r.owned_out;
         if (rc) goto done;
     } else {
         r.hist = calloc((size_t)c->epochs, sizeof *r.hist);
@@ -545,12 +528,8 @@ int cmd_train(int argc, char **argv) {
 
     char data_buf[PATH_MAX];
     if (!c->data) c->data = cli_default_data(data_buf, sizeof data_buf, &r.data_why);
-    if (!cli_is_dir(c->data)) {
-        if (cli_opt(opts, n_opts, "--data")->given) rc = cli_usage("--data %s: no such directory", c->data);
-        else rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
-        goto done;
-    }
-
+    rc = cli_need_data(c->data, cli_opt(opts, n_opts, "--data")->given ? NULL : r.data_why, true);
+    if (rc) goto done;
     r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
     r.csv_path = cli_sibling(c->out, ".csv");
     r.svg_path = cli_sibling(c->out, ".svg");
@@ -559,29 +538,10 @@ int cmd_train(int argc, char **argv) {
         rc = cli_fail("out of memory");
         goto done;
     }
-    /* A new run does not silently replace an earlier one's weights (a resumed run
-     * continues its own files). */
-    const char *earlier = cli_is_file(c->out) ? c->out : cli_is_file(r.ckpt_path) ? r.ckpt_path : NULL;
-    if (!c->resume && !c->force && earlier) {
-        rc = cli_usage(
-            "%s exists (an earlier run's?): give --force to replace it, --resume %s to continue "
-            "that run, or another --out",
-            earlier, r.ckpt_path);
-        goto done;
-    }
-    if (c->resume) {
-        /* No output but the new checkpoint may replace the one being resumed (compared by
-         * inode: the same file under another name counts too). */
+    {
         const char *outs[3] = {c->out, r.csv_path, r.svg_path};
         static const char *const what[3] = {"the model file", "the log", "the plot"};
-        for (int i = 0; i < 3; i++)
-            if (cli_same_file(outs[i], c->resume)) {
-                rc = cli_usage(
-                    "--out %s: %s %s would replace the checkpoint being resumed; "
-                    "give another --out",
-                    c->out, what[i], outs[i]);
-                goto done;
-            }
+        if ((rc = cli_outputs_check(c->resume, c->force, r.ckpt_path, 3, outs, what))) goto done;
     }
     rc = dist_begin(&r, opts, n_opts);
     if (!rc) rc = setup(&r, resume);

@@ -2,6 +2,7 @@
  *
  *   epoch 3/10 [#########...........] 120/235  loss 0.5123  41.2k samples/s  ETA 0:03
  *
+ * (`brick train-lm`: "steps 251-500/2000 [...] ... tokens/s", cli_progress_start_named)
  * and, while the test split is evaluated after the epoch, "epoch 3/10 evaluating ..."
  * (cli_progress_note);
  * redrawn in place with "\r" at most ten times a second (and on the last batch), and
@@ -31,8 +32,14 @@ void cli_progress_init(cli_progress *p, bool tty) {
 }
 
 void cli_progress_start(cli_progress *p, int epoch, int epochs, int64_t batches) {
-    p->epoch = epoch;
-    p->epochs = epochs;
+    char head[72];
+    snprintf(head, sizeof head, "epoch %d/%d", epoch, epochs);
+    cli_progress_start_named(p, head, "samples", batches);
+}
+
+void cli_progress_start_named(cli_progress *p, const char *head, const char *unit, int64_t batches) {
+    snprintf(p->head, sizeof p->head, "%s", head);
+    p->unit = unit;
     p->batches = batches;
     p->start = cli_now();
     p->last_draw = 0;
@@ -74,10 +81,10 @@ void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double 
     human(speed, sizeof speed, rate);
     long e = (long)(eta + 0.5);
     /* the line without its bar first: the bar gets what the terminal has left */
-    char head[64], tail[160], bar[BAR_WIDTH + 4] = "";
-    snprintf(head, sizeof head, "epoch %d/%d ", p->epoch, p->epochs);
-    snprintf(tail, sizeof tail, "%lld/%lld  loss %.4f  %s samples/s  ETA %ld:%02ld", (long long)done,
-             (long long)p->batches, loss, speed, e / 60, e % 60);
+    char head[80], tail[160], bar[BAR_WIDTH + 4] = "";
+    snprintf(head, sizeof head, "%s ", p->head);
+    snprintf(tail, sizeof tail, "%lld/%lld  loss %.4f  %s %s/s  ETA %ld:%02ld", (long long)done,
+             (long long)p->batches, loss, speed, p->unit, e / 60, e % 60);
     int cols = cli_terminal_columns(), room = cols - 1 - (int)strlen(head) - (int)strlen(tail) - 3;
     int width = room < BAR_WIDTH ? room : BAR_WIDTH;
     if (width >= BAR_MIN) {
@@ -92,7 +99,7 @@ void cli_progress_update(cli_progress *p, int64_t done, int64_t samples, double 
 }
 
 void cli_progress_note(cli_progress *p, const char *what) {
-    if (p->tty) draw(p, cli_terminal_columns(), "epoch %d/%d %s", p->epoch, p->epochs, what);
+    if (p->tty) draw(p, cli_terminal_columns(), "%s %s", p->head, what);
 }
 
 void cli_progress_clear(cli_progress *p) {

@@ -4,7 +4,8 @@
  *   cmd_train.c    the command: options, checks before training, data, model, MPI world
  *   train_state.c  the settings a run saves: metadata, checkpoints, resuming from one
  *   train_loop.c   the loop: epochs, steps, the loss check, interrupts (and the step that
- *                  `brick train-lm` shares, cli_train_step)
+ *                  `brick train-lm` shares, cli_train_step); the outer loop's signals,
+ *                  progress bar and run files are loop.c's, shared with train-lm
  */
 #ifndef BRICK_TRAIN_H
 #define BRICK_TRAIN_H
@@ -77,8 +78,7 @@ typedef struct run {
     epoch_pos pos;                /* of the epoch in progress */
     bool resume_mid;              /* pos came from a checkpoint written inside an epoch */
     bk_rng loader_rng, model_rng; /* a resume's generators (train_resume_settings) */
-    int64_t interrupt_at;         /* BRICK_TEST_INTERRUPT_AT_STEP, or 0 */
-    const char *interrupt_repeat; /* BRICK_TEST_INTERRUPT_REPEAT, or "" */
+    cli_loop loop;                /* signals, progress bar, test hooks (loop.c) */
     char *ckpt_path, *csv_path, *svg_path, *best_path;
     char *owned_out;    /* --out derived from --resume */
     cli_slots slots;    /* the step's micro-batches or ranks (train_dist.c) */

@@ -6,105 +6,25 @@
  * for it (once per epoch, as torch users step CosineAnnealingLR and StepLR). After every
  * epoch: evaluation on the test split, one summary line, and the files (train_state.c).
  *
- * Interrupts: SIGINT (Ctrl-C) and SIGTERM only set a flag, checked after every step. The
- * step in progress finishes, the checkpoint is written with the position inside the epoch
- * (the loader generator at the epoch's start, the batches done, the epoch's running sums),
- * and the command exits with 128 + the signal (130 for Ctrl-C). --resume replays the
- * epoch's shuffle from that generator, skips the batches done and goes on, so the final
- * weights equal an uninterrupted run's bit for bit. A repeated signal (see "Interrupts"
- * below): within 1 s of the first it is the same request (GNU timeout sends two); later,
- * during a save it waits for the save; otherwise it stops the process at once (a loop that
- * never reaches the check), which loses nothing since every file is written atomically.
- * Hidden test hooks: BRICK_TEST_INTERRUPT_AT_STEP=N raises SIGINT after step N;
- * BRICK_TEST_INTERRUPT_REPEAT=now|save|hang then also raises it again at once, raises it
- * again during the checkpoint's save (1.1 s after the first), or hangs after step N
- * without ever reaching the check (so a second signal from outside must stop it).
+ * Interrupts (loop.c, shared with train-lm): SIGINT (Ctrl-C) and SIGTERM only set a flag,
+ * checked after every step. The step in progress finishes, the checkpoint is written with
+ * the position inside the epoch (the loader generator at the epoch's start, the batches
+ * done, the epoch's running sums), and the command exits with 128 + the signal (130 for
+ * Ctrl-C). --resume replays the epoch's shuffle from that generator, skips the batches
+ * done and goes on, so the final weights equal an uninterrupted run's bit for bit.
  *
  * Numerics: a batch whose loss is NaN, Inf or above --max-loss stops the run (exit 1)
  * before its backward, so the files of the last finished epoch stay as they were;
  * --detect-anomaly turns on the library's anomaly mode, which names the first op (and its
  * block) that makes a NaN or Inf in the forward or backward.
  */
-#define _XOPEN_SOURCE 700 /* isatty, sigaction, clock_gettime, nanosleep */
 
 #include "train.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-/* ---- interrupts ------------------------------------------------------------------------
- * The first SIGINT or SIGTERM sets stop_signal, which the loop checks after every step and
- * before every epoch: it finishes the step, saves the checkpoint and exits 128 + signal.
- * A repeated signal (either of the two) is:
- *   - the same request when it comes within STOP_REPEAT_WINDOW of the first: ignored. GNU
- *     timeout sends its signal to the process and then to its process group, so `brick
- *     train` under timeout gets two at once; a one-shot handler let the second kill the
- *     run before its checkpoint was written (1 run in 20);
- *   - deferred while the loop is saving (the interrupt's checkpoint, or an epoch's files):
- *     the save completes and the run exits as for the first signal;
- *   - otherwise, "stop now": one line on stderr and _exit(128 + signal). The loop has not
- *     reached its check for a second or more (a long step, an evaluation, a hang), and
- *     the user means it. Nothing is damaged: every file is replaced atomically, so the
- *     files of the last save stay whole (only that last step's checkpoint is not written).
- * The handler uses only async-signal-safe calls (clock_gettime, write, _exit). */
-#define STOP_REPEAT_WINDOW 1.0 /* seconds */
-
-static volatile sig_atomic_t stop_signal; /* the first signal's number, 0 before */
-static volatile sig_atomic_t saving;      /* the loop is writing files: repeats wait */
-static struct timespec first_signal_at;   /* written before stop_signal, read after */
-
-static double seconds_since(const struct timespec *t0) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
-}
-
-static void on_stop_signal(int sig) {
-    int saved_errno = errno;
-    if (!stop_signal) {
-        clock_gettime(CLOCK_MONOTONIC, &first_signal_at);
-        stop_signal = sig;
-    } else if (!saving && seconds_since(&first_signal_at) >= STOP_REPEAT_WINDOW) {
-        static const char msg
-            [] = ": stopped at once by a second signal: the step in progress "
-                 "is not saved; the files saved before are whole\n";
-        ssize_t ignored = write(2, cli_prog, strlen(cli_prog));
-        ignored = write(2, msg, sizeof msg - 1);
-        (void)ignored;
-        _exit(128 + sig);
-    }
-    errno = saved_errno;
-}
-
-/* The test hooks' repeated signal: sleeps until `after` seconds have passed since the first
- * signal (by the same clock as the handler, so the outcome never depends on the machine's
- * speed), then raises it again. */
-static void raise_again_after(double after) {
-    double left;
-    while ((left = after - seconds_since(&first_signal_at)) > 0) {
-        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9) + 1};
-        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
-        nanosleep(&ts, NULL);
-    }
-    raise(stop_signal);
-}
-
-/* BRICK_TEST_INTERRUPT_AT_STEP / _REPEAT, after a step. */
-static void test_interrupt(const run *r) {
-    if (r->interrupt_at <= 0 || r->step != r->interrupt_at) return;
-    raise(SIGINT);
-    if (!strcmp(r->interrupt_repeat, "now")) raise(SIGINT);
-    if (!strcmp(r->interrupt_repeat, "hang")) {
-        fprintf(stderr, "%s: test hook: hanging after step %" PRId64 "\n", cli_prog, r->step);
-        for (;;) pause(); /* never reaches the check: only a second signal ends this */
-    }
-}
 
 /* train_epoch's result when a signal asked to stop (never returned by train_run). */
 enum { TRAIN_INTERRUPTED = 100 };
@@ -150,7 +70,7 @@ static int step_failed(const run *r, int epoch, int64_t batch) {
 
 /* The stop signal to act on: under mpirun the one every rank agreed on at the last step
  * (a rank that acted on its own signal alone would leave the others waiting). */
-static int stop_now(const run *r) { return r->slots.world > 1 ? r->agreed_signal : stop_signal; }
+static int stop_now(const run *r) { return r->slots.world > 1 ? r->agreed_signal : cli_loop_signal(); }
 
 /* CLI_RUNTIME with the message when the batch's loss l stops the run (printed by rank 0
  * only: every rank has the same l), else CLI_OK. */
@@ -189,7 +109,7 @@ static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double 
     int epoch = r->done_epochs + 1;
     int64_t batch = r->pos.batch + 1;
     cli_step st;
-    int rc = cli_slots_step(&r->slots, r->m, x, y, B, r->step, stop_signal, &st);
+    int rc = cli_slots_step(&r->slots, r->m, x, y, B, r->step, cli_loop_signal(), &st);
     if (st.failed_rank >= 0) {
         r->agreed = st.agreed;
         if (st.failed_rank == r->slots.rank) {
@@ -267,7 +187,7 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
         ps->correct += ok;
         ps->seen += B;
         cli_progress_update(pg, ps->batch, ps->seen, ps->loss_sum / (double)ps->seen);
-        test_interrupt(r);
+        cli_loop_after_step(&r->loop, r->step);
         if (stop_now(r)) {
             cli_progress_clear(pg);
             return TRAIN_INTERRUPTED;
@@ -280,68 +200,24 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     return CLI_OK;
 }
 
-/* A word of a shell command, quoted when it needs to be. */
-static void shell_word(cli_buf *b, const char *w) {
-    bool plain = *w != '\0';
-    for (const char *c = w; *c; c++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+=:,@", *c))
-            plain = false;
-    if (plain) {
-        cli_buf_printf(b, " %s", w);
-        return;
-    }
-    cli_buf_printf(b, " '");
-    for (const char *c = w; *c; c++) cli_buf_printf(b, *c == '\'' ? "'\\''" : "%c", *c);
-    cli_buf_printf(b, "'");
-}
+/* The checkpoint inside the epoch, for cli_loop_interrupted. */
+static int save_in_epoch(void *r) { return train_write_checkpoint(r, true); }
 
 /* After a signal: saves the checkpoint (inside the epoch when in_epoch), says where it is
  * and how to go on, and returns the exit status 128 + signal. */
 static int interrupted(run *r, bool in_epoch) {
     int sig = stop_now(r);
-    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
-    saving = 1;                               /* from here to the exit: a repeated signal waits */
+    cli_loop_saving(true);                    /* from here to the exit: a repeated signal waits */
     r->agreed = true;                         /* under mpirun, every rank stops here */
     if (r->slots.rank != 0) return 128 + sig; /* rank 0 saves and tells */
-    if (in_epoch) {
-        if (!strcmp(r->interrupt_repeat, "save")) raise_again_after(STOP_REPEAT_WINDOW + 0.1);
-        int rc = train_write_checkpoint(r, true);
-        if (rc) {
-            fprintf(stderr,
-                    "%s: interrupted by %s, and the checkpoint could not be saved (the "
-                    "one of the last finished epoch, if any, is kept)\n",
-                    cli_prog, name);
-            return rc;
-        }
-        fprintf(stderr,
-                "%s: interrupted by %s in epoch %d after batch %" PRId64 " of %" PRId64 " (step %" PRId64
-                "): saved the checkpoint %s\n",
-                cli_prog, name, r->done_epochs + 1, r->pos.batch, bk_loader_num_batches(r->loader), r->step,
-                r->ckpt_path);
-    } else {
-        fprintf(stderr, "%s: interrupted by %s after epoch %d: the checkpoint %s holds it\n", cli_prog, name,
-                r->done_epochs, r->ckpt_path);
-    }
-    /* The command that goes on: the checkpoint keeps every other setting. */
-    cli_buf cmd = {0};
-    cli_buf_printf(&cmd, "brick train --resume");
-    shell_word(&cmd, r->ckpt_path);
-    /* --resume STEM.ckpt.safetensors writes STEM.safetensors unless told otherwise */
-    static const char ck[] = ".ckpt.safetensors", st[] = ".safetensors";
-    size_t len = strlen(r->ckpt_path), stem = len - (sizeof ck - 1);
-    bool derived = len > sizeof ck - 1 && !strcmp(r->ckpt_path + stem, ck) &&
-                   strlen(r->c.out) == stem + sizeof st - 1 && !strncmp(r->c.out, r->ckpt_path, stem) &&
-                   !strcmp(r->c.out + stem, st);
-    if (!derived) {
-        cli_buf_printf(&cmd, " --out");
-        shell_word(&cmd, r->c.out);
-    }
-    if (r->c.detect_anomaly) cli_buf_printf(&cmd, " --detect-anomaly");
-    fprintf(stderr, "%s: to continue: %s\n", cli_prog,
-            cmd.oom || !cmd.p ? "brick train --resume CKPT" : cmd.p);
-    cli_buf_free(&cmd);
-    fflush(stdout);
-    return 128 + sig;
+    char where[160];
+    if (in_epoch)
+        snprintf(where, sizeof where, "in epoch %d after batch %" PRId64 " of %" PRId64 " (step %" PRId64 ")",
+                 r->done_epochs + 1, r->pos.batch, bk_loader_num_batches(r->loader), r->step);
+    else snprintf(where, sizeof where, "after epoch %d", r->done_epochs);
+    return cli_loop_interrupted(&r->loop, sig, where, r->ckpt_path, r->c.out,
+                                r->c.detect_anomaly ? "--detect-anomaly" : NULL,
+                                in_epoch ? save_in_epoch : NULL, r);
 }
 
 /* After an epoch's training and evaluation (rank 0): the epoch's line and the files. */
@@ -357,9 +233,9 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
            r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc, e.test_loss,
            e.test_acc, e.seconds, lr);
     fflush(stdout);
-    saving = 1; /* a repeated signal waits for the files */
+    cli_loop_saving(true); /* a repeated signal waits for the files */
     int rc = train_write_outputs(r);
-    saving = 0;
+    cli_loop_saving(false);
     return rc;
 }
 
@@ -377,12 +253,7 @@ static bool early_stop_now(run *r, int e, double test_loss, double test_acc) {
 }
 
 static int train_loop(run *r) {
-    cli_progress pg;
-    cli_progress_init(&pg, isatty(2) && r->slots.rank == 0);
-    const char *at = getenv("BRICK_TEST_INTERRUPT_AT_STEP");
-    if (!at || !cli_parse_i64(at, &r->interrupt_at)) r->interrupt_at = 0;
-    r->interrupt_repeat = getenv("BRICK_TEST_INTERRUPT_REPEAT");
-    if (!r->interrupt_repeat) r->interrupt_repeat = "";
+    cli_progress *pg = &r->loop.pg;
     int64_t first_step = r->step;
     r->es_best_epoch = 0; /* a resumed run: the epochs it has done count (their history) */
     bool stop_early = false;
@@ -392,7 +263,7 @@ static int train_loop(run *r) {
         if (stop_now(r)) return interrupted(r, false);
         double t0 = cli_now() - (r->resume_mid ? r->pos.seconds : 0);
         cli_epoch e = {.epoch = r->done_epochs + 1};
-        int rc = train_epoch(r, &pg, &e);
+        int rc = train_epoch(r, pg, &e);
         if (rc == TRAIN_INTERRUPTED) {
             r->pos.seconds = cli_now() - t0;
             return interrupted(r, true);
@@ -404,9 +275,9 @@ static int train_loop(run *r) {
          * ranks share the batches. */
         char note[64];
         snprintf(note, sizeof note, "evaluating %" PRId64 " test images", r->test->n);
-        cli_progress_note(&pg, note);
+        cli_progress_note(pg, note);
         rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed);
-        cli_progress_clear(&pg);
+        cli_progress_clear(pg);
         if (rc) return rc;
         /* the lr the epoch ended with (onecycle: its last step's); then plateau: the test
          * loss decides the next epoch's lr (every rank has the same), and the state goes
@@ -441,24 +312,8 @@ static int train_loop(run *r) {
 }
 
 int train_run(run *r) {
-    bool prev_anomaly = bk_set_detect_anomaly(r->c.detect_anomaly);
-    /* Ctrl-C and SIGTERM from here on: finish the step, save, exit (a repeat: see
-     * on_stop_signal; each blocks the other while its handler runs; SA_RESTART so that no
-     * write is cut short by EINTR). */
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaddset(&sa.sa_mask, SIGINT);
-    sigaddset(&sa.sa_mask, SIGTERM);
-    sa.sa_flags = SA_RESTART;
-    stop_signal = 0;
-    saving = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    cli_loop_begin(&r->loop, "brick train", r->slots.rank == 0, r->c.detect_anomaly);
     int rc = train_loop(r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    bk_set_detect_anomaly(prev_anomaly);
+    cli_loop_end(&r->loop);
     return rc;
 }

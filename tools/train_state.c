@@ -104,27 +104,6 @@ static bool parse_plateau(const char *s, train_cfg *c) {
     return true;
 }
 
-/* "state:inc" as train_write_checkpoint writes it: exactly 16 hex digits, ':', 16 hex digits,
- * and inc odd (a PCG stream needs an odd increment). False for anything else. */
-static bool parse_rng(const char *s, bk_rng *r) {
-    uint64_t v[2] = {0, 0};
-    if (!s || strlen(s) != 33 || s[16] != ':') return false;
-    for (int i = 0; i < 33; i++) {
-        if (i == 16) continue;
-        char ch = s[i];
-        int d = ch >= '0' && ch <= '9'   ? ch - '0'
-                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                         : -1;
-        if (d < 0) return false;
-        v[i > 16] = v[i > 16] << 4 | (uint64_t)d;
-    }
-    if (!(v[1] & 1)) return false;
-    r->state = v[0];
-    r->inc = v[1];
-    return true;
-}
-
 /* Reads the settings of a checkpoint into r->c (flags given on the command line must
  * agree). Returns CLI_OK or an exit status (message printed). */
 int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, int n_opts) {
@@ -210,7 +189,7 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     static const char *const rngs[2] = {"brick.loader_rng", "brick.model_rng"};
     for (int i = 0; i < 2; i++) {
         const char *v = GET(rngs[i]);
-        if (!parse_rng(v, i ? &r->model_rng : &r->loader_rng))
+        if (!cli_rng_parse(v, i ? &r->model_rng : &r->loader_rng))
             return cli_fail(
                 "%s: metadata %s \"%.64s\" is not a generator state (16 hex digits, "
                 "':', 16 hex digits with the last one odd)",
@@ -406,10 +385,11 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     common_meta(r, &md, CLI_CKPT_FORMAT);
     meta_add(&md, "brick.epochs", "%" PRId64, r->c.epochs);
     meta_add(&md, "brick.step", "%" PRId64, r->step);
-    meta_add(&md, "brick.loader_rng", "%016llx:%016llx", (unsigned long long)lrng.state,
-             (unsigned long long)lrng.inc);
-    meta_add(&md, "brick.model_rng", "%016llx:%016llx", (unsigned long long)mrng.state,
-             (unsigned long long)mrng.inc);
+    char rng[2][CLI_RNG_CHARS];
+    cli_rng_format(rng[0], &lrng);
+    cli_rng_format(rng[1], &mrng);
+    meta_add(&md, "brick.loader_rng", "%s", rng[0]);
+    meta_add(&md, "brick.model_rng", "%s", rng[1]);
     meta_add(&md, "brick.threads", "%" PRId64, r->c.threads);
     meta_add(&md, "brick.accumulate", "%" PRId64, r->c.accumulate);
     meta_add(&md, "brick.world_size", "%d", r->slots.world);

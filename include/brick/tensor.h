@@ -36,6 +36,20 @@ const char *bk_escape(const char *s, char *buf, size_t n);
  * thread. Results do not depend on it: work is never split along a summation. */
 int bk_set_num_threads(int n);
 int bk_get_num_threads(void);
+/* Makes OpenMP's idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE) unless the user chose
+ * a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT set). Call it first thing in main with main's
+ * argv. libgomp's idle threads otherwise spin about a millisecond after every parallel
+ * region, and on a machine shared with other work a 2-thread training ran 6 to 9 times
+ * slower (docs/performance.md, "OpenMP's wait policy"). libgomp reads the policy once,
+ * when it is loaded, before main, and has no call to change it; nothing a library runs by
+ * itself comes in time (a constructor runs after libgomp's; a .preinit_array function
+ * before libc's, which resets the environment), so this sets the variable and executes
+ * the program again (Linux: /proc/self/exe, the same argv). Returns 0 without exec when
+ * there is nothing to do (a policy set, a build without OpenMP or not on Linux, under
+ * valgrind, whose child would run natively); does not return when the exec works; -1 with
+ * an error when argv is NULL or the exec fails (the program goes on with libgomp's
+ * default policy). */
+int bk_passive_wait_policy(char **argv);
 /* The GEMM micro-kernel brick's own matrix products use, e.g. "avx512 16x16", "avx2-fma 6x16"
  * or "portable 4x8": AVX-512, else AVX2+FMA, when the CPU has it. The environment variable
  * BRICK_GEMM_KERNEL=auto|avx512|avx2|portable, read once per process, overrides the choice:

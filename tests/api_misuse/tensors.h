@@ -26,6 +26,8 @@ TEST(errors_threads_rng) {
     MISUSE(bk_set_num_threads(0), "set_num_threads", "0 threads");
     MISUSE(bk_set_num_threads(-3), "set_num_threads", "-3 threads");
     CANNOT_FAIL(bk_get_num_threads() >= 1, "no arguments");
+    /* (a valid argv would execute the test again: only NULL is tried) */
+    MISUSE(bk_passive_wait_policy(NULL), "passive_wait_policy", "argv is NULL");
     CANNOT_FAIL(bk_gemm_kernel() != NULL && bk_gemm_kernel()[0], "no arguments");
 
     bk_rng r;
