@@ -147,6 +147,40 @@ double cli_now(void); /* seconds, monotonic */
 /* Sets the compute threads (OpenBLAS and OpenMP, whichever the build uses). */
 void cli_set_threads(int n);
 
+/* ---- CSV tables: --data DIR with train.csv and test.csv (data_csv.c) ------------------ */
+/* "classification", "regression", NULL (--task) */
+extern const char *const CLI_TASK_NAMES[];
+/* What a CSV data set needs besides its rows: the task, the target column and the
+ * standardisation of the training split (docs/data.md), as the model file records them. */
+typedef struct cli_tabular {
+    bool on;          /* the data are a CSV table (else IDX images: nothing below is set) */
+    bool regression;  /* else classification */
+    const char *task; /* a CLI_TASK_NAMES word; NULL before loading: from the data (auto) */
+    char *target;     /* the target column (malloc'ed), or NULL: the last */
+    int64_t n_features;
+    float *mean, *std;             /* per feature, malloc'ed */
+    float target_mean, target_std; /* regression: the target's */
+} cli_tabular;
+/* True when dir holds train.csv and test.csv. */
+bool cli_has_csv(const char *dir);
+/* Loads dir/train.csv and dir/test.csv (t->target, t->task: NULL for the defaults) and
+ * standardises both splits: with statistics of the training split computed now when fresh,
+ * else with t's (read from a model file). Sets t->on, t->regression, t->task. CLI_OK, or
+ * CLI_RUNTIME with the message printed (the data sets may then be set: the caller frees). */
+int cli_tabular_load(const char *dir, cli_tabular *t, bool fresh, bk_dataset **train, bk_dataset **test);
+/* t's metadata (none when !t->on) into keys (static) and values (malloc'ed; NULL when out
+ * of memory), at most 6; returns how many. */
+int cli_tabular_meta(const cli_tabular *t, const char **keys, char **values);
+/* Reads t from a model file's metadata (t->on false when it has no brick.task: an image
+ * model). CLI_OK, or CLI_RUNTIME naming the key that is missing or malformed. */
+int cli_tabular_from_meta(const char *path, const bk_safetensors *st, int64_t n_features, cli_tabular *t);
+void cli_tabular_free(cli_tabular *t);
+/* Regression over ds (standardised targets) in eval mode with gradients off: the mean
+ * squared error on the standardised target (the training loss), and RMSE and MAE in the
+ * target's units. 0, or -1 with the library's error. */
+int cli_evaluate_regression(bk_module *m, const bk_dataset *ds, int64_t batch, const cli_tabular *t,
+                            double *loss, double *rmse, double *mae);
+
 /* ---- models from files (cli.c) ------------------------------------------------------- */
 
 typedef struct cli_model {
@@ -158,6 +192,7 @@ typedef struct cli_model {
     char *class_names[CLI_MAX_CLASSES]; /* malloc'ed and escaped (bk_escape), or NULL */
     char name_buf[CLI_MAX_CLASSES][16]; /* "class 7" fallbacks */
     char dtypes[128]; /* a plain state dict's dtypes as read ("F32 x 60, I64 x 20"), or "" */
+    cli_tabular tab;  /* a model trained on a CSV table: its task and standardisation */
 } cli_model;
 
 /* Rebuilds the model recorded in a model or checkpoint file from its metadata alone and
@@ -224,13 +259,15 @@ typedef struct cli_epoch {
     double train_loss, train_acc, test_loss, test_acc;
     double lr; /* the epoch's learning rate (NaN in rows of checkpoints older than the column) */
     double seconds;
+    double test_rmse, test_mae; /* regression (whose rows have no accuracies) */
 } cli_epoch;
 
-/* "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" and one row per epoch. */
-void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header);
+/* "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" and one row per epoch
+ * (regression: "epoch,train_loss,test_loss,test_rmse,test_mae,lr,seconds"). */
+void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header, bool regression);
 /* Parses rows written by cli_history_csv(header false), with or without the lr column
  * (checkpoints written before it had none); returns the count or -1. */
-int cli_history_parse(const char *s, cli_epoch *h, int max);
+int cli_history_parse(const char *s, cli_epoch *h, int max, bool regression);
 /* An SVG line plot of train loss, train acc, test loss and test acc against epoch (like
  * D2L's). */
 void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);

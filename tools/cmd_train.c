@@ -1,4 +1,4 @@
-/* cmd_train.c - `brick train`: trains a model from the zoo on Fashion-MNIST.
+/* cmd_train.c - `brick train`: trains a model from the zoo on Fashion-MNIST or a CSV table.
  *
  * Trains epochs of mini-batches (train_loop.c: the loop, the loss check, interrupts) and
  * after every epoch evaluates on the test split (grad off, eval mode, in batches of
@@ -46,9 +46,14 @@ static void help(FILE *f) {
     for (const char *const *n = bk_model_names(); *n; n++) fprintf(f, "%s%s", *n, n[1] ? ", " : "\n");
     fprintf(f,
             "                      (--model help, or brick models, lists their settings)\n"
-            "  --data DIR          Fashion-MNIST IDX files (plain or .gz); default: $BRICK_DATA,\n"
-            "                      else /usr/share/datasets/fashion-mnist if it holds them,\n"
-            "                      else the bundled data/fashion-mnist-subset\n"
+            "  --data DIR          Fashion-MNIST IDX files (plain or .gz), or a CSV table:\n"
+            "                      DIR/train.csv and DIR/test.csv (docs/data.md); default:\n"
+            "                      $BRICK_DATA, else /usr/share/datasets/fashion-mnist if it\n"
+            "                      holds them, else the bundled data/fashion-mnist-subset\n"
+            "  --target COLUMN     CSV: the target column's name (default: the last column)\n"
+            "  --task T            CSV: classification or regression (default: classification\n"
+            "                      when every target value is an integer); regression trains\n"
+            "                      with MSE on the standardised target, reports RMSE and MAE\n"
             "  --epochs N          epochs to train in all (default 10)\n"
             "  --batch-size B      mini-batch size (default: the recipe's): the global batch of one\n"
             "                      optimizer step, also with --accumulate and under mpirun\n"
@@ -191,12 +196,32 @@ static int check_room(const run *r, int64_t n_params) {
     return CLI_OK;
 }
 
+/* What a regression run does not do (yet): several slots per step (their step and
+ * evaluation are cross-entropy's), and choosing the best epoch by accuracy. */
+static int check_regression(const run *r) {
+    if (!r->tab.regression) return CLI_OK;
+    if (r->c.accumulate > 1 || r->slots.world > 1)
+        return cli_usage("regression (%s) trains in one process with --accumulate 1 for now", r->c.data);
+    if (r->c.keep_best) return cli_usage("--keep-best picks the best test accuracy: not for regression");
+    if (!strcmp(r->c.early_stop_on, "acc")) return cli_usage("--early-stop-on acc: not for regression");
+    return CLI_OK;
+}
+
 /* Data, model, optimizer and loader for a fresh or resumed run. */
 static int setup(run *r, const bk_safetensors *resume) {
     if (r->c.threads) cli_set_threads((int)r->c.threads);
-    r->train = bk_fashion_mnist_load(r->c.data, true);
-    r->test = r->train ? bk_fashion_mnist_load(r->c.data, false) : NULL;
-    if (!r->test) return cli_fail(NULL);
+    int rc;
+    if (cli_has_csv(r->c.data)) { /* the formats of --data DIR */
+        r->tab.task = r->c.task;
+        r->tab.target = r->c.target ? strdup(r->c.target) : NULL;
+        if ((rc = cli_tabular_load(r->c.data, &r->tab, true, &r->train, &r->test))) return rc;
+        if ((rc = check_regression(r))) return rc;
+    } else {
+        r->train = bk_fashion_mnist_load(r->c.data, true);
+        r->test = r->train ? bk_fashion_mnist_load(r->c.data, false) : NULL;
+        if (!r->test) return cli_fail(NULL);
+    }
+    int n_out = r->tab.regression ? 1 : r->train->n_classes; /* the model's outputs */
     char shape[80];
     size_t k = 0;
     for (int d = 0; d < r->train->ndim; d++)
@@ -208,20 +233,24 @@ static int setup(run *r, const bk_safetensors *resume) {
         snprintf(r->class_names + len, sizeof r->class_names - len, "%s%s", c ? "," : "",
                  r->train->class_names[c]);
     }
-    int rc = check_data(r);
-    if (rc) return rc;
-    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
-                                           NULL, 0);
+    if ((rc = check_data(r))) return rc;
+    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape, n_out, NULL, 0);
     if (n_params < 0) return cli_fail(NULL);
     if ((rc = check_room(r, n_params))) return rc;
     char data_safe[512]; /* (a resumed run's --data comes from its checkpoint) */
-    printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
-           bk_escape(r->c.data, data_safe, sizeof data_safe), r->data_why, r->train->n, r->test->n, shape,
-           r->train->n_classes);
+    bk_escape(r->c.data, data_safe, sizeof data_safe);
+    if (r->tab.regression)
+        printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test rows of %" PRId64
+               " features, regression (target mean %g, std %g)\n",
+               data_safe, r->data_why, r->train->n, r->test->n, r->train->sample_numel,
+               (double)r->tab.target_mean, (double)r->tab.target_std);
+    else
+        printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test %s %s, %d classes\n", data_safe,
+               r->data_why, r->train->n, r->test->n, r->tab.on ? "rows of shape" : "images", shape,
+               r->train->n_classes);
 
     bk_manual_seed((uint64_t)r->c.seed);
-    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes, r->arch,
-                          sizeof r->arch);
+    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, n_out, r->arch, sizeof r->arch);
     if (!r->m) return cli_fail(NULL);
     r->o = train_make_optim(&r->c, r->m);
     r->loader = r->o ? bk_loader_new(r->train, r->c.batch, true, splitmix64((uint64_t)r->c.seed), false)
@@ -393,6 +422,8 @@ int cmd_train(int argc, char **argv) {
         {"--accumulate", CLI_INT, &c->accumulate, 1, 1e6, false, NULL},
         {"--dist", CLI_FLAG, &c->dist, 0, 0, false, NULL},
         {"--reduce", CLI_STR, &c->reduce, 0, 0, false, REDUCE_NAMES},
+        {"--target", CLI_STR, &c->target, 0, 0, false, NULL},
+        {"--task", CLI_STR, &c->task, 0, 0, false, CLI_TASK_NAMES},
     };
     const int n_opts = CLI_COUNT(opts);
     const char *pos[1];
@@ -483,8 +514,15 @@ int cmd_train(int argc, char **argv) {
         else rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
         goto done;
     }
-    if (!cli_has_fashion_mnist(c->data)) {
-        rc = cli_usage("--data %s: no Fashion-MNIST files there (train-images-idx3-ubyte[.gz], ...)",
+    if (!cli_has_csv(c->data) && !cli_has_fashion_mnist(c->data)) {
+        rc = cli_usage(
+            "--data %s: no data set there (Fashion-MNIST's train-images-idx3-ubyte[.gz], ..., or "
+            "train.csv and test.csv)",
+            c->data);
+        goto done;
+    }
+    if (!cli_has_csv(c->data) && (c->target || c->task)) {
+        rc = cli_usage("--%s is for a CSV table (--data %s holds IDX files)", c->target ? "target" : "task",
                        c->data);
         goto done;
     }
@@ -522,8 +560,8 @@ int cmd_train(int argc, char **argv) {
     }
     rc = dist_begin(&r, opts, n_opts);
     if (!rc) rc = setup(&r, resume);
-    if (!rc) {
-        if (c->max_loss < 0) c->max_loss = 1000.0 * log((double)r.train->n_classes);
+    if (!rc) { /* (regression: 0, only a NaN or infinite loss stops the run) */
+        if (c->max_loss < 0) c->max_loss = r.tab.regression ? 0 : 1000.0 * log((double)r.train->n_classes);
         rc = train_run(&r);
     }
 
@@ -541,5 +579,6 @@ done:
     free(r.csv_path);
     free(r.svg_path);
     free(r.best_path);
+    cli_tabular_free(&r.tab);
     return dist_end(&r, rc);
 }

@@ -44,6 +44,8 @@ typedef struct train_cfg {
     int64_t accumulate; /* micro-batches per step (--accumulate) */
     bool dist;          /* --dist: MPI even outside mpirun */
     const char *reduce; /* --reduce */
+    const char *target; /* --target: a CSV table's target column (NULL: the last) */
+    const char *task;   /* --task: classification or regression (NULL: from the data) */
 } train_cfg;
 
 /* The epoch in progress: what a checkpoint written inside an epoch holds to go on. */
@@ -80,6 +82,7 @@ typedef struct run {
     int64_t ckpt_slots; /* a resumed run: the checkpoint's world size * accumulate */
     int agreed_signal;  /* under mpirun: the stop signal every rank agreed on */
     bool agreed;        /* under mpirun: every rank knows why the run stops (no abort) */
+    cli_tabular tab;    /* --data DIR with train.csv and test.csv (data_csv.c) */
 } run;
 
 /* ---- train_state.c ---------------------------------------------------------------------- */

@@ -1,8 +1,9 @@
 /* dataset.c - in-memory data sets: built from user arrays, normalised, freed.
  *
  * A bk_dataset and its three arrays (x, y, targets) are separate heap blocks owned by the
- * data set; bk_dataset_free releases all of them, whoever made the data set (this file or
- * idx.c). class_names always points at static strings and is never freed.
+ * data set; bk_dataset_free releases all of them, whoever made the data set (this file,
+ * idx.c or csv.c). class_names points at static strings, or into owned_names (names read
+ * from a file), the one block of them that is freed.
  */
 #include "internal.h"
 
@@ -133,6 +134,7 @@ void bk_dataset_free(bk_dataset *ds) {
     bk__free(ds->x);
     bk__free(ds->y);
     bk__free(ds->targets);
+    bk__free(ds->owned_names);
     bk__free(ds);
 }
 
@@ -148,5 +150,54 @@ int bk_dataset_normalize(bk_dataset *ds, float mean, float std) {
     int64_t numel = ds->n * ds->sample_numel;
     /* A division, not a multiply by 1/std, to match torchvision's Normalize bit for bit. */
     for (int64_t i = 0; i < numel; i++) ds->x[i] = (ds->x[i] - mean) / std;
+    return 0;
+}
+
+int bk_dataset_feature_stats(const bk_dataset *ds, float *mean, float *std) {
+    const char *who = "dataset_feature_stats";
+    if (!bk__dataset_ok(ds, who)) return -1;
+    if (!mean || !std) {
+        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
+        return -1;
+    }
+    if (ds->n < 1) {
+        bk_set_error("%s: the data set has no samples", who);
+        return -1;
+    }
+    int64_t n = ds->n, f = ds->sample_numel;
+    /* two passes in double: the mean, then the squared deviations (no cancellation) */
+    for (int64_t j = 0; j < f; j++) {
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < n; i++) sum += (double)ds->x[i * f + j];
+        double m = sum / (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            double d = (double)ds->x[i * f + j] - m;
+            sq += d * d;
+        }
+        double sd = sqrt(sq / (double)n);
+        mean[j] = (float)m;
+        std[j] = sd > 0 && (float)sd > 0 ? (float)sd : 1.0f;
+    }
+    return 0;
+}
+
+int bk_dataset_standardize(bk_dataset *ds, const float *mean, const float *std) {
+    const char *who = "dataset_standardize";
+    if (!bk__dataset_ok(ds, who)) return -1;
+    if (!mean || !std) {
+        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
+        return -1;
+    }
+    int64_t f = ds->sample_numel;
+    for (int64_t j = 0; j < f; j++)
+        if (!isfinite(mean[j]) || !isfinite(std[j]) || !(std[j] > 0)) {
+            bk_set_error("%s: feature %" PRId64
+                         " needs a finite mean and a finite std > 0 (got mean %g, std %g)",
+                         who, j, (double)mean[j], (double)std[j]);
+            return -1;
+        }
+    /* a division, as bk_dataset_normalize and sklearn's StandardScaler.transform */
+    for (int64_t i = 0; i < ds->n; i++)
+        for (int64_t j = 0; j < f; j++) ds->x[i * f + j] = (ds->x[i * f + j] - mean[j]) / std[j];
     return 0;
 }
