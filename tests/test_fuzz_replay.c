@@ -17,6 +17,7 @@
 
 #include "../fuzz/fuzz_ckpt.c"
 #include "../fuzz/fuzz_cli.c"
+#include "../fuzz/fuzz_csv.c"
 #include "../fuzz/fuzz_escape.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_image.c"
@@ -38,6 +39,7 @@ static const replay_target TARGETS[] = {
     {"ckpt", fuzz_ckpt},
     {"escape", fuzz_escape},
     {"image", fuzz_image},
+    {"csv", fuzz_csv},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
@@ -109,6 +111,7 @@ TEST(replay_cli) { replay(&TARGETS[3]); }
 TEST(replay_ckpt) { replay(&TARGETS[4]); }
 TEST(replay_escape) { replay(&TARGETS[5]); }
 TEST(replay_image) { replay(&TARGETS[6]); }
+TEST(replay_csv) { replay(&TARGETS[7]); }
 
 int main(void) {
     RUN(replay_safetensors);
@@ -118,6 +121,7 @@ int main(void) {
     RUN(replay_ckpt);
     RUN(replay_escape);
     RUN(replay_image);
+    RUN(replay_csv);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }
