@@ -36,9 +36,13 @@ typedef struct bk_dataset {
  * must be < n_classes (1..256). Free with bk_dataset_free. NULL with an error
  * "idx: <path>: <problem>" on a bad or inconsistent file. */
 bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_classes);
-/* The standard Fashion-MNIST file names in dir (each optionally .gz, plain preferred);
- * train: train-*, else t10k-*. Sets the class names and n_classes = 10. A missing
- * directory or file gives an error listing what was looked for. */
+/* The standard (Fashion-)MNIST file names in dir (each optionally .gz, plain preferred);
+ * train: train-*, else t10k-*; labels 0..9 (n_classes 10). Class names: from
+ * dir/classes.txt when it exists (one per line, at most 256 of 1..255 bytes; n_classes is
+ * their count, every label must be below it), else Fashion-MNIST's ("T-shirt/top", ...)
+ * when the labels begin as Fashion-MNIST's files do (its first 16 labels of that split;
+ * the same files of MNIST digits begin otherwise), else none (NULL: classes by index). A
+ * missing directory or file gives an error listing what was looked for. */
 bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
 /* CSV tables (docs/data.md): what the target column is for. AUTO: classification when
  * every target value (of both files) is an integer, else regression. */
