@@ -4,6 +4,7 @@
 #   bk_setup NAME [NEEDS_BRICK]     (cd to the repository root, $build, $brick, $py, $tmp)
 #   ok "what held"; bad "what failed" "detail line"...; check "name" 'shell condition'
 #   run CMD...                      ($rc, $out, $err)
+#   expect NAME STATUS PATTERN CMD...; usage NAME PREFIX PATTERN CMD...  (a command's result)
 #   bk_done                         (the TAP plan, the summary line, the exit status)
 #
 # The scripts speak TAP (https://testanything.org), like the test binaries (tests/test.h):
@@ -55,6 +56,38 @@ run() {
     rc=$?
     out=$(cat "$tmp/out")
     err=$(cat "$tmp/err")
+}
+
+# expect NAME STATUS PATTERN CMD...: exit status STATUS and stdout+stderr matching PATTERN
+# (an extended regex; "" matches anything).
+expect() {
+    local name=$1 want=$2 pattern=$3
+    shift 3
+    run "$@"
+    if [ "$rc" -ne "$want" ]; then
+        bad "$name" "exit $rc, expected $want: $*" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
+    elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" <<<"$out$err"; then
+        bad "$name" "output does not match /$pattern/: $*" "stdout: ${out:0:300}" "stderr: ${err:0:300}"
+    else
+        ok "$name"
+    fi
+}
+
+# usage NAME PREFIX PATTERN CMD...: exit 2, nothing on stdout, ONE stderr line
+# "PREFIX: ..." matching PATTERN.
+usage() {
+    local name=$1 prefix=$2 pattern=$3
+    shift 3
+    run "$@"
+    local lines
+    lines=$(printf '%s' "$err" | grep -c '')
+    if [ "$rc" -ne 2 ] || [ -n "$out" ] || [ "$lines" -ne 1 ] || [[ $err != "$prefix: "* ]] ||
+        ! grep -Eq -- "$pattern" <<<"$err"; then
+        bad "$name" "expected exit 2 and one line '$prefix: ...' matching /$pattern/: $*" \
+            "got exit $rc, $lines stderr lines: ${err:0:300}" "stdout: ${out:0:200}"
+    else
+        ok "$name"
+    fi
 }
 
 bk_done() {
