@@ -2,7 +2,7 @@
 # run.sh - runs brick's libFuzzer targets (docs/reliability.md).
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer flags...]   one target (safetensors, idx,
-#                                                     model_spec, cli, ckpt, escape)
+#                                                     model_spec, cli, ckpt, escape, image, csv)
 #   fuzz/run.sh all SECONDS [libFuzzer flags...]      each target in turn, SECONDS each
 #
 # Builds the targets first (make fuzz: clang + libFuzzer, ASan, UBSan, into build-fuzz/).
