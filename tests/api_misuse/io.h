@@ -353,14 +353,16 @@ TEST(data_sets_and_loaders) {
     }
     MISUSE(bk_csv_load(NULL, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", "training path is NULL");
     MISUSE(bk_csv_load(csv_ok, NULL, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", "test path is NULL");
-    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_AUTO, NULL, &cte), "csv", "train (the output) is NULL");
-    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, NULL), "csv", "test (the output) is NULL");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_AUTO, NULL, &cte), "csv",
+           "train (the output) is NULL");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, NULL), "csv",
+           "test (the output) is NULL");
     MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_COUNT, &ctr, &cte), "csv", "task 3");
     MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, (bk_csv_task)-1, &ctr, &cte), "csv", "task -1");
-    MISUSE(bk_csv_load(csv_ok, csv_ok, "z", BK_CSV_TASK_AUTO, &ctr, &cte), "csv", "no target column named \"z\"",
-           "columns: a, b, y");
-    MISUSE(bk_csv_load(tpath("missing.csv"), csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", "missing.csv",
-           "cannot open");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, "z", BK_CSV_TASK_AUTO, &ctr, &cte), "csv",
+           "no target column named \"z\"", "columns: a, b, y");
+    MISUSE(bk_csv_load(tpath("missing.csv"), csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv",
+           "missing.csv", "cannot open");
     MISUSE(bk_csv_load(tmpdir, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", tmpdir);
     CHECK(ctr == NULL && cte == NULL);
 
