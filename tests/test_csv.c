@@ -78,7 +78,7 @@ static void bad_train(const char *text, const char *a1, const char *a2) {
 
 TEST(rejects_malformed) {
     bad_train("", "the file is empty", "header");
-    bad_train("\n1,2\n", "the file is empty", "header");
+    bad_train("\n1,2\n", "line 1 is blank", "header");
     bad_train("a,b,label\n", "no data rows", "only the header");
     bad_train("a,b,label\n1,2,3\n4,5\n", "line 3", "2 cells, but the header has 3 columns");
     bad_train("a,b,label\n1,2,3\n4,5,6,7\n", "line 3", "4 cells");

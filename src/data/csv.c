@@ -179,13 +179,10 @@ static bool table_read(const char *path, csv_table *t) {
     t->text = read_all(path, &len);
     if (!t->text) return false;
     if (strlen(t->text) != len) return csv_fail(path, "a NUL byte in the text (not a CSV file?)");
-    /* rows: at most the newlines + 1; blank lines at the end are ignored */
-    int64_t max_rows = 1;
-    for (size_t i = 0; i < len; i++) max_rows += t->text[i] == '\n';
     char *p = t->text;
     char *header = next_line(&p);
-    if (!header || !header[0])
-        return csv_fail(path, "the file is empty (expected a header row of column names)");
+    if (!header) return csv_fail(path, "the file is empty (expected a header row of column names)");
+    if (!header[0]) return csv_fail(path, "line 1 is blank (expected a header row of column names)");
     int64_t n_cols = 1;
     for (const char *c = header; *c; c++) n_cols += *c == ',';
     t->names = bk__malloc((size_t)n_cols * sizeof *t->names);
@@ -200,6 +197,10 @@ static bool table_read(const char *path, csv_table *t) {
     for (int64_t c = 0; c < t->n_cols; c++)
         if (!t->names[c][0])
             return csv_fail(path, "line 1 (the header): column %" PRId64 " has no name", c + 1);
+    /* A row kept has n_cols - 1 commas and ends with a newline or the file: n_cols bytes at
+     * least, so the rest of the file holds at most rest / n_cols + 1 of them (counting
+     * newlines instead would let a wide header and many blank lines ask for far more). */
+    int64_t max_rows = (int64_t)((size_t)(t->text + len - p) / (size_t)t->n_cols) + 1;
     int64_t n_cells;
     if (!bk__mul_ok(max_rows, t->n_cols, &n_cells) || (uint64_t)n_cells > SIZE_MAX / 16)
         return csv_fail(path, "too many cells");
