@@ -11,7 +11,8 @@
 # reproduces the final line of train; --target picks a column; the auto task; the log's
 # columns. Errors: a malformed table fails with exit 1 naming the file, line and column;
 # usage errors (exit 2) for --task/--target without a table and for what regression does
-# not do; eval on the wrong kind of data (exit 1, as for IDX data of another shape).
+# not do; eval on the wrong kind of data (exit 1, as for IDX data of another shape). IDX
+# files with a classes.txt: its names in the model file and eval, a short one refused.
 set -u
 source "$(dirname "$0")/lib.sh"
 bk_setup
@@ -106,5 +107,17 @@ usage "regression with --accumulate" "brick train" "regression .* --accumulate 1
     "$brick" train --data "$tmp/lin" --accumulate 2 --out "$m" --force --epochs 1
 usage "regression with --keep-best" "brick train" "--keep-best .* not for regression" \
     "$brick" train --data "$tmp/lin" --keep-best --out "$m" --force --epochs 1
+
+# ---- IDX files with a names file (another data set in MNIST's format) -------------------------
+mkdir -p "$tmp/named"
+cp data/fashion-mnist-subset/*-ubyte.gz "$tmp/named/"
+printf '%s\n' zero one two three four five six seven eight nine >"$tmp/named/classes.txt"
+run "$brick" train --data "$tmp/named" --model softmax --out "$m" --force --epochs 1
+check "IDX + classes.txt: its names in the model file" \
+    '[ "$rc" -eq 0 ] && [ "$(meta "$m" brick.class_names)" = zero,one,two,three,four,five,six,seven,eight,nine ]'
+expect "IDX + classes.txt: eval names the rows" 0 "  9 nine " "$brick" eval "$m" --data "$tmp/named"
+printf 'a\nb\n' >"$tmp/named/classes.txt"
+expect "IDX + a short classes.txt: exit 1 naming it" 1 "classes.txt: 2 names, but sample 0 has label 9" \
+    "$brick" train --data "$tmp/named" --model softmax --out "$m" --force --epochs 1
 
 bk_done
