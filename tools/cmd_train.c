@@ -32,9 +32,10 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: brick train [options]\n"
             "\n"
-            "Trains a classifier on Fashion-MNIST and writes the model FILE, a training\n"
-            "checkpoint STEM.ckpt.safetensors, a log STEM.csv and a plot STEM.svg, where STEM\n"
-            "is FILE without its .safetensors suffix. They are rewritten after every epoch.\n"
+            "Trains a model on Fashion-MNIST (or other IDX files, or a CSV table: --data) and\n"
+            "writes the model FILE, a training checkpoint STEM.ckpt.safetensors, a log\n"
+            "STEM.csv and a plot STEM.svg, where STEM is FILE without its .safetensors\n"
+            "suffix. They are rewritten after every epoch.\n"
             "\n"
             "Each model has a recipe (brick models lists it): the optimizer and its lr,\n"
             "momentum and weight decay, the lr schedule and the batch size that train it\n"
