@@ -61,6 +61,10 @@ check "classification: class names 2,5 and the standardisation in the model file
      [[ $(meta "$m" brick.feature_std) =~ ^[123]\.[0-9]*,[123]\.[0-9]*$ ]]'
 expect "eval: the same accuracy, classes by value" 0 "test accuracy $acc \(.*\n?.*" "$brick" eval "$m" --data "$tmp/blobs"
 check "eval: confusion matrix rows named 2 and 5" 'grep -q "^  0 2 " <<<"$out" && grep -q "^  1 5 " <<<"$out"'
+expect "predict --table: rows with their classes and the truth" 0 "^#1 \(true: 5\): 5 [01]\.[0-9]{4}, 2 [01]\.[0-9]{4}$" \
+    "$brick" predict "$m" --table "$tmp/blobs" --index 1 --count 2
+usage "predict --table past the end" "brick predict" "--index 100 --count 1 is past the end of .*test.csv \(100 rows\)" \
+    "$brick" predict "$m" --table "$tmp/blobs" --index 100
 expect "eval on IDX data: exit 1" 1 "trained on a CSV table, but .* holds no train.csv" \
     "$brick" eval "$m" --data data/fashion-mnist-subset
 
@@ -77,6 +81,8 @@ check "regression: target and its standardisation in the model file" \
     '[ "$(meta "$m" brick.target)" = y ] && [[ $(meta "$m" brick.target_std) =~ ^(19|2[0-9])\.[0-9]*$ ]] &&
      [ "$(meta "$m" brick.task)" = regression ] && [ "$(meta "$m" brick.n_classes)" = 1 ]'
 expect "eval: the same rmse" 0 "test rmse $rmse  test mae" "$brick" eval "$m" --data "$tmp/lin"
+expect "predict --table: a regression's values in the target's units" 0 "^#0 -?[0-9.]+ \(true: -?[0-9.]+\)$" \
+    "$brick" predict "$m" --table "$tmp/lin" --count 1
 expect "regression --resume goes on" 0 "final test rmse" "$brick" train --resume "$tmp/m.ckpt.safetensors" --epochs 31
 expect "the default target (last column, b) is a regression too" 0 "final test rmse" \
     "$brick" train --data "$tmp/lin" --out "$m" --force --epochs 1
