@@ -111,8 +111,13 @@ usage "--task without a table" "brick train" "--task is for a CSV table" \
 usage "--task with a bad word" "brick train" "--task" "$brick" train --task maybe
 usage "regression with --accumulate" "brick train" "regression .* --accumulate 1" \
     "$brick" train --data "$tmp/lin" --accumulate 2 --out "$m" --force --epochs 1
-usage "regression with --keep-best" "brick train" "--keep-best .* not for regression" \
-    "$brick" train --data "$tmp/lin" --keep-best --out "$m" --force --epochs 1
+usage "regression with --early-stop-on acc" "brick train" "--early-stop-on acc: not for regression" \
+    "$brick" train --data "$tmp/lin" --early-stop 2 --early-stop-on acc --out "$m" --force --epochs 1
+run "$brick" train --data "$tmp/lin" --target y --keep-best --out "$m" --force --epochs 4 --batch-size 16 --lr 0.01
+best=$(sed -n 's/^best epoch \([0-9]\) (test rmse \([0-9.]*\)): .*best.safetensors$/\1 \2/p' <<<"$out")
+lowest=$(sed -n 's/^epoch \([0-9]\)\/4 .* test rmse \([0-9.]*\) .*/\2 \1/p' <<<"$out" | sort -g -k1,1 -s | head -n 1)
+check "regression --keep-best: the epoch of the lowest test rmse ($best; ${lowest#* } ${lowest% *})" \
+    '[ "$rc" -eq 0 ] && [ -n "$best" ] && [ "$best" = "${lowest#* } ${lowest% *}" ] && [ -f "$tmp/m.best.safetensors" ]'
 
 # ---- IDX files with a names file (another data set in MNIST's format) -------------------------
 mkdir -p "$tmp/named"

@@ -88,7 +88,8 @@ static void help(FILE *f) {
         "                      earlier one unless --force is given\n"
         "  --force             replace an earlier run's files\n"
         "  --keep-best         also keep the model of the epoch with the highest test\n"
-        "                      accuracy so far in STEM.best.safetensors\n"
+        "                      accuracy (regression: lowest test RMSE) so far in\n"
+        "                      STEM.best.safetensors\n"
         "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
         "                      the new total (default: the checkpoint's; a cosine schedule\n"
         "                      keeps the T_max it started with)\n"
@@ -198,12 +199,11 @@ static int check_room(const run *r, int64_t n_params) {
 }
 
 /* What a regression run does not do (yet): several slots per step (their step and
- * evaluation are cross-entropy's), and choosing the best epoch by accuracy. */
+ * evaluation are cross-entropy's), and early stopping on an accuracy. */
 static int check_regression(const run *r) {
     if (!r->tab.regression) return CLI_OK;
     if (r->c.accumulate > 1 || r->slots.world > 1)
         return cli_usage("regression (%s) trains in one process with --accumulate 1 for now", r->c.data);
-    if (r->c.keep_best) return cli_usage("--keep-best picks the best test accuracy: not for regression");
     if (!strcmp(r->c.early_stop_on, "acc")) return cli_usage("--early-stop-on acc: not for regression");
     return CLI_OK;
 }

@@ -472,7 +472,8 @@ static int train_loop(run *r) {
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
     if (r->c.keep_best) {
         int b = train_best_epoch(r);
-        printf("best epoch %d (test acc %.4f): %s\n", r->hist[b].epoch, r->hist[b].test_acc, r->best_path);
+        printf("best epoch %d (test %s %.4f): %s\n", r->hist[b].epoch, r->tab.regression ? "rmse" : "acc",
+               r->tab.regression ? r->hist[b].test_rmse : r->hist[b].test_acc, r->best_path);
     }
     return CLI_OK;
 }

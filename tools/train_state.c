@@ -434,13 +434,15 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     return rc ? cli_fail(NULL) : CLI_OK;
 }
 
-/* The history's best epoch: the index of the highest test accuracy, the first of equals
- * (-1 for an empty history). Read off the history, so a resumed run goes on comparing with
+/* The history's best epoch: the index of the highest test accuracy (regression: the lowest
+ * test RMSE), the first of equals (-1 for an empty history). Read off the history, so a resumed run goes on comparing with
  * the epochs before the interrupt. */
 int train_best_epoch(const run *r) {
     int b = r->n_hist ? 0 : -1;
     for (int j = 1; j < r->n_hist; j++)
-        if (r->hist[j].test_acc > r->hist[b].test_acc) b = j;
+        if (r->tab.regression ? r->hist[j].test_rmse < r->hist[b].test_rmse
+                              : r->hist[j].test_acc > r->hist[b].test_acc)
+            b = j;
     return b;
 }
 
