@@ -10,8 +10,8 @@
 # mean scores about 20); the standardisation and task are in the model file, and eval
 # reproduces the final line of train; --target picks a column; the auto task; the log's
 # columns. Errors: a malformed table fails with exit 1 naming the file, line and column;
-# usage errors (exit 2) for --task/--target without a table and for what regression does
-# not do; eval on the wrong kind of data (exit 1, as for IDX data of another shape). IDX
+# usage errors (exit 2) for --task/--target without a table and --early-stop-on acc with
+# regression; eval on the wrong kind of data (exit 1, as for IDX data of another shape). IDX
 # files with a classes.txt: its names in the model file and eval, a short one refused.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -109,8 +109,8 @@ expect "missing target column" 1 "csv: .*/blobs/train.csv: no target column name
 usage "--task without a table" "brick train" "--task is for a CSV table" \
     "$brick" train --data data/fashion-mnist-subset --task regression --out "$m" --force
 usage "--task with a bad word" "brick train" "--task" "$brick" train --task maybe
-usage "regression with --accumulate" "brick train" "regression .* --accumulate 1" \
-    "$brick" train --data "$tmp/lin" --accumulate 2 --out "$m" --force --epochs 1
+expect "regression with --accumulate 3 (the squared error summed per micro-batch)" 0 "final test rmse" \
+    "$brick" train --data "$tmp/lin" --accumulate 3 --out "$m" --force --epochs 1
 usage "regression with --early-stop-on acc" "brick train" "--early-stop-on acc: not for regression" \
     "$brick" train --data "$tmp/lin" --early-stop 2 --early-stop-on acc --out "$m" --force --epochs 1
 run "$brick" train --data "$tmp/lin" --target y --keep-best --out "$m" --force --epochs 4 --batch-size 16 --lr 0.01

@@ -339,7 +339,9 @@ typedef struct cli_slots {
     bk_ddp *ddp;  /* NULL with one slot (the classic step: mean loss over the batch) */
     float *x;     /* the step's batch, copied from the arena */
     int64_t *y;
-    size_t x_cap, y_cap;
+    float *t; /* its regression targets (one per sample), when the step has them */
+    size_t x_cap, y_cap, t_cap;
+    bool regression; /* this step: MSE against t, else cross-entropy against y */
 } cli_slots;
 
 /* What a step over the slots gives, the same on every rank. */
@@ -361,13 +363,13 @@ int64_t cli_slot_range(int64_t B, int slots, int k, int64_t *off);
 int cli_slots_init(cli_slots *s, bk_module *m, const char *arch, int accumulate, int64_t seed,
                    bk_dist_mode mode);
 void cli_slots_free(cli_slots *s);
-/* This rank's slots of the batch x (B, ...) with labels y: forward, SUM loss, backward
- * each, then the gradients of the global batch's mean loss, summed in slot order (over
+/* This rank's slots of the batch x (B, ...) with labels y, or (y NULL) regression targets
+ * t (B, 1) with the squared error: forward, SUM loss, backward each, then the gradients of the global batch's mean loss, summed in slot order (over
  * the ranks too), in every trainable parameter's grad; signal: this rank's pending one.
  * Leaves the optimizer step to the caller. CLI_OK, or CLI_RUNTIME (out says who failed;
  * a message is printed only for a failure of communication, which is never agreed). */
-int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B, int64_t step,
-                   int signal, cli_step *out);
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, const bk_tensor *t, int64_t B,
+                   int64_t step, int signal, cli_step *out);
 /* cli_evaluate with the batches shared among the ranks (rank r takes batch j when
  * j % world == r), the same numbers on every rank, bit for bit those of one process.
  * CLI_OK, or CLI_RUNTIME with *agreed set when every rank knows (the failing rank printed

@@ -198,12 +198,9 @@ static int check_room(const run *r, int64_t n_params) {
     return CLI_OK;
 }
 
-/* What a regression run does not do (yet): several slots per step (their step and
- * evaluation are cross-entropy's), and early stopping on an accuracy. */
+/* What a regression run does not do: early stopping on an accuracy. */
 static int check_regression(const run *r) {
     if (!r->tab.regression) return CLI_OK;
-    if (r->c.accumulate > 1 || r->slots.world > 1)
-        return cli_usage("regression (%s) trains in one process with --accumulate 1 for now", r->c.data);
     if (!strcmp(r->c.early_stop_on, "acc")) return cli_usage("--early-stop-on acc: not for regression");
     return CLI_OK;
 }

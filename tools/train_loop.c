@@ -200,11 +200,13 @@ static int step_regression(run *r, bk_tensor *x, bk_tensor *t, double *l) {
 
 /* One step over the slots (--accumulate, or this rank's slice under mpirun): the loss is
  * checked after the backward (every rank needs the global loss) but before the update. */
-static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double *l, int64_t *ok) {
+static int step_slots(run *r, bk_tensor *x, const int64_t *y, bk_tensor *t, int64_t B, double *l,
+                      int64_t *ok) {
     int epoch = r->done_epochs + 1;
     int64_t batch = r->pos.batch + 1;
     cli_step st;
-    int rc = cli_slots_step(&r->slots, r->m, x, y, B, r->step, stop_signal, &st);
+    int rc = cli_slots_step(&r->slots, r->m, x, r->tab.regression ? NULL : y, t, B, r->step, stop_signal,
+                            &st);
     if (st.failed_rank >= 0) {
         r->agreed = st.agreed;
         if (st.failed_rank == r->slots.rank) {
@@ -270,9 +272,9 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
                 return cli_fail("step %" PRId64 ": the lr schedule: %s", r->step + 1, bk_last_error());
             bk_optim_set_lr(r->o, lr);
         }
-        int rc = r->tab.regression ? step_regression(r, x, t, &l)
-                 : r->slots.ddp    ? step_slots(r, x, y, B, &l, &ok)
-                                   : step_whole(r, x, y, B, &l, &ok);
+        int rc = r->slots.ddp        ? step_slots(r, x, y, t, B, &l, &ok)
+                 : r->tab.regression ? step_regression(r, x, t, &l)
+                                     : step_whole(r, x, y, B, &l, &ok);
         bk_arena_reset(NULL);
         if (rc) {
             cli_progress_clear(pg);
@@ -429,7 +431,7 @@ static int train_loop(run *r) {
         snprintf(note, sizeof note, "evaluating %" PRId64 " test %s", r->test->n,
                  r->tab.on ? "rows" : "images");
         cli_progress_note(&pg, note);
-        if (r->tab.regression) { /* (one process: check_regression) */
+        if (r->tab.regression) { /* (under mpirun every rank evaluates it all: the same numbers) */
             e.test_acc = NAN;
             rc = cli_evaluate_regression(r->m, r->test, r->c.batch, &r->tab, &e.test_loss, &e.test_rmse,
                                          &e.test_mae)
