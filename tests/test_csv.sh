@@ -106,6 +106,10 @@ bad_table "empty file" '' "the file is empty"
 bad_table "header only" 'a,b,kind\n' "no data rows \(only the header"
 expect "missing target column" 1 "csv: .*/blobs/train.csv: no target column named \"c\" in the header \(columns: a, b, kind\)" \
     "$brick" train --data "$tmp/blobs" --target c --out "$m" --force --epochs 1
+mkdir -p "$tmp/half"
+cp "$tmp/blobs/train.csv" "$tmp/half/"
+usage "train.csv without test.csv" "brick train" "needs both train.csv and test.csv; test.csv is missing" \
+    "$brick" train --data "$tmp/half" --out "$m" --force
 usage "--task without a table" "brick train" "--task is for a CSV table" \
     "$brick" train --data data/fashion-mnist-subset --task regression --out "$m" --force
 usage "--task with a bad word" "brick train" "--task" "$brick" train --task maybe

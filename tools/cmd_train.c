@@ -512,6 +512,15 @@ int cmd_train(int argc, char **argv) {
         else rc = cli_usage("data directory %s (%s): no such directory", c->data, r.data_why);
         goto done;
     }
+    char one_csv[PATH_MAX];
+    snprintf(one_csv, sizeof one_csv, "%s/train.csv", c->data);
+    bool half_table = cli_is_file(one_csv);
+    snprintf(one_csv, sizeof one_csv, "%s/test.csv", c->data);
+    if (half_table != cli_is_file(one_csv)) {
+        rc = cli_usage("--data %s: a CSV table needs both train.csv and test.csv; %s is missing", c->data,
+                       half_table ? "test.csv" : "train.csv");
+        goto done;
+    }
     if (!cli_has_csv(c->data) && !cli_has_fashion_mnist(c->data)) {
         rc = cli_usage(
             "--data %s: no data set there (Fashion-MNIST's train-images-idx3-ubyte[.gz], ..., or "
