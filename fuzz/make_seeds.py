@@ -143,6 +143,22 @@ put("idx", "one_28x28", idx_input(10, idx([1, 28, 28], [i % 256 for i in range(7
 put("idx", "near_miss_label", idx_input(7, images, labels))  # label 7 is not below 7
 put("idx", "near_miss_short", idx_input(10, images[:-1], labels))
 
+# ---- csv: task byte, target byte (0: last column, else "y"), u16 training length, files -----
+
+def csv_input(task, named, train, test):
+    train, test = train.encode(), test.encode()
+    return bytes([task, named]) + struct.pack("<H", len(train)) + train + test
+
+
+CSV_TRAIN = "a,b,y\n1,2,0\n3.5,-4e2,1\n5,6,0\n"
+put("csv", "classes", csv_input(0, 0, CSV_TRAIN, "a,b,y\r\n7,8,1\r\n"))
+put("csv", "regression_named", csv_input(2, 1, "y,x\n1.5,2\n2.5,3\n", "y,x\n0.25,1\n"))
+put("csv", "quoted", csv_input(1, 0, '"a ""1""", b ,y\n 1 , "2" ,3\n', '"a ""1""", b ,y\n1,2,3\n\n'))
+put("csv", "near_miss_ragged", csv_input(0, 0, CSV_TRAIN, "a,b,y\n1,2\n"))
+put("csv", "near_miss_class", csv_input(1, 0, CSV_TRAIN, "a,b,y\n1,2,2\n"))
+put("csv", "near_miss_nan", csv_input(0, 0, CSV_TRAIN, "a,b,y\n1,nan,0\n"))
+
+
 # ---- model specs: spec, in_shape, n_classes, canonical buffer size (one per line) ---------
 
 for name, text in [

@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer flags...]   one target (safetensors, idx,
 #                                                     model_spec, cli, ckpt, escape, image,
-#                                                     cifar, image_folder)
+#                                                     cifar, image_folder, csv)
 #   fuzz/run.sh all SECONDS [libFuzzer flags...]      each target in turn, SECONDS each
 #
 # Builds the targets first (make fuzz: clang + libFuzzer, ASan, UBSan, into build-fuzz/).

@@ -70,7 +70,7 @@ usage "train: unknown model" "brick train" "unknown model \"nosuchnet\"" "$brick
 usage "train: bad model setting" "brick train" "hidden" "$brick" train --model mlp:hidden=-4
 usage "train: momentum with adam" "brick train" "momentum" "$brick" train --optimizer adam --momentum 0.9
 usage "train: missing data dir" "brick train" "$tmp/nope" "$brick" train --data "$tmp/nope"
-usage "train: data dir without files" "brick train" "no data set there: expected Fashion-MNIST IDX files" "$brick" train --data "$tmp"
+usage "train: data dir without files" "brick train" "no data set there" "$brick" train --data "$tmp"
 usage "train: out dir missing" "brick train" "directory does not exist" "$brick" train --data "$data" --out "$tmp/no/m.safetensors"
 usage "train: missing checkpoint" "brick train" "no such file" "$brick" train --resume "$tmp/none.ckpt.safetensors"
 usage "train: stray argument" "brick train" "extra" "$brick" train extra

@@ -84,7 +84,7 @@ for cmd in train eval; do
     args=(--out "$tmp/o.safetensors") # (what else the command needs)
     [ "$cmd" = eval ] && args=("$junk")
     expect 2 "--data $tmp/none: no such directory" "$cmd" "${args[@]}" --data "$tmp/none"
-    expect 2 "--data $tmp/empty: no data set there: expected Fashion-MNIST IDX files .*, CIFAR-10 batches .* or an image folder" \
+    expect 2 "--data $tmp/empty: no data set there: expected Fashion-MNIST IDX files .*, CIFAR-10 batches .*, an image folder .* or a CSV table" \
         "$cmd" "${args[@]}" --data "$tmp/empty"
     expect 2 "--data $tmp/train-only: no Fashion-MNIST files there: t10k-images-idx3-ubyte\[\.gz\], t10k-labels-idx1-ubyte\[\.gz\] are missing$" \
         "$cmd" "${args[@]}" --data "$tmp/train-only"

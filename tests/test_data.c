@@ -403,6 +403,42 @@ TEST(fashion_mnist_missing) {
     CHECK_ERR(fashion_v(NULL, true), "directory is NULL");
 }
 
+/* Other data sets in MNIST's format (MNIST digits): class names from classes.txt, else
+ * Fashion-MNIST's only for its labels, else none. */
+TEST(idx_class_names) {
+    const char *d = tmp_dir("digits");
+    unsigned char img[128], lab[64];
+    uint32_t idims[3] = {20, 2, 2}, ldims[1] = {20};
+    size_t ni = make_idx(img, sizeof img, 0x08, 3, idims, 80);
+    size_t nl = make_idx(lab, sizeof lab, 0x08, 1, ldims, 20); /* labels 0, 7, 4, 1, 8, ... */
+    write_plain("digits/train-images-idx3-ubyte", img, ni);
+    write_plain("digits/train-labels-idx1-ubyte", lab, nl);
+    bk_dataset *ds = bk_fashion_mnist_load(d, true);
+    CHECK(ds && ds->n == 20 && ds->n_classes == 10 && ds->class_names == NULL);
+    bk_dataset_free(ds);
+    /* Fashion-MNIST's first 16 training labels: its names */
+    static const unsigned char head[16] = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9};
+    memcpy(lab + 8, head, 16);
+    write_plain("digits/train-labels-idx1-ubyte", lab, nl);
+    ds = bk_fashion_mnist_load(d, true);
+    CHECK(ds && ds->class_names && !strcmp(ds->class_names[9], "Ankle boot"));
+    bk_dataset_free(ds);
+    /* a names file wins, and sets the class count */
+    static const char names[] = "zero\r\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\nten\n\n";
+    write_plain("digits/classes.txt", names, sizeof names - 1);
+    ds = bk_fashion_mnist_load(d, true);
+    CHECK(ds && ds->n_classes == 11 && ds->class_names);
+    if (ds && ds->class_names)
+        CHECK(!strcmp(ds->class_names[0], "zero") && !strcmp(ds->class_names[10], "ten"));
+    bk_dataset_free(ds);
+    write_plain("digits/classes.txt", "a\nb\nc\n", 6);
+    CHECK_ERRS(bk_fashion_mnist_load(d, true), "idx: ", "classes.txt", "3 names, but sample 0 has label 9");
+    write_plain("digits/classes.txt", "a\n\nb\n", 5);
+    CHECK_ERRS(bk_fashion_mnist_load(d, true), "classes.txt", "line 2: an empty name");
+    write_plain("digits/classes.txt", "\n", 1);
+    CHECK_ERRS(bk_fashion_mnist_load(d, true), "classes.txt", "no class names");
+}
+
 /* ---- data sets from arrays --------------------------------------------------------------- */
 
 TEST(dataset_from_arrays) {
@@ -673,6 +709,7 @@ int main(void) {
     RUN(idx_rejects_bad_sizes);
     RUN(idx_rejects_bad_gzip);
     RUN(fashion_mnist_missing);
+    RUN(idx_class_names);
     RUN(dataset_from_arrays);
     RUN(loader_batches);
     RUN(loader_shuffle);

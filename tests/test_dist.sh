@@ -13,7 +13,7 @@
 # BRICK_REQUIRE_MPI=1 a failure; always skipped under a valgrind wrapper): for the MLP and LeNet and P = 2, 3, 4 ranks, `mpirun -np P` writes a model
 # file byte-identical (cmp) to one process with --accumulate P, on 602 images in batches of
 # 50 (uneven slices; the last batch of 2 leaves ranks without a sample); the checkpoint
-# records the world size; examples/09_data_parallel (the C API in a loop of one's own) gives
+# records the world size; regression on a CSV table too (2 ranks); examples/09_data_parallel (the C API in a loop of one's own) gives
 # the same weights on 3 and 4 ranks as with 3 and 4 micro-batches; SIGINT on every rank
 # saves one mid-epoch checkpoint that resumes to the uninterrupted run's model; a 2-rank checkpoint resumed on 3 ranks equals --accumulate 2
 # resumed with --accumulate 3; ranks that built different models stop with an error naming
@@ -116,6 +116,27 @@ fi
 n_lines=$(echo "$out" | grep -c 'epoch 1/1')
 if [ "$n_lines" = 1 ]; then ok "one epoch line from 4 ranks (rank 0 logs)"
 else bad "the epoch line is printed $n_lines times" "$out"; fi
+
+# Regression on a CSV table (the squared error summed per slot): the same promise.
+mkdir -p "$tmp/table"
+"$py" -c 'import random, sys
+r = random.Random(3)
+for name, n in (("train.csv", 150), ("test.csv", 40)):
+    with open(sys.argv[1] + "/" + name, "w") as f:
+        f.write("a,b,y\n")
+        for _ in range(n):
+            a, b = r.uniform(-1, 1), r.uniform(-1, 1)
+            f.write("%.5f,%.5f,%.5f\n" % (a, b, 2 * a - b + r.gauss(0, 0.1)))' "$tmp/table"
+table=(--data "$tmp/table" --epochs 2 --batch-size 16 --lr 0.05 --threads 1 --force)
+run "$brick" train --accumulate 2 "${table[@]}" --out "$tmp/racc.safetensors"
+a_rc=$rc
+run mpi 2 "$brick" train "${table[@]}" --out "$tmp/rmpi.safetensors"
+if [ "$a_rc" = 0 ] && [ "$rc" = 0 ] && grep -q "^final test rmse" <<<"$out" &&
+    cmp -s "$tmp/racc.safetensors" "$tmp/rmpi.safetensors"; then
+    ok "regression (CSV): mpirun -np 2 = --accumulate 2 (byte-identical model files)"
+else
+    bad "regression: mpirun -np 2 (exit $rc) vs --accumulate 2 (exit $a_rc): files differ" "$(echo "$err" | tail -5)"
+fi
 
 # The C API in a user's loop: examples/09_data_parallel on P ranks = P micro-batches.
 for P in 3 4; do

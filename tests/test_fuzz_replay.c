@@ -18,6 +18,7 @@
 #include "../fuzz/fuzz_cifar.c"
 #include "../fuzz/fuzz_ckpt.c"
 #include "../fuzz/fuzz_cli.c"
+#include "../fuzz/fuzz_csv.c"
 #include "../fuzz/fuzz_escape.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_image.c"
@@ -42,6 +43,7 @@ static const replay_target TARGETS[] = {
     {"image", fuzz_image},
     {"cifar", fuzz_cifar},
     {"image_folder", fuzz_image_folder},
+    {"csv", fuzz_csv},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 
@@ -115,6 +117,7 @@ TEST(replay_escape) { replay(&TARGETS[5]); }
 TEST(replay_image) { replay(&TARGETS[6]); }
 TEST(replay_cifar) { replay(&TARGETS[7]); }
 TEST(replay_image_folder) { replay(&TARGETS[8]); }
+TEST(replay_csv) { replay(&TARGETS[9]); }
 
 int main(void) {
     RUN(replay_safetensors);
@@ -126,6 +129,7 @@ int main(void) {
     RUN(replay_image);
     RUN(replay_cifar);
     RUN(replay_image_folder);
+    RUN(replay_csv);
     printf("    %d inputs replayed through %d targets\n", total_inputs, N_TARGETS);
     return test_summary("test_fuzz_replay");
 }

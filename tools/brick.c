@@ -1,6 +1,6 @@
 /* brick.c - the `brick` command: subcommand dispatch (cli_main; main.c calls it).
  *
- *   brick train    train a model on Fashion-MNIST (cmd_train.c)
+ *   brick train    train a model on Fashion-MNIST or a CSV table (cmd_train.c)
  *   brick eval     test loss, accuracy and confusion matrix of a model file (cmd_eval.c)
  *   brick summary  block tree and per-block shapes and parameters (cmd_summary.c)
  *   brick predict  top-k classes of PGM or IDX images (cmd_predict.c)
@@ -21,7 +21,7 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
-    {"train", "brick train", "train a model on Fashion-MNIST", cmd_train},
+    {"train", "brick train", "train a model on Fashion-MNIST or a CSV table", cmd_train},
     {"eval", "brick eval", "test loss, accuracy and confusion matrix of a model file", cmd_eval},
     {"summary", "brick summary", "a model's blocks, output shapes and parameter counts", cmd_summary},
     {"predict", "brick predict", "top classes of PGM or IDX images", cmd_predict},

@@ -470,6 +470,8 @@ int cli_model_load(const char *path, cli_model *cm) {
     /* What is printed (the arch, the class names) is kept escaped: it comes from the file. */
     bk_escape(arch, cm->arch, sizeof cm->arch);
     set_class_names(cm, names);
+    /* a model of a CSV table: its task and standardisation (n_features: its input) */
+    if (cli_tabular_from_meta(path, st, cm->in_ndim == 1 ? cm->in_shape[0] : 0, &cm->tab)) goto done;
     cm->m = bk_model_build(arch, cm->in_ndim, cm->in_shape, cm->n_classes, NULL, 0);
     if (!cm->m) {
         cli_fail("%s: cannot rebuild its model: %s", path, bk_last_error());
@@ -567,6 +569,7 @@ done:
 void cli_model_free(cli_model *cm) {
     bk_module_free(cm->m);
     cm->m = NULL;
+    cli_tabular_free(&cm->tab);
     for (int c = 0; c < CLI_MAX_CLASSES; c++) {
         free(cm->class_names[c]);
         cm->class_names[c] = NULL;

@@ -171,7 +171,8 @@ typedef struct cli_prep {
     bool hflip;           /* random horizontal flip */
 } cli_prep;
 
-/* What --data dir holds: "fashion-mnist", "cifar10", "image-folder" (train/, test/), or NULL. */
+/* What --data dir holds: "csv" (train.csv, test.csv), "fashion-mnist", "cifar10",
+ * "image-folder" (train/, test/), or NULL. */
 const char *cli_data_format(const char *dir);
 /* Before a command reads the data directory dir (train: both splits; else the test split):
  * it exists and holds a data set cli_data_format knows, and an IDX set has the files the
@@ -198,6 +199,39 @@ int cli_prep_normalize(const cli_prep *p, bk_dataset *ds, const char *what);
 /* p from the metadata of st (the file path): zero when absent; per-channel values must
  * match the channels of in_shape (its brick.in_shape). CLI_OK or CLI_RUNTIME. */
 int cli_prep_from_meta(const char *path, const bk_safetensors *st, const char *in_shape, cli_prep *p);
+/* ---- CSV tables: --data DIR with train.csv and test.csv (data_csv.c) ------------------ */
+/* "classification", "regression", NULL (--task) */
+extern const char *const CLI_TASK_NAMES[];
+/* What a CSV data set needs besides its rows: the task, the target column and the
+ * standardisation of the training split (docs/data.md), as the model file records them. */
+typedef struct cli_tabular {
+    bool on;          /* the data are a CSV table (else IDX images: nothing below is set) */
+    bool regression;  /* else classification */
+    const char *task; /* a CLI_TASK_NAMES word; NULL before loading: from the data (auto) */
+    char *target;     /* the target column (malloc'ed), or NULL: the last */
+    int64_t n_features;
+    float *mean, *std;             /* per feature, malloc'ed */
+    float target_mean, target_std; /* regression: the target's */
+} cli_tabular;
+/* True when dir holds train.csv and test.csv. */
+bool cli_has_csv(const char *dir);
+/* Loads dir/train.csv and dir/test.csv (t->target, t->task: NULL for the defaults) and
+ * standardises both splits: with statistics of the training split computed now when fresh,
+ * else with t's (read from a model file). Sets t->on, t->regression, t->task. CLI_OK, or
+ * CLI_RUNTIME with the message printed (the data sets may then be set: the caller frees). */
+int cli_tabular_load(const char *dir, cli_tabular *t, bool fresh, bk_dataset **train, bk_dataset **test);
+/* t's metadata (none when !t->on) into keys (static) and values (malloc'ed; NULL when out
+ * of memory), at most 6; returns how many. */
+int cli_tabular_meta(const cli_tabular *t, const char **keys, char **values);
+/* Reads t from a model file's metadata (t->on false when it has no brick.task: an image
+ * model). CLI_OK, or CLI_RUNTIME naming the key that is missing or malformed. */
+int cli_tabular_from_meta(const char *path, const bk_safetensors *st, int64_t n_features, cli_tabular *t);
+void cli_tabular_free(cli_tabular *t);
+/* Regression over ds (standardised targets) in eval mode with gradients off: the mean
+ * squared error on the standardised target (the training loss), and RMSE and MAE in the
+ * target's units. 0, or -1 with the library's error. */
+int cli_evaluate_regression(bk_module *m, const bk_dataset *ds, int64_t batch, const cli_tabular *t,
+                            double *loss, double *rmse, double *mae);
 
 /* ---- models from files (cli.c) ------------------------------------------------------- */
 
@@ -211,6 +245,7 @@ typedef struct cli_model {
     char name_buf[CLI_MAX_CLASSES][16]; /* "class 7" fallbacks */
     char dtypes[128]; /* a plain state dict's dtypes as read ("F32 x 60, I64 x 20"), or "" */
     cli_prep prep;    /* brick.normalize (applied to its inputs) and brick.augment */
+    cli_tabular tab;  /* a model trained on a CSV table: its task and standardisation */
 } cli_model;
 
 /* Rebuilds the model recorded in a model or checkpoint file from its metadata alone and
@@ -277,13 +312,15 @@ typedef struct cli_epoch {
     double train_loss, train_acc, test_loss, test_acc;
     double lr; /* the epoch's learning rate (NaN in rows of checkpoints older than the column) */
     double seconds;
+    double test_rmse, test_mae; /* regression (whose rows have no accuracies) */
 } cli_epoch;
 
-/* "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" and one row per epoch. */
-void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header);
+/* "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds" and one row per epoch
+ * (regression: "epoch,train_loss,test_loss,test_rmse,test_mae,lr,seconds"). */
+void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header, bool regression);
 /* Parses rows written by cli_history_csv(header false), with or without the lr column
  * (checkpoints written before it had none); returns the count or -1. */
-int cli_history_parse(const char *s, cli_epoch *h, int max);
+int cli_history_parse(const char *s, cli_epoch *h, int max, bool regression);
 /* An SVG line plot of train loss, train acc, test loss and test acc against epoch (like
  * D2L's). */
 void cli_plot_svg(cli_buf *b, const cli_epoch *h, int n, const char *title);
@@ -407,7 +444,9 @@ typedef struct cli_slots {
     bk_ddp *ddp;  /* NULL with one slot (the classic step: mean loss over the batch) */
     float *x;     /* the step's batch, copied from the arena */
     int64_t *y;
-    size_t x_cap, y_cap;
+    float *t; /* its regression targets (one per sample), when the step has them */
+    size_t x_cap, y_cap, t_cap;
+    bool regression; /* this step: MSE against t, else cross-entropy against y */
 } cli_slots;
 
 /* What a step over the slots gives, the same on every rank. */
@@ -429,13 +468,13 @@ int64_t cli_slot_range(int64_t B, int slots, int k, int64_t *off);
 int cli_slots_init(cli_slots *s, bk_module *m, const char *arch, int accumulate, int64_t seed,
                    bk_dist_mode mode);
 void cli_slots_free(cli_slots *s);
-/* This rank's slots of the batch x (B, ...) with labels y: forward, SUM loss, backward
- * each, then the gradients of the global batch's mean loss, summed in slot order (over
+/* This rank's slots of the batch x (B, ...) with labels y, or (y NULL) regression targets
+ * t (B, 1) with the squared error: forward, SUM loss, backward each, then the gradients of the global batch's mean loss, summed in slot order (over
  * the ranks too), in every trainable parameter's grad; signal: this rank's pending one.
  * Leaves the optimizer step to the caller. CLI_OK, or CLI_RUNTIME (out says who failed;
  * a message is printed only for a failure of communication, which is never agreed). */
-int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B, int64_t step,
-                   int signal, cli_step *out);
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, const bk_tensor *t, int64_t B,
+                   int64_t step, int signal, cli_step *out);
 /* cli_evaluate with the batches shared among the ranks (rank r takes batch j when
  * j % world == r), the same numbers on every rank, bit for bit those of one process.
  * CLI_OK, or CLI_RUNTIME with *agreed set when every rank knows (the failing rank printed

@@ -1,6 +1,7 @@
 /* cli_data.c - the data sets behind --data DIR and how their samples are prepared.
  *
  * Formats, told apart by what DIR holds (cli_data_format), in this order:
+ *   csv            train.csv and test.csv (read by data_csv.c's cli_tabular_load)
  *   fashion-mnist  train-images-idx3-ubyte[.gz] and the other IDX files (bk_fashion_mnist_load)
  *   cifar10        data_batch_1.bin (bk_cifar10_load)
  *   image-folder   train/ and test/, each with one folder per class (bk_image_folder_load);
@@ -22,6 +23,7 @@
 
 const char *cli_data_format(const char *dir) {
     char path[4096];
+    if (cli_has_csv(dir)) return "csv";
     if (cli_has_fashion_file(dir)) return "fashion-mnist"; /* cli_need_data names any missing */
     snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
     if (cli_is_file(path)) return "cifar10";
@@ -39,12 +41,18 @@ int cli_need_data(const char *dir, const char *why, bool train) {
         if (!why) return cli_usage("--data %s: no such directory", dir);
         return cli_usage("data directory %s (%s): no such directory", dir, why);
     }
+    char csv[2][4096];
+    snprintf(csv[0], sizeof csv[0], "%s/train.csv", dir);
+    snprintf(csv[1], sizeof csv[1], "%s/test.csv", dir);
+    if (cli_is_file(csv[0]) != cli_is_file(csv[1]))
+        return cli_usage("--data %s: a CSV table needs both train.csv and test.csv; %s is missing", dir,
+                         cli_is_file(csv[0]) ? "test.csv" : "train.csv");
     const char *format = cli_data_format(dir);
     if (!format)
         return cli_usage(
             "--data %s: no data set there: expected Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], "
-            "...), CIFAR-10 batches (data_batch_1.bin, ..., test_batch.bin) or an image folder "
-            "(train/<class>/, test/<class>/)",
+            "...), CIFAR-10 batches (data_batch_1.bin, ..., test_batch.bin), an image folder "
+            "(train/<class>/, test/<class>/) or a CSV table (train.csv, test.csv)",
             dir);
     if (!strcmp(format, "fashion-mnist")) return cli_need_fashion_mnist(dir, why, train);
     return CLI_OK; /* the other readers name what they miss */
@@ -57,6 +65,7 @@ int cli_data_load(const char *dir, int channels, int64_t height, int64_t width, 
     int need = cli_need_data(dir, NULL, train != NULL);
     if (need) return need;
     const char *format = cli_data_format(dir);
+    if (!strcmp(format, "csv")) return cli_fail("%s: a CSV table is read by cli_tabular_load", dir);
     bool folder = !strcmp(format, "image-folder");
     if (!folder && train && (channels || height))
         return cli_usage("--channels and --image-size are for image folders; %s holds %s", dir, format);

@@ -81,6 +81,41 @@ int cli_evaluate(bk_module *m, const bk_dataset *ds, int64_t batch, double *loss
     return rc;
 }
 
+/* The test split of data: a CSV table for a model trained on one (standardised with the
+ * model's statistics), else Fashion-MNIST. CLI_OK or CLI_RUNTIME (message printed). */
+static int load_test(const char *path, cli_model *cm, const char *data, bk_dataset **test) {
+    bool csv = cli_has_csv(data);
+    if (csv != cm->tab.on)
+        return cli_fail("%s: the model was trained on %s, but %s holds %s", path,
+                        cm->tab.on ? "a CSV table" : "images", data,
+                        csv ? "a CSV table (train.csv, test.csv)" : "no train.csv and test.csv");
+    if (!csv) { /* an image folder is read at the model's size, with the model's classes */
+        bool image = cm->in_ndim == 3 && cm->in_shape[0] <= 3;
+        int rc = cli_data_load(data, image ? (int)cm->in_shape[0] : 0, image ? cm->in_shape[1] : 0,
+                               image ? cm->in_shape[2] : 0,
+                               cm->class_names[0] ? (const char *const *)cm->class_names : NULL,
+                               cm->n_classes, NULL, test);
+        return rc ? rc : cli_prep_normalize(&cm->prep, *test, path);
+    }
+    bk_dataset *train = NULL; /* (it decides the classes, as it did in training) */
+    int rc = cli_tabular_load(data, &cm->tab, false, &train, test);
+    bk_dataset_free(train);
+    return rc;
+}
+
+/* A regression model on its CSV table: test loss (MSE of the standardised target), RMSE
+ * and MAE in the target's units. */
+static int eval_regression(const char *path, cli_model *cm, const char *data, const char *why,
+                           const bk_dataset *test, int64_t batch) {
+    double loss, rmse, mae;
+    printf("model: %s (%s, %lld parameters)\n", path, cm->arch,
+           (long long)bk_module_num_params(cm->m, false));
+    printf("data:  %s (%s): %lld test rows, regression\n", data, why, (long long)test->n);
+    if (cli_evaluate_regression(cm->m, test, batch, &cm->tab, &loss, &rmse, &mae) != 0) return cli_fail(NULL);
+    printf("test loss %.4f  test rmse %.4f  test mae %.4f\n", loss, rmse, mae);
+    return CLI_OK;
+}
+
 static void help(FILE *f) {
     fprintf(f,
             "usage: brick eval FILE [--data DIR] [--batch-size B] [--threads T]\n"
@@ -93,9 +128,11 @@ static void help(FILE *f) {
             "dict saved from PyTorch.\n"
             "\n"
             "options:\n"
-            "  --data DIR        its test split: Fashion-MNIST, CIFAR-10 or an image folder\n"
-            "                    (DIR/test/<class>/, read at the model's size and classes;\n"
-            "                    default as for `brick train`); normalised as in training\n"
+            "  --data DIR        its test split: Fashion-MNIST, CIFAR-10, an image folder\n"
+            "                    (DIR/test/<class>/, read at the model's size and classes)\n"
+            "                    or the CSV table (train.csv and test.csv) a model was trained\n"
+            "                    on (default as for `brick train`); prepared as in training;\n"
+            "                    a regression model reports test RMSE and MAE\n"
             "  --batch-size B    evaluation batch size (default 256; memory grows with it)\n"
             "  --threads T       compute threads (default: the library's)\n" CLI_PLAIN_HELP
             "  -h, --help        this help\n");
@@ -156,17 +193,17 @@ int cmd_eval(int argc, char **argv) {
     cli_model cm;
     rc = cli_model_open(path, &plain, &cm);
     if (rc) return rc;
-    /* an image folder is read at the model's size, with the model's classes */
     bk_dataset *test = NULL;
     int64_t *conf = NULL;
-    bool image = cm.in_ndim == 3 && cm.in_shape[0] <= 3;
-    rc = cli_data_load(data, image ? (int)cm.in_shape[0] : 0, image ? cm.in_shape[1] : 0,
-                       image ? cm.in_shape[2] : 0,
-                       cm.class_names[0] ? (const char *const *)cm.class_names : NULL, cm.n_classes, NULL,
-                       &test);
-    if (rc || (rc = cli_prep_normalize(&cm.prep, test, path))) goto done;
+    if ((rc = load_test(path, &cm, data, &test))) goto done;
+    if (cm.tab.regression) {
+        rc = eval_regression(path, &cm, data, why, test, batch);
+        goto done;
+    }
     bool same = test->ndim == cm.in_ndim && test->n_classes == cm.n_classes;
     for (int d = 0; same && d < test->ndim; d++) same = test->shape[d] == cm.in_shape[d];
+    for (int c = 0; same && cm.tab.on && c < cm.n_classes; c++) /* a CSV table's classes: values */
+        same = !cm.class_names[c] || !strcmp(cm.class_names[c], test->class_names[c]);
     if (!same) {
         rc = cli_fail(
             "%s: the model takes %d-class inputs of %d dims, but %s holds %d-class "
@@ -180,7 +217,7 @@ int cmd_eval(int argc, char **argv) {
     conf = calloc((size_t)cm.n_classes * (size_t)cm.n_classes, sizeof *conf);
     double loss, acc;
     printf("model: %s (%s, %lld parameters)\n", path, cm.arch, (long long)bk_module_num_params(cm.m, false));
-    printf("data:  %s (%s): %lld test images\n", data, why, (long long)test->n);
+    printf("data:  %s (%s): %lld test %s\n", data, why, (long long)test->n, cm.tab.on ? "rows" : "images");
     if (!conf || cli_evaluate(cm.m, test, batch, &loss, &acc, conf, cm.n_classes) != 0) {
         rc = conf ? cli_fail(NULL) : cli_fail("out of memory");
         goto done;

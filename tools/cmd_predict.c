@@ -1,6 +1,8 @@
 /* cmd_predict.c - `brick predict FILE IMAGE...` (PNG, JPEG, PGM) or
  * `brick predict FILE --idx IMAGES [--index I] [--count N]`: the top-k classes of each
- * image with their softmax probabilities.
+ * image with their softmax probabilities; `brick predict FILE --table DIR`: the same for
+ * rows of a CSV table's test.csv (standardised as in training), or the predicted value of
+ * a regression model.
  *
  * Images go through bk_image_load (src/io/image.c): pixels scaled to [0, 1] by the
  * format's maxval, as bk_idx_load scales IDX bytes by 255, so a PGM cut out of the data set
@@ -13,6 +15,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +23,7 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: brick predict FILE IMAGE...\n"
             "       brick predict FILE --idx IMAGES [--labels LABELS] [--index I] [--count N]\n"
+            "       brick predict FILE --table DIR [--index I] [--count N]\n"
             "\n"
             "Classifies images with a model file written by `brick train` and prints the top\n"
             "classes with their probabilities (softmax). Images are PNG or JPEG (with\n"
@@ -32,7 +36,9 @@ static void help(FILE *f) {
             "  --idx IMAGES      an IDX images file instead of PGM files\n"
             "  --labels LABELS   its labels (default: the file next to it named\n"
             "                    *-labels-idx1-ubyte[.gz]); shows the true class and accuracy\n"
-            "  --index I         the first image of the IDX file (default 0)\n"
+            "  --table DIR       rows of DIR/test.csv, for a model trained on that CSV table\n"
+            "                    (docs/data.md): classes, or a regression's value, and the truth\n"
+            "  --index I         the first image of the IDX file or row of the table (default 0)\n"
             "  --count N         how many images (default 1)\n"
             "  --invert          use 1 - x for each pixel (a dark object on a light "
             "background)\n" CLI_PLAIN_HELP "  -h, --help        this help\n");
@@ -97,8 +103,67 @@ static char *labels_for(const char *images) {
     return out;
 }
 
+/* --table DIR: rows index..index+count-1 of DIR/test.csv, standardised with the model's
+ * statistics; classes with their probabilities, or a regression's value, beside the truth. */
+static int predict_table(const char *path, const cli_plain *plain, const char *dir, int64_t top,
+                         int64_t index, int64_t count) {
+    if (!cli_is_dir(dir) || !cli_has_csv(dir))
+        return cli_usage("--table %s: no train.csv and test.csv there", dir);
+    cli_model cm;
+    int rc = cli_model_open(path, plain, &cm);
+    if (rc) return rc;
+    bk_dataset *train = NULL, *ds = NULL;
+    if (!cm.tab.on) rc = cli_fail("%s: the model was not trained on a CSV table", path);
+    else rc = cli_tabular_load(dir, &cm.tab, false, &train, &ds);
+    if (!rc && (index >= ds->n || count > ds->n - index))
+        rc = cli_usage("--index %" PRId64 " --count %" PRId64 " is past the end of %s/test.csv (%" PRId64
+                       " rows)",
+                       index, count, dir, ds->n);
+    bk_tensor *out = NULL;
+    if (!rc) {
+        bool prev = bk_set_grad_enabled(false);
+        bk_module_train(cm.m, false);
+        out = bk_forward(cm.m, bk_from_data(2, (int64_t[]){count, ds->sample_numel},
+                                            ds->x + index * ds->sample_numel));
+        if (out && !cm.tab.regression) out = bk_softmax(out, 1); /* (count, classes) */
+        bk_set_grad_enabled(prev);
+        int64_t want = cm.tab.regression ? 1 : cm.n_classes;
+        if (!out || out->numel != count * want)
+            rc = out ? cli_fail("%s: the model's output is not (N, %" PRId64 ")", path, want)
+                     : cli_fail(NULL);
+    }
+    double sq = 0;
+    int64_t correct = 0;
+    for (int64_t i = 0; !rc && i < count; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "#%" PRId64, index + i);
+        if (!cm.tab.regression) {
+            const float *row = out->data + i * cm.n_classes;
+            print_top(&cm, label, row, cm.n_classes, (int)top, ds->y[index + i]);
+            int best = 0;
+            for (int c = 1; c < cm.n_classes; c++)
+                if (row[c] > row[best]) best = c;
+            correct += best == ds->y[index + i];
+            continue;
+        }
+        double s = (double)cm.tab.target_std, m = (double)cm.tab.target_mean;
+        double got = (double)out->data[i] * s + m, truth = (double)ds->targets[index + i] * s + m;
+        printf("%s %.6g (true: %.6g)\n", label, got, truth);
+        sq += (got - truth) * (got - truth);
+    }
+    if (!rc && count > 1 && cm.tab.regression)
+        printf("rmse %.4f (%" PRId64 " rows)\n", sqrt(sq / (double)count), count);
+    else if (!rc && count > 1)
+        printf("accuracy %.4f (%" PRId64 "/%" PRId64 ")\n", (double)correct / (double)count, correct, count);
+    bk_arena_reset(NULL);
+    bk_dataset_free(train);
+    bk_dataset_free(ds);
+    cli_model_free(&cm);
+    return rc;
+}
+
 int cmd_predict(int argc, char **argv) {
-    const char *idx = NULL, *labels = NULL;
+    const char *idx = NULL, *labels = NULL, *table = NULL;
     int64_t top = 3, index = 0, count = 1;
     bool invert = false;
     cli_plain plain = CLI_PLAIN_DEFAULTS;
@@ -109,6 +174,7 @@ int cmd_predict(int argc, char **argv) {
         {"--index", CLI_INT, &index, 0, 9e18, false, NULL},
         {"--count", CLI_INT, &count, 1, 1e6, false, NULL},
         {"--invert", CLI_FLAG, &invert, 0, 0, false, NULL},
+        {"--table", CLI_STR, &table, 0, 0, false, NULL},
         CLI_OPTS_PLAIN(&plain),
     };
     const char *pos[256];
@@ -116,6 +182,9 @@ int cmd_predict(int argc, char **argv) {
     int rc = cli_parse(argc, argv, opts, CLI_COUNT(opts), pos, CLI_COUNT(pos), &n_pos, help);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (n_pos < 1) return cli_usage("expected a model FILE (see --help)");
+    if (table && (idx || n_pos > 1 || invert || opts[2].given))
+        return cli_usage("--table DIR goes alone (no IMAGE files, --idx, --labels or --invert)");
+    if (table) return cli_parse_only ? CLI_OK : predict_table(pos[0], &plain, table, top, index, count);
     if (!idx && n_pos < 2) return cli_usage("expected IMAGE files or --idx IMAGES (see --help)");
     if (idx && n_pos > 1) return cli_usage("give either IMAGE files or --idx, not both");
     if (!idx && (opts[2].given || opts[3].given || opts[4].given))

@@ -1,4 +1,4 @@
-/* cmd_train.c - `brick train`: trains a model from the zoo on Fashion-MNIST.
+/* cmd_train.c - `brick train`: trains a model from the zoo on Fashion-MNIST or a CSV table.
  *
  * Trains epochs of mini-batches (train_loop.c: the loop, the loss check, interrupts) and
  * after every epoch evaluates on the test split (grad off, eval mode, in batches of
@@ -32,9 +32,10 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: brick train [options]\n"
             "\n"
-            "Trains a classifier on Fashion-MNIST and writes the model FILE, a training\n"
-            "checkpoint STEM.ckpt.safetensors, a log STEM.csv and a plot STEM.svg, where STEM\n"
-            "is FILE without its .safetensors suffix. They are rewritten after every epoch.\n"
+            "Trains a model on Fashion-MNIST (or other IDX files, or a CSV table: --data) and\n"
+            "writes the model FILE, a training checkpoint STEM.ckpt.safetensors, a log\n"
+            "STEM.csv and a plot STEM.svg, where STEM is FILE without its .safetensors\n"
+            "suffix. They are rewritten after every epoch.\n"
             "\n"
             "Each model has a recipe (brick models lists it): the optimizer and its lr,\n"
             "momentum and weight decay, the lr schedule and the batch size that train it\n"
@@ -47,8 +48,9 @@ static void help(FILE *f) {
     fprintf(f,
             "                      (--model help, or brick models, lists their settings)\n"
             "  --data DIR          Fashion-MNIST IDX files (plain or .gz), CIFAR-10 batches\n"
-            "                      (data_batch_1..5.bin, test_batch.bin) or an image folder\n"
-            "                      (DIR/train/<class>/*.png|jpg|pgm, DIR/test/<class>/...);\n"
+            "                      (data_batch_1..5.bin, test_batch.bin), an image folder\n"
+            "                      (DIR/train/<class>/*.png|jpg|pgm, DIR/test/<class>/...) or a\n"
+            "                      CSV table (DIR/train.csv and DIR/test.csv, docs/data.md);\n"
             "                      default: $BRICK_DATA, else /usr/share/datasets/fashion-mnist\n"
             "                      if it holds them, else the bundled data/fashion-mnist-subset\n"
             "  --channels C        image folders: 1 (grey) or 3 (RGB) (default: the first image's)\n"
@@ -59,6 +61,10 @@ static void help(FILE *f) {
             "                      channel): x = (x - mean) / std, also in eval and predict\n"
             "  --augment A         training batches: crop (random crop, padding 4), crop=P,\n"
             "                      flip (horizontal, p 1/2), crop,flip or none (default)\n"
+            "  --target COLUMN     CSV: the target column's name (default: the last column)\n"
+            "  --task T            CSV: classification or regression (default: classification\n"
+            "                      when every target value is an integer); regression trains\n"
+            "                      with MSE on the standardised target, reports RMSE and MAE\n"
             "  --epochs N          epochs to train in all (default 10)\n"
             "  --batch-size B      mini-batch size (default: the recipe's): the global batch of one\n"
             "                      optimizer step, also with --accumulate and under mpirun\n"
@@ -92,7 +98,8 @@ static void help(FILE *f) {
         "                      earlier one unless --force is given\n"
         "  --force             replace an earlier run's files\n"
         "  --keep-best         also keep the model of the epoch with the highest test\n"
-        "                      accuracy so far in STEM.best.safetensors\n"
+        "                      accuracy (regression: lowest test RMSE) so far in\n"
+        "                      STEM.best.safetensors\n"
         "  --resume CKPT       continue from a checkpoint, with its settings; --epochs is\n"
         "                      the new total (default: the checkpoint's; a cosine schedule\n"
         "                      keeps the T_max it started with)\n"
@@ -241,12 +248,29 @@ static int check_prep_flags(train_cfg *c, cli_option *opts, int n_opts) {
     return CLI_OK;
 }
 
+/* What a regression run does not do: early stopping on an accuracy. */
+static int check_regression(const run *r) {
+    if (!r->tab.regression) return CLI_OK;
+    if (!strcmp(r->c.early_stop_on, "acc")) return cli_usage("--early-stop-on acc: not for regression");
+    return CLI_OK;
+}
+
 /* Data, model, optimizer and loader for a fresh or resumed run. */
 static int setup(run *r, const bk_safetensors *resume) {
     if (r->c.threads) cli_set_threads((int)r->c.threads);
-    int rc = cli_data_load(r->c.data, (int)r->c.channels, r->c.height, r->c.width, NULL, 0, &r->train,
+    int rc;
+    const char *format = cli_data_format(r->c.data);
+    if (format && !strcmp(format, "csv")) {
+        r->tab.task = r->c.task;
+        r->tab.target = r->c.target ? strdup(r->c.target) : NULL;
+        if ((rc = cli_tabular_load(r->c.data, &r->tab, true, &r->train, &r->test))) return rc;
+        if ((rc = check_regression(r))) return rc;
+    } else {
+        rc = cli_data_load(r->c.data, (int)r->c.channels, r->c.height, r->c.width, NULL, 0, &r->train,
                            &r->test);
-    if (rc || (rc = setup_prep(r))) return rc;
+        if (rc || (rc = setup_prep(r))) return rc;
+    }
+    int n_out = r->tab.regression ? 1 : r->train->n_classes; /* the model's outputs */
     char shape[80];
     size_t k = 0;
     for (int d = 0; d < r->train->ndim; d++)
@@ -259,18 +283,23 @@ static int setup(run *r, const bk_safetensors *resume) {
                  r->train->class_names[c]);
     }
     if ((rc = check_data(r))) return rc;
-    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes,
-                                           NULL, 0);
+    int64_t n_params = bk_model_num_params(r->c.model, r->train->ndim, r->train->shape, n_out, NULL, 0);
     if (n_params < 0) return cli_fail(NULL);
     if ((rc = check_room(r, n_params))) return rc;
     char data_safe[512]; /* (a resumed run's --data comes from its checkpoint) */
-    printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test images %s, %d classes\n",
-           bk_escape(r->c.data, data_safe, sizeof data_safe), r->data_why, r->train->n, r->test->n, shape,
-           r->train->n_classes);
+    bk_escape(r->c.data, data_safe, sizeof data_safe);
+    if (r->tab.regression)
+        printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test rows of %" PRId64
+               " features, regression (target mean %g, std %g)\n",
+               data_safe, r->data_why, r->train->n, r->test->n, r->train->sample_numel,
+               (double)r->tab.target_mean, (double)r->tab.target_std);
+    else
+        printf("data: %s (%s): %" PRId64 " training and %" PRId64 " test %s %s, %d classes\n", data_safe,
+               r->data_why, r->train->n, r->test->n, r->tab.on ? "rows of shape" : "images", shape,
+               r->train->n_classes);
 
     bk_manual_seed((uint64_t)r->c.seed);
-    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, r->train->n_classes, r->arch,
-                          sizeof r->arch);
+    r->m = bk_model_build(r->c.model, r->train->ndim, r->train->shape, n_out, r->arch, sizeof r->arch);
     if (!r->m) return cli_fail(NULL);
     r->o = train_make_optim(&r->c, r->m);
     r->loader = r->o ? bk_loader_new(r->train, r->c.batch, true, splitmix64((uint64_t)r->c.seed), false)
@@ -459,6 +488,8 @@ int cmd_train(int argc, char **argv) {
         {"--image-size", CLI_INT, &c->image_size, 1, 4096, false, NULL},
         {"--normalize", CLI_STR, &c->normalize, 0, 0, false, NULL},
         {"--augment", CLI_STR, &c->augment, 0, 0, false, NULL},
+        {"--target", CLI_STR, &c->target, 0, 0, false, NULL},
+        {"--task", CLI_STR, &c->task, 0, 0, false, CLI_TASK_NAMES},
     };
     const int n_opts = CLI_COUNT(opts);
     const char *pos[1];
@@ -530,6 +561,21 @@ int cmd_train(int argc, char **argv) {
     if (!c->data) c->data = cli_default_data(data_buf, sizeof data_buf, &r.data_why);
     rc = cli_need_data(c->data, cli_opt(opts, n_opts, "--data")->given ? NULL : r.data_why, true);
     if (rc) goto done;
+    {
+        /* the flags of one format, refused for the others */
+        const char *format = cli_data_format(c->data);
+        bool table = format && !strcmp(format, "csv");
+        if (!table && (c->target || c->task)) {
+            rc = cli_usage("--%s is for a CSV table (--data %s holds %s)", c->target ? "target" : "task",
+                           c->data, format);
+            goto done;
+        }
+        if (table && (c->normalize || c->augment)) {
+            rc = cli_usage("--%s is for images (--data %s holds a CSV table, standardised on its own)",
+                           c->normalize ? "normalize" : "augment", c->data);
+            goto done;
+        }
+    }
     r.ckpt_path = cli_sibling(c->out, ".ckpt.safetensors");
     r.csv_path = cli_sibling(c->out, ".csv");
     r.svg_path = cli_sibling(c->out, ".svg");
@@ -545,8 +591,8 @@ int cmd_train(int argc, char **argv) {
     }
     rc = dist_begin(&r, opts, n_opts);
     if (!rc) rc = setup(&r, resume);
-    if (!rc) {
-        if (c->max_loss < 0) c->max_loss = 1000.0 * log((double)r.train->n_classes);
+    if (!rc) { /* (regression: 0, only a NaN or infinite loss stops the run) */
+        if (c->max_loss < 0) c->max_loss = r.tab.regression ? 0 : 1000.0 * log((double)r.train->n_classes);
         rc = train_run(&r);
     }
 
@@ -564,5 +610,6 @@ done:
     free(r.csv_path);
     free(r.svg_path);
     free(r.best_path);
+    cli_tabular_free(&r.tab);
     return dist_end(&r, rc);
 }

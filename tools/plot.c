@@ -13,21 +13,33 @@
 
 /* ---- CSV ------------------------------------------------------------------------------- */
 
-void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header) {
+void cli_history_csv(cli_buf *b, const cli_epoch *h, int n, bool header, bool regression) {
+    if (regression) {
+        if (header) cli_buf_printf(b, "epoch,train_loss,test_loss,test_rmse,test_mae,lr,seconds\n");
+        for (int i = 0; i < n; i++)
+            cli_buf_printf(b, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", h[i].epoch, h[i].train_loss,
+                           h[i].test_loss, h[i].test_rmse, h[i].test_mae, h[i].lr, h[i].seconds);
+        return;
+    }
     if (header) cli_buf_printf(b, "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds\n");
     for (int i = 0; i < n; i++)
         cli_buf_printf(b, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", h[i].epoch, h[i].train_loss, h[i].train_acc,
                        h[i].test_loss, h[i].test_acc, h[i].lr, h[i].seconds);
 }
 
-int cli_history_parse(const char *s, cli_epoch *h, int max) {
+int cli_history_parse(const char *s, cli_epoch *h, int max, bool regression) {
     int n = 0;
     while (s && *s) {
         if (n >= max) return -1;
-        cli_epoch e;
+        cli_epoch e = {0};
         int used = 0;
-        if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc, &e.test_loss,
-                   &e.test_acc, &e.lr, &e.seconds, &used) != 7) {
+        if (regression) {
+            if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.test_loss, &e.test_rmse,
+                       &e.test_mae, &e.lr, &e.seconds, &used) != 7)
+                return -1;
+            e.train_acc = e.test_acc = NAN; /* (no accuracy: the plot leaves it out) */
+        } else if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc,
+                          &e.test_loss, &e.test_acc, &e.lr, &e.seconds, &used) != 7) {
             used = 0; /* a row without the lr column */
             e.lr = NAN;
             if (sscanf(s, "%d,%lf,%lf,%lf,%lf,%lf%n", &e.epoch, &e.train_loss, &e.train_acc, &e.test_loss,

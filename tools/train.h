@@ -49,6 +49,8 @@ typedef struct train_cfg {
     int64_t height, width;        /* the image folder size to load (--image-size, or a resume's) */
     const char *normalize;        /* --normalize: "auto" or MEANS/STDS (NULL: off) */
     const char *augment;          /* --augment: crop[=P],flip or none (NULL: none) */
+    const char *target;           /* --target: a CSV table's target column (NULL: the last) */
+    const char *task;             /* --task: classification or regression (NULL: from the data) */
 } train_cfg;
 
 /* The epoch in progress: what a checkpoint written inside an epoch holds to go on. */
@@ -85,6 +87,7 @@ typedef struct run {
     int64_t ckpt_slots; /* a resumed run: the checkpoint's world size * accumulate */
     int agreed_signal;  /* under mpirun: the stop signal every rank agreed on */
     bool agreed;        /* under mpirun: every rank knows why the run stops (no abort) */
+    cli_tabular tab;    /* --data DIR with train.csv and test.csv (data_csv.c) */
 } run;
 
 /* ---- train_state.c ---------------------------------------------------------------------- */

@@ -52,9 +52,10 @@ int cli_slots_init(cli_slots *s, bk_module *m, const char *arch, int accumulate,
     s->n_slots = s->world * accumulate;
     s->seed = seed;
     s->ddp = NULL;
-    s->x_cap = s->y_cap = 0;
+    s->x_cap = s->y_cap = s->t_cap = 0;
     s->x = NULL;
     s->y = NULL;
+    s->t = NULL;
     if (s->n_slots == 1) return 0; /* the classic step: mean loss, no copy */
     s->ddp = bk_ddp_new(m, arch, mode);
     return s->ddp ? 0 : -1;
@@ -64,9 +65,11 @@ void cli_slots_free(cli_slots *s) {
     bk_ddp_free(s->ddp);
     free(s->x);
     free(s->y);
+    free(s->t);
     s->ddp = NULL;
     s->x = NULL;
     s->y = NULL;
+    s->t = NULL;
 }
 
 /* The hidden BRICK_TEST_DIST_FAULT=RANK:STEP:kill|fail (tests/test_dist.sh): rank RANK
@@ -106,18 +109,25 @@ static int run_slot(cli_slots *s, bk_module *m, int slot, int64_t B, int64_t ste
     memcpy(x->data, s->x + off * sample, (size_t)(len * sample) * sizeof(float));
     bk_rng_seed(bk_default_rng(), mix64(mix64(mix64((uint64_t)s->seed) ^ (uint64_t)step) ^ (uint64_t)slot));
     const int64_t *y = s->y + off;
-    bk_tensor *logits = bk_forward(m, x); /* (len, classes) */
-    bk_tensor *loss = bk_cross_entropy(logits, y, len, BK_REDUCTION_SUM);
+    bk_tensor *logits = bk_forward(m, x); /* (len, classes), regression: (len, 1) */
+    bk_tensor *loss = NULL;
+    int64_t ok = 0;
+    if (s->regression) { /* sum of squared errors: the mean over the global batch after bk_ddp */
+        bk_tensor *t = bk_from_data(2, (int64_t[]){len, 1}, s->t + off);
+        loss = t ? bk_mse_loss(logits, t, BK_REDUCTION_SUM) : NULL;
+    } else {
+        loss = bk_cross_entropy(logits, y, len, BK_REDUCTION_SUM);
+        ok = loss ? bk_count_correct(logits, y, len) : 0;
+    }
     if (!loss) return -1;
     *loss_sum += (double)bk_item(loss);
-    int64_t ok = bk_count_correct(logits, y, len);
     if (ok < 0 || bk_backward(loss) != 0) return -1;
     *correct += ok;
     return 0;
 }
 
-int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, int64_t B, int64_t step,
-                   int signal, cli_step *out) {
+int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, const bk_tensor *t, int64_t B,
+                   int64_t step, int signal, cli_step *out) {
     memset(out, 0, sizeof *out);
     out->failed_rank = -1;
     /* The batch to the heap, so that each slot's arena can be reset after its backward
@@ -129,7 +139,14 @@ int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, i
         s->x = p;
         s->x_cap = xn;
     }
-    if (yn > s->y_cap) {
+    s->regression = y == NULL;
+    if (s->regression && yn > s->t_cap) {
+        float *p = realloc(s->t, yn * sizeof *p);
+        if (!p) return cli_fail("out of memory for a batch of %" PRId64 " samples", B);
+        s->t = p;
+        s->t_cap = yn;
+    }
+    if (!s->regression && yn > s->y_cap) {
         int64_t *p = realloc(s->y, yn * sizeof *p);
         if (!p) return cli_fail("out of memory for a batch of %" PRId64 " samples", B);
         s->y = p;
@@ -139,7 +156,8 @@ int cli_slots_step(cli_slots *s, bk_module *m, bk_tensor *x, const int64_t *y, i
     int64_t shape[BK_MAX_DIMS];
     memcpy(shape, x->shape, (size_t)ndim * sizeof *shape);
     memcpy(s->x, x->data, xn * sizeof(float));
-    memcpy(s->y, y, yn * sizeof *y);
+    if (s->regression) memcpy(s->t, t->data, yn * sizeof *s->t); /* (B, 1) */
+    else memcpy(s->y, y, yn * sizeof *y);
     bk_arena_reset(NULL);
 
     rank_report me = {0, 0, 0, signal};

@@ -103,13 +103,30 @@ static int step_whole(run *r, bk_tensor *x, const int64_t *y, int64_t B, double 
     return CLI_OK;
 }
 
+/* One step of regression (a CSV table): the mean squared error of the model's (B, 1) output
+ * against the standardised targets t (B, 1), checked before the backward as in
+ * cli_train_step. */
+static int step_regression(run *r, bk_tensor *x, bk_tensor *t, double *l) {
+    bk_tensor *out = bk_forward(r->m, x); /* (B, 1) */
+    bk_tensor *loss = bk_mse_loss(out, t, BK_REDUCTION_MEAN);
+    if (!loss) return step_failed(r, r->done_epochs + 1, r->pos.batch + 1);
+    *l = bk_item(loss);
+    if (cli_loss_problem(*l, r->c.max_loss)) return check_loss(r, *l);
+    bk_optim_zero_grad(r->o);
+    if (bk_backward(loss) != 0 || bk_optim_step(r->o) != 0)
+        return step_failed(r, r->done_epochs + 1, r->pos.batch + 1);
+    return CLI_OK;
+}
+
 /* One step over the slots (--accumulate, or this rank's slice under mpirun): the loss is
  * checked after the backward (every rank needs the global loss) but before the update. */
-static int step_slots(run *r, bk_tensor *x, const int64_t *y, int64_t B, double *l, int64_t *ok) {
+static int step_slots(run *r, bk_tensor *x, const int64_t *y, bk_tensor *t, int64_t B, double *l,
+                      int64_t *ok) {
     int epoch = r->done_epochs + 1;
     int64_t batch = r->pos.batch + 1;
     cli_step st;
-    int rc = cli_slots_step(&r->slots, r->m, x, y, B, r->step, cli_loop_signal(), &st);
+    int rc = cli_slots_step(&r->slots, r->m, x, r->tab.regression ? NULL : y, t, B, r->step,
+                            cli_loop_signal(), &st);
     if (st.failed_rank >= 0) {
         r->agreed = st.agreed;
         if (st.failed_rank == r->slots.rank) {
@@ -164,9 +181,9 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     r->resume_mid = false;
     cli_progress_start(pg, epoch, (int)r->c.epochs, n_batches);
     int64_t B;
-    bk_tensor *x;
+    bk_tensor *x, *t = NULL;
     const int64_t *y;
-    while ((B = bk_loader_next(r->loader, &x, &y, NULL)) > 0) {
+    while ((B = bk_loader_next(r->loader, &x, &y, r->tab.regression ? &t : NULL)) > 0) {
         double l = 0;
         int64_t ok = 0;
         if (r->c.schedule == SCHEDULE_ONECYCLE) { /* a function of the step count alone */
@@ -175,7 +192,9 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
                 return cli_fail("step %" PRId64 ": the lr schedule: %s", r->step + 1, bk_last_error());
             bk_optim_set_lr(r->o, lr);
         }
-        int rc = r->slots.ddp ? step_slots(r, x, y, B, &l, &ok) : step_whole(r, x, y, B, &l, &ok);
+        int rc = r->slots.ddp        ? step_slots(r, x, y, t, B, &l, &ok)
+                 : r->tab.regression ? step_regression(r, x, t, &l)
+                                     : step_whole(r, x, y, B, &l, &ok);
         bk_arena_reset(NULL);
         if (rc) {
             cli_progress_clear(pg);
@@ -196,7 +215,7 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
     cli_progress_clear(pg);
     if (B < 0) return cli_fail(NULL);
     e->train_loss = ps->seen ? ps->loss_sum / (double)ps->seen : 0;
-    e->train_acc = ps->seen ? (double)ps->correct / (double)ps->seen : 0;
+    e->train_acc = r->tab.regression ? NAN : ps->seen ? (double)ps->correct / (double)ps->seen : 0;
     return CLI_OK;
 }
 
@@ -227,11 +246,17 @@ static int end_epoch(run *r, cli_epoch e, double t0) {
     r->done_epochs++;
     char lr[48] = "";
     if (r->c.schedule != SCHEDULE_NONE) snprintf(lr, sizeof lr, "  lr %.6g", e.lr);
-    printf("epoch %*d/%" PRId64
-           "  train loss %.4f  train acc %.4f  test loss %.4f  "
-           "test acc %.4f  %.2f s%s\n",
-           r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc, e.test_loss,
-           e.test_acc, e.seconds, lr);
+    if (r->tab.regression)
+        printf("epoch %*d/%" PRId64
+               "  train loss %.4f  test loss %.4f  test rmse %.4f  test mae %.4f  %.2f s%s\n",
+               r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.test_loss, e.test_rmse,
+               e.test_mae, e.seconds, lr);
+    else
+        printf("epoch %*d/%" PRId64
+               "  train loss %.4f  train acc %.4f  test loss %.4f  "
+               "test acc %.4f  %.2f s%s\n",
+               r->c.epochs >= 10 ? 2 : 1, e.epoch, r->c.epochs, e.train_loss, e.train_acc, e.test_loss,
+               e.test_acc, e.seconds, lr);
     fflush(stdout);
     cli_loop_saving(true); /* a repeated signal waits for the files */
     int rc = train_write_outputs(r);
@@ -274,9 +299,18 @@ static int train_loop(run *r) {
          * would raise the run's peak memory above the training step's. Under mpirun the
          * ranks share the batches. */
         char note[64];
-        snprintf(note, sizeof note, "evaluating %" PRId64 " test images", r->test->n);
+        snprintf(note, sizeof note, "evaluating %" PRId64 " test %s", r->test->n,
+                 r->tab.on ? "rows" : "images");
         cli_progress_note(pg, note);
-        rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed);
+        if (r->tab.regression) { /* (under mpirun every rank evaluates it all: the same numbers) */
+            e.test_acc = NAN;
+            rc = cli_evaluate_regression(r->m, r->test, r->c.batch, &r->tab, &e.test_loss, &e.test_rmse,
+                                         &e.test_mae)
+                     ? cli_fail(NULL)
+                     : CLI_OK;
+        } else {
+            rc = cli_dist_evaluate(r->m, r->test, r->c.batch, &e.test_loss, &e.test_acc, &r->agreed);
+        }
         cli_progress_clear(pg);
         if (rc) return rc;
         /* the lr the epoch ended with (onecycle: its last step's); then plateau: the test
@@ -302,11 +336,17 @@ static int train_loop(run *r) {
                bk_ddp_comm_seconds(r->slots.ddp), r->step - first_step,
                1e3 * bk_ddp_comm_seconds(r->slots.ddp) / (double)(r->step - first_step), r->c.reduce);
     const cli_epoch *last = &r->hist[r->n_hist - 1];
-    printf("final test accuracy %.4f (%" PRId64 " test images)\n", last->test_acc, r->test->n);
+    if (r->tab.regression)
+        printf("final test rmse %.4f  test mae %.4f (%" PRId64 " test rows)\n", last->test_rmse,
+               last->test_mae, r->test->n);
+    else
+        printf("final test accuracy %.4f (%" PRId64 " test %s)\n", last->test_acc, r->test->n,
+               r->tab.on ? "rows" : "images");
     printf("wrote %s, %s, %s, %s\n", r->c.out, r->ckpt_path, r->csv_path, r->svg_path);
     if (r->c.keep_best) {
         int b = train_best_epoch(r);
-        printf("best epoch %d (test acc %.4f): %s\n", r->hist[b].epoch, r->hist[b].test_acc, r->best_path);
+        printf("best epoch %d (test %s %.4f): %s\n", r->hist[b].epoch, r->tab.regression ? "rmse" : "acc",
+               r->tab.regression ? r->hist[b].test_rmse : r->hist[b].test_acc, r->best_path);
     }
     return CLI_OK;
 }

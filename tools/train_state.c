@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_META 40
+#define MAX_META 48
 
 const char *const SCHEDULE_NAMES[SCHEDULE_COUNT + 1] = {"none",     "cosine",  "step",
                                                         "onecycle", "plateau", NULL};
@@ -293,6 +293,18 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
         r->c.height = in_shape[1];
         r->c.width = in_shape[2];
     }
+    /* a CSV table's target and task (the standardisation is recomputed from the data) */
+    const char *task = GET("brick.task"), *target = GET("brick.target");
+    if (task && strcmp(task, "classification") && strcmp(task, "regression"))
+        return cli_fail("%s: metadata brick.task \"%.32s\" is not classification or regression", path, task);
+    if ((cli_opt(opts, n_opts, "--task")->given && (!task || strcmp(task, r->c.task))) ||
+        (cli_opt(opts, n_opts, "--target")->given && (!target || strcmp(target, r->c.target))))
+        return cli_usage(
+            "--task or --target differs from the checkpoint's %s, %s (a resumed run keeps its settings)",
+            task ? task : "none", target ? target : "the last column");
+    r->c.task = task;
+    r->c.target = target;
+    r->tab.regression = task && !strcmp(task, "regression"); /* (for the history below) */
     if (r->c.epochs <= epoch && cli_opt(opts, n_opts, "--epochs")->given)
         return cli_usage("--epochs %" PRId64 " is not more than the %" PRId64 " epochs %s has done",
                          r->c.epochs, epoch, path);
@@ -302,7 +314,7 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     r->hist = calloc((size_t)r->c.epochs, sizeof *r->hist);
     if (!r->hist) return cli_fail("out of memory");
     const char *hist = GET("brick.history");
-    r->n_hist = hist ? cli_history_parse(hist, r->hist, (int)epoch) : 0;
+    r->n_hist = hist ? cli_history_parse(hist, r->hist, (int)epoch, r->tab.regression) : 0;
     if (r->n_hist < 0) r->n_hist = 0; /* the log restarts; the weights do not depend on it */
 #undef GET
     return CLI_OK;
@@ -338,7 +350,7 @@ static void common_meta(const run *r, meta *md, const char *format) {
     meta_add(md, "brick.version", "%s", BK_VERSION_STRING);
     meta_add(md, "brick.arch", "%s", r->arch);
     meta_add(md, "brick.in_shape", "%s", r->in_shape);
-    meta_add(md, "brick.n_classes", "%d", r->train->n_classes);
+    meta_add(md, "brick.n_classes", "%d", r->tab.regression ? 1 : r->train->n_classes);
     if (r->class_names[0]) meta_add(md, "brick.class_names", "%s", r->class_names);
     meta_add(md, "brick.epoch", "%d", r->done_epochs);
     meta_add(md, "brick.optimizer", "%s", r->c.optimizer);
@@ -369,8 +381,15 @@ static void common_meta(const run *r, meta *md, const char *format) {
     if (strcmp(aug, "none")) meta_add(md, "brick.augment", "%s", aug);
     if (last) {
         meta_add(md, "brick.test_loss", "%.6f", last->test_loss);
-        meta_add(md, "brick.test_acc", "%.6f", last->test_acc);
+        if (r->tab.regression) {
+            meta_add(md, "brick.test_rmse", "%.6f", last->test_rmse);
+            meta_add(md, "brick.test_mae", "%.6f", last->test_mae);
+        } else {
+            meta_add(md, "brick.test_acc", "%.6f", last->test_acc);
+        }
     }
+    /* a CSV table's task and standardisation (longer than meta_add's buffer) */
+    if (md->n + 6 <= MAX_META) md->n += cli_tabular_meta(&r->tab, md->keys + md->n, md->values + md->n);
 }
 
 /* Writes the checkpoint. in_epoch: inside epoch done_epochs + 1, at r->pos (after an
@@ -381,7 +400,7 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     meta md = {0};
     bk_rng lrng = in_epoch ? r->pos.start_rng : bk_loader_rng(r->loader), mrng = *bk_default_rng();
     cli_buf hist = {0};
-    cli_history_csv(&hist, r->hist, r->n_hist, false);
+    cli_history_csv(&hist, r->hist, r->n_hist, false, r->tab.regression);
     common_meta(r, &md, CLI_CKPT_FORMAT);
     meta_add(&md, "brick.epochs", "%" PRId64, r->c.epochs);
     meta_add(&md, "brick.step", "%" PRId64, r->step);
@@ -411,13 +430,15 @@ int train_write_checkpoint(run *r, bool in_epoch) {
     return rc ? cli_fail(NULL) : CLI_OK;
 }
 
-/* The history's best epoch: the index of the highest test accuracy, the first of equals
- * (-1 for an empty history). Read off the history, so a resumed run goes on comparing with
+/* The history's best epoch: the index of the highest test accuracy (regression: the lowest
+ * test RMSE), the first of equals (-1 for an empty history). Read off the history, so a resumed run goes on comparing with
  * the epochs before the interrupt. */
 int train_best_epoch(const run *r) {
     int b = r->n_hist ? 0 : -1;
     for (int j = 1; j < r->n_hist; j++)
-        if (r->hist[j].test_acc > r->hist[b].test_acc) b = j;
+        if (r->tab.regression ? r->hist[j].test_rmse < r->hist[b].test_rmse
+                              : r->hist[j].test_acc > r->hist[b].test_acc)
+            b = j;
     return b;
 }
 
@@ -439,7 +460,7 @@ int train_write_outputs(run *r) {
     snprintf(title, sizeof title, "brick train: %s, %s lr %g%s%s", r->arch, r->c.optimizer, r->c.lr,
              r->c.schedule == SCHEDULE_NONE ? "" : " ",
              r->c.schedule == SCHEDULE_NONE ? "" : SCHEDULE_NAMES[r->c.schedule]);
-    cli_history_csv(&csv, r->hist, r->n_hist, true);
+    cli_history_csv(&csv, r->hist, r->n_hist, true, r->tab.regression);
     cli_plot_svg(&svg, r->hist, r->n_hist, title);
     rc = cli_write_atomic(r->csv_path, &csv) || cli_write_atomic(r->svg_path, &svg);
     cli_buf_free(&csv);

@@ -35,9 +35,13 @@ typedef struct bk_dataset {
  * must be < n_classes (1..256). Free with bk_dataset_free. NULL with an error
  * "idx: <path>: <problem>" on a bad or inconsistent file. */
 bk_dataset *bk_idx_load(const char *images_path, const char *labels_path, int n_classes);
-/* The standard Fashion-MNIST file names in dir (each optionally .gz, plain preferred);
- * train: train-*, else t10k-*. Sets the class names and n_classes = 10. A missing
- * directory or file gives an error listing what was looked for. */
+/* The standard (Fashion-)MNIST file names in dir (each optionally .gz, plain preferred);
+ * train: train-*, else t10k-*; labels 0..9 (n_classes 10). Class names: from
+ * dir/classes.txt when it exists (one per line, at most 256 of 1..255 bytes; n_classes is
+ * their count, every label must be below it), else Fashion-MNIST's ("T-shirt/top", ...)
+ * when the labels begin as Fashion-MNIST's files do (its first 16 labels of that split;
+ * the same files of MNIST digits begin otherwise), else none (NULL: classes by index). A
+ * missing directory or file gives an error listing what was looked for. */
 bk_dataset *bk_fashion_mnist_load(const char *dir, bool train);
 /* CIFAR-10's binary version in dir: the training split is data_batch_1.bin ..
  * data_batch_5.bin (all five), the test split test_batch.bin; each file is records of 3073
@@ -60,6 +64,38 @@ bk_dataset *bk_cifar10_load(const char *dir, bool train);
  * folder not in classes, more than BK_IMAGE_FOLDER_MAX_CLASSES classes. */
 bk_dataset *bk_image_folder_load(const char *dir, const char *const *classes, int n_classes, int channels,
                                  int64_t height, int64_t width);
+/* CSV tables (docs/data.md): what the target column is for. AUTO: classification when
+ * every target value (of both files) is an integer, else regression. */
+typedef enum bk_csv_task {
+    BK_CSV_TASK_AUTO,
+    BK_CSV_TASK_CLASSIFICATION,
+    BK_CSV_TASK_REGRESSION,
+    BK_CSV_TASK_COUNT
+} bk_csv_task;
+/* The most classes bk_csv_load makes (distinct target values of the training file). */
+#define BK_CSV_MAX_CLASSES 256
+/* Reads a training and a test CSV file: a header row of column names (the test file's must
+ * be the training file's), then rows of finite numbers, comma-separated (LF or CRLF; a
+ * cell may be double-quoted). The column named `target` (NULL: the last column) is the
+ * target, the others the features: samples of shape (n_features). Classification: labels
+ * are indices into the sorted distinct target values of the training file, which are also
+ * the class names ("0", "7", "-1"; owned by the data set); a test value outside them is an
+ * error. Regression: targets (n, 1). Features are left as read (bk_dataset_feature_stats,
+ * bk_dataset_standardize). 0 with *train and *test set (free each with bk_dataset_free),
+ * or -1 with both NULL and an error "csv: <path>: line L, column C (<name>): <problem>"
+ * for a ragged row, an empty, non-numeric, NaN or infinite cell, an empty file, a header
+ * alone, a missing target column, non-integer classes, more than BK_CSV_MAX_CLASSES. */
+int bk_csv_load(const char *train_path, const char *test_path, const char *target, bk_csv_task task,
+                bk_dataset **train, bk_dataset **test);
+/* Per-feature statistics over the samples of ds (each of its sample_numel values is a
+ * feature): mean[j] and the population standard deviation std[j] (divided by n, as
+ * sklearn's StandardScaler), computed in double; a constant feature gets std 1 (so that
+ * standardising leaves it at 0). mean and std hold sample_numel floats each. -1 with an
+ * error for an empty or malformed data set or a NULL array. */
+int bk_dataset_feature_stats(const bk_dataset *ds, float *mean, float *std);
+/* In place: x[i][j] = (x[i][j] - mean[j]) / std[j] for every feature j (std[j] finite and
+ * > 0, mean[j] finite; else -1 with an error naming j, and ds unchanged). */
+int bk_dataset_standardize(bk_dataset *ds, const float *mean, const float *std);
 /* Copies user arrays into a data set (y or targets may be NULL; n_classes must be 0
  * without y and target_dim 0 without targets). Labels are checked to be in range. */
 bk_dataset *bk_dataset_from_arrays(int64_t n, int ndim, const int64_t *shape, const float *x,

@@ -2,7 +2,7 @@
  *
  * A bk_dataset, its three arrays (x, y, targets) and `owned` are separate heap blocks owned
  * by the data set; bk_dataset_free releases all of them, whoever made the data set (this
- * file, idx.c, cifar.c, image_folder.c). class_names points at static strings or into
+ * file, idx.c, csv.c, cifar.c, image_folder.c). class_names points at static strings or into
  * `owned` (names read from a file or a directory), and is never freed by itself.
  */
 #include "internal.h"
@@ -217,5 +217,54 @@ int bk_dataset_normalize_channels(bk_dataset *ds, const float *mean, const float
             /* a division, as bk_dataset_normalize and torchvision's Normalize */
             for (int64_t k = 0; k < plane; k++) p[k] = (p[k] - mean[c]) / std[c];
         }
+    return 0;
+}
+
+int bk_dataset_feature_stats(const bk_dataset *ds, float *mean, float *std) {
+    const char *who = "dataset_feature_stats";
+    if (!bk__dataset_ok(ds, who)) return -1;
+    if (!mean || !std) {
+        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
+        return -1;
+    }
+    if (ds->n < 1) {
+        bk_set_error("%s: the data set has no samples", who);
+        return -1;
+    }
+    int64_t n = ds->n, f = ds->sample_numel;
+    /* two passes in double: the mean, then the squared deviations (no cancellation) */
+    for (int64_t j = 0; j < f; j++) {
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < n; i++) sum += (double)ds->x[i * f + j];
+        double m = sum / (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            double d = (double)ds->x[i * f + j] - m;
+            sq += d * d;
+        }
+        double sd = sqrt(sq / (double)n);
+        mean[j] = (float)m;
+        std[j] = sd > 0 && (float)sd > 0 ? (float)sd : 1.0f;
+    }
+    return 0;
+}
+
+int bk_dataset_standardize(bk_dataset *ds, const float *mean, const float *std) {
+    const char *who = "dataset_standardize";
+    if (!bk__dataset_ok(ds, who)) return -1;
+    if (!mean || !std) {
+        bk_set_error("%s: %s is NULL", who, mean ? "std" : "mean");
+        return -1;
+    }
+    int64_t f = ds->sample_numel;
+    for (int64_t j = 0; j < f; j++)
+        if (!isfinite(mean[j]) || !isfinite(std[j]) || !(std[j] > 0)) {
+            bk_set_error("%s: feature %" PRId64
+                         " needs a finite mean and a finite std > 0 (got mean %g, std %g)",
+                         who, j, (double)mean[j], (double)std[j]);
+            return -1;
+        }
+    /* a division, as bk_dataset_normalize and sklearn's StandardScaler.transform */
+    for (int64_t i = 0; i < ds->n; i++)
+        for (int64_t j = 0; j < f; j++) ds->x[i * f + j] = (ds->x[i * f + j] - mean[j]) / std[j];
     return 0;
 }

@@ -384,6 +384,87 @@ static bool find_file(const char *dir, const char *name, char *buf, size_t n) {
     return false;
 }
 
+/* The first labels of Fashion-MNIST's training and test files (the bundled subset is cut
+ * from their starts): how its files, which have MNIST's names, are told apart from
+ * MNIST's and other data sets in the same format. By chance another data set matches one
+ * with probability 10^-16. */
+#define FASHION_HEAD 16
+static const int64_t FASHION_TRAIN_HEAD[FASHION_HEAD] = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9};
+static const int64_t FASHION_TEST_HEAD[FASHION_HEAD] = {9, 2, 1, 1, 6, 1, 4, 6, 5, 7, 4, 5, 7, 3, 4, 1};
+
+static bool is_fashion_mnist(const bk_dataset *ds, bool train) {
+    if (ds->n < FASHION_HEAD) return false;
+    const int64_t *head = train ? FASHION_TRAIN_HEAD : FASHION_TEST_HEAD;
+    return !memcmp(ds->y, head, sizeof FASHION_TRAIN_HEAD);
+}
+
+#define NAMES_MAX_BYTES 65536 /* classes.txt: at most 256 names of 255 bytes, and newlines */
+
+/* dir/classes.txt, one class name per line, into ds: the names and n_classes = their
+ * count, every label below it. false with an error naming the file and the line. */
+static bool read_class_names(bk_dataset *ds, const char *path) {
+    char why[256];
+    FILE *f = bk__open_regular(path, why, sizeof why);
+    if (!f) return bk__file_error("idx", path, "%s", why);
+    char *text = bk__malloc(NAMES_MAX_BYTES + 1);
+    size_t len = text ? fread(text, 1, NAMES_MAX_BYTES + 1, f) : 0;
+    bool read_error = text && ferror(f);
+    fclose(f);
+    if (!text) return bk__file_error("idx", path, "out of memory");
+    if (read_error || len > NAMES_MAX_BYTES || memchr(text, '\0', len)) {
+        bk__free(text);
+        return bk__file_error("idx", path, "%s",
+                              read_error              ? "read error"
+                              : len > NAMES_MAX_BYTES ? "larger than 64 KiB"
+                                                      : "a NUL byte (not a text file)");
+    }
+    text[len] = '\0';
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = '\0';
+    int n = 0;
+    for (size_t i = 0; i <= len; i++) n += i == len || text[i] == '\n';
+    if (len == 0 || n > 256) {
+        bk__free(text);
+        return bk__file_error("idx", path,
+                              len ? "%d names, more than 256 classes"
+                                  : "no class names (expected one per line)",
+                              n);
+    }
+    size_t head = (size_t)n * sizeof(char *);
+    char *block = bk__malloc(head + len + 1);
+    if (!block) {
+        bk__free(text);
+        return bk__file_error("idx", path, "out of memory");
+    }
+    const char **names = (const char **)(void *)block;
+    char *copy = block + head;
+    memcpy(copy, text, len + 1);
+    bk__free(text);
+    char *s = copy;
+    for (int k = 0; k < n; k++) {
+        char *nl = strchr(s, '\n');
+        if (nl) *nl = '\0';
+        size_t l = strlen(s);
+        if (l > 0 && s[l - 1] == '\r') s[--l] = '\0';
+        if (l == 0 || l > 255) {
+            bk__free(block);
+            return bk__file_error("idx", path, "line %d: %s", k + 1,
+                                  l ? "a name longer than 255 bytes" : "an empty name");
+        }
+        names[k] = s;
+        s = nl ? nl + 1 : s + l;
+    }
+    for (int64_t i = 0; i < ds->n; i++)
+        if (ds->y[i] >= n) {
+            bk__free(block);
+            return bk__file_error("idx", path, "%d names, but sample %" PRId64 " has label %" PRId64, n, i,
+                                  ds->y[i]);
+        }
+    ds->owned = block;
+    ds->class_names = names;
+    ds->n_classes = n;
+    return true;
+}
+
 bk_dataset *bk_fashion_mnist_load(const char *dir, bool train) {
     if (!dir) {
         bk_set_error("fashion_mnist: directory is NULL");
@@ -414,6 +495,15 @@ bk_dataset *bk_fashion_mnist_load(const char *dir, bool train) {
     }
     bk_dataset *ds = bk_idx_load(img_path, lab_path, 10);
     if (!ds) return NULL;
-    ds->class_names = FASHION_MNIST_CLASSES;
+    char names_path[4096];
+    if (snprintf(names_path, sizeof names_path, "%s/classes.txt", dir) < (int)sizeof names_path &&
+        stat(names_path, &st) == 0) {
+        if (!read_class_names(ds, names_path)) {
+            bk_dataset_free(ds);
+            return NULL;
+        }
+    } else if (is_fashion_mnist(ds, train)) {
+        ds->class_names = FASHION_MNIST_CLASSES;
+    }
     return ds;
 }

@@ -385,6 +385,40 @@ TEST(data_sets_and_loaders) {
     MISUSE(bk_dataset_normalize_channels(ds, cm, czero), dnc, "channel 0", "std 0");
     MISUSE(bk_dataset_normalize_channels(ds, cnan, cs), dnc, "channel 0", "mean nan");
     MISUSE(bk_dataset_normalize_channels(&bad_numel, cm, cs), dnc, "malformed");
+    float mean[2] = {0, 0}, sd[2] = {1, 1}, sd0[2] = {1, 0}, mnan[2] = {NAN, 0};
+    MISUSE(bk_dataset_feature_stats(NULL, mean, sd), "dataset_feature_stats", "NULL");
+    MISUSE(bk_dataset_feature_stats(ds, NULL, sd), "dataset_feature_stats", "mean is NULL");
+    MISUSE(bk_dataset_feature_stats(ds, mean, NULL), "dataset_feature_stats", "std is NULL");
+    MISUSE(bk_dataset_feature_stats(&bad_n, mean, sd), "dataset_feature_stats", "malformed");
+    MISUSE(bk_dataset_standardize(NULL, mean, sd), "dataset_standardize", "NULL");
+    MISUSE(bk_dataset_standardize(ds, mean, NULL), "dataset_standardize", "std is NULL");
+    MISUSE(bk_dataset_standardize(ds, mean, sd0), "dataset_standardize", "feature 1", "std 0");
+    MISUSE(bk_dataset_standardize(ds, mnan, sd), "dataset_standardize", "feature 0", "mean nan");
+    MISUSE(bk_dataset_standardize(&bad_numel, mean, sd), "dataset_standardize", "malformed");
+
+    /* CSV tables: the reader's own messages are tested in tests/test_csv.c */
+    bk_dataset *ctr = NULL, *cte = NULL;
+    const char *csv_ok = tpath("ok.csv");
+    FILE *cf = fopen(csv_ok, "w");
+    CHECK(cf != NULL);
+    if (cf) {
+        fputs("a,b,y\n1,2,0\n3,4,1\n", cf);
+        fclose(cf);
+    }
+    MISUSE(bk_csv_load(NULL, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", "training path is NULL");
+    MISUSE(bk_csv_load(csv_ok, NULL, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", "test path is NULL");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_AUTO, NULL, &cte), "csv",
+           "train (the output) is NULL");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, NULL), "csv",
+           "test (the output) is NULL");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, BK_CSV_TASK_COUNT, &ctr, &cte), "csv", "task 3");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, NULL, (bk_csv_task)-1, &ctr, &cte), "csv", "task -1");
+    MISUSE(bk_csv_load(csv_ok, csv_ok, "z", BK_CSV_TASK_AUTO, &ctr, &cte), "csv",
+           "no target column named \"z\"", "columns: a, b, y");
+    MISUSE(bk_csv_load(tpath("missing.csv"), csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv",
+           "missing.csv", "cannot open");
+    MISUSE(bk_csv_load(tmpdir, csv_ok, NULL, BK_CSV_TASK_AUTO, &ctr, &cte), "csv", tmpdir);
+    CHECK(ctr == NULL && cte == NULL);
 
     MISUSE(bk_loader_new(NULL, 2, false, 0, false), "loader_new", "data set is NULL");
     MISUSE(bk_loader_new(ds, 0, false, 0, false), "loader_new", "batch_size 0");
