@@ -33,6 +33,12 @@ bool bk__module_ok(const bk_module *m, const char *who);
 bk_tensor *bk__forward_pre_hooks(bk_module *m, bk_tensor *x);
 bk_tensor *bk__forward_hooks(bk_module *m, bk_tensor *x, bk_tensor *y);
 void bk__hooks_free(bk_module *m);
+/* nn/module.c: a lazy layer's first forward (torch's LazyModuleMixin). init registers and
+ * initialises m's parameters from x's shape (false with an error: x cannot give the size,
+ * or out of memory); then m becomes a block of class cls, not lazy any more, and runs cls's
+ * forward. On failure whatever init registered is dropped and m stays lazy. */
+bk_tensor *bk__lazy_forward(bk_module *m, bk_tensor *x, bool (*init)(bk_module *m, const bk_tensor *x),
+                            const bk_module_class *cls);
 /* For public functions taking a data set (a public struct, so possibly filled in by hand):
  * false, with "<who>: malformed data set (...)", unless its fields are consistent (ranks,
  * shape product = sample_numel, x present, sizes that fit in memory). */

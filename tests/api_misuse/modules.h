@@ -120,6 +120,32 @@ TEST(layers) {
     MISUSE(bk_nn_linear(INT64_MAX, 2), "Linear", "too many elements");
     MISUSE(bk_nn_linear_ex(-5, 3, false), "Linear", "in_features=-5");
     MISUSE(bk_nn_linear_ex(2, INT64_MIN, true), "Linear", "must be non-negative");
+    /* lazy layers: the settings they have are checked at once; the size at the first
+     * forward (which fails naming the input's shape and leaves them lazy) */
+    MISUSE(bk_nn_lazy_linear(-1, true), "LazyLinear", "out_features=-1");
+    bk_conv2d_opts lazy_o = BK_CONV2D_DEFAULTS;
+    MISUSE(bk_nn_lazy_conv2d(4, NULL, lazy_o, true), "LazyConv2d", "kernel_size is NULL");
+    MISUSE(bk_nn_lazy_conv2d(0, (const int64_t[2]){3, 3}, lazy_o, true), "LazyConv2d", "out_channels=0");
+    lazy_o.groups = 3;
+    MISUSE(bk_nn_lazy_conv2d(4, (const int64_t[2]){3, 3}, lazy_o, false), "LazyConv2d", "groups=3");
+    lazy_o.groups = 2;
+    bk_module *lazy_conv = bk_nn_lazy_conv2d(4, (const int64_t[2]){3, 3}, lazy_o, false);
+    MISUSE(bk_forward(lazy_conv, bk_rand(BK_SHAPE(1, 3, 5, 5))), "LazyConv2d", "in_channels=3",
+           "(1, 3, 5, 5)");
+    MISUSE(bk_forward(lazy_conv, bk_rand(BK_SHAPE(3, 5, 5))), "LazyConv2d", "expected 4D");
+    bk_module_free(lazy_conv);
+    bk_norm_opts lazy_bn = BK_BATCH_NORM_DEFAULTS;
+    MISUSE(bk_nn_lazy_batch_norm(3, lazy_bn), "LazyBatchNorm", "ndim_expected");
+    lazy_bn.eps = -1.0f;
+    MISUSE(bk_nn_lazy_batch_norm(2, lazy_bn), "LazyBatchNorm2d", "eps=-1");
+    bk_module *lazy_lin = bk_nn_lazy_linear(2, true);
+    MISUSE(bk_forward(lazy_lin, bk_scalar(1.0f)), "LazyLinear", "0-d input");
+    MISUSE(bk_module_named(lazy_lin, BK_PARAMS), "LazyLinear", "uninitialized parameters");
+    MISUSE_VOID((void)bk_module_has_uninitialized(NULL), "module_has_uninitialized", "NULL");
+    MISUSE_VOID((void)bk_module_has_uninitialized(&FOREIGN_M), "module_has_uninitialized",
+                "not a live module");
+    ACCEPTS(bk_module_has_uninitialized(lazy_lin) && !bk_last_error()[0], "true for a lazy block, no error");
+    bk_module_free(lazy_lin);
     CANNOT_FAIL(freed(bk_nn_relu()), "no arguments");
     CANNOT_FAIL(freed(bk_nn_sigmoid()), "no arguments");
     CANNOT_FAIL(freed(bk_nn_tanh()), "no arguments");
