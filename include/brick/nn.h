@@ -90,6 +90,17 @@ typedef bk_tensor *(*bk_forward_pre_hook)(bk_module *m, bk_tensor *x, void *ud);
 typedef bk_tensor *(*bk_forward_hook)(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud);
 int bk_module_add_forward_pre_hook(bk_module *m, bk_forward_pre_hook fn, void *ud);
 int bk_module_add_forward_hook(bk_module *m, bk_forward_hook fn, void *ud);
+/* Backward hooks (torch's register_full_backward_hook): for every forward of m run with
+ * grad mode on, fn(m, grad_input, grad_output, ud) runs during the backward once the
+ * gradient with respect to the block's input (grad_input) is complete; grad_output is the
+ * gradient with respect to its output. fn returns NULL to keep grad_input or a tensor of
+ * its shape whose values replace it (what flows on to the input). When the input needs no
+ * gradient (data), grad_input is NULL, fn runs as soon as grad_output is known and its
+ * return is ignored. A replacement of another shape fails the backward naming the block.
+ * m must outlive the backward. Handles and errors as the forward hooks'. */
+typedef bk_tensor *(*bk_backward_hook)(bk_module *m, const bk_tensor *grad_input,
+                                       const bk_tensor *grad_output, void *ud);
+int bk_module_add_backward_hook(bk_module *m, bk_backward_hook fn, void *ud);
 /* Removes the hook with that handle (handle.remove()). 0, or -1 with an error when m has
  * no such hook. */
 int bk_module_remove_hook(bk_module *m, int handle);

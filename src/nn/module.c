@@ -193,8 +193,11 @@ bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
     bool had_error = bk__error_pending();
     bk__block_push(m); /* names the block in anomaly messages */
     bk_tensor *in = m->hooks ? bk__forward_pre_hooks(m, x) : x;
+    struct bk__backward_call *bw = NULL;
+    if (in && m->hooks) in = bk__backward_hooks_input(m, in, &bw);
     bk_tensor *y = in ? m->cls->forward(m, in) : NULL;
     if (y && m->hooks) y = bk__forward_hooks(m, in, y);
+    if (y && bw) y = bk__backward_hooks_output(bw, y);
     bk__block_pop();
     if (!y) {
         /* Name the innermost block only: outer blocks see a message that already has it

@@ -542,6 +542,11 @@ static bk_tensor *post_same(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud) 
     return (void)m, (void)x, (void)ud, y;
 }
 
+static bk_tensor *bw_keep(bk_module *m, const bk_tensor *gi, const bk_tensor *go, void *ud) {
+    return (void)m, (void)gi, (void)go, (void)ud, NULL;
+}
+static bk_tensor *grad_keep(bk_tensor *t, bk_tensor *g, void *ud) { return (void)t, (void)g, (void)ud, NULL; }
+
 TEST(forward_hooks) {
     bk_module *lin = bk_nn_linear(2, 2);
     EACH_BAD_MODULE("module_add_forward_pre_hook", bk_module_add_forward_pre_hook(M, pre_same, NULL));
@@ -555,7 +560,20 @@ TEST(forward_hooks) {
     MISUSE(bk_module_remove_hook(lin, -1), "module_remove_hook", "no hook -1");
     CHECK(bk_module_remove_hook(lin, 0) == 0);
     MISUSE(bk_module_remove_hook(lin, 0), "module_remove_hook", "no hook 0");
+    EACH_BAD_MODULE("module_add_backward_hook", bk_module_add_backward_hook(M, bw_keep, NULL));
+    MISUSE(bk_module_add_backward_hook(lin, NULL, NULL), "module_add_backward_hook", "Linear", "fn is NULL");
+    ACCEPTS(bk_module_add_backward_hook(lin, bw_keep, NULL) == 1, "ud NULL: the hook's business");
     bk_module_free(lin);
+
+    /* tensor hooks */
+    bk_tensor *p = bk_requires_grad(bk_rand(BK_SHAPE(2)), true), *data = bk_rand(BK_SHAPE(2));
+    EACH_BAD_TENSOR("tensor_register_hook", bk_tensor_register_hook(T, grad_keep, NULL));
+    MISUSE(bk_tensor_register_hook(p, NULL, NULL), "tensor_register_hook", "fn is NULL");
+    MISUSE(bk_tensor_register_hook(data, grad_keep, NULL), "tensor_register_hook", "(2,)",
+           "does not require grad");
+    ACCEPTS(bk_tensor_register_hook(p, grad_keep, NULL) == 0, "ud NULL: the hook's business");
+    EACH_BAD_TENSOR("tensor_remove_hook", bk_tensor_remove_hook(T, 0));
+    MISUSE(bk_tensor_remove_hook(p, 3), "tensor_remove_hook", "no hook 3");
 }
 
 TEST(recurrent_layers) {
