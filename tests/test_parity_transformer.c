@@ -115,6 +115,9 @@ static bk_module *build(const bk_safetensors *ref, const char *kind) {
     bk_transformer_config c = layer_config(ref);
     if (!strcmp(kind, "encoder_layer")) return bk_nn_transformer_encoder_layer(c);
     if (!strcmp(kind, "decoder_layer")) return bk_nn_transformer_decoder_layer(c);
+    if (!strcmp(kind, "transformer"))
+        return bk_nn_transformer(c, (int)cfg_int(ref, "num_encoder_layers"),
+                                 (int)cfg_int(ref, "num_decoder_layers"));
     bk_module *norm = cfg_int(ref, "final_norm") ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f)
                                                  : NULL;
     int n = (int)cfg_int(ref, "num_layers");
@@ -176,6 +179,11 @@ static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, ca
                                                        mask(ref, "tgt_mask"), mask(ref, "memory_mask"),
                                                        mask(ref, "tgt_key_padding_mask"),
                                                        mask(ref, "memory_key_padding_mask"));
+    else if (!strcmp(kind, "transformer")) /* tgt_mask: generate_square_subsequent_mask(T) */
+        outs[0] = bk_transformer_forward(m, input(io, "src"), input(io, "tgt"), mask(ref, "src_mask"),
+                                         bk_causal_mask(cfg_int(ref, "causal_tgt")), mask(ref, "memory_mask"),
+                                         mask(ref, "src_key_padding_mask"), mask(ref, "tgt_key_padding_mask"),
+                                         mask(ref, "memory_key_padding_mask"));
     else if (!strcmp(kind, "decoder"))
         outs[0] = bk_transformer_decoder_forward(m, input(io, "tgt"), input(io, "memory"),
                                                  mask(ref, "tgt_mask"), mask(ref, "memory_mask"),
@@ -283,6 +291,9 @@ CASE(dec_pre_gelu)
 CASE(encoder_stack)
 CASE(decoder_stack)
 CASE(decoder_stack_nonorm)
+CASE(transformer_post_relu)
+CASE(transformer_pre_gelu_bf)
+CASE(transformer_nomask)
 
 #define RUN_CASE(name) parity_run(#name, name, true)
 
@@ -310,5 +321,8 @@ int main(void) {
     RUN_CASE(encoder_stack);
     RUN_CASE(decoder_stack);
     RUN_CASE(decoder_stack_nonorm);
+    RUN_CASE(transformer_post_relu);
+    RUN_CASE(transformer_pre_gelu_bf);
+    RUN_CASE(transformer_nomask);
     return test_summary("test_parity_transformer");
 }

@@ -333,5 +333,23 @@ bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tenso
                                           bk_tensor *tgt_mask, bk_tensor *memory_mask,
                                           bk_tensor *tgt_key_padding_mask,
                                           bk_tensor *memory_key_padding_mask);
+/* nn.Transformer(d_model, nhead, num_encoder_layers, num_decoder_layers, dim_feedforward,
+ * dropout, activation, layer_norm_eps, batch_first, norm_first) (torch's defaults: cfg
+ * BK_TRANSFORMER_DEFAULTS(512, 8), 6 and 6 layers): children encoder, a
+ * TransformerEncoder of num_encoder_layers layers with a final LayerNorm(d_model,
+ * layer_norm_eps) "norm", and decoder, the same of TransformerDecoder layers; every
+ * parameter of rank > 1 then drawn with xavier_uniform_, as torch's _reset_parameters.
+ * bk_transformer_forward(src, tgt, src_mask, tgt_mask, memory_mask, src_key_padding_mask,
+ * tgt_key_padding_mask, memory_key_padding_mask) = decoder(tgt, encoder(src, src_mask,
+ * src_key_padding_mask), ...): src (S, N, E), tgt (T, N, E) (batch_first: (N, S, E),
+ * (N, T, E); or unbatched) -> (T, N, E); masks as above, any may be NULL (the causal
+ * tgt_mask is bk_causal_mask(T), torch's generate_square_subsequent_mask). Batched src and
+ * tgt of different batch sizes, or whose last dim is not d_model, are an error naming
+ * both shapes. bk_forward(m, x) fails: the model needs tgt. */
+bk_module *bk_nn_transformer(bk_transformer_config cfg, int num_encoder_layers, int num_decoder_layers);
+bk_tensor *bk_transformer_forward(bk_module *m, bk_tensor *src, bk_tensor *tgt, bk_tensor *src_mask,
+                                  bk_tensor *tgt_mask, bk_tensor *memory_mask,
+                                  bk_tensor *src_key_padding_mask, bk_tensor *tgt_key_padding_mask,
+                                  bk_tensor *memory_key_padding_mask);
 
 #endif /* BRICK_PART_OPS_H */

@@ -452,6 +452,26 @@ TEST(attention_layers) {
            "not a brick tensor");
     MISUSE(bk_transformer_decoder_forward(dec, src, mem, NULL, NULL, NULL, T), "key_padding_mask",
            "not a brick tensor");
+    /* nn.Transformer */
+    MISUSE(bk_nn_transformer(bad[2], 1, 1), "Transformer", "TransformerEncoderLayer", "nhead=3");
+    MISUSE(bk_nn_transformer(c, 0, 1), "Transformer", "num_layers=0");
+    MISUSE(bk_nn_transformer(c, 1, -1), "Transformer", "TransformerDecoder", "num_layers=-1");
+    bk_module *trf = bk_nn_transformer(c, 1, 1);
+    bk_tensor *tgt = bk_rand(BK_SHAPE(5, 2, 4));
+    EACH_BAD_MODULE("transformer_forward",
+                    bk_transformer_forward(M, src, tgt, NULL, NULL, NULL, NULL, NULL, NULL));
+    MISUSE(bk_transformer_forward(dec_layer, src, tgt, NULL, NULL, NULL, NULL, NULL, NULL),
+           "transformer_forward", "got TransformerDecoderLayer");
+    EACH_BAD_TENSOR("Transformer", bk_transformer_forward(trf, T, tgt, NULL, NULL, NULL, NULL, NULL, NULL));
+    EACH_BAD_TENSOR("Transformer", bk_transformer_forward(trf, src, T, NULL, NULL, NULL, NULL, NULL, NULL));
+    MISUSE(bk_transformer_forward(trf, src, bk_rand(BK_SHAPE(5, 3, 4)), NULL, NULL, NULL, NULL, NULL, NULL),
+           "Transformer", "batch number", "(3, 2, 4)", "(5, 3, 4)");
+    MISUSE(bk_transformer_forward(trf, src, bk_rand(BK_SHAPE(5, 2, 6)), NULL, NULL, NULL, NULL, NULL, NULL),
+           "Transformer", "d_model=4", "(5, 2, 6)");
+    MISUSE(bk_transformer_forward(trf, src, tgt, NULL, bk_causal_mask(4), NULL, NULL, NULL, NULL),
+           "TransformerDecoder");
+    MISUSE(bk_forward(trf, src), "Transformer", "needs tgt");
+    bk_module_free(trf);
     bk_module_free(enc);
     bk_module_free(dec);
     bk_module_free(mha);
