@@ -6,6 +6,7 @@
  * torch code is above each test; numbers exact in float32), order, removal, bad returns.
  */
 #include "test.h"
+#include "gradcheck.h"
 
 static char trace[256];
 
@@ -276,12 +277,35 @@ TEST(backward_hooks_in_a_sequential_and_failing) {
     bk_module_free(net);
 }
 
+/* The identity ops that carry a block's backward hooks ("BackwardHookFunction") against
+ * central differences: hooks that keep grad_input leave the gradient the block's own. */
+static bk_module *gc_net_;
+static bk_tensor *gc_forward(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    (void)ud;
+    return bk_forward(gc_net_, in[0]);
+}
+
+TEST(backward_hook_identity_gradcheck) {
+    gc_net_ = bk_nn_sequential(3, bk_nn_linear(3, 4), bk_nn_tanh(), bk_nn_linear(4, 2));
+    bw_record rec = {0};
+    for (int i = 0; i < 3; i++)
+        CHECK(bk_module_add_backward_hook(bk_module_child(gc_net_, i), record_bw, &rec) >= 0);
+    CHECK(bk_module_add_backward_hook(gc_net_, record_bw, &rec) >= 0);
+    bk_tensor *x = bk_requires_grad(bk_randn(BK_SHAPE(2, 3)), true);
+    CHECK(gradcheck_ok("Sequential with backward hooks", gc_forward, &x, 1, NULL));
+    CHECK(rec.calls > 0);
+    bk_module_free(gc_net_);
+}
+
 int main(void) {
+    bk_manual_seed(test_seed("test_hooks"));
     RUN(order_and_replacement);
     RUN(inside_a_sequential_and_failing);
     RUN(tensor_hook_replaces_an_interior_gradient);
     RUN(tensor_hook_on_a_leaf_gets_the_contribution);
     RUN(backward_hook_sees_and_replaces_grad_input);
     RUN(backward_hooks_in_a_sequential_and_failing);
+    RUN(backward_hook_identity_gradcheck);
     return test_summary("test_hooks");
 }
