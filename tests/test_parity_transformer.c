@@ -103,7 +103,7 @@ static bk_module *build(const bk_safetensors *ref, const char *kind) {
     if (!strcmp(kind, "embedding")) {
         int64_t pad = cfg_int(ref, "padding_idx"), n = cfg_int(ref, "num_embeddings"),
                 d = cfg_int(ref, "embedding_dim");
-        return pad < 0 ? bk_nn_embedding(n, d) : bk_nn_embedding_padded(n, d, pad);
+        return bk_nn_embedding_ex(n, d, pad >= 0, pad, cfg_int(ref, "scale_grad_by_freq") != 0);
     }
     if (!strcmp(kind, "posenc"))
         return bk_nn_positional_encoding(cfg_int(ref, "num_hiddens"), 0.0f, cfg_int(ref, "max_len"));
@@ -273,6 +273,7 @@ done:
 
 CASE(embedding_padded)
 CASE(embedding_1d)
+CASE(embedding_freq)
 CASE(posenc_sin)
 CASE(posenc_sin_odd)
 CASE(posenc_learned)
@@ -303,6 +304,7 @@ int main(void) {
         return test_summary("test_parity_transformer (skipped)");
     RUN_CASE(embedding_padded);
     RUN_CASE(embedding_1d);
+    RUN_CASE(embedding_freq);
     RUN_CASE(posenc_sin);
     RUN_CASE(posenc_sin_odd);
     RUN_CASE(posenc_learned);

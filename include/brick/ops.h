@@ -222,6 +222,11 @@ bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);
  * padding_idx in [0, num_embeddings), or -1 for none: that row gets no gradient. ids get
  * no gradient. An id out of range or not an integer is an error naming it. */
 bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx);
+/* The same with scale_grad_by_freq: each lookup's gradient is divided by the number of
+ * times its id occurs in ids (F.embedding(..., scale_grad_by_freq=True)); not the
+ * derivative of the forward by design, so it is checked against torch's values rather than
+ * central differences (tests/parity/gen_transformer.py, case embedding_freq). */
+bk_tensor *bk_embedding_ex(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx, bool scale_grad_by_freq);
 
 /* Multi-head attention weights (nn.MultiheadAttention's softmax), one fused op:
  *   P[b, h] = softmax(scale * Q_bh K_bh^T + attn_mask_bh, -inf at padding keys)  (rows of S)
@@ -250,6 +255,10 @@ bk_tensor *bk_attn_mask_from_bool(bk_tensor *mask);
  * no gradient. */
 bk_module *bk_nn_embedding(int64_t num_embeddings, int64_t embedding_dim);
 bk_module *bk_nn_embedding_padded(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+/* Every option brick has: padded false is torch's padding_idx=None (padding_idx then
+ * ignored); scale_grad_by_freq as bk_embedding_ex. (max_norm is not supported.) */
+bk_module *bk_nn_embedding_ex(int64_t num_embeddings, int64_t embedding_dim, bool padded, int64_t padding_idx,
+                              bool scale_grad_by_freq);
 /* D2L's PositionalEncoding(num_hiddens, dropout, max_len) ("Attention is all you need"):
  *   P[pos, 2i] = sin(pos / 10000^(2i / d)),  P[pos, 2i + 1] = cos(pos / 10000^(2i / d))
  * kept as a non-persistent buffer "P" (1, max_len, d) (computed in double, rounded once);

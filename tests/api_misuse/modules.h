@@ -327,6 +327,12 @@ TEST(attention_layers) {
     MISUSE(bk_nn_embedding_padded(4, 2, 4), "Embedding", "padding_idx=4");
     MISUSE(bk_nn_embedding_padded(4, 2, -5), "Embedding", "padding_idx=-5");
     MISUSE(bk_nn_embedding_padded(-4, 2, 0), "Embedding", "num_embeddings=-4");
+    MISUSE(bk_nn_embedding_ex(4, 2, true, 4, true), "Embedding", "padding_idx=4");
+    MISUSE(bk_nn_embedding_ex(4, -2, false, 0, true), "Embedding", "embedding_dim=-2");
+    bk_module *emb_any;
+    ACCEPTS((emb_any = bk_nn_embedding_ex(4, 2, false, 99, false)) != NULL,
+            "padded false: padding_idx is not read (torch's None)");
+    bk_module_free(emb_any);
     MISUSE(bk_nn_positional_encoding(0, 0.1f, 10), "PositionalEncoding", "num_hiddens=0");
     MISUSE(bk_nn_positional_encoding(4, 0.1f, -1), "PositionalEncoding", "max_len=-1");
     MISUSE(bk_nn_positional_encoding(4, 2.0f, 10), "Dropout", "between 0 and 1");

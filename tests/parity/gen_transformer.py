@@ -119,6 +119,16 @@ def case_embedding_padded():
             {"num_embeddings": 20, "embedding_dim": 8, "padding_idx": 3}, "embedding")
 
 
+def case_embedding_freq():
+    """scale_grad_by_freq with padding: repeated ids' gradients are divided by their counts."""
+    m = nn.Embedding(10, 6, padding_idx=0, scale_grad_by_freq=True)
+    ids = torch.randint(0, 10, (3, 7)).float()
+    ids[0, 0] = ids[1, 1] = ids[2, 2] = 5  # id 5 at least three times
+    ids[0, 3] = 0
+    return (m, {"input": (ids, False)}, {}, lambda m, i, k: {"output": m(i["input"].long())},
+            {"num_embeddings": 10, "embedding_dim": 6, "padding_idx": 0, "scale_grad_by_freq": 1}, "embedding")
+
+
 def case_embedding_1d():
     m = nn.Embedding(12, 5)
     ids = torch.randint(0, 12, (9,)).float()
@@ -307,6 +317,7 @@ def transformer_case(act, nf, bf, n_dec, masked):
 CASES = {
     "embedding_padded": case_embedding_padded,
     "embedding_1d": case_embedding_1d,
+    "embedding_freq": case_embedding_freq,
     "posenc_sin": case_posenc_sin,
     "posenc_sin_odd": case_posenc_sin_odd,
     "posenc_learned": case_posenc_learned,
