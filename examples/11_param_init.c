@@ -1,4 +1,5 @@
-/* 11_param_init.c - parameter initialisation with torch.nn.init and apply (D2L 5.2).
+/* 11_param_init.c - parameter initialisation with torch.nn.init and apply (D2L 5.2), and
+ * deferred initialisation with lazy layers (D2L 5.3).
  *
  * The PyTorch code it mirrors:
  *
@@ -38,10 +39,17 @@
  *   net[0].weight.data[:] += 1               # and by hand
  *   net[0].weight.data[0, 0] = 42
  *
+ *   lazy = nn.Sequential(nn.LazyLinear(256), nn.ReLU(), nn.LazyLinear(10))   # D2L 5.3
+ *   print(lazy[0].weight)                    # <UninitializedParameter>
+ *   lazy(torch.rand(2, 20))                  # the first forward makes the parameters
+ *   print([(name, param.shape) for name, param in lazy.named_parameters()])
+ *
  * In C, apply's callback is bk_module_apply's function, which receives every block of the
  * tree (children first) and a pointer of the caller's (here the constant); it recognises a
  * Linear by its class name. The init functions fill any tensor in place, parameters
- * included, without recording anything for autograd (torch's no_grad).
+ * included, without recording anything for autograd (torch's no_grad). Before a lazy
+ * network's first forward brick has no parameters to show: listing them is an error that
+ * names the lazy block (torch shows UninitializedParameter).
  */
 #include "brick.h"
 
@@ -94,6 +102,24 @@ static void print_first(const char *when, bk_module *net, int index, int rows) {
     printf(";  net[%d].bias[0] = %.4f\n", index, b->data[0]);
 }
 
+/* D2L 5.3: the input width is known only when data arrives. */
+static int deferred_init(void) {
+    bk_module *lazy = bk_nn_sequential(3, bk_nn_lazy_linear(256, true), bk_nn_relu(),
+                                       bk_nn_lazy_linear(10, true));
+    if (!lazy) return -1;
+    bk_module_print(lazy, stdout);
+    if (bk_module_num_params(lazy, false) < 0) printf("before the first forward: %s\n", bk_last_error());
+    bk_clear_error();
+    bk_tensor *Y = bk_forward(lazy, bk_rand(BK_SHAPE(2, 20))); // (2, 20) -> (2, 10)
+    int rc = Y ? 0 : -1;
+    bk_param_list *l = Y ? bk_module_named(lazy, BK_PARAMS) : NULL;
+    for (int i = 0; l && i < l->n; i++) print_shape(l->names[i], l->tensors[i]);
+    if (Y) bk_module_print(lazy, stdout);
+    bk_param_list_free(l);
+    bk_module_free(lazy);
+    return rc;
+}
+
 int main(void) {
     int status = 1;
     bk_manual_seed(0);
@@ -124,6 +150,7 @@ int main(void) {
     if (!Y || bk_backward(bk_sum(Y)) != 0) goto done;
     print_forward(net, X, Y, true);
     if (bk_last_error()[0]) goto done; /* an init that failed */
+    if (deferred_init() != 0) goto done;
     status = 0;
 
 done:

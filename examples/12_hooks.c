@@ -1,5 +1,6 @@
 /* 12_hooks.c - forward hooks: activation statistics of every layer of an MLP, and a
- * pre-hook that changes a block's input.
+ * pre-hook that changes a block's input; backward hooks: the gradient reaching each layer;
+ * a tensor hook that clips a parameter's gradient.
  *
  * The PyTorch code it mirrors:
  *
@@ -20,6 +21,11 @@
  *   for h in handles: h.remove()
  *
  *   net[0].register_forward_pre_hook(lambda m, inputs: (inputs[0] * 2,))   # doubles X
+ *
+ *   for n, m in net.named_children():                  # |dL/dy| of each block's output
+ *       m.register_full_backward_hook(lambda m, gin, gout, n=n: print(n, gout[0].norm()))
+ *   net[0].weight.register_hook(lambda g: g.clamp(-1e-4, 1e-4))   # clip one gradient
+ *   net(torch.rand(64, 20)).square().mean().backward()
  *
  * A hook here gets the block, its input and its output, and returns the output to pass on
  * (the same one, to only look at it); ud is the caller's pointer (here the row of the
@@ -50,6 +56,22 @@ static bk_tensor *record(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud) {
     s->std = sqrt(sq / (double)(y->numel - 1)); /* torch's std: unbiased */
     s->zeros = zeros / (double)y->numel;
     return y;
+}
+
+static bk_tensor *grad_norm(bk_module *m, const bk_tensor *grad_input, const bk_tensor *grad_output,
+                            void *ud) {
+    (void)grad_input;
+    double sq = 0;
+    for (int64_t i = 0; i < grad_output->numel; i++)
+        sq += (double)grad_output->data[i] * grad_output->data[i];
+    printf("  %-3s %-7s |dL/dy| %.6f\n", (const char *)ud, bk_module_name(m), sqrt(sq));
+    return NULL; /* keep grad_input */
+}
+
+static bk_tensor *clip_1e4(bk_tensor *t, bk_tensor *grad, void *ud) {
+    (void)t;
+    (void)ud;
+    return bk_clamp(grad, -1e-4f, 1e-4f);
 }
 
 static bk_tensor *double_input(bk_module *m, bk_tensor *x, void *ud) {
@@ -91,6 +113,20 @@ int main(void) {
     if (!Y3) goto done;
     printf("with the pre-hook, net(X) == net(2 X) without it: %s\n",
            memcmp(Y2->data, Y3->data, (size_t)Y2->numel * sizeof(float)) ? "no" : "yes");
+
+    // Backward hooks: the gradient that reaches each block, last block first.
+    static const char *const names[N_LAYERS] = {"0", "1", "2", "3", "4"};
+    for (int i = 0; i < N_LAYERS; i++)
+        if (bk_module_add_backward_hook(bk_module_child(net, i), grad_norm, (void *)names[i]) < 0) goto done;
+    bk_tensor *W0 = bk_module_get(net, "0.weight");
+    if (bk_tensor_register_hook(W0, clip_1e4, NULL) < 0) goto done;
+    printf("backward of mean(net(X)^2) (backward hooks on net's children):\n");
+    bk_tensor *Y4 = bk_forward(net, X);
+    bk_tensor *loss = bk_mean(bk_mul(Y4, Y4));
+    if (!loss || bk_backward(loss) != 0) goto done;
+    float biggest = 0;
+    for (int64_t i = 0; i < W0->grad->numel; i++) biggest = fmaxf(biggest, fabsf(W0->grad->data[i]));
+    printf("largest |net[0].weight.grad| after the clipping tensor hook: %.4f\n", biggest);
     print_forward(net, X, Y, false);
     status = 0;
 

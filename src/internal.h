@@ -33,6 +33,19 @@ bool bk__module_ok(const bk_module *m, const char *who);
 bk_tensor *bk__forward_pre_hooks(bk_module *m, bk_tensor *x);
 bk_tensor *bk__forward_hooks(bk_module *m, bk_tensor *x, bk_tensor *y);
 void bk__hooks_free(bk_module *m);
+/* nn/hooks.c: bk_forward's part of the backward hooks: the input to give the block's
+ * forward (x itself, or x through the identity op that calls m's backward hooks; *call
+ * gets the record, NULL when m has none or grad mode is off), then the output to return
+ * (y through the identity op that catches grad_output). NULL on failure. */
+struct bk__backward_call;
+bk_tensor *bk__backward_hooks_input(bk_module *m, bk_tensor *x, struct bk__backward_call **call);
+bk_tensor *bk__backward_hooks_output(struct bk__backward_call *c, bk_tensor *y);
+/* nn/module.c: a lazy layer's first forward (torch's LazyModuleMixin). init registers and
+ * initialises m's parameters from x's shape (false with an error: x cannot give the size,
+ * or out of memory); then m becomes a block of class cls, not lazy any more, and runs cls's
+ * forward. On failure whatever init registered is dropped and m stays lazy. */
+bk_tensor *bk__lazy_forward(bk_module *m, bk_tensor *x, bool (*init)(bk_module *m, const bk_tensor *x),
+                            const bk_module_class *cls);
 /* For public functions taking a data set (a public struct, so possibly filled in by hand):
  * false, with "<who>: malformed data set (...)", unless its fields are consistent (ranks,
  * shape product = sample_numel, x present, sizes that fit in memory). */
@@ -200,6 +213,22 @@ void bk__backward_fail(void);
  * when the buffer is new and not zero-filled (assign every element), false when it already
  * holds other consumers' gradients (add into it). See bk__grad_for_write. */
 bk_tensor *bk__node_grad_input_write(bk_node *n, int i, bool *fresh);
+/* ---- tensor gradient hooks (autograd/tensor_hooks.c) -------------------------------------- */
+/* Runs t's hooks on its complete gradient t->grad (an interior tensor, before its op's
+ * backward), writing a replacement into t->grad. false with an error (a replacement of
+ * another shape). */
+bool bk__tensor_hooks_run(bk_tensor *t);
+/* Leaves with hooks among the inputs of order[0..n) (none unless a hook was ever
+ * registered in this thread), each with a copy of its gradient before this backward:
+ * bk__leaf_hooks_begin before the backward's loop, bk__leaf_hooks_end after it (which
+ * runs the hooks on each leaf's new contribution and adds what they return). false with
+ * an error. */
+typedef struct bk__leaf_hooks bk__leaf_hooks;
+bool bk__leaf_hooks_begin(bk_arena *a, bk_node **order, int64_t n, bk__leaf_hooks **out);
+bool bk__leaf_hooks_end(bk__leaf_hooks *lh);
+/* A heap tensor's hooks, freed with it. */
+void bk__tensor_hooks_free(bk_tensor *t);
+
 /* Should an op with these inputs record history? (grad mode on and any input needs it) */
 bool bk__needs_grad(int n, bk_tensor *const *ts);
 

@@ -103,7 +103,7 @@ static bk_module *build(const bk_safetensors *ref, const char *kind) {
     if (!strcmp(kind, "embedding")) {
         int64_t pad = cfg_int(ref, "padding_idx"), n = cfg_int(ref, "num_embeddings"),
                 d = cfg_int(ref, "embedding_dim");
-        return pad < 0 ? bk_nn_embedding(n, d) : bk_nn_embedding_padded(n, d, pad);
+        return bk_nn_embedding_ex(n, d, pad >= 0, pad, cfg_int(ref, "scale_grad_by_freq") != 0);
     }
     if (!strcmp(kind, "posenc"))
         return bk_nn_positional_encoding(cfg_int(ref, "num_hiddens"), 0.0f, cfg_int(ref, "max_len"));
@@ -115,6 +115,9 @@ static bk_module *build(const bk_safetensors *ref, const char *kind) {
     bk_transformer_config c = layer_config(ref);
     if (!strcmp(kind, "encoder_layer")) return bk_nn_transformer_encoder_layer(c);
     if (!strcmp(kind, "decoder_layer")) return bk_nn_transformer_decoder_layer(c);
+    if (!strcmp(kind, "transformer"))
+        return bk_nn_transformer(c, (int)cfg_int(ref, "num_encoder_layers"),
+                                 (int)cfg_int(ref, "num_decoder_layers"));
     bk_module *norm = cfg_int(ref, "final_norm") ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f)
                                                  : NULL;
     int n = (int)cfg_int(ref, "num_layers");
@@ -176,6 +179,11 @@ static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, ca
                                                        mask(ref, "tgt_mask"), mask(ref, "memory_mask"),
                                                        mask(ref, "tgt_key_padding_mask"),
                                                        mask(ref, "memory_key_padding_mask"));
+    else if (!strcmp(kind, "transformer")) /* tgt_mask: generate_square_subsequent_mask(T) */
+        outs[0] = bk_transformer_forward(m, input(io, "src"), input(io, "tgt"), mask(ref, "src_mask"),
+                                         bk_causal_mask(cfg_int(ref, "causal_tgt")), mask(ref, "memory_mask"),
+                                         mask(ref, "src_key_padding_mask"), mask(ref, "tgt_key_padding_mask"),
+                                         mask(ref, "memory_key_padding_mask"));
     else if (!strcmp(kind, "decoder"))
         outs[0] = bk_transformer_decoder_forward(m, input(io, "tgt"), input(io, "memory"),
                                                  mask(ref, "tgt_mask"), mask(ref, "memory_mask"),
@@ -265,6 +273,7 @@ done:
 
 CASE(embedding_padded)
 CASE(embedding_1d)
+CASE(embedding_freq)
 CASE(posenc_sin)
 CASE(posenc_sin_odd)
 CASE(posenc_learned)
@@ -283,6 +292,9 @@ CASE(dec_pre_gelu)
 CASE(encoder_stack)
 CASE(decoder_stack)
 CASE(decoder_stack_nonorm)
+CASE(transformer_post_relu)
+CASE(transformer_pre_gelu_bf)
+CASE(transformer_nomask)
 
 #define RUN_CASE(name) parity_run(#name, name, true)
 
@@ -292,6 +304,7 @@ int main(void) {
         return test_summary("test_parity_transformer (skipped)");
     RUN_CASE(embedding_padded);
     RUN_CASE(embedding_1d);
+    RUN_CASE(embedding_freq);
     RUN_CASE(posenc_sin);
     RUN_CASE(posenc_sin_odd);
     RUN_CASE(posenc_learned);
@@ -310,5 +323,8 @@ int main(void) {
     RUN_CASE(encoder_stack);
     RUN_CASE(decoder_stack);
     RUN_CASE(decoder_stack_nonorm);
+    RUN_CASE(transformer_post_relu);
+    RUN_CASE(transformer_pre_gelu_bf);
+    RUN_CASE(transformer_nomask);
     return test_summary("test_parity_transformer");
 }

@@ -1,7 +1,8 @@
 /* test_transformer_layers.c - the Transformer encoder and decoder layers and their stacks
  * (split from test_transformer.c, which has the tolerances' reasoning and the parts they
  * are built of): structure, gradients against central differences, unbatched input,
- * every error path, and a warm encoder step that allocates nothing.
+ * every error path, and a warm encoder step that allocates nothing; the whole nn.Transformer
+ * (names, init, causality of the decoder under bk_causal_mask).
  *
  * Random values come from a PCG32 stream seeded from $BRICK_TEST_SEED, else $BRICK_SEED
  * (what `make test` prints), else the clock; the seed is printed first. The layers are
@@ -360,6 +361,46 @@ TEST(encoder_step_allocates_nothing_when_warm) {
     bk_arena_free(a);
 }
 
+/* nn.Transformer(d_model=4, nhead=2, 2 encoder layers, 1 decoder layer): torch's names,
+ * xavier_uniform_ on every matrix (so the encoder's two layers, copies at first, differ),
+ * LayerNorms left at 1; with tgt_mask = generate_square_subsequent_mask(T), output row t
+ * does not change when tgt rows after t do (and does when an earlier one does). */
+TEST(whole_transformer) {
+    bk_module *m = bk_nn_transformer(small_cfg(false, false, BK_ACTIVATION_GELU), 2, 1);
+    CHECK(m != NULL);
+    if (!m) return;
+    bk_param_list *l = bk_module_named(m, BK_STATE);
+    CHECK(l && !strcmp(l->names[0], "encoder.layers.0.self_attn.in_proj_weight"));
+    CHECK(l && !strcmp(l->names[l->n - 1], "decoder.norm.bias"));
+    for (int i = 0; l && i < l->n; i++) {
+        const bk_tensor *t = l->tensors[i];
+        if (t->ndim < 2) continue;
+        double bound = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
+        for (int64_t k = 0; k < t->numel; k++) CHECK(fabs(t->data[k]) <= bound);
+    }
+    bk_param_list_free(l);
+    const bk_tensor *w0 = bk_module_get(m, "encoder.layers.0.linear1.weight"),
+                    *w1 = bk_module_get(m, "encoder.layers.1.linear1.weight");
+    CHECK(w0 && w1 && memcmp(w0->data, w1->data, (size_t)w0->numel * sizeof(float)) != 0);
+    CHECK(all_equal(bk_module_get(m, "encoder.norm.weight"), 1.0f));
+
+    const int64_t S = 3, T = 4, B = 2;
+    bk_tensor *src = bk_randn(BK_SHAPE(S, B, 4)), *tgt = bk_randn(BK_SHAPE(T, B, 4));
+    bk_tensor *y = bk_transformer_forward(m, src, tgt, NULL, bk_causal_mask(T), NULL, NULL, NULL, NULL);
+    bk_tensor *tgt2 = bk_clone(tgt);
+    for (int64_t k = 0; k < B * 4; k++) tgt2->data[(T - 1) * B * 4 + k] += 1.0f; /* the last step */
+    bk_tensor *y2 = bk_transformer_forward(m, src, tgt2, NULL, bk_causal_mask(T), NULL, NULL, NULL, NULL);
+    CHECK(y && y2 && y->shape[0] == T && y->shape[1] == B && y->shape[2] == 4);
+    if (y && y2) {
+        size_t before_last = (size_t)((T - 1) * B * 4) * sizeof(float);
+        CHECK(memcmp(y->data, y2->data, before_last) == 0);
+        CHECK(memcmp(y->data + (T - 1) * B * 4, y2->data + (T - 1) * B * 4,
+                     (size_t)(B * 4) * sizeof(float)) != 0);
+    }
+    CHECK_ERR(bk_forward(m, src), "needs tgt");
+    bk_module_free(m);
+}
+
 int main(void) {
     seed_from_env("test_transformer_layers");
 
@@ -371,5 +412,6 @@ int main(void) {
     RUN(stacks);
     RUN(stack_errors);
     RUN(encoder_step_allocates_nothing_when_warm);
+    RUN(whole_transformer);
     return test_summary("test_transformer_layers");
 }

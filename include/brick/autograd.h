@@ -25,6 +25,21 @@ int bk_backward(bk_tensor *root);
 /* Backward with an explicit upstream gradient (same shape as root). retain_graph lets the
  * same graph be differentiated again. */
 int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_graph);
+/* Gradient hooks on a tensor (torch's Tensor.register_hook), run by every backward that
+ * reaches t, in the order added: fn(t, grad, ud) gets t's complete gradient of this
+ * backward (shape of t; for a leaf, what this backward adds to t->grad) and returns NULL
+ * to keep it (torch's None) or a tensor of the same shape whose values replace it: passed
+ * on to t's inputs, or for a leaf added into t->grad instead. A replacement of another
+ * shape fails the backward, naming the hook. t must require grad. The hooks of an arena
+ * tensor go with its arena (bk_arena_reset); a heap tensor's (a parameter's) stay until
+ * removed or the tensor is freed. Returns a handle (>= 0) for bk_tensor_remove_hook, or -1
+ * with an error (bad tensor, NULL fn, t not requiring grad, out of memory).
+ * bk_tensor_remove_hook: 0, or -1 with an error when t has no such hook. Gradient
+ * clipping per tensor, logging gradient norms: examples/12_hooks.c. */
+typedef bk_tensor *(*bk_tensor_hook)(bk_tensor *t, bk_tensor *grad, void *ud);
+int bk_tensor_register_hook(bk_tensor *t, bk_tensor_hook fn, void *ud);
+int bk_tensor_remove_hook(bk_tensor *t, int handle);
+
 /* Same values, no history (torch's detach()). Shares storage with t. */
 bk_tensor *bk_detach(bk_tensor *t);
 

@@ -49,6 +49,7 @@ struct bk_module {
     bool training;
     int refcount;
     struct bk_module_hooks *hooks; /* forward (pre-)hooks; NULL without (bk_module_add_*_hook) */
+    bool lazy; /* a lazy layer before its first forward: its parameters do not exist yet */
 };
 
 /* Allocates a zeroed block of `size` bytes (>= sizeof(bk_module)) whose base is set up
@@ -89,6 +90,17 @@ typedef bk_tensor *(*bk_forward_pre_hook)(bk_module *m, bk_tensor *x, void *ud);
 typedef bk_tensor *(*bk_forward_hook)(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud);
 int bk_module_add_forward_pre_hook(bk_module *m, bk_forward_pre_hook fn, void *ud);
 int bk_module_add_forward_hook(bk_module *m, bk_forward_hook fn, void *ud);
+/* Backward hooks (torch's register_full_backward_hook): for every forward of m run with
+ * grad mode on, fn(m, grad_input, grad_output, ud) runs during the backward once the
+ * gradient with respect to the block's input (grad_input) is complete; grad_output is the
+ * gradient with respect to its output. fn returns NULL to keep grad_input or a tensor of
+ * its shape whose values replace it (what flows on to the input). When the input needs no
+ * gradient (data), grad_input is NULL, fn runs as soon as grad_output is known and its
+ * return is ignored. A replacement of another shape fails the backward naming the block.
+ * m must outlive the backward. Handles and errors as the forward hooks'. */
+typedef bk_tensor *(*bk_backward_hook)(bk_module *m, const bk_tensor *grad_input,
+                                       const bk_tensor *grad_output, void *ud);
+int bk_module_add_backward_hook(bk_module *m, bk_backward_hook fn, void *ud);
 /* Removes the hook with that handle (handle.remove()). 0, or -1 with an error when m has
  * no such hook. */
 int bk_module_remove_hook(bk_module *m, int handle);
@@ -97,6 +109,14 @@ int bk_module_remove_hook(bk_module *m, int handle);
  * prefixed with the innermost failing block's class name (except anomaly-mode messages,
  * which already name the whole chain of blocks). */
 bk_tensor *bk_forward(bk_module *m, bk_tensor *x);
+
+/* True when m or a block under it is a lazy layer (bk_nn_lazy_linear, ...) that has not
+ * run its first forward yet (torch's has_uninitialized_params()); false with an error for
+ * what is not a live block. Until then listing the parameters (bk_module_named,
+ * bk_module_num_params), and so saving or loading a state dict, making an optimizer or
+ * clipping gradients, fails naming the lazy block: run one forward (a dry run on a batch)
+ * first, as D2L 5.3 does. */
+bool bk_module_has_uninitialized(const bk_module *m);
 
 /* Children by position or name (borrowed; NULL if absent). */
 bk_module *bk_module_child(const bk_module *m, int index);
@@ -203,6 +223,20 @@ typedef struct bk_norm_opts {
 #define BK_BATCH_NORM_DEFAULTS ((bk_norm_opts){1e-5f, 0.1f, false, true, true})
 #define BK_INSTANCE_NORM_DEFAULTS ((bk_norm_opts){1e-5f, 0.1f, false, false, false})
 bk_module *bk_nn_batch_norm_opts(int64_t num_features, int ndim_expected, bk_norm_opts opts);
+/* Lazy layers (D2L 5.3 deferred initialisation; torch.nn.LazyLinear, LazyConv2d,
+ * LazyBatchNorm1d/2d): the same layers without their input size, which the first forward
+ * takes from its input (in_features: the last dim; in_channels, num_features: dim 1). Until
+ * then the block has no parameters (see bk_module_has_uninitialized) and prints with size
+ * 0 under its Lazy class name; the first forward registers and initialises them exactly
+ * as the eager constructor would at that point (same names, order and draws from the
+ * thread's default rng) and the block becomes that layer (class Linear, Conv2d,
+ * BatchNorm1d/2d, as torch's cls_to_become). A first input that cannot give the size (a
+ * LazyLinear on a scalar, a LazyConv2d input that is not 4-D, a LazyBatchNorm input of the
+ * wrong rank) fails naming the layer and the shape and leaves the block lazy.
+ * bk_nn_lazy_batch_norm: ndim_expected 1 (BatchNorm1d) or 2 (BatchNorm2d). */
+bk_module *bk_nn_lazy_linear(int64_t out_features, bool bias);
+bk_module *bk_nn_lazy_conv2d(int64_t out_channels, const int64_t kernel[2], bk_conv2d_opts opts, bool bias);
+bk_module *bk_nn_lazy_batch_norm(int ndim_expected, bk_norm_opts opts);
 /* nn.InstanceNorm2d(num_features, eps, momentum, affine=False, track_running_stats=False)
  * on (N, C, H, W): each sample's channel normalised over its H W positions; with
  * track_running_stats, training updates the running statistics with the mean over the

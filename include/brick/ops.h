@@ -222,6 +222,11 @@ bk_tensor *bk_dropout(bk_tensor *x, float p, bool training, bk_rng *rng);
  * padding_idx in [0, num_embeddings), or -1 for none: that row gets no gradient. ids get
  * no gradient. An id out of range or not an integer is an error naming it. */
 bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx);
+/* The same with scale_grad_by_freq: each lookup's gradient is divided by the number of
+ * times its id occurs in ids (F.embedding(..., scale_grad_by_freq=True)); not the
+ * derivative of the forward by design, so it is checked against torch's values rather than
+ * central differences (tests/parity/gen_transformer.py, case embedding_freq). */
+bk_tensor *bk_embedding_ex(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx, bool scale_grad_by_freq);
 
 /* Multi-head attention weights (nn.MultiheadAttention's softmax), one fused op:
  *   P[b, h] = softmax(scale * Q_bh K_bh^T + attn_mask_bh, -inf at padding keys)  (rows of S)
@@ -250,6 +255,10 @@ bk_tensor *bk_attn_mask_from_bool(bk_tensor *mask);
  * no gradient. */
 bk_module *bk_nn_embedding(int64_t num_embeddings, int64_t embedding_dim);
 bk_module *bk_nn_embedding_padded(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+/* Every option brick has: padded false is torch's padding_idx=None (padding_idx then
+ * ignored); scale_grad_by_freq as bk_embedding_ex. (max_norm is not supported.) */
+bk_module *bk_nn_embedding_ex(int64_t num_embeddings, int64_t embedding_dim, bool padded, int64_t padding_idx,
+                              bool scale_grad_by_freq);
 /* D2L's PositionalEncoding(num_hiddens, dropout, max_len) ("Attention is all you need"):
  *   P[pos, 2i] = sin(pos / 10000^(2i / d)),  P[pos, 2i + 1] = cos(pos / 10000^(2i / d))
  * kept as a non-persistent buffer "P" (1, max_len, d) (computed in double, rounded once);
@@ -333,5 +342,23 @@ bk_tensor *bk_transformer_decoder_forward(bk_module *m, bk_tensor *tgt, bk_tenso
                                           bk_tensor *tgt_mask, bk_tensor *memory_mask,
                                           bk_tensor *tgt_key_padding_mask,
                                           bk_tensor *memory_key_padding_mask);
+/* nn.Transformer(d_model, nhead, num_encoder_layers, num_decoder_layers, dim_feedforward,
+ * dropout, activation, layer_norm_eps, batch_first, norm_first) (torch's defaults: cfg
+ * BK_TRANSFORMER_DEFAULTS(512, 8), 6 and 6 layers): children encoder, a
+ * TransformerEncoder of num_encoder_layers layers with a final LayerNorm(d_model,
+ * layer_norm_eps) "norm", and decoder, the same of TransformerDecoder layers; every
+ * parameter of rank > 1 then drawn with xavier_uniform_, as torch's _reset_parameters.
+ * bk_transformer_forward(src, tgt, src_mask, tgt_mask, memory_mask, src_key_padding_mask,
+ * tgt_key_padding_mask, memory_key_padding_mask) = decoder(tgt, encoder(src, src_mask,
+ * src_key_padding_mask), ...): src (S, N, E), tgt (T, N, E) (batch_first: (N, S, E),
+ * (N, T, E); or unbatched) -> (T, N, E); masks as above, any may be NULL (the causal
+ * tgt_mask is bk_causal_mask(T), torch's generate_square_subsequent_mask). Batched src and
+ * tgt of different batch sizes, or whose last dim is not d_model, are an error naming
+ * both shapes. bk_forward(m, x) fails: the model needs tgt. */
+bk_module *bk_nn_transformer(bk_transformer_config cfg, int num_encoder_layers, int num_decoder_layers);
+bk_tensor *bk_transformer_forward(bk_module *m, bk_tensor *src, bk_tensor *tgt, bk_tensor *src_mask,
+                                  bk_tensor *tgt_mask, bk_tensor *memory_mask,
+                                  bk_tensor *src_key_padding_mask, bk_tensor *tgt_key_padding_mask,
+                                  bk_tensor *memory_key_padding_mask);
 
 #endif /* BRICK_PART_OPS_H */

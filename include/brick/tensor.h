@@ -103,12 +103,13 @@ typedef struct bk_tensor {
     int64_t stride[BK_MAX_DIMS]; /* in elements */
     int64_t numel;
     float *data;
-    struct bk_tensor *grad; /* NULL until a backward reaches it */
-    bk_node *node;          /* the op that produced it (NULL for leaves) */
-    bk_arena *arena;        /* NULL for owned tensors (parameters, bk_tensor_new) */
-    bool requires_grad;     /* gradient wanted for this tensor */
-    bool is_param;          /* owned by a module as a parameter or buffer */
-    bool owns_data;         /* heap tensors: data is freed with the tensor */
+    struct bk_tensor *grad;        /* NULL until a backward reaches it */
+    bk_node *node;                 /* the op that produced it (NULL for leaves) */
+    bk_arena *arena;               /* NULL for owned tensors (parameters, bk_tensor_new) */
+    bool requires_grad;            /* gradient wanted for this tensor */
+    bool is_param;                 /* owned by a module as a parameter or buffer */
+    bool owns_data;                /* heap tensors: data is freed with the tensor */
+    struct bk_tensor_hooks *hooks; /* gradient hooks (bk_tensor_register_hook); NULL without */
 } bk_tensor;
 
 #define BK_TENSOR_MAGIC 0x6b72624bu /* "Kbrk" */

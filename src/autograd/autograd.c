@@ -9,6 +9,9 @@
  * Leaves keep accumulating into ->grad (parameters until bk_module_zero_grad); interior
  * gradients are recomputed from zero on each backward.
  *
+ * Tensor hooks (tensor_hooks.c) run on an interior tensor's gradient just before its op's
+ * backward, and on leaves' contributions after the loop.
+ *
  * Anomaly mode (anomaly.c) hooks in two places: bk_op_record, which every op's forward
  * output passes through, and the backward loop, after each op's backward.
  */
@@ -248,6 +251,8 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
         }
         order[i]->out->grad = NULL; /* interior gradients start from zero */
     }
+    bk__leaf_hooks *leaf_hooks;
+    if (!bk__leaf_hooks_begin(a, order, n, &leaf_hooks)) return -1;
     bk_tensor *g = bk__grad_for(root);
     if (!g) return -1;
     add_into(g, grad_root);
@@ -255,6 +260,7 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
     for (int64_t i = n - 1; i >= 0; i--) {
         bk_node *node = order[i];
         if (!node->out->grad) continue; /* no gradient flows through here */
+        if (node->out->hooks && !bk__tensor_hooks_run(node->out)) return -1;
         node->op->backward(node);
         if (backward_failed) {
             bk__error_prefix("backward (in %s)", node->op->name);
@@ -262,6 +268,7 @@ int bk_backward_ex(bk_tensor *root, const bk_tensor *grad_root, bool retain_grap
         }
         if (anomaly && !bk__anomaly_check_grads(node)) return -1;
     }
+    if (!bk__leaf_hooks_end(leaf_hooks)) return -1;
     if (!retain_graph)
         for (int64_t i = 0; i < n; i++) order[i]->released = true;
     return 0;

@@ -15,6 +15,9 @@
  * the batch's statistics in eval mode too; momentum=None (momentum_none) updates the running
  * statistics as a cumulative average, momentum = 1 / num_batches_tracked (after counting
  * the batch).
+ * nn.LazyBatchNorm1d/2d are the same blocks with num_features 0 and no parameters or
+ * buffers until the first forward, which takes C from the input's dim 1 and turns them into
+ * BatchNorm1d/2d.
  */
 #include "internal.h"
 #include "nn/pyrepr.h"
@@ -31,16 +34,22 @@ typedef struct batch_norm {
     bk_tensor *weight, *bias, *running_mean, *running_var, *num_batches_tracked;
 } batch_norm;
 
+/* x's rank fits the block (an error naming it otherwise). */
+static bool batch_norm_rank_ok(const bk_module *m, const bk_tensor *x) {
+    const batch_norm *self = (const batch_norm *)m;
+    char s[128];
+    bool rank_ok = self->spatial_dims == 1 ? (x->ndim == 2 || x->ndim == 3) : x->ndim == 4;
+    if (!rank_ok)
+        bk_set_error("%s: expected %s input (got %dD input %s)", m->cls->name,
+                     self->spatial_dims == 1 ? "2D or 3D" : "4D", x->ndim, bk_shape_str(x, s, sizeof s));
+    return rank_ok;
+}
+
 static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
     batch_norm *self = (batch_norm *)m;
     const char *name = m->cls->name;
     char s[128];
-    bool rank_ok = self->spatial_dims == 1 ? (x->ndim == 2 || x->ndim == 3) : x->ndim == 4;
-    if (!rank_ok) {
-        bk_set_error("%s: expected %s input (got %dD input %s)", name,
-                     self->spatial_dims == 1 ? "2D or 3D" : "4D", x->ndim, bk_shape_str(x, s, sizeof s));
-        return NULL;
-    }
+    if (!batch_norm_rank_ok(m, x)) return NULL;
     if (x->shape[1] != self->num_features) {
         bk_set_error("%s: expected %" PRId64 " channels (num_features), got %" PRId64 " in input %s", name,
                      self->num_features, x->shape[1], bk_shape_str(x, s, sizeof s));
@@ -68,6 +77,40 @@ static void batch_norm_repr(const bk_module *m, char *buf, size_t n) {
 
 static const bk_module_class BATCH_NORM1D = {"BatchNorm1d", batch_norm_forward, batch_norm_repr, NULL};
 static const bk_module_class BATCH_NORM2D = {"BatchNorm2d", batch_norm_forward, batch_norm_repr, NULL};
+
+/* Registers the parameters and buffers of C channels (self->opts), torch's init. */
+static bool batch_norm_make(batch_norm *self, int64_t C) {
+    self->num_features = C;
+    return bk__norm_register(&self->base, C, &self->opts, &self->weight, &self->bias, &self->running_mean,
+                             &self->running_var, &self->num_batches_tracked);
+}
+
+/* LazyBatchNorm's first forward: num_features is dim 1 of x. */
+static bool lazy_batch_norm_init(bk_module *m, const bk_tensor *x) {
+    batch_norm *self = (batch_norm *)m;
+    if (!batch_norm_rank_ok(m, x)) return false;
+    if (x->shape[1] <= 0) {
+        char s[128];
+        bk_set_error("%s: num_features (dim 1 of input %s) must be positive", m->cls->name,
+                     bk_shape_str(x, s, sizeof s));
+        return false;
+    }
+    if (batch_norm_make(self, x->shape[1])) return true;
+    self->num_features = 0;
+    self->weight = self->bias = self->running_mean = self->running_var = self->num_batches_tracked = NULL;
+    return false;
+}
+
+static bk_tensor *lazy_batch_norm_forward(bk_module *m, bk_tensor *x) {
+    const batch_norm *self = (const batch_norm *)m;
+    return bk__lazy_forward(m, x, lazy_batch_norm_init,
+                            self->spatial_dims == 1 ? &BATCH_NORM1D : &BATCH_NORM2D);
+}
+
+static const bk_module_class LAZY_BATCH_NORM1D = {"LazyBatchNorm1d", lazy_batch_norm_forward, batch_norm_repr,
+                                                  NULL};
+static const bk_module_class LAZY_BATCH_NORM2D = {"LazyBatchNorm2d", lazy_batch_norm_forward, batch_norm_repr,
+                                                  NULL};
 
 /* "6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True", torch's _NormBase */
 void bk__norm_repr(int64_t num_features, const bk_norm_opts *o, char *buf, size_t n) {
@@ -123,14 +166,29 @@ bk_module *bk_nn_batch_norm_opts(int64_t num_features, int ndim_expected, bk_nor
     if (!bk__norm_opts_ok(cls->name, num_features, &o)) return NULL;
     batch_norm *self = (batch_norm *)bk_module_new(cls, sizeof(batch_norm));
     if (!self) return NULL;
-    self->num_features = num_features;
     self->opts = o;
     self->spatial_dims = ndim_expected;
-    if (!bk__norm_register(&self->base, num_features, &o, &self->weight, &self->bias, &self->running_mean,
-                           &self->running_var, &self->num_batches_tracked)) {
+    if (!batch_norm_make(self, num_features)) {
         bk_module_free(&self->base);
         return NULL;
     }
+    return &self->base;
+}
+
+bk_module *bk_nn_lazy_batch_norm(int ndim_expected, bk_norm_opts o) {
+    if (ndim_expected != 1 && ndim_expected != 2) {
+        bk_set_error(
+            "LazyBatchNorm: ndim_expected must be 1 (LazyBatchNorm1d) or 2 (LazyBatchNorm2d), got %d",
+            ndim_expected);
+        return NULL;
+    }
+    const bk_module_class *cls = ndim_expected == 1 ? &LAZY_BATCH_NORM1D : &LAZY_BATCH_NORM2D;
+    if (!bk__norm_opts_ok(cls->name, 1, &o)) return NULL; /* num_features comes with the first input */
+    batch_norm *self = (batch_norm *)bk_module_new(cls, sizeof(batch_norm));
+    if (!self) return NULL;
+    self->opts = o;
+    self->spatial_dims = ndim_expected;
+    self->base.lazy = true;
     return &self->base;
 }
 

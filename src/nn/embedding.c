@@ -3,6 +3,7 @@
  * by integer ids (stored as floats): (*ids.shape) -> (*ids.shape, embedding_dim).
  * With padding_idx that row starts at zero and never gets a gradient (it is the "no
  * token" vector); torch also accepts a negative padding_idx, counting from the end.
+ * scale_grad_by_freq divides each lookup's gradient by its id's count in the batch.
  */
 #include "internal.h"
 
@@ -11,24 +12,29 @@
 typedef struct embedding {
     bk_module base;
     int64_t num_embeddings, embedding_dim, padding_idx; /* padding_idx -1: none */
-    bk_tensor *weight;                                  /* borrowed */
+    bool scale_grad_by_freq;
+    bk_tensor *weight; /* borrowed */
 } embedding;
 
 static bk_tensor *embedding_forward(bk_module *m, bk_tensor *ids) {
     embedding *self = (embedding *)m;
-    return bk_embedding(ids, self->weight, self->padding_idx); // (*ids.shape, embedding_dim)
+    return bk_embedding_ex(ids, self->weight, self->padding_idx,
+                           self->scale_grad_by_freq); // (*ids.shape, embedding_dim)
 }
 
 static void embedding_repr(const bk_module *m, char *buf, size_t n) {
     const embedding *self = (const embedding *)m;
     int k = snprintf(buf, n, "%" PRId64 ", %" PRId64, self->num_embeddings, self->embedding_dim);
     if (self->padding_idx >= 0 && k >= 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, ", padding_idx=%" PRId64, self->padding_idx);
+        k += snprintf(buf + k, n - (size_t)k, ", padding_idx=%" PRId64, self->padding_idx);
+    if (self->scale_grad_by_freq && k >= 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ", scale_grad_by_freq=True");
 }
 
 static const bk_module_class EMBEDDING = {"Embedding", embedding_forward, embedding_repr, NULL};
 
-static bk_module *embedding_new(int64_t num, int64_t dim, bool padded, int64_t padding_idx) {
+bk_module *bk_nn_embedding_ex(int64_t num, int64_t dim, bool padded, int64_t padding_idx,
+                              bool scale_grad_by_freq) {
     if (num < 0 || dim < 0) {
         bk_set_error("Embedding: num_embeddings=%" PRId64 " and embedding_dim=%" PRId64
                      " must be non-negative",
@@ -49,6 +55,7 @@ static bk_module *embedding_new(int64_t num, int64_t dim, bool padded, int64_t p
     self->num_embeddings = num;
     self->embedding_dim = dim;
     self->padding_idx = padded ? padding_idx : -1;
+    self->scale_grad_by_freq = scale_grad_by_freq;
     self->weight = bk_module_param(&self->base, "weight", BK_SHAPE(num, dim));
     if (!self->weight) {
         bk_module_free(&self->base);
@@ -60,9 +67,9 @@ static bk_module *embedding_new(int64_t num, int64_t dim, bool padded, int64_t p
 }
 
 bk_module *bk_nn_embedding(int64_t num_embeddings, int64_t embedding_dim) {
-    return embedding_new(num_embeddings, embedding_dim, false, 0);
+    return bk_nn_embedding_ex(num_embeddings, embedding_dim, false, 0, false);
 }
 
 bk_module *bk_nn_embedding_padded(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx) {
-    return embedding_new(num_embeddings, embedding_dim, true, padding_idx);
+    return bk_nn_embedding_ex(num_embeddings, embedding_dim, true, padding_idx, false);
 }

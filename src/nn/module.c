@@ -193,8 +193,11 @@ bk_tensor *bk_forward(bk_module *m, bk_tensor *x) {
     bool had_error = bk__error_pending();
     bk__block_push(m); /* names the block in anomaly messages */
     bk_tensor *in = m->hooks ? bk__forward_pre_hooks(m, x) : x;
+    struct bk__backward_call *bw = NULL;
+    if (in && m->hooks) in = bk__backward_hooks_input(m, in, &bw);
     bk_tensor *y = in ? m->cls->forward(m, in) : NULL;
     if (y && m->hooks) y = bk__forward_hooks(m, in, y);
+    if (y && bw) y = bk__backward_hooks_output(bw, y);
     bk__block_pop();
     if (!y) {
         /* Name the innermost block only: outer blocks see a message that already has it
@@ -272,6 +275,8 @@ typedef struct lister {
     int cap;
     bool dedup;
     bool failed;
+    bool lazy;       /* failed on a lazy block (its message is set) */
+    const char *who; /* the public function, for that message */
 } lister;
 
 static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor *t, bool trainable) {
@@ -303,8 +308,18 @@ static void list_add(lister *ls, const char *prefix, const char *name, bk_tensor
 }
 
 static void list_rec(const bk_module *m, const char *prefix, bk_named_kind which, lister *ls, int depth) {
-    if (depth > 256) { /* a cycle (a block registered inside itself) would recurse forever */
+    if (ls->failed) return; /* keeps the first error (the first lazy block's) */
+    if (depth > 256) {      /* a cycle (a block registered inside itself) would recurse forever */
         ls->failed = true;
+        return;
+    }
+    if (m->lazy) { /* torch lists UninitializedParameters; brick has nothing to list yet */
+        size_t at = strlen(prefix);
+        bk_set_error(
+            "%s: %s%s%.*s%s has uninitialized parameters (a lazy layer makes them on its first "
+            "forward): run a forward first",
+            ls->who, m->cls->name, at ? " at \"" : "", at ? (int)at - 1 : 0, prefix, at ? "\"" : "");
+        ls->failed = ls->lazy = true;
         return;
     }
     if (which & BK_PARAMS)
@@ -341,11 +356,11 @@ static bk_param_list *module_named(const bk_module *m, bk_named_kind which, cons
     }
     /* torch: named_parameters/named_buffers list shared tensors once; state_dict keeps
      * every name. */
-    lister ls = {l, 0, which != BK_STATE, false};
+    lister ls = {l, 0, which != BK_STATE, false, false, who};
     list_rec(m, "", which, &ls, 0);
     if (ls.failed) {
         bk_param_list_free(l);
-        bk_set_error("%s: out of memory or module cycle", who);
+        if (!ls.lazy) bk_set_error("%s: out of memory or module cycle", who);
         return NULL;
     }
     return l;
@@ -372,6 +387,45 @@ int64_t bk_module_num_params(const bk_module *m, bool trainable_only) {
         if (!trainable_only || l->trainable[i]) n += l->tensors[i]->numel;
     bk_param_list_free(l);
     return n;
+}
+
+/* ---- lazy layers (torch's LazyModuleMixin) ------------------------------------------------------ */
+
+static bool has_uninitialized_rec(const bk_module *m, int depth) {
+    if (m->lazy) return true;
+    for (int i = 0; depth < 256 && i < m->n_children; i++)
+        if (has_uninitialized_rec(m->children[i].module, depth + 1)) return true;
+    return false;
+}
+
+bool bk_module_has_uninitialized(const bk_module *m) {
+    return bk__module_ok(m, "module_has_uninitialized") && has_uninitialized_rec(m, 0);
+}
+
+/* Frees the parameters and buffers from index n_params, n_buffers on (a failed init's). */
+static void drop_tensors_from(bk_module *m, int n_params, int n_buffers) {
+    for (int i = n_params; i < m->n_params; i++) {
+        bk__free(m->params[i].name);
+        bk_tensor_free(m->params[i].tensor);
+    }
+    for (int i = n_buffers; i < m->n_buffers; i++) {
+        bk__free(m->buffers[i].name);
+        bk_tensor_free(m->buffers[i].tensor);
+    }
+    m->n_params = n_params;
+    m->n_buffers = n_buffers;
+}
+
+bk_tensor *bk__lazy_forward(bk_module *m, bk_tensor *x, bool (*init)(bk_module *m, const bk_tensor *x),
+                            const bk_module_class *cls) {
+    int n_params = m->n_params, n_buffers = m->n_buffers;
+    if (!init(m, x)) {
+        drop_tensors_from(m, n_params, n_buffers);
+        return NULL;
+    }
+    m->cls = cls;
+    m->lazy = false;
+    return cls->forward(m, x);
 }
 
 /* ---- modes, zero_grad, apply --------------------------------------------------------------------- */

@@ -3,7 +3,9 @@
  * ids (any shape) holds integer token ids stored as floats (exact up to 2^24) in
  * [0, num_embeddings); weight is (num_embeddings, dim); y is (*ids.shape, dim).
  * Backward: dweight[ids[i], :] += dy[i, :] for every i whose id is not padding_idx (that
- * row gets no gradient, as in torch). ids never get a gradient.
+ * row gets no gradient, as in torch). ids never get a gradient. With scale_grad_by_freq
+ * each lookup's dy is divided by how often its id occurs in ids (torch's option: rare
+ * tokens' rows get relatively larger updates).
  */
 #include "internal.h"
 
@@ -12,6 +14,8 @@
 
 typedef struct emb_params {
     int64_t n, dim, padding_idx; /* n lookups; padding_idx -1: none */
+    int64_t num;                 /* num_embeddings */
+    bool scale_grad_by_freq;
 } emb_params;
 
 static void embedding_backward(bk_node *node) {
@@ -19,18 +23,30 @@ static void embedding_backward(bk_node *node) {
     const float *ids = bk_node_input(node, 1)->data, *G = bk_node_grad_output(node)->data;
     bk_tensor *dw = bk_node_grad_input(node, 0);
     if (!dw) return;
+    int64_t *count = NULL; /* occurrences of each id, with scale_grad_by_freq */
+    if (p->scale_grad_by_freq) {
+        count = bk__calloc(p->num ? (size_t)p->num : 1, sizeof *count);
+        if (!count) {
+            bk_set_error("embedding: out of memory for the counts of %" PRId64 " ids", p->num);
+            bk__backward_fail();
+            return;
+        }
+        for (int64_t i = 0; i < p->n; i++) count[(int64_t)ids[i]]++;
+    }
     for (int64_t i = 0; i < p->n; i++) {
         int64_t id = (int64_t)ids[i];
         if (id == p->padding_idx) continue;
-        float *d = dw->data + id * p->dim;
-        const float *g = G + i * p->dim;
-        for (int64_t j = 0; j < p->dim; j++) d[j] += g[j];
+        float *dW = dw->data + id * p->dim; // dW[id, :] += dY[i, :] (/ count[id])
+        const float *dY = G + i * p->dim;
+        float scale = count ? 1.0f / (float)count[id] : 1.0f;
+        for (int64_t j = 0; j < p->dim; j++) dW[j] += count ? dY[j] * scale : dY[j];
     }
+    bk__free(count);
 }
 
 static const bk_op OP_EMBEDDING = {"embedding", embedding_backward};
 
-bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx) {
+bk_tensor *bk_embedding_ex(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx, bool scale_grad_by_freq) {
     bk_tensor *args[2] = {ids, weight}; /* checked in argument order, for the message */
     if (!bk__inputs_ok("embedding", 2, args)) return NULL;
     bk_tensor *in[2] = {weight, ids}; /* recorded weight first (see embedding_backward) */
@@ -69,6 +85,10 @@ bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx) 
     if (!y) return NULL;
     for (int64_t i = 0; i < ids->numel; i++)
         memcpy(y->data + i * dim, weight->data + (int64_t)ids->data[i] * dim, sizeof(float) * (size_t)dim);
-    emb_params p = {ids->numel, dim, padding_idx};
+    emb_params p = {ids->numel, dim, padding_idx, num, scale_grad_by_freq};
     return bk_op_record(&OP_EMBEDDING, y, 2, in, &p, sizeof p);
+}
+
+bk_tensor *bk_embedding(bk_tensor *ids, bk_tensor *weight, int64_t padding_idx) {
+    return bk_embedding_ex(ids, weight, padding_idx, false);
 }

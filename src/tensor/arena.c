@@ -255,6 +255,7 @@ static bk_tensor *tensor_header(bk_arena *a, int ndim, const int64_t *shape, siz
     t->requires_grad = false;
     t->is_param = false;
     t->owns_data = false;
+    t->hooks = NULL;
     return t;
 }
 

@@ -105,6 +105,7 @@ void bk_tensor_free(bk_tensor *t) {
         return;
     }
     bk_tensor_free(t->grad);
+    bk__tensor_hooks_free(t);
     t->magic = BK_TENSOR_DEAD;
     if (t->owns_data) bk__free(t->data);
     bk__free(t);

@@ -120,6 +120,32 @@ TEST(layers) {
     MISUSE(bk_nn_linear(INT64_MAX, 2), "Linear", "too many elements");
     MISUSE(bk_nn_linear_ex(-5, 3, false), "Linear", "in_features=-5");
     MISUSE(bk_nn_linear_ex(2, INT64_MIN, true), "Linear", "must be non-negative");
+    /* lazy layers: the settings they have are checked at once; the size at the first
+     * forward (which fails naming the input's shape and leaves them lazy) */
+    MISUSE(bk_nn_lazy_linear(-1, true), "LazyLinear", "out_features=-1");
+    bk_conv2d_opts lazy_o = BK_CONV2D_DEFAULTS;
+    MISUSE(bk_nn_lazy_conv2d(4, NULL, lazy_o, true), "LazyConv2d", "kernel_size is NULL");
+    MISUSE(bk_nn_lazy_conv2d(0, (const int64_t[2]){3, 3}, lazy_o, true), "LazyConv2d", "out_channels=0");
+    lazy_o.groups = 3;
+    MISUSE(bk_nn_lazy_conv2d(4, (const int64_t[2]){3, 3}, lazy_o, false), "LazyConv2d", "groups=3");
+    lazy_o.groups = 2;
+    bk_module *lazy_conv = bk_nn_lazy_conv2d(4, (const int64_t[2]){3, 3}, lazy_o, false);
+    MISUSE(bk_forward(lazy_conv, bk_rand(BK_SHAPE(1, 3, 5, 5))), "LazyConv2d", "in_channels=3",
+           "(1, 3, 5, 5)");
+    MISUSE(bk_forward(lazy_conv, bk_rand(BK_SHAPE(3, 5, 5))), "LazyConv2d", "expected 4D");
+    bk_module_free(lazy_conv);
+    bk_norm_opts lazy_bn = BK_BATCH_NORM_DEFAULTS;
+    MISUSE(bk_nn_lazy_batch_norm(3, lazy_bn), "LazyBatchNorm", "ndim_expected");
+    lazy_bn.eps = -1.0f;
+    MISUSE(bk_nn_lazy_batch_norm(2, lazy_bn), "LazyBatchNorm2d", "eps=-1");
+    bk_module *lazy_lin = bk_nn_lazy_linear(2, true);
+    MISUSE(bk_forward(lazy_lin, bk_scalar(1.0f)), "LazyLinear", "0-d input");
+    MISUSE(bk_module_named(lazy_lin, BK_PARAMS), "LazyLinear", "uninitialized parameters");
+    MISUSE_VOID((void)bk_module_has_uninitialized(NULL), "module_has_uninitialized", "NULL");
+    MISUSE_VOID((void)bk_module_has_uninitialized(&FOREIGN_M), "module_has_uninitialized",
+                "not a live module");
+    ACCEPTS(bk_module_has_uninitialized(lazy_lin) && !bk_last_error()[0], "true for a lazy block, no error");
+    bk_module_free(lazy_lin);
     CANNOT_FAIL(freed(bk_nn_relu()), "no arguments");
     CANNOT_FAIL(freed(bk_nn_sigmoid()), "no arguments");
     CANNOT_FAIL(freed(bk_nn_tanh()), "no arguments");
@@ -301,6 +327,12 @@ TEST(attention_layers) {
     MISUSE(bk_nn_embedding_padded(4, 2, 4), "Embedding", "padding_idx=4");
     MISUSE(bk_nn_embedding_padded(4, 2, -5), "Embedding", "padding_idx=-5");
     MISUSE(bk_nn_embedding_padded(-4, 2, 0), "Embedding", "num_embeddings=-4");
+    MISUSE(bk_nn_embedding_ex(4, 2, true, 4, true), "Embedding", "padding_idx=4");
+    MISUSE(bk_nn_embedding_ex(4, -2, false, 0, true), "Embedding", "embedding_dim=-2");
+    bk_module *emb_any;
+    ACCEPTS((emb_any = bk_nn_embedding_ex(4, 2, false, 99, false)) != NULL,
+            "padded false: padding_idx is not read (torch's None)");
+    bk_module_free(emb_any);
     MISUSE(bk_nn_positional_encoding(0, 0.1f, 10), "PositionalEncoding", "num_hiddens=0");
     MISUSE(bk_nn_positional_encoding(4, 0.1f, -1), "PositionalEncoding", "max_len=-1");
     MISUSE(bk_nn_positional_encoding(4, 2.0f, 10), "Dropout", "between 0 and 1");
@@ -426,6 +458,26 @@ TEST(attention_layers) {
            "not a brick tensor");
     MISUSE(bk_transformer_decoder_forward(dec, src, mem, NULL, NULL, NULL, T), "key_padding_mask",
            "not a brick tensor");
+    /* nn.Transformer */
+    MISUSE(bk_nn_transformer(bad[2], 1, 1), "Transformer", "TransformerEncoderLayer", "nhead=3");
+    MISUSE(bk_nn_transformer(c, 0, 1), "Transformer", "num_layers=0");
+    MISUSE(bk_nn_transformer(c, 1, -1), "Transformer", "TransformerDecoder", "num_layers=-1");
+    bk_module *trf = bk_nn_transformer(c, 1, 1);
+    bk_tensor *tgt = bk_rand(BK_SHAPE(5, 2, 4));
+    EACH_BAD_MODULE("transformer_forward",
+                    bk_transformer_forward(M, src, tgt, NULL, NULL, NULL, NULL, NULL, NULL));
+    MISUSE(bk_transformer_forward(dec_layer, src, tgt, NULL, NULL, NULL, NULL, NULL, NULL),
+           "transformer_forward", "got TransformerDecoderLayer");
+    EACH_BAD_TENSOR("Transformer", bk_transformer_forward(trf, T, tgt, NULL, NULL, NULL, NULL, NULL, NULL));
+    EACH_BAD_TENSOR("Transformer", bk_transformer_forward(trf, src, T, NULL, NULL, NULL, NULL, NULL, NULL));
+    MISUSE(bk_transformer_forward(trf, src, bk_rand(BK_SHAPE(5, 3, 4)), NULL, NULL, NULL, NULL, NULL, NULL),
+           "Transformer", "batch number", "(3, 2, 4)", "(5, 3, 4)");
+    MISUSE(bk_transformer_forward(trf, src, bk_rand(BK_SHAPE(5, 2, 6)), NULL, NULL, NULL, NULL, NULL, NULL),
+           "Transformer", "d_model=4", "(5, 2, 6)");
+    MISUSE(bk_transformer_forward(trf, src, tgt, NULL, bk_causal_mask(4), NULL, NULL, NULL, NULL),
+           "TransformerDecoder");
+    MISUSE(bk_forward(trf, src), "Transformer", "needs tgt");
+    bk_module_free(trf);
     bk_module_free(enc);
     bk_module_free(dec);
     bk_module_free(mha);
@@ -516,6 +568,11 @@ static bk_tensor *post_same(bk_module *m, bk_tensor *x, bk_tensor *y, void *ud) 
     return (void)m, (void)x, (void)ud, y;
 }
 
+static bk_tensor *bw_keep(bk_module *m, const bk_tensor *gi, const bk_tensor *go, void *ud) {
+    return (void)m, (void)gi, (void)go, (void)ud, NULL;
+}
+static bk_tensor *grad_keep(bk_tensor *t, bk_tensor *g, void *ud) { return (void)t, (void)g, (void)ud, NULL; }
+
 TEST(forward_hooks) {
     bk_module *lin = bk_nn_linear(2, 2);
     EACH_BAD_MODULE("module_add_forward_pre_hook", bk_module_add_forward_pre_hook(M, pre_same, NULL));
@@ -529,7 +586,20 @@ TEST(forward_hooks) {
     MISUSE(bk_module_remove_hook(lin, -1), "module_remove_hook", "no hook -1");
     CHECK(bk_module_remove_hook(lin, 0) == 0);
     MISUSE(bk_module_remove_hook(lin, 0), "module_remove_hook", "no hook 0");
+    EACH_BAD_MODULE("module_add_backward_hook", bk_module_add_backward_hook(M, bw_keep, NULL));
+    MISUSE(bk_module_add_backward_hook(lin, NULL, NULL), "module_add_backward_hook", "Linear", "fn is NULL");
+    ACCEPTS(bk_module_add_backward_hook(lin, bw_keep, NULL) == 1, "ud NULL: the hook's business");
     bk_module_free(lin);
+
+    /* tensor hooks */
+    bk_tensor *p = bk_requires_grad(bk_rand(BK_SHAPE(2)), true), *data = bk_rand(BK_SHAPE(2));
+    EACH_BAD_TENSOR("tensor_register_hook", bk_tensor_register_hook(T, grad_keep, NULL));
+    MISUSE(bk_tensor_register_hook(p, NULL, NULL), "tensor_register_hook", "fn is NULL");
+    MISUSE(bk_tensor_register_hook(data, grad_keep, NULL), "tensor_register_hook", "(2,)",
+           "does not require grad");
+    ACCEPTS(bk_tensor_register_hook(p, grad_keep, NULL) == 0, "ud NULL: the hook's business");
+    EACH_BAD_TENSOR("tensor_remove_hook", bk_tensor_remove_hook(T, 0));
+    MISUSE(bk_tensor_remove_hook(p, 3), "tensor_remove_hook", "no hook 3");
 }
 
 TEST(recurrent_layers) {

@@ -353,6 +353,9 @@ TEST(attention_ops) {
     MISUSE(bk_embedding(ids, bk_rand(BK_SHAPE(5)), -1), "embedding", "weight must be 2-d");
     MISUSE(bk_embedding(ids, weight, -2), "embedding", "padding_idx=-2");
     MISUSE(bk_embedding(ids, weight, 5), "embedding", "padding_idx=5");
+    EACH_BAD_TENSOR("embedding", bk_embedding_ex(T, weight, -1, true));
+    MISUSE(bk_embedding_ex(ids, weight, 5, true), "embedding", "padding_idx=5");
+    MISUSE(bk_embedding_ex(ids, bk_rand(BK_SHAPE(5)), -1, true), "embedding", "weight must be 2-d");
     MISUSE(bk_embedding(bk_from_data(BK_SHAPE(1), (const float[]){5}), weight, -1), "embedding", "id 5");
     MISUSE(bk_embedding(bk_from_data(BK_SHAPE(1), (const float[]){-1}), weight, -1), "embedding", "id -1");
     MISUSE(bk_embedding(bk_from_data(BK_SHAPE(1), (const float[]){1.5f}), weight, -1), "embedding", "id 1.5");

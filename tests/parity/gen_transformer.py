@@ -8,7 +8,7 @@ nn.MultiheadAttention (self- and cross-attention, key-padding, causal, additive,
 per-head 3-d masks, returned weights averaged or per head, with and without biases, a
 fully masked row), nn.TransformerEncoderLayer / nn.TransformerDecoderLayer (both norm
 orders, relu and gelu, both layouts) and the stacks nn.TransformerEncoder /
-nn.TransformerDecoder with a final LayerNorm, in float32 and in training mode with
+nn.TransformerDecoder with a final LayerNorm, and the whole nn.Transformer, in float32 and in training mode with
 dropout 0 (torch 1.13's standard path: its eval-mode fast path only runs without grad).
 Every parameter is jittered after the default init, so that biases and LayerNorm weights
 are not 0 and 1 and the layers of a stack differ.
@@ -24,7 +24,10 @@ For every case, like gen_reference.py (whose safetensors writer and conventions 
                               seed, torch, param_names, state_names, buffer_names, repr
                               (print(model)), and f32err.<tensor> (torch's own float32 error,
                               measured against a float64 rerun, over the finite entries).
-The loss is L = sum over outputs of (output * upstream).sum(). NaN entries (the fully
+The loss is L = sum over outputs of (output * upstream).sum(). A case with ReLU layers whose
+draw puts a ReLU input within RELU_MARGIN of 0 (where brick's rounding may fall on the other
+side of the kink and change the gradients by O(1)) is drawn again from the next seed
+(metadata "redraws"). NaN entries (the fully
 masked case) are part of the reference: the C test requires NaN exactly where torch has it.
 """
 import copy
@@ -114,6 +117,16 @@ def case_embedding_padded():
     ids[1, 0] = ids[1, 4] = 7  # a repeated id: its gradient rows add up
     return (m, {"input": (ids, False)}, {}, lambda m, i, k: {"output": m(i["input"].long())},
             {"num_embeddings": 20, "embedding_dim": 8, "padding_idx": 3}, "embedding")
+
+
+def case_embedding_freq():
+    """scale_grad_by_freq with padding: repeated ids' gradients are divided by their counts."""
+    m = nn.Embedding(10, 6, padding_idx=0, scale_grad_by_freq=True)
+    ids = torch.randint(0, 10, (3, 7)).float()
+    ids[0, 0] = ids[1, 1] = ids[2, 2] = 5  # id 5 at least three times
+    ids[0, 3] = 0
+    return (m, {"input": (ids, False)}, {}, lambda m, i, k: {"output": m(i["input"].long())},
+            {"num_embeddings": 10, "embedding_dim": 6, "padding_idx": 0, "scale_grad_by_freq": 1}, "embedding")
 
 
 def case_embedding_1d():
@@ -279,9 +292,32 @@ def case_decoder_stack_nonorm():
     return m, inputs, {}, fwd, cfg, "decoder"
 
 
+def transformer_case(act, nf, bf, n_dec, masked):
+    """nn.Transformer; the causal tgt_mask is made on both sides (generate_square_subsequent_mask
+    here, bk_causal_mask in C: cfg.causal_tgt), the other masks are stored."""
+    def build():
+        d, h, ff, S, T, B = 16, 4, 24, 6, 5, 2
+        m = nn.Transformer(d, h, 2, n_dec, ff, dropout=0.0, activation=act, batch_first=bf, norm_first=nf)
+        masks = {"src_key_padding_mask": padding(B, S, [6, 4]), "memory_key_padding_mask": padding(B, S, [6, 4]),
+                 "tgt_key_padding_mask": padding(B, T, [5, 3])} if masked else {}
+
+        def fwd(m, i, k):
+            return {"output": m(i["src"], i["tgt"], tgt_mask=m.generate_square_subsequent_mask(T),
+                                src_key_padding_mask=k.get("src_key_padding_mask"),
+                                tgt_key_padding_mask=k.get("tgt_key_padding_mask"),
+                                memory_key_padding_mask=k.get("memory_key_padding_mask"))}
+        cfg = layer_cfg(d, h, ff, act, 1e-5, bf, nf)
+        cfg.update({"num_encoder_layers": 2, "num_decoder_layers": n_dec, "causal_tgt": T})
+        shape = (lambda L: (B, L, d)) if bf else (lambda L: (L, B, d))
+        inputs = {"src": (torch.randn(shape(S)), True), "tgt": (torch.randn(shape(T)), True)}
+        return m, inputs, masks, fwd, cfg, "transformer"
+    return build
+
+
 CASES = {
     "embedding_padded": case_embedding_padded,
     "embedding_1d": case_embedding_1d,
+    "embedding_freq": case_embedding_freq,
     "posenc_sin": case_posenc_sin,
     "posenc_sin_odd": case_posenc_sin_odd,
     "posenc_learned": case_posenc_learned,
@@ -300,6 +336,9 @@ CASES = {
     "encoder_stack": case_encoder_stack,
     "decoder_stack": case_decoder_stack,
     "decoder_stack_nonorm": case_decoder_stack_nonorm,
+    "transformer_post_relu": transformer_case("relu", False, False, 1, True),
+    "transformer_pre_gelu_bf": transformer_case("gelu", True, True, 2, True),
+    "transformer_nomask": transformer_case("relu", False, True, 2, False),
 }
 
 
@@ -318,14 +357,35 @@ def run(model, inputs, masks, fwd, upstream=None):
     return outs, upstream
 
 
+RELU_MARGIN = 1e-4  # a ReLU input closer to 0 may round to the other side in brick (a kink)
+MAX_DRAWS = 20
+
+
+def relu_margin(model, inputs, masks, fwd):
+    """The smallest |input| of the layers' ReLUs (their linear1 outputs) in one forward."""
+    seen = []
+    hooks = [mod.register_forward_hook(lambda m, i, o: seen.append(o.detach().abs().min().item()))
+             for n, mod in model.named_modules() if n.endswith("linear1")]
+    with torch.no_grad():
+        fwd(model, {k: t for k, (t, _) in inputs.items()}, masks)
+    for h in hooks:
+        h.remove()
+    return min(seen, default=float("inf"))
+
+
 def make_case(name, builder, seed):
     cs = case_seed(seed, name)
-    torch.manual_seed(cs)
-    model, inputs, masks, fwd, cfg, kind = builder()
-    model = model.float().train()
-    with torch.no_grad():  # non-default weights: biases, LayerNorm, and each layer of a stack
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    for redraws in range(MAX_DRAWS):  # ReLU layers: draw again (weights and inputs) near a kink
+        torch.manual_seed(cs + redraws)
+        model, inputs, masks, fwd, cfg, kind = builder()
+        model = model.float().train()
+        with torch.no_grad():  # non-default weights: biases, LayerNorm, and each layer of a stack
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        if cfg.get("activation") != "relu" or relu_margin(model, inputs, masks, fwd) > RELU_MARGIN:
+            break
+    else:
+        raise AssertionError(f"{name}: no draw away from the ReLU kinks in {MAX_DRAWS} draws")
     ins = {k: (t.clone().requires_grad_(True) if g else t.clone()) for k, (t, g) in inputs.items()}
     outs, upstream = run(model, ins, masks, fwd)
 
@@ -367,7 +427,7 @@ def make_case(name, builder, seed):
             "param_names": ",".join(n for n, _ in params),
             "state_names": ",".join(model.state_dict().keys()),
             "buffer_names": ",".join(n for n, _ in model.named_buffers()),
-            "repr": repr(model)}
+            "repr": repr(model), "redraws": str(redraws)}
     meta.update({"cfg." + k: str(v) for k, v in cfg.items()})
     for k, t64 in exact.items():
         meta["f32err." + k] = "%.3e" % f32_error(ref[k], t64)
