@@ -285,6 +285,19 @@ bool bk__norm_opts_ok(const char *who, int64_t num_features, const bk_norm_opts 
 bool bk__norm_register(bk_module *m, int64_t C, const bk_norm_opts *o, bk_tensor **weight, bk_tensor **bias,
                        bk_tensor **running_mean, bk_tensor **running_var, bk_tensor **num_batches_tracked);
 
+/* ---- fused batch norm (ops/norm.c, nn/batchnorm.c) ----------------------------------------
+ * bk_batch_norm with a residual added and a ReLU applied in the same pass, one recorded node:
+ * y = relu(batch_norm(x) + residual), the same bits as bk_relu(bk_add(bk_batch_norm(...),
+ * residual)) forward and backward, two to four passes over memory fewer. residual may be
+ * NULL; it must have x's shape and not be x itself (error otherwise). */
+bk_tensor *bk__batch_norm_act(bk_tensor *x, bk_tensor *running_mean, bk_tensor *running_var,
+                              bk_tensor *weight, bk_tensor *bias, bool training, float momentum, float eps,
+                              bk_tensor *residual, bool relu);
+/* relu(bn(x) + residual) for a BatchNorm1d/2d module bn (residual may be NULL), fused when
+ * nothing would see bn's own output: bn has no hooks and x is what bn expects; otherwise
+ * bk_relu(bk_add(bk_forward(bn, x), residual)), whose errors name bn as bk_forward does. */
+bk_tensor *bk__batch_norm_relu(bk_module *bn, bk_tensor *x, bk_tensor *residual);
+
 /* ---- ops y = f(x, w[, b]) (linear, conv2d, batch_norm, layer_norm) --------------------- */
 /* For their backward: the inputs x and w, dL/dy, and where to add the gradients, dx, dw and
  * db, each NULL when not wanted (db also when there is no bias). */

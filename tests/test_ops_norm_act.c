@@ -17,6 +17,7 @@
  */
 #include "test.h"
 #include "gradcheck.h"
+#include "internal.h" /* bk__batch_norm_act */
 #include "op_refs.h"
 #include "ops/fastmath.h"
 
@@ -415,11 +416,104 @@ TEST(dropout_gradient_is_the_mask) {
     }
 }
 
+/* ---- batch norm fused with a residual and a ReLU ------------------------------------------- */
+
+typedef struct fused_case {
+    bk_tensor *running_mean, *running_var, *dy;
+    bool training, residual, relu;
+} fused_case;
+
+/* relu(batch_norm(x) + r) as one op, or as the ops it fuses (fused = false); in[3] = r */
+static bk_tensor *f_bn_act(bk_tensor *const *in, const fused_case *c, bool fused) {
+    bk_tensor *r = c->residual ? in[3] : NULL;
+    if (fused)
+        return bk__batch_norm_act(in[0], c->running_mean, c->running_var, in[1], in[2], c->training, 0.1f,
+                                  1e-5f, r, c->relu);
+    bk_tensor *y = bk_batch_norm(in[0], c->running_mean, c->running_var, in[1], in[2], c->training, 0.1f,
+                                 1e-5f);
+    if (r) y = bk_add(y, r);
+    return c->relu ? bk_relu(y) : y;
+}
+
+static bk_tensor *f_bn_act_fused(bk_tensor *const *in, int n, void *ud) {
+    (void)n;
+    return f_bn_act(in, ud, true);
+}
+
+static bool same_bits(const char *what, const char *part, const bk_tensor *a, const bk_tensor *b) {
+    bool same = a && b && bk_same_shape(a, b) &&
+                memcmp(a->data, b->data, sizeof(float) * (size_t)a->numel) == 0;
+    if (!same) fprintf(stderr, "  %s: %s differs between the fused op and the ops it fuses\n", what, part);
+    return same;
+}
+
+/* bk__batch_norm_act (every combination of residual and ReLU, training and eval) must give
+ * the same bits as bk_relu(bk_add(bk_batch_norm(...), r)): output, running statistics and
+ * every gradient, with fresh gradients and with gradients that already hold a value (two
+ * backward passes), which take the fused backward's other paths. Then a gradcheck, with r
+ * chosen so that no pre-activation is within 0.2 of the ReLU's kink. */
+TEST(batch_norm_fused) {
+    for (int t = 0; t < 8; t++) {
+        int nd = 2 + t % 3;
+        int64_t shape[4] = {rand_int(nd == 2 ? 3 : 2, 5), rand_int(1, 3), rand_int(2, 4), rand_int(2, 4)};
+        int64_t C = shape[1], S = 1;
+        for (int i = 2; i < nd; i++) S *= shape[i];
+        bk_tensor *src[4] = {leaf_spread(nd, shape, C, S, false), leaf_normal(1, &C, 1, 0.5f),
+                             leaf_normal(1, &C, 0, 0.5f), leaf_normal(nd, shape, 0, 1)};
+        bk_tensor *dy = leaf_normal(nd, shape, 0, 1);
+        fused_case c[2];
+        bk_tensor *in[2][4]; /* heap copies: [0] through the fused op, [1] through the ops it fuses */
+        for (int side = 0; side < 2; side++) {
+            c[side] = (fused_case){bk_tensor_new(1, &C),
+                                   bk_tensor_new(1, &C),
+                                   dy,
+                                   t < 4,
+                                   t % 2 == 1,
+                                   t % 4 >= 2};
+            bk_fill(c[side].running_var, 1.0f);
+            for (int i = 0; i < 4; i++) in[side][i] = bk_requires_grad(bk_tensor_clone_owned(src[i]), true);
+        }
+        char what[160], s[64];
+        snprintf(what, sizeof what, "batch_norm%s%s %s %s", c[0].residual ? "_add" : "",
+                 c[0].relu ? "_relu" : "", shape_s(src[0], s), c[0].training ? "train" : "eval");
+        for (int pass = 0; pass < 2; pass++) { /* the second adds into the first's gradients */
+            bk_tensor *y[2];
+            for (int side = 0; side < 2; side++) {
+                y[side] = f_bn_act(in[side], &c[side], side == 0);
+                CHECK(y[side] && bk_backward_ex(y[side], dy, false) == 0);
+            }
+            CHECK(same_bits(what, "y", y[0], y[1]));
+        }
+        CHECK(same_bits(what, "running_mean", c[0].running_mean, c[1].running_mean));
+        CHECK(same_bits(what, "running_var", c[0].running_var, c[1].running_var));
+        static const char *const grad_name[4] = {"dx", "dweight", "dbias", "dresidual"};
+        for (int i = 0; i < (c[0].residual ? 4 : 3); i++)
+            CHECK(same_bits(what, grad_name[i], in[0][i]->grad, in[1][i]->grad));
+        /* gradcheck in eval mode (training mode's statistics are checked by batch_norm) */
+        c[0].training = false;
+        if (c[0].residual) {
+            bk_tensor *z = bk_batch_norm(in[0][0], c[0].running_mean, c[0].running_var, in[0][1], in[0][2],
+                                         false, 0.1f, 1e-5f);
+            for (int64_t i = 0; z && i < z->numel; i++)
+                in[0][3]->data[i] = -z->data[i] + (rand_int(0, 1) ? 1.0f : -1.0f) * rand_float(0.2f, 1.0f);
+        }
+        if (!c[0].relu || c[0].residual)
+            CHECK(gradcheck_ok(what, f_bn_act_fused, in[0], c[0].residual ? 4 : 3, &c[0]));
+        for (int side = 0; side < 2; side++) {
+            for (int i = 0; i < 4; i++) bk_tensor_free(in[side][i]);
+            bk_tensor_free(c[side].running_mean);
+            bk_tensor_free(c[side].running_var);
+        }
+        bk_arena_reset(NULL);
+    }
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(void) {
     test_rng_seed("test_ops_norm_act");
     RUN(batch_norm);
+    RUN(batch_norm_fused);
     RUN(layer_norm);
     RUN(gelu);
     RUN(fast_erf_exp_accuracy);

@@ -18,6 +18,7 @@
 typedef enum {
     T_RELU,
     T_TANH,
+    T_GELU,
     T_ADD,
     T_MUL,
     T_ADD_BCAST,
@@ -41,11 +42,12 @@ typedef struct thr_case {
     int64_t shape[4]; /* of the first input */
 } thr_case;
 
-/* Sizes: element-wise ops go parallel from 2^20 elements (2^14 for tanh), pooling from
+/* Sizes: element-wise ops go parallel from 2^20 elements (2^14 for tanh and gelu), pooling from
  * 2^18 input elements, the norms from 2^17 elements; odd sizes leave a ragged last chunk. */
 static const thr_case CASES[T_COUNT] = {
     [T_RELU] = {"relu", 1, {(1 << 20) + 3}},
     [T_TANH] = {"tanh", 1, {(1 << 14) + 5}},
+    [T_GELU] = {"gelu", 1, {(1 << 14) + 5}}, /* blocks of 2^13 (elementwise.c): a last one of 5 */
     [T_ADD] = {"add", 2, {1031, 1021}},
     [T_MUL] = {"mul", 2, {1031, 1021}},
     [T_ADD_BCAST] = {"add (N, F) + (F)", 2, {301, 437}},
@@ -120,6 +122,7 @@ static bk_tensor *forward(case_kind k, bk_tensor **in) {
     switch (k) {
     case T_RELU: return bk_relu(in[0]);
     case T_TANH: return bk_tanh(in[0]);
+    case T_GELU: return bk_gelu(in[0]);
     case T_ADD:
     case T_ADD_BCAST: return bk_add(in[0], in[1]);
     case T_MUL: return bk_mul(in[0], in[1]);

@@ -34,18 +34,22 @@ typedef struct batch_norm {
     bk_tensor *weight, *bias, *running_mean, *running_var, *num_batches_tracked;
 } batch_norm;
 
+static bool batch_norm_rank_fits(const batch_norm *self, const bk_tensor *x) {
+    return self->spatial_dims == 1 ? (x->ndim == 2 || x->ndim == 3) : x->ndim == 4;
+}
+
 /* x's rank fits the block (an error naming it otherwise). */
 static bool batch_norm_rank_ok(const bk_module *m, const bk_tensor *x) {
     const batch_norm *self = (const batch_norm *)m;
     char s[128];
-    bool rank_ok = self->spatial_dims == 1 ? (x->ndim == 2 || x->ndim == 3) : x->ndim == 4;
-    if (!rank_ok)
-        bk_set_error("%s: expected %s input (got %dD input %s)", m->cls->name,
-                     self->spatial_dims == 1 ? "2D or 3D" : "4D", x->ndim, bk_shape_str(x, s, sizeof s));
-    return rank_ok;
+    if (batch_norm_rank_fits(self, x)) return true;
+    bk_set_error("%s: expected %s input (got %dD input %s)", m->cls->name,
+                 self->spatial_dims == 1 ? "2D or 3D" : "4D", x->ndim, bk_shape_str(x, s, sizeof s));
+    return false;
 }
 
-static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
+/* relu(bn(x) + residual) in one op (bk__batch_norm_act); residual may be NULL */
+static bk_tensor *batch_norm_apply(bk_module *m, bk_tensor *x, bk_tensor *residual, bool relu) {
     batch_norm *self = (batch_norm *)m;
     const char *name = m->cls->name;
     char s[128];
@@ -64,10 +68,14 @@ static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
     bk_tensor *var = track ? self->running_var : bk_ones(BK_SHAPE(C));
     float momentum = o->momentum;
     if (update && o->momentum_none) momentum = 1.0f / (self->num_batches_tracked->data[0] + 1.0f);
-    bk_tensor *y = bk_batch_norm(x, mean, var, w, b, m->training || !track, momentum,
-                                 o->eps); // same shape as x
+    bk_tensor *y = bk__batch_norm_act(x, mean, var, w, b, m->training || !track, momentum, o->eps, residual,
+                                      relu); // same shape as x
     if (y && update) self->num_batches_tracked->data[0] += 1.0f;
     return y;
+}
+
+static bk_tensor *batch_norm_forward(bk_module *m, bk_tensor *x) {
+    return batch_norm_apply(m, x, NULL, false);
 }
 
 static void batch_norm_repr(const bk_module *m, char *buf, size_t n) {
@@ -111,6 +119,23 @@ static const bk_module_class LAZY_BATCH_NORM1D = {"LazyBatchNorm1d", lazy_batch_
                                                   NULL};
 static const bk_module_class LAZY_BATCH_NORM2D = {"LazyBatchNorm2d", lazy_batch_norm_forward, batch_norm_repr,
                                                   NULL};
+
+bk_tensor *bk__batch_norm_relu(bk_module *bn, bk_tensor *x, bk_tensor *residual) {
+    const batch_norm *self = (const batch_norm *)bn;
+    bool fuse = bn && (bn->cls == &BATCH_NORM1D || bn->cls == &BATCH_NORM2D) && !bn->hooks && x &&
+                x->magic == BK_TENSOR_MAGIC && batch_norm_rank_fits(self, x) &&
+                x->shape[1] == self->num_features;
+    if (residual)
+        fuse = fuse && residual->magic == BK_TENSOR_MAGIC && residual != x && bk_same_shape(x, residual);
+    if (!fuse) {
+        bk_tensor *y = bk_forward(bn, x);
+        return bk_relu(residual ? bk_add(y, residual) : y);
+    }
+    bk__block_push(bn); /* names the block in anomaly messages, as bk_forward */
+    bk_tensor *y = batch_norm_apply(bn, x, residual, true);
+    bk__block_pop();
+    return y;
+}
 
 /* "6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True", torch's _NormBase */
 void bk__norm_repr(int64_t num_features, const bk_norm_opts *o, char *buf, size_t n) {

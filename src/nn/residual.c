@@ -29,8 +29,9 @@ typedef struct residual {
 
 static bk_tensor *residual_forward(bk_module *m, bk_tensor *X) {
     residual *self = (residual *)m;
-    bk_tensor *Y = bk_relu(bk_forward(self->bn1, bk_forward(self->conv1, X))); // (N, K, H/s, W/s)
-    Y = bk_forward(self->bn2, bk_forward(self->conv2, Y));                     // (N, K, H/s, W/s)
+    /* relu(bn(.)) and relu(bn(.) + shortcut) are one fused op each (bk__batch_norm_relu) */
+    bk_tensor *Y = bk__batch_norm_relu(self->bn1, bk_forward(self->conv1, X), NULL); // (N, K, H/s, W/s)
+    Y = bk_forward(self->conv2, Y);                                                  // (N, K, H/s, W/s)
     if (!Y) return NULL; /* stop here: conv3 would run on X and replace the first error */
     bk_tensor *shortcut = self->conv3 ? bk_forward(self->conv3, X) : X; // (N, K, H/s, W/s)
     if (shortcut && !bk_same_shape(Y, shortcut)) {
@@ -41,7 +42,7 @@ static bk_tensor *residual_forward(bk_module *m, bk_tensor *X) {
             bk_shape_str(Y, s1, sizeof s1), bk_shape_str(shortcut, s2, sizeof s2));
         return NULL;
     }
-    return bk_relu(bk_add(Y, shortcut));
+    return bk__batch_norm_relu(self->bn2, Y, shortcut);
 }
 
 static const bk_module_class RESIDUAL = {"Residual", residual_forward, NULL, NULL};

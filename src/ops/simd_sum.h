@@ -1,6 +1,5 @@
-/* simd_sum.h - sums of floats in double whose order does not depend on the instruction set,
- * and the attribute that compiles a loop for AVX-512, AVX2 and the baseline. Internal to
- * src/ops (norm.c's statistics, attention.c's softmax).
+/* simd_sum.h - sums of floats in double whose order does not depend on the instruction set.
+ * Internal to src/ops (norm.c's statistics, attention.c's softmax, loss.c).
  *
  * A sum is kept as 17 partial sums: element k of a row goes to partial k % 16 while a whole
  * block of 16 remains, the row's last n % 16 elements to the 17th, and the total is the 16
@@ -10,22 +9,15 @@
  * depends only on the shape, so results do not depend on the thread count, nor on the
  * instruction set that ran them (ISO C: no contraction into FMAs).
  *
- * SIMD_CLONES: the function is compiled for AVX-512, AVX2 and the baseline, chosen at run
- * time (GCC's target_clones), since the default -O2 build targets SSE2 only. A clone must
- * compute the same bits as the others: the same operations in the same order, which the
- * sums here and elementwise loops (`omp simd`, one element per lane) give.
+ * The functions that use these sums are SIMD_CLONES (simd_clones.h).
  */
 #ifndef BRICK_OPS_SIMD_SUM_H
 #define BRICK_OPS_SIMD_SUM_H
 
+#include "simd_clones.h"
+
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
 
 #define LANES 16
 
