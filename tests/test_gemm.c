@@ -237,7 +237,8 @@ TEST(test_gemm_kernel_edges) {
      * limits (the MLP's 10-wide layer, M*N*K around 1Mi: 17x300x250 packs, with a last
      * panel of 1 row), tails of every tile (and of the unpacked path's passes: whole
      * blocks, 1 to 3 vectors left, an edge of N % 16 columns; AVX-512's flat pass for A^T @ B
-     * with K <= 8: whole and partial periods, 1 to 9 vectors a period), a huge K (many cache slices); each kernel
+     * with K <= 8: whole and partial periods, 1 to 9 vectors a period; A @ B^T's rows in pairs and
+     * one left, a last group of 1 to 7 columns), a huge K (many cache slices); each kernel
      * against the double reference and against the portable kernel */
     static const int64_t shapes[][3] = {{1, 1, 1},      {1, 300, 77},   {300, 1, 77},  {1, 1, 5000},
                                         {2, 256, 20},   {2, 10, 256},   {2, 256, 10},  {10, 256, 2},
@@ -248,7 +249,7 @@ TEST(test_gemm_kernel_edges) {
                                         {8, 520, 300},  {25, 200, 260}, {5, 56, 7},    {9, 85, 3},
                                         {6, 112, 2},    {3, 37, 5},     {300, 20, 2},  {301, 20, 3},
                                         {77, 12, 4},    {50, 10, 1},    {40, 24, 8},   {45, 36, 2},
-                                        {70, 1, 3},     {17, 20, 8}};
+                                        {70, 1, 3},     {17, 20, 8},    {5, 23, 21}};
     static const float alphas[] = {1.0f, 0.5f, -2.0f};
     static const float betas[] = {0.0f, 1.0f, -0.5f};
     int failures = 0;
