@@ -125,9 +125,10 @@ __attribute__((target("avx512f"))) static inline __m512 sum_lanes16(const __m512
 
 /* C[i0 .. i0+mr, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= W =
  * 16 / mr, with the rows of A and B contiguous in k: 16 dot products over k in 16 lanes,
- * reduced together. mr rows of A share each load of B (Zen 4, gemm_bench -c: with mr = 2,
- * 256x10x256 took 16.3 instead of 27.4 us, the seed MLP's 2x10x256 0.14 instead of 0.21;
- * 2x256x20 stayed at ~0.7, bound by its FMAs, 12 of whose 32 lanes a row are padding).
+ * reduced together. mr rows of A share each load of B (Zen 4, gemm_bench -c: 256x10x256 took
+ * 27.4 us a row at a time, 16.3 in pairs, 15.3 in fours; the seed MLP's 2x10x256 0.21 and
+ * 0.14 in pairs; its 2x256x20 stayed at ~0.65, bound by its FMAs, 12 of whose 32 lanes a
+ * row are padding, and the reduction).
  * Slot s of acc holds the dot product that
  * sum_lanes16 leaves in lane L = 4 * (s % 4) + s / 4, i.e. row L / W, column L % W; each
  * slot's lanes are summed in the same order whatever the slot, so an element has the same
@@ -164,8 +165,8 @@ nt_rows(const int mr, const bool full, int64_t nj, int64_t K, const float *ai, i
     }
 }
 
-/* the template's nt_group: rows of A in pairs (one left: alone), 8 columns a group */
-#define NT_ROWS 2
+/* the template's nt_group: rows of A in fours (4 columns a group), then pairs (8), then one */
+#define NT_ROWS 4
 #define nt_group(mr, full, ...) nt_rows(mr, full, __VA_ARGS__)
 
 #define FLAT_MAX_K 8

@@ -11,9 +11,10 @@
  *     a[r*ars + k*aks], B's columns from bj; m: each vector's lanes inside N, full: all are
  *     (only with NN_FULL defined; else nn_rows is a macro that drops `full` unread: GCC 12
  *     allocated the AVX-512 loop's registers differently when it computed even a dead one)
- *   nt_group(mr, full, nj, K, ai, lda, bj, ldb, alpha, beta, cij, ldc), mr 1 or NT_ROWS:
+ *   nt_group(mr, full, nj, K, ai, lda, bj, ldb, alpha, beta, cij, ldc), mr 1 to NT_ROWS:
  *     C[i .. i+mr, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= VW / mr,
- *     A's rows from ai (stride lda), C's from cij (stride ldc); NT_ROWS: 1, 2 or 4
+ *     A's rows from ai (stride lda), C's from cij (stride ldc); NT_ROWS 1, 2 or 4 (the
+ *     rows taken a pair or four at a time; mr then 1, 2 or 4)
  * Not a header for anyone else; it #undefs its parameters at its end.
  */
 
@@ -79,15 +80,17 @@ small_nt_rows(const int mr, int64_t i, int64_t N, int64_t K, float alpha, const 
     if (j0 < N) nt_group(mr, false, N - j0, K, ai, lda, B + j0 * ldb, ldb, alpha, beta, ci + j0, ldc);
 }
 
-/* A @ B^T, NT_ROWS rows of C at a time, then the rest one at a time */
+/* A @ B^T, 4 rows of C at a time (NT_ROWS 4), then 2 (NT_ROWS >= 2), then 1 */
 __attribute__((target(KTARGET))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
                                                       const float *A, int64_t lda, const float *B,
                                                       int64_t ldb, float beta, float *C, int64_t ldc) {
     (void)ta; /* (always false: A @ B^T) */
     int64_t i = 0;
+#if NT_ROWS > 2
+    for (; i + 4 <= M; i += 4) small_nt_rows(4, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 #if NT_ROWS > 1
-    for (; i + NT_ROWS <= M; i += NT_ROWS)
-        small_nt_rows(NT_ROWS, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    for (; i + 2 <= M; i += 2) small_nt_rows(2, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
     for (; i < M; i++) small_nt_rows(1, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
