@@ -331,24 +331,30 @@ TEST(test_gemm_threads_bitwise) {
     }
 }
 
-TEST(test_gemm_nt_row_groups) {
-    /* A @ B^T on the unpacked path takes rows of A four, two or one at a time (AVX-512),
-     * sharing each load of B: a row of C must have the same bits as when computed alone
-     * (M = 7: a four, a pair and one; N = 23: groups of 4, 8 and 16 columns with a
-     * partial last one; K = 21: a partial last vector of k) */
-    enum { M = 7, N = 23, K = 21 };
-    float *A = matrix_new(M, K, K), *B = matrix_new(N, K, K);
+TEST(test_gemm_small_row_groups) {
+    /* The unpacked path takes rows of C in groups that share each load of B (AVX-512: A @ B^T
+     * four, two or one at a time; op(A) @ B six, four, then 1 to 3): a row of C must have the
+     * same bits as when computed alone. M = 11 (op(A) @ B: 6 + 4 + 1) and 7 (A @ B^T, which
+     * takes this path for M <= 8 only: 4 + 2 + 1); N = 23: groups
+     * of 4, 8 and 16 columns with a partial last one; K = 21: a partial last vector of k. */
+    enum { M = 11, N = 23, K = 21 };
+    float *A = matrix_new(M, K, K), *B = matrix_new(N, K, K); /* A^T: K x M, B: K x N, fits */
     float all[M * N], one[N];
+    static const bool TA[] = {false, false, true}, TB[] = {true, false, false};
     for (size_t k = 0; k < N_KERNELS; k++) {
-        sgemm_fn *f = kernel_or_skip(KERNELS[k], "nt row groups");
-        for (int64_t i = 0; i < M && f; i++) {
-            f(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, all, N);
-            f(false, true, 1, N, K, 1.0f, A + i * K, K, B, K, 0.0f, one, N);
-            bool same = memcmp(all + i * N, one, sizeof one) == 0;
-            if (!same)
-                fprintf(stderr, "  %s: row %lld of %dx%dx%d differs from the row alone\n", KERNELS[k],
-                        (long long)i, M, N, K);
-            CHECK(same);
+        sgemm_fn *f = kernel_or_skip(KERNELS[k], "small row groups");
+        for (int t = 0; t < 3 && f; t++) {
+            const bool ta = TA[t], tb = TB[t];
+            const int64_t rows = tb ? 7 : M, lda = ta ? M : K, ldb = tb ? K : N;
+            f(ta, tb, rows, N, K, 1.0f, A, lda, B, ldb, 0.0f, all, N);
+            for (int64_t i = 0; i < rows; i++) {
+                f(ta, tb, 1, N, K, 1.0f, ta ? A + i : A + i * K, lda, B, ldb, 0.0f, one, N);
+                bool same = memcmp(all + i * N, one, sizeof one) == 0;
+                if (!same)
+                    fprintf(stderr, "  %s: trans %d%d row %lld of %lldx%dx%d differs from the row alone\n",
+                            KERNELS[k], ta, tb, (long long)i, (long long)rows, N, K);
+                CHECK(same);
+            }
         }
     }
     free(A);
@@ -362,7 +368,7 @@ int main(void) {
     RUN(test_gemm_random_kernels);
     RUN(test_gemm_blocking_edges);
     RUN(test_gemm_kernel_edges);
-    RUN(test_gemm_nt_row_groups);
+    RUN(test_gemm_small_row_groups);
     RUN(test_gemm_backend);
     RUN(test_gemm_threads_bitwise);
     return test_summary("test_gemm");

@@ -15,11 +15,17 @@
  *     C[i .. i+mr, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= VW / mr,
  *     A's rows from ai (stride lda), C's from cij (stride ldc); NT_ROWS 1, 2 or 4 (the
  *     rows taken a pair or four at a time; mr then 1, 2 or 4)
+ *   NN_ROWS     (optional, default 4) most rows of a small_nn block: 4 or more (AVX-512: 6,
+ *               6 x 4 accumulators in its 32 registers), the last rows then in a block of 4
+ *               and one of 1 to 3
  * Not a header for anyone else; it #undefs its parameters at its end.
  */
+#ifndef NN_ROWS
+#define NN_ROWS 4
+#endif
 
-/* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 3) x VW nv
- * columns, the rows sharing each load of B. */
+/* C = alpha * op(A) @ B (+ beta * C) in blocks of NN_ROWS rows, then 4, then 1 to 3, x VW nv
+ * columns, the rows sharing each load of B (an element's sum is the same in any block). */
 __attribute__((target(KTARGET), always_inline)) static inline void
 small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -31,6 +37,11 @@ small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, 
         const bool full = j + VW * nv <= N; /* no column of the block past N */
 #endif
         int64_t i = 0;
+#if NN_ROWS > 4
+        for (; i + NN_ROWS <= M; i += NN_ROWS)
+            nn_rows(NN_ROWS, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j,
+                    ldc);
+#endif
         for (; i + 4 <= M; i += 4)
             nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j, ldc);
         const float *a = A + i * ars; /* the last 1 to 3 rows */
@@ -96,6 +107,7 @@ __attribute__((target(KTARGET))) static void small_nt(bool ta, int64_t M, int64_
 }
 
 #undef NN_FULL
+#undef NN_ROWS
 #undef NT_ROWS
 #undef nt_group
 #undef VW
