@@ -237,7 +237,8 @@ TEST(test_gemm_kernel_edges) {
      * limits (the MLP's 10-wide layer, M*N*K around 1Mi: 17x300x250 packs, with a last
      * panel of 1 row), tails of every tile (and of the unpacked path's passes: whole
      * blocks, 1 to 3 vectors left, an edge of N % 16 columns; AVX-512's flat pass for A^T @ B
-     * with K <= 8: whole and partial periods, 1 to 9 vectors a period), a huge K (many cache slices); each kernel
+     * with K <= 8: whole and partial periods, 1 to 9 vectors a period; A @ B^T's rows in fours, a pair
+     * and one left, a last group of 1 to 7 columns), a huge K (many cache slices); each kernel
      * against the double reference and against the portable kernel */
     static const int64_t shapes[][3] = {{1, 1, 1},      {1, 300, 77},   {300, 1, 77},  {1, 1, 5000},
                                         {2, 256, 20},   {2, 10, 256},   {2, 256, 10},  {10, 256, 2},
@@ -248,7 +249,7 @@ TEST(test_gemm_kernel_edges) {
                                         {8, 520, 300},  {25, 200, 260}, {5, 56, 7},    {9, 85, 3},
                                         {6, 112, 2},    {3, 37, 5},     {300, 20, 2},  {301, 20, 3},
                                         {77, 12, 4},    {50, 10, 1},    {40, 24, 8},   {45, 36, 2},
-                                        {70, 1, 3},     {17, 20, 8}};
+                                        {70, 1, 3},     {17, 20, 8},    {7, 23, 21},   {6, 7, 9}};
     static const float alphas[] = {1.0f, 0.5f, -2.0f};
     static const float betas[] = {0.0f, 1.0f, -0.5f};
     int failures = 0;
@@ -330,6 +331,36 @@ TEST(test_gemm_threads_bitwise) {
     }
 }
 
+TEST(test_gemm_small_row_groups) {
+    /* The unpacked path takes rows of C in groups that share each load of B (AVX-512: A @ B^T
+     * four, two or one at a time; op(A) @ B six, four, then 1 to 3): a row of C must have the
+     * same bits as when computed alone. M = 11 (op(A) @ B: 6 + 4 + 1) and 7 (A @ B^T, which
+     * takes this path for M <= 8 only: 4 + 2 + 1); N = 23: groups
+     * of 4, 8 and 16 columns with a partial last one; K = 21: a partial last vector of k. */
+    enum { M = 11, N = 23, K = 21 };
+    float *A = matrix_new(M, K, K), *B = matrix_new(N, K, K); /* A^T: K x M, B: K x N, fits */
+    float all[M * N], one[N];
+    static const bool TA[] = {false, false, true}, TB[] = {true, false, false};
+    for (size_t k = 0; k < N_KERNELS; k++) {
+        sgemm_fn *f = kernel_or_skip(KERNELS[k], "small row groups");
+        for (int t = 0; t < 3 && f; t++) {
+            const bool ta = TA[t], tb = TB[t];
+            const int64_t rows = tb ? 7 : M, lda = ta ? M : K, ldb = tb ? K : N;
+            f(ta, tb, rows, N, K, 1.0f, A, lda, B, ldb, 0.0f, all, N);
+            for (int64_t i = 0; i < rows; i++) {
+                f(ta, tb, 1, N, K, 1.0f, ta ? A + i : A + i * K, lda, B, ldb, 0.0f, one, N);
+                bool same = memcmp(all + i * N, one, sizeof one) == 0;
+                if (!same)
+                    fprintf(stderr, "  %s: trans %d%d row %lld of %lldx%dx%d differs from the row alone\n",
+                            KERNELS[k], ta, tb, (long long)i, (long long)rows, N, K);
+                CHECK(same);
+            }
+        }
+    }
+    free(A);
+    free(B);
+}
+
 int main(void) {
     printf("test_gemm: kernel %s, backend %s\n", bk_gemm_kernel(), bk__backend()->name);
     RUN(test_gemm_small_exhaustive);
@@ -337,6 +368,7 @@ int main(void) {
     RUN(test_gemm_random_kernels);
     RUN(test_gemm_blocking_edges);
     RUN(test_gemm_kernel_edges);
+    RUN(test_gemm_small_row_groups);
     RUN(test_gemm_backend);
     RUN(test_gemm_threads_bitwise);
     return test_summary("test_gemm");

@@ -200,8 +200,8 @@ nn_rows(const int mr, const int nv, bool full, const __m256i *m, int64_t K, cons
  * over k in 8 lanes, reduced by a tree of horizontal adds into lanes 0..7 in order; `full`
  * (nj == 8) drops the test for rows past N. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb, float alpha,
-         float beta, float *cij) {
+nt_row(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb, float alpha,
+       float beta, float *cij) {
     __m256 acc[8];
     BK_UNROLL for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; k += 8) {
@@ -229,6 +229,10 @@ nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *b
 }
 #undef BK_LOAD
 
+/* the template's nt_group: a row of C at a time */
+#define NT_ROWS 1
+#define nt_group(mr, full, nj, K, ai, lda, bj, ldb, alpha, beta, cij, ldc) \
+    nt_row(full, nj, K, ai, bj, ldb, alpha, beta, cij)
 #define VW 8
 #define NV_MAX 3
 #define KTARGET "avx2,fma"

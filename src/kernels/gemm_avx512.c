@@ -24,6 +24,9 @@
 #include <immintrin.h>
 
 #define MR 16
+/* most rows of a tiny product's op(A) @ B block: 6 x 4 accumulators in the 32 registers
+ * (10x256x256 A^T @ B: 12.9 us, 14.0 in blocks of 4 rows; gemm_small_tmpl.h) */
+#define NN_ROWS 6
 #define NR 16
 #define BK_UNROLL _Pragma("GCC unroll 16")
 
@@ -82,7 +85,7 @@ __attribute__((target("avx512f"))) static inline __mmask16 lanes(int64_t n) {
 __attribute__((target("avx512f"), always_inline)) static inline void
 nn_block(const int mr, const int nv, const __mmask16 *m, int64_t K, const float *a, int64_t ars, int64_t aks,
          const float *bj, int64_t ldb, float alpha, float beta, float *cij, int64_t ldc) {
-    __m512 acc[4][4];
+    __m512 acc[NN_ROWS][4];
     BK_UNROLL for (int r = 0; r < mr; r++) BK_UNROLL for (int v = 0; v < nv; v++)
         acc[r][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++, a += aks, bj += ldb) {
@@ -123,30 +126,51 @@ __attribute__((target("avx512f"))) static inline __m512 sum_lanes16(const __m512
                          _mm512_castpd_ps(_mm512_unpackhi_pd(u0, u1)));
 }
 
-/* C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= 16, with the rows
- * of A and B contiguous in k: 16 dot products over k in 16 lanes, reduced together. Slot s
- * of acc holds row 4 * (s % 4) + s / 4 of the group (see sum_lanes16); `full` (nj == 16)
- * drops the test for rows past N. */
+/* C[i0 .. i0+mr, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= W =
+ * 16 / mr, with the rows of A and B contiguous in k: 16 dot products over k in 16 lanes,
+ * reduced together. mr rows of A share each load of B (Zen 4, gemm_bench -c: 256x10x256 took
+ * 27.4 us a row at a time, 16.3 in pairs, 15.3 in fours; the seed MLP's 2x10x256 0.21 and
+ * 0.14 in pairs; its 2x256x20 stayed at ~0.65, bound by its FMAs, 12 of whose 32 lanes a
+ * row are padding, and the reduction).
+ * Slot s of acc holds the dot product that
+ * sum_lanes16 leaves in lane L = 4 * (s % 4) + s / 4, i.e. row L / W, column L % W; each
+ * slot's lanes are summed in the same order whatever the slot, so an element has the same
+ * bits whatever mr. `full` (nj == W) drops the test for columns past N. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-nt_group(const bool full, int64_t nj, int64_t K, const float *ai, const float *bj, int64_t ldb, float alpha,
-         float beta, float *cij) {
+nt_rows(const int mr, const bool full, int64_t nj, int64_t K, const float *ai, int64_t lda, const float *bj,
+        int64_t ldb, float alpha, float beta, float *cij, int64_t ldc) {
+    const int W = 16 / mr;
     __m512 acc[16];
     BK_UNROLL for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
         const __mmask16 m = lanes(K - k);
-        const __m512 a = _mm512_maskz_loadu_ps(m, ai + k);
-        BK_UNROLL for (int s = 0; s < 16; s++) {
-            const int row = 4 * (s % 4) + s / 4;
-            if (full || row < nj)
-                acc[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, bj + row * ldb + k), acc[s]);
+        __m512 a[4];
+        BK_UNROLL for (int r = 0; r < mr; r++) a[r] = _mm512_maskz_loadu_ps(m, ai + r * lda + k);
+        BK_UNROLL for (int col = 0; col < W; col++) {
+            if (!full && col >= nj) continue;
+            const __m512 b = _mm512_maskz_loadu_ps(m, bj + col * ldb + k);
+            BK_UNROLL for (int r = 0; r < mr; r++) {
+                const int L = r * W + col, s = 4 * (L % 4) + L / 4;
+                acc[s] = _mm512_fmadd_ps(a[r], b, acc[s]);
+            }
         }
     }
+    __m512 sum = sum_lanes16(acc);
+    if (alpha != 1.0f) sum = _mm512_mul_ps(_mm512_set1_ps(alpha), sum);
     const __mmask16 mj = lanes(nj);
-    __m512 r = sum_lanes16(acc);
-    if (alpha != 1.0f) r = _mm512_mul_ps(_mm512_set1_ps(alpha), r);
-    if (beta != 0.0f) r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, cij), r);
-    _mm512_mask_storeu_ps(cij, mj, r);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    BK_UNROLL for (int r = 0; r < mr; r++) { /* row r: lanes [r W, r W + W) moved down to 0 */
+        const __m512i from = _mm512_add_epi32(_mm512_set1_epi32(r * W), lane);
+        __m512 x = r == 0 ? sum : _mm512_permutexvar_ps(from, sum);
+        float *c = cij + r * ldc;
+        if (beta != 0.0f) x = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mj, c), x);
+        _mm512_mask_storeu_ps(c, mj, x);
+    }
 }
+
+/* the template's nt_group: rows of A in fours (4 columns a group), then pairs (8), then one */
+#define NT_ROWS 4
+#define nt_group(mr, full, ...) nt_rows(mr, full, __VA_ARGS__)
 
 #define FLAT_MAX_K 8
 #define FLAT_MAX_V 16

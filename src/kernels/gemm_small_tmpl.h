@@ -11,13 +11,21 @@
  *     a[r*ars + k*aks], B's columns from bj; m: each vector's lanes inside N, full: all are
  *     (only with NN_FULL defined; else nn_rows is a macro that drops `full` unread: GCC 12
  *     allocated the AVX-512 loop's registers differently when it computed even a dead one)
- *   nt_group(full, nj, K, ai, bj, ldb, alpha, beta, cij):
- *     C[i, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= VW
+ *   nt_group(mr, full, nj, K, ai, lda, bj, ldb, alpha, beta, cij, ldc), mr 1 to NT_ROWS:
+ *     C[i .. i+mr, j0 .. j0+nj) = alpha * dot(A[i, :], B[j, :]) (+ beta * C), nj <= VW / mr,
+ *     A's rows from ai (stride lda), C's from cij (stride ldc); NT_ROWS 1, 2 or 4 (the
+ *     rows taken a pair or four at a time; mr then 1, 2 or 4)
+ *   NN_ROWS     (optional, default 4) most rows of a small_nn block: 4 or more (AVX-512: 6,
+ *               6 x 4 accumulators in its 32 registers), the last rows then in a block of 4
+ *               and one of 1 to 3
  * Not a header for anyone else; it #undefs its parameters at its end.
  */
+#ifndef NN_ROWS
+#define NN_ROWS 4
+#endif
 
-/* C = alpha * op(A) @ B (+ beta * C) in blocks of 4 rows (the last one 1 to 3) x VW nv
- * columns, the rows sharing each load of B. */
+/* C = alpha * op(A) @ B (+ beta * C) in blocks of NN_ROWS rows, then 4, then 1 to 3, x VW nv
+ * columns, the rows sharing each load of B (an element's sum is the same in any block). */
 __attribute__((target(KTARGET), always_inline)) static inline void
 small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -29,6 +37,11 @@ small_nn_v(const int nv, bool ta, int64_t M, int64_t N, int64_t K, float alpha, 
         const bool full = j + VW * nv <= N; /* no column of the block past N */
 #endif
         int64_t i = 0;
+#if NN_ROWS > 4
+        for (; i + NN_ROWS <= M; i += NN_ROWS)
+            nn_rows(NN_ROWS, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j,
+                    ldc);
+#endif
         for (; i + 4 <= M; i += 4)
             nn_rows(4, nv, full, m, K, A + i * ars, ars, aks, B + j, ldb, alpha, beta, C + i * ldc + j, ldc);
         const float *a = A + i * ars; /* the last 1 to 3 rows */
@@ -65,20 +78,38 @@ __attribute__((target(KTARGET))) static void small_nn(bool ta, int64_t M, int64_
     if (N > nfull) small_nn_v(1, ta, M, N - nfull, K, alpha, A, lda, B + nfull, ldb, beta, C + nfull, ldc);
 }
 
-/* A @ B^T a row of C at a time, in groups of VW columns (the last one 1 to VW) */
+/* rows [i, i+mr) of A @ B^T in groups of VW / mr columns (the last one narrower) */
+__attribute__((target(KTARGET), always_inline)) static inline void
+small_nt_rows(const int mr, int64_t i, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t w = VW / mr;
+    const float *ai = A + i * lda;
+    float *ci = C + i * ldc;
+    int64_t j0 = 0;
+    for (; j0 + w <= N; j0 += w)
+        nt_group(mr, true, w, K, ai, lda, B + j0 * ldb, ldb, alpha, beta, ci + j0, ldc);
+    if (j0 < N) nt_group(mr, false, N - j0, K, ai, lda, B + j0 * ldb, ldb, alpha, beta, ci + j0, ldc);
+}
+
+/* A @ B^T, 4 rows of C at a time (NT_ROWS 4), then 2 (NT_ROWS >= 2), then 1 */
 __attribute__((target(KTARGET))) static void small_nt(bool ta, int64_t M, int64_t N, int64_t K, float alpha,
                                                       const float *A, int64_t lda, const float *B,
                                                       int64_t ldb, float beta, float *C, int64_t ldc) {
     (void)ta; /* (always false: A @ B^T) */
-    for (int64_t i = 0; i < M; i++) {
-        int64_t j0 = 0;
-        for (; j0 + VW <= N; j0 += VW)
-            nt_group(true, VW, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
-        if (j0 < N) nt_group(false, N - j0, K, A + i * lda, B + j0 * ldb, ldb, alpha, beta, C + i * ldc + j0);
-    }
+    int64_t i = 0;
+#if NT_ROWS > 2
+    for (; i + 4 <= M; i += 4) small_nt_rows(4, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+#if NT_ROWS > 1
+    for (; i + 2 <= M; i += 2) small_nt_rows(2, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+    for (; i < M; i++) small_nt_rows(1, i, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #undef NN_FULL
+#undef NN_ROWS
+#undef NT_ROWS
+#undef nt_group
 #undef VW
 #undef NV_MAX
 #undef KTARGET
