@@ -258,6 +258,33 @@ sched_case "cosine schedule" "0.1 0.075 0.025 " --lr-schedule cosine
 sched_case "step schedule" "0.1 0.1 0.05 " --lr-schedule step --lr-step-size 2 --lr-gamma 0.5
 # OneCycleLR(max_lr=0.1, total_steps=72): the lr of each epoch's last step (23, 47, 71), torch's
 sched_case "onecycle schedule" "0.0994415 0.0462637 4e-07 " --lr-schedule onecycle
+# onecycle sets the momentum of every step (0.95 -> 0.85 -> 0.95, torch's cycle_momentum):
+# any --momentum > 0 then trains the same bytes; Adagrad (none to cycle) trains as before
+cyc=(train --model softmax --data "$data" --epochs 1 --seed 3 --lr-schedule onecycle)
+run "$brick" "${cyc[@]}" --momentum 0.9 --out "$tmp/cyc9.safetensors"
+run "$brick" "${cyc[@]}" --momentum 0.5 --out "$tmp/cyc5.safetensors"
+run "$brick" "${cyc[@]}" --momentum 0 --out "$tmp/cyc0.safetensors"
+# same_tensors A B: the two safetensors files hold the same tensors, bit for bit (their
+# metadata, which records --momentum, aside)
+same_tensors() {
+    "$py" - "$1" "$2" <<'PY'
+import json, struct, sys
+def tensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    head.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in head.items()}
+sys.exit(0 if tensors(sys.argv[1]) == tensors(sys.argv[2]) else 1)
+PY
+}
+check "onecycle cycles SGD's momentum: --momentum 0.9 and 0.5 give the same weights" \
+    "same_tensors $tmp/cyc9.safetensors $tmp/cyc5.safetensors"
+check "onecycle with --momentum 0 keeps none (cycle_momentum=False): other weights" \
+    "! same_tensors $tmp/cyc9.safetensors $tmp/cyc0.safetensors"
+expect "onecycle with adagrad (no momentum to cycle)" 0 "" "$brick" "${cyc[@]}" --optimizer adagrad \
+    --lr 0.01 --out "$tmp/cyc-ada.safetensors"
 # ReduceLROnPlateau(factor=0.5, patience=0): at lr 1 the test loss rises after epoch 2 (2.13 to
 # 2.59 on the subset), so epoch 3 trains at 0.5; the resume goes on from the saved state
 sched_case "plateau schedule" "1 1 0.5 " --lr 1 --lr-schedule plateau --lr-patience 0 --lr-gamma 0.5

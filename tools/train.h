@@ -96,7 +96,13 @@ typedef struct run {
 bool train_schedule_parse(const char *name, schedule_kind *kind);
 /* The lr of epoch `epoch` (0-based) and step `step` (the optimizer steps before this one,
  * from the start of the run; used by onecycle); NaN with the library's error. */
-double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t batches_per_epoch);
+double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t batches_per_epoch,
+                         double *momentum);
+/* Whether the schedule sets the optimizer's momentum at each step: onecycle cycles it as
+ * torch's OneCycleLR (cycle_momentum, its default) for Adam's and AdamW's beta1, and for
+ * SGD's and RMSprop's momentum when --momentum > 0 (with 0 they keep none: torch's
+ * cycle_momentum=False); Adagrad has none. */
+bool train_cycles_momentum(const train_cfg *c);
 /* plateau: the torch settings of c (gamma, patience) with a fresh state; -1 with an error. */
 int train_plateau_init(train_cfg *c);
 /* Reads the settings of the checkpoint st (r->c.resume) into r->c, checking the flags given

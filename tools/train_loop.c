@@ -162,7 +162,7 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
      * resume inside the epoch sets the same lr; onecycle's is set before every step. With
      * no schedule the optimizer keeps the lr it was made with. */
     if (r->c.schedule != SCHEDULE_NONE && r->c.schedule != SCHEDULE_ONECYCLE) {
-        double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches);
+        double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches, NULL);
         if (isnan(lr)) return cli_fail("epoch %d: the lr schedule: %s", epoch, bk_last_error());
         bk_optim_set_lr(r->o, lr);
     }
@@ -187,8 +187,8 @@ static int train_epoch(run *r, cli_progress *pg, cli_epoch *e) {
         double l = 0;
         int64_t ok = 0;
         if (r->c.schedule == SCHEDULE_ONECYCLE) { /* a function of the step count alone */
-            double lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches);
-            if (isnan(lr))
+            double momentum, lr = train_schedule_lr(&r->c, r->done_epochs, r->step, n_batches, &momentum);
+            if (isnan(lr) || (train_cycles_momentum(&r->c) && bk_optim_set_momentum(r->o, momentum) != 0))
                 return cli_fail("step %" PRId64 ": the lr schedule: %s", r->step + 1, bk_last_error());
             bk_optim_set_lr(r->o, lr);
         }

@@ -61,9 +61,11 @@ bool train_schedule_parse(const char *name, schedule_kind *kind) {
 }
 
 /* The lr of epoch `epoch` (0-based), torch's scheduler after `epoch` steps (onecycle: after
- * `step` optimizer steps). From the settings as float32 values (CLI_F32), which the
- * checkpoint holds exactly (%.9g), so that a resumed run sets the same lr bit for bit. */
-double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t batches_per_epoch) {
+ * `step` optimizer steps, and *momentum, if not NULL, its momentum). From the settings as
+ * float32 values (CLI_F32), which the checkpoint holds exactly (%.9g), so that a resumed
+ * run sets the same lr bit for bit. */
+double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t batches_per_epoch,
+                         double *momentum) {
     switch (c->schedule) {
     case SCHEDULE_COSINE: return bk_lr_cosine(c->lr, epoch, (int)c->lr_t_max, c->lr_min);
     case SCHEDULE_STEP: return bk_lr_step_decay(c->lr, epoch, (int)c->lr_step_size, c->lr_gamma);
@@ -71,7 +73,7 @@ double train_schedule_lr(const train_cfg *c, int epoch, int64_t step, int64_t ba
         /* OneCycleLR(max_lr=--lr, total_steps=T_max epochs of batches), torch's defaults;
          * past its end (a resume with more --epochs) the last lr is kept */
         bk_one_cycle_config oc = BK_ONE_CYCLE_DEFAULTS(c->lr, c->lr_t_max * batches_per_epoch);
-        return bk_lr_one_cycle(&oc, step < oc.total_steps ? step : oc.total_steps, NULL);
+        return bk_lr_one_cycle(&oc, step < oc.total_steps ? step : oc.total_steps, momentum);
     }
     case SCHEDULE_PLATEAU: return c->lr_now;
     default: return c->lr;
@@ -318,6 +320,11 @@ int train_resume_settings(run *r, const bk_safetensors *st, cli_option *opts, in
     if (r->n_hist < 0) r->n_hist = 0; /* the log restarts; the weights do not depend on it */
 #undef GET
     return CLI_OK;
+}
+
+bool train_cycles_momentum(const train_cfg *c) {
+    if (c->schedule != SCHEDULE_ONECYCLE || !strcmp(c->optimizer, "adagrad")) return false;
+    return !strcmp(c->optimizer, "adam") || !strcmp(c->optimizer, "adamw") || c->momentum > 0;
 }
 
 bk_optim *train_make_optim(const train_cfg *c, bk_module *m) {
