@@ -188,8 +188,9 @@ class Bench:
                 text, rss = run(cmd, dict(self.brick_env, OMP_NUM_THREADS=str(t)))
                 m = re.search(r"median of 1 runs ([0-9.]+) ms/step \(cpu ([0-9.]+) ms/step\)", text)
             else:  # lm
+                # --force: each round replaces the last one's files (train-lm refuses otherwise)
                 cmd = [self.brick, "train-lm", "--steps", str(n), "--eval-every", "0", "--threads",
-                       str(t), "--out", os.path.join(self.tmp, "lm.safetensors")]
+                       str(t), "--force", "--out", os.path.join(self.tmp, "lm.safetensors")]
                 text, rss = run(cmd, self.brick_env)
                 m = re.search(r"^training: .*: ([0-9.]+) tokens/s$", text, re.M)
                 self.note_val("brick", t, text)
@@ -243,7 +244,7 @@ class Bench:
     def lm_setup(self):
         """brick's initial weights, which lm_torch.py starts from (as bench/lm_tokens.sh does)."""
         self.lm_init = os.path.join(self.tmp, "lm-init.safetensors")
-        run([self.brick, "train-lm", "--steps", "0", "--threads", "1", "--out", self.lm_init],
+        run([self.brick, "train-lm", "--steps", "0", "--threads", "1", "--force", "--out", self.lm_init],
             self.brick_env)
         self.val = {}
 

@@ -42,6 +42,18 @@ else
     skip "reference BLAS: the ratio is refused" "no PyTorch or no reference BLAS in $ref"
 fi
 
+# lm-tokens runs brick train-lm several times into the same files (it needs --force: a run
+# without it was refused, and the full benchmark stopped there)
+if [ "$has_torch" = 1 ]; then
+    compare --quick --only lm-tokens >"$tmp/lm" 2>&1
+    rc=$?
+    grep -E 'failed|^\| lm' "$tmp/lm" | sed 's/^/    /'
+    check "--quick --only lm-tokens exits 0 with its row" \
+        "[ $rc -eq 0 ] && grep -Eq '^\| lm-tokens: [^|]*\| [0-9,]+ tokens/s \|' '$tmp/lm'"
+else
+    skip "--quick --only lm-tokens" "no PyTorch"
+fi
+
 compare --only no-such-workload >"$tmp/bad" 2>&1
 check "--only matching nothing: exit 2" "[ $? -eq 2 ] && grep -q 'matches no workload' '$tmp/bad'"
 compare --quick --write-docs "$tmp/doc.md" >"$tmp/bad" 2>&1
