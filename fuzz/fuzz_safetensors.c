@@ -67,7 +67,12 @@ FUZZ_TARGET(safetensors) {
         int64_t numel = 1;
         for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
         FUZZ_ASSERT(numel == t->numel);
-        bytes += (uint64_t)t->numel * 4;
+        /* the bytes of the dtype the file stored (F16 and BF16 2, F64 and I64 8, ...),
+         * which bk_safetensors_get has converted to float32 */
+        const char *dt = bk_safetensors_dtype(st, name);
+        FUZZ_ASSERT(dt);
+        uint64_t width = strstr(dt, "64") ? 8 : strstr(dt, "16") ? 2 : 4;
+        bytes += (uint64_t)t->numel * width;
     }
     FUZZ_ASSERT(size >= 8);
     uint64_t hlen = 0;
