@@ -68,6 +68,13 @@ static inline const char *parity_meta(const bk_safetensors *ref, const char *key
     return v ? v : "";
 }
 
+/* The integer in metadata "cfg.<key>" (the generators' case settings), 0 when absent. */
+static inline int64_t parity_cfg_int(const bk_safetensors *ref, const char *key) {
+    char k[128];
+    snprintf(k, sizeof k, "cfg.%s", key);
+    return strtoll(parity_meta(ref, k), NULL, 10);
+}
+
 /* The number in metadata "<prefix>.<what>" (the generators' f32err.<tensor>: torch's own
  * float32 error on it, f32noise.<tensor>: its rounding-noise scale), capped at cap so that
  * an ill-conditioned draw can never loosen a test much; 0 when not recorded. */

@@ -26,12 +26,6 @@
 #define F32ERR_CAP 1e-5
 #define F32ERR_FACTOR 2
 
-static int64_t cfg(const bk_safetensors *ref, const char *key) {
-    char k[96];
-    snprintf(k, sizeof k, "cfg.%s", key);
-    return strtoll(parity_meta(ref, k), NULL, 10);
-}
-
 static parity_stats err_;
 
 static void compare(const char *case_name, const char *what, const bk_tensor *got,
@@ -44,19 +38,21 @@ static void compare(const char *case_name, const char *what, const bk_tensor *go
 
 static bk_module *build(const bk_safetensors *ref) {
     const char *kind = parity_meta(ref, "kind");
-    if (!strcmp(kind, "linear")) return bk_nn_lazy_linear(cfg(ref, "out_features"), cfg(ref, "bias") != 0);
+    if (!strcmp(kind, "linear"))
+        return bk_nn_lazy_linear(parity_cfg_int(ref, "out_features"), parity_cfg_int(ref, "bias") != 0);
     if (!strcmp(kind, "conv2d")) {
         bk_conv2d_opts o = BK_CONV2D_DEFAULTS;
-        o.stride[0] = o.stride[1] = cfg(ref, "stride");
-        o.padding[0] = o.padding[1] = cfg(ref, "padding");
-        o.groups = cfg(ref, "groups");
-        const int64_t kernel[2] = {cfg(ref, "kh"), cfg(ref, "kw")};
-        return bk_nn_lazy_conv2d(cfg(ref, "out_channels"), kernel, o, cfg(ref, "bias") != 0);
+        o.stride[0] = o.stride[1] = parity_cfg_int(ref, "stride");
+        o.padding[0] = o.padding[1] = parity_cfg_int(ref, "padding");
+        o.groups = parity_cfg_int(ref, "groups");
+        const int64_t kernel[2] = {parity_cfg_int(ref, "kh"), parity_cfg_int(ref, "kw")};
+        return bk_nn_lazy_conv2d(parity_cfg_int(ref, "out_channels"), kernel, o,
+                                 parity_cfg_int(ref, "bias") != 0);
     }
     bk_norm_opts o = BK_BATCH_NORM_DEFAULTS;
-    o.affine = cfg(ref, "affine") != 0;
-    o.track_running_stats = cfg(ref, "track_running_stats") != 0;
-    return bk_nn_lazy_batch_norm((int)cfg(ref, "ndim_expected"), o);
+    o.affine = parity_cfg_int(ref, "affine") != 0;
+    o.track_running_stats = parity_cfg_int(ref, "track_running_stats") != 0;
+    return bk_nn_lazy_batch_norm((int)parity_cfg_int(ref, "ndim_expected"), o);
 }
 
 static void check_repr(const char *name, const bk_module *m, const bk_safetensors *ref, const char *key) {
@@ -95,7 +91,8 @@ static void run_case(const char *name) {
     if (!y0 || !parity_module_names(name, m, ref, &params, &state, &buffers)) goto done;
     check_repr(name, m, ref, "repr");
     CHECK(bk_module_load_from(m, w, true) == 0);
-    bk_module_train(m, strcmp(parity_meta(ref, "kind"), "batch_norm") != 0 || cfg(ref, "train") != 0);
+    bk_module_train(m,
+                    strcmp(parity_meta(ref, "kind"), "batch_norm") != 0 || parity_cfg_int(ref, "train") != 0);
 
     const bk_tensor *xt = bk_safetensors_get(ref, "input");
     bk_tensor *x = xt ? bk_requires_grad(bk_from_data(xt->ndim, xt->shape, xt->data), true) : NULL;

@@ -26,12 +26,6 @@
 #define F32ERR_CAP 1e-5
 #define F32ERR_FACTOR 2
 
-static int64_t cfg(const bk_safetensors *ref, const char *key) {
-    char k[96];
-    snprintf(k, sizeof k, "cfg.%s", key);
-    return strtoll(parity_meta(ref, k), NULL, 10);
-}
-
 static parity_stats err_;
 
 static void compare(const char *case_name, const char *what, const bk_tensor *got,
@@ -43,17 +37,19 @@ static void compare(const char *case_name, const char *what, const bk_tensor *go
 }
 
 static bk_module *build(const bk_safetensors *ref, bool layer) {
-    bk_rnn_mode mode = (bk_rnn_mode)cfg(ref, "mode");
+    bk_rnn_mode mode = (bk_rnn_mode)parity_cfg_int(ref, "mode");
     if (!layer)
-        return bk_nn_rnn_cell(mode, cfg(ref, "input_size"), cfg(ref, "hidden_size"), cfg(ref, "bias"));
-    bk_rnn_config c = BK_RNN_DEFAULTS(mode, cfg(ref, "input_size"), cfg(ref, "hidden_size"));
-    c.num_layers = cfg(ref, "num_layers");
-    c.bias = cfg(ref, "bias") != 0;
-    c.batch_first = cfg(ref, "batch_first") != 0;
-    c.bidirectional = cfg(ref, "bidirectional") != 0;
+        return bk_nn_rnn_cell(mode, parity_cfg_int(ref, "input_size"), parity_cfg_int(ref, "hidden_size"),
+                              parity_cfg_int(ref, "bias"));
+    bk_rnn_config c = BK_RNN_DEFAULTS(mode, parity_cfg_int(ref, "input_size"),
+                                      parity_cfg_int(ref, "hidden_size"));
+    c.num_layers = parity_cfg_int(ref, "num_layers");
+    c.bias = parity_cfg_int(ref, "bias") != 0;
+    c.batch_first = parity_cfg_int(ref, "batch_first") != 0;
+    c.bidirectional = parity_cfg_int(ref, "bidirectional") != 0;
     c.dropout = strtof(parity_meta(ref, "cfg.dropout"), NULL);
     bk_module *m = bk_nn_rnn(c);
-    if (m) bk_module_train(m, cfg(ref, "train") != 0);
+    if (m) bk_module_train(m, parity_cfg_int(ref, "train") != 0);
     return m;
 }
 

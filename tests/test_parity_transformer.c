@@ -33,12 +33,6 @@
 
 static const char *meta(const bk_safetensors *ref, const char *key) { return parity_meta(ref, key); }
 
-static int64_t cfg_int(const bk_safetensors *ref, const char *key) {
-    char k[128];
-    snprintf(k, sizeof k, "cfg.%s", key);
-    return strtoll(meta(ref, k), NULL, 10);
-}
-
 static float cfg_float(const bk_safetensors *ref, const char *key) {
     char k[128];
     snprintf(k, sizeof k, "cfg.%s", key);
@@ -89,38 +83,43 @@ static void check_names(const char *case_name, const char *what, const bk_module
  * ====================================================================================== */
 
 static bk_transformer_config layer_config(const bk_safetensors *ref) {
-    bk_transformer_config c = BK_TRANSFORMER_DEFAULTS(cfg_int(ref, "d_model"), cfg_int(ref, "nhead"));
-    c.dim_feedforward = cfg_int(ref, "dim_feedforward");
+    bk_transformer_config c = BK_TRANSFORMER_DEFAULTS(parity_cfg_int(ref, "d_model"),
+                                                      parity_cfg_int(ref, "nhead"));
+    c.dim_feedforward = parity_cfg_int(ref, "dim_feedforward");
     c.dropout = 0.0f;
     c.activation = strcmp(cfg_str(ref, "activation"), "gelu") == 0 ? BK_ACTIVATION_GELU : BK_ACTIVATION_RELU;
     c.layer_norm_eps = cfg_float(ref, "layer_norm_eps");
-    c.batch_first = cfg_int(ref, "batch_first") != 0;
-    c.norm_first = cfg_int(ref, "norm_first") != 0;
+    c.batch_first = parity_cfg_int(ref, "batch_first") != 0;
+    c.norm_first = parity_cfg_int(ref, "norm_first") != 0;
     return c;
 }
 
 static bk_module *build(const bk_safetensors *ref, const char *kind) {
     if (!strcmp(kind, "embedding")) {
-        int64_t pad = cfg_int(ref, "padding_idx"), n = cfg_int(ref, "num_embeddings"),
-                d = cfg_int(ref, "embedding_dim");
-        return bk_nn_embedding_ex(n, d, pad >= 0, pad, cfg_int(ref, "scale_grad_by_freq") != 0);
+        int64_t pad = parity_cfg_int(ref, "padding_idx"), n = parity_cfg_int(ref, "num_embeddings"),
+                d = parity_cfg_int(ref, "embedding_dim");
+        return bk_nn_embedding_ex(n, d, pad >= 0, pad, parity_cfg_int(ref, "scale_grad_by_freq") != 0);
     }
     if (!strcmp(kind, "posenc"))
-        return bk_nn_positional_encoding(cfg_int(ref, "num_hiddens"), 0.0f, cfg_int(ref, "max_len"));
+        return bk_nn_positional_encoding(parity_cfg_int(ref, "num_hiddens"), 0.0f,
+                                         parity_cfg_int(ref, "max_len"));
     if (!strcmp(kind, "learnedpos"))
-        return bk_nn_learned_positional_embedding(cfg_int(ref, "max_len"), cfg_int(ref, "num_hiddens"));
+        return bk_nn_learned_positional_embedding(parity_cfg_int(ref, "max_len"),
+                                                  parity_cfg_int(ref, "num_hiddens"));
     if (!strcmp(kind, "mha"))
-        return bk_nn_multihead_attention(cfg_int(ref, "embed_dim"), cfg_int(ref, "num_heads"), 0.0f,
-                                         cfg_int(ref, "bias") != 0, cfg_int(ref, "batch_first") != 0);
+        return bk_nn_multihead_attention(parity_cfg_int(ref, "embed_dim"), parity_cfg_int(ref, "num_heads"),
+                                         0.0f, parity_cfg_int(ref, "bias") != 0,
+                                         parity_cfg_int(ref, "batch_first") != 0);
     bk_transformer_config c = layer_config(ref);
     if (!strcmp(kind, "encoder_layer")) return bk_nn_transformer_encoder_layer(c);
     if (!strcmp(kind, "decoder_layer")) return bk_nn_transformer_decoder_layer(c);
     if (!strcmp(kind, "transformer"))
-        return bk_nn_transformer(c, (int)cfg_int(ref, "num_encoder_layers"),
-                                 (int)cfg_int(ref, "num_decoder_layers"));
-    bk_module *norm = cfg_int(ref, "final_norm") ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f)
-                                                 : NULL;
-    int n = (int)cfg_int(ref, "num_layers");
+        return bk_nn_transformer(c, (int)parity_cfg_int(ref, "num_encoder_layers"),
+                                 (int)parity_cfg_int(ref, "num_decoder_layers"));
+    bk_module *norm = parity_cfg_int(ref, "final_norm")
+                          ? bk_nn_layer_norm(1, (const int64_t[]){c.d_model}, 1e-5f)
+                          : NULL;
+    int n = (int)parity_cfg_int(ref, "num_layers");
     if (!strcmp(kind, "encoder"))
         return bk_nn_transformer_encoder(bk_nn_transformer_encoder_layer(c), n, norm);
     if (!strcmp(kind, "decoder"))
@@ -163,9 +162,9 @@ static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, ca
         if (!strcmp(mode, "self")) q = k = v = input(io, "input");
         else if (!strcmp(mode, "kv")) q = input(io, "query"), k = v = input(io, "memory");
         else q = input(io, "query"), k = input(io, "key"), v = input(io, "value");
-        bool nw = cfg_int(ref, "need_weights") != 0;
+        bool nw = parity_cfg_int(ref, "need_weights") != 0;
         outs[0] = bk_mha_forward(m, q, k, v, mask(ref, "key_padding_mask"), mask(ref, "attn_mask"), nw,
-                                 cfg_int(ref, "average") != 0, &outs[1]);
+                                 parity_cfg_int(ref, "average") != 0, &outs[1]);
         return nw ? 2 : 1;
     }
     if (!strcmp(kind, "encoder_layer"))
@@ -181,8 +180,9 @@ static int forward(const bk_safetensors *ref, const char *kind, bk_module *m, ca
                                                        mask(ref, "memory_key_padding_mask"));
     else if (!strcmp(kind, "transformer")) /* tgt_mask: generate_square_subsequent_mask(T) */
         outs[0] = bk_transformer_forward(m, input(io, "src"), input(io, "tgt"), mask(ref, "src_mask"),
-                                         bk_causal_mask(cfg_int(ref, "causal_tgt")), mask(ref, "memory_mask"),
-                                         mask(ref, "src_key_padding_mask"), mask(ref, "tgt_key_padding_mask"),
+                                         bk_causal_mask(parity_cfg_int(ref, "causal_tgt")),
+                                         mask(ref, "memory_mask"), mask(ref, "src_key_padding_mask"),
+                                         mask(ref, "tgt_key_padding_mask"),
                                          mask(ref, "memory_key_padding_mask"));
     else if (!strcmp(kind, "decoder"))
         outs[0] = bk_transformer_decoder_forward(m, input(io, "tgt"), input(io, "memory"),

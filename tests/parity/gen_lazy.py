@@ -29,7 +29,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brick_torch  # noqa: E402
-from brick_torch import check_reload, f32_error, generator_args, report, write_case  # noqa: E402
+from brick_torch import check_reload, f32_errors, generator_args, report, write_case  # noqa: E402
 from gen_transformer import run  # noqa: E402  (forward, loss with upstream, backward)
 
 warnings.filterwarnings("ignore", message="Lazy modules are a new feature")
@@ -116,8 +116,7 @@ def make_case(name, builder, seed):
             "buffer_names": ",".join(n for n, _ in model.named_buffers()),
             "repr_lazy": repr_lazy, "repr": repr(model)}
     meta.update({"cfg." + k: str(v) for k, v in cfg.items()})
-    for k, t64 in exact.items():
-        meta["f32err." + k] = "%.3e" % f32_error(ref[k], t64)
+    meta.update(f32_errors(ref, exact))
     return model, ref, meta, state, x
 
 

@@ -33,7 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brick_torch  # noqa: E402
-from brick_torch import check_reload, f32_error, generator_args, report, write_case  # noqa: E402
+from brick_torch import check_reload, f32_errors, generator_args, report, write_case  # noqa: E402
 from gen_transformer import run  # noqa: E402  (forward, loss with upstream, backward)
 
 MODES = {"tanh": 0, "relu": 1, "lstm": 2, "gru": 3}
@@ -177,8 +177,7 @@ def make_case(name, builder, seed):
             "state_names": ",".join(model.state_dict().keys()), "buffer_names": "",
             "repr": repr(model)}
     meta.update({"cfg." + k: str(v) for k, v in cfg.items()})
-    for k, t64 in exact.items():
-        meta["f32err." + k] = "%.3e" % f32_error(ref[k], t64)
+    meta.update(f32_errors(ref, exact))
     return model, ref, meta, ins, fwd
 
 

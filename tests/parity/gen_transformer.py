@@ -39,7 +39,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brick_torch  # noqa: E402
-from brick_torch import check_reload, f32_error, generator_args, report, write_case  # noqa: E402
+from brick_torch import check_reload, f32_errors, generator_args, report, write_case  # noqa: E402
 
 
 def case_seed(seed, name):
@@ -429,8 +429,7 @@ def make_case(name, builder, seed):
             "buffer_names": ",".join(n for n, _ in model.named_buffers()),
             "repr": repr(model), "redraws": str(redraws)}
     meta.update({"cfg." + k: str(v) for k, v in cfg.items()})
-    for k, t64 in exact.items():
-        meta["f32err." + k] = "%.3e" % f32_error(ref[k], t64)
+    meta.update(f32_errors(ref, exact))
     return model, ref, meta, ins, masks, fwd
 
 
