@@ -242,11 +242,7 @@ bool cli_has_fashion_mnist(const char *dir) {
     return true;
 }
 
-int cli_need_fashion_mnist(const char *dir, const char *why, bool train) {
-    if (!cli_is_dir(dir)) {
-        if (!why) return cli_usage("--data %s: no such directory", dir);
-        return cli_usage("data directory %s (%s): no such directory", dir, why);
-    }
+int cli_need_fashion_mnist(const char *dir, bool train) {
     char missing[256] = "";
     size_t k = 0;
     int n_missing = 0;

@@ -115,11 +115,11 @@ int cli_need_out(const char *out);
 /* True when dir holds the four Fashion-MNIST files (each plain or .gz); _file: any of them. */
 bool cli_has_fashion_mnist(const char *dir);
 bool cli_has_fashion_file(const char *dir);
-/* Before a command reads the IDX data directory dir: it exists and holds the Fashion-MNIST
- * files the command reads (train: all four; else the two t10k files). CLI_OK, or CLI_USAGE
- * (the same mistake, the same status in every command) with one line naming dir (why:
- * how it was picked, NULL for --data) and every missing file. */
-int cli_need_fashion_mnist(const char *dir, const char *why, bool train);
+/* Before a command reads the IDX data directory dir (which cli_need_data found to exist):
+ * it holds the Fashion-MNIST files the command reads (train: all four; else the two t10k
+ * files). CLI_OK, or CLI_USAGE (the same mistake, the same status in every command) with
+ * one line naming dir and every missing file. */
+int cli_need_fashion_mnist(const char *dir, bool train);
 /* The default data directory: $BRICK_DATA, else /usr/share/datasets/fashion-mnist when it
  * holds the files, else the bundled subset (cli_bundled), else ./data/fashion-mnist-subset.
  * Writes it to buf; *why says which rule picked it. */

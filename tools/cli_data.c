@@ -54,7 +54,7 @@ int cli_need_data(const char *dir, const char *why, bool train) {
             "...), CIFAR-10 batches (data_batch_1.bin, ..., test_batch.bin), an image folder "
             "(train/<class>/, test/<class>/) or a CSV table (train.csv, test.csv)",
             dir);
-    if (!strcmp(format, "fashion-mnist")) return cli_need_fashion_mnist(dir, why, train);
+    if (!strcmp(format, "fashion-mnist")) return cli_need_fashion_mnist(dir, train);
     return CLI_OK; /* the other readers name what they miss */
 }
 
